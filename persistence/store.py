@@ -1,0 +1,190 @@
+"""The one store interface every backend implements (SQLite embedded, Cassandra / Astra DB).
+
+Shaped after the reference's Cassandra layout so each method is one partition's worth of work there:
+everything a workflow transition commits (shard fence, execution row, current-run pointer, tasks) shares the
+shard partition, and `commit` is ONE conditional batch. All methods are async so a networked store never
+blocks the event loop; the conformance suite in tests/persistence/ defines the exact semantics.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from hourglass.persistence.records import (
+    ClusterMetadata,
+    CurrentRunRecord,
+    ExecutionRecord,
+    ExecutionWrite,
+    HistoryNode,
+    NamespaceRecord,
+    QueueTask,
+    ShardInfo,
+    TaskQueueInfo,
+    TaskQueueKey,
+    TimerTask,
+    TransferTask,
+    VisibilityRecord,
+)
+
+
+class Store(abc.ABC):
+    """Durable state of a cluster. Implementations must be safe for concurrent use from one event loop."""
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def init_cluster_metadata(self, metadata: ClusterMetadata) -> ClusterMetadata:
+        """Record the metadata if none exists; return what is stored (which may differ from the argument)."""
+
+    # ---- shards ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_or_create_shard(self, shard_id: int) -> ShardInfo:
+        """Return the shard row, creating it with range_id 0 if absent (idempotent under races)."""
+
+    @abc.abstractmethod
+    async def update_shard(self, info: ShardInfo, expected_range_id: int) -> None:
+        """Write the shard row iff its stored range_id equals `expected_range_id`.
+
+        Acquiring a shard is `update_shard(replace(info, range_id=R+1), expected_range_id=R)`.
+        Raises ShardOwnershipLostError otherwise.
+        """
+
+    # ---- executions ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_execution(
+        self, shard_id: int, namespace_id: str, workflow_id: str, run_id: str
+    ) -> ExecutionRecord | None: ...
+
+    @abc.abstractmethod
+    async def get_current_run(
+        self, shard_id: int, namespace_id: str, workflow_id: str
+    ) -> CurrentRunRecord | None: ...
+
+    @abc.abstractmethod
+    async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
+        """Apply all `writes` atomically, or none of them.
+
+        Conditions, all checked before anything is written:
+        - the shard row's range_id equals `range_id`, else ShardOwnershipLostError;
+        - per write: the execution row's db_record_version equals `expected_version` (or the row is absent
+          when it is None), and the current-run pointer matches the write's CurrentRunMode;
+          else ConditionFailedError naming every failing write by index.
+        Then: execution rows are upserted, current-run pointers written, tasks inserted.
+        """
+
+    @abc.abstractmethod
+    async def delete_execution(self, shard_id: int, namespace_id: str, workflow_id: str, run_id: str) -> None:
+        """Remove a run's row (and the current-run pointer if it names this run). History is separate."""
+
+    # ---- history ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_history_node(self, node: HistoryNode) -> None:
+        """Idempotent, unconditional append. Rewriting the same (run, node_id, txn_id) is harmless."""
+
+    @abc.abstractmethod
+    async def read_history_nodes(
+        self,
+        namespace_id: str,
+        workflow_id: str,
+        run_id: str,
+        min_node_id: int,
+        max_txn_id: int,
+        limit: int,
+    ) -> list[HistoryNode]:
+        """Nodes of a run with node_id >= min_node_id, ordered by node_id, at most `limit`.
+
+        For each node_id only the node with the highest txn_id <= max_txn_id is returned: higher txn ids
+        were written by transitions that never committed (or not yet).
+        """
+
+    @abc.abstractmethod
+    async def delete_history(self, namespace_id: str, workflow_id: str, run_id: str) -> None: ...
+
+    # ---- history queue tasks (shard partition) -----------------------------------------------------------
+    @abc.abstractmethod
+    async def get_transfer_tasks(
+        self, shard_id: int, min_task_id_exclusive: int, max_task_id_inclusive: int, limit: int
+    ) -> list[TransferTask]:
+        """Ordered by task_id."""
+
+    @abc.abstractmethod
+    async def delete_transfer_tasks(self, shard_id: int, max_task_id_inclusive: int) -> None:
+        """Range delete of every transfer task with task_id <= the bound."""
+
+    @abc.abstractmethod
+    async def get_timer_tasks(
+        self, shard_id: int, min_fire_time_ms: int, max_fire_time_ms_exclusive: int, limit: int
+    ) -> list[TimerTask]:
+        """Timer tasks with min <= fire_time < max, ordered by (fire_time_ms, task_id)."""
+
+    @abc.abstractmethod
+    async def delete_timer_tasks(self, shard_id: int, max_fire_time_ms_exclusive: int) -> None:
+        """Range delete of every timer task firing strictly before the bound."""
+
+    @abc.abstractmethod
+    async def delete_timer_task(self, shard_id: int, fire_time_ms: int, task_id: int) -> None:
+        """Delete one executed timer task (timers fire out of a range's order when they are retried)."""
+
+    # ---- matching: task-queue partitions ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def lease_task_queue(self, key: TaskQueueKey) -> TaskQueueInfo:
+        """Create the partition row or bump its range_id with a condition; the caller now owns the lease."""
+
+    @abc.abstractmethod
+    async def update_task_queue(self, info: TaskQueueInfo) -> None:
+        """Write ack level iff range_id still equals info.range_id, else TaskQueueLeaseLostError."""
+
+    @abc.abstractmethod
+    async def create_queue_tasks(self, key: TaskQueueKey, range_id: int, tasks: Sequence[QueueTask]) -> None:
+        """Insert backlog tasks in one batch fenced by the partition's range_id (TaskQueueLeaseLostError)."""
+
+    @abc.abstractmethod
+    async def get_queue_tasks(
+        self, key: TaskQueueKey, min_task_id_exclusive: int, limit: int
+    ) -> list[QueueTask]:
+        """Ordered by task_id."""
+
+    @abc.abstractmethod
+    async def delete_queue_tasks(self, key: TaskQueueKey, max_task_id_inclusive: int) -> None:
+        """Range delete of consumed backlog tasks."""
+
+    @abc.abstractmethod
+    async def list_task_queues(self) -> list[TaskQueueInfo]:
+        """Every partition row (used at start to resume backlogs)."""
+
+    # ---- namespaces --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_namespace(self, record: NamespaceRecord) -> None:
+        """NamespaceAlreadyExistsError if the name or id is taken."""
+
+    @abc.abstractmethod
+    async def get_namespace_by_name(self, name: str) -> NamespaceRecord | None: ...
+
+    @abc.abstractmethod
+    async def get_namespace_by_id(self, namespace_id: str) -> NamespaceRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_namespaces(self) -> list[NamespaceRecord]: ...
+
+    @abc.abstractmethod
+    async def update_namespace(self, record: NamespaceRecord, expected_notification_version: int) -> None:
+        """Conditional on the stored notification_version; NamespaceNotFoundError / ConditionFailedError."""
+
+    # ---- visibility --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def upsert_visibility(self, record: VisibilityRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> VisibilityRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_visibility(
+        self, namespace_id: str, page_size: int, after: tuple[int, str] | None = None
+    ) -> list[VisibilityRecord]:
+        """Newest start first; `after` is the (start_time_ms, run_id) of the last row of the previous page."""
+
+    @abc.abstractmethod
+    async def delete_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> None: ...
