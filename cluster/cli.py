@@ -1,1 +1,114 @@
-def main(): print("hi")
+"""The `hourglass` command line (click: sub-commands, typed options and help without hand-rolled argv)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """Hourglass: a Temporal-compatible durable-execution cluster."""
+
+
+@main.group()
+def server() -> None:
+    """Run Hourglass server nodes."""
+
+
+@server.command("start-dev")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="Address the frontend listens on.")
+@click.option(
+    "--port", "-p", default=7233, show_default=True, type=click.IntRange(0, 65535), help="Frontend gRPC port."
+)
+@click.option("--ui-port", default=None, type=int, hidden=True, help="Accepted for compatibility; no UI yet.")
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, help="Extra namespace to create (repeatable)."
+)
+@click.option(
+    "--db-filename",
+    "-f",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="SQLite file to keep state in (default: in memory, lost on exit).",
+)
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--history-shards",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 16384),
+    help="Number of history shards (fixed when the store is created).",
+)
+@click.option(
+    "--event-loop",
+    default="uvloop",
+    show_default=True,
+    type=click.Choice(["uvloop", "asyncio"]),
+    help="Event loop implementation.",
+)
+def start_dev(
+    ip: str,
+    port: int,
+    ui_port: int | None,
+    namespaces: tuple[str, ...],
+    db_filename: str | None,
+    log_level: str,
+    history_shards: int,
+    event_loop: str,
+) -> None:
+    """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
+    from hourglass.cluster.node import Node, NodeConfig
+    from hourglass.persistence.sqlite.store import SQLiteStore
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = NodeConfig(
+        ip=ip,
+        port=port,
+        history_shard_count=history_shards,
+        namespaces=["default", *[n for n in namespaces if n != "default"]],
+    )
+
+    async def run() -> None:
+        store = await SQLiteStore.open(db_filename)
+        node = Node(config, store)
+        await node.start()
+        where = db_filename or "in memory"
+        click.echo(
+            f"Hourglass dev server listening on {ip}:{node.bound_port} (store: SQLite, {where}); "
+            f"namespaces: {', '.join(config.namespaces)}",
+            err=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await node.stop()
+
+    _run(run(), event_loop)
+
+
+def _run(coro, event_loop: str) -> None:
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            click.echo("uvloop is not installed; using asyncio", err=True)
+        else:
+            uvloop.run(coro)
+            return
+    asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Service errors with the gRPC status and typed failure detail a Temporal client decodes.
+
+Any role may raise these; the frontend turns them into the status code, message and
+`grpc-status-details-bin` trailer (a google.rpc.Status whose details hold e.g. a
+WorkflowExecutionAlreadyStartedFailure) that the SDKs map to their typed exceptions.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.message import Message
+from temporalio.api.errordetails import v1 as errordetails
+
+
+class ServiceError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, detail: Message | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, message: str, detail: Message | None = None) -> None:
+        super().__init__(message, detail if detail is not None else errordetails.NotFoundFailure())
+
+
+class NamespaceNotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"Namespace {namespace} is not found.", errordetails.NamespaceNotFoundFailure(namespace=namespace)
+        )
+
+
+class NamespaceAlreadyExists(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__("Namespace already exists.", errordetails.NamespaceAlreadyExistsFailure())
+
+
+class WorkflowAlreadyStarted(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, message: str, start_request_id: str, run_id: str) -> None:
+        super().__init__(
+            message,
+            errordetails.WorkflowExecutionAlreadyStartedFailure(
+                start_request_id=start_request_id, run_id=run_id
+            ),
+        )
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class QueryFailed(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errordetails.QueryFailedFailure())
+
+
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unimplemented(ServiceError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(ServiceError):
+    code = grpc.StatusCode.INTERNAL

@@ -1,0 +1,51 @@
+"""Turn ServiceErrors into gRPC statuses with the typed details Temporal SDKs decode."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+import grpc
+from google.rpc import status_pb2
+
+from hourglass.cluster.errors import ServiceError
+from hourglass.persistence.errors import StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, detail=None) -> None:
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if detail is not None:
+        status.details.add().Pack(detail)
+    context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+    await context.abort(code, message)
+
+
+def rpc(method: Callable) -> Callable:
+    """Wrap a servicer method: ServiceError -> its status; anything unexpected -> INTERNAL, logged."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except ServiceError as e:
+            await abort(context, e.code, e.message, e.detail)
+        except StoreUnavailableError as e:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"persistence unavailable: {e}")
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}")
+
+    return wrapper
+
+
+def unimplemented(name: str) -> Callable:
+    async def handler(self, request, context: grpc.aio.ServicerContext):
+        await abort(context, grpc.StatusCode.UNIMPLEMENTED, f"Hourglass does not implement {name} yet")
+
+    handler.__name__ = name
+    return handler

@@ -1,0 +1,107 @@
+"""Namespaces: registered in the store, cached here, looked up by name on every request."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import ArchivalState, NamespaceState
+from temporalio.api.namespace.v1 import NamespaceConfig, NamespaceInfo
+from temporalio.api.workflowservice.v1 import DescribeNamespaceResponse
+
+from hourglass.cluster.errors import InvalidArgument, NamespaceAlreadyExists, NamespaceNotFound
+from hourglass.persistence.errors import NamespaceAlreadyExistsError
+from hourglass.persistence.records import NamespaceRecord
+from hourglass.persistence.store import Store
+
+DEFAULT_RETENTION_S = 24 * 3600
+MAX_NAME_LENGTH = 1000
+
+
+@dataclass
+class Namespace:
+    id: str
+    name: str
+    description: DescribeNamespaceResponse
+
+
+class NamespaceRegistry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_name: dict[str, Namespace] = {}
+
+    async def get(self, name: str) -> Namespace:
+        if not name:
+            raise InvalidArgument("Namespace not set on request.")
+        ns = self._by_name.get(name)
+        if ns is None:
+            record = await self.store.get_namespace_by_name(name)
+            if record is None:
+                raise NamespaceNotFound(name)
+            ns = _from_record(record)
+            self._by_name[name] = ns
+        return ns
+
+    async def register(
+        self,
+        name: str,
+        description: str = "",
+        owner_email: str = "",
+        retention: Duration | None = None,
+        data: dict[str, str] | None = None,
+    ) -> Namespace:
+        if not name:
+            raise InvalidArgument("Namespace not set on request.")
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidArgument("Namespace length exceeds limit.")
+        if retention is None or retention.ToSeconds() == 0:
+            retention = Duration(seconds=DEFAULT_RETENTION_S)
+        if retention.ToSeconds() < 0:
+            raise InvalidArgument("WorkflowExecutionRetentionPeriod must not be negative.")
+        ns_id = str(uuid.uuid4())
+        desc = DescribeNamespaceResponse(
+            namespace_info=NamespaceInfo(
+                name=name,
+                state=NamespaceState.NAMESPACE_STATE_REGISTERED,
+                description=description,
+                owner_email=owner_email,
+                data=data or {},
+                id=ns_id,
+            ),
+            config=NamespaceConfig(
+                workflow_execution_retention_ttl=retention,
+                history_archival_state=ArchivalState.ARCHIVAL_STATE_DISABLED,
+                visibility_archival_state=ArchivalState.ARCHIVAL_STATE_DISABLED,
+            ),
+            is_global_namespace=False,
+        )
+        desc.namespace_info.capabilities.eager_workflow_start = False
+        desc.namespace_info.capabilities.sync_update = False
+        desc.namespace_info.capabilities.async_update = False
+        try:
+            await self.store.create_namespace(NamespaceRecord(ns_id, name, desc.SerializeToString()))
+        except NamespaceAlreadyExistsError:
+            raise NamespaceAlreadyExists(name) from None
+        ns = Namespace(ns_id, name, desc)
+        self._by_name[name] = ns
+        return ns
+
+    async def ensure(self, name: str) -> Namespace:
+        """Make sure a namespace exists (start-dev's defaults)."""
+        try:
+            return await self.get(name)
+        except NamespaceNotFound:
+            try:
+                return await self.register(name)
+            except NamespaceAlreadyExists:
+                return await self.get(name)
+
+    async def list(self) -> list[Namespace]:
+        return [_from_record(r) for r in await self.store.list_namespaces()]
+
+
+def _from_record(record: NamespaceRecord) -> Namespace:
+    desc = DescribeNamespaceResponse()
+    desc.ParseFromString(record.data)
+    return Namespace(record.id, record.name, desc)

@@ -1,0 +1,539 @@
+"""The public WorkflowService: validates requests, resolves namespaces and delegates to history/matching.
+
+RPCs this server does not implement yet answer UNIMPLEMENTED with the RPC's name (see `_fill_unimplemented`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+
+import grpc
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import (
+    HistoryEventFilterType,
+    PendingActivityState,
+    PendingWorkflowTaskState,
+    QueryResultType,
+    TaskQueueType,
+)
+from temporalio.api.history.v1 import History
+from temporalio.api.query.v1 import WorkflowQuery
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.workflow.v1 import (
+    PendingActivityInfo,
+    PendingWorkflowTaskInfo,
+    WorkflowExecutionConfig,
+    WorkflowExecutionInfo,
+)
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceServicer
+
+from hourglass.cluster.errors import InvalidArgument, NotFound, QueryFailed
+from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.validation import (
+    check_blob_size,
+    check_start_request,
+    require_id,
+)
+from hourglass.cluster.history.engine import HistoryEngine, StartResult
+from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history.timeutil import to_duration, to_timestamp
+from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.history.transition import default_retry_policy
+from hourglass.cluster.matching.engine import MatchingEngine
+
+log = logging.getLogger(__name__)
+
+SERVER_VERSION = "1.27.0"
+# Long polls answer before the SDK's 70 s deadline.
+MAX_LONG_POLL_S = 60.0
+HISTORY_LONG_POLL_S = 20.0
+DEFAULT_QUERY_TIMEOUT_S = 30.0
+DEFAULT_HISTORY_PAGE_SIZE = 1000
+
+
+class WorkflowService(WorkflowServiceServicer):
+    def __init__(
+        self,
+        namespaces: NamespaceRegistry,
+        history: HistoryEngine,
+        matching: MatchingEngine,
+        max_blob_bytes: int = 2 * 1024 * 1024,
+    ) -> None:
+        self.namespaces = namespaces
+        self.history = history
+        self.matching = matching
+        self.max_blob_bytes = max_blob_bytes
+
+    # ---- cluster and namespaces ------------------------------------------------------------------------
+    @rpc
+    async def GetSystemInfo(self, request, context):
+        resp = rr.GetSystemInfoResponse(server_version=SERVER_VERSION)
+        caps = resp.capabilities
+        caps.signal_and_query_header = True
+        caps.internal_error_differentiation = True
+        caps.activity_failure_include_heartbeat = True
+        caps.supports_schedules = False
+        caps.encoded_failure_attributes = True
+        caps.build_id_based_versioning = False
+        caps.upsert_memo = True
+        caps.eager_workflow_start = False
+        caps.sdk_metadata = True
+        caps.count_group_by_execution_status = False
+        return resp
+
+    @rpc
+    async def GetClusterInfo(self, request, context):
+        return rr.GetClusterInfoResponse(
+            cluster_name="hourglass",
+            server_version=SERVER_VERSION,
+            cluster_id="hourglass",
+            history_shard_count=self.history.shard_count,
+            persistence_store="hourglass",
+            visibility_store="hourglass",
+        )
+
+    @rpc
+    async def DescribeNamespace(self, request, context):
+        if request.id:
+            for ns in await self.namespaces.list():
+                if ns.id == request.id:
+                    return ns.description
+            raise NotFound(f"Namespace {request.id} is not found.")
+        ns = await self.namespaces.get(request.namespace)
+        return ns.description
+
+    @rpc
+    async def RegisterNamespace(self, request, context):
+        await self.namespaces.register(
+            request.namespace,
+            request.description,
+            request.owner_email,
+            request.workflow_execution_retention_period
+            if request.HasField("workflow_execution_retention_period")
+            else None,
+            dict(request.data),
+        )
+        return rr.RegisterNamespaceResponse()
+
+    @rpc
+    async def ListNamespaces(self, request, context):
+        resp = rr.ListNamespacesResponse()
+        for ns in await self.namespaces.list():
+            resp.namespaces.append(ns.description)
+        return resp
+
+    # ---- starting, signalling, stopping workflows --------------------------------------------------------
+    @rpc
+    async def StartWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        check_start_request(request, self.max_blob_bytes)
+        if not request.request_id:
+            request.request_id = str(uuid.uuid4())
+        result: StartResult = await self.history.start_workflow(ns.id, ns.name, request)
+        return rr.StartWorkflowExecutionResponse(run_id=result.run_id, started=result.started)
+
+    @rpc
+    async def SignalWithStartWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        check_start_request(request, self.max_blob_bytes)
+        require_id(request.signal_name, "SignalName")
+        if request.HasField("signal_input"):
+            check_blob_size(request.signal_input, self.max_blob_bytes)
+        start = rr.StartWorkflowExecutionRequest(
+            namespace=request.namespace,
+            workflow_id=request.workflow_id,
+            workflow_type=request.workflow_type,
+            task_queue=request.task_queue,
+            workflow_execution_timeout=request.workflow_execution_timeout,
+            workflow_run_timeout=request.workflow_run_timeout,
+            workflow_task_timeout=request.workflow_task_timeout,
+            identity=request.identity,
+            request_id=request.request_id or str(uuid.uuid4()),
+            workflow_id_reuse_policy=request.workflow_id_reuse_policy,
+            workflow_id_conflict_policy=request.workflow_id_conflict_policy,
+            cron_schedule=request.cron_schedule,
+        )
+        for name in ("input", "retry_policy", "memo", "search_attributes", "header"):
+            if request.HasField(name):
+                getattr(start, name).CopyFrom(getattr(request, name))
+        result = await self.history.signal_with_start(
+            ns.id,
+            ns.name,
+            start,
+            request.signal_name,
+            request.signal_input if request.HasField("signal_input") else None,
+            request.header if request.HasField("header") else None,
+        )
+        return rr.SignalWithStartWorkflowExecutionResponse(run_id=result.run_id, started=result.started)
+
+    @rpc
+    async def SignalWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        require_id(request.workflow_execution.workflow_id, "WorkflowId")
+        require_id(request.signal_name, "SignalName")
+        if request.HasField("input"):
+            check_blob_size(request.input, self.max_blob_bytes)
+        await self.history.signal(
+            ns.id,
+            request.workflow_execution,
+            request.signal_name,
+            request.input if request.HasField("input") else None,
+            request.identity,
+            request.request_id,
+            request.header if request.HasField("header") else None,
+        )
+        return rr.SignalWorkflowExecutionResponse()
+
+    @rpc
+    async def RequestCancelWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        require_id(request.workflow_execution.workflow_id, "WorkflowId")
+        await self.history.request_cancel(
+            ns.id, request.workflow_execution, request.identity, request.request_id, request.reason
+        )
+        return rr.RequestCancelWorkflowExecutionResponse()
+
+    @rpc
+    async def TerminateWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        require_id(request.workflow_execution.workflow_id, "WorkflowId")
+        await self.history.terminate(
+            ns.id,
+            request.workflow_execution,
+            request.reason,
+            request.details if request.HasField("details") else None,
+            request.identity,
+        )
+        return rr.TerminateWorkflowExecutionResponse()
+
+    # ---- reading workflows -----------------------------------------------------------------------------
+    async def _mutable_state(self, namespace: str, execution: WorkflowExecution) -> tuple[str, MutableState]:
+        ns = await self.namespaces.get(namespace)
+        require_id(execution.workflow_id, "WorkflowId")
+        return ns.id, await self.history.get_mutable_state(ns.id, execution)
+
+    @rpc
+    async def DescribeWorkflowExecution(self, request, context):
+        _, ms = await self._mutable_state(request.namespace, request.execution)
+        return describe(ms)
+
+    @rpc
+    async def GetWorkflowExecutionHistory(self, request, context):
+        ns_id, ms = await self._mutable_state(request.namespace, request.execution)
+        first_event_id = 1
+        if request.next_page_token:
+            try:
+                token = json.loads(request.next_page_token)
+                ms = await self.history.get_mutable_state(
+                    ns_id,
+                    WorkflowExecution(workflow_id=request.execution.workflow_id, run_id=token["run_id"]),
+                )
+                first_event_id = int(token["next_event_id"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise InvalidArgument("Invalid NextPageToken.") from e
+        deadline = _long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        close_only = (
+            request.history_event_filter_type == HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT
+        )
+        if request.wait_new_event:
+            waited = False
+            while ms.running and (close_only or ms.next_event_id <= first_event_id) and not waited:
+                await self.history.wait_for_change(ms, deadline)
+                waited = True
+                ms = await self.history.get_mutable_state(
+                    ns_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+                )
+        page_token = lambda next_id: json.dumps(  # noqa: E731
+            {"run_id": ms.info.run_id, "next_event_id": next_id}
+        ).encode()
+        if close_only:
+            if ms.running:
+                return rr.GetWorkflowExecutionHistoryResponse(next_page_token=page_token(first_event_id))
+            events = await self.history.read_history(ms, ms.info.close_event_id)
+            return rr.GetWorkflowExecutionHistoryResponse(history=History(events=events[:1]))
+        if ms.running and request.wait_new_event and ms.next_event_id <= first_event_id:
+            return rr.GetWorkflowExecutionHistoryResponse(next_page_token=page_token(first_event_id))
+        events = await self.history.read_history(ms, first_event_id)
+        page_size = request.maximum_page_size or DEFAULT_HISTORY_PAGE_SIZE
+        resp = rr.GetWorkflowExecutionHistoryResponse(history=History(events=events[:page_size]))
+        if len(events) > page_size:
+            resp.next_page_token = page_token(events[page_size].event_id)
+        elif ms.running and request.wait_new_event:
+            resp.next_page_token = page_token(ms.next_event_id)
+        return resp
+
+    @rpc
+    async def QueryWorkflow(self, request, context):
+        ns_id, ms = await self._mutable_state(request.namespace, request.execution)
+        if not request.query.query_type:
+            raise InvalidArgument("QueryType is not set on request.")
+        timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        answer = await self.matching.query_workflow(
+            ns_id,
+            ms.info.task_queue,
+            execution,
+            WorkflowQuery(
+                query_type=request.query.query_type,
+                query_args=request.query.query_args,
+                header=request.query.header,
+            ),
+            timeout,
+        )
+        if answer.completed_type == QueryResultType.QUERY_RESULT_TYPE_FAILED:
+            raise QueryFailed(answer.error_message)
+        return rr.QueryWorkflowResponse(query_result=answer.query_result)
+
+    @rpc
+    async def RespondQueryTaskCompleted(self, request, context):
+        token = TaskToken.decode(request.task_token)
+        if not token.query_id or not self.matching.respond_query_task_completed(token.query_id, request):
+            raise NotFound("query task not found, or already expired")
+        return rr.RespondQueryTaskCompletedResponse()
+
+    # ---- workflow tasks --------------------------------------------------------------------------------
+    @rpc
+    async def PollWorkflowTaskQueue(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        require_id(request.task_queue.name, "TaskQueue")
+        return await self.matching.poll_workflow_task(
+            ns.id,
+            request.task_queue.name,
+            request.task_queue.kind,
+            request.identity,
+            _long_poll_timeout(context, MAX_LONG_POLL_S),
+        )
+
+    @rpc
+    async def RespondWorkflowTaskCompleted(self, request, context):
+        token = TaskToken.decode(request.task_token)
+        await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
+        return rr.RespondWorkflowTaskCompletedResponse()
+
+    @rpc
+    async def RespondWorkflowTaskFailed(self, request, context):
+        token = TaskToken.decode(request.task_token)
+        await self.history.respond_workflow_task_failed(
+            token, request.cause, request.failure if request.HasField("failure") else None, request.identity
+        )
+        return rr.RespondWorkflowTaskFailedResponse()
+
+    # ---- activity tasks --------------------------------------------------------------------------------
+    @rpc
+    async def PollActivityTaskQueue(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        require_id(request.task_queue.name, "TaskQueue")
+        return await self.matching.poll_activity_task(
+            ns.id,
+            ns.name,
+            request.task_queue.name,
+            request.identity,
+            _long_poll_timeout(context, MAX_LONG_POLL_S),
+        )
+
+    async def _activity_token(self, request) -> tuple[TaskToken, bool]:
+        """The task token, or one built from (namespace, workflow id, run id, activity id) for *ById calls."""
+        if hasattr(request, "activity_id"):
+            ns = await self.namespaces.get(request.namespace)
+            require_id(request.workflow_id, "WorkflowId")
+            require_id(request.activity_id, "ActivityId")
+            return TaskToken(
+                ns.id, request.workflow_id, request.run_id, 0, 0, activity_id=request.activity_id
+            ), True
+        return TaskToken.decode(request.task_token), False
+
+    @rpc
+    async def RespondActivityTaskCompleted(self, request, context):
+        return await self._complete_activity(request, rr.RespondActivityTaskCompletedResponse())
+
+    @rpc
+    async def RespondActivityTaskCompletedById(self, request, context):
+        return await self._complete_activity(request, rr.RespondActivityTaskCompletedByIdResponse())
+
+    async def _complete_activity(self, request, response):
+        token, by_id = await self._activity_token(request)
+        check_blob_size(request.result, self.max_blob_bytes)
+        await self.history.respond_activity_completed(
+            token, request.result if request.HasField("result") else None, request.identity, by_id
+        )
+        return response
+
+    @rpc
+    async def RespondActivityTaskFailed(self, request, context):
+        return await self._fail_activity(request, rr.RespondActivityTaskFailedResponse())
+
+    @rpc
+    async def RespondActivityTaskFailedById(self, request, context):
+        return await self._fail_activity(request, rr.RespondActivityTaskFailedByIdResponse())
+
+    async def _fail_activity(self, request, response):
+        token, by_id = await self._activity_token(request)
+        check_blob_size(request.failure, self.max_blob_bytes, "Failure")
+        await self.history.respond_activity_failed(
+            token,
+            request.failure,
+            request.identity,
+            request.last_heartbeat_details if request.HasField("last_heartbeat_details") else None,
+            by_id,
+        )
+        return response
+
+    @rpc
+    async def RespondActivityTaskCanceled(self, request, context):
+        return await self._cancel_activity(request, rr.RespondActivityTaskCanceledResponse())
+
+    @rpc
+    async def RespondActivityTaskCanceledById(self, request, context):
+        return await self._cancel_activity(request, rr.RespondActivityTaskCanceledByIdResponse())
+
+    async def _cancel_activity(self, request, response):
+        token, by_id = await self._activity_token(request)
+        await self.history.respond_activity_canceled(
+            token, request.details if request.HasField("details") else None, request.identity, by_id
+        )
+        return response
+
+    @rpc
+    async def RecordActivityTaskHeartbeat(self, request, context):
+        token, by_id = await self._activity_token(request)
+        check_blob_size(request.details, self.max_blob_bytes, "Heartbeat details")
+        cancel = await self.history.record_activity_heartbeat(
+            token, request.details if request.HasField("details") else None, by_id
+        )
+        return rr.RecordActivityTaskHeartbeatResponse(cancel_requested=cancel)
+
+    @rpc
+    async def RecordActivityTaskHeartbeatById(self, request, context):
+        token, by_id = await self._activity_token(request)
+        check_blob_size(request.details, self.max_blob_bytes, "Heartbeat details")
+        cancel = await self.history.record_activity_heartbeat(
+            token, request.details if request.HasField("details") else None, by_id
+        )
+        return rr.RecordActivityTaskHeartbeatByIdResponse(cancel_requested=cancel)
+
+    # ---- workers and task queues -----------------------------------------------------------------------
+    @rpc
+    async def ShutdownWorker(self, request, context):
+        return rr.ShutdownWorkerResponse()
+
+    @rpc
+    async def ResetStickyTaskQueue(self, request, context):
+        return rr.ResetStickyTaskQueueResponse()
+
+    @rpc
+    async def DescribeTaskQueue(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        require_id(request.task_queue.name, "TaskQueue")
+        task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+        resp = rr.DescribeTaskQueueResponse()
+        now = asyncio.get_running_loop().time()
+        for partition in self.matching.partitions_of(ns.id, request.task_queue.name, task_type):
+            for identity, seen in partition.last_poll.items():
+                if now - seen < 5 * 60:
+                    resp.pollers.append(
+                        PollerInfo(
+                            identity=identity,
+                            last_access_time=to_timestamp(int((time.time() - (now - seen)) * 1000)),
+                        )
+                    )
+        return resp
+
+
+def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
+    remaining = context.time_remaining()
+    if remaining is None:
+        return cap
+    return max(min(cap, remaining - 1.0), 0.0)
+
+
+def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
+    info = ms.info
+    execution = WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id)
+    resp = rr.DescribeWorkflowExecutionResponse(
+        execution_config=WorkflowExecutionConfig(
+            task_queue=TaskQueue(name=info.task_queue, kind=1),
+            workflow_execution_timeout=to_duration(info.workflow_execution_timeout_ms),
+            workflow_run_timeout=to_duration(info.workflow_run_timeout_ms),
+            default_workflow_task_timeout=to_duration(info.workflow_task_timeout_ms),
+        ),
+        workflow_execution_info=WorkflowExecutionInfo(
+            execution=execution,
+            type={"name": info.workflow_type},
+            start_time=to_timestamp(info.start_time_ms),
+            status=info.status,
+            history_length=ms.history_length,
+            execution_time=to_timestamp(info.execution_time_ms),
+            task_queue=info.task_queue,
+            state_transition_count=ms.state_transition_count,
+            first_run_id=info.first_run_id,
+        ),
+    )
+    wei = resp.workflow_execution_info
+    if info.close_time_ms:
+        wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
+        wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))
+    if info.memo is not None:
+        wei.memo.CopyFrom(info.memo)
+    if info.search_attributes is not None:
+        wei.search_attributes.CopyFrom(info.search_attributes)
+    for ai in ms.activities.values():
+        policy = default_retry_policy(ai.retry_policy)
+        if ai.cancel_requested:
+            state = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+        elif ai.started:
+            state = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        else:
+            state = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        pa = PendingActivityInfo(
+            activity_id=ai.activity_id,
+            activity_type={"name": ai.activity_type},
+            state=state,
+            attempt=ai.attempt,
+            maximum_attempts=policy.maximum_attempts,
+            scheduled_time=to_timestamp(ai.scheduled_time_ms),
+            last_worker_identity=ai.identity or ai.last_worker_identity,
+        )
+        if ai.started:
+            pa.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
+        if ai.heartbeat_details is not None:
+            pa.heartbeat_details.CopyFrom(ai.heartbeat_details)
+        if ai.last_heartbeat_time_ms:
+            pa.last_heartbeat_time.CopyFrom(to_timestamp(ai.last_heartbeat_time_ms))
+        if ai.last_failure is not None:
+            pa.last_failure.CopyFrom(ai.last_failure)
+        if ai.schedule_to_close_timeout_ms:
+            pa.expiration_time.CopyFrom(
+                to_timestamp(ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms)
+            )
+        resp.pending_activities.append(pa)
+    wt = ms.workflow_task
+    if wt is not None:
+        pwt = PendingWorkflowTaskInfo(
+            state=PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+            if wt.started
+            else PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED,
+            scheduled_time=to_timestamp(wt.scheduled_time_ms),
+            original_scheduled_time=to_timestamp(wt.scheduled_time_ms),
+            attempt=wt.attempt,
+        )
+        if wt.started:
+            pwt.started_time.CopyFrom(to_timestamp(wt.started_time_ms))
+        resp.pending_workflow_task.CopyFrom(pwt)
+    return resp
+
+
+def _fill_unimplemented() -> None:
+    """Every WorkflowService RPC we do not serve answers UNIMPLEMENTED, naming itself."""
+    for name in dir(WorkflowServiceServicer):
+        if name.startswith("_") or name in WorkflowService.__dict__:
+            continue
+        setattr(WorkflowService, name, unimplemented(name))
+
+
+_fill_unimplemented()

@@ -1,0 +1,269 @@
+"""Turn the commands of a completed workflow task into events and tasks, validating each one.
+
+A command that contradicts the run's state or carries bad attributes fails the whole workflow task with the
+cause the reference uses (nothing of the task is kept) and the worker retries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from temporalio.api.command.v1 import Command
+from temporalio.api.common.v1 import Memo, SearchAttributes
+from temporalio.api.enums.v1 import CommandType, EventType, WorkflowTaskFailedCause
+from temporalio.api.history.v1 import (
+    ActivityTaskScheduledEventAttributes,
+    MarkerRecordedEventAttributes,
+    UpsertWorkflowSearchAttributesEventAttributes,
+    WorkflowPropertiesModifiedEventAttributes,
+)
+from temporalio.api.taskqueue.v1 import TaskQueue
+
+from hourglass.cluster.history.tasks import TransferKind
+from hourglass.cluster.history.timeutil import to_duration
+from hourglass.cluster.history.transition import Transition, default_retry_policy
+
+Cause = WorkflowTaskFailedCause
+
+_CLOSE_COMMANDS = {
+    CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+    CommandType.COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION,
+    CommandType.COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION,
+    CommandType.COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION,
+}
+MAX_ID_LENGTH = 1000
+
+
+class CommandError(Exception):
+    """Fails the workflow task with `cause`. `silent` ones are answered OK to the worker (as the reference)."""
+
+    def __init__(self, cause: int, message: str, silent: bool = False) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.message = message
+        self.silent = silent
+
+
+def handle_commands(
+    tr: Transition,
+    commands: Sequence[Command],
+    completed_event_id: int,
+    identity: str,
+    had_buffered_events: bool,
+    max_blob_bytes: int,
+) -> None:
+    for command in commands:
+        if not tr.ms.running:
+            raise CommandError(
+                Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                f"invalid command sequence: [{CommandType.Name(command.command_type)}] after the workflow closed",
+            )
+        if command.command_type in _CLOSE_COMMANDS and had_buffered_events:
+            # New events (signals...) arrived while the task ran: the workflow must see them first.
+            raise CommandError(
+                Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                "Workflow task completed with unhandled new events; the workflow must process them first.",
+                silent=True,
+            )
+        _check_blob_size(command, max_blob_bytes)
+        handler = _HANDLERS.get(command.command_type)
+        if handler is None:
+            raise CommandError(
+                Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                f"command {CommandType.Name(command.command_type)} is not supported by this server yet",
+            )
+        handler(tr, command, completed_event_id, identity)
+
+
+def _check_blob_size(command: Command, max_blob_bytes: int) -> None:
+    if command.ByteSize() > max_blob_bytes:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES
+            if command.command_type == CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK
+            else Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+            f"{CommandType.Name(command.command_type)} payload size exceeds the limit of {max_blob_bytes} bytes",
+        )
+
+
+def _schedule_activity(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.schedule_activity_task_command_attributes
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES
+    if not a.activity_id:
+        raise CommandError(bad, "ActivityId is not set on command.")
+    if len(a.activity_id) > MAX_ID_LENGTH:
+        raise CommandError(bad, "ActivityID exceeds length limit.")
+    if not a.activity_type.name:
+        raise CommandError(bad, "ActivityType is not set on command.")
+    if tr.ms.activity_by_id(a.activity_id) is not None:
+        raise CommandError(bad, f"Activity ID {a.activity_id} is already in use by a pending activity.")
+    timeouts = [
+        a.schedule_to_close_timeout,
+        a.schedule_to_start_timeout,
+        a.start_to_close_timeout,
+        a.heartbeat_timeout,
+    ]
+    if any(t.seconds < 0 or t.nanos < 0 for t in timeouts):
+        raise CommandError(bad, "An invalid timeout is set on command (timeouts must not be negative).")
+    run_timeout = tr.ms.info.workflow_run_timeout_ms
+    schedule_to_close, schedule_to_start, start_to_close, heartbeat = (t.ToMilliseconds() for t in timeouts)
+    if run_timeout > 0:
+        schedule_to_close = run_timeout if schedule_to_close == 0 else min(schedule_to_close, run_timeout)
+        schedule_to_start = min(schedule_to_start, run_timeout)
+        start_to_close = min(start_to_close, run_timeout)
+        heartbeat = min(heartbeat, run_timeout)
+    if schedule_to_close > 0:
+        if schedule_to_start == 0 or schedule_to_start > schedule_to_close:
+            schedule_to_start = schedule_to_close
+        if start_to_close == 0 or start_to_close > schedule_to_close:
+            start_to_close = schedule_to_close
+    elif start_to_close > 0:
+        schedule_to_close = run_timeout
+        if schedule_to_start == 0:
+            schedule_to_start = run_timeout
+    else:
+        raise CommandError(bad, "A valid StartToClose or ScheduleToCloseTimeout is not set on command.")
+    heartbeat = min(heartbeat, start_to_close)
+    attrs = ActivityTaskScheduledEventAttributes(
+        activity_id=a.activity_id,
+        activity_type=a.activity_type,
+        task_queue=TaskQueue(name=a.task_queue.name or tr.ms.info.task_queue, kind=1),
+        header=a.header,
+        input=a.input,
+        schedule_to_close_timeout=to_duration(schedule_to_close),
+        schedule_to_start_timeout=to_duration(schedule_to_start),
+        start_to_close_timeout=to_duration(start_to_close),
+        heartbeat_timeout=to_duration(heartbeat),
+        workflow_task_completed_event_id=completed_event_id,
+        retry_policy=default_retry_policy(a.retry_policy if a.HasField("retry_policy") else None),
+    )
+    if not a.HasField("header"):
+        attrs.ClearField("header")
+    if not a.HasField("input"):
+        attrs.ClearField("input")
+    if a.HasField("priority"):
+        attrs.priority.CopyFrom(a.priority)
+    tr.schedule_activity(attrs)
+
+
+def _request_cancel_activity(
+    tr: Transition, command: Command, completed_event_id: int, identity: str
+) -> None:
+    a = command.request_cancel_activity_task_command_attributes
+    ai = tr.ms.activities.get(a.scheduled_event_id)
+    if ai is None:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_ACTIVITY_ATTRIBUTES,
+            f"invalid history builder state for action: RequestCancelActivity, ScheduledEventID: "
+            f"{a.scheduled_event_id}",
+        )
+    tr.request_cancel_activity(ai, completed_event_id, identity)
+
+
+def _start_timer(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.start_timer_command_attributes
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_START_TIMER_ATTRIBUTES
+    if not a.timer_id:
+        raise CommandError(bad, "TimerId is not set on command.")
+    if len(a.timer_id) > MAX_ID_LENGTH:
+        raise CommandError(bad, "TimerId exceeds length limit.")
+    duration = a.start_to_fire_timeout.ToMilliseconds()
+    if duration <= 0:
+        raise CommandError(bad, "An invalid StartToFireTimeout is set on command.")
+    if a.timer_id in tr.ms.timers:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_START_TIMER_DUPLICATE_ID,
+            f"Timer ID {a.timer_id} is already in use by a pending timer.",
+        )
+    tr.start_timer(a.timer_id, duration, completed_event_id)
+
+
+def _cancel_timer(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.cancel_timer_command_attributes
+    if a.timer_id not in tr.ms.timers:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_CANCEL_TIMER_ATTRIBUTES,
+            f"invalid history builder state for action: CancelTimer, TimerID: {a.timer_id}",
+        )
+    tr.cancel_timer(a.timer_id, completed_event_id, identity)
+
+
+def _complete(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.complete_workflow_execution_command_attributes
+    tr.complete_workflow(a.result if a.HasField("result") else None, completed_event_id)
+
+
+def _fail(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.fail_workflow_execution_command_attributes
+    tr.fail_workflow(a.failure, completed_event_id)
+
+
+def _cancel(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.cancel_workflow_execution_command_attributes
+    tr.cancel_workflow(a.details if a.HasField("details") else None, completed_event_id)
+
+
+def _record_marker(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.record_marker_command_attributes
+    if not a.marker_name:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_RECORD_MARKER_ATTRIBUTES, "MarkerName is not set on command."
+        )
+    attrs = MarkerRecordedEventAttributes(
+        marker_name=a.marker_name, workflow_task_completed_event_id=completed_event_id
+    )
+    for name, payloads in a.details.items():
+        attrs.details[name].CopyFrom(payloads)
+    if a.HasField("header"):
+        attrs.header.CopyFrom(a.header)
+    if a.HasField("failure"):
+        attrs.failure.CopyFrom(a.failure)
+    tr.add_event(EventType.EVENT_TYPE_MARKER_RECORDED, attrs, bufferable=False)
+
+
+def _upsert_search_attributes(
+    tr: Transition, command: Command, completed_event_id: int, identity: str
+) -> None:
+    a = command.upsert_workflow_search_attributes_command_attributes
+    info = tr.ms.info
+    if info.search_attributes is None:
+        info.search_attributes = SearchAttributes()
+    for name, payload in a.search_attributes.indexed_fields.items():
+        info.search_attributes.indexed_fields[name].CopyFrom(payload)
+    tr.add_event(
+        EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+        UpsertWorkflowSearchAttributesEventAttributes(
+            workflow_task_completed_event_id=completed_event_id, search_attributes=a.search_attributes
+        ),
+        bufferable=False,
+    )
+    tr.transfer(TransferKind.VISIBILITY)
+
+
+def _modify_properties(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.modify_workflow_properties_command_attributes
+    info = tr.ms.info
+    if info.memo is None:
+        info.memo = Memo()
+    for name, payload in a.upserted_memo.fields.items():
+        info.memo.fields[name].CopyFrom(payload)
+    tr.add_event(
+        EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+        WorkflowPropertiesModifiedEventAttributes(
+            workflow_task_completed_event_id=completed_event_id, upserted_memo=a.upserted_memo
+        ),
+        bufferable=False,
+    )
+
+
+_HANDLERS = {
+    CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK: _schedule_activity,
+    CommandType.COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK: _request_cancel_activity,
+    CommandType.COMMAND_TYPE_START_TIMER: _start_timer,
+    CommandType.COMMAND_TYPE_CANCEL_TIMER: _cancel_timer,
+    CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION: _complete,
+    CommandType.COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION: _fail,
+    CommandType.COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION: _cancel,
+    CommandType.COMMAND_TYPE_RECORD_MARKER: _record_marker,
+    CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: _upsert_search_attributes,
+    CommandType.COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES: _modify_properties,
+}

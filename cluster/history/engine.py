@@ -1,0 +1,806 @@
+"""The history role: owns shards and turns every request about a run into one committed transition.
+
+Each operation takes the run's lock, loads its mutable state, builds a Transition, and commits it through
+the shard. Requests that cannot apply (stale task token, closed run) are rejected before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import xxhash
+from temporalio.api.common.v1 import Header, Payloads, WorkflowExecution, WorkflowType
+from temporalio.api.enums.v1 import (
+    EventType,
+    TimeoutType,
+    WorkflowExecutionStatus,
+    WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy,
+)
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import (
+    HistoryEvent,
+    WorkflowExecutionStartedEventAttributes,
+)
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    PollActivityTaskQueueResponse,
+    PollWorkflowTaskQueueResponse,
+    RespondWorkflowTaskCompletedRequest,
+    StartWorkflowExecutionRequest,
+)
+
+from hourglass.cluster.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    WorkflowAlreadyStarted,
+)
+from hourglass.cluster.history.commands import CommandError, handle_commands
+from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState
+from hourglass.cluster.history.queues import QueueProcessors
+from hourglass.cluster.history.shard import Shard
+from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
+from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
+from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.history.transition import Transition
+from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
+from hourglass.persistence.records import (
+    CurrentRunMode,
+    CurrentRunRecord,
+    CurrentRunWrite,
+    ExecutionKey,
+    RunStatus,
+    TimerTask,
+    TransferTask,
+    VisibilityRecord,
+)
+from hourglass.persistence.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_WORKFLOW_TASK_TIMEOUT_MS = 10_000
+MAX_WORKFLOW_TASK_TIMEOUT_MS = 120_000
+SIGNAL_REQUEST_IDS_KEPT = 100
+_CLOSED_NOT_COMPLETED = {
+    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED,
+    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED,
+    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED,
+    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT,
+}
+
+
+class Matching(Protocol):
+    """What history needs from matching: hand it tasks to dispatch."""
+
+    async def add_workflow_task(
+        self, namespace_id: str, task_queue: str, execution: WorkflowExecution, scheduled_event_id: int
+    ) -> None: ...
+
+    async def add_activity_task(
+        self,
+        namespace_id: str,
+        task_queue: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        attempt: int,
+    ) -> None: ...
+
+
+class TaskGone(Exception):
+    """A dispatched task no longer applies (the run moved on); matching drops it."""
+
+
+@dataclass
+class StartResult:
+    run_id: str
+    started: bool
+
+
+def shard_id_for(namespace_id: str, workflow_id: str, shard_count: int) -> int:
+    """Stable placement: the same (namespace, workflow id) lands on the same shard in every process."""
+    return xxhash.xxh3_64_intdigest(f"{namespace_id}\x00{workflow_id}".encode()) % shard_count
+
+
+class HistoryEngine:
+    def __init__(self, store: Store, shard_count: int, matching: Matching | None = None) -> None:
+        self.store = store
+        self.shard_count = shard_count
+        self.matching = matching
+        self.shards: dict[int, Shard] = {}
+        self.queues: dict[int, QueueProcessors] = {}
+
+    async def start(self) -> None:
+        for shard_id in range(self.shard_count):
+            shard = Shard(shard_id, self.store, self._on_new_tasks)
+            await shard.acquire()
+            self.shards[shard_id] = shard
+            processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)
+            self.queues[shard_id] = processors
+            await processors.start()
+
+    async def stop(self) -> None:
+        for processors in self.queues.values():
+            await processors.stop()
+
+    def _on_new_tasks(self, shard: Shard, transfer: list[TransferTask], timers: list[TimerTask]) -> None:
+        self.queues[shard.shard_id].notify(transfer, timers)
+
+    def shard_for(self, namespace_id: str, workflow_id: str) -> Shard:
+        shard = self.shards.get(shard_id_for(namespace_id, workflow_id, self.shard_count))
+        if shard is None:
+            raise Unavailable("shard is not owned by this node")
+        return shard
+
+    # ---- the transaction helper -------------------------------------------------------------------------
+    async def _resolve_run_id(self, shard: Shard, namespace_id: str, workflow_id: str, run_id: str) -> str:
+        if run_id:
+            return run_id
+        current = await shard.get_current_run(namespace_id, workflow_id)
+        if current is None:
+            raise NotFound(f'workflow execution not found for workflow ID "{workflow_id}" and run ID ""')
+        return current.run_id
+
+    async def _update(
+        self,
+        namespace_id: str,
+        workflow_id: str,
+        run_id: str,
+        action: Callable[[MutableState, Transition], T | Awaitable[T]],
+    ) -> T:
+        """Run `action` on the run's state under its lock and commit what it changed (retrying conflicts)."""
+        shard = self.shard_for(namespace_id, workflow_id)
+        for attempt in range(5):
+            async with shard.locks.hold((namespace_id, workflow_id)):
+                resolved = await self._resolve_run_id(shard, namespace_id, workflow_id, run_id)
+                key = ExecutionKey(namespace_id, workflow_id, resolved)
+                ms = await shard.load(key)
+                if ms is None:
+                    raise NotFound(
+                        f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
+                    )
+                tr = Transition(ms, now_ms())
+                try:
+                    result = action(ms, tr)
+                    if asyncio.iscoroutine(result):
+                        result = await result
+                except BaseException:
+                    shard.evict(key)  # the action may have changed the cached state before it failed
+                    raise
+                if not tr.changed:
+                    return result
+                try:
+                    await shard.commit([(tr, False)])
+                except ConditionFailedError:
+                    log.info("concurrent update of %s, reloading (attempt %d)", key, attempt)
+                    continue
+                except ShardOwnershipLostError as e:
+                    raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+                except StoreUnavailableError as e:
+                    raise Unavailable(f"persistence unavailable: {e}") from e
+                return result
+        raise Unavailable("too many concurrent updates of the workflow, try again")
+
+    # ---- start -----------------------------------------------------------------------------------------
+    async def start_workflow(
+        self,
+        namespace_id: str,
+        namespace: str,
+        request: StartWorkflowExecutionRequest,
+        signal: tuple[str, Payloads | None, Header | None] | None = None,
+    ) -> StartResult:
+        shard = self.shard_for(namespace_id, request.workflow_id)
+        for _ in range(5):
+            async with shard.locks.hold((namespace_id, request.workflow_id)):
+                current = await shard.get_current_run(namespace_id, request.workflow_id)
+                plan = await self._plan_start(shard, current, request, signal)
+                if isinstance(plan, StartResult):
+                    return plan
+                mode, to_terminate = plan
+                tr = self._new_run(namespace_id, request, signal)
+                if current is not None:
+                    tr.current_run.mode = CurrentRunMode.REPLACE
+                    tr.current_run.previous_run_id = current.run_id
+                batch = [(tr, True)]
+                if to_terminate is not None:
+                    batch.insert(0, (to_terminate, False))
+                try:
+                    await shard.commit(batch)
+                except ConditionFailedError:
+                    continue
+                except ShardOwnershipLostError as e:
+                    raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+                return StartResult(tr.ms.info.run_id, True)
+        raise Unavailable("too many concurrent starts of the workflow id, try again")
+
+    async def _plan_start(self, shard, current: CurrentRunRecord | None, request, signal):
+        """Decide what a start does given the current run: a StartResult (nothing to write) or a plan."""
+        if current is None:
+            return CurrentRunMode.CREATE, None
+        wid = request.workflow_id
+        if current.create_request_id == request.request_id and request.request_id:
+            return StartResult(current.run_id, False)
+        if current.status == RunStatus.RUNNING:
+            conflict = request.workflow_id_conflict_policy
+            if (
+                request.workflow_id_reuse_policy
+                == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING
+            ):
+                conflict = WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING
+            if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING:
+                return StartResult(current.run_id, False)
+            if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING:
+                ms = await shard.load(ExecutionKey(current.namespace_id, wid, current.run_id))
+                tr = Transition(ms.clone(), now_ms())
+                tr.terminate_workflow(
+                    "TerminateIfRunning WorkflowIdReusePolicy Policy", None, request.identity
+                )
+                tr.current_run = None  # the new run's REPLACE moves the pointer
+                return CurrentRunMode.REPLACE, tr
+            raise WorkflowAlreadyStarted(
+                f"Workflow execution is already running. WorkflowId: {wid}, RunId: {current.run_id}.",
+                current.create_request_id,
+                current.run_id,
+            )
+        reuse = request.workflow_id_reuse_policy
+        if reuse == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE:
+            raise WorkflowAlreadyStarted(
+                f"Workflow execution already finished and WorkflowIdReusePolicy is REJECT_DUPLICATE. "
+                f"WorkflowId: {wid}, RunId: {current.run_id}.",
+                current.create_request_id,
+                current.run_id,
+            )
+        if (
+            reuse == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+            and current.execution_status not in _CLOSED_NOT_COMPLETED
+        ):
+            raise WorkflowAlreadyStarted(
+                f"Workflow execution already finished successfully. WorkflowId: {wid}, RunId: {current.run_id}. "
+                "Workflow Id reuse policy: allow duplicate workflow Id if last run failed.",
+                current.create_request_id,
+                current.run_id,
+            )
+        return CurrentRunMode.REPLACE, None
+
+    def _new_run(self, namespace_id: str, request: StartWorkflowExecutionRequest, signal) -> Transition:
+        now = now_ms()
+        run_id = str(uuid.uuid4())
+        exec_timeout = duration_ms(request.workflow_execution_timeout)
+        run_timeout = duration_ms(request.workflow_run_timeout)
+        if run_timeout == 0 or (exec_timeout and run_timeout > exec_timeout):
+            run_timeout = exec_timeout
+        task_timeout = duration_ms(request.workflow_task_timeout) or DEFAULT_WORKFLOW_TASK_TIMEOUT_MS
+        task_timeout = min(task_timeout, MAX_WORKFLOW_TASK_TIMEOUT_MS)
+        if run_timeout:
+            task_timeout = min(task_timeout, run_timeout)
+        info = ExecutionInfo(
+            namespace_id=namespace_id,
+            workflow_id=request.workflow_id,
+            run_id=run_id,
+            first_run_id=run_id,
+            workflow_type=request.workflow_type.name,
+            task_queue=request.task_queue.name,
+            create_request_id=request.request_id,
+            start_time_ms=now,
+            execution_time_ms=now,
+            workflow_task_timeout_ms=task_timeout,
+            workflow_run_timeout_ms=run_timeout,
+            workflow_execution_timeout_ms=exec_timeout,
+            run_expiration_ms=now + run_timeout if run_timeout else 0,
+            execution_expiration_ms=now + exec_timeout if exec_timeout else 0,
+            retry_policy=request.retry_policy if request.HasField("retry_policy") else None,
+            memo=request.memo if request.HasField("memo") else None,
+            search_attributes=request.search_attributes if request.HasField("search_attributes") else None,
+        )
+        ms = MutableState(info=info)
+        tr = Transition(ms, now)
+        attrs = WorkflowExecutionStartedEventAttributes(
+            workflow_type=request.workflow_type,
+            task_queue=TaskQueue(name=request.task_queue.name, kind=request.task_queue.kind or 1),
+            input=request.input,
+            workflow_execution_timeout=to_duration(exec_timeout),
+            workflow_run_timeout=to_duration(run_timeout),
+            workflow_task_timeout=to_duration(task_timeout),
+            original_execution_run_id=run_id,
+            identity=request.identity,
+            first_execution_run_id=run_id,
+            attempt=1,
+            cron_schedule=request.cron_schedule,
+            header=request.header,
+            workflow_id=request.workflow_id,
+        )
+        if not request.HasField("input"):
+            attrs.ClearField("input")
+        if not request.HasField("header"):
+            attrs.ClearField("header")
+        for name in ("retry_policy", "memo", "search_attributes", "priority", "user_metadata"):
+            if hasattr(request, name) and hasattr(attrs, name) and request.HasField(name):
+                getattr(attrs, name).CopyFrom(getattr(request, name))
+        if exec_timeout:
+            attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(info.execution_expiration_ms))
+        tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
+        if signal is not None:
+            name, payloads, header = signal
+            tr.signal(name, payloads, request.identity, header)
+        else:
+            tr.schedule_workflow_task()
+        if run_timeout:
+            tr.timer(TimerKind.WORKFLOW_TIMEOUT, info.run_expiration_ms)
+        tr.transfer(TransferKind.VISIBILITY)
+        tr.current_run = CurrentRunWrite(
+            mode=CurrentRunMode.CREATE,
+            record=CurrentRunRecord(
+                namespace_id=namespace_id,
+                workflow_id=request.workflow_id,
+                run_id=run_id,
+                status=RunStatus.RUNNING,
+                execution_status=WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
+                create_request_id=request.request_id,
+                start_time_ms=now,
+            ),
+        )
+        return tr
+
+    # ---- workflow tasks --------------------------------------------------------------------------------
+    async def record_workflow_task_started(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        request_id: str,
+        identity: str,
+    ) -> PollWorkflowTaskQueueResponse:
+        def start(ms: MutableState, tr: Transition):
+            wt = ms.workflow_task
+            if not ms.running or wt is None or wt.scheduled_event_id != scheduled_event_id:
+                raise TaskGone()
+            if wt.started:
+                if wt.request_id == request_id:
+                    return wt  # a retried record of the same poll
+                raise TaskGone()
+            return tr.start_workflow_task(request_id, identity)
+
+        wt = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
+        events = await shard.read_events(ms)
+        events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
+        token = TaskToken(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            wt.scheduled_event_id,
+            wt.attempt,
+            wt.started_event_id,
+        )
+        resp = PollWorkflowTaskQueueResponse(
+            task_token=token.encode(),
+            workflow_execution=execution,
+            workflow_type=WorkflowType(name=ms.info.workflow_type),
+            previous_started_event_id=ms.last_completed_workflow_task_started_event_id,
+            started_event_id=wt.started_event_id,
+            attempt=wt.attempt,
+            workflow_execution_task_queue=TaskQueue(name=ms.info.task_queue, kind=1),
+            scheduled_time=to_timestamp(wt.scheduled_time_ms),
+            started_time=to_timestamp(wt.started_time_ms),
+        )
+        resp.history.events.extend(events)
+        return resp
+
+    def _started_workflow_task(self, ms: MutableState, token: TaskToken):
+        wt = ms.workflow_task
+        if (
+            not ms.running
+            or wt is None
+            or not wt.started
+            or wt.scheduled_event_id != token.scheduled_event_id
+            or wt.attempt != token.attempt
+            or wt.started_event_id != token.started_event_id
+        ):
+            raise NotFound("Workflow task not found.")
+        return wt
+
+    async def respond_workflow_task_completed(
+        self, token: TaskToken, request: RespondWorkflowTaskCompletedRequest, max_blob_bytes: int
+    ) -> None:
+        failed: list[CommandError] = []
+
+        def complete(ms: MutableState, tr: Transition):
+            self._started_workflow_task(ms, token)
+            had_buffered = bool(ms.buffered_events)
+            completed_id = tr.complete_workflow_task(
+                request.identity,
+                request.binary_checksum,
+                request.sdk_metadata if request.HasField("sdk_metadata") else None,
+            )
+            try:
+                handle_commands(
+                    tr, request.commands, completed_id, request.identity, had_buffered, max_blob_bytes
+                )
+            except CommandError as e:
+                failed.append(e)
+                raise
+            if ms.running and (ms.buffered_events or request.force_create_new_workflow_task):
+                tr.schedule_workflow_task()
+
+        try:
+            await self._update(token.namespace_id, token.workflow_id, token.run_id, complete)
+        except CommandError:
+            err = failed[0]
+
+            def fail(ms: MutableState, tr: Transition):
+                self._started_workflow_task(ms, token)
+                tr.fail_workflow_task(err.cause, Failure(message=err.message), request.identity)
+
+            await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
+            if not err.silent:
+                raise InvalidArgument(err.message) from None
+
+    async def respond_workflow_task_failed(
+        self, token: TaskToken, cause: int, failure: Failure | None, identity: str
+    ) -> None:
+        def fail(ms: MutableState, tr: Transition):
+            self._started_workflow_task(ms, token)
+            tr.fail_workflow_task(cause, failure, identity)
+
+        await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
+
+    # ---- activities ------------------------------------------------------------------------------------
+    async def record_activity_task_started(
+        self,
+        namespace_id: str,
+        namespace: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        attempt: int,
+        request_id: str,
+        identity: str,
+    ) -> PollActivityTaskQueueResponse:
+        def start(ms: MutableState, tr: Transition):
+            ai = ms.activities.get(scheduled_event_id)
+            if not ms.running or ai is None or ai.attempt != attempt or ai.waiting_retry:
+                raise TaskGone()
+            if ai.started:
+                if ai.request_id == request_id:
+                    return ai
+                raise TaskGone()
+            tr.start_activity(ai, request_id, identity)
+            return ai
+
+        ai = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
+        scheduled = await shard.read_event(ms, ai.scheduled_node_id, ai.scheduled_event_id)
+        attrs = scheduled.activity_task_scheduled_event_attributes
+        token = TaskToken(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            ai.scheduled_event_id,
+            ai.attempt,
+            activity_id=ai.activity_id,
+        )
+        resp = PollActivityTaskQueueResponse(
+            task_token=token.encode(),
+            workflow_namespace=namespace,
+            workflow_type=WorkflowType(name=ms.info.workflow_type),
+            workflow_execution=execution,
+            activity_type=attrs.activity_type,
+            activity_id=ai.activity_id,
+            header=attrs.header,
+            input=attrs.input,
+            scheduled_time=to_timestamp(ai.first_scheduled_time_ms),
+            current_attempt_scheduled_time=to_timestamp(ai.scheduled_time_ms),
+            started_time=to_timestamp(ai.started_time_ms),
+            attempt=ai.attempt,
+            schedule_to_close_timeout=to_duration(ai.schedule_to_close_timeout_ms),
+            start_to_close_timeout=to_duration(ai.start_to_close_timeout_ms),
+            heartbeat_timeout=to_duration(ai.heartbeat_timeout_ms),
+            retry_policy=attrs.retry_policy,
+        )
+        if ai.heartbeat_details is not None:
+            resp.heartbeat_details.CopyFrom(ai.heartbeat_details)
+        return resp
+
+    def _started_activity(self, ms: MutableState, token: TaskToken, activity_id: str = "") -> ActivityInfo:
+        ai = ms.activity_by_id(activity_id) if activity_id else ms.activities.get(token.scheduled_event_id)
+        if (
+            not ms.running
+            or ai is None
+            or not ai.started
+            or (not activity_id and ai.attempt != token.attempt)
+        ):
+            raise NotFound(
+                "invalid activityID or activity already timed out or invoking workflow is completed"
+            )
+        return ai
+
+    async def _on_activity(
+        self, token: TaskToken, action: Callable[[ActivityInfo, Transition], Any], by_id: bool = False
+    ):
+        def run(ms: MutableState, tr: Transition):
+            ai = self._started_activity(ms, token, token.activity_id if by_id else "")
+            return action(ai, tr)
+
+        return await self._update(token.namespace_id, token.workflow_id, token.run_id, run)
+
+    async def respond_activity_completed(
+        self, token: TaskToken, result: Payloads | None, identity: str, by_id: bool = False
+    ) -> None:
+        await self._on_activity(token, lambda ai, tr: tr.complete_activity(ai, result, identity), by_id)
+
+    async def respond_activity_failed(
+        self,
+        token: TaskToken,
+        failure: Failure,
+        identity: str,
+        last_heartbeat_details: Payloads | None,
+        by_id: bool = False,
+    ) -> None:
+        def fail(ai: ActivityInfo, tr: Transition):
+            if last_heartbeat_details is not None:
+                ai.heartbeat_details = last_heartbeat_details
+            tr.fail_activity(ai, failure, identity)
+
+        await self._on_activity(token, fail, by_id)
+
+    async def respond_activity_canceled(
+        self, token: TaskToken, details: Payloads | None, identity: str, by_id: bool = False
+    ) -> None:
+        def cancel(ai: ActivityInfo, tr: Transition):
+            if not ai.cancel_requested:
+                raise FailedPrecondition("Activity cancellation was not requested.")
+            tr.cancel_activity_confirmed(ai, details, identity)
+
+        await self._on_activity(token, cancel, by_id)
+
+    async def record_activity_heartbeat(
+        self, token: TaskToken, details: Payloads | None, by_id: bool = False
+    ) -> bool:
+        """Store the details; answers whether cancellation of the activity was requested."""
+
+        def heartbeat(ai: ActivityInfo, tr: Transition) -> bool:
+            ai.heartbeat_details = details
+            ai.last_heartbeat_time_ms = tr.now
+            tr.dirty = True
+            return ai.cancel_requested
+
+        return await self._on_activity(token, heartbeat, by_id)
+
+    # ---- signals, cancel, terminate -------------------------------------------------------------------
+    async def signal(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        name: str,
+        payloads: Payloads | None,
+        identity: str,
+        request_id: str,
+        header: Header | None,
+    ) -> None:
+        def signal(ms: MutableState, tr: Transition):
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            if request_id and request_id in ms.info.signal_request_ids:
+                return
+            if request_id:
+                ms.info.signal_request_ids = (ms.info.signal_request_ids + [request_id])[
+                    -SIGNAL_REQUEST_IDS_KEPT:
+                ]
+            tr.signal(name, payloads, identity, header)
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, signal)
+
+    async def signal_with_start(
+        self,
+        namespace_id: str,
+        namespace: str,
+        request: StartWorkflowExecutionRequest,
+        signal_name: str,
+        signal_input: Payloads | None,
+        signal_header: Header | None,
+    ) -> StartResult:
+        shard = self.shard_for(namespace_id, request.workflow_id)
+        current = await shard.get_current_run(namespace_id, request.workflow_id)
+        if current is not None and current.status == RunStatus.RUNNING:
+            try:
+                await self.signal(
+                    namespace_id,
+                    WorkflowExecution(workflow_id=request.workflow_id, run_id=current.run_id),
+                    signal_name,
+                    signal_input,
+                    request.identity,
+                    "",
+                    signal_header,
+                )
+                return StartResult(current.run_id, False)
+            except NotFound:
+                pass  # it closed meanwhile: start a new run
+        sig_request = StartWorkflowExecutionRequest()
+        sig_request.CopyFrom(request)
+        # Signal-with-start never fails because the workflow is running: it signals it instead.
+        sig_request.workflow_id_conflict_policy = (
+            WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+        )
+        return await self.start_workflow(
+            namespace_id, namespace, sig_request, (signal_name, signal_input, signal_header)
+        )
+
+    async def request_cancel(
+        self, namespace_id: str, execution: WorkflowExecution, identity: str, request_id: str, reason: str
+    ) -> None:
+        def cancel(ms: MutableState, tr: Transition):
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            if ms.info.cancel_requested:
+                return  # idempotent, as on the reference
+            if request_id:
+                ms.info.cancel_request_ids.append(request_id)
+            tr.request_cancel(reason, identity)
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
+
+    async def terminate(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        reason: str,
+        details: Payloads | None,
+        identity: str,
+    ) -> None:
+        def terminate(ms: MutableState, tr: Transition):
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            tr.terminate_workflow(reason, details, identity)
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, terminate)
+
+    # ---- reads -----------------------------------------------------------------------------------------
+    async def get_mutable_state(self, namespace_id: str, execution: WorkflowExecution) -> MutableState:
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
+        ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, run_id))
+        if ms is None:
+            raise NotFound(
+                f'workflow execution not found for workflow ID "{execution.workflow_id}" and run ID "{run_id}"'
+            )
+        return ms
+
+    async def read_history(self, ms: MutableState, first_event_id: int = 1) -> list[HistoryEvent]:
+        return await self.shard_for(ms.info.namespace_id, ms.info.workflow_id).read_events(ms, first_event_id)
+
+    async def wait_for_change(self, ms: MutableState, timeout: float) -> None:
+        """Return once the run has committed anything after the state `ms` shows, or after `timeout` s.
+
+        Committed states are immutable (transitions work on a clone), so `ms` is exactly what was read.
+        """
+        info = ms.info
+        shard = self.shard_for(info.namespace_id, info.workflow_id)
+        key = ExecutionKey(info.namespace_id, info.workflow_id, info.run_id)
+        watcher = shard.watch(key)  # registered before the re-read, so no commit slips between the two
+        current = await shard.load(key)
+        if current is None or current.db_record_version != ms.db_record_version:
+            return
+        try:
+            await asyncio.wait_for(watcher.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # ---- queue task execution --------------------------------------------------------------------------
+    async def _execute_transfer(self, shard: Shard, task: TransferTask) -> None:
+        key = ExecutionKey(task.namespace_id, task.workflow_id, task.run_id)
+        execution = WorkflowExecution(workflow_id=task.workflow_id, run_id=task.run_id)
+        data = decode(task.data)
+        if task.kind == TransferKind.VISIBILITY:
+            async with shard.locks.hold((task.namespace_id, task.workflow_id)):
+                ms = await shard.load(key)
+            if ms is not None:
+                await self.store.upsert_visibility(visibility_record(ms))
+            return
+        ms = await shard.load(key)
+        if ms is None or not ms.running:
+            return
+        if task.kind == TransferKind.WORKFLOW_TASK:
+            wt = ms.workflow_task
+            if wt is None or wt.scheduled_event_id != data["scheduled_event_id"] or wt.started:
+                return
+            await self.matching.add_workflow_task(
+                task.namespace_id, wt.task_queue, execution, wt.scheduled_event_id
+            )
+        elif task.kind == TransferKind.ACTIVITY_TASK:
+            ai = ms.activities.get(data["scheduled_event_id"])
+            if ai is None or ai.attempt != data["attempt"] or ai.started:
+                return
+            await self.matching.add_activity_task(
+                task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt
+            )
+        else:
+            log.error("unknown transfer task kind %s", task.kind)
+
+    async def _execute_timer(self, shard: Shard, task: TimerTask) -> None:
+        data = decode(task.data)
+
+        def fire(ms: MutableState, tr: Transition):
+            if not ms.running:
+                return
+            kind = task.kind
+            if kind == TimerKind.USER_TIMER:
+                ti = ms.timers.get(data["timer_id"])
+                if ti is not None and ti.started_event_id == data["started_event_id"]:
+                    tr.fire_timer(ti.timer_id)
+            elif kind == TimerKind.WORKFLOW_TASK_TIMEOUT:
+                wt = ms.workflow_task
+                if (
+                    wt is not None
+                    and wt.started
+                    and wt.scheduled_event_id == data["scheduled_event_id"]
+                    and wt.attempt == data["attempt"]
+                ):
+                    tr.timeout_workflow_task()
+            elif kind == TimerKind.ACTIVITY_TIMEOUT:
+                self._fire_activity_timeout(ms, tr, data)
+            elif kind == TimerKind.ACTIVITY_RETRY:
+                ai = ms.activities.get(data["scheduled_event_id"])
+                if ai is not None and ai.waiting_retry and ai.attempt == data["attempt"]:
+                    tr.dispatch_activity(ai)
+            elif kind == TimerKind.WORKFLOW_TIMEOUT:
+                tr.time_out_workflow()
+            else:
+                log.error("unknown timer task kind %s", kind)
+
+        try:
+            await self._update(task.namespace_id, task.workflow_id, task.run_id, fire)
+        except NotFound:
+            pass
+
+    def _fire_activity_timeout(self, ms: MutableState, tr: Transition, data: dict) -> None:
+        ai = ms.activities.get(data["scheduled_event_id"])
+        if ai is None:
+            return
+        timeout_type = data["timeout_type"]
+        if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE:
+            tr.time_out_activity(ai, timeout_type)
+            return
+        if ai.attempt != data["attempt"]:
+            return
+        if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
+            if not ai.started and not ai.waiting_retry:
+                tr.time_out_activity(ai, timeout_type)
+        elif timeout_type == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE:
+            if ai.started:
+                tr.time_out_activity(ai, timeout_type)
+        elif timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT and ai.started:
+            last = max(ai.last_heartbeat_time_ms, ai.started_time_ms)
+            deadline = last + ai.heartbeat_timeout_ms
+            if deadline <= tr.now:
+                tr.time_out_activity(ai, timeout_type)
+            else:
+                tr.arm_activity_timeout(ai, timeout_type, deadline)
+
+
+def visibility_record(ms: MutableState) -> VisibilityRecord:
+    info = ms.info
+    return VisibilityRecord(
+        namespace_id=info.namespace_id,
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        workflow_type=info.workflow_type,
+        task_queue=info.task_queue,
+        status=info.status,
+        start_time_ms=info.start_time_ms,
+        execution_time_ms=info.execution_time_ms,
+        close_time_ms=info.close_time_ms,
+        history_length=ms.history_length,
+        memo=info.memo.SerializeToString() if info.memo is not None else b"",
+        search_attributes=info.search_attributes.SerializeToString()
+        if info.search_attributes is not None
+        else b"",
+    )

@@ -1,0 +1,159 @@
+"""A run's mutable state: the single source of truth for what a workflow may do next.
+
+History is the audit log the worker replays; this is what the server decides with. It is persisted as one
+blob per run (see codec.py) and cached per shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio.api.common.v1 import Memo, Payloads, RetryPolicy, SearchAttributes
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+
+from hourglass.cluster.history import codec
+
+# Event id of an event that is buffered while a workflow task runs; real ids are given when it is flushed.
+BUFFERED_EVENT_ID = -123
+
+
+@dataclass
+class ExecutionInfo:
+    namespace_id: str
+    workflow_id: str
+    run_id: str
+    first_run_id: str
+    workflow_type: str
+    task_queue: str
+    create_request_id: str
+    start_time_ms: int
+    execution_time_ms: int
+    workflow_task_timeout_ms: int
+    workflow_run_timeout_ms: int = 0
+    workflow_execution_timeout_ms: int = 0
+    # Absolute deadlines (0 = none): the run's, and the whole execution's (across retries/continue-as-new).
+    run_expiration_ms: int = 0
+    execution_expiration_ms: int = 0
+    retry_policy: RetryPolicy | None = None
+    memo: Memo | None = None
+    search_attributes: SearchAttributes | None = None
+    attempt: int = 1
+    status: int = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+    close_time_ms: int = 0
+    close_event_id: int = 0
+    cancel_requested: bool = False
+    cancel_request_ids: list[str] = field(default_factory=list)
+    # Recent signal request ids, so a retried SignalWorkflowExecution is not delivered twice.
+    signal_request_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkflowTaskInfo:
+    """The one pending workflow task of a run. Attempts after the first are transient (not in history)."""
+
+    scheduled_event_id: int
+    attempt: int
+    task_queue: str
+    start_to_close_timeout_ms: int
+    scheduled_time_ms: int
+    started_event_id: int = 0
+    started_time_ms: int = 0
+    request_id: str = ""
+    identity: str = ""
+
+    @property
+    def started(self) -> bool:
+        return self.started_event_id != 0
+
+    @property
+    def transient(self) -> bool:
+        return self.attempt > 1
+
+
+@dataclass
+class ActivityInfo:
+    scheduled_event_id: int
+    activity_id: str
+    activity_type: str
+    task_queue: str
+    first_scheduled_time_ms: int
+    # When the current attempt was handed to matching (first attempt: the scheduled event's time).
+    scheduled_time_ms: int
+    schedule_to_start_timeout_ms: int
+    schedule_to_close_timeout_ms: int
+    start_to_close_timeout_ms: int
+    heartbeat_timeout_ms: int
+    retry_policy: RetryPolicy | None = None
+    # First event id of the history node holding the scheduled event (where input and header are read).
+    scheduled_node_id: int = 0
+    attempt: int = 1
+    started_time_ms: int = 0
+    request_id: str = ""
+    identity: str = ""
+    heartbeat_details: Payloads | None = None
+    last_heartbeat_time_ms: int = 0
+    last_failure: Failure | None = None
+    last_worker_identity: str = ""
+    cancel_requested: bool = False
+    cancel_requested_event_id: int = 0
+    # An attempt waits for its retry backoff timer before it is dispatched again.
+    waiting_retry: bool = False
+
+    @property
+    def started(self) -> bool:
+        return self.started_time_ms != 0
+
+
+@dataclass
+class TimerInfo:
+    timer_id: str
+    started_event_id: int
+    expiry_time_ms: int
+
+
+@dataclass
+class MutableState:
+    info: ExecutionInfo
+    next_event_id: int = 1
+    # Started event id of the last completed workflow task: the worker's `previous_started_event_id`.
+    last_completed_workflow_task_started_event_id: int = 0
+    workflow_task: WorkflowTaskInfo | None = None
+    activities: dict[int, ActivityInfo] = field(default_factory=dict)
+    timers: dict[str, TimerInfo] = field(default_factory=dict)
+    buffered_events: list[HistoryEvent] = field(default_factory=list)
+    # Txn id of the last history node a committed transition wrote: readers ignore later (unapplied) nodes.
+    last_history_txn_id: int = 0
+    db_record_version: int = 0
+    state_transition_count: int = 0
+
+    # ---- queries ---------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.info.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+    @property
+    def has_started_workflow_task(self) -> bool:
+        return self.workflow_task is not None and self.workflow_task.started
+
+    def activity_by_id(self, activity_id: str) -> ActivityInfo | None:
+        for ai in self.activities.values():
+            if ai.activity_id == activity_id:
+                return ai
+        return None
+
+    @property
+    def history_length(self) -> int:
+        return self.next_event_id - 1
+
+    # ---- persistence -----------------------------------------------------------------------------------
+    def serialize(self) -> bytes:
+        return codec.dumps(self)
+
+    def clone(self) -> MutableState:
+        return MutableState.deserialize(self.serialize())
+
+    @staticmethod
+    def deserialize(data: bytes) -> MutableState:
+        return codec.loads(MutableState, data)

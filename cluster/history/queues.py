@@ -1,0 +1,188 @@
+"""A shard's queue processors: run transfer tasks right after commit, timer tasks when they are due.
+
+Tasks live in the store until executed, so a crash at any point re-runs them on reload; each executor is
+idempotent (it checks the run's state before acting). Transfer tasks are acknowledged by range (an ack level
+in the shard row and a range delete), never row by row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Awaitable, Callable
+
+from hourglass.cluster.history.timeutil import now_ms
+from hourglass.persistence.records import TimerTask, TransferTask
+
+log = logging.getLogger(__name__)
+
+TRANSFER_WORKERS = 16
+TIMER_WORKERS = 16
+PAGE_SIZE = 1000
+# Timers due within this window are kept in memory; later ones are read when the window moves.
+TIMER_LOOKAHEAD_MS = 60_000
+ACK_INTERVAL_S = 1.0
+RETRY_BACKOFF_S = (0.05, 0.2, 1.0, 2.0, 5.0)
+
+
+class QueueProcessors:
+    def __init__(
+        self,
+        shard,
+        execute_transfer: Callable[[object, TransferTask], Awaitable[None]],
+        execute_timer: Callable[[object, TimerTask], Awaitable[None]],
+    ) -> None:
+        self.shard = shard
+        self.store = shard.store
+        self._execute_transfer = execute_transfer
+        self._execute_timer = execute_timer
+        self._transfer_queue: asyncio.Queue[TransferTask] = asyncio.Queue()
+        self._transfer_pending: set[int] = set()
+        self._transfer_max_seen = 0
+        self._timer_heap: list[tuple[int, int, TimerTask]] = []
+        self._timer_known: set[int] = set()
+        self._timer_window_end = 0
+        self._timer_wakeup = asyncio.Event()
+        self._timer_slots = asyncio.Semaphore(TIMER_WORKERS)
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._transfer_max_seen = self.shard.transfer_ack_level
+        await self._load_transfer_tasks()
+        self._timer_window_end = now_ms() + TIMER_LOOKAHEAD_MS
+        await self._load_timers(0, self._timer_window_end)
+        for _ in range(TRANSFER_WORKERS):
+            self._tasks.append(asyncio.create_task(self._transfer_worker()))
+        self._tasks.append(asyncio.create_task(self._transfer_acker()))
+        self._tasks.append(asyncio.create_task(self._timer_loop()))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def notify(self, transfer: list[TransferTask], timers: list[TimerTask]) -> None:
+        for task in transfer:
+            self._enqueue_transfer(task)
+        for timer in timers:
+            self._add_timer(timer)
+
+    # ---- transfer --------------------------------------------------------------------------------------
+    def _enqueue_transfer(self, task: TransferTask) -> None:
+        if task.task_id in self._transfer_pending:
+            return
+        self._transfer_pending.add(task.task_id)
+        self._transfer_max_seen = max(self._transfer_max_seen, task.task_id)
+        self._transfer_queue.put_nowait(task)
+
+    async def _load_transfer_tasks(self) -> None:
+        cursor = self.shard.transfer_ack_level
+        while True:
+            tasks = await self.store.get_transfer_tasks(self.shard.shard_id, cursor, 2**62, PAGE_SIZE)
+            for task in tasks:
+                self._enqueue_transfer(task)
+            if len(tasks) < PAGE_SIZE:
+                return
+            cursor = tasks[-1].task_id
+
+    async def _transfer_worker(self) -> None:
+        while True:
+            task = await self._transfer_queue.get()
+            await self._run_with_retries(self._execute_transfer, task)
+            self._transfer_pending.discard(task.task_id)
+
+    async def _run_with_retries(self, execute, task) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                await execute(self.shard, task)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning(
+                    "task %s of shard %s failed (attempt %d), retrying in %.2fs",
+                    task.kind,
+                    self.shard.shard_id,
+                    attempt + 1,
+                    delay,
+                    exc_info=attempt >= 2,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _transfer_acker(self) -> None:
+        """Move the ack level past every executed task and range-delete what it covers."""
+        while True:
+            await asyncio.sleep(ACK_INTERVAL_S)
+            ack = (min(self._transfer_pending) - 1) if self._transfer_pending else self._transfer_max_seen
+            if ack > self.shard.transfer_ack_level:
+                try:
+                    await self.shard.update_transfer_ack_level(ack)
+                    await self.store.delete_transfer_tasks(self.shard.shard_id, ack)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning(
+                        "could not advance transfer ack level of shard %s", self.shard.shard_id, exc_info=True
+                    )
+
+    # ---- timers ----------------------------------------------------------------------------------------
+    def _add_timer(self, timer: TimerTask) -> None:
+        if timer.fire_time_ms >= self._timer_window_end or timer.task_id in self._timer_known:
+            return
+        self._timer_known.add(timer.task_id)
+        heapq.heappush(self._timer_heap, (timer.fire_time_ms, timer.task_id, timer))
+        if self._timer_heap[0][1] == timer.task_id:
+            self._timer_wakeup.set()
+
+    async def _load_timers(self, start_ms: int, end_ms: int) -> None:
+        cursor = start_ms
+        while True:
+            timers = await self.store.get_timer_tasks(self.shard.shard_id, cursor, end_ms, PAGE_SIZE)
+            for timer in timers:
+                self._add_timer(timer)
+            if len(timers) < PAGE_SIZE:
+                return
+            # Timers sharing the last page's fire time are re-read; `_timer_known` drops the duplicates.
+            cursor = timers[-1].fire_time_ms
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = now_ms()
+            if self._timer_window_end - now < TIMER_LOOKAHEAD_MS // 2:
+                start, self._timer_window_end = self._timer_window_end, now + TIMER_LOOKAHEAD_MS
+                await self._load_timers(start, self._timer_window_end)
+            while self._timer_heap and self._timer_heap[0][0] <= now:
+                _, _, timer = heapq.heappop(self._timer_heap)
+                await self._timer_slots.acquire()
+                asyncio.create_task(self._fire(timer))
+            wait_ms = TIMER_LOOKAHEAD_MS // 4
+            if self._timer_heap:
+                wait_ms = min(wait_ms, self._timer_heap[0][0] - now)
+            self._timer_wakeup.clear()
+            try:
+                await asyncio.wait_for(self._timer_wakeup.wait(), max(wait_ms, 1) / 1000)
+            except TimeoutError:
+                pass
+
+    async def _fire(self, timer: TimerTask) -> None:
+        try:
+            await self._run_with_retries(self._execute_timer, timer)
+            await self.store.delete_timer_task(self.shard.shard_id, timer.fire_time_ms, timer.task_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning(
+                "could not delete timer task %s of shard %s",
+                timer.task_id,
+                self.shard.shard_id,
+                exc_info=True,
+            )
+        finally:
+            self._timer_known.discard(timer.task_id)
+            self._timer_slots.release()

@@ -1,0 +1,268 @@
+"""A history shard owned by this node: fencing, task ids, the mutable-state cache and the commit path.
+
+A commit is always: (1) append the transition's events as one history node (idempotent, unconditional),
+(2) ONE conditional batch in the shard partition fenced by range_id and the run's db_record_version.
+If (2) fails or its outcome is unknown, the cached state is dropped and reloaded before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+
+from temporalio.api.history.v1 import History, HistoryEvent
+
+from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history.transition import Transition
+from hourglass.persistence.records import (
+    CurrentRunRecord,
+    ExecutionKey,
+    ExecutionRecord,
+    ExecutionWrite,
+    HistoryNode,
+    TimerTask,
+    TransferTask,
+)
+from hourglass.persistence.store import Store
+
+log = logging.getLogger(__name__)
+
+# Task ids come from blocks of 2^20 per range id, so a new owner never reuses an old owner's ids.
+RANGE_BITS = 20
+CACHE_SIZE = 4096
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Shard:
+    def __init__(
+        self,
+        shard_id: int,
+        store: Store,
+        on_new_tasks: Callable[[Shard, list[TransferTask], list[TimerTask]], None],
+    ) -> None:
+        self.shard_id = shard_id
+        self.store = store
+        self.range_id = 0
+        self.transfer_ack_level = 0
+        self._next_task_id = 0
+        self._task_id_limit = 0
+        self._on_new_tasks = on_new_tasks
+        self._cache: OrderedDict[ExecutionKey, MutableState] = OrderedDict()
+        self.locks = KeyedLocks()
+        self._change_watchers: dict[ExecutionKey, asyncio.Event] = {}
+        self._range_lock = asyncio.Lock()
+
+    # ---- ownership -------------------------------------------------------------------------------------
+    async def acquire(self) -> None:
+        """Take the shard: bump its range id with a condition, so any previous owner is fenced out."""
+        info = await self.store.get_or_create_shard(self.shard_id)
+        new = dataclasses.replace(info, range_id=info.range_id + 1)
+        await self.store.update_shard(new, expected_range_id=info.range_id)
+        self._set_range(new.range_id)
+        self.transfer_ack_level = new.transfer_ack_level
+
+    def _set_range(self, range_id: int) -> None:
+        self.range_id = range_id
+        self._next_task_id = range_id << RANGE_BITS
+        self._task_id_limit = (range_id + 1) << RANGE_BITS
+
+    async def _allocate_task_ids(self, n: int) -> list[int]:
+        async with self._range_lock:
+            if self._next_task_id + n > self._task_id_limit:
+                info = await self.store.get_or_create_shard(self.shard_id)
+                new = dataclasses.replace(
+                    info, range_id=self.range_id + 1, transfer_ack_level=self.transfer_ack_level
+                )
+                await self.store.update_shard(new, expected_range_id=self.range_id)
+                self._set_range(new.range_id)
+            first = self._next_task_id
+            self._next_task_id += n
+            return list(range(first, first + n))
+
+    async def update_transfer_ack_level(self, ack_level: int) -> None:
+        async with self._range_lock:
+            info = await self.store.get_or_create_shard(self.shard_id)
+            self.transfer_ack_level = ack_level
+            new = dataclasses.replace(info, transfer_ack_level=ack_level)
+            await self.store.update_shard(new, expected_range_id=self.range_id)
+
+    # ---- state -----------------------------------------------------------------------------------------
+    async def get_current_run(self, namespace_id: str, workflow_id: str) -> CurrentRunRecord | None:
+        return await self.store.get_current_run(self.shard_id, namespace_id, workflow_id)
+
+    async def load(self, key: ExecutionKey) -> MutableState | None:
+        ms = self._cache.get(key)
+        if ms is not None:
+            self._cache.move_to_end(key)
+            return ms
+        record = await self.store.get_execution(self.shard_id, key.namespace_id, key.workflow_id, key.run_id)
+        if record is None:
+            return None
+        ms = MutableState.deserialize(record.state)
+        ms.db_record_version = record.db_record_version
+        self._remember(key, ms)
+        return ms
+
+    def _remember(self, key: ExecutionKey, ms: MutableState) -> None:
+        self._cache[key] = ms
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def evict(self, key: ExecutionKey) -> None:
+        self._cache.pop(key, None)
+
+    # ---- commit ----------------------------------------------------------------------------------------
+    async def commit(self, transitions: list[tuple[Transition, bool]]) -> None:
+        """Commit transitions of runs of this shard as one batch. Each item: (transition, is_new_run).
+
+        On any failure every involved run is evicted from the cache: its in-memory state may be ahead of
+        the database, and the next caller must reload it.
+        """
+        keys = [_key(tr.ms) for tr, _ in transitions]
+        try:
+            writes = [await self._prepare(tr, is_new) for tr, is_new in transitions]
+            await self.store.commit(self.shard_id, self.range_id, writes)
+        except BaseException:
+            for key in keys:
+                self.evict(key)
+            raise
+        new_transfer: list[TransferTask] = []
+        new_timers: list[TimerTask] = []
+        for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
+            self._remember(key, tr.ms)
+            new_transfer.extend(write.transfer_tasks)
+            new_timers.extend(write.timer_tasks)
+            watcher = self._change_watchers.pop(key, None)
+            if watcher is not None:
+                watcher.set()
+        if new_transfer or new_timers:
+            self._on_new_tasks(self, new_transfer, new_timers)
+
+    async def _prepare(self, tr: Transition, is_new_run: bool) -> ExecutionWrite:
+        ms = tr.ms
+        info = ms.info
+        n_ids = 1 + len(tr.transfer_tasks) + len(tr.timer_tasks)
+        ids = await self._allocate_task_ids(n_ids)
+        txn_id, task_ids = ids[0], iter(ids[1:])
+        if tr.events:
+            for ev in tr.events:
+                ev.task_id = txn_id
+            node = HistoryNode(
+                namespace_id=info.namespace_id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                node_id=tr.events[0].event_id,
+                txn_id=txn_id,
+                events=History(events=tr.events).SerializeToString(),
+                last_event_id=tr.events[-1].event_id,
+            )
+            await self.store.append_history_node(node)
+            ms.last_history_txn_id = txn_id
+        expected = None if is_new_run else ms.db_record_version
+        ms.db_record_version += 1
+        ms.state_transition_count += 1
+        record = ExecutionRecord(
+            namespace_id=info.namespace_id,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            state=ms.serialize(),
+            db_record_version=ms.db_record_version,
+        )
+        transfer = [
+            TransferTask(
+                next(task_ids), info.namespace_id, info.workflow_id, info.run_id, t.kind, t.encoded()
+            )
+            for t in tr.transfer_tasks
+        ]
+        timers = [
+            TimerTask(
+                t.fire_time_ms,
+                next(task_ids),
+                info.namespace_id,
+                info.workflow_id,
+                info.run_id,
+                t.kind,
+                t.encoded(),
+            )
+            for t in tr.timer_tasks
+        ]
+        return ExecutionWrite(record, expected, tr.current_run, transfer, timers)
+
+    # ---- history ---------------------------------------------------------------------------------------
+    async def read_events(
+        self, ms: MutableState, first_event_id: int = 1, limit_nodes: int = 1000
+    ) -> list[HistoryEvent]:
+        """Committed events of the run with id >= first_event_id, in order."""
+        info = ms.info
+        events: list[HistoryEvent] = []
+        next_node = 1
+        while True:
+            nodes = await self.store.read_history_nodes(
+                info.namespace_id,
+                info.workflow_id,
+                info.run_id,
+                next_node,
+                ms.last_history_txn_id,
+                limit_nodes,
+            )
+            for node in nodes:
+                if node.last_event_id and node.last_event_id < first_event_id:
+                    continue
+                batch = History()
+                batch.ParseFromString(node.events)
+                events.extend(ev for ev in batch.events if first_event_id <= ev.event_id < ms.next_event_id)
+            if len(nodes) < limit_nodes:
+                return events
+            next_node = nodes[-1].node_id + 1
+
+    async def read_event(self, ms: MutableState, node_id: int, event_id: int) -> HistoryEvent | None:
+        """One event, knowing the node (first event id of its batch) that holds it."""
+        info = ms.info
+        nodes = await self.store.read_history_nodes(
+            info.namespace_id, info.workflow_id, info.run_id, node_id, ms.last_history_txn_id, 1
+        )
+        for node in nodes:
+            batch = History()
+            batch.ParseFromString(node.events)
+            for ev in batch.events:
+                if ev.event_id == event_id:
+                    return ev
+        return None
+
+    def watch(self, key: ExecutionKey) -> asyncio.Event:
+        """An event set at the next commit of this run (for long polls on history)."""
+        watcher = self._change_watchers.get(key)
+        if watcher is None:
+            watcher = self._change_watchers[key] = asyncio.Event()
+        return watcher
+
+
+def _key(ms: MutableState) -> ExecutionKey:
+    return ExecutionKey(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id)

@@ -1,0 +1,40 @@
+"""Kinds of history queue tasks and the small JSON payloads they carry.
+
+Tasks are written in the same conditional batch as the transition that created them and executed after it
+commits, so a crash between the two never loses work: the queue processors find the task on reload.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+class TransferKind:
+    WORKFLOW_TASK = "workflow_task"  # hand a workflow task to matching
+    ACTIVITY_TASK = "activity_task"  # hand an activity task to matching
+    VISIBILITY = "visibility"  # record the run's current state in visibility (start, close, upsert)
+
+
+class TimerKind:
+    USER_TIMER = "user_timer"
+    WORKFLOW_TASK_TIMEOUT = "workflow_task_timeout"
+    ACTIVITY_TIMEOUT = "activity_timeout"
+    ACTIVITY_RETRY = "activity_retry"  # a retry's backoff is over: dispatch the next attempt
+    WORKFLOW_TIMEOUT = "workflow_timeout"  # the run's (or whole execution's) timeout
+
+
+@dataclass
+class NewTask:
+    """A task produced by a transition, before the shard gives it a task id."""
+
+    kind: str
+    data: dict = field(default_factory=dict)
+    fire_time_ms: int = 0  # timers only
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.data, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> dict:
+    return json.loads(data) if data else {}

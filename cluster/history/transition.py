@@ -1,0 +1,607 @@
+"""Building one workflow transition: the events it appends and the tasks it schedules.
+
+Mirrors the reference's mutable-state builder: while a workflow task is running (started), events caused by
+the outside world (signals, timer fires, activity results, cancel requests) are buffered and get their ids
+only when the workflow task closes, so the worker's view of history never changes under it.
+"""
+
+from __future__ import annotations
+
+from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkflowExecution
+from temporalio.api.enums.v1 import (
+    EventType,
+    RetryState,
+    TaskQueueKind,
+    TimeoutType,
+    WorkflowExecutionStatus,
+    WorkflowTaskFailedCause,
+)
+from temporalio.api.failure.v1 import Failure, TimeoutFailureInfo
+from temporalio.api.history.v1 import (
+    ActivityTaskCanceledEventAttributes,
+    ActivityTaskCancelRequestedEventAttributes,
+    ActivityTaskCompletedEventAttributes,
+    ActivityTaskFailedEventAttributes,
+    ActivityTaskScheduledEventAttributes,
+    ActivityTaskStartedEventAttributes,
+    ActivityTaskTimedOutEventAttributes,
+    HistoryEvent,
+    TimerCanceledEventAttributes,
+    TimerFiredEventAttributes,
+    TimerStartedEventAttributes,
+    WorkflowExecutionCanceledEventAttributes,
+    WorkflowExecutionCancelRequestedEventAttributes,
+    WorkflowExecutionCompletedEventAttributes,
+    WorkflowExecutionFailedEventAttributes,
+    WorkflowExecutionSignaledEventAttributes,
+    WorkflowExecutionTerminatedEventAttributes,
+    WorkflowExecutionTimedOutEventAttributes,
+    WorkflowTaskCompletedEventAttributes,
+    WorkflowTaskFailedEventAttributes,
+    WorkflowTaskScheduledEventAttributes,
+    WorkflowTaskStartedEventAttributes,
+    WorkflowTaskTimedOutEventAttributes,
+)
+from temporalio.api.taskqueue.v1 import TaskQueue
+
+from hourglass.cluster.history.mutable_state import (
+    BUFFERED_EVENT_ID,
+    ActivityInfo,
+    MutableState,
+    TimerInfo,
+    WorkflowTaskInfo,
+)
+from hourglass.cluster.history.tasks import NewTask, TimerKind, TransferKind
+from hourglass.cluster.history.timeutil import to_duration, to_timestamp
+from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
+
+_ACTIVITY_CLOSE_EVENTS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
+}
+
+
+def attributes_field(event_type: int) -> str:
+    """`EVENT_TYPE_TIMER_FIRED` -> `timer_fired_event_attributes` (the oneof field of HistoryEvent)."""
+    return EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower() + "_event_attributes"
+
+
+def default_retry_policy(policy: RetryPolicy | None) -> RetryPolicy:
+    """Fill the server-side defaults of an activity retry policy, as the reference does."""
+    p = RetryPolicy()
+    if policy is not None:
+        p.CopyFrom(policy)
+    if not p.HasField("initial_interval") or p.initial_interval.ToMilliseconds() == 0:
+        p.initial_interval.CopyFrom(to_duration(1000))
+    if p.backoff_coefficient == 0:
+        p.backoff_coefficient = 2.0
+    if not p.HasField("maximum_interval") or p.maximum_interval.ToMilliseconds() == 0:
+        p.maximum_interval.CopyFrom(to_duration(100 * p.initial_interval.ToMilliseconds()))
+    return p
+
+
+class Transition:
+    """One transition of a run under construction. The shard commits it (history, then the batch)."""
+
+    def __init__(self, ms: MutableState, now_ms: int) -> None:
+        self.ms = ms
+        self.now = now_ms
+        self.events: list[HistoryEvent] = []
+        self.transfer_tasks: list[NewTask] = []
+        self.timer_tasks: list[NewTask] = []
+        self.current_run: CurrentRunWrite | None = None
+        # Set when only mutable state changed (e.g. a heartbeat): still a commit, with no event or task.
+        self.dirty = False
+
+    # ---- events ----------------------------------------------------------------------------------------
+    def add_event(self, event_type: int, attributes, *, bufferable: bool = True) -> HistoryEvent:
+        ev = HistoryEvent(event_type=event_type, event_time=to_timestamp(self.now))
+        getattr(ev, attributes_field(event_type)).CopyFrom(attributes)
+        if bufferable and self.ms.has_started_workflow_task:
+            ev.event_id = BUFFERED_EVENT_ID
+            self.ms.buffered_events.append(ev)
+        else:
+            ev.event_id = self.ms.next_event_id
+            self.ms.next_event_id += 1
+            self.events.append(ev)
+        return ev
+
+    def flush_buffered_events(self) -> None:
+        """Give buffered events their ids, fixing the started-event references of activity results."""
+        started_ids: dict[int, int] = {}
+        for ev in self.ms.buffered_events:
+            ev.event_id = self.ms.next_event_id
+            self.ms.next_event_id += 1
+            if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                started_ids[ev.activity_task_started_event_attributes.scheduled_event_id] = ev.event_id
+            elif ev.event_type in _ACTIVITY_CLOSE_EVENTS:
+                attrs = getattr(ev, _ACTIVITY_CLOSE_EVENTS[ev.event_type])
+                if attrs.started_event_id == BUFFERED_EVENT_ID:
+                    attrs.started_event_id = started_ids.get(attrs.scheduled_event_id, 0)
+            self.events.append(ev)
+        self.ms.buffered_events.clear()
+
+    def transfer(self, kind: str, **data) -> None:
+        self.transfer_tasks.append(NewTask(kind, data))
+
+    def timer(self, kind: str, fire_time_ms: int, **data) -> None:
+        self.timer_tasks.append(NewTask(kind, data, fire_time_ms))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.dirty or self.events or self.transfer_tasks or self.timer_tasks or self.current_run)
+
+    # ---- workflow tasks --------------------------------------------------------------------------------
+    def schedule_workflow_task(self, attempt: int = 1) -> None:
+        """Schedule a workflow task unless one is pending. Attempts after the first stay out of history."""
+        ms = self.ms
+        if ms.workflow_task is not None or not ms.running:
+            return
+        if ms.buffered_events:
+            self.flush_buffered_events()
+        wt = WorkflowTaskInfo(
+            scheduled_event_id=ms.next_event_id,
+            attempt=attempt,
+            task_queue=ms.info.task_queue,
+            start_to_close_timeout_ms=ms.info.workflow_task_timeout_ms,
+            scheduled_time_ms=self.now,
+        )
+        if attempt == 1:
+            wt.scheduled_event_id = self._add_workflow_task_scheduled_event(wt).event_id
+        ms.workflow_task = wt
+        self.transfer(TransferKind.WORKFLOW_TASK, scheduled_event_id=wt.scheduled_event_id)
+
+    def _add_workflow_task_scheduled_event(self, wt: WorkflowTaskInfo) -> HistoryEvent:
+        return self.add_event(
+            EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+            WorkflowTaskScheduledEventAttributes(
+                task_queue=TaskQueue(name=wt.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                start_to_close_timeout=to_duration(wt.start_to_close_timeout_ms),
+                attempt=wt.attempt,
+            ),
+            bufferable=False,
+        )
+
+    def _add_workflow_task_started_event(self, wt: WorkflowTaskInfo) -> HistoryEvent:
+        return self.add_event(
+            EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+            WorkflowTaskStartedEventAttributes(
+                scheduled_event_id=wt.scheduled_event_id, identity=wt.identity, request_id=wt.request_id
+            ),
+            bufferable=False,
+        )
+
+    def start_workflow_task(self, request_id: str, identity: str) -> WorkflowTaskInfo:
+        ms = self.ms
+        wt = ms.workflow_task
+        assert wt is not None and not wt.started
+        if wt.transient and wt.scheduled_event_id != ms.next_event_id:
+            # New events arrived after a transient attempt was scheduled: it becomes a normal task again.
+            wt.attempt = 1
+            wt.scheduled_event_id = self._add_workflow_task_scheduled_event(wt).event_id
+        wt.request_id = request_id
+        wt.identity = identity
+        wt.started_time_ms = self.now
+        if wt.transient:
+            wt.started_event_id = wt.scheduled_event_id + 1
+        else:
+            wt.started_event_id = self._add_workflow_task_started_event(wt).event_id
+        self.timer(
+            TimerKind.WORKFLOW_TASK_TIMEOUT,
+            self.now + wt.start_to_close_timeout_ms,
+            scheduled_event_id=wt.scheduled_event_id,
+            attempt=wt.attempt,
+        )
+        return wt
+
+    def transient_workflow_task_events(self) -> list[HistoryEvent]:
+        """The events a worker sees for a transient (retried) workflow task that history has not written."""
+        wt = self.ms.workflow_task
+        if wt is None or not wt.transient or not wt.started:
+            return []
+        scheduled = HistoryEvent(
+            event_id=wt.scheduled_event_id,
+            event_time=to_timestamp(wt.scheduled_time_ms),
+            event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+            workflow_task_scheduled_event_attributes=WorkflowTaskScheduledEventAttributes(
+                task_queue=TaskQueue(name=wt.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                start_to_close_timeout=to_duration(wt.start_to_close_timeout_ms),
+                attempt=wt.attempt,
+            ),
+        )
+        started = HistoryEvent(
+            event_id=wt.started_event_id,
+            event_time=to_timestamp(wt.started_time_ms),
+            event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+            workflow_task_started_event_attributes=WorkflowTaskStartedEventAttributes(
+                scheduled_event_id=wt.scheduled_event_id, identity=wt.identity, request_id=wt.request_id
+            ),
+        )
+        return [scheduled, started]
+
+    def _write_transient_events(self, wt: WorkflowTaskInfo) -> None:
+        """A transient attempt that closes for good is written to history after all."""
+        if wt.transient:
+            self._add_workflow_task_scheduled_event(wt)
+            self._add_workflow_task_started_event(wt)
+
+    def complete_workflow_task(self, identity: str, binary_checksum: str = "", sdk_metadata=None) -> int:
+        """Record WorkflowTaskCompleted; returns its event id (commands reference it)."""
+        ms = self.ms
+        wt = ms.workflow_task
+        assert wt is not None and wt.started
+        self._write_transient_events(wt)
+        attrs = WorkflowTaskCompletedEventAttributes(
+            scheduled_event_id=wt.scheduled_event_id,
+            started_event_id=wt.started_event_id,
+            identity=identity,
+            binary_checksum=binary_checksum,
+        )
+        if sdk_metadata is not None:
+            attrs.sdk_metadata.CopyFrom(sdk_metadata)
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
+        ms.last_completed_workflow_task_started_event_id = wt.started_event_id
+        ms.workflow_task = None
+        return ev.event_id
+
+    def fail_workflow_task(
+        self, cause: int, failure: Failure | None, identity: str, *, schedule_next: bool = True
+    ) -> None:
+        """A started workflow task failed. Attempt 1 is written to history; later attempts stay transient."""
+        ms = self.ms
+        wt = ms.workflow_task
+        assert wt is not None and wt.started
+        if not wt.transient:
+            attrs = WorkflowTaskFailedEventAttributes(
+                scheduled_event_id=wt.scheduled_event_id,
+                started_event_id=wt.started_event_id,
+                cause=cause,
+                identity=identity,
+            )
+            if failure is not None:
+                attrs.failure.CopyFrom(failure)
+            self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED, attrs, bufferable=False)
+        ms.workflow_task = None
+        if schedule_next:
+            self._schedule_retry(wt)
+
+    def timeout_workflow_task(self) -> None:
+        ms = self.ms
+        wt = ms.workflow_task
+        assert wt is not None and wt.started
+        if not wt.transient:
+            self.add_event(
+                EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+                WorkflowTaskTimedOutEventAttributes(
+                    scheduled_event_id=wt.scheduled_event_id,
+                    started_event_id=wt.started_event_id,
+                    timeout_type=TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE,
+                ),
+                bufferable=False,
+            )
+        ms.workflow_task = None
+        self._schedule_retry(wt)
+
+    def _schedule_retry(self, wt: WorkflowTaskInfo) -> None:
+        if self.ms.buffered_events:
+            self.flush_buffered_events()
+        self.schedule_workflow_task(attempt=wt.attempt + 1)
+
+    def force_close_workflow_task(self, identity: str) -> None:
+        """Before the server closes a run (terminate, timeout) a running workflow task is failed."""
+        if self.ms.has_started_workflow_task:
+            self.fail_workflow_task(
+                WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND,
+                None,
+                identity,
+                schedule_next=False,
+            )
+        if self.ms.buffered_events:
+            self.flush_buffered_events()
+
+    # ---- closing the run -------------------------------------------------------------------------------
+    def close_run(self, status: int, close_event: HistoryEvent) -> None:
+        ms = self.ms
+        info = ms.info
+        info.status = status
+        info.close_time_ms = self.now
+        info.close_event_id = close_event.event_id
+        ms.workflow_task = None
+        ms.activities.clear()
+        ms.timers.clear()
+        self.current_run = CurrentRunWrite(
+            mode=CurrentRunMode.UPDATE,
+            record=CurrentRunRecord(
+                namespace_id=info.namespace_id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                status=RunStatus.CLOSED,
+                execution_status=status,
+                create_request_id=info.create_request_id,
+                start_time_ms=info.start_time_ms,
+                close_time_ms=self.now,
+            ),
+        )
+        self.transfer(TransferKind.VISIBILITY)
+
+    def complete_workflow(self, result: Payloads | None, wt_completed_event_id: int) -> None:
+        attrs = WorkflowExecutionCompletedEventAttributes(
+            workflow_task_completed_event_id=wt_completed_event_id
+        )
+        if result is not None:
+            attrs.result.CopyFrom(result)
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED, ev)
+
+    def fail_workflow(self, failure: Failure, wt_completed_event_id: int) -> None:
+        attrs = WorkflowExecutionFailedEventAttributes(
+            failure=failure,
+            retry_state=RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET,
+            workflow_task_completed_event_id=wt_completed_event_id,
+        )
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED, ev)
+
+    def cancel_workflow(self, details: Payloads | None, wt_completed_event_id: int) -> None:
+        attrs = WorkflowExecutionCanceledEventAttributes(
+            workflow_task_completed_event_id=wt_completed_event_id
+        )
+        if details is not None:
+            attrs.details.CopyFrom(details)
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED, ev)
+
+    def terminate_workflow(self, reason: str, details: Payloads | None, identity: str) -> None:
+        self.force_close_workflow_task(identity)
+        attrs = WorkflowExecutionTerminatedEventAttributes(reason=reason, identity=identity)
+        if details is not None:
+            attrs.details.CopyFrom(details)
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED, ev)
+
+    def time_out_workflow(self) -> None:
+        self.force_close_workflow_task("history-service")
+        attrs = WorkflowExecutionTimedOutEventAttributes(
+            retry_state=RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET
+        )
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, ev)
+
+    # ---- signals and cancellation ------------------------------------------------------------------------
+    def signal(self, name: str, payloads: Payloads | None, identity: str, header=None) -> None:
+        attrs = WorkflowExecutionSignaledEventAttributes(signal_name=name, identity=identity)
+        if payloads is not None:
+            attrs.input.CopyFrom(payloads)
+        if header is not None:
+            attrs.header.CopyFrom(header)
+        self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, attrs)
+        self.schedule_workflow_task()
+
+    def request_cancel(self, cause: str, identity: str) -> None:
+        self.ms.info.cancel_requested = True
+        self.add_event(
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+            WorkflowExecutionCancelRequestedEventAttributes(cause=cause, identity=identity),
+        )
+        self.schedule_workflow_task()
+
+    # ---- timers ----------------------------------------------------------------------------------------
+    def start_timer(self, timer_id: str, duration_ms: int, wt_completed_event_id: int) -> None:
+        ev = self.add_event(
+            EventType.EVENT_TYPE_TIMER_STARTED,
+            TimerStartedEventAttributes(
+                timer_id=timer_id,
+                start_to_fire_timeout=to_duration(duration_ms),
+                workflow_task_completed_event_id=wt_completed_event_id,
+            ),
+            bufferable=False,
+        )
+        expiry = self.now + duration_ms
+        self.ms.timers[timer_id] = TimerInfo(timer_id, ev.event_id, expiry)
+        self.timer(TimerKind.USER_TIMER, expiry, timer_id=timer_id, started_event_id=ev.event_id)
+
+    def cancel_timer(self, timer_id: str, wt_completed_event_id: int, identity: str) -> None:
+        ti = self.ms.timers.pop(timer_id)
+        self.add_event(
+            EventType.EVENT_TYPE_TIMER_CANCELED,
+            TimerCanceledEventAttributes(
+                timer_id=timer_id,
+                started_event_id=ti.started_event_id,
+                workflow_task_completed_event_id=wt_completed_event_id,
+                identity=identity,
+            ),
+            bufferable=False,
+        )
+
+    def fire_timer(self, timer_id: str) -> None:
+        ti = self.ms.timers.pop(timer_id)
+        self.add_event(
+            EventType.EVENT_TYPE_TIMER_FIRED,
+            TimerFiredEventAttributes(timer_id=timer_id, started_event_id=ti.started_event_id),
+        )
+        self.schedule_workflow_task()
+
+    # ---- activities ------------------------------------------------------------------------------------
+    def schedule_activity(self, attrs: ActivityTaskScheduledEventAttributes) -> ActivityInfo:
+        ev = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, attrs, bufferable=False)
+        ai = ActivityInfo(
+            scheduled_event_id=ev.event_id,
+            activity_id=attrs.activity_id,
+            activity_type=attrs.activity_type.name,
+            task_queue=attrs.task_queue.name,
+            first_scheduled_time_ms=self.now,
+            scheduled_time_ms=self.now,
+            schedule_to_start_timeout_ms=attrs.schedule_to_start_timeout.ToMilliseconds(),
+            schedule_to_close_timeout_ms=attrs.schedule_to_close_timeout.ToMilliseconds(),
+            start_to_close_timeout_ms=attrs.start_to_close_timeout.ToMilliseconds(),
+            heartbeat_timeout_ms=attrs.heartbeat_timeout.ToMilliseconds(),
+            retry_policy=attrs.retry_policy,
+            scheduled_node_id=self.events[0].event_id,
+        )
+        self.ms.activities[ai.scheduled_event_id] = ai
+        self.dispatch_activity(ai)
+        if ai.schedule_to_close_timeout_ms > 0:
+            self.arm_activity_timeout(
+                ai, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, self.now + ai.schedule_to_close_timeout_ms
+            )
+        return ai
+
+    def dispatch_activity(self, ai: ActivityInfo) -> None:
+        """Hand the current attempt to matching and arm its schedule-to-start timeout."""
+        ai.scheduled_time_ms = self.now
+        ai.waiting_retry = False
+        self.transfer(
+            TransferKind.ACTIVITY_TASK, scheduled_event_id=ai.scheduled_event_id, attempt=ai.attempt
+        )
+        if ai.schedule_to_start_timeout_ms > 0:
+            self.arm_activity_timeout(
+                ai, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START, self.now + ai.schedule_to_start_timeout_ms
+            )
+
+    def arm_activity_timeout(self, ai: ActivityInfo, timeout_type: int, fire_ms: int) -> None:
+        self.timer(
+            TimerKind.ACTIVITY_TIMEOUT,
+            fire_ms,
+            scheduled_event_id=ai.scheduled_event_id,
+            attempt=ai.attempt,
+            timeout_type=timeout_type,
+        )
+
+    def start_activity(self, ai: ActivityInfo, request_id: str, identity: str) -> None:
+        ai.started_time_ms = self.now
+        ai.request_id = request_id
+        ai.identity = identity
+        ai.last_heartbeat_time_ms = 0
+        if ai.start_to_close_timeout_ms > 0:
+            self.arm_activity_timeout(
+                ai, TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE, self.now + ai.start_to_close_timeout_ms
+            )
+        if ai.heartbeat_timeout_ms > 0:
+            self.arm_activity_timeout(
+                ai, TimeoutType.TIMEOUT_TYPE_HEARTBEAT, self.now + ai.heartbeat_timeout_ms
+            )
+
+    def _add_activity_started_event(self, ai: ActivityInfo) -> HistoryEvent:
+        attrs = ActivityTaskStartedEventAttributes(
+            scheduled_event_id=ai.scheduled_event_id,
+            identity=ai.identity,
+            request_id=ai.request_id,
+            attempt=ai.attempt,
+        )
+        if ai.last_failure is not None and ai.attempt > 1:
+            attrs.last_failure.CopyFrom(ai.last_failure)
+        return self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
+
+    def _close_activity(self, ai: ActivityInfo, event_type: int, attrs) -> None:
+        """Write the attempt's started event (if it started) and the activity's close event."""
+        started = self._add_activity_started_event(ai) if ai.started else None
+        attrs.scheduled_event_id = ai.scheduled_event_id
+        if hasattr(attrs, "started_event_id"):
+            attrs.started_event_id = started.event_id if started is not None else 0
+        del self.ms.activities[ai.scheduled_event_id]
+        self.add_event(event_type, attrs)
+        self.schedule_workflow_task()
+
+    def complete_activity(self, ai: ActivityInfo, result: Payloads | None, identity: str) -> None:
+        attrs = ActivityTaskCompletedEventAttributes(identity=identity)
+        if result is not None:
+            attrs.result.CopyFrom(result)
+        self._close_activity(ai, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, attrs)
+
+    def cancel_activity_confirmed(self, ai: ActivityInfo, details: Payloads | None, identity: str) -> None:
+        attrs = ActivityTaskCanceledEventAttributes(
+            latest_cancel_requested_event_id=ai.cancel_requested_event_id, identity=identity
+        )
+        if details is not None:
+            attrs.details.CopyFrom(details)
+        self._close_activity(ai, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED, attrs)
+
+    def fail_activity(self, ai: ActivityInfo, failure: Failure, identity: str) -> None:
+        """An attempt failed: retry it per its policy, or record the activity's failure."""
+        retry_state, delay_ms = self._retry_decision(ai, failure)
+        ai.last_worker_identity = identity
+        if retry_state == RetryState.RETRY_STATE_IN_PROGRESS:
+            self._retry_activity(ai, failure, delay_ms)
+            return
+        attrs = ActivityTaskFailedEventAttributes(failure=failure, identity=identity, retry_state=retry_state)
+        self._close_activity(ai, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED, attrs)
+
+    def time_out_activity(self, ai: ActivityInfo, timeout_type: int) -> None:
+        failure = Failure(
+            message=f"activity {TimeoutType.Name(timeout_type).removeprefix('TIMEOUT_TYPE_')} timeout",
+            timeout_failure_info=TimeoutFailureInfo(timeout_type=timeout_type),
+        )
+        if ai.heartbeat_details is not None:
+            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(ai.heartbeat_details)
+        if timeout_type in (TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE, TimeoutType.TIMEOUT_TYPE_HEARTBEAT):
+            retry_state, delay_ms = self._retry_decision(ai, failure)
+        else:
+            retry_state, delay_ms = RetryState.RETRY_STATE_TIMEOUT, 0
+            if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
+                retry_state = RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE
+        if retry_state == RetryState.RETRY_STATE_IN_PROGRESS:
+            self._retry_activity(ai, failure, delay_ms)
+            return
+        if ai.last_failure is not None and timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE:
+            failure.cause.CopyFrom(ai.last_failure)
+        attrs = ActivityTaskTimedOutEventAttributes(failure=failure, retry_state=retry_state)
+        self._close_activity(ai, EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, attrs)
+
+    def _retry_decision(self, ai: ActivityInfo, failure: Failure) -> tuple[int, int]:
+        """(RETRY_STATE_IN_PROGRESS, backoff ms) if another attempt is due, else (why not, 0)."""
+        policy = default_retry_policy(ai.retry_policy)
+        if ai.cancel_requested:
+            return RetryState.RETRY_STATE_CANCEL_REQUESTED, 0
+        app = failure.application_failure_info if failure.HasField("application_failure_info") else None
+        if app is not None and (app.non_retryable or app.type in policy.non_retryable_error_types):
+            return RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE, 0
+        if policy.maximum_attempts > 0 and ai.attempt >= policy.maximum_attempts:
+            return RetryState.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED, 0
+        if app is not None and app.HasField("next_retry_delay") and app.next_retry_delay.ToMilliseconds() > 0:
+            delay = app.next_retry_delay.ToMilliseconds()
+        else:
+            delay = int(
+                policy.initial_interval.ToMilliseconds() * policy.backoff_coefficient ** (ai.attempt - 1)
+            )
+            delay = min(delay, policy.maximum_interval.ToMilliseconds())
+        if ai.schedule_to_close_timeout_ms > 0:
+            if self.now + delay >= ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms:
+                return RetryState.RETRY_STATE_TIMEOUT, 0
+        run_deadline = self.ms.info.run_expiration_ms
+        if run_deadline and self.now + delay >= run_deadline:
+            return RetryState.RETRY_STATE_TIMEOUT, 0
+        return RetryState.RETRY_STATE_IN_PROGRESS, delay
+
+    def _retry_activity(self, ai: ActivityInfo, failure: Failure, delay_ms: int) -> None:
+        ai.last_failure = failure
+        ai.attempt += 1
+        ai.started_time_ms = 0
+        ai.request_id = ""
+        ai.waiting_retry = True
+        self.timer(
+            TimerKind.ACTIVITY_RETRY,
+            self.now + delay_ms,
+            scheduled_event_id=ai.scheduled_event_id,
+            attempt=ai.attempt,
+        )
+
+    def request_cancel_activity(self, ai: ActivityInfo, wt_completed_event_id: int, identity: str) -> None:
+        ev = self.add_event(
+            EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
+            ActivityTaskCancelRequestedEventAttributes(
+                scheduled_event_id=ai.scheduled_event_id,
+                workflow_task_completed_event_id=wt_completed_event_id,
+            ),
+            bufferable=False,
+        )
+        ai.cancel_requested = True
+        ai.cancel_requested_event_id = ev.event_id
+        if not ai.started:
+            # Nothing runs it yet: the cancellation is immediate.
+            self.cancel_activity_confirmed(ai, None, identity)
+
+
+def workflow_execution(ms: MutableState) -> WorkflowExecution:
+    return WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)

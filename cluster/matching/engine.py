@@ -1,0 +1,203 @@
+"""The matching role: routes tasks from history to pollers through task-queue partitions.
+
+A poll that receives a task asks history to record it as started; history answers with everything the
+worker needs (the poll response). A task whose run moved on is dropped, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.query.v1 import WorkflowQuery
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    PollActivityTaskQueueResponse,
+    PollWorkflowTaskQueueResponse,
+    RespondQueryTaskCompletedRequest,
+)
+
+from hourglass.cluster.errors import DeadlineExceeded, ServiceError
+from hourglass.cluster.history.engine import HistoryEngine, TaskGone
+from hourglass.cluster.history.timeutil import now_ms, to_timestamp
+from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
+from hourglass.persistence.records import TaskQueueKey
+from hourglass.persistence.store import Store
+
+log = logging.getLogger(__name__)
+
+WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+
+
+class MatchingEngine:
+    def __init__(self, store: Store, history: HistoryEngine) -> None:
+        self.store = store
+        self.history = history
+        self._partitions: dict[TaskQueueKey, Partition] = {}
+        self._queries: dict[str, QueryRequest] = {}
+
+    def partition(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> Partition:
+        key = TaskQueueKey(namespace_id, name, task_type, 0)
+        p = self._partitions.get(key)
+        if p is None:
+            # Sticky queues belong to one worker process and are never persisted.
+            p = Partition(key, self.store, persistent=kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY)
+            self._partitions[key] = p
+        return p
+
+    def partitions_of(self, namespace_id: str, name: str, task_type: int) -> list[Partition]:
+        return [
+            p
+            for k, p in self._partitions.items()
+            if k.namespace_id == namespace_id and k.name == name and k.task_type == task_type
+        ]
+
+    # ---- from history ------------------------------------------------------------------------------------
+    async def add_workflow_task(
+        self, namespace_id: str, task_queue: str, execution: WorkflowExecution, scheduled_event_id: int
+    ) -> None:
+        await self.partition(namespace_id, task_queue, WORKFLOW).add(
+            MatchedTask(namespace_id, execution, scheduled_event_id)
+        )
+
+    async def add_activity_task(
+        self,
+        namespace_id: str,
+        task_queue: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        attempt: int,
+    ) -> None:
+        await self.partition(namespace_id, task_queue, ACTIVITY).add(
+            MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
+        )
+
+    # ---- from pollers ----------------------------------------------------------------------------------
+    async def poll_workflow_task(
+        self, namespace_id: str, task_queue: str, kind: int, identity: str, timeout: float
+    ) -> PollWorkflowTaskQueueResponse:
+        partition = self.partition(namespace_id, task_queue, WORKFLOW, kind)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            task = await partition.poll(remaining, identity)
+            if task is None:
+                break
+            if task.query is not None:
+                try:
+                    return await self._query_task_response(task)
+                except ServiceError as e:
+                    if not task.query.result.done():
+                        task.query.result.set_exception(e)
+                    continue
+            response = await self._deliver(
+                partition,
+                task,
+                self.history.record_workflow_task_started(
+                    namespace_id, task.execution, task.scheduled_event_id, str(uuid.uuid4()), identity
+                ),
+            )
+            if response is not None:
+                return response
+        return PollWorkflowTaskQueueResponse()
+
+    async def poll_activity_task(
+        self, namespace_id: str, namespace: str, task_queue: str, identity: str, timeout: float
+    ) -> PollActivityTaskQueueResponse:
+        partition = self.partition(namespace_id, task_queue, ACTIVITY)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            task = await partition.poll(remaining, identity)
+            if task is None:
+                break
+            response = await self._deliver(
+                partition,
+                task,
+                self.history.record_activity_task_started(
+                    namespace_id,
+                    namespace,
+                    task.execution,
+                    task.scheduled_event_id,
+                    task.attempt,
+                    str(uuid.uuid4()),
+                    identity,
+                ),
+            )
+            if response is not None:
+                return response
+        return PollActivityTaskQueueResponse()
+
+    async def _deliver(self, partition: Partition, task: MatchedTask, record_started):
+        """Record the start in history; on success or a stale task the task is consumed, else handed back."""
+        try:
+            response = await record_started
+        except TaskGone:
+            await partition.ack(task)
+            return None
+        except BaseException:
+            partition.give_back(task)
+            raise
+        await partition.ack(task)
+        return response
+
+    # ---- queries ---------------------------------------------------------------------------------------
+    async def query_workflow(
+        self,
+        namespace_id: str,
+        task_queue: str,
+        execution: WorkflowExecution,
+        query: WorkflowQuery,
+        timeout: float,
+    ):
+        """Dispatch a query to a worker polling the workflow's queue and wait for its answer."""
+        request = QueryRequest(str(uuid.uuid4()), execution, query)
+        self._queries[request.query_id] = request
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            partition = self.partition(namespace_id, task_queue, WORKFLOW)
+            if not await partition.offer_query(request, timeout):
+                raise DeadlineExceeded(
+                    "query was not answered: no worker is polling the workflow's task queue"
+                )
+            try:
+                return await asyncio.wait_for(
+                    asyncio.shield(request.result), max(deadline - loop.time(), 0.01)
+                )
+            except TimeoutError:
+                raise DeadlineExceeded("query timed out waiting for the worker's answer") from None
+        finally:
+            self._queries.pop(request.query_id, None)
+
+    async def _query_task_response(self, task: MatchedTask) -> PollWorkflowTaskQueueResponse:
+        ms = await self.history.get_mutable_state(task.namespace_id, task.execution)
+        events = await self.history.read_history(ms)
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        token = TaskToken(
+            task.namespace_id, execution.workflow_id, execution.run_id, 0, 0, query_id=task.query.query_id
+        )
+        response = PollWorkflowTaskQueueResponse(
+            task_token=token.encode(),
+            workflow_execution=execution,
+            workflow_type=WorkflowType(name=ms.info.workflow_type),
+            previous_started_event_id=ms.last_completed_workflow_task_started_event_id,
+            started_event_id=ms.last_completed_workflow_task_started_event_id,
+            attempt=1,
+            query=task.query.query,
+            workflow_execution_task_queue=TaskQueue(name=ms.info.task_queue, kind=1),
+            scheduled_time=to_timestamp(now_ms()),
+            started_time=to_timestamp(now_ms()),
+        )
+        response.history.events.extend(events)
+        return response
+
+    def respond_query_task_completed(self, query_id: str, request: RespondQueryTaskCompletedRequest) -> bool:
+        pending = self._queries.get(query_id)
+        if pending is None or pending.result.done():
+            return False
+        pending.result.set_result(request)
+        return True

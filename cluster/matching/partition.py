@@ -1,0 +1,228 @@
+"""One task-queue partition: waiting pollers, sync match, and the persisted backlog.
+
+A task offered while a poller waits goes straight to it (nothing is written); the offer completes only once
+the poller has recorded the task as started in history, so a poller that vanishes in between hands the task
+back and it is persisted instead of lost. Otherwise the task is appended to the backlog in one batch
+fenced by the partition's lease (range_id) and handed out in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+
+from temporalio.api.common.v1 import WorkflowExecution
+
+from hourglass.cluster.history.timeutil import now_ms
+from hourglass.persistence.records import QueueTask, TaskQueueKey
+from hourglass.persistence.store import Store
+
+log = logging.getLogger(__name__)
+
+RANGE_BITS = 20
+ACK_DELETE_EVERY = 100
+
+
+@dataclass
+class QueryRequest:
+    query_id: str
+    execution: WorkflowExecution
+    query: object  # temporal.api.query.v1.WorkflowQuery
+    result: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class MatchedTask:
+    namespace_id: str
+    execution: WorkflowExecution
+    scheduled_event_id: int = 0
+    attempt: int = 0
+    backlog_task_id: int | None = None
+    # Sync match: resolved True once history recorded the start (or dropped the task), False to hand it back.
+    accepted: asyncio.Future | None = None
+    query: QueryRequest | None = None
+
+
+class Partition:
+    def __init__(self, key: TaskQueueKey, store: Store, persistent: bool = True) -> None:
+        self.key = key
+        self.store = store
+        self.persistent = persistent
+        self._pollers: collections.deque[asyncio.Future] = collections.deque()
+        self._backlog: collections.deque[QueueTask] = collections.deque()
+        self._outstanding: set[int] = set()
+        self._max_handed_out = 0
+        self._acked_since_delete = 0
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+        self._range_id = 0
+        self._next_id = 0
+        self._id_limit = 0
+        self.last_poll: dict[str, float] = {}
+
+    async def _ensure_loaded(self) -> None:
+        if self._loaded or not self.persistent:
+            return
+        async with self._load_lock:
+            if self._loaded:
+                return
+            info = await self.store.lease_task_queue(self.key)
+            self._set_range(info.range_id)
+            cursor = info.ack_level
+            while True:
+                tasks = await self.store.get_queue_tasks(self.key, cursor, 1000)
+                self._backlog.extend(tasks)
+                if len(tasks) < 1000:
+                    break
+                cursor = tasks[-1].task_id
+            self._max_handed_out = info.ack_level
+            self._loaded = True
+
+    def _set_range(self, range_id: int) -> None:
+        self._range_id = range_id
+        self._next_id = range_id << RANGE_BITS
+        self._id_limit = (range_id + 1) << RANGE_BITS
+
+    async def _next_task_id(self) -> int:
+        if self._next_id >= self._id_limit:
+            info = await self.store.lease_task_queue(self.key)
+            self._set_range(info.range_id)
+        self._next_id += 1
+        return self._next_id
+
+    @property
+    def backlog_size(self) -> int:
+        return len(self._backlog)
+
+    # ---- producers -------------------------------------------------------------------------------------
+    def _offer_to_poller(self, task: MatchedTask) -> bool:
+        while self._pollers:
+            poller = self._pollers.popleft()
+            if not poller.done():
+                poller.set_result(task)
+                return True
+        return False
+
+    async def add(self, task: MatchedTask) -> None:
+        """Sync-match the task to a waiting poller, or persist it in the backlog."""
+        await self._ensure_loaded()
+        if not self._backlog:
+            task.accepted = asyncio.get_running_loop().create_future()
+            if self._offer_to_poller(task) and await task.accepted:
+                return
+            task.accepted = None
+        await self._persist(task)
+
+    async def _persist(self, task: MatchedTask) -> None:
+        qt = QueueTask(
+            task_id=await self._next_task_id(),
+            namespace_id=task.namespace_id,
+            workflow_id=task.execution.workflow_id,
+            run_id=task.execution.run_id,
+            scheduled_event_id=task.scheduled_event_id,
+            create_time_ms=now_ms(),
+            data=str(task.attempt).encode(),
+        )
+        if self.persistent:
+            await self.store.create_queue_tasks(self.key, self._range_id, [qt])
+        self._backlog.append(qt)
+        self._wake_poller_for_backlog()
+
+    def _wake_poller_for_backlog(self) -> None:
+        while self._backlog and self._pollers:
+            poller = self._pollers.popleft()
+            if not poller.done():
+                poller.set_result(self._take_from_backlog())
+
+    async def offer_query(self, query: QueryRequest, timeout: float) -> bool:
+        """Queries are never persisted: hand the query to a poller within `timeout`, or give up."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        task = MatchedTask(namespace_id=self.key.namespace_id, execution=query.execution, query=query)
+        while True:
+            if self._offer_to_poller(task):
+                return True
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(0.05, remaining))
+
+    # ---- consumers -------------------------------------------------------------------------------------
+    def _take_from_backlog(self) -> MatchedTask:
+        qt = self._backlog.popleft()
+        self._outstanding.add(qt.task_id)
+        return MatchedTask(
+            namespace_id=qt.namespace_id,
+            execution=WorkflowExecution(workflow_id=qt.workflow_id, run_id=qt.run_id),
+            scheduled_event_id=qt.scheduled_event_id,
+            attempt=int(qt.data or b"0"),
+            backlog_task_id=qt.task_id,
+        )
+
+    async def poll(self, timeout: float, identity: str) -> MatchedTask | None:
+        self.last_poll[identity] = asyncio.get_running_loop().time()
+        await self._ensure_loaded()
+        if self._backlog:
+            return self._take_from_backlog()
+        poller = asyncio.get_running_loop().create_future()
+        self._pollers.append(poller)
+        try:
+            done, _ = await asyncio.wait({poller}, timeout=timeout)
+        except asyncio.CancelledError:
+            if poller.done() and not poller.cancelled():
+                self.give_back(poller.result())
+            poller.cancel()
+            raise
+        if done:
+            return poller.result()
+        poller.cancel()
+        return None
+
+    async def ack(self, task: MatchedTask) -> None:
+        """The task reached history (started, or found stale): it is consumed."""
+        if task.accepted is not None:
+            if not task.accepted.done():
+                task.accepted.set_result(True)
+            return
+        if task.backlog_task_id is None:
+            return
+        self._outstanding.discard(task.backlog_task_id)
+        self._max_handed_out = max(self._max_handed_out, task.backlog_task_id)
+        self._acked_since_delete += 1
+        if self._acked_since_delete >= ACK_DELETE_EVERY or not self._backlog:
+            await self._delete_consumed()
+
+    async def _delete_consumed(self) -> None:
+        if not self.persistent:
+            return
+        ack = (min(self._outstanding) - 1) if self._outstanding else self._max_handed_out
+        if self._backlog:
+            ack = min(ack, self._backlog[0].task_id - 1)
+        self._acked_since_delete = 0
+        try:
+            await self.store.delete_queue_tasks(self.key, ack)
+        except Exception:
+            log.warning("could not delete consumed tasks of %s", self.key, exc_info=True)
+
+    def give_back(self, task: MatchedTask) -> None:
+        """The poller could not deliver the task: sync tasks go back to their producer, backlog tasks in front."""
+        if task.query is not None:
+            return
+        if task.accepted is not None:
+            if not task.accepted.done():
+                task.accepted.set_result(False)
+            return
+        if task.backlog_task_id is not None:
+            self._outstanding.discard(task.backlog_task_id)
+            self._backlog.appendleft(
+                QueueTask(
+                    task.backlog_task_id,
+                    task.namespace_id,
+                    task.execution.workflow_id,
+                    task.execution.run_id,
+                    task.scheduled_event_id,
+                    data=str(task.attempt).encode(),
+                )
+            )
+            self._wake_poller_for_backlog()

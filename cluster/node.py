@@ -1,0 +1,76 @@
+"""A node: wires the store, the roles (frontend, history, matching) and the gRPC server together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
+
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.service import WorkflowService
+from hourglass.cluster.history.engine import HistoryEngine
+from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.persistence.errors import ClusterMetadataMismatchError
+from hourglass.persistence.records import ClusterMetadata
+from hourglass.persistence.store import Store
+
+log = logging.getLogger(__name__)
+
+# gRPC must accept messages larger than the blob limit, so oversized payloads get Temporal's own error.
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+@dataclass
+class NodeConfig:
+    ip: str = "127.0.0.1"
+    port: int = 7233
+    history_shard_count: int = 4
+    namespaces: list[str] = field(default_factory=lambda: ["default"])
+    max_blob_bytes: int = 2 * 1024 * 1024
+    cluster_name: str = "hourglass"
+
+
+class Node:
+    def __init__(self, config: NodeConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.history = HistoryEngine(store, config.history_shard_count)
+        self.matching = MatchingEngine(store, self.history)
+        self.history.matching = self.matching
+        self.namespaces = NamespaceRegistry(store)
+        self.server: grpc.aio.Server | None = None
+        self.bound_port = 0
+
+    async def start(self) -> None:
+        stored = await self.store.init_cluster_metadata(
+            ClusterMetadata(self.config.cluster_name, self.config.history_shard_count)
+        )
+        if stored.history_shard_count != self.config.history_shard_count:
+            raise ClusterMetadataMismatchError(
+                f"the store was created with {stored.history_shard_count} history shards but this node is "
+                f"configured with {self.config.history_shard_count}; the shard count cannot change"
+            )
+        for name in self.config.namespaces:
+            await self.namespaces.ensure(name)
+        await self.history.start()
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        add_WorkflowServiceServicer_to_server(
+            WorkflowService(self.namespaces, self.history, self.matching, self.config.max_blob_bytes),
+            self.server,
+        )
+        self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
+        await self.server.start()
+        log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self.server is not None:
+            await self.server.stop(grace)
+        await self.history.stop()
+        await self.store.close()
