@@ -73,6 +73,13 @@ class Store(abc.ABC):
           when it is None), and the current-run pointer matches the write's CurrentRunMode;
           else ConditionFailedError naming every failing write by index.
         Then: execution rows are upserted, current-run pointers written, tasks inserted.
+
+        Writes in one batch are checked as if applied in order: a later write touching a row (or pointer)
+        an earlier write of the batch creates or changes fails with the reason it would get after it
+        (`already_exists`, `version_mismatch`, `current_run_mismatch`), so group commit never lets two
+        transitions of one run silently overwrite each other. A CurrentRunWrite must name the same run as
+        its ExecutionWrite (ValueError otherwise). ShardOwnershipLostError.actual_range_id is None when
+        the shard row does not exist.
         """
 
     @abc.abstractmethod

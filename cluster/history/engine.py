@@ -26,6 +26,7 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
     HistoryEvent,
+    WorkflowExecutionSignaledEventAttributes,
     WorkflowExecutionStartedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -327,9 +328,18 @@ class HistoryEngine:
         if exec_timeout:
             attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(info.execution_expiration_ms))
         tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
+        start_delay = duration_ms(request.workflow_start_delay)
+        if start_delay:
+            attrs_event = tr.events[-1].workflow_execution_started_event_attributes
+            attrs_event.first_workflow_task_backoff.CopyFrom(to_duration(start_delay))
+            info.execution_time_ms = now + start_delay
         if signal is not None:
             name, payloads, header = signal
-            tr.signal(name, payloads, request.identity, header)
+            tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+                         WorkflowExecutionSignaledEventAttributes(signal_name=name, identity=request.identity,
+                                                                  input=payloads, header=header))
+        if start_delay:
+            tr.timer(TimerKind.WORKFLOW_BACKOFF, now + start_delay)
         else:
             tr.schedule_workflow_task()
         if run_timeout:
@@ -753,6 +763,8 @@ class HistoryEngine:
                     tr.dispatch_activity(ai)
             elif kind == TimerKind.WORKFLOW_TIMEOUT:
                 tr.time_out_workflow()
+            elif kind == TimerKind.WORKFLOW_BACKOFF:
+                tr.schedule_workflow_task()
             else:
                 log.error("unknown timer task kind %s", kind)
 

