@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
@@ -65,6 +67,10 @@ class Node:
             WorkflowService(self.namespaces, self.history, self.matching, self.config.max_blob_bytes),
             self.server,
         )
+        health = health_aio.HealthServicer()
+        for service in ("", "temporal.api.workflowservice.v1.WorkflowService"):
+            await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
         self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
         await self.server.start()
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)

@@ -335,9 +335,12 @@ class HistoryEngine:
             info.execution_time_ms = now + start_delay
         if signal is not None:
             name, payloads, header = signal
-            tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-                         WorkflowExecutionSignaledEventAttributes(signal_name=name, identity=request.identity,
-                                                                  input=payloads, header=header))
+            tr.add_event(
+                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+                WorkflowExecutionSignaledEventAttributes(
+                    signal_name=name, identity=request.identity, input=payloads, header=header
+                ),
+            )
         if start_delay:
             tr.timer(TimerKind.WORKFLOW_BACKOFF, now + start_delay)
         else:

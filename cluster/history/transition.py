@@ -363,8 +363,16 @@ class Transition:
 
     def time_out_workflow(self) -> None:
         self.force_close_workflow_task("history-service")
+        info = self.ms.info
+        # The whole execution's deadline ends retries (TIMEOUT); a run's own timeout, with no retry
+        # policy to apply, is RETRY_POLICY_NOT_SET, as on the reference.
+        execution_deadline_hit = info.execution_expiration_ms and (
+            not info.run_expiration_ms or info.execution_expiration_ms <= info.run_expiration_ms
+        )
         attrs = WorkflowExecutionTimedOutEventAttributes(
-            retry_state=RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET
+            retry_state=RetryState.RETRY_STATE_TIMEOUT
+            if execution_deadline_hit
+            else RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET
         )
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, attrs, bufferable=False)
         self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, ev)
@@ -538,9 +546,8 @@ class Transition:
         if timeout_type in (TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE, TimeoutType.TIMEOUT_TYPE_HEARTBEAT):
             retry_state, delay_ms = self._retry_decision(ai, failure)
         else:
+            # Schedule-to-start and schedule-to-close timeouts end the activity (the reference says TIMEOUT).
             retry_state, delay_ms = RetryState.RETRY_STATE_TIMEOUT, 0
-            if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
-                retry_state = RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE
         if retry_state == RetryState.RETRY_STATE_IN_PROGRESS:
             self._retry_activity(ai, failure, delay_ms)
             return
