@@ -22,7 +22,6 @@ from hourglass.persistence.store import Store
 log = logging.getLogger(__name__)
 
 RANGE_BITS = 20
-ACK_DELETE_EVERY = 100
 
 
 @dataclass
@@ -54,7 +53,7 @@ class Partition:
         self._backlog: collections.deque[QueueTask] = collections.deque()
         self._outstanding: set[int] = set()
         self._max_handed_out = 0
-        self._acked_since_delete = 0
+        self._ack_level = 0
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._range_id = 0
@@ -77,7 +76,7 @@ class Partition:
                 if len(tasks) < 1000:
                     break
                 cursor = tasks[-1].task_id
-            self._max_handed_out = info.ack_level
+            self._max_handed_out = self._ack_level = info.ack_level
             self._loaded = True
 
     def _set_range(self, range_id: int) -> None:
@@ -174,8 +173,8 @@ class Partition:
                 self.give_back(poller.result())
             poller.cancel()
             raise
-        if done:
-            return poller.result()
+        if done or (poller.done() and not poller.cancelled()):
+            return poller.result()  # a task may land in the same loop iteration as the timeout
         poller.cancel()
         return None
 
@@ -189,17 +188,18 @@ class Partition:
             return
         self._outstanding.discard(task.backlog_task_id)
         self._max_handed_out = max(self._max_handed_out, task.backlog_task_id)
-        self._acked_since_delete += 1
-        if self._acked_since_delete >= ACK_DELETE_EVERY or not self._backlog:
-            await self._delete_consumed()
+        await self._delete_consumed()
 
     async def _delete_consumed(self) -> None:
+        """Range-delete everything below the lowest task still outstanding or waiting in the backlog."""
         if not self.persistent:
             return
         ack = (min(self._outstanding) - 1) if self._outstanding else self._max_handed_out
         if self._backlog:
             ack = min(ack, self._backlog[0].task_id - 1)
-        self._acked_since_delete = 0
+        if ack <= self._ack_level:
+            return
+        self._ack_level = ack
         try:
             await self.store.delete_queue_tasks(self.key, ack)
         except Exception:

@@ -1,0 +1,89 @@
+"""Task-queue partition semantics on the real embedded store: nothing handed to matching is lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+
+from hourglass.cluster.matching.partition import MatchedTask, Partition
+from hourglass.persistence.records import TaskQueueKey
+from hourglass.persistence.sqlite.store import SQLiteStore
+
+KEY = TaskQueueKey("ns", "queue", 1)
+
+
+def task(n: int) -> MatchedTask:
+    return MatchedTask("ns", WorkflowExecution(workflow_id=f"wf-{n}", run_id="r"), scheduled_event_id=n)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = await SQLiteStore.open(str(tmp_path / "matching.db"))
+    yield store
+    await store.close()
+
+
+async def test_sync_match_completes_only_when_the_poller_acknowledges(store):
+    partition = Partition(KEY, store)
+    poll = asyncio.create_task(partition.poll(5, "worker"))
+    await asyncio.sleep(0.01)
+    add = asyncio.create_task(partition.add(task(1)))
+    got = await poll
+    assert got.execution.workflow_id == "wf-1"
+    await asyncio.sleep(0.01)
+    assert not add.done()  # history has not recorded the start yet
+    await partition.ack(got)
+    await add
+    assert await store.get_queue_tasks(KEY, 0, 10) == []  # sync match writes nothing
+
+
+async def test_a_task_given_back_by_its_poller_is_persisted_and_handed_out_again(store):
+    partition = Partition(KEY, store)
+    poll = asyncio.create_task(partition.poll(5, "worker"))
+    await asyncio.sleep(0.01)
+    add = asyncio.create_task(partition.add(task(7)))
+    got = await poll
+    partition.give_back(got)  # e.g. the poller's RPC was cancelled before history answered
+    await add
+    assert [t.scheduled_event_id for t in await store.get_queue_tasks(KEY, 0, 10)] == [7]
+    again = await partition.poll(1, "worker-2")
+    assert again.scheduled_event_id == 7
+
+
+async def test_backlog_is_ordered_and_survives_a_restart_minus_what_was_consumed(store):
+    first = Partition(KEY, store)
+    for n in range(1, 6):
+        await first.add(task(n))  # no poller: persisted
+    consumed = await first.poll(1, "w")
+    assert consumed.scheduled_event_id == 1
+    await first.ack(consumed)
+    unacked = await first.poll(1, "w")
+    assert unacked.scheduled_event_id == 2  # handed out, but the process dies before history answers
+
+    restarted = Partition(KEY, store)  # a new owner leases the partition and reloads its backlog
+    seen = []
+    while (t := await restarted.poll(0.05, "w")) is not None:
+        seen.append(t.scheduled_event_id)
+        await restarted.ack(t)
+    assert seen == [2, 3, 4, 5]
+
+
+async def test_the_old_lease_cannot_append_after_a_new_owner_took_the_partition(store):
+    from hourglass.persistence.errors import TaskQueueLeaseLostError
+
+    old = Partition(KEY, store)
+    await old.add(task(1))
+    new = Partition(KEY, store)
+    await new.poll(0.01, "w")  # leases the partition (bumps range_id)
+    with pytest.raises(TaskQueueLeaseLostError):
+        await old.add(task(2))
+    assert [t.scheduled_event_id for t in await store.get_queue_tasks(KEY, 0, 10)] == [1]
+
+
+async def test_a_poll_with_no_work_returns_empty_after_its_timeout(store):
+    partition = Partition(KEY, store)
+    started = asyncio.get_running_loop().time()
+    assert await partition.poll(0.2, "w") is None
+    assert asyncio.get_running_loop().time() - started >= 0.2
