@@ -6,19 +6,22 @@ cause the reference uses (nothing of the task is kept) and the worker retries it
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from temporalio.api.command.v1 import Command
-from temporalio.api.common.v1 import Memo, SearchAttributes
-from temporalio.api.enums.v1 import CommandType, EventType, WorkflowTaskFailedCause
+from temporalio.api.common.v1 import Memo, SearchAttributes, WorkflowType
+from temporalio.api.enums.v1 import CommandType, ContinueAsNewInitiator, EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     MarkerRecordedEventAttributes,
     UpsertWorkflowSearchAttributesEventAttributes,
+    WorkflowExecutionContinuedAsNewEventAttributes,
     WorkflowPropertiesModifiedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
+from hourglass.cluster.history.runs import NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.timeutil import to_duration
 from hourglass.cluster.history.transition import Transition, default_retry_policy
@@ -202,6 +205,64 @@ def _cancel(tr: Transition, command: Command, completed_event_id: int, identity:
     tr.cancel_workflow(a.details if a.HasField("details") else None, completed_event_id)
 
 
+def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.continue_as_new_workflow_execution_command_attributes
+    info = tr.ms.info
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_CONTINUE_AS_NEW_ATTRIBUTES
+    for d, name in (
+        (a.workflow_run_timeout, "WorkflowRunTimeout"),
+        (a.workflow_task_timeout, "WorkflowTaskTimeout"),
+        (a.backoff_start_interval, "BackoffStartInterval"),
+    ):
+        if d.seconds < 0 or d.nanos < 0:
+            raise CommandError(bad, f"Invalid {name}: it must not be negative.")
+    if len(a.workflow_type.name) > MAX_ID_LENGTH or len(a.task_queue.name) > MAX_ID_LENGTH:
+        raise CommandError(bad, "WorkflowType or TaskQueue exceeds length limit.")
+
+    def inherited(name: str, current):
+        return getattr(a, name) if a.HasField(name) else current
+
+    new = NewRun(
+        namespace_id=info.namespace_id,
+        workflow_id=info.workflow_id,
+        workflow_type=a.workflow_type.name or info.workflow_type,
+        task_queue=a.task_queue.name or info.task_queue,
+        request_id=str(uuid.uuid4()),
+        identity=identity,
+        input=a.input if a.HasField("input") else None,
+        header=a.header if a.HasField("header") else None,
+        execution_timeout_ms=info.workflow_execution_timeout_ms,
+        run_timeout_ms=a.workflow_run_timeout.ToMilliseconds() or info.workflow_run_timeout_ms,
+        task_timeout_ms=a.workflow_task_timeout.ToMilliseconds() or info.workflow_task_timeout_ms,
+        retry_policy=inherited("retry_policy", info.retry_policy),
+        memo=inherited("memo", info.memo),
+        search_attributes=inherited("search_attributes", info.search_attributes),
+        cron_schedule=a.cron_schedule or info.cron_schedule,
+        backoff_ms=a.backoff_start_interval.ToMilliseconds(),
+        first_run_id=info.first_run_id,
+        continued_execution_run_id=info.run_id,
+        execution_expiration_ms=info.execution_expiration_ms,
+        initiator=a.initiator or ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_WORKFLOW,
+        last_completion_result=a.last_completion_result if a.HasField("last_completion_result") else None,
+        continued_failure=a.failure if a.HasField("failure") else None,
+        parent=info.parent,
+    )
+    new_run = start_run(new, tr.now)
+    event = WorkflowExecutionContinuedAsNewEventAttributes(
+        workflow_type=WorkflowType(name=new.workflow_type),
+        task_queue=TaskQueue(name=new.task_queue, kind=1),
+        workflow_run_timeout=to_duration(new_run.ms.info.workflow_run_timeout_ms),
+        workflow_task_timeout=to_duration(new_run.ms.info.workflow_task_timeout_ms),
+        workflow_task_completed_event_id=completed_event_id,
+        backoff_start_interval=a.backoff_start_interval,
+        initiator=new.initiator,
+    )
+    for name in ("input", "header", "memo", "search_attributes", "last_completion_result", "failure"):
+        if a.HasField(name):
+            getattr(event, name).CopyFrom(getattr(a, name))
+    tr.continue_as_new(event, new_run)
+
+
 def _record_marker(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.record_marker_command_attributes
     if not a.marker_name:
@@ -264,6 +325,7 @@ _HANDLERS = {
     CommandType.COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION: _fail,
     CommandType.COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION: _cancel,
     CommandType.COMMAND_TYPE_RECORD_MARKER: _record_marker,
+    CommandType.COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION: _continue_as_new,
     CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: _upsert_search_attributes,
     CommandType.COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES: _modify_properties,
 }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -17,7 +16,6 @@ from typing import Any, Protocol, TypeVar
 import xxhash
 from temporalio.api.common.v1 import Header, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
-    EventType,
     TimeoutType,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
@@ -26,8 +24,6 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
     HistoryEvent,
-    WorkflowExecutionSignaledEventAttributes,
-    WorkflowExecutionStartedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
@@ -45,18 +41,18 @@ from hourglass.cluster.errors import (
     WorkflowAlreadyStarted,
 )
 from hourglass.cluster.history.commands import CommandError, handle_commands
-from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState
+from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
 from hourglass.cluster.history.queues import QueueProcessors
+from hourglass.cluster.history.runs import NewRun, start_run
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
-from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
+from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
 from hourglass.persistence.records import (
     CurrentRunMode,
     CurrentRunRecord,
-    CurrentRunWrite,
     ExecutionKey,
     RunStatus,
     TimerTask,
@@ -178,8 +174,11 @@ class HistoryEngine:
                     raise
                 if not tr.changed:
                     return result
+                batch = [(tr, False)]
+                if tr.new_run is not None:
+                    batch.append((tr.new_run, True))  # continue-as-new: same workflow id, same shard
                 try:
-                    await shard.commit([(tr, False)])
+                    await shard.commit(batch)
                 except ConditionFailedError:
                     log.info("concurrent update of %s, reloading (attempt %d)", key, attempt)
                     continue
@@ -272,95 +271,9 @@ class HistoryEngine:
         return CurrentRunMode.REPLACE, None
 
     def _new_run(self, namespace_id: str, request: StartWorkflowExecutionRequest, signal) -> Transition:
-        now = now_ms()
-        run_id = str(uuid.uuid4())
-        exec_timeout = duration_ms(request.workflow_execution_timeout)
-        run_timeout = duration_ms(request.workflow_run_timeout)
-        if run_timeout == 0 or (exec_timeout and run_timeout > exec_timeout):
-            run_timeout = exec_timeout
-        task_timeout = duration_ms(request.workflow_task_timeout) or DEFAULT_WORKFLOW_TASK_TIMEOUT_MS
-        task_timeout = min(task_timeout, MAX_WORKFLOW_TASK_TIMEOUT_MS)
-        if run_timeout:
-            task_timeout = min(task_timeout, run_timeout)
-        info = ExecutionInfo(
-            namespace_id=namespace_id,
-            workflow_id=request.workflow_id,
-            run_id=run_id,
-            first_run_id=run_id,
-            workflow_type=request.workflow_type.name,
-            task_queue=request.task_queue.name,
-            create_request_id=request.request_id,
-            start_time_ms=now,
-            execution_time_ms=now,
-            workflow_task_timeout_ms=task_timeout,
-            workflow_run_timeout_ms=run_timeout,
-            workflow_execution_timeout_ms=exec_timeout,
-            run_expiration_ms=now + run_timeout if run_timeout else 0,
-            execution_expiration_ms=now + exec_timeout if exec_timeout else 0,
-            retry_policy=request.retry_policy if request.HasField("retry_policy") else None,
-            memo=request.memo if request.HasField("memo") else None,
-            search_attributes=request.search_attributes if request.HasField("search_attributes") else None,
-        )
-        ms = MutableState(info=info)
-        tr = Transition(ms, now)
-        attrs = WorkflowExecutionStartedEventAttributes(
-            workflow_type=request.workflow_type,
-            task_queue=TaskQueue(name=request.task_queue.name, kind=request.task_queue.kind or 1),
-            input=request.input,
-            workflow_execution_timeout=to_duration(exec_timeout),
-            workflow_run_timeout=to_duration(run_timeout),
-            workflow_task_timeout=to_duration(task_timeout),
-            original_execution_run_id=run_id,
-            identity=request.identity,
-            first_execution_run_id=run_id,
-            attempt=1,
-            cron_schedule=request.cron_schedule,
-            header=request.header,
-            workflow_id=request.workflow_id,
-        )
-        if not request.HasField("input"):
-            attrs.ClearField("input")
-        if not request.HasField("header"):
-            attrs.ClearField("header")
-        for name in ("retry_policy", "memo", "search_attributes", "priority", "user_metadata"):
-            if hasattr(request, name) and hasattr(attrs, name) and request.HasField(name):
-                getattr(attrs, name).CopyFrom(getattr(request, name))
-        if exec_timeout:
-            attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(info.execution_expiration_ms))
-        tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
-        start_delay = duration_ms(request.workflow_start_delay)
-        if start_delay:
-            attrs_event = tr.events[-1].workflow_execution_started_event_attributes
-            attrs_event.first_workflow_task_backoff.CopyFrom(to_duration(start_delay))
-            info.execution_time_ms = now + start_delay
-        if signal is not None:
-            name, payloads, header = signal
-            tr.add_event(
-                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-                WorkflowExecutionSignaledEventAttributes(
-                    signal_name=name, identity=request.identity, input=payloads, header=header
-                ),
-            )
-        if start_delay:
-            tr.timer(TimerKind.WORKFLOW_BACKOFF, now + start_delay)
-        else:
-            tr.schedule_workflow_task()
-        if run_timeout:
-            tr.timer(TimerKind.WORKFLOW_TIMEOUT, info.run_expiration_ms)
-        tr.transfer(TransferKind.VISIBILITY)
-        tr.current_run = CurrentRunWrite(
-            mode=CurrentRunMode.CREATE,
-            record=CurrentRunRecord(
-                namespace_id=namespace_id,
-                workflow_id=request.workflow_id,
-                run_id=run_id,
-                status=RunStatus.RUNNING,
-                execution_status=WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
-                create_request_id=request.request_id,
-                start_time_ms=now,
-            ),
-        )
-        return tr
+        new = NewRun.from_start_request(namespace_id, request)
+        new.signal = signal
+        return start_run(new, now_ms())
 
     # ---- workflow tasks --------------------------------------------------------------------------------
     async def record_workflow_task_started(

@@ -20,6 +20,19 @@ BUFFERED_EVENT_ID = -123
 
 
 @dataclass
+class ParentInfo:
+    """The parent of a child workflow, which hears of the child's start and close."""
+
+    namespace: str
+    namespace_id: str
+    workflow_id: str
+    run_id: str
+    initiated_event_id: int
+    root_workflow_id: str = ""
+    root_run_id: str = ""
+
+
+@dataclass
 class ExecutionInfo:
     namespace_id: str
     workflow_id: str
@@ -40,6 +53,8 @@ class ExecutionInfo:
     memo: Memo | None = None
     search_attributes: SearchAttributes | None = None
     attempt: int = 1
+    cron_schedule: str = ""
+    parent: ParentInfo | None = None
     status: int = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
     close_time_ms: int = 0
     close_event_id: int = 0

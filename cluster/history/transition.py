@@ -94,6 +94,8 @@ class Transition:
         self.current_run: CurrentRunWrite | None = None
         # Set when only mutable state changed (e.g. a heartbeat): still a commit, with no event or task.
         self.dirty = False
+        # A run this transition creates in the same batch (continue-as-new replaces the current run).
+        self.new_run: Transition | None = None
 
     # ---- events ----------------------------------------------------------------------------------------
     def add_event(self, event_type: int, attributes, *, bufferable: bool = True) -> HistoryEvent:
@@ -334,6 +336,16 @@ class Transition:
             attrs.result.CopyFrom(result)
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, attrs, bufferable=False)
         self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED, ev)
+
+    def continue_as_new(self, attrs, new_run: Transition) -> None:
+        """Close this run as CONTINUED_AS_NEW; `new_run` (built by runs.start_run) takes the workflow id."""
+        attrs.new_execution_run_id = new_run.ms.info.run_id
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW, ev)
+        self.current_run = None  # the new run's REPLACE moves the pointer in the same batch
+        new_run.current_run.mode = CurrentRunMode.REPLACE
+        new_run.current_run.previous_run_id = self.ms.info.run_id
+        self.new_run = new_run
 
     def fail_workflow(self, failure: Failure, wt_completed_event_id: int) -> None:
         attrs = WorkflowExecutionFailedEventAttributes(

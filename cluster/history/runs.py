@@ -1,0 +1,193 @@
+"""Creating a run: from a client's start, a continue-as-new, (later) a retry, cron or child start.
+
+Every way a run comes to life goes through `start_run`, so the started event, the first workflow task
+(or its backoff), the timeouts and the current-run pointer are built one way only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from temporalio.api.common.v1 import Header, Memo, Payloads, RetryPolicy, SearchAttributes, WorkflowType
+from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import (
+    WorkflowExecutionSignaledEventAttributes,
+    WorkflowExecutionStartedEventAttributes,
+)
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+
+from hourglass.cluster.history.mutable_state import ExecutionInfo, MutableState, ParentInfo
+from hourglass.cluster.history.tasks import TimerKind, TransferKind
+from hourglass.cluster.history.timeutil import duration_ms, to_duration, to_timestamp
+from hourglass.cluster.history.transition import Transition
+from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
+
+DEFAULT_WORKFLOW_TASK_TIMEOUT_MS = 10_000
+MAX_WORKFLOW_TASK_TIMEOUT_MS = 120_000
+
+
+@dataclass
+class NewRun:
+    namespace_id: str
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    request_id: str = ""
+    identity: str = ""
+    input: Payloads | None = None
+    header: Header | None = None
+    execution_timeout_ms: int = 0
+    run_timeout_ms: int = 0
+    task_timeout_ms: int = 0
+    retry_policy: RetryPolicy | None = None
+    memo: Memo | None = None
+    search_attributes: SearchAttributes | None = None
+    cron_schedule: str = ""
+    # Delay before the first workflow task (start delay, continue-as-new backoff, retry or cron backoff).
+    backoff_ms: int = 0
+    # Continuations of an execution (continue-as-new, retry, cron) keep its first run and deadline.
+    first_run_id: str = ""
+    continued_execution_run_id: str = ""
+    execution_expiration_ms: int = 0
+    initiator: int = 0
+    attempt: int = 1
+    last_completion_result: Payloads | None = None
+    continued_failure: Failure | None = None
+    parent: ParentInfo | None = None
+    signal: tuple[str, Payloads | None, Header | None] | None = None
+    extra_started_fields: dict = field(default_factory=dict)
+
+    @staticmethod
+    def from_start_request(namespace_id: str, request: StartWorkflowExecutionRequest) -> NewRun:
+        def opt(name: str):
+            return getattr(request, name) if request.HasField(name) else None
+
+        extra = {
+            name: getattr(request, name) for name in ("priority", "user_metadata") if request.HasField(name)
+        }
+        return NewRun(
+            namespace_id=namespace_id,
+            workflow_id=request.workflow_id,
+            workflow_type=request.workflow_type.name,
+            task_queue=request.task_queue.name,
+            request_id=request.request_id,
+            identity=request.identity,
+            input=opt("input"),
+            header=opt("header"),
+            execution_timeout_ms=duration_ms(request.workflow_execution_timeout),
+            run_timeout_ms=duration_ms(request.workflow_run_timeout),
+            task_timeout_ms=duration_ms(request.workflow_task_timeout),
+            retry_policy=opt("retry_policy"),
+            memo=opt("memo"),
+            search_attributes=opt("search_attributes"),
+            cron_schedule=request.cron_schedule,
+            backoff_ms=duration_ms(request.workflow_start_delay),
+            extra_started_fields=extra,
+        )
+
+
+def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
+    """A transition that creates the run: started event, first task or its backoff, timeouts, pointer."""
+    run_id = run_id or str(uuid.uuid4())
+    exec_timeout = new.execution_timeout_ms
+    run_timeout = new.run_timeout_ms
+    if run_timeout == 0 or (exec_timeout and run_timeout > exec_timeout):
+        run_timeout = exec_timeout
+    task_timeout = min(new.task_timeout_ms or DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, MAX_WORKFLOW_TASK_TIMEOUT_MS)
+    if run_timeout:
+        task_timeout = min(task_timeout, run_timeout)
+    execution_expiration = new.execution_expiration_ms or (now + exec_timeout if exec_timeout else 0)
+    run_expiration = now + new.backoff_ms + run_timeout if run_timeout else 0
+    if execution_expiration and (not run_expiration or execution_expiration < run_expiration):
+        run_expiration = execution_expiration
+    info = ExecutionInfo(
+        namespace_id=new.namespace_id,
+        workflow_id=new.workflow_id,
+        run_id=run_id,
+        first_run_id=new.first_run_id or run_id,
+        workflow_type=new.workflow_type,
+        task_queue=new.task_queue,
+        create_request_id=new.request_id,
+        start_time_ms=now,
+        execution_time_ms=now + new.backoff_ms,
+        workflow_task_timeout_ms=task_timeout,
+        workflow_run_timeout_ms=run_timeout,
+        workflow_execution_timeout_ms=exec_timeout,
+        run_expiration_ms=run_expiration,
+        execution_expiration_ms=execution_expiration,
+        retry_policy=new.retry_policy,
+        memo=new.memo,
+        search_attributes=new.search_attributes,
+        attempt=new.attempt,
+        cron_schedule=new.cron_schedule,
+        parent=new.parent,
+    )
+    tr = Transition(MutableState(info=info), now)
+    attrs = WorkflowExecutionStartedEventAttributes(
+        workflow_type=WorkflowType(name=new.workflow_type),
+        task_queue=TaskQueue(name=new.task_queue, kind=1),
+        workflow_execution_timeout=to_duration(exec_timeout),
+        workflow_run_timeout=to_duration(run_timeout),
+        workflow_task_timeout=to_duration(task_timeout),
+        continued_execution_run_id=new.continued_execution_run_id,
+        initiator=new.initiator,
+        original_execution_run_id=run_id,
+        identity=new.identity,
+        first_execution_run_id=info.first_run_id,
+        attempt=new.attempt,
+        cron_schedule=new.cron_schedule,
+        workflow_id=new.workflow_id,
+    )
+    for name in ("input", "header", "retry_policy", "memo", "search_attributes", "last_completion_result"):
+        value = getattr(new, name)
+        if value is not None:
+            getattr(attrs, name).CopyFrom(value)
+    if new.continued_failure is not None:
+        attrs.continued_failure.CopyFrom(new.continued_failure)
+    for name, value in new.extra_started_fields.items():
+        getattr(attrs, name).CopyFrom(value)
+    if execution_expiration:
+        attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(execution_expiration))
+    if new.backoff_ms:
+        attrs.first_workflow_task_backoff.CopyFrom(to_duration(new.backoff_ms))
+    if new.parent is not None:
+        p = new.parent
+        attrs.parent_workflow_namespace = p.namespace
+        attrs.parent_workflow_namespace_id = p.namespace_id
+        attrs.parent_workflow_execution.workflow_id = p.workflow_id
+        attrs.parent_workflow_execution.run_id = p.run_id
+        attrs.parent_initiated_event_id = p.initiated_event_id
+        attrs.root_workflow_execution.workflow_id = p.root_workflow_id or p.workflow_id
+        attrs.root_workflow_execution.run_id = p.root_run_id or p.run_id
+    tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
+    if new.signal is not None:
+        name, payloads, header = new.signal
+        tr.add_event(
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+            WorkflowExecutionSignaledEventAttributes(
+                signal_name=name, identity=new.identity, input=payloads, header=header
+            ),
+        )
+    if new.backoff_ms:
+        tr.timer(TimerKind.WORKFLOW_BACKOFF, now + new.backoff_ms)
+    else:
+        tr.schedule_workflow_task()
+    if run_expiration:
+        tr.timer(TimerKind.WORKFLOW_TIMEOUT, run_expiration)
+    tr.transfer(TransferKind.VISIBILITY)
+    tr.current_run = CurrentRunWrite(
+        mode=CurrentRunMode.CREATE,
+        record=CurrentRunRecord(
+            namespace_id=new.namespace_id,
+            workflow_id=new.workflow_id,
+            run_id=run_id,
+            status=RunStatus.RUNNING,
+            execution_status=WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
+            create_request_id=new.request_id,
+            start_time_ms=now,
+        ),
+    )
+    return tr
