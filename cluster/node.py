@@ -42,6 +42,10 @@ class Node:
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
         self.namespaces = NamespaceRegistry(store)
+        self.history.resolve_namespace_id = self._namespace_id
+
+    async def _namespace_id(self, name: str) -> str:
+        return (await self.namespaces.get(name)).id
         self.server: grpc.aio.Server | None = None
         self.bound_port = 0
 

@@ -10,17 +10,31 @@ import uuid
 from collections.abc import Sequence
 
 from temporalio.api.command.v1 import Command
-from temporalio.api.common.v1 import Memo, SearchAttributes, WorkflowType
-from temporalio.api.enums.v1 import CommandType, ContinueAsNewInitiator, EventType, WorkflowTaskFailedCause
+from temporalio.api.common.v1 import Memo, SearchAttributes, WorkflowExecution, WorkflowType
+from temporalio.api.enums.v1 import (
+    CommandType,
+    ContinueAsNewInitiator,
+    EventType,
+    ParentClosePolicy,
+    WorkflowTaskFailedCause,
+)
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     MarkerRecordedEventAttributes,
+    RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
+    SignalExternalWorkflowExecutionInitiatedEventAttributes,
+    StartChildWorkflowExecutionInitiatedEventAttributes,
     UpsertWorkflowSearchAttributesEventAttributes,
     WorkflowExecutionContinuedAsNewEventAttributes,
     WorkflowPropertiesModifiedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
+from hourglass.cluster.history.external import (
+    initiate_cancel_external,
+    initiate_child,
+    initiate_signal_external,
+)
 from hourglass.cluster.history.runs import NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.timeutil import to_duration
@@ -224,6 +238,7 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
 
     new = NewRun(
         namespace_id=info.namespace_id,
+        namespace=info.namespace,
         workflow_id=info.workflow_id,
         workflow_type=a.workflow_type.name or info.workflow_type,
         task_queue=a.task_queue.name or info.task_queue,
@@ -261,6 +276,90 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
         if a.HasField(name):
             getattr(event, name).CopyFrom(getattr(a, name))
     tr.continue_as_new(event, new_run)
+
+
+def _start_child(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.start_child_workflow_execution_command_attributes
+    info = tr.ms.info
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_START_CHILD_EXECUTION_ATTRIBUTES
+    if not a.workflow_id:
+        raise CommandError(bad, "Required field WorkflowId is not set on command.")
+    if not a.workflow_type.name:
+        raise CommandError(bad, "Required field WorkflowType is not set on command.")
+    if len(a.workflow_id) > MAX_ID_LENGTH or len(a.workflow_type.name) > MAX_ID_LENGTH:
+        raise CommandError(bad, "WorkflowId or WorkflowType exceeds length limit.")
+    for d in (a.workflow_execution_timeout, a.workflow_run_timeout, a.workflow_task_timeout):
+        if d.seconds < 0 or d.nanos < 0:
+            raise CommandError(bad, "Invalid timeout on command: it must not be negative.")
+    if a.parent_close_policy not in ParentClosePolicy.values():
+        raise CommandError(bad, f"Invalid ParentClosePolicy {a.parent_close_policy} on command.")
+    namespace = a.namespace or info.namespace
+    attrs = StartChildWorkflowExecutionInitiatedEventAttributes(
+        namespace=namespace,
+        namespace_id=info.namespace_id if namespace == info.namespace else "",
+        workflow_id=a.workflow_id,
+        workflow_type=a.workflow_type,
+        task_queue=TaskQueue(name=a.task_queue.name or info.task_queue, kind=1),
+        workflow_execution_timeout=a.workflow_execution_timeout,
+        workflow_run_timeout=a.workflow_run_timeout,
+        workflow_task_timeout=a.workflow_task_timeout,
+        parent_close_policy=a.parent_close_policy,
+        control=a.control,
+        workflow_task_completed_event_id=completed_event_id,
+        workflow_id_reuse_policy=a.workflow_id_reuse_policy,
+        cron_schedule=a.cron_schedule,
+    )
+    for name in ("input", "header", "memo", "search_attributes", "retry_policy", "priority"):
+        if a.HasField(name):
+            getattr(attrs, name).CopyFrom(getattr(a, name))
+    initiate_child(tr, attrs)
+
+
+def _signal_external(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.signal_external_workflow_execution_command_attributes
+    info = tr.ms.info
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SIGNAL_WORKFLOW_EXECUTION_ATTRIBUTES
+    if not a.execution.workflow_id:
+        raise CommandError(bad, "WorkflowId is not set on command.")
+    if not a.signal_name:
+        raise CommandError(bad, "SignalName is not set on command.")
+    namespace = a.namespace or info.namespace
+    attrs = SignalExternalWorkflowExecutionInitiatedEventAttributes(
+        workflow_task_completed_event_id=completed_event_id,
+        namespace=namespace,
+        namespace_id=info.namespace_id if namespace == info.namespace else "",
+        workflow_execution=a.execution,
+        signal_name=a.signal_name,
+        control=a.control,
+        child_workflow_only=a.child_workflow_only,
+    )
+    for name in ("input", "header"):
+        if a.HasField(name):
+            getattr(attrs, name).CopyFrom(getattr(a, name))
+    initiate_signal_external(tr, attrs)
+
+
+def _cancel_external(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    a = command.request_cancel_external_workflow_execution_command_attributes
+    info = tr.ms.info
+    if not a.workflow_id:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES,
+            "WorkflowId is not set on command.",
+        )
+    namespace = a.namespace or info.namespace
+    initiate_cancel_external(
+        tr,
+        RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
+            workflow_task_completed_event_id=completed_event_id,
+            namespace=namespace,
+            namespace_id=info.namespace_id if namespace == info.namespace else "",
+            workflow_execution=WorkflowExecution(workflow_id=a.workflow_id, run_id=a.run_id),
+            control=a.control,
+            child_workflow_only=a.child_workflow_only,
+            reason=a.reason,
+        ),
+    )
 
 
 def _record_marker(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
@@ -326,6 +425,9 @@ _HANDLERS = {
     CommandType.COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION: _cancel,
     CommandType.COMMAND_TYPE_RECORD_MARKER: _record_marker,
     CommandType.COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION: _continue_as_new,
+    CommandType.COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION: _start_child,
+    CommandType.COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION: _signal_external,
+    CommandType.COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION: _cancel_external,
     CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: _upsert_search_attributes,
     CommandType.COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES: _modify_properties,
 }

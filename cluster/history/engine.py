@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import xxhash
 from temporalio.api.common.v1 import Header, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
+    ParentClosePolicy,
     TimeoutType,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
@@ -41,7 +42,14 @@ from hourglass.cluster.errors import (
     WorkflowAlreadyStarted,
 )
 from hourglass.cluster.history.commands import CommandError, handle_commands
-from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.external import (
+    record_child_closed,
+    record_child_start_failed,
+    record_child_started,
+    record_external_cancel_requested,
+    record_external_signaled,
+)
+from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState, ParentInfo
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.runs import NewRun, start_run
 from hourglass.cluster.history.shard import Shard
@@ -110,6 +118,8 @@ def shard_id_for(namespace_id: str, workflow_id: str, shard_count: int) -> int:
 class HistoryEngine:
     def __init__(self, store: Store, shard_count: int, matching: Matching | None = None) -> None:
         self.store = store
+        # name -> id of a namespace (raises NamespaceNotFound); set by the node, used by cross-run tasks.
+        self.resolve_namespace_id: Callable[[str], Awaitable[str]] | None = None
         self.shard_count = shard_count
         self.matching = matching
         self.shards: dict[int, Shard] = {}
@@ -196,6 +206,7 @@ class HistoryEngine:
         namespace: str,
         request: StartWorkflowExecutionRequest,
         signal: tuple[str, Payloads | None, Header | None] | None = None,
+        parent: ParentInfo | None = None,
     ) -> StartResult:
         shard = self.shard_for(namespace_id, request.workflow_id)
         for _ in range(5):
@@ -205,7 +216,7 @@ class HistoryEngine:
                 if isinstance(plan, StartResult):
                     return plan
                 mode, to_terminate = plan
-                tr = self._new_run(namespace_id, request, signal)
+                tr = self._new_run(namespace_id, namespace, request, signal, parent)
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -270,9 +281,17 @@ class HistoryEngine:
             )
         return CurrentRunMode.REPLACE, None
 
-    def _new_run(self, namespace_id: str, request: StartWorkflowExecutionRequest, signal) -> Transition:
-        new = NewRun.from_start_request(namespace_id, request)
+    def _new_run(
+        self,
+        namespace_id: str,
+        namespace: str,
+        request: StartWorkflowExecutionRequest,
+        signal,
+        parent: ParentInfo | None,
+    ) -> Transition:
+        new = NewRun.from_start_request(namespace_id, namespace, request)
         new.signal = signal
+        new.parent = parent
         return start_run(new, now_ms())
 
     # ---- workflow tasks --------------------------------------------------------------------------------
@@ -561,7 +580,13 @@ class HistoryEngine:
         )
 
     async def request_cancel(
-        self, namespace_id: str, execution: WorkflowExecution, identity: str, request_id: str, reason: str
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        identity: str,
+        request_id: str,
+        reason: str,
+        external: tuple[int, WorkflowExecution] | None = None,
     ) -> None:
         def cancel(ms: MutableState, tr: Transition):
             if not ms.running:
@@ -570,7 +595,7 @@ class HistoryEngine:
                 return  # idempotent, as on the reference
             if request_id:
                 ms.info.cancel_request_ids.append(request_id)
-            tr.request_cancel(reason, identity)
+            tr.request_cancel(reason, identity, external)
 
         await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
 
@@ -632,7 +657,15 @@ class HistoryEngine:
                 await self.store.upsert_visibility(visibility_record(ms))
             return
         ms = await shard.load(key)
-        if ms is None or not ms.running:
+        if ms is None:
+            return
+        if task.kind == TransferKind.RECORD_CHILD_COMPLETION:
+            await self._record_child_completion(shard, ms)
+            return
+        if task.kind == TransferKind.PARENT_CLOSE_POLICY:
+            await self._apply_parent_close_policy(data)
+            return
+        if not ms.running:
             return
         if task.kind == TransferKind.WORKFLOW_TASK:
             wt = ms.workflow_task
@@ -648,8 +681,162 @@ class HistoryEngine:
             await self.matching.add_activity_task(
                 task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt
             )
+        elif task.kind in self._cross_run_executors:
+            await self._cross_run_executors[task.kind](self, shard, ms, data)
         else:
             log.error("unknown transfer task kind %s", task.kind)
+
+    # ---- work that crosses runs (children, external signals and cancels) ---------------------------------
+    async def _start_child(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        child = ms.children.get(data["initiated_event_id"])
+        if child is None or child.started_event_id:
+            return
+        initiated = await shard.read_event(ms, child.initiated_node_id, child.initiated_event_id)
+        a = initiated.start_child_workflow_execution_initiated_event_attributes
+        info = ms.info
+        request = StartWorkflowExecutionRequest(
+            namespace=a.namespace,
+            workflow_id=a.workflow_id,
+            workflow_type=a.workflow_type,
+            task_queue=a.task_queue,
+            workflow_execution_timeout=a.workflow_execution_timeout,
+            workflow_run_timeout=a.workflow_run_timeout,
+            workflow_task_timeout=a.workflow_task_timeout,
+            identity=f"history-service:{info.workflow_id}",
+            # Deterministic, so a retried task finds the child it already started instead of failing.
+            request_id=f"{info.run_id}:{child.initiated_event_id}",
+            workflow_id_reuse_policy=a.workflow_id_reuse_policy,
+            cron_schedule=a.cron_schedule,
+        )
+        for name in ("input", "header", "memo", "search_attributes", "retry_policy", "priority"):
+            if a.HasField(name):
+                getattr(request, name).CopyFrom(getattr(a, name))
+        parent = ParentInfo(
+            namespace=info.namespace,
+            namespace_id=info.namespace_id,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            initiated_event_id=child.initiated_event_id,
+            root_workflow_id=info.parent.root_workflow_id if info.parent else info.workflow_id,
+            root_run_id=info.parent.root_run_id if info.parent else info.run_id,
+        )
+        namespace_id = await self.resolve_namespace_id(a.namespace)
+        try:
+            result = await self.start_workflow(namespace_id, a.namespace, request, parent=parent)
+        except WorkflowAlreadyStarted:
+            result = None
+
+        def record(ms: MutableState, tr: Transition):
+            pending = ms.children.get(child.initiated_event_id)
+            if not ms.running or pending is None or pending.started_event_id:
+                return
+            if result is None:
+                record_child_start_failed(
+                    tr, pending, namespace_id, a.control, a.workflow_task_completed_event_id
+                )
+            else:
+                record_child_started(
+                    tr, pending, result.run_id, namespace_id, a.header if a.HasField("header") else None
+                )
+
+        await self._update(info.namespace_id, info.workflow_id, info.run_id, record)
+
+    async def _record_child_completion(self, shard: Shard, ms: MutableState) -> None:
+        parent = ms.info.parent
+        if parent is None or ms.running:
+            return
+        (close_event, *_) = await shard.read_events(ms, ms.info.close_event_id)
+
+        def record(pms: MutableState, tr: Transition):
+            child = pms.children.get(parent.initiated_event_id)
+            if not pms.running or child is None:
+                return
+            if not child.started_event_id:
+                raise Unavailable("the parent has not recorded the child's start yet")  # retried
+            record_child_closed(tr, child, ms.info.namespace_id, close_event)
+
+        try:
+            await self._update(parent.namespace_id, parent.workflow_id, parent.run_id, record)
+        except NotFound:
+            pass  # the parent is gone (retention): nobody to tell
+
+    async def _apply_parent_close_policy(self, data: dict) -> None:
+        namespace_id = await self.resolve_namespace_id(data["namespace"])
+        execution = WorkflowExecution(workflow_id=data["workflow_id"], run_id=data["run_id"])
+        try:
+            if data["policy"] == ParentClosePolicy.PARENT_CLOSE_POLICY_REQUEST_CANCEL:
+                await self.request_cancel(
+                    namespace_id, execution, "history-service", "", "by parent close policy"
+                )
+            else:
+                await self.terminate(
+                    namespace_id, execution, "by parent close policy", None, "history-service"
+                )
+        except NotFound:
+            pass  # the child already closed
+
+    async def _signal_external(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        req = ms.signals_requested.get(data["initiated_event_id"])
+        if req is None:
+            return
+        initiated = await shard.read_event(ms, req.initiated_node_id, req.initiated_event_id)
+        a = initiated.signal_external_workflow_execution_initiated_event_attributes
+        namespace_id = await self.resolve_namespace_id(req.namespace)
+        target = WorkflowExecution(workflow_id=req.workflow_id, run_id=req.run_id)
+        delivered = True
+        try:
+            await self.signal(
+                namespace_id,
+                target,
+                a.signal_name,
+                a.input if a.HasField("input") else None,
+                f"history-service:{ms.info.workflow_id}",
+                f"{ms.info.run_id}:{req.initiated_event_id}",
+                a.header if a.HasField("header") else None,
+            )
+        except NotFound:
+            delivered = False
+        await self._record_external_outcome(ms, req.initiated_event_id, namespace_id, delivered, signal=True)
+
+    async def _cancel_external(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        req = ms.cancels_requested.get(data["initiated_event_id"])
+        if req is None:
+            return
+        namespace_id = await self.resolve_namespace_id(req.namespace)
+        target = WorkflowExecution(workflow_id=req.workflow_id, run_id=req.run_id)
+        source = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        delivered = True
+        try:
+            await self.request_cancel(
+                namespace_id,
+                target,
+                f"history-service:{ms.info.workflow_id}",
+                f"{ms.info.run_id}:{req.initiated_event_id}",
+                "",
+                (req.initiated_event_id, source),
+            )
+        except NotFound:
+            delivered = False
+        await self._record_external_outcome(ms, req.initiated_event_id, namespace_id, delivered, signal=False)
+
+    async def _record_external_outcome(
+        self, ms: MutableState, initiated_event_id: int, namespace_id: str, delivered: bool, signal: bool
+    ) -> None:
+        def record(sms: MutableState, tr: Transition):
+            pending = (sms.signals_requested if signal else sms.cancels_requested).get(initiated_event_id)
+            if not sms.running or pending is None:
+                return
+            (record_external_signaled if signal else record_external_cancel_requested)(
+                tr, pending, namespace_id, delivered
+            )
+
+        await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
+
+    _cross_run_executors = {
+        TransferKind.START_CHILD: _start_child,
+        TransferKind.SIGNAL_EXTERNAL: _signal_external,
+        TransferKind.CANCEL_EXTERNAL: _cancel_external,
+    }
 
     async def _execute_timer(self, shard: Shard, task: TimerTask) -> None:
         data = decode(task.data)

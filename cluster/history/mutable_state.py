@@ -55,6 +55,8 @@ class ExecutionInfo:
     attempt: int = 1
     cron_schedule: str = ""
     parent: ParentInfo | None = None
+    # The namespace's name, for the events that name it (child and external requests).
+    namespace: str = ""
     status: int = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
     close_time_ms: int = 0
     close_event_id: int = 0
@@ -129,6 +131,32 @@ class TimerInfo:
 
 
 @dataclass
+class ChildInfo:
+    """A child workflow this run started (or is starting), keyed by its initiated event id."""
+
+    initiated_event_id: int
+    initiated_node_id: int
+    namespace: str
+    workflow_id: str
+    workflow_type: str
+    parent_close_policy: int
+    run_id: str = ""
+    started_event_id: int = 0
+
+
+@dataclass
+class ExternalRequest:
+    """A signal or cancel this run sent to another workflow, pending its delivery."""
+
+    initiated_event_id: int
+    initiated_node_id: int
+    namespace: str
+    workflow_id: str
+    run_id: str
+    control: str = ""
+
+
+@dataclass
 class MutableState:
     info: ExecutionInfo
     next_event_id: int = 1
@@ -137,6 +165,9 @@ class MutableState:
     workflow_task: WorkflowTaskInfo | None = None
     activities: dict[int, ActivityInfo] = field(default_factory=dict)
     timers: dict[str, TimerInfo] = field(default_factory=dict)
+    children: dict[int, ChildInfo] = field(default_factory=dict)
+    signals_requested: dict[int, ExternalRequest] = field(default_factory=dict)
+    cancels_requested: dict[int, ExternalRequest] = field(default_factory=dict)
     buffered_events: list[HistoryEvent] = field(default_factory=list)
     # Txn id of the last history node a committed transition wrote: readers ignore later (unapplied) nodes.
     last_history_txn_id: int = 0

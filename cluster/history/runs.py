@@ -57,11 +57,14 @@ class NewRun:
     last_completion_result: Payloads | None = None
     continued_failure: Failure | None = None
     parent: ParentInfo | None = None
+    namespace: str = ""
     signal: tuple[str, Payloads | None, Header | None] | None = None
     extra_started_fields: dict = field(default_factory=dict)
 
     @staticmethod
-    def from_start_request(namespace_id: str, request: StartWorkflowExecutionRequest) -> NewRun:
+    def from_start_request(
+        namespace_id: str, namespace: str, request: StartWorkflowExecutionRequest
+    ) -> NewRun:
         def opt(name: str):
             return getattr(request, name) if request.HasField(name) else None
 
@@ -70,6 +73,7 @@ class NewRun:
         }
         return NewRun(
             namespace_id=namespace_id,
+            namespace=namespace,
             workflow_id=request.workflow_id,
             workflow_type=request.workflow_type.name,
             task_queue=request.task_queue.name,
@@ -124,6 +128,7 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         attempt=new.attempt,
         cron_schedule=new.cron_schedule,
         parent=new.parent,
+        namespace=new.namespace,
     )
     tr = Transition(MutableState(info=info), now)
     attrs = WorkflowExecutionStartedEventAttributes(

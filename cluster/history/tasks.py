@@ -14,6 +14,11 @@ class TransferKind:
     WORKFLOW_TASK = "workflow_task"  # hand a workflow task to matching
     ACTIVITY_TASK = "activity_task"  # hand an activity task to matching
     VISIBILITY = "visibility"  # record the run's current state in visibility (start, close, upsert)
+    START_CHILD = "start_child"  # start the child workflow a command initiated
+    SIGNAL_EXTERNAL = "signal_external"  # deliver a signal a command sent to another workflow
+    CANCEL_EXTERNAL = "cancel_external"  # deliver a cancel request a command sent to another workflow
+    RECORD_CHILD_COMPLETION = "record_child_completion"  # tell the parent that this child closed
+    PARENT_CLOSE_POLICY = "parent_close_policy"  # terminate / cancel a child whose parent closed
 
 
 class TimerKind:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
+    ParentClosePolicy,
     RetryState,
     TaskQueueKind,
     TimeoutType,
@@ -55,6 +56,13 @@ from hourglass.cluster.history.tasks import NewTask, TimerKind, TransferKind
 from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
 
+_CHILD_CLOSE_EVENTS = {
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: "child_workflow_execution_completed_event_attributes",
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: "child_workflow_execution_failed_event_attributes",
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: "child_workflow_execution_canceled_event_attributes",
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: "child_workflow_execution_timed_out_event_attributes",
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: "child_workflow_execution_terminated_event_attributes",
+}
 _ACTIVITY_CLOSE_EVENTS = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
     EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
@@ -113,6 +121,7 @@ class Transition:
     def flush_buffered_events(self) -> None:
         """Give buffered events their ids, fixing the started-event references of activity results."""
         started_ids: dict[int, int] = {}
+        child_started_ids: dict[int, int] = {}
         for ev in self.ms.buffered_events:
             ev.event_id = self.ms.next_event_id
             self.ms.next_event_id += 1
@@ -122,6 +131,15 @@ class Transition:
                 attrs = getattr(ev, _ACTIVITY_CLOSE_EVENTS[ev.event_type])
                 if attrs.started_event_id == BUFFERED_EVENT_ID:
                     attrs.started_event_id = started_ids.get(attrs.scheduled_event_id, 0)
+            elif ev.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+                initiated = ev.child_workflow_execution_started_event_attributes.initiated_event_id
+                child_started_ids[initiated] = ev.event_id
+                if initiated in self.ms.children:
+                    self.ms.children[initiated].started_event_id = ev.event_id
+            elif ev.event_type in _CHILD_CLOSE_EVENTS:
+                attrs = getattr(ev, _CHILD_CLOSE_EVENTS[ev.event_type])
+                if attrs.started_event_id == BUFFERED_EVENT_ID:
+                    attrs.started_event_id = child_started_ids.get(attrs.initiated_event_id, 0)
             self.events.append(ev)
         self.ms.buffered_events.clear()
 
@@ -313,6 +331,13 @@ class Transition:
         ms.workflow_task = None
         ms.activities.clear()
         ms.timers.clear()
+        if status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+            self._apply_parent_close_policies()
+            if info.parent is not None:
+                self.transfer(TransferKind.RECORD_CHILD_COMPLETION)
+        ms.children.clear()
+        ms.signals_requested.clear()
+        ms.cancels_requested.clear()
         self.current_run = CurrentRunWrite(
             mode=CurrentRunMode.UPDATE,
             record=CurrentRunRecord(
@@ -327,6 +352,19 @@ class Transition:
             ),
         )
         self.transfer(TransferKind.VISIBILITY)
+
+    def _apply_parent_close_policies(self) -> None:
+        """Pending children are terminated or asked to cancel when their parent closes (not abandoned)."""
+        for child in self.ms.children.values():
+            policy = child.parent_close_policy or ParentClosePolicy.PARENT_CLOSE_POLICY_TERMINATE
+            if policy != ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON and child.run_id:
+                self.transfer(
+                    TransferKind.PARENT_CLOSE_POLICY,
+                    namespace=child.namespace,
+                    workflow_id=child.workflow_id,
+                    run_id=child.run_id,
+                    policy=policy,
+                )
 
     def complete_workflow(self, result: Payloads | None, wt_completed_event_id: int) -> None:
         attrs = WorkflowExecutionCompletedEventAttributes(
@@ -399,12 +437,15 @@ class Transition:
         self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, attrs)
         self.schedule_workflow_task()
 
-    def request_cancel(self, cause: str, identity: str) -> None:
+    def request_cancel(
+        self, cause: str, identity: str, external: tuple[int, WorkflowExecution] | None = None
+    ) -> None:
         self.ms.info.cancel_requested = True
-        self.add_event(
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
-            WorkflowExecutionCancelRequestedEventAttributes(cause=cause, identity=identity),
-        )
+        attrs = WorkflowExecutionCancelRequestedEventAttributes(cause=cause, identity=identity)
+        if external is not None:
+            attrs.external_initiated_event_id = external[0]
+            attrs.external_workflow_execution.CopyFrom(external[1])
+        self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED, attrs)
         self.schedule_workflow_task()
 
     # ---- timers ----------------------------------------------------------------------------------------
