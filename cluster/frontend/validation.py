@@ -6,6 +6,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.history.cron import valid_cron
 
 MAX_ID_LENGTH = 1000
 
@@ -43,6 +44,8 @@ def check_start_request(request, limit: int) -> None:
     require_non_negative(request.workflow_execution_timeout, "WorkflowExecutionTimeout")
     require_non_negative(request.workflow_run_timeout, "WorkflowRunTimeout")
     require_non_negative(request.workflow_task_timeout, "WorkflowTaskTimeout")
+    if request.cron_schedule and not valid_cron(request.cron_schedule):
+        raise InvalidArgument(f"Invalid CronSchedule: {request.cron_schedule!r}.")
     if request.HasField("input"):
         check_blob_size(request.input, limit)
     if request.HasField("memo"):

@@ -30,6 +30,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
+from hourglass.cluster.history import continuation
 from hourglass.cluster.history.external import (
     initiate_cancel_external,
     initiate_child,
@@ -206,12 +207,14 @@ def _cancel_timer(tr: Transition, command: Command, completed_event_id: int, ide
 
 def _complete(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.complete_workflow_execution_command_attributes
-    tr.complete_workflow(a.result if a.HasField("result") else None, completed_event_id)
+    result = a.result if a.HasField("result") else None
+    tr.complete_workflow(result, completed_event_id, continuation.after_completion(tr, result))
 
 
 def _fail(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.fail_workflow_execution_command_attributes
-    tr.fail_workflow(a.failure, completed_event_id)
+    retry_state, new_run = continuation.after_failure(tr, a.failure)
+    tr.fail_workflow(a.failure, completed_event_id, retry_state, new_run)
 
 
 def _cancel(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:

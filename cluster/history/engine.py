@@ -17,6 +17,7 @@ import xxhash
 from temporalio.api.common.v1 import Header, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
     ParentClosePolicy,
+    RetryState,
     TimeoutType,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
@@ -41,6 +42,7 @@ from hourglass.cluster.errors import (
     Unavailable,
     WorkflowAlreadyStarted,
 )
+from hourglass.cluster.history import continuation
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -865,7 +867,15 @@ class HistoryEngine:
                 if ai is not None and ai.waiting_retry and ai.attempt == data["attempt"]:
                     tr.dispatch_activity(ai)
             elif kind == TimerKind.WORKFLOW_TIMEOUT:
-                tr.time_out_workflow()
+                tr.force_close_workflow_task("history-service")
+                retry_state, new_run = continuation.after_failure(tr, None)
+                if retry_state == RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET and execution_deadline_passed(
+                    ms, tr.now
+                ):
+                    retry_state = (
+                        RetryState.RETRY_STATE_TIMEOUT
+                    )  # the whole execution's deadline, not the run's
+                tr.time_out_workflow(retry_state, new_run)
             elif kind == TimerKind.WORKFLOW_BACKOFF:
                 tr.schedule_workflow_task()
             else:
@@ -899,6 +909,12 @@ class HistoryEngine:
                 tr.time_out_activity(ai, timeout_type)
             else:
                 tr.arm_activity_timeout(ai, timeout_type, deadline)
+
+
+def execution_deadline_passed(ms: MutableState, now: int) -> bool:
+    """The execution's own deadline (not just this run's) is what timed the run out."""
+    info = ms.info
+    return bool(info.execution_expiration_ms) and info.execution_expiration_ms <= now
 
 
 def visibility_record(ms: MutableState) -> VisibilityRecord:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from temporalio.api.common.v1 import Memo, Payloads, RetryPolicy, SearchAttributes
+from temporalio.api.common.v1 import Header, Memo, Payloads, RetryPolicy, SearchAttributes
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
@@ -57,6 +57,10 @@ class ExecutionInfo:
     parent: ParentInfo | None = None
     # The namespace's name, for the events that name it (child and external requests).
     namespace: str = ""
+    # Kept only for runs that may continue (retry policy or cron): what the next run starts with.
+    continuation_input: Payloads | None = None
+    continuation_header: Header | None = None
+    last_completion_result: Payloads | None = None
     status: int = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
     close_time_ms: int = 0
     close_event_id: int = 0

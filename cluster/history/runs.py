@@ -19,9 +19,10 @@ from temporalio.api.history.v1 import (
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 
+from hourglass.cluster.history.cron import cron_backoff_ms
 from hourglass.cluster.history.mutable_state import ExecutionInfo, MutableState, ParentInfo
 from hourglass.cluster.history.tasks import TimerKind, TransferKind
-from hourglass.cluster.history.timeutil import duration_ms, to_duration, to_timestamp
+from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import Transition
 from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
 
@@ -88,7 +89,9 @@ class NewRun:
             memo=opt("memo"),
             search_attributes=opt("search_attributes"),
             cron_schedule=request.cron_schedule,
-            backoff_ms=duration_ms(request.workflow_start_delay),
+            # A cron workflow's first run waits for the schedule's first firing.
+            backoff_ms=duration_ms(request.workflow_start_delay)
+            or (cron_backoff_ms(request.cron_schedule, now_ms()) if request.cron_schedule else 0),
             extra_started_fields=extra,
         )
 
@@ -130,6 +133,10 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         parent=new.parent,
         namespace=new.namespace,
     )
+    if new.retry_policy is not None or new.cron_schedule:
+        info.continuation_input = new.input
+        info.continuation_header = new.header
+        info.last_completion_result = new.last_completion_result
     tr = Transition(MutableState(info=info), now)
     attrs = WorkflowExecutionStartedEventAttributes(
         workflow_type=WorkflowType(name=new.workflow_type),

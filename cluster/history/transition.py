@@ -322,7 +322,8 @@ class Transition:
             self.flush_buffered_events()
 
     # ---- closing the run -------------------------------------------------------------------------------
-    def close_run(self, status: int, close_event: HistoryEvent) -> None:
+    def close_run(self, status: int, close_event: HistoryEvent, continued: bool = False) -> None:
+        """Close the run. `continued`: a new run of the execution (retry, cron, continue-as-new) follows."""
         ms = self.ms
         info = ms.info
         info.status = status
@@ -331,10 +332,9 @@ class Transition:
         ms.workflow_task = None
         ms.activities.clear()
         ms.timers.clear()
-        if status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
-            self._apply_parent_close_policies()
-            if info.parent is not None:
-                self.transfer(TransferKind.RECORD_CHILD_COMPLETION)
+        self._apply_parent_close_policies()
+        if info.parent is not None and not continued:
+            self.transfer(TransferKind.RECORD_CHILD_COMPLETION)
         ms.children.clear()
         ms.signals_requested.clear()
         ms.cancels_requested.clear()
@@ -366,33 +366,58 @@ class Transition:
                     policy=policy,
                 )
 
-    def complete_workflow(self, result: Payloads | None, wt_completed_event_id: int) -> None:
+    def _hand_over(self, close_event_attrs, new_run: Transition | None) -> None:
+        """A new run (built by runs.start_run) takes the workflow id over in the same batch."""
+        if new_run is None:
+            return
+        close_event_attrs.new_execution_run_id = new_run.ms.info.run_id
+        self.current_run = None  # the new run's REPLACE moves the pointer
+        new_run.current_run.mode = CurrentRunMode.REPLACE
+        new_run.current_run.previous_run_id = self.ms.info.run_id
+        self.new_run = new_run
+
+    def continue_as_new(self, attrs, new_run: Transition) -> None:
+        self._hand_over(attrs, new_run)
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, attrs, bufferable=False)
+        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW, ev, continued=True)
+        self.current_run = None
+
+    def complete_workflow(
+        self, result: Payloads | None, wt_completed_event_id: int, new_run: Transition | None = None
+    ) -> None:
         attrs = WorkflowExecutionCompletedEventAttributes(
             workflow_task_completed_event_id=wt_completed_event_id
         )
         if result is not None:
             attrs.result.CopyFrom(result)
+        self._hand_over(attrs, new_run)
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, attrs, bufferable=False)
-        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED, ev)
+        self._close_continued(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED, ev, new_run)
 
-    def continue_as_new(self, attrs, new_run: Transition) -> None:
-        """Close this run as CONTINUED_AS_NEW; `new_run` (built by runs.start_run) takes the workflow id."""
-        attrs.new_execution_run_id = new_run.ms.info.run_id
-        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, attrs, bufferable=False)
-        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW, ev)
-        self.current_run = None  # the new run's REPLACE moves the pointer in the same batch
-        new_run.current_run.mode = CurrentRunMode.REPLACE
-        new_run.current_run.previous_run_id = self.ms.info.run_id
-        self.new_run = new_run
-
-    def fail_workflow(self, failure: Failure, wt_completed_event_id: int) -> None:
+    def fail_workflow(
+        self,
+        failure: Failure,
+        wt_completed_event_id: int,
+        retry_state: int,
+        new_run: Transition | None = None,
+    ) -> None:
         attrs = WorkflowExecutionFailedEventAttributes(
-            failure=failure,
-            retry_state=RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET,
-            workflow_task_completed_event_id=wt_completed_event_id,
+            failure=failure, retry_state=retry_state, workflow_task_completed_event_id=wt_completed_event_id
         )
+        self._hand_over(attrs, new_run)
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, attrs, bufferable=False)
-        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED, ev)
+        self._close_continued(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED, ev, new_run)
+
+    def time_out_workflow(self, retry_state: int, new_run: Transition | None = None) -> None:
+        attrs = WorkflowExecutionTimedOutEventAttributes(retry_state=retry_state)
+        self._hand_over(attrs, new_run)
+        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, attrs, bufferable=False)
+        self._close_continued(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, ev, new_run)
+
+    def _close_continued(self, status: int, ev: HistoryEvent, new_run: Transition | None) -> None:
+        self.close_run(status, ev, continued=new_run is not None)
+        if new_run is not None:
+            self.current_run = None
 
     def cancel_workflow(self, details: Payloads | None, wt_completed_event_id: int) -> None:
         attrs = WorkflowExecutionCanceledEventAttributes(
@@ -410,22 +435,6 @@ class Transition:
             attrs.details.CopyFrom(details)
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED, attrs, bufferable=False)
         self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED, ev)
-
-    def time_out_workflow(self) -> None:
-        self.force_close_workflow_task("history-service")
-        info = self.ms.info
-        # The whole execution's deadline ends retries (TIMEOUT); a run's own timeout, with no retry
-        # policy to apply, is RETRY_POLICY_NOT_SET, as on the reference.
-        execution_deadline_hit = info.execution_expiration_ms and (
-            not info.run_expiration_ms or info.execution_expiration_ms <= info.run_expiration_ms
-        )
-        attrs = WorkflowExecutionTimedOutEventAttributes(
-            retry_state=RetryState.RETRY_STATE_TIMEOUT
-            if execution_deadline_hit
-            else RetryState.RETRY_STATE_RETRY_POLICY_NOT_SET
-        )
-        ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, attrs, bufferable=False)
-        self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, ev)
 
     # ---- signals and cancellation ------------------------------------------------------------------------
     def signal(self, name: str, payloads: Payloads | None, identity: str, header=None) -> None:
