@@ -20,8 +20,9 @@ from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
 
-# gRPC must accept messages larger than the blob limit, so oversized payloads get Temporal's own error.
-MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+# gRPC's own limit, as on the reference: larger messages are RESOURCE_EXHAUSTED before they are read;
+# between the 2 MiB blob limit and this, Temporal's "Blob data size exceeds limit." answers.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass

@@ -33,7 +33,7 @@ class NamespaceRegistry:
 
     async def get(self, name: str) -> Namespace:
         if not name:
-            raise InvalidArgument("Namespace not set on request.")
+            raise InvalidArgument("Namespace is empty.")
         ns = self._by_name.get(name)
         if ns is None:
             record = await self.store.get_namespace_by_name(name)

@@ -38,7 +38,10 @@ from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_start_request,
+    require_execution,
     require_id,
+    require_task_queue,
+    require_workflow_id,
 )
 from hourglass.cluster.history.engine import HistoryEngine, StartResult
 from hourglass.cluster.history.mutable_state import MutableState
@@ -175,7 +178,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def SignalWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        require_id(request.workflow_execution.workflow_id, "WorkflowId")
+        require_execution(request)
         require_id(request.signal_name, "SignalName")
         if request.HasField("input"):
             check_blob_size(request.input, self.max_blob_bytes)
@@ -193,7 +196,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RequestCancelWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        require_id(request.workflow_execution.workflow_id, "WorkflowId")
+        require_execution(request)
         await self.history.request_cancel(
             ns.id, request.workflow_execution, request.identity, request.request_id, request.reason
         )
@@ -202,7 +205,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def TerminateWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        require_id(request.workflow_execution.workflow_id, "WorkflowId")
+        require_execution(request)
         await self.history.terminate(
             ns.id,
             request.workflow_execution,
@@ -213,19 +216,19 @@ class WorkflowService(WorkflowServiceServicer):
         return rr.TerminateWorkflowExecutionResponse()
 
     # ---- reading workflows -----------------------------------------------------------------------------
-    async def _mutable_state(self, namespace: str, execution: WorkflowExecution) -> tuple[str, MutableState]:
-        ns = await self.namespaces.get(namespace)
-        require_id(execution.workflow_id, "WorkflowId")
+    async def _mutable_state(self, request, field_name: str) -> tuple[str, MutableState]:
+        ns = await self.namespaces.get(request.namespace)
+        execution = require_execution(request, field_name)
         return ns.id, await self.history.get_mutable_state(ns.id, execution)
 
     @rpc
     async def DescribeWorkflowExecution(self, request, context):
-        _, ms = await self._mutable_state(request.namespace, request.execution)
+        _, ms = await self._mutable_state(request, "execution")
         return describe(ms)
 
     @rpc
     async def GetWorkflowExecutionHistory(self, request, context):
-        ns_id, ms = await self._mutable_state(request.namespace, request.execution)
+        ns_id, ms = await self._mutable_state(request, "execution")
         first_event_id = 1
         if request.next_page_token:
             try:
@@ -270,7 +273,7 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def QueryWorkflow(self, request, context):
-        ns_id, ms = await self._mutable_state(request.namespace, request.execution)
+        ns_id, ms = await self._mutable_state(request, "execution")
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
@@ -301,7 +304,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def PollWorkflowTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        require_id(request.task_queue.name, "TaskQueue")
+        require_task_queue(request.task_queue.name)
         return await self.matching.poll_workflow_task(
             ns.id,
             request.task_queue.name,
@@ -328,7 +331,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def PollActivityTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        require_id(request.task_queue.name, "TaskQueue")
+        require_task_queue(request.task_queue.name)
         return await self.matching.poll_activity_task(
             ns.id,
             ns.name,
@@ -341,7 +344,7 @@ class WorkflowService(WorkflowServiceServicer):
         """The task token, or one built from (namespace, workflow id, run id, activity id) for *ById calls."""
         if hasattr(request, "activity_id"):
             ns = await self.namespaces.get(request.namespace)
-            require_id(request.workflow_id, "WorkflowId")
+            require_workflow_id(request.workflow_id)
             require_id(request.activity_id, "ActivityId")
             return TaskToken(
                 ns.id, request.workflow_id, request.run_id, 0, 0, activity_id=request.activity_id
@@ -429,7 +432,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def DescribeTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        require_id(request.task_queue.name, "TaskQueue")
+        require_task_queue(request.task_queue.name)
         task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
         resp = rr.DescribeTaskQueueResponse()
         now = asyncio.get_running_loop().time()
@@ -501,6 +504,8 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         )
         if ai.started:
             pa.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
+        if ai.waiting_retry:
+            pa.next_attempt_schedule_time.CopyFrom(to_timestamp(ai.next_attempt_time_ms))
         if ai.heartbeat_details is not None:
             pa.heartbeat_details.CopyFrom(ai.heartbeat_details)
         if ai.last_heartbeat_time_ms:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.cron import valid_cron
@@ -18,9 +22,37 @@ def require_id(value: str, field_name: str) -> None:
         raise InvalidArgument(f"{field_name} length exceeds limit.")
 
 
+def require_workflow_id(value: str) -> None:
+    if not value:
+        raise InvalidArgument("WorkflowId is not set on request.")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"WorkflowId exceeds maximum allowed length ({len(value)}/{MAX_ID_LENGTH})")
+
+
+def require_task_queue(name: str) -> None:
+    if not name:
+        raise InvalidArgument("missing task queue name")
+    if len(name) > MAX_ID_LENGTH:
+        raise InvalidArgument("taskQueue length exceeds limit")
+
+
+def require_execution(request, field_name: str = "workflow_execution") -> WorkflowExecution:
+    """The request's execution: present, with a workflow id and, if given, a well-formed run id."""
+    if not request.HasField(field_name):
+        raise InvalidArgument("Execution is not set on request.")
+    execution = getattr(request, field_name)
+    require_workflow_id(execution.workflow_id)
+    if execution.run_id:
+        try:
+            uuid.UUID(execution.run_id)
+        except ValueError:
+            raise InvalidArgument("Invalid RunId.") from None
+    return execution
+
+
 def require_non_negative(d: Duration, field_name: str) -> None:
     if d.seconds < 0 or d.nanos < 0:
-        raise InvalidArgument(f"Invalid {field_name}: it must not be negative.")
+        raise InvalidArgument(f"An invalid {field_name}Seconds is set on request. cause: negative duration")
 
 
 def check_blob_size(message: Message | None, limit: int, what: str = "Blob data") -> None:
@@ -30,17 +62,23 @@ def check_blob_size(message: Message | None, limit: int, what: str = "Blob data"
 
 def check_start_request(request, limit: int) -> None:
     """Fields shared by StartWorkflowExecution and SignalWithStartWorkflowExecution."""
-    require_id(request.workflow_id, "WorkflowId")
+    require_workflow_id(request.workflow_id)
     if not request.workflow_type.name:
         raise InvalidArgument("WorkflowType is not set on request.")
     if len(request.workflow_type.name) > MAX_ID_LENGTH:
         raise InvalidArgument("WorkflowType length exceeds limit.")
-    if not request.task_queue.name:
-        raise InvalidArgument("TaskQueue is not set on request.")
-    if len(request.task_queue.name) > MAX_ID_LENGTH:
-        raise InvalidArgument("TaskQueue length exceeds limit.")
+    require_task_queue(request.task_queue.name)
     if len(request.request_id) > MAX_ID_LENGTH:
         raise InvalidArgument("RequestId length exceeds limit.")
+    if (
+        request.workflow_id_reuse_policy
+        == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING
+        and request.workflow_id_conflict_policy
+    ):
+        raise InvalidArgument(
+            "Invalid WorkflowIDReusePolicy: WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING cannot be used "
+            "together with a WorkflowIDConflictPolicy"
+        )
     require_non_negative(request.workflow_execution_timeout, "WorkflowExecutionTimeout")
     require_non_negative(request.workflow_run_timeout, "WorkflowRunTimeout")
     require_non_negative(request.workflow_task_timeout, "WorkflowTaskTimeout")

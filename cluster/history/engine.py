@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import xxhash
-from temporalio.api.common.v1 import Header, Payloads, WorkflowExecution, WorkflowType
+from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
     ParentClosePolicy,
     RetryState,
@@ -155,7 +156,7 @@ class HistoryEngine:
             return run_id
         current = await shard.get_current_run(namespace_id, workflow_id)
         if current is None:
-            raise NotFound(f'workflow execution not found for workflow ID "{workflow_id}" and run ID ""')
+            raise NotFound(f"workflow not found for ID: {workflow_id}")
         return current.run_id
 
     async def _update(
@@ -214,11 +215,15 @@ class HistoryEngine:
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
                 current = await shard.get_current_run(namespace_id, request.workflow_id)
-                plan = await self._plan_start(shard, current, request, signal)
+                run_id = str(uuid.uuid4())
+                plan = await self._plan_start(shard, current, request, run_id)
                 if isinstance(plan, StartResult):
                     return plan
-                mode, to_terminate = plan
-                tr = self._new_run(namespace_id, namespace, request, signal, parent)
+                to_terminate = plan
+                new = NewRun.from_start_request(namespace_id, namespace, request)
+                new.signal = signal
+                new.parent = parent
+                tr = start_run(new, now_ms(), run_id)
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -234,13 +239,16 @@ class HistoryEngine:
                 return StartResult(tr.ms.info.run_id, True)
         raise Unavailable("too many concurrent starts of the workflow id, try again")
 
-    async def _plan_start(self, shard, current: CurrentRunRecord | None, request, signal):
-        """Decide what a start does given the current run: a StartResult (nothing to write) or a plan."""
+    async def _plan_start(
+        self, shard: Shard, current: CurrentRunRecord | None, request, new_run_id: str
+    ) -> StartResult | Transition | None:
+        """What a start does given the current run: a StartResult (nothing to write), or go ahead,
+        possibly terminating the running run in the same batch (the Transition returned)."""
         if current is None:
-            return CurrentRunMode.CREATE, None
+            return None
         wid = request.workflow_id
         if current.create_request_id == request.request_id and request.request_id:
-            return StartResult(current.run_id, False)
+            return StartResult(current.run_id, True)  # a retried start: the reference says started
         if current.status == RunStatus.RUNNING:
             conflict = request.workflow_id_conflict_policy
             if (
@@ -253,11 +261,17 @@ class HistoryEngine:
             if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING:
                 ms = await shard.load(ExecutionKey(current.namespace_id, wid, current.run_id))
                 tr = Transition(ms.clone(), now_ms())
-                tr.terminate_workflow(
-                    "TerminateIfRunning WorkflowIdReusePolicy Policy", None, request.identity
+                details = Payloads(
+                    payloads=[
+                        Payload(
+                            metadata={"encoding": b"json/plain"},
+                            data=f'"terminated by new runID: {new_run_id}"'.encode(),
+                        )
+                    ]
                 )
+                tr.terminate_workflow("TerminateIfRunning WorkflowIdReusePolicy", details, "history-service")
                 tr.current_run = None  # the new run's REPLACE moves the pointer
-                return CurrentRunMode.REPLACE, tr
+                return tr
             raise WorkflowAlreadyStarted(
                 f"Workflow execution is already running. WorkflowId: {wid}, RunId: {current.run_id}.",
                 current.create_request_id,
@@ -281,20 +295,7 @@ class HistoryEngine:
                 current.create_request_id,
                 current.run_id,
             )
-        return CurrentRunMode.REPLACE, None
-
-    def _new_run(
-        self,
-        namespace_id: str,
-        namespace: str,
-        request: StartWorkflowExecutionRequest,
-        signal,
-        parent: ParentInfo | None,
-    ) -> Transition:
-        new = NewRun.from_start_request(namespace_id, namespace, request)
-        new.signal = signal
-        new.parent = parent
-        return start_run(new, now_ms())
+        return None
 
     # ---- workflow tasks --------------------------------------------------------------------------------
     async def record_workflow_task_started(
@@ -592,7 +593,7 @@ class HistoryEngine:
     ) -> None:
         def cancel(ms: MutableState, tr: Transition):
             if not ms.running:
-                raise NotFound("workflow execution already completed")
+                return  # not an error on the reference: nothing to cancel, nothing written
             if ms.info.cancel_requested:
                 return  # idempotent, as on the reference
             if request_id:

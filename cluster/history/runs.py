@@ -141,9 +141,9 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
     attrs = WorkflowExecutionStartedEventAttributes(
         workflow_type=WorkflowType(name=new.workflow_type),
         task_queue=TaskQueue(name=new.task_queue, kind=1),
-        workflow_execution_timeout=to_duration(exec_timeout),
-        workflow_run_timeout=to_duration(run_timeout),
         workflow_task_timeout=to_duration(task_timeout),
+        # Always present, zero when there is none: the reference writes it so.
+        first_workflow_task_backoff=to_duration(new.backoff_ms),
         continued_execution_run_id=new.continued_execution_run_id,
         initiator=new.initiator,
         original_execution_run_id=run_id,
@@ -163,8 +163,11 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         getattr(attrs, name).CopyFrom(value)
     if execution_expiration:
         attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(execution_expiration))
-    if new.backoff_ms:
-        attrs.first_workflow_task_backoff.CopyFrom(to_duration(new.backoff_ms))
+    # Unset (not zero) when there is no limit, as on the reference.
+    if exec_timeout:
+        attrs.workflow_execution_timeout.CopyFrom(to_duration(exec_timeout))
+    if run_timeout:
+        attrs.workflow_run_timeout.CopyFrom(to_duration(run_timeout))
     if new.parent is not None:
         p = new.parent
         attrs.parent_workflow_namespace = p.namespace

@@ -56,6 +56,13 @@ from hourglass.cluster.history.tasks import NewTask, TimerKind, TransferKind
 from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
 
+# How the reference names timeouts in its failure messages ("activity StartToClose timeout").
+_TIMEOUT_NAMES = {
+    TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE: "StartToClose",
+    TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START: "ScheduleToStart",
+    TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE: "ScheduleToClose",
+    TimeoutType.TIMEOUT_TYPE_HEARTBEAT: "Heartbeat",
+}
 _CHILD_CLOSE_EVENTS = {
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: "child_workflow_execution_completed_event_attributes",
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: "child_workflow_execution_failed_event_attributes",
@@ -600,11 +607,10 @@ class Transition:
 
     def time_out_activity(self, ai: ActivityInfo, timeout_type: int) -> None:
         failure = Failure(
-            message=f"activity {TimeoutType.Name(timeout_type).removeprefix('TIMEOUT_TYPE_')} timeout",
+            message=f"activity {_TIMEOUT_NAMES[timeout_type]} timeout",
+            source="Server",
             timeout_failure_info=TimeoutFailureInfo(timeout_type=timeout_type),
         )
-        if ai.heartbeat_details is not None:
-            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(ai.heartbeat_details)
         if timeout_type in (TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE, TimeoutType.TIMEOUT_TYPE_HEARTBEAT):
             retry_state, delay_ms = self._retry_decision(ai, failure)
         else:
@@ -615,6 +621,9 @@ class Transition:
             return
         if ai.last_failure is not None and timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE:
             failure.cause.CopyFrom(ai.last_failure)
+        if ai.heartbeat_details is not None:
+            # Only the final timeout carries them (the worker's next attempt gets them another way).
+            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(ai.heartbeat_details)
         attrs = ActivityTaskTimedOutEventAttributes(failure=failure, retry_state=retry_state)
         self._close_activity(ai, EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, attrs)
 
@@ -649,6 +658,7 @@ class Transition:
         ai.started_time_ms = 0
         ai.request_id = ""
         ai.waiting_retry = True
+        ai.next_attempt_time_ms = self.now + delay_ms
         self.timer(
             TimerKind.ACTIVITY_RETRY,
             self.now + delay_ms,
