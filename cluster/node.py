@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
-from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_ms
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
@@ -44,9 +44,13 @@ class Node:
         self.history.matching = self.matching
         self.namespaces = NamespaceRegistry(store)
         self.history.resolve_namespace_id = self._namespace_id
+        self.history.namespace_retention_ms = self._retention_ms
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
+
+    async def _retention_ms(self, namespace_id: str) -> int:
+        return retention_ms(await self.namespaces.get_by_id(namespace_id))
         self.server: grpc.aio.Server | None = None
         self.bound_port = 0
 

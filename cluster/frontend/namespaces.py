@@ -10,8 +10,8 @@ from temporalio.api.enums.v1 import ArchivalState, NamespaceState
 from temporalio.api.namespace.v1 import NamespaceConfig, NamespaceInfo
 from temporalio.api.workflowservice.v1 import DescribeNamespaceResponse
 
-from hourglass.cluster.errors import InvalidArgument, NamespaceAlreadyExists, NamespaceNotFound
-from hourglass.persistence.errors import NamespaceAlreadyExistsError
+from hourglass.cluster.errors import InvalidArgument, NamespaceAlreadyExists, NamespaceNotFound, Unavailable
+from hourglass.persistence.errors import ConditionFailedError, NamespaceAlreadyExistsError
 from hourglass.persistence.records import NamespaceRecord
 from hourglass.persistence.store import Store
 
@@ -87,6 +87,43 @@ class NamespaceRegistry:
         self._by_name[name] = ns
         return ns
 
+    async def get_by_id(self, namespace_id: str) -> Namespace:
+        for ns in self._by_name.values():
+            if ns.id == namespace_id:
+                return ns
+        record = await self.store.get_namespace_by_id(namespace_id)
+        if record is None:
+            raise NamespaceNotFound(namespace_id)
+        ns = _from_record(record)
+        self._by_name[ns.name] = ns
+        return ns
+
+    async def update(self, name: str, info=None, config=None) -> Namespace:
+        """Apply an UpdateNamespace request's info/config, conditional on the version we read."""
+        record = await self.store.get_namespace_by_name(name)
+        if record is None:
+            raise NamespaceNotFound(name)
+        desc = _from_record(record).description
+        if info is not None:
+            if info.description:
+                desc.namespace_info.description = info.description
+            if info.owner_email:
+                desc.namespace_info.owner_email = info.owner_email
+            for key, value in info.data.items():
+                desc.namespace_info.data[key] = value
+        if config is not None and config.HasField("workflow_execution_retention_ttl"):
+            if config.workflow_execution_retention_ttl.ToSeconds() < 0:
+                raise InvalidArgument("WorkflowExecutionRetentionPeriod must not be negative.")
+            desc.config.workflow_execution_retention_ttl.CopyFrom(config.workflow_execution_retention_ttl)
+        updated = NamespaceRecord(record.id, name, desc.SerializeToString(), record.notification_version + 1)
+        try:
+            await self.store.update_namespace(updated, record.notification_version)
+        except ConditionFailedError:
+            raise Unavailable("the namespace changed concurrently; try again") from None
+        ns = _from_record(updated)
+        self._by_name[name] = ns
+        return ns
+
     async def ensure(self, name: str) -> Namespace:
         """Make sure a namespace exists (start-dev's defaults)."""
         try:
@@ -99,6 +136,10 @@ class NamespaceRegistry:
 
     async def list(self) -> list[Namespace]:
         return [_from_record(r) for r in await self.store.list_namespaces()]
+
+
+def retention_ms(ns: Namespace) -> int:
+    return ns.description.config.workflow_execution_retention_ttl.ToMilliseconds()
 
 
 def _from_record(record: NamespaceRecord) -> Namespace:

@@ -125,6 +125,21 @@ class WorkflowService(WorkflowServiceServicer):
         return rr.RegisterNamespaceResponse()
 
     @rpc
+    async def UpdateNamespace(self, request, context):
+        ns = await self.namespaces.update(
+            request.namespace,
+            request.update_info if request.HasField("update_info") else None,
+            request.config if request.HasField("config") else None,
+        )
+        d = ns.description
+        return rr.UpdateNamespaceResponse(
+            namespace_info=d.namespace_info,
+            config=d.config,
+            replication_config=d.replication_config,
+            is_global_namespace=d.is_global_namespace,
+        )
+
+    @rpc
     async def ListNamespaces(self, request, context):
         resp = rr.ListNamespacesResponse()
         for ns in await self.namespaces.list():
@@ -270,6 +285,35 @@ class WorkflowService(WorkflowServiceServicer):
         elif ms.running and request.wait_new_event:
             resp.next_page_token = page_token(ms.next_event_id)
         return resp
+
+    @rpc
+    async def GetWorkflowExecutionHistoryReverse(self, request, context):
+        ns_id, ms = await self._mutable_state(request, "execution")
+        last_event_id = ms.next_event_id - 1
+        if request.next_page_token:
+            try:
+                token = json.loads(request.next_page_token)
+                ms = await self.history.get_mutable_state(
+                    ns_id,
+                    WorkflowExecution(workflow_id=request.execution.workflow_id, run_id=token["run_id"]),
+                )
+                last_event_id = int(token["last_event_id"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise InvalidArgument("Invalid NextPageToken.") from e
+        page_size = request.maximum_page_size or DEFAULT_HISTORY_PAGE_SIZE
+        first = max(last_event_id - page_size + 1, 1)
+        events = [e for e in await self.history.read_history(ms, first) if e.event_id <= last_event_id]
+        resp = rr.GetWorkflowExecutionHistoryReverseResponse(history=History(events=list(reversed(events))))
+        if first > 1:
+            resp.next_page_token = json.dumps({"run_id": ms.info.run_id, "last_event_id": first - 1}).encode()
+        return resp
+
+    @rpc
+    async def DeleteWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        execution = require_execution(request)
+        await self.history.delete_workflow(ns.id, execution)
+        return rr.DeleteWorkflowExecutionResponse()
 
     @rpc
     async def QueryWorkflow(self, request, context):

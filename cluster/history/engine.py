@@ -123,6 +123,8 @@ class HistoryEngine:
         self.store = store
         # name -> id of a namespace (raises NamespaceNotFound); set by the node, used by cross-run tasks.
         self.resolve_namespace_id: Callable[[str], Awaitable[str]] | None = None
+        # namespace id -> its retention in ms (closed runs are deleted after it); set by the node.
+        self.namespace_retention_ms: Callable[[str], Awaitable[int]] | None = None
         self.shard_count = shard_count
         self.matching = matching
         self.shards: dict[int, Shard] = {}
@@ -202,6 +204,31 @@ class HistoryEngine:
                 return result
         raise Unavailable("too many concurrent updates of the workflow, try again")
 
+    async def _retention_ms(self, namespace_id: str) -> int:
+        return await self.namespace_retention_ms(namespace_id) if self.namespace_retention_ms else 0
+
+    # ---- deletion --------------------------------------------------------------------------------------
+    async def delete_workflow(self, namespace_id: str, execution: WorkflowExecution) -> None:
+        """Terminate the run if it still runs, then remove its state, history and visibility."""
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
+        target = WorkflowExecution(workflow_id=execution.workflow_id, run_id=run_id)
+        try:
+            await self.terminate(namespace_id, target, "Delete workflow execution", None, "history-service")
+        except NotFound:
+            pass  # already closed
+        await self._delete_run(shard, ExecutionKey(namespace_id, execution.workflow_id, run_id))
+
+    async def _delete_run(self, shard: Shard, key: ExecutionKey) -> None:
+        async with shard.locks.hold((key.namespace_id, key.workflow_id)):
+            ms = await shard.load(key)
+            if ms is None or ms.running:
+                return
+            await self.store.delete_visibility(key.namespace_id, key.workflow_id, key.run_id)
+            await self.store.delete_execution(shard.shard_id, key.namespace_id, key.workflow_id, key.run_id)
+            await self.store.delete_history(key.namespace_id, key.workflow_id, key.run_id)
+            shard.evict(key)
+
     # ---- start -----------------------------------------------------------------------------------------
     async def start_workflow(
         self,
@@ -260,7 +287,7 @@ class HistoryEngine:
                 return StartResult(current.run_id, False)
             if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING:
                 ms = await shard.load(ExecutionKey(current.namespace_id, wid, current.run_id))
-                tr = Transition(ms.clone(), now_ms())
+                tr = Transition(ms.clone(), now_ms(), await self._retention_ms(current.namespace_id))
                 details = Payloads(
                     payloads=[
                         Payload(
@@ -843,6 +870,9 @@ class HistoryEngine:
 
     async def _execute_timer(self, shard: Shard, task: TimerTask) -> None:
         data = decode(task.data)
+        if task.kind == TimerKind.DELETE_HISTORY:
+            await self._delete_run(shard, ExecutionKey(task.namespace_id, task.workflow_id, task.run_id))
+            return
 
         def fire(ms: MutableState, tr: Transition):
             if not ms.running:

@@ -27,6 +27,7 @@ class TimerKind:
     ACTIVITY_TIMEOUT = "activity_timeout"
     ACTIVITY_RETRY = "activity_retry"  # a retry's backoff is over: dispatch the next attempt
     WORKFLOW_TIMEOUT = "workflow_timeout"  # the run's (or whole execution's) timeout
+    DELETE_HISTORY = "delete_history"  # the namespace's retention after close is over: delete the run
     WORKFLOW_BACKOFF = "workflow_backoff"  # a delayed start (start delay, later cron/retry): first task now
 
 

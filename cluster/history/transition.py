@@ -100,9 +100,11 @@ def default_retry_policy(policy: RetryPolicy | None) -> RetryPolicy:
 class Transition:
     """One transition of a run under construction. The shard commits it (history, then the batch)."""
 
-    def __init__(self, ms: MutableState, now_ms: int) -> None:
+    def __init__(self, ms: MutableState, now_ms: int, retention_ms: int = 0) -> None:
         self.ms = ms
         self.now = now_ms
+        # The namespace's retention: a closed run is deleted this long after it closes (0: kept).
+        self.retention_ms = retention_ms
         self.events: list[HistoryEvent] = []
         self.transfer_tasks: list[NewTask] = []
         self.timer_tasks: list[NewTask] = []
@@ -345,6 +347,8 @@ class Transition:
         ms.children.clear()
         ms.signals_requested.clear()
         ms.cancels_requested.clear()
+        if self.retention_ms > 0:
+            self.timer(TimerKind.DELETE_HISTORY, self.now + self.retention_ms)
         self.current_run = CurrentRunWrite(
             mode=CurrentRunMode.UPDATE,
             record=CurrentRunRecord(

@@ -1,0 +1,57 @@
+"""The OperatorService: search attributes per namespace (the only operator surface a single cluster needs).
+
+Every other OperatorService RPC (remote clusters, Nexus endpoints, namespace deletion) answers
+UNIMPLEMENTED with its name, like the WorkflowService's unimplemented RPCs.
+"""
+
+from __future__ import annotations
+
+from temporalio.api.operatorservice.v1 import request_response_pb2 as rr
+from temporalio.api.operatorservice.v1.service_pb2_grpc import OperatorServiceServicer
+
+from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
+from hourglass.cluster.frontend.namespaces import Namespace, NamespaceRegistry
+from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry, system_attribute_types
+
+
+class OperatorService(OperatorServiceServicer):
+    def __init__(self, namespaces: NamespaceRegistry, search_attributes: SearchAttributeRegistry) -> None:
+        self.namespaces = namespaces
+        self.search_attributes = search_attributes
+
+    async def _namespace(self, name: str) -> Namespace:
+        if not name:
+            raise InvalidArgument("Namespace is not set on request.")
+        return await self.namespaces.get(name)
+
+    @rpc
+    async def AddSearchAttributes(self, request, context):
+        ns = await self._namespace(request.namespace)
+        await self.search_attributes.add(ns.id, dict(request.search_attributes))
+        return rr.AddSearchAttributesResponse()
+
+    @rpc
+    async def RemoveSearchAttributes(self, request, context):
+        ns = await self._namespace(request.namespace)
+        await self.search_attributes.remove(ns.id, list(request.search_attributes))
+        return rr.RemoveSearchAttributesResponse()
+
+    @rpc
+    async def ListSearchAttributes(self, request, context):
+        ns = await self._namespace(request.namespace)
+        return rr.ListSearchAttributesResponse(
+            custom_attributes=await self.search_attributes.custom(ns.id),
+            system_attributes=system_attribute_types(),
+        )
+
+
+def _fill_unimplemented() -> None:
+    """Every OperatorService RPC we do not serve answers UNIMPLEMENTED, naming itself."""
+    for name in dir(OperatorServiceServicer):
+        if name.startswith("_") or name in OperatorService.__dict__:
+            continue
+        setattr(OperatorService, name, unimplemented(name))
+
+
+_fill_unimplemented()
