@@ -50,6 +50,12 @@ def server() -> None:
     help="Number of history shards (fixed when the store is created).",
 )
 @click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (0: any free port). Off by default.",
+)
+@click.option(
     "--event-loop",
     default="uvloop",
     show_default=True,
@@ -64,6 +70,7 @@ def start_dev(
     db_filename: str | None,
     log_level: str,
     history_shards: int,
+    metrics_port: int | None,
     event_loop: str,
 ) -> None:
     """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
@@ -75,6 +82,7 @@ def start_dev(
         ip=ip,
         port=port,
         history_shard_count=history_shards,
+        metrics_port=metrics_port,
         namespaces=["default", *[n for n in namespaces if n != "default"]],
     )
 
@@ -88,6 +96,8 @@ def start_dev(
             f"namespaces: {', '.join(config.namespaces)}",
             err=True,
         )
+        if node.metrics_port is not None:
+            click.echo(f"Metrics: http://{ip}:{node.metrics_port}/metrics", err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_m
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -33,12 +34,15 @@ class NodeConfig:
     namespaces: list[str] = field(default_factory=lambda: ["default"])
     max_blob_bytes: int = 2 * 1024 * 1024
     cluster_name: str = "hourglass"
+    # Prometheus /metrics port; None: not served.
+    metrics_port: int | None = None
 
 
 class Node:
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
-        self.store = store
+        # Every role talks to the store through the metering wrapper.
+        self.store = store = MeteredStore(store)
         self.history = HistoryEngine(store, config.history_shard_count)
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
@@ -53,6 +57,7 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
         self.server: grpc.aio.Server | None = None
         self.bound_port = 0
+        self.metrics_port: int | None = None
 
     async def start(self) -> None:
         stored = await self.store.init_cluster_metadata(
@@ -66,6 +71,8 @@ class Node:
         for name in self.config.namespaces:
             await self.namespaces.ensure(name)
         await self.history.start()
+        if self.config.metrics_port is not None:
+            self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -1,0 +1,71 @@
+"""Prometheus metrics of a node: what the load tester reads to report database cost per transition.
+
+Store traffic is counted by wrapping the store (`MeteredStore`), so every backend is measured the same way
+and no role has to remember to count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import Counter, start_http_server
+
+from hourglass.persistence.records import ExecutionWrite
+from hourglass.persistence.store import Store
+
+TRANSITIONS = Counter("hourglass_transitions", "Workflow state transitions committed.")
+CONDITIONAL_BATCHES = Counter(
+    "hourglass_persistence_conditional_batches", "Conditional batches (store commits)."
+)
+WRITES = Counter("hourglass_persistence_writes", "Store write calls (batches, history appends, task writes).")
+WORKFLOWS_STARTED = Counter("hourglass_workflows_started", "Runs created.")
+
+_WRITE_METHODS = {
+    "update_shard",
+    "delete_execution",
+    "append_history_node",
+    "delete_history",
+    "delete_transfer_tasks",
+    "delete_timer_tasks",
+    "delete_timer_task",
+    "lease_task_queue",
+    "update_task_queue",
+    "create_queue_tasks",
+    "delete_queue_tasks",
+    "create_namespace",
+    "update_namespace",
+    "upsert_visibility",
+    "delete_visibility",
+}
+
+
+class MeteredStore:
+    """Delegates to a store, counting its writes. Reads pass through untouched."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
+        await self._inner.commit(shard_id, range_id, writes)
+        CONDITIONAL_BATCHES.inc()
+        WRITES.inc()
+        TRANSITIONS.inc(len(writes))
+        WORKFLOWS_STARTED.inc(sum(1 for w in writes if w.expected_version is None))
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if name not in _WRITE_METHODS:
+            return attr
+
+        async def counted(*args, **kwargs):
+            result = await attr(*args, **kwargs)
+            WRITES.inc()
+            return result
+
+        return counted
+
+
+def serve_metrics(ip: str, port: int) -> int:
+    """Serve /metrics over HTTP; returns the bound port."""
+    server, _ = start_http_server(port, addr=ip)
+    return server.server_port
