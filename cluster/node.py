@@ -49,15 +49,15 @@ class Node:
         self.namespaces = NamespaceRegistry(store)
         self.history.resolve_namespace_id = self._namespace_id
         self.history.namespace_retention_ms = self._retention_ms
+        self.server: grpc.aio.Server | None = None
+        self.bound_port = 0
+        self.metrics_port: int | None = None
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
 
     async def _retention_ms(self, namespace_id: str) -> int:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
-        self.server: grpc.aio.Server | None = None
-        self.bound_port = 0
-        self.metrics_port: int | None = None
 
     async def start(self) -> None:
         stored = await self.store.init_cluster_metadata(

@@ -89,11 +89,23 @@ def restartable_server(server: ServerProcess) -> ServerProcess:
     return server
 
 
+def _assert_alive(srv: ServerProcess) -> None:
+    """A server that died earlier in the session fails every later test with its exit code and log."""
+    if srv.proc is not None and srv.proc.poll() is not None:
+        pytest.fail(
+            f"the {srv.kind} server (shared by the whole session) has exited with code {srv.proc.returncode}; "
+            f"the first failing test before this one probably killed it\n--- {srv.log_file} ---\n{srv.log_tail()}",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 async def client(server: ServerProcess) -> Client:
+    _assert_alive(server)
     return await Client.connect(server.address, namespace="default")
 
 
 @pytest.fixture
 async def reference_client(reference_server: ServerProcess) -> Client:
+    _assert_alive(reference_server)
     return await Client.connect(reference_server.address, namespace="default")

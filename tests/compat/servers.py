@@ -8,6 +8,7 @@ connects (GetSystemInfo) and the gRPC health check answers SERVING.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import signal
@@ -84,6 +85,8 @@ class ServerProcess:
     def _spawn(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             raise ServerError(f"{self} is already running")
+        if self.starts == 0:
+            atexit.register(self.kill9)  # a backstop: fixtures stop servers, unless pytest itself dies
         self.starts += 1
         log = self.workdir / f"{self.kind}-{self.starts}.log"
         self._log_files.append(log)
@@ -114,7 +117,7 @@ class ServerProcess:
                 if await client.service_client.check_health(timeout=timedelta(seconds=5)):
                     return
                 last_error = RuntimeError("health check answered NOT_SERVING")
-            except Exception as err:  # noqa: BLE001 - anything means "not yet"
+            except Exception as err:  # anything means "not yet"
                 last_error = err
             await asyncio.sleep(0.2)
         self.kill9()

@@ -49,13 +49,13 @@ async def test_retry_until_success_with_backoff(client: Client) -> None:
     key = new_id("key")
     result = await run_spec(
         client,
-        ActivitySpec("flaky", [key, 2], start_to_close=5, retry=Retry(initial_interval=1, backoff_coefficient=2)),
+        ActivitySpec("flaky", [key, 2], start_to_close=5, retry=Retry(initial_interval=1.2, backoff_coefficient=2)),
     )
     assert result == "succeeded on attempt 3"
     assert state.ATTEMPTS[key] == [1, 2, 3]
     first, second = gaps(key)
-    assert 0.95 <= first < 1.9, first  # initial_interval
-    assert 1.95 <= second < 3.0, second  # initial_interval * backoff_coefficient
+    assert 1.15 <= first < 2.2, first  # initial_interval (not the 1 s default)
+    assert 2.35 <= second < 3.4, second  # initial_interval * backoff_coefficient
 
 
 async def test_retry_maximum_interval_caps_backoff(client: Client) -> None:
@@ -72,7 +72,7 @@ async def test_retry_maximum_interval_caps_backoff(client: Client) -> None:
     assert result == "succeeded on attempt 3"
     assert state.ATTEMPTS[key] == [1, 2, 3]
     first, second = gaps(key)
-    assert 0.95 <= first < 1.9, first
+    assert 0.95 <= first < 2.0, first
     assert 1.45 <= second < 2.5, second  # capped at maximum_interval (uncapped: 10 s)
 
 

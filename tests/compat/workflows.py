@@ -1,7 +1,8 @@
 """Workflows and activities the compatibility suite runs (module level, deterministic).
 
-Activities run in the test process, outside the workflow sandbox, and record what they saw in
-`state`; the one workflow that needs process-wide state imports `state` passed through the sandbox.
+Activities run in the test process, outside the workflow sandbox, and record what they saw in `state`.
+The names from `state` are imported passed through the sandbox, so the one workflow that needs
+process-wide state (FailFirstTask) shares them with the test too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from . import state
+    # Names, not `from . import state`: that form resolves to the package, which the sandbox has already
+    # re-imported, and so would load a private copy of `state` instead of passing the host's through.
+    from .state import (
+        ACTIVITY_SAW_CANCEL,
+        ATTEMPT_TIMES,
+        ATTEMPTS,
+        CLEANED_UP,
+        FAILED_FIRST_TASK,
+        HEARTBEAT_DETAILS_SEEN,
+        gate,
+        started,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -34,8 +46,8 @@ async def say_hello(name: str) -> str:
 async def flaky(key: str, fail_times: int, error_type: str = "FlakyError", non_retryable: bool = False) -> str:
     """Fails (ApplicationError) on attempts 1..fail_times, then succeeds."""
     attempt = activity.info().attempt
-    state.ATTEMPTS[key].append(attempt)
-    state.ATTEMPT_TIMES[key].append(time.monotonic())
+    ATTEMPTS[key].append(attempt)
+    ATTEMPT_TIMES[key].append(time.monotonic())
     if attempt <= fail_times:
         raise ApplicationError(f"attempt {attempt} failed", type=error_type, non_retryable=non_retryable)
     return f"succeeded on attempt {attempt}"
@@ -45,7 +57,7 @@ async def flaky(key: str, fail_times: int, error_type: str = "FlakyError", non_r
 async def slow(key: str, seconds: float, slow_attempts: int = 1_000_000) -> str:
     """Sleeps `seconds` on attempts 1..slow_attempts (never heartbeats), then answers at once."""
     attempt = activity.info().attempt
-    state.ATTEMPTS[key].append(attempt)
+    ATTEMPTS[key].append(attempt)
     if attempt <= slow_attempts:
         await asyncio.sleep(seconds)
     return f"done on attempt {attempt}"
@@ -58,9 +70,9 @@ async def heartbeat_then_stall(key: str, stall_seconds: float) -> list[Any]:
     Later attempts return the heartbeat details they were started with.
     """
     info = activity.info()
-    state.ATTEMPTS[key].append(info.attempt)
+    ATTEMPTS[key].append(info.attempt)
     details = list(info.heartbeat_details)
-    state.HEARTBEAT_DETAILS_SEEN[key].append(details)
+    HEARTBEAT_DETAILS_SEEN[key].append(details)
     if info.attempt == 1:
         activity.heartbeat(f"progress from attempt {info.attempt}", 42)
         await asyncio.sleep(stall_seconds)
@@ -70,28 +82,28 @@ async def heartbeat_then_stall(key: str, stall_seconds: float) -> list[Any]:
 @activity.defn
 async def gated(key: str) -> str:
     """Signals that it started, then waits until the test opens the gate."""
-    state.ATTEMPTS[key].append(activity.info().attempt)
-    state.started(key).set()
-    await state.gate(key).wait()
+    ATTEMPTS[key].append(activity.info().attempt)
+    started(key).set()
+    await gate(key).wait()
     return "gate opened"
 
 
 @activity.defn
 async def cleanup(key: str) -> str:
-    state.CLEANED_UP.add(key)
+    CLEANED_UP.add(key)
     return "cleaned up"
 
 
 @activity.defn
 async def heartbeat_until_cancelled(key: str) -> str:
     """Heartbeats every 100 ms; cancellation arrives as asyncio.CancelledError via a heartbeat response."""
-    state.started(key).set()
+    started(key).set()
     try:
         while True:
             activity.heartbeat()
             await asyncio.sleep(0.1)
     except asyncio.CancelledError:
-        state.ACTIVITY_SAW_CANCEL.add(key)
+        ACTIVITY_SAW_CANCEL.add(key)
         raise
 
 
@@ -192,8 +204,8 @@ class FailFirstTask:
     @workflow.run
     async def run(self) -> str:
         wf_id = workflow.info().workflow_id
-        if wf_id not in state.FAILED_FIRST_TASK:
-            state.FAILED_FIRST_TASK.add(wf_id)
+        if wf_id not in FAILED_FIRST_TASK:
+            FAILED_FIRST_TASK.add(wf_id)
             raise RuntimeError("deliberate workflow task failure")
         return "recovered"
 

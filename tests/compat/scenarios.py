@@ -1,0 +1,446 @@
+"""The differential scenario catalogue: each runs one workflow to completion with a deterministic history.
+
+A scenario is `async (client, task_queue) -> workflow id`. It starts its own worker on `task_queue`
+when it wants one, and orders everything that could race (signals, cancels, queries) after the history
+event it depends on, so that two runs on the same server give the same normalized history.
+
+`expected` is the event-type sequence the reference produces, pinned here as the contract.
+
+Dump the normalized histories a server produces (from the tests directory):
+    python -m compat.scenarios 127.0.0.1:7233 [scenario ...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest
+from temporalio.client import Client, WorkflowFailureError
+
+from .helpers import new_id, run_worker, wait_for_event
+from .state import started
+from .workflows import (
+    ActivitySpec,
+    CancelActivity,
+    CancelWithCleanup,
+    FailFirstTask,
+    FailSpec,
+    FailWorkflow,
+    GreetSomeone,
+    Retry,
+    RunActivity,
+    SignalCollector,
+    SignalOrTimeout,
+    Sleeper,
+    WaitForSignal,
+)
+
+ScenarioFn = Callable[[Client, str], Awaitable[str]]
+
+WT = ["WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: ScenarioFn
+    expected: list[str]
+
+
+async def _expect_failure(coro: Awaitable[object]) -> None:
+    try:
+        await coro
+    except WorkflowFailureError:
+        return
+    raise AssertionError("the workflow was expected to fail")
+
+
+async def one_activity(client: Client, tq: str) -> str:
+    wf_id = new_id("one-activity")
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(GreetSomeone.run, "World", id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def activity_retry_then_success(client: Client, tq: str) -> str:
+    wf_id = new_id("activity-retry")
+    spec = ActivitySpec("flaky", [wf_id, 1], start_to_close=5, retry=Retry(initial_interval=0.5, maximum_attempts=3))
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def activity_failure(client: Client, tq: str) -> str:
+    wf_id = new_id("activity-failure")
+    spec = ActivitySpec(
+        "flaky", [wf_id, 99, "Broken"], start_to_close=5, retry=Retry(initial_interval=0.5, maximum_attempts=2)
+    )
+    async with run_worker(client, task_queue=tq):
+        await _expect_failure(client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq))
+    return wf_id
+
+
+async def activity_start_to_close_timeout(client: Client, tq: str) -> str:
+    wf_id = new_id("activity-timeout")
+    spec = ActivitySpec("slow", [wf_id, 3, 1], start_to_close=1, retry=Retry(initial_interval=0.5))
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def activity_heartbeat_timeout(client: Client, tq: str) -> str:
+    wf_id = new_id("heartbeat-timeout")
+    spec = ActivitySpec(
+        "heartbeat_then_stall",
+        [wf_id, 5],
+        start_to_close=10,
+        heartbeat=1,
+        retry=Retry(initial_interval=0.5, maximum_attempts=2),
+    )
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def activity_schedule_to_start_timeout(client: Client, tq: str) -> str:
+    wf_id = new_id("schedule-to-start")
+    spec = ActivitySpec("say_hello", ["nobody"], schedule_to_start=1, start_to_close=5, task_queue=f"{tq}-nobody")
+    async with run_worker(client, task_queue=tq):
+        await _expect_failure(client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq))
+    return wf_id
+
+
+async def timer(client: Client, tq: str) -> str:
+    wf_id = new_id("timer")
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(Sleeper.run, 1.0, id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def cancelled_timer(client: Client, tq: str) -> str:
+    wf_id = new_id("cancelled-timer")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(SignalOrTimeout.run, 30.0, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "TIMER_STARTED")
+        await handle.signal(SignalOrTimeout.poke)
+        await handle.result()
+    return wf_id
+
+
+async def signals(client: Client, tq: str) -> str:
+    wf_id = new_id("signals")
+    handle = await client.start_workflow(SignalCollector.run, id=wf_id, task_queue=tq)
+    # Two signals before any worker: both land before the first workflow task starts.
+    await handle.signal(SignalCollector.add, "a")
+    await handle.signal(SignalCollector.add, "b")
+    async with run_worker(client, task_queue=tq):
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        await handle.signal(SignalCollector.add, "c")
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=2)
+        await handle.signal(SignalCollector.done)
+        await handle.result()
+    return wf_id
+
+
+async def query(client: Client, tq: str) -> str:
+    wf_id = new_id("query")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(SignalCollector.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        assert await handle.query(SignalCollector.items) == []
+        await handle.signal(SignalCollector.add, "q")
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=2)
+        assert await handle.query(SignalCollector.items) == ["q"]
+        await handle.signal(SignalCollector.done)
+        await handle.result()
+        assert await handle.query(SignalCollector.items) == ["q"]
+    return wf_id
+
+
+async def signal_with_start(client: Client, tq: str) -> str:
+    wf_id = new_id("signal-with-start")
+    handle = await client.start_workflow(
+        SignalCollector.run, id=wf_id, task_queue=tq, start_signal="add", start_signal_args=["first"]
+    )
+    await handle.signal(SignalCollector.done)
+    async with run_worker(client, task_queue=tq):
+        assert await handle.result() == ["first"]
+    return wf_id
+
+
+async def cancel(client: Client, tq: str) -> str:
+    wf_id = new_id("cancel")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(CancelWithCleanup.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        await handle.cancel()
+        await _expect_failure(handle.result())
+    return wf_id
+
+
+async def cancel_running_activity(client: Client, tq: str) -> str:
+    wf_id = new_id("cancel-activity")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(CancelActivity.run, wf_id, id=wf_id, task_queue=tq)
+        await asyncio.wait_for(started(wf_id).wait(), 10)  # the activity is running (and heartbeating)
+        await handle.cancel()
+        await handle.result()
+    return wf_id
+
+
+async def terminate(client: Client, tq: str) -> str:
+    wf_id = new_id("terminate")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(WaitForSignal.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        await handle.terminate("detail", reason="scenario")
+        await _expect_failure(handle.result())
+    return wf_id
+
+
+async def workflow_failure(client: Client, tq: str) -> str:
+    wf_id = new_id("workflow-failure")
+    spec = FailSpec("boom", type="MyError", non_retryable=True, details=[{"k": 1}])
+    async with run_worker(client, task_queue=tq):
+        await _expect_failure(client.execute_workflow(FailWorkflow.run, spec, id=wf_id, task_queue=tq))
+    return wf_id
+
+
+async def workflow_task_failure(client: Client, tq: str) -> str:
+    wf_id = new_id("workflow-task-failure")
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(FailFirstTask.run, id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def workflow_task_timeout(client: Client, tq: str) -> str:
+    wf_id = new_id("workflow-task-timeout")
+    handle = await client.start_workflow(
+        GreetSomeone.run, "late", id=wf_id, task_queue=tq, task_timeout=timedelta(seconds=1)
+    )
+    # A worker that takes the task and dies: poll by hand, never answer.
+    await client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="dies"),
+        timeout=timedelta(seconds=10),
+    )
+    async with run_worker(client, task_queue=tq):
+        await handle.result()
+    return wf_id
+
+
+async def workflow_execution_timeout(client: Client, tq: str) -> str:
+    wf_id = new_id("workflow-timeout")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(
+            WaitForSignal.run, id=wf_id, task_queue=tq, execution_timeout=timedelta(seconds=1)
+        )
+        await _expect_failure(handle.result())
+    return wf_id
+
+
+ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
+
+SCENARIOS: list[Scenario] = [
+    Scenario(
+        "one-activity",
+        one_activity,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+    ),
+    Scenario(
+        "activity-retry-then-success",
+        activity_retry_then_success,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+    ),
+    Scenario(
+        "activity-failure",
+        activity_failure,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_FAILED", *WT, "WORKFLOW_EXECUTION_FAILED"],
+    ),
+    Scenario(
+        "activity-start-to-close-timeout",
+        activity_start_to_close_timeout,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+    ),
+    Scenario(
+        "activity-heartbeat-timeout",
+        activity_heartbeat_timeout,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+    ),
+    Scenario(
+        "activity-schedule-to-start-timeout",
+        activity_schedule_to_start_timeout,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "ACTIVITY_TASK_SCHEDULED",
+            "ACTIVITY_TASK_TIMED_OUT",
+            *WT,
+            "WORKFLOW_EXECUTION_FAILED",
+        ],
+    ),
+    Scenario(
+        "timer",
+        timer,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, "TIMER_STARTED", "TIMER_FIRED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+    ),
+    Scenario(
+        "cancelled-timer",
+        cancelled_timer,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "TIMER_STARTED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "TIMER_CANCELED",
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "signals",
+        signals,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_COMPLETED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "query",
+        query,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "signal-with-start",
+        signal_with_start,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_COMPLETED",
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "cancel",
+        cancel,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_CANCELED",
+        ],
+    ),
+    Scenario(
+        "cancel-running-activity",
+        cancel_running_activity,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "ACTIVITY_TASK_SCHEDULED",
+            "WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+            *WT,
+            "ACTIVITY_TASK_CANCEL_REQUESTED",
+            "ACTIVITY_TASK_STARTED",
+            "ACTIVITY_TASK_CANCELED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "terminate",
+        terminate,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, "WORKFLOW_EXECUTION_TERMINATED"],
+    ),
+    Scenario(
+        "workflow-failure",
+        workflow_failure,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, "WORKFLOW_EXECUTION_FAILED"],
+    ),
+    Scenario(
+        "workflow-task-failure",
+        workflow_task_failure,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_FAILED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "workflow-task-timeout",
+        workflow_task_timeout,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_TIMED_OUT",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "workflow-execution-timeout",
+        workflow_execution_timeout,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, "WORKFLOW_EXECUTION_TIMED_OUT"],
+    ),
+]
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+async def run_scenario(client: Client, scenario: Scenario) -> tuple[list[dict], dict[str, str]]:
+    """Runs the scenario on a fresh task queue; returns (normalized history, redactions used)."""
+    from .history_diff import normalize
+
+    tq = new_id(f"tq-{scenario.name}")
+    wf_id = await scenario.run(client, tq)
+    history = await client.get_workflow_handle(wf_id).fetch_history()
+    redactions = {wf_id: "<workflow-id>", tq: "<task-queue>"}
+    return normalize(history, redactions), redactions
+
+
+async def _main(address: str, names: list[str]) -> None:
+    from .history_diff import render
+
+    client = await Client.connect(address)
+    for scenario in [BY_NAME[n] for n in names] if names else SCENARIOS:
+        normalized, _ = await run_scenario(client, scenario)
+        print(f"== {scenario.name}")
+        print("\n".join(render(normalized)))
+
+
+if __name__ == "__main__":
+    asyncio.run(_main(sys.argv[1], sys.argv[2:]))
