@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import PollActivityTaskQueueRequest, PollWorkflowTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from .helpers import event_types, new_id, run_worker
@@ -78,3 +81,20 @@ async def test_readme_history_shape(client: Client) -> None:
         "WORKFLOW_TASK_COMPLETED",
         "WORKFLOW_EXECUTION_COMPLETED",
     ]
+
+
+async def test_long_polls_answer_empty_before_the_callers_deadline(client: Client) -> None:
+    """An idle poll returns an empty task before the deadline the worker set (the SDK waits 70 s; the
+    server answers by 60 s): a timeout error would make the worker back off and log errors."""
+    queue = TaskQueue(name=new_id("idle"))
+    started = time.monotonic()
+    workflow_task = await client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=queue, identity="idle-poller"),
+        timeout=timedelta(seconds=3),
+    )
+    activity_task = await client.workflow_service.poll_activity_task_queue(
+        PollActivityTaskQueueRequest(namespace="default", task_queue=queue, identity="idle-poller"),
+        timeout=timedelta(seconds=3),
+    )
+    assert not workflow_task.task_token and not activity_task.task_token
+    assert time.monotonic() - started < 6.5
