@@ -122,7 +122,8 @@ class SearchAttributeRegistry:
 
 
 def check_name(name: str) -> None:
-    """A name a custom attribute may take: not reserved, and writable in a query (`backticks` allow spaces)."""
+    """A name a custom attribute may take: not reserved, and usable in a query (`backticks` allow spaces) and
+    as a JSON path in the SQLite index (no double quote nor backslash)."""
     if not name or not name.strip():
         raise InvalidArgument("Search attribute name is empty.")
     if attributes.is_reserved(name):
@@ -131,9 +132,10 @@ def check_name(name: str) -> None:
         raise InvalidArgument(
             f"Search attribute name {name[:40]}... is longer than {MAX_NAME_LENGTH} characters."
         )
-    if any(ch in '`"' or unicodedata.category(ch).startswith("C") for ch in name):
+    if any(ch in '`"\\' or unicodedata.category(ch).startswith("C") for ch in name):
         raise InvalidArgument(
-            f"Search attribute name {name!r} contains a backtick, a double quote or a control character."
+            f"Search attribute name {name!r} contains a backtick, a double quote, a backslash or a control "
+            "character."
         )
 
 

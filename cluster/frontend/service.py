@@ -18,6 +18,8 @@ from temporalio.api.enums.v1 import (
     PendingActivityState,
     PendingWorkflowTaskState,
     QueryResultType,
+    ResetReapplyExcludeType,
+    ResetReapplyType,
     TaskQueueType,
 )
 from temporalio.api.history.v1 import History
@@ -307,6 +309,27 @@ class WorkflowService(WorkflowServiceServicer):
         if first > 1:
             resp.next_page_token = json.dumps({"run_id": ms.info.run_id, "last_event_id": first - 1}).encode()
         return resp
+
+    @rpc
+    async def ResetWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        execution = require_execution(request)
+        if request.workflow_task_finish_event_id <= 0:
+            raise InvalidArgument("WorkflowTaskFinishEventId is not set on request.")
+        excluded = (
+            ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL in request.reset_reapply_exclude_types
+        )
+        reapply = request.reset_reapply_type != ResetReapplyType.RESET_REAPPLY_TYPE_NONE and not excluded
+        run_id = await self.history.reset_workflow(
+            ns.id,
+            ns.name,
+            execution,
+            request.workflow_task_finish_event_id,
+            request.reason,
+            request.request_id or str(uuid.uuid4()),
+            reapply,
+        )
+        return rr.ResetWorkflowExecutionResponse(run_id=run_id)
 
     @rpc
     async def DeleteWorkflowExecution(self, request, context):

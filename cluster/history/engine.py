@@ -17,14 +17,16 @@ from typing import Any, Protocol, TypeVar
 import xxhash
 from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
+    EventType,
     ParentClosePolicy,
     RetryState,
     TimeoutType,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy,
+    WorkflowTaskFailedCause,
 )
-from temporalio.api.failure.v1 import Failure
+from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import (
     HistoryEvent,
 )
@@ -54,6 +56,7 @@ from hourglass.cluster.history.external import (
 )
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState, ParentInfo
 from hourglass.cluster.history.queues import QueueProcessors
+from hourglass.cluster.history.rebuild import rebuild
 from hourglass.cluster.history.runs import NewRun, start_run
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
@@ -64,6 +67,7 @@ from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLos
 from hourglass.persistence.records import (
     CurrentRunMode,
     CurrentRunRecord,
+    CurrentRunWrite,
     ExecutionKey,
     RunStatus,
     TimerTask,
@@ -228,6 +232,83 @@ class HistoryEngine:
             await self.store.delete_execution(shard.shard_id, key.namespace_id, key.workflow_id, key.run_id)
             await self.store.delete_history(key.namespace_id, key.workflow_id, key.run_id)
             shard.evict(key)
+
+    # ---- reset -----------------------------------------------------------------------------------------
+    async def reset_workflow(
+        self,
+        namespace_id: str,
+        namespace: str,
+        execution: WorkflowExecution,
+        finish_event_id: int,
+        reason: str,
+        request_id: str,
+        reapply_signals: bool,
+    ) -> str:
+        """A new run replaying the base run's history up to a workflow task, which is failed with
+        RESET_WORKFLOW so the worker decides again from there; later signals are reapplied. The current
+        run, if running, is terminated in the same batch. Returns the new run id."""
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        async with shard.locks.hold((namespace_id, execution.workflow_id)):
+            base_run_id = await self._resolve_run_id(
+                shard, namespace_id, execution.workflow_id, execution.run_id
+            )
+            base = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, base_run_id))
+            if base is None:
+                raise NotFound(
+                    f'workflow execution not found for workflow ID "{execution.workflow_id}" and run ID "{base_run_id}"'
+                )
+            events = await shard.read_events(base)
+            started_id = reset_point(events, finish_event_id)
+            now = now_ms()
+            run_id = str(uuid.uuid4())
+            ms = rebuild(
+                events[:started_id], namespace_id, namespace, execution.workflow_id, run_id, node_id=1
+            )
+            ms.info.create_request_id = request_id
+            if ms.info.workflow_run_timeout_ms:
+                ms.info.run_expiration_ms = now + ms.info.workflow_run_timeout_ms
+            tr = Transition(ms, now, await self._retention_ms(namespace_id))
+            tr.events = [HistoryEvent.FromString(e.SerializeToString()) for e in events[:started_id]]
+            tr.fail_workflow_task(
+                WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW,
+                Failure(message=reason, reset_workflow_failure_info=ResetWorkflowFailureInfo()),
+                "history-service",
+                schedule_next=False,
+            )
+            failed = tr.events[-1].workflow_task_failed_event_attributes
+            failed.base_run_id, failed.new_run_id = base_run_id, run_id
+            if reapply_signals:
+                for ev in events[started_id:]:
+                    if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                        tr.add_event(ev.event_type, ev.workflow_execution_signaled_event_attributes)
+            tr.schedule_workflow_task()
+            tr.rearm_pending_work()
+            current = await shard.get_current_run(namespace_id, execution.workflow_id)
+            tr.current_run = CurrentRunWrite(
+                mode=CurrentRunMode.REPLACE,
+                previous_run_id=current.run_id,
+                record=CurrentRunRecord(
+                    namespace_id=namespace_id,
+                    workflow_id=execution.workflow_id,
+                    run_id=run_id,
+                    status=RunStatus.RUNNING,
+                    execution_status=WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
+                    create_request_id=request_id,
+                    start_time_ms=now,
+                ),
+            )
+            batch: list[tuple[Transition, bool]] = [(tr, True)]
+            if current.status == RunStatus.RUNNING:
+                running = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, current.run_id))
+                stop = Transition(running.clone(), now, await self._retention_ms(namespace_id))
+                stop.terminate_workflow(reason, None, "history-service")
+                stop.current_run = None  # the reset run's REPLACE moves the pointer
+                batch.insert(0, (stop, False))
+            try:
+                await shard.commit(batch)
+            except ConditionFailedError:
+                raise Unavailable("the workflow changed while it was being reset; try again") from None
+            return run_id
 
     # ---- start -----------------------------------------------------------------------------------------
     async def start_workflow(
@@ -940,6 +1021,26 @@ class HistoryEngine:
                 tr.time_out_activity(ai, timeout_type)
             else:
                 tr.arm_activity_timeout(ai, timeout_type, deadline)
+
+
+def reset_point(events: list[HistoryEvent], finish_event_id: int) -> int:
+    """The id of the WorkflowTaskStarted event a reset goes back to, given the event that ended that task."""
+    ok = {
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow_task_completed_event_attributes",
+        EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "workflow_task_failed_event_attributes",
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "workflow_task_timed_out_event_attributes",
+    }
+    if not 1 <= finish_event_id <= len(events):
+        raise InvalidArgument(f"WorkflowTaskFinishEventId {finish_event_id} is not an event of the run.")
+    finish = events[finish_event_id - 1]
+    if finish.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+        return finish_event_id
+    if finish.event_type not in ok:
+        raise InvalidArgument(
+            f"WorkflowTaskFinishEventId {finish_event_id} must be a WorkflowTaskCompleted, WorkflowTaskFailed, "
+            f"WorkflowTaskTimedOut or WorkflowTaskStarted event, not {EventType.Name(finish.event_type)}."
+        )
+    return getattr(finish, ok[finish.event_type]).started_event_id
 
 
 def execution_deadline_passed(ms: MutableState, now: int) -> bool:

@@ -63,14 +63,14 @@ _TIMEOUT_NAMES = {
     TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE: "ScheduleToClose",
     TimeoutType.TIMEOUT_TYPE_HEARTBEAT: "Heartbeat",
 }
-_CHILD_CLOSE_EVENTS = {
+CHILD_CLOSE_EVENTS = {
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: "child_workflow_execution_completed_event_attributes",
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: "child_workflow_execution_failed_event_attributes",
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: "child_workflow_execution_canceled_event_attributes",
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: "child_workflow_execution_timed_out_event_attributes",
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: "child_workflow_execution_terminated_event_attributes",
 }
-_ACTIVITY_CLOSE_EVENTS = {
+ACTIVITY_CLOSE_EVENTS = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
     EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
     EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
@@ -136,8 +136,8 @@ class Transition:
             self.ms.next_event_id += 1
             if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 started_ids[ev.activity_task_started_event_attributes.scheduled_event_id] = ev.event_id
-            elif ev.event_type in _ACTIVITY_CLOSE_EVENTS:
-                attrs = getattr(ev, _ACTIVITY_CLOSE_EVENTS[ev.event_type])
+            elif ev.event_type in ACTIVITY_CLOSE_EVENTS:
+                attrs = getattr(ev, ACTIVITY_CLOSE_EVENTS[ev.event_type])
                 if attrs.started_event_id == BUFFERED_EVENT_ID:
                     attrs.started_event_id = started_ids.get(attrs.scheduled_event_id, 0)
             elif ev.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
@@ -145,8 +145,8 @@ class Transition:
                 child_started_ids[initiated] = ev.event_id
                 if initiated in self.ms.children:
                     self.ms.children[initiated].started_event_id = ev.event_id
-            elif ev.event_type in _CHILD_CLOSE_EVENTS:
-                attrs = getattr(ev, _CHILD_CLOSE_EVENTS[ev.event_type])
+            elif ev.event_type in CHILD_CLOSE_EVENTS:
+                attrs = getattr(ev, CHILD_CLOSE_EVENTS[ev.event_type])
                 if attrs.started_event_id == BUFFERED_EVENT_ID:
                     attrs.started_event_id = child_started_ids.get(attrs.initiated_event_id, 0)
             self.events.append(ev)
@@ -329,6 +329,33 @@ class Transition:
             )
         if self.ms.buffered_events:
             self.flush_buffered_events()
+
+    def rearm_pending_work(self) -> None:
+        """A rebuilt run (reset) gets tasks for what was pending: activities, timers, timeouts, requests."""
+        ms = self.ms
+        for ai in ms.activities.values():
+            self.dispatch_activity(ai)
+            if ai.schedule_to_close_timeout_ms > 0:
+                self.arm_activity_timeout(
+                    ai, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, self.now + ai.schedule_to_close_timeout_ms
+                )
+        for ti in ms.timers.values():
+            self.timer(
+                TimerKind.USER_TIMER,
+                max(ti.expiry_time_ms, self.now),
+                timer_id=ti.timer_id,
+                started_event_id=ti.started_event_id,
+            )
+        for child in ms.children.values():
+            if not child.started_event_id:
+                self.transfer(TransferKind.START_CHILD, initiated_event_id=child.initiated_event_id)
+        for initiated in ms.signals_requested:
+            self.transfer(TransferKind.SIGNAL_EXTERNAL, initiated_event_id=initiated)
+        for initiated in ms.cancels_requested:
+            self.transfer(TransferKind.CANCEL_EXTERNAL, initiated_event_id=initiated)
+        if ms.info.run_expiration_ms:
+            self.timer(TimerKind.WORKFLOW_TIMEOUT, ms.info.run_expiration_ms)
+        self.transfer(TransferKind.VISIBILITY)
 
     # ---- closing the run -------------------------------------------------------------------------------
     def close_run(self, status: int, close_event: HistoryEvent, continued: bool = False) -> None:
