@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServiceServicer_to_server
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_ms
+from hourglass.cluster.frontend.operator_service import OperatorService
+from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
@@ -47,6 +50,9 @@ class Node:
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
         self.namespaces = NamespaceRegistry(store)
+        # One registry for both services: a registration is usable by list queries at once.
+        self.search_attributes = SearchAttributeRegistry(store)
+        self.history.validate_search_attributes = self.search_attributes.validate_search_attributes
         self.history.resolve_namespace_id = self._namespace_id
         self.history.namespace_retention_ms = self._retention_ms
         self.server: grpc.aio.Server | None = None
@@ -80,11 +86,25 @@ class Node:
             ]
         )
         add_WorkflowServiceServicer_to_server(
-            WorkflowService(self.namespaces, self.history, self.matching, self.config.max_blob_bytes),
+            WorkflowService(
+                self.namespaces,
+                self.history,
+                self.matching,
+                self.config.max_blob_bytes,
+                store=self.store,
+                search_attributes=self.search_attributes,
+            ),
             self.server,
         )
+        add_OperatorServiceServicer_to_server(
+            OperatorService(self.namespaces, self.search_attributes), self.server
+        )
         health = health_aio.HealthServicer()
-        for service in ("", "temporal.api.workflowservice.v1.WorkflowService"):
+        for service in (
+            "",
+            "temporal.api.workflowservice.v1.WorkflowService",
+            "temporal.api.operatorservice.v1.OperatorService",
+        ):
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
         self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")

@@ -9,7 +9,8 @@ blocks the event loop; the conformance suite in tests/persistence/ defines the e
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from hourglass.persistence.records import (
     ClusterMetadata,
@@ -26,6 +27,8 @@ from hourglass.persistence.records import (
     TransferTask,
     VisibilityRecord,
 )
+from hourglass.persistence.visibility import scan
+from hourglass.persistence.visibility.model import VisibilityQuery
 
 
 class Store(abc.ABC):
@@ -185,7 +188,9 @@ class Store(abc.ABC):
     async def upsert_visibility(self, record: VisibilityRecord) -> None: ...
 
     @abc.abstractmethod
-    async def get_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> VisibilityRecord | None: ...
+    async def get_visibility(
+        self, namespace_id: str, workflow_id: str, run_id: str
+    ) -> VisibilityRecord | None: ...
 
     @abc.abstractmethod
     async def list_visibility(
@@ -195,3 +200,39 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> None: ...
+
+    # ---- visibility queries (list filter language) -------------------------------------------------------
+    # Defaults scan list_visibility and evaluate the query in Python: correct for every store, linear in
+    # the namespace's size. A store that can push filters down overrides them (see SQLiteStore).
+    async def query_visibility(
+        self, namespace_id: str, query: VisibilityQuery, page_size: int, next_page_token: bytes = b""
+    ) -> tuple[list[VisibilityRecord], bytes]:
+        """One page (at most `page_size` > 0 records) of the runs matching `query`, in its sort order, and
+        the opaque token of the next page (b"" when this is the last). PageTokenError for a bad token."""
+        return await scan.query_by_scan(self, namespace_id, query, page_size, next_page_token)
+
+    async def count_visibility(self, namespace_id: str, query: VisibilityQuery) -> int:
+        """How many runs match the query's filter (its ORDER BY and GROUP BY are ignored)."""
+        return await scan.count_by_scan(self, namespace_id, query)
+
+    async def count_visibility_groups(
+        self, namespace_id: str, query: VisibilityQuery
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        """Matching runs counted per value of `query.group_by` (canonical values, e.g. ExecutionStatus as
+        its enum number), ordered by those values."""
+        return await scan.count_groups_by_scan(self, namespace_id, query)
+
+    # ---- search attribute registry (per namespace) ---------------------------------------------------------
+    # Not abstract so that stores written before the registry keep working; they answer
+    # NotImplementedError until they implement it.
+    async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
+        """Custom search attributes registered in the namespace: name -> IndexedValueType."""
+        raise NotImplementedError(f"{type(self).__name__} has no search attribute registry")
+
+    async def add_search_attributes(self, namespace_id: str, attributes: Mapping[str, int]) -> None:
+        """Register attributes; a name already registered keeps its type (adding it again is a no-op)."""
+        raise NotImplementedError(f"{type(self).__name__} has no search attribute registry")
+
+    async def remove_search_attributes(self, namespace_id: str, names: Iterable[str]) -> None:
+        """Unregister attributes; names not registered are ignored. Values already stored stay."""
+        raise NotImplementedError(f"{type(self).__name__} has no search attribute registry")

@@ -35,8 +35,10 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceServicer
 
 from hourglass.cluster.errors import InvalidArgument, NotFound, QueryFailed
+from hourglass.cluster.frontend import visibility
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_start_request,
@@ -51,6 +53,7 @@ from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import default_retry_policy
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +72,16 @@ class WorkflowService(WorkflowServiceServicer):
         history: HistoryEngine,
         matching: MatchingEngine,
         max_blob_bytes: int = 2 * 1024 * 1024,
+        *,
+        store: Store,
+        search_attributes: SearchAttributeRegistry,
     ) -> None:
         self.namespaces = namespaces
         self.history = history
         self.matching = matching
         self.max_blob_bytes = max_blob_bytes
+        self.store = store
+        self.search_attributes = search_attributes
 
     # ---- cluster and namespaces ------------------------------------------------------------------------
     @rpc
@@ -89,7 +97,7 @@ class WorkflowService(WorkflowServiceServicer):
         caps.upsert_memo = True
         caps.eager_workflow_start = False
         caps.sdk_metadata = True
-        caps.count_group_by_execution_status = False
+        caps.count_group_by_execution_status = True
         return resp
 
     @rpc
@@ -153,6 +161,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def StartWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         check_start_request(request, self.max_blob_bytes)
+        await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
         if not request.request_id:
             request.request_id = str(uuid.uuid4())
         result: StartResult = await self.history.start_workflow(ns.id, ns.name, request)
@@ -162,6 +171,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def SignalWithStartWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         check_start_request(request, self.max_blob_bytes)
+        await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
         require_id(request.signal_name, "SignalName")
         if request.HasField("signal_input"):
             check_blob_size(request.signal_input, self.max_blob_bytes)
@@ -486,6 +496,34 @@ class WorkflowService(WorkflowServiceServicer):
             token, request.details if request.HasField("details") else None, by_id
         )
         return rr.RecordActivityTaskHeartbeatByIdResponse(cancel_requested=cancel)
+
+    # ---- visibility ------------------------------------------------------------------------------------
+    async def _visibility(self, handler, request):
+        return await handler(request, self.namespaces, self.store, self.search_attributes)
+
+    @rpc
+    async def ListWorkflowExecutions(self, request, context):
+        return await self._visibility(visibility.list_workflow_executions, request)
+
+    @rpc
+    async def ScanWorkflowExecutions(self, request, context):
+        return await self._visibility(visibility.scan_workflow_executions, request)
+
+    @rpc
+    async def CountWorkflowExecutions(self, request, context):
+        return await self._visibility(visibility.count_workflow_executions, request)
+
+    @rpc
+    async def ListOpenWorkflowExecutions(self, request, context):
+        return await self._visibility(visibility.list_open_workflow_executions, request)
+
+    @rpc
+    async def ListClosedWorkflowExecutions(self, request, context):
+        return await self._visibility(visibility.list_closed_workflow_executions, request)
+
+    @rpc
+    async def GetSearchAttributes(self, request, context):
+        return await self._visibility(visibility.get_search_attributes, request)
 
     # ---- workers and task queues -----------------------------------------------------------------------
     @rpc

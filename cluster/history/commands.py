@@ -36,7 +36,7 @@ from hourglass.cluster.history.external import (
     initiate_child,
     initiate_signal_external,
 )
-from hourglass.cluster.history.runs import NewRun, start_run
+from hourglass.cluster.history.runs import DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.timeutil import to_duration
 from hourglass.cluster.history.transition import Transition, default_retry_policy
@@ -272,10 +272,17 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
         workflow_run_timeout=to_duration(new_run.ms.info.workflow_run_timeout_ms),
         workflow_task_timeout=to_duration(new_run.ms.info.workflow_task_timeout_ms),
         workflow_task_completed_event_id=completed_event_id,
-        backoff_start_interval=a.backoff_start_interval,
-        initiator=new.initiator,
+        initiator=a.initiator,  # as the command said (UNSPECIFIED when the workflow itself continues)
     )
-    for name in ("input", "header", "memo", "search_attributes", "last_completion_result", "failure"):
+    for name in (
+        "input",
+        "header",
+        "memo",
+        "search_attributes",
+        "last_completion_result",
+        "failure",
+        "backoff_start_interval",
+    ):
         if a.HasField(name):
             getattr(event, name).CopyFrom(getattr(a, name))
     tr.continue_as_new(event, new_run)
@@ -303,9 +310,10 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
         workflow_id=a.workflow_id,
         workflow_type=a.workflow_type,
         task_queue=TaskQueue(name=a.task_queue.name or info.task_queue, kind=1),
-        workflow_execution_timeout=a.workflow_execution_timeout,
-        workflow_run_timeout=a.workflow_run_timeout,
-        workflow_task_timeout=a.workflow_task_timeout,
+        # The reference fills the task timeout's default here and leaves unset limits unset.
+        workflow_task_timeout=a.workflow_task_timeout
+        if a.workflow_task_timeout.ToMilliseconds()
+        else to_duration(DEFAULT_WORKFLOW_TASK_TIMEOUT_MS),
         parent_close_policy=a.parent_close_policy,
         control=a.control,
         workflow_task_completed_event_id=completed_event_id,
@@ -315,6 +323,10 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
     for name in ("input", "header", "memo", "search_attributes", "retry_policy", "priority"):
         if a.HasField(name):
             getattr(attrs, name).CopyFrom(getattr(a, name))
+    # As the reference writes it: the run timeout always present (0s when unlimited), the execution's not.
+    attrs.workflow_run_timeout.CopyFrom(a.workflow_run_timeout)
+    if a.workflow_execution_timeout.ToMilliseconds():
+        attrs.workflow_execution_timeout.CopyFrom(a.workflow_execution_timeout)
     initiate_child(tr, attrs)
 
 

@@ -127,6 +127,8 @@ class HistoryEngine:
         self.store = store
         # name -> id of a namespace (raises NamespaceNotFound); set by the node, used by cross-run tasks.
         self.resolve_namespace_id: Callable[[str], Awaitable[str]] | None = None
+        # Raises InvalidArgument for unknown or mistyped search attributes; set by the node.
+        self.validate_search_attributes: Callable[[str, Any], Awaitable[None]] | None = None
         # namespace id -> its retention in ms (closed runs are deleted after it); set by the node.
         self.namespace_retention_ms: Callable[[str], Awaitable[int]] | None = None
         self.shard_count = shard_count
@@ -468,9 +470,15 @@ class HistoryEngine:
         self, token: TaskToken, request: RespondWorkflowTaskCompletedRequest, max_blob_bytes: int
     ) -> None:
         failed: list[CommandError] = []
+        try:
+            await self._check_command_search_attributes(token.namespace_id, request.commands)
+        except CommandError as e:
+            failed.append(e)
 
         def complete(ms: MutableState, tr: Transition):
             self._started_workflow_task(ms, token)
+            if failed:
+                raise failed[0]
             had_buffered = bool(ms.buffered_events)
             completed_id = tr.complete_workflow_task(
                 request.identity,
@@ -499,6 +507,25 @@ class HistoryEngine:
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:
                 raise InvalidArgument(err.message) from None
+
+    async def _check_command_search_attributes(self, namespace_id: str, commands) -> None:
+        """Search attributes a command sets must be registered with the right type (async, so checked
+        before the transition): otherwise the task fails with BAD_SEARCH_ATTRIBUTES, as on the reference."""
+        if self.validate_search_attributes is None:
+            return
+        for command in commands:
+            which = command.WhichOneof("attributes")
+            attrs = getattr(command, which) if which else None
+            if attrs is None or "search_attributes" not in attrs.DESCRIPTOR.fields_by_name:
+                continue
+            if not attrs.HasField("search_attributes"):
+                continue
+            try:
+                await self.validate_search_attributes(namespace_id, attrs.search_attributes)
+            except InvalidArgument as e:
+                raise CommandError(
+                    WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SEARCH_ATTRIBUTES, e.message
+                ) from None
 
     async def respond_workflow_task_failed(
         self, token: TaskToken, cause: int, failure: Failure | None, identity: str

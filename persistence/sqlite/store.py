@@ -17,7 +17,7 @@ import dataclasses
 import enum
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from hourglass.persistence.errors import (
@@ -47,7 +47,11 @@ from hourglass.persistence.records import (
     TransferTask,
     VisibilityRecord,
 )
+from hourglass.persistence.sqlite import visibility as visibility_sql
 from hourglass.persistence.store import Store
+from hourglass.persistence.visibility.attributes import ValueType, search_attribute_types
+from hourglass.persistence.visibility.model import VisibilityQuery
+from hourglass.persistence.visibility.paging import decode_page_token, encode_page_token
 from hourglass.schema.migrate_sqlite import apply_sqlite_schema
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,7 @@ class SQLiteStore(Store):
     def __init__(self, conn: sqlite3.Connection) -> None:
         """Use `SQLiteStore.open`; this takes a connection already configured and migrated."""
         self._conn = conn
+        visibility_sql.register_functions(conn)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     @classmethod
@@ -127,10 +132,12 @@ class SQLiteStore(Store):
         conn = _connect(path)
         try:
             apply_sqlite_schema(conn)
+            store = cls(conn)
+            store._index_unindexed_visibility()
         except BaseException:
             conn.close()
             raise
-        return cls(conn)
+        return store
 
     async def close(self) -> None:
         self._conn.close()
@@ -481,10 +488,16 @@ class SQLiteStore(Store):
 
     # ---- visibility --------------------------------------------------------------------------------------
     async def upsert_visibility(self, record: VisibilityRecord) -> None:
-        self._write(
-            f"INSERT OR REPLACE INTO visibility ({_columns(VISIBILITY)}) VALUES ({_placeholders(VISIBILITY)})",
-            _values(record, VISIBILITY),
-        )
+        """Writes the record and the JSON index of its search attributes (typed by the namespace's registry)."""
+        with self._transaction() as conn:
+            index = visibility_sql.index_document(
+                record.search_attributes, self._search_attribute_types(conn, record.namespace_id)
+            )
+            conn.execute(
+                f"INSERT OR REPLACE INTO visibility ({_columns(VISIBILITY)}, {visibility_sql.INDEX_COLUMN}) "
+                f"VALUES ({_placeholders(VISIBILITY)}, ?)",
+                (*_values(record, VISIBILITY), index),
+            )
 
     async def get_visibility(
         self, namespace_id: str, workflow_id: str, run_id: str
@@ -512,6 +525,104 @@ class SQLiteStore(Store):
 
     async def delete_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> None:
         self._write(f"DELETE FROM visibility WHERE {RUN_WHERE}", (namespace_id, workflow_id, run_id))
+
+    # ---- visibility queries: the filter and order pushed down as SQL (persistence/sqlite/visibility.py) ----
+    async def query_visibility(
+        self, namespace_id: str, query: VisibilityQuery, page_size: int, next_page_token: bytes = b""
+    ) -> tuple[list[VisibilityRecord], bytes]:
+        if page_size < 1:
+            raise ValueError(f"page_size must be positive, not {page_size}")
+        keys = query.sort_keys
+        after = decode_page_token(next_page_token, len(keys))
+        where = visibility_sql.where_clause(query.filter)
+        resume = visibility_sql.Sql("1") if after is None else visibility_sql.after_clause(keys, after)
+        sort_values = visibility_sql.sort_expressions(keys)
+        order = visibility_sql.order_by_clause(keys)
+        rows = self._read(
+            f"SELECT {_columns(VISIBILITY)}, {', '.join(e.text for e in sort_values)} FROM visibility "
+            f"WHERE namespace_id = ? AND {where.text} AND {resume.text} ORDER BY {order.text} LIMIT ?",
+            (
+                *[p for e in sort_values for p in e.params],
+                namespace_id,
+                *where.params,
+                *resume.params,
+                *order.params,
+                page_size + 1,
+            ),
+        )
+        width = len(VISIBILITY)
+        page = rows[:page_size]
+        token = encode_page_token(page[-1][width:]) if len(rows) > page_size else b""
+        return [VisibilityRecord(*row[:width]) for row in page], token
+
+    async def count_visibility(self, namespace_id: str, query: VisibilityQuery) -> int:
+        where = visibility_sql.where_clause(query.filter)
+        row = self._read_one(
+            f"SELECT COUNT(*) FROM visibility WHERE namespace_id = ? AND {where.text}",
+            (namespace_id, *where.params),
+        )
+        return row[0] if row else 0
+
+    async def count_visibility_groups(
+        self, namespace_id: str, query: VisibilityQuery
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        where = visibility_sql.where_clause(query.filter)
+        groups = [visibility_sql.attribute_expression(a) for a in query.group_by]
+        columns = ", ".join(g.text for g in groups)
+        rows = self._read(
+            f"SELECT {columns}, COUNT(*) FROM visibility WHERE namespace_id = ? AND {where.text} "
+            f"GROUP BY {columns} ORDER BY {columns}",
+            (
+                *[p for g in groups for p in g.params],
+                namespace_id,
+                *where.params,
+                *[p for g in groups for p in g.params] * 2,
+            ),
+        )
+        return [(tuple(row[:-1]), row[-1]) for row in rows]
+
+    def _index_unindexed_visibility(self) -> None:
+        """Index rows written before schema v2 (or by v1 code): their search attributes were never indexed."""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT namespace_id, workflow_id, run_id, search_attributes FROM visibility "
+                f"WHERE {visibility_sql.INDEX_COLUMN} IS NULL"
+            ).fetchall()
+            for namespace_id, workflow_id, run_id, search_attributes in rows:
+                index = visibility_sql.index_document(
+                    search_attributes, self._search_attribute_types(conn, namespace_id)
+                )
+                conn.execute(
+                    f"UPDATE visibility SET {visibility_sql.INDEX_COLUMN} = ? WHERE {RUN_WHERE}",
+                    (index, namespace_id, workflow_id, run_id),
+                )
+
+    # ---- search attribute registry ----------------------------------------------------------------------
+    async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
+        rows = self._read("SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,))
+        return dict(rows)
+
+    async def add_search_attributes(self, namespace_id: str, attributes: Mapping[str, int]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO search_attributes (namespace_id, name, type) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace_id, name) DO NOTHING",
+                [(namespace_id, name, int(value_type)) for name, value_type in attributes.items()],
+            )
+
+    async def remove_search_attributes(self, namespace_id: str, names: Iterable[str]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "DELETE FROM search_attributes WHERE namespace_id = ? AND name = ?",
+                [(namespace_id, name) for name in names],
+            )
+
+    @staticmethod
+    def _search_attribute_types(conn: sqlite3.Connection, namespace_id: str) -> dict[str, ValueType]:
+        rows = conn.execute(
+            "SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,)
+        )
+        return search_attribute_types(dict(rows.fetchall()))
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -25,7 +25,10 @@ DEFAULT_TEST_TIMEOUT_S = 60
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/compat" in str(item.path).replace(os.sep, "/") and item.get_closest_marker("timeout") is None:
+        if (
+            "tests/compat" in str(item.path).replace(os.sep, "/")
+            and item.get_closest_marker("timeout") is None
+        ):
             item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT_S))
 
 

@@ -79,6 +79,59 @@ WHITELIST: dict[str, tuple[str, ...]] = {
     "TIMER_FIRED": ("timer_id", "started_event_id"),
     "TIMER_CANCELED": ("timer_id", "started_event_id", "workflow_task_completed_event_id"),
     "MARKER_RECORDED": ("marker_name", "details", "workflow_task_completed_event_id", "failure"),
+    "WORKFLOW_EXECUTION_CONTINUED_AS_NEW": (
+        "workflow_type",
+        "input",
+        "workflow_run_timeout",
+        "workflow_task_timeout",
+        "workflow_task_completed_event_id",
+        "backoff_start_interval",
+        "initiator",
+    ),
+    "START_CHILD_WORKFLOW_EXECUTION_INITIATED": (
+        "workflow_id",
+        "workflow_type",
+        "input",
+        "workflow_execution_timeout",
+        "workflow_run_timeout",
+        "workflow_task_timeout",
+        "parent_close_policy",
+        "workflow_task_completed_event_id",
+        "workflow_id_reuse_policy",
+        "retry_policy",
+        "cron_schedule",
+    ),
+    "START_CHILD_WORKFLOW_EXECUTION_FAILED": (
+        "cause",
+        "initiated_event_id",
+        "workflow_task_completed_event_id",
+    ),
+    "CHILD_WORKFLOW_EXECUTION_STARTED": ("initiated_event_id", "workflow_type"),
+    "CHILD_WORKFLOW_EXECUTION_COMPLETED": (
+        "result",
+        "initiated_event_id",
+        "started_event_id",
+        "workflow_type",
+    ),
+    "CHILD_WORKFLOW_EXECUTION_FAILED": ("failure", "initiated_event_id", "started_event_id", "retry_state"),
+    "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED": (
+        "signal_name",
+        "input",
+        "workflow_task_completed_event_id",
+        "child_workflow_only",
+    ),
+    "EXTERNAL_WORKFLOW_EXECUTION_SIGNALED": ("initiated_event_id",),
+    "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED": (
+        "cause",
+        "initiated_event_id",
+        "workflow_task_completed_event_id",
+    ),
+    "REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED": (
+        "workflow_task_completed_event_id",
+        "child_workflow_only",
+    ),
+    "EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED": ("initiated_event_id",),
+    "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": ("search_attributes", "workflow_task_completed_event_id"),
 }
 
 
@@ -211,11 +264,15 @@ def render(normalized: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def diff(left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]], left_name: str, right_name: str) -> str:
+def diff(
+    left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]], left_name: str, right_name: str
+) -> str:
     """A unified diff of two normalized histories ('' when they are equal)."""
     if list(left) == list(right):
         return ""
-    lines = difflib.unified_diff(render(left), render(right), fromfile=left_name, tofile=right_name, lineterm="", n=3)
+    lines = difflib.unified_diff(
+        render(left), render(right), fromfile=left_name, tofile=right_name, lineterm="", n=3
+    )
     return "\n".join(lines)
 
 

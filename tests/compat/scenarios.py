@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest
+from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest, ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 
 from .helpers import new_id, run_worker, wait_for_event
@@ -28,10 +29,13 @@ from .workflows import (
     ActivitySpec,
     CancelActivity,
     CancelWithCleanup,
+    ContinueLoop,
+    ExternalSender,
     FailFirstTask,
     FailSpec,
     FailWorkflow,
     GreetSomeone,
+    Parent,
     Retry,
     RunActivity,
     SignalCollector,
@@ -40,7 +44,8 @@ from .workflows import (
     WaitForSignal,
 )
 
-ScenarioFn = Callable[[Client, str], Awaitable[str]]
+# Returns the workflow id whose current run is compared, or (workflow id, run id) for a specific run.
+ScenarioFn = Callable[[Client, str], Awaitable[str | tuple[str, str]]]
 
 WT = ["WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED"]
 
@@ -69,7 +74,9 @@ async def one_activity(client: Client, tq: str) -> str:
 
 async def activity_retry_then_success(client: Client, tq: str) -> str:
     wf_id = new_id("activity-retry")
-    spec = ActivitySpec("flaky", [wf_id, 1], start_to_close=5, retry=Retry(initial_interval=0.5, maximum_attempts=3))
+    spec = ActivitySpec(
+        "flaky", [wf_id, 1], start_to_close=5, retry=Retry(initial_interval=0.5, maximum_attempts=3)
+    )
     async with run_worker(client, task_queue=tq):
         await client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq)
     return wf_id
@@ -78,7 +85,10 @@ async def activity_retry_then_success(client: Client, tq: str) -> str:
 async def activity_failure(client: Client, tq: str) -> str:
     wf_id = new_id("activity-failure")
     spec = ActivitySpec(
-        "flaky", [wf_id, 99, "Broken"], start_to_close=5, retry=Retry(initial_interval=0.5, maximum_attempts=2)
+        "flaky",
+        [wf_id, 99, "Broken"],
+        start_to_close=5,
+        retry=Retry(initial_interval=0.5, maximum_attempts=2),
     )
     async with run_worker(client, task_queue=tq):
         await _expect_failure(client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq))
@@ -109,7 +119,9 @@ async def activity_heartbeat_timeout(client: Client, tq: str) -> str:
 
 async def activity_schedule_to_start_timeout(client: Client, tq: str) -> str:
     wf_id = new_id("schedule-to-start")
-    spec = ActivitySpec("say_hello", ["nobody"], schedule_to_start=1, start_to_close=5, task_queue=f"{tq}-nobody")
+    spec = ActivitySpec(
+        "say_hello", ["nobody"], schedule_to_start=1, start_to_close=5, task_queue=f"{tq}-nobody"
+    )
     async with run_worker(client, task_queue=tq):
         await _expect_failure(client.execute_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq))
     return wf_id
@@ -243,33 +255,122 @@ async def workflow_execution_timeout(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def child_workflows(client: Client, tq: str) -> str:
+    wf_id = new_id("parent")
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(Parent.run, id=wf_id, task_queue=tq)
+    return wf_id
+
+
+async def continue_as_new(client: Client, tq: str) -> tuple[str, str]:
+    """Compares the first run, the one that records WORKFLOW_EXECUTION_CONTINUED_AS_NEW."""
+    wf_id = new_id("continue")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(ContinueLoop.run, args=[0, 2], id=wf_id, task_queue=tq)
+        assert await handle.result() == 2
+    return wf_id, handle.first_execution_run_id or ""
+
+
+async def external_signal_and_cancel(client: Client, tq: str) -> str:
+    wf_id = new_id("external")
+    async with run_worker(client, task_queue=tq):
+        collector = await client.start_workflow(SignalCollector.run, id=f"{wf_id}-collector", task_queue=tq)
+        waiter = await client.start_workflow(CancelWithCleanup.run, id=f"{wf_id}-waiter", task_queue=tq)
+        await client.execute_workflow(
+            ExternalSender.run, args=[collector.id, waiter.id], id=wf_id, task_queue=tq
+        )
+        await _expect_failure(waiter.result())
+        assert await collector.query(SignalCollector.items) == ["from a workflow"]
+        await collector.terminate()
+    return wf_id
+
+
+async def reset_to_first_task(client: Client, tq: str) -> tuple[str, str]:
+    """Runs a workflow that got a signal mid-way, resets it to its first workflow task, compares the new run."""
+    wf_id = new_id("reset")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(SignalCollector.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        await handle.signal(SignalCollector.add, "before reset")
+        await handle.signal(SignalCollector.done)
+        await handle.result()
+        response = await client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace="default",
+                workflow_execution=WorkflowExecution(workflow_id=wf_id, run_id=handle.result_run_id or ""),
+                reason="compat reset",
+                workflow_task_finish_event_id=4,
+                request_id=new_id("reset-request"),
+            )
+        )
+        reset = client.get_workflow_handle(wf_id, run_id=response.run_id)
+        assert await reset.result() == ["before reset"]
+    return wf_id, response.run_id
+
+
 ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
+CHILD = ["START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_STARTED"]
 
 SCENARIOS: list[Scenario] = [
     Scenario(
         "one-activity",
         one_activity,
-        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
     ),
     Scenario(
         "activity-retry-then-success",
         activity_retry_then_success,
-        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
     ),
     Scenario(
         "activity-failure",
         activity_failure,
-        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_FAILED", *WT, "WORKFLOW_EXECUTION_FAILED"],
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_FAILED",
+            *WT,
+            "WORKFLOW_EXECUTION_FAILED",
+        ],
     ),
     Scenario(
         "activity-start-to-close-timeout",
         activity_start_to_close_timeout,
-        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
     ),
     Scenario(
         "activity-heartbeat-timeout",
         activity_heartbeat_timeout,
-        ["WORKFLOW_EXECUTION_STARTED", *WT, *ACTIVITY, "ACTIVITY_TASK_COMPLETED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
     ),
     Scenario(
         "activity-schedule-to-start-timeout",
@@ -286,7 +387,14 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "timer",
         timer,
-        ["WORKFLOW_EXECUTION_STARTED", *WT, "TIMER_STARTED", "TIMER_FIRED", *WT, "WORKFLOW_EXECUTION_COMPLETED"],
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "TIMER_STARTED",
+            "TIMER_FIRED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
     ),
     Scenario(
         "cancelled-timer",
@@ -418,6 +526,63 @@ SCENARIOS: list[Scenario] = [
     ),
 ]
 
+SCENARIOS += [
+    Scenario(
+        "child-workflows",
+        child_workflows,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *CHILD,
+            *WT,
+            "CHILD_WORKFLOW_EXECUTION_COMPLETED",
+            *WT,
+            *CHILD,
+            *WT,
+            "CHILD_WORKFLOW_EXECUTION_FAILED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "continue-as-new",
+        continue_as_new,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, "WORKFLOW_EXECUTION_CONTINUED_AS_NEW"],
+    ),
+    Scenario(
+        "external-signal-and-cancel",
+        external_signal_and_cancel,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
+            "EXTERNAL_WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
+            "EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+            *WT,
+            "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
+            "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "reset",
+        reset_to_first_task,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_FAILED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+]
+
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
@@ -426,8 +591,9 @@ async def run_scenario(client: Client, scenario: Scenario) -> tuple[list[dict], 
     from .history_diff import normalize
 
     tq = new_id(f"tq-{scenario.name}")
-    wf_id = await scenario.run(client, tq)
-    history = await client.get_workflow_handle(wf_id).fetch_history()
+    ran = await scenario.run(client, tq)
+    wf_id, run_id = ran if isinstance(ran, tuple) else (ran, None)
+    history = await client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
     redactions = {wf_id: "<workflow-id>", tq: "<task-queue>"}
     return normalize(history, redactions), redactions
 

@@ -49,7 +49,9 @@ async def test_retry_until_success_with_backoff(client: Client) -> None:
     key = new_id("key")
     result = await run_spec(
         client,
-        ActivitySpec("flaky", [key, 2], start_to_close=5, retry=Retry(initial_interval=1.2, backoff_coefficient=2)),
+        ActivitySpec(
+            "flaky", [key, 2], start_to_close=5, retry=Retry(initial_interval=1.2, backoff_coefficient=2)
+        ),
     )
     assert result == "succeeded on attempt 3"
     assert state.ATTEMPTS[key] == [1, 2, 3]
@@ -80,7 +82,9 @@ async def test_retry_maximum_attempts_reached(client: Client) -> None:
     key = new_id("key")
     act_err, cause = await run_spec_expect_failure(
         client,
-        ActivitySpec("flaky", [key, 99], start_to_close=5, retry=Retry(initial_interval=0.1, maximum_attempts=3)),
+        ActivitySpec(
+            "flaky", [key, 99], start_to_close=5, retry=Retry(initial_interval=0.1, maximum_attempts=3)
+        ),
     )
     assert state.ATTEMPTS[key] == [1, 2, 3]
     assert act_err.activity_type == "flaky"
@@ -137,7 +141,9 @@ async def test_start_to_close_timeout_exhausted(client: Client) -> None:
     key = new_id("key")
     act_err, cause = await run_spec_expect_failure(
         client,
-        ActivitySpec("slow", [key, 5], start_to_close=1, retry=Retry(initial_interval=0.1, maximum_attempts=2)),
+        ActivitySpec(
+            "slow", [key, 5], start_to_close=1, retry=Retry(initial_interval=0.1, maximum_attempts=2)
+        ),
     )
     assert state.ATTEMPTS[key] == [1, 2]
     assert act_err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
@@ -150,7 +156,9 @@ async def test_schedule_to_close_timeout(client: Client) -> None:
     began = time.monotonic()
     act_err, cause = await run_spec_expect_failure(
         client,
-        ActivitySpec("slow", [key, 10], schedule_to_close=1.5, start_to_close=5, retry=Retry(initial_interval=0.1)),
+        ActivitySpec(
+            "slow", [key, 10], schedule_to_close=1.5, start_to_close=5, retry=Retry(initial_interval=0.1)
+        ),
     )
     assert time.monotonic() - began < 5
     assert state.ATTEMPTS[key] == [1]

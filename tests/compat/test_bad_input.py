@@ -65,7 +65,10 @@ async def test_unknown_namespace(server: ServerProcess) -> None:
 
     with pytest.raises(RPCError) as info:
         await nope.get_workflow_handle("anything").describe()
-    assert (info.value.status, info.value.message) == (RPCStatusCode.NOT_FOUND, "Namespace nope is not found.")
+    assert (info.value.status, info.value.message) == (
+        RPCStatusCode.NOT_FOUND,
+        "Namespace nope is not found.",
+    )
 
 
 async def test_describe_unknown_namespace(client: Client) -> None:
@@ -107,7 +110,10 @@ async def test_workflow_id_length_limit(client: Client) -> None:
 async def test_empty_task_queue(client: Client) -> None:
     with pytest.raises(RPCError) as info:
         await client.start_workflow(WaitForSignal.run, id=new_id(), task_queue="")
-    assert (info.value.status, info.value.message) == (RPCStatusCode.INVALID_ARGUMENT, "missing task queue name")
+    assert (info.value.status, info.value.message) == (
+        RPCStatusCode.INVALID_ARGUMENT,
+        "missing task queue name",
+    )
 
 
 async def test_task_queue_length_limit(client: Client) -> None:
@@ -171,7 +177,9 @@ async def test_missing_request_id_is_accepted(client: Client) -> None:
 
 async def test_payload_over_2mb_is_rejected(client: Client) -> None:
     with pytest.raises(RPCError) as info:
-        await client.start_workflow(SignalCollector.run, "x" * (3 * 1024 * 1024), id=new_id(), task_queue=NOBODY)
+        await client.start_workflow(
+            SignalCollector.run, "x" * (3 * 1024 * 1024), id=new_id(), task_queue=NOBODY
+        )
     assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
     assert info.value.message == "Blob data size exceeds limit."  # limit: 2 MiB per request's payloads
 
@@ -181,7 +189,9 @@ async def test_payload_under_2mb_is_accepted(client: Client) -> None:
         SignalCollector.run, "x" * (3 * 512 * 1024), id=new_id(), task_queue=NOBODY
     )
     history = await handle.fetch_history()
-    assert len(history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data) > 1_500_000
+    assert (
+        len(history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data) > 1_500_000
+    )
     await handle.terminate()
 
 
@@ -200,7 +210,9 @@ async def test_message_over_4mb_is_resource_exhausted(client: Client) -> None:
     # gRPC's own receive limit (4 MiB) answers before the server looks at the request; the message is
     # gRPC's (the reference's says "grpc: received message after decompression larger than max 4194304").
     with pytest.raises(RPCError) as info:
-        await client.start_workflow(SignalCollector.run, "x" * (5 * 1024 * 1024), id=new_id(), task_queue=NOBODY)
+        await client.start_workflow(
+            SignalCollector.run, "x" * (5 * 1024 * 1024), id=new_id(), task_queue=NOBODY
+        )
     assert info.value.status == RPCStatusCode.RESOURCE_EXHAUSTED
 
 
@@ -269,7 +281,9 @@ async def test_malformed_run_id(client: Client) -> None:
 
 async def test_signal_without_execution(client: Client) -> None:
     with pytest.raises(RPCError) as info:
-        await client.workflow_service.signal_workflow_execution(SignalWorkflowExecutionRequest(namespace="default"))
+        await client.workflow_service.signal_workflow_execution(
+            SignalWorkflowExecutionRequest(namespace="default")
+        )
     assert (info.value.status, info.value.message) == (
         RPCStatusCode.INVALID_ARGUMENT,
         "Execution is not set on request.",

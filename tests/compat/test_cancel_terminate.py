@@ -104,7 +104,11 @@ async def test_terminate(client: Client) -> None:
     desc = await handle.describe()
     assert desc.status == WorkflowExecutionStatus.TERMINATED
     assert desc.close_time is not None
-    assert await event_types(handle) == ["WORKFLOW_EXECUTION_STARTED", *WORKFLOW_TASK, "WORKFLOW_EXECUTION_TERMINATED"]
+    assert await event_types(handle) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        *WORKFLOW_TASK,
+        "WORKFLOW_EXECUTION_TERMINATED",
+    ]
     history = await handle.fetch_history()
     assert history.events[-1].workflow_execution_terminated_event_attributes.reason == "enough"
 

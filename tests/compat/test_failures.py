@@ -54,7 +54,10 @@ async def test_workflow_application_error(client: Client) -> None:
     last = history.events[-1]
     assert last.workflow_execution_failed_event_attributes.failure.message == "boom"
     # No retry policy on the workflow: nothing to retry.
-    assert last.workflow_execution_failed_event_attributes.retry_state == RawRetryState.RETRY_STATE_RETRY_POLICY_NOT_SET
+    assert (
+        last.workflow_execution_failed_event_attributes.retry_state
+        == RawRetryState.RETRY_STATE_RETRY_POLICY_NOT_SET
+    )
     assert await event_types(handle) == [
         "WORKFLOW_EXECUTION_STARTED",
         "WORKFLOW_TASK_SCHEDULED",
@@ -163,7 +166,9 @@ async def test_workflow_task_failure_is_retried(client: Client) -> None:
         "WORKFLOW_EXECUTION_COMPLETED",
     ]
     failed = history.events[3].workflow_task_failed_event_attributes
-    assert failed.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE
+    assert (
+        failed.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE
+    )
     assert failed.failure.message == "deliberate workflow task failure"
     assert (failed.scheduled_event_id, failed.started_event_id) == (2, 3)
     retried = history.events[4].workflow_task_scheduled_event_attributes

@@ -24,7 +24,9 @@ Conflict = WorkflowIDConflictPolicy
 
 async def start_waiting(client: Client, wf_id: str, **kwargs: object) -> WorkflowHandle:
     """Starts WaitForSignal on a queue nobody polls: it stays RUNNING until terminated."""
-    return await client.start_workflow(WaitForSignal.run, id=wf_id, task_queue="compat-nobody-polls", **kwargs)
+    return await client.start_workflow(
+        WaitForSignal.run, id=wf_id, task_queue="compat-nobody-polls", **kwargs
+    )
 
 
 async def run_status(client: Client, wf_id: str, run_id: str | None) -> WorkflowExecutionStatus | None:
@@ -48,7 +50,9 @@ async def test_second_start_while_running_is_rejected(client: Client) -> None:
     [Reuse.ALLOW_DUPLICATE, Reuse.ALLOW_DUPLICATE_FAILED_ONLY, Reuse.REJECT_DUPLICATE],
     ids=lambda p: p.name,
 )
-async def test_no_reuse_policy_allows_a_second_running_run(client: Client, policy: WorkflowIDReusePolicy) -> None:
+async def test_no_reuse_policy_allows_a_second_running_run(
+    client: Client, policy: WorkflowIDReusePolicy
+) -> None:
     wf_id = new_id()
     first = await start_waiting(client, wf_id)
     with pytest.raises(WorkflowAlreadyStartedError):

@@ -55,7 +55,11 @@ async def test_timer_cancelled_when_signal_wins(client: Client) -> None:
         "WORKFLOW_EXECUTION_COMPLETED",
     ]
     canceled = history.events[9].timer_canceled_event_attributes
-    assert (canceled.timer_id, canceled.started_event_id, canceled.workflow_task_completed_event_id) == ("1", 5, 9)
+    assert (canceled.timer_id, canceled.started_event_id, canceled.workflow_task_completed_event_id) == (
+        "1",
+        5,
+        9,
+    )
     assert history.events[5].workflow_execution_signaled_event_attributes.signal_name == "poke"
 
 
@@ -135,4 +139,8 @@ async def test_signal_with_start(client: Client) -> None:
         assert await first.result() == ["first", "second"]
     types = await event_types(first)
     # The start signal is event 2, before the first workflow task is scheduled.
-    assert types[:3] == ["WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_SIGNALED", "WORKFLOW_TASK_SCHEDULED"]
+    assert types[:3] == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_TASK_SCHEDULED",
+    ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     # Names, not `from . import state`: that form resolves to the package, which the sandbox has already
@@ -43,7 +43,9 @@ async def say_hello(name: str) -> str:
 
 
 @activity.defn
-async def flaky(key: str, fail_times: int, error_type: str = "FlakyError", non_retryable: bool = False) -> str:
+async def flaky(
+    key: str, fail_times: int, error_type: str = "FlakyError", non_retryable: bool = False
+) -> str:
     """Fails (ApplicationError) on attempts 1..fail_times, then succeeds."""
     attempt = activity.info().attempt
     ATTEMPTS[key].append(attempt)
@@ -136,7 +138,9 @@ class Retry:
         return RetryPolicy(
             initial_interval=timedelta(seconds=self.initial_interval),
             backoff_coefficient=self.backoff_coefficient,
-            maximum_interval=None if self.maximum_interval is None else timedelta(seconds=self.maximum_interval),
+            maximum_interval=None
+            if self.maximum_interval is None
+            else timedelta(seconds=self.maximum_interval),
             maximum_attempts=self.maximum_attempts,
             non_retryable_error_types=self.non_retryable_error_types or None,
         )
@@ -319,7 +323,70 @@ class CancelActivity:
         return "activity completed"
 
 
+@workflow.defn
+class Child:
+    """Doubles its input; a negative input fails it for good."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        if n < 0:
+            raise ApplicationError("negative input", type="BadInput", non_retryable=True)
+        return 2 * n
+
+
+@workflow.defn
+class Parent:
+    """Runs one child that succeeds and one that fails, and reports both."""
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        prefix = workflow.info().workflow_id
+        doubled = await workflow.execute_child_workflow(Child.run, 21, id=f"{prefix}-ok")
+        try:
+            await workflow.execute_child_workflow(Child.run, -1, id=f"{prefix}-bad")
+            failed = "no error"
+        except ChildWorkflowError as err:
+            failed = str(err.cause)
+        return [str(doubled), failed]
+
+
+@workflow.defn
+class ContinueLoop:
+    """Continues as new until its counter reaches `until`."""
+
+    @workflow.run
+    async def run(self, n: int, until: int) -> int:
+        if n < until:
+            workflow.continue_as_new(args=[n + 1, until])
+        return n
+
+
+@workflow.defn
+class ExternalSender:
+    """Signals one workflow, asks another to cancel, and signals one that does not exist."""
+
+    @workflow.run
+    async def run(self, signal_target: str, cancel_target: str) -> list[str]:
+        outcomes = []
+        await workflow.get_external_workflow_handle(signal_target).signal(
+            SignalCollector.add, "from a workflow"
+        )
+        outcomes.append("signalled")
+        await workflow.get_external_workflow_handle(cancel_target).cancel()
+        outcomes.append("cancel requested")
+        try:
+            await workflow.get_external_workflow_handle(f"{signal_target}-missing").signal("nothing")
+            outcomes.append("missing signalled?")
+        except ApplicationError:
+            outcomes.append("missing not found")
+        return outcomes
+
+
 ALL_WORKFLOWS = [
+    Child,
+    Parent,
+    ContinueLoop,
+    ExternalSender,
     GreetSomeone,
     RunActivity,
     FailWorkflow,

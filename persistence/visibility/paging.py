@@ -1,0 +1,38 @@
+"""Opaque next-page tokens for visibility listings: keyset paging on the query's full sort order.
+
+A token holds the sort values of the last row of the page; the next page is every matching row that
+sorts strictly after them. Unlike offsets, this neither skips nor repeats rows when runs start or
+close between two pages (a run whose sort values change may move across the boundary, as on the
+reference).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+_VERSION = 1
+
+
+class PageTokenError(ValueError):
+    """A next-page token this query did not produce (corrupt, or from a query with another order)."""
+
+
+def encode_page_token(last_sort_values: Sequence[Any]) -> bytes:
+    return json.dumps({"v": _VERSION, "after": list(last_sort_values)}, separators=(",", ":")).encode()
+
+
+def decode_page_token(token: bytes, key_count: int) -> tuple[Any, ...] | None:
+    """The sort values to resume after, or None for the first page. Raises PageTokenError."""
+    if not token:
+        return None
+    try:
+        data = json.loads(token)
+        after = data["after"]
+        valid = data.get("v") == _VERSION and isinstance(after, list) and len(after) == key_count
+    except (ValueError, TypeError, KeyError, AttributeError):
+        valid = False
+    if not valid or not all(v is None or isinstance(v, str | int | float) for v in after):
+        raise PageTokenError("invalid next page token")
+    return tuple(after)

@@ -1,0 +1,216 @@
+"""The typing pass: check a parsed query against the known attributes and type its values.
+
+Which operators each type allows and which literals each type accepts follow the reference's query
+converter, so a query Temporal accepts is accepted here and one it rejects is rejected (with a position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hourglass.persistence.visibility import model
+from hourglass.persistence.visibility import query as syntax
+from hourglass.persistence.visibility.attributes import (
+    EXECUTION_DURATION,
+    EXECUTION_STATUS,
+    UNSUPPORTED_SYSTEM,
+    Attribute,
+    ValueType,
+    lookup,
+)
+from hourglass.persistence.visibility.query import QueryError
+from hourglass.persistence.visibility.values import (
+    parse_datetime_ns,
+    parse_duration_ns,
+    parse_status,
+    status_name,
+    text_query_tokens,
+)
+
+_RANGE_TYPES = (ValueType.DATETIME, ValueType.DOUBLE, ValueType.INT, ValueType.KEYWORD)
+_GROUP_BY_ALLOWED = (EXECUTION_STATUS,)
+
+
+def parse_query(text: str, custom: Mapping[str, int]) -> model.VisibilityQuery:
+    """Parse and resolve in one step: what the frontend calls. Raises QueryError."""
+    return resolve(syntax.parse(text), custom)
+
+
+def resolve(query: syntax.Query, custom: Mapping[str, int]) -> model.VisibilityQuery:
+    """Type a parsed query given the namespace's custom attributes (name -> IndexedValueType)."""
+    resolver = _Resolver(custom)
+    where = None if query.where is None else resolver.filter(query.where)
+    group_by = tuple(resolver.group_by_attribute(name) for name in query.group_by)
+    if len(group_by) > 1:
+        raise QueryError("GROUP BY supports only a single attribute", query.group_by[1].position)
+    order_by = tuple(resolver.sort_key(item) for item in query.order_by)
+    return model.VisibilityQuery(where, order_by, group_by)
+
+
+class _Resolver:
+    def __init__(self, custom: Mapping[str, int]) -> None:
+        self.custom = custom
+
+    # ---- attributes ----------------------------------------------------------------------------------------
+    def attribute(self, name: syntax.Name) -> Attribute:
+        attribute = lookup(name.name, self.custom)
+        if attribute is None:
+            raise QueryError(f"unknown search attribute {name.name!r}", name.position)
+        if attribute.name in UNSUPPORTED_SYSTEM:
+            raise QueryError(
+                f"search attribute {attribute.name!r} is not supported by Hourglass visibility yet",
+                name.position,
+            )
+        return attribute
+
+    def group_by_attribute(self, name: syntax.Name) -> Attribute:
+        attribute = self.attribute(name)
+        if attribute.name not in _GROUP_BY_ALLOWED:
+            raise QueryError(
+                f"GROUP BY is not supported for search attribute {attribute.name!r} "
+                f"(only {', '.join(_GROUP_BY_ALLOWED)})",
+                name.position,
+            )
+        return attribute
+
+    def sort_key(self, item: syntax.OrderItem) -> model.SortKey:
+        attribute = self.attribute(item.attribute)
+        if attribute.type in (ValueType.TEXT, ValueType.KEYWORD_LIST):
+            raise QueryError(
+                f"cannot ORDER BY search attribute {attribute.name!r} of type {attribute.type.display_name}",
+                item.attribute.position,
+            )
+        return model.SortKey(attribute, item.descending)
+
+    # ---- filters -------------------------------------------------------------------------------------------
+    def filter(self, expr: syntax.Expr) -> model.Filter:
+        if isinstance(expr, syntax.And):
+            return model.And((self.filter(expr.left), self.filter(expr.right)))
+        if isinstance(expr, syntax.Or):
+            return model.Or((self.filter(expr.left), self.filter(expr.right)))
+        if isinstance(expr, syntax.Not):
+            return model.Not(self.filter(expr.operand))
+        if isinstance(expr, syntax.Comparison):
+            return self.comparison(expr)
+        if isinstance(expr, syntax.InList):
+            return self.in_list(expr)
+        if isinstance(expr, syntax.Between):
+            return self.between(expr)
+        if isinstance(expr, syntax.StartsWith):
+            return self.starts_with(expr)
+        if isinstance(expr, syntax.IsNull):
+            return model.IsNull(self.attribute(expr.attribute), expr.negated)
+        raise TypeError(f"unknown syntax node {expr!r}")
+
+    def comparison(self, expr: syntax.Comparison) -> model.Filter:
+        attribute = self.attribute(expr.attribute)
+        if attribute.type is ValueType.TEXT:
+            _check_operator(attribute, expr.op, ("=", "!="), expr.attribute)
+            text = self.value(attribute, expr.value)
+            tokens = text_query_tokens(text)
+            if not tokens:
+                raise QueryError(
+                    f"no words to search for in Text search attribute {attribute.name!r}", expr.value.position
+                )
+            return model.TextMatch(attribute, tokens, negated=expr.op == "!=")
+        if attribute.type is ValueType.KEYWORD_LIST:
+            _check_operator(attribute, expr.op, ("=", "!="), expr.attribute)
+            return model.ListContains(
+                attribute, (self.value(attribute, expr.value),), negated=expr.op == "!="
+            )
+        return model.Compare(attribute, expr.op, self.value(attribute, expr.value))
+
+    def in_list(self, expr: syntax.InList) -> model.Filter:
+        attribute = self.attribute(expr.attribute)
+        operator = "NOT IN" if expr.negated else "IN"
+        _check_operator(
+            attribute, operator, () if attribute.type is ValueType.TEXT else (operator,), expr.attribute
+        )
+        values = tuple(self.value(attribute, literal) for literal in expr.values)
+        if attribute.type is ValueType.KEYWORD_LIST:
+            return model.ListContains(attribute, values, expr.negated)
+        return model.In(attribute, values, expr.negated)
+
+    def between(self, expr: syntax.Between) -> model.Between:
+        attribute = self.attribute(expr.attribute)
+        if attribute.type not in _RANGE_TYPES:
+            raise QueryError(
+                f"cannot use BETWEEN on search attribute {attribute.name!r} of type "
+                f"{attribute.type.display_name}",
+                expr.attribute.position,
+            )
+        low, high = self.value(attribute, expr.low), self.value(attribute, expr.high)
+        return model.Between(attribute, low, high, expr.negated)
+
+    def starts_with(self, expr: syntax.StartsWith) -> model.StartsWith:
+        attribute = self.attribute(expr.attribute)
+        operator = "NOT STARTS_WITH" if expr.negated else "STARTS_WITH"
+        allowed = (
+            (operator,) if attribute.type is ValueType.KEYWORD and attribute.name != EXECUTION_STATUS else ()
+        )
+        _check_operator(attribute, operator, allowed, expr.attribute)
+        return model.StartsWith(attribute, self.value(attribute, expr.prefix), expr.negated)
+
+    # ---- values --------------------------------------------------------------------------------------------
+    def value(self, attribute: Attribute, literal: syntax.Literal) -> Any:
+        """The literal in the attribute's canonical form (see values.py), or a QueryError saying why not."""
+        raw = literal.value
+        if attribute.name == EXECUTION_STATUS:
+            status = parse_status(raw) if isinstance(raw, str | int) else None
+            if status is None:
+                names = ", ".join(status_name(s) for s in range(1, 8))
+                raise QueryError(
+                    f"invalid ExecutionStatus value {_show(raw)} (expected one of {names})", literal.position
+                )
+            return status
+        if attribute.name == EXECUTION_DURATION and isinstance(raw, str):
+            try:
+                return parse_duration_ns(raw)
+            except ValueError:
+                raise QueryError(
+                    f"invalid duration {_show(raw)} for ExecutionDuration (expected nanoseconds, "
+                    "a duration such as '1h30m' or 'hh:mm:ss')",
+                    literal.position,
+                ) from None
+        value_type = attribute.type
+        if value_type is ValueType.DATETIME:
+            if isinstance(raw, str):
+                try:
+                    return parse_datetime_ns(raw)
+                except ValueError:
+                    raise QueryError(
+                        f"unable to parse datetime {_show(raw)} for {attribute.name} "
+                        "(expected RFC 3339, e.g. '2026-01-01T00:00:00Z')",
+                        literal.position,
+                    ) from None
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return raw  # nanoseconds since the epoch, as the reference reads an integer
+        elif value_type in (ValueType.INT, ValueType.DOUBLE):
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return raw
+        elif value_type is ValueType.BOOL:
+            if isinstance(raw, bool):
+                return raw
+        elif isinstance(raw, str):
+            return raw
+        raise QueryError(
+            f"invalid value {_show(raw)} for search attribute {attribute.name} of type {value_type.display_name}",
+            literal.position,
+        )
+
+
+def _check_operator(attribute: Attribute, operator: str, allowed: tuple[str, ...], name: syntax.Name) -> None:
+    if operator not in allowed:
+        raise QueryError(
+            f"operator {operator!r} is not supported for {attribute.type.display_name} search attribute "
+            f"{attribute.name!r}",
+            name.position,
+        )
+
+
+def _show(raw: Any) -> str:
+    """A literal as the user wrote it: strings quoted, TRUE/FALSE as keywords."""
+    if isinstance(raw, bool):
+        return "TRUE" if raw else "FALSE"
+    return repr(raw)
