@@ -284,11 +284,15 @@ class WorkflowService(WorkflowServiceServicer):
         ).encode()
         if close_only:
             if ms.running:
-                return rr.GetWorkflowExecutionHistoryResponse(next_page_token=page_token(first_event_id))
+                return rr.GetWorkflowExecutionHistoryResponse(
+                    history=History(), next_page_token=page_token(first_event_id)
+                )
             events = await self.history.read_history(ms, ms.info.close_event_id)
             return rr.GetWorkflowExecutionHistoryResponse(history=History(events=events[:1]))
         if ms.running and request.wait_new_event and ms.next_event_id <= first_event_id:
-            return rr.GetWorkflowExecutionHistoryResponse(next_page_token=page_token(first_event_id))
+            return rr.GetWorkflowExecutionHistoryResponse(
+                history=History(), next_page_token=page_token(first_event_id)
+            )
         events = await self.history.read_history(ms, first_event_id)
         page_size = request.maximum_page_size or DEFAULT_HISTORY_PAGE_SIZE
         resp = rr.GetWorkflowExecutionHistoryResponse(history=History(events=events[:page_size]))
