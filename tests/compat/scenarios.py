@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest, ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
@@ -26,6 +28,7 @@ from temporalio.client import Client, WorkflowFailureError
 from .helpers import new_id, run_worker, wait_for_event
 from .state import started
 from .workflows import (
+    UPSERTED_KEYWORD,
     ActivitySpec,
     CancelActivity,
     CancelWithCleanup,
@@ -41,6 +44,7 @@ from .workflows import (
     SignalCollector,
     SignalOrTimeout,
     Sleeper,
+    UpsertSearchAttribute,
     WaitForSignal,
 )
 
@@ -308,6 +312,19 @@ async def reset_to_first_task(client: Client, tq: str) -> tuple[str, str]:
     return wf_id, response.run_id
 
 
+async def upsert_search_attributes(client: Client, tq: str) -> str:
+    wf_id = new_id("upsert")
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={UPSERTED_KEYWORD.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+    async with run_worker(client, task_queue=tq):
+        await client.execute_workflow(UpsertSearchAttribute.run, id=wf_id, task_queue=tq)
+    return wf_id
+
+
 ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
 CHILD = ["START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_STARTED"]
 
@@ -564,6 +581,20 @@ SCENARIOS += [
             "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
             "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED",
             *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "upsert-search-attributes",
+        upsert_search_attributes,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
+            "TIMER_STARTED",
+            "TIMER_FIRED",
+            *WT,
+            "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
             "WORKFLOW_EXECUTION_COMPLETED",
         ],
     ),

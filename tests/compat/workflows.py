@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -382,7 +382,23 @@ class ExternalSender:
         return outcomes
 
 
+UPSERTED_KEYWORD = SearchAttributeKey.for_keyword("CompatUpsertedKeyword")
+
+
+@workflow.defn
+class UpsertSearchAttribute:
+    """Sets a registered Keyword search attribute twice, then completes."""
+
+    @workflow.run
+    async def run(self) -> str:
+        workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_set("first")])
+        await workflow.sleep(0.1)
+        workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_set("second")])
+        return "upserted"
+
+
 ALL_WORKFLOWS = [
+    UpsertSearchAttribute,
     Child,
     Parent,
     ContinueLoop,
