@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test lint install install-test clean
+.PHONY: dev test lint install install-test clean cassandra-up cassandra-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ lint: install-test
 
 test: install-test lint
 	$(BIN)/python -m pytest -q tests
+
+# A real single-node Cassandra 5 from Maven Central jars (no Docker): 127.0.0.1:9042, data under build/.
+cassandra-up: install
+	$(BIN)/python tools/cassandra/devserver.py up
+
+cassandra-down:
+	$(PYTHON) tools/cassandra/devserver.py down
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -120,5 +120,13 @@ def _run(coro, event_loop: str) -> None:
     asyncio.run(coro)
 
 
+def _register_subcommands() -> None:
+    from hourglass.cluster.schema_cli import schema
+
+    main.add_command(schema)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,140 @@
+"""How to reach a Cassandra cluster or an Astra DB database, and the driver settings Hourglass uses.
+
+Shared by the store (hourglass.persistence.cassandra.store) and the schema tool (`hourglass schema`), so both
+connect the same way: token-aware routing over DC-aware round robin, LOCAL_QUORUM reads and writes,
+LOCAL_SERIAL conditions, and retries only of idempotent statements.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster
+
+# Contact points of an existing cluster ("host[:port],host[:port]"); tests and tools use it when set.
+HOSTS_ENV = "HOURGLASS_CASSANDRA_HOSTS"
+
+
+@dataclass
+class CassandraConfig:
+    """Connection and consistency settings. Either `hosts` (self-managed) or a secure connect bundle (Astra)."""
+
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 9042
+    keyspace: str = "hourglass"
+    username: str | None = None
+    password: str | None = None
+    # TLS to the nodes: on when `tls` is set or a CA file is given.
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_check_hostname: bool = True
+    # Local datacenter for DC-aware routing (None: the datacenter of the first contact point).
+    datacenter: str | None = None
+    # Astra DB: the secure-connect bundle (zip) and an application token ("AstraCS:...").
+    secure_connect_bundle: str | None = None
+    token: str | None = None
+    # Names of cassandra.ConsistencyLevel members.
+    consistency: str = "LOCAL_QUORUM"
+    serial_consistency: str = "LOCAL_SERIAL"
+    request_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    # Native protocol version; None lets the driver negotiate (Astra). Cassandra 5 speaks v5.
+    protocol_version: int | None = 5
+
+    @property
+    def is_astra(self) -> bool:
+        return self.secure_connect_bundle is not None
+
+    def __repr__(self) -> str:  # never print secrets
+        hidden = {"password", "token"}
+        fields = ", ".join(
+            f"{name}={'***' if name in hidden and value else value!r}" for name, value in vars(self).items()
+        )
+        return f"CassandraConfig({fields})"
+
+
+def parse_hosts(text: str, default_port: int = 9042) -> tuple[list[str], int]:
+    """ "h1,h2:9043" -> (["h1", "h2"], port). Every host must use the same port (the driver has one)."""
+    hosts: list[str] = []
+    ports: set[int] = set()
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if sep and port.isdigit() and host and not host.endswith(":"):
+            hosts.append(host.strip("[]"))
+            ports.add(int(port))
+        else:
+            hosts.append(item)
+    if not hosts:
+        raise ValueError(f"no contact points in {text!r}")
+    if len(ports) > 1:
+        raise ValueError(f"contact points use different ports {sorted(ports)}; the driver uses one port")
+    return hosts, ports.pop() if ports else default_port
+
+
+def config_from_env(keyspace: str = "hourglass") -> CassandraConfig | None:
+    """A config for the cluster named by HOURGLASS_CASSANDRA_HOSTS, or None if it is not set."""
+    text = os.environ.get(HOSTS_ENV, "").strip()
+    if not text:
+        return None
+    hosts, port = parse_hosts(text)
+    return CassandraConfig(hosts=hosts, port=port, keyspace=keyspace)
+
+
+def consistency_level(name: str) -> int:
+    from cassandra import ConsistencyLevel
+
+    try:
+        return ConsistencyLevel.name_to_value[name.upper()]
+    except KeyError:
+        raise ValueError(
+            f"unknown consistency level {name!r}; one of {sorted(ConsistencyLevel.name_to_value)}"
+        ) from None
+
+
+def build_cluster(config: CassandraConfig) -> Cluster:
+    """A driver Cluster for `config` (not connected yet). Only the store's retry policy retries anything."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.query import dict_factory
+
+    from hourglass.persistence.cassandra.retry import IdempotentOnlyRetryPolicy
+
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=config.datacenter)),
+        retry_policy=IdempotentOnlyRetryPolicy(),
+        consistency_level=consistency_level(config.consistency),
+        serial_consistency_level=consistency_level(config.serial_consistency),
+        request_timeout=config.request_timeout_s,
+        row_factory=dict_factory,
+    )
+    kwargs: dict = {
+        "execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
+        "connect_timeout": config.connect_timeout_s,
+        "control_connection_timeout": config.connect_timeout_s,
+        "max_schema_agreement_wait": 60,
+    }
+    if config.protocol_version is not None:
+        kwargs["protocol_version"] = config.protocol_version
+    if config.is_astra:
+        if not config.token:
+            raise ValueError("Astra DB needs an application token (--token) with the secure connect bundle")
+        kwargs["cloud"] = {"secure_connect_bundle": config.secure_connect_bundle}
+        kwargs["auth_provider"] = PlainTextAuthProvider("token", config.token)
+        kwargs.pop("protocol_version", None)
+        return Cluster(**kwargs)
+    kwargs["contact_points"] = list(config.hosts)
+    kwargs["port"] = config.port
+    if config.username is not None:
+        kwargs["auth_provider"] = PlainTextAuthProvider(config.username, config.password or "")
+    if config.tls or config.tls_ca_file:
+        context = ssl.create_default_context(cafile=config.tls_ca_file)
+        context.check_hostname = config.tls_check_hostname
+        kwargs["ssl_context"] = context
+    return Cluster(**kwargs)

@@ -1,0 +1,1121 @@
+"""The Cassandra / Astra DB store: the Store interface on cassandra-driver, with LWT conditional batches.
+
+Layout (schema/cassandra/v1/): one `executions` table partitioned by shard id holds the shard row, the
+execution rows, the current-run pointers and the transfer/timer task rows, so everything a workflow
+transition commits is ONE conditional batch in ONE partition (the only kind of conditional batch Cassandra
+applies atomically): the shard row `IF range_id = ?` (fencing), each execution row `IF db_record_version
+= ?` or `IF NOT EXISTS`, each current-run pointer `IF current_run_id = ?` or `IF NOT EXISTS`, and the new
+task rows. When such a batch is not applied, Cassandra returns the current values of every row it checked
+a condition on, and `commit` reads from them which condition failed (shard lost vs. which writes are
+stale) without another round trip. Task queues keep their lease and backlog in one partition the same way,
+and namespaces keep their by-name and by-id rows in one partition so both are claimed atomically.
+
+Every request is asynchronous (aio.execute bridges the driver's callbacks into asyncio), every statement
+is prepared once at connect, reads and writes run at the configured consistency (LOCAL_QUORUM) and
+conditions at the serial one (LOCAL_SERIAL). Statements are marked idempotent where re-running them is
+harmless, and only those are retried by the driver (retry.IdempotentOnlyRetryPolicy). A conditional write
+that times out may still have been applied: it is reported as StoreUnavailableError ("outcome unknown"),
+never retried.
+
+Timestamps: conditional writes take Paxos ballot timestamps, plain writes the driver's client timestamps.
+Rows that conditional writes create are therefore deleted with conditional deletes too (delete_execution),
+so a later re-creation is ordered after the delete by Paxos rather than by clocks. Task rows are only ever
+range-deleted below an acknowledged bound and never re-created there (task ids only grow), so plain range
+deletes are safe for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from cassandra import CoordinationFailure, OperationTimedOut, RequestExecutionException, WriteTimeout
+from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.connection import ConnectionException
+from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage, ServerError
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+
+from hourglass.persistence.cassandra import aio
+from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster, consistency_level
+from hourglass.persistence.errors import (
+    ConditionFailedError,
+    NamespaceAlreadyExistsError,
+    NamespaceNotFoundError,
+    PersistenceError,
+    ShardOwnershipLostError,
+    StoreUnavailableError,
+    TaskQueueLeaseLostError,
+)
+from hourglass.persistence.records import (
+    ClusterMetadata,
+    CurrentRunMode,
+    CurrentRunRecord,
+    ExecutionKey,
+    ExecutionRecord,
+    ExecutionWrite,
+    HistoryNode,
+    NamespaceRecord,
+    QueueTask,
+    RunStatus,
+    ShardInfo,
+    TaskQueueInfo,
+    TaskQueueKey,
+    TimerTask,
+    TransferTask,
+    VisibilityRecord,
+)
+
+# The batch rules (well-formed writes; one write per row and pointer) are the interface's, not a backend's:
+# reuse the SQLite store's so both stores reject exactly the same batches.
+from hourglass.persistence.sqlite.store import _check_batch_is_well_formed, _repeated_target_failure
+from hourglass.persistence.store import Store
+from hourglass.schema.migrate_cassandra import check_schema_version, keyspace_exists, validate_keyspace_name
+
+log = logging.getLogger(__name__)
+
+# Row kinds of the `executions` table (its `type` clustering column).
+ROW_SHARD = 1
+ROW_EXECUTION = 2
+ROW_CURRENT_RUN = 3
+ROW_TRANSFER_TASK = 4
+ROW_TIMER_TASK = 5
+
+# Row kinds of the `namespaces` table.
+NAMESPACE_BY_NAME = 1
+NAMESPACE_BY_ID = 2
+NAMESPACES_PARTITION = 0
+METADATA_PARTITION = 0
+
+DAY_MS = 86_400_000
+# Rows per page when a read has to skip rows (history versions, visibility days).
+PAGE_ROWS = 500
+
+# Clustering columns a row kind does not use hold these placeholders (see schema.cql).
+_SHARD_ROW = "type = 1 AND namespace_id = '' AND workflow_id = '' AND run_id = '' AND visibility_ts = 0 AND task_id = 0"
+_EXECUTION_ROW = (
+    "type = 2 AND namespace_id = ? AND workflow_id = ? AND run_id = ? AND visibility_ts = 0 AND task_id = 0"
+)
+_CURRENT_ROW = (
+    "type = 3 AND namespace_id = ? AND workflow_id = ? AND run_id = '' AND visibility_ts = 0 AND task_id = 0"
+)
+_TRANSFER_ROWS = "type = 4 AND namespace_id = '' AND workflow_id = '' AND run_id = '' AND visibility_ts = 0"
+_TIMER_ROWS = "type = 5 AND namespace_id = '' AND workflow_id = '' AND run_id = ''"
+_QUEUE = "namespace_id = ? AND task_queue_name = ? AND task_queue_type = ? AND queue_partition = ?"
+_TASK_COLUMNS = "task_namespace_id, task_workflow_id, task_run_id, kind, data"
+_QUEUE_TASK_COLUMNS = "task_id, task_namespace_id, workflow_id, run_id, scheduled_event_id, create_time_ms, expiry_time_ms, data"
+_CURRENT_COLUMNS = "current_run_id, status, execution_status, create_request_id, start_time_ms, close_time_ms"
+_VISIBILITY_COLUMNS = (
+    "namespace_id, workflow_id, run_id, workflow_type, task_queue, status, start_time_ms, "
+    "execution_time_ms, close_time_ms, history_length, memo, search_attributes"
+)
+
+# Errors that mean "the database did not answer (in time)": for a conditional write, outcome unknown.
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    NoHostAvailable,
+    OperationTimedOut,
+    ConnectionException,
+    RequestExecutionException,  # Unavailable, Read/WriteTimeout, Read/WriteFailure, CDC write failure
+    ServerError,
+    OverloadedErrorMessage,
+    IsBootstrappingErrorMessage,
+)
+
+
+class _Statements:
+    """Every statement the store runs, prepared once per session (idempotent ones marked for retries)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        # ---- cluster metadata
+        self.init_metadata = self._conditional(
+            "INSERT INTO cluster_metadata (metadata_partition, cluster_name, history_shard_count) "
+            "VALUES (?, ?, ?) IF NOT EXISTS"
+        )
+        # ---- shard rows
+        self.create_shard = self._conditional(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            "range_id, transfer_ack_level, timer_ack_level_ms) VALUES (?, 1, '', '', '', 0, 0, 0, 0, 0) "
+            "IF NOT EXISTS"
+        )
+        self.update_shard = self._conditional(
+            "UPDATE executions SET range_id = ?, transfer_ack_level = ?, timer_ack_level_ms = ? "
+            f"WHERE shard_id = ? AND {_SHARD_ROW} IF range_id = ?"
+        )
+        self.fence_shard = self._conditional(
+            f"UPDATE executions SET range_id = ? WHERE shard_id = ? AND {_SHARD_ROW} IF range_id = ?"
+        )
+        self.read_shard_row = self._idempotent(
+            f"SELECT * FROM executions WHERE shard_id = ? AND {_SHARD_ROW}"
+        )
+        # ---- executions and current-run pointers
+        self.get_execution = self._idempotent(
+            f"SELECT state, db_record_version FROM executions WHERE shard_id = ? AND {_EXECUTION_ROW}"
+        )
+        self.read_execution_row = self._idempotent(
+            f"SELECT * FROM executions WHERE shard_id = ? AND {_EXECUTION_ROW}"
+        )
+        self.insert_execution = self._conditional(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            "state, db_record_version) VALUES (?, 2, ?, ?, ?, 0, 0, ?, ?) IF NOT EXISTS"
+        )
+        self.update_execution = self._conditional(
+            "UPDATE executions SET state = ?, db_record_version = ? "
+            f"WHERE shard_id = ? AND {_EXECUTION_ROW} IF db_record_version = ?"
+        )
+        self.delete_execution = self._conditional(
+            f"DELETE FROM executions WHERE shard_id = ? AND {_EXECUTION_ROW} IF EXISTS"
+        )
+        self.get_current = self._idempotent(
+            f"SELECT {_CURRENT_COLUMNS} FROM executions WHERE shard_id = ? AND {_CURRENT_ROW}"
+        )
+        self.read_current_row = self._idempotent(
+            f"SELECT * FROM executions WHERE shard_id = ? AND {_CURRENT_ROW}"
+        )
+        self.insert_current = self._conditional(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            f"{_CURRENT_COLUMNS}) VALUES (?, 3, ?, ?, '', 0, 0, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.update_current = self._conditional(
+            "UPDATE executions SET current_run_id = ?, status = ?, execution_status = ?, create_request_id = ?, "
+            f"start_time_ms = ?, close_time_ms = ? WHERE shard_id = ? AND {_CURRENT_ROW} IF current_run_id = ?"
+        )
+        self.delete_current = self._conditional(
+            f"DELETE FROM executions WHERE shard_id = ? AND {_CURRENT_ROW} IF current_run_id = ?"
+        )
+        # ---- transfer and timer tasks
+        self.insert_transfer = self._idempotent(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            f"{_TASK_COLUMNS}) VALUES (?, 4, '', '', '', 0, ?, ?, ?, ?, ?, ?)"
+        )
+        self.insert_timer = self._idempotent(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            f"{_TASK_COLUMNS}) VALUES (?, 5, '', '', '', ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.get_transfer = self._idempotent(
+            f"SELECT task_id, {_TASK_COLUMNS} FROM executions "
+            f"WHERE shard_id = ? AND {_TRANSFER_ROWS} AND task_id > ? AND task_id <= ? LIMIT ?"
+        )
+        self.delete_transfer = self._idempotent(
+            f"DELETE FROM executions WHERE shard_id = ? AND {_TRANSFER_ROWS} AND task_id <= ?"
+        )
+        self.get_timers = self._idempotent(
+            f"SELECT visibility_ts, task_id, {_TASK_COLUMNS} FROM executions "
+            f"WHERE shard_id = ? AND {_TIMER_ROWS} AND visibility_ts >= ? AND visibility_ts < ? LIMIT ?"
+        )
+        self.delete_timers = self._idempotent(
+            f"DELETE FROM executions WHERE shard_id = ? AND {_TIMER_ROWS} AND visibility_ts < ?"
+        )
+        self.delete_timer = self._idempotent(
+            f"DELETE FROM executions WHERE shard_id = ? AND {_TIMER_ROWS} AND visibility_ts = ? AND task_id = ?"
+        )
+        # ---- history
+        self.append_node = self._idempotent(
+            "INSERT INTO history_node (namespace_id, workflow_id, run_id, node_id, txn_id, events, last_event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.read_nodes = self._idempotent(
+            "SELECT node_id, txn_id, events, last_event_id FROM history_node "
+            "WHERE namespace_id = ? AND workflow_id = ? AND run_id = ? AND node_id >= ?"
+        )
+        self.delete_history = self._idempotent(
+            "DELETE FROM history_node WHERE namespace_id = ? AND workflow_id = ? AND run_id = ?"
+        )
+        # ---- task queues
+        self.read_queue = self._idempotent(f"SELECT range_id, ack_level FROM tasks WHERE {_QUEUE} LIMIT 1")
+        self.create_queue = self._conditional(
+            "INSERT INTO tasks (namespace_id, task_queue_name, task_queue_type, queue_partition, range_id, "
+            "ack_level) VALUES (?, ?, ?, ?, ?, 0) IF NOT EXISTS"
+        )
+        self.fence_queue = self._conditional(f"UPDATE tasks SET range_id = ? WHERE {_QUEUE} IF range_id = ?")
+        self.update_queue_ack = self._conditional(
+            f"UPDATE tasks SET ack_level = ? WHERE {_QUEUE} IF range_id = ?"
+        )
+        self.insert_queue_task = self._idempotent(
+            "INSERT INTO tasks (namespace_id, task_queue_name, task_queue_type, queue_partition, "
+            f"{_QUEUE_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.get_queue_tasks = self._idempotent(
+            f"SELECT {_QUEUE_TASK_COLUMNS} FROM tasks WHERE {_QUEUE} AND task_id > ? LIMIT ?"
+        )
+        self.delete_queue_tasks = self._idempotent(f"DELETE FROM tasks WHERE {_QUEUE} AND task_id <= ?")
+        self.list_queues = self._idempotent(
+            "SELECT DISTINCT namespace_id, task_queue_name, task_queue_type, queue_partition, range_id, "
+            "ack_level FROM tasks"
+        )
+        # ---- namespaces
+        self.insert_namespace = self._conditional(
+            "INSERT INTO namespaces (namespaces_partition, kind, key, id, name, data, notification_version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.get_namespace = self._idempotent(
+            "SELECT id, name, data, notification_version FROM namespaces "
+            "WHERE namespaces_partition = ? AND kind = ? AND key = ?"
+        )
+        self.list_namespaces = self._idempotent(
+            "SELECT id, name, data, notification_version FROM namespaces "
+            "WHERE namespaces_partition = ? AND kind = 1"
+        )
+        self.update_namespace_if_version = self._conditional(
+            "UPDATE namespaces SET id = ?, name = ?, data = ?, notification_version = ? "
+            "WHERE namespaces_partition = ? AND kind = ? AND key = ? IF notification_version = ?"
+        )
+        self.update_namespace_if_id = self._conditional(
+            "UPDATE namespaces SET id = ?, name = ?, data = ?, notification_version = ? "
+            "WHERE namespaces_partition = ? AND kind = ? AND key = ? IF id = ?"
+        )
+        self.delete_namespace_if_id = self._conditional(
+            "DELETE FROM namespaces WHERE namespaces_partition = ? AND kind = ? AND key = ? IF id = ?"
+        )
+        # ---- visibility
+        self.insert_visibility = self._idempotent(
+            f"INSERT INTO visibility (start_day, {_VISIBILITY_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.insert_visibility_day = self._idempotent(
+            "INSERT INTO visibility_days (namespace_id, start_day) VALUES (?, ?)"
+        )
+        self.insert_visibility_by_run = self._idempotent(
+            "INSERT INTO visibility_by_run (namespace_id, workflow_id, run_id, start_time_ms) VALUES (?, ?, ?, ?)"
+        )
+        self.get_visibility_by_run = self._idempotent(
+            "SELECT start_time_ms FROM visibility_by_run WHERE namespace_id = ? AND workflow_id = ? AND run_id = ?"
+        )
+        self.get_visibility = self._idempotent(
+            f"SELECT {_VISIBILITY_COLUMNS} FROM visibility "
+            "WHERE namespace_id = ? AND start_day = ? AND start_time_ms = ? AND run_id = ?"
+        )
+        self.delete_visibility = self._idempotent(
+            "DELETE FROM visibility WHERE namespace_id = ? AND start_day = ? AND start_time_ms = ? AND run_id = ?"
+        )
+        self.delete_visibility_by_run = self._idempotent(
+            "DELETE FROM visibility_by_run WHERE namespace_id = ? AND workflow_id = ? AND run_id = ?"
+        )
+        self.visibility_days = self._idempotent(
+            "SELECT start_day FROM visibility_days WHERE namespace_id = ? AND start_day <= ?"
+        )
+        self.visibility_page = self._idempotent(
+            f"SELECT {_VISIBILITY_COLUMNS} FROM visibility WHERE namespace_id = ? AND start_day = ? LIMIT ?"
+        )
+        self.get_search_attributes = self._idempotent(
+            "SELECT name, value_type FROM search_attributes WHERE namespace_id = ?"
+        )
+        self.add_search_attribute = self._conditional(
+            "INSERT INTO search_attributes (namespace_id, name, value_type) VALUES (?, ?, ?) IF NOT EXISTS"
+        )
+        self.remove_search_attribute = self._conditional(
+            "DELETE FROM search_attributes WHERE namespace_id = ? AND name = ? IF EXISTS"
+        )
+        self.visibility_page_after = self._idempotent(
+            f"SELECT {_VISIBILITY_COLUMNS} FROM visibility WHERE namespace_id = ? AND start_day = ? "
+            "AND (start_time_ms, run_id) < (?, ?) LIMIT ?"
+        )
+
+    def _idempotent(self, cql: str) -> PreparedStatement:
+        statement = self._session.prepare(cql)
+        statement.is_idempotent = True
+        return statement
+
+    def _conditional(self, cql: str) -> PreparedStatement:
+        """A lightweight transaction: never retried blindly (a timed-out one may have been applied)."""
+        statement = self._session.prepare(cql)
+        statement.is_idempotent = False
+        return statement
+
+
+class CassandraStore(Store):
+    """The Store interface on a Cassandra (5.0+) or Astra DB keyspace with the schema of schema/cassandra."""
+
+    def __init__(
+        self, cluster: Cluster, session: Session, config: CassandraConfig, statements: _Statements
+    ) -> None:
+        """Use `CassandraStore.connect`; this takes a connected session on the store's keyspace."""
+        self._cluster = cluster
+        self._session = session
+        self._config = config
+        self._s = statements
+        self._serial = consistency_level(config.serial_consistency)
+        self._closed = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    @classmethod
+    async def connect(cls, config: CassandraConfig, *, check_schema: bool = True) -> CassandraStore:
+        """Connect (in a worker thread: the driver's connect blocks) and prepare every statement.
+
+        With `check_schema`, refuses a keyspace whose schema version is not the one this code was written
+        for (SchemaVersionTooOldError names the `hourglass schema update` command that fixes it).
+        """
+        return await asyncio.to_thread(cls.connect_blocking, config, check_schema=check_schema)
+
+    @classmethod
+    def connect_blocking(cls, config: CassandraConfig, *, check_schema: bool = True) -> CassandraStore:
+        """`connect` for synchronous callers (CLI tools, test fixtures); never call it on an event loop."""
+        validate_keyspace_name(config.keyspace)
+        cluster = build_cluster(config)
+        try:
+            with _unavailable_on_driver_error("connect"):
+                session = cluster.connect()
+                if not keyspace_exists(session, config.keyspace):
+                    raise PersistenceError(
+                        f"keyspace {config.keyspace!r} does not exist; create it with "
+                        f"`hourglass schema setup --keyspace {config.keyspace}`"
+                    )
+                if check_schema:
+                    check_schema_version(session, config.keyspace)
+                session.set_keyspace(config.keyspace)
+                statements = _Statements(session)
+        except BaseException:
+            cluster.shutdown()
+            raise
+        return cls(cluster, session, config, statements)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await asyncio.to_thread(self._cluster.shutdown)
+
+    def close_blocking(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._cluster.shutdown()
+
+    @property
+    def session(self) -> Session:
+        """The driver session (on the store's keyspace), for tools and tests."""
+        return self._session
+
+    async def init_cluster_metadata(self, metadata: ClusterMetadata) -> ClusterMetadata:
+        row = await self._conditional(
+            self._s.init_metadata, (METADATA_PARTITION, metadata.cluster_name, metadata.history_shard_count)
+        )
+        if row["[applied]"]:
+            return ClusterMetadata(metadata.cluster_name, metadata.history_shard_count)
+        return ClusterMetadata(row["cluster_name"], row["history_shard_count"])
+
+    # ---- shards ----------------------------------------------------------------------------------------
+    async def get_or_create_shard(self, shard_id: int) -> ShardInfo:
+        """One LWT either way: INSERT IF NOT EXISTS returns the stored row when it exists."""
+        row = await self._conditional(self._s.create_shard, (shard_id,))
+        if row["[applied]"]:
+            return ShardInfo(shard_id, range_id=0, transfer_ack_level=0, timer_ack_level_ms=0)
+        return _shard_from_row(shard_id, row)
+
+    async def update_shard(self, info: ShardInfo, expected_range_id: int) -> None:
+        row = await self._conditional(
+            self._s.update_shard,
+            (
+                info.range_id,
+                info.transfer_ack_level,
+                info.timer_ack_level_ms,
+                info.shard_id,
+                expected_range_id,
+            ),
+        )
+        if not row["[applied]"]:
+            raise ShardOwnershipLostError(info.shard_id, expected_range_id, row.get("range_id"))
+
+    # ---- executions ------------------------------------------------------------------------------------
+    async def get_execution(
+        self, shard_id: int, namespace_id: str, workflow_id: str, run_id: str
+    ) -> ExecutionRecord | None:
+        row = await self._one(self._s.get_execution, (shard_id, namespace_id, workflow_id, run_id))
+        if row is None:
+            return None
+        return ExecutionRecord(namespace_id, workflow_id, run_id, row["state"], row["db_record_version"])
+
+    async def get_current_run(
+        self, shard_id: int, namespace_id: str, workflow_id: str
+    ) -> CurrentRunRecord | None:
+        row = await self._one(self._s.get_current, (shard_id, namespace_id, workflow_id))
+        return None if row is None else _current_run_from_row(namespace_id, workflow_id, row)
+
+    async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
+        """ONE conditional batch in the shard's partition; see the module docstring."""
+        _check_batch_is_well_formed(writes)
+        repeated = _repeated_targets(writes)
+        if repeated:
+            # Two conditions on one row cannot share a batch, and the batch fails anyway: read what the
+            # other writes' conditions would have met, to name every failing write as SQLite does.
+            rows = await self._read_condition_rows_serially(shard_id, writes)
+            raise _commit_failure(shard_id, range_id, writes, rows, repeated)
+        batch = self._batch()
+        batch.add(self._s.fence_shard, (range_id, shard_id, range_id))
+        for write in writes:
+            self._add_write(batch, shard_id, write)
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            raise _commit_failure(shard_id, range_id, writes, rows, {})
+
+    def _add_write(self, batch: BatchStatement, shard_id: int, write: ExecutionWrite) -> None:
+        record = write.record
+        run = (record.namespace_id, record.workflow_id, record.run_id)
+        if write.expected_version is None:
+            batch.add(self._s.insert_execution, (shard_id, *run, record.state, record.db_record_version))
+        else:
+            batch.add(
+                self._s.update_execution,
+                (record.state, record.db_record_version, shard_id, *run, write.expected_version),
+            )
+        if write.current_run is not None:
+            pointer = write.current_run.record
+            values = (
+                pointer.run_id,
+                int(pointer.status),
+                pointer.execution_status,
+                pointer.create_request_id,
+                pointer.start_time_ms,
+                pointer.close_time_ms,
+            )
+            if write.current_run.mode is CurrentRunMode.CREATE:
+                batch.add(
+                    self._s.insert_current, (shard_id, pointer.namespace_id, pointer.workflow_id, *values)
+                )
+            else:
+                expected = (
+                    write.current_run.previous_run_id
+                    if write.current_run.mode is CurrentRunMode.REPLACE
+                    else pointer.run_id
+                )
+                batch.add(
+                    self._s.update_current,
+                    (*values, shard_id, pointer.namespace_id, pointer.workflow_id, expected),
+                )
+        for task in write.transfer_tasks:
+            batch.add(self._s.insert_transfer, (shard_id, task.task_id, *_task_values(task)))
+        for timer in write.timer_tasks:
+            batch.add(
+                self._s.insert_timer, (shard_id, timer.fire_time_ms, timer.task_id, *_task_values(timer))
+            )
+
+    async def _read_condition_rows_serially(
+        self, shard_id: int, writes: Sequence[ExecutionWrite]
+    ) -> list[dict[str, Any]]:
+        """The rows a batch's conditions would be checked against, read linearizably (SERIAL)."""
+        reads = [self._serial_rows(self._s.read_shard_row, (shard_id,))]
+        for write in writes:
+            key = write.record.key
+            reads.append(
+                self._serial_rows(
+                    self._s.read_execution_row, (shard_id, key.namespace_id, key.workflow_id, key.run_id)
+                )
+            )
+            if write.current_run is not None:
+                reads.append(
+                    self._serial_rows(self._s.read_current_row, (shard_id, key.namespace_id, key.workflow_id))
+                )
+        return [row for rows in await asyncio.gather(*reads) for row in rows]
+
+    async def delete_execution(self, shard_id: int, namespace_id: str, workflow_id: str, run_id: str) -> None:
+        """Two conditional deletes (pointer, then row): Paxos orders them before any later re-creation.
+
+        Not one batch: the pointer is deleted only if it names this run, and a batch would drop the row's
+        deletion along with it when it does not. The pointer goes first, so a crash in between leaves an
+        unreachable row (harmless), never a pointer to a missing run.
+        """
+        await self._conditional(self._s.delete_current, (shard_id, namespace_id, workflow_id, run_id))
+        await self._conditional(self._s.delete_execution, (shard_id, namespace_id, workflow_id, run_id))
+
+    # ---- history ---------------------------------------------------------------------------------------
+    async def append_history_node(self, node: HistoryNode) -> None:
+        await self._execute(
+            self._s.append_node,
+            (
+                node.namespace_id,
+                node.workflow_id,
+                node.run_id,
+                node.node_id,
+                node.txn_id,
+                node.events,
+                node.last_event_id,
+            ),
+        )
+
+    async def read_history_nodes(
+        self,
+        namespace_id: str,
+        workflow_id: str,
+        run_id: str,
+        min_node_id: int,
+        max_txn_id: int,
+        limit: int,
+    ) -> list[HistoryNode]:
+        """Rows come ordered by (node_id, txn_id DESC): per node, the first row within max_txn_id wins.
+
+        Versions above max_txn_id (uncommitted transitions) are rare, so this reads about `limit` rows.
+        """
+        if limit <= 0:
+            return []
+        nodes: list[HistoryNode] = []
+        statement = self._s.read_nodes.bind((namespace_id, workflow_id, run_id, min_node_id))
+        statement.fetch_size = min(max(limit + 8, 16), PAGE_ROWS)
+        async with contextlib.aclosing(self._pages(statement)) as pages:
+            async for page in pages:
+                for row in page:
+                    if row["txn_id"] > max_txn_id or (nodes and nodes[-1].node_id == row["node_id"]):
+                        continue
+                    nodes.append(
+                        HistoryNode(
+                            namespace_id,
+                            workflow_id,
+                            run_id,
+                            row["node_id"],
+                            row["txn_id"],
+                            row["events"],
+                            row["last_event_id"],
+                        )
+                    )
+                    if len(nodes) == limit:
+                        return nodes
+        return nodes
+
+    async def delete_history(self, namespace_id: str, workflow_id: str, run_id: str) -> None:
+        await self._execute(self._s.delete_history, (namespace_id, workflow_id, run_id))
+
+    # ---- history queue tasks (shard partition) -----------------------------------------------------------
+    async def get_transfer_tasks(
+        self, shard_id: int, min_task_id_exclusive: int, max_task_id_inclusive: int, limit: int
+    ) -> list[TransferTask]:
+        if limit <= 0 or min_task_id_exclusive >= max_task_id_inclusive:
+            return []
+        rows = await self._rows(
+            self._s.get_transfer, (shard_id, min_task_id_exclusive, max_task_id_inclusive, limit)
+        )
+        return [
+            TransferTask(
+                row["task_id"],
+                row["task_namespace_id"],
+                row["task_workflow_id"],
+                row["task_run_id"],
+                row["kind"],
+                row["data"] or b"",
+            )
+            for row in rows
+        ]
+
+    async def delete_transfer_tasks(self, shard_id: int, max_task_id_inclusive: int) -> None:
+        await self._execute(self._s.delete_transfer, (shard_id, max_task_id_inclusive))
+
+    async def get_timer_tasks(
+        self, shard_id: int, min_fire_time_ms: int, max_fire_time_ms_exclusive: int, limit: int
+    ) -> list[TimerTask]:
+        if limit <= 0 or min_fire_time_ms >= max_fire_time_ms_exclusive:
+            return []
+        rows = await self._rows(
+            self._s.get_timers, (shard_id, min_fire_time_ms, max_fire_time_ms_exclusive, limit)
+        )
+        return [
+            TimerTask(
+                row["visibility_ts"],
+                row["task_id"],
+                row["task_namespace_id"],
+                row["task_workflow_id"],
+                row["task_run_id"],
+                row["kind"],
+                row["data"] or b"",
+            )
+            for row in rows
+        ]
+
+    async def delete_timer_tasks(self, shard_id: int, max_fire_time_ms_exclusive: int) -> None:
+        await self._execute(self._s.delete_timers, (shard_id, max_fire_time_ms_exclusive))
+
+    async def delete_timer_task(self, shard_id: int, fire_time_ms: int, task_id: int) -> None:
+        await self._execute(self._s.delete_timer, (shard_id, fire_time_ms, task_id))
+
+    # ---- matching: task-queue partitions ---------------------------------------------------------------
+    async def lease_task_queue(self, key: TaskQueueKey) -> TaskQueueInfo:
+        """A SERIAL read of the lease, then one LWT: create it at range 1, or bump it by one."""
+        queue = _queue_key(key)
+        rows = await self._serial_rows(self._s.read_queue, queue)
+        if not rows or rows[0]["range_id"] is None:
+            row = await self._conditional(self._s.create_queue, (*queue, 1))
+            if not row["[applied]"]:
+                raise TaskQueueLeaseLostError(f"task queue {key} was leased concurrently")
+            return TaskQueueInfo(key, range_id=1, ack_level=0)
+        range_id, ack_level = rows[0]["range_id"], rows[0]["ack_level"] or 0
+        row = await self._conditional(self._s.fence_queue, (range_id + 1, *queue, range_id))
+        if not row["[applied]"]:
+            raise TaskQueueLeaseLostError(f"task queue {key} was leased concurrently")
+        return TaskQueueInfo(key, range_id=range_id + 1, ack_level=ack_level)
+
+    async def update_task_queue(self, info: TaskQueueInfo) -> None:
+        row = await self._conditional(
+            self._s.update_queue_ack, (info.ack_level, *_queue_key(info.key), info.range_id)
+        )
+        if not row["[applied]"]:
+            raise TaskQueueLeaseLostError(
+                f"task queue {info.key}: expected range_id {info.range_id}, found {row.get('range_id')}"
+            )
+
+    async def create_queue_tasks(self, key: TaskQueueKey, range_id: int, tasks: Sequence[QueueTask]) -> None:
+        """The lease check and the inserts are one conditional batch in the queue partition."""
+        queue = _queue_key(key)
+        batch = self._batch()
+        batch.add(self._s.fence_queue, (range_id, *queue, range_id))
+        for task in tasks:
+            batch.add(
+                self._s.insert_queue_task,
+                (
+                    *queue,
+                    task.task_id,
+                    task.namespace_id,
+                    task.workflow_id,
+                    task.run_id,
+                    task.scheduled_event_id,
+                    task.create_time_ms,
+                    task.expiry_time_ms,
+                    task.data,
+                ),
+            )
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            raise TaskQueueLeaseLostError(
+                f"task queue {key}: expected range_id {range_id}, found {rows[0].get('range_id')}"
+            )
+
+    async def get_queue_tasks(
+        self, key: TaskQueueKey, min_task_id_exclusive: int, limit: int
+    ) -> list[QueueTask]:
+        if limit <= 0:
+            return []
+        rows = await self._rows(self._s.get_queue_tasks, (*_queue_key(key), min_task_id_exclusive, limit))
+        return [
+            QueueTask(
+                row["task_id"],
+                row["task_namespace_id"],
+                row["workflow_id"],
+                row["run_id"],
+                row["scheduled_event_id"],
+                row["create_time_ms"],
+                row["expiry_time_ms"],
+                row["data"] or b"",
+            )
+            for row in rows
+        ]
+
+    async def delete_queue_tasks(self, key: TaskQueueKey, max_task_id_inclusive: int) -> None:
+        await self._execute(self._s.delete_queue_tasks, (*_queue_key(key), max_task_id_inclusive))
+
+    async def list_task_queues(self) -> list[TaskQueueInfo]:
+        """A scan of partition keys and static columns only (SELECT DISTINCT): no backlog task is read."""
+        infos: list[TaskQueueInfo] = []
+        statement = self._s.list_queues.bind(())
+        statement.fetch_size = PAGE_ROWS
+        async for page in self._pages(statement):
+            for row in page:
+                if row["range_id"] is None:
+                    continue
+                key = TaskQueueKey(
+                    row["namespace_id"],
+                    row["task_queue_name"],
+                    row["task_queue_type"],
+                    row["queue_partition"],
+                )
+                infos.append(TaskQueueInfo(key, row["range_id"], row["ack_level"] or 0))
+        infos.sort(key=lambda i: (i.key.namespace_id, i.key.name, i.key.task_type, i.key.partition))
+        return infos
+
+    # ---- namespaces --------------------------------------------------------------------------------------
+    async def create_namespace(self, record: NamespaceRecord) -> None:
+        """Claims the name and the id in one conditional batch: both or neither."""
+        batch = self._batch()
+        values = (record.id, record.name, record.data, record.notification_version)
+        batch.add(self._s.insert_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_NAME, record.name, *values))
+        batch.add(self._s.insert_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, record.id, *values))
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            taken = next((row for row in rows if row.get("id") is not None), {})
+            raise NamespaceAlreadyExistsError(
+                f"namespace {taken.get('name', record.name)!r} (id {taken.get('id', record.id)}) already exists"
+            )
+
+    async def get_namespace_by_name(self, name: str) -> NamespaceRecord | None:
+        row = await self._one(self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_NAME, name))
+        return None if row is None else _namespace_from_row(row)
+
+    async def get_namespace_by_id(self, namespace_id: str) -> NamespaceRecord | None:
+        row = await self._one(self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id))
+        return None if row is None else _namespace_from_row(row)
+
+    async def list_namespaces(self) -> list[NamespaceRecord]:
+        statement = self._s.list_namespaces.bind((NAMESPACES_PARTITION,))
+        statement.fetch_size = PAGE_ROWS
+        return [_namespace_from_row(row) async for page in self._pages(statement) for row in page]
+
+    async def update_namespace(self, record: NamespaceRecord, expected_notification_version: int) -> None:
+        """Writes the record as given, including its notification_version (the caller bumps it).
+
+        One conditional batch on the namespaces partition: the by-id row IF notification_version matches,
+        and the by-name row updated in place (IF it is still this namespace's) or, on a rename, the old name
+        row deleted and the new one claimed IF NOT EXISTS.
+        """
+        rows = await self._serial_rows(
+            self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, record.id)
+        )
+        if not rows:
+            raise NamespaceNotFoundError(f"namespace id {record.id} does not exist")
+        stored = _namespace_from_row(rows[0])
+        if stored.notification_version != expected_notification_version:
+            raise _namespace_version_mismatch(
+                record.id, expected_notification_version, stored.notification_version
+            )
+        values = (record.id, record.name, record.data, record.notification_version)
+        batch = self._batch()
+        batch.add(
+            self._s.update_namespace_if_version,
+            (*values, NAMESPACES_PARTITION, NAMESPACE_BY_ID, record.id, expected_notification_version),
+        )
+        if stored.name == record.name:
+            batch.add(
+                self._s.update_namespace_if_id,
+                (*values, NAMESPACES_PARTITION, NAMESPACE_BY_NAME, record.name, record.id),
+            )
+        else:
+            batch.add(
+                self._s.delete_namespace_if_id,
+                (NAMESPACES_PARTITION, NAMESPACE_BY_NAME, stored.name, record.id),
+            )
+            batch.add(
+                self._s.insert_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_NAME, record.name, *values)
+            )
+        rows = await self._execute_conditional(batch)
+        if rows[0]["[applied]"]:
+            return
+        by_key = {(row.get("kind"), row.get("key")): row for row in rows if row.get("kind") is not None}
+        by_id = by_key.get((NAMESPACE_BY_ID, record.id))
+        if by_id is None:
+            raise NamespaceNotFoundError(f"namespace id {record.id} does not exist")
+        if by_id["notification_version"] != expected_notification_version:
+            raise _namespace_version_mismatch(
+                record.id, expected_notification_version, by_id["notification_version"]
+            )
+        clash = by_key.get((NAMESPACE_BY_NAME, record.name))
+        if clash is not None and clash["id"] != record.id:
+            raise NamespaceAlreadyExistsError(f"namespace name {record.name!r} is taken by id {clash['id']}")
+        # The by-name row changed under us (a concurrent rename): the caller reloads and retries.
+        raise ConditionFailedError(
+            {0: ConditionFailedError.VERSION_MISMATCH}, f"namespace {record.id} changed concurrently"
+        )
+
+    # ---- visibility --------------------------------------------------------------------------------------
+    async def upsert_visibility(self, record: VisibilityRecord) -> None:
+        """Three idempotent writes in parallel (row, where-is-the-run pointer, day index); a failed one is
+        reported as unavailable and the caller's retry of the whole upsert repairs it."""
+        previous = await self._visibility_start(record.namespace_id, record.workflow_id, record.run_id)
+        if previous is not None and previous != record.start_time_ms:
+            # The start time is part of the row's key: a changed one moves the row.
+            await self._execute(
+                self._s.delete_visibility,
+                (record.namespace_id, _day(previous), previous, record.run_id),
+            )
+        day = _day(record.start_time_ms)
+        await asyncio.gather(
+            self._execute(
+                self._s.insert_visibility,
+                (
+                    day,
+                    record.namespace_id,
+                    record.workflow_id,
+                    record.run_id,
+                    record.workflow_type,
+                    record.task_queue,
+                    record.status,
+                    record.start_time_ms,
+                    record.execution_time_ms,
+                    record.close_time_ms,
+                    record.history_length,
+                    record.memo,
+                    record.search_attributes,
+                ),
+            ),
+            self._execute(self._s.insert_visibility_day, (record.namespace_id, day)),
+            self._execute(
+                self._s.insert_visibility_by_run,
+                (record.namespace_id, record.workflow_id, record.run_id, record.start_time_ms),
+            ),
+        )
+
+    async def get_visibility(
+        self, namespace_id: str, workflow_id: str, run_id: str
+    ) -> VisibilityRecord | None:
+        start = await self._visibility_start(namespace_id, workflow_id, run_id)
+        if start is None:
+            return None
+        row = await self._one(self._s.get_visibility, (namespace_id, _day(start), start, run_id))
+        if row is None or row["workflow_id"] != workflow_id:
+            return None
+        return _visibility_from_row(row)
+
+    async def list_visibility(
+        self, namespace_id: str, page_size: int, after: tuple[int, str] | None = None
+    ) -> list[VisibilityRecord]:
+        """Newest first: walks the namespace's days (newest first), each a clustered slice."""
+        if page_size <= 0:
+            return []
+        records: list[VisibilityRecord] = []
+        last_day = _day(after[0]) if after is not None else 2**31 - 1
+        days = self._s.visibility_days.bind((namespace_id, last_day))
+        days.fetch_size = PAGE_ROWS
+        async with contextlib.aclosing(self._pages(days)) as pages:
+            async for page in pages:
+                for day_row in page:
+                    day = day_row["start_day"]
+                    wanted = page_size - len(records)
+                    if after is not None and day == _day(after[0]):
+                        rows = await self._rows(
+                            self._s.visibility_page_after, (namespace_id, day, after[0], after[1], wanted)
+                        )
+                    else:
+                        rows = await self._rows(self._s.visibility_page, (namespace_id, day, wanted))
+                    records.extend(_visibility_from_row(row) for row in rows)
+                    if len(records) >= page_size:
+                        return records
+        return records
+
+    async def delete_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> None:
+        start = await self._visibility_start(namespace_id, workflow_id, run_id)
+        if start is None:
+            return
+        await self._execute(self._s.delete_visibility, (namespace_id, _day(start), start, run_id))
+        await self._execute(self._s.delete_visibility_by_run, (namespace_id, workflow_id, run_id))
+
+    # ---- search attribute registry -------------------------------------------------------------------------
+    async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
+        statement = self._s.get_search_attributes.bind((namespace_id,))
+        statement.fetch_size = PAGE_ROWS
+        return {row["name"]: row["value_type"] async for page in self._pages(statement) for row in page}
+
+    async def add_search_attributes(self, namespace_id: str, attributes: Mapping[str, int]) -> None:
+        """One `IF NOT EXISTS` per name: a registered name keeps its type, whoever registers it again."""
+        await asyncio.gather(
+            *(
+                self._conditional(self._s.add_search_attribute, (namespace_id, name, int(value_type)))
+                for name, value_type in attributes.items()
+            )
+        )
+
+    async def remove_search_attributes(self, namespace_id: str, names: Iterable[str]) -> None:
+        await asyncio.gather(
+            *(self._conditional(self._s.remove_search_attribute, (namespace_id, name)) for name in set(names))
+        )
+
+    async def _visibility_start(self, namespace_id: str, workflow_id: str, run_id: str) -> int | None:
+        row = await self._one(self._s.get_visibility_by_run, (namespace_id, workflow_id, run_id))
+        return None if row is None else row["start_time_ms"]
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+    def _batch(self) -> BatchStatement:
+        return BatchStatement(batch_type=BatchType.LOGGED, serial_consistency_level=self._serial)
+
+    async def _execute(self, statement: Any, parameters: Any = None) -> list[dict[str, Any]]:
+        with _unavailable_on_driver_error(_describe(statement)):
+            result = await aio.execute(self._session, statement, parameters)
+        return list(result.current_rows)
+
+    async def _rows(self, statement: PreparedStatement, parameters: Sequence[Any]) -> list[dict[str, Any]]:
+        """One page (the statement has a LIMIT no larger than a page)."""
+        return await self._execute(statement, parameters)
+
+    async def _one(self, statement: PreparedStatement, parameters: Sequence[Any]) -> dict[str, Any] | None:
+        rows = await self._execute(statement, parameters)
+        return rows[0] if rows else None
+
+    async def _serial_rows(
+        self, statement: PreparedStatement, parameters: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """A linearizable read (SERIAL / LOCAL_SERIAL): it also completes any in-flight LWT on the row."""
+        bound = statement.bind(parameters)
+        bound.consistency_level = self._serial
+        return await self._execute(bound)
+
+    async def _pages(self, statement: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every page of a query; close it (contextlib.aclosing) when leaving the loop early."""
+        with _unavailable_on_driver_error(_describe(statement)):
+            async for page in aio.pages(self._session, statement):
+                yield page
+
+    async def _conditional(self, statement: PreparedStatement, parameters: Sequence[Any]) -> dict[str, Any]:
+        """One LWT; returns its result row ("[applied]" and, when not applied, the current values)."""
+        bound = statement.bind(parameters)
+        bound.serial_consistency_level = self._serial
+        return (await self._execute_conditional(bound))[0]
+
+    async def _execute_conditional(self, statement: Any) -> list[dict[str, Any]]:
+        try:
+            return await self._execute(statement)
+        except StoreUnavailableError as e:
+            if isinstance(
+                e.__cause__, WriteTimeout | CoordinationFailure | OperationTimedOut | ConnectionException
+            ):
+                raise StoreUnavailableError(
+                    f"conditional write outcome unknown (it may have been applied): {e.__cause__}"
+                ) from e.__cause__
+            raise
+
+
+@contextlib.contextmanager
+def _unavailable_on_driver_error(what: str) -> Iterator[None]:
+    """Timeouts, unreachable or overloaded nodes are availability problems for the caller, not bugs.
+
+    Errors that mean the request itself is wrong (InvalidRequest, SyntaxException, Unauthorized, ...) pass
+    through unchanged.
+    """
+    try:
+        yield
+    except _UNAVAILABLE_ERRORS as e:
+        raise StoreUnavailableError(f"cassandra: {what}: {type(e).__name__}: {e}") from e
+
+
+def _describe(statement: Any) -> str:
+    if isinstance(statement, BatchStatement):
+        return "batch"
+    query = getattr(statement, "query_string", None) or getattr(
+        getattr(statement, "prepared_statement", None), "query_string", ""
+    )
+    return " ".join(str(query).split()[:4]) or type(statement).__name__
+
+
+# ---- commit failures -----------------------------------------------------------------------------------
+
+
+def _repeated_targets(writes: Sequence[ExecutionWrite]) -> dict[int, str]:
+    seen_runs: set[ExecutionKey] = set()
+    seen_pointers: set[tuple[str, str]] = set()
+    failures: dict[int, str] = {}
+    for index, write in enumerate(writes):
+        reason = _repeated_target_failure(write, seen_runs, seen_pointers)
+        if reason is not None:
+            failures[index] = reason
+    return failures
+
+
+def _commit_failure(
+    shard_id: int,
+    range_id: int,
+    writes: Sequence[ExecutionWrite],
+    rows: list[dict[str, Any]],
+    repeated: dict[int, str],
+) -> PersistenceError:
+    """Which condition failed, read from the rows the conditions were checked against.
+
+    Rows that do not exist are not returned; every row a write names carries a condition, so a missing one
+    means absent. The fence comes first: a stale owner learns it lost the shard, not that it is stale.
+    """
+    found: dict[tuple[int, str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row.get("type") is not None:
+            found[(row["type"], row["namespace_id"], row["workflow_id"], row["run_id"])] = row
+    shard = found.get((ROW_SHARD, "", "", ""))
+    if shard is None or shard["range_id"] != range_id:
+        return ShardOwnershipLostError(shard_id, range_id, None if shard is None else shard["range_id"])
+    failures: dict[int, str] = {}
+    for index, write in enumerate(writes):
+        reason = repeated.get(index) or _execution_failure(write, found) or _current_run_failure(write, found)
+        if reason is not None:
+            failures[index] = reason
+    if not failures:
+        # Cannot happen unless the rows returned disagree with the conditions; make the caller reload.
+        log.error("shard %s: conditional batch not applied but no failing condition found", shard_id)
+        return ConditionFailedError(
+            {i: ConditionFailedError.VERSION_MISMATCH for i in range(len(writes))}, "unexplained rejection"
+        )
+    return ConditionFailedError(failures)
+
+
+def _execution_failure(
+    write: ExecutionWrite, found: dict[tuple[int, str, str, str], dict[str, Any]]
+) -> str | None:
+    key = write.record.key
+    row = found.get((ROW_EXECUTION, key.namespace_id, key.workflow_id, key.run_id))
+    if write.expected_version is None:
+        return None if row is None else ConditionFailedError.ALREADY_EXISTS
+    if row is None or row["db_record_version"] != write.expected_version:
+        return ConditionFailedError.VERSION_MISMATCH
+    return None
+
+
+def _current_run_failure(
+    write: ExecutionWrite, found: dict[tuple[int, str, str, str], dict[str, Any]]
+) -> str | None:
+    current_run = write.current_run
+    if current_run is None:
+        return None
+    record = current_run.record
+    row = found.get((ROW_CURRENT_RUN, record.namespace_id, record.workflow_id, ""))
+    pointer = None if row is None else row["current_run_id"]
+    if current_run.mode is CurrentRunMode.CREATE:
+        return None if pointer is None else ConditionFailedError.ALREADY_EXISTS
+    expected = current_run.previous_run_id if current_run.mode is CurrentRunMode.REPLACE else record.run_id
+    if pointer is None or pointer != expected:
+        return ConditionFailedError.CURRENT_RUN_MISMATCH
+    return None
+
+
+# ---- row conversions -----------------------------------------------------------------------------------
+
+
+def _shard_from_row(shard_id: int, row: dict[str, Any]) -> ShardInfo:
+    return ShardInfo(
+        shard_id,
+        range_id=row["range_id"],
+        transfer_ack_level=row["transfer_ack_level"] or 0,
+        timer_ack_level_ms=row["timer_ack_level_ms"] or 0,
+    )
+
+
+def _current_run_from_row(namespace_id: str, workflow_id: str, row: dict[str, Any]) -> CurrentRunRecord:
+    return CurrentRunRecord(
+        namespace_id,
+        workflow_id,
+        row["current_run_id"],
+        RunStatus(row["status"]),
+        row["execution_status"],
+        row["create_request_id"],
+        row["start_time_ms"] or 0,
+        row["close_time_ms"] or 0,
+    )
+
+
+def _task_values(task: TransferTask | TimerTask) -> tuple[Any, ...]:
+    return (task.namespace_id, task.workflow_id, task.run_id, task.kind, task.data)
+
+
+def _queue_key(key: TaskQueueKey) -> tuple[str, str, int, int]:
+    return (key.namespace_id, key.name, int(key.task_type), key.partition)
+
+
+def _namespace_from_row(row: dict[str, Any]) -> NamespaceRecord:
+    return NamespaceRecord(row["id"], row["name"], row["data"] or b"", row["notification_version"] or 0)
+
+
+def _namespace_version_mismatch(namespace_id: str, expected: int, found: int) -> ConditionFailedError:
+    return ConditionFailedError(
+        {0: ConditionFailedError.VERSION_MISMATCH},
+        f"namespace {namespace_id}: expected notification_version {expected}, found {found}",
+    )
+
+
+def _visibility_from_row(row: dict[str, Any]) -> VisibilityRecord:
+    return VisibilityRecord(
+        row["namespace_id"],
+        row["workflow_id"],
+        row["run_id"],
+        row["workflow_type"],
+        row["task_queue"],
+        row["status"],
+        row["start_time_ms"],
+        row["execution_time_ms"] or 0,
+        row["close_time_ms"] or 0,
+        row["history_length"] or 0,
+        row["memo"] or b"",
+        row["search_attributes"] or b"",
+    )
+
+
+def _day(time_ms: int) -> int:
+    return time_ms // DAY_MS
+
+
+__all__ = ["CassandraConfig", "CassandraStore"]
