@@ -74,7 +74,7 @@ def start_dev(
     event_loop: str,
 ) -> None:
     """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
-    from hourglass.cluster.node import Node, NodeConfig
+    from hourglass.cluster.node import NodeConfig
     from hourglass.persistence.sqlite.store import SQLiteStore
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,26 +86,76 @@ def start_dev(
         namespaces=["default", *[n for n in namespaces if n != "default"]],
     )
 
-    async def run() -> None:
-        store = await SQLiteStore.open(db_filename)
-        node = Node(config, store)
-        await node.start()
-        where = db_filename or "in memory"
-        click.echo(
-            f"Hourglass dev server listening on {ip}:{node.bound_port} (store: SQLite, {where}); "
-            f"namespaces: {', '.join(config.namespaces)}",
-            err=True,
-        )
-        if node.metrics_port is not None:
-            click.echo(f"Metrics: http://{ip}:{node.metrics_port}/metrics", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await node.stop()
+    async def open_store():
+        return await SQLiteStore.open(db_filename)
 
-    _run(run(), event_loop)
+    _run(_serve(config, open_store, f"SQLite, {db_filename or 'in memory'}"), event_loop)
+
+
+@server.command("start")
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="YAML configuration of the node (see config/*.yaml).",
+)
+@click.option("--event-loop", default="uvloop", show_default=True, type=click.Choice(["uvloop", "asyncio"]))
+def start(config_file: str, event_loop: str) -> None:
+    """A node of a cluster, on the store its configuration names (Cassandra / Astra DB, or SQLite)."""
+    from hourglass.cluster.config import ConfigError, load_config, open_store
+    from hourglass.cluster.node import NodeConfig
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    node_config = NodeConfig(
+        ip=config.node.ip,
+        port=config.node.port,
+        history_shard_count=config.history_shards,
+        metrics_port=config.node.metrics_port,
+        namespaces=config.namespaces,
+        max_blob_bytes=config.max_blob_bytes,
+        cluster_name=config.cluster_name,
+    )
+    where = config.store.kind
+    if config.store.kind == "cassandra":
+        c = config.store.cassandra
+        where = f"Cassandra, keyspace {c.keyspace} at {'Astra DB' if c.secure_connect_bundle else ','.join(c.hosts)}"
+    _run(_serve(node_config, lambda: open_store(config), where), event_loop)
+
+
+async def _serve(config, open_store, where: str) -> None:
+    """Open the store, start the node, serve until SIGINT/SIGTERM, then stop cleanly."""
+    from hourglass.cluster.node import Node
+
+    try:
+        store = await open_store()
+    except Exception as e:  # the store's own message names the problem (unreachable, old schema...)
+        raise click.ClickException(f"cannot open the store ({where}): {e}") from None
+    node = Node(config, store)
+    try:
+        await node.start()
+    except Exception as e:
+        await store.close()
+        raise click.ClickException(f"cannot start the node: {e}") from None
+    click.echo(
+        f"Hourglass listening on {config.ip}:{node.bound_port} (store: {where}); "
+        f"namespaces: {', '.join(config.namespaces)}",
+        err=True,
+    )
+    if node.metrics_port is not None:
+        click.echo(f"Metrics: http://{config.ip}:{node.metrics_port}/metrics", err=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()
 
 
 def _run(coro, event_loop: str) -> None:

@@ -83,6 +83,9 @@ class Node:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # gRPC sets SO_REUSEPORT by default: a second server on the same port would silently
+                # receive half the requests. Refuse to share the port instead.
+                ("grpc.so_reuseport", 0),
             ]
         )
         add_WorkflowServiceServicer_to_server(
@@ -107,7 +110,10 @@ class Node:
         ):
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
-        self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
+        try:
+            self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e
         await self.server.start()
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
 

@@ -1,0 +1,48 @@
+"""`hourglass server start --config`: a bad file is refused with a message that names the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hourglass.cluster.cli import main
+from hourglass.cluster.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "config"
+
+
+@pytest.mark.parametrize("name", ["cassandra-local.yaml", "astra.yaml", "sqlite-file.yaml"])
+def test_shipped_examples_are_valid(name: str) -> None:
+    config = load_config(CONFIGS / name)
+    assert config.store.kind in ("cassandra", "sqlite")
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text("store:\n  kind: sqlite\nnode:\n  prot: 7233\n")
+    with pytest.raises(ConfigError, match=r"node\.prot: Extra inputs are not permitted"):
+        load_config(path)
+
+
+def test_wrong_type_and_missing_store_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text("history_shards: many\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "history_shards" in str(info.value) and "store: Field required" in str(info.value)
+
+
+def test_cli_reports_bad_config_and_exits_non_zero(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text("store: [not, a, mapping\n")
+    result = CliRunner().invoke(main, ["server", "start", "--config", str(path)])
+    assert result.exit_code != 0
+    assert "not valid YAML" in result.output
+
+
+def test_cli_reports_a_missing_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["server", "start", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code != 0
+    assert "cannot read" in result.output
