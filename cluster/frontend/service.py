@@ -123,6 +123,8 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RegisterNamespace(self, request, context):
+        if request.workflow_execution_retention_period.ToMilliseconds() <= 0:
+            raise InvalidArgument("A valid retention period is not set on request.")
         await self.namespaces.register(
             request.namespace,
             request.description,

@@ -185,7 +185,7 @@ class HistoryEngine:
                     raise NotFound(
                         f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
                     )
-                tr = Transition(ms, now_ms())
+                tr = Transition(ms, now_ms(), await self._retention_ms(namespace_id))
                 try:
                     result = action(ms, tr)
                     if asyncio.iscoroutine(result):

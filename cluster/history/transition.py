@@ -376,6 +376,8 @@ class Transition:
         ms.cancels_requested.clear()
         if self.retention_ms > 0:
             self.timer(TimerKind.DELETE_HISTORY, self.now + self.retention_ms)
+        if self.retention_ms > 0:
+            self.timer(TimerKind.DELETE_HISTORY, self.now + self.retention_ms)
         self.current_run = CurrentRunWrite(
             mode=CurrentRunMode.UPDATE,
             record=CurrentRunRecord(

@@ -58,12 +58,20 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     workdir = tmp_path_factory.mktemp(f"compat-{target}")
     if target == REFERENCE:
         srv = servers.reference_server(workdir, persist=_persist_reference())
+    elif target == servers.HOURGLASS_CASSANDRA:
+        from hourglass.persistence.cassandra import testing as cassandra
+
+        cluster = cassandra.acquire()  # starts the dev Cassandra from the Maven jars if none is running
+        request_release = cassandra.release
+        srv = servers.hourglass_cassandra_server(workdir, cluster.hosts, cluster.port)
     else:
         srv = servers.hourglass_server(workdir)
     try:
         yield await _start(srv)
     finally:
         srv.stop()
+        if target == servers.HOURGLASS_CASSANDRA:
+            request_release()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ READY_DEADLINE_S = 30.0
 STOP_GRACE_S = 10.0
 
 HOURGLASS = "hourglass"
+HOURGLASS_CASSANDRA = "hourglass-cassandra"
 REFERENCE = "reference"
 
 
@@ -37,8 +38,10 @@ def free_port() -> int:
 
 def compat_target() -> str:
     target = os.environ.get("HOURGLASS_COMPAT_TARGET", HOURGLASS).strip().lower() or HOURGLASS
-    if target not in (HOURGLASS, REFERENCE):
-        raise ValueError(f"HOURGLASS_COMPAT_TARGET must be 'hourglass' or 'reference', not {target!r}")
+    if target not in (HOURGLASS, HOURGLASS_CASSANDRA, REFERENCE):
+        raise ValueError(
+            f"HOURGLASS_COMPAT_TARGET must be 'hourglass', 'hourglass-cassandra' or 'reference', not {target!r}"
+        )
     return target
 
 
@@ -179,6 +182,32 @@ def hourglass_server(workdir: Path) -> ServerProcess:
         "--log-level", "warning",
     ]  # fmt: skip
     return ServerProcess(kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv)
+
+
+def hourglass_cassandra_server(workdir: Path, hosts: list[str], port: int) -> ServerProcess:
+    """`hourglass server start --config` on a fresh keyspace of a real Cassandra (set up by the schema tool).
+
+    The state lives in the keyspace, so the node can be killed and restarted like a file-backed one."""
+    exe = shutil.which("hourglass")
+    if exe is None:
+        raise ServerError("`hourglass` is not on PATH (pip install -e . in this repo)")
+    keyspace = f"compat_{int(time.time())}_{os.getpid()}"
+    subprocess.run(
+        [exe, "schema", "setup", "--hosts", ",".join(hosts), "--port", str(port), "--keyspace", keyspace,
+         "--replication-factor", "1"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    server_port = free_port()
+    config = workdir / "node.yaml"
+    config.write_text(
+        "history_shards: 4\nlog_level: warning\n"
+        f"node: {{ip: 127.0.0.1, port: {server_port}}}\n"
+        f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}}}}}\n"
+    )
+    argv = [exe, "server", "start", "--config", str(config)]
+    return ServerProcess(
+        kind=HOURGLASS_CASSANDRA, port=server_port, workdir=workdir, db_filename=config, argv=argv
+    )
 
 
 def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
