@@ -29,8 +29,11 @@ dev: install
 lint: install-test
 	$(BIN)/ruff check .
 
+# Everything on the embedded store (and the store suites on a real Cassandra), then the official-SDK
+# compat suite again against a node on Cassandra.
 test: install-test lint
 	$(BIN)/python -m pytest -q tests
+	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat
 
 # A real single-node Cassandra 5 from Maven Central jars (no Docker): 127.0.0.1:9042, data under build/.
 cassandra-up: install

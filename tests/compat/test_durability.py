@@ -43,8 +43,16 @@ async def test_workflows_resume_after_kill9(restartable_server: ServerProcess) -
     client = await Client.connect(srv.address)
 
     for h in (done, act, timer, sig):
-        again = client.get_workflow_handle(h.id)
-        assert await event_types(again) == history_before[h.id], h.id
+        after = await event_types(client.get_workflow_handle(h.id))
+        # Nothing lost: what was there before the kill is still there. Only the timer may have moved on
+        # (a slow restart, e.g. on Cassandra, can outlast its 5 s), and only by firing.
+        assert after[: len(history_before[h.id])] == history_before[h.id], h.id
+        if h is not timer:
+            assert after == history_before[h.id], h.id
+        else:
+            assert after[len(history_before[h.id]) :] in ([], ["TIMER_FIRED", "WORKFLOW_TASK_SCHEDULED"]), (
+                after
+            )
     assert await client.get_workflow_handle(done.id).result() == "Hello, before!"
     for h in (act, timer, sig):
         assert (await client.get_workflow_handle(h.id).describe()).status == WorkflowExecutionStatus.RUNNING

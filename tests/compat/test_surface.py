@@ -251,7 +251,9 @@ async def test_namespace_register_update_describe(client: Client) -> None:
     assert described.config.workflow_execution_retention_ttl.seconds == 86400 * 3
     with pytest.raises(RPCError) as info:
         await client.workflow_service.register_namespace(
-            RegisterNamespaceRequest(namespace=name, workflow_execution_retention_period=Duration(seconds=86400))
+            RegisterNamespaceRequest(
+                namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+            )
         )
     assert info.value.status == RPCStatusCode.ALREADY_EXISTS
     with pytest.raises(RPCError) as info:
