@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from temporalio import activity, workflow
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.command.v1 import Command, StartChildWorkflowExecutionCommandAttributes
+from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
+from temporalio.api.enums.v1 import CommandType, EventType, TaskQueueType, WorkflowTaskFailedCause
 from temporalio.api.namespace.v1 import NamespaceConfig, UpdateNamespaceInfo
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
@@ -19,7 +20,9 @@ from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
     DescribeTaskQueueRequest,
     GetWorkflowExecutionHistoryReverseRequest,
+    PollWorkflowTaskQueueRequest,
     RegisterNamespaceRequest,
+    RespondWorkflowTaskCompletedRequest,
     UpdateNamespaceRequest,
 )
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -283,3 +286,48 @@ async def test_retention_deletes_closed_workflows(server: ServerProcess, client:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the closed workflow outlived its namespace's retention")
+
+
+async def test_a_command_with_an_invalid_parent_close_policy_fails_the_task(
+    server: ServerProcess, client: Client
+) -> None:
+    """A worker speaking the raw protocol sends a child start with an unknown parent close policy: the
+    completion is refused with INVALID_ARGUMENT, the workflow task fails, and no child is started."""
+    if server.kind == REFERENCE:
+        pytest.skip(
+            "deliberately stricter than the reference, which accepts the unknown policy and starts the child"
+        )
+    tq = new_id("raw")
+    handle = await client.start_workflow(CronTick.run, id=new_id("bad-policy"), task_queue=tq)
+    poll = await client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
+        timeout=timedelta(seconds=10),
+    )
+    command = Command(
+        command_type=CommandType.COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION,
+        start_child_workflow_execution_command_attributes=StartChildWorkflowExecutionCommandAttributes(
+            workflow_id=f"{handle.id}-child",
+            workflow_type=WorkflowType(name="CronTick"),
+            task_queue=TaskQueue(name=tq),
+            parent_close_policy=99,
+        ),
+    )
+    with pytest.raises(RPCError) as info:
+        await client.workflow_service.respond_workflow_task_completed(
+            RespondWorkflowTaskCompletedRequest(
+                namespace="default", task_token=poll.task_token, commands=[command], identity="raw"
+            )
+        )
+    assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
+    events = (await handle.fetch_history()).events
+    failed = (
+        events[-2] if events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED else events[-1]
+    )
+    assert failed.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    assert failed.workflow_task_failed_event_attributes.cause == (
+        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_BAD_START_CHILD_EXECUTION_ATTRIBUTES
+    )
+    assert not any(
+        e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED for e in events
+    )
+    await handle.terminate()
