@@ -499,21 +499,19 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RecordActivityTaskHeartbeat(self, request, context):
-        token, by_id = await self._activity_token(request)
-        check_blob_size(request.details, self.max_blob_bytes, "Heartbeat details")
-        cancel = await self.history.record_activity_heartbeat(
-            token, request.details if request.HasField("details") else None, by_id
-        )
-        return rr.RecordActivityTaskHeartbeatResponse(cancel_requested=cancel)
+        return rr.RecordActivityTaskHeartbeatResponse(cancel_requested=await self._heartbeat(request))
 
     @rpc
     async def RecordActivityTaskHeartbeatById(self, request, context):
+        return rr.RecordActivityTaskHeartbeatByIdResponse(cancel_requested=await self._heartbeat(request))
+
+    async def _heartbeat(self, request) -> bool:
+        """Record the details; answers whether the activity's cancellation was requested."""
         token, by_id = await self._activity_token(request)
         check_blob_size(request.details, self.max_blob_bytes, "Heartbeat details")
-        cancel = await self.history.record_activity_heartbeat(
+        return await self.history.record_activity_heartbeat(
             token, request.details if request.HasField("details") else None, by_id
         )
-        return rr.RecordActivityTaskHeartbeatByIdResponse(cancel_requested=cancel)
 
     # ---- visibility ------------------------------------------------------------------------------------
     async def _visibility(self, handler, request):
