@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test lint install install-test clean cassandra-up cassandra-down
+.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: install-test
 test: install-test lint
 	$(BIN)/python -m pytest -q tests
 	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat
+
+# Hourglass vs the reference, same run: writes loadtest/RESULTS.md (a benchmark, never part of `make test`).
+bench: install-test
+	$(BIN)/python -m hourglass.loadtest.bench
 
 # A real single-node Cassandra 5 from Maven Central jars (no Docker): 127.0.0.1:9042, data under build/.
 cassandra-up: install

@@ -172,8 +172,10 @@ def _run(coro, event_loop: str) -> None:
 
 def _register_subcommands() -> None:
     from hourglass.cluster.schema_cli import schema
+    from hourglass.loadtest.cli import loadtest
 
     main.add_command(schema)
+    main.add_command(loadtest)
 
 
 _register_subcommands()

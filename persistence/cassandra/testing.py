@@ -108,6 +108,10 @@ class _DevNodeUsers:
             status = _devserver("status").returncode  # 0 running, 1 stopped, 2 starting
             if status != 0:
                 result = _devserver("up")
+                if result.returncode != 0 and _cql_answers("127.0.0.1", 9042):
+                    # A Cassandra this checkout did not start (another checkout's dev node, a local install)
+                    # already serves the port: tests make their own keyspaces, so use it and never stop it.
+                    return
                 if result.returncode != 0:
                     (self.directory / str(os.getpid())).unlink(missing_ok=True)
                     raise CassandraUnavailableForTests(
@@ -146,6 +150,19 @@ class _DevNodeUsers:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cql_answers(host: str, port: int) -> bool:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([host], port=port, connect_timeout=5, protocol_version=5)
+    try:
+        cluster.connect().execute("SELECT release_version FROM system.local")
+        return True
+    except Exception:
+        return False
+    finally:
+        cluster.shutdown()
 
 
 def _alive(pid: int) -> bool:
