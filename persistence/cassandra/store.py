@@ -38,6 +38,7 @@ from cassandra.connection import ConnectionException
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage, ServerError
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from hourglass.persistence.batch_rules import check_batch_is_well_formed, repeated_target_failure
 from hourglass.persistence.cassandra import aio
 from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster, consistency_level
 from hourglass.persistence.errors import (
@@ -67,10 +68,6 @@ from hourglass.persistence.records import (
     TransferTask,
     VisibilityRecord,
 )
-
-# The batch rules (well-formed writes; one write per row and pointer) are the interface's, not a backend's:
-# reuse the SQLite store's so both stores reject exactly the same batches.
-from hourglass.persistence.sqlite.store import _check_batch_is_well_formed, _repeated_target_failure
 from hourglass.persistence.store import Store
 from hourglass.schema.migrate_cassandra import check_schema_version, keyspace_exists, validate_keyspace_name
 
@@ -433,7 +430,7 @@ class CassandraStore(Store):
 
     async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
         """ONE conditional batch in the shard's partition; see the module docstring."""
-        _check_batch_is_well_formed(writes)
+        check_batch_is_well_formed(writes)
         repeated = _repeated_targets(writes)
         if repeated:
             # Two conditions on one row cannot share a batch, and the batch fails anyway: read what the
@@ -985,7 +982,7 @@ def _repeated_targets(writes: Sequence[ExecutionWrite]) -> dict[int, str]:
     seen_pointers: set[tuple[str, str]] = set()
     failures: dict[int, str] = {}
     for index, write in enumerate(writes):
-        reason = _repeated_target_failure(write, seen_runs, seen_pointers)
+        reason = repeated_target_failure(write, seen_runs, seen_pointers)
         if reason is not None:
             failures[index] = reason
     return failures

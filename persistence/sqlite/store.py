@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from hourglass.persistence.batch_rules import check_batch_is_well_formed, repeated_target_failure
 from hourglass.persistence.errors import (
     ConditionFailedError,
     NamespaceAlreadyExistsError,
@@ -199,7 +200,7 @@ class SQLiteStore(Store):
 
     async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
         """Conditions are evaluated against the state before the batch; nothing is written unless all hold."""
-        _check_batch_is_well_formed(writes)
+        check_batch_is_well_formed(writes)
         with self._transaction() as conn:
             self._check_range_id(conn, shard_id, range_id)
             failures = self._condition_failures(conn, shard_id, writes)
@@ -217,7 +218,7 @@ class SQLiteStore(Store):
         seen_pointers: set[tuple[str, str]] = set()
         for index, write in enumerate(writes):
             reasons = (
-                _repeated_target_failure(write, seen_runs, seen_pointers),
+                repeated_target_failure(write, seen_runs, seen_pointers),
                 self._execution_failure(conn, shard_id, write),
                 self._current_run_failure(conn, shard_id, write.current_run),
             )
@@ -669,47 +670,3 @@ def _connect(path: str | None) -> sqlite3.Connection:
             )
         conn.execute("PRAGMA synchronous = FULL")
     return conn
-
-
-def _check_batch_is_well_formed(writes: Sequence[ExecutionWrite]) -> None:
-    """A current-run pointer always describes the run its write commits; anything else is a caller bug."""
-    for index, write in enumerate(writes):
-        if write.current_run is not None:
-            pointer = write.current_run.record
-            if ExecutionKey(pointer.namespace_id, pointer.workflow_id, pointer.run_id) != write.record.key:
-                raise ValueError(
-                    f"write {index}: current-run record names a different run than the execution"
-                )
-            if write.current_run.mode is CurrentRunMode.REPLACE and write.current_run.previous_run_id is None:
-                raise ValueError(f"write {index}: REPLACE needs previous_run_id")
-
-
-def _repeated_target_failure(
-    write: ExecutionWrite, seen_runs: set[ExecutionKey], seen_pointers: set[tuple[str, str]]
-) -> str | None:
-    """A batch may touch each execution row and each current-run pointer once.
-
-    Conditions are checked against the state before the batch, so two writes of the same row would both
-    pass and the later would silently overwrite the earlier (two starts of one workflow id folded into one
-    group commit would both "succeed"). The later one fails with the reason it would get had the earlier
-    been applied first.
-    """
-    reason = None
-    key = write.record.key
-    if key in seen_runs:
-        reason = (
-            ConditionFailedError.ALREADY_EXISTS
-            if write.expected_version is None
-            else ConditionFailedError.VERSION_MISMATCH
-        )
-    seen_runs.add(key)
-    if write.current_run is not None:
-        pointer = (key.namespace_id, key.workflow_id)
-        if pointer in seen_pointers and reason is None:
-            reason = (
-                ConditionFailedError.ALREADY_EXISTS
-                if write.current_run.mode is CurrentRunMode.CREATE
-                else ConditionFailedError.CURRENT_RUN_MISMATCH
-            )
-        seen_pointers.add(pointer)
-    return reason
