@@ -17,7 +17,6 @@ never on a serving node's event loop.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import re
 import uuid
@@ -27,9 +26,8 @@ from datetime import UTC, datetime
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
-import yaml
-
-from hourglass.schema.migrate_sqlite import SchemaError, SchemaVersionTooNewError
+from hourglass.schema.manifest import SchemaError, read_manifest
+from hourglass.schema.migrate_sqlite import SchemaVersionTooNewError
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -146,30 +144,18 @@ def latest_version(schema_dir: Traversable | None = None) -> int:
 
 
 def _load_version(number: int, directory: Traversable) -> CqlVersion:
-    manifest_text = (directory / "manifest.yaml").read_text(encoding="utf-8")
-    manifest = yaml.safe_load(manifest_text)
-    if not isinstance(manifest, dict):
-        raise SchemaError(f"{directory.name}/manifest.yaml is not a mapping")
-    version = manifest.get("version")
-    min_compatible = manifest.get("min_compatible_version")
-    files = manifest.get("files")
-    if version != number:
-        raise SchemaError(f"{directory.name}/manifest.yaml says version {version!r}, expected {number}")
-    if not isinstance(min_compatible, int) or not 0 < min_compatible <= number:
-        raise SchemaError(f"{directory.name}/manifest.yaml: bad min_compatible_version {min_compatible!r}")
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
-        raise SchemaError(f"{directory.name}/manifest.yaml: `files` must be a non-empty list of file names")
+    manifest = read_manifest(number, directory)
     statements: list[str] = []
-    for name in files:
+    for name in manifest.files:
         if not name.endswith(".cql"):
             raise SchemaError(f"{directory.name}/manifest.yaml: {name!r} is not a .cql file")
         statements += split_cql((directory / name).read_text(encoding="utf-8"))
     return CqlVersion(
         version=number,
-        min_compatible_version=min_compatible,
-        description=" ".join(str(manifest.get("description", "")).split()),
+        min_compatible_version=manifest.min_compatible_version,
+        description=" ".join(manifest.description.split()),
         statements=statements,
-        manifest_md5=hashlib.md5(manifest_text.encode()).hexdigest(),
+        manifest_md5=manifest.md5,
     )
 
 

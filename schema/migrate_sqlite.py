@@ -8,7 +8,6 @@ transaction, so a failing version leaves the database at the previous one, and r
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import re
 import sqlite3
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 
-import yaml
+from hourglass.schema.manifest import SchemaError, read_manifest
 
 _VERSION_DIR = re.compile(r"v(\d+)")
 
@@ -38,10 +37,6 @@ CREATE TABLE IF NOT EXISTS schema_update_history (
     manifest_md5            TEXT    NOT NULL
 );
 """
-
-
-class SchemaError(RuntimeError):
-    """The schema files or the database's schema bookkeeping are not usable."""
 
 
 class SchemaVersionTooNewError(SchemaError):
@@ -139,26 +134,14 @@ def _is_blank(sql: str) -> bool:
 
 
 def _load_version(number: int, directory: Traversable) -> SchemaVersion:
-    manifest_text = (directory / "manifest.yaml").read_text(encoding="utf-8")
-    manifest = yaml.safe_load(manifest_text)
-    if not isinstance(manifest, dict):
-        raise SchemaError(f"{directory.name}/manifest.yaml is not a mapping")
-    version = manifest.get("version")
-    min_compatible = manifest.get("min_compatible_version")
-    files = manifest.get("files")
-    if version != number:
-        raise SchemaError(f"{directory.name}/manifest.yaml says version {version!r}, expected {number}")
-    if not isinstance(min_compatible, int) or not 0 < min_compatible <= number:
-        raise SchemaError(f"{directory.name}/manifest.yaml: bad min_compatible_version {min_compatible!r}")
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
-        raise SchemaError(f"{directory.name}/manifest.yaml: `files` must be a non-empty list of file names")
-    statements = [s for f in files for s in split_statements((directory / f).read_text(encoding="utf-8"))]
+    manifest = read_manifest(number, directory)
+    texts = ((directory / f).read_text(encoding="utf-8") for f in manifest.files)
     return SchemaVersion(
         version=number,
-        min_compatible_version=min_compatible,
-        description=str(manifest.get("description", "")).strip(),
-        statements=statements,
-        manifest_md5=hashlib.md5(manifest_text.encode()).hexdigest(),
+        min_compatible_version=manifest.min_compatible_version,
+        description=manifest.description.strip(),
+        statements=[s for text in texts for s in split_statements(text)],
+        manifest_md5=manifest.md5,
     )
 
 
