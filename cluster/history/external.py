@@ -138,9 +138,18 @@ def record_child_closed(
 def initiate_signal_external(
     tr: Transition, attrs: SignalExternalWorkflowExecutionInitiatedEventAttributes
 ) -> ExternalRequest:
-    ev = tr.add_event(
-        EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED, attrs, bufferable=False
+    return _initiate_external(
+        tr,
+        EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+        attrs,
+        tr.ms.signals_requested,
+        TransferKind.SIGNAL_EXTERNAL,
     )
+
+
+def _initiate_external(tr: Transition, event_type: int, attrs, pending: dict, kind: str) -> ExternalRequest:
+    """Record the initiated event, remember the request until its outcome, and queue its delivery."""
+    ev = tr.add_event(event_type, attrs, bufferable=False)
     req = ExternalRequest(
         ev.event_id,
         tr.events[0].event_id,
@@ -149,8 +158,8 @@ def initiate_signal_external(
         attrs.workflow_execution.run_id,
         attrs.control,
     )
-    tr.ms.signals_requested[req.initiated_event_id] = req
-    tr.transfer(TransferKind.SIGNAL_EXTERNAL, initiated_event_id=req.initiated_event_id)
+    pending[req.initiated_event_id] = req
+    tr.transfer(kind, initiated_event_id=req.initiated_event_id)
     return req
 
 
@@ -187,20 +196,13 @@ def record_external_signaled(tr: Transition, req: ExternalRequest, namespace_id:
 def initiate_cancel_external(
     tr: Transition, attrs: RequestCancelExternalWorkflowExecutionInitiatedEventAttributes
 ) -> ExternalRequest:
-    ev = tr.add_event(
-        EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED, attrs, bufferable=False
+    return _initiate_external(
+        tr,
+        EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+        attrs,
+        tr.ms.cancels_requested,
+        TransferKind.CANCEL_EXTERNAL,
     )
-    req = ExternalRequest(
-        ev.event_id,
-        tr.events[0].event_id,
-        attrs.namespace,
-        attrs.workflow_execution.workflow_id,
-        attrs.workflow_execution.run_id,
-        attrs.control,
-    )
-    tr.ms.cancels_requested[req.initiated_event_id] = req
-    tr.transfer(TransferKind.CANCEL_EXTERNAL, initiated_event_id=req.initiated_event_id)
-    return req
 
 
 def record_external_cancel_requested(
