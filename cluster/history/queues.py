@@ -2,7 +2,9 @@
 
 Tasks live in the store until executed, so a crash at any point re-runs them on reload; each executor is
 idempotent (it checks the run's state before acting). Transfer tasks are acknowledged by range (an ack level
-in the shard row and a range delete), never row by row.
+in the shard row and a range delete), never row by row, and never past a task this node has not run: not
+past one still pending, nor one a commit in flight will write. After a commit with an unknown outcome the
+processors re-read their tasks from the store before acknowledging anything.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class QueueProcessors:
         self._execute_timer = execute_timer
         self._transfer_queue: asyncio.Queue[TransferTask] = asyncio.Queue()
         self._transfer_pending: set[int] = set()
+        # Executed since the last ack: a re-read of the store after an unknown outcome skips them.
+        self._transfer_done: set[int] = set()
         self._transfer_max_seen = 0
         self._timer_heap: list[tuple[int, int, TimerTask]] = []
         self._timer_known: set[int] = set()
@@ -72,7 +76,7 @@ class QueueProcessors:
 
     # ---- transfer --------------------------------------------------------------------------------------
     def _enqueue_transfer(self, task: TransferTask) -> None:
-        if task.task_id in self._transfer_pending:
+        if task.task_id in self._transfer_pending or task.task_id in self._transfer_done:
             return
         self._transfer_pending.add(task.task_id)
         self._transfer_max_seen = max(self._transfer_max_seen, task.task_id)
@@ -93,6 +97,7 @@ class QueueProcessors:
             task = await self._transfer_queue.get()
             await self._run_with_retries(self._execute_transfer, task)
             self._transfer_pending.discard(task.task_id)
+            self._transfer_done.add(task.task_id)
 
     async def _run_with_retries(self, execute, task) -> None:
         attempt = 0
@@ -115,14 +120,43 @@ class QueueProcessors:
                 attempt += 1
                 await asyncio.sleep(delay)
 
+    def _transfer_ack_candidate(self) -> int:
+        """The highest task id below every task not yet run (pending, or being committed right now)."""
+        blockers = self._transfer_pending | self.shard.uncommitted_task_ids
+        return min(blockers) - 1 if blockers else self._transfer_max_seen
+
+    async def _recover_uncertain_tasks(self) -> None:
+        """Re-read the store's tasks after a commit with an unknown outcome; enqueue what this node missed.
+
+        The shard row is written first, conditionally: in Cassandra that completes any Paxos round the
+        uncertain batch left in the shard's partition, so the re-read sees the batch if it was applied.
+        """
+        self.shard.tasks_uncertain = False
+        try:
+            await self.shard.update_transfer_ack_level(self.shard.transfer_ack_level)
+            await self._load_transfer_tasks()
+            await self._load_timers(0, self._timer_window_end)
+        except BaseException:
+            self.shard.tasks_uncertain = True
+            raise
+
     async def _transfer_acker(self) -> None:
         """Move the ack level past every executed task and range-delete what it covers."""
         while True:
             await asyncio.sleep(ACK_INTERVAL_S)
-            ack = (min(self._transfer_pending) - 1) if self._transfer_pending else self._transfer_max_seen
+            if self.shard.tasks_uncertain:
+                try:
+                    await self._recover_uncertain_tasks()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("could not re-read the tasks of shard %s", self.shard.shard_id, exc_info=True)
+                    continue
+            ack = self._transfer_ack_candidate()
             if ack > self.shard.transfer_ack_level:
                 try:
                     await self.shard.update_transfer_ack_level(ack)
+                    self._transfer_done = {i for i in self._transfer_done if i > ack}
                     await self.store.delete_transfer_tasks(self.shard.shard_id, ack)
                 except asyncio.CancelledError:
                     raise

@@ -3,6 +3,11 @@
 A commit is always: (1) append the transition's events as one history node (idempotent, unconditional),
 (2) ONE conditional batch in the shard partition fenced by range_id and the run's db_record_version.
 If (2) fails or its outcome is unknown, the cached state is dropped and reloaded before anything else.
+
+Task ids are handed out before the commit; until it ends they are `uncommitted_task_ids`, which the
+queue processors never acknowledge past. A commit whose outcome is unknown (the store timed out, the
+caller gave up) may still have written its tasks: it sets `tasks_uncertain`, and the queue processors
+re-read their tasks from the store.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from temporalio.api.history.v1 import History, HistoryEvent
 
 from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.transition import Transition
+from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError
 from hourglass.persistence.records import (
     CurrentRunRecord,
     ExecutionKey,
@@ -77,6 +83,10 @@ class Shard:
         self.locks = KeyedLocks()
         self._change_watchers: dict[ExecutionKey, asyncio.Event] = {}
         self._range_lock = asyncio.Lock()
+        # Ids allocated to commits still in flight: the transfer ack level stays below all of them.
+        self.uncommitted_task_ids: set[int] = set()
+        # A commit's outcome was unknown: its tasks may exist in the store without this node knowing.
+        self.tasks_uncertain = False
 
     # ---- ownership -------------------------------------------------------------------------------------
     async def acquire(self) -> None:
@@ -146,30 +156,42 @@ class Shard:
         the database, and the next caller must reload it.
         """
         keys = [_key(tr.ms) for tr, _ in transitions]
+        allocated: list[int] = []
         try:
-            writes = [await self._prepare(tr, is_new) for tr, is_new in transitions]
+            writes = [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
             await self.store.commit(self.shard_id, self.range_id, writes)
-        except BaseException:
+        except BaseException as e:
             for key in keys:
                 self.evict(key)
+            # Only a rejected condition says for sure that nothing was written; a timeout, a lost
+            # connection or a cancelled caller leave the batch's tasks possibly in the store.
+            if not isinstance(e, ConditionFailedError | ShardOwnershipLostError):
+                self.tasks_uncertain = True
+            self.uncommitted_task_ids.difference_update(allocated)
             raise
-        new_transfer: list[TransferTask] = []
-        new_timers: list[TimerTask] = []
-        for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
-            self._remember(key, tr.ms)
-            new_transfer.extend(write.transfer_tasks)
-            new_timers.extend(write.timer_tasks)
-            watcher = self._change_watchers.pop(key, None)
-            if watcher is not None:
-                watcher.set()
-        if new_transfer or new_timers:
-            self._on_new_tasks(self, new_transfer, new_timers)
+        try:
+            new_transfer: list[TransferTask] = []
+            new_timers: list[TimerTask] = []
+            for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
+                self._remember(key, tr.ms)
+                new_transfer.extend(write.transfer_tasks)
+                new_timers.extend(write.timer_tasks)
+                watcher = self._change_watchers.pop(key, None)
+                if watcher is not None:
+                    watcher.set()
+            if new_transfer or new_timers:
+                self._on_new_tasks(self, new_transfer, new_timers)
+        finally:
+            self.uncommitted_task_ids.difference_update(allocated)
 
-    async def _prepare(self, tr: Transition, is_new_run: bool) -> ExecutionWrite:
+    async def _prepare(self, tr: Transition, is_new_run: bool, allocated: list[int]) -> ExecutionWrite:
         ms = tr.ms
         info = ms.info
         n_ids = 1 + len(tr.transfer_tasks) + len(tr.timer_tasks)
         ids = await self._allocate_task_ids(n_ids)
+        # No await since the allocation: no later id can be acknowledged before these are registered.
+        allocated.extend(ids)
+        self.uncommitted_task_ids.update(ids)
         txn_id, task_ids = ids[0], iter(ids[1:])
         if tr.events:
             for ev in tr.events:
