@@ -45,6 +45,7 @@ class CassandraSection(_Strict):
     consistency: str = "LOCAL_QUORUM"
     serial_consistency: str = "LOCAL_SERIAL"
     request_timeout_s: float = Field(10.0, gt=0)
+    reconnect_max_delay_s: float = Field(5.0, gt=0)
 
 
 class StoreSection(_Strict):
@@ -116,5 +117,6 @@ async def open_store(config: ServerConfig) -> Store:
             consistency=c.consistency,
             serial_consistency=c.serial_consistency,
             request_timeout_s=c.request_timeout_s,
+            reconnect_max_delay_s=c.reconnect_max_delay_s,
         )
     )

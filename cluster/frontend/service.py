@@ -294,10 +294,13 @@ class WorkflowService(WorkflowServiceServicer):
                 # Seen once on Cassandra right after a restart and not understood yet: rather than tell the
                 # SDK there is no result, log it and let the client poll again.
                 log.error(
-                    "close event %s of %s/%s not readable yet",
+                    "close event %s of %s/%s not readable yet (next event %s, history txn %s, version %s)",
                     ms.info.close_event_id,
                     ms.info.workflow_id,
                     ms.info.run_id,
+                    ms.next_event_id,
+                    ms.last_history_txn_id,
+                    ms.db_record_version,
                 )
                 return rr.GetWorkflowExecutionHistoryResponse(
                     history=History(), next_page_token=page_token(first_event_id)

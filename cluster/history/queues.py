@@ -186,16 +186,34 @@ class QueueProcessors:
             cursor = timers[-1].fire_time_ms
 
     async def _timer_loop(self) -> None:
+        failures = 0
         while True:
             now = now_ms()
             if self._timer_window_end - now < TIMER_LOOKAHEAD_MS // 2:
+                # The window moves first so that timers committed during the read are kept in memory too.
                 start, self._timer_window_end = self._timer_window_end, now + TIMER_LOOKAHEAD_MS
-                await self._load_timers(start, self._timer_window_end)
+                try:
+                    await self._load_timers(start, self._timer_window_end)
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The store is unreachable: read the same range again soon; what is loaded still fires.
+                    self._timer_window_end = start
+                    failures += 1
+                    log.warning(
+                        "could not read the timers of shard %s (attempt %d)",
+                        self.shard.shard_id,
+                        failures,
+                        exc_info=failures >= 3,
+                    )
             while self._timer_heap and self._timer_heap[0][0] <= now:
                 _, _, timer = heapq.heappop(self._timer_heap)
                 await self._timer_slots.acquire()
                 asyncio.create_task(self._fire(timer))
             wait_ms = TIMER_LOOKAHEAD_MS // 4
+            if failures:
+                wait_ms = int(RETRY_BACKOFF_S[min(failures - 1, len(RETRY_BACKOFF_S) - 1)] * 1000)
             if self._timer_heap:
                 wait_ms = min(wait_ms, self._timer_heap[0][0] - now)
             self._timer_wakeup.clear()

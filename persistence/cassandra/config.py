@@ -42,6 +42,9 @@ class CassandraConfig:
     serial_consistency: str = "LOCAL_SERIAL"
     request_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
+    # Longest wait between reconnection attempts to a node that went down (the driver's default, 600 s,
+    # would leave a node unavailable for minutes after its database came back).
+    reconnect_max_delay_s: float = 5.0
     # Native protocol version; None lets the driver negotiate (Astra). Cassandra 5 speaks v5.
     protocol_version: int | None = 5
 
@@ -101,7 +104,7 @@ def build_cluster(config: CassandraConfig) -> Cluster:
     """A driver Cluster for `config` (not connected yet). Only the store's retry policy retries anything."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
     from cassandra.query import dict_factory
 
     from hourglass.persistence.cassandra.retry import IdempotentOnlyRetryPolicy
@@ -119,6 +122,12 @@ def build_cluster(config: CassandraConfig) -> Cluster:
         "connect_timeout": config.connect_timeout_s,
         "control_connection_timeout": config.connect_timeout_s,
         "max_schema_agreement_wait": 60,
+        # Never give up on a node (the default stops after 64 attempts, about a minute at a 1 s cap).
+        "reconnection_policy": ExponentialReconnectionPolicy(
+            base_delay=min(0.5, config.reconnect_max_delay_s),
+            max_delay=config.reconnect_max_delay_s,
+            max_attempts=None,
+        ),
     }
     if config.protocol_version is not None:
         kwargs["protocol_version"] = config.protocol_version

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -168,10 +169,19 @@ class ServerProcess:
         return "\n".join(text[-lines:])
 
 
-def hourglass_server(workdir: Path) -> ServerProcess:
-    exe = shutil.which("hourglass")
+def hourglass_executable() -> str:
+    """The `hourglass` installed beside the interpreter running the tests (this checkout's venv), else PATH's.
+
+    Never an `hourglass` of another checkout that happens to come first on PATH."""
+    beside = Path(sys.executable).parent / "hourglass"
+    exe = str(beside) if beside.exists() else shutil.which("hourglass")
     if exe is None:
-        raise ServerError("`hourglass` is not on PATH (pip install -e . in this repo)")
+        raise ServerError("`hourglass` is not installed (pip install -e . in this repo)")
+    return exe
+
+
+def hourglass_server(workdir: Path) -> ServerProcess:
+    exe = hourglass_executable()
     port = free_port()
     db = workdir / "hourglass.db"
     argv = [
@@ -184,13 +194,14 @@ def hourglass_server(workdir: Path) -> ServerProcess:
     return ServerProcess(kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv)
 
 
-def hourglass_cassandra_server(workdir: Path, hosts: list[str], port: int) -> ServerProcess:
+def hourglass_cassandra_server(
+    workdir: Path, hosts: list[str], port: int, cassandra_options: dict[str, object] | None = None
+) -> ServerProcess:
     """`hourglass server start --config` on a fresh keyspace of a real Cassandra (set up by the schema tool).
 
-    The state lives in the keyspace, so the node can be killed and restarted like a file-backed one."""
-    exe = shutil.which("hourglass")
-    if exe is None:
-        raise ServerError("`hourglass` is not on PATH (pip install -e . in this repo)")
+    The state lives in the keyspace, so the node can be killed and restarted like a file-backed one.
+    `cassandra_options` adds keys to the config's `store.cassandra` section (timeouts, say)."""
+    exe = hourglass_executable()
     keyspace = f"compat_{int(time.time())}_{os.getpid()}"
     subprocess.run(
         [exe, "schema", "setup", "--hosts", ",".join(hosts), "--port", str(port), "--keyspace", keyspace,
@@ -202,7 +213,9 @@ def hourglass_cassandra_server(workdir: Path, hosts: list[str], port: int) -> Se
     config.write_text(
         "history_shards: 4\nlog_level: warning\n"
         f"node: {{ip: 127.0.0.1, port: {server_port}}}\n"
-        f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}}}}}\n"
+        f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}"
+        + "".join(f", {key}: {value}" for key, value in (cassandra_options or {}).items())
+        + "}}\n"
     )
     argv = [exe, "server", "start", "--config", str(config)]
     return ServerProcess(
