@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench
+.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench bench-cassandra
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: install-test lint
 # Hourglass vs the reference, same run: writes loadtest/RESULTS.md (a benchmark, never part of `make test`).
 bench: install-test
 	$(BIN)/python -m hourglass.loadtest.bench
+
+# What one workflow transition costs on Cassandra vs the embedded store: writes loadtest/RESULTS-cassandra.md.
+# Uses $$HOURGLASS_CASSANDRA_HOSTS if set, else the local node (started here if it is not running).
+bench-cassandra: install-test
+	@if [ -z "$$HOURGLASS_CASSANDRA_HOSTS" ]; then $(BIN)/python tools/cassandra/devserver.py up; fi
+	$(BIN)/python -m hourglass.loadtest.store_cost
 
 # A real single-node Cassandra 5 from Maven Central jars (no Docker): 127.0.0.1:9042, data under build/.
 cassandra-up: install

@@ -6,9 +6,10 @@ and no role has to remember to count.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 
 from hourglass.persistence.records import ExecutionWrite
 from hourglass.persistence.store import Store
@@ -19,6 +20,22 @@ CONDITIONAL_BATCHES = Counter(
 )
 WRITES = Counter("hourglass_persistence_writes", "Store write calls (batches, history appends, task writes).")
 WORKFLOWS_STARTED = Counter("hourglass_workflows_started", "Runs created.")
+
+# Fine buckets from 0.5 ms: a transition's two store round trips are a few milliseconds on a local store.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+CONDITIONAL_BATCH_SECONDS = Histogram(
+    "hourglass_persistence_conditional_batch_seconds",
+    "Latency of applied conditional batches (one per commit of transitions).",
+    buckets=LATENCY_BUCKETS,
+)
+HISTORY_APPEND_SECONDS = Histogram(
+    "hourglass_persistence_history_append_seconds",
+    "Latency of history node appends (one per transition that adds events, before its batch).",
+    buckets=LATENCY_BUCKETS,
+)
 
 _WRITE_METHODS = {
     "update_shard",
@@ -46,7 +63,9 @@ class MeteredStore:
         self._inner = inner
 
     async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
+        started = time.perf_counter()
         await self._inner.commit(shard_id, range_id, writes)
+        CONDITIONAL_BATCH_SECONDS.observe(time.perf_counter() - started)
         CONDITIONAL_BATCHES.inc()
         WRITES.inc()
         TRANSITIONS.inc(len(writes))
@@ -58,7 +77,10 @@ class MeteredStore:
             return attr
 
         async def counted(*args, **kwargs):
+            started = time.perf_counter()
             result = await attr(*args, **kwargs)
+            if name == "append_history_node":
+                HISTORY_APPEND_SECONDS.observe(time.perf_counter() - started)
             WRITES.inc()
             return result
 

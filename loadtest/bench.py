@@ -81,12 +81,12 @@ def machine() -> dict[str, str]:
         "memory": mem,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "load average at start (1/5/15 min)": _load_average(),
+        "load average at start (1/5/15 min)": load_average(),
         "commit": _commit(),
     }
 
 
-def _load_average() -> str:
+def load_average() -> str:
     """Other work on the machine moves these figures: the load average says how much there was."""
     return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
@@ -209,7 +209,7 @@ def main(
             )
             cases.append(Case(scenario, driver, asyncio.run(run_compare(config, rounds))))
     load = f"closed loop, concurrency {concurrency}, {duration:g} s per run after {warmup} warm-up workflows, {rounds} round(s) per server"
-    info["load average at end (1/5/15 min)"] = _load_average()
+    info["load average at end (1/5/15 min)"] = load_average()
     text = render(cases, info, command.strip(), started, time.monotonic() - t0, load)
     Path(output).write_text(text)
     click.echo(f"wrote {output}", err=True)

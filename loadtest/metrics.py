@@ -1,6 +1,6 @@
 """Server metrics: scrape a Prometheus text endpoint before and after a run and take the differences.
 
-Only counters are read, so two samples are enough. A counter the server does not export stays None and
+Only counters and histogram buckets (cumulative counters too) are read, so two samples are enough. A counter the server does not export stays None and
 is shown as n/a; an endpoint that does not answer raises MetricsError, which a run records and survives.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import re
 import urllib.request
 from dataclasses import dataclass, fields
@@ -24,7 +25,16 @@ HOURGLASS_COUNTERS = {
     "cpu_seconds": "process_cpu_seconds_total",
 }
 
+# Latency histograms, as their cumulative buckets ((upper bound, count), ...) summed over other labels.
+HOURGLASS_HISTOGRAMS = {
+    "batch_latency_buckets": "hourglass_persistence_conditional_batch_seconds",
+    "append_latency_buckets": "hourglass_persistence_history_append_seconds",
+}
+
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)")
+_LE = re.compile(r'le="([^"]+)"')
+
+Buckets = tuple[tuple[float, float], ...]
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
@@ -46,6 +56,48 @@ def parse_prometheus(text: str) -> dict[str, float]:
     return totals
 
 
+def parse_buckets(text: str, histogram: str) -> Buckets | None:
+    """The cumulative buckets of `histogram` ((le, count) ascending, +Inf last), or None if absent."""
+    counts: dict[float, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match.group(1) != f"{histogram}_bucket":
+            continue
+        le = _LE.search(match.group(2) or "")
+        if le is None:
+            continue
+        bound = float(le.group(1))  # "+Inf" parses as inf
+        counts[bound] = counts.get(bound, 0.0) + float(match.group(3))
+    return tuple(sorted(counts.items())) or None
+
+
+def bucket_quantile(buckets: Buckets | None, q: float) -> float | None:
+    """Prometheus' histogram_quantile: linear within the bucket holding the q-th observation (0 < q < 1)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # beyond the last finite bucket: its bound is all we know
+            width = count - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / width if width else 1.0)
+        lower_bound, lower_count = bound, count
+    return None
+
+
+def _combine(a: object, b: object, op) -> object:
+    """Counters combine as numbers, bucket tuples bucket by bucket; None unless both samples have it."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, tuple):
+        if [bound for bound, _ in a] != [bound for bound, _ in b]:  # type: ignore[union-attr]
+            return None  # the server's buckets changed between samples (a restart): not comparable
+        return tuple((bound, op(x, y)) for (bound, x), (_, y) in zip(a, b, strict=True))  # type: ignore[arg-type]
+    return op(a, b)
+
+
 @dataclass(frozen=True)
 class Counters:
     """The server counters a run cares about; None where the server does not export one."""
@@ -56,29 +108,34 @@ class Counters:
     workflows_started: float | None = None
     workflows_closed: float | None = None
     cpu_seconds: float | None = None
+    batch_latency_buckets: Buckets | None = None
+    append_latency_buckets: Buckets | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Counters:
         totals = parse_prometheus(text)
-        return cls(**{key: totals.get(name) for key, name in HOURGLASS_COUNTERS.items()})
+        return cls(
+            **{key: totals.get(name) for key, name in HOURGLASS_COUNTERS.items()},
+            **{key: parse_buckets(text, name) for key, name in HOURGLASS_HISTOGRAMS.items()},
+        )
 
     def minus(self, before: Counters) -> Counters:
         """Per-counter difference; None unless both samples have the counter."""
-
-        def diff(a: float | None, b: float | None) -> float | None:
-            return None if a is None or b is None else a - b
-
         return Counters(
-            **{f.name: diff(getattr(self, f.name), getattr(before, f.name)) for f in fields(self)}
+            **{
+                f.name: _combine(getattr(self, f.name), getattr(before, f.name), operator.sub)
+                for f in fields(self)
+            }
         )
 
     def plus(self, other: Counters) -> Counters:
         """Sum of two deltas (rounds of the same server); None unless both have the counter."""
-
-        def add(a: float | None, b: float | None) -> float | None:
-            return None if a is None or b is None else a + b
-
-        return Counters(**{f.name: add(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+        return Counters(
+            **{
+                f.name: _combine(getattr(self, f.name), getattr(other, f.name), operator.add)
+                for f in fields(self)
+            }
+        )
 
 
 def _get(url: str) -> str:

@@ -41,7 +41,7 @@ def free_port() -> int:
 class ManagedServer:
     """A server process this tool started (and must stop)."""
 
-    kind: str  # "reference" or "hourglass"
+    kind: str  # "reference", "hourglass" or "hourglass-cassandra"
     port: int
     metrics_port: int | None
     argv: list[str]
@@ -148,6 +148,21 @@ def hourglass_server(workdir: Path) -> ManagedServer:
         metrics_port = free_port()
         argv += ["--metrics-port", str(metrics_port)]
     return ManagedServer("hourglass", port, metrics_port, argv, workdir / "hourglass.log")
+
+
+def hourglass_cassandra_server(workdir: Path, hosts: list[str], port: int, keyspace: str) -> ManagedServer:
+    """`hourglass server start --config` on a keyspace the schema tool already set up, with its metrics."""
+    server_port, metrics_port = free_port(), free_port()
+    config = workdir / "hourglass-cassandra.yaml"
+    config.write_text(
+        "history_shards: 4\nlog_level: warning\n"
+        f"node: {{ip: {HOST}, port: {server_port}, metrics_port: {metrics_port}}}\n"
+        f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}}}}}\n"
+    )
+    argv = [sys.executable, "-m", "hourglass.cluster.cli", "server", "start", "--config", str(config)]
+    return ManagedServer(
+        "hourglass-cassandra", server_port, metrics_port, argv, workdir / "hourglass-cassandra.log"
+    )
 
 
 def _supports_metrics(base: list[str]) -> bool:

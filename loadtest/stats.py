@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from hourglass.loadtest.metrics import Counters
+from hourglass.loadtest.metrics import Counters, bucket_quantile
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -103,6 +103,10 @@ class RunResult:
             "conditional_batches_per_s": _rate(self.server.conditional_batches, t),
             "transitions_per_batch": _per(self.server.transitions, self.server.conditional_batches),
             "db_writes_per_workflow": _per(self.server.writes, self.completed),
+            "conditional_batch_p50_ms": _ms(bucket_quantile(self.server.batch_latency_buckets, 0.5)),
+            "conditional_batch_p99_ms": _ms(bucket_quantile(self.server.batch_latency_buckets, 0.99)),
+            "history_append_p50_ms": _ms(bucket_quantile(self.server.append_latency_buckets, 0.5)),
+            "history_append_p99_ms": _ms(bucket_quantile(self.server.append_latency_buckets, 0.99)),
             "server_cpu_ms_per_workflow": _per(_ms(self.server_cpu_s), self.completed),
             "server_cpu_utilization": _per(self.server_cpu_s, t),
             "driver_cpu_ms_per_workflow": _per(_ms(self.driver_cpu_s), self.completed),

@@ -14,7 +14,7 @@ from hourglass.loadtest.catalog import BUILTIN_SCENARIOS
 from hourglass.loadtest.cli import Duration
 from hourglass.loadtest.history import transitions_in
 from hourglass.loadtest.load import LoadGenerator, LoadPlan
-from hourglass.loadtest.metrics import Counters, parse_prometheus
+from hourglass.loadtest.metrics import Counters, bucket_quantile, parse_prometheus
 from hourglass.loadtest.scenarios import BUILTINS, WorkflowTaskView
 from hourglass.loadtest.stats import RunResult, merge, percentile
 
@@ -93,6 +93,27 @@ process_cpu_seconds_total 1.5
     assert counters.writes is None
     delta = counters.minus(Counters(transitions=2.0))
     assert delta.transitions == 10 and delta.workflows_closed is None
+
+
+def test_latency_quantiles_come_from_histogram_bucket_deltas() -> None:
+    def sample(counts: tuple[int, int, int]) -> Counters:
+        low, mid, total = counts
+        return Counters.from_text(
+            f"""hourglass_persistence_conditional_batch_seconds_bucket{{le="0.001"}} {low}
+hourglass_persistence_conditional_batch_seconds_bucket{{le="0.002"}} {mid}
+hourglass_persistence_conditional_batch_seconds_bucket{{le="+Inf"}} {total}
+hourglass_persistence_conditional_batch_seconds_count {total}
+"""
+        )
+
+    # 100 observations between the samples: 50 under 1 ms, 40 in (1 ms, 2 ms], 10 beyond 2 ms.
+    delta = sample((60, 100, 110)).minus(sample((10, 10, 10)))
+    assert delta.batch_latency_buckets == ((0.001, 50), (0.002, 90), (float("inf"), 100))
+    assert bucket_quantile(delta.batch_latency_buckets, 0.5) == pytest.approx(0.001)
+    assert bucket_quantile(delta.batch_latency_buckets, 0.7) == pytest.approx(0.0015)
+    assert bucket_quantile(delta.batch_latency_buckets, 0.99) == pytest.approx(0.002)  # past the last bound
+    assert delta.append_latency_buckets is None  # not exported: n/a, not zero
+    assert bucket_quantile(sample((0, 0, 0)).minus(sample((0, 0, 0))).batch_latency_buckets, 0.5) is None
 
 
 @pytest.mark.parametrize(
