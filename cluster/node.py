@@ -18,6 +18,7 @@ from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
+from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -49,6 +50,7 @@ class Node:
         self.history = HistoryEngine(store, config.history_shard_count)
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
+        self.schedules = ScheduleEngine(store, self.history)
         self.namespaces = NamespaceRegistry(store)
         # One registry for both services: a registration is usable by list queries at once.
         self.search_attributes = SearchAttributeRegistry(store)
@@ -77,6 +79,7 @@ class Node:
         for name in self.config.namespaces:
             await self.namespaces.ensure(name)
         await self.history.start()
+        await self.schedules.start()
         if self.config.metrics_port is not None:
             self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
         self.server = grpc.aio.server(
@@ -96,6 +99,7 @@ class Node:
                 self.config.max_blob_bytes,
                 store=self.store,
                 search_attributes=self.search_attributes,
+                schedules=self.schedules,
             ),
             self.server,
         )
@@ -120,5 +124,6 @@ class Node:
     async def stop(self, grace: float = 1.0) -> None:
         if self.server is not None:
             await self.server.stop(grace)
+        await self.schedules.stop()
         await self.history.stop()
         await self.store.close()

@@ -213,3 +213,17 @@ class VisibilityRecord:
     # Serialized memo / search attributes (temporal.api.common.v1 Memo, SearchAttributes).
     memo: bytes = b""
     search_attributes: bytes = b""
+
+
+@dataclass
+class ScheduleRecord:
+    """A schedule's state, kept in the shard that owns (namespace, schedule id) and fenced like a run.
+
+    `state` is serialized by the scheduler (opaque here); `version` is its optimistic-concurrency counter:
+    every write names the version it read, so two writers (an RPC and a firing) never overwrite each other.
+    """
+
+    namespace_id: str
+    schedule_id: str
+    state: bytes
+    version: int

@@ -20,6 +20,7 @@ from hourglass.persistence.records import (
     HistoryNode,
     NamespaceRecord,
     QueueTask,
+    ScheduleRecord,
     ShardInfo,
     TaskQueueInfo,
     TaskQueueKey,
@@ -236,3 +237,29 @@ class Store(abc.ABC):
     async def remove_search_attributes(self, namespace_id: str, names: Iterable[str]) -> None:
         """Unregister attributes; names not registered are ignored. Values already stored stay."""
         raise NotImplementedError(f"{type(self).__name__} has no search attribute registry")
+
+    # ---- schedules (shard partition) -------------------------------------------------------------------
+    # Not abstract so that stores written before schedules keep working; they answer NotImplementedError.
+    async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:
+        """The schedule's row, or None."""
+        raise NotImplementedError(f"{type(self).__name__} has no schedules")
+
+    async def list_schedules(self, shard_id: int, namespace_id: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule of the shard (of one namespace when given), ordered by (namespace id, schedule id)."""
+        raise NotImplementedError(f"{type(self).__name__} has no schedules")
+
+    async def write_schedule(
+        self, shard_id: int, range_id: int, record: ScheduleRecord, expected_version: int | None
+    ) -> None:
+        """Create (`expected_version` None: the row must not exist) or replace the row iff its stored version
+        equals `expected_version`; the row is written with `record.version`. Fenced by the shard's range id
+        (ShardOwnershipLostError); a failed row condition raises ConditionFailedError with reason
+        `already_exists` or `version_mismatch` under index 0."""
+        raise NotImplementedError(f"{type(self).__name__} has no schedules")
+
+    async def delete_schedule(
+        self, shard_id: int, range_id: int, namespace_id: str, schedule_id: str, expected_version: int
+    ) -> None:
+        """Delete the row iff its version is `expected_version` (ConditionFailedError `version_mismatch`
+        otherwise, also when it is gone), fenced by the shard's range id."""
+        raise NotImplementedError(f"{type(self).__name__} has no schedules")

@@ -34,10 +34,11 @@ from temporalio.api.workflow.v1 import (
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceServicer
 
-from hourglass.cluster.errors import InvalidArgument, NotFound, QueryFailed
+from hourglass.cluster.errors import InvalidArgument, NotFound, QueryFailed, Unimplemented
 from hourglass.cluster.frontend import visibility
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
@@ -53,6 +54,7 @@ from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import default_retry_policy
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class WorkflowService(WorkflowServiceServicer):
         *,
         store: Store,
         search_attributes: SearchAttributeRegistry,
+        schedules: ScheduleEngine | None = None,
     ) -> None:
         self.namespaces = namespaces
         self.history = history
@@ -82,6 +85,9 @@ class WorkflowService(WorkflowServiceServicer):
         self.max_blob_bytes = max_blob_bytes
         self.store = store
         self.search_attributes = search_attributes
+        self.schedules = (
+            None if schedules is None else ScheduleHandlers(namespaces, schedules, search_attributes)
+        )
 
     # ---- cluster and namespaces ------------------------------------------------------------------------
     @rpc
@@ -91,7 +97,7 @@ class WorkflowService(WorkflowServiceServicer):
         caps.signal_and_query_header = True
         caps.internal_error_differentiation = True
         caps.activity_failure_include_heartbeat = True
-        caps.supports_schedules = False
+        caps.supports_schedules = True
         caps.encoded_failure_attributes = True
         caps.build_id_based_versioning = False
         caps.upsert_memo = True
@@ -543,6 +549,44 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def GetSearchAttributes(self, request, context):
         return await self._visibility(visibility.get_search_attributes, request)
+
+    # ---- schedules ---------------------------------------------------------------------------------------
+    def _schedules(self) -> ScheduleHandlers:
+        if self.schedules is None:
+            raise Unimplemented("schedules are not enabled on this node")
+        return self.schedules
+
+    @rpc
+    async def CreateSchedule(self, request, context):
+        return await self._schedules().create(request)
+
+    @rpc
+    async def DescribeSchedule(self, request, context):
+        return await self._schedules().describe(request)
+
+    @rpc
+    async def UpdateSchedule(self, request, context):
+        return await self._schedules().update(request)
+
+    @rpc
+    async def PatchSchedule(self, request, context):
+        return await self._schedules().patch(request)
+
+    @rpc
+    async def DeleteSchedule(self, request, context):
+        return await self._schedules().delete(request)
+
+    @rpc
+    async def ListSchedules(self, request, context):
+        return await self._schedules().list(request)
+
+    @rpc
+    async def CountSchedules(self, request, context):
+        return await self._schedules().count(request)
+
+    @rpc
+    async def ListScheduleMatchingTimes(self, request, context):
+        return await self._schedules().matching_times(request)
 
     # ---- workers and task queues -----------------------------------------------------------------------
     @rpc

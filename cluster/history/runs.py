@@ -92,6 +92,9 @@ class NewRun:
             # A cron workflow's first run waits for the schedule's first firing.
             backoff_ms=duration_ms(request.workflow_start_delay)
             or (cron_backoff_ms(request.cron_schedule, now_ms()) if request.cron_schedule else 0),
+            # Set by schedules (the previous scheduled run's result or failure), as on the reference.
+            last_completion_result=opt("last_completion_result"),
+            continued_failure=opt("continued_failure"),
             extra_started_fields=extra,
         )
 

@@ -61,6 +61,7 @@ from hourglass.persistence.records import (
     NamespaceRecord,
     QueueTask,
     RunStatus,
+    ScheduleRecord,
     ShardInfo,
     TaskQueueInfo,
     TaskQueueKey,
@@ -79,6 +80,7 @@ ROW_EXECUTION = 2
 ROW_CURRENT_RUN = 3
 ROW_TRANSFER_TASK = 4
 ROW_TIMER_TASK = 5
+ROW_SCHEDULE = 6  # schema version 2
 
 # Row kinds of the `namespaces` table.
 NAMESPACE_BY_NAME = 1
@@ -97,6 +99,9 @@ _EXECUTION_ROW = (
 )
 _CURRENT_ROW = (
     "type = 3 AND namespace_id = ? AND workflow_id = ? AND run_id = '' AND visibility_ts = 0 AND task_id = 0"
+)
+_SCHEDULE_ROW = (
+    "type = 6 AND namespace_id = ? AND workflow_id = ? AND run_id = '' AND visibility_ts = 0 AND task_id = 0"
 )
 _TRANSFER_ROWS = "type = 4 AND namespace_id = '' AND workflow_id = '' AND run_id = '' AND visibility_ts = 0"
 _TIMER_ROWS = "type = 5 AND namespace_id = '' AND workflow_id = '' AND run_id = ''"
@@ -181,6 +186,29 @@ class _Statements:
         )
         self.delete_current = self._conditional(
             f"DELETE FROM executions WHERE shard_id = ? AND {_CURRENT_ROW} IF current_run_id = ?"
+        )
+        # ---- schedules (row kind 6; the schedule id is kept in workflow_id)
+        self.get_schedule = self._idempotent(
+            f"SELECT state, db_record_version FROM executions WHERE shard_id = ? AND {_SCHEDULE_ROW}"
+        )
+        self.list_schedules = self._idempotent(
+            "SELECT namespace_id, workflow_id, state, db_record_version FROM executions "
+            "WHERE shard_id = ? AND type = 6"
+        )
+        self.list_namespace_schedules = self._idempotent(
+            "SELECT namespace_id, workflow_id, state, db_record_version FROM executions "
+            "WHERE shard_id = ? AND type = 6 AND namespace_id = ?"
+        )
+        self.insert_schedule = self._conditional(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            "state, db_record_version) VALUES (?, 6, ?, ?, '', 0, 0, ?, ?) IF NOT EXISTS"
+        )
+        self.update_schedule = self._conditional(
+            "UPDATE executions SET state = ?, db_record_version = ? "
+            f"WHERE shard_id = ? AND {_SCHEDULE_ROW} IF db_record_version = ?"
+        )
+        self.delete_schedule = self._conditional(
+            f"DELETE FROM executions WHERE shard_id = ? AND {_SCHEDULE_ROW} IF db_record_version = ?"
         )
         # ---- transfer and timer tasks
         self.insert_transfer = self._idempotent(
@@ -878,6 +906,52 @@ class CassandraStore(Store):
         await self._execute(self._s.delete_visibility, (namespace_id, _day(start), start, run_id))
         await self._execute(self._s.delete_visibility_by_run, (namespace_id, workflow_id, run_id))
 
+    # ---- schedules -----------------------------------------------------------------------------------------
+    async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:
+        row = await self._one(self._s.get_schedule, (shard_id, namespace_id, schedule_id))
+        if row is None:
+            return None
+        return ScheduleRecord(namespace_id, schedule_id, row["state"], row["db_record_version"])
+
+    async def list_schedules(self, shard_id: int, namespace_id: str | None = None) -> list[ScheduleRecord]:
+        if namespace_id is None:
+            statement = self._s.list_schedules.bind((shard_id,))
+        else:
+            statement = self._s.list_namespace_schedules.bind((shard_id, namespace_id))
+        statement.fetch_size = PAGE_ROWS
+        return [
+            ScheduleRecord(row["namespace_id"], row["workflow_id"], row["state"], row["db_record_version"])
+            async for page in self._pages(statement)
+            for row in page
+        ]
+
+    async def write_schedule(
+        self, shard_id: int, range_id: int, record: ScheduleRecord, expected_version: int | None
+    ) -> None:
+        """One LWT batch: the shard fence and the schedule row's own condition."""
+        key = (shard_id, record.namespace_id, record.schedule_id)
+        batch = self._batch()
+        batch.add(self._s.fence_shard, (range_id, shard_id, range_id))
+        if expected_version is None:
+            batch.add(self._s.insert_schedule, (*key, record.state, record.version))
+        else:
+            batch.add(self._s.update_schedule, (record.state, record.version, *key, expected_version))
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            raise _schedule_failure(
+                shard_id, range_id, record.namespace_id, record.schedule_id, expected_version, rows
+            )
+
+    async def delete_schedule(
+        self, shard_id: int, range_id: int, namespace_id: str, schedule_id: str, expected_version: int
+    ) -> None:
+        batch = self._batch()
+        batch.add(self._s.fence_shard, (range_id, shard_id, range_id))
+        batch.add(self._s.delete_schedule, (shard_id, namespace_id, schedule_id, expected_version))
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            raise _schedule_failure(shard_id, range_id, namespace_id, schedule_id, expected_version, rows)
+
     # ---- search attribute registry -------------------------------------------------------------------------
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         statement = self._s.get_search_attributes.bind((namespace_id,))
@@ -1019,6 +1093,33 @@ def _commit_failure(
             {i: ConditionFailedError.VERSION_MISMATCH for i in range(len(writes))}, "unexplained rejection"
         )
     return ConditionFailedError(failures)
+
+
+def _schedule_failure(
+    shard_id: int,
+    range_id: int,
+    namespace_id: str,
+    schedule_id: str,
+    expected_version: int | None,
+    rows: list[dict[str, Any]],
+) -> PersistenceError:
+    """Which condition of a schedule batch failed: the fence first, then the schedule row's."""
+    shard = schedule = None
+    for row in rows:
+        if row.get("type") == ROW_SHARD:
+            shard = row
+        elif row.get("type") == ROW_SCHEDULE and (row["namespace_id"], row["workflow_id"]) == (
+            namespace_id,
+            schedule_id,
+        ):
+            schedule = row
+    if shard is None or shard["range_id"] != range_id:
+        return ShardOwnershipLostError(shard_id, range_id, None if shard is None else shard["range_id"])
+    if expected_version is None:
+        return ConditionFailedError({0: ConditionFailedError.ALREADY_EXISTS})
+    return ConditionFailedError(
+        {0: ConditionFailedError.VERSION_MISMATCH}, "" if schedule else "schedule is gone"
+    )
 
 
 def _execution_failure(

@@ -41,6 +41,7 @@ from hourglass.persistence.records import (
     NamespaceRecord,
     QueueTask,
     RunStatus,
+    ScheduleRecord,
     ShardInfo,
     TaskQueueInfo,
     TaskQueueKey,
@@ -92,6 +93,7 @@ HISTORY_NODE = _fields(HistoryNode)
 QUEUE_TASK = _fields(QueueTask)
 NAMESPACE = _fields(NamespaceRecord)
 VISIBILITY = _fields(VisibilityRecord)
+SCHEDULE = _fields(ScheduleRecord)
 
 # Backlog rows are keyed by their partition; these columns hold a TaskQueueKey (see schema.sql).
 QUEUE_KEY_WHERE = "queue_namespace_id = ? AND queue_name = ? AND queue_task_type = ? AND queue_partition = ?"
@@ -624,6 +626,56 @@ class SQLiteStore(Store):
             "SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,)
         )
         return search_attribute_types(dict(rows.fetchall()))
+
+    # ---- schedules -----------------------------------------------------------------------------------------
+    async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:
+        row = self._read_one(
+            f"SELECT {_columns(SCHEDULE)} FROM schedules WHERE shard_id = ? AND namespace_id = ? AND schedule_id = ?",
+            (shard_id, namespace_id, schedule_id),
+        )
+        return None if row is None else ScheduleRecord(*row)
+
+    async def list_schedules(self, shard_id: int, namespace_id: str | None = None) -> list[ScheduleRecord]:
+        where, params = "shard_id = ?", [shard_id]
+        if namespace_id is not None:
+            where, params = where + " AND namespace_id = ?", [shard_id, namespace_id]
+        rows = self._read(
+            f"SELECT {_columns(SCHEDULE)} FROM schedules WHERE {where} ORDER BY namespace_id, schedule_id",
+            params,
+        )
+        return [ScheduleRecord(*row) for row in rows]
+
+    async def write_schedule(
+        self, shard_id: int, range_id: int, record: ScheduleRecord, expected_version: int | None
+    ) -> None:
+        key = (shard_id, record.namespace_id, record.schedule_id)
+        with self._transaction() as conn:
+            self._check_range_id(conn, shard_id, range_id)
+            row = conn.execute(
+                "SELECT version FROM schedules WHERE shard_id = ? AND namespace_id = ? AND schedule_id = ?",
+                key,
+            ).fetchone()
+            if expected_version is None and row is not None:
+                raise ConditionFailedError({0: ConditionFailedError.ALREADY_EXISTS})
+            if expected_version is not None and (row is None or row[0] != expected_version):
+                raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
+            conn.execute(
+                f"INSERT OR REPLACE INTO schedules ({_columns(('shard_id', *SCHEDULE))}) "
+                f"VALUES ({_placeholders(('shard_id', *SCHEDULE))})",
+                (shard_id, *_values(record, SCHEDULE)),
+            )
+
+    async def delete_schedule(
+        self, shard_id: int, range_id: int, namespace_id: str, schedule_id: str, expected_version: int
+    ) -> None:
+        with self._transaction() as conn:
+            self._check_range_id(conn, shard_id, range_id)
+            deleted = conn.execute(
+                "DELETE FROM schedules WHERE shard_id = ? AND namespace_id = ? AND schedule_id = ? AND version = ?",
+                (shard_id, namespace_id, schedule_id, expected_version),
+            ).rowcount
+            if deleted != 1:
+                raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -209,3 +209,46 @@ async def test_search_attributes(server: ServerProcess, client: Client) -> None:
         await asyncio.sleep(0.1)
     assert int(counted["count"]) == 1
     await cli(server, "workflow", "terminate", "--workflow-id", wf_id)
+
+
+async def test_schedule_commands(server: ServerProcess, client: Client) -> None:
+    """`temporal schedule create|list|describe|toggle|trigger|backfill|update|delete`."""
+    sid, wid = new_id("cli-sched"), new_id("cli-sched-wf")
+    base = ("--schedule-id", sid)
+    await cli(server, "schedule", "create", *base, "--workflow-id", wid, "--task-queue", "cli-sched-tq",
+              "--type", "GreetSomeone", "--interval", "1h", "--paused", "--notes", "from the cli")  # fmt: skip
+    described = await cli_json(server, "schedule", "describe", *base)
+    assert described["schedule"]["state"]["paused"] is True
+    assert described["schedule"]["state"]["notes"] == "from the cli"
+    assert described["schedule"]["action"]["startWorkflow"]["workflowId"] == wid
+
+    _, listed, _ = await cli(server, "schedule", "list", "-o", "jsonl")
+    assert sid in [entry["scheduleId"] for entry in jsonl(listed)]
+
+    await cli(server, "schedule", "toggle", *base, "--unpause", "--reason", "go")
+    described = await cli_json(server, "schedule", "describe", *base)
+    assert (
+        not described["schedule"]["state"].get("paused") and described["schedule"]["state"]["notes"] == "go"
+    )
+
+    await cli(server, "schedule", "trigger", *base)
+    hour = "2030-01-01T0{}:00:00Z"
+    await cli(server, "schedule", "backfill", *base, "--start-time", hour.format(1), "--end-time", hour.format(2),
+              "--overlap-policy", "AllowAll")  # fmt: skip
+    for _ in range(50):
+        described = await cli_json(server, "schedule", "describe", *base)
+        if int(described["info"].get("actionCount", 0)) >= 3:
+            break
+        await asyncio.sleep(0.2)
+    started = [a["startWorkflowResult"]["workflowId"] for a in described["info"]["recentActions"]]
+    assert f"{wid}-2030-01-01T01:00:00Z" in started and f"{wid}-2030-01-01T02:00:00Z" in started
+
+    await cli(server, "schedule", "update", *base, "--workflow-id", wid, "--task-queue", "cli-sched-tq",
+              "--type", "GreetSomeone", "--cron", "30 3 * * *")  # fmt: skip
+    described = await cli_json(server, "schedule", "describe", *base)
+    assert described["schedule"]["spec"] != {"interval": [{"interval": "3600s"}]}
+    assert "updateTime" in described["info"]
+
+    await cli(server, "schedule", "delete", *base)
+    code, _, err = await cli(server, "schedule", "describe", *base, check=False)
+    assert code != 0 and "not found" in err

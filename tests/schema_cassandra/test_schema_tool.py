@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_setup_on_an_empty_keyspace_creates_keyspace_and_tables(
 def test_setup_records_version_and_history(admin: Session, shipped_keyspace: tuple[str, str]) -> None:
     keyspace, _ = shipped_keyspace
     assert versions(admin, keyspace) == (SHIPPED_LATEST, 1)
-    assert history(admin, keyspace) == [(0, 1)]
+    assert history(admin, keyspace) == [(v - 1, v) for v in range(1, SHIPPED_LATEST + 1)]
 
 
 def test_rerunning_setup_and_update_changes_nothing(
@@ -117,7 +118,7 @@ def test_rerunning_setup_and_update_changes_nothing(
         assert f"already at schema version {SHIPPED_LATEST}; nothing to do" in output
     assert "exists; its replication is left as it is" in ok(run_schema("setup", "--keyspace", keyspace))
     assert versions(admin, keyspace) == (SHIPPED_LATEST, 1)
-    assert history(admin, keyspace) == [(0, 1)]
+    assert history(admin, keyspace) == [(v - 1, v) for v in range(1, SHIPPED_LATEST + 1)]
 
 
 def test_version_prints_the_keyspace_version_and_the_latest_known(
@@ -167,13 +168,16 @@ def test_update_applies_missing_versions_in_numeric_order(
     admin: Session, run_schema: RunSchema, new_keyspace: Callable[[], str], schema_v1_v2_v10: Path
 ) -> None:
     keyspace = new_keyspace()
-    ok(run_schema("setup", "--keyspace", keyspace))
+    # Set up at version 1 only (the shipped schema may be further along than the fixture's v1).
+    v1_only = schema_v1_v2_v10.parent / "v1-only"
+    shutil.copytree(schema_v1_v2_v10 / "v1", v1_only / "v1")
+    ok(run_schema("setup", "--keyspace", keyspace, "--schema-dir", str(v1_only)))
     output = ok(run_schema("update", "--keyspace", keyspace, "--schema-dir", str(schema_v1_v2_v10)))
     assert [line.split(":")[0] for line in output.splitlines() if line.startswith("applying")] == [
         "applying schema version 2",
         "applying schema version 10",
     ]
-    assert versions(admin, keyspace) == (10, 2)
+    assert versions(admin, keyspace) == (10, 10)
     assert history(admin, keyspace) == [(0, 1), (1, 2), (2, 10)]
     assert "note" in columns(admin, keyspace, "fixture_v2")
     assert "fixture_v10_column" in columns(admin, keyspace, "executions")
@@ -184,7 +188,7 @@ def test_update_applies_missing_versions_in_numeric_order(
 
     # This Hourglass (which knows only the shipped versions) must now refuse the keyspace.
     version = ok(run_schema("version", "--keyspace", keyspace))
-    assert "schema version 10 (minimum compatible version 2)" in version
+    assert "schema version 10 (minimum compatible version 10)" in version
     assert "newer than this Hourglass; upgrade Hourglass to use it" in version
     refused = run_schema("update", "--keyspace", keyspace)
     assert refused.exit_code != 0

@@ -1,0 +1,281 @@
+"""The schedule RPCs of WorkflowService: validation with the reference's messages, and the conversion of
+schedule state into describe / list responses. The schedules themselves run in cluster/scheduler.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import struct
+
+import grpc
+from temporalio.api.common.v1 import Memo, Payload, SearchAttributes
+from temporalio.api.errordetails.v1 import WorkflowExecutionAlreadyStartedFailure
+from temporalio.api.schedule.v1 import ScheduleInfo, ScheduleListEntry, ScheduleListInfo
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+
+from hourglass.cluster.errors import InvalidArgument, ServiceError
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.scheduler import policy
+from hourglass.cluster.scheduler.engine import ScheduleAlreadyExists, ScheduleEngine, compiled
+from hourglass.cluster.scheduler.spec import SpecError, compile_spec
+from hourglass.cluster.scheduler.state import ScheduleState
+from hourglass.persistence.records import VisibilityRecord
+from hourglass.persistence.visibility import evaluate, model
+from hourglass.persistence.visibility import query as syntax
+from hourglass.persistence.visibility.attributes import Kind, lookup
+from hourglass.persistence.visibility.query import QueryError
+from hourglass.persistence.visibility.resolve import resolve
+
+LIST_FUTURE_ACTIONS = 5
+LIST_RECENT_ACTIONS = 5
+DEFAULT_PAGE_SIZE = 1000
+MAX_MATCHING_TIMES = 1000
+
+
+class ScheduleAlreadyRegistered(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, schedule_id: str) -> None:
+        # The SDKs recognise a duplicate schedule by this detail (ScheduleAlreadyRunningError).
+        super().__init__(
+            f'schedule "{schedule_id}" is already registered', WorkflowExecutionAlreadyStartedFailure()
+        )
+
+
+def conflict_token(value: int) -> bytes:
+    return struct.pack(">q", value)
+
+
+def _token_value(token: bytes) -> int:
+    if not token:
+        return 0
+    if len(token) != 8:
+        raise InvalidArgument("invalid conflict token")
+    return struct.unpack(">q", token)[0]
+
+
+def _require_schedule_id(schedule_id: str) -> None:
+    if not schedule_id:
+        raise InvalidArgument("Can't load workflow execution.  WorkflowId not set.")
+
+
+def _check_spec(request, schedule_id: str) -> None:
+    try:
+        compile_spec(request.schedule.spec, schedule_id)
+    except SpecError as e:
+        raise InvalidArgument(f"Invalid schedule spec: {e}") from None
+
+
+class ScheduleHandlers:
+    """WorkflowService delegates its schedule RPCs here."""
+
+    def __init__(
+        self,
+        namespaces: NamespaceRegistry,
+        engine: ScheduleEngine,
+        search_attributes: SearchAttributeRegistry,
+    ) -> None:
+        self.namespaces = namespaces
+        self.engine = engine
+        self.search_attributes = search_attributes
+
+    async def create(self, request: rr.CreateScheduleRequest) -> rr.CreateScheduleResponse:
+        ns = await self.namespaces.get(request.namespace)
+        _require_schedule_id(request.schedule_id)
+        _check_spec(request, request.schedule_id)
+        if request.HasField("search_attributes"):
+            await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
+        try:
+            token = await self.engine.create(
+                ns.name,
+                ns.id,
+                request.schedule_id,
+                request.schedule,
+                request.initial_patch if request.HasField("initial_patch") else None,
+                request.memo if request.HasField("memo") else None,
+                request.search_attributes if request.HasField("search_attributes") else None,
+                request.request_id,
+            )
+        except ScheduleAlreadyExists:
+            raise ScheduleAlreadyRegistered(request.schedule_id) from None
+        return rr.CreateScheduleResponse(conflict_token=conflict_token(token))
+
+    async def describe(self, request: rr.DescribeScheduleRequest) -> rr.DescribeScheduleResponse:
+        ns = await self.namespaces.get(request.namespace)
+        _require_schedule_id(request.schedule_id)
+        state = self.engine.get(ns.id, request.schedule_id)
+        info = ScheduleInfo()
+        info.CopyFrom(state.info)
+        info.future_action_times.extend(
+            policy.future_action_times(state, compiled(state), policy.FUTURE_ACTIONS)
+        )
+        info.buffer_size = len(state.buffered)
+        resp = rr.DescribeScheduleResponse(
+            schedule=state.schedule, info=info, conflict_token=conflict_token(state.conflict_token)
+        )
+        if state.memo is not None:
+            resp.memo.CopyFrom(state.memo)
+        if state.search_attributes is not None:
+            resp.search_attributes.CopyFrom(state.search_attributes)
+        return resp
+
+    async def update(self, request: rr.UpdateScheduleRequest) -> rr.UpdateScheduleResponse:
+        ns = await self.namespaces.get(request.namespace)
+        _require_schedule_id(request.schedule_id)
+        if not request.schedule.action.HasField("start_workflow"):
+            raise InvalidArgument("Only StartWorkflow action is supported for schedules")
+        _check_spec(request, request.schedule_id)
+        if request.HasField("search_attributes"):
+            await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
+        await self.engine.update(
+            ns.id,
+            request.schedule_id,
+            request.schedule,
+            _token_value(request.conflict_token),
+            request.search_attributes if request.HasField("search_attributes") else None,
+            request.memo if request.HasField("memo") else None,
+        )
+        return rr.UpdateScheduleResponse()
+
+    async def patch(self, request: rr.PatchScheduleRequest) -> rr.PatchScheduleResponse:
+        ns = await self.namespaces.get(request.namespace)
+        _require_schedule_id(request.schedule_id)
+        await self.engine.patch(ns.id, request.schedule_id, request.patch)
+        return rr.PatchScheduleResponse()
+
+    async def delete(self, request: rr.DeleteScheduleRequest) -> rr.DeleteScheduleResponse:
+        ns = await self.namespaces.get(request.namespace)
+        _require_schedule_id(request.schedule_id)
+        await self.engine.delete(ns.id, request.schedule_id)
+        return rr.DeleteScheduleResponse()
+
+    async def matching_times(
+        self, request: rr.ListScheduleMatchingTimesRequest
+    ) -> rr.ListScheduleMatchingTimesResponse:
+        ns = await self.namespaces.get(request.namespace)
+        _require_schedule_id(request.schedule_id)
+        state = self.engine.get(ns.id, request.schedule_id)
+        if not request.HasField("start_time") or not request.HasField("end_time"):
+            raise InvalidArgument("missing or invalid query")
+        spec = compiled(state)
+        resp = rr.ListScheduleMatchingTimesResponse()
+        if spec is None:
+            return resp
+        for t in spec.times_between(
+            request.start_time.ToMilliseconds(), request.end_time.ToMilliseconds(), MAX_MATCHING_TIMES
+        ):
+            resp.start_time.add().FromMilliseconds(t.actual_ms)
+        return resp
+
+    async def list(self, request: rr.ListSchedulesRequest) -> rr.ListSchedulesResponse:
+        ns = await self.namespaces.get(request.namespace)
+        states = await self._matching(ns.id, request.query)
+        start = 0
+        if request.next_page_token:
+            try:
+                start = int(json.loads(base64.b64decode(request.next_page_token))["offset"])
+            except (ValueError, KeyError, TypeError):
+                raise InvalidArgument("Invalid NextPageToken.") from None
+        size = request.maximum_page_size or DEFAULT_PAGE_SIZE
+        page = states[start : start + size]
+        resp = rr.ListSchedulesResponse(schedules=[_list_entry(s) for s in page])
+        if start + size < len(states):
+            resp.next_page_token = base64.b64encode(json.dumps({"offset": start + size}).encode())
+        return resp
+
+    async def count(self, request: rr.CountSchedulesRequest) -> rr.CountSchedulesResponse:
+        ns = await self.namespaces.get(request.namespace)
+        return rr.CountSchedulesResponse(count=len(await self._matching(ns.id, request.query)))
+
+    async def _matching(self, namespace_id: str, text: str) -> list[ScheduleState]:
+        states = self.engine.list(namespace_id)
+        if not text.strip():
+            return states
+        custom = await self.search_attributes.custom(namespace_id)
+        query_filter = _schedule_filter(text, custom)
+        return [s for s in states if evaluate.matches(query_filter, _as_record(s))]
+
+
+# ---- list queries -----------------------------------------------------------------------------------------
+# The reference lets schedule lists filter on the schedule id, whether it is paused, and custom search
+# attributes. A schedule is evaluated as a visibility record whose workflow id is the schedule id.
+_SCHEDULE_ID = "ScheduleId"
+_PAUSED = "TemporalSchedulePaused"
+
+
+def _schedule_filter(text: str, custom: dict[str, int]) -> model.Filter | None:
+    try:
+        parsed = syntax.parse(text)
+    except QueryError as e:
+        raise InvalidArgument(f"invalid query: {e}") from None
+    try:
+        where = _rename(parsed.where, custom)
+        return resolve(dataclasses.replace(parsed, where=where, order_by=(), group_by=()), custom).filter
+    except QueryError as e:
+        raise InvalidArgument(f"invalid query: {e}") from None
+
+
+def _rename(node, custom: dict[str, int]):
+    """ScheduleId becomes WorkflowId; any attribute but it, TemporalSchedulePaused and custom ones is refused."""
+    if isinstance(node, syntax.Name):
+        if node.name == _SCHEDULE_ID:
+            return dataclasses.replace(node, name="WorkflowId")
+        attribute = lookup(node.name, custom)
+        if attribute is None or (attribute.kind is not Kind.CUSTOM and attribute.name != _PAUSED):
+            raise InvalidArgument(f'invalid query filter for schedules: cannot filter on "{node.name}"')
+        return node
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {}
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if isinstance(value, tuple):
+                changes[f.name] = tuple(_rename(v, custom) for v in value)
+            elif dataclasses.is_dataclass(value):
+                changes[f.name] = _rename(value, custom)
+        return dataclasses.replace(node, **changes)
+    return node
+
+
+def _as_record(state: ScheduleState) -> VisibilityRecord:
+    attrs = SearchAttributes()
+    if state.search_attributes is not None:
+        attrs.CopyFrom(state.search_attributes)
+    attrs.indexed_fields[_PAUSED].CopyFrom(
+        Payload(
+            metadata={"type": b"Bool", "encoding": b"json/plain"},
+            data=b"true" if state.schedule.state.paused else b"false",
+        )
+    )
+    return VisibilityRecord(
+        namespace_id=state.namespace_id,
+        workflow_id=state.schedule_id,
+        run_id="",
+        workflow_type="",
+        task_queue="",
+        status=1,
+        start_time_ms=state.info.create_time.ToMilliseconds(),
+        search_attributes=attrs.SerializeToString(),
+    )
+
+
+def _list_entry(state: ScheduleState) -> ScheduleListEntry:
+    spec = type(state.schedule.spec)()
+    spec.CopyFrom(state.schedule.spec)
+    spec.ClearField("timezone_data")
+    info = ScheduleListInfo(
+        spec=spec,
+        notes=state.schedule.state.notes,
+        paused=state.schedule.state.paused,
+        recent_actions=state.info.recent_actions[-LIST_RECENT_ACTIONS:],
+        future_action_times=policy.future_action_times(state, compiled(state), LIST_FUTURE_ACTIONS),
+    )
+    if state.schedule.action.HasField("start_workflow"):
+        info.workflow_type.CopyFrom(state.schedule.action.start_workflow.workflow_type)
+    entry = ScheduleListEntry(schedule_id=state.schedule_id, info=info)
+    entry.memo.CopyFrom(state.memo or Memo())
+    if state.search_attributes is not None:
+        entry.search_attributes.CopyFrom(state.search_attributes)
+    return entry
