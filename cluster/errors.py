@@ -89,3 +89,10 @@ class Unimplemented(ServiceError):
 
 class Internal(ServiceError):
     code = grpc.StatusCode.INTERNAL
+
+
+class StickyWorkerUnavailable(Unavailable):
+    """Matching saw no poller on a sticky queue lately: history sends the task to the normal queue."""
+
+    def __init__(self) -> None:
+        super().__init__("sticky worker unavailable, please use original task queue.")

@@ -392,6 +392,8 @@ class WorkflowService(WorkflowServiceServicer):
                 header=request.query.header,
             ),
             timeout,
+            sticky_queue=ms.info.sticky_task_queue,
+            sticky_timeout=ms.info.sticky_schedule_to_start_timeout_ms / 1000,
         )
         if answer.completed_type == QueryResultType.QUERY_RESULT_TYPE_FAILED:
             raise QueryFailed(answer.error_message)
@@ -591,10 +593,17 @@ class WorkflowService(WorkflowServiceServicer):
     # ---- workers and task queues -----------------------------------------------------------------------
     @rpc
     async def ShutdownWorker(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        if request.sticky_task_queue:
+            # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
+            self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
 
     @rpc
     async def ResetStickyTaskQueue(self, request, context):
+        execution = require_execution(request, "execution")
+        ns = await self.namespaces.get(request.namespace)
+        await self.history.reset_sticky_task_queue(ns.id, execution)
         return rr.ResetStickyTaskQueueResponse()
 
     @rpc

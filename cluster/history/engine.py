@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import (
     EventType,
     ParentClosePolicy,
     RetryState,
+    TaskQueueKind,
     TimeoutType,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
@@ -42,6 +43,7 @@ from hourglass.cluster.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    StickyWorkerUnavailable,
     Unavailable,
     WorkflowAlreadyStarted,
 )
@@ -94,8 +96,14 @@ class Matching(Protocol):
     """What history needs from matching: hand it tasks to dispatch."""
 
     async def add_workflow_task(
-        self, namespace_id: str, task_queue: str, execution: WorkflowExecution, scheduled_event_id: int
-    ) -> None: ...
+        self,
+        namespace_id: str,
+        task_queue: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
+    ) -> None:
+        """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately."""
 
     async def add_activity_task(
         self,
@@ -415,7 +423,11 @@ class HistoryEngine:
         scheduled_event_id: int,
         request_id: str,
         identity: str,
+        poll_queue: TaskQueue | None = None,
     ) -> PollWorkflowTaskQueueResponse:
+        """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
+        carries only the events after the previous started event: that worker has the rest cached."""
+
         def start(ms: MutableState, tr: Transition):
             wt = ms.workflow_task
             if not ms.running or wt is None or wt.scheduled_event_id != scheduled_event_id:
@@ -424,13 +436,23 @@ class HistoryEngine:
                 if wt.request_id == request_id:
                     return wt  # a retried record of the same poll
                 raise TaskGone()
+            if poll_queue is not None:
+                if ms.sticky and poll_queue.name != ms.info.sticky_task_queue:
+                    # The sticky worker was gone and the task went to the normal queue: whoever takes
+                    # it there needs the whole history, and becomes the run's sticky worker later.
+                    ms.clear_sticky()
+                elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
+                    raise TaskGone()  # a stale task: the run left its sticky queue since
             return tr.start_workflow_task(request_id, identity)
 
         wt = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
         shard = self.shard_for(namespace_id, execution.workflow_id)
         ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
-        events = await shard.read_events(ms)
-        events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
+        if ms.sticky:
+            events = await shard.read_events(ms, ms.last_completed_workflow_task_started_event_id + 1)
+        else:
+            events = await shard.read_events(ms)
+            events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
         token = TaskToken(
             namespace_id,
             execution.workflow_id,
@@ -485,6 +507,13 @@ class HistoryEngine:
                 request.binary_checksum,
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
             )
+            sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
+            if sticky is not None and sticky.HasField("worker_task_queue"):
+                ms.set_sticky(
+                    sticky.worker_task_queue.name, sticky.schedule_to_start_timeout.ToMilliseconds()
+                )
+            else:
+                ms.clear_sticky()
             try:
                 handle_commands(
                     tr, request.commands, completed_id, request.identity, had_buffered, max_blob_bytes
@@ -535,6 +564,19 @@ class HistoryEngine:
             tr.fail_workflow_task(cause, failure, identity)
 
         await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
+
+    async def reset_sticky_task_queue(self, namespace_id: str, execution: WorkflowExecution) -> None:
+        """Forget the run's sticky queue: its next workflow task goes to the normal queue, full history.
+        A task already waiting on the sticky queue moves when its schedule-to-start timeout fires."""
+
+        def reset(ms: MutableState, tr: Transition):
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            if ms.sticky:
+                ms.clear_sticky()
+                tr.dirty = True
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, reset)
 
     # ---- activities ------------------------------------------------------------------------------------
     async def record_activity_task_started(
@@ -809,9 +851,7 @@ class HistoryEngine:
             wt = ms.workflow_task
             if wt is None or wt.scheduled_event_id != data["scheduled_event_id"] or wt.started:
                 return
-            await self.matching.add_workflow_task(
-                task.namespace_id, wt.task_queue, execution, wt.scheduled_event_id
-            )
+            await self._dispatch_workflow_task(ms, wt, execution)
         elif task.kind == TransferKind.ACTIVITY_TASK:
             ai = ms.activities.get(data["scheduled_event_id"])
             if ai is None or ai.attempt != data["attempt"] or ai.started:
@@ -823,6 +863,25 @@ class HistoryEngine:
             await self._cross_run_executors[task.kind](self, shard, ms, data)
         else:
             log.error("unknown transfer task kind %s", task.kind)
+
+    async def _dispatch_workflow_task(self, ms: MutableState, wt, execution: WorkflowExecution) -> None:
+        """Hand the task to its queue: the sticky one while the run is still sticky to it, else (or when
+        no sticky poller was seen lately) the normal queue. Stickiness itself is left for the poll
+        (record_workflow_task_started) or the schedule-to-start timeout to clear, as the reference does."""
+        ns_id = ms.info.namespace_id
+        if wt.sticky and ms.info.sticky_task_queue == wt.task_queue:
+            try:
+                await self.matching.add_workflow_task(
+                    ns_id,
+                    wt.task_queue,
+                    execution,
+                    wt.scheduled_event_id,
+                    TaskQueueKind.TASK_QUEUE_KIND_STICKY,
+                )
+                return
+            except StickyWorkerUnavailable:
+                pass
+        await self.matching.add_workflow_task(ns_id, ms.info.task_queue, execution, wt.scheduled_event_id)
 
     # ---- work that crosses runs (children, external signals and cancels) ---------------------------------
     async def _start_child(self, shard: Shard, ms: MutableState, data: dict) -> None:
@@ -993,11 +1052,16 @@ class HistoryEngine:
             elif kind == TimerKind.WORKFLOW_TASK_TIMEOUT:
                 wt = ms.workflow_task
                 if (
-                    wt is not None
-                    and wt.started
-                    and wt.scheduled_event_id == data["scheduled_event_id"]
-                    and wt.attempt == data["attempt"]
+                    wt is None
+                    or wt.scheduled_event_id != data["scheduled_event_id"]
+                    or wt.attempt != data["attempt"]
                 ):
+                    return
+                timeout_type = data.get("timeout_type", TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE)
+                if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
+                    if not wt.started:
+                        tr.time_out_sticky_workflow_task()
+                elif wt.started:
                     tr.timeout_workflow_task()
             elif kind == TimerKind.ACTIVITY_TIMEOUT:
                 self._fire_activity_timeout(ms, tr, data)

@@ -68,6 +68,11 @@ class ExecutionInfo:
     cancel_request_ids: list[str] = field(default_factory=list)
     # Recent signal request ids, so a retried SignalWorkflowExecution is not delivered twice.
     signal_request_ids: list[str] = field(default_factory=list)
+    # Sticky execution: the queue of the worker process that has this run cached ("" = none). Its next
+    # workflow task goes there with only the new events, and moves to the normal queue if no poller takes
+    # it within the schedule-to-start timeout.
+    sticky_task_queue: str = ""
+    sticky_schedule_to_start_timeout_ms: int = 0
 
 
 @dataclass
@@ -83,6 +88,8 @@ class WorkflowTaskInfo:
     started_time_ms: int = 0
     request_id: str = ""
     identity: str = ""
+    # Scheduled on the sticky queue `task_queue` (else `task_queue` is the run's normal queue).
+    sticky: bool = False
 
     @property
     def started(self) -> bool:
@@ -183,6 +190,17 @@ class MutableState:
     @property
     def running(self) -> bool:
         return self.info.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+    @property
+    def sticky(self) -> bool:
+        return bool(self.info.sticky_task_queue)
+
+    def set_sticky(self, task_queue: str, schedule_to_start_timeout_ms: int) -> None:
+        self.info.sticky_task_queue = task_queue
+        self.info.sticky_schedule_to_start_timeout_ms = schedule_to_start_timeout_ms if task_queue else 0
+
+    def clear_sticky(self) -> None:
+        self.set_sticky("", 0)
 
     @property
     def has_started_workflow_task(self) -> bool:

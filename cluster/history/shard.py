@@ -244,7 +244,10 @@ class Shard:
         """Committed events of the run with id >= first_event_id, in order."""
         info = ms.info
         events: list[HistoryEvent] = []
-        next_node = 1
+        # A sticky task's history starts where a batch does (after the last WorkflowTaskStarted), so try
+        # reading from the node of that id on; if no batch starts there, read from the beginning.
+        next_node = first_event_id
+        probing = first_event_id > 1
         while True:
             nodes = await self.store.read_history_nodes(
                 info.namespace_id,
@@ -254,6 +257,11 @@ class Shard:
                 ms.last_history_txn_id,
                 limit_nodes,
             )
+            if probing:
+                probing = False
+                if not nodes or nodes[0].node_id != first_event_id:
+                    next_node = 1
+                    continue
             for node in nodes:
                 if node.last_event_id and node.last_event_id < first_event_id:
                     continue

@@ -170,23 +170,46 @@ class Transition:
             return
         if ms.buffered_events:
             self.flush_buffered_events()
+        # A sticky run's task goes to its worker's queue. (Never a retry: a failure clears stickiness.)
+        sticky = ms.sticky
         wt = WorkflowTaskInfo(
             scheduled_event_id=ms.next_event_id,
             attempt=attempt,
-            task_queue=ms.info.task_queue,
+            task_queue=ms.info.sticky_task_queue if sticky else ms.info.task_queue,
             start_to_close_timeout_ms=ms.info.workflow_task_timeout_ms,
             scheduled_time_ms=self.now,
+            sticky=sticky,
         )
         if attempt == 1:
             wt.scheduled_event_id = self._add_workflow_task_scheduled_event(wt).event_id
         ms.workflow_task = wt
         self.transfer(TransferKind.WORKFLOW_TASK, scheduled_event_id=wt.scheduled_event_id)
+        if sticky:
+            # If the sticky worker does not take it in time, it moves to the normal queue (see
+            # time_out_sticky_workflow_task).
+            self.timer(
+                TimerKind.WORKFLOW_TASK_TIMEOUT,
+                self.now + ms.info.sticky_schedule_to_start_timeout_ms,
+                scheduled_event_id=wt.scheduled_event_id,
+                attempt=wt.attempt,
+                timeout_type=TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START,
+            )
+
+    def _workflow_task_queue(self, wt: WorkflowTaskInfo) -> TaskQueue:
+        """The queue a task was scheduled on, as history shows it (a sticky queue names its normal one)."""
+        if wt.sticky:
+            return TaskQueue(
+                name=wt.task_queue,
+                kind=TaskQueueKind.TASK_QUEUE_KIND_STICKY,
+                normal_name=self.ms.info.task_queue,
+            )
+        return TaskQueue(name=wt.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL)
 
     def _add_workflow_task_scheduled_event(self, wt: WorkflowTaskInfo) -> HistoryEvent:
         return self.add_event(
             EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
             WorkflowTaskScheduledEventAttributes(
-                task_queue=TaskQueue(name=wt.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue=self._workflow_task_queue(wt),
                 start_to_close_timeout=to_duration(wt.start_to_close_timeout_ms),
                 attempt=wt.attempt,
             ),
@@ -235,7 +258,7 @@ class Transition:
             event_time=to_timestamp(wt.scheduled_time_ms),
             event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
             workflow_task_scheduled_event_attributes=WorkflowTaskScheduledEventAttributes(
-                task_queue=TaskQueue(name=wt.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue=self._workflow_task_queue(wt),
                 start_to_close_timeout=to_duration(wt.start_to_close_timeout_ms),
                 attempt=wt.attempt,
             ),
@@ -293,8 +316,9 @@ class Transition:
                 attrs.failure.CopyFrom(failure)
             self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED, attrs, bufferable=False)
         ms.workflow_task = None
+        next_attempt = self._next_attempt_after_failure(wt)
         if schedule_next:
-            self._schedule_retry(wt)
+            self._schedule_retry(next_attempt)
 
     def timeout_workflow_task(self) -> None:
         ms = self.ms
@@ -311,12 +335,39 @@ class Transition:
                 bufferable=False,
             )
         ms.workflow_task = None
-        self._schedule_retry(wt)
+        self._schedule_retry(self._next_attempt_after_failure(wt))
 
-    def _schedule_retry(self, wt: WorkflowTaskInfo) -> None:
+    def time_out_sticky_workflow_task(self) -> None:
+        """No sticky poller took the task in time: record it (timeout type SCHEDULE_TO_START), forget the
+        sticky queue and schedule the task again, as attempt 1 on the normal queue (as the reference does)."""
+        ms = self.ms
+        wt = ms.workflow_task
+        assert wt is not None and not wt.started
+        if not wt.transient:
+            self.add_event(
+                EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+                WorkflowTaskTimedOutEventAttributes(
+                    scheduled_event_id=wt.scheduled_event_id,
+                    timeout_type=TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START,
+                ),
+                bufferable=False,
+            )
+        ms.workflow_task = None
+        ms.clear_sticky()
+        self.schedule_workflow_task(attempt=1)
+
+    def _next_attempt_after_failure(self, wt: WorkflowTaskInfo) -> int:
+        """A task that fails on a sticky run is retried first as a fresh task (attempt 1, in history) on the
+        normal queue, where a worker replays the whole history; only then do attempts count (reference)."""
+        if self.ms.sticky:
+            self.ms.clear_sticky()
+            return 1
+        return wt.attempt + 1
+
+    def _schedule_retry(self, attempt: int) -> None:
         if self.ms.buffered_events:
             self.flush_buffered_events()
-        self.schedule_workflow_task(attempt=wt.attempt + 1)
+        self.schedule_workflow_task(attempt=attempt)
 
     def force_close_workflow_task(self, identity: str) -> None:
         """Before the server closes a run (terminate, timeout) a running workflow task is failed."""

@@ -20,7 +20,7 @@ from temporalio.api.workflowservice.v1 import (
     RespondQueryTaskCompletedRequest,
 )
 
-from hourglass.cluster.errors import DeadlineExceeded, ServiceError
+from hourglass.cluster.errors import DeadlineExceeded, NotFound, ServiceError, StickyWorkerUnavailable
 from hourglass.cluster.history.engine import HistoryEngine, TaskGone
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+STICKY = TaskQueueKind.TASK_QUEUE_KIND_STICKY
+# A sticky queue with no poll for this long has lost its worker: tasks go to the normal queue (reference).
+STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
 
 
 class MatchingEngine:
@@ -50,6 +53,22 @@ class MatchingEngine:
             self._partitions[key] = p
         return p
 
+    def sticky_partition(self, namespace_id: str, name: str) -> Partition | None:
+        """The sticky queue's partition if a worker polled it lately (a sticky queue is never created by a
+        task: no poller, no point)."""
+        p = self._partitions.get(TaskQueueKey(namespace_id, name, WORKFLOW, 0))
+        if p is None or not p.has_poller_within(STICKY_POLLER_UNAVAILABLE_WINDOW_S):
+            return None
+        return p
+
+    def unload_sticky_queue(self, namespace_id: str, name: str) -> None:
+        """The worker owning the sticky queue shut down: forget the queue."""
+        key = TaskQueueKey(namespace_id, name, WORKFLOW, 0)
+        p = self._partitions.get(key)
+        if p is not None and not p.persistent:
+            del self._partitions[key]
+            p.unload()
+
     def partitions_of(self, namespace_id: str, name: str, task_type: int) -> list[Partition]:
         return [
             p
@@ -59,11 +78,20 @@ class MatchingEngine:
 
     # ---- from history ------------------------------------------------------------------------------------
     async def add_workflow_task(
-        self, namespace_id: str, task_queue: str, execution: WorkflowExecution, scheduled_event_id: int
+        self,
+        namespace_id: str,
+        task_queue: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
     ) -> None:
-        await self.partition(namespace_id, task_queue, WORKFLOW).add(
-            MatchedTask(namespace_id, execution, scheduled_event_id)
-        )
+        if kind == STICKY:
+            partition = self.sticky_partition(namespace_id, task_queue)
+            if partition is None:
+                raise StickyWorkerUnavailable()
+        else:
+            partition = self.partition(namespace_id, task_queue, WORKFLOW)
+        await partition.add(MatchedTask(namespace_id, execution, scheduled_event_id))
 
     async def add_activity_task(
         self,
@@ -89,7 +117,7 @@ class MatchingEngine:
                 break
             if task.query is not None:
                 try:
-                    return await self._query_task_response(task)
+                    return await self._query_task_response(task, task_queue)
                 except ServiceError as e:
                     if not task.query.result.done():
                         task.query.result.set_exception(e)
@@ -98,7 +126,12 @@ class MatchingEngine:
                 partition,
                 task,
                 self.history.record_workflow_task_started(
-                    namespace_id, task.execution, task.scheduled_event_id, str(uuid.uuid4()), identity
+                    namespace_id,
+                    task.execution,
+                    task.scheduled_event_id,
+                    str(uuid.uuid4()),
+                    identity,
+                    TaskQueue(name=task_queue, kind=kind),
                 ),
             )
             if response is not None:
@@ -152,14 +185,36 @@ class MatchingEngine:
         execution: WorkflowExecution,
         query: WorkflowQuery,
         timeout: float,
+        sticky_queue: str = "",
+        sticky_timeout: float = 0.0,
     ):
-        """Dispatch a query to a worker polling the workflow's queue and wait for its answer."""
+        """Dispatch a query to a worker and wait for its answer. A sticky run is asked on its sticky queue
+        first (that worker has it cached), for at most `sticky_timeout`; failing that its stickiness is
+        reset and the query goes to the normal queue, as on the reference."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if sticky_queue:
+            partition = self.sticky_partition(namespace_id, sticky_queue)
+            if partition is not None:
+                try:
+                    return await self._query(partition, execution, query, min(sticky_timeout, timeout))
+                except DeadlineExceeded:
+                    pass
+            try:
+                await self.history.reset_sticky_task_queue(namespace_id, execution)
+            except NotFound:
+                pass  # closed meanwhile: the normal queue's worker can still answer
+        partition = self.partition(namespace_id, task_queue, WORKFLOW)
+        return await self._query(partition, execution, query, max(deadline - loop.time(), 0.0))
+
+    async def _query(
+        self, partition: Partition, execution: WorkflowExecution, query: WorkflowQuery, timeout: float
+    ):
         request = QueryRequest(str(uuid.uuid4()), execution, query)
         self._queries[request.query_id] = request
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            partition = self.partition(namespace_id, task_queue, WORKFLOW)
             if not await partition.offer_query(request, timeout):
                 raise DeadlineExceeded(
                     "query was not answered: no worker is polling the workflow's task queue"
@@ -173,9 +228,11 @@ class MatchingEngine:
         finally:
             self._queries.pop(request.query_id, None)
 
-    async def _query_task_response(self, task: MatchedTask) -> PollWorkflowTaskQueueResponse:
+    async def _query_task_response(self, task: MatchedTask, task_queue: str) -> PollWorkflowTaskQueueResponse:
         ms = await self.history.get_mutable_state(task.namespace_id, task.execution)
-        events = await self.history.read_history(ms)
+        # On the run's sticky queue the worker answers from its cache: no history (as the reference).
+        sticky = bool(ms.info.sticky_task_queue) and ms.info.sticky_task_queue == task_queue
+        events = [] if sticky else await self.history.read_history(ms)
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         token = TaskToken(
             task.namespace_id, execution.workflow_id, execution.run_id, 0, 0, query_id=task.query.query_id

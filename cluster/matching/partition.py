@@ -95,6 +95,22 @@ class Partition:
     def backlog_size(self) -> int:
         return len(self._backlog)
 
+    def has_poller_within(self, seconds: float) -> bool:
+        """A poll waits now, or one started within `seconds`: is a worker (still) there?"""
+        if any(not p.done() for p in self._pollers):
+            return True
+        horizon = asyncio.get_running_loop().time() - seconds
+        return any(seen >= horizon for seen in self.last_poll.values())
+
+    def unload(self) -> None:
+        """Drop everything held in memory (a sticky queue whose worker shut down): waiting polls return
+        empty, and tasks still waiting here are left to their schedule-to-start timeout."""
+        while self._pollers:
+            poller = self._pollers.popleft()
+            if not poller.done():
+                poller.set_result(None)
+        self._backlog.clear()
+
     # ---- producers -------------------------------------------------------------------------------------
     def _offer_to_poller(self, task: MatchedTask) -> bool:
         while self._pollers:

@@ -6,6 +6,8 @@ times, identities, request ids, task tokens, run ids, task queue names (tests us
 sizes, binary checksums, build ids / worker versions / deployments, metering and priorities. Strings
 that are unique per run (workflow id, task queue) are replaced by placeholders wherever they appear.
 
+WorkflowTaskScheduled keeps its task queue's kind (normal or sticky), not its name.
+
 WorkflowTaskCompleted.sdk_metadata is kept (flags sorted): SDKs read the flags back on replay, so a
 server must store them verbatim.
 """
@@ -228,6 +230,9 @@ class _Normalizer:
             out["attributes"] = "<not compared: no whitelist for this event type>"
             return out
         out["attributes"] = {name: self.field(attrs, name) for name in fields}
+        if type_name == "WORKFLOW_TASK_SCHEDULED":
+            # The name is per worker process, the kind says whether the task went to a sticky queue.
+            out["attributes"]["task_queue_kind"] = self.enum(attrs.task_queue, "kind")
         return out
 
 

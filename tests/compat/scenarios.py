@@ -18,11 +18,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import IndexedValueType, TaskQueueKind
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest, ResetWorkflowExecutionRequest
+from temporalio.api.taskqueue.v1 import StickyExecutionAttributes, TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    PollWorkflowTaskQueueRequest,
+    ResetStickyTaskQueueRequest,
+    ResetWorkflowExecutionRequest,
+    RespondWorkflowTaskCompletedRequest,
+)
 from temporalio.client import Client, WorkflowFailureError
 
 from .helpers import new_id, run_worker, wait_for_event
@@ -34,6 +40,7 @@ from .workflows import (
     CancelWithCleanup,
     ContinueLoop,
     ExternalSender,
+    FailAfterSignal,
     FailFirstTask,
     FailSpec,
     FailWorkflow,
@@ -325,6 +332,76 @@ async def upsert_search_attributes(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def sticky_schedule_to_start_timeout(client: Client, tq: str) -> str:
+    """A sticky worker that vanishes without a word: its run's next task waits on the sticky queue for
+    the sticky schedule-to-start timeout, then moves to the normal queue where a new worker takes it."""
+    wf_id = new_id("sticky-timeout")
+    svc = client.workflow_service
+    sticky = TaskQueue(name=f"{tq}-sticky", kind=TaskQueueKind.TASK_QUEUE_KIND_STICKY, normal_name=tq)
+    handle = await client.start_workflow(WaitForSignal.run, id=wf_id, task_queue=tq)
+    task = await svc.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="vanishes"),
+        timeout=timedelta(seconds=10),
+    )
+    await svc.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default",
+            task_token=task.task_token,
+            identity="vanishes",
+            sticky_attributes=StickyExecutionAttributes(
+                worker_task_queue=sticky, schedule_to_start_timeout=Duration(seconds=1)
+            ),
+        )
+    )
+    # The sticky worker polls once (empty) and is gone: matching saw it lately, so the task goes there.
+    await svc.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=sticky, identity="vanishes"),
+        timeout=timedelta(seconds=3),
+    )
+    await handle.signal(WaitForSignal.finish, "moved")
+    await wait_for_event(handle, "WORKFLOW_TASK_TIMED_OUT")
+    async with run_worker(client, task_queue=tq):
+        await handle.result()
+    return wf_id
+
+
+async def sticky_worker_shutdown(client: Client, tq: str) -> str:
+    """A worker that shuts down says so (ShutdownWorker): its runs' next tasks go to the normal queue at
+    once (the scheduled event still names the sticky queue)."""
+    wf_id = new_id("sticky-shutdown")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(WaitForSignal.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+    await handle.signal(WaitForSignal.finish, "after shutdown")
+    async with run_worker(client, task_queue=tq):
+        await handle.result()
+    return wf_id
+
+
+async def reset_sticky_task_queue(client: Client, tq: str) -> str:
+    wf_id = new_id("reset-sticky")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(WaitForSignal.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        await client.workflow_service.reset_sticky_task_queue(
+            ResetStickyTaskQueueRequest(namespace="default", execution=WorkflowExecution(workflow_id=wf_id))
+        )
+        await handle.signal(WaitForSignal.finish, "normal queue")
+        await handle.result()
+    return wf_id
+
+
+async def sticky_workflow_task_failure(client: Client, tq: str) -> str:
+    """A task failing on the sticky queue is retried as a new attempt-1 task on the normal queue."""
+    wf_id = new_id("sticky-task-failure")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(FailAfterSignal.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        await handle.signal(FailAfterSignal.finish, "recovered")
+        await handle.result()
+    return wf_id
+
+
 ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
 CHILD = ["START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_STARTED"]
 
@@ -608,6 +685,55 @@ SCENARIOS += [
             "WORKFLOW_TASK_FAILED",
             "WORKFLOW_EXECUTION_SIGNALED",
             "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "sticky-schedule-to-start-timeout",
+        sticky_schedule_to_start_timeout,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_TASK_TIMED_OUT",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "sticky-worker-shutdown",
+        sticky_worker_shutdown,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "reset-sticky-task-queue",
+        reset_sticky_task_queue,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "sticky-workflow-task-failure",
+        sticky_workflow_task_failure,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_FAILED",
             *WT,
             "WORKFLOW_EXECUTION_COMPLETED",
         ],

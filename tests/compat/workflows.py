@@ -215,6 +215,29 @@ class FailFirstTask:
 
 
 @workflow.defn
+class FailAfterSignal:
+    """Waits for `finish`, then fails the workflow task that saw it once (a sticky task: the worker has
+    the run cached) before returning the signal's value."""
+
+    def __init__(self) -> None:
+        self._value: str | None = None
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self._value is not None)
+        key = workflow.info().workflow_id + ":after-signal"
+        if key not in FAILED_FIRST_TASK:
+            FAILED_FIRST_TASK.add(key)
+            raise RuntimeError("deliberate failure of a sticky workflow task")
+        assert self._value is not None
+        return self._value
+
+    @workflow.signal
+    def finish(self, value: str) -> None:
+        self._value = value
+
+
+@workflow.defn
 class Sleeper:
     @workflow.run
     async def run(self, seconds: float) -> str:
@@ -407,6 +430,7 @@ ALL_WORKFLOWS = [
     RunActivity,
     FailWorkflow,
     FailFirstTask,
+    FailAfterSignal,
     Sleeper,
     WaitForSignal,
     SignalOrTimeout,

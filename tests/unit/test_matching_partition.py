@@ -87,3 +87,14 @@ async def test_a_poll_with_no_work_returns_empty_after_its_timeout(store):
     started = asyncio.get_running_loop().time()
     assert await partition.poll(0.2, "w") is None
     assert asyncio.get_running_loop().time() - started >= 0.2
+
+
+async def test_a_sticky_partition_knows_whether_its_worker_polled_lately_and_can_be_unloaded(store):
+    partition = Partition(TaskQueueKey("ns", "sticky", 1), store, persistent=False)
+    assert not partition.has_poller_within(10)
+    poll = asyncio.create_task(partition.poll(5, "worker"))
+    await asyncio.sleep(0.01)
+    assert partition.has_poller_within(0)  # a poll is waiting right now
+    partition.unload()  # the worker shut down: its waiting poll returns empty
+    assert await poll is None
+    assert partition.has_poller_within(10) and not partition.has_poller_within(0)

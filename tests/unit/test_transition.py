@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from temporalio.api.common.v1 import ActivityType, Payload, Payloads, RetryPolicy
-from temporalio.api.enums.v1 import EventType, RetryState, TimeoutType
+from temporalio.api.enums.v1 import EventType, RetryState, TaskQueueKind, TimeoutType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -228,3 +228,57 @@ def test_mutable_state_survives_serialization():
     Transition(ms, 4).signal("s", None, "c")
     copy = MutableState.deserialize(ms.serialize())
     assert copy == ms
+
+
+def make_sticky(ms: MutableState, timeout_ms: int = 5000) -> None:
+    run_first_workflow_task(ms)
+    ms.set_sticky("worker-1-sticky", timeout_ms)
+
+
+def test_a_sticky_run_schedules_its_task_on_the_sticky_queue_with_a_schedule_to_start_timer():
+    ms = new_state()
+    make_sticky(ms)
+    tr = Transition(ms, 2000)
+    tr.signal("s", None, "c")
+    queue = tr.events[-1].workflow_task_scheduled_event_attributes.task_queue
+    assert (queue.name, queue.kind, queue.normal_name) == (
+        "worker-1-sticky",
+        TaskQueueKind.TASK_QUEUE_KIND_STICKY,
+        "q",
+    )
+    assert ms.workflow_task.sticky and ms.workflow_task.task_queue == "worker-1-sticky"
+    (timer,) = tr.timer_tasks
+    assert timer.kind == TimerKind.WORKFLOW_TASK_TIMEOUT and timer.fire_time_ms == 7000
+    assert timer.data["timeout_type"] == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+
+
+def test_sticky_schedule_to_start_timeout_moves_the_task_to_the_normal_queue():
+    ms = new_state()
+    make_sticky(ms)
+    Transition(ms, 2000).signal("s", None, "c")
+    sticky_scheduled = ms.workflow_task.scheduled_event_id
+    tr = Transition(ms, 7000)
+    tr.time_out_sticky_workflow_task()
+    assert types(tr) == [E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED]
+    timed_out = tr.events[0].workflow_task_timed_out_event_attributes
+    assert (timed_out.scheduled_event_id, timed_out.started_event_id) == (sticky_scheduled, 0)
+    assert timed_out.timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+    scheduled = tr.events[1].workflow_task_scheduled_event_attributes
+    assert (scheduled.task_queue.name, scheduled.task_queue.kind, scheduled.attempt) == ("q", 1, 1)
+    assert not ms.sticky and not ms.workflow_task.sticky
+
+
+def test_a_failed_sticky_task_is_retried_as_attempt_one_on_the_normal_queue():
+    ms = new_state()
+    make_sticky(ms)
+    Transition(ms, 2000).signal("s", None, "c")
+    Transition(ms, 2001).start_workflow_task("r", "w")
+    fail = Transition(ms, 2002)
+    fail.fail_workflow_task(2, Failure(message="boom"), "w")
+    assert types(fail) == [E.EVENT_TYPE_WORKFLOW_TASK_FAILED, E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED]
+    assert not ms.sticky and ms.workflow_task.attempt == 1 and ms.workflow_task.task_queue == "q"
+    # Failing again on the normal queue: now attempts count (transient, nothing more written).
+    Transition(ms, 2003).start_workflow_task("r2", "w")
+    again = Transition(ms, 2004)
+    again.timeout_workflow_task()
+    assert types(again) == [E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT] and ms.workflow_task.attempt == 2
