@@ -128,6 +128,7 @@ class Transition:
         if bufferable and self.ms.has_started_workflow_task:
             ev.event_id = BUFFERED_EVENT_ID
             self.ms.buffered_events.append(ev)
+            self.dirty = True  # kept in mutable state: acknowledged, so it must be committed now
         else:
             ev.event_id = self.ms.next_event_id
             self.ms.next_event_id += 1
