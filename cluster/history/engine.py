@@ -141,6 +141,17 @@ class _RunContinued(Exception):
     """The run an in-flight update waited on continued as new: the update is retried on the new run."""
 
 
+async def _run(action: Callable[[MutableState, Transition], Any], ms: MutableState, tr: Transition) -> Any:
+    result = action(ms, tr)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result
+
+
+def _has_speculative_task(ms: MutableState) -> bool:
+    return ms.workflow_task is not None and ms.workflow_task.speculative
+
+
 def shard_id_for(namespace_id: str, workflow_id: str, shard_count: int) -> int:
     """Stable placement: the same (namespace, workflow id) lands on the same shard in every process."""
     return xxhash.xxh3_64_intdigest(f"{namespace_id}\x00{workflow_id}".encode()) % shard_count
@@ -202,8 +213,10 @@ class HistoryEngine:
     ) -> T:
         """Run `action` on the run's state under its lock and commit what it changed (retrying conflicts).
 
-        A speculative workflow task is written to history first, unless the action is `speculative_aware`
-        (it knows how to leave such a task in memory). The transition's effects run once it is committed.
+        If the action writes anything while a speculative workflow task is out, that task's events are
+        written first, unless the action is `speculative_aware` (it handles such a task itself). A read,
+        or a stale timer that changes nothing, leaves the task speculative. The transition's effects run
+        once it is committed.
         """
         shard = self.shard_for(namespace_id, workflow_id)
         for attempt in range(5):
@@ -215,13 +228,19 @@ class HistoryEngine:
                     raise NotFound(
                         f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
                     )
-                tr = Transition(ms, now_ms(), await self._retention_ms(namespace_id))
+                retention = await self._retention_ms(namespace_id)
+                tr = Transition(ms, now_ms(), retention)
+                speculative_out = not speculative_aware and _has_speculative_task(ms)
                 try:
-                    if not speculative_aware:
+                    result = await _run(action, ms, tr)
+                    if speculative_out and tr.changed:
+                        # The action writes while a speculative task is out: run it again on the state
+                        # reloaded (the speculative task comes back with it) with that task's events first.
+                        shard.evict(key)
+                        ms = await shard.load(key)
+                        tr = Transition(ms, now_ms(), retention)
                         tr.materialize_speculative_workflow_task()
-                    result = action(ms, tr)
-                    if asyncio.iscoroutine(result):
-                        result = await result
+                        result = await _run(action, ms, tr)
                 except BaseException:
                     shard.evict(key)  # the action may have changed the cached state before it failed
                     raise
