@@ -359,3 +359,44 @@ async def test_raw_protocol_messages_rejection_and_abort(client: Client) -> None
     assert rpc_err.value.status == RPCStatusCode.NOT_FOUND
     assert rpc_err.value.message == "workflow update was aborted by closing workflow"
     assert await event_types(handle) == [STARTED, *WT, *WT, "WORKFLOW_EXECUTION_COMPLETED"]
+
+
+async def test_signal_while_speculative_task_runs_writes_it_to_history(client: Client) -> None:
+    """A write during a speculative task (a signal) puts its events into history: a rejection then
+    completes it like any task, and the signal gets a task of its own."""
+    tq = new_id("tq")
+    handle = await client.start_workflow(Counter.run, id=new_id("spec-signal"), task_queue=tq)
+    service = client.workflow_service
+
+    async def poll():
+        return await service.poll_workflow_task_queue(
+            PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
+            timeout=timedelta(seconds=10),
+        )
+
+    first = await poll()
+    await service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(namespace="default", task_token=first.task_token, identity="raw")
+    )
+    update = asyncio.create_task(handle.execute_update(Counter.add, 1, id="spec"))
+    task = await poll()
+    (message,) = task.messages
+    await handle.signal(Counter.open)
+    rejection = Message(id="r", protocol_instance_id="spec", event_id=message.event_id)
+    rejection.body.Pack(Rejection(rejected_request_message_id=message.id, failure=Failure(message="no")))
+    response = await service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default", task_token=task.task_token, identity="raw", messages=[rejection]
+        )
+    )
+    assert response.reset_history_event_id == 0
+    with pytest.raises(WorkflowUpdateFailedError):
+        await update
+    assert await event_types(handle) == [
+        STARTED,
+        *WT,
+        *WT,
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_TASK_SCHEDULED",
+    ]
+    await handle.terminate()
