@@ -10,6 +10,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import Message
 from temporalio.api.errordetails import v1 as errordetails
+from temporalio.api.failure.v1 import MultiOperationExecutionAborted
 
 
 class ServiceError(Exception):
@@ -96,3 +97,43 @@ class StickyWorkerUnavailable(Unavailable):
 
     def __init__(self) -> None:
         super().__init__("sticky worker unavailable, please use original task queue.")
+
+
+class MultiOperationFailed(ServiceError):
+    """ExecuteMultiOperation failed: the status of the operation that failed, the others aborted.
+
+    The gRPC status is the failed operation's; the MultiOperationExecutionFailure detail lists one status
+    per operation ([start, update]), as the reference sends it. Each operation is given as its error,
+    ABORTED (not attempted because the other failed) or None (it succeeded).
+    """
+
+    ABORTED = object()
+
+    def __init__(self, start: ServiceError | object | None, update: ServiceError | object | None) -> None:
+        failed = start if isinstance(start, ServiceError) else update
+        assert isinstance(failed, ServiceError)
+        self.code = failed.code
+        statuses = []
+        for outcome in (start, update):
+            status = errordetails.MultiOperationExecutionFailure.OperationStatus()
+            if isinstance(outcome, ServiceError):
+                status.code = outcome.code.value[0]
+                status.message = outcome.message
+                if outcome.detail is not None:
+                    status.details.add().Pack(outcome.detail)
+            elif outcome is MultiOperationFailed.ABORTED:
+                status.code = grpc.StatusCode.ABORTED.value[0]
+                status.message = "Operation was aborted."
+                status.details.add().Pack(MultiOperationExecutionAborted())
+            statuses.append(status)
+        super().__init__(
+            "Update-with-Start could not be executed.",
+            errordetails.MultiOperationExecutionFailure(statuses=statuses),
+        )
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errordetails.PermissionDeniedFailure())

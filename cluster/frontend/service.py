@@ -22,9 +22,11 @@ from temporalio.api.enums.v1 import (
     ResetReapplyType,
     TaskQueueType,
 )
+from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.history.v1 import History
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.update.v1 import UpdateRef
 from temporalio.api.workflow.v1 import (
     PendingActivityInfo,
     PendingWorkflowTaskInfo,
@@ -34,7 +36,16 @@ from temporalio.api.workflow.v1 import (
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceServicer
 
-from hourglass.cluster.errors import InvalidArgument, NotFound, QueryFailed, Unimplemented
+from hourglass.cluster.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    MultiOperationFailed,
+    NotFound,
+    PermissionDenied,
+    QueryFailed,
+    ServiceError,
+    Unimplemented,
+)
 from hourglass.cluster.frontend import visibility
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
@@ -43,12 +54,13 @@ from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_start_request,
+    check_update_request,
     require_execution,
     require_id,
     require_task_queue,
     require_workflow_id,
 )
-from hourglass.cluster.history.engine import HistoryEngine, StartResult
+from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
@@ -63,6 +75,8 @@ SERVER_VERSION = "1.27.0"
 # Long polls answer before the SDK's 70 s deadline.
 MAX_LONG_POLL_S = 60.0
 HISTORY_LONG_POLL_S = 20.0
+# The reference's long-poll interval for updates: then it answers the stage reached so far.
+UPDATE_LONG_POLL_S = 20.0
 DEFAULT_QUERY_TIMEOUT_S = 30.0
 DEFAULT_HISTORY_PAGE_SIZE = 1000
 
@@ -250,6 +264,90 @@ class WorkflowService(WorkflowServiceServicer):
         )
         return rr.TerminateWorkflowExecutionResponse()
 
+    # ---- workflow updates ------------------------------------------------------------------------------
+    @rpc
+    async def UpdateWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        execution = require_execution(request)
+        check_update_request(request, self.max_blob_bytes)
+        stage = _update_stage(request.wait_policy.lifecycle_stage)
+        wait, caller_bound = _update_wait(context)
+        result = await self.history.update_workflow(ns.id, execution, request.request, stage, wait)
+        _check_reached(result, stage, caller_bound)
+        return _update_response(execution.workflow_id, request.request.meta.update_id, result)
+
+    @rpc
+    async def PollWorkflowExecutionUpdate(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        if not request.HasField("update_ref"):
+            raise InvalidArgument("UpdateRef is not set on request.")
+        ref = request.update_ref
+        if not ref.workflow_execution.workflow_id:
+            raise InvalidArgument("Can't load workflow execution.  WorkflowId not set.")
+        stage = (
+            request.wait_policy.lifecycle_stage or Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+        )
+        wait, caller_bound = _update_wait(context)
+        result = await self.history.poll_update(ns.id, ref.workflow_execution, ref.update_id, stage, wait)
+        _check_reached(result, stage, caller_bound)
+        resp = rr.PollWorkflowExecutionUpdateResponse(
+            stage=result.stage,
+            update_ref=UpdateRef(
+                workflow_execution=WorkflowExecution(
+                    workflow_id=ref.workflow_execution.workflow_id, run_id=result.run_id
+                ),
+                update_id=ref.update_id,
+            ),
+        )
+        if result.outcome is not None:
+            resp.outcome.CopyFrom(result.outcome)
+        return resp
+
+    @rpc
+    async def ExecuteMultiOperation(self, request, context):
+        """Update-with-start: exactly [StartWorkflow, UpdateWorkflow], errors shaped per operation."""
+        ns = await self.namespaces.get(request.namespace)
+        ops = request.operations
+        if len(ops) != 2 or not ops[0].HasField("start_workflow") or not ops[1].HasField("update_workflow"):
+            raise InvalidArgument("Operations have to be exactly [Start, Update].")
+        start, update = ops[0].start_workflow, ops[1].update_workflow
+        aborted = MultiOperationFailed.ABORTED
+        try:
+            if start.namespace and start.namespace != request.namespace:
+                raise InvalidArgument("Operation namespace did not match request's namespace.")
+            check_start_request(start, self.max_blob_bytes)
+            if start.cron_schedule:
+                raise InvalidArgument("CronSchedule is not allowed.")
+            await self.search_attributes.validate_search_attributes(ns.id, start.search_attributes)
+        except ServiceError as e:
+            raise MultiOperationFailed(e, aborted) from None
+        try:
+            if update.namespace and update.namespace != request.namespace:
+                raise InvalidArgument("Operation namespace did not match request's namespace.")
+            if update.workflow_execution.workflow_id != start.workflow_id:
+                raise InvalidArgument("WorkflowId is not consistent with previous operation(s).")
+            if update.workflow_execution.run_id:
+                raise InvalidArgument("RunId is not allowed.")
+            check_update_request(update, self.max_blob_bytes)
+            stage = _update_stage(update.wait_policy.lifecycle_stage)
+        except ServiceError as e:
+            raise MultiOperationFailed(aborted, e) from None
+        if not start.request_id:
+            start.request_id = str(uuid.uuid4())
+        wait, caller_bound = _update_wait(context)
+        started, result = await self.history.update_with_start(
+            ns.id, ns.name, start, update.request, stage, wait
+        )
+        _check_reached(result, stage, caller_bound)
+        resp = rr.ExecuteMultiOperationResponse()
+        resp.responses.add().start_workflow.CopyFrom(
+            rr.StartWorkflowExecutionResponse(run_id=started.run_id, started=started.started)
+        )
+        resp.responses.add().update_workflow.CopyFrom(
+            _update_response(start.workflow_id, update.request.meta.update_id, result)
+        )
+        return resp
+
     # ---- reading workflows -----------------------------------------------------------------------------
     async def _mutable_state(self, request, field_name: str) -> tuple[str, MutableState]:
         ns = await self.namespaces.get(request.namespace)
@@ -422,8 +520,8 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondWorkflowTaskCompleted(self, request, context):
         token = TaskToken.decode(request.task_token)
-        await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
-        return rr.RespondWorkflowTaskCompletedResponse()
+        reset_to = await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
+        return rr.RespondWorkflowTaskCompletedResponse(reset_history_event_id=reset_to)
 
     @rpc
     async def RespondWorkflowTaskFailed(self, request, context):
@@ -623,6 +721,43 @@ class WorkflowService(WorkflowServiceServicer):
                         )
                     )
         return resp
+
+
+def _update_stage(stage: int) -> int:
+    """The stage an update caller waits for; ADMITTED alone is refused, as on the reference."""
+    if stage == Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED:
+        raise PermissionDenied(
+            "UpdateWorkflowExecution issued asynchronously and waiting on update admitted is not supported."
+        )
+    return stage or Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED
+
+
+def _update_wait(context: grpc.aio.ServicerContext) -> tuple[float, bool]:
+    """How long an update call waits, and whether that is the caller's own deadline (then missing the stage
+    is DEADLINE_EXCEEDED) rather than the server's long-poll interval (then the reached stage is answered)."""
+    remaining = context.time_remaining()
+    wait = _long_poll_timeout(context, UPDATE_LONG_POLL_S)
+    return wait, remaining is not None and remaining - 1.0 < UPDATE_LONG_POLL_S
+
+
+def _check_reached(result: UpdateResult, stage: int, caller_bound: bool) -> None:
+    if result.stage < stage and caller_bound:
+        raise DeadlineExceeded("context deadline exceeded")
+
+
+def _update_response(
+    workflow_id: str, update_id: str, result: UpdateResult
+) -> rr.UpdateWorkflowExecutionResponse:
+    resp = rr.UpdateWorkflowExecutionResponse(
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=result.run_id),
+            update_id=update_id,
+        ),
+        stage=result.stage,
+    )
+    if result.outcome is not None:
+        resp.outcome.CopyFrom(result.outcome)
+    return resp
 
 
 def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:

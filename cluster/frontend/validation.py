@@ -88,3 +88,18 @@ def check_start_request(request, limit: int) -> None:
         check_blob_size(request.input, limit)
     if request.HasField("memo"):
         check_blob_size(request.memo, limit, "Memo")
+
+
+def check_update_request(request, limit: int) -> None:
+    """The update.v1.Request inside UpdateWorkflowExecution (an empty update id gets a generated one)."""
+    if not request.HasField("request") or not request.request.HasField("meta"):
+        raise InvalidArgument("Update meta is not set on request.")
+    if not request.request.HasField("input"):
+        raise InvalidArgument("Update input is not set on request.")
+    if not request.request.input.name:
+        raise InvalidArgument("Update name is not set on request.")
+    if not request.request.meta.update_id:
+        request.request.meta.update_id = str(uuid.uuid4())
+    if len(request.request.meta.update_id) > MAX_ID_LENGTH:
+        raise InvalidArgument("UpdateId length exceeds limit.")
+    check_blob_size(request.request.input.args, limit)

@@ -40,6 +40,7 @@ from hourglass.cluster.history.runs import DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, New
 from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.timeutil import to_duration
 from hourglass.cluster.history.transition import Transition, default_retry_policy
+from hourglass.cluster.history.updates import ProtocolError
 
 Cause = WorkflowTaskFailedCause
 
@@ -430,7 +431,22 @@ def _modify_properties(tr: Transition, command: Command, completed_event_id: int
     )
 
 
+def _protocol_message(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
+    """An update's acceptance or response, placed here among the events of the other commands."""
+    message_id = command.protocol_message_command_attributes.message_id
+    if tr.protocol is None:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE,
+            f"ProtocolMessageCommand referenced absent message ID {message_id}.",
+        )
+    try:
+        tr.protocol.on_command(tr, message_id)
+    except ProtocolError as e:
+        raise CommandError(e.cause, e.message) from None
+
+
 _HANDLERS = {
+    CommandType.COMMAND_TYPE_PROTOCOL_MESSAGE: _protocol_message,
     CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK: _schedule_activity,
     CommandType.COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK: _request_cancel_activity,
     CommandType.COMMAND_TYPE_START_TIMER: _start_timer,

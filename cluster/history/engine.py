@@ -27,11 +27,13 @@ from temporalio.api.enums.v1 import (
     WorkflowIdReusePolicy,
     WorkflowTaskFailedCause,
 )
+from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import (
     HistoryEvent,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflowservice.v1 import (
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
@@ -42,7 +44,9 @@ from temporalio.api.workflowservice.v1 import (
 from hourglass.cluster.errors import (
     FailedPrecondition,
     InvalidArgument,
+    MultiOperationFailed,
     NotFound,
+    ServiceError,
     StickyWorkerUnavailable,
     Unavailable,
     WorkflowAlreadyStarted,
@@ -65,6 +69,13 @@ from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
+from hourglass.cluster.history.updates import (
+    ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE,
+    InFlightUpdate,
+    ProtocolError,
+    UpdateProtocol,
+    request_message,
+)
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
 from hourglass.persistence.records import (
     CurrentRunMode,
@@ -125,6 +136,30 @@ class StartResult:
     started: bool
 
 
+@dataclass
+class UpdateResult:
+    """Where an update stands: the run it belongs to, the stage it reached, its outcome once completed."""
+
+    run_id: str
+    stage: int
+    outcome: Outcome | None
+
+
+class _RunContinued(Exception):
+    """The run an in-flight update waited on continued as new: the update is retried on the new run."""
+
+
+async def _run(action: Callable[[MutableState, Transition], Any], ms: MutableState, tr: Transition) -> Any:
+    result = action(ms, tr)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result
+
+
+def _has_speculative_task(ms: MutableState) -> bool:
+    return ms.workflow_task is not None and ms.workflow_task.speculative
+
+
 def shard_id_for(namespace_id: str, workflow_id: str, shard_count: int) -> int:
     """Stable placement: the same (namespace, workflow id) lands on the same shard in every process."""
     return xxhash.xxh3_64_intdigest(f"{namespace_id}\x00{workflow_id}".encode()) % shard_count
@@ -181,8 +216,16 @@ class HistoryEngine:
         workflow_id: str,
         run_id: str,
         action: Callable[[MutableState, Transition], T | Awaitable[T]],
+        *,
+        speculative_aware: bool = False,
     ) -> T:
-        """Run `action` on the run's state under its lock and commit what it changed (retrying conflicts)."""
+        """Run `action` on the run's state under its lock and commit what it changed (retrying conflicts).
+
+        If the action writes anything while a speculative workflow task is out, that task's events are
+        written first, unless the action is `speculative_aware` (it handles such a task itself). A read,
+        or a stale timer that changes nothing, leaves the task speculative. The transition's effects run
+        once it is committed.
+        """
         shard = self.shard_for(namespace_id, workflow_id)
         for attempt in range(5):
             async with shard.locks.hold((namespace_id, workflow_id)):
@@ -193,28 +236,39 @@ class HistoryEngine:
                     raise NotFound(
                         f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
                     )
-                tr = Transition(ms, now_ms(), await self._retention_ms(namespace_id))
+                retention = await self._retention_ms(namespace_id)
+                tr = Transition(ms, now_ms(), retention)
+                speculative_out = not speculative_aware and _has_speculative_task(ms)
                 try:
-                    result = action(ms, tr)
-                    if asyncio.iscoroutine(result):
-                        result = await result
+                    result = await _run(action, ms, tr)
+                    if speculative_out and tr.changed:
+                        # The action writes while a speculative task is out: run it again on the state
+                        # reloaded (the speculative task comes back with it) with that task's events first.
+                        shard.evict(key)
+                        ms = await shard.load(key)
+                        tr = Transition(ms, now_ms(), retention)
+                        tr.materialize_speculative_workflow_task()
+                        result = await _run(action, ms, tr)
                 except BaseException:
                     shard.evict(key)  # the action may have changed the cached state before it failed
                     raise
-                if not tr.changed:
-                    return result
-                batch = [(tr, False)]
-                if tr.new_run is not None:
-                    batch.append((tr.new_run, True))  # continue-as-new: same workflow id, same shard
-                try:
-                    await shard.commit(batch)
-                except ConditionFailedError:
-                    log.info("concurrent update of %s, reloading (attempt %d)", key, attempt)
-                    continue
-                except ShardOwnershipLostError as e:
-                    raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
-                except StoreUnavailableError as e:
-                    raise Unavailable(f"persistence unavailable: {e}") from e
+                if tr.changed:
+                    batch = [(tr, False)]
+                    if tr.new_run is not None:
+                        batch.append((tr.new_run, True))  # continue-as-new: same workflow id, same shard
+                    try:
+                        await shard.commit(batch)
+                    except ConditionFailedError:
+                        log.info("concurrent update of %s, reloading (attempt %d)", key, attempt)
+                        continue
+                    except ShardOwnershipLostError as e:
+                        raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+                    except StoreUnavailableError as e:
+                        raise Unavailable(f"persistence unavailable: {e}") from e
+                for effect in tr.effects:
+                    effect()
+                if not ms.running:
+                    shard.drop_update_registry(key)
                 return result
         raise Unavailable("too many concurrent updates of the workflow, try again")
 
@@ -311,6 +365,7 @@ class HistoryEngine:
             if current.status == RunStatus.RUNNING:
                 running = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, current.run_id))
                 stop = Transition(running.clone(), now, await self._retention_ms(namespace_id))
+                stop.materialize_speculative_workflow_task()
                 stop.terminate_workflow(reason, None, "history-service")
                 stop.current_run = None  # the reset run's REPLACE moves the pointer
                 batch.insert(0, (stop, False))
@@ -328,7 +383,10 @@ class HistoryEngine:
         request: StartWorkflowExecutionRequest,
         signal: tuple[str, Payloads | None, Header | None] | None = None,
         parent: ParentInfo | None = None,
+        on_new_run: Callable[[ExecutionKey], None] | None = None,
     ) -> StartResult:
+        """Start a run. `on_new_run` is told the new run's key before it is committed (and so before its
+        first workflow task can be polled): update-with-start admits its update there."""
         shard = self.shard_for(namespace_id, request.workflow_id)
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
@@ -348,6 +406,8 @@ class HistoryEngine:
                 batch = [(tr, True)]
                 if to_terminate is not None:
                     batch.insert(0, (to_terminate, False))
+                if on_new_run is not None:
+                    on_new_run(ExecutionKey(namespace_id, request.workflow_id, run_id))
                 try:
                     await shard.commit(batch)
                 except ConditionFailedError:
@@ -379,6 +439,7 @@ class HistoryEngine:
             if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING:
                 ms = await shard.load(ExecutionKey(current.namespace_id, wid, current.run_id))
                 tr = Transition(ms.clone(), now_ms(), await self._retention_ms(current.namespace_id))
+                tr.materialize_speculative_workflow_task()
                 details = Payloads(
                     payloads=[
                         Payload(
@@ -427,6 +488,8 @@ class HistoryEngine:
     ) -> PollWorkflowTaskQueueResponse:
         """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
         carries only the events after the previous started event: that worker has the rest cached."""
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        key = ExecutionKey(namespace_id, execution.workflow_id, execution.run_id)
 
         def start(ms: MutableState, tr: Transition):
             wt = ms.workflow_task
@@ -443,16 +506,22 @@ class HistoryEngine:
                     ms.clear_sticky()
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
                     raise TaskGone()  # a stale task: the run left its sticky queue since
-            return tr.start_workflow_task(request_id, identity)
+            wt = tr.start_workflow_task(request_id, identity)
+            registry = shard.find_update_registry(key)
+            if registry:
+                registry.ship(wt)
+            return wt
 
-        wt = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
-        shard = self.shard_for(namespace_id, execution.workflow_id)
-        ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
-        if ms.sticky:
-            events = await shard.read_events(ms, ms.last_completed_workflow_task_started_event_id + 1)
-        else:
-            events = await shard.read_events(ms)
-            events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
+        wt = await self._update(
+            namespace_id, execution.workflow_id, execution.run_id, start, speculative_aware=True
+        )
+        ms = await shard.load(key)
+        if wt.speculative:
+            self._arm_speculative_timeout(key, wt)
+        # A sticky worker has the run cached up to its last task: it gets only what came after.
+        first_event_id = ms.last_completed_workflow_task_started_event_id + 1 if ms.sticky else 1
+        events = await shard.read_events(ms, first_event_id)
+        events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
         token = TaskToken(
             namespace_id,
             execution.workflow_id,
@@ -460,6 +529,7 @@ class HistoryEngine:
             wt.scheduled_event_id,
             wt.attempt,
             wt.started_event_id,
+            started_time_ms=wt.started_time_ms,
         )
         resp = PollWorkflowTaskQueueResponse(
             task_token=token.encode(),
@@ -473,7 +543,38 @@ class HistoryEngine:
             started_time=to_timestamp(wt.started_time_ms),
         )
         resp.history.events.extend(events)
+        registry = shard.find_update_registry(key)
+        if registry:
+            for entry in registry.sent_with(wt):
+                resp.messages.append(request_message(entry, wt.started_event_id - 1))
         return resp
+
+    def _arm_speculative_timeout(self, key: ExecutionKey, wt) -> None:
+        """A speculative task's start-to-close timeout is an in-memory timer (nothing is persisted)."""
+        scheduled_event_id, started_time_ms = wt.scheduled_event_id, wt.started_time_ms
+
+        def fire(ms: MutableState, tr: Transition):
+            current = ms.workflow_task
+            if (
+                ms.running
+                and current is not None
+                and current.started
+                and current.scheduled_event_id == scheduled_event_id
+                and current.started_time_ms == started_time_ms
+            ):
+                tr.materialize_speculative_workflow_task()
+                tr.timeout_workflow_task()
+
+        async def run() -> None:
+            try:
+                await self._update(
+                    key.namespace_id, key.workflow_id, key.run_id, fire, speculative_aware=True
+                )
+            except Exception:
+                log.exception("speculative workflow task timeout of %s", key)
+
+        loop = asyncio.get_running_loop()
+        loop.call_later(wt.start_to_close_timeout_ms / 1000, lambda: loop.create_task(run()))
 
     def _started_workflow_task(self, ms: MutableState, token: TaskToken):
         wt = ms.workflow_task
@@ -484,23 +585,44 @@ class HistoryEngine:
             or wt.scheduled_event_id != token.scheduled_event_id
             or wt.attempt != token.attempt
             or wt.started_event_id != token.started_event_id
+            or (token.started_time_ms and wt.started_time_ms != token.started_time_ms)
         ):
             raise NotFound("Workflow task not found.")
         return wt
 
     async def respond_workflow_task_completed(
         self, token: TaskToken, request: RespondWorkflowTaskCompletedRequest, max_blob_bytes: int
-    ) -> None:
+    ) -> int:
+        """Apply the worker's commands and update messages. Returns the event id the worker must roll its
+        history back to when a speculative task is dropped (the reference's reset_history_event_id), else 0.
+        """
         failed: list[CommandError] = []
         try:
             await self._check_command_search_attributes(token.namespace_id, request.commands)
         except CommandError as e:
             failed.append(e)
+        shard = self.shard_for(token.namespace_id, token.workflow_id)
+        key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
 
-        def complete(ms: MutableState, tr: Transition):
-            self._started_workflow_task(ms, token)
+        def complete(ms: MutableState, tr: Transition) -> int:
+            wt = self._started_workflow_task(ms, token)
             if failed:
                 raise failed[0]
+            registry = shard.update_registry(key)
+            protocol = UpdateProtocol(request.messages, registry, ms, wt)
+            tr.effects = protocol.effects
+            if (
+                wt.speculative
+                and not request.commands
+                and protocol.only_rejections()
+                and not request.force_create_new_workflow_task
+            ):
+                # Only rejections: the task disappears as if it never ran, and the worker rolls back.
+                protocol.finish(tr)
+                ms.workflow_task = None
+                tr.effects.append(lambda: shard.forget_speculative(key))
+                return ms.last_completed_workflow_task_started_event_id
+            tr.materialize_speculative_workflow_task()
             had_buffered = bool(ms.buffered_events)
             completed_id = tr.complete_workflow_task(
                 request.identity,
@@ -514,20 +636,30 @@ class HistoryEngine:
                 )
             else:
                 ms.clear_sticky()
+            tr.protocol = protocol
             try:
                 handle_commands(
                     tr, request.commands, completed_id, request.identity, had_buffered, max_blob_bytes
                 )
+                protocol.finish(tr)
+            except ProtocolError as e:
+                failed.append(CommandError(e.cause, e.message))
+                raise failed[-1] from None
             except CommandError as e:
                 failed.append(e)
                 raise
-            if ms.running and (ms.buffered_events or request.force_create_new_workflow_task):
+            if ms.running and (
+                ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
+            ):
                 tr.schedule_workflow_task()
+            return 0
 
         try:
-            await self._update(token.namespace_id, token.workflow_id, token.run_id, complete)
+            reset_to = await self._update(
+                token.namespace_id, token.workflow_id, token.run_id, complete, speculative_aware=True
+            )
         except CommandError:
-            err = failed[0]
+            err = failed[-1]
 
             def fail(ms: MutableState, tr: Transition):
                 self._started_workflow_task(ms, token)
@@ -536,6 +668,10 @@ class HistoryEngine:
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:
                 raise InvalidArgument(err.message) from None
+            return 0
+        if reset_to:
+            await self._deliver_admitted_updates(key)
+        return reset_to
 
     async def _check_command_search_attributes(self, namespace_id: str, commands) -> None:
         """Search attributes a command sets must be registered with the right type (async, so checked
@@ -699,6 +835,256 @@ class HistoryEngine:
             return ai.cancel_requested
 
         return await self._on_activity(token, heartbeat, by_id)
+
+    # ---- workflow updates -------------------------------------------------------------------------------
+    async def update_workflow(
+        self, namespace_id: str, execution: WorkflowExecution, request: Request, stage: int, timeout: float
+    ) -> UpdateResult:
+        """Admit the update (or join the one with its id), get it to the worker, and wait up to `timeout` s
+        for `stage`. An update in flight when its run continues as new is retried on the new run."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            run_id, entry = await self._admit_update(
+                namespace_id, execution.workflow_id, execution.run_id, request
+            )
+            key = ExecutionKey(namespace_id, execution.workflow_id, run_id)
+            try:
+                return await self._wait_update(key, request.meta.update_id, stage, deadline, entry)
+            except _RunContinued:
+                if execution.run_id:
+                    raise NotFound("workflow update was aborted by closing workflow") from None
+
+    async def update_with_start(
+        self,
+        namespace_id: str,
+        namespace: str,
+        start: StartWorkflowExecutionRequest,
+        request: Request,
+        stage: int,
+        timeout: float,
+    ) -> tuple[StartResult, UpdateResult]:
+        """ExecuteMultiOperation [Start, Update]: update the running workflow when the start may reuse it
+        (or the update is already known to it), else start a new run with the update admitted into its
+        first workflow task. Raises MultiOperationFailed naming the operation that failed."""
+        shard = self.shard_for(namespace_id, start.workflow_id)
+        update_id = request.meta.update_id
+        current = await shard.get_current_run(namespace_id, start.workflow_id)
+        if current is not None:
+            key = ExecutionKey(namespace_id, start.workflow_id, current.run_id)
+            ms = await shard.load(key)
+            registry = shard.find_update_registry(key)
+            if ms is not None and (
+                update_id in ms.updates
+                or (
+                    ms.running
+                    and (
+                        (start.request_id and start.request_id == ms.info.create_request_id)
+                        or (registry is not None and registry.get(update_id) is not None)
+                        or start.workflow_id_conflict_policy
+                        == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+                    )
+                )
+            ):
+                execution = WorkflowExecution(workflow_id=start.workflow_id, run_id=current.run_id)
+                try:
+                    result = await self.update_workflow(namespace_id, execution, request, stage, timeout)
+                except ServiceError as e:
+                    raise MultiOperationFailed(MultiOperationFailed.ABORTED, e) from None
+                return StartResult(current.run_id, False), result
+        admitted: list[tuple[ExecutionKey, InFlightUpdate]] = []
+
+        def admit(key: ExecutionKey) -> None:
+            admitted.clear()
+            admitted.append((key, shard.update_registry(key).admit(request)))
+
+        try:
+            started = await self.start_workflow(namespace_id, namespace, start, on_new_run=admit)
+        except ServiceError as e:
+            for key, _ in admitted:
+                shard.drop_update_registry(key)
+            raise MultiOperationFailed(e, MultiOperationFailed.ABORTED) from None
+        key, entry = admitted[0] if admitted else (None, None)
+        if key is None or key.run_id != started.run_id:
+            if key is not None:
+                shard.drop_update_registry(key)
+            raise MultiOperationFailed(Unavailable("Workflow was not started"), MultiOperationFailed.ABORTED)
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            result = await self._wait_update(key, update_id, stage, deadline, entry)
+        except _RunContinued:
+            raise MultiOperationFailed(
+                None, NotFound("workflow update was aborted by closing workflow")
+            ) from None
+        except ServiceError as e:
+            raise MultiOperationFailed(None, e) from None
+        return started, result
+
+    async def poll_update(
+        self, namespace_id: str, execution: WorkflowExecution, update_id: str, stage: int, timeout: float
+    ) -> UpdateResult:
+        """Wait up to `timeout` s for an update (admitted earlier, or recorded in history) to reach `stage`."""
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
+        key = ExecutionKey(namespace_id, execution.workflow_id, run_id)
+        if await shard.load(key) is None:
+            raise NotFound(
+                f'workflow execution not found for workflow ID "{execution.workflow_id}" and run ID "{run_id}"'
+            )
+        registry = shard.find_update_registry(key)
+        entry = registry.get(update_id) if registry else None
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            return await self._wait_update(key, update_id, stage, deadline, entry)
+        except _RunContinued:
+            raise NotFound("workflow update was aborted by closing workflow") from None
+
+    async def _admit_update(
+        self, namespace_id: str, workflow_id: str, run_id: str, request: Request
+    ) -> tuple[str, InFlightUpdate | None]:
+        shard = self.shard_for(namespace_id, workflow_id)
+        dispatch: list[int] = []
+
+        def admit(ms: MutableState, tr: Transition):
+            if request.meta.update_id in ms.updates:
+                return ms.info.run_id, None  # accepted before: its outcome is in history
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            key = ExecutionKey(namespace_id, workflow_id, ms.info.run_id)
+            entry = shard.update_registry(key).admit(request)
+            if self._needs_speculative_task(ms):
+                dispatch.append(tr.schedule_speculative_workflow_task().scheduled_event_id)
+                shard.remember_speculative(key, ms)
+            return ms.info.run_id, entry
+
+        resolved, entry = await self._update(namespace_id, workflow_id, run_id, admit, speculative_aware=True)
+        await self._dispatch_speculative(namespace_id, workflow_id, resolved, dispatch)
+        return resolved, entry
+
+    @staticmethod
+    def _needs_speculative_task(ms: MutableState) -> bool:
+        """No workflow task to carry updates. (A run still waiting for its first task, during a start
+        delay or cron backoff, gets them with that task instead.)"""
+        return ms.running and ms.workflow_task is None and ms.next_event_id > 2
+
+    async def _dispatch_speculative(
+        self, namespace_id: str, workflow_id: str, run_id: str, scheduled: list[int]
+    ) -> None:
+        """Hand a speculative task to matching directly (no transfer task: nothing was written). Outside the
+        run's lock: a waiting poller starts the task at once, which takes that lock."""
+        if not scheduled:
+            return
+        execution = WorkflowExecution(workflow_id=workflow_id, run_id=run_id)
+        ms = await self.get_mutable_state(namespace_id, execution)
+        wt = ms.workflow_task
+        if wt is None or not wt.speculative or wt.scheduled_event_id != scheduled[0]:
+            return  # already taken, or replaced meanwhile
+        await self._dispatch_workflow_task(ms, wt, execution)
+        if wt.sticky:
+            self._arm_speculative_sticky_timeout(
+                ExecutionKey(namespace_id, workflow_id, run_id),
+                wt,
+                ms.info.sticky_schedule_to_start_timeout_ms,
+            )
+
+    def _arm_speculative_sticky_timeout(self, key: ExecutionKey, wt, timeout_ms: int) -> None:
+        """A speculative task no sticky poller took in time moves to the normal queue (in memory: nothing
+        of it is persisted, so neither is its schedule-to-start timer)."""
+        scheduled_event_id = wt.scheduled_event_id
+        execution = WorkflowExecution(workflow_id=key.workflow_id, run_id=key.run_id)
+
+        def unstick(ms: MutableState, tr: Transition) -> str | None:
+            current = ms.workflow_task
+            if (
+                ms.running
+                and current is not None
+                and current.speculative
+                and current.sticky
+                and not current.started
+                and current.scheduled_event_id == scheduled_event_id
+            ):
+                current.sticky = False
+                current.task_queue = ms.info.task_queue
+                return current.task_queue
+            return None
+
+        async def run() -> None:
+            try:
+                queue = await self._update(
+                    key.namespace_id, key.workflow_id, key.run_id, unstick, speculative_aware=True
+                )
+                if queue is not None:
+                    await self.matching.add_workflow_task(
+                        key.namespace_id, queue, execution, scheduled_event_id
+                    )
+            except Exception:
+                log.exception("sticky schedule-to-start timeout of the speculative task of %s", key)
+
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(timeout_ms, 1000) / 1000, lambda: loop.create_task(run()))
+
+    async def _deliver_admitted_updates(self, key: ExecutionKey) -> None:
+        """After a dropped speculative task: updates admitted meanwhile need a task of their own."""
+        shard = self.shard_for(key.namespace_id, key.workflow_id)
+        dispatch: list[int] = []
+
+        def deliver(ms: MutableState, tr: Transition) -> None:
+            registry = shard.find_update_registry(key)
+            if registry and registry.undelivered() and self._needs_speculative_task(ms):
+                dispatch.append(tr.schedule_speculative_workflow_task().scheduled_event_id)
+                shard.remember_speculative(key, ms)
+
+        await self._update(key.namespace_id, key.workflow_id, key.run_id, deliver, speculative_aware=True)
+        await self._dispatch_speculative(key.namespace_id, key.workflow_id, key.run_id, dispatch)
+
+    async def _wait_update(
+        self, key: ExecutionKey, update_id: str, stage: int, deadline: float, entry: InFlightUpdate | None
+    ) -> UpdateResult:
+        """Wait until the update reaches `stage` or the deadline passes (then: the stage it reached)."""
+        shard = self.shard_for(key.namespace_id, key.workflow_id)
+        loop = asyncio.get_running_loop()
+        while True:
+            watchers = [shard.watch(key)]
+            if entry is not None:
+                watchers.append(entry.changed)
+            ms = await shard.load(key)
+            if ms is None:
+                raise NotFound("workflow execution already completed")
+            info = ms.updates.get(update_id)
+            if info is not None:
+                if info.completed_event_id:
+                    event = await shard.read_event(ms, info.completed_node_id, info.completed_event_id)
+                    outcome = event.workflow_execution_update_completed_event_attributes.outcome
+                    return UpdateResult(
+                        key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED, outcome
+                    )
+                if not ms.running:
+                    outcome = Outcome(failure=ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE)
+                    return UpdateResult(
+                        key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED, outcome
+                    )
+                reached = Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
+            else:
+                if entry is not None and entry.rejection is not None:
+                    outcome = Outcome(failure=entry.rejection)
+                    return UpdateResult(
+                        key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED, outcome
+                    )
+                if entry is None:
+                    raise NotFound(f'update "{update_id}" not found')
+                if not ms.running:
+                    if ms.info.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+                        raise _RunContinued()
+                    raise NotFound("workflow update was aborted by closing workflow")
+                reached = Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+            remaining = deadline - loop.time()
+            if stage <= reached or remaining <= 0:
+                return UpdateResult(key.run_id, reached, None)
+            waits = [asyncio.ensure_future(w.wait()) for w in watchers]
+            try:
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 
     # ---- signals, cancel, terminate -------------------------------------------------------------------
     async def signal(

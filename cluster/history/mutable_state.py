@@ -90,6 +90,9 @@ class WorkflowTaskInfo:
     identity: str = ""
     # Scheduled on the sticky queue `task_queue` (else `task_queue` is the run's normal queue).
     sticky: bool = False
+    # A speculative task (delivering updates to an idle run) lives only in memory until something needs it
+    # written: if the worker only rejects updates, it leaves no trace in history (as on the reference).
+    speculative: bool = False
 
     @property
     def started(self) -> bool:
@@ -169,6 +172,21 @@ class ExternalRequest:
 
 
 @dataclass
+class UpdateInfo:
+    """A workflow update the run accepted: where its events are, so its outcome can be read back.
+
+    Updates that were only admitted (not yet accepted) live in the shard's in-memory registry and are
+    lost on restart, as on the reference; accepted ones are durable here and in history.
+    """
+
+    update_id: str
+    accepted_event_id: int
+    completed_event_id: int = 0
+    # First event id of the history node holding the completed event.
+    completed_node_id: int = 0
+
+
+@dataclass
 class MutableState:
     info: ExecutionInfo
     next_event_id: int = 1
@@ -181,6 +199,7 @@ class MutableState:
     signals_requested: dict[int, ExternalRequest] = field(default_factory=dict)
     cancels_requested: dict[int, ExternalRequest] = field(default_factory=dict)
     buffered_events: list[HistoryEvent] = field(default_factory=list)
+    updates: dict[str, UpdateInfo] = field(default_factory=dict)
     # Txn id of the last history node a committed transition wrote: readers ignore later (unapplied) nodes.
     last_history_txn_id: int = 0
     db_record_version: int = 0
@@ -218,10 +237,12 @@ class MutableState:
 
     # ---- persistence -----------------------------------------------------------------------------------
     def serialize(self) -> bytes:
+        if self.workflow_task is not None and self.workflow_task.speculative:
+            raise AssertionError("a speculative workflow task must be written to history before a commit")
         return codec.dumps(self)
 
     def clone(self) -> MutableState:
-        return MutableState.deserialize(self.serialize())
+        return MutableState.deserialize(codec.dumps(self))
 
     @staticmethod
     def deserialize(data: bytes) -> MutableState:

@@ -20,6 +20,7 @@ from hourglass.cluster.history.mutable_state import (
     MutableState,
     ParentInfo,
     TimerInfo,
+    UpdateInfo,
     WorkflowTaskInfo,
 )
 from hourglass.cluster.history.timeutil import duration_ms, timestamp_ms
@@ -131,6 +132,14 @@ def _apply(ms: MutableState, ev: HistoryEvent, node_id: int) -> None:
         ms.timers.pop(ev.timer_canceled_event_attributes.timer_id, None)
     elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
         ms.info.cancel_requested = True
+    elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+        update_id = ev.workflow_execution_update_accepted_event_attributes.protocol_instance_id
+        ms.updates[update_id] = UpdateInfo(update_id, ev.event_id)
+    elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+        update_id = ev.workflow_execution_update_completed_event_attributes.meta.update_id
+        if update_id in ms.updates:
+            ms.updates[update_id].completed_event_id = ev.event_id
+            ms.updates[update_id].completed_node_id = node_id
     elif t == E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
         fields = ev.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
         if ms.info.search_attributes is None:

@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator, Callable
 
 from temporalio.api.history.v1 import History, HistoryEvent
 
-from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
 from hourglass.cluster.history.transition import Transition
+from hourglass.cluster.history.updates import UpdateRegistry
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError
 from hourglass.persistence.records import (
     CurrentRunRecord,
@@ -87,6 +88,10 @@ class Shard:
         self.uncommitted_task_ids: set[int] = set()
         # A commit's outcome was unknown: its tasks may exist in the store without this node knowing.
         self.tasks_uncertain = False
+        # In memory only (as on the reference): admitted updates per run, and speculative workflow tasks
+        # with the record version they apply to, so a run reloaded after an eviction gets its task back.
+        self._update_registries: dict[ExecutionKey, UpdateRegistry] = {}
+        self._speculative: dict[ExecutionKey, tuple[int, WorkflowTaskInfo]] = {}
 
     # ---- ownership -------------------------------------------------------------------------------------
     async def acquire(self) -> None:
@@ -136,6 +141,13 @@ class Shard:
             return None
         ms = MutableState.deserialize(record.state)
         ms.db_record_version = record.db_record_version
+        speculative = self._speculative.get(key)
+        if speculative is not None:
+            version, wt = speculative
+            if version == ms.db_record_version and ms.workflow_task is None and ms.running:
+                ms.workflow_task = wt
+            else:
+                del self._speculative[key]
         self._remember(key, ms)
         return ms
 
@@ -147,6 +159,27 @@ class Shard:
 
     def evict(self, key: ExecutionKey) -> None:
         self._cache.pop(key, None)
+
+    # ---- updates (in memory) ---------------------------------------------------------------------------
+    def update_registry(self, key: ExecutionKey) -> UpdateRegistry:
+        registry = self._update_registries.get(key)
+        if registry is None:
+            registry = self._update_registries[key] = UpdateRegistry()
+        return registry
+
+    def find_update_registry(self, key: ExecutionKey) -> UpdateRegistry | None:
+        return self._update_registries.get(key)
+
+    def drop_update_registry(self, key: ExecutionKey) -> None:
+        self._update_registries.pop(key, None)
+
+    def remember_speculative(self, key: ExecutionKey, ms: MutableState) -> None:
+        """Keep the run's speculative workflow task across cache evictions while nothing is committed."""
+        assert ms.workflow_task is not None and ms.workflow_task.speculative
+        self._speculative[key] = (ms.db_record_version, ms.workflow_task)
+
+    def forget_speculative(self, key: ExecutionKey) -> None:
+        self._speculative.pop(key, None)
 
     # ---- commit ----------------------------------------------------------------------------------------
     async def commit(self, transitions: list[tuple[Transition, bool]]) -> None:
@@ -174,6 +207,7 @@ class Shard:
             new_timers: list[TimerTask] = []
             for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
                 self._remember(key, tr.ms)
+                self._speculative.pop(key, None)  # a committed state holds no speculative task
                 new_transfer.extend(write.transfer_tasks)
                 new_timers.extend(write.timer_tasks)
                 watcher = self._change_watchers.pop(key, None)

@@ -23,6 +23,9 @@ class TaskToken:
     activity_id: str = ""
     # For legacy query tasks: the id the frontend waits on.
     query_id: str = ""
+    # Workflow tasks: when the attempt started. Tells a dropped speculative task from its successor,
+    # which may have the same scheduled event id and attempt.
+    started_time_ms: int = 0
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -7,6 +7,9 @@ only when the workflow task closes, so the worker's view of history never change
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
@@ -113,6 +116,10 @@ class Transition:
         self.dirty = False
         # A run this transition creates in the same batch (continue-as-new replaces the current run).
         self.new_run: Transition | None = None
+        # The update messages of the workflow task being completed (see updates.UpdateProtocol).
+        self.protocol = None
+        # In-memory changes (the update registry) made only once the transition is committed.
+        self.effects: list[Callable[[], None]] = []
 
     # ---- events ----------------------------------------------------------------------------------------
     def add_event(self, event_type: int, attributes, *, bufferable: bool = True) -> HistoryEvent:
@@ -121,6 +128,7 @@ class Transition:
         if bufferable and self.ms.has_started_workflow_task:
             ev.event_id = BUFFERED_EVENT_ID
             self.ms.buffered_events.append(ev)
+            self.dirty = True  # kept in mutable state: acknowledged, so it must be committed now
         else:
             ev.event_id = self.ms.next_event_id
             self.ms.next_event_id += 1
@@ -205,6 +213,49 @@ class Transition:
             )
         return TaskQueue(name=wt.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL)
 
+    def schedule_speculative_workflow_task(self) -> WorkflowTaskInfo:
+        """A workflow task that only ships updates to an idle run: in memory, written to history only if
+        the worker's answer (or anything else happening meanwhile) needs it. The caller dispatches it."""
+        ms = self.ms
+        assert ms.workflow_task is None and ms.running
+        # A sticky run's worker has it cached: the task goes to its sticky queue, as any other task would.
+        wt = WorkflowTaskInfo(
+            scheduled_event_id=ms.next_event_id,
+            attempt=1,
+            task_queue=ms.info.sticky_task_queue if ms.sticky else ms.info.task_queue,
+            start_to_close_timeout_ms=ms.info.workflow_task_timeout_ms,
+            scheduled_time_ms=self.now,
+            speculative=True,
+            sticky=ms.sticky,
+        )
+        ms.workflow_task = wt
+        return wt
+
+    def materialize_speculative_workflow_task(self) -> None:
+        """Turn a speculative workflow task into a normal one: its events go to history now (with the
+        times the worker saw) and it gets the persisted tasks a normal one has."""
+        ms = self.ms
+        spec = ms.workflow_task
+        if spec is None or not spec.speculative:
+            return
+        # A copy: the speculative original stays intact for the shard to restore if this transition fails.
+        wt = ms.workflow_task = dataclasses.replace(spec, speculative=False)
+        scheduled = self._add_workflow_task_scheduled_event(wt)
+        scheduled.event_time.CopyFrom(to_timestamp(wt.scheduled_time_ms))
+        wt.scheduled_event_id = scheduled.event_id
+        if wt.started:
+            started = self._add_workflow_task_started_event(wt)
+            started.event_time.CopyFrom(to_timestamp(wt.started_time_ms))
+            wt.started_event_id = started.event_id
+            self.timer(
+                TimerKind.WORKFLOW_TASK_TIMEOUT,
+                wt.started_time_ms + wt.start_to_close_timeout_ms,
+                scheduled_event_id=wt.scheduled_event_id,
+                attempt=wt.attempt,
+            )
+        else:
+            self.transfer(TransferKind.WORKFLOW_TASK, scheduled_event_id=wt.scheduled_event_id)
+
     def _add_workflow_task_scheduled_event(self, wt: WorkflowTaskInfo) -> HistoryEvent:
         return self.add_event(
             EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
@@ -236,6 +287,10 @@ class Transition:
         wt.request_id = request_id
         wt.identity = identity
         wt.started_time_ms = self.now
+        if wt.speculative:
+            # Nothing is written: its timeout is an in-memory timer the engine arms.
+            wt.started_event_id = wt.scheduled_event_id + 1
+            return wt
         if wt.transient:
             wt.started_event_id = wt.scheduled_event_id + 1
         else:
@@ -249,9 +304,10 @@ class Transition:
         return wt
 
     def transient_workflow_task_events(self) -> list[HistoryEvent]:
-        """The events a worker sees for a transient (retried) workflow task that history has not written."""
+        """The events a worker sees for a transient (retried) or speculative workflow task that history has
+        not written."""
         wt = self.ms.workflow_task
-        if wt is None or not wt.transient or not wt.started:
+        if wt is None or not (wt.transient or wt.speculative) or not wt.started:
             return []
         scheduled = HistoryEvent(
             event_id=wt.scheduled_event_id,

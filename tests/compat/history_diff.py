@@ -134,6 +134,13 @@ WHITELIST: dict[str, tuple[str, ...]] = {
     ),
     "EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED": ("initiated_event_id",),
     "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": ("search_attributes", "workflow_task_completed_event_id"),
+    "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": (
+        "protocol_instance_id",
+        "accepted_request_message_id",
+        "accepted_request_sequencing_event_id",
+        "accepted_request",
+    ),
+    "WORKFLOW_EXECUTION_UPDATE_COMPLETED": ("meta", "accepted_event_id", "outcome"),
 }
 
 

@@ -29,7 +29,13 @@ from temporalio.api.workflowservice.v1 import (
     ResetWorkflowExecutionRequest,
     RespondWorkflowTaskCompletedRequest,
 )
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 
 from .helpers import new_id, run_worker, wait_for_event
 from .state import started
@@ -39,6 +45,7 @@ from .workflows import (
     CancelActivity,
     CancelWithCleanup,
     ContinueLoop,
+    Counter,
     ExternalSender,
     FailAfterSignal,
     FailFirstTask,
@@ -402,7 +409,55 @@ async def sticky_workflow_task_failure(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def update_accepted_and_completed(client: Client, tq: str) -> str:
+    wf_id = new_id("update")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(Counter.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        assert await handle.execute_update(Counter.add, 5, id="add-5") == 5
+        assert await handle.execute_update(Counter.finish, id="finish") == 5
+        assert await handle.result() == 5
+    return wf_id
+
+
+async def update_rejected(client: Client, tq: str) -> str:
+    """A validator rejects the first update: its speculative workflow task leaves no events."""
+    wf_id = new_id("update-rejected")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(Counter.run, id=wf_id, task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        try:
+            await handle.execute_update(Counter.add, -1, id="rejected")
+        except WorkflowUpdateFailedError:
+            pass
+        else:
+            raise AssertionError("the validator was expected to reject the update")
+        assert await handle.execute_update(Counter.add, 2, id="add-2") == 2
+        await handle.signal(Counter.stop)
+        assert await handle.result() == 2
+    return wf_id
+
+
+async def update_with_start(client: Client, tq: str) -> str:
+    wf_id = new_id("update-with-start")
+    async with run_worker(client, task_queue=tq):
+        start = WithStartWorkflowOperation(
+            Counter.run, id=wf_id, task_queue=tq, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+        )
+        assert (
+            await client.execute_update_with_start_workflow(
+                Counter.add, 3, id="add-3", start_workflow_operation=start
+            )
+            == 3
+        )
+        handle = await start.workflow_handle()
+        await handle.signal(Counter.stop)
+        assert await handle.result() == 3
+    return wf_id
+
+
 ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
+UPDATE = ["WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "WORKFLOW_EXECUTION_UPDATE_COMPLETED"]
 CHILD = ["START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_STARTED"]
 
 SCENARIOS: list[Scenario] = [
@@ -734,6 +789,39 @@ SCENARIOS += [
             "WORKFLOW_TASK_SCHEDULED",
             "WORKFLOW_TASK_STARTED",
             "WORKFLOW_TASK_FAILED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+]
+
+SCENARIOS += [
+    Scenario(
+        "update-accepted-and-completed",
+        update_accepted_and_completed,
+        ["WORKFLOW_EXECUTION_STARTED", *WT, *WT, *UPDATE, *WT, *UPDATE, "WORKFLOW_EXECUTION_COMPLETED"],
+    ),
+    Scenario(
+        "update-rejected",
+        update_rejected,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *WT,
+            *UPDATE,
+            "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "update-with-start",
+        update_with_start,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *UPDATE,
+            "WORKFLOW_EXECUTION_SIGNALED",
             *WT,
             "WORKFLOW_EXECUTION_COMPLETED",
         ],

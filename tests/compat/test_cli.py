@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from .conftest import ServerProcess
 from .helpers import new_id, run_worker
-from .workflows import GreetSomeone, SignalCollector
+from .workflows import Counter, GreetSomeone, SignalCollector
 
 TEMPORAL = shutil.which("temporal")
 pytestmark = pytest.mark.skipif(
@@ -252,3 +252,58 @@ async def test_schedule_commands(server: ServerProcess, client: Client) -> None:
     await cli(server, "schedule", "delete", *base)
     code, _, err = await cli(server, "schedule", "describe", *base, check=False)
     assert code != 0 and "not found" in err
+
+
+async def test_workflow_update_execute_start_result_describe(server: ServerProcess, client: Client) -> None:
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(Counter.run, id=new_id("cli-update"), task_queue=tq)
+        executed = await cli_json(
+            server,
+            "workflow",
+            "update",
+            "execute",
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "add",
+            "--input",
+            "5",
+            "--update-id",
+            "cli-add",
+        )
+        assert executed == {"name": "add", "updateId": "cli-add", "result": 5}
+        # A validator's rejection is a failure of the command, with the workflow's message.
+        code, out, err = await cli(
+            server, "workflow", "update", "execute", "--workflow-id", handle.id, "--name", "add", "--input", "-1",
+            check=False,
+        )  # fmt: skip
+        assert code != 0
+        assert "cannot add -1" in out + err
+        started = await cli_json(
+            server,
+            "workflow",
+            "update",
+            "start",
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "add_when_open",
+            "--input",
+            "2",
+            "--update-id",
+            "cli-later",
+            "--wait-for-stage",
+            "accepted",
+        )
+        assert started == {"name": "add_when_open", "updateId": "cli-later"}
+        await handle.signal(Counter.open)
+        result = await cli_json(
+            server, "workflow", "update", "result", "--workflow-id", handle.id, "--update-id", "cli-later"
+        )
+        assert result["result"] == 7
+        described = await cli_json(
+            server, "workflow", "update", "describe", "--workflow-id", handle.id, "--update-id", "cli-add"
+        )
+        assert described == {"updateId": "cli-add", "result": 5, "stage": "Completed"}
+        await handle.signal(Counter.stop)
+        assert await handle.result() == 7

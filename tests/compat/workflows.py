@@ -420,7 +420,61 @@ class UpsertSearchAttribute:
         return "upserted"
 
 
+@workflow.defn
+class Counter:
+    """Updates: `add` (validated: no negatives), `add_when_open` (waits for the `open` signal), `fail`
+    (the handler raises), `finish` (ends the run with the total)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.opened = False
+        self.finished = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.finished)
+        return self.total
+
+    @workflow.update
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    @add.validator
+    def validate_add(self, n: int) -> None:
+        if n < 0:
+            raise ApplicationError(f"cannot add {n}", type="Negative")
+
+    @workflow.update
+    async def add_when_open(self, n: int) -> int:
+        await workflow.wait_condition(lambda: self.opened)
+        self.total += n
+        return self.total
+
+    @workflow.update
+    def fail(self, message: str) -> None:
+        raise ApplicationError(message, type="UpdateFailed")
+
+    @workflow.update
+    def finish(self) -> int:
+        self.finished = True
+        return self.total
+
+    @workflow.signal
+    def open(self) -> None:
+        self.opened = True
+
+    @workflow.signal
+    def stop(self) -> None:
+        self.finished = True
+
+    @workflow.query
+    def value(self) -> int:
+        return self.total
+
+
 ALL_WORKFLOWS = [
+    Counter,
     UpsertSearchAttribute,
     Child,
     Parent,
