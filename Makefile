@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench proto
+.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench proto cluster-up cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ cassandra-up: install
 
 cassandra-down:
 	$(PYTHON) tools/cassandra/devserver.py down
+
+# A local 3-node cluster (frontends on 127.0.0.1-3:7233) over the local Cassandra (started if needed).
+cluster-up: install
+	$(BIN)/python tools/cluster/local.py up
+
+cluster-down:
+	$(BIN)/python tools/cluster/local.py down
 
 # The internal node-to-node API: regenerate cluster/rpc/internal_pb2.py(i) after editing the .proto.
 # grpcio-tools lives in a venv of its own so its protobuf pin never touches the project's.
