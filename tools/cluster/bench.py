@@ -95,6 +95,8 @@ def _figures(result: dict) -> str:
 async def throughput(args, session) -> None:
     work = Path(tempfile.mkdtemp(prefix="hg-bench-"))
     # One node: the same store, no cluster section (it owns every shard).
+    for sub in ("single", "cluster"):
+        (work / sub).mkdir()
     ks = _keyspace(session)
     single = harness.LocalCluster.create(work / "single", ["127.0.0.1"], 9042, ks)
     node = single.nodes[0]
