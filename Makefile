@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench bench-cassandra
+.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,25 @@ cassandra-up: install
 
 cassandra-down:
 	$(PYTHON) tools/cassandra/devserver.py down
+
+# A local 3-node cluster (frontends on 127.0.0.1-3:7233) over the local Cassandra (started if needed).
+cluster-up: install
+	$(BIN)/python tools/cluster/local.py up
+
+cluster-down:
+	$(BIN)/python tools/cluster/local.py down
+
+# The internal node-to-node API: regenerate cluster/rpc/internal_pb2.py(i) after editing the .proto.
+# grpcio-tools lives in a venv of its own so its protobuf pin never touches the project's.
+PROTO_VENV := build/proto-venv
+GRPCIO_TOOLS ?= grpcio-tools==1.85.1
+proto:
+	test -x $(PROTO_VENV)/bin/python || $(PYTHON) -m venv $(PROTO_VENV)
+	$(PROTO_VENV)/bin/pip install -q '$(GRPCIO_TOOLS)'
+	rm -rf build/proto-out && mkdir -p build/proto-out
+	$(PROTO_VENV)/bin/python -m grpc_tools.protoc -Iproto --python_out=build/proto-out --pyi_out=build/proto-out \
+		proto/hourglass/internal/v1/internal.proto
+	cp build/proto-out/hourglass/internal/v1/internal_pb2.py build/proto-out/hourglass/internal/v1/internal_pb2.pyi cluster/rpc/
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -121,6 +121,7 @@ def start(config_file: str, event_loop: str) -> None:
         namespaces=config.namespaces,
         max_blob_bytes=config.max_blob_bytes,
         cluster_name=config.cluster_name,
+        cluster=config.cluster,
     )
     where = config.store.kind
     if config.store.kind == "cassandra":
@@ -143,11 +144,19 @@ async def _serve(config, open_store, where: str) -> None:
     except Exception as e:
         await store.close()
         raise click.ClickException(f"cannot start the node: {e}") from None
-    click.echo(
-        f"Hourglass listening on {config.ip}:{node.bound_port} (store: {where}); "
-        f"namespaces: {', '.join(config.namespaces)}",
-        err=True,
-    )
+    if node.server is not None:
+        click.echo(
+            f"Hourglass listening on {config.ip}:{node.bound_port} (store: {where}); "
+            f"namespaces: {', '.join(config.namespaces)}",
+            err=True,
+        )
+    if node.membership is not None:
+        m = node.membership
+        click.echo(
+            f"Cluster member {m.swim.id} (gossip, UDP); internal RPC on {m.rpc_address}; "
+            f"roles: {','.join(config.cluster.roles)}; seeds: {','.join(config.cluster.seeds) or '(none)'}",
+            err=True,
+        )
     if node.metrics_port is not None:
         click.echo(f"Metrics: http://{config.ip}:{node.metrics_port}/metrics", err=True)
     stop = asyncio.Event()
@@ -168,6 +177,34 @@ def _run(coro, event_loop: str) -> None:
             uvloop.run(coro)
             return
     asyncio.run(coro)
+
+
+@main.group()
+def cluster() -> None:
+    """Inspect a running cluster."""
+
+
+@cluster.command("status")
+@click.option(
+    "--address",
+    default="127.0.0.1:7233",
+    show_default=True,
+    help="Any node's frontend or internal RPC address (HOST:PORT).",
+)
+@click.option("--shards", is_flag=True, help="Also print which member holds each history shard.")
+def cluster_status(address: str, shards: bool) -> None:
+    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held)."""
+    import grpc
+
+    from hourglass.cluster.status import fetch_status, render
+
+    try:
+        resp = asyncio.run(fetch_status(address, shards))
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            raise click.ClickException(f"{address} is not a cluster member (a single node)") from None
+        raise click.ClickException(f"cannot get the cluster status from {address}: {e.details()}") from None
+    click.echo(render(resp))
 
 
 def _register_subcommands() -> None:

@@ -62,6 +62,42 @@ class StoreSection(_Strict):
         return self
 
 
+Role = Literal["frontend", "history", "matching"]
+
+
+class ClusterSection(_Strict):
+    """Present: this node is a member of a cluster (gossip, rings, internal RPC). Absent: a single node
+    owning every shard, exactly as without cluster support."""
+
+    # The address other members reach this node at (gossip and internal RPC); defaults to node.ip.
+    member_address: str | None = None
+    gossip_port: int = Field(7946, ge=1, le=65535)
+    rpc_port: int = Field(7234, ge=1, le=65535)
+    # Gossip addresses ("host:port") of members to join through; this node's own may be listed.
+    seeds: list[str] = []
+    roles: list[Role] = ["frontend", "history", "matching"]
+    # Failure detection (SWIM): a silent member is suspect after one probe period without any ack
+    # (direct or indirect), and dead after the suspicion timeout; it also stops writing itself after
+    # the suspicion timeout without contact with the majority.
+    probe_interval_s: float = Field(1.0, gt=0)
+    probe_timeout_s: float = Field(0.4, gt=0)
+    indirect_probes: int = Field(2, ge=0)
+    suspicion_timeout_s: float = Field(4.0, gt=0)
+    sync_interval_s: float = Field(5.0, gt=0)
+    # How long a starting node waits for its seeds before taking its share of shards.
+    join_timeout_s: float = Field(5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _timings(self) -> ClusterSection:
+        if self.probe_timeout_s >= self.probe_interval_s:
+            raise ValueError("probe_timeout_s must be shorter than probe_interval_s")
+        if self.suspicion_timeout_s < 2 * self.probe_interval_s:
+            raise ValueError("suspicion_timeout_s must be at least twice probe_interval_s")
+        if not self.roles:
+            raise ValueError("a node needs at least one role")
+        return self
+
+
 class ServerConfig(_Strict):
     cluster_name: str = "hourglass"
     history_shards: int = Field(4, ge=1, le=16384)
@@ -70,6 +106,16 @@ class ServerConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     node: NodeSection = NodeSection()
     store: StoreSection
+    cluster: ClusterSection | None = None
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServerConfig:
+        if self.cluster is not None:
+            ports = [self.node.port, self.cluster.rpc_port, self.node.metrics_port]
+            used = [p for p in ports if p]
+            if len(set(used)) != len(used):
+                raise ValueError("node.port, cluster.rpc_port and node.metrics_port must differ")
+        return self
 
 
 class ConfigError(Exception):

@@ -80,6 +80,14 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ShardNotOwned(Unavailable):
+    """This node does not own the shard or task-queue partition (it moved, or is moving): retryable."""
+
+
+class NodeUnreachable(Unavailable):
+    """The member that owns what a request needs could not be reached over the internal RPC."""
+
+
 class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,6 +41,8 @@ class NodeConfig:
     cluster_name: str = "hourglass"
     # Prometheus /metrics port; None: not served.
     metrics_port: int | None = None
+    # cluster.config.ClusterSection: this node is a cluster member. None: a single node owning everything.
+    cluster: Any = None
 
 
 class Node:
@@ -60,6 +63,10 @@ class Node:
         self.server: grpc.aio.Server | None = None
         self.bound_port = 0
         self.metrics_port: int | None = None
+        # What the frontend calls: the engines themselves, or their routing proxies in a cluster.
+        self.history_api: Any = self.history
+        self.matching_api: Any = self.matching
+        self.membership = None  # a cluster_member.ClusterMember in a cluster
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -78,10 +85,21 @@ class Node:
             )
         for name in self.config.namespaces:
             await self.namespaces.ensure(name)
-        await self.history.start()
+        # Schedules follow shard ownership: they run for the shards this node takes (see ScheduleEngine).
         await self.schedules.start()
+        if self.config.cluster is None:
+            await self.history.start()
+        else:
+            from hourglass.cluster.cluster_member import ClusterMember
+
+            self.membership = ClusterMember(self.config, self.history, self.matching)
+            await self.membership.start()
+            self.history_api = self.membership.history_api
+            self.matching_api = self.membership.matching_api
         if self.config.metrics_port is not None:
             self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
+        if self.config.cluster is not None and "frontend" not in self.config.cluster.roles:
+            return
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -94,8 +112,8 @@ class Node:
         add_WorkflowServiceServicer_to_server(
             WorkflowService(
                 self.namespaces,
-                self.history,
-                self.matching,
+                self.history_api,
+                self.matching_api,
                 self.config.max_blob_bytes,
                 store=self.store,
                 search_attributes=self.search_attributes,
@@ -114,6 +132,9 @@ class Node:
         ):
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
+        if self.membership is not None:
+            # `hourglass cluster status --address <frontend>` works too, not only the internal address.
+            self.server.add_generic_rpc_handlers((self.membership.cluster_handler(),))
         try:
             self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
         except RuntimeError as e:
@@ -125,5 +146,7 @@ class Node:
         if self.server is not None:
             await self.server.stop(grace)
         await self.schedules.stop()
+        if self.membership is not None:
+            await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()
         await self.store.close()

@@ -5,7 +5,6 @@ RPCs this server does not implement yet answer UNIMPLEMENTED with the RPC's name
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -500,7 +499,9 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondQueryTaskCompleted(self, request, context):
         token = TaskToken.decode(request.task_token)
-        if not token.query_id or not self.matching.respond_query_task_completed(token.query_id, request):
+        if not token.query_id or not await self.matching.respond_query_task_completed(
+            token.query_id, request
+        ):
             raise NotFound("query task not found, or already expired")
         return rr.RespondQueryTaskCompletedResponse()
 
@@ -710,16 +711,13 @@ class WorkflowService(WorkflowServiceServicer):
         require_task_queue(request.task_queue.name)
         task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
         resp = rr.DescribeTaskQueueResponse()
-        now = asyncio.get_running_loop().time()
-        for partition in self.matching.partitions_of(ns.id, request.task_queue.name, task_type):
-            for identity, seen in partition.last_poll.items():
-                if now - seen < 5 * 60:
-                    resp.pollers.append(
-                        PollerInfo(
-                            identity=identity,
-                            last_access_time=to_timestamp(int((time.time() - (now - seen)) * 1000)),
-                        )
+        for identity, age in await self.matching.poller_info(ns.id, request.task_queue.name, task_type):
+            if age < 5 * 60:
+                resp.pollers.append(
+                    PollerInfo(
+                        identity=identity, last_access_time=to_timestamp(int((time.time() - age) * 1000))
                     )
+                )
         return resp
 
 

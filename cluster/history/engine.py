@@ -47,6 +47,7 @@ from hourglass.cluster.errors import (
     MultiOperationFailed,
     NotFound,
     ServiceError,
+    ShardNotOwned,
     StickyWorkerUnavailable,
     Unavailable,
     WorkflowAlreadyStarted,
@@ -136,6 +137,12 @@ class StartResult:
     started: bool
 
 
+class ShardListener(Protocol):
+    async def shard_acquired(self, shard: Shard) -> None: ...
+
+    async def shard_released(self, shard_id: int) -> None: ...
+
+
 @dataclass
 class UpdateResult:
     """Where an update stands: the run it belongs to, the stage it reached, its outcome once completed."""
@@ -178,27 +185,73 @@ class HistoryEngine:
         self.matching = matching
         self.shards: dict[int, Shard] = {}
         self.queues: dict[int, QueueProcessors] = {}
+        # Where operations on OTHER runs go (child starts, external signals...): this engine on a single
+        # node, the routing proxy in a cluster (the run may live on another member's shard).
+        self.peers: Any = self
+        # In a cluster: answers whether this node may still write (membership quorum and epoch).
+        self.write_guard: Callable[[], int | None] | None = None
+        # In a cluster: told when the store fenced a shard out (another member took it).
+        self.on_shard_lost: Callable[[int], None] | None = None
+        # Components with state per shard (schedules) follow ownership: told after a shard is taken and
+        # when it is released.
+        self.shard_listeners: list[ShardListener] = []
 
     async def start(self) -> None:
+        """Single node: own every shard."""
         for shard_id in range(self.shard_count):
-            shard = Shard(shard_id, self.store, self._on_new_tasks)
-            await shard.acquire()
-            self.shards[shard_id] = shard
-            processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)
-            self.queues[shard_id] = processors
-            await processors.start()
+            await self.acquire_shard(shard_id)
 
-    async def stop(self) -> None:
-        for processors in self.queues.values():
+    async def acquire_shard(self, shard_id: int, epoch: int | None = None) -> None:
+        """Take the shard (range-id LWT, which fences any previous owner) and start its queue processors."""
+        if shard_id in self.shards:
+            return
+        shard = Shard(shard_id, self.store, self._on_new_tasks, self._shard_writable, epoch)
+        await shard.acquire()
+        processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)
+        self.shards[shard_id] = shard
+        self.queues[shard_id] = processors
+        await processors.start()
+        for listener in self.shard_listeners:
+            await listener.shard_acquired(shard)
+
+    async def release_shard(self, shard_id: int) -> None:
+        """Stop writing the shard: no new operation finds it, its processors stop, its cache is dropped."""
+        shard = self.shards.pop(shard_id, None)
+        processors = self.queues.pop(shard_id, None)
+        if shard is not None:
+            shard.released = True
+            for listener in self.shard_listeners:
+                await listener.shard_released(shard_id)
+        if processors is not None:
             await processors.stop()
 
+    def _shard_writable(self, shard: Shard) -> bool:
+        if shard.released:
+            return False
+        if self.write_guard is None:
+            return True
+        return self.write_guard() == shard.epoch
+
+    def shard_lost(self, shard: Shard) -> None:
+        """The store refused a write because another member took the shard: stop using it at once."""
+        if self.on_shard_lost is not None:
+            shard.released = True
+            self.on_shard_lost(shard.shard_id)
+
+    async def stop(self) -> None:
+        for shard_id in list(self.shards):
+            await self.release_shard(shard_id)
+
     def _on_new_tasks(self, shard: Shard, transfer: list[TransferTask], timers: list[TimerTask]) -> None:
-        self.queues[shard.shard_id].notify(transfer, timers)
+        processors = self.queues.get(shard.shard_id)
+        if processors is not None and processors.shard is shard:
+            processors.notify(transfer, timers)
 
     def shard_for(self, namespace_id: str, workflow_id: str) -> Shard:
-        shard = self.shards.get(shard_id_for(namespace_id, workflow_id, self.shard_count))
-        if shard is None:
-            raise Unavailable("shard is not owned by this node")
+        shard_id = shard_id_for(namespace_id, workflow_id, self.shard_count)
+        shard = self.shards.get(shard_id)
+        if shard is None or shard.released:
+            raise ShardNotOwned(f"shard {shard_id} is not owned by this node")
         return shard
 
     # ---- the transaction helper -------------------------------------------------------------------------
@@ -262,7 +315,8 @@ class HistoryEngine:
                         log.info("concurrent update of %s, reloading (attempt %d)", key, attempt)
                         continue
                     except ShardOwnershipLostError as e:
-                        raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+                        self.shard_lost(shard)
+                        raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
                     except StoreUnavailableError as e:
                         raise Unavailable(f"persistence unavailable: {e}") from e
                 for effect in tr.effects:
@@ -292,6 +346,7 @@ class HistoryEngine:
             ms = await shard.load(key)
             if ms is None or ms.running:
                 return
+            shard.check_writable()
             await self.store.delete_visibility(key.namespace_id, key.workflow_id, key.run_id)
             await self.store.delete_execution(shard.shard_id, key.namespace_id, key.workflow_id, key.run_id)
             await self.store.delete_history(key.namespace_id, key.workflow_id, key.run_id)
@@ -373,6 +428,9 @@ class HistoryEngine:
                 await shard.commit(batch)
             except ConditionFailedError:
                 raise Unavailable("the workflow changed while it was being reset; try again") from None
+            except ShardOwnershipLostError as e:
+                self.shard_lost(shard)
+                raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
             return run_id
 
     # ---- start -----------------------------------------------------------------------------------------
@@ -413,7 +471,8 @@ class HistoryEngine:
                 except ConditionFailedError:
                     continue
                 except ShardOwnershipLostError as e:
-                    raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+                    self.shard_lost(shard)
+                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
                 return StartResult(tr.ms.info.run_id, True)
         raise Unavailable("too many concurrent starts of the workflow id, try again")
 
@@ -1183,13 +1242,16 @@ class HistoryEngine:
     # ---- reads -----------------------------------------------------------------------------------------
     async def get_mutable_state(self, namespace_id: str, execution: WorkflowExecution) -> MutableState:
         shard = self.shard_for(namespace_id, execution.workflow_id)
-        run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
-        ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, run_id))
-        if ms is None:
-            raise NotFound(
-                f'workflow execution not found for workflow ID "{execution.workflow_id}" and run ID "{run_id}"'
-            )
-        return ms
+        # Under the run's lock, and a copy: transitions change the cached state in place before they
+        # commit, and a reader must never see (say) a close whose events are not readable yet.
+        async with shard.locks.hold((namespace_id, execution.workflow_id)):
+            run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
+            ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, run_id))
+            if ms is None:
+                raise NotFound(
+                    f'workflow execution not found for workflow ID "{execution.workflow_id}" and run ID "{run_id}"'
+                )
+            return ms.clone()
 
     async def read_history(self, ms: MutableState, first_event_id: int = 1) -> list[HistoryEvent]:
         return await self.shard_for(ms.info.namespace_id, ms.info.workflow_id).read_events(ms, first_event_id)
@@ -1220,6 +1282,7 @@ class HistoryEngine:
             async with shard.locks.hold((task.namespace_id, task.workflow_id)):
                 ms = await shard.load(key)
             if ms is not None:
+                shard.check_writable()
                 await self.store.upsert_visibility(visibility_record(ms))
             return
         ms = await shard.load(key)
@@ -1305,7 +1368,7 @@ class HistoryEngine:
         )
         namespace_id = await self.resolve_namespace_id(a.namespace)
         try:
-            result = await self.start_workflow(namespace_id, a.namespace, request, parent=parent)
+            result = await self.peers.start_workflow(namespace_id, a.namespace, request, parent=parent)
         except WorkflowAlreadyStarted:
             result = None
 
@@ -1329,6 +1392,15 @@ class HistoryEngine:
         if parent is None or ms.running:
             return
         (close_event, *_) = await shard.read_events(ms, ms.info.close_event_id)
+        try:
+            await self.peers.notify_parent_of_child_close(parent, ms.info.namespace_id, close_event)
+        except NotFound:
+            pass  # the parent is gone (retention): nobody to tell
+
+    async def notify_parent_of_child_close(
+        self, parent: ParentInfo, child_namespace_id: str, close_event: HistoryEvent
+    ) -> None:
+        """Tell the parent run that its child closed (runs on the member owning the parent's shard)."""
 
         def record(pms: MutableState, tr: Transition):
             child = pms.children.get(parent.initiated_event_id)
@@ -1336,23 +1408,20 @@ class HistoryEngine:
                 return
             if not child.started_event_id:
                 raise Unavailable("the parent has not recorded the child's start yet")  # retried
-            record_child_closed(tr, child, ms.info.namespace_id, close_event)
+            record_child_closed(tr, child, child_namespace_id, close_event)
 
-        try:
-            await self._update(parent.namespace_id, parent.workflow_id, parent.run_id, record)
-        except NotFound:
-            pass  # the parent is gone (retention): nobody to tell
+        await self._update(parent.namespace_id, parent.workflow_id, parent.run_id, record)
 
     async def _apply_parent_close_policy(self, data: dict) -> None:
         namespace_id = await self.resolve_namespace_id(data["namespace"])
         execution = WorkflowExecution(workflow_id=data["workflow_id"], run_id=data["run_id"])
         try:
             if data["policy"] == ParentClosePolicy.PARENT_CLOSE_POLICY_REQUEST_CANCEL:
-                await self.request_cancel(
+                await self.peers.request_cancel(
                     namespace_id, execution, "history-service", "", "by parent close policy"
                 )
             else:
-                await self.terminate(
+                await self.peers.terminate(
                     namespace_id, execution, "by parent close policy", None, "history-service"
                 )
         except NotFound:
@@ -1368,7 +1437,7 @@ class HistoryEngine:
         target = WorkflowExecution(workflow_id=req.workflow_id, run_id=req.run_id)
         delivered = True
         try:
-            await self.signal(
+            await self.peers.signal(
                 namespace_id,
                 target,
                 a.signal_name,
@@ -1390,7 +1459,7 @@ class HistoryEngine:
         source = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         delivered = True
         try:
-            await self.request_cancel(
+            await self.peers.request_cancel(
                 namespace_id,
                 target,
                 f"history-service:{ms.info.workflow_id}",

@@ -157,6 +157,7 @@ class QueueProcessors:
                 try:
                     await self.shard.update_transfer_ack_level(ack)
                     self._transfer_done = {i for i in self._transfer_done if i > ack}
+                    self.shard.check_writable()
                     await self.store.delete_transfer_tasks(self.shard.shard_id, ack)
                 except asyncio.CancelledError:
                     raise
@@ -225,6 +226,9 @@ class QueueProcessors:
     async def _fire(self, timer: TimerTask) -> None:
         try:
             await self._run_with_retries(self._execute_timer, timer)
+            if self._stopping:
+                return
+            self.shard.check_writable()
             await self.store.delete_timer_task(self.shard.shard_id, timer.fire_time_ms, timer.task_id)
         except asyncio.CancelledError:
             raise

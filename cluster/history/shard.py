@@ -72,8 +72,14 @@ class Shard:
         shard_id: int,
         store: Store,
         on_new_tasks: Callable[[Shard, list[TransferTask], list[TimerTask]], None],
+        writable: Callable[[Shard], bool] | None = None,
+        epoch: int | None = None,
     ) -> None:
         self.shard_id = shard_id
+        # In a cluster: the membership epoch this shard was acquired in, and the check that it still holds.
+        self.epoch = epoch
+        self._writable = writable
+        self.released = False
         self.store = store
         self.range_id = 0
         self.transfer_ack_level = 0
@@ -94,6 +100,12 @@ class Shard:
         self._speculative: dict[ExecutionKey, tuple[int, WorkflowTaskInfo]] = {}
 
     # ---- ownership -------------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Refuse to write once the shard was released or this node lost its place in the cluster, BEFORE
+        touching the store: even the unconditional history append must not come from a stale owner."""
+        if self.released or (self._writable is not None and not self._writable(self)):
+            raise ShardOwnershipLostError(self.shard_id, self.range_id, None)
+
     async def acquire(self) -> None:
         """Take the shard: bump its range id with a condition, so any previous owner is fenced out."""
         info = await self.store.get_or_create_shard(self.shard_id)
@@ -110,6 +122,7 @@ class Shard:
     async def _allocate_task_ids(self, n: int) -> list[int]:
         async with self._range_lock:
             if self._next_task_id + n > self._task_id_limit:
+                self.check_writable()
                 info = await self.store.get_or_create_shard(self.shard_id)
                 new = dataclasses.replace(
                     info, range_id=self.range_id + 1, transfer_ack_level=self.transfer_ack_level
@@ -122,6 +135,7 @@ class Shard:
 
     async def update_transfer_ack_level(self, ack_level: int) -> None:
         async with self._range_lock:
+            self.check_writable()
             info = await self.store.get_or_create_shard(self.shard_id)
             self.transfer_ack_level = ack_level
             new = dataclasses.replace(info, transfer_ack_level=ack_level)
@@ -192,6 +206,7 @@ class Shard:
         allocated: list[int] = []
         try:
             writes = [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+            self.check_writable()
             await self.store.commit(self.shard_id, self.range_id, writes)
         except BaseException as e:
             for key in keys:
@@ -228,6 +243,7 @@ class Shard:
         self.uncommitted_task_ids.update(ids)
         txn_id, task_ids = ids[0], iter(ids[1:])
         if tr.events:
+            self.check_writable()
             for ev in tr.events:
                 ev.task_id = txn_id
             node = HistoryNode(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -20,7 +21,13 @@ from temporalio.api.workflowservice.v1 import (
     RespondQueryTaskCompletedRequest,
 )
 
-from hourglass.cluster.errors import DeadlineExceeded, NotFound, ServiceError, StickyWorkerUnavailable
+from hourglass.cluster.errors import (
+    DeadlineExceeded,
+    NotFound,
+    ServiceError,
+    ShardNotOwned,
+    StickyWorkerUnavailable,
+)
 from hourglass.cluster.history.engine import HistoryEngine, TaskGone
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
@@ -40,16 +47,35 @@ STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
 class MatchingEngine:
     def __init__(self, store: Store, history: HistoryEngine) -> None:
         self.store = store
+        # The history engine on a single node; the routing proxy in a cluster.
         self.history = history
         self._partitions: dict[TaskQueueKey, Partition] = {}
         self._queries: dict[str, QueryRequest] = {}
+        # In a cluster: this member's id (query ids name the member that waits for the answer), whether
+        # it owns a partition now, and the epoch-based write check of its partitions.
+        self.member_id = ""
+        self.owns: Callable[[TaskQueueKey], bool] | None = None
+        # The membership epoch while this node may write (None: it may not); partitions keep the epoch
+        # they were opened in and stop writing when it changes.
+        self.write_guard: Callable[[], int | None] | None = None
 
     def partition(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> Partition:
         key = TaskQueueKey(namespace_id, name, task_type, 0)
         p = self._partitions.get(key)
-        if p is None:
+        if p is None or p.closed:
+            if self.owns is not None and not self.owns(key):
+                raise ShardNotOwned(f"task queue partition {name} is not owned by this node")
+            writable = None
+            epoch = None
+            if self.write_guard is not None:
+                guard = self.write_guard
+                epoch = guard()
+                writable = lambda: epoch is not None and guard() == epoch  # noqa: E731
             # Sticky queues belong to one worker process and are never persisted.
-            p = Partition(key, self.store, persistent=kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY)
+            p = Partition(
+                key, self.store, persistent=kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY, writable=writable
+            )
+            p.epoch = epoch
             self._partitions[key] = p
         return p
 
@@ -74,6 +100,26 @@ class MatchingEngine:
             p
             for k, p in self._partitions.items()
             if k.namespace_id == namespace_id and k.name == name and k.task_type == task_type
+        ]
+
+    @property
+    def partition_count(self) -> int:
+        return len(self._partitions)
+
+    def release_partitions(self, keep: Callable[[TaskQueueKey, Partition], bool]) -> int:
+        """Close every partition this node should no longer serve; answers how many were closed."""
+        gone = [k for k, p in self._partitions.items() if not keep(k, p)]
+        for key in gone:
+            self._partitions.pop(key).close()
+        return len(gone)
+
+    async def poller_info(self, namespace_id: str, name: str, task_type: int) -> list[tuple[str, float]]:
+        """(identity, seconds since its last poll) of the pollers of a task queue (DescribeTaskQueue)."""
+        now = asyncio.get_running_loop().time()
+        return [
+            (identity, now - seen)
+            for partition in self.partitions_of(namespace_id, name, task_type)
+            for identity, seen in partition.last_poll.items()
         ]
 
     # ---- from history ------------------------------------------------------------------------------------
@@ -210,7 +256,9 @@ class MatchingEngine:
     async def _query(
         self, partition: Partition, execution: WorkflowExecution, query: WorkflowQuery, timeout: float
     ):
-        request = QueryRequest(str(uuid.uuid4()), execution, query)
+        """Dispatch a query to a worker polling the workflow's queue and wait for its answer."""
+        query_id = f"{self.member_id}|{uuid.uuid4()}" if self.member_id else str(uuid.uuid4())
+        request = QueryRequest(query_id, execution, query)
         self._queries[request.query_id] = request
         try:
             loop = asyncio.get_running_loop()
@@ -252,7 +300,9 @@ class MatchingEngine:
         response.history.events.extend(events)
         return response
 
-    def respond_query_task_completed(self, query_id: str, request: RespondQueryTaskCompletedRequest) -> bool:
+    async def respond_query_task_completed(
+        self, query_id: str, request: RespondQueryTaskCompletedRequest
+    ) -> bool:
         pending = self._queries.get(query_id)
         if pending is None or pending.result.done():
             return False

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from temporalio.api.common.v1 import WorkflowExecution
 
+from hourglass.cluster.errors import ShardNotOwned
 from hourglass.cluster.history.timeutil import now_ms
 from hourglass.persistence.records import QueueTask, TaskQueueKey
 from hourglass.persistence.store import Store
@@ -45,10 +47,20 @@ class MatchedTask:
 
 
 class Partition:
-    def __init__(self, key: TaskQueueKey, store: Store, persistent: bool = True) -> None:
+    def __init__(
+        self,
+        key: TaskQueueKey,
+        store: Store,
+        persistent: bool = True,
+        writable: Callable[[], bool] | None = None,
+    ) -> None:
         self.key = key
         self.store = store
         self.persistent = persistent
+        # In a cluster: whether this node may still write the partition (membership quorum and epoch).
+        self._writable = writable
+        self.epoch: int | None = None
+        self.closed = False
         self._pollers: collections.deque[asyncio.Future] = collections.deque()
         self._backlog: collections.deque[QueueTask] = collections.deque()
         self._outstanding: set[int] = set()
@@ -61,12 +73,25 @@ class Partition:
         self._id_limit = 0
         self.last_poll: dict[str, float] = {}
 
+    def check_writable(self) -> None:
+        if self.closed or (self._writable is not None and not self._writable()):
+            raise ShardNotOwned(f"task queue partition {self.key.name} is not owned by this node")
+
+    def close(self) -> None:
+        """Another member owns the partition now: waiting pollers answer empty (and poll again there)."""
+        self.closed = True
+        while self._pollers:
+            poller = self._pollers.popleft()
+            if not poller.done():
+                poller.set_result(None)
+
     async def _ensure_loaded(self) -> None:
         if self._loaded or not self.persistent:
             return
         async with self._load_lock:
             if self._loaded:
                 return
+            self.check_writable()
             info = await self.store.lease_task_queue(self.key)
             self._set_range(info.range_id)
             cursor = info.ack_level
@@ -86,6 +111,7 @@ class Partition:
 
     async def _next_task_id(self) -> int:
         if self._next_id >= self._id_limit:
+            self.check_writable()
             info = await self.store.lease_task_queue(self.key)
             self._set_range(info.range_id)
         self._next_id += 1
@@ -122,6 +148,7 @@ class Partition:
 
     async def add(self, task: MatchedTask) -> None:
         """Sync-match the task to a waiting poller, or persist it in the backlog."""
+        self.check_writable()
         await self._ensure_loaded()
         if not self._backlog:
             task.accepted = asyncio.get_running_loop().create_future()
@@ -141,6 +168,7 @@ class Partition:
             data=str(task.attempt).encode(),
         )
         if self.persistent:
+            self.check_writable()
             await self.store.create_queue_tasks(self.key, self._range_id, [qt])
         self._backlog.append(qt)
         self._wake_poller_for_backlog()
@@ -177,6 +205,8 @@ class Partition:
 
     async def poll(self, timeout: float, identity: str) -> MatchedTask | None:
         self.last_poll[identity] = asyncio.get_running_loop().time()
+        if self.closed:
+            return None
         await self._ensure_loaded()
         if self._backlog:
             return self._take_from_backlog()
@@ -217,6 +247,7 @@ class Partition:
             return
         self._ack_level = ack
         try:
+            self.check_writable()
             await self.store.delete_queue_tasks(self.key, ack)
         except Exception:
             log.warning("could not delete consumed tasks of %s", self.key, exc_info=True)

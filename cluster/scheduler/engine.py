@@ -125,7 +125,7 @@ class _Actor:
                 if ms is None or not ms.running:
                     self.poke()
                     return
-                await self.engine.history.wait_for_change(ms, WATCH_POLL_S)
+                await self.engine.history.peers.wait_for_change(ms, WATCH_POLL_S)
 
 
 class _Gone(Exception):
@@ -141,15 +141,27 @@ class ScheduleEngine:
 
     # ---- ownership -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        for shard in self.history.shards.values():
-            await self.attach_shard(shard)
+        """Run the schedules of the shards this node owns now, and follow ownership from here on."""
+        self.history.shard_listeners.append(self)
+        for shard in list(self.history.shards.values()):
+            await self.shard_acquired(shard)
 
-    async def attach_shard(self, shard: Shard) -> None:
+    async def shard_acquired(self, shard: Shard) -> None:
         """Load and run the schedules of a shard this node now owns (each catches up at once)."""
         for record in await self.store.list_schedules(shard.shard_id):
             key = (record.namespace_id, record.schedule_id)
             self._states[key] = ScheduleState.deserialize(record.state, record.version)
             self._start_actor(key)
+
+    async def shard_released(self, shard_id: int) -> None:
+        """Stop the schedules of a shard another member takes over (it loads them from the store)."""
+        keys = [k for k in self._states if shard_id_for(k[0], k[1], self.history.shard_count) == shard_id]
+        actors = [a for k in keys if (a := self._actors.pop(k, None)) is not None]
+        for key in keys:
+            self._states.pop(key, None)
+        for actor in actors:
+            actor.stop()
+        await asyncio.gather(*(a.task for a in actors), return_exceptions=True)
 
     async def stop(self) -> None:
         actors = list(self._actors.values())
@@ -386,7 +398,7 @@ class ScheduleEngine:
             for wf in list(state.info.running_workflows):
                 with contextlib.suppress(ServiceError):
                     if decision.need_terminate:
-                        await self.history.terminate(
+                        await self.history.peers.terminate(
                             state.namespace_id,
                             wf,
                             "terminated by schedule overlap policy",
@@ -394,7 +406,7 @@ class ScheduleEngine:
                             _identity(state),
                         )
                     else:
-                        await self.history.request_cancel(
+                        await self.history.peers.request_cancel(
                             state.namespace_id,
                             wf,
                             _identity(state),
@@ -438,7 +450,7 @@ class ScheduleEngine:
                 request.last_completion_result.CopyFrom(state.last_completion_result)
             if state.continued_failure is not None:
                 request.continued_failure.CopyFrom(state.continued_failure)
-        result = await self.history.start_workflow(state.namespace_id, state.namespace, request)
+        result = await self.history.peers.start_workflow(state.namespace_id, state.namespace, request)
         return ScheduleActionResult(
             schedule_time=to_timestamp(start.actual_ms),
             actual_time=to_timestamp(now_ms()),
@@ -449,7 +461,7 @@ class ScheduleEngine:
     async def _run_state(self, namespace_id: str, wf: WorkflowExecution):
         """The latest run of a workflow this schedule started (following continue-as-new and retries)."""
         try:
-            current = await self.history.get_mutable_state(
+            current = await self.history.peers.get_mutable_state(
                 namespace_id, WorkflowExecution(workflow_id=wf.workflow_id)
             )
         except NotFound:
@@ -457,7 +469,7 @@ class ScheduleEngine:
         if current.info.run_id == wf.run_id or current.info.first_run_id == wf.run_id:
             return current
         try:
-            return await self.history.get_mutable_state(namespace_id, wf)
+            return await self.history.peers.get_mutable_state(namespace_id, wf)
         except NotFound:
             return None
 
@@ -473,7 +485,7 @@ class ScheduleEngine:
             )
             message = None
             if ms is not None and ms.info.close_event_id:
-                events = await self.history.read_history(ms, ms.info.close_event_id)
+                events = await self.history.peers.read_history(ms, ms.info.close_event_id)
                 close = events[0] if events else None
                 if close is not None and status == COMPLETED:
                     attrs = close.workflow_execution_completed_event_attributes

@@ -1,0 +1,136 @@
+"""Everything that makes a node a cluster member, wired together: gossip membership, the rings, the
+ownership controller, the routing proxies the frontend uses, and the internal gRPC server."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from hourglass.cluster.history.engine import HistoryEngine
+from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.membership.swim import Swim, SwimConfig
+from hourglass.cluster.ownership import OwnershipController
+from hourglass.cluster.placement import Placement
+from hourglass.cluster.routing import HISTORY_ROUTES, MATCHING_ROUTES, RoutedHistory, RoutedMatching, Router
+from hourglass.cluster.rpc import internal_pb2 as pb
+from hourglass.cluster.rpc.client import InternalClient
+from hourglass.cluster.rpc.server import cluster_handler, invoke_handler
+from hourglass.cluster.status import StatusService
+
+log = logging.getLogger(__name__)
+
+
+class ClusterMember:
+    def __init__(self, node_config, history: HistoryEngine, matching: MatchingEngine) -> None:
+        c = node_config.cluster
+        host = c.member_address or node_config.ip
+        self.config = c
+        self.rpc_address = f"{host}:{c.rpc_port}"
+        self.history = history
+        self.matching = matching
+        self.placement = Placement(history.shard_count)
+        self.swim = Swim(
+            SwimConfig(
+                bind_host=host,
+                port=c.gossip_port,
+                seeds=tuple(c.seeds),
+                roles=tuple(c.roles),
+                rpc_address=self.rpc_address,
+                frontend_address=f"{host}:{node_config.port}",
+                probe_interval_s=c.probe_interval_s,
+                probe_timeout_s=c.probe_timeout_s,
+                indirect_probes=c.indirect_probes,
+                suspicion_timeout_s=c.suspicion_timeout_s,
+                sync_interval_s=c.sync_interval_s,
+            ),
+            on_change=self._membership_changed,
+        )
+        self.client = InternalClient(self._address_of)
+        router = Router(self.swim.id, self.placement, self.client)
+        self.history_api = RoutedHistory(history, router)
+        self.matching_api = RoutedMatching(matching, router)
+        self.controller = OwnershipController(
+            self.swim,
+            self.placement,
+            history,
+            matching,
+            join_timeout_s=c.join_timeout_s,
+            fenced_backoff_s=2 * c.suspicion_timeout_s,
+        )
+        # History reaches other runs and matching through the proxies; matching records starts likewise.
+        history.peers = self.history_api
+        history.matching = self.matching_api
+        history.write_guard = self.controller.guard
+        history.on_shard_lost = self.controller.shard_lost
+        matching.history = self.history_api
+        matching.member_id = self.swim.id
+        matching.owns = lambda key: (
+            self.placement.partition_owner(key.namespace_id, key.name, key.task_type, key.partition)
+            == self.swim.id
+        )
+        matching.write_guard = self.controller.guard
+        self.status = StatusService(self.swim, self.client, self._local_ownership, history.shard_count)
+        self.server: grpc.aio.Server | None = None
+
+    def _address_of(self, member_id: str) -> str | None:
+        m = self.swim.members.get(member_id)
+        return m.rpc_address if m is not None else None
+
+    def _membership_changed(self) -> None:
+        self.placement.update(self.swim.members.values())
+        self.controller.poke()
+
+    def _local_ownership(self) -> pb.LocalOwnershipResponse:
+        quorate, _ = self.swim.quorum()
+        return pb.LocalOwnershipResponse(
+            member_id=self.swim.id,
+            shard_ids=sorted(s for s, shard in self.history.shards.items() if not shard.released),
+            partition_count=self.matching.partition_count,
+            quorum=quorate,
+        )
+
+    def cluster_handler(self) -> grpc.GenericRpcHandler:
+        return cluster_handler(
+            self.status.status, self.status.local_ownership, self.status.set_gossip_blocked
+        )
+
+    async def start(self) -> None:
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self.server.add_generic_rpc_handlers(
+            (
+                invoke_handler("HistoryService", self.history, frozenset(HISTORY_ROUTES)),
+                invoke_handler(
+                    "MatchingService",
+                    self.matching,
+                    frozenset(MATCHING_ROUTES) | {"respond_query_task_completed"},
+                ),
+                self.cluster_handler(),
+            )
+        )
+        try:
+            self.server.add_insecure_port(self.rpc_address)
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {self.rpc_address} for internal RPC (is it in use?)") from e
+        await self.server.start()
+        await self.swim.start()
+        self.placement.update(self.swim.members.values())
+        self.controller.start()
+        log.info("cluster member %s: internal RPC on %s", self.swim.id, self.rpc_address)
+
+    async def stop(self) -> None:
+        """Release first (stop writing), then leave, so the others take over at once and cleanly."""
+        await self.controller.stop()
+        for shard_id in list(self.history.shards):
+            await self.history.release_shard(shard_id)
+        self.matching.release_partitions(lambda key, partition: False)
+        await self.swim.stop(leave=True)
+        if self.server is not None:
+            await self.server.stop(0.5)
+        await self.client.close()

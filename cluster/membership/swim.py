@@ -1,0 +1,377 @@
+"""SWIM failure detection and gossip over UDP (asyncio), written for Hourglass.
+
+Each probe period this node pings one member (round robin over a shuffled list); without an ack within
+`probe_timeout_s` it asks `indirect_probes` other members to ping it (ping-req); without any ack by the end
+of the period the member becomes *suspect*. A suspect that does not refute (by gossiping itself alive with
+a higher incarnation) within `suspicion_timeout_s` is declared *dead*. State changes ride on every message
+(piggy-backed, each retransmitted about 3·log2(n) times), a periodic push-pull sync repairs anything lost,
+and nodes not alive in the view (seeds included) are contacted so partitions heal and restarted nodes join.
+
+It also answers the question a shard owner must ask before every write: "am I still on the majority side?"
+(`quorum()`): only acks to pings this node sent count as contact, and a stall of the process (SIGSTOP, a
+long pause) starts a new ownership epoch, so a node that was away never writes with what it held before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hourglass.cluster.membership.members import ROLES, Member, MemberState, overrides, quorum
+
+log = logging.getLogger(__name__)
+
+MAX_UPDATES_PER_MESSAGE = 12
+TICK_S = 0.1
+
+
+@dataclass
+class SwimConfig:
+    bind_host: str = "127.0.0.1"
+    port: int = 7946
+    # What other members use to reach this one (defaults to bind_host).
+    advertise_host: str = ""
+    seeds: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ROLES
+    rpc_address: str = ""
+    frontend_address: str = ""
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 0.4
+    indirect_probes: int = 2
+    suspicion_timeout_s: float = 4.0
+    sync_interval_s: float = 5.0
+
+    @property
+    def member_id(self) -> str:
+        return f"{self.advertise_host or self.bind_host}:{self.port}"
+
+
+def _addr(member_id: str) -> tuple[str, int]:
+    host, _, port = member_id.rpartition(":")
+    return host, int(port)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, swim: Swim) -> None:
+        self.swim = swim
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.swim._received(data)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable of a dead member: expected
+        log.debug("gossip socket error: %s", exc)
+
+
+class Swim:
+    def __init__(self, config: SwimConfig, on_change: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.id = config.member_id
+        self.on_change = on_change or (lambda: None)
+        # A restarted process must outrank what the cluster remembers of its previous life.
+        self.me = Member(
+            id=self.id,
+            incarnation=int(time.time() * 1000),
+            roles=tuple(config.roles),
+            rpc_address=config.rpc_address,
+            frontend_address=config.frontend_address,
+            changed_at=time.monotonic(),
+        )
+        self.members: dict[str, Member] = {self.id: self.me}
+        # Test hook: drop every datagram sent or received (gossip cut off, the rest of the node running).
+        self.blocked = False
+        self._transport: asyncio.DatagramTransport | None = None
+        self._seq = 0
+        self._waiting: dict[int, tuple[asyncio.Future, float, str]] = {}
+        self._relays: dict[int, tuple[str, int]] = {}
+        self._broadcasts: dict[str, list] = {}
+        self._acked_at: dict[str, float] = {}
+        # When each member first appeared here: a member that just joined counts as reachable until we
+        # had the time to probe it, so every join does not look like a lost majority.
+        self._joined_at: dict[str, float] = {}
+        self._probe_order: list[str] = []
+        self._tasks: list[asyncio.Task] = []
+        self._last_tick = time.monotonic()
+        self._quorate = True
+        self.epoch = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=(self.config.bind_host, self.config.port)
+        )
+        self._queue_broadcast(self.me)
+        self._quorate = self._compute_quorum()
+        self._tasks = [
+            asyncio.create_task(self._probe_loop()),
+            asyncio.create_task(self._tick_loop()),
+            asyncio.create_task(self._sync_loop()),
+        ]
+        self._sync_with_seeds()
+
+    async def stop(self, leave: bool = True) -> None:
+        """Stop gossiping; with `leave`, tell the others first so they move our shards at once."""
+        if leave and self._transport is not None:
+            self.me.incarnation += 1
+            self.me.state = MemberState.LEFT
+            for m in list(self.members.values()):
+                if m.id != self.id and m.in_ring:
+                    self._send(m.id, {"t": "sync", "members": [self.me.to_wire()], "reply": False})
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+
+    # ---- views -----------------------------------------------------------------------------------------
+    def live_members(self) -> list[Member]:
+        return [m for m in self.members.values() if m.in_ring]
+
+    def quorum(self) -> tuple[bool, int]:
+        """(this node is on the majority side now, the ownership epoch). The epoch changes whenever the
+        quorum was lost or the process stalled, even if it is back: what was owned before is stale."""
+        now = time.monotonic()
+        if now - self._last_tick > self.config.suspicion_timeout_s / 2:
+            self._last_tick = now
+            self.epoch += 1
+            log.warning("membership: the process stalled; everything owned before is given up")
+        q = self._compute_quorum(now)
+        if self._quorate and not q:
+            self.epoch += 1
+            log.warning("membership: lost contact with the majority of the cluster")
+        self._quorate = q
+        return q, self.epoch
+
+    def _compute_quorum(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        known = [m for m in self.members.values() if m.state != MemberState.LEFT]
+        lease = self.config.suspicion_timeout_s
+        reachable = sum(
+            1
+            for m in known
+            if m.id != self.id
+            and m.state != MemberState.DEAD
+            and now - max(self._acked_at.get(m.id, -1e9), self._joined_at.get(m.id, -1e9)) < lease
+        )
+        return quorum(len(known), reachable)
+
+    # ---- sending ---------------------------------------------------------------------------------------
+    def _send(self, member_id: str, msg: dict) -> None:
+        if self.blocked or self._transport is None:
+            return
+        msg["from"] = self.id
+        msg.setdefault("upd", self._piggyback(member_id))
+        try:
+            self._transport.sendto(json.dumps(msg, separators=(",", ":")).encode(), _addr(member_id))
+        except (OSError, ValueError) as e:
+            log.debug("cannot send to %s: %s", member_id, e)
+
+    def _piggyback(self, to: str) -> list[dict]:
+        out = [self.me.to_wire()]
+        target = self.members.get(to)
+        if target is not None and target.state in (MemberState.SUSPECT, MemberState.DEAD):
+            out.append(target.to_wire())  # so a member we think is gone hears it, and refutes
+        chosen = sorted(self._broadcasts.items(), key=lambda kv: kv[1][1], reverse=True)
+        for member_id, entry in chosen[:MAX_UPDATES_PER_MESSAGE]:
+            if member_id in (self.id, to):
+                continue
+            out.append(entry[0])
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._broadcasts[member_id]
+        return out
+
+    def _queue_broadcast(self, member: Member) -> None:
+        n = max(len(self.members), 1)
+        self._broadcasts[member.id] = [member.to_wire(), 3 * math.ceil(math.log2(n + 1)) + 1]
+
+    # ---- receiving -------------------------------------------------------------------------------------
+    def _received(self, data: bytes) -> None:
+        if self.blocked:
+            return
+        try:
+            msg = json.loads(data)
+            sender = str(msg["from"])
+            kind = msg["t"]
+        except (ValueError, KeyError, TypeError):
+            log.debug("dropping a malformed gossip datagram")
+            return
+        for upd in msg.get("upd", ()):
+            try:
+                self._apply(Member.from_wire(upd))
+            except (KeyError, ValueError, TypeError):
+                log.debug("dropping a malformed member update")
+        if kind == "ping":
+            self._send(sender, {"t": "ack", "seq": msg["seq"]})
+        elif kind == "ack":
+            self._on_ack(sender, int(msg["seq"]))
+        elif kind == "ping_req":
+            self._relay_probe(sender, int(msg["seq"]), str(msg["target"]))
+        elif kind == "sync":
+            for d in msg.get("members", ()):
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    self._apply(Member.from_wire(d))
+            if msg.get("reply"):
+                self._send(sender, {"t": "sync", "members": self._table(), "reply": False})
+
+    def _on_ack(self, sender: str, seq: int) -> None:
+        relay = self._relays.pop(seq, None)
+        if relay is not None:  # we pinged on someone's behalf: tell them
+            origin, origin_seq = relay
+            self._send(origin, {"t": "ack", "seq": origin_seq})
+        waiting = self._waiting.get(seq)
+        if waiting is None:
+            return
+        fut, sent_at, target = waiting
+        if sender == target:
+            # Contact is measured from when OUR ping left, so datagrams queued while we were stopped
+            # never make a paused node believe it is still in touch.
+            self._acked_at[sender] = max(self._acked_at.get(sender, -1e9), sent_at)
+        if not fut.done():
+            fut.set_result(True)
+
+    def _relay_probe(self, origin: str, origin_seq: int, target: str) -> None:
+        self._seq += 1
+        self._relays[self._seq] = (origin, origin_seq)
+        self._send(target, {"t": "ping", "seq": self._seq})
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.config.probe_interval_s * 2, self._relays.pop, self._seq, None)
+
+    def _apply(self, claim: Member) -> None:
+        """Merge one claim about a member into the view (SWIM precedence), refuting claims about us."""
+        if claim.id == self.id:
+            if claim.state != MemberState.ALIVE and claim.incarnation >= self.me.incarnation:
+                if self.me.state == MemberState.LEFT:
+                    return
+                self.me.incarnation = claim.incarnation + 1
+                log.info("membership: refuting %s claim about this node", claim.state)
+                self._queue_broadcast(self.me)
+            return
+        known = self.members.get(claim.id)
+        if known is None:
+            if claim.state == MemberState.LEFT:
+                return
+            claim.changed_at = self._joined_at[claim.id] = time.monotonic()
+            self.members[claim.id] = claim
+            log.info("membership: %s joined (%s)", claim.id, claim.state)
+        elif overrides(claim.state, claim.incarnation, known.state, known.incarnation):
+            state_changed = claim.state != known.state
+            known.incarnation = claim.incarnation
+            known.state = claim.state
+            known.roles = claim.roles
+            known.rpc_address = claim.rpc_address or known.rpc_address
+            known.frontend_address = claim.frontend_address or known.frontend_address
+            if state_changed:
+                known.changed_at = time.monotonic()
+                log.info("membership: %s is %s (incarnation %d)", claim.id, claim.state, claim.incarnation)
+            else:
+                self._queue_broadcast(known)
+                return
+        else:
+            return
+        self._queue_broadcast(self.members[claim.id])
+        self.on_change()
+
+    def _declare(self, member: Member, state: MemberState) -> None:
+        self._apply(
+            Member(
+                member.id,
+                member.incarnation,
+                state,
+                member.roles,
+                member.rpc_address,
+                member.frontend_address,
+            )
+        )
+
+    def _table(self) -> list[dict]:
+        return [m.to_wire() for m in self.members.values()]
+
+    # ---- loops -----------------------------------------------------------------------------------------
+    def _next_probe_target(self) -> Member | None:
+        candidates = {m.id for m in self.members.values() if m.id != self.id and m.in_ring}
+        self._probe_order = [i for i in self._probe_order if i in candidates]
+        if not self._probe_order:
+            self._probe_order = list(candidates)
+            random.shuffle(self._probe_order)
+        return self.members[self._probe_order.pop()] if self._probe_order else None
+
+    async def _probe_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            target = self._next_probe_target()
+            if target is not None:
+                try:
+                    await self._probe(target)
+                except Exception:
+                    log.exception("membership: probe of %s failed", target.id)
+            await asyncio.sleep(max(self.config.probe_interval_s - (time.monotonic() - started), 0.01))
+
+    async def _probe(self, target: Member) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._seq += 1
+        seq = self._seq
+        fut = loop.create_future()
+        self._waiting[seq] = (fut, time.monotonic(), target.id)
+        try:
+            self._send(target.id, {"t": "ping", "seq": seq})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), cfg.probe_timeout_s)
+                return
+            helpers = [m for m in self.live_members() if m.id not in (self.id, target.id)]
+            for helper in random.sample(helpers, min(cfg.indirect_probes, len(helpers))):
+                self._send(helper.id, {"t": "ping_req", "seq": seq, "target": target.id})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(fut), max(cfg.probe_interval_s - cfg.probe_timeout_s, 0.05)
+                )
+                return
+            current = self.members.get(target.id)
+            if current is not None and current.state == MemberState.ALIVE and not self.blocked:
+                log.info("membership: %s did not answer, suspecting it", target.id)
+                self._declare(current, MemberState.SUSPECT)
+        finally:
+            self._waiting.pop(seq, None)
+
+    async def _tick_loop(self) -> None:
+        """Suspicion timeouts, and the stall detector behind `quorum()`."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.quorum()
+            self._last_tick = time.monotonic()
+            now = self._last_tick
+            for m in list(self.members.values()):
+                if m.state == MemberState.SUSPECT and now - m.changed_at >= self.config.suspicion_timeout_s:
+                    log.warning("membership: %s declared dead", m.id)
+                    self._declare(m, MemberState.DEAD)
+
+    def _sync_with_seeds(self) -> None:
+        for seed in self.config.seeds:
+            if seed != self.id:
+                known = self.members.get(seed)
+                if known is None or not known.in_ring:
+                    self._send(seed, {"t": "sync", "members": self._table(), "reply": True})
+
+    async def _sync_loop(self) -> None:
+        """Push-pull anti-entropy with one live member, and re-contact of seeds and dead members (joins,
+        healed partitions, restarts)."""
+        fast = True
+        while True:
+            await asyncio.sleep(self.config.probe_interval_s if fast else self.config.sync_interval_s)
+            others = [m for m in self.members.values() if m.id != self.id]
+            fast = not any(m.in_ring for m in others)
+            live = [m for m in others if m.in_ring]
+            if live:
+                self._send(random.choice(live).id, {"t": "sync", "members": self._table(), "reply": True})
+            for m in others:
+                if m.state == MemberState.DEAD:
+                    self._send(m.id, {"t": "sync", "members": self._table(), "reply": True})
+            self._sync_with_seeds()

@@ -1,0 +1,191 @@
+"""Routing proxies: the history and matching engines as every caller on a node sees them in a cluster.
+
+The frontend, matching (recording task starts), and history itself (child starts, external signals and
+cancels) call these proxies with the engines' own method names and arguments; each call runs on the member
+that owns the run's shard or the task queue's partition: here if that is this node, otherwise over the
+internal RPC. A call that meets a shard in motion is retried once, on the owner the ring names then; if it
+still cannot be served the caller gets a retryable UNAVAILABLE that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+
+from temporalio.api.enums.v1 import TaskQueueType
+
+from hourglass.cluster.errors import NodeUnreachable, ShardNotOwned, Unavailable
+from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
+from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.placement import Placement
+from hourglass.cluster.rpc.client import DEFAULT_TIMEOUT_S, LONG_POLL_TIMEOUT_S, InternalClient
+
+log = logging.getLogger(__name__)
+
+WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+# Long enough for a new owner to take a shard (one LWT) after the ring moved it.
+RETRY_DELAY_S = 0.5
+
+
+def _by_execution(i: int) -> Callable[[tuple], tuple[str, str]]:
+    return lambda a: (a[0], a[i].workflow_id)
+
+
+def _by_token(a: tuple) -> tuple[str, str]:
+    return a[0].namespace_id, a[0].workflow_id
+
+
+def _by_state(a: tuple) -> tuple[str, str]:
+    return a[0].info.namespace_id, a[0].info.workflow_id
+
+
+# History operations callers may invoke on any node -> (namespace id, workflow id) from their arguments.
+HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
+    "start_workflow": _by_execution(2),  # the request carries workflow_id like an execution does
+    "signal_with_start": _by_execution(2),
+    "signal": _by_execution(1),
+    "request_cancel": _by_execution(1),
+    "terminate": _by_execution(1),
+    "get_mutable_state": _by_execution(1),
+    "delete_workflow": _by_execution(1),
+    "reset_workflow": _by_execution(2),
+    "record_workflow_task_started": _by_execution(1),
+    "record_activity_task_started": _by_execution(2),
+    "respond_workflow_task_completed": _by_token,
+    "respond_workflow_task_failed": _by_token,
+    "respond_activity_completed": _by_token,
+    "respond_activity_failed": _by_token,
+    "respond_activity_canceled": _by_token,
+    "record_activity_heartbeat": _by_token,
+    "read_history": _by_state,
+    "wait_for_change": _by_state,
+    "notify_parent_of_child_close": lambda a: (a[0].namespace_id, a[0].workflow_id),
+    "reset_sticky_task_queue": _by_execution(1),
+    "update_workflow": _by_execution(1),
+    "poll_update": _by_execution(1),
+    "update_with_start": _by_execution(2),  # the start request carries workflow_id
+}
+HISTORY_LONG = {"wait_for_change", "update_workflow", "poll_update", "update_with_start"}
+
+# Matching operations -> (namespace id, task queue name, task queue type).
+MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
+    "add_workflow_task": lambda a: (a[0], a[1], WORKFLOW),
+    "add_activity_task": lambda a: (a[0], a[1], ACTIVITY),
+    "poll_workflow_task": lambda a: (a[0], a[1], WORKFLOW),
+    "poll_activity_task": lambda a: (a[0], a[2], ACTIVITY),
+    "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
+    "poller_info": lambda a: (a[0], a[1], a[2]),
+}
+MATCHING_LONG = {"poll_workflow_task", "poll_activity_task", "query_workflow"}
+
+
+class Router:
+    """Runs an operation on its owner (here or remote), retrying once if ownership moves under it."""
+
+    def __init__(self, member_id: str, placement: Placement, client: InternalClient) -> None:
+        self.member_id = member_id
+        self.placement = placement
+        self.client = client
+
+    async def run(
+        self,
+        what: str,
+        find_owner: Callable[[], str | None],
+        local: Callable,
+        service: str,
+        method: str,
+        args: tuple,
+        timeout: float,
+    ) -> object:
+        for attempt in range(2):
+            owner = find_owner()
+            try:
+                if owner is None:
+                    raise ShardNotOwned(f"no member serves {what} right now")
+                if owner == self.member_id:
+                    return await local(*args)
+                return await self.client.invoke(owner, service, method, args, timeout)
+            except (ShardNotOwned, NodeUnreachable) as e:
+                if attempt == 1:
+                    raise Unavailable(
+                        f"{what} is moving between cluster members, try again: {e.message}"
+                    ) from None
+                log.debug("%s: %s; retrying", what, e.message)
+                await asyncio.sleep(RETRY_DELAY_S)
+        raise AssertionError("unreachable")
+
+
+def _bind(fn: Callable, args: tuple, kwargs: dict) -> tuple:
+    """Positional arguments in the method's order (keyword and default ones included) for the envelope."""
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.args
+
+
+class RoutedHistory:
+    def __init__(self, engine: HistoryEngine, router: Router) -> None:
+        self.engine = engine
+        self.router = router
+
+    def __getattr__(self, name: str):
+        if name not in HISTORY_ROUTES:
+            return getattr(self.engine, name)
+        return functools.partial(self._call, name)
+
+    async def _call(self, name: str, *args, **kwargs):
+        local = getattr(self.engine, name)
+        args = _bind(local, args, kwargs)
+        namespace_id, workflow_id = HISTORY_ROUTES[name](args)
+        shard_id = shard_id_for(namespace_id, workflow_id, self.engine.shard_count)
+        timeout = LONG_POLL_TIMEOUT_S if name in HISTORY_LONG else DEFAULT_TIMEOUT_S
+        return await self.router.run(
+            f"history shard {shard_id}",
+            lambda: self.router.placement.shard_owner(shard_id),
+            local,
+            "history",
+            name,
+            args,
+            timeout,
+        )
+
+
+class RoutedMatching:
+    def __init__(self, engine: MatchingEngine, router: Router) -> None:
+        self.engine = engine
+        self.router = router
+
+    def __getattr__(self, name: str):
+        if name not in MATCHING_ROUTES:
+            return getattr(self.engine, name)
+        return functools.partial(self._call, name)
+
+    async def _call(self, name: str, *args, **kwargs):
+        local = getattr(self.engine, name)
+        args = _bind(local, args, kwargs)
+        namespace_id, queue, task_type = MATCHING_ROUTES[name](args)
+        timeout = LONG_POLL_TIMEOUT_S if name in MATCHING_LONG else DEFAULT_TIMEOUT_S
+        return await self.router.run(
+            f"task queue {queue}",
+            lambda: self.router.placement.partition_owner(namespace_id, queue, task_type),
+            local,
+            "matching",
+            name,
+            args,
+            timeout,
+        )
+
+    async def respond_query_task_completed(self, query_id: str, request) -> bool:
+        """The answer goes to the member whose matching waits for it: its id prefixes the query id."""
+        member_id, sep, _ = query_id.partition("|")
+        if not sep or member_id == self.router.member_id:
+            return await self.engine.respond_query_task_completed(query_id, request)
+        try:
+            return await self.router.client.invoke(
+                member_id, "matching", "respond_query_task_completed", (query_id, request)
+            )
+        except NodeUnreachable:
+            return False

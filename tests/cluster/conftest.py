@@ -1,0 +1,75 @@
+"""One 3-node cluster (127.0.0.1-3) on a fresh keyspace of a real Cassandra, shared by the cluster tests.
+
+Tests that disturb it (kill, pause, cut off, restart) leave it with its three members converged again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from hourglass.persistence.cassandra import testing as cassandra
+from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
+
+from .harness import LocalCluster
+from .workflows import ActivityTimerWorkflow, echo
+
+
+@pytest.fixture(scope="session")
+def cassandra_session():
+    if cassandra.skip_requested():
+        pytest.skip("HOURGLASS_SKIP_CASSANDRA is set: the cluster tests need a real Cassandra")
+    config = cassandra.acquire()
+    driver = build_cluster(CassandraConfig(hosts=config.hosts, port=config.port))
+    session = driver.connect()
+    keyspace = cassandra.new_keyspace_name("cluster")
+    cassandra.create_test_keyspace(session, keyspace)
+    try:
+        yield config, session, keyspace
+    finally:
+        with contextlib.suppress(Exception):
+            cassandra.drop_keyspace(session, keyspace)
+        driver.shutdown()
+        cassandra.release()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def cluster(cassandra_session, tmp_path_factory):
+    config, _, keyspace = cassandra_session
+    c = LocalCluster.create(tmp_path_factory.mktemp("cluster"), config.hosts, config.port, keyspace)
+    c.start()
+    try:
+        await c.wait_converged(c.nodes)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def session(cassandra_session):
+    _, s, keyspace = cassandra_session
+    s.set_keyspace(keyspace)
+    return s
+
+
+@contextlib.asynccontextmanager
+async def worker_on(address: str, task_queue: str):
+    client = await Client.connect(address)
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ActivityTimerWorkflow],
+        activities=[echo],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        max_concurrent_workflow_tasks=50,
+    ):
+        yield client
+
+
+def new_queue() -> str:
+    return f"cluster-{uuid.uuid4().hex[:8]}"

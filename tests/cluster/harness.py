@@ -1,0 +1,181 @@
+"""A real 3-node Hourglass cluster on 127.0.0.1-3 over a real Cassandra, as subprocesses of the test.
+
+Each node is `hourglass server start --config` in its own process group, on the same free ports of its
+own loopback address, with its log in the test's directory. Every test stops what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hourglass.cluster.rpc import internal_pb2 as pb
+from hourglass.cluster.status import fetch_status
+
+IPS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+SHARDS = 16
+# Fast failure detection for tests: suspect after ~0.5 s of silence, dead 2.5 s later.
+TIMINGS = {
+    "probe_interval_s": 0.5,
+    "probe_timeout_s": 0.3,
+    "suspicion_timeout_s": 2.5,
+    "sync_interval_s": 2.0,
+    "join_timeout_s": 3.0,
+}
+
+
+def _free_on_all(kind: int) -> int:
+    """A port free on every test address (TCP or UDP)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((IPS[0], 0))
+            port = s.getsockname()[1]
+        ok = True
+        for ip in IPS:
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind((ip, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no free port on all test addresses")
+
+
+@dataclass
+class Node:
+    ip: str
+    config: Path
+    log: Path
+    port: int
+    rpc_port: int
+    gossip_port: int
+    proc: subprocess.Popen | None = None
+    stopped: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def member_id(self) -> str:
+        return f"{self.ip}:{self.gossip_port}"
+
+    def start(self) -> None:
+        exe = Path(sys.executable).with_name("hourglass")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(exe), "server", "start", "--config", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.stopped = False
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (a clean leave), SIGKILL if it does not exit in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalCluster:
+    workdir: Path
+    hosts: list[str]
+    cassandra_port: int
+    keyspace: str
+    nodes: list[Node] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, workdir: Path, hosts: list[str], cassandra_port: int, keyspace: str) -> LocalCluster:
+        port, rpc_port, gossip_port = _free_on_all(socket.SOCK_STREAM), 0, 0
+        while rpc_port in (0, port):
+            rpc_port = _free_on_all(socket.SOCK_STREAM)
+        gossip_port = _free_on_all(socket.SOCK_DGRAM)
+        cluster = cls(workdir, hosts, cassandra_port, keyspace)
+        seeds = ", ".join(f"{ip}:{gossip_port}" for ip in IPS)
+        timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
+        for i, ip in enumerate(IPS, 1):
+            config = workdir / f"node{i}.yaml"
+            config.write_text(
+                f"history_shards: {SHARDS}\n"
+                "log_level: info\n"
+                f"node: {{ip: {ip}, port: {port}}}\n"
+                f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {cassandra_port}, "
+                f"keyspace: {keyspace}}}}}\n"
+                f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
+            )
+            cluster.nodes.append(Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port))
+        return cluster
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"==== {n.ip} ====\n{n.log_tail()}" for n in self.nodes)
+
+    async def status(self, node: Node, shards: bool = True) -> pb.ClusterStatusResponse:
+        return await fetch_status(node.address, shards, timeout=5.0)
+
+    async def wait_converged(self, alive: list[Node], timeout: float = 60.0) -> pb.ClusterStatusResponse:
+        """Until every live node sees exactly `alive` as alive members and every shard is held by exactly
+        one of them."""
+        deadline = time.monotonic() + timeout
+        want = sorted(n.member_id for n in alive)
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                views = [await self.status(n) for n in alive]
+            except Exception as e:  # a node still starting
+                last = e
+                await asyncio.sleep(0.3)
+                continue
+            ok = True
+            for view in views:
+                live = sorted(m.id for m in view.members if m.state == "alive")
+                owners = {}
+                for s in view.shards:
+                    owners.setdefault(s.shard_id, []).append(s.member_id)
+                if live != want or sorted(owners) != list(range(SHARDS)):
+                    ok = False
+                elif any(len(o) != 1 or o[0] not in want for o in owners.values()):
+                    ok = False
+                last = view
+            if ok:
+                return views[0]
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"cluster did not converge on {want}; last view: {last}\n{self.logs()}")
