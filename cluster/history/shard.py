@@ -6,8 +6,9 @@ If (2) fails or its outcome is unknown, the cached state is dropped and reloaded
 
 Task ids are handed out before the commit; until it ends they are `uncommitted_task_ids`, which the
 queue processors never acknowledge past. A commit whose outcome is unknown (the store timed out, the
-caller gave up) may still have written its tasks: it sets `tasks_uncertain`, and the queue processors
-re-read their tasks from the store.
+caller gave up) may still write its tasks, even seconds later (a request queued in a paused Cassandra
+runs when it resumes): its ids stay `uncommitted` for UNCERTAIN_WINDOW_S as `doubtful` tasks, during
+which the queue processors keep re-reading their tasks from the store.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -40,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # Task ids come from blocks of 2^20 per range id, so a new owner never reuses an old owner's ids.
 RANGE_BITS = 20
+# How long a write whose outcome is unknown may still land: past the store's own timeouts (Cassandra
+# drops requests queued longer than native_transport_timeout, 12 s by default).
+UNCERTAIN_WINDOW_S = 30.0
 CACHE_SIZE = 4096
 
 
@@ -92,8 +97,9 @@ class Shard:
         self._range_lock = asyncio.Lock()
         # Ids allocated to commits still in flight: the transfer ack level stays below all of them.
         self.uncommitted_task_ids: set[int] = set()
-        # A commit's outcome was unknown: its tasks may exist in the store without this node knowing.
-        self.tasks_uncertain = False
+        # Commits with an unknown outcome: (monotonic deadline, their task ids), oldest first. Until the
+        # deadline their tasks may appear in the store without this node knowing.
+        self.doubtful: list[tuple[float, list[int]]] = []
         # In memory only (as on the reference): admitted updates per run, and speculative workflow tasks
         # with the record version they apply to, so a run reloaded after an eviction gets its task back.
         self._update_registries: dict[ExecutionKey, UpdateRegistry] = {}
@@ -213,9 +219,10 @@ class Shard:
                 self.evict(key)
             # Only a rejected condition says for sure that nothing was written; a timeout, a lost
             # connection or a cancelled caller leave the batch's tasks possibly in the store.
-            if not isinstance(e, ConditionFailedError | ShardOwnershipLostError):
-                self.tasks_uncertain = True
-            self.uncommitted_task_ids.difference_update(allocated)
+            if isinstance(e, ConditionFailedError | ShardOwnershipLostError):
+                self.uncommitted_task_ids.difference_update(allocated)
+            else:
+                self.doubtful.append((time.monotonic() + UNCERTAIN_WINDOW_S, allocated))
             raise
         try:
             new_transfer: list[TransferTask] = []
@@ -232,6 +239,12 @@ class Shard:
                 self._on_new_tasks(self, new_transfer, new_timers)
         finally:
             self.uncommitted_task_ids.difference_update(allocated)
+
+    def settle_doubtful(self, checked_at: float) -> None:
+        """The store was re-read after `checked_at`: commits whose window closed by then are settled."""
+        while self.doubtful and self.doubtful[0][0] <= checked_at:
+            _, ids = self.doubtful.pop(0)
+            self.uncommitted_task_ids.difference_update(ids)
 
     async def _prepare(self, tr: Transition, is_new_run: bool, allocated: list[int]) -> ExecutionWrite:
         ms = tr.ms

@@ -266,8 +266,9 @@ async def workflow_task_timeout(client: Client, tq: str) -> str:
 async def workflow_execution_timeout(client: Client, tq: str) -> str:
     wf_id = new_id("workflow-timeout")
     async with run_worker(client, task_queue=tq):
+        # Long enough that even a loaded machine completes the first workflow task before it fires.
         handle = await client.start_workflow(
-            WaitForSignal.run, id=wf_id, task_queue=tq, execution_timeout=timedelta(seconds=1)
+            WaitForSignal.run, id=wf_id, task_queue=tq, execution_timeout=timedelta(seconds=3)
         )
         await _expect_failure(handle.result())
     return wf_id
