@@ -41,6 +41,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from hourglass.persistence.batch_rules import check_batch_is_well_formed, repeated_target_failure
 from hourglass.persistence.cassandra import aio
 from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster, consistency_level
+from hourglass.persistence.cassandra.visibility_reader import VisibilityReader
 from hourglass.persistence.errors import (
     ConditionFailedError,
     NamespaceAlreadyExistsError,
@@ -70,6 +71,7 @@ from hourglass.persistence.records import (
     VisibilityRecord,
 )
 from hourglass.persistence.store import Store
+from hourglass.persistence.visibility.model import VisibilityQuery
 from hourglass.schema.migrate_cassandra import check_schema_version, keyspace_exists, validate_keyspace_name
 
 log = logging.getLogger(__name__)
@@ -333,6 +335,13 @@ class _Statements:
         self.remove_search_attribute = self._conditional(
             "DELETE FROM search_attributes WHERE namespace_id = ? AND name = ? IF EXISTS"
         )
+        self.visibility_days_between = self._idempotent(
+            "SELECT start_day FROM visibility_days WHERE namespace_id = ? AND start_day >= ? AND start_day <= ?"
+        )
+        self.visibility_days_between_asc = self._idempotent(
+            "SELECT start_day FROM visibility_days WHERE namespace_id = ? AND start_day >= ? AND start_day <= ? "
+            "ORDER BY start_day ASC"
+        )
         self.visibility_page_after = self._idempotent(
             f"SELECT {_VISIBILITY_COLUMNS} FROM visibility WHERE namespace_id = ? AND start_day = ? "
             "AND (start_time_ms, run_id) < (?, ?) LIMIT ?"
@@ -363,6 +372,15 @@ class CassandraStore(Store):
         self._s = statements
         self._serial = consistency_level(config.serial_consistency)
         self._closed = False
+        self._visibility = VisibilityReader(
+            self._pages,
+            self._prepare,
+            statements.visibility_days_between,
+            statements.visibility_days_between_asc,
+            _VISIBILITY_COLUMNS,
+            DAY_MS,
+            _visibility_from_row,
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     @classmethod
@@ -894,6 +912,7 @@ class CassandraStore(Store):
                         )
                     else:
                         rows = await self._rows(self._s.visibility_page, (namespace_id, day, wanted))
+                    self._visibility.rows_read += len(rows)
                     records.extend(_visibility_from_row(row) for row in rows)
                     if len(records) >= page_size:
                         return records
@@ -905,6 +924,26 @@ class CassandraStore(Store):
             return
         await self._execute(self._s.delete_visibility, (namespace_id, _day(start), start, run_id))
         await self._execute(self._s.delete_visibility_by_run, (namespace_id, workflow_id, run_id))
+
+    # ---- visibility queries: filters pushed down to indexes and day slices (visibility_reader.py) ----------
+    async def query_visibility(
+        self, namespace_id: str, query: VisibilityQuery, page_size: int, next_page_token: bytes = b""
+    ) -> tuple[list[VisibilityRecord], bytes]:
+        return await self._visibility.query(namespace_id, query, page_size, next_page_token)
+
+    async def count_visibility(self, namespace_id: str, query: VisibilityQuery) -> int:
+        return await self._visibility.count(namespace_id, query)
+
+    async def count_visibility_groups(
+        self, namespace_id: str, query: VisibilityQuery
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        return await self._visibility.count_groups(namespace_id, query)
+
+    @property
+    def visibility_rows_read(self) -> int:
+        """Visibility rows Cassandra has returned to this store (listings and queries), for tests and
+        benchmarks of the pushdown."""
+        return self._visibility.rows_read
 
     # ---- schedules -----------------------------------------------------------------------------------------
     async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:
@@ -1000,6 +1039,11 @@ class CassandraStore(Store):
         bound = statement.bind(parameters)
         bound.consistency_level = self._serial
         return await self._execute(bound)
+
+    async def _prepare(self, cql: str) -> PreparedStatement:
+        """Prepare a statement shape first seen at run time (the driver's prepare blocks: a worker thread)."""
+        with _unavailable_on_driver_error(f"prepare {' '.join(cql.split()[:4])}"):
+            return await asyncio.to_thread(self._session.prepare, cql)
 
     async def _pages(self, statement: Any) -> AsyncIterator[list[dict[str, Any]]]:
         """Every page of a query; close it (contextlib.aclosing) when leaving the loop early."""

@@ -1,8 +1,8 @@
 """Evaluate a resolved query against visibility records in Python.
 
-This is the reference semantics: stores that cannot push a filter down (Cassandra) use it as is, and
-the SQLite translation is tested to agree with it. Filters use SQL's three-valued logic (None is
-"unknown"); ordering puts missing values last in either direction.
+This is the reference semantics: the scan (the Store default) uses it as is, Cassandra runs it on the
+rows its pushdown narrowed the read to, and the SQLite translation is tested to agree with it. Filters
+use SQL's three-valued logic (None is "unknown"); ordering puts missing values last in either direction.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The default behind Store.query_visibility / count_visibility: correct for any store that implements
 list_visibility, at the price of reading every record of the namespace per call. Stores that can push
-filters down (SQLite) override it.
+filters down (SQLite, Cassandra) override it.
 """
 
 from __future__ import annotations
