@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -63,7 +62,7 @@ from hourglass.cluster.history.external import (
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState, ParentInfo
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.rebuild import rebuild
-from hourglass.cluster.history.runs import NewRun, start_run
+from hourglass.cluster.history.runs import NewRun, new_run_id, start_run
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
@@ -324,7 +323,7 @@ class HistoryEngine:
             events = await shard.read_events(base)
             started_id = reset_point(events, finish_event_id)
             now = now_ms()
-            run_id = str(uuid.uuid4())
+            run_id = new_run_id()
             ms = rebuild(
                 events[:started_id], namespace_id, namespace, execution.workflow_id, run_id, node_id=1
             )
@@ -391,7 +390,7 @@ class HistoryEngine:
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
                 current = await shard.get_current_run(namespace_id, request.workflow_id)
-                run_id = str(uuid.uuid4())
+                run_id = new_run_id()
                 plan = await self._plan_start(shard, current, request, run_id)
                 if isinstance(plan, StartResult):
                     return plan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import timedelta
 
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -44,6 +45,18 @@ async def test_start_then_result(client: Client) -> None:
     desc = await again.describe()
     assert desc.status == WorkflowExecutionStatus.COMPLETED
     assert desc.run_id == handle.result_run_id
+
+
+async def test_run_ids_are_uuid_version_7(client: Client) -> None:
+    """As the reference makes them (the SDK's own tests check it): time-ordered UUIDv7 run ids."""
+    async with run_worker(client) as tq:
+        first = await client.start_workflow(GreetSomeone.run, "a", id=new_id(), task_queue=tq)
+        second = await client.start_workflow(GreetSomeone.run, "b", id=new_id(), task_queue=tq)
+        assert await first.result() == "Hello, a!"
+        assert await second.result() == "Hello, b!"
+    first_id, second_id = uuid.UUID(first.result_run_id), uuid.UUID(second.result_run_id)
+    assert (first_id.version, second_id.version) == (7, 7)
+    assert first_id.bytes[:6] <= second_id.bytes[:6]  # the first 48 bits are the creation time in ms
 
 
 async def test_result_before_worker_exists(client: Client) -> None:
