@@ -115,7 +115,7 @@ class WorkflowService(WorkflowServiceServicer):
         caps.encoded_failure_attributes = True
         caps.build_id_based_versioning = False
         caps.upsert_memo = True
-        caps.eager_workflow_start = False
+        caps.eager_workflow_start = True
         caps.sdk_metadata = True
         caps.count_group_by_execution_status = True
         return resp
@@ -186,8 +186,12 @@ class WorkflowService(WorkflowServiceServicer):
         await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
         if not request.request_id:
             request.request_id = str(uuid.uuid4())
-        result: StartResult = await self.history.start_workflow(ns.id, ns.name, request)
-        return rr.StartWorkflowExecutionResponse(run_id=result.run_id, started=result.started)
+        result: StartResult = await self.history.start_workflow(
+            ns.id, ns.name, request, eager=request.request_eager_execution
+        )
+        return rr.StartWorkflowExecutionResponse(
+            run_id=result.run_id, started=result.started, eager_workflow_task=result.eager_workflow_task
+        )
 
     @rpc
     async def SignalWithStartWorkflowExecution(self, request, context):

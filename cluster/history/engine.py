@@ -133,6 +133,8 @@ class TaskGone(Exception):
 class StartResult:
     run_id: str
     started: bool
+    # Eager workflow start: the run's first workflow task, already started for the starter's worker.
+    eager_workflow_task: PollWorkflowTaskQueueResponse | None = None
 
 
 @dataclass
@@ -383,9 +385,11 @@ class HistoryEngine:
         signal: tuple[str, Payloads | None, Header | None] | None = None,
         parent: ParentInfo | None = None,
         on_new_run: Callable[[ExecutionKey], None] | None = None,
+        eager: bool = False,
     ) -> StartResult:
         """Start a run. `on_new_run` is told the new run's key before it is committed (and so before its
-        first workflow task can be polled): update-with-start admits its update there."""
+        first workflow task can be polled): update-with-start admits its update there. `eager` starts the
+        first workflow task at once and returns it (request_eager_execution), when there is one to start."""
         shard = self.shard_for(namespace_id, request.workflow_id)
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
@@ -399,6 +403,9 @@ class HistoryEngine:
                 new.signal = signal
                 new.parent = parent
                 tr = start_run(new, now_ms(), run_id)
+                eager_wt = (
+                    tr.start_workflow_task_eagerly(request.request_id, request.identity) if eager else None
+                )
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -413,7 +420,14 @@ class HistoryEngine:
                     continue
                 except ShardOwnershipLostError as e:
                     raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
-                return StartResult(tr.ms.info.run_id, True)
+                result = StartResult(tr.ms.info.run_id, True)
+                if eager_wt is not None:
+                    execution = WorkflowExecution(workflow_id=request.workflow_id, run_id=run_id)
+                    ms = await shard.load(ExecutionKey(namespace_id, request.workflow_id, run_id))
+                    result.eager_workflow_task = await self._workflow_task_response(
+                        shard, ms, eager_wt, execution
+                    )
+                return result
         raise Unavailable("too many concurrent starts of the workflow id, try again")
 
     async def _plan_start(
@@ -517,12 +531,19 @@ class HistoryEngine:
         ms = await shard.load(key)
         if wt.speculative:
             self._arm_speculative_timeout(key, wt)
+        return await self._workflow_task_response(shard, ms, wt, execution)
+
+    async def _workflow_task_response(
+        self, shard: Shard, ms: MutableState, wt, execution: WorkflowExecution
+    ) -> PollWorkflowTaskQueueResponse:
+        """What the worker gets for a started workflow task: its token, history and update messages."""
+        key = ExecutionKey(ms.info.namespace_id, execution.workflow_id, execution.run_id)
         # A sticky worker has the run cached up to its last task: it gets only what came after.
         first_event_id = ms.last_completed_workflow_task_started_event_id + 1 if ms.sticky else 1
         events = await shard.read_events(ms, first_event_id)
         events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
         token = TaskToken(
-            namespace_id,
+            key.namespace_id,
             execution.workflow_id,
             execution.run_id,
             wt.scheduled_event_id,

@@ -303,6 +303,23 @@ class Transition:
         )
         return wt
 
+    def start_workflow_task_eagerly(self, request_id: str, identity: str) -> WorkflowTaskInfo | None:
+        """Eager workflow start: the run's first task is started in the transition that schedules it, for
+        the starter's own worker, and never goes through matching. None when there is no task to start
+        (a start delay, a cron or retry backoff), as the reference then declines eager execution."""
+        wt = self.ms.workflow_task
+        if wt is None or wt.started or wt.speculative or wt.sticky or wt.attempt != 1:
+            return None
+        self.transfer_tasks = [
+            t
+            for t in self.transfer_tasks
+            if not (
+                t.kind == TransferKind.WORKFLOW_TASK
+                and t.data.get("scheduled_event_id") == wt.scheduled_event_id
+            )
+        ]
+        return self.start_workflow_task(request_id, identity)
+
     def transient_workflow_task_events(self) -> list[HistoryEvent]:
         """The events a worker sees for a transient (retried) or speculative workflow task that history has
         not written."""
