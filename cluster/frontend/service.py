@@ -483,17 +483,26 @@ class WorkflowService(WorkflowServiceServicer):
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
+        deadline = time.monotonic() + timeout
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        query = WorkflowQuery(
+            query_type=request.query.query_type,
+            query_args=request.query.query_args,
+            header=request.query.header,
+        )
+        if ms.running:
+            buffered = await self.history.consistent_query(ns_id, execution, query, timeout)
+            if buffered is not None:
+                if not buffered.answered:
+                    raise QueryFailed(buffered.error_message)
+                return rr.QueryWorkflowResponse(query_result=buffered.result)
+            ms = await self.history.get_mutable_state(ns_id, execution)  # its stickiness may have changed
         answer = await self.matching.query_workflow(
             ns_id,
             ms.info.task_queue,
             execution,
-            WorkflowQuery(
-                query_type=request.query.query_type,
-                query_args=request.query.query_args,
-                header=request.query.header,
-            ),
-            timeout,
+            query,
+            max(deadline - time.monotonic(), 0.0),
             sticky_queue=ms.info.sticky_task_queue,
             sticky_timeout=ms.info.sticky_schedule_to_start_timeout_ms / 1000,
         )

@@ -31,6 +31,7 @@ from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import (
     HistoryEvent,
 )
+from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflowservice.v1 import (
@@ -41,6 +42,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 
 from hourglass.cluster.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     MultiOperationFailed,
@@ -60,6 +62,7 @@ from hourglass.cluster.history.external import (
     record_external_signaled,
 )
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState, ParentInfo
+from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.rebuild import rebuild
 from hourglass.cluster.history.runs import NewRun, new_run_id, start_run
@@ -270,6 +273,8 @@ class HistoryEngine:
                     effect()
                 if not ms.running:
                     shard.drop_update_registry(key)
+                if not ms.running or ms.workflow_task is None:
+                    shard.release_queries(key)
                 return result
         raise Unavailable("too many concurrent updates of the workflow, try again")
 
@@ -490,6 +495,30 @@ class HistoryEngine:
         return None
 
     # ---- workflow tasks --------------------------------------------------------------------------------
+    async def consistent_query(
+        self, namespace_id: str, execution: WorkflowExecution, query: WorkflowQuery, timeout: float
+    ) -> QueryAnswer | None:
+        """A query on a run with a workflow task in flight waits for it and is answered with a workflow
+        task, so that it sees every event that came before it (as on the reference). None when the query
+        may go to the worker directly: nothing in flight, or released unanswered once nothing was."""
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        async with shard.locks.hold((namespace_id, execution.workflow_id)):
+            run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
+            key = ExecutionKey(namespace_id, execution.workflow_id, run_id)
+            ms = await shard.load(key)
+            if ms is None or not ms.running or ms.workflow_task is None:
+                return None
+            buffered = shard.query_buffer(key).add(query)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(buffered.outcome), max(timeout, 0.01))
+        except TimeoutError:
+            raise DeadlineExceeded("query timed out waiting for the workflow task in flight") from None
+        finally:
+            buffer = shard.find_query_buffer(key)
+            if buffer is not None:
+                buffer.remove(buffered.query_id)
+        return None if outcome == RELEASED else outcome
+
     async def record_workflow_task_started(
         self,
         namespace_id: str,
@@ -567,6 +596,12 @@ class HistoryEngine:
         if registry:
             for entry in registry.sent_with(wt):
                 resp.messages.append(request_message(entry, wt.started_event_id - 1))
+        queries = shard.find_query_buffer(key)
+        if queries:
+            for query_id, query in queries.ship(
+                (wt.scheduled_event_id, wt.attempt, wt.started_time_ms)
+            ).items():
+                resp.queries[query_id].CopyFrom(query)
         return resp
 
     def _arm_speculative_timeout(self, key: ExecutionKey, wt) -> None:
@@ -631,6 +666,9 @@ class HistoryEngine:
             registry = shard.update_registry(key)
             protocol = UpdateProtocol(request.messages, registry, ms, wt)
             tr.effects = protocol.effects
+            if request.query_results:
+                results = dict(request.query_results)
+                tr.effects.append(lambda: shard.query_buffer(key).answer(results))
             if (
                 wt.speculative
                 and not request.commands
