@@ -1451,9 +1451,9 @@ class HistoryEngine:
             await self.request_cancel(
                 namespace_id,
                 target,
-                f"history-service:{ms.info.workflow_id}",
+                "history-service",  # as on the reference
                 f"{ms.info.run_id}:{req.initiated_event_id}",
-                "",
+                req.reason,
                 (req.initiated_event_id, source),
             )
         except NotFound:

@@ -169,6 +169,7 @@ class ExternalRequest:
     workflow_id: str
     run_id: str
     control: str = ""
+    reason: str = ""  # a cancel's reason
 
 
 @dataclass

@@ -374,6 +374,41 @@ class Parent:
 
 
 @workflow.defn
+class CancelReasonReporter:
+    """Waits to be cancelled and returns the reason the cancel request carried."""
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await asyncio.sleep(1000)
+        except asyncio.CancelledError:
+            return workflow.cancellation_reason() or ""
+        raise RuntimeError("not cancelled")
+
+
+@workflow.defn
+class CancelChildWithReason:
+    """Starts a CancelReasonReporter child, cancels it with `reason`, returns what the child saw."""
+
+    @workflow.run
+    async def run(self, reason: str) -> str:
+        child = await workflow.start_child_workflow(
+            CancelReasonReporter.run, id=f"{workflow.info().workflow_id}-child"
+        )
+        child.cancel(reason)
+        return await child
+
+
+@workflow.defn
+class CancelExternalWithReason:
+    """Cancels another (not a child) workflow with a reason."""
+
+    @workflow.run
+    async def run(self, target_id: str, reason: str) -> None:
+        await workflow.get_external_workflow_handle(target_id).cancel(reason=reason)
+
+
+@workflow.defn
 class ContinueLoop:
     """Continues as new until its counter reaches `until`."""
 
@@ -475,6 +510,9 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    CancelReasonReporter,
+    CancelChildWithReason,
+    CancelExternalWithReason,
     UpsertSearchAttribute,
     Child,
     Parent,
