@@ -806,6 +806,8 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     if info.close_time_ms:
         wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
         wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))
+    if info.user_metadata is not None:
+        resp.execution_config.user_metadata.CopyFrom(info.user_metadata)
     if info.memo is not None:
         wei.memo.CopyFrom(info.memo)
     if info.search_attributes is not None:

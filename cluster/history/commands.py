@@ -91,7 +91,11 @@ def handle_commands(
                 Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                 f"command {CommandType.Name(command.command_type)} is not supported by this server yet",
             )
+        first_new_event = len(tr.events)
         handler(tr, command, completed_event_id, identity)
+        if command.HasField("user_metadata") and len(tr.events) > first_new_event:
+            # The summary / details a workflow gives a command show on the event it produced.
+            tr.events[first_new_event].user_metadata.CopyFrom(command.user_metadata)
 
 
 def _check_blob_size(command: Command, max_blob_bytes: int) -> None:

@@ -12,6 +12,7 @@ from temporalio.api.common.v1 import Header, Memo, Payloads, RetryPolicy, Search
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.sdk.v1 import UserMetadata
 
 from hourglass.cluster.history import codec
 
@@ -68,6 +69,8 @@ class ExecutionInfo:
     cancel_request_ids: list[str] = field(default_factory=list)
     # Recent signal request ids, so a retried SignalWorkflowExecution is not delivered twice.
     signal_request_ids: list[str] = field(default_factory=list)
+    # The start request's summary / details (describe shows them).
+    user_metadata: UserMetadata | None = None
     # Sticky execution: the queue of the worker process that has this run cached ("" = none). Its next
     # workflow task goes there with only the new events, and moves to the normal queue if no poller takes
     # it within the schedule-to-start timeout.

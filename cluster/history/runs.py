@@ -177,7 +177,8 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
     if new.continued_failure is not None:
         attrs.continued_failure.CopyFrom(new.continued_failure)
     for name, value in new.extra_started_fields.items():
-        getattr(attrs, name).CopyFrom(value)
+        if name != "user_metadata":  # not an attribute: it goes on the event itself
+            getattr(attrs, name).CopyFrom(value)
     if execution_expiration:
         attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(execution_expiration))
     # Unset (not zero) when there is no limit, as on the reference.
@@ -194,7 +195,10 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         attrs.parent_initiated_event_id = p.initiated_event_id
         attrs.root_workflow_execution.workflow_id = p.root_workflow_id or p.workflow_id
         attrs.root_workflow_execution.run_id = p.root_run_id or p.run_id
-    tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
+    started = tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
+    if "user_metadata" in new.extra_started_fields:
+        started.user_metadata.CopyFrom(new.extra_started_fields["user_metadata"])
+        info.user_metadata = new.extra_started_fields["user_metadata"]
     if new.signal is not None:
         name, payloads, header = new.signal
         tr.add_event(

@@ -409,6 +409,18 @@ class CancelExternalWithReason:
 
 
 @workflow.defn
+class Summarized:
+    """A timer and an activity, each with the summary a UI shows for it."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(0.1, summary="a short nap")
+        return await workflow.execute_activity(
+            say_hello, "metadata", start_to_close_timeout=timedelta(seconds=10), summary="say hello"
+        )
+
+
+@workflow.defn
 class ContinueLoop:
     """Continues as new until its counter reaches `until`."""
 
@@ -510,6 +522,7 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    Summarized,
     CancelReasonReporter,
     CancelChildWithReason,
     CancelExternalWithReason,
