@@ -208,6 +208,8 @@ class MutableState:
     last_history_txn_id: int = 0
     db_record_version: int = 0
     state_transition_count: int = 0
+    # Bytes of history written so far (workflow task started events tell the worker).
+    history_size_bytes: int = 0
 
     # ---- queries ---------------------------------------------------------------------------------------
     @property

@@ -260,6 +260,7 @@ class Shard:
             )
             await self.store.append_history_node(node)
             ms.last_history_txn_id = txn_id
+            ms.history_size_bytes += len(node.events)
         expected = None if is_new_run else ms.db_record_version
         ms.db_record_version += 1
         ms.state_transition_count += 1

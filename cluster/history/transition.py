@@ -48,6 +48,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
     ActivityInfo,
@@ -270,10 +271,19 @@ class Transition:
     def _add_workflow_task_started_event(self, wt: WorkflowTaskInfo) -> HistoryEvent:
         return self.add_event(
             EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-            WorkflowTaskStartedEventAttributes(
-                scheduled_event_id=wt.scheduled_event_id, identity=wt.identity, request_id=wt.request_id
-            ),
+            self._workflow_task_started_attributes(wt),
             bufferable=False,
+        )
+
+    def _workflow_task_started_attributes(self, wt: WorkflowTaskInfo) -> WorkflowTaskStartedEventAttributes:
+        """The worker learns the history's size here, and whether to continue as new (limits.py)."""
+        ms = self.ms
+        return WorkflowTaskStartedEventAttributes(
+            scheduled_event_id=wt.scheduled_event_id,
+            identity=wt.identity,
+            request_id=wt.request_id,
+            history_size_bytes=ms.history_size_bytes,
+            suggest_continue_as_new=LIMITS.suggest_continue_as_new(ms.history_length, ms.history_size_bytes),
         )
 
     def start_workflow_task(self, request_id: str, identity: str) -> WorkflowTaskInfo:
@@ -340,9 +350,7 @@ class Transition:
             event_id=wt.started_event_id,
             event_time=to_timestamp(wt.started_time_ms),
             event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-            workflow_task_started_event_attributes=WorkflowTaskStartedEventAttributes(
-                scheduled_event_id=wt.scheduled_event_id, identity=wt.identity, request_id=wt.request_id
-            ),
+            workflow_task_started_event_attributes=self._workflow_task_started_attributes(wt),
         )
         return [scheduled, started]
 

@@ -420,6 +420,36 @@ class Summarized:
         )
 
 
+@dataclass
+class HistoryFacts:
+    length: int
+    size: int
+    continue_as_new_suggested: bool
+
+
+@workflow.defn
+class HistoryGrower:
+    """Each `grow` signal starts that many day-long timers; `facts` reports what the worker was told."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.signal
+    async def grow(self, timers: int) -> None:
+        for _ in range(timers):
+            asyncio.create_task(asyncio.sleep(24 * 3600))
+
+    @workflow.query
+    def facts(self) -> HistoryFacts:
+        info = workflow.info()
+        return HistoryFacts(
+            info.get_current_history_length(),
+            info.get_current_history_size(),
+            info.is_continue_as_new_suggested(),
+        )
+
+
 @workflow.defn
 class ContinueLoop:
     """Continues as new until its counter reaches `until`."""
@@ -522,6 +552,7 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    HistoryGrower,
     Summarized,
     CancelReasonReporter,
     CancelChildWithReason,

@@ -38,7 +38,8 @@ from hourglass.loadtest import servers  # noqa: E402
 SUITE_FILES = ("tests/worker/test_workflow.py", "tests/worker/test_activity.py", "tests/test_client.py")
 TARGETS = ("reference", "hourglass")
 
-# The flags tests/conftest.py of the SDK passes to the dev server it starts for itself (`-E local`).
+# The flags tests/conftest.py of the SDK passes to the dev server it starts for itself (`-E local`);
+# Hourglass is given them too.
 REFERENCE_DYNAMIC_CONFIG = (
     "system.forceSearchAttributesCacheRefreshOnRead=true",
     "limit.historyCount.suggestContinueAsNew=50",
@@ -67,12 +68,11 @@ MAX_ATTEMPTS = 4  # one pass plus this many resumptions after a crash
 
 
 def _server(target: str, workdir: Path) -> servers.ManagedServer:
-    if target == "reference":
-        srv = servers.reference_server(workdir)
-        for value in REFERENCE_DYNAMIC_CONFIG:
-            srv.argv += ["--dynamic-config-value", value]
-        return srv
-    return servers.hourglass_server(workdir)
+    """Both get the suite's dynamic config: Hourglass takes the keys it knows and ignores the rest."""
+    srv = servers.reference_server(workdir) if target == "reference" else servers.hourglass_server(workdir)
+    for value in REFERENCE_DYNAMIC_CONFIG:
+        srv.argv += ["--dynamic-config-value", value]
+    return srv
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -237,7 +237,8 @@ def main(
             + ", ".join(f"`{f}`" for f in SUITE_FILES),
             "SDK under test": f"temporalio {versions['sdk']} (tools/conformance/requirements.txt)",
             "Reference": f"`temporal server start-dev` ({versions['reference']}) with the suite's dynamic config",
-            "Hourglass": f"`hourglass server start-dev` (in-memory SQLite), at `{versions['hourglass']}`",
+            "Hourglass": f"`hourglass server start-dev` (in-memory SQLite, same dynamic config), at "
+            f"`{versions['hourglass']}`",
             "Per-test timeout": f"{test_timeout:.0f} s",
         }
         state_path.write_text(json.dumps(state, indent=1))
