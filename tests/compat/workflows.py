@@ -498,6 +498,18 @@ class UpsertSearchAttribute:
 
 
 @workflow.defn
+class UpsertMemoAndAttributes:
+    """Changes, removes (None) and adds memo keys; sets the registered Keyword, then unsets it."""
+
+    @workflow.run
+    async def run(self) -> None:
+        workflow.upsert_memo({"changed": "new", "removed": None, "added": "here"})
+        workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_set("for a while")])
+        await workflow.sleep(0.1)
+        workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_unset()])
+
+
+@workflow.defn
 class Counter:
     """Updates: `add` (validated: no negatives), `add_when_open` (waits for the `open` signal), `fail`
     (the handler raises), `finish` (ends the run with the total)."""
@@ -552,6 +564,7 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    UpsertMemoAndAttributes,
     HistoryGrower,
     Summarized,
     CancelReasonReporter,
