@@ -251,7 +251,12 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_execution(request)
         await self.history.request_cancel(
-            ns.id, request.workflow_execution, request.identity, request.request_id, request.reason
+            ns.id,
+            request.workflow_execution,
+            request.identity,
+            request.request_id,
+            request.reason,
+            first_execution_run_id=request.first_execution_run_id,
         )
         return rr.RequestCancelWorkflowExecutionResponse()
 
@@ -265,6 +270,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.reason,
             request.details if request.HasField("details") else None,
             request.identity,
+            first_execution_run_id=request.first_execution_run_id,
         )
         return rr.TerminateWorkflowExecutionResponse()
 
@@ -276,7 +282,9 @@ class WorkflowService(WorkflowServiceServicer):
         check_update_request(request, self.max_blob_bytes)
         stage = _update_stage(request.wait_policy.lifecycle_stage)
         wait, caller_bound = _update_wait(context)
-        result = await self.history.update_workflow(ns.id, execution, request.request, stage, wait)
+        result = await self.history.update_workflow(
+            ns.id, execution, request.request, stage, wait, request.first_execution_run_id
+        )
         _check_reached(result, stage, caller_bound)
         return _update_response(execution.workflow_id, request.request.meta.update_id, result)
 

@@ -222,13 +222,15 @@ class HistoryEngine:
         action: Callable[[MutableState, Transition], T | Awaitable[T]],
         *,
         speculative_aware: bool = False,
+        first_execution_run_id: str = "",
     ) -> T:
         """Run `action` on the run's state under its lock and commit what it changed (retrying conflicts).
 
         If the action writes anything while a speculative workflow task is out, that task's events are
         written first, unless the action is `speculative_aware` (it handles such a task itself). A read,
         or a stale timer that changes nothing, leaves the task speculative. The transition's effects run
-        once it is committed.
+        once it is committed. `first_execution_run_id` (a client's handle from a start) must be the run's
+        chain's first run, else the workflow is not found, as on the reference.
         """
         shard = self.shard_for(namespace_id, workflow_id)
         for attempt in range(5):
@@ -240,6 +242,8 @@ class HistoryEngine:
                     raise NotFound(
                         f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
                     )
+                if first_execution_run_id and ms.info.first_run_id != first_execution_run_id:
+                    raise NotFound("workflow execution not found")
                 retention = await self._retention_ms(namespace_id)
                 tr = Transition(ms, now_ms(), retention)
                 speculative_out = not speculative_aware and _has_speculative_task(ms)
@@ -896,14 +900,20 @@ class HistoryEngine:
 
     # ---- workflow updates -------------------------------------------------------------------------------
     async def update_workflow(
-        self, namespace_id: str, execution: WorkflowExecution, request: Request, stage: int, timeout: float
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        request: Request,
+        stage: int,
+        timeout: float,
+        first_execution_run_id: str = "",
     ) -> UpdateResult:
         """Admit the update (or join the one with its id), get it to the worker, and wait up to `timeout` s
         for `stage`. An update in flight when its run continues as new is retried on the new run."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             run_id, entry = await self._admit_update(
-                namespace_id, execution.workflow_id, execution.run_id, request
+                namespace_id, execution.workflow_id, execution.run_id, request, first_execution_run_id
             )
             key = ExecutionKey(namespace_id, execution.workflow_id, run_id)
             try:
@@ -997,7 +1007,12 @@ class HistoryEngine:
             raise NotFound("workflow update was aborted by closing workflow") from None
 
     async def _admit_update(
-        self, namespace_id: str, workflow_id: str, run_id: str, request: Request
+        self,
+        namespace_id: str,
+        workflow_id: str,
+        run_id: str,
+        request: Request,
+        first_execution_run_id: str = "",
     ) -> tuple[str, InFlightUpdate | None]:
         shard = self.shard_for(namespace_id, workflow_id)
         dispatch: list[int] = []
@@ -1014,7 +1029,14 @@ class HistoryEngine:
                 shard.remember_speculative(key, ms)
             return ms.info.run_id, entry
 
-        resolved, entry = await self._update(namespace_id, workflow_id, run_id, admit, speculative_aware=True)
+        resolved, entry = await self._update(
+            namespace_id,
+            workflow_id,
+            run_id,
+            admit,
+            speculative_aware=True,
+            first_execution_run_id=first_execution_run_id,
+        )
         await self._dispatch_speculative(namespace_id, workflow_id, resolved, dispatch)
         return resolved, entry
 
@@ -1211,6 +1233,7 @@ class HistoryEngine:
         request_id: str,
         reason: str,
         external: tuple[int, WorkflowExecution] | None = None,
+        first_execution_run_id: str = "",
     ) -> None:
         def cancel(ms: MutableState, tr: Transition):
             if not ms.running:
@@ -1221,7 +1244,13 @@ class HistoryEngine:
                 ms.info.cancel_request_ids.append(request_id)
             tr.request_cancel(reason, identity, external)
 
-        await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            cancel,
+            first_execution_run_id=first_execution_run_id,
+        )
 
     async def terminate(
         self,
@@ -1230,13 +1259,20 @@ class HistoryEngine:
         reason: str,
         details: Payloads | None,
         identity: str,
+        first_execution_run_id: str = "",
     ) -> None:
         def terminate(ms: MutableState, tr: Transition):
             if not ms.running:
                 raise NotFound("workflow execution already completed")
             tr.terminate_workflow(reason, details, identity)
 
-        await self._update(namespace_id, execution.workflow_id, execution.run_id, terminate)
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            terminate,
+            first_execution_run_id=first_execution_run_id,
+        )
 
     # ---- reads -----------------------------------------------------------------------------------------
     async def get_mutable_state(self, namespace_id: str, execution: WorkflowExecution) -> MutableState:
