@@ -536,6 +536,10 @@ class WorkflowService(WorkflowServiceServicer):
             request.task_queue.kind,
             request.identity,
             _long_poll_timeout(context, MAX_LONG_POLL_S),
+            # SDKs without worker versioning send their build id as the binary checksum.
+            request.deployment_options.build_id
+            or request.worker_version_capabilities.build_id
+            or request.binary_checksum,
         )
 
     @rpc

@@ -531,6 +531,7 @@ class HistoryEngine:
         request_id: str,
         identity: str,
         poll_queue: TaskQueue | None = None,
+        build_id: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
         carries only the events after the previous started event: that worker has the rest cached."""
@@ -552,7 +553,7 @@ class HistoryEngine:
                     ms.clear_sticky()
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
                     raise TaskGone()  # a stale task: the run left its sticky queue since
-            wt = tr.start_workflow_task(request_id, identity)
+            wt = tr.start_workflow_task(request_id, identity, build_id)
             registry = shard.find_update_registry(key)
             if registry:
                 registry.ship(wt)
@@ -686,10 +687,15 @@ class HistoryEngine:
                 return ms.last_completed_workflow_task_started_event_id
             tr.materialize_speculative_workflow_task()
             had_buffered = bool(ms.buffered_events)
+            # SDKs without worker versioning send their build id as the binary checksum; history shows
+            # it as the task's worker version, as on the reference.
             completed_id = tr.complete_workflow_task(
                 request.identity,
-                request.binary_checksum,
+                "",
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
+                request.deployment_options.build_id
+                or request.worker_version_stamp.build_id
+                or request.binary_checksum,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):

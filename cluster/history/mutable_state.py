@@ -91,6 +91,8 @@ class WorkflowTaskInfo:
     started_time_ms: int = 0
     request_id: str = ""
     identity: str = ""
+    # The build id of the worker that took it (history shows it; the SDK reads its current build id).
+    build_id: str = ""
     # Scheduled on the sticky queue `task_queue` (else `task_queue` is the run's normal queue).
     sticky: bool = False
     # A speculative task (delivering updates to an idle run) lives only in memory until something needs it

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkflowExecution
+from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkerVersionStamp, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
     ParentClosePolicy,
@@ -284,12 +284,14 @@ class Transition:
             request_id=wt.request_id,
             history_size_bytes=ms.history_size_bytes,
             suggest_continue_as_new=LIMITS.suggest_continue_as_new(ms.history_length, ms.history_size_bytes),
+            worker_version=WorkerVersionStamp(build_id=wt.build_id) if wt.build_id else None,
         )
 
-    def start_workflow_task(self, request_id: str, identity: str) -> WorkflowTaskInfo:
+    def start_workflow_task(self, request_id: str, identity: str, build_id: str = "") -> WorkflowTaskInfo:
         ms = self.ms
         wt = ms.workflow_task
         assert wt is not None and not wt.started
+        wt.build_id = build_id
         if wt.transient and wt.scheduled_event_id != ms.next_event_id:
             # New events arrived after a transient attempt was scheduled: it becomes a normal task again.
             wt.attempt = 1
@@ -360,7 +362,9 @@ class Transition:
             self._add_workflow_task_scheduled_event(wt)
             self._add_workflow_task_started_event(wt)
 
-    def complete_workflow_task(self, identity: str, binary_checksum: str = "", sdk_metadata=None) -> int:
+    def complete_workflow_task(
+        self, identity: str, binary_checksum: str = "", sdk_metadata=None, build_id: str = ""
+    ) -> int:
         """Record WorkflowTaskCompleted; returns its event id (commands reference it)."""
         ms = self.ms
         wt = ms.workflow_task
@@ -374,6 +378,8 @@ class Transition:
         )
         if sdk_metadata is not None:
             attrs.sdk_metadata.CopyFrom(sdk_metadata)
+        if build_id:
+            attrs.worker_version.build_id = build_id
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
         ms.last_completed_workflow_task_started_event_id = wt.started_event_id
         ms.workflow_task = None

@@ -451,6 +451,16 @@ class HistoryGrower:
 
 
 @workflow.defn
+class ReportBuildId:
+    """Returns the build id the SDK believes is current after a timer (from the task's history)."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(0.1)
+        return workflow.info().get_current_build_id()
+
+
+@workflow.defn
 class ContinueLoop:
     """Continues as new until its counter reaches `until`."""
 
@@ -564,6 +574,7 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    ReportBuildId,
     UpsertMemoAndAttributes,
     HistoryGrower,
     Summarized,
