@@ -217,8 +217,14 @@ def main(
     state = json.loads(state_path.read_text()) if state_path.exists() else {"results": {}, "meta": {}}
     if not report_only:
         versions = _versions(suite_python)
-        started = time.monotonic()
+        described = {
+            "reference": f"`temporal server start-dev` ({versions['reference']}) with the suite's dynamic config",
+            "hourglass": "`hourglass server start-dev` (in-memory SQLite, same dynamic config) at "
+            f"`{versions['hourglass']}`",
+        }
+        meta = state["meta"]
         for target in targets or TARGETS:
+            started = time.monotonic()
             # A narrowed run updates the tests it ran and keeps the rest of the last full run.
             kept = state["results"].get(target, {}) if narrowed else {}
             state["results"][target] = kept | {
@@ -228,19 +234,17 @@ def main(
                     test_timeout, pass_timeout,
                 ).items()
             }  # fmt: skip
-        run = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {(time.monotonic() - started) / 60:.0f} min"
-        if narrowed:
-            run = f"{state['meta'].get('Last run', '?')}; then re-run on some tests ({run})"
-        state["meta"] = {
-            "Last run": run,
-            "SDK tests": f"temporalio/sdk-python {sdk_label or '(unlabelled checkout)'}: "
-            + ", ".join(f"`{f}`" for f in SUITE_FILES),
-            "SDK under test": f"temporalio {versions['sdk']} (tools/conformance/requirements.txt)",
-            "Reference": f"`temporal server start-dev` ({versions['reference']}) with the suite's dynamic config",
-            "Hourglass": f"`hourglass server start-dev` (in-memory SQLite, same dynamic config), at "
-            f"`{versions['hourglass']}`",
-            "Per-test timeout": f"{test_timeout:.0f} s",
-        }
+            when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {(time.monotonic() - started) / 60:.0f} min"
+            key = f"Run on {target}"
+            meta[key] = f"{meta.get(key, '?')}; re-run on some tests {when}" if narrowed else when
+            meta[target.capitalize()] = described[target]
+        meta["SDK tests"] = f"temporalio/sdk-python {sdk_label or '(unlabelled checkout)'}: " + ", ".join(
+            f"`{f}`" for f in SUITE_FILES
+        )
+        meta["SDK under test"] = f"temporalio {versions['sdk']} (tools/conformance/requirements.txt)"
+        meta["Per-test timeout"] = f"{test_timeout:.0f} s"
+        meta.pop("Last run", None)
+        state["meta"] = dict(sorted(meta.items()))
         state_path.write_text(json.dumps(state, indent=1))
     results = {t: {n: Outcome(**o) for n, o in r.items()} for t, r in state["results"].items()}
     text = render(results, state["meta"], load_out_of_scope(HERE / "out_of_scope.toml"))
