@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down
+.PHONY: dev test lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down conformance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,21 @@ bench: install-test
 bench-cassandra: install-test
 	@if [ -z "$$HOURGLASS_CASSANDRA_HOSTS" ]; then $(BIN)/python tools/cassandra/devserver.py up; fi
 	$(BIN)/python -m hourglass.loadtest.store_cost
+
+# The official Python SDK's own tests against the reference and Hourglass: writes conformance/RESULTS.md.
+# SDK_TESTS is a checkout of temporalio/sdk-python (holding tests/) at the pinned temporalio version. Its
+# packages go into their own venv (pytest-asyncio 0.21 there, 1.x here). Never part of `make test` or CI.
+# CONFORMANCE_ARGS passes options through, e.g. CONFORMANCE_ARGS='--target hourglass -k test_workflow_signal'.
+CONFORMANCE_VENV := build/conformance-venv
+$(CONFORMANCE_VENV)/.installed: tools/conformance/requirements.txt
+	$(PYTHON) -m venv $(CONFORMANCE_VENV)
+	$(CONFORMANCE_VENV)/bin/pip install -q -r tools/conformance/requirements.txt
+	touch $@
+
+conformance: install-test $(CONFORMANCE_VENV)/.installed
+	@test -n "$(SDK_TESTS)" || { echo "usage: make conformance SDK_TESTS=DIR [SDK_LABEL=tag] [CONFORMANCE_ARGS=...]"; exit 2; }
+	$(BIN)/python tools/conformance/run.py --sdk-tests "$(SDK_TESTS)" --suite-python $(CONFORMANCE_VENV)/bin/python \
+		--sdk-label "$(SDK_LABEL)" $(CONFORMANCE_ARGS)
 
 # A real single-node Cassandra 5 from Maven Central jars (no Docker): 127.0.0.1:9042, data under build/.
 cassandra-up: install

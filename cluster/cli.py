@@ -62,6 +62,14 @@ def server() -> None:
     type=click.Choice(["uvloop", "asyncio"]),
     help="Event loop implementation.",
 )
+@click.option(
+    "--dynamic-config-value",
+    "dynamic_config_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A dynamic config value, as for `temporal server start-dev` (repeatable). Hourglass uses "
+    "limit.historyCount.suggestContinueAsNew and limit.historySize.suggestContinueAsNew and ignores others.",
+)
 def start_dev(
     ip: str,
     port: int,
@@ -72,13 +80,20 @@ def start_dev(
     history_shards: int,
     metrics_port: int | None,
     event_loop: str,
+    dynamic_config_values: tuple[str, ...],
 ) -> None:
     """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
+    from hourglass.cluster.history.limits import parse_dynamic_config_values
     from hourglass.cluster.node import NodeConfig
     from hourglass.persistence.sqlite.store import SQLiteStore
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        dynamic_config = parse_dynamic_config_values(dynamic_config_values)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--dynamic-config-value") from None
     config = NodeConfig(
+        dynamic_config=dynamic_config,
         ip=ip,
         port=port,
         history_shard_count=history_shards,
@@ -122,6 +137,7 @@ def start(config_file: str, event_loop: str) -> None:
         max_blob_bytes=config.max_blob_bytes,
         cluster_name=config.cluster_name,
         cluster=config.cluster,
+        dynamic_config=config.dynamic_config,
     )
     where = config.store.kind
     if config.store.kind == "cassandra":

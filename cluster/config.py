@@ -7,7 +7,7 @@ starts. Unknown keys are errors: a misspelt option silently ignored is how clust
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -104,6 +104,8 @@ class ServerConfig(_Strict):
     namespaces: list[str] = ["default"]
     max_blob_bytes: int = Field(2 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The reference's dynamic config keys Hourglass takes, e.g. limit.historyCount.suggestContinueAsNew: 50.
+    dynamic_config: dict[str, Any] = {}
     node: NodeSection = NodeSection()
     store: StoreSection
     cluster: ClusterSection | None = None

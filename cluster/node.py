@@ -17,6 +17,7 @@ from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
+from hourglass.cluster.history.limits import apply_dynamic_config
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
@@ -43,11 +44,14 @@ class NodeConfig:
     metrics_port: int | None = None
     # cluster.config.ClusterSection: this node is a cluster member. None: a single node owning everything.
     cluster: Any = None
+    # The reference's dynamic config keys Hourglass takes (cluster/history/limits.py).
+    dynamic_config: dict[str, Any] = field(default_factory=dict)
 
 
 class Node:
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
+        apply_dynamic_config(config.dynamic_config)
         # Every role talks to the store through the metering wrapper.
         self.store = store = MeteredStore(store)
         self.history = HistoryEngine(store, config.history_shard_count)

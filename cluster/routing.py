@@ -68,8 +68,9 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "update_workflow": _by_execution(1),
     "poll_update": _by_execution(1),
     "update_with_start": _by_execution(2),  # the start request carries workflow_id
+    "consistent_query": _by_execution(1),
 }
-HISTORY_LONG = {"wait_for_change", "update_workflow", "poll_update", "update_with_start"}
+HISTORY_LONG = {"wait_for_change", "update_workflow", "poll_update", "update_with_start", "consistent_query"}
 
 # Matching operations -> (namespace id, task queue name, task queue type).
 MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {

@@ -76,9 +76,7 @@ class NamespaceRegistry:
             ),
             is_global_namespace=False,
         )
-        desc.namespace_info.capabilities.eager_workflow_start = False
-        desc.namespace_info.capabilities.sync_update = False
-        desc.namespace_info.capabilities.async_update = False
+        _set_capabilities(desc)
         try:
             await self.store.create_namespace(NamespaceRecord(ns_id, name, desc.SerializeToString()))
         except NamespaceAlreadyExistsError:
@@ -145,4 +143,14 @@ def retention_ms(ns: Namespace) -> int:
 def _from_record(record: NamespaceRecord) -> Namespace:
     desc = DescribeNamespaceResponse()
     desc.ParseFromString(record.data)
+    _set_capabilities(desc)
     return Namespace(record.id, record.name, desc)
+
+
+def _set_capabilities(desc: DescribeNamespaceResponse) -> None:
+    """What this server does for every namespace, set on read: a namespace stored by an older build still
+    shows what the server does now (eager workflow start and updates, as the reference reports them)."""
+    caps = desc.namespace_info.capabilities
+    caps.eager_workflow_start = True
+    caps.sync_update = True
+    caps.async_update = True

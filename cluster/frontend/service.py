@@ -114,7 +114,7 @@ class WorkflowService(WorkflowServiceServicer):
         caps.encoded_failure_attributes = True
         caps.build_id_based_versioning = False
         caps.upsert_memo = True
-        caps.eager_workflow_start = False
+        caps.eager_workflow_start = True
         caps.sdk_metadata = True
         caps.count_group_by_execution_status = True
         return resp
@@ -185,8 +185,12 @@ class WorkflowService(WorkflowServiceServicer):
         await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
         if not request.request_id:
             request.request_id = str(uuid.uuid4())
-        result: StartResult = await self.history.start_workflow(ns.id, ns.name, request)
-        return rr.StartWorkflowExecutionResponse(run_id=result.run_id, started=result.started)
+        result: StartResult = await self.history.start_workflow(
+            ns.id, ns.name, request, eager=request.request_eager_execution
+        )
+        return rr.StartWorkflowExecutionResponse(
+            run_id=result.run_id, started=result.started, eager_workflow_task=result.eager_workflow_task
+        )
 
     @rpc
     async def SignalWithStartWorkflowExecution(self, request, context):
@@ -246,7 +250,12 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_execution(request)
         await self.history.request_cancel(
-            ns.id, request.workflow_execution, request.identity, request.request_id, request.reason
+            ns.id,
+            request.workflow_execution,
+            request.identity,
+            request.request_id,
+            request.reason,
+            first_execution_run_id=request.first_execution_run_id,
         )
         return rr.RequestCancelWorkflowExecutionResponse()
 
@@ -260,6 +269,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.reason,
             request.details if request.HasField("details") else None,
             request.identity,
+            first_execution_run_id=request.first_execution_run_id,
         )
         return rr.TerminateWorkflowExecutionResponse()
 
@@ -271,7 +281,9 @@ class WorkflowService(WorkflowServiceServicer):
         check_update_request(request, self.max_blob_bytes)
         stage = _update_stage(request.wait_policy.lifecycle_stage)
         wait, caller_bound = _update_wait(context)
-        result = await self.history.update_workflow(ns.id, execution, request.request, stage, wait)
+        result = await self.history.update_workflow(
+            ns.id, execution, request.request, stage, wait, request.first_execution_run_id
+        )
         _check_reached(result, stage, caller_bound)
         return _update_response(execution.workflow_id, request.request.meta.update_id, result)
 
@@ -478,17 +490,26 @@ class WorkflowService(WorkflowServiceServicer):
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
+        deadline = time.monotonic() + timeout
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        query = WorkflowQuery(
+            query_type=request.query.query_type,
+            query_args=request.query.query_args,
+            header=request.query.header,
+        )
+        if ms.running:
+            buffered = await self.history.consistent_query(ns_id, execution, query, timeout)
+            if buffered is not None:
+                if not buffered.answered:
+                    raise QueryFailed(buffered.error_message)
+                return rr.QueryWorkflowResponse(query_result=buffered.result)
+            ms = await self.history.get_mutable_state(ns_id, execution)  # its stickiness may have changed
         answer = await self.matching.query_workflow(
             ns_id,
             ms.info.task_queue,
             execution,
-            WorkflowQuery(
-                query_type=request.query.query_type,
-                query_args=request.query.query_args,
-                header=request.query.header,
-            ),
-            timeout,
+            query,
+            max(deadline - time.monotonic(), 0.0),
             sticky_queue=ms.info.sticky_task_queue,
             sticky_timeout=ms.info.sticky_schedule_to_start_timeout_ms / 1000,
         )
@@ -516,6 +537,10 @@ class WorkflowService(WorkflowServiceServicer):
             request.task_queue.kind,
             request.identity,
             _long_poll_timeout(context, MAX_LONG_POLL_S),
+            # SDKs without worker versioning send their build id as the binary checksum.
+            request.deployment_options.build_id
+            or request.worker_version_capabilities.build_id
+            or request.binary_checksum,
         )
 
     @rpc
@@ -791,6 +816,8 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     if info.close_time_ms:
         wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
         wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))
+    if info.user_metadata is not None:
+        resp.execution_config.user_metadata.CopyFrom(info.user_metadata)
     if info.memo is not None:
         wei.memo.CopyFrom(info.memo)
     if info.search_attributes is not None:

@@ -91,7 +91,11 @@ def handle_commands(
                 Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                 f"command {CommandType.Name(command.command_type)} is not supported by this server yet",
             )
+        first_new_event = len(tr.events)
         handler(tr, command, completed_event_id, identity)
+        if command.HasField("user_metadata") and len(tr.events) > first_new_event:
+            # The summary / details a workflow gives a command show on the event it produced.
+            tr.events[first_new_event].user_metadata.CopyFrom(command.user_metadata)
 
 
 def _check_blob_size(command: Command, max_blob_bytes: int) -> None:
@@ -403,8 +407,7 @@ def _upsert_search_attributes(
     info = tr.ms.info
     if info.search_attributes is None:
         info.search_attributes = SearchAttributes()
-    for name, payload in a.search_attributes.indexed_fields.items():
-        info.search_attributes.indexed_fields[name].CopyFrom(payload)
+    _merge_payloads(info.search_attributes.indexed_fields, a.search_attributes.indexed_fields)
     tr.add_event(
         EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
         UpsertWorkflowSearchAttributesEventAttributes(
@@ -415,13 +418,23 @@ def _upsert_search_attributes(
     tr.transfer(TransferKind.VISIBILITY)
 
 
+def _merge_payloads(current, upserted) -> None:
+    """Upsert semantics of memo and search attributes, as on the reference: a key whose new value is
+    nil (no data, JSON null or an empty list) is removed, any other value replaces the old one."""
+    for name, payload in upserted.items():
+        if payload.data in (b"", b"null", b"[]"):
+            if name in current:
+                del current[name]
+        else:
+            current[name].CopyFrom(payload)
+
+
 def _modify_properties(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.modify_workflow_properties_command_attributes
     info = tr.ms.info
     if info.memo is None:
         info.memo = Memo()
-    for name, payload in a.upserted_memo.fields.items():
-        info.memo.fields[name].CopyFrom(payload)
+    _merge_payloads(info.memo.fields, a.upserted_memo.fields)
     tr.add_event(
         EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
         WorkflowPropertiesModifiedEventAttributes(

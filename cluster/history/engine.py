@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -32,6 +31,7 @@ from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import (
     HistoryEvent,
 )
+from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflowservice.v1 import (
@@ -42,6 +42,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 
 from hourglass.cluster.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     MultiOperationFailed,
@@ -62,9 +63,10 @@ from hourglass.cluster.history.external import (
     record_external_signaled,
 )
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState, ParentInfo
+from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.rebuild import rebuild
-from hourglass.cluster.history.runs import NewRun, start_run
+from hourglass.cluster.history.runs import NewRun, new_run_id, start_run
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
@@ -135,6 +137,8 @@ class TaskGone(Exception):
 class StartResult:
     run_id: str
     started: bool
+    # Eager workflow start: the run's first workflow task, already started for the starter's worker.
+    eager_workflow_task: PollWorkflowTaskQueueResponse | None = None
 
 
 class ShardListener(Protocol):
@@ -271,13 +275,15 @@ class HistoryEngine:
         action: Callable[[MutableState, Transition], T | Awaitable[T]],
         *,
         speculative_aware: bool = False,
+        first_execution_run_id: str = "",
     ) -> T:
         """Run `action` on the run's state under its lock and commit what it changed (retrying conflicts).
 
         If the action writes anything while a speculative workflow task is out, that task's events are
         written first, unless the action is `speculative_aware` (it handles such a task itself). A read,
         or a stale timer that changes nothing, leaves the task speculative. The transition's effects run
-        once it is committed.
+        once it is committed. `first_execution_run_id` (a client's handle from a start) must be the run's
+        chain's first run, else the workflow is not found, as on the reference.
         """
         shard = self.shard_for(namespace_id, workflow_id)
         for attempt in range(5):
@@ -289,6 +295,8 @@ class HistoryEngine:
                     raise NotFound(
                         f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
                     )
+                if first_execution_run_id and ms.info.first_run_id != first_execution_run_id:
+                    raise NotFound("workflow execution not found")
                 retention = await self._retention_ms(namespace_id)
                 tr = Transition(ms, now_ms(), retention)
                 speculative_out = not speculative_aware and _has_speculative_task(ms)
@@ -323,6 +331,8 @@ class HistoryEngine:
                     effect()
                 if not ms.running:
                     shard.drop_update_registry(key)
+                if not ms.running or ms.workflow_task is None:
+                    shard.release_queries(key)
                 return result
         raise Unavailable("too many concurrent updates of the workflow, try again")
 
@@ -379,7 +389,7 @@ class HistoryEngine:
             events = await shard.read_events(base)
             started_id = reset_point(events, finish_event_id)
             now = now_ms()
-            run_id = str(uuid.uuid4())
+            run_id = new_run_id()
             ms = rebuild(
                 events[:started_id], namespace_id, namespace, execution.workflow_id, run_id, node_id=1
             )
@@ -442,14 +452,16 @@ class HistoryEngine:
         signal: tuple[str, Payloads | None, Header | None] | None = None,
         parent: ParentInfo | None = None,
         on_new_run: Callable[[ExecutionKey], None] | None = None,
+        eager: bool = False,
     ) -> StartResult:
         """Start a run. `on_new_run` is told the new run's key before it is committed (and so before its
-        first workflow task can be polled): update-with-start admits its update there."""
+        first workflow task can be polled): update-with-start admits its update there. `eager` starts the
+        first workflow task at once and returns it (request_eager_execution), when there is one to start."""
         shard = self.shard_for(namespace_id, request.workflow_id)
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
                 current = await shard.get_current_run(namespace_id, request.workflow_id)
-                run_id = str(uuid.uuid4())
+                run_id = new_run_id()
                 plan = await self._plan_start(shard, current, request, run_id)
                 if isinstance(plan, StartResult):
                     return plan
@@ -458,6 +470,9 @@ class HistoryEngine:
                 new.signal = signal
                 new.parent = parent
                 tr = start_run(new, now_ms(), run_id)
+                eager_wt = (
+                    tr.start_workflow_task_eagerly(request.request_id, request.identity) if eager else None
+                )
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -473,7 +488,14 @@ class HistoryEngine:
                 except ShardOwnershipLostError as e:
                     self.shard_lost(shard)
                     raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
-                return StartResult(tr.ms.info.run_id, True)
+                result = StartResult(tr.ms.info.run_id, True)
+                if eager_wt is not None:
+                    execution = WorkflowExecution(workflow_id=request.workflow_id, run_id=run_id)
+                    ms = await shard.load(ExecutionKey(namespace_id, request.workflow_id, run_id))
+                    result.eager_workflow_task = await self._workflow_task_response(
+                        shard, ms, eager_wt, execution
+                    )
+                return result
         raise Unavailable("too many concurrent starts of the workflow id, try again")
 
     async def _plan_start(
@@ -536,6 +558,30 @@ class HistoryEngine:
         return None
 
     # ---- workflow tasks --------------------------------------------------------------------------------
+    async def consistent_query(
+        self, namespace_id: str, execution: WorkflowExecution, query: WorkflowQuery, timeout: float
+    ) -> QueryAnswer | None:
+        """A query on a run with a workflow task in flight waits for it and is answered with a workflow
+        task, so that it sees every event that came before it (as on the reference). None when the query
+        may go to the worker directly: nothing in flight, or released unanswered once nothing was."""
+        shard = self.shard_for(namespace_id, execution.workflow_id)
+        async with shard.locks.hold((namespace_id, execution.workflow_id)):
+            run_id = await self._resolve_run_id(shard, namespace_id, execution.workflow_id, execution.run_id)
+            key = ExecutionKey(namespace_id, execution.workflow_id, run_id)
+            ms = await shard.load(key)
+            if ms is None or not ms.running or ms.workflow_task is None:
+                return None
+            buffered = shard.query_buffer(key).add(query)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(buffered.outcome), max(timeout, 0.01))
+        except TimeoutError:
+            raise DeadlineExceeded("query timed out waiting for the workflow task in flight") from None
+        finally:
+            buffer = shard.find_query_buffer(key)
+            if buffer is not None:
+                buffer.remove(buffered.query_id)
+        return None if outcome == RELEASED else outcome
+
     async def record_workflow_task_started(
         self,
         namespace_id: str,
@@ -544,6 +590,7 @@ class HistoryEngine:
         request_id: str,
         identity: str,
         poll_queue: TaskQueue | None = None,
+        build_id: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
         carries only the events after the previous started event: that worker has the rest cached."""
@@ -565,7 +612,7 @@ class HistoryEngine:
                     ms.clear_sticky()
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
                     raise TaskGone()  # a stale task: the run left its sticky queue since
-            wt = tr.start_workflow_task(request_id, identity)
+            wt = tr.start_workflow_task(request_id, identity, build_id)
             registry = shard.find_update_registry(key)
             if registry:
                 registry.ship(wt)
@@ -577,12 +624,19 @@ class HistoryEngine:
         ms = await shard.load(key)
         if wt.speculative:
             self._arm_speculative_timeout(key, wt)
+        return await self._workflow_task_response(shard, ms, wt, execution)
+
+    async def _workflow_task_response(
+        self, shard: Shard, ms: MutableState, wt, execution: WorkflowExecution
+    ) -> PollWorkflowTaskQueueResponse:
+        """What the worker gets for a started workflow task: its token, history and update messages."""
+        key = ExecutionKey(ms.info.namespace_id, execution.workflow_id, execution.run_id)
         # A sticky worker has the run cached up to its last task: it gets only what came after.
         first_event_id = ms.last_completed_workflow_task_started_event_id + 1 if ms.sticky else 1
         events = await shard.read_events(ms, first_event_id)
         events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
         token = TaskToken(
-            namespace_id,
+            key.namespace_id,
             execution.workflow_id,
             execution.run_id,
             wt.scheduled_event_id,
@@ -606,6 +660,12 @@ class HistoryEngine:
         if registry:
             for entry in registry.sent_with(wt):
                 resp.messages.append(request_message(entry, wt.started_event_id - 1))
+        queries = shard.find_query_buffer(key)
+        if queries:
+            for query_id, query in queries.ship(
+                (wt.scheduled_event_id, wt.attempt, wt.started_time_ms)
+            ).items():
+                resp.queries[query_id].CopyFrom(query)
         return resp
 
     def _arm_speculative_timeout(self, key: ExecutionKey, wt) -> None:
@@ -670,6 +730,9 @@ class HistoryEngine:
             registry = shard.update_registry(key)
             protocol = UpdateProtocol(request.messages, registry, ms, wt)
             tr.effects = protocol.effects
+            if request.query_results:
+                results = dict(request.query_results)
+                tr.effects.append(lambda: shard.query_buffer(key).answer(results))
             if (
                 wt.speculative
                 and not request.commands
@@ -683,10 +746,15 @@ class HistoryEngine:
                 return ms.last_completed_workflow_task_started_event_id
             tr.materialize_speculative_workflow_task()
             had_buffered = bool(ms.buffered_events)
+            # SDKs without worker versioning send their build id as the binary checksum; history shows
+            # it as the task's worker version, as on the reference.
             completed_id = tr.complete_workflow_task(
                 request.identity,
-                request.binary_checksum,
+                "",
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
+                request.deployment_options.build_id
+                or request.worker_version_stamp.build_id
+                or request.binary_checksum,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
@@ -897,14 +965,20 @@ class HistoryEngine:
 
     # ---- workflow updates -------------------------------------------------------------------------------
     async def update_workflow(
-        self, namespace_id: str, execution: WorkflowExecution, request: Request, stage: int, timeout: float
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        request: Request,
+        stage: int,
+        timeout: float,
+        first_execution_run_id: str = "",
     ) -> UpdateResult:
         """Admit the update (or join the one with its id), get it to the worker, and wait up to `timeout` s
         for `stage`. An update in flight when its run continues as new is retried on the new run."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             run_id, entry = await self._admit_update(
-                namespace_id, execution.workflow_id, execution.run_id, request
+                namespace_id, execution.workflow_id, execution.run_id, request, first_execution_run_id
             )
             key = ExecutionKey(namespace_id, execution.workflow_id, run_id)
             try:
@@ -998,7 +1072,12 @@ class HistoryEngine:
             raise NotFound("workflow update was aborted by closing workflow") from None
 
     async def _admit_update(
-        self, namespace_id: str, workflow_id: str, run_id: str, request: Request
+        self,
+        namespace_id: str,
+        workflow_id: str,
+        run_id: str,
+        request: Request,
+        first_execution_run_id: str = "",
     ) -> tuple[str, InFlightUpdate | None]:
         shard = self.shard_for(namespace_id, workflow_id)
         dispatch: list[int] = []
@@ -1015,7 +1094,14 @@ class HistoryEngine:
                 shard.remember_speculative(key, ms)
             return ms.info.run_id, entry
 
-        resolved, entry = await self._update(namespace_id, workflow_id, run_id, admit, speculative_aware=True)
+        resolved, entry = await self._update(
+            namespace_id,
+            workflow_id,
+            run_id,
+            admit,
+            speculative_aware=True,
+            first_execution_run_id=first_execution_run_id,
+        )
         await self._dispatch_speculative(namespace_id, workflow_id, resolved, dispatch)
         return resolved, entry
 
@@ -1212,6 +1298,7 @@ class HistoryEngine:
         request_id: str,
         reason: str,
         external: tuple[int, WorkflowExecution] | None = None,
+        first_execution_run_id: str = "",
     ) -> None:
         def cancel(ms: MutableState, tr: Transition):
             if not ms.running:
@@ -1222,7 +1309,13 @@ class HistoryEngine:
                 ms.info.cancel_request_ids.append(request_id)
             tr.request_cancel(reason, identity, external)
 
-        await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            cancel,
+            first_execution_run_id=first_execution_run_id,
+        )
 
     async def terminate(
         self,
@@ -1231,13 +1324,20 @@ class HistoryEngine:
         reason: str,
         details: Payloads | None,
         identity: str,
+        first_execution_run_id: str = "",
     ) -> None:
         def terminate(ms: MutableState, tr: Transition):
             if not ms.running:
                 raise NotFound("workflow execution already completed")
             tr.terminate_workflow(reason, details, identity)
 
-        await self._update(namespace_id, execution.workflow_id, execution.run_id, terminate)
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            terminate,
+            first_execution_run_id=first_execution_run_id,
+        )
 
     # ---- reads -----------------------------------------------------------------------------------------
     async def get_mutable_state(self, namespace_id: str, execution: WorkflowExecution) -> MutableState:
@@ -1462,9 +1562,9 @@ class HistoryEngine:
             await self.peers.request_cancel(
                 namespace_id,
                 target,
-                f"history-service:{ms.info.workflow_id}",
+                "history-service",  # as on the reference
                 f"{ms.info.run_id}:{req.initiated_event_id}",
-                "",
+                req.reason,
                 (req.initiated_event_id, source),
             )
         except NotFound:

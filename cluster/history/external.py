@@ -196,13 +196,15 @@ def record_external_signaled(tr: Transition, req: ExternalRequest, namespace_id:
 def initiate_cancel_external(
     tr: Transition, attrs: RequestCancelExternalWorkflowExecutionInitiatedEventAttributes
 ) -> ExternalRequest:
-    return _initiate_external(
+    req = _initiate_external(
         tr,
         EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
         attrs,
         tr.ms.cancels_requested,
         TransferKind.CANCEL_EXTERNAL,
     )
+    req.reason = attrs.reason  # the target's cancel-requested event carries it as its cause
+    return req
 
 
 def record_external_cancel_requested(

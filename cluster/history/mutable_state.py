@@ -12,6 +12,7 @@ from temporalio.api.common.v1 import Header, Memo, Payloads, RetryPolicy, Search
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.sdk.v1 import UserMetadata
 
 from hourglass.cluster.history import codec
 
@@ -68,6 +69,8 @@ class ExecutionInfo:
     cancel_request_ids: list[str] = field(default_factory=list)
     # Recent signal request ids, so a retried SignalWorkflowExecution is not delivered twice.
     signal_request_ids: list[str] = field(default_factory=list)
+    # The start request's summary / details (describe shows them).
+    user_metadata: UserMetadata | None = None
     # Sticky execution: the queue of the worker process that has this run cached ("" = none). Its next
     # workflow task goes there with only the new events, and moves to the normal queue if no poller takes
     # it within the schedule-to-start timeout.
@@ -88,6 +91,8 @@ class WorkflowTaskInfo:
     started_time_ms: int = 0
     request_id: str = ""
     identity: str = ""
+    # The build id of the worker that took it (history shows it; the SDK reads its current build id).
+    build_id: str = ""
     # Scheduled on the sticky queue `task_queue` (else `task_queue` is the run's normal queue).
     sticky: bool = False
     # A speculative task (delivering updates to an idle run) lives only in memory until something needs it
@@ -169,6 +174,7 @@ class ExternalRequest:
     workflow_id: str
     run_id: str
     control: str = ""
+    reason: str = ""  # a cancel's reason
 
 
 @dataclass
@@ -204,6 +210,8 @@ class MutableState:
     last_history_txn_id: int = 0
     db_record_version: int = 0
     state_transition_count: int = 0
+    # Bytes of history written so far (workflow task started events tell the worker).
+    history_size_bytes: int = 0
 
     # ---- queries ---------------------------------------------------------------------------------------
     @property

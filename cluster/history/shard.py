@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from temporalio.api.history.v1 import History, HistoryEvent
 
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
+from hourglass.cluster.history.queries import QueryBuffer
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import UpdateRegistry
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError
@@ -104,6 +105,8 @@ class Shard:
         # with the record version they apply to, so a run reloaded after an eviction gets its task back.
         self._update_registries: dict[ExecutionKey, UpdateRegistry] = {}
         self._speculative: dict[ExecutionKey, tuple[int, WorkflowTaskInfo]] = {}
+        # Queries waiting for a run's in-flight workflow task (queries.py).
+        self._query_buffers: dict[ExecutionKey, QueryBuffer] = {}
 
     # ---- ownership -------------------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -193,6 +196,22 @@ class Shard:
     def drop_update_registry(self, key: ExecutionKey) -> None:
         self._update_registries.pop(key, None)
 
+    # ---- consistent queries (in memory) -----------------------------------------------------------------
+    def query_buffer(self, key: ExecutionKey) -> QueryBuffer:
+        buffer = self._query_buffers.get(key)
+        if buffer is None:
+            buffer = self._query_buffers[key] = QueryBuffer()
+        return buffer
+
+    def find_query_buffer(self, key: ExecutionKey) -> QueryBuffer | None:
+        return self._query_buffers.get(key)
+
+    def release_queries(self, key: ExecutionKey) -> None:
+        """The run has no workflow task in flight: its waiting queries may go to the worker directly."""
+        buffer = self._query_buffers.pop(key, None)
+        if buffer is not None:
+            buffer.release_all()
+
     def remember_speculative(self, key: ExecutionKey, ms: MutableState) -> None:
         """Keep the run's speculative workflow task across cache evictions while nothing is committed."""
         assert ms.workflow_task is not None and ms.workflow_task.speculative
@@ -270,6 +289,7 @@ class Shard:
             )
             await self.store.append_history_node(node)
             ms.last_history_txn_id = txn_id
+            ms.history_size_bytes += len(node.events)
         expected = None if is_new_run else ms.db_record_version
         ms.db_record_version += 1
         ms.state_transition_count += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkflowExecution
+from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkerVersionStamp, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
     ParentClosePolicy,
@@ -48,6 +48,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
     ActivityInfo,
@@ -270,16 +271,27 @@ class Transition:
     def _add_workflow_task_started_event(self, wt: WorkflowTaskInfo) -> HistoryEvent:
         return self.add_event(
             EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-            WorkflowTaskStartedEventAttributes(
-                scheduled_event_id=wt.scheduled_event_id, identity=wt.identity, request_id=wt.request_id
-            ),
+            self._workflow_task_started_attributes(wt),
             bufferable=False,
         )
 
-    def start_workflow_task(self, request_id: str, identity: str) -> WorkflowTaskInfo:
+    def _workflow_task_started_attributes(self, wt: WorkflowTaskInfo) -> WorkflowTaskStartedEventAttributes:
+        """The worker learns the history's size here, and whether to continue as new (limits.py)."""
+        ms = self.ms
+        return WorkflowTaskStartedEventAttributes(
+            scheduled_event_id=wt.scheduled_event_id,
+            identity=wt.identity,
+            request_id=wt.request_id,
+            history_size_bytes=ms.history_size_bytes,
+            suggest_continue_as_new=LIMITS.suggest_continue_as_new(ms.history_length, ms.history_size_bytes),
+            worker_version=WorkerVersionStamp(build_id=wt.build_id) if wt.build_id else None,
+        )
+
+    def start_workflow_task(self, request_id: str, identity: str, build_id: str = "") -> WorkflowTaskInfo:
         ms = self.ms
         wt = ms.workflow_task
         assert wt is not None and not wt.started
+        wt.build_id = build_id
         if wt.transient and wt.scheduled_event_id != ms.next_event_id:
             # New events arrived after a transient attempt was scheduled: it becomes a normal task again.
             wt.attempt = 1
@@ -303,6 +315,23 @@ class Transition:
         )
         return wt
 
+    def start_workflow_task_eagerly(self, request_id: str, identity: str) -> WorkflowTaskInfo | None:
+        """Eager workflow start: the run's first task is started in the transition that schedules it, for
+        the starter's own worker, and never goes through matching. None when there is no task to start
+        (a start delay, a cron or retry backoff), as the reference then declines eager execution."""
+        wt = self.ms.workflow_task
+        if wt is None or wt.started or wt.speculative or wt.sticky or wt.attempt != 1:
+            return None
+        self.transfer_tasks = [
+            t
+            for t in self.transfer_tasks
+            if not (
+                t.kind == TransferKind.WORKFLOW_TASK
+                and t.data.get("scheduled_event_id") == wt.scheduled_event_id
+            )
+        ]
+        return self.start_workflow_task(request_id, identity)
+
     def transient_workflow_task_events(self) -> list[HistoryEvent]:
         """The events a worker sees for a transient (retried) or speculative workflow task that history has
         not written."""
@@ -323,9 +352,7 @@ class Transition:
             event_id=wt.started_event_id,
             event_time=to_timestamp(wt.started_time_ms),
             event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-            workflow_task_started_event_attributes=WorkflowTaskStartedEventAttributes(
-                scheduled_event_id=wt.scheduled_event_id, identity=wt.identity, request_id=wt.request_id
-            ),
+            workflow_task_started_event_attributes=self._workflow_task_started_attributes(wt),
         )
         return [scheduled, started]
 
@@ -335,7 +362,9 @@ class Transition:
             self._add_workflow_task_scheduled_event(wt)
             self._add_workflow_task_started_event(wt)
 
-    def complete_workflow_task(self, identity: str, binary_checksum: str = "", sdk_metadata=None) -> int:
+    def complete_workflow_task(
+        self, identity: str, binary_checksum: str = "", sdk_metadata=None, build_id: str = ""
+    ) -> int:
         """Record WorkflowTaskCompleted; returns its event id (commands reference it)."""
         ms = self.ms
         wt = ms.workflow_task
@@ -349,6 +378,8 @@ class Transition:
         )
         if sdk_metadata is not None:
             attrs.sdk_metadata.CopyFrom(sdk_metadata)
+        if build_id:
+            attrs.worker_version.build_id = build_id
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
         ms.last_completed_workflow_task_started_event_id = wt.started_event_id
         ms.workflow_task = None

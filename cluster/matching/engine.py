@@ -153,7 +153,7 @@ class MatchingEngine:
 
     # ---- from pollers ----------------------------------------------------------------------------------
     async def poll_workflow_task(
-        self, namespace_id: str, task_queue: str, kind: int, identity: str, timeout: float
+        self, namespace_id: str, task_queue: str, kind: int, identity: str, timeout: float, build_id: str = ""
     ) -> PollWorkflowTaskQueueResponse:
         partition = self.partition(namespace_id, task_queue, WORKFLOW, kind)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -178,6 +178,7 @@ class MatchingEngine:
                     str(uuid.uuid4()),
                     identity,
                     TaskQueue(name=task_queue, kind=kind),
+                    build_id,
                 ),
             )
             if response is not None:

@@ -18,14 +18,15 @@ from google.protobuf.message import Message
 from hourglass.cluster import errors
 from hourglass.cluster.history.engine import StartResult, TaskGone, UpdateResult
 from hourglass.cluster.history.mutable_state import MutableState, ParentInfo
+from hourglass.cluster.history.queries import QueryAnswer
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.rpc import internal_pb2 as pb
 
 # Errors that are answers, not faults: not logged as failures on the serving side.
 KNOWN_ERRORS = (errors.ServiceError, TaskGone)
-_JSON_RECORDS = {"TaskToken": TaskToken, "ParentInfo": ParentInfo, "StartResult": StartResult}
+_JSON_RECORDS = {"TaskToken": TaskToken, "ParentInfo": ParentInfo}
 # Records holding Temporal messages: sent field by field as values.
-_FIELD_RECORDS = {"UpdateResult": UpdateResult}
+_FIELD_RECORDS = {"UpdateResult": UpdateResult, "StartResult": StartResult, "QueryAnswer": QueryAnswer}
 _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
 

@@ -457,6 +457,18 @@ async def update_with_start(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def eager_workflow_start(client: Client, tq: str) -> str:
+    """The starter's own worker gets the first workflow task in the start response (no poll)."""
+    wf_id = new_id("eager-start")
+    async with run_worker(client, task_queue=tq):
+        handle = await client.start_workflow(
+            GreetSomeone.run, "World", id=wf_id, task_queue=tq, request_eager_start=True
+        )
+        assert getattr(handle, "__temporal_eagerly_started"), "the start response carried no eager task"
+        assert await handle.result() == "Hello, World!"
+    return wf_id
+
+
 ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
 UPDATE = ["WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "WORKFLOW_EXECUTION_UPDATE_COMPLETED"]
 CHILD = ["START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_STARTED"]
@@ -823,6 +835,21 @@ SCENARIOS += [
             *WT,
             *UPDATE,
             "WORKFLOW_EXECUTION_SIGNALED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+]
+
+SCENARIOS += [
+    Scenario(
+        "eager-workflow-start",
+        eager_workflow_start,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
             *WT,
             "WORKFLOW_EXECUTION_COMPLETED",
         ],

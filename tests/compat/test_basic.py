@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import timedelta
 
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -10,7 +11,7 @@ from temporalio.api.workflowservice.v1 import PollActivityTaskQueueRequest, Poll
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from .helpers import event_types, new_id, run_worker
-from .workflows import ActivitySpec, GreetSomeone, RunActivity, Sleeper, say_hello
+from .workflows import ActivitySpec, GreetSomeone, ReportBuildId, RunActivity, Sleeper, say_hello
 
 
 async def test_readme_example(client: Client) -> None:
@@ -44,6 +45,18 @@ async def test_start_then_result(client: Client) -> None:
     desc = await again.describe()
     assert desc.status == WorkflowExecutionStatus.COMPLETED
     assert desc.run_id == handle.result_run_id
+
+
+async def test_run_ids_are_uuid_version_7(client: Client) -> None:
+    """As the reference makes them (the SDK's own tests check it): time-ordered UUIDv7 run ids."""
+    async with run_worker(client) as tq:
+        first = await client.start_workflow(GreetSomeone.run, "a", id=new_id(), task_queue=tq)
+        second = await client.start_workflow(GreetSomeone.run, "b", id=new_id(), task_queue=tq)
+        assert await first.result() == "Hello, a!"
+        assert await second.result() == "Hello, b!"
+    first_id, second_id = uuid.UUID(first.result_run_id), uuid.UUID(second.result_run_id)
+    assert (first_id.version, second_id.version) == (7, 7)
+    assert first_id.bytes[:6] <= second_id.bytes[:6]  # the first 48 bits are the creation time in ms
 
 
 async def test_result_before_worker_exists(client: Client) -> None:
@@ -98,3 +111,17 @@ async def test_long_polls_answer_empty_before_the_callers_deadline(client: Clien
     )
     assert not workflow_task.task_token and not activity_task.task_token
     assert time.monotonic() - started < 6.5
+
+
+async def test_worker_build_id_is_recorded_on_workflow_tasks(client: Client) -> None:
+    """A worker's build id (unversioned) is written on the workflow tasks it starts and completes, where
+    the SDK reads workflow.info().get_current_build_id() from."""
+    async with run_worker(client, build_id="1.0") as tq:
+        handle = await client.start_workflow(ReportBuildId.run, id=new_id(), task_queue=tq)
+        assert await handle.result() == "1.0"
+    history = await handle.fetch_history()
+    started = [e.workflow_task_started_event_attributes for e in history.events if e.event_type == 6]
+    completed = [e.workflow_task_completed_event_attributes for e in history.events if e.event_type == 7]
+    assert started and completed
+    assert {a.worker_version.build_id for a in completed} == {"1.0"}
+    assert started[-1].worker_version.build_id == "1.0"

@@ -10,7 +10,14 @@ from temporalio.exceptions import CancelledError, TerminatedError
 
 from . import state
 from .helpers import event_types, new_id, run_worker, wait_for_event
-from .workflows import CancelActivity, CancelWithCleanup, WaitForSignal
+from .workflows import (
+    CancelActivity,
+    CancelChildWithReason,
+    CancelExternalWithReason,
+    CancelReasonReporter,
+    CancelWithCleanup,
+    WaitForSignal,
+)
 
 WORKFLOW_TASK = ["WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED"]
 
@@ -136,3 +143,27 @@ async def test_second_cancel_request_is_accepted(client: Client) -> None:
     types = await event_types(handle)
     assert types.count("WORKFLOW_EXECUTION_CANCEL_REQUESTED") == 1
     await handle.terminate()
+
+
+async def test_cancel_reason_reaches_child_and_external_workflows(client: Client) -> None:
+    """A workflow's cancel of its child or of another workflow carries its reason to the target's
+    cancel-requested event (the SDK adds who asked to an external cancel's reason)."""
+    async with run_worker(client) as tq:
+        reason = await client.execute_workflow(
+            CancelChildWithReason.run, "from-parent", id=new_id(), task_queue=tq
+        )
+        assert reason == "from-parent"
+        target = await client.start_workflow(CancelReasonReporter.run, id=new_id(), task_queue=tq)
+        await client.execute_workflow(
+            CancelExternalWithReason.run, args=[target.id, "from-elsewhere"], id=new_id(), task_queue=tq
+        )
+        seen = await target.result()
+    assert "from-elsewhere" in seen
+    history = await target.fetch_history()
+    requested = [
+        e.workflow_execution_cancel_requested_event_attributes
+        for e in history.events
+        if e.HasField("workflow_execution_cancel_requested_event_attributes")
+    ]
+    assert [r.cause for r in requested] == [seen]
+    assert requested[0].identity == "history-service"

@@ -6,12 +6,27 @@ import asyncio
 import time
 from datetime import timedelta
 
-from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState, TaskQueueKind
+from temporalio.api.enums.v1 import (
+    IndexedValueType,
+    PendingActivityState,
+    PendingWorkflowTaskState,
+    TaskQueueKind,
+)
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from . import state
 from .helpers import event_type_name, new_id, run_worker
-from .workflows import ActivitySpec, GreetSomeone, Retry, RunActivity, WaitForSignal
+from .workflows import (
+    UPSERTED_KEYWORD,
+    ActivitySpec,
+    GreetSomeone,
+    Retry,
+    RunActivity,
+    Summarized,
+    UpsertMemoAndAttributes,
+    WaitForSignal,
+)
 
 
 async def test_describe_before_any_worker(client: Client) -> None:
@@ -152,3 +167,51 @@ async def test_history_paging(client: Client) -> None:
     whole = [e.event_id for e in (await handle.fetch_history()).events]
     paged = [e.event_id async for e in handle.fetch_history_events(page_size=3)]
     assert paged == whole == list(range(1, 12))
+
+
+async def test_summaries_show_in_history_and_describe(client: Client) -> None:
+    """A start's static summary / details and a command's summary are kept on their events (the SDK
+    sends them as user_metadata); describe shows the start's."""
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(
+            Summarized.run,
+            id=new_id(),
+            task_queue=tq,
+            static_summary="the summary",
+            static_details="the details",
+        )
+        assert await handle.result() == "Hello, metadata!"
+    desc = await handle.describe()
+    assert await desc.static_summary() == "the summary"
+    assert await desc.static_details() == "the details"
+    summaries = {
+        event_type_name(e): e.user_metadata.summary.data
+        for e in (await handle.fetch_history()).events
+        if e.HasField("user_metadata")
+    }
+    assert summaries == {
+        "WORKFLOW_EXECUTION_STARTED": b'"the summary"',
+        "TIMER_STARTED": b'"a short nap"',
+        "ACTIVITY_TASK_SCHEDULED": b'"say hello"',
+    }
+
+
+async def test_upserting_nil_removes_memo_keys_and_search_attributes(client: Client) -> None:
+    """Upserts merge, and a key upserted to nothing (None, unset) is removed, as on the reference."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={UPSERTED_KEYWORD.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(
+            UpsertMemoAndAttributes.run,
+            id=new_id(),
+            task_queue=tq,
+            memo={"changed": "old", "removed": "soon", "kept": "as is"},
+        )
+        await handle.result()
+    desc = await handle.describe()
+    assert await desc.memo() == {"changed": "new", "added": "here", "kept": "as is"}
+    assert UPSERTED_KEYWORD not in desc.typed_search_attributes

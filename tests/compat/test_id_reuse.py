@@ -16,7 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from .helpers import new_id, run_worker
-from .workflows import FailSpec, FailWorkflow, GreetSomeone, WaitForSignal
+from .workflows import Counter, FailSpec, FailWorkflow, GreetSomeone, WaitForSignal
 
 Reuse = WorkflowIDReusePolicy
 Conflict = WorkflowIDConflictPolicy
@@ -253,3 +253,21 @@ async def test_terminate_if_running_with_a_conflict_policy_is_invalid(client: Cl
         "Invalid WorkflowIDReusePolicy: WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING cannot be used "
         "together with a WorkflowIDConflictPolicy"
     )
+
+
+async def test_a_start_handle_keeps_to_its_own_chain_of_runs(client: Client) -> None:
+    """A handle from start_workflow names the run it started as the first of its chain: once another
+    start reuses the id, that handle's cancel, terminate and update find no workflow, as on the
+    reference, instead of reaching the new run."""
+    wf_id = new_id()
+    async with run_worker(client) as tq:
+        first = await client.start_workflow(Counter.run, id=wf_id, task_queue=tq)
+        await first.terminate()
+        second = await client.start_workflow(Counter.run, id=wf_id, task_queue=tq)
+        for call in (first.cancel, first.terminate, lambda: first.execute_update(Counter.add, 1)):
+            with pytest.raises(RPCError) as info:
+                await call()
+            assert info.value.status == RPCStatusCode.NOT_FOUND
+            assert "workflow execution not found" in str(info.value)
+        assert await second.execute_update(Counter.add, 2) == 2
+        await second.terminate()

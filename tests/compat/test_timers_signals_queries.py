@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -122,6 +123,30 @@ async def test_query_running_and_completed(client: Client) -> None:
     # Queries are not written to history.
     assert "WORKFLOW_EXECUTION_SIGNALED" in await event_types(handle)
     assert all("QUERY" not in t for t in await event_types(handle))
+
+
+async def test_query_waits_for_the_workflow_task_in_flight(client: Client) -> None:
+    """A query sees every signal sent before it, even while no worker has taken the workflow task that
+    carries them: the server hands the query out with that task (as the reference does)."""
+    tq = new_id("tq")
+    handle = await client.start_workflow(SignalCollector.run, id=new_id(), task_queue=tq)
+    await handle.signal(SignalCollector.add, "x")
+    query = asyncio.create_task(handle.query(SignalCollector.items))
+    await asyncio.sleep(0.5)
+    assert not query.done()  # no worker yet: nothing can answer
+    async with run_worker(client, task_queue=tq):
+        assert await asyncio.wait_for(query, 20) == ["x"]
+        for i in range(10):
+            await handle.signal(SignalCollector.add, str(i))
+            assert (await handle.query(SignalCollector.items))[-1] == str(i)
+        await handle.signal(SignalCollector.done)
+        assert len(await handle.result()) == 11
+        # Right after the start, the first workflow task is still in flight when the signal arrives.
+        for _ in range(5):
+            fresh = await client.start_workflow(SignalCollector.run, id=new_id(), task_queue=tq)
+            await fresh.signal(SignalCollector.add, "y")
+            assert await fresh.query(SignalCollector.items) == ["y"]
+            await fresh.signal(SignalCollector.done)
 
 
 async def test_signal_with_start(client: Client) -> None:

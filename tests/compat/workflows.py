@@ -374,6 +374,93 @@ class Parent:
 
 
 @workflow.defn
+class CancelReasonReporter:
+    """Waits to be cancelled and returns the reason the cancel request carried."""
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await asyncio.sleep(1000)
+        except asyncio.CancelledError:
+            return workflow.cancellation_reason() or ""
+        raise RuntimeError("not cancelled")
+
+
+@workflow.defn
+class CancelChildWithReason:
+    """Starts a CancelReasonReporter child, cancels it with `reason`, returns what the child saw."""
+
+    @workflow.run
+    async def run(self, reason: str) -> str:
+        child = await workflow.start_child_workflow(
+            CancelReasonReporter.run, id=f"{workflow.info().workflow_id}-child"
+        )
+        child.cancel(reason)
+        return await child
+
+
+@workflow.defn
+class CancelExternalWithReason:
+    """Cancels another (not a child) workflow with a reason."""
+
+    @workflow.run
+    async def run(self, target_id: str, reason: str) -> None:
+        await workflow.get_external_workflow_handle(target_id).cancel(reason=reason)
+
+
+@workflow.defn
+class Summarized:
+    """A timer and an activity, each with the summary a UI shows for it."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(0.1, summary="a short nap")
+        return await workflow.execute_activity(
+            say_hello, "metadata", start_to_close_timeout=timedelta(seconds=10), summary="say hello"
+        )
+
+
+@dataclass
+class HistoryFacts:
+    length: int
+    size: int
+    continue_as_new_suggested: bool
+
+
+@workflow.defn
+class HistoryGrower:
+    """Each `grow` signal starts that many day-long timers; `facts` reports what the worker was told."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.signal
+    async def grow(self, timers: int) -> None:
+        for _ in range(timers):
+            asyncio.create_task(asyncio.sleep(24 * 3600))
+
+    @workflow.query
+    def facts(self) -> HistoryFacts:
+        info = workflow.info()
+        return HistoryFacts(
+            info.get_current_history_length(),
+            info.get_current_history_size(),
+            info.is_continue_as_new_suggested(),
+        )
+
+
+@workflow.defn
+class ReportBuildId:
+    """Returns the build id the SDK believes is current after a timer (from the task's history)."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(0.1)
+        return workflow.info().get_current_build_id()
+
+
+@workflow.defn
 class ContinueLoop:
     """Continues as new until its counter reaches `until`."""
 
@@ -418,6 +505,18 @@ class UpsertSearchAttribute:
         await workflow.sleep(0.1)
         workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_set("second")])
         return "upserted"
+
+
+@workflow.defn
+class UpsertMemoAndAttributes:
+    """Changes, removes (None) and adds memo keys; sets the registered Keyword, then unsets it."""
+
+    @workflow.run
+    async def run(self) -> None:
+        workflow.upsert_memo({"changed": "new", "removed": None, "added": "here"})
+        workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_set("for a while")])
+        await workflow.sleep(0.1)
+        workflow.upsert_search_attributes([UPSERTED_KEYWORD.value_unset()])
 
 
 @workflow.defn
@@ -475,6 +574,13 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    ReportBuildId,
+    UpsertMemoAndAttributes,
+    HistoryGrower,
+    Summarized,
+    CancelReasonReporter,
+    CancelChildWithReason,
+    CancelExternalWithReason,
     UpsertSearchAttribute,
     Child,
     Parent,

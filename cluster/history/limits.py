@@ -1,0 +1,63 @@
+"""History limits the reference reads from its dynamic config, and the part of that config Hourglass takes.
+
+`hourglass server start-dev --dynamic-config-value KEY=VALUE` (and `dynamic_config:` in a node's YAML)
+accept the reference's keys; the ones below change Hourglass's behaviour, the others are accepted and
+ignored (so a command line written for `temporal server start-dev` works unchanged). The limits are
+per process: every node of a process serves the same ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HistoryLimits:
+    """When a workflow task's started event suggests continue-as-new (the reference's defaults)."""
+
+    suggest_continue_as_new_count: int = 4 * 1024
+    suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
+
+    def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
+        return (
+            history_length >= self.suggest_continue_as_new_count
+            or history_size_bytes >= self.suggest_continue_as_new_size_bytes
+        )
+
+
+LIMITS = HistoryLimits()
+
+_KEYS = {
+    "limit.historyCount.suggestContinueAsNew": "suggest_continue_as_new_count",
+    "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
+}
+
+
+def parse_dynamic_config_values(values: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings as the reference's CLI takes them; a value is read as YAML (`50`, `true`, `"0s"`)."""
+    parsed: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"dynamic config value must be KEY=VALUE, not {item!r}")
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return parsed
+
+
+def apply_dynamic_config(config: Mapping[str, Any]) -> None:
+    """Set the limits this process's nodes use; unknown keys are logged and ignored."""
+    for key, value in config.items():
+        field = _KEYS.get(key)
+        if field is None:
+            log.info("dynamic config %s is not used by Hourglass; ignored", key)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"dynamic config {key} must be a positive integer, not {value!r}")
+        setattr(LIMITS, field, value)

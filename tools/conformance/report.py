@@ -1,0 +1,127 @@
+"""conformance/RESULTS.md: the totals per server and, test by test, where the two servers differ.
+
+Differences are grouped: passing on the reference but not on Hourglass (the work list), the same for
+features listed out of scope in out_of_scope.toml (with the reason), and the reverse direction.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from outcomes import (
+    CRASHED,
+    ERROR,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    PASSING,
+    SKIPPED,
+    TIMEOUT,
+    XFAILED,
+    Outcome,
+)
+
+STATUS_ORDER = (PASSED, XFAILED, FAILED, TIMEOUT, ERROR, CRASHED, SKIPPED, NOT_RUN)
+
+
+@dataclass
+class OutOfScope:
+    """A feature Hourglass does not serve yet, and the test names (fnmatch patterns) that need it."""
+
+    feature: str
+    reason: str
+    tests: list[str]
+
+    def matches(self, nodeid: str) -> bool:
+        name = nodeid.split("::", 1)[-1]
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(nodeid, p) for p in self.tests)
+
+
+def load_out_of_scope(path: Path) -> list[OutOfScope]:
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [OutOfScope(f["feature"], f["reason"], list(f["tests"])) for f in data.get("feature", [])]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def render(
+    results: dict[str, dict[str, Outcome]],
+    meta: dict[str, str],
+    out_of_scope: list[OutOfScope],
+    reference: str = "reference",
+    hourglass: str = "hourglass",
+) -> str:
+    """The Markdown table. `results[target][nodeid]`; `meta` holds the lines of the header."""
+    ref, hg = results.get(reference, {}), results.get(hourglass, {})
+    nodeids = sorted(set(ref) | set(hg))
+    missing = Outcome(NOT_RUN)
+    lines = [
+        "# The official Python SDK's own tests: reference vs Hourglass",
+        "",
+        "Written by `make conformance SDK_TESTS=DIR` (tools/conformance/); CI does not run it.",
+        "",
+    ]
+    lines += [f"- {key}: {value}" for key, value in meta.items()]
+    lines += ["", f"| outcome | {reference} | {hourglass} |", "|---|---:|---:|"]
+    counts = {
+        t: Counter(results.get(t, {}).get(n, missing).status for n in nodeids) for t in (reference, hourglass)
+    }
+    for status in STATUS_ORDER:
+        if counts[reference][status] or counts[hourglass][status]:
+            lines.append(f"| {status} | {counts[reference][status]} | {counts[hourglass][status]} |")
+    passing = {t: sum(counts[t][s] for s in PASSING) for t in (reference, hourglass)}
+    lines.append(f"| **passing** | **{passing[reference]}** | **{passing[hourglass]}** |")
+    lines.append(f"| total | {len(nodeids)} | {len(nodeids)} |")
+
+    regressions, excused, better, both_fail = [], [], [], []
+    for nodeid in nodeids:
+        r, h = ref.get(nodeid, missing), hg.get(nodeid, missing)
+        if r.status in PASSING and h.status not in PASSING:
+            scope = next((s for s in out_of_scope if s.matches(nodeid)), None)
+            (excused if scope else regressions).append((nodeid, r, h, scope))
+        elif h.status in PASSING and r.status not in PASSING and r.status != SKIPPED:
+            better.append((nodeid, r, h, None))
+        elif r.status not in PASSING and r.status != SKIPPED and h.status not in PASSING:
+            both_fail.append((nodeid, r, h, None))
+
+    lines += [
+        "",
+        f"## Passing on the reference, not on Hourglass: {len(regressions)}",
+        "",
+    ]
+    if regressions:
+        lines += [f"| test | {hourglass} | what {hourglass} gave |", "|---|---|---|"]
+        lines += [f"| `{n}` | {h.status} | {_cell(h.message)} |" for n, _, h, _ in regressions]
+    else:
+        lines.append("None.")
+    lines += [
+        "",
+        f"## Out of scope (passing on the reference, not on Hourglass): {len(excused)}",
+        "",
+    ]
+    if excused:
+        lines += ["| test | feature | why it is out of scope |", "|---|---|---|"]
+        lines += [f"| `{n}` | {s.feature} | {_cell(s.reason)} |" for n, _, _, s in excused]
+    else:
+        lines.append("None.")
+    lines += ["", f"## Passing on Hourglass, not on the reference: {len(better)}", ""]
+    if better:
+        lines += [f"| test | {reference} | what {reference} gave |", "|---|---|---|"]
+        lines += [f"| `{n}` | {r.status} | {_cell(r.message)} |" for n, r, _, _ in better]
+    else:
+        lines.append("None.")
+    lines += ["", f"## Not passing on either: {len(both_fail)}", ""]
+    if both_fail:
+        lines += [f"| test | {reference} | {hourglass} | what {reference} gave |", "|---|---|---|---|"]
+        lines += [f"| `{n}` | {r.status} | {h.status} | {_cell(r.message)} |" for n, r, h, _ in both_fail]
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
