@@ -250,8 +250,10 @@ async def workflow_task_failure(client: Client, tq: str) -> str:
 
 async def workflow_task_timeout(client: Client, tq: str) -> str:
     wf_id = new_id("workflow-task-timeout")
+    # 2 s: the live worker must finish the retried task within it, even on a loaded machine (with 1 s the
+    # reference sometimes timed that one out too, and wrote attempt 3).
     handle = await client.start_workflow(
-        GreetSomeone.run, "late", id=wf_id, task_queue=tq, task_timeout=timedelta(seconds=1)
+        GreetSomeone.run, "late", id=wf_id, task_queue=tq, task_timeout=timedelta(seconds=2)
     )
     # A worker that takes the task and dies: poll by hand, never answer.
     await client.workflow_service.poll_workflow_task_queue(
