@@ -17,14 +17,16 @@ from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
     PendingActivityState,
     PendingWorkflowTaskState,
+    QueryRejectCondition,
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
     TaskQueueType,
+    WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.history.v1 import History
-from temporalio.api.query.v1 import WorkflowQuery
+from temporalio.api.query.v1 import QueryRejected, WorkflowQuery
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.update.v1 import UpdateRef
 from temporalio.api.workflow.v1 import (
@@ -490,6 +492,8 @@ class WorkflowService(WorkflowServiceServicer):
         ns_id, ms = await self._mutable_state(request, "execution")
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
+        if _query_rejected(request.query_reject_condition, ms):
+            return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=ms.info.status))
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
         deadline = time.monotonic() + timeout
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
@@ -790,6 +794,19 @@ def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
     if remaining is None:
         return cap
     return max(min(cap, remaining - 1.0), 0.0)
+
+
+def _query_rejected(condition: int, ms: MutableState) -> bool:
+    """A closed workflow's query is rejected, not run, when the caller asks so (as on the reference):
+    NOT_OPEN for any closed run, NOT_COMPLETED_CLEANLY for one that did not complete."""
+    if ms.running:
+        return False
+    if condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_OPEN:
+        return True
+    return (
+        condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY
+        and ms.info.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED
+    )
 
 
 def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
