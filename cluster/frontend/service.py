@@ -217,7 +217,16 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id_conflict_policy=request.workflow_id_conflict_policy,
             cron_schedule=request.cron_schedule,
         )
-        for name in ("input", "retry_policy", "memo", "search_attributes", "header"):
+        for name in (
+            "input",
+            "retry_policy",
+            "memo",
+            "search_attributes",
+            "header",
+            "workflow_start_delay",
+            "user_metadata",
+            "priority",
+        ):
             if request.HasField(name):
                 getattr(start, name).CopyFrom(getattr(request, name))
         result = await self.history.signal_with_start(
@@ -832,6 +841,19 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         ),
     )
     wei = resp.workflow_execution_info
+    # The run that started the tree of children this one belongs to (itself for a top-level run).
+    parent = info.parent
+    if parent is not None:
+        wei.parent_execution.CopyFrom(WorkflowExecution(workflow_id=parent.workflow_id, run_id=parent.run_id))
+        wei.parent_namespace_id = parent.namespace_id
+        wei.root_execution.CopyFrom(
+            WorkflowExecution(
+                workflow_id=parent.root_workflow_id or parent.workflow_id,
+                run_id=parent.root_run_id or parent.run_id,
+            )
+        )
+    else:
+        wei.root_execution.CopyFrom(execution)
     if info.close_time_ms:
         wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
         wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))
