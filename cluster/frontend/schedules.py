@@ -25,7 +25,7 @@ from hourglass.cluster.scheduler.state import ScheduleState
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.visibility import evaluate, model
 from hourglass.persistence.visibility import query as syntax
-from hourglass.persistence.visibility.attributes import Kind, lookup
+from hourglass.persistence.visibility.attributes import Kind, ValueType, lookup
 from hourglass.persistence.visibility.query import QueryError
 from hourglass.persistence.visibility.resolve import resolve
 
@@ -116,11 +116,25 @@ class ScheduleHandlers:
         resp = rr.DescribeScheduleResponse(
             schedule=state.schedule, info=info, conflict_token=conflict_token(state.conflict_token)
         )
+        await self._type_action_search_attributes(ns.id, resp.schedule)
         if state.memo is not None:
             resp.memo.CopyFrom(state.memo)
         if state.search_attributes is not None:
             resp.search_attributes.CopyFrom(state.search_attributes)
         return resp
+
+    async def _type_action_search_attributes(self, namespace_id: str, schedule) -> None:
+        """The search attributes of the workflows a schedule starts carry their registered type, even when
+        the client sent them untyped, as the reference describes them (SDKs read them typed)."""
+        if not schedule.action.HasField("start_workflow"):
+            return
+        fields = schedule.action.start_workflow.search_attributes.indexed_fields
+        if not fields:
+            return
+        custom = await self.search_attributes.custom(namespace_id)
+        for name, payload in fields.items():
+            if "type" not in payload.metadata and name in custom:
+                payload.metadata["type"] = ValueType(custom[name]).display_name.encode()
 
     async def update(self, request: rr.UpdateScheduleRequest) -> rr.UpdateScheduleResponse:
         ns = await self.namespaces.get(request.namespace)

@@ -16,14 +16,16 @@ from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
     PendingActivityState,
     PendingWorkflowTaskState,
+    QueryRejectCondition,
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
     TaskQueueType,
+    WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.history.v1 import History
-from temporalio.api.query.v1 import WorkflowQuery
+from temporalio.api.query.v1 import QueryRejected, WorkflowQuery
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.update.v1 import UpdateRef
 from temporalio.api.workflow.v1 import (
@@ -214,7 +216,16 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id_conflict_policy=request.workflow_id_conflict_policy,
             cron_schedule=request.cron_schedule,
         )
-        for name in ("input", "retry_policy", "memo", "search_attributes", "header"):
+        for name in (
+            "input",
+            "retry_policy",
+            "memo",
+            "search_attributes",
+            "header",
+            "workflow_start_delay",
+            "user_metadata",
+            "priority",
+        ):
             if request.HasField(name):
                 getattr(start, name).CopyFrom(getattr(request, name))
         result = await self.history.signal_with_start(
@@ -489,6 +500,8 @@ class WorkflowService(WorkflowServiceServicer):
         ns_id, ms = await self._mutable_state(request, "execution")
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
+        if _query_rejected(request.query_reject_condition, ms):
+            return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=ms.info.status))
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
         deadline = time.monotonic() + timeout
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
@@ -790,6 +803,19 @@ def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
     return max(min(cap, remaining - 1.0), 0.0)
 
 
+def _query_rejected(condition: int, ms: MutableState) -> bool:
+    """A closed workflow's query is rejected, not run, when the caller asks so (as on the reference):
+    NOT_OPEN for any closed run, NOT_COMPLETED_CLEANLY for one that did not complete."""
+    if ms.running:
+        return False
+    if condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_OPEN:
+        return True
+    return (
+        condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY
+        and ms.info.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED
+    )
+
+
 def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     info = ms.info
     execution = WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id)
@@ -813,6 +839,19 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         ),
     )
     wei = resp.workflow_execution_info
+    # The run that started the tree of children this one belongs to (itself for a top-level run).
+    parent = info.parent
+    if parent is not None:
+        wei.parent_execution.CopyFrom(WorkflowExecution(workflow_id=parent.workflow_id, run_id=parent.run_id))
+        wei.parent_namespace_id = parent.namespace_id
+        wei.root_execution.CopyFrom(
+            WorkflowExecution(
+                workflow_id=parent.root_workflow_id or parent.workflow_id,
+                run_id=parent.root_run_id or parent.run_id,
+            )
+        )
+    else:
+        wei.root_execution.CopyFrom(execution)
     if info.close_time_ms:
         wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
         wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))

@@ -189,9 +189,9 @@ def _start_timer(tr: Transition, command: Command, completed_event_id: int, iden
         raise CommandError(bad, "TimerId is not set on command.")
     if len(a.timer_id) > MAX_ID_LENGTH:
         raise CommandError(bad, "TimerId exceeds length limit.")
-    duration = a.start_to_fire_timeout.ToMilliseconds()
-    if duration <= 0:
+    if a.start_to_fire_timeout.seconds < 0 or a.start_to_fire_timeout.nanos < 0:
         raise CommandError(bad, "An invalid StartToFireTimeout is set on command.")
+    duration = a.start_to_fire_timeout.ToMilliseconds()  # zero is valid: the timer fires at once
     if a.timer_id in tr.ms.timers:
         raise CommandError(
             Cause.WORKFLOW_TASK_FAILED_CAUSE_START_TIMER_DUPLICATE_ID,

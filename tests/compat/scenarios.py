@@ -60,6 +60,7 @@ from .workflows import (
     Sleeper,
     UpsertSearchAttribute,
     WaitForSignal,
+    ZeroTimer,
 )
 
 # Returns the workflow id whose current run is compared, or (workflow id, run id) for a specific run.
@@ -459,6 +460,13 @@ async def update_with_start(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def zero_timer(client: Client, tq: str) -> str:
+    wf_id = new_id("zero-timer")
+    async with run_worker(client, task_queue=tq):
+        assert await client.execute_workflow(ZeroTimer.run, id=wf_id, task_queue=tq) == "woke"
+    return wf_id
+
+
 async def eager_workflow_start(client: Client, tq: str) -> str:
     """The starter's own worker gets the first workflow task in the start response (no poll)."""
     wf_id = new_id("eager-start")
@@ -844,6 +852,18 @@ SCENARIOS += [
 ]
 
 SCENARIOS += [
+    Scenario(
+        "zero-timer",
+        zero_timer,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "TIMER_STARTED",
+            "TIMER_FIRED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
     Scenario(
         "eager-workflow-start",
         eager_workflow_start,

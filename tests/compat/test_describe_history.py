@@ -21,6 +21,7 @@ from .workflows import (
     UPSERTED_KEYWORD,
     ActivitySpec,
     GreetSomeone,
+    Parent,
     Retry,
     RunActivity,
     Summarized,
@@ -215,3 +216,26 @@ async def test_upserting_nil_removes_memo_keys_and_search_attributes(client: Cli
     desc = await handle.describe()
     assert await desc.memo() == {"changed": "new", "added": "here", "kept": "as is"}
     assert UPSERTED_KEYWORD not in desc.typed_search_attributes
+
+
+async def test_describe_names_parent_and_root(client: Client) -> None:
+    """A child's description names its parent and the root of its tree; a top-level run is its own root."""
+    async with run_worker(client) as tq:
+        parent = await client.start_workflow(Parent.run, id=new_id(), task_queue=tq)
+        await parent.result()
+    top = await parent.describe()
+    assert (top.parent_id, top.parent_run_id) == (None, None)
+    assert (top.root_id, top.root_run_id) == (parent.id, top.run_id)
+    child = await client.get_workflow_handle(f"{parent.id}-ok").describe()
+    assert (child.parent_id, child.parent_run_id) == (parent.id, top.run_id)
+    assert (child.root_id, child.root_run_id) == (parent.id, top.run_id)
+
+
+async def test_signal_with_start_keeps_the_start_delay(client: Client) -> None:
+    delay = timedelta(hours=1, minutes=20, seconds=30)
+    handle = await client.start_workflow(
+        WaitForSignal.run, id=new_id(), task_queue=new_id("tq"), start_delay=delay, start_signal="go"
+    )
+    first = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+    assert first.first_workflow_task_backoff.ToTimedelta() == delay
+    await handle.terminate()

@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.client import (
     Client,
@@ -28,6 +30,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from .helpers import new_id, run_worker
@@ -303,3 +306,25 @@ async def test_schedule_keeps_its_pace_across_kill9(restartable_server: ServerPr
 async def _runs_at_least(client: Client, sid: str, n: int):
     runs = await scheduled_runs(client, sid)
     return runs if len(runs) >= n else None
+
+
+async def test_untyped_search_attributes_of_the_action_are_described_typed(client: Client) -> None:
+    """Search attributes a client gives a schedule's workflows without their type come back typed from
+    describe (the server knows each registered attribute's type), as on the reference."""
+    keyword = SearchAttributeKey.for_keyword("CompatScheduleKeyword")
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default", search_attributes={keyword.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+        )
+    )
+    action = ScheduleActionStartWorkflow(WaitForSignal.run, id=new_id(), task_queue=new_id("tq"))
+    action.untyped_search_attributes = {keyword.name: ["untyped value"]}
+    handle = await client.create_schedule(
+        new_id("schedule"), Schedule(action=action, spec=ScheduleSpec(), state=ScheduleState(paused=True))
+    )
+    try:
+        described = (await handle.describe()).schedule.action
+        assert isinstance(described, ScheduleActionStartWorkflow)
+        assert described.typed_search_attributes[keyword] == "untyped value"
+    finally:
+        await handle.delete()

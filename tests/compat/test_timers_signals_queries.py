@@ -6,7 +6,13 @@ import asyncio
 import time
 
 import pytest
-from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.common import QueryRejectCondition
 
 from .helpers import event_types, new_id, run_worker, wait_for_event
 from .workflows import SignalCollector, SignalOrTimeout, Sleeper
@@ -169,3 +175,27 @@ async def test_signal_with_start(client: Client) -> None:
         "WORKFLOW_EXECUTION_SIGNALED",
         "WORKFLOW_TASK_SCHEDULED",
     ]
+
+
+async def test_query_reject_condition(client: Client) -> None:
+    """A caller may have queries on closed workflows rejected instead of run: NOT_OPEN rejects any closed
+    run, NOT_COMPLETED_CLEANLY one that did not complete; a rejection reports the run's status."""
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(SignalCollector.run, id=new_id(), task_queue=tq)
+        await handle.signal(SignalCollector.add, "x")
+        assert await handle.query(SignalCollector.items, reject_condition=QueryRejectCondition.NOT_OPEN) == [
+            "x"
+        ]
+        await handle.signal(SignalCollector.done)
+        await handle.result()
+        with pytest.raises(WorkflowQueryRejectedError) as info:
+            await handle.query(SignalCollector.items, reject_condition=QueryRejectCondition.NOT_OPEN)
+        assert info.value.status == WorkflowExecutionStatus.COMPLETED
+        clean = QueryRejectCondition.NOT_COMPLETED_CLEANLY
+        assert await handle.query(SignalCollector.items, reject_condition=clean) == ["x"]
+
+        failed = await client.start_workflow(SignalCollector.run, id=new_id(), task_queue=tq)
+        await failed.terminate()
+        with pytest.raises(WorkflowQueryRejectedError) as info:
+            await failed.query(SignalCollector.items, reject_condition=clean)
+        assert info.value.status == WorkflowExecutionStatus.TERMINATED

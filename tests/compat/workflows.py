@@ -461,6 +461,16 @@ class ReportBuildId:
 
 
 @workflow.defn
+class ZeroTimer:
+    """A zero-length sleep is a timer that fires at once."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(0, summary="zero")
+        return "woke"
+
+
+@workflow.defn
 class ContinueLoop:
     """Continues as new until its counter reaches `until`."""
 
@@ -574,6 +584,7 @@ class Counter:
 
 ALL_WORKFLOWS = [
     Counter,
+    ZeroTimer,
     ReportBuildId,
     UpsertMemoAndAttributes,
     HistoryGrower,

@@ -43,6 +43,7 @@ class PassLog:
     collected: list[str] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     running: str | None = None  # started, never finished
+    running_since: float = 0.0  # when it started (epoch seconds)
     finished: bool = False
 
 
@@ -98,6 +99,7 @@ def read_log(path: Path) -> PassLog:
             log.collected = list(record["nodeids"])
         elif event == "start":
             log.running = record["nodeid"]
+            log.running_since = record.get("t", 0.0)
             phases[record["nodeid"]] = {}
         elif event == "report":
             phases.setdefault(record["nodeid"], {})[record["when"]] = record

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
-from outcomes import CRASHED, NOT_RUN, Outcome, read_junit, read_log  # noqa: E402
+from outcomes import CRASHED, NOT_RUN, TIMEOUT, Outcome, read_junit, read_log  # noqa: E402
 from report import load_out_of_scope, render  # noqa: E402
 
 from hourglass.loadtest import servers  # noqa: E402
@@ -64,7 +64,7 @@ REFERENCE_DYNAMIC_CONFIG = (
     "activity.enableCallbacks=true",
 )
 
-MAX_ATTEMPTS = 4  # one pass plus this many resumptions after a crash
+MAX_ATTEMPTS = 12  # one pass plus resumptions after a crash or a hang
 
 
 def _server(target: str, workdir: Path) -> servers.ManagedServer:
@@ -81,6 +81,23 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def _watch(proc: subprocess.Popen[bytes], log_path: Path, test_timeout: float, deadline: float) -> str | None:
+    """Wait for pytest to end. A test still running well past its timeout (pytest-timeout cannot
+    interrupt every hang, e.g. one inside the SDK's native worker) is named, so the pass can go on
+    without it; None when pytest ended or the pass deadline came."""
+    grace = test_timeout * 2 + 30
+    while time.monotonic() < deadline:
+        try:
+            proc.wait(timeout=5)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        log = read_log(log_path)
+        if log.running and log.running_since and time.time() - log.running_since > grace:
+            return log.running
+    return None
 
 
 def run_pass(
@@ -122,9 +139,14 @@ def run_pass(
                 start_new_session=True,  # its workers and forked children die with it
             )  # fmt: skip
             try:
-                proc.wait(timeout=max(remaining_s, 1))
-            except subprocess.TimeoutExpired:
-                click.echo(f"[{target}] pass deadline reached: stopping pytest")
+                hung = _watch(proc, log_path, test_timeout, deadline)
+                if hung:
+                    click.echo(f"[{target}] {hung} hangs past its timeout: stopping pytest")
+                    results[hung] = Outcome(
+                        TIMEOUT, f"hung past the {test_timeout:.0f} s timeout; the pytest process was killed"
+                    )
+                elif proc.poll() is None:
+                    click.echo(f"[{target}] pass deadline reached: stopping pytest")
             finally:
                 _kill_group(proc)  # also reaps what a finished session left behind
         log = read_log(log_path)
@@ -210,6 +232,7 @@ def main(
         sdk_root = sdk_root.parent
     if not (sdk_root / "tests" / "conftest.py").exists():
         raise click.UsageError(f"{sdk_tests} holds no tests/conftest.py of the SDK")
+    workdir = workdir.resolve()  # pytest runs in the SDK checkout: every path it is given is absolute
     narrowed = bool(keyword or files)
     out = out or (workdir / "RESULTS.md" if narrowed else REPO / "conformance" / "RESULTS.md")
     workdir.mkdir(parents=True, exist_ok=True)
