@@ -250,7 +250,7 @@ class MutableState:
         return codec.dumps(self)
 
     def clone(self) -> MutableState:
-        return MutableState.deserialize(codec.dumps(self))
+        return codec.deep_copy(self)
 
     @staticmethod
     def deserialize(data: bytes) -> MutableState:
