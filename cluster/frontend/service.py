@@ -402,7 +402,7 @@ class WorkflowService(WorkflowServiceServicer):
         if request.wait_new_event:
             waited = False
             while ms.running and (close_only or ms.next_event_id <= first_event_id) and not waited:
-                await self.history.wait_for_change(ms, deadline)
+                await self.history.wait_for_change(ms, deadline, close_only)
                 waited = True
                 ms = await self.history.get_mutable_state(
                     ns_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
@@ -559,8 +559,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondWorkflowTaskCompleted(self, request, context):
         token = TaskToken.decode(request.task_token)
-        reset_to = await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
-        return rr.RespondWorkflowTaskCompletedResponse(reset_history_event_id=reset_to)
+        return await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
 
     @rpc
     async def RespondWorkflowTaskFailed(self, request, context):

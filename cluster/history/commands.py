@@ -36,6 +36,7 @@ from hourglass.cluster.history.external import (
     initiate_child,
     initiate_signal_external,
 )
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.runs import DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.timeutil import to_duration
@@ -165,7 +166,7 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         attrs.ClearField("input")
     if a.HasField("priority"):
         attrs.priority.CopyFrom(a.priority)
-    tr.schedule_activity(attrs)
+    tr.schedule_activity(attrs, eager=a.request_eager_execution and LIMITS.enable_activity_eager_execution)
 
 
 def _request_cancel_activity(

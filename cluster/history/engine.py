@@ -28,9 +28,7 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
-from temporalio.api.history.v1 import (
-    HistoryEvent,
-)
+from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, HistoryEvent
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
@@ -38,6 +36,7 @@ from temporalio.api.workflowservice.v1 import (
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondWorkflowTaskCompletedRequest,
+    RespondWorkflowTaskCompletedResponse,
     StartWorkflowExecutionRequest,
 )
 
@@ -62,7 +61,7 @@ from hourglass.cluster.history.external import (
     record_external_cancel_requested,
     record_external_signaled,
 )
-from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState, ParentInfo
+from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState, ParentInfo
 from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.rebuild import rebuild
@@ -711,9 +710,10 @@ class HistoryEngine:
 
     async def respond_workflow_task_completed(
         self, token: TaskToken, request: RespondWorkflowTaskCompletedRequest, max_blob_bytes: int
-    ) -> int:
-        """Apply the worker's commands and update messages. Returns the event id the worker must roll its
-        history back to when a speculative task is dropped (the reference's reset_history_event_id), else 0.
+    ) -> RespondWorkflowTaskCompletedResponse:
+        """Apply the worker's commands and update messages. The reply carries the event id the worker must
+        roll its history back to when a speculative task is dropped (reset_history_event_id), and the
+        activities it asked to run eagerly, already started for it.
         """
         failed: list[CommandError] = []
         try:
@@ -723,7 +723,7 @@ class HistoryEngine:
         shard = self.shard_for(token.namespace_id, token.workflow_id)
         key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
 
-        def complete(ms: MutableState, tr: Transition) -> int:
+        def complete(ms: MutableState, tr: Transition) -> RespondWorkflowTaskCompletedResponse:
             wt = self._started_workflow_task(ms, token)
             if failed:
                 raise failed[0]
@@ -743,7 +743,9 @@ class HistoryEngine:
                 protocol.finish(tr)
                 ms.workflow_task = None
                 tr.effects.append(lambda: shard.forget_speculative(key))
-                return ms.last_completed_workflow_task_started_event_id
+                return RespondWorkflowTaskCompletedResponse(
+                    reset_history_event_id=ms.last_completed_workflow_task_started_event_id
+                )
             tr.materialize_speculative_workflow_task()
             had_buffered = bool(ms.buffered_events)
             # SDKs without worker versioning send their build id as the binary checksum; history shows
@@ -775,14 +777,17 @@ class HistoryEngine:
             except CommandError as e:
                 failed.append(e)
                 raise
+            eager = tr.start_eager_activities(request.identity)
             if ms.running and (
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
                 tr.schedule_workflow_task()
-            return 0
+            return RespondWorkflowTaskCompletedResponse(
+                activity_tasks=[_activity_task(ms.info.namespace, ms.info, ai, attrs) for ai, attrs in eager]
+            )
 
         try:
-            reset_to = await self._update(
+            response = await self._update(
                 token.namespace_id, token.workflow_id, token.run_id, complete, speculative_aware=True
             )
         except CommandError:
@@ -795,10 +800,10 @@ class HistoryEngine:
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:
                 raise InvalidArgument(err.message) from None
-            return 0
-        if reset_to:
+            return RespondWorkflowTaskCompletedResponse()
+        if response.reset_history_event_id:
             await self._deliver_admitted_updates(key)
-        return reset_to
+        return response
 
     async def _check_command_search_attributes(self, namespace_id: str, commands) -> None:
         """Search attributes a command sets must be registered with the right type (async, so checked
@@ -867,36 +872,7 @@ class HistoryEngine:
         shard = self.shard_for(namespace_id, execution.workflow_id)
         ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
         scheduled = await shard.read_event(ms, ai.scheduled_node_id, ai.scheduled_event_id)
-        attrs = scheduled.activity_task_scheduled_event_attributes
-        token = TaskToken(
-            namespace_id,
-            execution.workflow_id,
-            execution.run_id,
-            ai.scheduled_event_id,
-            ai.attempt,
-            activity_id=ai.activity_id,
-        )
-        resp = PollActivityTaskQueueResponse(
-            task_token=token.encode(),
-            workflow_namespace=namespace,
-            workflow_type=WorkflowType(name=ms.info.workflow_type),
-            workflow_execution=execution,
-            activity_type=attrs.activity_type,
-            activity_id=ai.activity_id,
-            header=attrs.header,
-            input=attrs.input,
-            scheduled_time=to_timestamp(ai.first_scheduled_time_ms),
-            current_attempt_scheduled_time=to_timestamp(ai.scheduled_time_ms),
-            started_time=to_timestamp(ai.started_time_ms),
-            attempt=ai.attempt,
-            schedule_to_close_timeout=to_duration(ai.schedule_to_close_timeout_ms),
-            start_to_close_timeout=to_duration(ai.start_to_close_timeout_ms),
-            heartbeat_timeout=to_duration(ai.heartbeat_timeout_ms),
-            retry_policy=attrs.retry_policy,
-        )
-        if ai.heartbeat_details is not None:
-            resp.heartbeat_details.CopyFrom(ai.heartbeat_details)
-        return resp
+        return _activity_task(namespace, ms.info, ai, scheduled.activity_task_scheduled_event_attributes)
 
     def _started_activity(self, ms: MutableState, token: TaskToken, activity_id: str = "") -> ActivityInfo:
         ai = ms.activity_by_id(activity_id) if activity_id else ms.activities.get(token.scheduled_event_id)
@@ -1356,22 +1332,35 @@ class HistoryEngine:
     async def read_history(self, ms: MutableState, first_event_id: int = 1) -> list[HistoryEvent]:
         return await self.shard_for(ms.info.namespace_id, ms.info.workflow_id).read_events(ms, first_event_id)
 
-    async def wait_for_change(self, ms: MutableState, timeout: float) -> None:
+    async def wait_for_change(self, ms: MutableState, timeout: float, until_closed: bool = False) -> None:
         """Return once the run has committed anything after the state `ms` shows, or after `timeout` s.
 
-        Committed states are immutable (transitions work on a clone), so `ms` is exactly what was read.
+        `ms` is a copy taken under the run's lock, so it is exactly what was read. With `until_closed`, only
+        the run's close ends the wait: a client waiting for the result (a close-event long poll) is not sent
+        back empty-handed at every transition, which would cost it a round trip and the server a state copy.
+        The caller re-reads the state under the lock, so a close seen here before its commit is harmless.
         """
         info = ms.info
         shard = self.shard_for(info.namespace_id, info.workflow_id)
         key = ExecutionKey(info.namespace_id, info.workflow_id, info.run_id)
-        watcher = shard.watch(key)  # registered before the re-read, so no commit slips between the two
-        current = await shard.load(key)
-        if current is None or current.db_record_version != ms.db_record_version:
-            return
-        try:
-            await asyncio.wait_for(watcher.wait(), timeout)
-        except TimeoutError:
-            pass
+        deadline = asyncio.get_running_loop().time() + timeout
+        version = ms.db_record_version
+        while True:
+            watcher = shard.watch(key)  # registered before the re-read, so no commit slips between the two
+            current = await shard.load(key)
+            if current is None:
+                return
+            if current.db_record_version != version:
+                if not until_closed or not current.running:
+                    return
+                version = current.db_record_version
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(watcher.wait(), remaining)
+            except TimeoutError:
+                return
 
     # ---- queue task execution --------------------------------------------------------------------------
     async def _execute_transfer(self, shard: Shard, task: TransferTask) -> None:
@@ -1713,3 +1702,38 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
         if info.search_attributes is not None
         else b"",
     )
+
+
+def _activity_task(
+    namespace: str, info: ExecutionInfo, ai: ActivityInfo, attrs: ActivityTaskScheduledEventAttributes
+) -> PollActivityTaskQueueResponse:
+    """The task a worker runs for a started activity attempt (polled, or handed over eagerly)."""
+    token = TaskToken(
+        info.namespace_id,
+        info.workflow_id,
+        info.run_id,
+        ai.scheduled_event_id,
+        ai.attempt,
+        activity_id=ai.activity_id,
+    )
+    task = PollActivityTaskQueueResponse(
+        task_token=token.encode(),
+        workflow_namespace=namespace,
+        workflow_type=WorkflowType(name=info.workflow_type),
+        workflow_execution=WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id),
+        activity_type=attrs.activity_type,
+        activity_id=ai.activity_id,
+        header=attrs.header,
+        input=attrs.input,
+        scheduled_time=to_timestamp(ai.first_scheduled_time_ms),
+        current_attempt_scheduled_time=to_timestamp(ai.scheduled_time_ms),
+        started_time=to_timestamp(ai.started_time_ms),
+        attempt=ai.attempt,
+        schedule_to_close_timeout=to_duration(ai.schedule_to_close_timeout_ms),
+        start_to_close_timeout=to_duration(ai.start_to_close_timeout_ms),
+        heartbeat_timeout=to_duration(ai.heartbeat_timeout_ms),
+        retry_policy=attrs.retry_policy,
+    )
+    if ai.heartbeat_details is not None:
+        task.heartbeat_details.CopyFrom(ai.heartbeat_details)
+    return task

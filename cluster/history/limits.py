@@ -20,10 +20,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HistoryLimits:
-    """When a workflow task's started event suggests continue-as-new (the reference's defaults)."""
+    """When a workflow task's started event suggests continue-as-new (the reference's defaults), and
+    whether a worker asking to run an activity eagerly gets it in its workflow task's reply.
+
+    Eager activities are on by default, as on the reference's dev server: they save the activity's trip
+    through matching and a poll, and a worker only asks when it has a free slot for the activity.
+    """
 
     suggest_continue_as_new_count: int = 4 * 1024
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
+    enable_activity_eager_execution: bool = True
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -37,6 +43,7 @@ LIMITS = HistoryLimits()
 _KEYS = {
     "limit.historyCount.suggestContinueAsNew": "suggest_continue_as_new_count",
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
+    "system.enableActivityEagerExecution": "enable_activity_eager_execution",
 }
 
 
@@ -58,6 +65,9 @@ def apply_dynamic_config(config: Mapping[str, Any]) -> None:
         if field is None:
             log.info("dynamic config %s is not used by Hourglass; ignored", key)
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if isinstance(getattr(LIMITS, field), bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"dynamic config {key} must be true or false, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"dynamic config {key} must be a positive integer, not {value!r}")
         setattr(LIMITS, field, value)

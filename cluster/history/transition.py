@@ -8,9 +8,10 @@ only when the workflow task closes, so the worker's view of history never change
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 
-from temporalio.api.common.v1 import Payloads, RetryPolicy, WorkerVersionStamp, WorkflowExecution
+from temporalio.api.common.v1 import Payload, Payloads, RetryPolicy, WorkerVersionStamp, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
     ParentClosePolicy,
@@ -121,6 +122,8 @@ class Transition:
         self.protocol = None
         # In-memory changes (the update registry) made only once the transition is committed.
         self.effects: list[Callable[[], None]] = []
+        # Activities the worker asked to run eagerly: started by start_eager_activities, not dispatched.
+        self.eager_activities: list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]] = []
 
     # ---- events ----------------------------------------------------------------------------------------
     def add_event(self, event_type: int, attributes, *, bufferable: bool = True) -> HistoryEvent:
@@ -672,7 +675,10 @@ class Transition:
         self.schedule_workflow_task()
 
     # ---- activities ------------------------------------------------------------------------------------
-    def schedule_activity(self, attrs: ActivityTaskScheduledEventAttributes) -> ActivityInfo:
+    def schedule_activity(
+        self, attrs: ActivityTaskScheduledEventAttributes, eager: bool = False
+    ) -> ActivityInfo:
+        """Schedule an activity: handed to matching, or kept for the completing worker when `eager`."""
         ev = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, attrs, bufferable=False)
         ai = ActivityInfo(
             scheduled_event_id=ev.event_id,
@@ -689,7 +695,10 @@ class Transition:
             scheduled_node_id=self.events[0].event_id,
         )
         self.ms.activities[ai.scheduled_event_id] = ai
-        self.dispatch_activity(ai)
+        if eager:
+            self.eager_activities.append((ai, attrs))
+        else:
+            self.dispatch_activity(ai)
         if ai.schedule_to_close_timeout_ms > 0:
             self.arm_activity_timeout(
                 ai, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, self.now + ai.schedule_to_close_timeout_ms
@@ -716,6 +725,20 @@ class Transition:
             attempt=ai.attempt,
             timeout_type=timeout_type,
         )
+
+    def start_eager_activities(
+        self, identity: str
+    ) -> list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]]:
+        """Start, for the completing worker, the eager activities still pending once all commands ran (the
+        workflow may have closed, or cancelled one in the same task), as the reference does."""
+        started = [
+            (ai, attrs)
+            for ai, attrs in self.eager_activities
+            if self.ms.running and ai.scheduled_event_id in self.ms.activities
+        ]
+        for ai, _ in started:
+            self.start_activity(ai, str(uuid.uuid4()), identity)
+        return started
 
     def start_activity(self, ai: ActivityInfo, request_id: str, identity: str) -> None:
         ai.started_time_ms = self.now
@@ -849,8 +872,13 @@ class Transition:
         ai.cancel_requested = True
         ai.cancel_requested_event_id = ev.event_id
         if not ai.started:
-            # Nothing runs it yet: the cancellation is immediate.
-            self.cancel_activity_confirmed(ai, None, identity)
+            # Nothing runs it yet: the cancellation is immediate, and says why, as on the reference.
+            self.cancel_activity_confirmed(ai, _ACTIVITY_NOT_STARTED, identity)
+
+
+_ACTIVITY_NOT_STARTED = Payloads(
+    payloads=[Payload(metadata={"encoding": b"json/plain"}, data=b'"ACTIVITY_ID_NOT_STARTED"')]
+)
 
 
 def workflow_execution(ms: MutableState) -> WorkflowExecution:

@@ -19,15 +19,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from google.protobuf.duration_pb2 import Duration
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import IndexedValueType, TaskQueueKind
+from temporalio.api.command.v1 import (
+    Command,
+    CompleteWorkflowExecutionCommandAttributes,
+    RequestCancelActivityTaskCommandAttributes,
+    ScheduleActivityTaskCommandAttributes,
+)
+from temporalio.api.common.v1 import ActivityType, Payload, Payloads, WorkflowExecution
+from temporalio.api.enums.v1 import CommandType, IndexedValueType, TaskQueueKind
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import StickyExecutionAttributes, TaskQueue
 from temporalio.api.workflowservice.v1 import (
     PollWorkflowTaskQueueRequest,
     ResetStickyTaskQueueRequest,
     ResetWorkflowExecutionRequest,
+    RespondActivityTaskCompletedRequest,
     RespondWorkflowTaskCompletedRequest,
+    RespondWorkflowTaskCompletedResponse,
 )
 from temporalio.client import (
     Client,
@@ -479,6 +487,81 @@ async def eager_workflow_start(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def _raw_workflow_task(
+    client: Client, tq: str, commands: list[Command]
+) -> RespondWorkflowTaskCompletedResponse:
+    """Poll the run's next workflow task on `tq` as a bare worker and answer it with `commands`."""
+    svc = client.workflow_service
+    task = await svc.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
+        timeout=timedelta(seconds=10),
+    )
+    return await svc.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default", task_token=task.task_token, identity="raw", commands=commands
+        )
+    )
+
+
+def _eager_activity(activity_id: str, tq: str) -> Command:
+    return Command(
+        command_type=CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+        schedule_activity_task_command_attributes=ScheduleActivityTaskCommandAttributes(
+            activity_id=activity_id,
+            activity_type=ActivityType(name="raw-activity"),
+            task_queue=TaskQueue(name=tq),
+            input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=b'"in"')]),
+            start_to_close_timeout=Duration(seconds=30),
+            request_eager_execution=True,
+        ),
+    )
+
+
+async def eager_activity(client: Client, tq: str) -> str:
+    """A worker asking to run its activity eagerly gets it, started, in the reply to its workflow task: no
+    activity poll. It completes it with the task's token."""
+    wf_id = new_id("eager-activity")
+    handle = await client.start_workflow("RawEager", id=wf_id, task_queue=tq)
+    reply = await _raw_workflow_task(client, tq, [_eager_activity("a1", tq)])
+    assert [t.activity_id for t in reply.activity_tasks] == ["a1"], reply
+    task = reply.activity_tasks[0]
+    assert task.attempt == 1 and task.workflow_execution.workflow_id == wf_id
+    assert task.input.payloads[0].data == b'"in"' and task.workflow_type.name == "RawEager"
+    await client.workflow_service.respond_activity_task_completed(
+        RespondActivityTaskCompletedRequest(
+            namespace="default", task_token=task.task_token, identity="raw", result=task.input
+        )
+    )
+    complete = Command(
+        command_type=CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+        complete_workflow_execution_command_attributes=CompleteWorkflowExecutionCommandAttributes(),
+    )
+    await _raw_workflow_task(client, tq, [complete])
+    await handle.result()
+    return wf_id
+
+
+async def eager_activity_cancelled_at_once(client: Client, tq: str) -> str:
+    """An eager activity cancelled by the same workflow task is never started: the reply carries none."""
+    wf_id = new_id("eager-cancelled")
+    handle = await client.start_workflow("RawEager", id=wf_id, task_queue=tq)
+    cancel = Command(
+        command_type=CommandType.COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK,
+        request_cancel_activity_task_command_attributes=RequestCancelActivityTaskCommandAttributes(
+            scheduled_event_id=5
+        ),
+    )
+    reply = await _raw_workflow_task(client, tq, [_eager_activity("a1", tq), cancel])
+    assert not reply.activity_tasks, reply
+    complete = Command(
+        command_type=CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+        complete_workflow_execution_command_attributes=CompleteWorkflowExecutionCommandAttributes(),
+    )
+    await _raw_workflow_task(client, tq, [complete])
+    await handle.result()
+    return wf_id
+
+
 ACTIVITY = ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED"]
 UPDATE = ["WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "WORKFLOW_EXECUTION_UPDATE_COMPLETED"]
 CHILD = ["START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_STARTED"]
@@ -872,6 +955,34 @@ SCENARIOS += [
             *WT,
             *ACTIVITY,
             "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+]
+
+SCENARIOS += [
+    Scenario(
+        "eager-activity",
+        eager_activity,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            *ACTIVITY,
+            "ACTIVITY_TASK_COMPLETED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+    Scenario(
+        "eager-activity-cancelled-at-once",
+        eager_activity_cancelled_at_once,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            *WT,
+            "ACTIVITY_TASK_SCHEDULED",
+            "ACTIVITY_TASK_CANCEL_REQUESTED",
+            "ACTIVITY_TASK_CANCELED",
             *WT,
             "WORKFLOW_EXECUTION_COMPLETED",
         ],
