@@ -19,6 +19,8 @@ from hourglass.cluster.history import codec
 # Event id of an event that is buffered while a workflow task runs; real ids are given when it is flushed.
 BUFFERED_EVENT_ID = -123
 
+_RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
 
 @dataclass
 class ParentInfo:
@@ -216,7 +218,7 @@ class MutableState:
     # ---- queries ---------------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.info.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+        return self.info.status == _RUNNING  # a module constant: enum attribute lookups are slow, this is hot
 
     @property
     def sticky(self) -> bool:
