@@ -517,6 +517,12 @@ def _eager_activity(activity_id: str, tq: str) -> Command:
     )
 
 
+_COMPLETE = Command(
+    command_type=CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+    complete_workflow_execution_command_attributes=CompleteWorkflowExecutionCommandAttributes(),
+)
+
+
 async def eager_activity(client: Client, tq: str) -> str:
     """A worker asking to run its activity eagerly gets it, started, in the reply to its workflow task: no
     activity poll. It completes it with the task's token."""
@@ -532,11 +538,7 @@ async def eager_activity(client: Client, tq: str) -> str:
             namespace="default", task_token=task.task_token, identity="raw", result=task.input
         )
     )
-    complete = Command(
-        command_type=CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
-        complete_workflow_execution_command_attributes=CompleteWorkflowExecutionCommandAttributes(),
-    )
-    await _raw_workflow_task(client, tq, [complete])
+    await _raw_workflow_task(client, tq, [_COMPLETE])
     await handle.result()
     return wf_id
 
@@ -553,11 +555,7 @@ async def eager_activity_cancelled_at_once(client: Client, tq: str) -> str:
     )
     reply = await _raw_workflow_task(client, tq, [_eager_activity("a1", tq), cancel])
     assert not reply.activity_tasks, reply
-    complete = Command(
-        command_type=CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
-        complete_workflow_execution_command_attributes=CompleteWorkflowExecutionCommandAttributes(),
-    )
-    await _raw_workflow_task(client, tq, [complete])
+    await _raw_workflow_task(client, tq, [_COMPLETE])
     await handle.result()
     return wf_id
 
