@@ -7,7 +7,7 @@ workflow moved on is recognised as stale and rejected instead of being applied t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from hourglass.cluster.errors import InvalidArgument
 
@@ -28,7 +28,8 @@ class TaskToken:
     started_time_ms: int = 0
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # The instance's own dict (fields only, in order): asdict's recursive copy showed in profiles.
+        return json.dumps(vars(self), separators=(",", ":")).encode()
 
     @staticmethod
     def decode(data: bytes) -> TaskToken:
