@@ -70,6 +70,7 @@ class Node:
         # What the frontend calls: the engines themselves, or their routing proxies in a cluster.
         self.history_api: Any = self.history
         self.matching_api: Any = self.matching
+        self.schedules_api: Any = self.schedules
         self.membership = None  # a cluster_member.ClusterMember in a cluster
 
     async def _namespace_id(self, name: str) -> str:
@@ -96,10 +97,11 @@ class Node:
         else:
             from hourglass.cluster.cluster_member import ClusterMember
 
-            self.membership = ClusterMember(self.config, self.history, self.matching)
+            self.membership = ClusterMember(self.config, self.history, self.matching, self.schedules)
             await self.membership.start()
             self.history_api = self.membership.history_api
             self.matching_api = self.membership.matching_api
+            self.schedules_api = self.membership.schedules_api
         if self.config.metrics_port is not None:
             self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
         if self.config.cluster is not None and "frontend" not in self.config.cluster.roles:
@@ -121,7 +123,7 @@ class Node:
                 self.config.max_blob_bytes,
                 store=self.store,
                 search_attributes=self.search_attributes,
-                schedules=self.schedules,
+                schedules=self.schedules_api,
             ),
             self.server,
         )
