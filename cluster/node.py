@@ -18,6 +18,7 @@ from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.history.limits import apply_dynamic_config
+from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
@@ -72,6 +73,7 @@ class Node:
         self.matching_api: Any = self.matching
         self.schedules_api: Any = self.schedules
         self.membership = None  # a cluster_member.ClusterMember in a cluster
+        self.standalone: StandaloneOwnership | None = None  # shard ownership of a single node
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -93,7 +95,8 @@ class Node:
         # Schedules follow shard ownership: they run for the shards this node takes (see ScheduleEngine).
         await self.schedules.start()
         if self.config.cluster is None:
-            await self.history.start()
+            self.standalone = StandaloneOwnership(self.history)
+            await self.standalone.start()
         else:
             from hourglass.cluster.cluster_member import ClusterMember
 
@@ -152,6 +155,8 @@ class Node:
         if self.server is not None:
             await self.server.stop(grace)
         await self.schedules.stop()
+        if self.standalone is not None:
+            await self.standalone.stop()
         if self.membership is not None:
             await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()
