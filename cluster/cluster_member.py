@@ -12,23 +12,35 @@ from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.membership.swim import Swim, SwimConfig
 from hourglass.cluster.ownership import OwnershipController
 from hourglass.cluster.placement import Placement
-from hourglass.cluster.routing import HISTORY_ROUTES, MATCHING_ROUTES, RoutedHistory, RoutedMatching, Router
+from hourglass.cluster.routing import (
+    HISTORY_ROUTES,
+    MATCHING_ROUTES,
+    SCHEDULE_ROUTES,
+    RoutedHistory,
+    RoutedMatching,
+    RoutedSchedules,
+    Router,
+)
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
 from hourglass.cluster.rpc.server import cluster_handler, invoke_handler
+from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.status import StatusService
 
 log = logging.getLogger(__name__)
 
 
 class ClusterMember:
-    def __init__(self, node_config, history: HistoryEngine, matching: MatchingEngine) -> None:
+    def __init__(
+        self, node_config, history: HistoryEngine, matching: MatchingEngine, schedules: ScheduleEngine
+    ) -> None:
         c = node_config.cluster
         host = c.member_address or node_config.ip
         self.config = c
         self.rpc_address = f"{host}:{c.rpc_port}"
         self.history = history
         self.matching = matching
+        self.schedules = schedules
         self.placement = Placement(history.shard_count)
         self.swim = Swim(
             SwimConfig(
@@ -50,6 +62,7 @@ class ClusterMember:
         router = Router(self.swim.id, self.placement, self.client)
         self.history_api = RoutedHistory(history, router)
         self.matching_api = RoutedMatching(matching, router)
+        self.schedules_api = RoutedSchedules(schedules, router)
         self.controller = OwnershipController(
             self.swim,
             self.placement,
@@ -111,6 +124,7 @@ class ClusterMember:
                     self.matching,
                     frozenset(MATCHING_ROUTES) | {"respond_query_task_completed"},
                 ),
+                invoke_handler("ScheduleService", self.schedules, frozenset(SCHEDULE_ROUTES)),
                 self.cluster_handler(),
             )
         )

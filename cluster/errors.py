@@ -100,6 +100,23 @@ class Internal(ServiceError):
     code = grpc.StatusCode.INTERNAL
 
 
+class ScheduleNotFound(NotFound):
+    def __init__(self, schedule_id: str) -> None:
+        # The reference runs a schedule as the workflow "temporal-sys-scheduler:<id>" and says so.
+        super().__init__(f"workflow not found for ID: temporal-sys-scheduler:{schedule_id}")
+
+
+class ScheduleAlreadyRegistered(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, schedule_id: str) -> None:
+        # The SDKs recognise a duplicate schedule by this detail (ScheduleAlreadyRunningError).
+        super().__init__(
+            f'schedule "{schedule_id}" is already registered',
+            errordetails.WorkflowExecutionAlreadyStartedFailure(),
+        )
+
+
 class StickyWorkerUnavailable(Unavailable):
     """Matching saw no poller on a sticky queue lately: history sends the task to the normal queue."""
 

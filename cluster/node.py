@@ -18,6 +18,7 @@ from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.history.limits import apply_dynamic_config
+from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
@@ -70,7 +71,9 @@ class Node:
         # What the frontend calls: the engines themselves, or their routing proxies in a cluster.
         self.history_api: Any = self.history
         self.matching_api: Any = self.matching
+        self.schedules_api: Any = self.schedules
         self.membership = None  # a cluster_member.ClusterMember in a cluster
+        self.standalone: StandaloneOwnership | None = None  # shard ownership of a single node
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -92,14 +95,16 @@ class Node:
         # Schedules follow shard ownership: they run for the shards this node takes (see ScheduleEngine).
         await self.schedules.start()
         if self.config.cluster is None:
-            await self.history.start()
+            self.standalone = StandaloneOwnership(self.history)
+            await self.standalone.start()
         else:
             from hourglass.cluster.cluster_member import ClusterMember
 
-            self.membership = ClusterMember(self.config, self.history, self.matching)
+            self.membership = ClusterMember(self.config, self.history, self.matching, self.schedules)
             await self.membership.start()
             self.history_api = self.membership.history_api
             self.matching_api = self.membership.matching_api
+            self.schedules_api = self.membership.schedules_api
         if self.config.metrics_port is not None:
             self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
         if self.config.cluster is not None and "frontend" not in self.config.cluster.roles:
@@ -121,7 +126,7 @@ class Node:
                 self.config.max_blob_bytes,
                 store=self.store,
                 search_attributes=self.search_attributes,
-                schedules=self.schedules,
+                schedules=self.schedules_api,
             ),
             self.server,
         )
@@ -150,6 +155,8 @@ class Node:
         if self.server is not None:
             await self.server.stop(grace)
         await self.schedules.stop()
+        if self.standalone is not None:
+            await self.standalone.stop()
         if self.membership is not None:
             await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()

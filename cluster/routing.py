@@ -1,4 +1,5 @@
-"""Routing proxies: the history and matching engines as every caller on a node sees them in a cluster.
+"""Routing proxies: the history, matching and schedule engines as every caller on a node sees them in a
+cluster.
 
 The frontend, matching (recording task starts), and history itself (child starts, external signals and
 cancels) call these proxies with the engines' own method names and arguments; each call runs on the member
@@ -22,6 +23,7 @@ from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.placement import Placement
 from hourglass.cluster.rpc.client import DEFAULT_TIMEOUT_S, LONG_POLL_TIMEOUT_S, InternalClient
+from hourglass.cluster.scheduler.engine import ScheduleEngine
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,20 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "poll_activity_task": lambda a: (a[0], a[2], ACTIVITY),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
     "poller_info": lambda a: (a[0], a[1], a[2]),
+    # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
+    "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
 }
 MATCHING_LONG = {"poll_workflow_task", "poll_activity_task", "query_workflow"}
+
+# Schedule operations -> (namespace id, schedule id): a schedule lives in the shard of that pair.
+SCHEDULE_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
+    "create": lambda a: (a[1], a[2]),  # (namespace, namespace id, schedule id, ...)
+    "describe": lambda a: (a[0], a[1]),
+    "update": lambda a: (a[0], a[1]),
+    "patch": lambda a: (a[0], a[1]),
+    "delete": lambda a: (a[0], a[1]),
+    "matching_times": lambda a: (a[0], a[1].schedule_id),
+}
 
 
 class Router:
@@ -151,6 +165,35 @@ class RoutedHistory:
             name,
             args,
             timeout,
+        )
+
+
+class RoutedSchedules:
+    """Schedule operations run on the member whose shard holds the schedule (its engine runs it there);
+    listing reads every shard from wherever it is called (ScheduleEngine.list)."""
+
+    def __init__(self, engine: ScheduleEngine, router: Router) -> None:
+        self.engine = engine
+        self.router = router
+
+    def __getattr__(self, name: str):
+        if name not in SCHEDULE_ROUTES:
+            return getattr(self.engine, name)
+        return functools.partial(self._call, name)
+
+    async def _call(self, name: str, *args, **kwargs):
+        local = getattr(self.engine, name)
+        args = _bind(local, args, kwargs)
+        namespace_id, schedule_id = SCHEDULE_ROUTES[name](args)
+        shard_id = shard_id_for(namespace_id, schedule_id, self.engine.history.shard_count)
+        return await self.router.run(
+            f"history shard {shard_id}",
+            lambda: self.router.placement.shard_owner(shard_id),
+            local,
+            "schedules",
+            name,
+            args,
+            DEFAULT_TIMEOUT_S,
         )
 
 

@@ -1,5 +1,7 @@
 """The schedule RPCs of WorkflowService: validation with the reference's messages, and the conversion of
-schedule state into describe / list responses. The schedules themselves run in cluster/scheduler.
+schedule state into list responses. The schedules themselves run in cluster/scheduler, on the member that
+owns the schedule's shard: `engine` is the ScheduleEngine on a single node, its routing proxy in a cluster
+(cluster/routing.py), so any node serves any schedule.
 """
 
 from __future__ import annotations
@@ -8,20 +10,19 @@ import base64
 import dataclasses
 import json
 import struct
+from typing import Any
 
-import grpc
 from temporalio.api.common.v1 import Memo, Payload, SearchAttributes
-from temporalio.api.errordetails.v1 import WorkflowExecutionAlreadyStartedFailure
-from temporalio.api.schedule.v1 import ScheduleInfo, ScheduleListEntry, ScheduleListInfo
+from temporalio.api.schedule.v1 import ScheduleListEntry, ScheduleListInfo
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import InvalidArgument, ServiceError
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.scheduler import policy
-from hourglass.cluster.scheduler.engine import ScheduleAlreadyExists, ScheduleEngine, compiled
+from hourglass.cluster.scheduler.engine import compiled
 from hourglass.cluster.scheduler.spec import SpecError, compile_spec
-from hourglass.cluster.scheduler.state import ScheduleState
+from hourglass.cluster.scheduler.state import ScheduleState, encode_conflict_token
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.visibility import evaluate, model
 from hourglass.persistence.visibility import query as syntax
@@ -32,21 +33,6 @@ from hourglass.persistence.visibility.resolve import resolve
 LIST_FUTURE_ACTIONS = 5
 LIST_RECENT_ACTIONS = 5
 DEFAULT_PAGE_SIZE = 1000
-MAX_MATCHING_TIMES = 1000
-
-
-class ScheduleAlreadyRegistered(ServiceError):
-    code = grpc.StatusCode.ALREADY_EXISTS
-
-    def __init__(self, schedule_id: str) -> None:
-        # The SDKs recognise a duplicate schedule by this detail (ScheduleAlreadyRunningError).
-        super().__init__(
-            f'schedule "{schedule_id}" is already registered', WorkflowExecutionAlreadyStartedFailure()
-        )
-
-
-def conflict_token(value: int) -> bytes:
-    return struct.pack(">q", value)
 
 
 def _token_value(token: bytes) -> int:
@@ -75,7 +61,7 @@ class ScheduleHandlers:
     def __init__(
         self,
         namespaces: NamespaceRegistry,
-        engine: ScheduleEngine,
+        engine: Any,
         search_attributes: SearchAttributeRegistry,
     ) -> None:
         self.namespaces = namespaces
@@ -88,39 +74,23 @@ class ScheduleHandlers:
         _check_spec(request, request.schedule_id)
         if request.HasField("search_attributes"):
             await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
-        try:
-            token = await self.engine.create(
-                ns.name,
-                ns.id,
-                request.schedule_id,
-                request.schedule,
-                request.initial_patch if request.HasField("initial_patch") else None,
-                request.memo if request.HasField("memo") else None,
-                request.search_attributes if request.HasField("search_attributes") else None,
-                request.request_id,
-            )
-        except ScheduleAlreadyExists:
-            raise ScheduleAlreadyRegistered(request.schedule_id) from None
-        return rr.CreateScheduleResponse(conflict_token=conflict_token(token))
+        token = await self.engine.create(
+            ns.name,
+            ns.id,
+            request.schedule_id,
+            request.schedule,
+            request.initial_patch if request.HasField("initial_patch") else None,
+            request.memo if request.HasField("memo") else None,
+            request.search_attributes if request.HasField("search_attributes") else None,
+            request.request_id,
+        )
+        return rr.CreateScheduleResponse(conflict_token=encode_conflict_token(token))
 
     async def describe(self, request: rr.DescribeScheduleRequest) -> rr.DescribeScheduleResponse:
         ns = await self.namespaces.get(request.namespace)
         _require_schedule_id(request.schedule_id)
-        state = self.engine.get(ns.id, request.schedule_id)
-        info = ScheduleInfo()
-        info.CopyFrom(state.info)
-        info.future_action_times.extend(
-            policy.future_action_times(state, compiled(state), policy.FUTURE_ACTIONS)
-        )
-        info.buffer_size = len(state.buffered)
-        resp = rr.DescribeScheduleResponse(
-            schedule=state.schedule, info=info, conflict_token=conflict_token(state.conflict_token)
-        )
+        resp = await self.engine.describe(ns.id, request.schedule_id)
         await self._type_action_search_attributes(ns.id, resp.schedule)
-        if state.memo is not None:
-            resp.memo.CopyFrom(state.memo)
-        if state.search_attributes is not None:
-            resp.search_attributes.CopyFrom(state.search_attributes)
         return resp
 
     async def _type_action_search_attributes(self, namespace_id: str, schedule) -> None:
@@ -171,18 +141,7 @@ class ScheduleHandlers:
     ) -> rr.ListScheduleMatchingTimesResponse:
         ns = await self.namespaces.get(request.namespace)
         _require_schedule_id(request.schedule_id)
-        state = self.engine.get(ns.id, request.schedule_id)
-        if not request.HasField("start_time") or not request.HasField("end_time"):
-            raise InvalidArgument("missing or invalid query")
-        spec = compiled(state)
-        resp = rr.ListScheduleMatchingTimesResponse()
-        if spec is None:
-            return resp
-        for t in spec.times_between(
-            request.start_time.ToMilliseconds(), request.end_time.ToMilliseconds(), MAX_MATCHING_TIMES
-        ):
-            resp.start_time.add().FromMilliseconds(t.actual_ms)
-        return resp
+        return await self.engine.matching_times(ns.id, request)
 
     async def list(self, request: rr.ListSchedulesRequest) -> rr.ListSchedulesResponse:
         ns = await self.namespaces.get(request.namespace)
@@ -205,7 +164,7 @@ class ScheduleHandlers:
         return rr.CountSchedulesResponse(count=len(await self._matching(ns.id, request.query)))
 
     async def _matching(self, namespace_id: str, text: str) -> list[ScheduleState]:
-        states = self.engine.list(namespace_id)
+        states = await self.engine.list(namespace_id)
         if not text.strip():
             return states
         custom = await self.search_attributes.custom(namespace_id)

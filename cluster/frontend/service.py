@@ -732,7 +732,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         if request.sticky_task_queue:
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
-            self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
+            await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
 
     @rpc

@@ -209,6 +209,7 @@ class HistoryEngine:
         if shard_id in self.shards:
             return
         shard = Shard(shard_id, self.store, self._on_new_tasks, self._shard_writable, epoch)
+        shard.on_fenced = self.shard_lost
         await shard.acquire()
         processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)
         self.shards[shard_id] = shard
@@ -236,8 +237,9 @@ class HistoryEngine:
         return self.write_guard() == shard.epoch
 
     def shard_lost(self, shard: Shard) -> None:
-        """The store refused a write because another member took the shard: stop using it at once."""
-        if self.on_shard_lost is not None:
+        """The store refused a write because another owner took the shard: stop using it at once. The
+        ownership controller (on_shard_lost) releases it and decides when to take it again."""
+        if self.on_shard_lost is not None and not shard.released:
             shard.released = True
             self.on_shard_lost(shard.shard_id)
 

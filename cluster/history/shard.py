@@ -86,6 +86,9 @@ class Shard:
         self.epoch = epoch
         self._writable = writable
         self.released = False
+        # Told when the store says another owner took the shard (its range id moved): the engine gives the
+        # shard up, and its ownership controller decides whether to take it back.
+        self.on_fenced: Callable[[Shard], None] | None = None
         self.store = store
         self.range_id = 0
         self.transfer_ack_level = 0
@@ -136,7 +139,7 @@ class Shard:
                 new = dataclasses.replace(
                     info, range_id=self.range_id + 1, transfer_ack_level=self.transfer_ack_level
                 )
-                await self.store.update_shard(new, expected_range_id=self.range_id)
+                await self._update_shard(new)
                 self._set_range(new.range_id)
             first = self._next_task_id
             self._next_task_id += n
@@ -148,7 +151,15 @@ class Shard:
             info = await self.store.get_or_create_shard(self.shard_id)
             self.transfer_ack_level = ack_level
             new = dataclasses.replace(info, transfer_ack_level=ack_level)
+            await self._update_shard(new)
+
+    async def _update_shard(self, new) -> None:
+        try:
             await self.store.update_shard(new, expected_range_id=self.range_id)
+        except ShardOwnershipLostError:
+            if self.on_fenced is not None:
+                self.on_fenced(self)
+            raise
 
     # ---- state -----------------------------------------------------------------------------------------
     async def get_current_run(self, namespace_id: str, workflow_id: str) -> CurrentRunRecord | None:

@@ -87,8 +87,8 @@ class MatchingEngine:
             return None
         return p
 
-    def unload_sticky_queue(self, namespace_id: str, name: str) -> None:
-        """The worker owning the sticky queue shut down: forget the queue."""
+    async def unload_sticky_queue(self, namespace_id: str, name: str) -> None:
+        """The worker owning the sticky queue shut down: forget the queue (on the member that holds it)."""
         key = TaskQueueKey(namespace_id, name, WORKFLOW, 0)
         p = self._partitions.get(key)
         if p is not None and not p.persistent:

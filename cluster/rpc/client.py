@@ -13,7 +13,7 @@ from hourglass.cluster.rpc import internal_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-SERVICES = {"history": "HistoryService", "matching": "MatchingService"}
+SERVICES = {"history": "HistoryService", "matching": "MatchingService", "schedules": "ScheduleService"}
 # Internal calls run under the public caller's own deadline at most; long polls need a minute.
 DEFAULT_TIMEOUT_S = 30.0
 LONG_POLL_TIMEOUT_S = 90.0

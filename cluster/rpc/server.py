@@ -1,5 +1,5 @@
-"""The internal gRPC services a member serves to the others: history and matching operations (run on the
-local engine, which refuses what it does not own), and cluster status."""
+"""The internal gRPC services a member serves to the others: history, matching and schedule operations
+(run on the local engine, which refuses what it does not own), and cluster status."""
 
 from __future__ import annotations
 

@@ -18,15 +18,29 @@ from dataclasses import dataclass
 from temporalio.api.common.v1 import Memo, Payload, SearchAttributes, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus, WorkflowIdReusePolicy
 from temporalio.api.schedule.v1 import Schedule, ScheduleActionResult, ScheduleInfo, SchedulePatch
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeScheduleResponse,
+    ListScheduleMatchingTimesRequest,
+    ListScheduleMatchingTimesResponse,
+    StartWorkflowExecutionRequest,
+)
 
-from hourglass.cluster.errors import NotFound, ServiceError, Unavailable, WorkflowAlreadyStarted
+from hourglass.cluster.errors import (
+    InvalidArgument,
+    NotFound,
+    ScheduleAlreadyRegistered,
+    ScheduleNotFound,
+    ServiceError,
+    ShardNotOwned,
+    Unavailable,
+    WorkflowAlreadyStarted,
+)
 from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.scheduler import policy
 from hourglass.cluster.scheduler.spec import CompiledSpec, SpecError, compile_spec
-from hourglass.cluster.scheduler.state import BufferedStart, ScheduleState
+from hourglass.cluster.scheduler.state import BufferedStart, ScheduleState, encode_conflict_token
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
 from hourglass.persistence.records import ScheduleRecord
 from hourglass.persistence.store import Store
@@ -43,14 +57,7 @@ CONTINUED = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW
 Key = tuple[str, str]  # (namespace id, schedule id)
 
 
-class ScheduleAlreadyExists(Exception):
-    """CreateSchedule for an id that is taken."""
-
-
-class ScheduleNotFound(NotFound):
-    def __init__(self, schedule_id: str) -> None:
-        # The reference runs a schedule as the workflow "temporal-sys-scheduler:<id>" and says so.
-        super().__init__(f"workflow not found for ID: temporal-sys-scheduler:{schedule_id}")
+MAX_MATCHING_TIMES = 1000
 
 
 def jitter_seed(state: ScheduleState) -> str:
@@ -175,10 +182,18 @@ class ScheduleEngine:
             self._actors[key] = _Actor(self, key)
 
     def _shard(self, key: Key) -> Shard:
-        shard = self.history.shards.get(shard_id_for(key[0], key[1], self.history.shard_count))
-        if shard is None:
-            raise Unavailable("shard is not owned by this node")
+        shard_id = shard_id_for(key[0], key[1], self.history.shard_count)
+        shard = self.history.shards.get(shard_id)
+        if shard is None or shard.released:
+            # Retryable; in a cluster the router retries on the owner the ring names.
+            raise ShardNotOwned(f"shard {shard_id} is not owned by this node")
         return shard
+
+    def _fenced_out(self, shard: Shard, e: ShardOwnershipLostError) -> ShardNotOwned:
+        """Another owner bumped the shard's range id: give the shard up (the node's ownership controller
+        takes it back if it is still ours) and tell the caller to retry."""
+        self.history.shard_lost(shard)
+        return ShardNotOwned(f"shard {shard.shard_id} moved to another owner: {e}")
 
     # ---- reads -----------------------------------------------------------------------------------------
     def get(self, namespace_id: str, schedule_id: str) -> ScheduleState:
@@ -188,11 +203,61 @@ class ScheduleEngine:
             raise ScheduleNotFound(schedule_id)
         return state
 
-    def list(self, namespace_id: str) -> list[ScheduleState]:
-        """The namespace's schedules, newest first (the reference lists them from visibility so)."""
-        states = [s for (ns, _), s in self._states.items() if ns == namespace_id]
+    async def list(self, namespace_id: str) -> list[ScheduleState]:
+        """The namespace's schedules in every shard, newest first (the reference lists them from
+        visibility so). Shards this node runs answer from memory; the others (owned by another member,
+        or between owners) from their rows in the store, which every write reaches before memory does."""
+
+        async def of_shard(shard_id: int) -> list[ScheduleState]:
+            shard = self.history.shards.get(shard_id)
+            if shard is not None and not shard.released:
+                return [
+                    s
+                    for (ns, sid), s in list(self._states.items())
+                    if ns == namespace_id and shard_id_for(ns, sid, self.history.shard_count) == shard_id
+                ]
+            records = await self.store.list_schedules(shard_id, namespace_id)
+            return [ScheduleState.deserialize(r.state, r.version) for r in records]
+
+        per_shard = await asyncio.gather(*(of_shard(i) for i in range(self.history.shard_count)))
+        states = [s for shard_states in per_shard for s in shard_states]
         states.sort(key=lambda s: (-s.info.create_time.ToMilliseconds(), s.schedule_id))
         return states
+
+    async def describe(self, namespace_id: str, schedule_id: str) -> DescribeScheduleResponse:
+        """The schedule as DescribeSchedule shows it (an operation routed to the shard's owner)."""
+        state = self.get(namespace_id, schedule_id)
+        info = ScheduleInfo()
+        info.CopyFrom(state.info)
+        info.future_action_times.extend(
+            policy.future_action_times(state, compiled(state), policy.FUTURE_ACTIONS)
+        )
+        info.buffer_size = len(state.buffered)
+        resp = DescribeScheduleResponse(
+            schedule=state.schedule, info=info, conflict_token=encode_conflict_token(state.conflict_token)
+        )
+        if state.memo is not None:
+            resp.memo.CopyFrom(state.memo)
+        if state.search_attributes is not None:
+            resp.search_attributes.CopyFrom(state.search_attributes)
+        return resp
+
+    async def matching_times(
+        self, namespace_id: str, request: ListScheduleMatchingTimesRequest
+    ) -> ListScheduleMatchingTimesResponse:
+        """The times the schedule's spec matches in the request's range (at most MAX_MATCHING_TIMES)."""
+        state = self.get(namespace_id, request.schedule_id)
+        if not request.HasField("start_time") or not request.HasField("end_time"):
+            raise InvalidArgument("missing or invalid query")
+        spec = compiled(state)
+        resp = ListScheduleMatchingTimesResponse()
+        if spec is None:
+            return resp
+        for t in spec.times_between(
+            request.start_time.ToMilliseconds(), request.end_time.ToMilliseconds(), MAX_MATCHING_TIMES
+        ):
+            resp.start_time.add().FromMilliseconds(t.actual_ms)
+        return resp
 
     # ---- writes ----------------------------------------------------------------------------------------
     async def _write(self, shard: Shard, old: ScheduleState | None, new: ScheduleState) -> None:
@@ -205,11 +270,11 @@ class ScheduleEngine:
             )
         except ConditionFailedError as e:
             if old is None and ConditionFailedError.ALREADY_EXISTS in e.failures.values():
-                raise ScheduleAlreadyExists() from None
+                raise ScheduleAlreadyRegistered(new.schedule_id) from None
             await self._reload(shard, key)
             raise Unavailable("the schedule changed concurrently; try again") from None
         except ShardOwnershipLostError as e:
-            raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+            raise self._fenced_out(shard, e) from e
         except StoreUnavailableError as e:
             await self._reload(shard, key)
             raise Unavailable(f"persistence unavailable: {e}") from e
@@ -248,7 +313,8 @@ class ScheduleEngine:
         search_attributes: SearchAttributes | None,
         request_id: str,
     ) -> int:
-        """Returns the conflict token. ScheduleAlreadyExists if the id is taken (unless a retried create)."""
+        """Returns the conflict token. ScheduleAlreadyRegistered if the id is taken (unless a retried
+        create)."""
         key = (namespace_id, schedule_id)
         shard = self._shard(key)
         now = now_ms()
@@ -272,7 +338,7 @@ class ScheduleEngine:
             if existing is not None:
                 if request_id and existing.create_request_id == request_id:
                     return existing.conflict_token
-                raise ScheduleAlreadyExists()
+                raise ScheduleAlreadyRegistered(schedule_id)
             await self._write(shard, None, state)
         self._start_actor(key)
         return state.conflict_token
@@ -322,7 +388,7 @@ class ScheduleEngine:
                     shard.shard_id, shard.range_id, namespace_id, schedule_id, state.version
                 )
             except ShardOwnershipLostError as e:
-                raise Unavailable(f"shard {shard.shard_id} moved to another owner") from e
+                raise self._fenced_out(shard, e) from e
             except (ConditionFailedError, StoreUnavailableError) as e:
                 await self._reload(shard, key)
                 raise Unavailable(f"the schedule could not be deleted: {e}") from e

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from dataclasses import dataclass, field
 
 from temporalio.api.common.v1 import Memo, Payloads, SearchAttributes
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.schedule.v1 import Schedule, ScheduleInfo
+
+
+def encode_conflict_token(value: int) -> bytes:
+    """The conflict token clients get and send back: the counter as 8 big-endian bytes."""
+    return struct.pack(">q", value)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from hourglass.persistence.cassandra import testing as cassandra
 from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
 from .harness import LocalCluster
-from .workflows import ActivityTimerWorkflow, echo
+from .workflows import ActivityTimerWorkflow, WaitForSignal, echo
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ async def worker_on(address: str, task_queue: str):
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[ActivityTimerWorkflow],
+        workflows=[ActivityTimerWorkflow, WaitForSignal],
         activities=[echo],
         workflow_runner=UnsandboxedWorkflowRunner(),
         max_concurrent_workflow_tasks=50,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from hourglass.cluster.rpc import internal_pb2 as pb
@@ -18,7 +19,7 @@ from hourglass.cluster.rpc import internal_pb2 as pb
 from .checks import assert_all_complete, shard_ranges, start_many, writes_with_ranges_since
 from .conftest import new_queue, worker_on
 from .harness import SHARDS
-from .workflows import ActivityTimerWorkflow
+from .workflows import ActivityTimerWorkflow, WaitForSignal
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -69,6 +70,30 @@ async def test_requests_through_any_node_succeed(cluster):
             assert (await c1.get_workflow_handle(wid).describe()).id == wid
         await assert_all_complete(c3, ids, timeout=60)
         await assert_all_complete(c1, ids[:5], timeout=10)
+
+
+async def test_a_worker_shutting_down_through_any_node_gives_up_its_sticky_queue(cluster):
+    """ShutdownWorker reaches the member holding the worker's sticky queue, whichever node the worker used:
+    the run's next task goes to the normal queue at once, not to the dead sticky queue until it times out.
+    One worker through each node, so (the ring placing each sticky queue) most of them cross the cluster."""
+
+    async def through(entry, other) -> None:
+        queue = new_queue()
+        async with worker_on(entry.address, queue) as client:
+            handle = await client.start_workflow(WaitForSignal.run, id=f"unload-{queue}", task_queue=queue)
+            for _ in range(100):
+                events = [e.event_type async for e in handle.fetch_history_events()]
+                if EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in events:
+                    break
+                await asyncio.sleep(0.1)
+        await handle.signal(WaitForSignal.finish, "after shutdown")
+        async with worker_on(other.address, queue):
+            assert await handle.result() == "after shutdown"
+        events = [e.event_type async for e in handle.fetch_history_events()]
+        assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT not in events
+
+    nodes = cluster.nodes
+    await asyncio.gather(*(through(n, nodes[(i + 1) % len(nodes)]) for i, n in enumerate(nodes)))
 
 
 async def test_kill9_under_load_every_workflow_completes_and_the_node_rejoins(cluster):

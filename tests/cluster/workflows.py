@@ -28,3 +28,20 @@ class ActivityTimerWorkflow:
     @workflow.update
     def bump(self, value: int) -> int:
         return value + 1
+
+
+@workflow.defn
+class WaitForSignal:
+    """Waits for one signal and returns it: its second workflow task comes after the worker may be gone."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.value is not None)
+        return self.value or ""
+
+    @workflow.signal
+    def finish(self, value: str) -> None:
+        self.value = value

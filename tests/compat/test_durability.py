@@ -7,12 +7,15 @@ with HOURGLASS_COMPAT_TARGET=reference HOURGLASS_COMPAT_REFERENCE_PERSIST=1 (a f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from pathlib import Path
 
+import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from .helpers import event_types, new_id, run_worker, wait_for_event
-from .servers import ServerProcess
+from .servers import HOURGLASS, HOURGLASS_CASSANDRA, ServerProcess, free_port
 from .workflows import ActivitySpec, GreetSomeone, RunActivity, SignalCollector, Sleeper, WaitForSignal
 
 
@@ -94,3 +97,42 @@ async def test_connected_worker_survives_server_restart(restartable_server: Serv
         await wait_for_event(handle, "TIMER_STARTED")
         await srv.restart()
         assert await asyncio.wait_for(handle.result(), 30) == "slept 2.0s"
+
+
+def _second_process(srv: ServerProcess, workdir: Path) -> ServerProcess:
+    """Another Hourglass server on the same store (database file or keyspace), on a port of its own."""
+    port = free_port()
+    if srv.kind == HOURGLASS:
+        argv = list(srv.argv)
+        argv[argv.index("--port") + 1] = str(port)
+    else:
+        assert srv.db_filename is not None  # the node's config file
+        config = workdir / "second.yaml"
+        config.write_text(srv.db_filename.read_text().replace(f"port: {srv.port}}}", f"port: {port}}}"))
+        argv = [*srv.argv[:-1], str(config)]
+    return dataclasses.replace(srv, port=port, workdir=workdir, argv=argv, proc=None, starts=0, _log_files=[])
+
+
+async def test_shards_taken_by_a_stale_second_server_are_taken_back(
+    restartable_server: ServerProcess, tmp_path: Path
+) -> None:
+    """A second server started on the same store by mistake takes every shard (it bumps their range ids)
+    and fences the first one out. Once it is gone, the first server takes its shards back, as the
+    reference's shard controller does: its runs go on, instead of failing with UNAVAILABLE forever."""
+    srv = restartable_server
+    if srv.kind not in (HOURGLASS, HOURGLASS_CASSANDRA):
+        pytest.skip("starts a second Hourglass server on the store of the one under test")
+    client = await Client.connect(srv.address)
+    async with run_worker(client) as tq:
+        waiting = await client.start_workflow(WaitForSignal.run, id=new_id("stale"), task_queue=tq)
+        await wait_for_event(waiting, "WORKFLOW_TASK_COMPLETED")
+        second = _second_process(srv, tmp_path)
+        await second.start()  # it owns every shard now
+        second.kill9()
+
+        await asyncio.wait_for(waiting.signal(WaitForSignal.finish, "after the stale server"), 30)
+        assert await asyncio.wait_for(waiting.result(), 30) == "after the stale server"
+        again = await client.start_workflow(
+            GreetSomeone.run, "again", id=new_id("after-stale"), task_queue=tq
+        )
+        assert await asyncio.wait_for(again.result(), 30) == "Hello, again!"
