@@ -31,7 +31,11 @@ def _state() -> MutableState:
         info=info,
         next_event_id=6,
         workflow_task=WorkflowTaskInfo(
-            scheduled_event_id=5, attempt=1, task_queue="tq", start_to_close_timeout_ms=10_000, scheduled_time_ms=1
+            scheduled_event_id=5,
+            attempt=1,
+            task_queue="tq",
+            start_to_close_timeout_ms=10_000,
+            scheduled_time_ms=1,
         ),
     )
     ms.activities[5] = ActivityInfo(
