@@ -9,6 +9,8 @@ per process: every node of a process serves the same ones.
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +22,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HistoryLimits:
-    """When a workflow task's started event suggests continue-as-new (the reference's defaults)."""
+    """When a workflow task's started event suggests continue-as-new, and how much longer a retried
+    workflow task may take at most (the reference's defaults)."""
 
     suggest_continue_as_new_count: int = 4 * 1024
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
+    workflow_task_retry_max_interval_ms: int = 10 * 60 * 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -38,6 +42,43 @@ _KEYS = {
     "limit.historyCount.suggestContinueAsNew": "suggest_continue_as_new_count",
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
 }
+# Durations, kept in milliseconds.
+_DURATION_KEYS = {
+    "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
+}
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3, "d": 86400e3}
+
+
+def parse_duration_ms(value: Any) -> int:
+    """A duration as the reference's dynamic config reads one: a number is seconds, a string is a Go
+    duration ("90s", "1m30s", "500ms", also "2d") or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            return _parse_go_duration_ms(text, value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {value!r}")
+    return int(seconds * 1000)
+
+
+def _parse_go_duration_ms(text: str, value: Any) -> int:
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_MS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"not a duration: {value!r}")
+    return int(total)
 
 
 def parse_dynamic_config_values(values: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -54,6 +95,15 @@ def parse_dynamic_config_values(values: tuple[str, ...] | list[str]) -> dict[str
 def apply_dynamic_config(config: Mapping[str, Any]) -> None:
     """Set the limits this process's nodes use; unknown keys are logged and ignored."""
     for key, value in config.items():
+        if key in _DURATION_KEYS:
+            try:
+                ms = parse_duration_ms(value)
+            except ValueError:
+                raise ValueError(f"dynamic config {key} must be a duration, not {value!r}") from None
+            if ms <= 0:
+                raise ValueError(f"dynamic config {key} must be a positive duration, not {value!r}")
+            setattr(LIMITS, _DURATION_KEYS[key], ms)
+            continue
         field = _KEYS.get(key)
         if field is None:
             log.info("dynamic config %s is not used by Hourglass; ignored", key)
