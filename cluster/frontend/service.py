@@ -559,8 +559,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondWorkflowTaskCompleted(self, request, context):
         token = TaskToken.decode(request.task_token)
-        reset_to = await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
-        return rr.RespondWorkflowTaskCompletedResponse(reset_history_event_id=reset_to)
+        return await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
 
     @rpc
     async def RespondWorkflowTaskFailed(self, request, context):

@@ -343,6 +343,24 @@ class Transition:
         wt = self.ms.workflow_task
         if wt is None or wt.started or wt.speculative or wt.sticky or wt.attempt != 1:
             return None
+        return self._start_without_matching(wt, request_id, identity)
+
+    def start_new_workflow_task_in_response(
+        self, identity: str, build_id: str = ""
+    ) -> WorkflowTaskInfo | None:
+        """RespondWorkflowTaskCompleted with return_new_workflow_task: the task the completion scheduled
+        is started at once and goes back in the response (no poll, no matching), as on the reference,
+        which names its request "request-from-RespondWorkflowTaskCompleted". None when none was scheduled."""
+        wt = self.ms.workflow_task
+        if wt is None or wt.started or wt.speculative:
+            return None
+        return self._start_without_matching(
+            wt, "request-from-RespondWorkflowTaskCompleted", identity, build_id
+        )
+
+    def _start_without_matching(
+        self, wt: WorkflowTaskInfo, request_id: str, identity: str, build_id: str = ""
+    ) -> WorkflowTaskInfo:
         self.transfer_tasks = [
             t
             for t in self.transfer_tasks
@@ -351,7 +369,7 @@ class Transition:
                 and t.data.get("scheduled_event_id") == wt.scheduled_event_id
             )
         ]
-        return self.start_workflow_task(request_id, identity)
+        return self.start_workflow_task(request_id, identity, build_id)
 
     def transient_workflow_task_events(self) -> list[HistoryEvent]:
         """The events a worker sees for a transient (retried) or speculative workflow task that history has
