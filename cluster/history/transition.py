@@ -781,7 +781,10 @@ class Transition:
         )
         if ai.last_failure is not None and ai.attempt > 1:
             attrs.last_failure.CopyFrom(ai.last_failure)
-        return self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
+        event = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
+        # Written when the attempt closes, it carries the time the attempt started (as on the reference).
+        event.event_time.CopyFrom(to_timestamp(ai.started_time_ms))
+        return event
 
     def _close_activity(self, ai: ActivityInfo, event_type: int, attrs) -> None:
         """Write the attempt's started event (if it started) and the activity's close event."""
