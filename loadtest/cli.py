@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hourglass.loadtest.catalog import BUILTIN_SCENARIOS, DRIVERS
+from hourglass.persistence.visibility.values import go_duration_ns
 
 if TYPE_CHECKING:
     from hourglass.loadtest.runner import RunConfig
 
 DEFAULT_WORKFLOWS = 100
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class Duration(click.ParamType):
@@ -38,10 +37,10 @@ class Duration(click.ParamType):
         text = str(value).strip().lower()
         if re.fullmatch(r"\d+(\.\d+)?", text):
             return float(text)
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
+        ns = go_duration_ns(text)
+        if ns is None or ns < 0:
             self.fail(f"{value!r} is not a duration (examples: 60s, 1m30s, 500ms)", param, ctx)
-        return sum(float(n) * _UNIT_S[u] for n, u in parts)
+        return ns / 1e9
 
 
 def _address(ctx: click.Context, param: click.Parameter, value: str) -> str:

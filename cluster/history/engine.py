@@ -628,12 +628,14 @@ class HistoryEngine:
         return await self._workflow_task_response(shard, ms, wt, execution)
 
     async def _workflow_task_response(
-        self, shard: Shard, ms: MutableState, wt, execution: WorkflowExecution
+        self, shard: Shard, ms: MutableState, wt, execution: WorkflowExecution, *, partial: bool = False
     ) -> PollWorkflowTaskQueueResponse:
         """What the worker gets for a started workflow task: its token, history and update messages."""
         key = ExecutionKey(ms.info.namespace_id, execution.workflow_id, execution.run_id)
-        # A sticky worker has the run cached up to its last task: it gets only what came after.
-        first_event_id = ms.last_completed_workflow_task_started_event_id + 1 if ms.sticky else 1
+        # A sticky worker has the run cached up to its last task: it gets only what came after. So does
+        # one handed the next task in its completion's response (`partial`), sticky or not (reference).
+        partial = partial or ms.sticky
+        first_event_id = ms.last_completed_workflow_task_started_event_id + 1 if partial else 1
         events = await shard.read_events(ms, first_event_id)
         events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
         token = TaskToken(
@@ -714,8 +716,9 @@ class HistoryEngine:
         self, token: TaskToken, request: RespondWorkflowTaskCompletedRequest, max_blob_bytes: int
     ) -> RespondWorkflowTaskCompletedResponse:
         """Apply the worker's commands and update messages. The reply carries the event id the worker must
-        roll its history back to when a speculative task is dropped (reset_history_event_id), and the
-        activities it asked to run eagerly, already started for it.
+        roll its history back to when a speculative task is dropped (reset_history_event_id), the
+        activities it asked to run eagerly, already started for it, and the next workflow task, already
+        started, when the worker asked for it (return_new_workflow_task) and the completion scheduled one.
         """
         failed: list[CommandError] = []
         try:
@@ -724,6 +727,7 @@ class HistoryEngine:
             failed.append(e)
         shard = self.shard_for(token.namespace_id, token.workflow_id)
         key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
+        returned: list = []  # the new task started for the response, if any
 
         def complete(ms: MutableState, tr: Transition) -> RespondWorkflowTaskCompletedResponse:
             wt = self._started_workflow_task(ms, token)
@@ -752,13 +756,16 @@ class HistoryEngine:
             had_buffered = bool(ms.buffered_events)
             # SDKs without worker versioning send their build id as the binary checksum; history shows
             # it as the task's worker version, as on the reference.
+            build_id = (
+                request.deployment_options.build_id
+                or request.worker_version_stamp.build_id
+                or request.binary_checksum
+            )
             completed_id = tr.complete_workflow_task(
                 request.identity,
                 "",
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
-                request.deployment_options.build_id
-                or request.worker_version_stamp.build_id
-                or request.binary_checksum,
+                build_id,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
@@ -784,6 +791,11 @@ class HistoryEngine:
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
                 tr.schedule_workflow_task()
+                if request.return_new_workflow_task:
+                    new_wt = tr.start_new_workflow_task_in_response(request.identity, build_id)
+                    if new_wt is not None:
+                        registry.ship(new_wt)
+                        returned.append(new_wt)
             return RespondWorkflowTaskCompletedResponse(
                 activity_tasks=[_activity_task(ms.info.namespace, ms.info, ai, attrs) for ai, attrs in eager]
             )
@@ -805,6 +817,13 @@ class HistoryEngine:
             return RespondWorkflowTaskCompletedResponse()
         if response.reset_history_event_id:
             await self._deliver_admitted_updates(key)
+        if returned:
+            ms = await shard.load(key)
+            if ms is not None:
+                execution = WorkflowExecution(workflow_id=token.workflow_id, run_id=token.run_id)
+                response.workflow_task.CopyFrom(
+                    await self._workflow_task_response(shard, ms, returned[-1], execution, partial=True)
+                )
         return response
 
     async def _check_command_search_attributes(self, namespace_id: str, commands) -> None:

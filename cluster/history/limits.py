@@ -9,19 +9,23 @@ per process: every node of a process serves the same ones.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from hourglass.persistence.visibility.values import go_duration_ns
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class HistoryLimits:
-    """When a workflow task's started event suggests continue-as-new (the reference's defaults), and
-    whether a worker asking to run an activity eagerly gets it in its workflow task's reply.
+    """When a workflow task's started event suggests continue-as-new, how much longer a retried workflow
+    task may take at most (the reference's defaults), and whether a worker asking to run an activity
+    eagerly gets it in its workflow task's reply.
 
     Eager activities are on by default, as on the reference's dev server: they save the activity's trip
     through matching and a poll, and a worker only asks when it has a free slot for the activity.
@@ -29,6 +33,7 @@ class HistoryLimits:
 
     suggest_continue_as_new_count: int = 4 * 1024
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
+    workflow_task_retry_max_interval_ms: int = 10 * 60 * 1000
     enable_activity_eager_execution: bool = True
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
@@ -45,6 +50,31 @@ _KEYS = {
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
     "system.enableActivityEagerExecution": "enable_activity_eager_execution",
 }
+# Durations, kept in milliseconds.
+_DURATION_KEYS = {
+    "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
+}
+
+
+def parse_duration_ms(value: Any) -> int:
+    """A duration as the reference's dynamic config reads one: a number is seconds, a string is a Go
+    duration ("90s", "1m30s", "500ms", also "2d") or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            ns = go_duration_ns(text)
+            if ns is None:
+                raise ValueError(f"not a duration: {value!r}") from None
+            return ns // 1_000_000
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {value!r}")
+    return int(seconds * 1000)
 
 
 def parse_dynamic_config_values(values: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -61,6 +91,15 @@ def parse_dynamic_config_values(values: tuple[str, ...] | list[str]) -> dict[str
 def apply_dynamic_config(config: Mapping[str, Any]) -> None:
     """Set the limits this process's nodes use; unknown keys are logged and ignored."""
     for key, value in config.items():
+        if key in _DURATION_KEYS:
+            try:
+                ms = parse_duration_ms(value)
+            except ValueError:
+                raise ValueError(f"dynamic config {key} must be a duration, not {value!r}") from None
+            if ms <= 0:
+                raise ValueError(f"dynamic config {key} must be a positive duration, not {value!r}")
+            setattr(LIMITS, _DURATION_KEYS[key], ms)
+            continue
         field = _KEYS.get(key)
         if field is None:
             log.info("dynamic config %s is not used by Hourglass; ignored", key)

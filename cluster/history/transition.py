@@ -8,6 +8,7 @@ only when the workflow task closes, so the worker's view of history never change
 from __future__ import annotations
 
 import dataclasses
+import random
 import uuid
 from collections.abc import Callable
 
@@ -60,6 +61,26 @@ from hourglass.cluster.history.mutable_state import (
 from hourglass.cluster.history.tasks import NewTask, TimerKind, TransferKind
 from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
+
+# A workflow task that keeps failing or timing out gets more time from its fourth attempt on, as on the
+# reference: its start-to-close timeout grows by 5 s, 10 s, 20 s... (jittered, at most
+# history.workflowTaskRetryMaxInterval), so a worker that is merely slow (a loaded machine, a local
+# activity holding the task) gets through instead of missing the same short timeout forever.
+RETRY_EXTENSION_AFTER_ATTEMPT = 3
+RETRY_EXTENSION_INITIAL_MS = 5_000
+
+
+def workflow_task_timeout_ms(default_ms: int, attempt: int) -> int:
+    """The start-to-close timeout of a workflow task's `attempt` (the reference's backoff: 80-100 % of
+    5 s doubled per attempt past the third, capped; no extension when the cap is below 5 s)."""
+    if attempt <= RETRY_EXTENSION_AFTER_ATTEMPT:
+        return default_ms
+    exponent = min(attempt - RETRY_EXTENSION_AFTER_ATTEMPT - 1, 62)
+    interval = min(RETRY_EXTENSION_INITIAL_MS * 2.0**exponent, LIMITS.workflow_task_retry_max_interval_ms)
+    if interval < RETRY_EXTENSION_INITIAL_MS:
+        return default_ms
+    return default_ms + int(interval * (0.8 + 0.2 * random.random()))
+
 
 # How the reference names timeouts in its failure messages ("activity StartToClose timeout").
 _TIMEOUT_NAMES = {
@@ -188,7 +209,7 @@ class Transition:
             scheduled_event_id=ms.next_event_id,
             attempt=attempt,
             task_queue=ms.info.sticky_task_queue if sticky else ms.info.task_queue,
-            start_to_close_timeout_ms=ms.info.workflow_task_timeout_ms,
+            start_to_close_timeout_ms=workflow_task_timeout_ms(ms.info.workflow_task_timeout_ms, attempt),
             scheduled_time_ms=self.now,
             sticky=sticky,
         )
@@ -325,6 +346,24 @@ class Transition:
         wt = self.ms.workflow_task
         if wt is None or wt.started or wt.speculative or wt.sticky or wt.attempt != 1:
             return None
+        return self._start_without_matching(wt, request_id, identity)
+
+    def start_new_workflow_task_in_response(
+        self, identity: str, build_id: str = ""
+    ) -> WorkflowTaskInfo | None:
+        """RespondWorkflowTaskCompleted with return_new_workflow_task: the task the completion scheduled
+        is started at once and goes back in the response (no poll, no matching), as on the reference,
+        which names its request "request-from-RespondWorkflowTaskCompleted". None when none was scheduled."""
+        wt = self.ms.workflow_task
+        if wt is None or wt.started or wt.speculative:
+            return None
+        return self._start_without_matching(
+            wt, "request-from-RespondWorkflowTaskCompleted", identity, build_id
+        )
+
+    def _start_without_matching(
+        self, wt: WorkflowTaskInfo, request_id: str, identity: str, build_id: str = ""
+    ) -> WorkflowTaskInfo:
         self.transfer_tasks = [
             t
             for t in self.transfer_tasks
@@ -333,7 +372,7 @@ class Transition:
                 and t.data.get("scheduled_event_id") == wt.scheduled_event_id
             )
         ]
-        return self.start_workflow_task(request_id, identity)
+        return self.start_workflow_task(request_id, identity, build_id)
 
     def transient_workflow_task_events(self) -> list[HistoryEvent]:
         """The events a worker sees for a transient (retried) or speculative workflow task that history has
@@ -362,8 +401,10 @@ class Transition:
     def _write_transient_events(self, wt: WorkflowTaskInfo) -> None:
         """A transient attempt that closes for good is written to history after all."""
         if wt.transient:
-            self._add_workflow_task_scheduled_event(wt)
-            self._add_workflow_task_started_event(wt)
+            scheduled = self._add_workflow_task_scheduled_event(wt)
+            scheduled.event_time.CopyFrom(to_timestamp(wt.scheduled_time_ms))
+            started = self._add_workflow_task_started_event(wt)
+            started.event_time.CopyFrom(to_timestamp(wt.started_time_ms))
 
     def complete_workflow_task(
         self, identity: str, binary_checksum: str = "", sdk_metadata=None, build_id: str = ""
@@ -763,7 +804,10 @@ class Transition:
         )
         if ai.last_failure is not None and ai.attempt > 1:
             attrs.last_failure.CopyFrom(ai.last_failure)
-        return self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
+        event = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
+        # Written when the attempt closes, it carries the time the attempt started (as on the reference).
+        event.event_time.CopyFrom(to_timestamp(ai.started_time_ms))
+        return event
 
     def _close_activity(self, ai: ActivityInfo, event_type: int, attrs) -> None:
         """Write the attempt's started event (if it started) and the activity's close event."""

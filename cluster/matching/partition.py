@@ -215,7 +215,8 @@ class Partition:
         try:
             done, _ = await asyncio.wait({poller}, timeout=timeout)
         except asyncio.CancelledError:
-            if poller.done() and not poller.cancelled():
+            # A task handed over as the poll was cancelled goes back (None: the partition let go of it).
+            if poller.done() and not poller.cancelled() and poller.result() is not None:
                 self.give_back(poller.result())
             poller.cancel()
             raise

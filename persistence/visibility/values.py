@@ -161,16 +161,24 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
 _HHMMSS = re.compile(r"(\d+):([0-5]\d):([0-5]\d)")
 
 
+def go_duration_ns(text: str) -> int | None:
+    """A Go duration ("1h30m", "300ms", "-1.5h", with "d" for days) in nanoseconds; None if it is not one."""
+    match = _GO_DURATION.fullmatch(text.strip())
+    if not match:
+        return None
+    total = sum(float(n) * _DURATION_UNITS_NS[u] for n, u in _DURATION_PART.findall(text))
+    return int(round(-total if match.group(1) == "-" else total))
+
+
 def parse_duration_ns(text: str) -> int:
     """ExecutionDuration literals, as the reference reads them: integer nanoseconds, a Go duration
     ("1h30m", "300ms", "-1.5h", with "d" for days) or "hh:mm:ss"."""
     text = text.strip()
     if re.fullmatch(r"[+-]?\d+", text):
         return int(text)
-    match = _GO_DURATION.fullmatch(text)
-    if match:
-        total = sum(float(n) * _DURATION_UNITS_NS[u] for n, u in _DURATION_PART.findall(text))
-        return int(round(-total if match.group(1) == "-" else total))
+    go = go_duration_ns(text)
+    if go is not None:
+        return go
     match = _HHMMSS.fullmatch(text)
     if match:
         hours, minutes, seconds = (int(g) for g in match.groups())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
@@ -15,7 +16,7 @@ from temporalio.exceptions import (
 )
 
 from . import state
-from .helpers import new_id, run_worker
+from .helpers import event_type_name, new_id, run_worker
 from .workflows import ActivitySpec, Retry, RunActivity
 
 
@@ -149,6 +150,19 @@ async def test_start_to_close_timeout_exhausted(client: Client) -> None:
     assert act_err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
     assert isinstance(cause, TimeoutError)
     assert cause.type == TimeoutType.START_TO_CLOSE
+
+
+async def test_a_timed_out_attempt_keeps_its_start_time(client: Client) -> None:
+    """ActivityTaskStarted is written only when the attempt closes, but with the time it started."""
+    key = new_id("key")
+    spec = ActivitySpec("slow", [key, 5], start_to_close=1, retry=Retry(maximum_attempts=1))
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(RunActivity.run, spec, id=new_id(), task_queue=tq)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    events = {event_type_name(e): e.event_time.ToDatetime() for e in (await handle.fetch_history()).events}
+    assert events["ACTIVITY_TASK_STARTED"] - events["ACTIVITY_TASK_SCHEDULED"] < timedelta(seconds=0.5)
+    assert events["ACTIVITY_TASK_TIMED_OUT"] - events["ACTIVITY_TASK_STARTED"] >= timedelta(seconds=1)
 
 
 async def test_schedule_to_close_timeout(client: Client) -> None:

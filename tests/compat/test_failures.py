@@ -29,6 +29,7 @@ from .workflows import (
     GreetSomeone,
     Retry,
     RunActivity,
+    SlowToDecide,
     WaitForSignal,
 )
 
@@ -216,3 +217,37 @@ async def test_workflow_task_timeout_is_retried(client: Client) -> None:
     assert (timed_out.scheduled_event_id, timed_out.started_event_id) == (2, 3)
     assert history.events[4].workflow_task_scheduled_event_attributes.attempt == 2
     assert history.events[2].workflow_task_started_event_attributes.identity == "dies-mid-task"
+
+
+async def test_a_slow_worker_gets_more_time_from_the_fourth_attempt(client: Client) -> None:
+    """A worker slower than the workflow task timeout: attempts 1-3 time out, the 4th and later get 5 s
+    more, doubling, jittered (as on the reference), so the run gets through instead of timing out forever.
+    A query sent meanwhile waits for the task in flight and is answered once one gets through."""
+    async with run_worker(client, debug_mode=True) as tq:  # debug_mode: no deadlock detection
+        handle = await client.start_workflow(
+            SlowToDecide.run, 1.5, id=new_id(), task_queue=tq, task_timeout=timedelta(seconds=1)
+        )
+        assert await handle.query(SlowToDecide.phase, rpc_timeout=timedelta(seconds=40)) == "decided"
+        assert await handle.result() == "decided"
+    assert await event_types(handle) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_TIMED_OUT",
+        # Attempts 2, 3... timed out too, transient (not in history); the one that got through is written.
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "WORKFLOW_EXECUTION_COMPLETED",
+    ]
+    events = (await handle.fetch_history()).events
+    first = events[1].workflow_task_scheduled_event_attributes
+    assert (first.attempt, first.start_to_close_timeout.ToTimedelta()) == (1, timedelta(seconds=1))
+    last = events[4].workflow_task_scheduled_event_attributes
+    assert last.attempt >= 4
+    extension = 5.0 * 2 ** (last.attempt - 4)
+    assert 1 + 0.8 * extension <= last.start_to_close_timeout.ToTimedelta().total_seconds() <= 1 + extension
+    # Written at completion, its events keep the times the worker saw: it held the task 1.5 s.
+    held = events[6].event_time.ToDatetime() - events[5].event_time.ToDatetime()
+    assert held >= timedelta(seconds=1)
+    assert events[4].event_time.ToDatetime() <= events[5].event_time.ToDatetime()

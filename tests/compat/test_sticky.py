@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, TaskQueueKind, TimeoutType
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
+from temporalio.api.enums.v1 import EventType, QueryResultType, TaskQueueKind, TimeoutType
+from temporalio.api.query.v1 import WorkflowQueryResult
 from temporalio.api.taskqueue.v1 import StickyExecutionAttributes, TaskQueue
 from temporalio.api.workflowservice.v1 import (
     PollWorkflowTaskQueueRequest,
@@ -130,6 +131,81 @@ async def _run_then_kill_worker(client: Client, server: ServerProcess, workflow,
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("sticky_worker", [True, False], ids=["sticky", "not-sticky"])
+async def test_a_completion_hands_back_the_next_task_when_asked(client: Client, sticky_worker: bool) -> None:
+    """RespondWorkflowTaskCompleted with return_new_workflow_task (the SDK always sets it): a completion
+    that schedules a new task (here force_create_new_workflow_task, as a local activity's heartbeat does)
+    gets it back already started, with the events since the previous task (sticky worker or not) and the
+    query that waited for it; no poll is involved. The reference names its start
+    "request-from-RespondWorkflowTaskCompleted"."""
+    tq = new_id("tq")
+    sticky = TaskQueue(name=f"{tq}-sticky", kind=STICKY, normal_name=tq)
+    attributes = StickyExecutionAttributes(
+        worker_task_queue=sticky, schedule_to_start_timeout=Duration(seconds=10)
+    )
+    handle = await client.start_workflow(WaitForSignal.run, id=new_id("return-new"), task_queue=tq)
+    try:
+        first = await poll(client, TaskQueue(name=tq))
+        query = asyncio.create_task(handle.query("where", result_type=str))
+        await asyncio.sleep(1)
+        assert not query.done()  # it waits for the task in flight
+        request = RespondWorkflowTaskCompletedRequest(
+            namespace="default",
+            task_token=first.task_token,
+            identity="raw-worker",
+            force_create_new_workflow_task=True,
+            return_new_workflow_task=True,
+        )
+        if sticky_worker:
+            request.sticky_attributes.CopyFrom(attributes)
+        response = await client.workflow_service.respond_workflow_task_completed(request)
+        task = response.workflow_task
+        assert task.task_token
+        assert (task.attempt, task.previous_started_event_id, task.started_event_id) == (1, 3, 6)
+        assert [e.event_id for e in task.history.events] == [4, 5, 6]
+        assert [q.query_type for q in task.queries.values()] == ["where"]
+
+        # The worker answers the query with that task; nothing new to do, so nothing comes back.
+        request = RespondWorkflowTaskCompletedRequest(
+            namespace="default",
+            task_token=task.task_token,
+            identity="raw-worker",
+            return_new_workflow_task=True,
+        )
+        if sticky_worker:
+            request.sticky_attributes.CopyFrom(attributes)
+        answer = Payload(metadata={"encoding": b"json/plain"}, data=b'"here"')
+        request.query_results[next(iter(task.queries))].CopyFrom(
+            WorkflowQueryResult(
+                result_type=QueryResultType.QUERY_RESULT_TYPE_ANSWERED, answer=Payloads(payloads=[answer])
+            )
+        )
+        response = await client.workflow_service.respond_workflow_task_completed(request)
+        assert not response.HasField("workflow_task")
+        assert await asyncio.wait_for(query, 10) == "here"
+
+        events = (await handle.fetch_history()).events
+        assert [e.event_type for e in events] == [
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        ]
+        assert events[4].workflow_task_scheduled_event_attributes.task_queue.kind == (
+            STICKY if sticky_worker else NORMAL
+        )
+        started = events[5].workflow_task_started_event_attributes
+        assert (started.request_id, started.identity) == (
+            "request-from-RespondWorkflowTaskCompleted",
+            "raw-worker",
+        )
+    finally:
+        await handle.terminate()
+
+
 async def test_workflow_survives_its_sticky_worker_being_killed(
     client: Client, server: ServerProcess
 ) -> None:

@@ -246,6 +246,25 @@ class Sleeper:
 
 
 @workflow.defn
+class SlowToDecide:
+    """Holds its worker for `seconds` on each activation: a worker slower than a short task timeout."""
+
+    def __init__(self) -> None:
+        self._phase = "started"
+
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        with workflow.unsafe.sandbox_unrestricted():
+            time.sleep(seconds)  # noqa: ASYNC251 (the point: a worker that does not answer in time)
+        self._phase = "decided"
+        return self._phase
+
+    @workflow.query
+    def phase(self) -> str:
+        return self._phase
+
+
+@workflow.defn
 class WaitForSignal:
     """Waits (no timer) for the `finish` signal and returns its argument."""
 
@@ -603,6 +622,7 @@ ALL_WORKFLOWS = [
     FailFirstTask,
     FailAfterSignal,
     Sleeper,
+    SlowToDecide,
     WaitForSignal,
     SignalOrTimeout,
     SignalCollector,

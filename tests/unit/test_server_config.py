@@ -46,3 +46,27 @@ def test_cli_reports_a_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["server", "start", "--config", str(tmp_path / "nope.yaml")])
     assert result.exit_code != 0
     assert "cannot read" in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [("5s", 5_000), ("1m30s", 90_000), ("500ms", 500), ("1h", 3_600_000), ("2d", 172_800_000), (90, 90_000)],
+)
+def test_dynamic_config_durations_read_as_the_reference_reads_them(value: object, ms: int) -> None:
+    """`--dynamic-config-value 'history.workflowTaskRetryMaxInterval="5s"'`: Go durations, or seconds."""
+    from hourglass.cluster.history.limits import LIMITS, apply_dynamic_config
+
+    before = LIMITS.workflow_task_retry_max_interval_ms
+    try:
+        apply_dynamic_config({"history.workflowTaskRetryMaxInterval": value})
+        assert LIMITS.workflow_task_retry_max_interval_ms == ms
+    finally:
+        LIMITS.workflow_task_retry_max_interval_ms = before
+
+
+@pytest.mark.parametrize("value", ["5x", "", "soon", "-5s", True])
+def test_a_bad_dynamic_config_duration_is_refused(value: object) -> None:
+    from hourglass.cluster.history.limits import apply_dynamic_config
+
+    with pytest.raises(ValueError, match="history.workflowTaskRetryMaxInterval must be a"):
+        apply_dynamic_config({"history.workflowTaskRetryMaxInterval": value})

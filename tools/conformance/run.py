@@ -228,6 +228,7 @@ def main(
 ) -> None:
     """Run the SDK's tests against the reference and Hourglass; write the comparison table."""
     sdk_root = sdk_tests.resolve()
+    suite_python = suite_python.absolute()  # pytest runs in the SDK checkout (make passes a relative path)
     if not (sdk_root / "tests" / "conftest.py").exists() and (sdk_root.name == "tests"):
         sdk_root = sdk_root.parent
     if not (sdk_root / "tests" / "conftest.py").exists():
