@@ -41,6 +41,10 @@ def _by_token(a: tuple) -> tuple[str, str]:
     return a[0].namespace_id, a[0].workflow_id
 
 
+def _by_request(a: tuple) -> tuple[str, str]:
+    return a[0], a[1].execution.workflow_id
+
+
 def _by_state(a: tuple) -> tuple[str, str]:
     return a[0].info.namespace_id, a[0].info.workflow_id
 
@@ -71,6 +75,10 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "poll_update": _by_execution(1),
     "update_with_start": _by_execution(2),  # the start request carries workflow_id
     "consistent_query": _by_execution(1),
+    "pause_activity": _by_request,
+    "unpause_activity": _by_request,
+    "reset_activity": _by_request,
+    "update_activity_options": _by_request,
 }
 HISTORY_LONG = {"wait_for_change", "update_workflow", "poll_update", "update_with_start", "consistent_query"}
 

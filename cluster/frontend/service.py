@@ -11,7 +11,7 @@ import time
 import uuid
 
 import grpc
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Priority, WorkflowExecution
 from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
     PendingActivityState,
@@ -47,7 +47,7 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import visibility
+from hourglass.cluster.frontend import activity_operations, visibility
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
@@ -61,9 +61,10 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
+from hourglass.cluster.history import activity_ops
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
-from hourglass.cluster.history.mutable_state import MutableState
-from hourglass.cluster.history.timeutil import to_duration, to_timestamp
+from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import default_retry_policy
 from hourglass.cluster.matching.engine import MatchingEngine
@@ -646,19 +647,77 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RecordActivityTaskHeartbeat(self, request, context):
-        return rr.RecordActivityTaskHeartbeatResponse(cancel_requested=await self._heartbeat(request))
+        return rr.RecordActivityTaskHeartbeatResponse(**await self._heartbeat(request))
 
     @rpc
     async def RecordActivityTaskHeartbeatById(self, request, context):
-        return rr.RecordActivityTaskHeartbeatByIdResponse(cancel_requested=await self._heartbeat(request))
+        return rr.RecordActivityTaskHeartbeatByIdResponse(**await self._heartbeat(request))
 
-    async def _heartbeat(self, request) -> bool:
-        """Record the details; answers whether the activity's cancellation was requested."""
+    async def _heartbeat(self, request) -> dict[str, bool]:
+        """Record the details; answers whether the activity's cancellation was requested, and whether it
+        was paused or reset (PauseActivity, ResetActivity): the worker cancels the attempt on each."""
         token, by_id = await self._activity_token(request)
         check_blob_size(request.details, self.max_blob_bytes, "Heartbeat details")
-        return await self.history.record_activity_heartbeat(
+        cancel_requested, paused, reset = await self.history.record_activity_heartbeat(
             token, request.details if request.HasField("details") else None, by_id
         )
+        return {"cancel_requested": cancel_requested, "activity_paused": paused, "activity_reset": reset}
+
+    # ---- activity operator APIs (see activity_operations.py) ---------------------------------------------
+    async def _activity_operation(self, request) -> str:
+        """The checks shared by the operator APIs, in the reference's order (its frontend resolves the
+        namespace of every request first); answers the namespace id."""
+        ns = await self.namespaces.get(request.namespace)
+        activity_operations.check_request(request)
+        return ns.id
+
+    @rpc
+    async def PauseActivity(self, request, context):
+        await self.history.pause_activity(await self._activity_operation(request), request)
+        return rr.PauseActivityResponse()
+
+    @rpc
+    async def UnpauseActivity(self, request, context):
+        await self.history.unpause_activity(await self._activity_operation(request), request)
+        return rr.UnpauseActivityResponse()
+
+    @rpc
+    async def ResetActivity(self, request, context):
+        await self.history.reset_activity(await self._activity_operation(request), request)
+        return rr.ResetActivityResponse()
+
+    @rpc
+    async def UpdateActivityOptions(self, request, context):
+        options = await self.history.update_activity_options(await self._activity_operation(request), request)
+        return rr.UpdateActivityOptionsResponse(activity_options=options)
+
+    @rpc
+    async def PauseActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        activity_operations.check_execution_request(request)
+        await self.history.pause_activity(ns.id, activity_operations.as_pause(request))
+        return rr.PauseActivityExecutionResponse()
+
+    @rpc
+    async def UnpauseActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        activity_operations.check_execution_request(request)
+        await self.history.unpause_activity(ns.id, activity_operations.as_unpause(request))
+        return rr.UnpauseActivityExecutionResponse()
+
+    @rpc
+    async def ResetActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        activity_operations.check_execution_request(request)
+        await self.history.reset_activity(ns.id, activity_operations.as_reset(request))
+        return rr.ResetActivityExecutionResponse()
+
+    @rpc
+    async def UpdateActivityExecutionOptions(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        activity_operations.check_update_execution_request(request)
+        options = await self.history.update_activity_options(ns.id, activity_operations.as_update(request))
+        return rr.UpdateActivityExecutionOptionsResponse(activity_options=options)
 
     # ---- visibility ------------------------------------------------------------------------------------
     async def _visibility(self, handler, request):
@@ -860,38 +919,9 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         wei.memo.CopyFrom(info.memo)
     if info.search_attributes is not None:
         wei.search_attributes.CopyFrom(info.search_attributes)
+    now = now_ms()
     for ai in ms.activities.values():
-        policy = default_retry_policy(ai.retry_policy)
-        if ai.cancel_requested:
-            state = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
-        elif ai.started:
-            state = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-        else:
-            state = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
-        pa = PendingActivityInfo(
-            activity_id=ai.activity_id,
-            activity_type={"name": ai.activity_type},
-            state=state,
-            attempt=ai.attempt,
-            maximum_attempts=policy.maximum_attempts,
-            scheduled_time=to_timestamp(ai.scheduled_time_ms),
-            last_worker_identity=ai.identity or ai.last_worker_identity,
-        )
-        if ai.started:
-            pa.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
-        if ai.waiting_retry:
-            pa.next_attempt_schedule_time.CopyFrom(to_timestamp(ai.next_attempt_time_ms))
-        if ai.heartbeat_details is not None:
-            pa.heartbeat_details.CopyFrom(ai.heartbeat_details)
-        if ai.last_heartbeat_time_ms:
-            pa.last_heartbeat_time.CopyFrom(to_timestamp(ai.last_heartbeat_time_ms))
-        if ai.last_failure is not None:
-            pa.last_failure.CopyFrom(ai.last_failure)
-        if ai.schedule_to_close_timeout_ms:
-            pa.expiration_time.CopyFrom(
-                to_timestamp(ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms)
-            )
-        resp.pending_activities.append(pa)
+        resp.pending_activities.append(pending_activity(ai, now))
     wt = ms.workflow_task
     if wt is not None:
         pwt = PendingWorkflowTaskInfo(
@@ -906,6 +936,62 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
             pwt.started_time.CopyFrom(to_timestamp(wt.started_time_ms))
         resp.pending_workflow_task.CopyFrom(pwt)
     return resp
+
+
+def pending_activity(ai: ActivityInfo, now: int) -> PendingActivityInfo:
+    """An activity as describe shows it: a paused one is PAUSED, or PAUSE_REQUESTED while an attempt it
+    was paused during still runs; its next attempt time only while a retry timer will dispatch it."""
+    policy = default_retry_policy(ai.retry_policy)
+    if ai.cancel_requested:
+        state = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+    elif ai.started:
+        state = (
+            PendingActivityState.PENDING_ACTIVITY_STATE_PAUSE_REQUESTED
+            if ai.paused
+            else PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        )
+    elif ai.paused:
+        state = PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED
+    else:
+        state = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    pa = PendingActivityInfo(
+        activity_id=ai.activity_id,
+        activity_type={"name": ai.activity_type},
+        state=state,
+        attempt=ai.attempt,
+        maximum_attempts=policy.maximum_attempts,
+        scheduled_time=to_timestamp(ai.scheduled_time_ms),
+        last_worker_identity=ai.identity or ai.last_worker_identity,
+        paused=ai.paused,
+        priority=ai.priority or Priority(),
+        activity_options=activity_ops.current_options(ai),
+    )
+    pa.activity_options.task_queue.normal_name = ai.task_queue
+    if ai.started:
+        pa.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
+    if ai.last_attempt_complete_time_ms:
+        pa.last_attempt_complete_time.CopyFrom(to_timestamp(ai.last_attempt_complete_time_ms))
+    if ai.waiting_retry and not ai.paused and now < ai.next_attempt_time_ms:
+        pa.next_attempt_schedule_time.CopyFrom(to_timestamp(ai.next_attempt_time_ms))
+        # Measured from the last failed attempt (from the epoch if none failed), as the reference does.
+        pa.current_retry_interval.CopyFrom(
+            to_duration(ai.next_attempt_time_ms - ai.last_attempt_complete_time_ms)
+        )
+    if ai.heartbeat_details is not None:
+        pa.heartbeat_details.CopyFrom(ai.heartbeat_details)
+    if ai.last_heartbeat_time_ms:
+        pa.last_heartbeat_time.CopyFrom(to_timestamp(ai.last_heartbeat_time_ms))
+    if ai.last_failure is not None:
+        pa.last_failure.CopyFrom(ai.last_failure)
+    if ai.schedule_to_close_timeout_ms:
+        pa.expiration_time.CopyFrom(
+            to_timestamp(ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms)
+        )
+    if ai.pause is not None:
+        pa.pause_info.pause_time.CopyFrom(to_timestamp(ai.pause.time_ms))
+        pa.pause_info.manual.identity = ai.pause.identity
+        pa.pause_info.manual.reason = ai.pause.reason
+    return pa
 
 
 def _fill_unimplemented() -> None:

@@ -6,7 +6,7 @@ import uuid
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Priority, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
@@ -48,6 +48,16 @@ def require_execution(request, field_name: str = "workflow_execution") -> Workfl
         except ValueError:
             raise InvalidArgument("Invalid RunId.") from None
     return execution
+
+
+def check_priority(p: Priority) -> None:
+    """The reference's priority checks (priorities.Validate)."""
+    if p.priority_key < 0:
+        raise InvalidArgument("priority key can't be negative")
+    if len(p.fairness_key) > 64:
+        raise InvalidArgument("fairness key length exceeds limit")
+    if p.fairness_weight < 0:
+        raise InvalidArgument("must be greater than zero")
 
 
 def require_non_negative(d: Duration, field_name: str) -> None:

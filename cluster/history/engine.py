@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import xxhash
+from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
     EventType,
@@ -33,11 +34,15 @@ from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflowservice.v1 import (
+    PauseActivityRequest,
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
+    ResetActivityRequest,
     RespondWorkflowTaskCompletedRequest,
     RespondWorkflowTaskCompletedResponse,
     StartWorkflowExecutionRequest,
+    UnpauseActivityRequest,
+    UpdateActivityOptionsRequest,
 )
 
 from hourglass.cluster.errors import (
@@ -52,7 +57,7 @@ from hourglass.cluster.errors import (
     Unavailable,
     WorkflowAlreadyStarted,
 )
-from hourglass.cluster.history import continuation
+from hourglass.cluster.history import activity_ops, continuation
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -877,10 +882,21 @@ class HistoryEngine:
         attempt: int,
         request_id: str,
         identity: str,
+        task_queue: str = "",
     ) -> PollActivityTaskQueueResponse:
+        """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
+        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone."""
+
         def start(ms: MutableState, tr: Transition):
             ai = ms.activities.get(scheduled_event_id)
-            if not ms.running or ai is None or ai.attempt != attempt or ai.waiting_retry:
+            if (
+                not ms.running
+                or ai is None
+                or ai.attempt != attempt
+                or ai.waiting_retry
+                or ai.paused
+                or (task_queue and ai.task_queue != task_queue)
+            ):
                 raise TaskGone()
             if ai.started:
                 if ai.request_id == request_id:
@@ -933,6 +949,7 @@ class HistoryEngine:
         def fail(ai: ActivityInfo, tr: Transition):
             if last_heartbeat_details is not None:
                 ai.heartbeat_details = last_heartbeat_details
+            ai.last_attempt_complete_time_ms = tr.now
             tr.fail_activity(ai, failure, identity)
 
         await self._on_activity(token, fail, by_id)
@@ -949,16 +966,67 @@ class HistoryEngine:
 
     async def record_activity_heartbeat(
         self, token: TaskToken, details: Payloads | None, by_id: bool = False
-    ) -> bool:
-        """Store the details; answers whether cancellation of the activity was requested."""
+    ) -> tuple[bool, bool, bool]:
+        """Store the details; answers whether the activity's cancellation was requested, whether it was
+        paused and whether it was reset (the worker cancels the attempt on each)."""
 
-        def heartbeat(ai: ActivityInfo, tr: Transition) -> bool:
+        def heartbeat(ai: ActivityInfo, tr: Transition) -> tuple[bool, bool, bool]:
             ai.heartbeat_details = details
             ai.last_heartbeat_time_ms = tr.now
             tr.dirty = True
-            return ai.cancel_requested
+            return ai.cancel_requested, ai.paused, ai.reset
 
         return await self._on_activity(token, heartbeat, by_id)
+
+    # ---- activity operator APIs ---------------------------------------------------------------------------
+    def _scheduled_reader(self, ms: MutableState) -> activity_ops.ReadScheduled:
+        shard = self.shard_for(ms.info.namespace_id, ms.info.workflow_id)
+
+        async def read(ai: ActivityInfo) -> ActivityTaskScheduledEventAttributes:
+            event = await shard.read_event(ms, ai.scheduled_node_id, ai.scheduled_event_id)
+            if event is None:
+                raise InvalidArgument("ActivityTaskScheduledEvent not found")
+            return event.activity_task_scheduled_event_attributes
+
+        return read
+
+    async def pause_activity(self, namespace_id: str, request: PauseActivityRequest) -> None:
+        execution = request.execution
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            lambda ms, tr: activity_ops.pause(ms, tr, request),
+        )
+
+    async def unpause_activity(self, namespace_id: str, request: UnpauseActivityRequest) -> None:
+        execution = request.execution
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            lambda ms, tr: activity_ops.unpause(ms, tr, request),
+        )
+
+    async def reset_activity(self, namespace_id: str, request: ResetActivityRequest) -> None:
+        execution = request.execution
+        await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            lambda ms, tr: activity_ops.reset(ms, tr, request, self._scheduled_reader(ms)),
+        )
+
+    async def update_activity_options(
+        self, namespace_id: str, request: UpdateActivityOptionsRequest
+    ) -> ActivityOptions:
+        execution = request.execution
+        return await self._update(
+            namespace_id,
+            execution.workflow_id,
+            execution.run_id,
+            lambda ms, tr: activity_ops.update_options(ms, tr, request, self._scheduled_reader(ms)),
+        )
 
     # ---- workflow updates -------------------------------------------------------------------------------
     async def update_workflow(
@@ -1413,7 +1481,7 @@ class HistoryEngine:
             await self._dispatch_workflow_task(ms, wt, execution)
         elif task.kind == TransferKind.ACTIVITY_TASK:
             ai = ms.activities.get(data["scheduled_event_id"])
-            if ai is None or ai.attempt != data["attempt"] or ai.started:
+            if ai is None or ai.attempt != data["attempt"] or ai.started or ai.paused or ai.waiting_retry:
                 return
             await self.matching.add_activity_task(
                 task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt
@@ -1629,10 +1697,16 @@ class HistoryEngine:
                 elif wt.started:
                     tr.timeout_workflow_task()
             elif kind == TimerKind.ACTIVITY_TIMEOUT:
-                self._fire_activity_timeout(ms, tr, data)
+                self._fire_activity_timeout(ms, tr, data, task.fire_time_ms)
             elif kind == TimerKind.ACTIVITY_RETRY:
                 ai = ms.activities.get(data["scheduled_event_id"])
-                if ai is not None and ai.waiting_retry and ai.attempt == data["attempt"]:
+                if (
+                    ai is not None
+                    and ai.waiting_retry
+                    and not ai.paused
+                    and ai.attempt == data["attempt"]
+                    and ai.next_attempt_time_ms <= task.fire_time_ms  # else rescheduled later
+                ):
                     tr.dispatch_activity(ai)
             elif kind == TimerKind.WORKFLOW_TIMEOUT:
                 tr.force_close_workflow_task("history-service")
@@ -1654,23 +1728,37 @@ class HistoryEngine:
         except NotFound:
             pass
 
-    def _fire_activity_timeout(self, ms: MutableState, tr: Transition, data: dict) -> None:
+    def _fire_activity_timeout(self, ms: MutableState, tr: Transition, data: dict, fire_time_ms: int) -> None:
+        """A timeout timer fired: it applies if the activity's current deadline (its timeouts may have been
+        changed since, see UpdateActivityOptions) is not after this timer. A paused activity has no timeouts
+        (as on the reference): unpausing arms them again."""
         ai = ms.activities.get(data["scheduled_event_id"])
-        if ai is None:
+        if ai is None or ai.paused:
             return
         timeout_type = data["timeout_type"]
         if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE:
-            tr.time_out_activity(ai, timeout_type)
+            s2c = ai.schedule_to_close_timeout_ms
+            if s2c > 0 and ai.first_scheduled_time_ms + s2c <= fire_time_ms:
+                tr.time_out_activity(ai, timeout_type)
             return
         if ai.attempt != data["attempt"]:
             return
         if timeout_type == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
-            if not ai.started and not ai.waiting_retry:
+            s2s = ai.schedule_to_start_timeout_ms
+            if (
+                not ai.started
+                and not ai.waiting_retry
+                and s2s > 0
+                and ai.scheduled_time_ms + s2s <= fire_time_ms
+            ):
                 tr.time_out_activity(ai, timeout_type)
         elif timeout_type == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE:
-            if ai.started:
+            stc = ai.start_to_close_timeout_ms
+            if ai.started and stc > 0 and ai.started_time_ms + stc <= fire_time_ms:
                 tr.time_out_activity(ai, timeout_type)
-        elif timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT and ai.started:
+        elif (
+            timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT and ai.started and ai.heartbeat_timeout_ms > 0
+        ):
             last = max(ai.last_heartbeat_time_ms, ai.started_time_ms)
             deadline = last + ai.heartbeat_timeout_ms
             if deadline <= tr.now:
@@ -1753,7 +1841,8 @@ def _activity_task(
         schedule_to_close_timeout=to_duration(ai.schedule_to_close_timeout_ms),
         start_to_close_timeout=to_duration(ai.start_to_close_timeout_ms),
         heartbeat_timeout=to_duration(ai.heartbeat_timeout_ms),
-        retry_policy=attrs.retry_policy,
+        # The activity's current policy: UpdateActivityOptions may have changed the scheduled one.
+        retry_policy=ai.retry_policy if ai.retry_policy is not None else attrs.retry_policy,
     )
     if ai.heartbeat_details is not None:
         task.heartbeat_details.CopyFrom(ai.heartbeat_details)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from temporalio.api.common.v1 import Header, Memo, Payloads, RetryPolicy, SearchAttributes
+from temporalio.api.common.v1 import Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
@@ -111,6 +111,17 @@ class WorkflowTaskInfo:
 
 
 @dataclass
+class ActivityPause:
+    """Who paused an activity (PauseActivity), when and why; describe shows it."""
+
+    time_ms: int
+    identity: str = ""
+    reason: str = ""
+    # A retried PauseActivity with the same request id is a no-op, another one is refused.
+    request_id: str = ""
+
+
+@dataclass
 class ActivityInfo:
     scheduled_event_id: int
     activity_id: str
@@ -139,10 +150,23 @@ class ActivityInfo:
     # An attempt waits for its retry backoff timer before it is dispatched again (until next_attempt_time_ms).
     waiting_retry: bool = False
     next_attempt_time_ms: int = 0
+    # When the worker last reported an attempt failed (describe's retry interval is measured from it).
+    last_attempt_complete_time_ms: int = 0
+    priority: Priority | None = None
+    # Operator APIs: a paused activity gets no new attempt and no timeout until it is unpaused; its
+    # running attempt hears of the pause (and of a reset) in its heartbeat responses.
+    pause: ActivityPause | None = None
+    reset: bool = False
+    # Reset with reset_heartbeat: the next attempt starts without the heartbeat details.
+    reset_heartbeats: bool = False
 
     @property
     def started(self) -> bool:
         return self.started_time_ms != 0
+
+    @property
+    def paused(self) -> bool:
+        return self.pause is not None
 
 
 @dataclass

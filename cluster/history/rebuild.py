@@ -115,6 +115,7 @@ def _apply(ms: MutableState, ev: HistoryEvent, node_id: int) -> None:
             heartbeat_timeout_ms=duration_ms(a.heartbeat_timeout),
             retry_policy=a.retry_policy if a.HasField("retry_policy") else None,
             scheduled_node_id=node_id,
+            priority=a.priority if a.HasField("priority") else None,
         )
     elif t == E.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
         ai = ms.activities.get(ev.activity_task_cancel_requested_event_attributes.scheduled_event_id)

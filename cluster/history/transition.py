@@ -734,6 +734,7 @@ class Transition:
             heartbeat_timeout_ms=attrs.heartbeat_timeout.ToMilliseconds(),
             retry_policy=attrs.retry_policy,
             scheduled_node_id=self.events[0].event_id,
+            priority=attrs.priority if attrs.HasField("priority") else None,
         )
         self.ms.activities[ai.scheduled_event_id] = ai
         if eager:
@@ -873,6 +874,9 @@ class Transition:
         app = failure.application_failure_info if failure.HasField("application_failure_info") else None
         if app is not None and (app.non_retryable or app.type in policy.non_retryable_error_types):
             return RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE, 0
+        if ai.paused:
+            # A paused activity's failed attempt is not the last one: the next waits for the unpause.
+            return RetryState.RETRY_STATE_IN_PROGRESS, 0
         if policy.maximum_attempts > 0 and ai.attempt >= policy.maximum_attempts:
             return RetryState.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED, 0
         if app is not None and app.HasField("next_retry_delay") and app.next_retry_delay.ToMilliseconds() > 0:
@@ -896,13 +900,59 @@ class Transition:
         ai.started_time_ms = 0
         ai.request_id = ""
         ai.waiting_retry = True
-        ai.next_attempt_time_ms = self.now + delay_ms
+        if ai.paused:
+            return  # no retry timer: unpausing schedules the next attempt
+        self.schedule_activity_attempt(ai, self.now + delay_ms, failure)
+
+    def schedule_activity_attempt(
+        self, ai: ActivityInfo, when_ms: int, failure: Failure | None = None
+    ) -> None:
+        """The activity's current attempt (not running) is dispatched at `when_ms` by a retry timer.
+
+        Also how the operator APIs (unpause, reset, new options) reschedule it: as on the reference, that
+        forgets the last failure, and a reset's flags apply to this attempt."""
+        ai.last_failure = failure
+        ai.waiting_retry = True
+        ai.next_attempt_time_ms = when_ms
+        ai.scheduled_time_ms = when_ms
+        if ai.reset_heartbeats:
+            ai.heartbeat_details = None
+            ai.last_heartbeat_time_ms = 0
+        ai.reset = False
+        ai.reset_heartbeats = False
         self.timer(
-            TimerKind.ACTIVITY_RETRY,
-            self.now + delay_ms,
-            scheduled_event_id=ai.scheduled_event_id,
-            attempt=ai.attempt,
+            TimerKind.ACTIVITY_RETRY, when_ms, scheduled_event_id=ai.scheduled_event_id, attempt=ai.attempt
         )
+
+    def rearm_activity_timeouts(self, ai: ActivityInfo) -> None:
+        """Timeout timers for the activity's current deadlines (after new timeouts, a new attempt number
+        on a running attempt, or an unpause: timers that fired while it was paused were dropped)."""
+        if ai.paused:
+            return
+        if ai.schedule_to_close_timeout_ms > 0:
+            self.arm_activity_timeout(
+                ai,
+                TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE,
+                ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms,
+            )
+        if ai.started:
+            if ai.start_to_close_timeout_ms > 0:
+                self.arm_activity_timeout(
+                    ai,
+                    TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE,
+                    ai.started_time_ms + ai.start_to_close_timeout_ms,
+                )
+            if ai.heartbeat_timeout_ms > 0:
+                last = max(ai.last_heartbeat_time_ms, ai.started_time_ms)
+                self.arm_activity_timeout(
+                    ai, TimeoutType.TIMEOUT_TYPE_HEARTBEAT, last + ai.heartbeat_timeout_ms
+                )
+        elif not ai.waiting_retry and ai.schedule_to_start_timeout_ms > 0:
+            self.arm_activity_timeout(
+                ai,
+                TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START,
+                ai.scheduled_time_ms + ai.schedule_to_start_timeout_ms,
+            )
 
     def request_cancel_activity(self, ai: ActivityInfo, wt_completed_event_id: int, identity: str) -> None:
         ev = self.add_event(

@@ -205,6 +205,7 @@ class MatchingEngine:
                     task.attempt,
                     str(uuid.uuid4()),
                     identity,
+                    task_queue,
                 ),
             )
             if response is not None:

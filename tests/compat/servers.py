@@ -239,6 +239,8 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--metrics-port", str(free_port()),
         "--ui-port", str(free_port()),
         "--log-level", "error",
+        # The activity operator APIs (PauseActivity...) are behind this flag on some reference builds.
+        "--dynamic-config-value", "frontend.activityAPIsEnabled=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]

@@ -19,6 +19,8 @@ FAILED_FIRST_TASK: set[str] = set()
 # Keys for which the cleanup activity ran / the activity observed its cancellation.
 CLEANED_UP: set[str] = set()
 ACTIVITY_SAW_CANCEL: set[str] = set()
+# key -> what a cancelled activity was told (activity.cancellation_details(): paused, reset...).
+CANCELLATION_DETAILS: dict[str, object] = {}
 # key -> an event an activity waits on (set by the test), and one it sets when it has started.
 _GATES: dict[str, asyncio.Event] = {}
 _STARTED: dict[str, asyncio.Event] = {}

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_SAW_CANCEL,
         ATTEMPT_TIMES,
         ATTEMPTS,
+        CANCELLATION_DETAILS,
         CLEANED_UP,
         FAILED_FIRST_TASK,
         HEARTBEAT_DETAILS_SEEN,
@@ -109,7 +110,35 @@ async def heartbeat_until_cancelled(key: str) -> str:
         raise
 
 
-ALL_ACTIVITIES = [say_hello, flaky, slow, heartbeat_then_stall, gated, cleanup, heartbeat_until_cancelled]
+@activity.defn
+async def heartbeat_until_operated(key: str) -> list[Any]:
+    """Attempt 1 heartbeats "progress" every 100 ms until an operator pauses or resets it (the heartbeat
+    response cancels it; what it was told is kept in CANCELLATION_DETAILS), then fails as the SDK does.
+    Later attempts return the heartbeat details they were started with."""
+    info = activity.info()
+    ATTEMPTS[key].append(info.attempt)
+    if info.attempt > 1:
+        return list(info.heartbeat_details)
+    started(key).set()
+    try:
+        while True:
+            activity.heartbeat("progress")
+            await asyncio.sleep(0.1)
+    except asyncio.CancelledError:
+        CANCELLATION_DETAILS[key] = activity.cancellation_details()
+        raise
+
+
+ALL_ACTIVITIES = [
+    say_hello,
+    flaky,
+    slow,
+    heartbeat_then_stall,
+    gated,
+    cleanup,
+    heartbeat_until_cancelled,
+    heartbeat_until_operated,
+]
 
 
 # --------------------------------------------------------------------------------------------------
