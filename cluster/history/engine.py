@@ -296,7 +296,11 @@ class HistoryEngine:
             async with shard.locks.hold((namespace_id, workflow_id)):
                 resolved = await self._resolve_run_id(shard, namespace_id, workflow_id, run_id)
                 key = ExecutionKey(namespace_id, workflow_id, resolved)
-                ms = await shard.load(key)
+                try:
+                    ms = await shard.load(key)
+                except ShardOwnershipLostError as e:  # its fence found another owner's range
+                    self.shard_lost(shard)
+                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
                 if ms is None:
                     raise NotFound(
                         f'workflow execution not found for workflow ID "{workflow_id}" and run ID "{resolved}"'
@@ -1456,15 +1460,15 @@ class HistoryEngine:
         key = ExecutionKey(task.namespace_id, task.workflow_id, task.run_id)
         execution = WorkflowExecution(workflow_id=task.workflow_id, run_id=task.run_id)
         data = decode(task.data)
-        if task.kind == TransferKind.VISIBILITY:
-            async with shard.locks.hold((task.namespace_id, task.workflow_id)):
-                ms = await shard.load(key)
-            if ms is not None:
-                shard.check_writable()
-                await self.store.upsert_visibility(visibility_record(ms))
-            return
-        ms = await shard.load(key)
+        # Read under the run's lock: a transition in flight changes the cached state before it commits,
+        # and a task judged against changes that then fail to commit would be dropped.
+        async with shard.locks.hold((task.namespace_id, task.workflow_id)):
+            ms = await shard.load(key)
         if ms is None:
+            return
+        if task.kind == TransferKind.VISIBILITY:
+            shard.check_writable()
+            await self.store.upsert_visibility(visibility_record(ms))
             return
         if task.kind == TransferKind.RECORD_CHILD_COMPLETION:
             await self._record_child_completion(shard, ms)

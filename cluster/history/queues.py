@@ -3,8 +3,8 @@
 Tasks live in the store until executed, so a crash at any point re-runs them on reload; each executor is
 idempotent (it checks the run's state before acting). Transfer tasks are acknowledged by range (an ack level
 in the shard row and a range delete), never row by row, and never past a task this node has not run: not
-past one still pending, nor one a commit in flight (or with an unknown outcome) may still write. While a
-commit with an unknown outcome may land, the processors re-read their tasks from the store every second.
+past one still pending, nor one a commit in flight (or with an unknown outcome) may still write. After a
+commit with an unknown outcome the processors fence the shard (shard.py) and re-read their tasks once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from hourglass.cluster.history.timeutil import now_ms
@@ -127,18 +126,14 @@ class QueueProcessors:
         return min(blockers) - 1 if blockers else self._transfer_max_seen
 
     async def _recover_uncertain_tasks(self) -> None:
-        """Re-read the store's tasks while a commit with an unknown outcome may still land; enqueue what
-        this node missed. Runs every ack interval until the doubtful commits' window has passed.
-
-        The shard row is written first, conditionally: in Cassandra that completes any Paxos round the
-        uncertain batch left in the shard's partition, so the re-read sees the batch if it was applied.
-        A batch request still queued in the database is caught by a later re-read within the window.
-        """
-        started = time.monotonic()
-        await self.shard.update_transfer_ack_level(self.shard.transfer_ack_level)
+        """After commits with an unknown outcome: fence them out, then re-read the store's tasks and enqueue
+        what this node missed. Whatever those commits wrote is in the store by then, or never will be.
+        Retried every ack interval until it succeeds (the store may still be unreachable)."""
+        await self.shard.fence()
+        fenced = self.shard.range_id
         await self._load_transfer_tasks()
         await self._load_timers(0, self._timer_window_end)
-        self.shard.settle_doubtful(started)
+        self.shard.settle_doubtful(fenced)
 
     async def _transfer_acker(self) -> None:
         """Move the ack level past every executed task and range-delete what it covers."""

@@ -6,9 +6,15 @@ If (2) fails or its outcome is unknown, the cached state is dropped and reloaded
 
 Task ids are handed out before the commit; until it ends they are `uncommitted_task_ids`, which the
 queue processors never acknowledge past. A commit whose outcome is unknown (the store timed out, the
-caller gave up) may still write its tasks, even seconds later (a request queued in a paused Cassandra
-runs when it resumes): its ids stay `uncommitted` for UNCERTAIN_WINDOW_S as `doubtful` tasks, during
-which the queue processors keep re-reading their tasks from the store.
+caller gave up) may still land later: a request queued in a paused Cassandra runs when it resumes, a
+batch Paxos accepted before a crash is completed by the next conditional write to the partition. Until
+that is settled its ids stay `uncommitted` (`doubtful`), and the shard must be fenced (as the reference
+re-acquires a shard after such a write): its range id is bumped, so that a batch written with the old one
+can no longer land, and one already accepted is completed first. Only then is the store final for it:
+runs are read from the store again only after the fence, and the queue processors re-read their tasks
+once after it. Reading earlier would see the state before the batch, and act on it after it landed: a
+task the batch wrote judged against a state without it (an activity never dispatched, a workflow task
+never timed out), or a transition built on it appending events that collide with the batch's.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -27,13 +32,14 @@ from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskIn
 from hourglass.cluster.history.queries import QueryBuffer
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import UpdateRegistry
-from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError
+from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
 from hourglass.persistence.records import (
     CurrentRunRecord,
     ExecutionKey,
     ExecutionRecord,
     ExecutionWrite,
     HistoryNode,
+    ShardInfo,
     TimerTask,
     TransferTask,
 )
@@ -43,9 +49,6 @@ log = logging.getLogger(__name__)
 
 # Task ids come from blocks of 2^20 per range id, so a new owner never reuses an old owner's ids.
 RANGE_BITS = 20
-# How long a write whose outcome is unknown may still land: past the store's own timeouts (Cassandra
-# drops requests queued longer than native_transport_timeout, 12 s by default).
-UNCERTAIN_WINDOW_S = 30.0
 CACHE_SIZE = 4096
 
 
@@ -101,9 +104,13 @@ class Shard:
         self._range_lock = asyncio.Lock()
         # Ids allocated to commits still in flight: the transfer ack level stays below all of them.
         self.uncommitted_task_ids: set[int] = set()
-        # Commits with an unknown outcome: (monotonic deadline, their task ids), oldest first. Until the
-        # deadline their tasks may appear in the store without this node knowing.
-        self.doubtful: list[tuple[float, list[int]]] = []
+        # Commits with an unknown outcome: (the range id when they failed, their task ids), oldest first.
+        # Their tasks may appear in the store until the range moved past that id (`fence`).
+        self.doubtful: list[tuple[int, list[int]]] = []
+        # Counts commits with an unknown outcome: a read that overlapped one is not cached.
+        self._doubtful_commits = 0
+        # The highest range id this node tried to move the shard to without learning the outcome.
+        self._range_tried = 0
         # In memory only (as on the reference): admitted updates per run, and speculative workflow tasks
         # with the record version they apply to, so a run reloaded after an eviction gets its task back.
         self._update_registries: dict[ExecutionKey, UpdateRegistry] = {}
@@ -135,15 +142,55 @@ class Shard:
         async with self._range_lock:
             if self._next_task_id + n > self._task_id_limit:
                 self.check_writable()
-                info = await self.store.get_or_create_shard(self.shard_id)
-                new = dataclasses.replace(
-                    info, range_id=self.range_id + 1, transfer_ack_level=self.transfer_ack_level
-                )
-                await self._update_shard(new)
-                self._set_range(new.range_id)
+                await self._bump_range(await self.store.get_or_create_shard(self.shard_id))
             first = self._next_task_id
             self._next_task_id += n
             return list(range(first, first + n))
+
+    @property
+    def fence_needed(self) -> bool:
+        """A commit with an unknown outcome may still land: nothing may be read or acted on before `fence`."""
+        return bool(self.doubtful) and self.doubtful[-1][0] >= self.range_id
+
+    async def fence(self) -> None:
+        """Bump the range id, so that no commit made with an older one can land any more (its condition on
+        the shard row fails), and one the database had accepted is completed first (the bump is a Paxos
+        round on the shard partition). Afterwards the store holds all it ever will of those commits."""
+        async with self._range_lock:
+            if not self.fence_needed:
+                return
+            self.check_writable()
+            await self._bump_range(await self.store.get_or_create_shard(self.shard_id))
+            log.info(
+                "shard %s fenced at range %s after a commit with an unknown outcome",
+                self.shard_id,
+                self.range_id,
+            )
+            # Long polls on history look again: a commit that landed only now woke none of them.
+            for watcher in self._change_watchers.values():
+                watcher.set()
+            self._change_watchers.clear()
+
+    async def _bump_range(self, info: ShardInfo) -> None:
+        """Move the shard to the next range id (under _range_lock), from the row just read. A bump whose
+        outcome is unknown may have landed: remembered, so this node never takes it for another owner's."""
+        if not self._own_range(info.range_id):
+            raise ShardOwnershipLostError(self.shard_id, self.range_id, info.range_id)
+        new = dataclasses.replace(
+            info, range_id=info.range_id + 1, transfer_ack_level=self.transfer_ack_level
+        )
+        try:
+            await self._update_shard(new, expected_range_id=info.range_id)
+        except (ShardOwnershipLostError, RangeBumpLandedLate):
+            raise  # refused: this bump did not land
+        except BaseException:  # a timeout, a lost connection, a cancelled caller: it may land
+            self._range_tried = max(self._range_tried, new.range_id)
+            raise
+        self._set_range(new.range_id)
+
+    def _own_range(self, range_id: int) -> bool:
+        """The range id this node holds, or one it moved the shard to with an outcome it did not learn."""
+        return self.range_id <= range_id <= max(self.range_id, self._range_tried)
 
     async def update_transfer_ack_level(self, ack_level: int) -> None:
         async with self._range_lock:
@@ -153,10 +200,16 @@ class Shard:
             new = dataclasses.replace(info, transfer_ack_level=ack_level)
             await self._update_shard(new)
 
-    async def _update_shard(self, new) -> None:
+    async def _update_shard(self, new: ShardInfo, expected_range_id: int | None = None) -> None:
+        """Write the shard row. Refused with a range id this node moved to itself: a bump of ours landed
+        late (unavailable for now); refused with another: the shard was taken (on_fenced is told)."""
         try:
-            await self.store.update_shard(new, expected_range_id=self.range_id)
-        except ShardOwnershipLostError:
+            await self.store.update_shard(
+                new, expected_range_id=self.range_id if expected_range_id is None else expected_range_id
+            )
+        except ShardOwnershipLostError as e:
+            if e.actual_range_id is not None and self._own_range(e.actual_range_id):
+                raise RangeBumpLandedLate(f"shard {self.shard_id}: an earlier range bump landed late") from e
             if self.on_fenced is not None:
                 self.on_fenced(self)
             raise
@@ -166,10 +219,15 @@ class Shard:
         return await self.store.get_current_run(self.shard_id, namespace_id, workflow_id)
 
     async def load(self, key: ExecutionKey) -> MutableState | None:
+        """The run's state: cached, or read from the store once no commit with an unknown outcome may
+        still land (a run such a commit wrote is not cached: the failure evicted it)."""
         ms = self._cache.get(key)
         if ms is not None:
             self._cache.move_to_end(key)
             return ms
+        if self.fence_needed:
+            await self.fence()
+        doubtful_commits = self._doubtful_commits
         record = await self.store.get_execution(self.shard_id, key.namespace_id, key.workflow_id, key.run_id)
         if record is None:
             return None
@@ -182,6 +240,13 @@ class Shard:
                 ms.workflow_task = wt
             else:
                 del self._speculative[key]
+        if self._doubtful_commits != doubtful_commits:
+            return ms  # a commit failed meanwhile, maybe of this run: what was read may be older than it
+        cached = self._cache.get(key)
+        if cached is not None and cached.db_record_version >= ms.db_record_version:
+            # Cached while this read was in flight (a commit, or another read): never replaced by an
+            # older state.
+            return cached
         self._remember(key, ms)
         return ms
 
@@ -251,8 +316,12 @@ class Shard:
             # connection or a cancelled caller leave the batch's tasks possibly in the store.
             if isinstance(e, ConditionFailedError | ShardOwnershipLostError):
                 self.uncommitted_task_ids.difference_update(allocated)
+                if isinstance(e, ShardOwnershipLostError) and self._moved_here(e):
+                    # This node moved the range meanwhile (a fence, a new block of ids): retry on it.
+                    raise ConditionFailedError({}, f"shard {self.shard_id} range moved on this node") from e
             else:
-                self.doubtful.append((time.monotonic() + UNCERTAIN_WINDOW_S, allocated))
+                self.doubtful.append((self.range_id, allocated))
+                self._doubtful_commits += 1
             raise
         try:
             new_transfer: list[TransferTask] = []
@@ -270,9 +339,15 @@ class Shard:
         finally:
             self.uncommitted_task_ids.difference_update(allocated)
 
-    def settle_doubtful(self, checked_at: float) -> None:
-        """The store was re-read after `checked_at`: commits whose window closed by then are settled."""
-        while self.doubtful and self.doubtful[0][0] <= checked_at:
+    def _moved_here(self, e: ShardOwnershipLostError) -> bool:
+        """The range id that failed a commit is one this node moved the shard to since it started."""
+        actual = e.actual_range_id
+        return actual is not None and actual > e.expected_range_id and self._own_range(actual)
+
+    def settle_doubtful(self, fenced_range_id: int) -> None:
+        """The store's tasks were re-read after the range reached `fenced_range_id`: the commits that failed
+        before (with a lower range id) are settled, whatever they wrote has been seen."""
+        while self.doubtful and self.doubtful[0][0] < fenced_range_id:
             _, ids = self.doubtful.pop(0)
             self.uncommitted_task_ids.difference_update(ids)
 
@@ -386,6 +461,11 @@ class Shard:
         if watcher is None:
             watcher = self._change_watchers[key] = asyncio.Event()
         return watcher
+
+
+class RangeBumpLandedLate(StoreUnavailableError):
+    """A shard-row write was refused because a range bump of this node whose outcome it did not learn has
+    landed: nobody took the shard; the caller retries once the shard is fenced again."""
 
 
 def _key(ms: MutableState) -> ExecutionKey:

@@ -3,6 +3,12 @@
 The shared development node (tools/cassandra/devserver.py on 127.0.0.1) serves other suites and sessions,
 so it is never touched: this node listens on 127.0.0.9 with its data in the test's temporary folder, and is
 stopped and wiped by the fixture that started it.
+
+Its commit log is fsynced before each write is acknowledged (`--commitlog-sync batch`). With Cassandra's
+default periodic sync, a kill -9 of the process alone loses the writes of the last moments before it,
+acknowledged ones included (measured: 2 of 149 acknowledged rows gone after the restart): the database
+itself then goes back in time under the server, which no server can make up for. The crash test is about
+the server surviving a database that crashes, not one that forgets what it acknowledged.
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ class FaultCassandra:
     def up(self) -> None:
         """Start (or restart on its existing data) and wait until CQL answers."""
         result = self._devserver(
-            "up", "--heap", "768M", "--cluster-name", "hourglass-faults", timeout=START_TIMEOUT_S + 30
+            "up",
+            "--heap",
+            "768M",
+            "--cluster-name",
+            "hourglass-faults",
+            "--commitlog-sync",
+            "batch",
+            timeout=START_TIMEOUT_S + 30,
         )
         if result.returncode != 0:
             raise RuntimeError(f"fault-test Cassandra did not start:\n{result.stderr[-3000:]}")

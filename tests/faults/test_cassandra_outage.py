@@ -160,16 +160,6 @@ async def _start_request(
     return request
 
 
-# Known bug, open in issue 5: in about half the runs of either test one workflow of the 16 never finishes
-# after the outage: an activity scheduled and never dispatched, or a workflow task started by no worker whose
-# timeout never fires. The failure message shows the run's pending state. Both stay here, run in CI and
-# show XPASS when they pass, until the lost task is found.
-KNOWN_LOST_TASK = pytest.mark.xfail(
-    reason="known bug: a task of one workflow can be lost around a Cassandra outage (issue 5)", strict=False
-)
-
-
-@KNOWN_LOST_TASK
 async def test_paused_cassandra(server: ServerProcess, fault_cassandra: FaultCassandra) -> None:
     async def outage() -> None:
         fault_cassandra.pause()
@@ -181,7 +171,6 @@ async def test_paused_cassandra(server: ServerProcess, fault_cassandra: FaultCas
     await _run_through_outage(server, outage, recover)
 
 
-@KNOWN_LOST_TASK
 async def test_crashed_and_restarted_cassandra(
     server: ServerProcess, fault_cassandra: FaultCassandra
 ) -> None:

@@ -5,6 +5,9 @@
   gave up). No task the lost acknowledgement left in the store may be forgotten (a workflow task dispatched
   by no one, a timer never fired).
 - Reads of timer tasks failing for a while (the database unreachable): timers still fire.
+- A commit whose reply is lost and that lands later, when the next conditional write reaches its shard's
+  partition (Cassandra completes a batch Paxos had accepted before a crash so): nothing read before it
+  landed is acted on after, neither the tasks it wrote nor the events of the next transition.
 
 Every workflow completes with its result and a sound history.
 """
@@ -15,14 +18,27 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 
 import pytest
-from temporalio.client import Client
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.command.v1 import Command, ScheduleActivityTaskCommandAttributes
+from temporalio.api.common.v1 import ActivityType, Payloads
+from temporalio.api.enums.v1 import CommandType, EventType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    PollActivityTaskQueueRequest,
+    PollWorkflowTaskQueueRequest,
+    RespondActivityTaskCompletedRequest,
+    RespondWorkflowTaskCompletedRequest,
+)
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from hourglass.cluster.history import queues
+from hourglass.cluster.history.tasks import TimerKind, TransferKind
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.errors import StoreUnavailableError
 from hourglass.persistence.records import ExecutionWrite
@@ -42,16 +58,42 @@ class FaultyStore:
 
     - commit_lost_reply: probability that a conditional batch is applied and then reported unavailable
       (a Cassandra LWT that timed out at the coordinator but landed);
+    - shard_update_lost_reply: the same for writes of the shard row (the fence that follows a lost reply
+      bumps the range id: a bump that landed unbeknown is still this node's, not another owner's);
     - timer_read_failure: probability that reading timer tasks fails (the database is unreachable).
     """
 
-    def __init__(self, inner: Store, commit_lost_reply: float = 0.0, timer_read_failure: float = 0.0) -> None:
+    def __init__(
+        self,
+        inner: Store,
+        commit_lost_reply: float = 0.0,
+        timer_read_failure: float = 0.0,
+        shard_update_lost_reply: float = 0.0,
+    ) -> None:
         self._inner = inner
         self._commit_lost_reply = commit_lost_reply
+        self._shard_update_lost_reply = shard_update_lost_reply
         self._timer_read_failure = timer_read_failure
         self._random = random.Random(SEED)
         self.faults = 0
         self.armed = False  # faults start once the node is up: a node that cannot start just says so
+        # See delay_next_commit: which batch to queue, and the batches queued.
+        self._delay: Callable[[Sequence[ExecutionWrite]], bool] | None = None
+        self._queued: list[tuple[int, int, list[ExecutionWrite]]] = []
+        self.landed = 0
+
+    def delay_next_commit(self, matching: Callable[[Sequence[ExecutionWrite]], bool]) -> None:
+        """The next batch `matching` accepts is held and its caller told the database is unavailable. It
+        lands just before the next conditional write to its shard (a commit, a shard row update), as the
+        next Paxos round on a Cassandra partition first completes a proposal accepted before a crash.
+        Reads meanwhile do not see it."""
+        self._delay = matching
+
+    async def _land_held(self, shard_id: int) -> None:
+        for held in [h for h in self._queued if h[0] == shard_id]:
+            self._queued.remove(held)
+            await self._inner.commit(*held)
+            self.landed += 1
 
     def _fault(self, probability: float) -> bool:
         hit = self.armed and self._random.random() < probability
@@ -59,6 +101,11 @@ class FaultyStore:
         return hit
 
     async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
+        if self._delay is not None and self._delay(writes):
+            self._delay = None
+            self._queued.append((shard_id, range_id, list(writes)))
+            raise StoreUnavailableError("injected: batch accepted by the database, the reply timed out")
+        await self._land_held(shard_id)
         await self._inner.commit(shard_id, range_id, writes)
         if self._fault(self._commit_lost_reply):
             raise StoreUnavailableError("injected: batch applied, then the reply was lost")
@@ -67,6 +114,12 @@ class FaultyStore:
         if self._fault(self._timer_read_failure):
             raise StoreUnavailableError("injected: timer tasks unreadable")
         return await self._inner.get_timer_tasks(*args, **kwargs)
+
+    async def update_shard(self, info, expected_range_id: int) -> None:
+        await self._land_held(info.shard_id)
+        await self._inner.update_shard(info, expected_range_id)
+        if self._fault(self._shard_update_lost_reply):
+            raise StoreUnavailableError("injected: shard row written, then the reply was lost")
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
@@ -106,7 +159,7 @@ async def run_workload(node: Node) -> None:
 
 
 async def test_every_workflow_completes_when_commit_replies_are_lost() -> None:
-    store = FaultyStore(await SQLiteStore.open(None), commit_lost_reply=0.25)
+    store = FaultyStore(await SQLiteStore.open(None), commit_lost_reply=0.25, shard_update_lost_reply=0.25)
     async with node_on(store) as node:
         await run_workload(node)
     assert store.faults >= WORKFLOWS, f"only {store.faults} faults injected: nothing tested"
@@ -120,3 +173,153 @@ async def test_timers_fire_when_reading_them_fails_for_a_while(monkeypatch: pyte
     async with node_on(store) as node:
         await run_workload(node)
     assert store.faults >= 3, f"only {store.faults} timer reads failed: nothing tested"
+
+
+# ---- a lost commit that lands after the run was read again ------------------------------------------------
+
+
+def _writes_task(kind: str) -> Callable[[Sequence[ExecutionWrite]], bool]:
+    return lambda writes: any(
+        task.kind == kind for write in writes for task in [*write.transfer_tasks, *write.timer_tasks]
+    )
+
+
+async def _first_workflow_task(client: Client, queue: str, seed: int) -> tuple[WorkflowHandle, bytes]:
+    """Start a workflow with no worker yet and take its first workflow task by hand."""
+    handle = await client.start_workflow(
+        ActivitiesAndTimer.run,
+        seed,
+        id=f"{queue}-{seed}",
+        task_queue=queue,
+        task_timeout=timedelta(seconds=1),
+    )
+    task = await client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(
+            namespace="default", task_queue=TaskQueue(name=queue), identity="by-hand"
+        ),
+        timeout=timedelta(seconds=10),
+    )
+    assert task.task_token
+    return handle, task.task_token
+
+
+async def _complete_first_task_while_unavailable(client: Client, queue: str, seed: int, token: bytes) -> None:
+    """Complete the first workflow task as the workflow would (schedule `double(seed)`, activity id 1 for
+    the SDK); the store holds that batch back and the completion fails with UNAVAILABLE."""
+    schedule = Command(
+        command_type=CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+        schedule_activity_task_command_attributes=ScheduleActivityTaskCommandAttributes(
+            activity_id="1",
+            activity_type=ActivityType(name="double"),
+            task_queue=TaskQueue(name=queue),
+            input=Payloads(payloads=await client.data_converter.encode([seed])),
+            start_to_close_timeout=Duration(seconds=2),
+        ),
+    )
+    with pytest.raises(RPCError) as failure:
+        await client.workflow_service.respond_workflow_task_completed(
+            RespondWorkflowTaskCompletedRequest(task_token=token, commands=[schedule], identity="by-hand"),
+            retry=False,
+        )
+    assert failure.value.status == RPCStatusCode.UNAVAILABLE
+
+
+async def test_an_activity_scheduled_by_a_commit_that_landed_late_is_dispatched() -> None:
+    """The worker's completion (scheduling an activity) times out while a user looks at the workflow, and
+    the batch lands later: the activity still reaches a worker, and the workflow completes."""
+    store = FaultyStore(await SQLiteStore.open(None))
+    async with node_on(store) as node:
+        client = await Client.connect(f"127.0.0.1:{node.bound_port}")
+        queue, seed = f"late-activity-{uuid.uuid4()}", 3
+        handle, token = await _first_workflow_task(client, queue, seed)
+        store.delay_next_commit(_writes_task(TransferKind.ACTIVITY_TASK))
+        await _complete_first_task_while_unavailable(client, queue, seed, token)
+        await handle.describe()
+
+        activity = await client.workflow_service.poll_activity_task_queue(
+            PollActivityTaskQueueRequest(
+                namespace="default", task_queue=TaskQueue(name=queue), identity="by-hand"
+            ),
+            timeout=timedelta(seconds=10),
+        )
+        assert activity.activity_type.name == "double", "the activity was never dispatched"
+        await client.workflow_service.respond_activity_task_completed(
+            RespondActivityTaskCompletedRequest(
+                task_token=activity.task_token,
+                result=Payloads(payloads=await client.data_converter.encode([seed * 2])),
+                identity="by-hand",
+            )
+        )
+        async with Worker(client, task_queue=queue, workflows=[ActivitiesAndTimer], activities=[double]):
+            assert await asyncio.wait_for(handle.result(), timeout=30) == expected_result(seed)
+        await assert_history_sound(client, handle.id)
+    assert store.landed == 1
+
+
+async def test_a_workflow_task_started_by_a_commit_that_landed_late_times_out() -> None:
+    """A poll's start of a workflow task times out while a user looks at the workflow, and the batch lands
+    later: the task, started for no worker, times out and goes to the next worker; the workflow completes."""
+    store = FaultyStore(await SQLiteStore.open(None))
+    async with node_on(store) as node:
+        client = await Client.connect(f"127.0.0.1:{node.bound_port}")
+        queue, seed = f"late-start-{uuid.uuid4()}", 5
+        handle = await client.start_workflow(
+            ActivitiesAndTimer.run,
+            seed,
+            id=f"{queue}-{seed}",
+            task_queue=queue,
+            task_timeout=timedelta(seconds=1),
+        )
+        store.delay_next_commit(_writes_task(TimerKind.WORKFLOW_TASK_TIMEOUT))
+        with pytest.raises(RPCError) as failure:
+            await client.workflow_service.poll_workflow_task_queue(
+                PollWorkflowTaskQueueRequest(
+                    namespace="default", task_queue=TaskQueue(name=queue), identity="by-hand"
+                ),
+                retry=False,
+                timeout=timedelta(seconds=10),
+            )
+        assert failure.value.status == RPCStatusCode.UNAVAILABLE
+        await handle.describe()
+
+        # No worker polls until the start-to-close timeout had its time: nothing else touches the run.
+        timed_out = False
+        for _ in range(100):
+            history = await handle.fetch_history()
+            timed_out = any(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events
+            )
+            if timed_out:
+                break
+            await asyncio.sleep(0.1)
+        assert timed_out, "the workflow task started for no worker never timed out"
+        async with Worker(client, task_queue=queue, workflows=[ActivitiesAndTimer], activities=[double]):
+            assert await asyncio.wait_for(handle.result(), timeout=30) == expected_result(seed)
+        await assert_history_sound(client, handle.id)
+    assert store.landed == 1
+
+
+async def test_a_transition_after_a_commit_that_landed_late_follows_it_in_history() -> None:
+    """The worker's completion times out and the user terminates the workflow; the completion lands first
+    (when the termination's batch reaches the shard). The history shows the completion, then the
+    termination, once: nothing of a termination built on the state before the completion."""
+    store = FaultyStore(await SQLiteStore.open(None))
+    async with node_on(store) as node:
+        client = await Client.connect(f"127.0.0.1:{node.bound_port}")
+        queue, seed = f"late-then-terminate-{uuid.uuid4()}", 7
+        handle, token = await _first_workflow_task(client, queue, seed)
+        store.delay_next_commit(_writes_task(TransferKind.ACTIVITY_TASK))
+        await _complete_first_task_while_unavailable(client, queue, seed, token)
+        await handle.terminate("by hand")
+
+        history = await handle.fetch_history()
+        assert [EventType.Name(e.event_type) for e in history.events] == [
+            "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+            "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED",
+            "EVENT_TYPE_WORKFLOW_TASK_STARTED",
+            "EVENT_TYPE_WORKFLOW_TASK_COMPLETED",
+            "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+            "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
+        ]
+        assert [e.event_id for e in history.events] == list(range(1, 7))
+    assert store.landed == 1

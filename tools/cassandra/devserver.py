@@ -15,6 +15,11 @@ flags of Cassandra's conf/jvm17-server.options. The node's directory holds its y
 
     python tools/cassandra/devserver.py down --wipe   # ... and delete the node's directory (all its data)
 
+The commit log is synced every 10 s (`periodic`, Cassandra's default): a write is acknowledged before it is
+on disk, and even a crash of the process alone (kill -9) loses the last acknowledged writes. A node that is
+crashed on purpose (tests/faults) starts with `up --commitlog-sync batch`: each write is fsynced before it
+is acknowledged, slower, but nothing acknowledged is lost.
+
 A 3-node cluster on one machine: `up --listen-address 127.0.0.N --seeds 127.0.0.1 --initial-token T_N` for
 N = 1, 2, 3 with T = -9223372036854775808, -3074457345618258603, 3074457345618258602 (each node gets its
 own directory and JMX port 7199 + N - 1; CQL stays on port 9042 of its own address). Start them from empty
@@ -135,6 +140,7 @@ class Node:
     initial_token: str | None
     heap: str
     cluster_name: str
+    commitlog_sync: str = "periodic"
 
     @property
     def yaml_path(self) -> Path:
@@ -292,6 +298,13 @@ def _port_open(host: str, port: int) -> bool:
 # ---- up / down / status --------------------------------------------------------------------------------
 
 
+# The commit-log sync section of the yaml, by mode (Cassandra refuses a sync period in batch mode).
+COMMITLOG_SYNC = {
+    "periodic": "commitlog_sync: periodic\ncommitlog_sync_period: 10000ms",
+    "batch": "commitlog_sync: batch",
+}
+
+
 def render_config(node: Node) -> None:
     node.data_dir.mkdir(parents=True, exist_ok=True)
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
@@ -305,6 +318,7 @@ def render_config(node: Node) -> None:
         storage_port=node.storage_port,
         native_port=node.port,
         data_dir=node.data_dir,
+        commitlog_sync=COMMITLOG_SYNC[node.commitlog_sync],
     )
     node.yaml_path.write_text(text)
 
@@ -479,6 +493,7 @@ def node_from_args(args: argparse.Namespace) -> Node:
         initial_token=args.initial_token,
         heap=args.heap,
         cluster_name=args.cluster_name,
+        commitlog_sync=args.commitlog_sync,
     )
 
 
@@ -508,6 +523,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             command.add_argument("--initial-token", default=None, help="token of this node (multi-node)")
             command.add_argument("--heap", default="1G", help="JVM heap, -Xms and -Xmx (default 1G)")
             command.add_argument("--cluster-name", default="hourglass-dev")
+            command.add_argument(
+                "--commitlog-sync",
+                choices=sorted(COMMITLOG_SYNC),
+                default="periodic",
+                help="periodic (default: fast, a crash loses the last writes) or batch (fsync per write)",
+            )
             command.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for CQL")
         if name == "down":
             command.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGKILL")
@@ -522,6 +543,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("initial_token", None),
         ("heap", "1G"),
         ("cluster_name", "hourglass-dev"),
+        ("commitlog_sync", "periodic"),
     ):
         if not hasattr(args, attr):
             setattr(args, attr, default)
