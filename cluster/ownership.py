@@ -19,6 +19,7 @@ from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.membership.swim import Swim
 from hourglass.cluster.placement import Placement
+from hourglass.cluster.reconcile import reconcile_forever
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,7 @@ class OwnershipController:
     async def _run(self) -> None:
         await self._joined()
         self.ready.set()
-        while True:
-            try:
-                await self.reconcile()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ownership reconciliation failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RECONCILE_INTERVAL_S)
-            self._wake.clear()
+        await reconcile_forever(self.reconcile, self._wake, RECONCILE_INTERVAL_S)
 
     async def reconcile(self) -> None:
         me = self.swim.id

@@ -995,42 +995,37 @@ class HistoryEngine:
         return read
 
     async def pause_activity(self, namespace_id: str, request: PauseActivityRequest) -> None:
-        execution = request.execution
-        await self._update(
-            namespace_id,
-            execution.workflow_id,
-            execution.run_id,
-            lambda ms, tr: activity_ops.pause(ms, tr, request),
+        await self._activity_operation(
+            namespace_id, request, lambda ms, tr: activity_ops.pause(ms, tr, request)
         )
 
     async def unpause_activity(self, namespace_id: str, request: UnpauseActivityRequest) -> None:
-        execution = request.execution
-        await self._update(
-            namespace_id,
-            execution.workflow_id,
-            execution.run_id,
-            lambda ms, tr: activity_ops.unpause(ms, tr, request),
+        await self._activity_operation(
+            namespace_id, request, lambda ms, tr: activity_ops.unpause(ms, tr, request)
         )
 
     async def reset_activity(self, namespace_id: str, request: ResetActivityRequest) -> None:
-        execution = request.execution
-        await self._update(
+        await self._activity_operation(
             namespace_id,
-            execution.workflow_id,
-            execution.run_id,
+            request,
             lambda ms, tr: activity_ops.reset(ms, tr, request, self._scheduled_reader(ms)),
         )
 
     async def update_activity_options(
         self, namespace_id: str, request: UpdateActivityOptionsRequest
     ) -> ActivityOptions:
-        execution = request.execution
-        return await self._update(
+        return await self._activity_operation(
             namespace_id,
-            execution.workflow_id,
-            execution.run_id,
+            request,
             lambda ms, tr: activity_ops.update_options(ms, tr, request, self._scheduled_reader(ms)),
         )
+
+    async def _activity_operation(
+        self, namespace_id: str, request, action: Callable[[MutableState, Transition], T]
+    ) -> T:
+        """An operator's request on the activities of the run it names, as one transition."""
+        execution = request.execution
+        return await self._update(namespace_id, execution.workflow_id, execution.run_id, action)
 
     # ---- workflow updates -------------------------------------------------------------------------------
     async def update_workflow(

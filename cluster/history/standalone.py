@@ -16,6 +16,7 @@ import logging
 import time
 
 from hourglass.cluster.history.engine import HistoryEngine
+from hourglass.cluster.reconcile import reconcile_forever
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,7 @@ class StandaloneOwnership:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.reconcile()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("shard ownership check failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RECONCILE_INTERVAL_S)
-            self._wake.clear()
+        await reconcile_forever(self.reconcile, self._wake, RECONCILE_INTERVAL_S)
 
     async def reconcile(self) -> None:
         """Release the shards the store fenced out, then (after a pause) take back every missing shard."""
