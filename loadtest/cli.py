@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hourglass.loadtest.catalog import BUILTIN_SCENARIOS, DRIVERS
-from hourglass.persistence.visibility.values import go_duration_ns
+from hourglass.persistence.visibility.durations import go_duration_ns
 
 if TYPE_CHECKING:
     from hourglass.loadtest.runner import RunConfig

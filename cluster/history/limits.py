@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from hourglass.persistence.visibility.values import go_duration_ns
+from hourglass.persistence.visibility.durations import go_duration_ns
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 
 from hourglass.persistence.visibility.attributes import ValueType
+from hourglass.persistence.visibility.durations import go_duration_ns
 
 NS_PER_MS = 1_000_000
 NS_PER_SECOND = 1_000_000_000
@@ -145,29 +146,7 @@ def parse_datetime_ns(text: str) -> int:
     return (seconds - offset_s) * NS_PER_SECOND + nanos
 
 
-_DURATION_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": NS_PER_MS,
-    "s": NS_PER_SECOND,
-    "m": 60 * NS_PER_SECOND,
-    "h": 3600 * NS_PER_SECOND,
-    "d": 86400 * NS_PER_SECOND,
-}
-_GO_DURATION = re.compile(r"([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
 _HHMMSS = re.compile(r"(\d+):([0-5]\d):([0-5]\d)")
-
-
-def go_duration_ns(text: str) -> int | None:
-    """A Go duration ("1h30m", "300ms", "-1.5h", with "d" for days) in nanoseconds; None if it is not one."""
-    match = _GO_DURATION.fullmatch(text.strip())
-    if not match:
-        return None
-    total = sum(float(n) * _DURATION_UNITS_NS[u] for n, u in _DURATION_PART.findall(text))
-    return int(round(-total if match.group(1) == "-" else total))
 
 
 def parse_duration_ns(text: str) -> int:
