@@ -739,6 +739,7 @@ class HistoryEngine:
         returned: list = []  # the new task started for the response, if any
 
         def complete(ms: MutableState, tr: Transition) -> RespondWorkflowTaskCompletedResponse:
+            returned.clear()  # an attempt that lost a conflict (and is run again) started nothing
             wt = self._started_workflow_task(ms, token)
             if failed:
                 raise failed[0]
