@@ -22,7 +22,7 @@ from hourglass.cluster.errors import NodeUnreachable, ShardNotOwned, Unavailable
 from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.placement import Placement
-from hourglass.cluster.rpc.client import DEFAULT_TIMEOUT_S, LONG_POLL_TIMEOUT_S, InternalClient
+from hourglass.cluster.rpc.client import DEFAULT_TIMEOUT_S, InternalClient
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
 # Long enough for a new owner to take a shard (one LWT) after the ring moved it.
 RETRY_DELAY_S = 0.5
+# How much longer than a long poll's own timeout its owner may take to answer it: room for a task it
+# matched at the last moment to be recorded as started in history, even on a loaded node.
+LONG_CALL_GRACE_S = 10.0
 
 
 def _by_execution(i: int) -> Callable[[tuple], tuple[str, str]]:
@@ -80,7 +83,6 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "reset_activity": _by_request,
     "update_activity_options": _by_request,
 }
-HISTORY_LONG = {"wait_for_change", "update_workflow", "poll_update", "update_with_start", "consistent_query"}
 
 # Matching operations -> (namespace id, task queue name, task queue type).
 MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
@@ -93,7 +95,6 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
 }
-MATCHING_LONG = {"poll_workflow_task", "poll_activity_task", "query_workflow"}
 
 # Schedule operations -> (namespace id, schedule id): a schedule lives in the shard of that pair.
 SCHEDULE_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
@@ -142,11 +143,19 @@ class Router:
         raise AssertionError("unreachable")
 
 
-def _bind(fn: Callable, args: tuple, kwargs: dict) -> tuple:
-    """Positional arguments in the method's order (keyword and default ones included) for the envelope."""
+def _bind(fn: Callable, args: tuple, kwargs: dict) -> tuple[tuple, float]:
+    """Positional arguments in the method's order (keyword and default ones included) for the envelope,
+    and how long to wait for the owner's reply.
+
+    A long poll (any operation with a `timeout` argument) gets its own timeout plus a grace: the owner
+    answers by then unless it is frozen or gone, and then the caller should hear so and try the shard's
+    next owner, not hang in a call to a paused process for a fixed minute and a half.
+    """
     bound = inspect.signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
-    return bound.args
+    own_timeout = bound.arguments.get("timeout")
+    rpc_timeout = DEFAULT_TIMEOUT_S if own_timeout is None else float(own_timeout) + LONG_CALL_GRACE_S
+    return bound.args, rpc_timeout
 
 
 class RoutedHistory:
@@ -161,10 +170,9 @@ class RoutedHistory:
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
-        args = _bind(local, args, kwargs)
+        args, timeout = _bind(local, args, kwargs)
         namespace_id, workflow_id = HISTORY_ROUTES[name](args)
         shard_id = shard_id_for(namespace_id, workflow_id, self.engine.shard_count)
-        timeout = LONG_POLL_TIMEOUT_S if name in HISTORY_LONG else DEFAULT_TIMEOUT_S
         return await self.router.run(
             f"history shard {shard_id}",
             lambda: self.router.placement.shard_owner(shard_id),
@@ -191,7 +199,7 @@ class RoutedSchedules:
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
-        args = _bind(local, args, kwargs)
+        args, timeout = _bind(local, args, kwargs)
         namespace_id, schedule_id = SCHEDULE_ROUTES[name](args)
         shard_id = shard_id_for(namespace_id, schedule_id, self.engine.history.shard_count)
         return await self.router.run(
@@ -201,7 +209,7 @@ class RoutedSchedules:
             "schedules",
             name,
             args,
-            DEFAULT_TIMEOUT_S,
+            timeout,
         )
 
 
@@ -217,9 +225,8 @@ class RoutedMatching:
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
-        args = _bind(local, args, kwargs)
+        args, timeout = _bind(local, args, kwargs)
         namespace_id, queue, task_type = MATCHING_ROUTES[name](args)
-        timeout = LONG_POLL_TIMEOUT_S if name in MATCHING_LONG else DEFAULT_TIMEOUT_S
         return await self.router.run(
             f"task queue {queue}",
             lambda: self.router.placement.partition_owner(namespace_id, queue, task_type),

@@ -14,9 +14,9 @@ from hourglass.cluster.rpc import internal_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICES = {"history": "HistoryService", "matching": "MatchingService", "schedules": "ScheduleService"}
-# Internal calls run under the public caller's own deadline at most; long polls need a minute.
+# Internal calls run under the public caller's own deadline at most; long polls set theirs from their own
+# timeout (routing.py).
 DEFAULT_TIMEOUT_S = 30.0
-LONG_POLL_TIMEOUT_S = 90.0
 
 
 class InternalClient:
