@@ -228,7 +228,7 @@ class HistoryEngine:
         shard = self.shards.pop(shard_id, None)
         processors = self.queues.pop(shard_id, None)
         if shard is not None:
-            shard.released = True
+            shard.release()
             for listener in self.shard_listeners:
                 await listener.shard_released(shard_id)
         if processors is not None:
@@ -245,7 +245,7 @@ class HistoryEngine:
         """The store refused a write because another owner took the shard: stop using it at once. The
         ownership controller (on_shard_lost) releases it and decides when to take it again."""
         if self.on_shard_lost is not None and not shard.released:
-            shard.released = True
+            shard.release()
             self.on_shard_lost(shard.shard_id)
 
     async def stop(self) -> None:
@@ -1428,13 +1428,14 @@ class HistoryEngine:
         the run's close ends the wait: a client waiting for the result (a close-event long poll) is not sent
         back empty-handed at every transition, which would cost it a round trip and the server a state copy.
         The caller re-reads the state under the lock, so a close seen here before its commit is harmless.
+        A shard released meanwhile ends the wait too: the caller's re-read goes to the shard's next owner.
         """
         info = ms.info
         shard = self.shard_for(info.namespace_id, info.workflow_id)
         key = ExecutionKey(info.namespace_id, info.workflow_id, info.run_id)
         deadline = asyncio.get_running_loop().time() + timeout
         version = ms.db_record_version
-        while True:
+        while not shard.released:
             watcher = shard.watch(key)  # registered before the re-read, so no commit slips between the two
             current = await shard.load(key)
             if current is None:

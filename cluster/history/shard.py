@@ -167,9 +167,18 @@ class Shard:
                 self.range_id,
             )
             # Long polls on history look again: a commit that landed only now woke none of them.
-            for watcher in self._change_watchers.values():
-                watcher.set()
-            self._change_watchers.clear()
+            self._wake_watchers()
+
+    def release(self) -> None:
+        """Stop serving the shard. Long polls on its runs end now: their callers read again from the next
+        owner instead of waiting out their timeout on a state no one here will change."""
+        self.released = True
+        self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        for watcher in self._change_watchers.values():
+            watcher.set()
+        self._change_watchers.clear()
 
     async def _bump_range(self, info: ShardInfo) -> None:
         """Move the shard to the next range id (under _range_lock), from the row just read. A bump whose
