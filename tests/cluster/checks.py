@@ -40,7 +40,13 @@ async def assert_all_complete(client: Client, ids: list[str], timeout: float) ->
         async with sem:
             n = int(wid.rsplit("-", 1)[1])
             handle = client.get_workflow_handle(wid)
-            result = await asyncio.wait_for(handle.result(), max(deadline - time.monotonic(), 1))
+            try:
+                result = await asyncio.wait_for(handle.result(), max(deadline - time.monotonic(), 1))
+            except TimeoutError:
+                # Say whether the run is stuck or only its result poll is: the history as it stands.
+                events = [e.event_type async for e in handle.fetch_history_events()]
+                names = [EventType.Name(t).removeprefix("EVENT_TYPE_") for t in events]
+                raise AssertionError(f"{wid} gave no result in {timeout} s; its history: {names}") from None
             assert result == f"a{n}b{n}", wid
             history = await handle.fetch_history()
             events = history.events
