@@ -202,6 +202,9 @@ class Transition:
         if ms.workflow_task is not None or not ms.running:
             return
         if ms.buffered_events:
+            # Events that came in while the last task ran: the worker must see them, so this task is a normal
+            # one (attempt 1, in history) even after failed attempts, as on the reference.
+            attempt = 1
             self.flush_buffered_events()
         # A sticky run's task goes to its worker's queue. (Never a retry: a failure clears stickiness.)
         sticky = ms.sticky
@@ -449,7 +452,7 @@ class Transition:
         ms.workflow_task = None
         next_attempt = self._next_attempt_after_failure(wt)
         if schedule_next:
-            self._schedule_retry(next_attempt)
+            self.schedule_workflow_task(attempt=next_attempt)
 
     def timeout_workflow_task(self) -> None:
         ms = self.ms
@@ -466,7 +469,7 @@ class Transition:
                 bufferable=False,
             )
         ms.workflow_task = None
-        self._schedule_retry(self._next_attempt_after_failure(wt))
+        self.schedule_workflow_task(attempt=self._next_attempt_after_failure(wt))
 
     def time_out_sticky_workflow_task(self) -> None:
         """No sticky poller took the task in time: record it (timeout type SCHEDULE_TO_START), forget the
@@ -494,11 +497,6 @@ class Transition:
             self.ms.clear_sticky()
             return 1
         return wt.attempt + 1
-
-    def _schedule_retry(self, attempt: int) -> None:
-        if self.ms.buffered_events:
-            self.flush_buffered_events()
-        self.schedule_workflow_task(attempt=attempt)
 
     def force_close_workflow_task(self, identity: str) -> None:
         """Before the server closes a run (terminate, timeout) a running workflow task is failed."""

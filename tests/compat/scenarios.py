@@ -26,16 +26,25 @@ from temporalio.api.command.v1 import (
     ScheduleActivityTaskCommandAttributes,
 )
 from temporalio.api.common.v1 import ActivityType, Payload, Payloads, WorkflowExecution
-from temporalio.api.enums.v1 import CommandType, IndexedValueType, TaskQueueKind
+from temporalio.api.enums.v1 import (
+    CommandType,
+    EventType,
+    IndexedValueType,
+    TaskQueueKind,
+    WorkflowTaskFailedCause,
+)
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import StickyExecutionAttributes, TaskQueue
 from temporalio.api.workflowservice.v1 import (
     PollWorkflowTaskQueueRequest,
+    PollWorkflowTaskQueueResponse,
     ResetStickyTaskQueueRequest,
     ResetWorkflowExecutionRequest,
     RespondActivityTaskCompletedRequest,
     RespondWorkflowTaskCompletedRequest,
     RespondWorkflowTaskCompletedResponse,
+    RespondWorkflowTaskFailedRequest,
 )
 from temporalio.client import (
     Client,
@@ -487,16 +496,20 @@ async def eager_workflow_start(client: Client, tq: str) -> str:
     return wf_id
 
 
+async def _poll_raw(client: Client, tq: str) -> PollWorkflowTaskQueueResponse:
+    """The run's next workflow task on `tq`, polled as a bare worker."""
+    return await client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
+        timeout=timedelta(seconds=10),
+    )
+
+
 async def _raw_workflow_task(
     client: Client, tq: str, commands: list[Command]
 ) -> RespondWorkflowTaskCompletedResponse:
     """Poll the run's next workflow task on `tq` as a bare worker and answer it with `commands`."""
-    svc = client.workflow_service
-    task = await svc.poll_workflow_task_queue(
-        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
-        timeout=timedelta(seconds=10),
-    )
-    return await svc.respond_workflow_task_completed(
+    task = await _poll_raw(client, tq)
+    return await client.workflow_service.respond_workflow_task_completed(
         RespondWorkflowTaskCompletedRequest(
             namespace="default", task_token=task.task_token, identity="raw", commands=commands
         )
@@ -556,6 +569,44 @@ async def eager_activity_cancelled_at_once(client: Client, tq: str) -> str:
     reply = await _raw_workflow_task(client, tq, [_eager_activity("a1", tq), cancel])
     assert not reply.activity_tasks, reply
     await _raw_workflow_task(client, tq, [_COMPLETE])
+    await handle.result()
+    return wf_id
+
+
+async def _fail_raw(client: Client, task: PollWorkflowTaskQueueResponse) -> None:
+    await client.workflow_service.respond_workflow_task_failed(
+        RespondWorkflowTaskFailedRequest(
+            namespace="default",
+            task_token=task.task_token,
+            identity="raw",
+            cause=WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+            failure=Failure(message="raw failure"),
+        )
+    )
+
+
+async def signal_during_failing_workflow_task(client: Client, tq: str) -> str:
+    """A signal that arrives while a retried (transient) workflow task runs and fails again makes the next
+    task a normal one: attempt 1, its scheduled event in history before the worker sees it."""
+    wf_id = new_id("signal-during-failing-task")
+    handle = await client.start_workflow("RawFails", id=wf_id, task_queue=tq)
+    await _fail_raw(client, await _poll_raw(client, tq))
+    retried = await _poll_raw(client, tq)
+    assert retried.attempt == 2, retried
+    await handle.signal("poke", "in")  # buffered: a workflow task is running
+    await _fail_raw(client, retried)
+    after_signal = await _poll_raw(client, tq)
+    assert after_signal.attempt == 1, after_signal
+    assert [e.event_type for e in after_signal.history.events][-3:] == [
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    ]
+    await client.workflow_service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default", task_token=after_signal.task_token, identity="raw", commands=[_COMPLETE]
+        )
+    )
     await handle.result()
     return wf_id
 
@@ -981,6 +1032,22 @@ SCENARIOS += [
             "ACTIVITY_TASK_SCHEDULED",
             "ACTIVITY_TASK_CANCEL_REQUESTED",
             "ACTIVITY_TASK_CANCELED",
+            *WT,
+            "WORKFLOW_EXECUTION_COMPLETED",
+        ],
+    ),
+]
+
+SCENARIOS += [
+    Scenario(
+        "signal-during-failing-workflow-task",
+        signal_during_failing_workflow_task,
+        [
+            "WORKFLOW_EXECUTION_STARTED",
+            "WORKFLOW_TASK_SCHEDULED",
+            "WORKFLOW_TASK_STARTED",
+            "WORKFLOW_TASK_FAILED",
+            "WORKFLOW_EXECUTION_SIGNALED",
             *WT,
             "WORKFLOW_EXECUTION_COMPLETED",
         ],
