@@ -57,7 +57,7 @@ from hourglass.cluster.errors import (
     Unavailable,
     WorkflowAlreadyStarted,
 )
-from hourglass.cluster.history import activity_ops, continuation
+from hourglass.cluster.history import activity_ops, continuation, events_cache
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -213,7 +213,14 @@ class HistoryEngine:
         """Take the shard (range-id LWT, which fences any previous owner) and start its queue processors."""
         if shard_id in self.shards:
             return
-        shard = Shard(shard_id, self.store, self._on_new_tasks, self._shard_writable, epoch)
+        shard = Shard(
+            shard_id,
+            self.store,
+            self._on_new_tasks,
+            self._shard_writable,
+            epoch,
+            events_cache_bytes=events_cache.NODE_BYTES // self.shard_count,
+        )
         shard.on_fenced = self.shard_lost
         await shard.acquire()
         processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)

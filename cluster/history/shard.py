@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 
 from temporalio.api.history.v1 import History, HistoryEvent
 
+from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
 from hourglass.cluster.history.queries import QueryBuffer
 from hourglass.cluster.history.transition import Transition
@@ -83,6 +84,7 @@ class Shard:
         on_new_tasks: Callable[[Shard, list[TransferTask], list[TimerTask]], None],
         writable: Callable[[Shard], bool] | None = None,
         epoch: int | None = None,
+        events_cache_bytes: int = NODE_BYTES,
     ) -> None:
         self.shard_id = shard_id
         # In a cluster: the membership epoch this shard was acquired in, and the check that it still holds.
@@ -101,6 +103,7 @@ class Shard:
         self._cache: OrderedDict[ExecutionKey, MutableState] = OrderedDict()
         self.locks = KeyedLocks()
         self._change_watchers: dict[ExecutionKey, asyncio.Event] = {}
+        self._events = EventsCache(events_cache_bytes)
         self._range_lock = asyncio.Lock()
         # Ids allocated to commits still in flight: the transfer ack level stays below all of them.
         self.uncommitted_task_ids: set[int] = set()
@@ -337,6 +340,7 @@ class Shard:
             new_timers: list[TimerTask] = []
             for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
                 self._remember(key, tr.ms)
+                self._events.add(key, tr.events)
                 self._speculative.pop(key, None)  # a committed state holds no speculative task
                 new_transfer.extend(write.transfer_tasks)
                 new_timers.extend(write.timer_tasks)
@@ -421,6 +425,11 @@ class Shard:
     ) -> list[HistoryEvent]:
         """Committed events of the run with id >= first_event_id, in order."""
         info = ms.info
+        cached = self._events.span(
+            ExecutionKey(info.namespace_id, info.workflow_id, info.run_id), first_event_id, ms.next_event_id
+        )
+        if cached is not None:
+            return cached
         events: list[HistoryEvent] = []
         # A sticky task's history starts where a batch does (after the last WorkflowTaskStarted), so try
         # reading from the node of that id on; if no batch starts there, read from the beginning.
@@ -453,6 +462,9 @@ class Shard:
     async def read_event(self, ms: MutableState, node_id: int, event_id: int) -> HistoryEvent | None:
         """One event, knowing the node (first event id of its batch) that holds it."""
         info = ms.info
+        cached = self._events.get(ExecutionKey(info.namespace_id, info.workflow_id, info.run_id), event_id)
+        if cached is not None:
+            return cached
         nodes = await self.store.read_history_nodes(
             info.namespace_id, info.workflow_id, info.run_id, node_id, ms.last_history_txn_id, 1
         )
