@@ -110,7 +110,8 @@ class Partition:
         self._id_limit = (range_id + 1) << RANGE_BITS
 
     async def _next_task_id(self) -> int:
-        if self._next_id >= self._id_limit:
+        """Ids come from the partition's lease range; a sticky (in-memory) queue takes no lease at all."""
+        if self.persistent and self._next_id >= self._id_limit:
             self.check_writable()
             info = await self.store.lease_task_queue(self.key)
             self._set_range(info.range_id)
@@ -263,7 +264,14 @@ class Partition:
             return
         if task.backlog_task_id is not None:
             self._outstanding.discard(task.backlog_task_id)
-            self._backlog.appendleft(
+            # Back in task-id order, not simply in front: the range delete of consumed tasks stops below
+            # the backlog's first task, so a lower id behind it would be deleted while still unconsumed
+            # (and lost once the partition moves). Given-back tasks are few and near the front.
+            at = 0
+            while at < len(self._backlog) and self._backlog[at].task_id < task.backlog_task_id:
+                at += 1
+            self._backlog.insert(
+                at,
                 QueueTask(
                     task.backlog_task_id,
                     task.namespace_id,
@@ -271,6 +279,6 @@ class Partition:
                     task.execution.run_id,
                     task.scheduled_event_id,
                     data=str(task.attempt).encode(),
-                )
+                ),
             )
             self._wake_poller_for_backlog()

@@ -98,3 +98,34 @@ async def test_a_sticky_partition_knows_whether_its_worker_polled_lately_and_can
     partition.unload()  # the worker shut down: its waiting poll returns empty
     assert await poll is None
     assert partition.has_poller_within(10) and not partition.has_poller_within(0)
+
+
+async def test_tasks_given_back_out_of_order_stay_in_the_store_until_consumed(store):
+    """Pollers whose history call failed hand their tasks back in any order; the tasks that stay behind
+    must survive the partition moving to another node (which reloads the backlog from the store)."""
+    first = Partition(KEY, store)
+    for n in (1, 2, 3, 4):
+        await first.add(task(n))
+    one, two, _three, four = [await first.poll(1, "w") for _ in range(4)]
+    first.give_back(one)
+    first.give_back(two)  # after one: now in front of it
+    await first.ack(four)  # the only task history started; three is still out with its poller
+    first.close()  # the partition moves: what it held in memory is gone
+
+    moved = Partition(KEY, store)
+    seen = []
+    while (t := await moved.poll(0.05, "w")) is not None:
+        seen.append(t.scheduled_event_id)
+        await moved.ack(t)
+    # Four may come again (deletes go up to the lowest unconsumed task): history drops it as stale.
+    assert [n for n in seen if n != 4] == [1, 2, 3]
+
+
+async def test_a_sticky_partition_holds_its_tasks_in_memory_and_never_leases_the_store(store):
+    """A sticky queue belongs to one worker process: nothing of it is written, so two nodes that both
+    briefly hold it (the ring moving) cannot fail each other's adds with a lease conflict."""
+    key = TaskQueueKey("ns", "sticky", 1)
+    for holder in (Partition(key, store, persistent=False), Partition(key, store, persistent=False)):
+        await holder.add(task(1))  # no poller: kept in memory
+        assert (await holder.poll(1, "worker")).scheduled_event_id == 1
+    assert [info.key for info in await store.list_task_queues()] == []
