@@ -617,18 +617,18 @@ class HistoryEngine:
         def start(ms: MutableState, tr: Transition):
             wt = ms.workflow_task
             if not ms.running or wt is None or wt.scheduled_event_id != scheduled_event_id:
-                raise TaskGone()
+                raise TaskGone("the run has no such workflow task waiting")
             if wt.started:
                 if wt.request_id == request_id:
                     return wt  # a retried record of the same poll
-                raise TaskGone()
+                raise TaskGone("another poll started the workflow task")
             if poll_queue is not None:
                 if ms.sticky and poll_queue.name != ms.info.sticky_task_queue:
                     # The sticky worker was gone and the task went to the normal queue: whoever takes
                     # it there needs the whole history, and becomes the run's sticky worker later.
                     ms.clear_sticky()
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
-                    raise TaskGone()  # a stale task: the run left its sticky queue since
+                    raise TaskGone("the run left its sticky queue")  # a stale task
             wt = tr.start_workflow_task(request_id, identity, build_id)
             registry = shard.find_update_registry(key)
             if registry:
@@ -909,11 +909,11 @@ class HistoryEngine:
                 or ai.paused
                 or (task_queue and ai.task_queue != task_queue)
             ):
-                raise TaskGone()
+                raise TaskGone("the activity attempt no longer waits for a worker")
             if ai.started:
                 if ai.request_id == request_id:
                     return ai
-                raise TaskGone()
+                raise TaskGone("another poll started the activity attempt")
             tr.start_activity(ai, request_id, identity)
             return ai
 

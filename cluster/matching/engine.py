@@ -216,7 +216,14 @@ class MatchingEngine:
         """Record the start in history; on success or a stale task the task is consumed, else handed back."""
         try:
             response = await record_started
-        except TaskGone:
+        except TaskGone as e:
+            log.debug(
+                "task of %s (event %s) from %s dropped: %s",
+                task.execution.workflow_id,
+                task.scheduled_event_id,
+                partition.key.name,
+                e,
+            )
             await partition.ack(task)
             return None
         except BaseException:

@@ -94,7 +94,7 @@ def decode(value: pb.Value) -> object:
 
 def encode_error(e: BaseException) -> pb.Error:
     if isinstance(e, TaskGone):
-        return pb.Error(kind="TaskGone", message="task gone")
+        return pb.Error(kind="TaskGone", message=str(e) or "task gone")
     if isinstance(e, errors.ServiceError):
         err = pb.Error(kind=type(e).__name__, code=e.code.value[0], message=e.message)
         if e.detail is not None:
@@ -109,7 +109,7 @@ def encode_error(e: BaseException) -> pb.Error:
 
 def decode_error(err: pb.Error) -> BaseException:
     if err.kind == "TaskGone":
-        return TaskGone()
+        return TaskGone(err.message)
     cls = getattr(errors, err.kind, None)
     if not (isinstance(cls, type) and issubclass(cls, errors.ServiceError)):
         cls = errors.Internal

@@ -65,5 +65,6 @@ def test_errors_come_back_as_the_same_class_with_their_detail():
     assert back.code == e.code and back.message == "already"
     assert isinstance(back.detail, WorkflowExecutionAlreadyStartedFailure) and back.detail.run_id == "run"
     assert isinstance(codec.decode_error(codec.encode_error(errors.NotFound("gone"))), errors.NotFound)
-    assert isinstance(codec.decode_error(codec.encode_error(TaskGone())), TaskGone)
+    gone = codec.decode_error(codec.encode_error(TaskGone("another poll started the workflow task")))
+    assert isinstance(gone, TaskGone) and str(gone) == "another poll started the workflow task"
     assert type(codec.decode_error(codec.encode_error(ValueError("x")))) is errors.Internal
