@@ -9,6 +9,7 @@ fenced by the partition's lease (range_id) and handed out in order.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 from collections.abc import Callable
@@ -171,7 +172,7 @@ class Partition:
         if self.persistent:
             self.check_writable()
             await self.store.create_queue_tasks(self.key, self._range_id, [qt])
-        self._backlog.append(qt)
+        self._into_backlog(qt)
         self._wake_poller_for_backlog()
 
     def _wake_poller_for_backlog(self) -> None:
@@ -264,14 +265,7 @@ class Partition:
             return
         if task.backlog_task_id is not None:
             self._outstanding.discard(task.backlog_task_id)
-            # Back in task-id order, not simply in front: the range delete of consumed tasks stops below
-            # the backlog's first task, so a lower id behind it would be deleted while still unconsumed
-            # (and lost once the partition moves). Given-back tasks are few and near the front.
-            at = 0
-            while at < len(self._backlog) and self._backlog[at].task_id < task.backlog_task_id:
-                at += 1
-            self._backlog.insert(
-                at,
+            self._into_backlog(
                 QueueTask(
                     task.backlog_task_id,
                     task.namespace_id,
@@ -279,6 +273,13 @@ class Partition:
                     task.execution.run_id,
                     task.scheduled_event_id,
                     data=str(task.attempt).encode(),
-                ),
+                )
             )
             self._wake_poller_for_backlog()
+
+    def _into_backlog(self, qt: QueueTask) -> None:
+        """Keep the backlog in task-id order, whatever order tasks arrive in (concurrent appends finish in
+        any order, given-back tasks return): the range delete of consumed tasks stops just below the
+        backlog's first task, so a lower id further back would be deleted while still unconsumed, and lost
+        once the partition moves to another node."""
+        bisect.insort(self._backlog, qt, key=lambda t: t.task_id)

@@ -129,3 +129,36 @@ async def test_a_sticky_partition_holds_its_tasks_in_memory_and_never_leases_the
         await holder.add(task(1))  # no poller: kept in memory
         assert (await holder.poll(1, "worker")).scheduled_event_id == 1
     assert [info.key for info in await store.list_task_queues()] == []
+
+
+class _WritesLandInReverse:
+    """The real store, with each backlog write of a burst finishing after the ones issued after it (as
+    concurrent conditional writes to a remote database may)."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self._inner = inner
+        self.delays = [0.06, 0.04, 0.02]
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    async def create_queue_tasks(self, key, range_id, tasks) -> None:
+        await asyncio.sleep(self.delays.pop(0) if self.delays else 0)
+        await self._inner.create_queue_tasks(key, range_id, tasks)
+
+
+async def test_tasks_whose_writes_finish_out_of_order_stay_in_the_store_until_consumed(store):
+    first = Partition(KEY, _WritesLandInReverse(store))
+    await first._ensure_loaded()  # lease first: the burst below then writes concurrently
+    await asyncio.gather(*(first.add(task(n)) for n in (1, 2, 3)))
+    handed = await first.poll(1, "w")
+    await first.ack(handed)
+    first.close()
+
+    moved = Partition(KEY, store)
+    seen = []
+    while (t := await moved.poll(0.05, "w")) is not None:
+        seen.append(t.scheduled_event_id)
+        await moved.ack(t)
+    assert {handed.scheduled_event_id, *seen} == {1, 2, 3}  # nothing lost
+    assert handed.scheduled_event_id == 1 and seen == [2, 3]  # and handed out in order of creation
