@@ -16,13 +16,14 @@ from temporalio.api.workflowservice.v1 import (
     UnpauseActivityRequest,
     UpdateActivityOptionsRequest,
 )
-from test_transition import new_state, run_first_workflow_task, schedule_activity
 
 from hourglass.cluster.errors import FailedPrecondition, InvalidArgument
 from hourglass.cluster.history import activity_ops
 from hourglass.cluster.history.tasks import TimerKind
 from hourglass.cluster.history.timeutil import to_duration
 from hourglass.cluster.history.transition import Transition, default_retry_policy
+
+from .test_transition import new_state, run_first_workflow_task, schedule_activity
 
 EX = WorkflowExecution(workflow_id="wf")
 FAILURE = Failure(message="nope", application_failure_info=ApplicationFailureInfo(type="X"))

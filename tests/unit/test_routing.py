@@ -12,31 +12,15 @@ import pytest
 from hourglass.cluster import routing
 from hourglass.cluster.errors import Unavailable
 from hourglass.cluster.history.engine import HistoryEngine
-from hourglass.cluster.history.mutable_state import ExecutionInfo, MutableState
 from hourglass.cluster.membership.members import Member
 from hourglass.cluster.placement import Placement
 from hourglass.cluster.routing import RoutedHistory, Router
 from hourglass.cluster.rpc.client import InternalClient
 from hourglass.persistence.sqlite.store import SQLiteStore
 
+from .states import minimal_state
+
 HUNG = "127.0.0.1:1"
-
-
-def _state() -> MutableState:
-    return MutableState(
-        ExecutionInfo(
-            namespace_id="ns",
-            workflow_id="w",
-            run_id="r",
-            first_run_id="r",
-            workflow_type="T",
-            task_queue="q",
-            create_request_id="req",
-            start_time_ms=1,
-            execution_time_ms=1,
-            workflow_task_timeout_ms=10_000,
-        )
-    )
 
 
 async def _hung_owner() -> tuple[grpc.aio.Server, str]:
@@ -73,7 +57,7 @@ async def test_a_long_poll_on_a_hung_owner_gives_up_after_its_own_timeout(monkey
         with pytest.raises(Unavailable, match="did not answer history.wait_for_change: DEADLINE_EXCEEDED"):
             # Two attempts (the owner, then whoever the ring names by then), each the poll's 1 s and the
             # grace: not the minute and a half a hung owner used to hold every long poll.
-            await asyncio.wait_for(history.wait_for_change(_state(), 1.0, True), 10)
+            await asyncio.wait_for(history.wait_for_change(minimal_state(), 1.0, True), 10)
     finally:
         await client.close()
         await server.stop(None)

@@ -7,10 +7,12 @@ from temporalio.api.errordetails.v1 import WorkflowExecutionAlreadyStartedFailur
 
 from hourglass.cluster import errors
 from hourglass.cluster.history.engine import StartResult, TaskGone
-from hourglass.cluster.history.mutable_state import ExecutionInfo, MutableState, ParentInfo
+from hourglass.cluster.history.mutable_state import ParentInfo
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.rpc import codec
 from hourglass.cluster.rpc import internal_pb2 as pb
+
+from .states import minimal_state
 
 
 def _round_trip(value):
@@ -38,20 +40,7 @@ def test_values_round_trip():
 
 
 def test_mutable_state_keeps_its_record_version():
-    ms = MutableState(
-        ExecutionInfo(
-            namespace_id="ns",
-            workflow_id="w",
-            run_id="r",
-            first_run_id="r",
-            workflow_type="T",
-            task_queue="q",
-            create_request_id="req",
-            start_time_ms=1,
-            execution_time_ms=1,
-            workflow_task_timeout_ms=10_000,
-        )
-    )
+    ms = minimal_state()
     ms.db_record_version = 42
     ms.next_event_id = 9
     back = _round_trip(ms)
