@@ -282,4 +282,7 @@ class Partition:
         any order, given-back tasks return): the range delete of consumed tasks stops just below the
         backlog's first task, so a lower id further back would be deleted while still unconsumed, and lost
         once the partition moves to another node."""
-        bisect.insort(self._backlog, qt, key=lambda t: t.task_id)
+        if not self._backlog or self._backlog[-1].task_id < qt.task_id:
+            self._backlog.append(qt)  # the usual case: the newest task
+        else:
+            bisect.insort(self._backlog, qt, key=lambda t: t.task_id)
