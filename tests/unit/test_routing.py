@@ -1,6 +1,6 @@
 """Calls routed to a shard's owner: an owner that does not answer (stopped by SIGSTOP, stuck, a hung host)
-holds a long poll no longer than the poll's own timeout, then the caller hears UNAVAILABLE and the client retries,
-by then against the shard's next owner."""
+holds a long poll for the poll's own timeout and a grace, no longer; then the caller hears UNAVAILABLE
+and the client retries, by then against the shard's next owner."""
 
 from __future__ import annotations
 
