@@ -92,12 +92,13 @@ def check_execution_request(request) -> None:
         raise InvalidArgument("invalid run id: must be a valid UUID")
     if hasattr(request, "jitter") and _negative(request.jitter):
         raise InvalidArgument("invalid jitter: negative duration")
+    if isinstance(request, rr.UpdateActivityExecutionOptionsRequest):
+        _check_update_execution_request(request)
 
 
-def check_update_execution_request(request: rr.UpdateActivityExecutionOptionsRequest) -> None:
+def _check_update_execution_request(request: rr.UpdateActivityExecutionOptionsRequest) -> None:
     """UpdateActivityExecutionOptions' own checks of the mask and the options (the masked fields only); a
     whole retry policy gets the server's defaults for what it leaves out, as on the reference."""
-    check_execution_request(request)
     paths = list(request.update_mask.paths)
     if paths and request.restore_original:
         raise InvalidArgument("Both UpdateMask and RestoreOriginal are provided")

@@ -691,32 +691,34 @@ class WorkflowService(WorkflowServiceServicer):
         options = await self.history.update_activity_options(await self._activity_operation(request), request)
         return rr.UpdateActivityOptionsResponse(activity_options=options)
 
-    @rpc
-    async def PauseActivityExecution(self, request, context):
+    async def _activity_execution_operation(self, request) -> str:
+        """The same for the *ActivityExecution forms, whose checks differ; answers the namespace id."""
         ns = await self.namespaces.get(request.namespace)
         activity_operations.check_execution_request(request)
-        await self.history.pause_activity(ns.id, activity_operations.as_pause(request))
+        return ns.id
+
+    @rpc
+    async def PauseActivityExecution(self, request, context):
+        ns_id = await self._activity_execution_operation(request)
+        await self.history.pause_activity(ns_id, activity_operations.as_pause(request))
         return rr.PauseActivityExecutionResponse()
 
     @rpc
     async def UnpauseActivityExecution(self, request, context):
-        ns = await self.namespaces.get(request.namespace)
-        activity_operations.check_execution_request(request)
-        await self.history.unpause_activity(ns.id, activity_operations.as_unpause(request))
+        ns_id = await self._activity_execution_operation(request)
+        await self.history.unpause_activity(ns_id, activity_operations.as_unpause(request))
         return rr.UnpauseActivityExecutionResponse()
 
     @rpc
     async def ResetActivityExecution(self, request, context):
-        ns = await self.namespaces.get(request.namespace)
-        activity_operations.check_execution_request(request)
-        await self.history.reset_activity(ns.id, activity_operations.as_reset(request))
+        ns_id = await self._activity_execution_operation(request)
+        await self.history.reset_activity(ns_id, activity_operations.as_reset(request))
         return rr.ResetActivityExecutionResponse()
 
     @rpc
     async def UpdateActivityExecutionOptions(self, request, context):
-        ns = await self.namespaces.get(request.namespace)
-        activity_operations.check_update_execution_request(request)
-        options = await self.history.update_activity_options(ns.id, activity_operations.as_update(request))
+        ns_id = await self._activity_execution_operation(request)
+        options = await self.history.update_activity_options(ns_id, activity_operations.as_update(request))
         return rr.UpdateActivityExecutionOptionsResponse(activity_options=options)
 
     # ---- visibility ------------------------------------------------------------------------------------
