@@ -184,8 +184,12 @@ def _writes_task(kind: str) -> Callable[[Sequence[ExecutionWrite]], bool]:
     )
 
 
-async def _first_workflow_task(client: Client, queue: str, seed: int) -> tuple[WorkflowHandle, bytes]:
-    """Start a workflow with no worker yet and take its first workflow task by hand."""
+async def _first_task_completed_late(
+    client: Client, store: FaultyStore, queue: str, seed: int
+) -> WorkflowHandle:
+    """Start a workflow with no worker yet, take its first workflow task by hand and complete it as the
+    workflow would (schedule `double(seed)`, activity id 1 for the SDK); the store holds that batch back
+    (it lands with the next conditional write) and the completion fails with UNAVAILABLE."""
     handle = await client.start_workflow(
         ActivitiesAndTimer.run,
         seed,
@@ -200,12 +204,7 @@ async def _first_workflow_task(client: Client, queue: str, seed: int) -> tuple[W
         timeout=timedelta(seconds=10),
     )
     assert task.task_token
-    return handle, task.task_token
-
-
-async def _complete_first_task_while_unavailable(client: Client, queue: str, seed: int, token: bytes) -> None:
-    """Complete the first workflow task as the workflow would (schedule `double(seed)`, activity id 1 for
-    the SDK); the store holds that batch back and the completion fails with UNAVAILABLE."""
+    store.delay_next_commit(_writes_task(TransferKind.ACTIVITY_TASK))
     schedule = Command(
         command_type=CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
         schedule_activity_task_command_attributes=ScheduleActivityTaskCommandAttributes(
@@ -218,10 +217,13 @@ async def _complete_first_task_while_unavailable(client: Client, queue: str, see
     )
     with pytest.raises(RPCError) as failure:
         await client.workflow_service.respond_workflow_task_completed(
-            RespondWorkflowTaskCompletedRequest(task_token=token, commands=[schedule], identity="by-hand"),
+            RespondWorkflowTaskCompletedRequest(
+                task_token=task.task_token, commands=[schedule], identity="by-hand"
+            ),
             retry=False,
         )
     assert failure.value.status == RPCStatusCode.UNAVAILABLE
+    return handle
 
 
 async def test_an_activity_scheduled_by_a_commit_that_landed_late_is_dispatched() -> None:
@@ -231,9 +233,7 @@ async def test_an_activity_scheduled_by_a_commit_that_landed_late_is_dispatched(
     async with node_on(store) as node:
         client = await Client.connect(f"127.0.0.1:{node.bound_port}")
         queue, seed = f"late-activity-{uuid.uuid4()}", 3
-        handle, token = await _first_workflow_task(client, queue, seed)
-        store.delay_next_commit(_writes_task(TransferKind.ACTIVITY_TASK))
-        await _complete_first_task_while_unavailable(client, queue, seed, token)
+        handle = await _first_task_completed_late(client, store, queue, seed)
         await handle.describe()
 
         activity = await client.workflow_service.poll_activity_task_queue(
@@ -307,9 +307,7 @@ async def test_a_transition_after_a_commit_that_landed_late_follows_it_in_histor
     async with node_on(store) as node:
         client = await Client.connect(f"127.0.0.1:{node.bound_port}")
         queue, seed = f"late-then-terminate-{uuid.uuid4()}", 7
-        handle, token = await _first_workflow_task(client, queue, seed)
-        store.delay_next_commit(_writes_task(TransferKind.ACTIVITY_TASK))
-        await _complete_first_task_while_unavailable(client, queue, seed, token)
+        handle = await _first_task_completed_late(client, store, queue, seed)
         await handle.terminate("by hand")
 
         history = await handle.fetch_history()
