@@ -138,6 +138,8 @@ def start(config_file: str, event_loop: str) -> None:
         cluster_name=config.cluster_name,
         cluster=config.cluster,
         dynamic_config=config.dynamic_config,
+        tls=config.tls,
+        authorization=config.authorization,
     )
     where = config.store.kind
     if config.store.kind == "cassandra":

@@ -65,6 +65,58 @@ class StoreSection(_Strict):
 Role = Literal["frontend", "history", "matching"]
 
 
+class TLSServerSection(_Strict):
+    """A port's own certificate; with client CAs, the clients it accepts (mTLS). As the reference's
+    `global.tls.<group>.server` (certFile, keyFile, clientCaFiles, requireClientAuth)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_files: list[str] = []
+    require_client_auth: bool = False
+
+
+class TLSClientSection(_Strict):
+    """How this node (or a tool) checks the server it connects to. As the reference's
+    `global.tls.<group>.client` (serverName, rootCaFiles, disableHostVerification)."""
+
+    server_name: str | None = None
+    root_ca_files: list[str] = []
+    disable_host_verification: bool = False
+
+
+class TLSGroupSection(_Strict):
+    server: TLSServerSection
+    client: TLSClientSection = TLSClientSection()
+
+
+class TLSSection(_Strict):
+    """The reference's `global.tls`: `frontend` is the public port, `internode` the members' internal RPC
+    (mutual TLS with the cluster's CA; the member's server certificate is also its client certificate)."""
+
+    frontend: TLSGroupSection | None = None
+    internode: TLSGroupSection | None = None
+    # Certificates and keys are re-read when their files change, checked at most this often.
+    refresh_interval_s: float = Field(60.0, gt=0)
+
+
+class JWTKeyProviderSection(_Strict):
+    """Where the claim mapper finds the keys that sign tokens: `file:///path/key.pem` (a PEM public key
+    or certificate) or an `https://.../jwks.json` URL, re-read every `refresh_interval_s`."""
+
+    key_source_uris: list[str] = []
+    refresh_interval_s: float = Field(60.0, gt=0)
+
+
+class AuthorizationSection(_Strict):
+    """The reference's `global.authorization`. No authorizer configured: every request is allowed, as on
+    the reference."""
+
+    jwt_key_provider: JWTKeyProviderSection = JWTKeyProviderSection()
+    permissions_claim_name: str = "permissions"
+    authorizer: Literal["", "default"] = ""
+    claim_mapper: Literal["", "default"] = ""
+
+
 class ClusterSection(_Strict):
     """Present: this node is a member of a cluster (gossip, rings, internal RPC). Absent: a single node
     owning every shard, exactly as without cluster support."""
@@ -86,6 +138,12 @@ class ClusterSection(_Strict):
     sync_interval_s: float = Field(5.0, gt=0)
     # How long a starting node waits for its seeds before taking its share of shards.
     join_timeout_s: float = Field(5.0, ge=0)
+    # The gossip keyring: one base64 AES-256 key per line, the first one primary (encrypts), the others
+    # still accepted (key rotation). Re-read when the file changes.
+    gossip_keyring_file: str | None = None
+    # Test hooks (e.g. cutting gossip off) on the internal, mutually authenticated port only. Never on in
+    # production; the cluster tests turn it on.
+    test_hooks: bool = False
 
     @model_validator(mode="after")
     def _timings(self) -> ClusterSection:
@@ -109,6 +167,8 @@ class ServerConfig(_Strict):
     node: NodeSection = NodeSection()
     store: StoreSection
     cluster: ClusterSection | None = None
+    tls: TLSSection = TLSSection()
+    authorization: AuthorizationSection = AuthorizationSection()
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServerConfig:

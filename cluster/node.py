@@ -47,6 +47,10 @@ class NodeConfig:
     cluster: Any = None
     # The reference's dynamic config keys Hourglass takes (cluster/history/limits.py).
     dynamic_config: dict[str, Any] = field(default_factory=dict)
+    # cluster.config.TLSSection (frontend and internode TLS); None: plaintext.
+    tls: Any = None
+    # cluster.config.AuthorizationSection; None: every request allowed, as the reference without one.
+    authorization: Any = None
 
 
 class Node:
