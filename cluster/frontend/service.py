@@ -544,7 +544,7 @@ class WorkflowService(WorkflowServiceServicer):
             raise NotFound("query task not found, or already expired")
         return rr.RespondQueryTaskCompletedResponse()
 
-    # ---- workflow tasks --------------------------------------------------------------------------------
+    # ---- task tokens -----------------------------------------------------------------------------------
     async def _task_token(self, request) -> TaskToken:
         """The request's task token, if this cluster sealed it, checked as the reference's namespace
         validator does: its namespace must exist and, when the request names a namespace, be that one
@@ -556,6 +556,7 @@ class WorkflowService(WorkflowServiceServicer):
                 raise InvalidArgument(TOKEN_NAMESPACE_MISMATCH)
         return token
 
+    # ---- workflow tasks --------------------------------------------------------------------------------
     @rpc
     async def PollWorkflowTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
