@@ -22,6 +22,7 @@ from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
+from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -68,6 +69,8 @@ class Node:
         self.search_attributes = SearchAttributeRegistry(store)
         self.history.validate_search_attributes = self.search_attributes.validate_search_attributes
         self.history.resolve_namespace_id = self._namespace_id
+        # Replaced in start() by the codec of the cluster's secret, read from the store.
+        self.task_tokens = self.history.task_tokens
         self.history.namespace_retention_ms = self._retention_ms
         self.server: grpc.aio.Server | None = None
         self.bound_port = 0
@@ -87,13 +90,16 @@ class Node:
 
     async def start(self) -> None:
         stored = await self.store.init_cluster_metadata(
-            ClusterMetadata(self.config.cluster_name, self.config.history_shard_count)
+            ClusterMetadata(self.config.cluster_name, self.config.history_shard_count, new_secret())
         )
         if stored.history_shard_count != self.config.history_shard_count:
             raise ClusterMetadataMismatchError(
                 f"the store was created with {stored.history_shard_count} history shards but this node is "
                 f"configured with {self.config.history_shard_count}; the shard count cannot change"
             )
+        # Every node seals and opens task tokens with the one secret the store holds for the cluster.
+        self.task_tokens = TaskTokenCodec(stored.task_token_secret)
+        self.history.task_tokens = self.matching.task_tokens = self.task_tokens
         for name in self.config.namespaces:
             await self.namespaces.ensure(name)
         # Schedules follow shard ownership: they run for the shards this node takes (see ScheduleEngine).
@@ -131,6 +137,7 @@ class Node:
                 store=self.store,
                 search_attributes=self.search_attributes,
                 schedules=self.schedules_api,
+                task_tokens=self.task_tokens,
             ),
             self.server,
         )

@@ -17,6 +17,9 @@ class ClusterMetadata:
 
     cluster_name: str
     history_shard_count: int
+    # The key task tokens are sealed with (HMAC-SHA256), shared by every node. A store made before it
+    # existed has none (b""): the first node to start records the one it proposes, and all agree on it.
+    task_token_secret: bytes = field(default=b"", repr=False)
 
 
 @dataclass

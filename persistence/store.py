@@ -41,7 +41,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def init_cluster_metadata(self, metadata: ClusterMetadata) -> ClusterMetadata:
-        """Record the metadata if none exists; return what is stored (which may differ from the argument)."""
+        """Record the metadata if none exists; return what is stored (which may differ from the argument).
+
+        The task-token secret is recorded at most once: with the row, or (a store made before the secret
+        existed, or one recorded without it) by the first call that brings one, conditionally, so callers
+        racing each other all get the same secret back.
+        """
 
     # ---- shards ----------------------------------------------------------------------------------------
     @abc.abstractmethod

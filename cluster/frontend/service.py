@@ -65,10 +65,11 @@ from hourglass.cluster.history import activity_ops
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
-from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
 from hourglass.cluster.history.transition import default_retry_policy
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.scheduler.engine import ScheduleEngine
+from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,11 @@ class WorkflowService(WorkflowServiceServicer):
         store: Store,
         search_attributes: SearchAttributeRegistry,
         schedules: ScheduleEngine | None = None,
+        task_tokens: TaskTokenCodec,
     ) -> None:
         self.namespaces = namespaces
+        # Opens the task tokens workers send back: only those this cluster sealed are accepted.
+        self.task_tokens = task_tokens
         self.history = history
         self.matching = matching
         self.max_blob_bytes = max_blob_bytes
@@ -533,12 +537,24 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RespondQueryTaskCompleted(self, request, context):
-        token = TaskToken.decode(request.task_token)
+        token = await self._task_token(request)
         if not token.query_id or not await self.matching.respond_query_task_completed(
             token.query_id, request
         ):
             raise NotFound("query task not found, or already expired")
         return rr.RespondQueryTaskCompletedResponse()
+
+    # ---- task tokens -----------------------------------------------------------------------------------
+    async def _task_token(self, request) -> TaskToken:
+        """The request's task token, if this cluster sealed it, checked as the reference's namespace
+        validator does: its namespace must exist and, when the request names a namespace, be that one
+        (else a worker of namespace B could complete namespace A's tasks)."""
+        token = self.task_tokens.decode(request.task_token)
+        token_namespace = await self.namespaces.get_by_id(token.namespace_id)
+        if request.namespace and request.namespace != token_namespace.name:
+            if (await self.namespaces.get(request.namespace)).id != token_namespace.id:
+                raise InvalidArgument(TOKEN_NAMESPACE_MISMATCH)
+        return token
 
     # ---- workflow tasks --------------------------------------------------------------------------------
     @rpc
@@ -559,12 +575,12 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RespondWorkflowTaskCompleted(self, request, context):
-        token = TaskToken.decode(request.task_token)
+        token = await self._task_token(request)
         return await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
 
     @rpc
     async def RespondWorkflowTaskFailed(self, request, context):
-        token = TaskToken.decode(request.task_token)
+        token = await self._task_token(request)
         await self.history.respond_workflow_task_failed(
             token, request.cause, request.failure if request.HasField("failure") else None, request.identity
         )
@@ -592,7 +608,7 @@ class WorkflowService(WorkflowServiceServicer):
             return TaskToken(
                 ns.id, request.workflow_id, request.run_id, 0, 0, activity_id=request.activity_id
             ), True
-        return TaskToken.decode(request.task_token), False
+        return await self._task_token(request), False
 
     @rpc
     async def RespondActivityTaskCompleted(self, request, context):

@@ -83,6 +83,7 @@ from hourglass.cluster.history.updates import (
     UpdateProtocol,
     request_message,
 )
+from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
 from hourglass.persistence.records import (
     CurrentRunMode,
@@ -200,6 +201,9 @@ class HistoryEngine:
         self.write_guard: Callable[[], int | None] | None = None
         # In a cluster: told when the store fenced a shard out (another member took it).
         self.on_shard_lost: Callable[[int], None] | None = None
+        # Seals the task tokens handed to workers. The node replaces this throwaway key with the
+        # cluster's secret from the store before serving, so every node opens every node's tokens.
+        self.task_tokens = TaskTokenCodec(new_secret())
         # Components with state per shard (schedules) follow ownership: told after a shard is taken and
         # when it is released.
         self.shard_listeners: list[ShardListener] = []
@@ -664,7 +668,7 @@ class HistoryEngine:
             started_time_ms=wt.started_time_ms,
         )
         resp = PollWorkflowTaskQueueResponse(
-            task_token=token.encode(),
+            task_token=self.task_tokens.encode(token),
             workflow_execution=execution,
             workflow_type=WorkflowType(name=ms.info.workflow_type),
             previous_started_event_id=ms.last_completed_workflow_task_started_event_id,
@@ -814,7 +818,10 @@ class HistoryEngine:
                         registry.ship(new_wt)
                         returned.append(new_wt)
             return RespondWorkflowTaskCompletedResponse(
-                activity_tasks=[_activity_task(ms.info.namespace, ms.info, ai, attrs) for ai, attrs in eager]
+                activity_tasks=[
+                    _activity_task(self.task_tokens, ms.info.namespace, ms.info, ai, attrs)
+                    for ai, attrs in eager
+                ]
             )
 
         try:
@@ -921,7 +928,9 @@ class HistoryEngine:
         shard = self.shard_for(namespace_id, execution.workflow_id)
         ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
         scheduled = await shard.read_event(ms, ai.scheduled_node_id, ai.scheduled_event_id)
-        return _activity_task(namespace, ms.info, ai, scheduled.activity_task_scheduled_event_attributes)
+        return _activity_task(
+            self.task_tokens, namespace, ms.info, ai, scheduled.activity_task_scheduled_event_attributes
+        )
 
     def _started_activity(self, ms: MutableState, token: TaskToken, activity_id: str = "") -> ActivityInfo:
         ai = ms.activity_by_id(activity_id) if activity_id else ms.activities.get(token.scheduled_event_id)
@@ -1822,7 +1831,11 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
 
 
 def _activity_task(
-    namespace: str, info: ExecutionInfo, ai: ActivityInfo, attrs: ActivityTaskScheduledEventAttributes
+    task_tokens: TaskTokenCodec,
+    namespace: str,
+    info: ExecutionInfo,
+    ai: ActivityInfo,
+    attrs: ActivityTaskScheduledEventAttributes,
 ) -> PollActivityTaskQueueResponse:
     """The task a worker runs for a started activity attempt (polled, or handed over eagerly)."""
     token = TaskToken(
@@ -1834,7 +1847,7 @@ def _activity_task(
         activity_id=ai.activity_id,
     )
     task = PollActivityTaskQueueResponse(
-        task_token=token.encode(),
+        task_token=task_tokens.encode(token),
         workflow_namespace=namespace,
         workflow_type=WorkflowType(name=info.workflow_type),
         workflow_execution=WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id),

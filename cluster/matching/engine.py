@@ -32,6 +32,7 @@ from hourglass.cluster.history.engine import HistoryEngine, TaskGone
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
+from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
 from hourglass.persistence.store import Store
 
@@ -58,6 +59,8 @@ class MatchingEngine:
         # The membership epoch while this node may write (None: it may not); partitions keep the epoch
         # they were opened in and stop writing when it changes.
         self.write_guard: Callable[[], int | None] | None = None
+        # Seals query task tokens; the node sets the cluster's codec (see HistoryEngine.task_tokens).
+        self.task_tokens = TaskTokenCodec(new_secret())
 
     def partition(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> Partition:
         key = TaskQueueKey(namespace_id, name, task_type, 0)
@@ -295,7 +298,7 @@ class MatchingEngine:
             task.namespace_id, execution.workflow_id, execution.run_id, 0, 0, query_id=task.query.query_id
         )
         response = PollWorkflowTaskQueueResponse(
-            task_token=token.encode(),
+            task_token=self.task_tokens.encode(token),
             workflow_execution=execution,
             workflow_type=WorkflowType(name=ms.info.workflow_type),
             previous_started_event_id=ms.last_completed_workflow_task_started_event_id,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -135,8 +136,12 @@ class _Statements:
         self._session = session
         # ---- cluster metadata
         self.init_metadata = self._conditional(
-            "INSERT INTO cluster_metadata (metadata_partition, cluster_name, history_shard_count) "
-            "VALUES (?, ?, ?) IF NOT EXISTS"
+            "INSERT INTO cluster_metadata (metadata_partition, cluster_name, history_shard_count, "
+            "task_token_secret) VALUES (?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.init_task_token_secret = self._conditional(
+            "UPDATE cluster_metadata SET task_token_secret = ? WHERE metadata_partition = ? "
+            "IF task_token_secret = null"
         )
         # ---- shard rows
         self.create_shard = self._conditional(
@@ -430,12 +435,24 @@ class CassandraStore(Store):
         return self._session
 
     async def init_cluster_metadata(self, metadata: ClusterMetadata) -> ClusterMetadata:
+        secret = metadata.task_token_secret or None
         row = await self._conditional(
-            self._s.init_metadata, (METADATA_PARTITION, metadata.cluster_name, metadata.history_shard_count)
+            self._s.init_metadata,
+            (METADATA_PARTITION, metadata.cluster_name, metadata.history_shard_count, secret),
         )
         if row["[applied]"]:
-            return ClusterMetadata(metadata.cluster_name, metadata.history_shard_count)
-        return ClusterMetadata(row["cluster_name"], row["history_shard_count"])
+            return dataclasses.replace(metadata)
+        stored = ClusterMetadata(
+            row["cluster_name"], row["history_shard_count"], row["task_token_secret"] or b""
+        )
+        if stored.task_token_secret or secret is None:
+            return stored
+        # A keyspace made before the secret existed: the first node to get here records its own; a node
+        # that loses the race is answered with the winner's, so every node ends up with the same one.
+        row = await self._conditional(self._s.init_task_token_secret, (secret, METADATA_PARTITION))
+        return dataclasses.replace(
+            stored, task_token_secret=secret if row["[applied]"] else row["task_token_secret"]
+        )
 
     # ---- shards ----------------------------------------------------------------------------------------
     async def get_or_create_shard(self, shard_id: int) -> ShardInfo:

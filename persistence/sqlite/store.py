@@ -146,13 +146,22 @@ class SQLiteStore(Store):
         self._conn.close()
 
     async def init_cluster_metadata(self, metadata: ClusterMetadata) -> ClusterMetadata:
+        secret = metadata.task_token_secret or None
         with self._transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO cluster_metadata (id, cluster_name, history_shard_count) VALUES (1, ?, ?)",
-                (metadata.cluster_name, metadata.history_shard_count),
+                "INSERT OR IGNORE INTO cluster_metadata (id, cluster_name, history_shard_count, task_token_secret) "
+                "VALUES (1, ?, ?, ?)",
+                (metadata.cluster_name, metadata.history_shard_count, secret),
             )
-            row = conn.execute("SELECT cluster_name, history_shard_count FROM cluster_metadata").fetchone()
-        return ClusterMetadata(*row)
+            # A database made before the column existed: the first node to start records its secret.
+            conn.execute(
+                "UPDATE cluster_metadata SET task_token_secret = ? WHERE id = 1 AND task_token_secret IS NULL",
+                (secret,),
+            )
+            row = conn.execute(
+                "SELECT cluster_name, history_shard_count, task_token_secret FROM cluster_metadata"
+            ).fetchone()
+        return ClusterMetadata(row[0], row[1], bytes(row[2] or b""))
 
     # ---- shards ----------------------------------------------------------------------------------------
     async def get_or_create_shard(self, shard_id: int) -> ShardInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import textwrap
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hourglass.persistence.records import ClusterMetadata
+from hourglass.persistence.sqlite.store import SQLiteStore
 from hourglass.schema.migrate_sqlite import (
     SchemaError,
     SchemaVersionTooNewError,
@@ -136,3 +139,23 @@ def test_statements_split_where_sqlite_says_they_end() -> None:
 def test_an_unterminated_statement_is_an_error() -> None:
     with pytest.raises(SchemaError, match="incomplete SQL statement"):
         split_statements("CREATE TABLE t (a INTEGER); CREATE TABLE u (a INTEGER")
+
+
+async def test_a_database_from_before_the_task_token_secret_gets_one_on_first_start(tmp_path: Path) -> None:
+    """Schema v4: a v3 database keeps its metadata, and the first node to start records its secret."""
+    path = tmp_path / "old.db"
+    up_to_v3 = tmp_path / "schema"
+    for n in (1, 2, 3):
+        shutil.copytree(str(default_schema_dir() / f"v{n}"), up_to_v3 / f"v{n}")
+    old = sqlite3.connect(path, isolation_level=None)
+    assert apply_sqlite_schema(old, up_to_v3) == 3
+    old.execute("INSERT INTO cluster_metadata (id, cluster_name, history_shard_count) VALUES (1, 'dev', 4)")
+    old.close()
+
+    store = await SQLiteStore.open(str(path))
+    try:
+        first = await store.init_cluster_metadata(ClusterMetadata("dev", 4, b"\x01" * 32))
+        assert first == ClusterMetadata("dev", 4, b"\x01" * 32)
+        assert (await store.init_cluster_metadata(ClusterMetadata("dev", 4, b"\x02" * 32))) == first
+    finally:
+        await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,11 +13,13 @@ import pytest
 
 from hourglass.persistence.cassandra.config import CassandraConfig
 from hourglass.persistence.cassandra.store import CassandraStore
+from hourglass.persistence.records import ClusterMetadata
 from hourglass.schema.migrate_cassandra import (
     SchemaVersionTooNewError,
     SchemaVersionTooOldError,
     check_schema_version,
     create_keyspace,
+    default_schema_dir,
     latest_version,
 )
 
@@ -221,6 +224,38 @@ def test_update_of_a_missing_keyspace_says_to_run_setup(
     result = run_schema("update", "--keyspace", new_keyspace())
     assert result.exit_code == 1
     assert "does not exist; create it with `hourglass schema setup" in result.output
+
+
+def test_update_to_v3_gives_an_existing_cluster_a_task_token_secret(
+    admin: Session,
+    run_schema: RunSchema,
+    new_keyspace: Callable[[], str],
+    cassandra: CassandraConfig,
+    tmp_path: Path,
+) -> None:
+    """A keyspace of a cluster created at version 2 keeps its metadata; the first node to start on the
+    updated keyspace records the task-token secret every node then reads."""
+    keyspace = new_keyspace()
+    up_to_v2 = tmp_path / "up-to-v2"
+    for version in ("v1", "v2"):
+        shutil.copytree(str(default_schema_dir() / version), up_to_v2 / version)
+    ok(run_schema("setup", "--keyspace", keyspace, "--schema-dir", str(up_to_v2)))
+    assert "task_token_secret" not in columns(admin, keyspace, "cluster_metadata")
+    admin.execute(
+        f"INSERT INTO {keyspace}.cluster_metadata (metadata_partition, cluster_name, history_shard_count) "
+        "VALUES (0, 'prod', 8)"
+    )
+
+    output = ok(run_schema("update", "--keyspace", keyspace))
+    assert "applying schema version 3" in output
+    assert "task_token_secret" in columns(admin, keyspace, "cluster_metadata")
+    store = CassandraStore.connect_blocking(replace(cassandra, keyspace=keyspace))
+    try:
+        first = asyncio.run(store.init_cluster_metadata(ClusterMetadata("prod", 8, b"\x01" * 32)))
+        again = asyncio.run(store.init_cluster_metadata(ClusterMetadata("prod", 8, b"\x02" * 32)))
+    finally:
+        store.close_blocking()
+    assert first == again == ClusterMetadata("prod", 8, b"\x01" * 32)
 
 
 # ---- refusal -------------------------------------------------------------------------------------------
