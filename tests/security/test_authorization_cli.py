@@ -194,3 +194,15 @@ async def test_cluster_status_through_the_frontend_needs_system_admin(
     assert code == 1 and "refused the request (Request unauthorized.)" in out, out
     code, out = await hourglass(*status, "--api-key", keys.rsa.token(["temporal-system:admin"]))
     assert code == 0 and "answered by" in out, out
+
+
+@pytest.mark.parametrize("driver", ["sdk", "raw"])
+def test_loadtest_run_with_api_key(dev_server: tuple[str, Path], keys: JWTKeys, driver: str) -> None:
+    from hourglass.loadtest.cli import loadtest
+
+    address, _ = dev_server
+    args = ["run", "--address", address, "--workflows", "3", "--concurrency", "2", "--quiet", "--driver", driver]  # fmt: skip
+    writer = keys.ec_file.token(["default:write"], subject="loadtest")
+    result = CliRunner().invoke(loadtest, [*args, "--api-key", writer])
+    assert result.exit_code == 0, result.output
+    assert "workflows/s" in result.output
