@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACE = "temporal-system"
 ALGORITHMS = ("RS256", "ES256")
+# Verified tokens remembered (a worker sends the same one with every poll; a signature check costs
+# about half a millisecond): until the token expires, at most this long, and only while the key set
+# that verified it is current.
+CACHE_SIZE = 4096
+CACHE_TTL_S = 300.0
 
 
 class Role(enum.IntFlag):
@@ -81,17 +87,28 @@ def parse_permissions(permissions: Any, claims: Claims) -> None:
 
 class DefaultJWTClaimMapper:
     """RS256 / ES256 bearer tokens; `kid` picks the key. No token: empty claims (the authorizer then
-    denies all but health checks)."""
+    denies all but health checks). The Claims returned may be shared between calls: do not modify them."""
 
     def __init__(self, keys: JWTKeyProvider, permissions_claim_name: str = "permissions") -> None:
         self.keys = keys
         self.permissions_claim_name = permissions_claim_name or "permissions"
+        self._cache: dict[str, tuple[Claims, float, object]] = {}
 
     def get_claims(self, auth: AuthInfo) -> Claims:
-        claims = Claims()
         if not auth.auth_token:
-            return claims
-        scheme, _, token = auth.auth_token.partition(" ")
+            return Claims()
+        now = time.time()
+        cached = self._cache.get(auth.auth_token)
+        if cached is not None and now < cached[1] and cached[2] is self.keys.keys:
+            return cached[0]
+        claims, expires = self._map(auth.auth_token)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[auth.auth_token] = (claims, min(expires, now + CACHE_TTL_S), self.keys.keys)
+        return claims
+
+    def _map(self, header: str) -> tuple[Claims, float]:
+        scheme, _, token = header.partition(" ")
         if not token:
             raise InvalidToken("unexpected authorization token format")
         if scheme.lower() != "bearer":
@@ -100,9 +117,10 @@ class DefaultJWTClaimMapper:
         subject = payload.get("sub")
         if not isinstance(subject, str):
             raise InvalidToken('unexpected value type of "sub" claim')
-        claims.subject = subject
+        claims = Claims(subject=subject)
         parse_permissions(payload.get(self.permissions_claim_name), claims)
-        return claims
+        exp = payload.get("exp")
+        return claims, float(exp) if isinstance(exp, int | float) else float("inf")
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:

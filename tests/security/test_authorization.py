@@ -363,3 +363,15 @@ async def _eventually_allowed(address: str, request, token: str) -> bool:
             assert e.code() == grpc.StatusCode.PERMISSION_DENIED
         await asyncio.sleep(REFRESH_S / 3)
     return False
+
+
+async def test_a_token_is_refused_once_it_expires_even_after_it_was_accepted(
+    address: str, keys: JWTKeys
+) -> None:
+    """Verified tokens are remembered (a worker repeats its token on every poll), never past their `exp`."""
+    token = bearer(keys.rsa.token(["default:read"], expires_in=2))
+    request = DescribeNamespaceRequest(namespace="default")
+    assert (await raw(address, "DescribeNamespace", request, token)).namespace_info.name == "default"
+    exp = jwt.decode(token.split()[1], options={"verify_signature": False})["exp"]
+    await asyncio.sleep(max(0.0, exp - time.time()) + 0.5)
+    await assert_raw_denied(address, "DescribeNamespace", request, token)
