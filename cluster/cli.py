@@ -204,6 +204,12 @@ async def _serve(config, open_store, where: str) -> None:
         )
     if node.metrics_port is not None:
         click.echo(f"Metrics: http://{config.ip}:{node.metrics_port}/metrics", err=True)
+    if node.jwt_keys is not None:
+        click.echo(
+            "Authorization: every request needs a bearer JWT signed by a key from "
+            f"{', '.join(node.jwt_keys.uris)}",
+            err=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -128,8 +128,8 @@ class AuthorizationSection(_Strict):
     def _complete(self) -> AuthorizationSection:
         if self.authorizer != self.claim_mapper:
             raise ValueError(
-                "authorizer and claim_mapper are both 'default' or both empty (one without the other would "
-                "check tokens but allow everything, or deny every caller)"
+                "authorizer and claim_mapper must both be 'default' or both be empty (one without the other "
+                "would check tokens but allow everything, or deny every caller)"
             )
         if self.authorizer == "default" and not self.jwt_key_provider.key_source_uris:
             raise ValueError(

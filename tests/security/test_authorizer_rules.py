@@ -103,7 +103,7 @@ def test_permissions_are_roles_per_namespace_and_for_the_system() -> None:
 
 
 def test_config_refuses_half_an_authorization_setup() -> None:
-    with pytest.raises(ValidationError, match="both 'default' or both empty"):
+    with pytest.raises(ValidationError, match="must both be 'default' or both be empty"):
         AuthorizationSection(authorizer="default", jwt_key_provider={"key_source_uris": ["file:///k.pem"]})
     with pytest.raises(ValidationError, match="needs jwt_key_provider.key_source_uris"):
         AuthorizationSection(authorizer="default", claim_mapper="default")
