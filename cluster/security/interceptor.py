@@ -111,7 +111,8 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self.check(method, request if unary_request else None, context)
-            return await behavior(request, context)
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
 
         return call
 
@@ -141,8 +142,8 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
             )
         except grpc.aio.AbortError:
             raise
-        except Exception:  # a plugged-in authorizer failing must deny, never answer 500 nor allow
-            log.exception("authorizer failed: method=%s namespace=%s", method, namespace or "-")
+        except Exception:  # a plugged-in mapper or authorizer failing must deny, never answer 500 nor allow
+            log.exception("authorization failed: method=%s namespace=%s", method, namespace or "-")
             await abort(
                 context, grpc.StatusCode.PERMISSION_DENIED, REQUEST_UNAUTHORIZED, PermissionDeniedFailure()
             )

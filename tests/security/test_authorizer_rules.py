@@ -3,7 +3,14 @@ the reference's rules (common/authorization/default_authorizer.go, common/api/me
 
 from __future__ import annotations
 
+import datetime
+from pathlib import Path
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 from temporalio.api.operatorservice.v1 import service_pb2 as operator_pb2
 from temporalio.api.workflowservice.v1 import service_pb2 as workflow_pb2
@@ -17,7 +24,10 @@ from hourglass.cluster.security.authorization import (
     DefaultAuthorizer,
     Scope,
 )
-from hourglass.cluster.security.claims import Claims, Role, parse_permissions
+from hourglass.cluster.security.claims import AuthInfo, Claims, DefaultJWTClaimMapper, Role, parse_permissions
+from hourglass.cluster.security.jwt_keys import JWTKeyProvider, KeySourceError, load_keys
+
+from .jwt_helpers import SigningKey, ec_key, rsa_key
 
 WF, OP = WORKFLOW_SERVICE, OPERATOR_SERVICE
 
@@ -110,3 +120,59 @@ def test_config_refuses_half_an_authorization_setup() -> None:
     with pytest.raises(ValidationError, match="is not a file://, http:// or https:// URI"):
         AuthorizationSection(jwt_key_provider={"key_source_uris": ["/etc/keys/k.pem"]})
     assert not AuthorizationSection().enabled
+
+
+def _self_signed(key: SigningKey) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key.private, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_certificate_file_is_a_key_source_and_the_claim_name_is_configurable(tmp_path: Path) -> None:
+    key = ec_key("cert")
+    (tmp_path / "cert.pem").write_bytes(_self_signed(key))
+    provider = JWTKeyProvider([(tmp_path / "cert.pem").as_uri()], 60)
+    provider.refresh()
+    claim = "https://example.com/temporal-permissions"
+    mapper = DefaultJWTClaimMapper(provider, claim)
+    mapped = mapper.get_claims(AuthInfo("Bearer " + key.token(["default:write"], claim=claim)))
+    assert (mapped.subject, mapped.namespaces) == ("tester", {"default": Role.WRITER})
+    # The default claim name is then not read.
+    assert (
+        DefaultJWTClaimMapper(provider, claim)
+        .get_claims(AuthInfo("Bearer " + key.token(["x:admin"])))
+        .namespaces
+        == {}
+    )
+
+
+def test_key_sources_that_cannot_verify_are_refused_by_name(tmp_path: Path) -> None:
+    key = rsa_key("k")
+    private = tmp_path / "private.pem"
+    private.write_bytes(
+        key.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(KeySourceError, match="holds a PRIVATE KEY; give the public key or certificate"):
+        load_keys([private.as_uri()])
+    p384 = tmp_path / "p384.pem"
+    p384.write_bytes(SigningKey("x", "ES384", ec.generate_private_key(ec.SECP384R1())).public_pem())
+    with pytest.raises(KeySourceError, match="only RSA and EC P-256 keys"):
+        load_keys([p384.as_uri()])
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"nothing": []}')
+    with pytest.raises(KeySourceError, match='not a JWKS document \\(no "keys" list\\)'):
+        load_keys([empty.as_uri()])
+    with pytest.raises(KeySourceError, match="cannot read JWT keys from http://127.0.0.1:9/jwks.json"):
+        load_keys(["http://127.0.0.1:9/jwks.json"])
