@@ -70,6 +70,16 @@ def server() -> None:
     help="A dynamic config value, as for `temporal server start-dev` (repeatable). Hourglass uses "
     "limit.historyCount.suggestContinueAsNew and limit.historySize.suggestContinueAsNew and ignores others.",
 )
+@click.option(
+    "--auth-jwt-key-uri",
+    "auth_jwt_key_uris",
+    multiple=True,
+    metavar="URI",
+    help="Turn on authorization: every request needs `authorization: Bearer <JWT>` signed (RS256/ES256) by "
+    "a key from URI (repeatable): file:///path (PEM public key or certificate; file:///path#KID names its "
+    "kid) or http(s)://.../jwks.json. The token's `permissions` claim grants roles, e.g. "
+    '["default:write", "temporal-system:admin"]; roles are read, write, worker, admin.',
+)
 def start_dev(
     ip: str,
     port: int,
@@ -81,6 +91,7 @@ def start_dev(
     metrics_port: int | None,
     event_loop: str,
     dynamic_config_values: tuple[str, ...],
+    auth_jwt_key_uris: tuple[str, ...],
 ) -> None:
     """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
     from hourglass.cluster.history.limits import parse_dynamic_config_values
@@ -92,7 +103,23 @@ def start_dev(
         dynamic_config = parse_dynamic_config_values(dynamic_config_values)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--dynamic-config-value") from None
+    authorization = None
+    if auth_jwt_key_uris:
+        from pydantic import ValidationError
+
+        from hourglass.cluster.config import AuthorizationSection
+
+        try:
+            authorization = AuthorizationSection(
+                authorizer="default",
+                claim_mapper="default",
+                jwt_key_provider={"key_source_uris": list(auth_jwt_key_uris)},
+            )
+        except ValidationError as e:
+            message = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
+            raise click.BadParameter(message, param_hint="--auth-jwt-key-uri") from None
     config = NodeConfig(
+        authorization=authorization,
         dynamic_config=dynamic_config,
         ip=ip,
         port=port,
@@ -177,6 +204,12 @@ async def _serve(config, open_store, where: str) -> None:
         )
     if node.metrics_port is not None:
         click.echo(f"Metrics: http://{config.ip}:{node.metrics_port}/metrics", err=True)
+    if node.jwt_keys is not None:
+        click.echo(
+            "Authorization: every request needs a bearer JWT signed by a key from "
+            f"{', '.join(node.jwt_keys.uris)}",
+            err=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -210,17 +243,29 @@ def cluster() -> None:
     help="Any node's frontend or internal RPC address (HOST:PORT).",
 )
 @click.option("--shards", is_flag=True, help="Also print which member holds each history shard.")
-def cluster_status(address: str, shards: bool) -> None:
+@click.option(
+    "--api-key",
+    envvar="HOURGLASS_API_KEY",
+    default=None,
+    help="Sent as `authorization: Bearer <key>` (a JWT with temporal-system:admin when the frontend "
+    "checks authorization). Also read from HOURGLASS_API_KEY.",
+)
+def cluster_status(address: str, shards: bool, api_key: str | None) -> None:
     """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held)."""
     import grpc
 
     from hourglass.cluster.status import fetch_status, render
 
     try:
-        resp = asyncio.run(fetch_status(address, shards))
+        resp = asyncio.run(fetch_status(address, shards, api_key=api_key))
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             raise click.ClickException(f"{address} is not a cluster member (a single node)") from None
+        if e.code() == grpc.StatusCode.PERMISSION_DENIED:
+            raise click.ClickException(
+                f"{address} refused the request ({e.details()}): pass --api-key with a token granting "
+                "temporal-system:admin"
+            ) from None
         raise click.ClickException(f"cannot get the cluster status from {address}: {e.details()}") from None
     click.echo(render(resp))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hourglass.persistence.store import Store
 
@@ -106,15 +106,40 @@ class JWTKeyProviderSection(_Strict):
     key_source_uris: list[str] = []
     refresh_interval_s: float = Field(60.0, gt=0)
 
+    @field_validator("key_source_uris")
+    @classmethod
+    def _uris(cls, uris: list[str]) -> list[str]:
+        from hourglass.cluster.security.jwt_keys import check_key_source_uri
+
+        return [check_key_source_uri(uri) for uri in uris]
+
 
 class AuthorizationSection(_Strict):
     """The reference's `global.authorization`. No authorizer configured: every request is allowed, as on
-    the reference."""
+    the reference. `authorizer: default` needs `claim_mapper: default` and at least one key source (the
+    reference would otherwise map every caller to system admin, or deny everyone)."""
 
     jwt_key_provider: JWTKeyProviderSection = JWTKeyProviderSection()
-    permissions_claim_name: str = "permissions"
+    permissions_claim_name: str = Field("permissions", min_length=1)
     authorizer: Literal["", "default"] = ""
     claim_mapper: Literal["", "default"] = ""
+
+    @model_validator(mode="after")
+    def _complete(self) -> AuthorizationSection:
+        if self.authorizer != self.claim_mapper:
+            raise ValueError(
+                "authorizer and claim_mapper must both be 'default' or both be empty (one without the other "
+                "would check tokens but allow everything, or deny every caller)"
+            )
+        if self.authorizer == "default" and not self.jwt_key_provider.key_source_uris:
+            raise ValueError(
+                "the default claim mapper needs jwt_key_provider.key_source_uris (the keys that sign tokens)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.authorizer == "default"
 
 
 class ClusterSection(_Strict):

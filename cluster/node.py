@@ -81,6 +81,7 @@ class Node:
         self.schedules_api: Any = self.schedules
         self.membership = None  # a cluster_member.ClusterMember in a cluster
         self.standalone: StandaloneOwnership | None = None  # shard ownership of a single node
+        self.jwt_keys: Any = None  # security.jwt_keys.JWTKeyProvider when the default authorizer is on
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -89,6 +90,14 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
 
     async def start(self) -> None:
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        serves_frontend = self.config.cluster is None or "frontend" in self.config.cluster.roles
+        if serves_frontend and self.config.authorization is not None and self.config.authorization.enabled:
+            # First, so a key source that cannot be read stops the start before anything runs.
+            from hourglass.cluster.security.interceptor import start_authorization
+
+            interceptor, self.jwt_keys = await start_authorization(self.config.authorization)
+            interceptors.append(interceptor)
         stored = await self.store.init_cluster_metadata(
             ClusterMetadata(self.config.cluster_name, self.config.history_shard_count, new_secret())
         )
@@ -117,16 +126,17 @@ class Node:
             self.schedules_api = self.membership.schedules_api
         if self.config.metrics_port is not None:
             self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
-        if self.config.cluster is not None and "frontend" not in self.config.cluster.roles:
+        if not serves_frontend:
             return
         self.server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 # gRPC sets SO_REUSEPORT by default: a second server on the same port would silently
                 # receive half the requests. Refuse to share the port instead.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         add_WorkflowServiceServicer_to_server(
             WorkflowService(
@@ -165,6 +175,8 @@ class Node:
     async def stop(self, grace: float = 1.0) -> None:
         if self.server is not None:
             await self.server.stop(grace)
+        if self.jwt_keys is not None:
+            await self.jwt_keys.stop()
         await self.schedules.stop()
         if self.standalone is not None:
             await self.standalone.stop()

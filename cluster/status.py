@@ -71,17 +71,21 @@ class StatusService:
         return resp
 
 
-async def fetch_status(address: str, shards: bool, timeout: float = 10.0) -> pb.ClusterStatusResponse:
-    """Ask one node (frontend or internal address) for the cluster's status."""
+async def fetch_status(
+    address: str, shards: bool, timeout: float = 10.0, api_key: str | None = None
+) -> pb.ClusterStatusResponse:
+    """Ask one node (frontend or internal address) for the cluster's status; `api_key` is sent as a
+    bearer token (a frontend that checks authorization answers only a system admin)."""
     import grpc
 
+    metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary(
             "/hourglass.internal.v1.ClusterService/Status",
             request_serializer=pb.ClusterStatusRequest.SerializeToString,
             response_deserializer=pb.ClusterStatusResponse.FromString,
         )
-        return await call(pb.ClusterStatusRequest(shards=shards), timeout=timeout)
+        return await call(pb.ClusterStatusRequest(shards=shards), timeout=timeout, metadata=metadata)
 
 
 def render(resp: pb.ClusterStatusResponse) -> str:

@@ -7,6 +7,7 @@ commands must stay fast); the SDK, rich and matplotlib are imported when a comma
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import re
 import shlex
@@ -245,6 +246,13 @@ def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 @loadtest.command()
 @click.option("--address", required=True, callback=_address, help="Frontend gRPC address, HOST:PORT.")
 @click.option(
+    "--api-key",
+    envvar="HOURGLASS_API_KEY",
+    default=None,
+    help="Sent as `authorization: Bearer <key>` by the starter and the workers, for a server that checks "
+    "JWTs (the token needs write on --namespace). Also read from HOURGLASS_API_KEY.",
+)
+@click.option(
     "--metrics-url",
     callback=_metrics_url,
     help="Server's Prometheus endpoint, sampled before and after (database figures).",
@@ -252,10 +260,16 @@ def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 @load_options
 @_fails_cleanly
 def run(
-    address: str, metrics_url: str | None, out: str | None, report: str | None, quiet: bool, **opts: Any
+    address: str,
+    api_key: str | None,
+    metrics_url: str | None,
+    out: str | None,
+    report: str | None,
+    quiet: bool,
+    **opts: Any,
 ) -> None:
     """Drive a running server with a scenario and print what it sustained."""
-    config = _config(address, metrics_url, **opts)
+    config = dataclasses.replace(_config(address, metrics_url, **opts), api_key=api_key)
     from rich.console import Console
 
     from hourglass.loadtest import report as reports

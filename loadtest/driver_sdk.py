@@ -25,7 +25,7 @@ from hourglass.loadtest.workers import WorkerSpec
 async def serve(spec: WorkerSpec, mark_ready: Callable[[], None], stopping: asyncio.Event) -> None:
     """Run one SDK worker on the spec's task queue until `stopping` is set."""
     scenario = spec.scenario.load()
-    client = await Client.connect(spec.address, namespace=spec.namespace)
+    client = await Client.connect(spec.address, namespace=spec.namespace, api_key=spec.api_key, tls=False)
     pollers: dict[str, PollerBehaviorSimpleMaximum] = {}
     if spec.pollers:
         pollers = {

@@ -44,6 +44,8 @@ class RunConfig:
     warmup: int = 0
     history_sample: int = 5
     metrics_url: str | None = None
+    # Sent as `authorization: Bearer <key>` by the starter and the workers (a server checking JWTs).
+    api_key: str | None = None
     server_pid: int | None = None  # known when this tool started the server: its CPU time is read from /proc
     label: str = ""
 
@@ -77,7 +79,8 @@ async def run_load_test(
     check_driver(scenario, config.driver)
     config.plan.check()
     client = await asyncio.wait_for(
-        Client.connect(config.address, namespace=config.namespace), CONNECT_TIMEOUT_S
+        Client.connect(config.address, namespace=config.namespace, api_key=config.api_key, tls=False),
+        CONNECT_TIMEOUT_S,
     )
     run_id = f"lt-{scenario.name}-{uuid.uuid4().hex[:8]}"
     spec = WorkerSpec(
@@ -89,6 +92,7 @@ async def run_load_test(
         deadline_s=config.plan.hard_timeout_s + config.plan.workflow_timeout_s + WORKER_DEADLINE_MARGIN_S,
         pollers=config.pollers,
         sandbox=config.sandbox,
+        api_key=config.api_key,
     )
     starter = make_starter(config.driver, client, scenario, run_id)
     notes: list[str] = []

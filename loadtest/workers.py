@@ -35,6 +35,7 @@ class WorkerSpec:
     deadline_s: float  # a child exits by itself this long after it started, whatever happens
     pollers: int | None = None  # per task kind and process; None: the driver's default
     sandbox: bool = False  # sdk driver: run workflows in the SDK's sandbox (what most users do)
+    api_key: str | None = None  # sent as `authorization: Bearer <key>`
 
 
 class WorkerPoolError(RuntimeError):
