@@ -47,6 +47,15 @@ MAX_UPDATES_PER_MESSAGE = 12
 TICK_S = 0.1
 # Rumoured members being verified at once; more wait for a later rumour (bounded memory and pings).
 MAX_CANDIDATES = 256
+# Rejected datagrams are logged at debug level each, and as one warning per reason at most this often.
+REJECTION_WARNING_INTERVAL_S = 60.0
+_REJECTION_HINTS = {
+    "unknown_key": "sealed with a key this node does not have: check cluster.gossip_keyring_file on every node",
+    "invalid": "did not authenticate: forged or corrupted",
+    "stale": "sender clock more than the replay window away from ours: check NTP, or old datagrams replayed",
+    "replayed": "seen before",
+    "malformed": "not a sealed gossip datagram (an old node, or not Hourglass gossip)",
+}
 
 
 @dataclass
@@ -131,6 +140,7 @@ class Swim:
         self.members: dict[str, Member] = {self.id: self.me}
         self.candidates: dict[str, _Candidate] = {}
         self._verifying: dict[int, str] = {}  # seq of a verification ping -> the candidate pinged
+        self._warned_at: dict[str, float] = {}
         # Test hook: drop every datagram sent or received (gossip cut off, the rest of the node running).
         self.blocked = False
         self._transport: asyncio.DatagramTransport | None = None
@@ -253,14 +263,27 @@ class Swim:
             raise Rejected("malformed") from None
         return msg
 
+    def _rejected(self, reason: str, addr) -> None:
+        GOSSIP_DATAGRAMS_REJECTED.labels(reason).inc()
+        log.debug("dropping a gossip datagram from %s: %s", addr, reason)
+        now = time.monotonic()
+        if now - self._warned_at.get(reason, -1e9) >= REJECTION_WARNING_INTERVAL_S:
+            self._warned_at[reason] = now
+            log.warning(
+                "gossip: dropped a datagram from %s (%s: %s); hourglass_gossip_datagrams_rejected_total counts "
+                "them all",
+                addr,
+                reason,
+                _REJECTION_HINTS.get(reason, reason),
+            )
+
     def _received(self, data: bytes, addr=None) -> None:
         if self.blocked:
             return
         try:
             msg = self._open(data)
         except Rejected as e:
-            GOSSIP_DATAGRAMS_REJECTED.labels(e.reason).inc()
-            log.debug("dropping a gossip datagram from %s: %s", addr, e.reason)
+            self._rejected(e.reason, addr)
             return
         sender, kind = msg["from"], msg["t"]
         try:

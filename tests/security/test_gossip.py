@@ -32,7 +32,7 @@ from hourglass.cluster.membership.keyring import (
     parse_keyring,
 )
 from hourglass.cluster.membership.members import Member, MemberState
-from hourglass.cluster.membership.replay import stamp
+from hourglass.cluster.membership.replay import ReplayGuard, stamp
 from hourglass.cluster.membership.swim import Swim, SwimConfig
 
 A, S, D, L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
@@ -336,6 +336,20 @@ async def test_a_dead_member_is_reaped_after_its_timeout_and_can_join_again():
         nodes[2] = back
         await back.start()
         await _until(lambda: _converged(nodes))
+
+
+def test_the_replay_memory_is_bounded_and_forgets_what_the_window_already_rejects():
+    guard = ReplayGuard(window_s=30, max_entries=3)
+    now = 1_000_000_000
+    for i in range(5):
+        assert guard.check(bytes([i]) * 12, stamp(b"m", now), at_ms=now) == b"m"
+    assert len(guard) == 3
+    with pytest.raises(Rejected, match="replayed"):
+        guard.check(bytes([4]) * 12, stamp(b"m", now), at_ms=now + 30_000)
+    guard.check(bytes([9]) * 12, stamp(b"m", now + 31_000), at_ms=now + 31_000)
+    assert len(guard) == 1  # the others are past the window: the timestamp alone refuses them now
+    with pytest.raises(Rejected, match="stale"):
+        guard.check(bytes([4]) * 12, stamp(b"m", now), at_ms=now + 31_000)
 
 
 # ---- keyring file, config and CLI ----------------------------------------------------------------------
