@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import os
@@ -101,6 +102,9 @@ class Keyring:
         ring = cls(cls._read(Path(path)), path)
         ring._stamp = ring._file_stamp()
         ring._checked_at = time.monotonic()
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_mode & 0o077:
+                log.warning("gossip keyring %s is readable by other users; chmod 600 it", path)
         return ring
 
     @staticmethod

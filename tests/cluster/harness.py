@@ -127,6 +127,7 @@ class LocalCluster:
         timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
         keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
         keyring.write_text(generate_key() + "\n")
+        keyring.chmod(0o600)
         for i, ip in enumerate(IPS, 1):
             config = workdir / f"node{i}.yaml"
             config.write_text(
