@@ -232,7 +232,7 @@ def _run(coro, event_loop: str) -> None:
 
 @main.group()
 def cluster() -> None:
-    """Inspect a running cluster."""
+    """Inspect a running cluster; make gossip keys."""
 
 
 @cluster.command("status")
@@ -268,6 +268,20 @@ def cluster_status(address: str, shards: bool, api_key: str | None) -> None:
             ) from None
         raise click.ClickException(f"cannot get the cluster status from {address}: {e.details()}") from None
     click.echo(render(resp))
+
+
+@cluster.command("gossip-key")
+def cluster_gossip_key() -> None:
+    """Print a new random gossip key (base64, AES-256) for cluster.gossip_keyring_file.
+
+    \b
+    A new cluster:  hourglass cluster gossip-key > gossip.keyring   (the same file on every node)
+    Rotation, on every node in turn: add the new key as a second line; then move it first; then, once
+    every node has it first, delete the old line. Nodes re-read the file within a second or so.
+    """
+    from hourglass.cluster.membership.keyring import generate_key
+
+    click.echo(generate_key())
 
 
 def _register_subcommands() -> None:

@@ -9,6 +9,7 @@ import grpc
 
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.membership.keyring import Keyring
 from hourglass.cluster.membership.swim import Swim, SwimConfig
 from hourglass.cluster.ownership import OwnershipController
 from hourglass.cluster.placement import Placement
@@ -55,6 +56,8 @@ class ClusterMember:
                 indirect_probes=c.indirect_probes,
                 suspicion_timeout_s=c.suspicion_timeout_s,
                 sync_interval_s=c.sync_interval_s,
+                keyring=Keyring.from_file(c.gossip_keyring_file),
+                dead_member_timeout_s=c.dead_member_timeout_s,
             ),
             on_change=self._membership_changed,
         )

@@ -163,8 +163,15 @@ class ClusterSection(_Strict):
     sync_interval_s: float = Field(5.0, gt=0)
     # How long a starting node waits for its seeds before taking its share of shards.
     join_timeout_s: float = Field(5.0, ge=0)
-    # The gossip keyring: one base64 AES-256 key per line, the first one primary (encrypts), the others
-    # still accepted (key rotation). Re-read when the file changes.
+    # Dead (and left) members are forgotten after this long. Until then a dead member still counts toward
+    # the majority, which is what stops the minority side of a partition from writing: forgotten too soon,
+    # a node cut off from the others would count only itself and become "a majority of one". So keep it
+    # much longer than any partition you expect to ride out (1 h); shorter only frees the table sooner of
+    # members removed for good (a node reaped while only partitioned away joins again when it comes back).
+    dead_member_timeout_s: float = Field(3600.0, gt=0)
+    # The gossip keyring (required): one base64 AES-256 key per line, the first one primary (seals), the
+    # others still accepted (key rotation). Re-read when the file changes. A relative path is relative to
+    # the directory the node is started in. `hourglass cluster gossip-key` prints a new key.
     gossip_keyring_file: str | None = None
     # Test hooks (e.g. cutting gossip off) on the internal, mutually authenticated port only. Never on in
     # production; the cluster tests turn it on.
@@ -178,6 +185,14 @@ class ClusterSection(_Strict):
             raise ValueError("suspicion_timeout_s must be at least twice probe_interval_s")
         if not self.roles:
             raise ValueError("a node needs at least one role")
+        if not self.gossip_keyring_file:
+            raise ValueError(
+                "cluster.gossip_keyring_file is required: gossip is authenticated and encrypted with the "
+                "cluster's key. Make one with `hourglass cluster gossip-key > gossip.keyring` and point "
+                "every node at a copy of the same file"
+            )
+        if self.dead_member_timeout_s <= self.suspicion_timeout_s:
+            raise ValueError("dead_member_timeout_s must be longer than suspicion_timeout_s")
         return self
 
 

@@ -20,6 +20,14 @@ CONDITIONAL_BATCHES = Counter(
 )
 WRITES = Counter("hourglass_persistence_writes", "Store write calls (batches, history appends, task writes).")
 WORKFLOWS_STARTED = Counter("hourglass_workflows_started", "Runs created.")
+# Exposed as hourglass_gossip_datagrams_rejected_total{reason}: malformed, unknown_key, invalid (did not
+# authenticate), stale, replayed. A steady rate of anything but a few stale ones means a wrong key or
+# someone forging gossip.
+GOSSIP_DATAGRAMS_REJECTED = Counter(
+    "hourglass_gossip_datagrams_rejected",
+    "Gossip datagrams dropped unread: not sealed with a key of the ring, replayed, stale or malformed.",
+    ["reason"],
+)
 
 # Fine buckets from 0.5 ms: a transition's two store round trips are a few milliseconds on a local store.
 LATENCY_BUCKETS = (

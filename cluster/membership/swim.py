@@ -10,6 +10,18 @@ and nodes not alive in the view (seeds included) are contacted so partitions hea
 It also answers the question a shard owner must ask before every write: "am I still on the majority side?"
 (`quorum()`): only acks to pings this node sent count as contact, and a stall of the process (SIGSTOP, a
 long pause) starts a new ownership epoch, so a node that was away never writes with what it held before.
+
+Gossip is authenticated, because the membership decides who writes what:
+- every datagram is sealed with the cluster's keyring (`keyring.py`, AES-256-GCM) and carries its
+  sender's clock (`replay.py`); anything that does not open, is stale or replayed is dropped and counted
+  in hourglass_gossip_datagrams_rejected_total{reason};
+- a member enters the view only once verified: heard from directly (its own entry in a datagram from its
+  own address, or the ack to a ping this node sent it). A third party's rumour about an unknown member
+  only makes this node ping it; unverified claims are in no ring and do not count toward the majority;
+- a node refutes any claim about itself that is not what it is (state, addresses, roles);
+- dead (and left) members are forgotten after `dead_member_timeout_s`;
+- `sync` replies go to authenticated senders only, and ping-req relays only to verified members, so the
+  port cannot be used to reflect traffic at a third party.
 """
 
 from __future__ import annotations
@@ -24,12 +36,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hourglass.cluster.membership.keyring import Keyring, Rejected
 from hourglass.cluster.membership.members import ROLES, Member, MemberState, overrides, quorum
+from hourglass.cluster.membership.replay import DEFAULT_WINDOW_S, ReplayGuard, stamp
+from hourglass.cluster.metrics import GOSSIP_DATAGRAMS_REJECTED
 
 log = logging.getLogger(__name__)
 
 MAX_UPDATES_PER_MESSAGE = 12
 TICK_S = 0.1
+# Rumoured members being verified at once; more wait for a later rumour (bounded memory and pings).
+MAX_CANDIDATES = 256
+# Rejected datagrams are logged at debug level each, and as one warning per reason at most this often.
+REJECTION_WARNING_INTERVAL_S = 60.0
+_REJECTION_HINTS = {
+    "unknown_key": "sealed with a key this node does not have: check cluster.gossip_keyring_file on every node",
+    "invalid": "did not authenticate: forged or corrupted",
+    "stale": "sender clock more than the replay window away from ours: check NTP, or old datagrams replayed",
+    "replayed": "seen before",
+    "malformed": "not a sealed gossip datagram (an old node, or not Hourglass gossip)",
+}
 
 
 @dataclass
@@ -47,6 +73,12 @@ class SwimConfig:
     indirect_probes: int = 2
     suspicion_timeout_s: float = 4.0
     sync_interval_s: float = 5.0
+    # Seals and opens every datagram; required (gossip in the clear would let anyone rewrite membership).
+    keyring: Keyring | None = None
+    # How long a dead or left member stays in the table (and a dead one counts toward the majority).
+    dead_member_timeout_s: float = 3600.0
+    # Datagrams whose sender clock is further than this from ours are dropped (replay protection).
+    replay_window_s: float = DEFAULT_WINDOW_S
 
     @property
     def member_id(self) -> str:
@@ -58,12 +90,29 @@ def _addr(member_id: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _same_address(addr, member_id: str) -> bool:
+    try:
+        return (addr[0], addr[1]) == _addr(member_id)
+    except (ValueError, TypeError, IndexError):
+        return False
+
+
+@dataclass
+class _Candidate:
+    """A member known only by rumour, pinged until it answers (then it is a member) or given up."""
+
+    claim: Member
+    first_heard: float
+    pinged_at: float = 0.0
+    seq: int = 0
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, swim: Swim) -> None:
         self.swim = swim
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self.swim._received(data)
+        self.swim._received(data, addr)
 
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable of a dead member: expected
         log.debug("gossip socket error: %s", exc)
@@ -71,7 +120,11 @@ class _Protocol(asyncio.DatagramProtocol):
 
 class Swim:
     def __init__(self, config: SwimConfig, on_change: Callable[[], None] | None = None) -> None:
+        if config.keyring is None:
+            raise ValueError("gossip needs a keyring (cluster.gossip_keyring_file)")
         self.config = config
+        self.keyring = config.keyring
+        self._replay = ReplayGuard(config.replay_window_s)
         self.id = config.member_id
         self.on_change = on_change or (lambda: None)
         # A restarted process must outrank what the cluster remembers of its previous life.
@@ -83,7 +136,11 @@ class Swim:
             frontend_address=config.frontend_address,
             changed_at=time.monotonic(),
         )
+        # Verified members only (and this node): what the rings and the quorum are made of.
         self.members: dict[str, Member] = {self.id: self.me}
+        self.candidates: dict[str, _Candidate] = {}
+        self._verifying: dict[int, str] = {}  # seq of a verification ping -> the candidate pinged
+        self._warned_at: dict[str, float] = {}
         # Test hook: drop every datagram sent or received (gossip cut off, the rest of the node running).
         self.blocked = False
         self._transport: asyncio.DatagramTransport | None = None
@@ -169,7 +226,8 @@ class Swim:
         msg["from"] = self.id
         msg.setdefault("upd", self._piggyback(member_id))
         try:
-            self._transport.sendto(json.dumps(msg, separators=(",", ":")).encode(), _addr(member_id))
+            body = json.dumps(msg, separators=(",", ":")).encode()
+            self._transport.sendto(self.keyring.seal(stamp(body)), _addr(member_id))
         except (OSError, ValueError) as e:
             log.debug("cannot send to %s: %s", member_id, e)
 
@@ -193,35 +251,75 @@ class Swim:
         self._broadcasts[member.id] = [member.to_wire(), 3 * math.ceil(math.log2(n + 1)) + 1]
 
     # ---- receiving -------------------------------------------------------------------------------------
-    def _received(self, data: bytes) -> None:
+    def _open(self, data: bytes) -> dict:
+        """The message of an authenticated, fresh, first-seen datagram, or Rejected."""
+        nonce, plaintext = self.keyring.open(data)
+        body = self._replay.check(nonce, plaintext)
+        try:
+            msg = json.loads(body)
+            if not isinstance(msg, dict) or not isinstance(msg["from"], str) or not isinstance(msg["t"], str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise Rejected("malformed") from None
+        return msg
+
+    def _rejected(self, reason: str, addr) -> None:
+        GOSSIP_DATAGRAMS_REJECTED.labels(reason).inc()
+        log.debug("dropping a gossip datagram from %s: %s", addr, reason)
+        now = time.monotonic()
+        if now - self._warned_at.get(reason, -1e9) >= REJECTION_WARNING_INTERVAL_S:
+            self._warned_at[reason] = now
+            log.warning(
+                "gossip: dropped a datagram from %s (%s: %s); hourglass_gossip_datagrams_rejected_total counts "
+                "them all",
+                addr,
+                reason,
+                _REJECTION_HINTS.get(reason, reason),
+            )
+
+    def _received(self, data: bytes, addr=None) -> None:
         if self.blocked:
             return
         try:
-            msg = json.loads(data)
-            sender = str(msg["from"])
-            kind = msg["t"]
-        except (ValueError, KeyError, TypeError):
-            log.debug("dropping a malformed gossip datagram")
+            msg = self._open(data)
+        except Rejected as e:
+            self._rejected(e.reason, addr)
             return
-        for upd in msg.get("upd", ()):
-            try:
-                self._apply(Member.from_wire(upd))
-            except (KeyError, ValueError, TypeError):
-                log.debug("dropping a malformed member update")
-        if kind == "ping":
-            self._send(sender, {"t": "ack", "seq": msg["seq"]})
-        elif kind == "ack":
-            self._on_ack(sender, int(msg["seq"]))
-        elif kind == "ping_req":
-            self._relay_probe(sender, int(msg["seq"]), str(msg["target"]))
-        elif kind == "sync":
-            for d in msg.get("members", ()):
-                with contextlib.suppress(KeyError, ValueError, TypeError):
-                    self._apply(Member.from_wire(d))
-            if msg.get("reply"):
-                self._send(sender, {"t": "sync", "members": self._table(), "reply": False})
+        sender, kind = msg["from"], msg["t"]
+        try:
+            # Whose own entry in this message is first-hand: the sender's, if the datagram came from the
+            # sender's address or answers a verification ping this node sent to that address.
+            vouched = None
+            if addr is not None and _same_address(addr, sender):
+                vouched = sender
+            elif kind == "ack" and self._verifying.get(int(msg["seq"])) == sender:
+                vouched = sender
+            for upd in msg.get("upd", ()):
+                try:
+                    claim = Member.from_wire(upd)
+                except (KeyError, ValueError, TypeError):
+                    log.debug("dropping a malformed member update")
+                    continue
+                self._apply(claim, direct=claim.id == vouched)
+            if kind == "ping":
+                self._send(sender, {"t": "ack", "seq": int(msg["seq"])})
+            elif kind == "ack":
+                self._on_ack(sender, int(msg["seq"]))
+            elif kind == "ping_req":
+                self._relay_probe(sender, int(msg["seq"]), str(msg["target"]))
+            elif kind == "sync":
+                for d in msg.get("members", ()):
+                    with contextlib.suppress(KeyError, ValueError, TypeError):
+                        claim = Member.from_wire(d)
+                        self._apply(claim, direct=claim.id == vouched)
+                if msg.get("reply"):
+                    self._send(sender, {"t": "sync", "members": self._table(), "reply": False})
+        except (KeyError, ValueError, TypeError):
+            log.debug("dropping a malformed %s message from %s", kind, sender)
 
     def _on_ack(self, sender: str, seq: int) -> None:
+        if self._verifying.get(seq) == sender:
+            del self._verifying[seq]
         relay = self._relays.pop(seq, None)
         if relay is not None:  # we pinged on someone's behalf: tell them
             origin, origin_seq = relay
@@ -238,29 +336,46 @@ class Swim:
             fut.set_result(True)
 
     def _relay_probe(self, origin: str, origin_seq: int, target: str) -> None:
+        if target == self.id or target not in self.members:
+            log.debug("membership: not relaying a ping to %s, not a verified member", target)
+            return
         self._seq += 1
         self._relays[self._seq] = (origin, origin_seq)
         self._send(target, {"t": "ping", "seq": self._seq})
         loop = asyncio.get_running_loop()
         loop.call_later(self.config.probe_interval_s * 2, self._relays.pop, self._seq, None)
 
-    def _apply(self, claim: Member) -> None:
-        """Merge one claim about a member into the view (SWIM precedence), refuting claims about us."""
+    def _apply(self, claim: Member, direct: bool = False) -> None:
+        """Merge one claim about a member into the view (SWIM precedence), refuting claims about us.
+        `direct`: the claim is the member's own entry, heard from it first-hand (see `_received`)."""
         if claim.id == self.id:
-            if claim.state != MemberState.ALIVE and claim.incarnation >= self.me.incarnation:
-                if self.me.state == MemberState.LEFT:
-                    return
+            if self.me.state == MemberState.LEFT or claim.incarnation < self.me.incarnation:
+                return
+            if (claim.state, claim.rpc_address, claim.frontend_address, tuple(claim.roles)) != (
+                self.me.state,
+                self.me.rpc_address,
+                self.me.frontend_address,
+                tuple(self.me.roles),
+            ):
                 self.me.incarnation = claim.incarnation + 1
-                log.info("membership: refuting %s claim about this node", claim.state)
+                log.info(
+                    "membership: refuting a claim about this node (%s, rpc %r)",
+                    claim.state,
+                    claim.rpc_address,
+                )
                 self._queue_broadcast(self.me)
             return
         known = self.members.get(claim.id)
         if known is None:
-            if claim.state == MemberState.LEFT:
+            if not direct:
+                self._consider(claim)
                 return
+            if claim.state != MemberState.ALIVE:
+                return
+            self._forget_candidate(claim.id)
             claim.changed_at = self._joined_at[claim.id] = time.monotonic()
             self.members[claim.id] = claim
-            log.info("membership: %s joined (%s)", claim.id, claim.state)
+            log.info("membership: %s joined (verified)", claim.id)
         elif overrides(claim.state, claim.incarnation, known.state, known.incarnation):
             state_changed = claim.state != known.state
             known.incarnation = claim.incarnation
@@ -293,6 +408,69 @@ class Swim:
 
     def _table(self) -> list[dict]:
         return [m.to_wire() for m in self.members.values()]
+
+    # ---- verification of rumoured members ------------------------------------------------------------
+    def _consider(self, claim: Member) -> None:
+        """A rumour about a member this node does not know: ping it; it joins the view when it answers."""
+        if claim.state not in (MemberState.ALIVE, MemberState.SUSPECT):
+            return  # nothing to verify about a member we never knew that is gone
+        candidate = self.candidates.get(claim.id)
+        if candidate is not None:
+            candidate.claim = claim
+            return
+        if len(self.candidates) >= MAX_CANDIDATES:
+            log.debug("membership: too many members being verified; %s waits for a later rumour", claim.id)
+            return
+        try:
+            _addr(claim.id)
+        except ValueError:
+            return
+        self.candidates[claim.id] = candidate = _Candidate(claim, time.monotonic())
+        self._ping_candidate(candidate)
+
+    def _ping_candidate(self, candidate: _Candidate) -> None:
+        self._verifying.pop(candidate.seq, None)
+        self._seq += 1
+        candidate.seq, candidate.pinged_at = self._seq, time.monotonic()
+        self._verifying[candidate.seq] = candidate.claim.id
+        self._send(candidate.claim.id, {"t": "ping", "seq": candidate.seq})
+
+    def _forget_candidate(self, member_id: str) -> None:
+        candidate = self.candidates.pop(member_id, None)
+        if candidate is not None:
+            self._verifying.pop(candidate.seq, None)
+
+    def _verify_candidates(self, now: float) -> None:
+        """Re-ping candidates every probe period; give up on those silent for a suspicion timeout."""
+        for candidate in list(self.candidates.values()):
+            if now - candidate.first_heard >= self.config.suspicion_timeout_s:
+                log.info("membership: %s, known only by rumour, never answered; ignored", candidate.claim.id)
+                self._forget_candidate(candidate.claim.id)
+            elif now - candidate.pinged_at >= self.config.probe_interval_s:
+                self._ping_candidate(candidate)
+
+    def _reap(self, now: float) -> None:
+        """Forget members dead or left for `dead_member_timeout_s`: until then a dead member still counts
+        toward the majority (so the minority side of a partition stops writing); after, a member that was
+        only partitioned away must join again (verified) like a new one."""
+        reaped = [
+            m.id
+            for m in self.members.values()
+            if m.id != self.id
+            and m.state in (MemberState.DEAD, MemberState.LEFT)
+            and now - m.changed_at >= self.config.dead_member_timeout_s
+        ]
+        for member_id in reaped:
+            del self.members[member_id]
+            for table in (self._acked_at, self._joined_at, self._broadcasts):
+                table.pop(member_id, None)
+            log.info(
+                "membership: %s removed from the table (gone for %.0f s)",
+                member_id,
+                self.config.dead_member_timeout_s,
+            )
+        if reaped:
+            self.on_change()
 
     # ---- loops -----------------------------------------------------------------------------------------
     def _next_probe_target(self) -> Member | None:
@@ -348,6 +526,9 @@ class Swim:
             self.quorum()
             self._last_tick = time.monotonic()
             now = self._last_tick
+            self.keyring.reload_if_changed(now)
+            self._verify_candidates(now)
+            self._reap(now)
             for m in list(self.members.values()):
                 if m.state == MemberState.SUSPECT and now - m.changed_at >= self.config.suspicion_timeout_s:
                     log.warning("membership: %s declared dead", m.id)

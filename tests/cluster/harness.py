@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hourglass.cluster.membership.keyring import generate_key
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.status import fetch_status
 
@@ -124,6 +125,9 @@ class LocalCluster:
         cluster = cls(workdir, hosts, cassandra_port, keyspace)
         seeds = ", ".join(f"{ip}:{gossip_port}" for ip in IPS)
         timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
+        keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
+        keyring.write_text(generate_key() + "\n")
+        keyring.chmod(0o600)
         for i, ip in enumerate(IPS, 1):
             config = workdir / f"node{i}.yaml"
             config.write_text(
@@ -133,6 +137,7 @@ class LocalCluster:
                 f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {cassandra_port}, "
                 f"keyspace: {keyspace}}}}}\n"
                 f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
+                f"  gossip_keyring_file: {keyring}\n"
             )
             cluster.nodes.append(Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port))
         return cluster

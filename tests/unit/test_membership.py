@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 
 import pytest
 
+from hourglass.cluster.membership.keyring import Keyring
 from hourglass.cluster.membership.members import Member, MemberState, overrides, quorum
 from hourglass.cluster.membership.swim import Swim, SwimConfig
 
@@ -46,6 +48,7 @@ def _free_udp_ports(n: int) -> list[int]:
 def _cluster(n: int) -> list[Swim]:
     ports = _free_udp_ports(n)
     seeds = tuple(f"127.0.0.1:{p}" for p in ports)
+    keyring = Keyring([os.urandom(32)])
     return [
         Swim(
             SwimConfig(
@@ -56,6 +59,7 @@ def _cluster(n: int) -> list[Swim]:
                 probe_timeout_s=0.05,
                 suspicion_timeout_s=0.6,
                 sync_interval_s=0.5,
+                keyring=keyring,
             )
         )
         for p in ports
@@ -133,7 +137,14 @@ async def test_a_leaving_member_is_removed_at_once_and_does_not_count_for_quorum
 
 
 async def test_a_stalled_process_starts_a_new_epoch():
-    swim = Swim(SwimConfig(port=_free_udp_ports(1)[0], suspicion_timeout_s=0.4, probe_interval_s=0.1))
+    swim = Swim(
+        SwimConfig(
+            port=_free_udp_ports(1)[0],
+            suspicion_timeout_s=0.4,
+            probe_interval_s=0.1,
+            keyring=Keyring([os.urandom(32)]),
+        )
+    )
     await swim.start()
     try:
         quorate, epoch = swim.quorum()

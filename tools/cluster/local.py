@@ -6,7 +6,7 @@
     python tools/cluster/local.py down    # SIGTERM each node by its pid file (a clean leave)
 
 Configs: config/cluster/node{1,2,3}.yaml (frontend on port 7233 of each address, gossip 7946/udp,
-internal RPC 7234). Logs and pid files: build/cluster/.
+internal RPC 7234). Logs, pid files and the gossip keyring (generated if absent): build/cluster/.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / "build" / "cluster"
+KEYRING = STATE / "gossip.keyring"  # the configs' cluster.gossip_keyring_file, relative to ROOT
 CONFIGS = [ROOT / "config" / "cluster" / f"node{i}.yaml" for i in (1, 2, 3)]
 KEYSPACE = "hourglass_cluster"
 BIN = Path(sys.executable).parent
@@ -84,6 +85,7 @@ def up(timeout: float) -> int:
         print(schema.stdout + schema.stderr, file=sys.stderr)
         return 1
     STATE.mkdir(parents=True, exist_ok=True)
+    _ensure_keyring()
     for i, config in enumerate(CONFIGS, 1):
         if _pid(i) is not None:
             print(f"node {i} already runs (pid {_pid(i)})")
@@ -94,6 +96,7 @@ def up(timeout: float) -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=ROOT,
             )
         (STATE / f"node{i}.pid").write_text(str(proc.pid))
     configs = [load_config(c) for c in CONFIGS]
@@ -108,6 +111,17 @@ def up(timeout: float) -> int:
     print(f"store: Cassandra 127.0.0.1:9042, keyspace {KEYSPACE}")
     print("status: hourglass cluster status --address 127.0.0.1:7233 --shards")
     return 0
+
+
+def _ensure_keyring() -> None:
+    """The local cluster's gossip key: made once, readable by this user only, kept across restarts."""
+    from hourglass.cluster.membership.keyring import generate_key
+
+    if not KEYRING.exists():
+        fd = os.open(KEYRING, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"# gossip keyring of the local cluster (tools/cluster/local.py)\n{generate_key()}\n")
+        print(f"gossip keyring: {KEYRING} (new)")
 
 
 async def _wait_converged(configs, timeout: float) -> bool:
