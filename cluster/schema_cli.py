@@ -375,7 +375,11 @@ def _cassandra_session(config: CassandraConfig) -> Iterator[Session]:
         try:
             session = cluster.connect()
         except NoHostAvailable as e:
-            hint = tls_failure_hint(e.errors.values())
+            hint = None
+            if config.tls_enabled:
+                hint = tls_failure_hint(
+                    e.errors.values(), client_certificate=config.tls_cert_file is not None
+                )
             raise click.ClickException(f"cannot connect to Cassandra at {where}: {hint or e}") from None
         except (AuthenticationFailed, OSError) as e:
             raise click.ClickException(f"cannot connect to Cassandra at {where}: {e}") from None

@@ -400,7 +400,7 @@ class CassandraStore(Store):
         cluster = build_cluster(config)
         try:
             with _unavailable_on_driver_error("connect"):
-                session = _connect(cluster)
+                session = _connect(cluster, config)
                 if not keyspace_exists(session, config.keyspace):
                     raise PersistenceError(
                         f"keyspace {config.keyspace!r} does not exist; create it with "
@@ -1071,12 +1071,14 @@ class CassandraStore(Store):
             raise
 
 
-def _connect(cluster: Cluster) -> Session:
+def _connect(cluster: Cluster, config: CassandraConfig) -> Session:
     """The first connection; a TLS failure is reported with the setting to fix, not only the driver's text."""
     try:
         return cluster.connect()
     except NoHostAvailable as e:
-        hint = tls_failure_hint(e.errors.values())
+        if not config.tls_enabled:
+            raise
+        hint = tls_failure_hint(e.errors.values(), client_certificate=config.tls_cert_file is not None)
         if hint is None:
             raise
         raise StoreUnavailableError(f"cassandra: connect: {hint}") from e

@@ -67,10 +67,12 @@ def driver_ssl_options(*, server_name: str | None, verify_hostname: bool) -> dic
     return None
 
 
-def tls_failure_hint(errors: Iterable[BaseException]) -> str | None:
-    """A sentence saying which TLS setting to look at, if any of a connect attempt's errors is TLS's.
+def tls_failure_hint(errors: Iterable[BaseException], *, client_certificate: bool) -> str | None:
+    """A sentence saying which TLS setting to look at, if any of a TLS connect attempt's errors is TLS's.
 
-    Matched on the text: the driver re-raises a failed handshake as a plain OSError naming the reason.
+    Matched on the text: the driver re-raises a failed handshake as a plain OSError naming the reason. A
+    node refusing the client's certificate (or its absence) ends the handshake with an alert or, under
+    TLS 1.3, often just closes the connection, so both read as a client-certificate problem.
     """
     for error in errors:
         if not isinstance(error, OSError):
@@ -86,18 +88,18 @@ def tls_failure_hint(errors: Iterable[BaseException]) -> str | None:
                 f"TLS: the node's certificate is not trusted ({text}); "
                 "tls_ca_file must hold the CA that signed the nodes' certificates"
             )
-        if "CERTIFICATE_REQUIRED" in text:
-            return (
-                f"TLS: the node requires a client certificate ({text}): "
-                "set tls_cert_file and tls_key_file to one signed by a CA the node trusts"
-            )
-        if any(alert in text for alert in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")):
-            return (
-                f"TLS: the node refused the client certificate ({text}); "
-                "it must be signed by a CA the node trusts"
-            )
         if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER_FAILURE" in text:
             return f"TLS: the node does not speak TLS on this port ({text})"
-        if isinstance(error, ssl.SSLError):
-            return f"TLS: handshake failed ({text})"
+        refused = "ALERT" in text or isinstance(error, (ssl.SSLEOFError, ConnectionResetError))
+        if not refused:
+            continue
+        if client_certificate:
+            return (
+                f"TLS: the node refused the handshake ({text}); it did not accept the client certificate "
+                "(tls_cert_file): it must be signed by a CA the node trusts"
+            )
+        return (
+            f"TLS: the node refused the handshake ({text}); it requires a client certificate: "
+            "set tls_cert_file and tls_key_file to one signed by a CA the node trusts"
+        )
     return None
