@@ -94,7 +94,7 @@ def dev_node_tls(config: CassandraConfig) -> DevNodeTLS | None:
                 return None
         except ValueError:
             return None
-        devserver = _devserver_module()
+        devserver = devserver_module()
         if devserver is None:
             return None
         node = devserver.node_from_args(
@@ -114,7 +114,7 @@ def dev_node_tls(config: CassandraConfig) -> DevNodeTLS | None:
     return tls if all(f.is_file() for f in files) else None
 
 
-def _devserver_module() -> ModuleType | None:
+def devserver_module() -> ModuleType | None:
     """tools/cassandra/devserver.py, imported from the source checkout (tools/ is not a package)."""
     script = devserver_script()
     if not script.exists():

@@ -26,9 +26,10 @@ own directory and JMX port 7199 + N - 1; CQL stays on port 9042 of its own addre
 directories: a node remembers its peers, so after a multi-node experiment `down --wipe` every node before
 going back to a single one.
 
-TLS for clients: on `up`, a development CA, a certificate for the node (SAN: its listen address and
-`localhost`) and a client certificate are generated with `cryptography` into the node's `tls/` directory
-(kept across restarts, removed by `down --wipe`, never committed). The node accepts plaintext and TLS on the
+TLS for clients: on `up`, a certificate for the node (SAN: its listen address and `localhost`) and a client
+certificate are issued with `cryptography` into the node's `tls/` directory (kept across restarts, removed
+by `down --wipe`, never committed) by a development CA that every node of this checkout shares
+(build/cassandra/dev-ca/, made on first use). The node accepts plaintext and TLS on the
 same CQL port (`client_encryption_options.optional`); a TLS client must present a certificate signed by the
 dev CA (`require_client_auth`: Cassandra 5.0 has no "optional" client authentication). `status` prints
 where the files are:
@@ -340,42 +341,66 @@ def _port_open(host: str, port: int) -> bool:
 # ---- TLS material --------------------------------------------------------------------------------------
 
 TLS_VALID_DAYS = 825
+# The dev CA, shared by every node this checkout starts, so a multi-node dev cluster's certificates all
+# chain to one CA (a client trusts every node with one file). Its key stays here, for the next node.
+DEV_CA_DIR = BUILD_DIR / "dev-ca"
 
 
 def ensure_tls_material(node: Node) -> TLSMaterial:
-    """The node's dev CA and certificates, generated unless present and valid for at least another day.
-
-    The CA's private key is used once and never written: the directory holds only what the node and a
-    client need, so nothing here can mint further certificates.
-    """
+    """The node's TLS files, (re)issued unless present, from the current dev CA, naming the node's
+    address and valid for at least another day."""
+    ca_cert, ca_key = _dev_ca()
     material = node.tls
-    if material.complete() and _valid_for_a_day(material) and _names_address(material, node.listen_address):
+    if material.complete() and _current(material, ca_cert, node.listen_address):
         return material
-    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
+    node_cert, node_key = _issue(
+        ca_cert,
+        ca_key,
+        f"cassandra {node.listen_address}",
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        [x509.IPAddress(ipaddress.ip_address(node.listen_address)), x509.DNSName("localhost")],
+    )
+    client_cert, client_key = _issue(
+        ca_cert, ca_key, "hourglass-dev-client", [ExtendedKeyUsageOID.CLIENT_AUTH], None
+    )
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    material.directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(material.directory, 0o700)
+    _write(material.ca_file, ca_pem, 0o644)
+    # Cassandra's PEM keystore: the unencrypted PKCS#8 key, then the certificate chain.
+    _write(material.node_keystore, node_key + node_cert + ca_pem, 0o600)
+    _write(material.client_cert_file, client_cert, 0o644)
+    _write(material.client_key_file, client_key, 0o600)
+    print(f"issued TLS certificates from the dev CA into {material.directory}", file=sys.stderr)
+    return material
+
+
+def _dev_ca():  # -> (x509.Certificate, EllipticCurvePrivateKey); cryptography is imported lazily
+    """The checkout's dev CA, created on first use and again when it is about to expire."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=TLS_VALID_DAYS)
-
-    def name(common_name: str) -> x509.Name:
-        return x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hourglass development"),
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            ]
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = name(f"Hourglass dev CA ({node.listen_address})")
-    ca_cert = (
+    cert_path, key_path = DEV_CA_DIR / "ca.pem", DEV_CA_DIR / "ca-key.pem"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if _valid_for_a_day(cert):
+            return cert, key
+    except (FileNotFoundError, ValueError):
+        pass
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity()
+    name = _name("Hourglass dev CA")
+    cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -394,50 +419,68 @@ def ensure_tls_material(node: Node) -> TLSMaterial:
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    DEV_CA_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(DEV_CA_DIR, 0o700)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write(key_path, key_pem, 0o600)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    print(f"generated a dev CA in {DEV_CA_DIR}", file=sys.stderr)
+    return cert, key
+
+
+def _issue(ca_cert, ca_key, common_name: str, usages: list, sans: list | None) -> tuple[bytes, bytes]:
+    """A leaf certificate signed by the dev CA, and its new key, both PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(min(end, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _name(common_name: str):  # -> x509.Name
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hourglass development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
     )
 
-    def leaf(common_name: str, usages: list, sans: list | None) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(common_name))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
-    node_cert, node_key = leaf(
-        f"cassandra {node.listen_address}",
-        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        [x509.IPAddress(ipaddress.ip_address(node.listen_address)), x509.DNSName("localhost")],
-    )
-    client_cert, client_key = leaf("hourglass-dev-client", [ExtendedKeyUsageOID.CLIENT_AUTH], None)
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
-    material.directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(material.directory, 0o700)
-    _write(material.ca_file, ca_pem, 0o644)
-    # Cassandra's PEM keystore: the unencrypted PKCS#8 key, then the certificate chain.
-    _write(material.node_keystore, node_key + node_cert + ca_pem, 0o600)
-    _write(material.client_cert_file, client_cert, 0o644)
-    _write(material.client_key_file, client_key, 0o600)
-    print(f"generated a dev CA and TLS certificates in {material.directory}", file=sys.stderr)
-    return material
+def _validity():  # -> (datetime, datetime)
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    return now - datetime.timedelta(hours=1), now + datetime.timedelta(days=TLS_VALID_DAYS)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -450,34 +493,30 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     temporary.replace(path)
 
 
-def _certificates(path: Path) -> list:
-    from cryptography import x509
-
-    return x509.load_pem_x509_certificates(path.read_bytes())
-
-
-def _valid_for_a_day(material: TLSMaterial) -> bool:
+def _valid_for_a_day(cert) -> bool:
     import datetime
 
-    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
-    try:
-        certs = [*_certificates(material.ca_file), *_certificates(material.client_cert_file)]
-        certs += _certificates(material.node_keystore)
-    except ValueError:
-        return False
-    return all(cert.not_valid_after_utc > soon for cert in certs)
+    return cert.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
 
 
-def _names_address(material: TLSMaterial, address: str) -> bool:
-
+def _current(material: TLSMaterial, ca_cert, address: str) -> bool:
+    """The node's files come from this CA, are valid for another day and name this address."""
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
 
     try:
-        node_cert = _certificates(material.node_keystore)[0]
+        if material.ca_file.read_bytes() != ca_cert.public_bytes(serialization.Encoding.PEM):
+            return False
+        node_cert = x509.load_pem_x509_certificates(material.node_keystore.read_bytes())[0]
+        client_cert = x509.load_pem_x509_certificate(material.client_cert_file.read_bytes())
         sans = node_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, IndexError, x509.ExtensionNotFound):
+    except (FileNotFoundError, ValueError, IndexError, x509.ExtensionNotFound):
         return False
-    return ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
+    return (
+        _valid_for_a_day(node_cert)
+        and _valid_for_a_day(client_cert)
+        and ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
+    )
 
 
 # ---- up / down / status --------------------------------------------------------------------------------
