@@ -81,11 +81,10 @@ class CassandraSection(_Strict):
             raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
         explicit_password = self.password or self.password_file or self.password_env
         if self.secure_connect_bundle is not None:
-            tls = [k for k in ("tls_ca_file", "tls_cert_file", "tls_server_name") if getattr(self, k)]
-            if self.tls or tls:
+            tls = [k for k in ("tls", "tls_ca_file", "tls_cert_file", "tls_server_name") if getattr(self, k)]
+            if tls:
                 raise ValueError(
-                    f"{', '.join(['tls'] * self.tls + tls)}: not for Astra DB, whose secure connect "
-                    "bundle carries the TLS settings"
+                    f"{', '.join(tls)}: not for Astra DB, whose secure connect bundle carries the TLS settings"
                 )
             if explicit_password:
                 raise ValueError("Astra DB authenticates with token / token_file / token_env, not a password")

@@ -65,7 +65,7 @@ def resolve_secret(
     check_single_source(keys, value, file, env)
     if value:
         logger.warning(
-            "%s is written in the configuration in clear; move it to %s or the %s environment variable",
+            "%s gives the secret in clear text; move it to %s or the %s environment variable",
             keys.value,
             keys.file,
             default_env or keys.env,

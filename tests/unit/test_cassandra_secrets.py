@@ -148,3 +148,15 @@ def test_schema_cli_reads_secrets_from_files_and_names_bad_flags(tmp_path: Path)
     )
     half = runner.invoke(schema, ["version", "--tls-cert-file", __file__])
     assert half.exit_code == 2 and "--tls-cert-file and --tls-key-file go together" in half.output
+
+
+def test_the_driver_authenticates_with_the_secret_from_the_file(tmp_path: Path) -> None:
+    from hourglass.persistence.cassandra.config import build_cluster
+
+    secret = tmp_path / "password"
+    secret.write_text(SECRET + "\n")
+    cluster = build_cluster(resolved(tmp_path, f"username: hourglass\npassword_file: {secret}"))
+    try:
+        assert (cluster.auth_provider.username, cluster.auth_provider.password) == ("hourglass", SECRET)
+    finally:
+        cluster.shutdown()
