@@ -7,12 +7,23 @@ starts. Unknown keys are errors: a misspelt option silently ignored is how clust
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hourglass.persistence.store import Store
+
+if TYPE_CHECKING:
+    from hourglass.persistence.cassandra.config import CassandraConfig
 
 
 class _Strict(BaseModel):
@@ -31,21 +42,68 @@ class SQLiteSection(_Strict):
 
 
 class CassandraSection(_Strict):
+    """`store.cassandra`: a self-managed cluster (`hosts`) or Astra DB (`secure_connect_bundle`).
+
+    Secrets never need to be in this file: the password comes from `password_file`, `password_env` or the
+    HOURGLASS_CASSANDRA_PASSWORD variable, the Astra token from `token_file`, `token_env` or
+    HOURGLASS_ASTRA_TOKEN (an inline `password` / `token` still works, with a warning); see
+    hourglass.persistence.cassandra.credentials. They are read when the store is opened.
+    """
+
     hosts: list[str] = ["127.0.0.1"]
     port: int = Field(9042, ge=1, le=65535)
     keyspace: str = "hourglass"
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    # TLS: on with `tls: true` or any tls_ file / name. The nodes' certificates are always verified
+    # (against tls_ca_file, else the system's CAs) and must name the host connected to, or
+    # tls_server_name, unless tls_verify_hostname is false. tls_cert_file + tls_key_file: mutual TLS.
     tls: bool = False
     tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_verify_hostname: bool = True
+    tls_server_name: str | None = None
     datacenter: str | None = None
     # Astra DB: the secure-connect bundle (zip) and an application token.
     secure_connect_bundle: str | None = None
-    token: str | None = None
+    token: SecretStr | None = None
+    token_file: str | None = None
+    token_env: str | None = None
     consistency: str = "LOCAL_QUORUM"
     serial_consistency: str = "LOCAL_SERIAL"
     request_timeout_s: float = Field(10.0, gt=0)
     reconnect_max_delay_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CassandraSection:
+        from hourglass.persistence.cassandra.credentials import SecretKeys, check_single_source
+
+        check_single_source(
+            SecretKeys.yaml("password", ""), self.password, self.password_file, self.password_env
+        )
+        check_single_source(SecretKeys.yaml("token", ""), self.token, self.token_file, self.token_env)
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
+        explicit_password = self.password or self.password_file or self.password_env
+        if self.secure_connect_bundle is not None:
+            tls = [k for k in ("tls", "tls_ca_file", "tls_cert_file", "tls_server_name") if getattr(self, k)]
+            if tls:
+                raise ValueError(
+                    f"{', '.join(tls)}: not for Astra DB, whose secure connect bundle carries the TLS settings"
+                )
+            if explicit_password:
+                raise ValueError("Astra DB authenticates with token / token_file / token_env, not a password")
+        else:
+            if self.token or self.token_file or self.token_env:
+                raise ValueError(
+                    "token / token_file / token_env are for Astra DB (with secure_connect_bundle)"
+                )
+            if explicit_password and self.username is None:
+                raise ValueError("a password needs a username")
+        return self
 
 
 class StoreSection(_Strict):
@@ -240,31 +298,89 @@ def load_config(path: str | Path) -> ServerConfig:
         raise ConfigError(f"{path} is not a valid Hourglass configuration:\n" + "\n".join(lines)) from None
 
 
+def cassandra_config(section: CassandraSection) -> CassandraConfig:
+    """The store's connection settings, with the password / token read from their source now.
+
+    Raises ConfigError naming the key when a secret's file is missing or empty, its variable unset, or a
+    TLS file unusable.
+    """
+    from hourglass.persistence.cassandra.config import CassandraConfig
+    from hourglass.persistence.cassandra.credentials import (
+        PASSWORD_ENV,
+        TOKEN_ENV,
+        SecretError,
+        SecretKeys,
+        resolve_secret,
+    )
+    from hourglass.persistence.cassandra.tls import CassandraTLSError, client_ssl_context
+
+    c = section
+    astra = c.secure_connect_bundle is not None
+    try:
+        password = None
+        if c.username is not None and not astra:
+            password = resolve_secret(
+                SecretKeys.yaml("password"),
+                value=c.password.get_secret_value() if c.password else None,
+                file=c.password_file,
+                env=c.password_env,
+                default_env=PASSWORD_ENV,
+            )
+        token = None
+        if astra:
+            token = resolve_secret(
+                SecretKeys.yaml("token"),
+                value=c.token.get_secret_value() if c.token else None,
+                file=c.token_file,
+                env=c.token_env,
+                default_env=TOKEN_ENV,
+            )
+            if not token:
+                raise SecretError(
+                    "store.cassandra.token_file / token_env: Astra DB needs an application token "
+                    f"(or the {TOKEN_ENV} environment variable)"
+                )
+    except SecretError as e:
+        raise ConfigError(str(e)) from None
+    config = CassandraConfig(
+        hosts=c.hosts,
+        port=c.port,
+        keyspace=c.keyspace,
+        username=c.username,
+        password=password,
+        tls=c.tls,
+        tls_ca_file=c.tls_ca_file,
+        tls_cert_file=c.tls_cert_file,
+        tls_key_file=c.tls_key_file,
+        tls_verify_hostname=c.tls_verify_hostname,
+        tls_server_name=c.tls_server_name,
+        datacenter=c.datacenter,
+        secure_connect_bundle=c.secure_connect_bundle,
+        token=token,
+        consistency=c.consistency,
+        serial_consistency=c.serial_consistency,
+        request_timeout_s=c.request_timeout_s,
+        reconnect_max_delay_s=c.reconnect_max_delay_s,
+    )
+    if config.tls_enabled:
+        try:  # the files are checked here so that the error names the key
+            client_ssl_context(
+                ca_file=c.tls_ca_file,
+                cert_file=c.tls_cert_file,
+                key_file=c.tls_key_file,
+                verify_hostname=c.tls_verify_hostname,
+            )
+        except CassandraTLSError as e:
+            raise ConfigError(f"store.cassandra.{e}") from None
+    return config
+
+
 async def open_store(config: ServerConfig) -> Store:
     """Connect the configured store; a Cassandra keyspace with an outdated schema is refused here."""
     if config.store.kind == "sqlite":
         from hourglass.persistence.sqlite.store import SQLiteStore
 
         return await SQLiteStore.open(config.store.sqlite.path)
-    from hourglass.persistence.cassandra.config import CassandraConfig
     from hourglass.persistence.cassandra.store import CassandraStore
 
-    c = config.store.cassandra
-    return await CassandraStore.connect(
-        CassandraConfig(
-            hosts=c.hosts,
-            port=c.port,
-            keyspace=c.keyspace,
-            username=c.username,
-            password=c.password,
-            tls=c.tls,
-            tls_ca_file=c.tls_ca_file,
-            datacenter=c.datacenter,
-            secure_connect_bundle=c.secure_connect_bundle,
-            token=c.token,
-            consistency=c.consistency,
-            serial_consistency=c.serial_consistency,
-            request_timeout_s=c.request_timeout_s,
-            reconnect_max_delay_s=c.reconnect_max_delay_s,
-        )
-    )
+    return await CassandraStore.connect(cassandra_config(config.store.cassandra))

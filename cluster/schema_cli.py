@@ -69,14 +69,47 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--keyspace", default="hourglass", show_default=True, help="Keyspace to manage."),
         click.option("--username", default=None, help="Cassandra user (PasswordAuthenticator)."),
         click.option(
-            "--password", default=None, envvar="HOURGLASS_CASSANDRA_PASSWORD", help="Cassandra password."
+            "--password",
+            default=None,
+            help="Cassandra password; prefer --password-file or HOURGLASS_CASSANDRA_PASSWORD (a password "
+            "on the command line is visible to other users of the machine).",
         ),
-        click.option("--tls", is_flag=True, help="Connect with TLS (implied by --tls-ca-file)."),
+        click.option(
+            "--password-file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="File holding the Cassandra password (one trailing newline is ignored).",
+        ),
+        click.option(
+            "--password-env",
+            default=None,
+            metavar="NAME",
+            help="Environment variable holding the Cassandra password "
+            "[default: HOURGLASS_CASSANDRA_PASSWORD, when set].",
+        ),
+        click.option("--tls", is_flag=True, help="Connect with TLS (implied by the other --tls-* options)."),
         click.option(
             "--tls-ca-file",
             type=click.Path(exists=True, dir_okay=False),
             default=None,
-            help="CA certificate(s) to verify the nodes with.",
+            help="CA certificate(s) (PEM) to verify the nodes with [default: the system's CAs].",
+        ),
+        click.option(
+            "--tls-cert-file",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="Client certificate (PEM) for nodes that require one; with --tls-key-file.",
+        ),
+        click.option(
+            "--tls-key-file",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="Unencrypted PEM private key of --tls-cert-file.",
+        ),
+        click.option(
+            "--tls-server-name",
+            default=None,
+            help="Name the nodes' certificates must carry, instead of the address connected to.",
         ),
         click.option(
             "--tls-skip-hostname-check",
@@ -97,8 +130,19 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--token",
             default=None,
-            envvar="HOURGLASS_ASTRA_TOKEN",
-            help="Astra DB application token (AstraCS:...), with --secure-connect-bundle.",
+            help="Astra DB application token (AstraCS:...); prefer --token-file or HOURGLASS_ASTRA_TOKEN.",
+        ),
+        click.option(
+            "--token-file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="File holding the Astra DB token (one trailing newline is ignored).",
+        ),
+        click.option(
+            "--token-env",
+            default=None,
+            metavar="NAME",
+            help="Environment variable holding the Astra DB token [default: HOURGLASS_ASTRA_TOKEN, when set].",
         ),
         click.option(
             "--schema-dir",
@@ -111,8 +155,6 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        from hourglass.persistence.cassandra.config import CassandraConfig, parse_hosts
-
         names = (
             "store",
             "db_filename",
@@ -121,43 +163,107 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "keyspace",
             "username",
             "password",
+            "password_file",
+            "password_env",
             "tls",
             "tls_ca_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_server_name",
             "tls_skip_hostname_check",
             "datacenter",
             "secure_connect_bundle",
             "token",
+            "token_file",
+            "token_env",
             "schema_dir",
         )
         o = {name: kwargs.pop(name) for name in names}
         if o["store"] == "sqlite" and not o["db_filename"]:
             raise click.UsageError("--store sqlite needs --db-filename")
-        if o["secure_connect_bundle"] and not o["token"]:
-            raise click.UsageError("--secure-connect-bundle needs --token (or HOURGLASS_ASTRA_TOKEN)")
-        try:
-            hosts, port = parse_hosts(o["hosts"], o["port"])
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--hosts") from None
-        cassandra = CassandraConfig(
-            hosts=hosts,
-            port=port,
-            keyspace=o["keyspace"],
-            username=o["username"],
-            password=o["password"],
-            tls=o["tls"],
-            tls_ca_file=o["tls_ca_file"],
-            tls_check_hostname=not o["tls_skip_hostname_check"],
-            datacenter=o["datacenter"],
-            secure_connect_bundle=o["secure_connect_bundle"],
-            token=o["token"],
-            protocol_version=None if o["secure_connect_bundle"] else 5,
-        )
+        cassandra = _cassandra_config(o) if o["store"] == "cassandra" else _placeholder_config()
         target = SchemaTarget(o["store"], o["db_filename"], cassandra, o["schema_dir"])
         return command(target=target, **kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _cassandra_config(o: dict[str, Any]) -> CassandraConfig:
+    """The connection settings from the options, with the password / token read from their source."""
+    from hourglass.persistence.cassandra.config import CassandraConfig, parse_hosts
+    from hourglass.persistence.cassandra.credentials import (
+        PASSWORD_ENV,
+        TOKEN_ENV,
+        SecretError,
+        SecretKeys,
+        resolve_secret,
+    )
+
+    astra = o["secure_connect_bundle"] is not None
+    try:
+        hosts, port = parse_hosts(o["hosts"], o["port"])
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--hosts") from None
+    if (o["tls_cert_file"] is None) != (o["tls_key_file"] is None):
+        raise click.UsageError("--tls-cert-file and --tls-key-file go together")
+    tls = o["tls"] or any(o[k] for k in ("tls_ca_file", "tls_cert_file", "tls_server_name"))
+    if astra and tls:
+        raise click.UsageError(
+            "--tls options do not apply to Astra DB: the secure connect bundle carries TLS"
+        )
+    explicit_password = o["password"] or o["password_file"] or o["password_env"]
+    if explicit_password and o["username"] is None:
+        raise click.UsageError("a password needs --username")
+    try:
+        password = None
+        if o["username"] is not None:
+            password = resolve_secret(
+                SecretKeys.flags("password"),
+                value=o["password"],
+                file=o["password_file"],
+                env=o["password_env"],
+                default_env=PASSWORD_ENV,
+            )
+        token = resolve_secret(
+            SecretKeys.flags("token"),
+            value=o["token"],
+            file=o["token_file"],
+            env=o["token_env"],
+            default_env=TOKEN_ENV if astra else None,
+        )
+    except SecretError as e:
+        raise click.UsageError(str(e)) from None
+    if astra and not token:
+        raise click.UsageError(
+            f"--secure-connect-bundle needs --token-file, --token-env, {TOKEN_ENV} or --token"
+        )
+    if token and not astra:
+        raise click.UsageError("--token, --token-file and --token-env go with --secure-connect-bundle")
+    return CassandraConfig(
+        hosts=hosts,
+        port=port,
+        keyspace=o["keyspace"],
+        username=o["username"],
+        password=password,
+        tls=tls,
+        tls_ca_file=o["tls_ca_file"],
+        tls_cert_file=o["tls_cert_file"],
+        tls_key_file=o["tls_key_file"],
+        tls_verify_hostname=not o["tls_skip_hostname_check"],
+        tls_server_name=o["tls_server_name"],
+        datacenter=o["datacenter"],
+        secure_connect_bundle=o["secure_connect_bundle"],
+        token=token,
+        protocol_version=None if astra else 5,
+    )
+
+
+def _placeholder_config() -> CassandraConfig:
+    from hourglass.persistence.cassandra.config import CassandraConfig
+
+    return CassandraConfig()
 
 
 @click.group("schema")
@@ -255,6 +361,7 @@ def _cassandra_session(config: CassandraConfig) -> Iterator[Session]:
     from cassandra.cluster import NoHostAvailable
 
     from hourglass.persistence.cassandra.config import build_cluster
+    from hourglass.persistence.cassandra.tls import tls_failure_hint
 
     logging.getLogger("cassandra").setLevel(logging.ERROR)
     where = (
@@ -267,7 +374,14 @@ def _cassandra_session(config: CassandraConfig) -> Iterator[Session]:
     try:
         try:
             session = cluster.connect()
-        except (NoHostAvailable, AuthenticationFailed, OSError) as e:
+        except NoHostAvailable as e:
+            hint = None
+            if config.tls_enabled:
+                hint = tls_failure_hint(
+                    e.errors.values(), client_certificate=config.tls_cert_file is not None
+                )
+            raise click.ClickException(f"cannot connect to Cassandra at {where}: {hint or e}") from None
+        except (AuthenticationFailed, OSError) as e:
             raise click.ClickException(f"cannot connect to Cassandra at {where}: {e}") from None
         yield session
     finally:

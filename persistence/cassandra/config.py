@@ -8,9 +8,11 @@ LOCAL_SERIAL conditions, and retries only of idempotent statements.
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from hourglass.persistence.cassandra.credentials import TOKEN_ENV
+from hourglass.persistence.cassandra.tls import client_ssl_context, driver_ssl_options
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster
@@ -28,10 +30,16 @@ class CassandraConfig:
     keyspace: str = "hourglass"
     username: str | None = None
     password: str | None = None
-    # TLS to the nodes: on when `tls` is set or a CA file is given.
+    # TLS to the nodes: on when `tls` is set or a CA, client certificate or server name is given. The
+    # nodes' certificates are verified against `tls_ca_file` (the system's CAs without one) and must name
+    # the address connected to, or `tls_server_name`, unless `tls_verify_hostname` is off. A client
+    # certificate and key (PEM) are presented to nodes requiring them.
     tls: bool = False
     tls_ca_file: str | None = None
-    tls_check_hostname: bool = True
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_verify_hostname: bool = True
+    tls_server_name: str | None = None
     # Local datacenter for DC-aware routing (None: the datacenter of the first contact point).
     datacenter: str | None = None
     # Astra DB: the secure-connect bundle (zip) and an application token ("AstraCS:...").
@@ -51,6 +59,10 @@ class CassandraConfig:
     @property
     def is_astra(self) -> bool:
         return self.secure_connect_bundle is not None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls or self.tls_ca_file or self.tls_cert_file or self.tls_server_name)
 
     def __repr__(self) -> str:  # never print secrets
         hidden = {"password", "token"}
@@ -133,7 +145,12 @@ def build_cluster(config: CassandraConfig) -> Cluster:
         kwargs["protocol_version"] = config.protocol_version
     if config.is_astra:
         if not config.token:
-            raise ValueError("Astra DB needs an application token (--token) with the secure connect bundle")
+            raise ValueError(
+                "Astra DB needs an application token with the secure connect bundle: "
+                f"token_file, token_env or the {TOKEN_ENV} environment variable"
+            )
+        if config.tls_enabled:
+            raise ValueError("tls options do not apply to Astra DB: its secure connect bundle carries TLS")
         kwargs["cloud"] = {"secure_connect_bundle": config.secure_connect_bundle}
         kwargs["auth_provider"] = PlainTextAuthProvider("token", config.token)
         kwargs.pop("protocol_version", None)
@@ -142,8 +159,16 @@ def build_cluster(config: CassandraConfig) -> Cluster:
     kwargs["port"] = config.port
     if config.username is not None:
         kwargs["auth_provider"] = PlainTextAuthProvider(config.username, config.password or "")
-    if config.tls or config.tls_ca_file:
-        context = ssl.create_default_context(cafile=config.tls_ca_file)
-        context.check_hostname = config.tls_check_hostname
-        kwargs["ssl_context"] = context
+    if config.tls_enabled:
+        kwargs["ssl_context"] = client_ssl_context(
+            ca_file=config.tls_ca_file,
+            cert_file=config.tls_cert_file,
+            key_file=config.tls_key_file,
+            verify_hostname=config.tls_verify_hostname,
+        )
+        options = driver_ssl_options(
+            server_name=config.tls_server_name, verify_hostname=config.tls_verify_hostname
+        )
+        if options:
+            kwargs["ssl_options"] = options
     return Cluster(**kwargs)

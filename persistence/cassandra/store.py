@@ -42,6 +42,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from hourglass.persistence.batch_rules import check_batch_is_well_formed, repeated_target_failure
 from hourglass.persistence.cassandra import aio
 from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster, consistency_level
+from hourglass.persistence.cassandra.tls import tls_failure_hint
 from hourglass.persistence.cassandra.visibility_reader import VisibilityReader
 from hourglass.persistence.errors import (
     ConditionFailedError,
@@ -404,7 +405,7 @@ class CassandraStore(Store):
         cluster = build_cluster(config)
         try:
             with _unavailable_on_driver_error("connect"):
-                session = cluster.connect()
+                session = _connect(cluster, config)
                 if not keyspace_exists(session, config.keyspace):
                     raise PersistenceError(
                         f"keyspace {config.keyspace!r} does not exist; create it with "
@@ -1085,6 +1086,19 @@ class CassandraStore(Store):
                     f"conditional write outcome unknown (it may have been applied): {e.__cause__}"
                 ) from e.__cause__
             raise
+
+
+def _connect(cluster: Cluster, config: CassandraConfig) -> Session:
+    """The first connection; a TLS failure is reported with the setting to fix, not only the driver's text."""
+    try:
+        return cluster.connect()
+    except NoHostAvailable as e:
+        if not config.tls_enabled:
+            raise
+        hint = tls_failure_hint(e.errors.values(), client_certificate=config.tls_cert_file is not None)
+        if hint is None:
+            raise
+        raise StoreUnavailableError(f"cassandra: connect: {hint}") from e
 
 
 @contextlib.contextmanager

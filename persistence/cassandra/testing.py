@@ -6,6 +6,8 @@
   it again, only if a test session started it (concurrent sessions share it, see _DevNodeUsers). Needs
   a source checkout (tools/ is not packaged), JDK 17 and Maven.
 - HOURGLASS_SKIP_CASSANDRA=1 : tests that need Cassandra are skipped instead (fixtures check it).
+- HOURGLASS_CASSANDRA_TLS_DIR=DIR : the `tls/` directory of the node named by HOURGLASS_CASSANDRA_HOSTS,
+  when that node was started from another checkout (`dev_node_tls` finds this checkout's own).
 
 Every suite works in keyspaces of its own (`create_test_keyspace`, dropped by `drop_keyspace`), created
 with the schema tool's code, so a shared cluster is never disturbed. No fake Cassandra exists here.
@@ -14,13 +16,17 @@ with the schema tool's code, so a shared cluster is never disturbed. No fake Cas
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import ipaddress
 import os
 import secrets
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from hourglass.persistence.cassandra.config import HOSTS_ENV, CassandraConfig, parse_hosts
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from cassandra.cluster import Session
 
 SKIP_ENV = "HOURGLASS_SKIP_CASSANDRA"
+TLS_DIR_ENV = "HOURGLASS_CASSANDRA_TLS_DIR"
 # Tables the schema tool owns: a reset between tests keeps them.
 SCHEMA_TABLES = frozenset({"schema_version", "schema_update_history"})
 
@@ -58,6 +65,70 @@ def repo_root() -> Path:
 
 def devserver_script() -> Path:
     return repo_root() / "tools" / "cassandra" / "devserver.py"
+
+
+@dataclass(frozen=True)
+class DevNodeTLS:
+    """The TLS files `devserver.py up` generated for a development node (see tools/cassandra/devserver.py).
+
+    The node accepts plaintext and TLS on its CQL port; a TLS client must present `client_cert_file`.
+    """
+
+    host: str
+    port: int
+    ca_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+
+
+def dev_node_tls(config: CassandraConfig) -> DevNodeTLS | None:
+    """The TLS files of the development node `config` points at, or None (not a dev node of this checkout,
+    started before it had TLS, or elsewhere: set HOURGLASS_CASSANDRA_TLS_DIR to its `tls/` directory)."""
+    host, port = config.hosts[0], config.port
+    override = os.environ.get(TLS_DIR_ENV, "").strip()
+    if override:
+        directory = Path(override)
+    else:
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            return None
+        devserver = devserver_module()
+        if devserver is None:
+            return None
+        node = devserver.node_from_args(
+            devserver.parse_args(["status", "--listen-address", host, "--port", str(port)])
+        )
+        if devserver.read_pid(node) is None:  # no node of this checkout runs there
+            return None
+        directory = node.tls.directory
+    tls = DevNodeTLS(
+        host=host,
+        port=port,
+        ca_file=directory / "ca.pem",
+        client_cert_file=directory / "client.pem",
+        client_key_file=directory / "client-key.pem",
+    )
+    files = (tls.ca_file, tls.client_cert_file, tls.client_key_file)
+    return tls if all(f.is_file() for f in files) else None
+
+
+def devserver_module() -> ModuleType | None:
+    """tools/cassandra/devserver.py, imported from the source checkout (tools/ is not a package)."""
+    script = devserver_script()
+    if not script.exists():
+        return None
+    name = "hourglass_cassandra_devserver"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, script)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def acquire() -> CassandraConfig:

@@ -26,6 +26,18 @@ own directory and JMX port 7199 + N - 1; CQL stays on port 9042 of its own addre
 directories: a node remembers its peers, so after a multi-node experiment `down --wipe` every node before
 going back to a single one.
 
+TLS for clients: on `up`, a certificate for the node (SAN: its listen address and `localhost`) and a client
+certificate are issued with `cryptography` into the node's `tls/` directory (kept across restarts, removed
+by `down --wipe`, never committed) by a development CA that every node of this checkout shares
+(build/cassandra/dev-ca/, made on first use). The node accepts plaintext and TLS on the
+same CQL port (`client_encryption_options.optional`); a TLS client must present a certificate signed by the
+dev CA (`require_client_auth`: Cassandra 5.0 has no "optional" client authentication). `status` prints
+where the files are:
+
+    ca.pem               the dev CA: a client's tls_ca_file
+    client.pem           a client certificate and its key (client-key.pem): tls_cert_file / tls_key_file
+    node.pem             the node's key and certificate chain (Cassandra's PEM keystore)
+
 Cold start of one node on a 2-core box: 13-22 s (JVM start and class loading dominate); `down` takes ~5 s
 (Cassandra drains and announces its shutdown).
 """
@@ -157,6 +169,37 @@ class Node:
     @property
     def contact_point(self) -> str:
         return f"{self.listen_address}:{self.port}"
+
+    @property
+    def tls(self) -> TLSMaterial:
+        return TLSMaterial(self.data_dir / "tls")
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """The development CA and the certificates `up` generates in a node's `tls/` directory."""
+
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def node_keystore(self) -> Path:
+        return self.directory / "node.pem"
+
+    @property
+    def client_cert_file(self) -> Path:
+        return self.directory / "client.pem"
+
+    @property
+    def client_key_file(self) -> Path:
+        return self.directory / "client-key.pem"
+
+    def complete(self) -> bool:
+        files = (self.ca_file, self.node_keystore, self.client_cert_file, self.client_key_file)
+        return all(f.exists() for f in files)
 
 
 # ---- fetch ---------------------------------------------------------------------------------------------
@@ -295,6 +338,187 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+# ---- TLS material --------------------------------------------------------------------------------------
+
+TLS_VALID_DAYS = 825
+# The dev CA, shared by every node this checkout starts, so a multi-node dev cluster's certificates all
+# chain to one CA (a client trusts every node with one file). Its key stays here, for the next node.
+DEV_CA_DIR = BUILD_DIR / "dev-ca"
+
+
+def ensure_tls_material(node: Node) -> TLSMaterial:
+    """The node's TLS files, (re)issued unless present, from the current dev CA, naming the node's
+    address and valid for at least another day."""
+    ca_cert, ca_key = _dev_ca()
+    material = node.tls
+    if material.complete() and _current(material, ca_cert, node.listen_address):
+        return material
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    node_cert, node_key = _issue(
+        ca_cert,
+        ca_key,
+        f"cassandra {node.listen_address}",
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        [x509.IPAddress(ipaddress.ip_address(node.listen_address)), x509.DNSName("localhost")],
+    )
+    client_cert, client_key = _issue(
+        ca_cert, ca_key, "hourglass-dev-client", [ExtendedKeyUsageOID.CLIENT_AUTH], None
+    )
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    material.directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(material.directory, 0o700)
+    _write(material.ca_file, ca_pem, 0o644)
+    # Cassandra's PEM keystore: the unencrypted PKCS#8 key, then the certificate chain.
+    _write(material.node_keystore, node_key + node_cert + ca_pem, 0o600)
+    _write(material.client_cert_file, client_cert, 0o644)
+    _write(material.client_key_file, client_key, 0o600)
+    print(f"issued TLS certificates from the dev CA into {material.directory}", file=sys.stderr)
+    return material
+
+
+def _dev_ca():  # -> (x509.Certificate, EllipticCurvePrivateKey); cryptography is imported lazily
+    """The checkout's dev CA, created on first use and again when it is about to expire."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    cert_path, key_path = DEV_CA_DIR / "ca.pem", DEV_CA_DIR / "ca-key.pem"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if _valid_for_a_day(cert):
+            return cert, key
+    except (FileNotFoundError, ValueError):
+        pass
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity()
+    name = _name("Hourglass dev CA")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    DEV_CA_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(DEV_CA_DIR, 0o700)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write(key_path, key_pem, 0o600)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    print(f"generated a dev CA in {DEV_CA_DIR}", file=sys.stderr)
+    return cert, key
+
+
+def _issue(ca_cert, ca_key, common_name: str, usages: list, sans: list | None) -> tuple[bytes, bytes]:
+    """A leaf certificate signed by the dev CA, and its new key, both PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(min(end, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _name(common_name: str):  # -> x509.Name
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hourglass development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _validity():  # -> (datetime, datetime)
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    return now - datetime.timedelta(hours=1), now + datetime.timedelta(days=TLS_VALID_DAYS)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Written to a new file created with `mode`, then renamed over `path`: never briefly world-readable."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    temporary.replace(path)
+
+
+def _valid_for_a_day(cert) -> bool:
+    import datetime
+
+    return cert.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+
+
+def _current(material: TLSMaterial, ca_cert, address: str) -> bool:
+    """The node's files come from this CA, are valid for another day and name this address."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        if material.ca_file.read_bytes() != ca_cert.public_bytes(serialization.Encoding.PEM):
+            return False
+        node_cert = x509.load_pem_x509_certificates(material.node_keystore.read_bytes())[0]
+        client_cert = x509.load_pem_x509_certificate(material.client_cert_file.read_bytes())
+        sans = node_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (FileNotFoundError, ValueError, IndexError, x509.ExtensionNotFound):
+        return False
+    return (
+        _valid_for_a_day(node_cert)
+        and _valid_for_a_day(client_cert)
+        and ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
+    )
+
+
 # ---- up / down / status --------------------------------------------------------------------------------
 
 
@@ -319,6 +543,8 @@ def render_config(node: Node) -> None:
         native_port=node.port,
         data_dir=node.data_dir,
         commitlog_sync=COMMITLOG_SYNC[node.commitlog_sync],
+        tls_keystore=node.tls.node_keystore,
+        tls_truststore=node.tls.ca_file,
     )
     node.yaml_path.write_text(text)
 
@@ -361,6 +587,8 @@ def up(node: Node, timeout: float) -> int:
     if pid is not None:
         print(f"cassandra already running (pid {pid}); waiting until it answers CQL", file=sys.stderr)
         _wait_ready(node, pid, timeout, started=None)
+        if node.tls.complete():
+            _print_tls(node)
         print(node.contact_point)
         return 0
     if _port_open(node.listen_address, node.port):
@@ -369,6 +597,7 @@ def up(node: Node, timeout: float) -> int:
             f"(no live pid in {node.pid_path}); stop it or choose --port/--listen-address"
         )
     fetch(quiet=True)
+    ensure_tls_material(node)
     render_config(node)
     command = java_command(node)
     started = time.monotonic()
@@ -390,8 +619,18 @@ def up(node: Node, timeout: float) -> int:
     except DevServerError:
         _stop(node, process.pid, grace=10)
         raise
+    _print_tls(node)
     print(node.contact_point)
     return 0
+
+
+def _print_tls(node: Node) -> None:
+    t = node.tls
+    print(
+        f"TLS (optional; client certificate required): CA {t.ca_file}, "
+        f"client certificate {t.client_cert_file}, key {t.client_key_file}",
+        file=sys.stderr,
+    )
 
 
 def _log_offset(node: Node) -> int:
@@ -462,10 +701,11 @@ def status(node: Node) -> int:
     if pid is None:
         print(f"stopped ({node.data_dir})")
         return 1
+    tls = f" tls_ca={node.tls.ca_file}" if node.tls.complete() else ""
     if cql_answers(node):
-        print(f"running pid={pid} cql={node.contact_point} dir={node.data_dir}")
+        print(f"running pid={pid} cql={node.contact_point} dir={node.data_dir}{tls}")
         return 0
-    print(f"starting pid={pid} cql={node.contact_point} (not answering CQL yet) dir={node.data_dir}")
+    print(f"starting pid={pid} cql={node.contact_point} (not answering CQL yet) dir={node.data_dir}{tls}")
     return 2
 
 
@@ -480,9 +720,14 @@ def _node_number(listen_address: str) -> int:
     return 1
 
 
+def default_data_dir(listen_address: str) -> Path:
+    """build/cassandra/node<N> for 127.0.0.N (node1 otherwise): where `up` keeps a node without --data-dir."""
+    return BUILD_DIR / f"node{_node_number(listen_address)}"
+
+
 def node_from_args(args: argparse.Namespace) -> Node:
     number = _node_number(args.listen_address)
-    data_dir = Path(args.data_dir).resolve() if args.data_dir else BUILD_DIR / f"node{number}"
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else default_data_dir(args.listen_address)
     return Node(
         data_dir=data_dir,
         listen_address=args.listen_address,
