@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from hourglass.cluster.security.cli_options import client_tls_from_options, tls_client_options
+
 
 @click.group()
 def main() -> None:
@@ -70,6 +72,21 @@ def server() -> None:
     help="A dynamic config value, as for `temporal server start-dev` (repeatable). Hourglass uses "
     "limit.historyCount.suggestContinueAsNew and limit.historySize.suggestContinueAsNew and ignores others.",
 )
+@click.option(
+    "--tls-cert",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Serve the frontend over TLS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key", default=None, type=click.Path(dir_okay=False), help="The certificate's PEM private key."
+)
+@click.option(
+    "--tls-client-ca",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Require client certificates signed by this PEM CA (mutual TLS); needs --tls-cert.",
+)
 def start_dev(
     ip: str,
     port: int,
@@ -81,8 +98,13 @@ def start_dev(
     metrics_port: int | None,
     event_loop: str,
     dynamic_config_values: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
 ) -> None:
-    """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
+    """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`).
+
+    Plaintext unless --tls-cert/--tls-key are given; with --tls-client-ca, clients need a certificate."""
     from hourglass.cluster.history.limits import parse_dynamic_config_values
     from hourglass.cluster.node import NodeConfig
     from hourglass.persistence.sqlite.store import SQLiteStore
@@ -93,6 +115,7 @@ def start_dev(
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--dynamic-config-value") from None
     config = NodeConfig(
+        tls=_dev_tls(tls_cert, tls_key, tls_client_ca),
         dynamic_config=dynamic_config,
         ip=ip,
         port=port,
@@ -105,6 +128,23 @@ def start_dev(
         return await SQLiteStore.open(db_filename)
 
     _run(_serve(config, open_store, f"SQLite, {db_filename or 'in memory'}"), event_loop)
+
+
+def _dev_tls(cert: str | None, key: str | None, client_ca: str | None):
+    """start-dev's TLS flags as the `tls.frontend` section of a node config; None: plaintext."""
+    from hourglass.cluster.config import TLSGroupSection, TLSSection, TLSServerSection
+
+    if not cert and not key and not client_ca:
+        return None
+    if not cert or not key:
+        raise click.UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    server_section = TLSServerSection(
+        cert_file=cert,
+        key_file=key,
+        client_ca_files=[client_ca] if client_ca else [],
+        require_client_auth=bool(client_ca),
+    )
+    return TLSSection(frontend=TLSGroupSection(server=server_section))
 
 
 @server.command("start")
@@ -210,14 +250,19 @@ def cluster() -> None:
     help="Any node's frontend or internal RPC address (HOST:PORT).",
 )
 @click.option("--shards", is_flag=True, help="Also print which member holds each history shard.")
-def cluster_status(address: str, shards: bool) -> None:
-    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held)."""
+@tls_client_options
+def cluster_status(address: str, shards: bool, **tls_paths: str | None) -> None:
+    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held).
+
+    Over TLS with any --tls-* option (as the `temporal` CLI's); a node's internal address needs a member
+    certificate (--tls-cert-path/--tls-key-path from the cluster's CA)."""
     import grpc
 
     from hourglass.cluster.status import fetch_status, render
 
+    tls = client_tls_from_options(**tls_paths)
     try:
-        resp = asyncio.run(fetch_status(address, shards))
+        resp = asyncio.run(fetch_status(address, shards, tls=tls))
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             raise click.ClickException(f"{address} is not a cluster member (a single node)") from None

@@ -22,6 +22,7 @@ from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
+from hourglass.cluster.security.tls import listen
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -148,8 +149,15 @@ class Node:
         if self.membership is not None:
             # `hourglass cluster status --address <frontend>` works too, not only the internal address.
             self.server.add_generic_rpc_handlers((self.membership.cluster_handler(),))
+        tls = self.config.tls
         try:
-            self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
+            self.bound_port = listen(
+                self.server,
+                f"{self.config.ip}:{self.config.port}",
+                tls.frontend if tls is not None else None,
+                tls.refresh_interval_s if tls is not None else 60.0,
+                "tls.frontend",
+            )
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e
         await self.server.start()

@@ -8,6 +8,7 @@ import asyncio
 from hourglass.cluster.membership.swim import Swim
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
+from hourglass.cluster.security.tls import ClientTLS
 
 ASK_TIMEOUT_S = 2.0
 
@@ -71,11 +72,15 @@ class StatusService:
         return resp
 
 
-async def fetch_status(address: str, shards: bool, timeout: float = 10.0) -> pb.ClusterStatusResponse:
-    """Ask one node (frontend or internal address) for the cluster's status."""
+async def fetch_status(
+    address: str, shards: bool, timeout: float = 10.0, tls: ClientTLS | None = None
+) -> pb.ClusterStatusResponse:
+    """Ask one node (frontend or internal address) for the cluster's status; over TLS if `tls` is given
+    (the internal address needs a member certificate)."""
     import grpc
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = tls.secure_channel(address) if tls is not None else grpc.aio.insecure_channel(address)
+    async with channel:
         call = channel.unary_unary(
             "/hourglass.internal.v1.ClusterService/Status",
             request_serializer=pb.ClusterStatusRequest.SerializeToString,
