@@ -147,8 +147,9 @@ class Node:
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
         if self.membership is not None:
-            # `hourglass cluster status --address <frontend>` works too, not only the internal address.
-            self.server.add_generic_rpc_handlers((self.membership.cluster_handler(),))
+            # `hourglass cluster status --address <frontend>` works too; nothing else of ClusterService
+            # (ownership, test hooks) is on the public port.
+            self.server.add_generic_rpc_handlers((self.membership.public_cluster_handler(),))
         tls = self.config.tls
         try:
             self.bound_port = listen(
