@@ -270,6 +270,26 @@ def cluster_status(address: str, shards: bool, **tls_paths: str | None) -> None:
     click.echo(render(resp))
 
 
+@cluster.command("dev-certs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write them in.")
+@click.option(
+    "--hosts",
+    default="127.0.0.1,127.0.0.2,127.0.0.3",
+    show_default=True,
+    help="Comma-separated member addresses (IPs or DNS names); one certificate each.",
+)
+def dev_certs(out: str, hosts: str) -> None:
+    """Development certificates for internode (and frontend) TLS: a CA (reused if OUT has one), a
+    certificate per member, and client.crt for tools. Not for production: the CA key is in OUT."""
+    from hourglass.cluster.security.dev_certs import write_dev_certs
+
+    names = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not names:
+        raise click.BadParameter("give at least one host", param_hint="--hosts")
+    for path in write_dev_certs(out, names):
+        click.echo(str(path))
+
+
 def _register_subcommands() -> None:
     from hourglass.cluster.schema_cli import schema
     from hourglass.loadtest.cli import loadtest
