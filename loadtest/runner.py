@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from temporalio.client import Client
 
+from hourglass.loadtest.connect import TLSPaths, connect
 from hourglass.loadtest.driver_raw import RawStarter
 from hourglass.loadtest.driver_sdk import SdkStarter
 from hourglass.loadtest.history import HistorySample, sample_histories
@@ -46,6 +47,7 @@ class RunConfig:
     metrics_url: str | None = None
     server_pid: int | None = None  # known when this tool started the server: its CPU time is read from /proc
     label: str = ""
+    tls: TLSPaths | None = None  # None: plaintext
 
 
 @dataclass
@@ -76,9 +78,7 @@ async def run_load_test(
     scenario = config.scenario.load()
     check_driver(scenario, config.driver)
     config.plan.check()
-    client = await asyncio.wait_for(
-        Client.connect(config.address, namespace=config.namespace), CONNECT_TIMEOUT_S
-    )
+    client = await asyncio.wait_for(connect(config.address, config.namespace, config.tls), CONNECT_TIMEOUT_S)
     run_id = f"lt-{scenario.name}-{uuid.uuid4().hex[:8]}"
     spec = WorkerSpec(
         driver=config.driver,
@@ -89,6 +89,7 @@ async def run_load_test(
         deadline_s=config.plan.hard_timeout_s + config.plan.workflow_timeout_s + WORKER_DEADLINE_MARGIN_S,
         pollers=config.pollers,
         sandbox=config.sandbox,
+        tls=config.tls,
     )
     starter = make_starter(config.driver, client, scenario, run_id)
     notes: list[str] = []

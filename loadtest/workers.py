@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from hourglass.loadtest.connect import TLSPaths
 from hourglass.loadtest.scenarios import ScenarioRef
 
 READY_TIMEOUT_S = 60.0
@@ -35,6 +36,7 @@ class WorkerSpec:
     deadline_s: float  # a child exits by itself this long after it started, whatever happens
     pollers: int | None = None  # per task kind and process; None: the driver's default
     sandbox: bool = False  # sdk driver: run workflows in the SDK's sandbox (what most users do)
+    tls: TLSPaths | None = None  # None: plaintext
 
 
 class WorkerPoolError(RuntimeError):

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hourglass.cluster.security.tls import ClientTLS, TLSConfigError, load_client_tls
+if TYPE_CHECKING:  # grpc and cryptography load when a command uses TLS (`hourglass` must start fast)
+    from hourglass.cluster.security.tls import ClientTLS
 
 
 def tls_client_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,6 +47,8 @@ def client_tls_from_options(
     """The options as a ClientTLS (files read and checked now), or None for plaintext."""
     if not (tls or tls_cert_path or tls_key_path or tls_ca_path or tls_server_name):
         return None
+    from hourglass.cluster.security.tls import TLSConfigError, load_client_tls
+
     try:
         return load_client_tls(tls_ca_path, tls_cert_path, tls_key_path, tls_server_name)
     except TLSConfigError as e:

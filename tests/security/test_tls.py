@@ -183,3 +183,35 @@ def test_a_missing_or_mismatched_certificate_file_is_named_at_start(tmp_path, pk
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "tls.frontend.server.cert_file: cannot read" in done.stderr
+
+
+async def test_loadtest_runs_over_mutual_tls_with_both_drivers(tmp_path, pki):
+    port = free_port()
+    argv = start_dev(
+        tmp_path,
+        port,
+        *(
+            "--tls-cert",
+            str(pki.server.cert),
+            "--tls-key",
+            str(pki.server.key),
+            "--tls-client-ca",
+            str(pki.ca),
+        ),
+    )
+    tls_args = ["--tls-ca-path", str(pki.ca), "--tls-cert-path", str(pki.client.cert)]
+    tls_args += ["--tls-key-path", str(pki.client.key)]
+    with running(argv, tmp_path / "server.log"):
+        for driver in ("raw", "sdk"):
+            out = tmp_path / f"{driver}.json"
+            proc = await asyncio.create_subprocess_exec(
+                hourglass_exe(),
+                *("loadtest", "run", "--address", f"127.0.0.1:{port}", "--workflows", "10", "--quiet"),
+                *("--driver", driver, "--out", str(out), *tls_args),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await asyncio.wait_for(proc.communicate(), 90)
+            assert proc.returncode == 0, output.decode()
+            figures = json.loads(out.read_text())["figures"]
+            assert (figures["workflows_completed"], figures["workflows_failed"]) == (10, 0), driver
