@@ -4,6 +4,7 @@ outsider on the same network would."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -104,6 +105,23 @@ async def test_internal_port_refuses_callers_without_a_member_certificate(tmp_pa
             frontend, None, None, CLUSTER + "Status", pb.ClusterStatusRequest(), pb.ClusterStatusResponse
         )
         assert [m.id for m in status.members] == [f"127.0.0.1:{gossip_port}"]
+
+        # `hourglass cluster status` reaches the internal port with a certificate from the cluster's CA.
+        tls_args = ["--tls-ca-path", str(pki.ca), "--tls-cert-path", str(pki.client.cert)]
+        tls_args += ["--tls-key-path", str(pki.client.key)]
+        for args, ok in ((tls_args, True), ([], False)):
+            proc = await asyncio.create_subprocess_exec(
+                hourglass_exe(), "cluster", "status", "--address", internal, *args,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert (proc.returncode == 0) == ok, (args, out, err)
+            if ok:
+                assert (
+                    f"127.0.0.1:{gossip_port}" in out.decode() and "majority reachable: yes" in out.decode()
+                )
+            else:
+                assert "cannot get the cluster status" in err.decode()
 
 
 def test_cluster_mode_without_internode_mtls_does_not_start(tmp_path, pki):
