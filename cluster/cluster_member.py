@@ -25,7 +25,7 @@ from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
 from hourglass.cluster.rpc.server import cluster_handler, invoke_handler
 from hourglass.cluster.scheduler.engine import ScheduleEngine
-from hourglass.cluster.security.tls import InternodeClientTLS, listen
+from hourglass.cluster.security.tls import InternodeClientTLS, group_credentials, listen
 from hourglass.cluster.status import StatusService
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class ClusterMember:
         self.tls = tls
         # Checks the member's certificate, key and the cluster CA now: a bad file stops the start here.
         self.client_tls = InternodeClientTLS(tls.internode, tls.refresh_interval_s)
+        self.server_credentials = group_credentials(tls.internode, tls.refresh_interval_s, "tls.internode")
         self.rpc_address = f"{host}:{c.rpc_port}"
         self.history = history
         self.matching = matching
@@ -143,13 +144,7 @@ class ClusterMember:
             )
         )
         try:
-            listen(
-                self.server,
-                self.rpc_address,
-                self.tls.internode,
-                self.tls.refresh_interval_s,
-                "tls.internode",
-            )
+            listen(self.server, self.rpc_address, self.server_credentials)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.rpc_address} for internal RPC (is it in use?)") from e
         await self.server.start()

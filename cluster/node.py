@@ -22,7 +22,7 @@ from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
-from hourglass.cluster.security.tls import listen
+from hourglass.cluster.security.tls import group_credentials, listen
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -87,6 +87,13 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
 
     async def start(self) -> None:
+        # Certificate problems are reported before anything listens or takes a shard.
+        tls = self.config.tls
+        frontend_credentials = (
+            group_credentials(tls.frontend, tls.refresh_interval_s, "tls.frontend")
+            if tls is not None
+            else None
+        )
         stored = await self.store.init_cluster_metadata(
             ClusterMetadata(self.config.cluster_name, self.config.history_shard_count)
         )
@@ -153,11 +160,7 @@ class Node:
         tls = self.config.tls
         try:
             self.bound_port = listen(
-                self.server,
-                f"{self.config.ip}:{self.config.port}",
-                tls.frontend if tls is not None else None,
-                tls.refresh_interval_s if tls is not None else 60.0,
-                "tls.frontend",
+                self.server, f"{self.config.ip}:{self.config.port}", frontend_credentials
             )
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e

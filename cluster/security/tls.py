@@ -237,10 +237,13 @@ class InternodeClientTLS:
         return self._tls
 
 
-def listen(server: grpc.aio.Server, address: str, group, refresh_interval_s: float, prefix: str) -> int:
-    """Add a port to `server`: TLS (mutual with `require_client_auth`) if the `TLSGroupSection` is set,
-    else plaintext. Returns the bound port."""
-    if group is None:
+def group_credentials(group, refresh_interval_s: float, prefix: str) -> grpc.ServerCredentials | None:
+    """Server credentials of a `TLSGroupSection` (None: plaintext), built, and so checked, up front."""
+    return None if group is None else server_credentials(group.server, refresh_interval_s, f"{prefix}.server")
+
+
+def listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Add a port to `server`: TLS with `credentials`, plaintext without. Returns the bound port."""
+    if credentials is None:
         return server.add_insecure_port(address)
-    creds = server_credentials(group.server, refresh_interval_s, f"{prefix}.server")
-    return server.add_secure_port(address, creds)
+    return server.add_secure_port(address, credentials)

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from hourglass.cluster.cli import main
-from hourglass.cluster.security.tls import InternodeClientTLS, listen, load_client_tls
+from hourglass.cluster.security.tls import InternodeClientTLS, group_credentials, listen, load_client_tls
 
 
 async def test_dev_certs_give_working_internode_mutual_tls(tmp_path):
@@ -44,7 +44,7 @@ async def test_dev_certs_give_working_internode_mutual_tls(tmp_path):
     server = grpc.aio.server()
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = listen(server, "127.0.0.2:0", group("127.0.0.2"), 60.0, "tls.internode")
+    port = listen(server, "127.0.0.2:0", group_credentials(group("127.0.0.2"), 60.0, "tls.internode"))
     await server.start()
     try:
         # Member 127.0.0.3 calls member 127.0.0.2 with its own certificate; so does a tool with client.crt.
