@@ -74,6 +74,14 @@ class TLSServerSection(_Strict):
     client_ca_files: list[str] = []
     require_client_auth: bool = False
 
+    @model_validator(mode="after")
+    def _client_cas(self) -> TLSServerSection:
+        if self.require_client_auth and not self.client_ca_files:
+            raise ValueError(
+                "require_client_auth: true needs client_ca_files (the CAs client certificates come from)"
+            )
+        return self
+
 
 class TLSClientSection(_Strict):
     """How this node (or a tool) checks the server it connects to. As the reference's
@@ -102,7 +110,9 @@ class TLSGroupSection(_Strict):
 
 class TLSSection(_Strict):
     """The reference's `global.tls`: `frontend` is the public port, `internode` the members' internal RPC
-    (mutual TLS with the cluster's CA; the member's server certificate is also its client certificate)."""
+    (mutual TLS with the cluster's CA; the member's server certificate is also its client certificate, and
+    must name the member's address, cluster.member_address or node.ip, unless client.server_name is set;
+    client.root_ca_files defaults to server.client_ca_files)."""
 
     frontend: TLSGroupSection | None = None
     internode: TLSGroupSection | None = None

@@ -157,7 +157,6 @@ class Node:
             # `hourglass cluster status --address <frontend>` works too; nothing else of ClusterService
             # (ownership, test hooks) is on the public port.
             self.server.add_generic_rpc_handlers((self.membership.public_cluster_handler(),))
-        tls = self.config.tls
         try:
             self.bound_port = listen(
                 self.server, f"{self.config.ip}:{self.config.port}", frontend_credentials

@@ -215,3 +215,22 @@ async def test_loadtest_runs_over_mutual_tls_with_both_drivers(tmp_path, pki):
             assert proc.returncode == 0, output.decode()
             figures = json.loads(out.read_text())["figures"]
             assert (figures["workflows_completed"], figures["workflows_failed"]) == (10, 0), driver
+
+
+def test_tls_settings_that_cannot_be_honoured_are_config_errors(tmp_path, pki):
+    from hourglass.cluster.config import ConfigError, load_config
+
+    config = tmp_path / "node.yaml"
+    server = f"server: {{cert_file: {pki.server.cert}, key_file: {pki.server.key}}}"
+    client = "client: {disable_host_verification: true}"
+    config.write_text(f"store: {{kind: sqlite}}\ntls:\n  frontend:\n    {server}\n    {client}\n")
+    with pytest.raises(
+        ConfigError, match="tls.frontend.client: .*disable_host_verification: true is not supported"
+    ):
+        load_config(config)
+    server = server.replace("}", ", require_client_auth: true}")
+    config.write_text(f"store: {{kind: sqlite}}\ntls:\n  frontend:\n    {server}\n")
+    with pytest.raises(
+        ConfigError, match="tls.frontend.server: .*require_client_auth: true needs client_ca_files"
+    ):
+        load_config(config)
