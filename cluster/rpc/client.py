@@ -40,7 +40,7 @@ class InternalClient:
         self._tls = tls
         self._generation = tls.generation if tls is not None else 0
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._retiring: set[asyncio.Task] = set()
+        self._retiring: dict[asyncio.Task, list[grpc.aio.Channel]] = {}
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if self._tls is not None:
@@ -66,8 +66,8 @@ class InternalClient:
 
         if channels:
             task = asyncio.get_running_loop().create_task(close_later())
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._retiring[task] = channels
+            task.add_done_callback(lambda t: self._retiring.pop(t, None))
 
     async def invoke(
         self, member_id: str, service: str, method: str, args: tuple, timeout: float = DEFAULT_TIMEOUT_S
@@ -93,8 +93,10 @@ class InternalClient:
         return codec.decode(reply.value)
 
     async def close(self) -> None:
-        for task in list(self._retiring):
+        for task, channels in list(self._retiring.items()):
             task.cancel()
+            for ch in channels:
+                await ch.close()
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()

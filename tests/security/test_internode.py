@@ -140,3 +140,33 @@ def test_cluster_mode_without_internode_mtls_does_not_start(tmp_path, pki):
     assert done.returncode != 0
     assert "tls.internode.server.client_ca_files" in done.stderr
     assert "tls.internode.server.require_client_auth" in done.stderr
+
+
+async def test_a_member_certificate_replaced_on_disk_is_used_for_new_internal_channels(tmp_path, pki):
+    import types
+
+    from hourglass.cluster.rpc.client import InternalClient
+    from hourglass.cluster.security.tls import InternodeClientTLS
+
+    cert, key = tmp_path / "member.crt", tmp_path / "member.key"
+    cert.write_bytes(pki.server.cert.read_bytes())
+    key.write_bytes(pki.server.key.read_bytes())
+    server = types.SimpleNamespace(cert_file=str(cert), key_file=str(key), client_ca_files=[str(pki.ca)])
+    group = types.SimpleNamespace(
+        server=server, client=types.SimpleNamespace(root_ca_files=[], server_name=None)
+    )
+    tls = InternodeClientTLS(group, refresh_interval_s=0.05)
+    client = InternalClient(lambda member_id: None, tls)
+    first = client.channel("127.0.0.1:1")
+    assert client.channel("127.0.0.1:1") is first  # one channel per member, reused
+
+    key.write_bytes(b"half a key")  # a rotation caught halfway: the previous certificate stays in use
+    await asyncio.sleep(0.1)
+    assert client.channel("127.0.0.1:1") is first and tls.generation == 0
+    renewed = pki.issue("renewed", "127.0.0.1")
+    key.write_bytes(renewed.key.read_bytes())
+    cert.write_bytes(renewed.cert.read_bytes())
+    await asyncio.sleep(0.1)
+    assert client.channel("127.0.0.1:1") is not first and tls.generation == 1
+    assert tls.current().key_pair.cert_chain == renewed.cert.read_bytes()
+    await client.close()
