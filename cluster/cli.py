@@ -138,6 +138,13 @@ def _dev_tls(cert: str | None, key: str | None, client_ca: str | None):
         return None
     if not cert or not key:
         raise click.UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    from hourglass.cluster.security.tls import TLSConfigError, load_ca_bundle, load_key_pair
+
+    try:  # checked here so that the message names the flags
+        load_key_pair(cert, key, "", names=("--tls-cert", "--tls-key"))
+        load_ca_bundle([client_ca] if client_ca else [], "--tls-client-ca")
+    except TLSConfigError as e:
+        raise click.UsageError(str(e)) from None
     server_section = TLSServerSection(
         cert_file=cert,
         key_file=key,

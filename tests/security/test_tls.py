@@ -183,6 +183,12 @@ def test_a_missing_or_mismatched_certificate_file_is_named_at_start(tmp_path, pk
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "tls.frontend.server.cert_file: cannot read" in done.stderr
+    # start-dev names its flags.
+    argv = start_dev(
+        tmp_path, free_port(), "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.client.key)
+    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "--tls-key: " in done.stderr and "is not the private key" in done.stderr
 
 
 async def test_loadtest_runs_over_mutual_tls_with_both_drivers(tmp_path, pki):
