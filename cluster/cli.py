@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from hourglass.cluster.security.cli_options import client_tls_from_options, tls_client_options
+
 
 @click.group()
 def main() -> None:
@@ -80,6 +82,21 @@ def server() -> None:
     "kid) or http(s)://.../jwks.json. The token's `permissions` claim grants roles, e.g. "
     '["default:write", "temporal-system:admin"]; roles are read, write, worker, admin.',
 )
+@click.option(
+    "--tls-cert",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Serve the frontend over TLS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key", default=None, type=click.Path(dir_okay=False), help="The certificate's PEM private key."
+)
+@click.option(
+    "--tls-client-ca",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Require client certificates signed by this PEM CA (mutual TLS); needs --tls-cert.",
+)
 def start_dev(
     ip: str,
     port: int,
@@ -92,8 +109,13 @@ def start_dev(
     event_loop: str,
     dynamic_config_values: tuple[str, ...],
     auth_jwt_key_uris: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
 ) -> None:
-    """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`)."""
+    """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`).
+
+    Plaintext unless --tls-cert/--tls-key are given; with --tls-client-ca, clients need a certificate."""
     from hourglass.cluster.history.limits import parse_dynamic_config_values
     from hourglass.cluster.node import NodeConfig
     from hourglass.persistence.sqlite.store import SQLiteStore
@@ -120,6 +142,7 @@ def start_dev(
             raise click.BadParameter(message, param_hint="--auth-jwt-key-uri") from None
     config = NodeConfig(
         authorization=authorization,
+        tls=_dev_tls(tls_cert, tls_key, tls_client_ca),
         dynamic_config=dynamic_config,
         ip=ip,
         port=port,
@@ -132,6 +155,30 @@ def start_dev(
         return await SQLiteStore.open(db_filename)
 
     _run(_serve(config, open_store, f"SQLite, {db_filename or 'in memory'}"), event_loop)
+
+
+def _dev_tls(cert: str | None, key: str | None, client_ca: str | None):
+    """start-dev's TLS flags as the `tls.frontend` section of a node config; None: plaintext."""
+    from hourglass.cluster.config import TLSGroupSection, TLSSection, TLSServerSection
+
+    if not cert and not key and not client_ca:
+        return None
+    if not cert or not key:
+        raise click.UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    from hourglass.cluster.security.tls import TLSConfigError, load_ca_bundle, load_key_pair
+
+    try:  # checked here so that the message names the flags
+        load_key_pair(cert, key, "", names=("--tls-cert", "--tls-key"))
+        load_ca_bundle([client_ca] if client_ca else [], "--tls-client-ca")
+    except TLSConfigError as e:
+        raise click.UsageError(str(e)) from None
+    server_section = TLSServerSection(
+        cert_file=cert,
+        key_file=key,
+        client_ca_files=[client_ca] if client_ca else [],
+        require_client_auth=bool(client_ca),
+    )
+    return TLSSection(frontend=TLSGroupSection(server=server_section))
 
 
 @server.command("start")
@@ -250,14 +297,19 @@ def cluster() -> None:
     help="Sent as `authorization: Bearer <key>` (a JWT with temporal-system:admin when the frontend "
     "checks authorization). Also read from HOURGLASS_API_KEY.",
 )
-def cluster_status(address: str, shards: bool, api_key: str | None) -> None:
-    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held)."""
+@tls_client_options
+def cluster_status(address: str, shards: bool, api_key: str | None, **tls_paths: str | None) -> None:
+    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held).
+
+    Over TLS with any --tls-* option (as the `temporal` CLI's); a node's internal address needs a member
+    certificate (--tls-cert-path/--tls-key-path from the cluster's CA)."""
     import grpc
 
     from hourglass.cluster.status import fetch_status, render
 
+    tls = client_tls_from_options(**tls_paths)
     try:
-        resp = asyncio.run(fetch_status(address, shards, api_key=api_key))
+        resp = asyncio.run(fetch_status(address, shards, tls=tls, api_key=api_key))
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             raise click.ClickException(f"{address} is not a cluster member (a single node)") from None
@@ -282,6 +334,26 @@ def cluster_gossip_key() -> None:
     from hourglass.cluster.membership.keyring import generate_key
 
     click.echo(generate_key())
+
+
+@cluster.command("dev-certs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write them in.")
+@click.option(
+    "--hosts",
+    default="127.0.0.1,127.0.0.2,127.0.0.3",
+    show_default=True,
+    help="Comma-separated member addresses (IPs or DNS names); one certificate each.",
+)
+def dev_certs(out: str, hosts: str) -> None:
+    """Development certificates for internode (and frontend) TLS: a CA (reused if OUT has one), a
+    certificate per member, and client.crt for tools. Not for production: the CA key is in OUT."""
+    from hourglass.cluster.security.dev_certs import write_dev_certs
+
+    names = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not names:
+        raise click.BadParameter("give at least one host", param_hint="--hosts")
+    for path in write_dev_certs(out, names):
+        click.echo(str(path))
 
 
 def _register_subcommands() -> None:

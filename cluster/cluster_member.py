@@ -26,6 +26,7 @@ from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
 from hourglass.cluster.rpc.server import cluster_handler, invoke_handler
 from hourglass.cluster.scheduler.engine import ScheduleEngine
+from hourglass.cluster.security.tls import InternodeClientTLS, group_credentials, listen
 from hourglass.cluster.status import StatusService
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ class ClusterMember:
         c = node_config.cluster
         host = c.member_address or node_config.ip
         self.config = c
+        tls = node_config.tls
+        if tls is None or tls.internode is None or not tls.internode.server.require_client_auth:
+            raise ValueError("cluster mode requires mutual TLS between members (tls.internode)")
+        self.tls = tls
+        # Checks the member's certificate, key and the cluster CA now: a bad file stops the start here.
+        self.client_tls = InternodeClientTLS(tls.internode, tls.refresh_interval_s)
+        self.server_credentials = group_credentials(tls.internode, tls.refresh_interval_s, "tls.internode")
         self.rpc_address = f"{host}:{c.rpc_port}"
         self.history = history
         self.matching = matching
@@ -61,7 +69,7 @@ class ClusterMember:
             ),
             on_change=self._membership_changed,
         )
-        self.client = InternalClient(self._address_of)
+        self.client = InternalClient(self._address_of, self.client_tls)
         router = Router(self.swim.id, self.placement, self.client)
         self.history_api = RoutedHistory(history, router)
         self.matching_api = RoutedMatching(matching, router)
@@ -106,9 +114,16 @@ class ClusterMember:
             quorum=quorate,
         )
 
-    def cluster_handler(self) -> grpc.GenericRpcHandler:
+    def public_cluster_handler(self) -> grpc.GenericRpcHandler:
+        """What the public frontend port serves of ClusterService: the read-only `Status` only."""
+        return cluster_handler(self.status.status)
+
+    def internal_cluster_handler(self) -> grpc.GenericRpcHandler:
+        """The internal (member-authenticated) port's ClusterService; test hooks only if configured."""
         return cluster_handler(
-            self.status.status, self.status.local_ownership, self.status.set_gossip_blocked
+            self.status.status,
+            self.status.local_ownership,
+            self.status.set_gossip_blocked if self.config.test_hooks else None,
         )
 
     async def start(self) -> None:
@@ -128,11 +143,11 @@ class ClusterMember:
                     frozenset(MATCHING_ROUTES) | {"respond_query_task_completed"},
                 ),
                 invoke_handler("ScheduleService", self.schedules, frozenset(SCHEDULE_ROUTES)),
-                self.cluster_handler(),
+                self.internal_cluster_handler(),
             )
         )
         try:
-            self.server.add_insecure_port(self.rpc_address)
+            listen(self.server, self.rpc_address, self.server_credentials)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.rpc_address} for internal RPC (is it in use?)") from e
         await self.server.start()

@@ -132,6 +132,14 @@ class TLSServerSection(_Strict):
     client_ca_files: list[str] = []
     require_client_auth: bool = False
 
+    @model_validator(mode="after")
+    def _client_cas(self) -> TLSServerSection:
+        if self.require_client_auth and not self.client_ca_files:
+            raise ValueError(
+                "require_client_auth: true needs client_ca_files (the CAs client certificates come from)"
+            )
+        return self
+
 
 class TLSClientSection(_Strict):
     """How this node (or a tool) checks the server it connects to. As the reference's
@@ -139,7 +147,18 @@ class TLSClientSection(_Strict):
 
     server_name: str | None = None
     root_ca_files: list[str] = []
+    # Accepted for the reference's shape, but only `false`: gRPC for Python cannot skip the host check
+    # (set server_name to the name the server's certificate holds instead).
     disable_host_verification: bool = False
+
+    @model_validator(mode="after")
+    def _host_verification(self) -> TLSClientSection:
+        if self.disable_host_verification:
+            raise ValueError(
+                "disable_host_verification: true is not supported; set server_name to a name in the "
+                "server's certificate"
+            )
+        return self
 
 
 class TLSGroupSection(_Strict):
@@ -149,7 +168,9 @@ class TLSGroupSection(_Strict):
 
 class TLSSection(_Strict):
     """The reference's `global.tls`: `frontend` is the public port, `internode` the members' internal RPC
-    (mutual TLS with the cluster's CA; the member's server certificate is also its client certificate)."""
+    (mutual TLS with the cluster's CA; the member's server certificate is also its client certificate, and
+    must name the member's address, cluster.member_address or node.ip, unless client.server_name is set;
+    client.root_ca_files defaults to server.client_ca_files)."""
 
     frontend: TLSGroupSection | None = None
     internode: TLSGroupSection | None = None
@@ -275,6 +296,25 @@ class ServerConfig(_Strict):
             used = [p for p in ports if p]
             if len(set(used)) != len(used):
                 raise ValueError("node.port, cluster.rpc_port and node.metrics_port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _internode_mtls(self) -> ServerConfig:
+        """A cluster member's internal port runs history, matching and test hooks for whoever calls it:
+        only other members (certificates from the cluster's CA) may, so cluster mode requires mTLS."""
+        if self.cluster is None:
+            return self
+        internode = self.tls.internode
+        if (
+            internode is None
+            or not internode.server.client_ca_files
+            or not internode.server.require_client_auth
+        ):
+            raise ValueError(
+                "cluster mode requires mutual TLS between members: set tls.internode.server.cert_file, "
+                "tls.internode.server.key_file, tls.internode.server.client_ca_files (the cluster's CA) "
+                "and tls.internode.server.require_client_auth: true"
+            )
         return self
 
 

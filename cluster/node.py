@@ -23,6 +23,7 @@ from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
+from hourglass.cluster.security.tls import group_credentials, listen
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -98,6 +99,13 @@ class Node:
 
             interceptor, self.jwt_keys = await start_authorization(self.config.authorization)
             interceptors.append(interceptor)
+        # Certificate problems are reported before anything listens or takes a shard.
+        tls = self.config.tls
+        frontend_credentials = (
+            group_credentials(tls.frontend, tls.refresh_interval_s, "tls.frontend")
+            if tls is not None
+            else None
+        )
         stored = await self.store.init_cluster_metadata(
             ClusterMetadata(self.config.cluster_name, self.config.history_shard_count, new_secret())
         )
@@ -163,10 +171,13 @@ class Node:
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
         if self.membership is not None:
-            # `hourglass cluster status --address <frontend>` works too, not only the internal address.
-            self.server.add_generic_rpc_handlers((self.membership.cluster_handler(),))
+            # `hourglass cluster status --address <frontend>` works too; nothing else of ClusterService
+            # (ownership, test hooks) is on the public port.
+            self.server.add_generic_rpc_handlers((self.membership.public_cluster_handler(),))
         try:
-            self.bound_port = self.server.add_insecure_port(f"{self.config.ip}:{self.config.port}")
+            self.bound_port = listen(
+                self.server, f"{self.config.ip}:{self.config.port}", frontend_credentials
+            )
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e
         await self.server.start()

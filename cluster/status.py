@@ -8,6 +8,7 @@ import asyncio
 from hourglass.cluster.membership.swim import Swim
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
+from hourglass.cluster.security.tls import ClientTLS
 
 ASK_TIMEOUT_S = 2.0
 
@@ -72,14 +73,20 @@ class StatusService:
 
 
 async def fetch_status(
-    address: str, shards: bool, timeout: float = 10.0, api_key: str | None = None
+    address: str,
+    shards: bool,
+    timeout: float = 10.0,
+    tls: ClientTLS | None = None,
+    api_key: str | None = None,
 ) -> pb.ClusterStatusResponse:
-    """Ask one node (frontend or internal address) for the cluster's status; `api_key` is sent as a
-    bearer token (a frontend that checks authorization answers only a system admin)."""
+    """Ask one node (frontend or internal address) for the cluster's status; over TLS if `tls` is given
+    (the internal address needs a member certificate); `api_key` is sent as a bearer token (a frontend
+    that checks authorization answers only a system admin)."""
     import grpc
 
     metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = tls.secure_channel(address) if tls is not None else grpc.aio.insecure_channel(address)
+    async with channel:
         call = channel.unary_unary(
             "/hourglass.internal.v1.ClusterService/Status",
             request_serializer=pb.ClusterStatusRequest.SerializeToString,

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hourglass.cluster.security.cli_options import client_tls_from_options, tls_client_options
 from hourglass.loadtest.catalog import BUILTIN_SCENARIOS, DRIVERS
+from hourglass.loadtest.connect import TLSPaths
 from hourglass.persistence.visibility.durations import go_duration_ns
 
 if TYPE_CHECKING:
@@ -258,6 +260,7 @@ def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Server's Prometheus endpoint, sampled before and after (database figures).",
 )
 @load_options
+@tls_client_options
 @_fails_cleanly
 def run(
     address: str,
@@ -266,10 +269,25 @@ def run(
     out: str | None,
     report: str | None,
     quiet: bool,
+    tls: bool,
+    tls_cert_path: str | None,
+    tls_key_path: str | None,
+    tls_ca_path: str | None,
+    tls_server_name: str | None,
     **opts: Any,
 ) -> None:
-    """Drive a running server with a scenario and print what it sustained."""
+    """Drive a running server with a scenario and print what it sustained (over TLS with --tls-*)."""
     config = dataclasses.replace(_config(address, metrics_url, **opts), api_key=api_key)
+    paths = dict(
+        tls_cert_path=tls_cert_path,
+        tls_key_path=tls_key_path,
+        tls_ca_path=tls_ca_path,
+        tls_server_name=tls_server_name,
+    )
+    if client_tls_from_options(tls, **paths) is not None:  # checks the files now, with the option named
+        config = dataclasses.replace(
+            config, tls=TLSPaths(tls_ca_path, tls_cert_path, tls_key_path, tls_server_name)
+        )
     from rich.console import Console
 
     from hourglass.loadtest import report as reports

@@ -44,6 +44,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode, WorkflowService
 
 from hourglass.loadtest import commands
+from hourglass.loadtest.connect import connect
 from hourglass.loadtest.scenarios import RawLogic, Scenario, WorkflowTaskView
 from hourglass.loadtest.workers import WorkerSpec
 
@@ -72,7 +73,7 @@ async def serve(spec: WorkerSpec, mark_ready: Callable[[], None], stopping: asyn
     scenario = spec.scenario.load()
     if scenario.raw is None:
         raise ValueError(f"scenario {scenario.name!r} runs with the sdk driver only")
-    client = await Client.connect(spec.address, namespace=spec.namespace, api_key=spec.api_key, tls=False)
+    client = await connect(spec.address, spec.namespace, spec.tls, spec.api_key)
     worker = RawWorker(client.workflow_service, spec, scenario.raw)
     n = spec.pollers or DEFAULT_POLLERS
     loops = [asyncio.create_task(worker.workflow_loop(worker.normal_queue)) for _ in range(n)]

@@ -18,6 +18,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from hourglass.loadtest.connect import connect
 from hourglass.loadtest.scenarios import Scenario
 from hourglass.loadtest.workers import WorkerSpec
 
@@ -25,7 +26,7 @@ from hourglass.loadtest.workers import WorkerSpec
 async def serve(spec: WorkerSpec, mark_ready: Callable[[], None], stopping: asyncio.Event) -> None:
     """Run one SDK worker on the spec's task queue until `stopping` is set."""
     scenario = spec.scenario.load()
-    client = await Client.connect(spec.address, namespace=spec.namespace, api_key=spec.api_key, tls=False)
+    client = await connect(spec.address, spec.namespace, spec.tls, spec.api_key)
     pollers: dict[str, PollerBehaviorSimpleMaximum] = {}
     if spec.pollers:
         pollers = {

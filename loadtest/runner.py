@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from temporalio.client import Client
 
+from hourglass.loadtest.connect import TLSPaths, connect
 from hourglass.loadtest.driver_raw import RawStarter
 from hourglass.loadtest.driver_sdk import SdkStarter
 from hourglass.loadtest.history import HistorySample, sample_histories
@@ -48,6 +49,7 @@ class RunConfig:
     api_key: str | None = None
     server_pid: int | None = None  # known when this tool started the server: its CPU time is read from /proc
     label: str = ""
+    tls: TLSPaths | None = None  # None: plaintext
 
 
 @dataclass
@@ -79,8 +81,7 @@ async def run_load_test(
     check_driver(scenario, config.driver)
     config.plan.check()
     client = await asyncio.wait_for(
-        Client.connect(config.address, namespace=config.namespace, api_key=config.api_key, tls=False),
-        CONNECT_TIMEOUT_S,
+        connect(config.address, config.namespace, config.tls, config.api_key), CONNECT_TIMEOUT_S
     )
     run_id = f"lt-{scenario.name}-{uuid.uuid4().hex[:8]}"
     spec = WorkerSpec(
@@ -93,6 +94,7 @@ async def run_load_test(
         pollers=config.pollers,
         sandbox=config.sandbox,
         api_key=config.api_key,
+        tls=config.tls,
     )
     starter = make_starter(config.driver, client, scenario, run_id)
     notes: list[str] = []

@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from hourglass.loadtest.connect import TLSPaths
 from hourglass.loadtest.scenarios import ScenarioRef
 
 READY_TIMEOUT_S = 60.0
@@ -36,6 +37,7 @@ class WorkerSpec:
     pollers: int | None = None  # per task kind and process; None: the driver's default
     sandbox: bool = False  # sdk driver: run workflows in the SDK's sandbox (what most users do)
     api_key: str | None = None  # sent as `authorization: Bearer <key>`
+    tls: TLSPaths | None = None  # None: plaintext
 
 
 class WorkerPoolError(RuntimeError):

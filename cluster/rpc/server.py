@@ -51,8 +51,10 @@ def invoke_handler(service: str, target: object, allowed: frozenset[str]) -> grp
     )
 
 
-def cluster_handler(status, local_ownership, set_gossip_blocked) -> grpc.GenericRpcHandler:
-    """ClusterService: the three callables take the request message and return the response message."""
+def cluster_handler(status, local_ownership=None, set_gossip_blocked=None) -> grpc.GenericRpcHandler:
+    """ClusterService with the methods given: each callable takes the request message and returns the
+    response message. A method not given is not served (UNIMPLEMENTED): the public port gets `Status`
+    only, the internal port `LocalOwnership` too, and `SetGossipBlocked` only with `cluster.test_hooks`."""
 
     def unary(fn, request_type, response_type):
         async def handler(request, context):
@@ -64,13 +66,13 @@ def cluster_handler(status, local_ownership, set_gossip_blocked) -> grpc.Generic
             response_serializer=response_type.SerializeToString,
         )
 
-    return grpc.method_handlers_generic_handler(
-        f"{PACKAGE}.ClusterService",
-        {
-            "Status": unary(status, pb.ClusterStatusRequest, pb.ClusterStatusResponse),
-            "LocalOwnership": unary(local_ownership, pb.LocalOwnershipRequest, pb.LocalOwnershipResponse),
-            "SetGossipBlocked": unary(
-                set_gossip_blocked, pb.SetGossipBlockedRequest, pb.SetGossipBlockedResponse
-            ),
-        },
-    )
+    methods = {"Status": unary(status, pb.ClusterStatusRequest, pb.ClusterStatusResponse)}
+    if local_ownership is not None:
+        methods["LocalOwnership"] = unary(
+            local_ownership, pb.LocalOwnershipRequest, pb.LocalOwnershipResponse
+        )
+    if set_gossip_blocked is not None:
+        methods["SetGossipBlocked"] = unary(
+            set_gossip_blocked, pb.SetGossipBlockedRequest, pb.SetGossipBlockedResponse
+        )
+    return grpc.method_handlers_generic_handler(f"{PACKAGE}.ClusterService", methods)

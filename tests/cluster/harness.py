@@ -16,8 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+import trustme
+
 from hourglass.cluster.membership.keyring import generate_key
 from hourglass.cluster.rpc import internal_pb2 as pb
+from hourglass.cluster.security.tls import load_client_tls
 from hourglass.cluster.status import fetch_status
 
 IPS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -49,6 +53,20 @@ def _free_on_all(kind: int) -> int:
         if ok:
             return port
     raise RuntimeError("no free port on all test addresses")
+
+
+def _member_certs(workdir: Path) -> Path:
+    """The cluster's CA and one certificate per member (its IP as the name), plus one for the tests'
+    own calls to the internal port: `certs/ca.pem`, `certs/<ip>.crt|key`, `certs/tests.crt|key`."""
+    certs = workdir / "certs"
+    certs.mkdir(exist_ok=True)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(certs / "ca.pem"))
+    for name, hosts in [*((ip, (ip,)) for ip in IPS), ("tests", ("hourglass-tests",))]:
+        cert = ca.issue_cert(*hosts)
+        cert.cert_chain_pems[0].write_to_path(str(certs / f"{name}.crt"))
+        cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
+    return certs
 
 
 @dataclass
@@ -128,6 +146,7 @@ class LocalCluster:
         keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
         keyring.write_text(generate_key() + "\n")
         keyring.chmod(0o600)
+        certs = _member_certs(workdir)
         for i, ip in enumerate(IPS, 1):
             config = workdir / f"node{i}.yaml"
             config.write_text(
@@ -138,6 +157,9 @@ class LocalCluster:
                 f"keyspace: {keyspace}}}}}\n"
                 f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
                 f"  gossip_keyring_file: {keyring}\n"
+                "  test_hooks: true\n"
+                f"tls:\n  internode:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
+                f"client_ca_files: [{certs / 'ca.pem'}], require_client_auth: true}}\n"
             )
             cluster.nodes.append(Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port))
         return cluster
@@ -149,6 +171,12 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+    def internal_channel(self, node: Node) -> grpc.aio.Channel:
+        """A channel to a node's internal port with the tests' member certificate (the cluster's CA)."""
+        certs = self.workdir / "certs"
+        tls = load_client_tls(str(certs / "ca.pem"), str(certs / "tests.crt"), str(certs / "tests.key"))
+        return tls.secure_channel(f"{node.ip}:{node.rpc_port}")
 
     def logs(self) -> str:
         return "\n".join(f"==== {n.ip} ====\n{n.log_tail()}" for n in self.nodes)

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -135,8 +134,9 @@ async def test_a_paused_node_loses_its_shards_and_writes_nothing_after_it_resume
     assert "stalled" in n3.log.read_text()  # it noticed it had been away, and gave everything up
 
 
-async def _set_gossip_blocked(node, blocked: bool) -> None:
-    async with grpc.aio.insecure_channel(f"{node.ip}:{node.rpc_port}") as ch:
+async def _set_gossip_blocked(cluster, node, blocked: bool) -> None:
+    """The test hook, on the node's internal port only (mutual TLS; the harness turns test_hooks on)."""
+    async with cluster.internal_channel(node) as ch:
         call = ch.unary_unary(
             "/hourglass.internal.v1.ClusterService/SetGossipBlocked",
             request_serializer=pb.SetGossipBlockedRequest.SerializeToString,
@@ -145,8 +145,8 @@ async def _set_gossip_blocked(node, blocked: bool) -> None:
         await call(pb.SetGossipBlockedRequest(blocked=blocked), timeout=5)
 
 
-async def _local_ownership(node) -> pb.LocalOwnershipResponse:
-    async with grpc.aio.insecure_channel(f"{node.ip}:{node.rpc_port}") as ch:
+async def _local_ownership(cluster, node) -> pb.LocalOwnershipResponse:
+    async with cluster.internal_channel(node) as ch:
         call = ch.unary_unary(
             "/hourglass.internal.v1.ClusterService/LocalOwnership",
             request_serializer=pb.LocalOwnershipRequest.SerializeToString,
@@ -164,18 +164,18 @@ async def test_a_node_cut_off_from_gossip_stops_writing_the_shards_it_lost(clust
         ids = await start_many([c1], queue, 100, f"cut-{queue}")
         await asyncio.sleep(1.0)
         ranges = {s: r for s, r in shard_ranges(session).items() if s in held}
-        await _set_gossip_blocked(n3, True)
+        await _set_gossip_blocked(cluster, n3, True)
         cut_at = time.time()
         try:
             await cluster.wait_converged([n1, n2], timeout=30)
-            own = await _local_ownership(n3)
+            own = await _local_ownership(cluster, n3)
             assert not own.quorum and list(own.shard_ids) == []  # it knows it is in the minority
             await assert_all_complete(c1, ids, timeout=120)
             # Its lease ran out (suspicion timeout without contact) before the others took over.
             assert writes_with_ranges_since(session, ranges, 0)  # what it wrote before the cut is seen
             assert writes_with_ranges_since(session, ranges, cut_at + 3.0) == []
         finally:
-            await _set_gossip_blocked(n3, False)
+            await _set_gossip_blocked(cluster, n3, False)
         await cluster.wait_converged(cluster.nodes, timeout=60)
 
 

@@ -6,7 +6,8 @@
     python tools/cluster/local.py down    # SIGTERM each node by its pid file (a clean leave)
 
 Configs: config/cluster/node{1,2,3}.yaml (frontend on port 7233 of each address, gossip 7946/udp,
-internal RPC 7234). Logs, pid files and the gossip keyring (generated if absent): build/cluster/.
+internal RPC 7234, over mutual TLS). Logs, pid files, the gossip keyring (generated if absent) and the
+development certificates (written by `hourglass cluster dev-certs` on the first `up`): build/cluster/.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / "build" / "cluster"
 KEYRING = STATE / "gossip.keyring"  # the configs' cluster.gossip_keyring_file, relative to ROOT
+CERTS = STATE / "certs"
 CONFIGS = [ROOT / "config" / "cluster" / f"node{i}.yaml" for i in (1, 2, 3)]
 KEYSPACE = "hourglass_cluster"
 BIN = Path(sys.executable).parent
@@ -86,6 +88,11 @@ def up(timeout: float) -> int:
         return 1
     STATE.mkdir(parents=True, exist_ok=True)
     _ensure_keyring()
+    if not (CERTS / "ca.pem").exists():
+        certs = _run(str(BIN / "hourglass"), "cluster", "dev-certs", "--out", str(CERTS))
+        if certs.returncode != 0:
+            print(certs.stdout + certs.stderr, file=sys.stderr)
+            return 1
     for i, config in enumerate(CONFIGS, 1):
         if _pid(i) is not None:
             print(f"node {i} already runs (pid {_pid(i)})")
@@ -96,7 +103,7 @@ def up(timeout: float) -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=ROOT,
+                cwd=ROOT,  # the configs name the certificates relative to the repo root
             )
         (STATE / f"node{i}.pid").write_text(str(proc.pid))
     configs = [load_config(c) for c in CONFIGS]
@@ -110,6 +117,10 @@ def up(timeout: float) -> int:
         )
     print(f"store: Cassandra 127.0.0.1:9042, keyspace {KEYSPACE}")
     print("status: hourglass cluster status --address 127.0.0.1:7233 --shards")
+    print(
+        f"internal port: hourglass cluster status --address 127.0.0.1:7234 --tls-ca-path {CERTS}/ca.pem "
+        f"--tls-cert-path {CERTS}/client.crt --tls-key-path {CERTS}/client.key"
+    )
     return 0
 
 
