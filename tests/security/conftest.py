@@ -70,6 +70,29 @@ def make_pki(directory: Path) -> PKI:
     return pki
 
 
+def write_keyring(directory: Path) -> Path:
+    """A one-key gossip keyring (mode 0600), as `hourglass cluster gossip-key` makes it."""
+    from hourglass.cluster.membership.keyring import generate_key
+
+    path = directory / "gossip.keyring"
+    path.write_text(generate_key() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def internode_tls(pki: PKI, member: Pair):
+    """The `tls:` section of a member whose internal port takes only certificates of `pki`'s CA."""
+    from hourglass.cluster.config import TLSGroupSection, TLSSection, TLSServerSection
+
+    server = TLSServerSection(
+        cert_file=str(member.cert),
+        key_file=str(member.key),
+        client_ca_files=[str(pki.ca)],
+        require_client_auth=True,
+    )
+    return TLSSection(internode=TLSGroupSection(server=server))
+
+
 @pytest.fixture
 def pki(tmp_path: Path) -> PKI:
     return make_pki(tmp_path / "pki")

@@ -25,6 +25,7 @@ from hourglass.cluster.config import AuthorizationSection, ClusterSection
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
+from .conftest import internode_tls, make_pki, write_keyring
 from .jwt_helpers import JWTKeys, make_keys
 
 BIN = Path(sys.executable).parent
@@ -153,13 +154,18 @@ def test_start_dev_refuses_a_key_file_it_cannot_read(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def cluster_member(keys: JWTKeys) -> AsyncIterator[str]:
+async def cluster_member(keys: JWTKeys, tmp_path: Path) -> AsyncIterator[str]:
     """A one-member cluster (gossip and internal RPC on free ports) whose frontend checks authorization."""
+    pki = make_pki(tmp_path / "pki")
     config = NodeConfig(
         port=0,
         cluster=ClusterSection(
-            gossip_port=free_port(socket.SOCK_DGRAM), rpc_port=free_port(), join_timeout_s=0
+            gossip_port=free_port(socket.SOCK_DGRAM),
+            rpc_port=free_port(),
+            join_timeout_s=0,
+            gossip_keyring_file=str(write_keyring(tmp_path)),
         ),
+        tls=internode_tls(pki, pki.issue("member", "127.0.0.1")),
         authorization=AuthorizationSection(
             authorizer="default",
             claim_mapper="default",

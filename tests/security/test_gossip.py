@@ -393,7 +393,11 @@ def test_cluster_mode_requires_a_gossip_keyring(tmp_path):
         ConfigError, match=r"cluster\.gossip_keyring_file is required.*hourglass cluster gossip-key"
     ):
         load_config(f)
-    f.write_text("store: {kind: sqlite}\ncluster: {gossip_keyring_file: /etc/hourglass/gossip.keyring}\n")
+    f.write_text(
+        "store: {kind: sqlite}\ncluster: {gossip_keyring_file: /etc/hourglass/gossip.keyring}\n"
+        "tls: {internode: {server: {cert_file: m.crt, key_file: m.key, client_ca_files: [ca.pem], "
+        "require_client_auth: true}}}\n"
+    )
     assert load_config(f).cluster.dead_member_timeout_s == 3600
 
 

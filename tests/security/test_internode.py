@@ -15,7 +15,7 @@ from hourglass.cluster.rpc import codec
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.security.tls import load_client_tls
 
-from .conftest import PKI, Pair, free_port, free_udp_port, hourglass_exe, running
+from .conftest import PKI, Pair, free_port, free_udp_port, hourglass_exe, running, write_keyring
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -30,6 +30,7 @@ def node_config(tmp_path: Path, pki: PKI, member: Pair, port: int, rpc_port: int
         "store: {kind: sqlite}\n"
         f"cluster:\n  rpc_port: {rpc_port}\n  gossip_port: {gossip_port}\n"
         f"  seeds: [127.0.0.1:{gossip_port}]\n  join_timeout_s: 0\n"
+        f"  gossip_keyring_file: {write_keyring(tmp_path)}\n"
         "tls:\n  internode:\n"
         f"    server: {{cert_file: {member.cert}, key_file: {member.key}, client_ca_files: [{pki.ca}], "
         "require_client_auth: true}\n"
@@ -129,7 +130,8 @@ def test_cluster_mode_without_internode_mtls_does_not_start(tmp_path, pki):
 
     config = tmp_path / "node.yaml"
     config.write_text(
-        f"node: {{port: {free_port()}}}\nstore: {{kind: sqlite}}\ncluster: {{rpc_port: {free_port()}}}\n"
+        f"node: {{port: {free_port()}}}\nstore: {{kind: sqlite}}\n"
+        f"cluster: {{rpc_port: {free_port()}, gossip_keyring_file: {write_keyring(tmp_path)}}}\n"
     )
     done = subprocess.run(
         [hourglass_exe(), "server", "start", "--config", str(config)],
