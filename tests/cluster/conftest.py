@@ -10,13 +10,12 @@ import uuid
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from hourglass.persistence.cassandra import testing as cassandra
 from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
-from .harness import LocalCluster
+from .harness import LocalCluster, Node
 from .workflows import ActivityTimerWorkflow, WaitForSignal, echo
 
 
@@ -58,8 +57,8 @@ def session(cassandra_session):
 
 
 @contextlib.asynccontextmanager
-async def worker_on(address: str, task_queue: str):
-    client = await Client.connect(address)
+async def worker_on(cluster: LocalCluster, node: Node, task_queue: str):
+    client = await cluster.connect(node)
     async with Worker(
         client,
         task_queue=task_queue,

@@ -2,6 +2,10 @@
 
 Each node is `hourglass server start --config` in its own process group, on the same free ports of its
 own loopback address, with its log in the test's directory. Every test stops what it started.
+
+Secure as production is asked to be: gossip sealed with a keyring, members on mutual TLS, and (unless
+`secure_frontend=False`) the public port on mutual TLS with the default JWT authorizer: clients connect
+through `connect()` / `cli_flags()` with a tests' certificate and a token whose permissions they name.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import trustme
+from temporalio.client import Client, TLSConfig
 
 from hourglass.cluster.membership.keyring import generate_key
 from hourglass.cluster.rpc import internal_pb2 as pb
@@ -53,6 +58,29 @@ def _free_on_all(kind: int) -> int:
         if ok:
             return port
     raise RuntimeError("no free port on all test addresses")
+
+
+class _Tokens:
+    """An ES256 key the nodes trust (its public half in `jwt.pem`) and the JWTs the tests sign with it."""
+
+    def __init__(self, workdir: Path) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self.public_key_file = workdir / "jwt.pem"
+        self.public_key_file.write_bytes(
+            self._key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+    def token(self, *permissions: str) -> str:
+        import jwt
+
+        now = int(time.time())
+        claims = {"sub": "cluster-tests", "permissions": list(permissions), "iat": now, "exp": now + 3600}
+        return jwt.encode(claims, self._key, algorithm="ES256")
 
 
 def _member_certs(workdir: Path) -> Path:
@@ -133,20 +161,31 @@ class LocalCluster:
     cassandra_port: int
     keyspace: str
     nodes: list[Node] = field(default_factory=list)
+    secure_frontend: bool = True
+    tokens: _Tokens | None = None
 
     @classmethod
-    def create(cls, workdir: Path, hosts: list[str], cassandra_port: int, keyspace: str) -> LocalCluster:
+    def create(
+        cls, workdir: Path, hosts: list[str], cassandra_port: int, keyspace: str, secure_frontend: bool = True
+    ) -> LocalCluster:
         port, rpc_port, gossip_port = _free_on_all(socket.SOCK_STREAM), 0, 0
         while rpc_port in (0, port):
             rpc_port = _free_on_all(socket.SOCK_STREAM)
         gossip_port = _free_on_all(socket.SOCK_DGRAM)
-        cluster = cls(workdir, hosts, cassandra_port, keyspace)
+        cluster = cls(workdir, hosts, cassandra_port, keyspace, secure_frontend=secure_frontend)
         seeds = ", ".join(f"{ip}:{gossip_port}" for ip in IPS)
         timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
         keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
         keyring.write_text(generate_key() + "\n")
         keyring.chmod(0o600)
         certs = _member_certs(workdir)
+        authorization = ""
+        if secure_frontend:
+            cluster.tokens = _Tokens(workdir)
+            authorization = (
+                "authorization: {authorizer: default, claim_mapper: default, "
+                f"jwt_key_provider: {{key_source_uris: [{cluster.tokens.public_key_file.as_uri()}]}}}}\n"
+            )
         for i, ip in enumerate(IPS, 1):
             config = workdir / f"node{i}.yaml"
             config.write_text(
@@ -160,6 +199,13 @@ class LocalCluster:
                 "  test_hooks: true\n"
                 f"tls:\n  internode:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
                 f"client_ca_files: [{certs / 'ca.pem'}], require_client_auth: true}}\n"
+                + (
+                    f"  frontend:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
+                    f"client_ca_files: [{certs / 'ca.pem'}], require_client_auth: true}}\n"
+                    if secure_frontend
+                    else ""
+                )
+                + authorization
             )
             cluster.nodes.append(Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port))
         return cluster
@@ -181,8 +227,46 @@ class LocalCluster:
     def logs(self) -> str:
         return "\n".join(f"==== {n.ip} ====\n{n.log_tail()}" for n in self.nodes)
 
+    def _client_paths(self) -> tuple[Path, Path, Path]:
+        certs = self.workdir / "certs"
+        return certs / "ca.pem", certs / "tests.crt", certs / "tests.key"
+
+    def admin_token(self) -> str | None:
+        return self.tokens.token("temporal-system:admin") if self.tokens is not None else None
+
+    async def connect(self, node: Node, *permissions: str, namespace: str = "default") -> Client:
+        """An SDK client of `node`'s frontend: over mutual TLS with a token granting `permissions`
+        (default: write on `namespace`) when the frontend is secure, plaintext otherwise."""
+        if not self.secure_frontend:
+            return await Client.connect(node.address, namespace=namespace)
+        ca, cert, key = self._client_paths()
+        return await Client.connect(
+            node.address,
+            namespace=namespace,
+            tls=TLSConfig(
+                server_root_ca_cert=ca.read_bytes(),
+                client_cert=cert.read_bytes(),
+                client_private_key=key.read_bytes(),
+            ),
+            api_key=self.tokens.token(*(permissions or (f"{namespace}:write",))),
+        )
+
+    def cli_flags(self, node: Node, *permissions: str) -> list[str]:
+        """`--address` and, for a secure frontend, the TLS and `--api-key` flags of the `temporal` CLI
+        (and of `hourglass cluster status`, which takes the same names)."""
+        flags = ["--address", node.address]
+        if self.secure_frontend:
+            ca, cert, key = self._client_paths()
+            flags += ["--tls-ca-path", str(ca), "--tls-cert-path", str(cert), "--tls-key-path", str(key)]
+            flags += ["--api-key", self.tokens.token(*(permissions or ("default:write",)))]
+        return flags
+
     async def status(self, node: Node, shards: bool = True) -> pb.ClusterStatusResponse:
-        return await fetch_status(node.address, shards, timeout=5.0)
+        if not self.secure_frontend:
+            return await fetch_status(node.address, shards, timeout=5.0)
+        ca, cert, key = self._client_paths()
+        tls = load_client_tls(str(ca), str(cert), str(key))
+        return await fetch_status(node.address, shards, timeout=5.0, tls=tls, api_key=self.admin_token())
 
     async def wait_converged(self, alive: list[Node], timeout: float = 60.0) -> pb.ClusterStatusResponse:
         """Until every live node sees exactly `alive` as alive members and every shard is held by exactly

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
 
 from hourglass.cluster.rpc import internal_pb2 as pb
 
@@ -43,8 +42,7 @@ async def test_membership_converges_and_the_shard_map_covers_every_shard_once(cl
         str(Path(sys.executable).with_name("hourglass")),
         "cluster",
         "status",
-        "--address",
-        cluster.nodes[1].address,
+        *cluster.cli_flags(cluster.nodes[1], "temporal-system:admin"),
         "--shards",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -60,8 +58,8 @@ async def test_membership_converges_and_the_shard_map_covers_every_shard_once(cl
 async def test_requests_through_any_node_succeed(cluster):
     queue = new_queue()
     n1, n2, n3 = cluster.nodes
-    async with worker_on(n2.address, queue):
-        c1, c3 = await Client.connect(n1.address), await Client.connect(n3.address)
+    async with worker_on(cluster, n2, queue):
+        c1, c3 = await cluster.connect(n1), await cluster.connect(n3)
         ids = await start_many([c1, c3], queue, 20, f"any-{queue}")
         for wid in ids[:3]:  # reads, queries, updates and history through the other nodes
             assert await c3.get_workflow_handle(wid).query(ActivityTimerWorkflow.ping) == "pong"
@@ -78,7 +76,7 @@ async def test_a_worker_shutting_down_through_any_node_gives_up_its_sticky_queue
 
     async def through(entry, other) -> None:
         queue = new_queue()
-        async with worker_on(entry.address, queue) as client:
+        async with worker_on(cluster, entry, queue) as client:
             handle = await client.start_workflow(WaitForSignal.run, id=f"unload-{queue}", task_queue=queue)
             for _ in range(100):
                 events = [e.event_type async for e in handle.fetch_history_events()]
@@ -86,7 +84,7 @@ async def test_a_worker_shutting_down_through_any_node_gives_up_its_sticky_queue
                     break
                 await asyncio.sleep(0.1)
         await handle.signal(WaitForSignal.finish, "after shutdown")
-        async with worker_on(other.address, queue):
+        async with worker_on(cluster, other, queue):
             assert await handle.result() == "after shutdown"
         events = [e.event_type async for e in handle.fetch_history_events()]
         assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT not in events
@@ -98,8 +96,8 @@ async def test_a_worker_shutting_down_through_any_node_gives_up_its_sticky_queue
 async def test_kill9_under_load_every_workflow_completes_and_the_node_rejoins(cluster):
     queue = new_queue()
     n1, n2, n3 = cluster.nodes
-    async with worker_on(n1.address, queue) as c1:
-        c2 = await Client.connect(n2.address)
+    async with worker_on(cluster, n1, queue) as c1:
+        c2 = await cluster.connect(n2)
         ids = await start_many([c1, c2], queue, LOAD, f"kill-{queue}")
         await asyncio.sleep(1.0)
         n3.kill9()
@@ -115,7 +113,7 @@ async def test_a_paused_node_loses_its_shards_and_writes_nothing_after_it_resume
     n1, n2, n3 = cluster.nodes
     before = await cluster.status(n1)
     held = [s.shard_id for s in before.shards if s.member_id == n3.member_id]
-    async with worker_on(n1.address, queue) as c1:
+    async with worker_on(cluster, n1, queue) as c1:
         ids = await start_many([c1], queue, 100, f"pause-{queue}")
         await asyncio.sleep(1.0)
         ranges = {s: r for s, r in shard_ranges(session).items() if s in held}
@@ -160,7 +158,7 @@ async def test_a_node_cut_off_from_gossip_stops_writing_the_shards_it_lost(clust
     n1, n2, n3 = cluster.nodes
     before = await cluster.status(n1)
     held = [s.shard_id for s in before.shards if s.member_id == n3.member_id]
-    async with worker_on(n1.address, queue) as c1:
+    async with worker_on(cluster, n1, queue) as c1:
         ids = await start_many([c1], queue, 100, f"cut-{queue}")
         await asyncio.sleep(1.0)
         ranges = {s: r for s, r in shard_ranges(session).items() if s in held}
@@ -185,7 +183,7 @@ async def test_rolling_restart_loses_nothing(cluster):
     ids: list[str] = []
     for i, node in enumerate(cluster.nodes):
         others = [n for n in cluster.nodes if n is not node]
-        async with worker_on(others[0].address, queue) as client:
+        async with worker_on(cluster, others[0], queue) as client:
             ids += await start_many([client], queue, 30, f"roll{i}-{queue}")
             node.stop()
             await cluster.wait_converged(others, timeout=30)

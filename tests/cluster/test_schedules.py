@@ -80,9 +80,10 @@ async def listed(client: Client) -> list[str]:
     return [s.id async for s in await client.list_schedules()]
 
 
-async def cli(node: Node, *args: str) -> str:
+async def cli(cluster: LocalCluster, node: Node, *args: str) -> str:
+    """The real `temporal` CLI against `node`, over mutual TLS with a JWT (the cluster's frontends)."""
     proc = await asyncio.create_subprocess_exec(
-        TEMPORAL, *args, "--address", node.address, "--color", "never",
+        TEMPORAL, *args, *cluster.cli_flags(node), "--color", "never",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -92,10 +93,10 @@ async def cli(node: Node, *args: str) -> str:
 
 async def test_a_schedule_created_through_one_node_runs_and_every_node_serves_it(cluster):
     n1, n2, n3 = cluster.nodes
-    c1, c2, c3 = [await Client.connect(n.address) for n in cluster.nodes]
+    c1, c2, c3 = [await cluster.connect(n) for n in cluster.nodes]
     queue = new_queue()
     sid = await schedule_id_owned_by(cluster, c1, n3, f"sched-{queue}")
-    async with worker_on(n2.address, queue):
+    async with worker_on(cluster, n2, queue):
         await c1.create_schedule(sid, every(2, queue, f"wf-{queue}"))
         with pytest.raises(ScheduleAlreadyRunningError):  # the owner's answer, as the same error
             await c2.create_schedule(sid, every(2, queue, f"wf-{queue}"))
@@ -140,9 +141,11 @@ async def test_a_schedule_created_through_one_node_runs_and_every_node_serves_it
         assert [t.ToDatetime().second for t in times.start_time] == [2, 4, 6, 8]  # after the start time
 
         if TEMPORAL is not None:  # the real CLI, through the nodes that do not own it
-            described = json.loads(await cli(n1, "schedule", "describe", "--schedule-id", sid, "-o", "json"))
+            described = json.loads(
+                await cli(cluster, n1, "schedule", "describe", "--schedule-id", sid, "-o", "json")
+            )
             assert described["schedule"]["state"]["notes"] == "updated through node 2"
-            rows = await cli(n2, "schedule", "list", "-o", "jsonl")
+            rows = await cli(cluster, n2, "schedule", "list", "-o", "jsonl")
             assert sid in [json.loads(line)["scheduleId"] for line in rows.splitlines() if line.strip()]
 
         await c2.get_schedule_handle(sid).delete()
@@ -153,7 +156,7 @@ async def test_a_schedule_created_through_one_node_runs_and_every_node_serves_it
 
 
 async def test_every_node_lists_the_schedules_of_every_shard(cluster):
-    c1, c2, c3 = [await Client.connect(n.address) for n in cluster.nodes]
+    c1, c2, c3 = [await cluster.connect(n) for n in cluster.nodes]
     queue = new_queue()
     ids = [
         await schedule_id_owned_by(cluster, c1, n, f"list-{queue}-{i}") for i, n in enumerate(cluster.nodes)
@@ -173,11 +176,11 @@ async def test_every_node_lists_the_schedules_of_every_shard(cluster):
 
 async def test_a_schedule_keeps_its_pace_after_its_owner_is_killed(cluster):
     n1, n2, n3 = cluster.nodes
-    c1, c2 = await Client.connect(n1.address), await Client.connect(n2.address)
+    c1, c2 = await cluster.connect(n1), await cluster.connect(n2)
     queue = new_queue()
     sid = await schedule_id_owned_by(cluster, c1, n3, f"pace-{queue}")
     try:
-        async with worker_on(n1.address, queue):
+        async with worker_on(cluster, n1, queue):
             await c1.create_schedule(sid, every(1, queue, f"wf-{queue}"))
             handle = c2.get_schedule_handle(sid)
 

@@ -98,7 +98,7 @@ async def throughput(args, session) -> None:
     for sub in ("single", "cluster"):
         (work / sub).mkdir()
     ks = _keyspace(session)
-    single = harness.LocalCluster.create(work / "single", ["127.0.0.1"], 9042, ks)
+    single = harness.LocalCluster.create(work / "single", ["127.0.0.1"], 9042, ks, secure_frontend=False)
     node = single.nodes[0]
     text = node.config.read_text()
     node.config.write_text(text[: text.index("cluster:")])
@@ -110,7 +110,7 @@ async def throughput(args, session) -> None:
         node.stop()
         testing.drop_keyspace(session, ks)
     ks = _keyspace(session)
-    cluster = harness.LocalCluster.create(work / "cluster", ["127.0.0.1"], 9042, ks)
+    cluster = harness.LocalCluster.create(work / "cluster", ["127.0.0.1"], 9042, ks, secure_frontend=False)
     cluster.start()
     try:
         await cluster.wait_converged(cluster.nodes)
@@ -142,7 +142,7 @@ async def failover(args, session) -> None:
         harness.TIMINGS.update(probe_interval_s=1.0, probe_timeout_s=0.4, suspicion_timeout_s=4.0)
     work = Path(tempfile.mkdtemp(prefix="hg-failover-"))
     ks = _keyspace(session)
-    cluster = harness.LocalCluster.create(work, ["127.0.0.1"], 9042, ks)
+    cluster = harness.LocalCluster.create(work, ["127.0.0.1"], 9042, ks, secure_frontend=False)
     cluster.start()
     times = []
     try:
