@@ -5,39 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from temporalio.client import Client
 
 from hourglass.cluster.cli import main as hourglass_main
 from hourglass.cluster.config import AuthorizationSection, ClusterSection
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
-from .conftest import internode_tls, make_pki, write_keyring
+from .conftest import free_port, free_udp_port, internode_tls, make_pki, running, write_keyring
 from .jwt_helpers import JWTKeys, make_keys
 
 BIN = Path(sys.executable).parent
 TEMPORAL = str(BIN / "temporal") if (BIN / "temporal").exists() else shutil.which("temporal")
 HOURGLASS = str(BIN / "hourglass") if (BIN / "hourglass").exists() else shutil.which("hourglass")
-READY_S = 30.0
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,49 +35,18 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JWTKeys]:
     k.jwks.stop()
 
 
-def _spawn(workdir: Path, *args: str) -> subprocess.Popen:
-    with open(workdir / "server.log", "wb") as log:
-        return subprocess.Popen(
-            [HOURGLASS, "server", "start-dev", "--db-filename", str(workdir / "hg.db"), *args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-async def dev_server(
-    keys: JWTKeys, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[str, Path]]:
+def dev_server(keys: JWTKeys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`hourglass server start-dev --auth-jwt-key-uri <PEM file>#kid` as a subprocess on SQLite: its
     address and log file."""
     assert HOURGLASS is not None
     workdir = tmp_path_factory.mktemp("start-dev-auth")
     port = free_port()
-    pem = keys.pem_dir / "ec.pem"
-    uri = f"{pem.as_uri()}#{keys.ec_file.kid}"
-    proc = _spawn(workdir, "--port", str(port), "--log-level", "info", "--auth-jwt-key-uri", uri)
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_S
-        while True:
-            assert proc.poll() is None, (workdir / "server.log").read_text()
-            try:
-                # The health check answers without a token.
-                client = await asyncio.wait_for(Client.connect(address), 5)
-                if await client.service_client.check_health():
-                    break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.2)
-        yield address, workdir / "server.log"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    uri = f"{(keys.pem_dir / 'ec.pem').as_uri()}#{keys.ec_file.kid}"
+    argv = [HOURGLASS, "server", "start-dev", "--db-filename", str(workdir / "hg.db"), "--port", str(port),
+            "--log-level", "info", "--auth-jwt-key-uri", uri]  # fmt: skip
+    with running(argv, workdir / "server.log"):
+        yield f"127.0.0.1:{port}", workdir / "server.log"
 
 
 async def temporal(address: str, api_key: str | None, *args: str) -> tuple[int, str]:
@@ -160,7 +117,7 @@ async def cluster_member(keys: JWTKeys, tmp_path: Path) -> AsyncIterator[str]:
     config = NodeConfig(
         port=0,
         cluster=ClusterSection(
-            gossip_port=free_port(socket.SOCK_DGRAM),
+            gossip_port=free_udp_port(),
             rpc_port=free_port(),
             join_timeout_s=0,
             gossip_keyring_file=str(write_keyring(tmp_path)),

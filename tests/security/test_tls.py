@@ -84,6 +84,18 @@ async def health(address: str, ca: Path | None = None, client: Pair | None = Non
     return grpc.StatusCode.OK
 
 
+def mtls_flags(pki: PKI) -> list[str]:
+    """start-dev's flags for mutual TLS with `pki`'s server certificate and CA."""
+    return [
+        "--tls-cert",
+        str(pki.server.cert),
+        "--tls-key",
+        str(pki.server.key),
+        "--tls-client-ca",
+        str(pki.ca),
+    ]
+
+
 async def test_sdk_runs_a_workflow_over_tls_and_plaintext_is_refused(tmp_path, pki):
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -100,18 +112,7 @@ async def test_sdk_runs_a_workflow_over_tls_and_plaintext_is_refused(tmp_path, p
 async def test_mutual_tls_needs_a_client_certificate_from_the_client_ca(tmp_path, pki):
     port = free_port()
     address = f"127.0.0.1:{port}"
-    argv = start_dev(
-        tmp_path,
-        port,
-        *(
-            "--tls-cert",
-            str(pki.server.cert),
-            "--tls-key",
-            str(pki.server.key),
-            "--tls-client-ca",
-            str(pki.ca),
-        ),
-    )
+    argv = start_dev(tmp_path, port, *mtls_flags(pki))
     with running(argv, tmp_path / "server.log"):
         assert await run_workflow(address, sdk_tls(pki, pki.client)) == "OVER TLS"
         assert await health(address, pki.ca, pki.client) == grpc.StatusCode.OK
@@ -193,18 +194,7 @@ def test_a_missing_or_mismatched_certificate_file_is_named_at_start(tmp_path, pk
 
 async def test_loadtest_runs_over_mutual_tls_with_both_drivers(tmp_path, pki):
     port = free_port()
-    argv = start_dev(
-        tmp_path,
-        port,
-        *(
-            "--tls-cert",
-            str(pki.server.cert),
-            "--tls-key",
-            str(pki.server.key),
-            "--tls-client-ca",
-            str(pki.ca),
-        ),
-    )
+    argv = start_dev(tmp_path, port, *mtls_flags(pki))
     tls_args = ["--tls-ca-path", str(pki.ca), "--tls-cert-path", str(pki.client.cert)]
     tls_args += ["--tls-key-path", str(pki.client.key)]
     with running(argv, tmp_path / "server.log"):
