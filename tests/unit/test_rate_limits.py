@@ -5,14 +5,31 @@ A fake clock drives every bucket, so the counts are exact: the reference's burst
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import grpc
 import pytest
 from click.testing import CliRunner
+from google.rpc import status_pb2
+from temporalio.api.enums.v1 import ResourceExhaustedCause, ResourceExhaustedScope
+from temporalio.api.errordetails.v1 import ResourceExhaustedFailure
+from temporalio.api.workflowservice.v1 import (
+    GetSystemInfoRequest,
+    GetSystemInfoResponse,
+    PollActivityTaskQueueRequest,
+    PollActivityTaskQueueResponse,
+)
+from temporalio.api.workflowservice.v1.service_pb2_grpc import (
+    WorkflowServiceServicer,
+    WorkflowServiceStub,
+    add_WorkflowServiceServicer_to_server,
+)
 
 from hourglass.cluster.cli import main
 from hourglass.cluster.config import ConfigError, load_config
 from hourglass.cluster.frontend import rate_limits
+from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
 from hourglass.cluster.frontend.rate_limits import (
     CONCURRENT_POLLERS_LIMITED,
     NAMESPACE_RATE_LIMITED,
@@ -23,6 +40,7 @@ from hourglass.cluster.frontend.rate_limits import (
     RequestLimiter,
     TokenBucket,
 )
+from hourglass.cluster.metrics import REQUESTS_REFUSED
 
 REGISTER = WORKFLOW_SERVICE + "RegisterNamespace"
 START = WORKFLOW_SERVICE + "StartWorkflowExecution"
@@ -236,3 +254,72 @@ def test_node_yaml_and_start_dev_name_a_bad_limit(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "frontend.rps must be a non-negative integer, not -5" in result.output
+
+
+class _Frontend(WorkflowServiceServicer):
+    """Answers at once, or holds a poll until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.polling = asyncio.Event()
+
+    async def GetSystemInfo(self, request, context):  # noqa: N802 (the gRPC method's name)
+        return GetSystemInfoResponse(server_version="test")
+
+    async def PollActivityTaskQueue(self, request, context):  # noqa: N802
+        self.polling.set()
+        await self.release.wait()
+        return PollActivityTaskQueueResponse()
+
+
+async def test_the_interceptor_answers_the_references_status_and_counts_the_refusal() -> None:
+    limits, _ = limiter(frontend__rps=1, frontend__namespaceCount=1)
+    frontend = _Frontend()
+    server = grpc.aio.server(interceptors=[RateLimitInterceptor(limits)])
+    add_WorkflowServiceServicer_to_server(frontend, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    counted = REQUESTS_REFUSED.labels("GetSystemInfo", "", "RPS_LIMIT", "SYSTEM")
+    before = counted._value.get()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = WorkflowServiceStub(channel)
+            # The poll holds the namespace's one slot until it is answered; then the slot is free again.
+            poll = PollActivityTaskQueueRequest(namespace="ns")
+            holder = asyncio.ensure_future(stub.PollActivityTaskQueue(poll))
+            await asyncio.wait_for(frontend.polling.wait(), 5)
+            with pytest.raises(grpc.aio.AioRpcError) as busy:
+                await stub.PollActivityTaskQueue(poll)
+            assert busy.value.details() == "namespace concurrent poller limit exceeded"
+            assert (
+                _failure(busy.value).cause == ResourceExhaustedCause.RESOURCE_EXHAUSTED_CAUSE_CONCURRENT_LIMIT
+            )
+            frontend.release.set()
+            await holder
+            await stub.PollActivityTaskQueue(poll)
+            assert limits.active("ns", WORKFLOW_SERVICE + "PollActivityTaskQueue") == 0
+            # GetSystemInfo is priority 0 (the polls spent none of its tokens): the operator share of
+            # frontend.rps, burst 2.
+            await stub.GetSystemInfo(GetSystemInfoRequest())
+            await stub.GetSystemInfo(GetSystemInfoRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.GetSystemInfo(GetSystemInfoRequest())
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.details() == "service rate limit exceeded"
+            assert _failure(refused.value) == ResourceExhaustedFailure(
+                cause=ResourceExhaustedCause.RESOURCE_EXHAUSTED_CAUSE_RPS_LIMIT,
+                scope=ResourceExhaustedScope.RESOURCE_EXHAUSTED_SCOPE_SYSTEM,
+            )
+            assert counted._value.get() == before + 1
+    finally:
+        await server.stop(None)
+
+
+def _failure(error: grpc.aio.AioRpcError) -> ResourceExhaustedFailure:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            [detail] = status_pb2.Status.FromString(value).details
+            failure = ResourceExhaustedFailure()
+            assert detail.Unpack(failure)
+            return failure
+    raise AssertionError("no status details")
