@@ -74,7 +74,8 @@ START_DEV_VISIBILITY_RPS = 100
     multiple=True,
     metavar="KEY=VALUE",
     help="A dynamic config value, as for `temporal server start-dev` (repeatable). Hourglass uses "
-    "limit.historyCount.suggestContinueAsNew and limit.historySize.suggestContinueAsNew and ignores others.",
+    "limit.historyCount.suggestContinueAsNew, limit.historySize.suggestContinueAsNew and the frontend's rate "
+    "limits (frontend.rps, frontend.namespaceRPS, frontend.namespaceCount, ...; see README) and ignores others.",
 )
 @click.option(
     "--auth-jwt-key-uri",
