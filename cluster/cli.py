@@ -22,6 +22,10 @@ def server() -> None:
     """Run Hourglass server nodes."""
 
 
+# `temporal server start-dev`'s own default for frontend.namespaceRPS.visibility (the server's is 10).
+START_DEV_VISIBILITY_RPS = 100
+
+
 @server.command("start-dev")
 @click.option("--ip", default="127.0.0.1", show_default=True, help="Address the frontend listens on.")
 @click.option(
@@ -70,7 +74,8 @@ def server() -> None:
     multiple=True,
     metavar="KEY=VALUE",
     help="A dynamic config value, as for `temporal server start-dev` (repeatable). Hourglass uses "
-    "limit.historyCount.suggestContinueAsNew and limit.historySize.suggestContinueAsNew and ignores others.",
+    "limit.historyCount.suggestContinueAsNew, limit.historySize.suggestContinueAsNew and the frontend's rate "
+    "limits (frontend.rps, frontend.namespaceRPS, frontend.namespaceCount, ...; see README) and ignores others.",
 )
 @click.option(
     "--auth-jwt-key-uri",
@@ -121,8 +126,13 @@ def start_dev(
     from hourglass.persistence.sqlite.store import SQLiteStore
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hourglass.cluster.frontend.rate_limits import RateLimitConfig
+
     try:
         dynamic_config = parse_dynamic_config_values(dynamic_config_values)
+        RateLimitConfig(dynamic_config)  # a bad limit is named here, before anything starts
+        # As `temporal server start-dev`, which raises the visibility rate from the server's 10/s.
+        dynamic_config.setdefault("frontend.namespaceRPS.visibility", START_DEV_VISIBILITY_RPS)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--dynamic-config-value") from None
     authorization = None

@@ -289,6 +289,14 @@ class ServerConfig(_Strict):
     tls: TLSSection = TLSSection()
     authorization: AuthorizationSection = AuthorizationSection()
 
+    @field_validator("dynamic_config")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from hourglass.cluster.frontend.rate_limits import RateLimitConfig
+
+        RateLimitConfig(value)  # raises ValueError naming the key
+        return value
+
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServerConfig:
         if self.cluster is not None:

@@ -28,6 +28,14 @@ GOSSIP_DATAGRAMS_REJECTED = Counter(
     "Gossip datagrams dropped unread: not sealed with a key of the ring, replayed, stale or malformed.",
     ["reason"],
 )
+# Exposed as hourglass_requests_refused_total{method, namespace, cause, scope}: requests the frontend's rate
+# and concurrency limits refused with RESOURCE_EXHAUSTED (cause RPS_LIMIT or CONCURRENT_LIMIT, scope
+# NAMESPACE or SYSTEM). `namespace` is "_other_" past the first 1000 names, so it stays bounded.
+REQUESTS_REFUSED = Counter(
+    "hourglass_requests_refused",
+    "Requests refused by the frontend's rate limits or its concurrent long-poll limit.",
+    ["method", "namespace", "cause", "scope"],
+)
 
 # Fine buckets from 0.5 ms: a transition's two store round trips are a few milliseconds on a local store.
 LATENCY_BUCKETS = (

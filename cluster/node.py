@@ -14,6 +14,8 @@ from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServi
 
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
+from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
+from hourglass.cluster.frontend.rate_limits import RateLimitConfig, RequestLimiter
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
@@ -83,6 +85,15 @@ class Node:
         self.membership = None  # a cluster_member.ClusterMember in a cluster
         self.standalone: StandaloneOwnership | None = None  # shard ownership of a single node
         self.jwt_keys: Any = None  # security.jwt_keys.JWTKeyProvider when the default authorizer is on
+        # The frontend's rate and long-poll limits (frontend.rps, frontend.namespaceRPS, ...); a global
+        # quota is split between the frontends in the cluster.
+        self.request_limiter = RequestLimiter(RateLimitConfig(config.dynamic_config), self._frontend_count)
+
+    def _frontend_count(self) -> int:
+        if self.membership is None:
+            return 1
+        members = self.membership.swim.members.values()
+        return sum(1 for m in members if m.in_ring and "frontend" in m.roles) or 1
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -99,6 +110,8 @@ class Node:
 
             interceptor, self.jwt_keys = await start_authorization(self.config.authorization)
             interceptors.append(interceptor)
+        # After authorization, as on the reference: an unauthorized caller spends no namespace's quota.
+        interceptors.append(RateLimitInterceptor(self.request_limiter))
         # Certificate problems are reported before anything listens or takes a shard.
         tls = self.config.tls
         frontend_credentials = (
