@@ -63,6 +63,13 @@ class CommandError(Exception):
         self.message = message
         self.silent = silent
 
+    @property
+    def failure_message(self) -> str:
+        """How the reference words it, in the WorkflowTaskFailed event and to the worker: the cause's name
+        first ("PendingActivitiesLimitExceeded: the number of pending activities, ...")."""
+        name = Cause.Name(self.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+        return f"{''.join(part.capitalize() for part in name.split('_'))}: {self.message}"
+
 
 def handle_commands(
     tr: Transition,
@@ -106,6 +113,15 @@ def _check_blob_size(command: Command, max_blob_bytes: int) -> None:
             if command.command_type == CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK
             else Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
             f"{CommandType.Name(command.command_type)} payload size exceeds the limit of {max_blob_bytes} bytes",
+        )
+
+
+def _check_pending(pending: int, limit: int, what: str, cause: int) -> None:
+    """A command that would add one more of `what` than the run may have pending fails the workflow task
+    with `cause` and the reference's message (a limit of 0 means none)."""
+    if 0 < limit <= pending:
+        raise CommandError(
+            cause, f"the number of {what}, {pending}, has reached the per-workflow limit of {limit}"
         )
 
 
@@ -166,6 +182,12 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         attrs.ClearField("input")
     if a.HasField("priority"):
         attrs.priority.CopyFrom(a.priority)
+    _check_pending(
+        len(tr.ms.activities),
+        LIMITS.num_pending_activities_error,
+        "pending activities",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED,
+    )
     tr.schedule_activity(attrs, eager=a.request_eager_execution and LIMITS.enable_activity_eager_execution)
 
 
@@ -333,6 +355,12 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
     attrs.workflow_run_timeout.CopyFrom(a.workflow_run_timeout)
     if a.workflow_execution_timeout.ToMilliseconds():
         attrs.workflow_execution_timeout.CopyFrom(a.workflow_execution_timeout)
+    _check_pending(
+        len(tr.ms.children),
+        LIMITS.num_pending_child_executions_error,
+        "pending child workflow executions",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_CHILD_WORKFLOWS_LIMIT_EXCEEDED,
+    )
     initiate_child(tr, attrs)
 
 
@@ -344,6 +372,12 @@ def _signal_external(tr: Transition, command: Command, completed_event_id: int, 
         raise CommandError(bad, "WorkflowId is not set on command.")
     if not a.signal_name:
         raise CommandError(bad, "SignalName is not set on command.")
+    _check_pending(
+        len(tr.ms.signals_requested),
+        LIMITS.num_pending_signals_error,
+        "pending signals to external workflows",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_SIGNALS_LIMIT_EXCEEDED,
+    )
     namespace = a.namespace or info.namespace
     attrs = SignalExternalWorkflowExecutionInitiatedEventAttributes(
         workflow_task_completed_event_id=completed_event_id,
@@ -368,6 +402,12 @@ def _cancel_external(tr: Transition, command: Command, completed_event_id: int, 
             Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES,
             "WorkflowId is not set on command.",
         )
+    _check_pending(
+        len(tr.ms.cancels_requested),
+        LIMITS.num_pending_cancel_requests_error,
+        "pending requests to cancel external workflows",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_REQUEST_CANCEL_LIMIT_EXCEEDED,
+    )
     namespace = a.namespace or info.namespace
     initiate_cancel_external(
         tr,

@@ -27,6 +27,9 @@ from temporalio.api.enums.v1 import (
     WorkflowIdReusePolicy,
     WorkflowTaskFailedCause,
 )
+from temporalio.api.enums.v1 import (
+    SignalExternalWorkflowExecutionFailedCause as SignalExternalCause,
+)
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, HistoryEvent
@@ -57,7 +60,7 @@ from hourglass.cluster.errors import (
     Unavailable,
     WorkflowAlreadyStarted,
 )
-from hourglass.cluster.history import activity_ops, continuation, events_cache
+from hourglass.cluster.history import activity_ops, continuation, events_cache, history_limits
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -66,6 +69,7 @@ from hourglass.cluster.history.external import (
     record_external_cancel_requested,
     record_external_signaled,
 )
+from hourglass.cluster.history.history_limits import HistoryLimitExceeded, SignalsLimitExceeded
 from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState, ParentInfo
 from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
@@ -334,6 +338,16 @@ class HistoryEngine:
                 except BaseException:
                     shard.evict(key)  # the action may have changed the cached state before it failed
                     raise
+                limit_error: HistoryLimitExceeded | None = None
+                reason = history_limits.exceeded(ms, len(tr.events)) if tr.changed else None
+                if reason is not None and tr.new_run is None:
+                    # Past a history limit: the run is terminated instead of what the action wrote.
+                    shard.evict(key)
+                    ms = await shard.load(key)
+                    tr = Transition(ms, now_ms(), retention)
+                    tr.materialize_speculative_workflow_task()
+                    tr.terminate_workflow(reason, None, history_limits.IDENTITY)
+                    limit_error = HistoryLimitExceeded(reason)
                 if tr.changed:
                     batch = [(tr, False)]
                     if tr.new_run is not None:
@@ -354,6 +368,8 @@ class HistoryEngine:
                     shard.drop_update_registry(key)
                 if not ms.running or ms.workflow_task is None:
                     shard.release_queries(key)
+                if limit_error is not None:
+                    raise limit_error
                 return result
         raise Unavailable("too many concurrent updates of the workflow, try again")
 
@@ -639,9 +655,12 @@ class HistoryEngine:
                 registry.ship(wt)
             return wt
 
-        wt = await self._update(
-            namespace_id, execution.workflow_id, execution.run_id, start, speculative_aware=True
-        )
+        try:
+            wt = await self._update(
+                namespace_id, execution.workflow_id, execution.run_id, start, speculative_aware=True
+            )
+        except HistoryLimitExceeded as e:
+            raise TaskGone(f"the run was terminated: {e.message}") from None
         ms = await shard.load(key)
         if wt.speculative:
             self._arm_speculative_timeout(key, wt)
@@ -833,11 +852,11 @@ class HistoryEngine:
 
             def fail(ms: MutableState, tr: Transition):
                 self._started_workflow_task(ms, token)
-                tr.fail_workflow_task(err.cause, Failure(message=err.message), request.identity)
+                tr.fail_workflow_task(err.cause, Failure(message=err.failure_message), request.identity)
 
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:
-                raise InvalidArgument(err.message) from None
+                raise InvalidArgument(err.failure_message) from None
             return RespondWorkflowTaskCompletedResponse()
         if response.reset_history_event_id:
             await self._deliver_admitted_updates(key)
@@ -924,7 +943,10 @@ class HistoryEngine:
             tr.start_activity(ai, request_id, identity)
             return ai
 
-        ai = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
+        try:
+            ai = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
+        except HistoryLimitExceeded as e:
+            raise TaskGone(f"the run was terminated: {e.message}") from None
         shard = self.shard_for(namespace_id, execution.workflow_id)
         ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
         scheduled = await shard.read_event(ms, ai.scheduled_node_id, ai.scheduled_event_id)
@@ -1328,6 +1350,7 @@ class HistoryEngine:
                 raise NotFound("workflow execution already completed")
             if request_id and request_id in ms.info.signal_request_ids:
                 return
+            history_limits.check_signal_allowed(ms)
             if request_id:
                 ms.info.signal_request_ids = (ms.info.signal_request_ids + [request_id])[
                     -SIGNAL_REQUEST_IDS_KEPT:
@@ -1631,6 +1654,7 @@ class HistoryEngine:
         namespace_id = await self.resolve_namespace_id(req.namespace)
         target = WorkflowExecution(workflow_id=req.workflow_id, run_id=req.run_id)
         delivered = True
+        cause = SignalExternalCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND
         try:
             await self.peers.signal(
                 namespace_id,
@@ -1643,7 +1667,16 @@ class HistoryEngine:
             )
         except NotFound:
             delivered = False
-        await self._record_external_outcome(ms, req.initiated_event_id, namespace_id, delivered, signal=True)
+        except InvalidArgument as e:
+            # By message, not class: from another member the error arrives as a plain InvalidArgument.
+            if e.message == SignalsLimitExceeded().message:
+                cause = SignalExternalCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_SIGNAL_COUNT_LIMIT_EXCEEDED
+            elif e.message not in history_limits.TERMINATION_REASONS:
+                raise
+            delivered = False  # the target has all the signals it may get, or was terminated for its size
+        await self._record_external_outcome(
+            ms, req.initiated_event_id, namespace_id, delivered, signal=True, cause=cause
+        )
 
     async def _cancel_external(self, shard: Shard, ms: MutableState, data: dict) -> None:
         req = ms.cancels_requested.get(data["initiated_event_id"])
@@ -1667,15 +1700,22 @@ class HistoryEngine:
         await self._record_external_outcome(ms, req.initiated_event_id, namespace_id, delivered, signal=False)
 
     async def _record_external_outcome(
-        self, ms: MutableState, initiated_event_id: int, namespace_id: str, delivered: bool, signal: bool
+        self,
+        ms: MutableState,
+        initiated_event_id: int,
+        namespace_id: str,
+        delivered: bool,
+        signal: bool,
+        cause: int = 0,
     ) -> None:
         def record(sms: MutableState, tr: Transition):
             pending = (sms.signals_requested if signal else sms.cancels_requested).get(initiated_event_id)
             if not sms.running or pending is None:
                 return
-            (record_external_signaled if signal else record_external_cancel_requested)(
-                tr, pending, namespace_id, delivered
-            )
+            if signal:
+                record_external_signaled(tr, pending, namespace_id, delivered, cause)
+            else:
+                record_external_cancel_requested(tr, pending, namespace_id, delivered)
 
         await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
 

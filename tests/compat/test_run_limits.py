@@ -1,0 +1,129 @@
+"""The reference's per-run limits, and updates that cannot wedge a workflow.
+
+This module starts its own server (of the target's kind) with small limits through the reference's
+dynamic-config keys (`--dynamic-config-value`), so each limit is reached in a few events:
+- past `limit.historyCount.error` the run is terminated ("Workflow history count exceeds limit.") and the
+  request that would have grown it gets INVALID_ARGUMENT with that reason;
+- past `history.maximumSignalsPerExecution` a signal is refused (INVALID_ARGUMENT);
+- past `limit.numPendingActivities.error` the workflow task fails with PENDING_ACTIVITIES_LIMIT_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import TerminatedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from . import servers
+from .helpers import event_types, new_id, run_worker, wait_for_event
+from .servers import REFERENCE, ServerProcess, compat_target
+from .workflows import HistoryGrower, ParallelActivities, WaitForSignal
+
+HISTORY_COUNT_LIMIT = 40
+SIGNALS_LIMIT = 5
+PENDING_ACTIVITIES_LIMIT = 2
+
+
+@pytest.fixture(scope="module")
+async def limited_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    workdir = tmp_path_factory.mktemp("run-limits")
+    srv = (
+        servers.reference_server(workdir)
+        if compat_target() == REFERENCE
+        else servers.hourglass_server(workdir)
+    )
+    for value in (
+        f"limit.historyCount.error={HISTORY_COUNT_LIMIT}",
+        f"history.maximumSignalsPerExecution={SIGNALS_LIMIT}",
+        f"limit.numPendingActivities.error={PENDING_ACTIVITIES_LIMIT}",
+    ):
+        srv.argv += ["--dynamic-config-value", value]
+    try:
+        await srv.start()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+async def limited_client(limited_server: ServerProcess) -> Client:
+    return await Client.connect(limited_server.address)
+
+
+async def test_history_count_limit_terminates_the_run(limited_client: Client) -> None:
+    async with run_worker(limited_client, workflows=[HistoryGrower]) as tq:
+        handle = await limited_client.start_workflow(HistoryGrower.run, id=new_id(), task_queue=tq)
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED")
+        # One workflow task that starts 50 timers would take the history to 58 events: over the limit.
+        await handle.signal(HistoryGrower.grow, 50)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 30)
+    assert isinstance(failure.value.cause, TerminatedError)
+    history = await handle.fetch_history()
+    last = history.events[-1]
+    assert last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED
+    assert (
+        last.workflow_execution_terminated_event_attributes.reason == "Workflow history count exceeds limit."
+    )
+    assert last.workflow_execution_terminated_event_attributes.identity == "history-service"
+    # Nothing of the refused workflow task's completion was written: no timer was started.
+    assert await event_types(handle) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_FAILED",
+        "WORKFLOW_EXECUTION_TERMINATED",
+    ]
+    failed = history.events[-2].workflow_task_failed_event_attributes
+    assert failed.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND
+
+
+async def test_signals_past_the_limit_are_refused(limited_client: Client) -> None:
+    # No worker: the signals only append to the history.
+    handle = await limited_client.start_workflow(WaitForSignal.run, id=new_id(), task_queue=new_id("tq"))
+    for _ in range(SIGNALS_LIMIT):
+        await handle.signal(WaitForSignal.finish, "x")
+    with pytest.raises(RPCError) as refused:
+        await handle.signal(WaitForSignal.finish, "one too many")
+    assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert refused.value.message == "exceeded workflow execution limit for signal events"
+    # Signal-with-start on the running workflow is a signal too.
+    with pytest.raises(RPCError) as refused_again:
+        await limited_client.start_workflow(
+            WaitForSignal.run,
+            id=handle.id,
+            task_queue=new_id("tq"),
+            start_signal="finish",
+            start_signal_args=["again"],
+        )
+    assert refused_again.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert refused_again.value.message == "exceeded workflow execution limit for signal events"
+    assert (await event_types(handle)).count("WORKFLOW_EXECUTION_SIGNALED") == SIGNALS_LIMIT
+    await handle.terminate("done")
+
+
+async def test_pending_activities_limit_fails_the_workflow_task(limited_client: Client) -> None:
+    async with run_worker(limited_client, workflows=[ParallelActivities]) as tq:
+        handle = await limited_client.start_workflow(
+            ParallelActivities.run, PENDING_ACTIVITIES_LIMIT + 1, id=new_id(), task_queue=tq
+        )
+        await wait_for_event(handle, "WORKFLOW_TASK_FAILED", timeout=20)
+        await handle.terminate("done")
+    history = await handle.fetch_history()
+    failed = next(e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+    attrs = failed.workflow_task_failed_event_attributes
+    assert attrs.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED
+    assert attrs.failure.message == (
+        f"PendingActivitiesLimitExceeded: the number of pending activities, {PENDING_ACTIVITIES_LIMIT}, "
+        f"has reached the per-workflow limit of {PENDING_ACTIVITIES_LIMIT}"
+    )
+    assert "ACTIVITY_TASK_SCHEDULED" not in await event_types(handle)
