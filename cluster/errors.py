@@ -65,6 +65,16 @@ class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class WorkflowNotReady(ServiceError):
+    """The run cannot take the request now (its workflow task keeps failing); the reference's
+    FAILED_PRECONDITION with a WorkflowNotReadyFailure detail."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errordetails.WorkflowNotReadyFailure())
+
+
 class QueryFailed(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -59,6 +59,7 @@ from hourglass.cluster.errors import (
     StickyWorkerUnavailable,
     Unavailable,
     WorkflowAlreadyStarted,
+    WorkflowNotReady,
 )
 from hourglass.cluster.history import activity_ops, continuation, events_cache, history_limits
 from hourglass.cluster.history.commands import CommandError, handle_commands
@@ -82,6 +83,9 @@ from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import (
     ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE,
+    FAILING_TASK_ATTEMPT,
+    WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE,
+    WORKFLOW_TASK_FAILED_MESSAGE,
     InFlightUpdate,
     ProtocolError,
     UpdateProtocol,
@@ -723,6 +727,7 @@ class HistoryEngine:
                 and current.scheduled_event_id == scheduled_event_id
                 and current.started_time_ms == started_time_ms
             ):
+                self._abort_task_updates(key, current, tr)
                 tr.materialize_speculative_workflow_task()
                 tr.timeout_workflow_task()
 
@@ -851,7 +856,8 @@ class HistoryEngine:
             err = failed[-1]
 
             def fail(ms: MutableState, tr: Transition):
-                self._started_workflow_task(ms, token)
+                wt = self._started_workflow_task(ms, token)
+                self._abort_task_updates(key, wt, tr, WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE)
                 tr.fail_workflow_task(err.cause, Failure(message=err.failure_message), request.identity)
 
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
@@ -891,11 +897,23 @@ class HistoryEngine:
     async def respond_workflow_task_failed(
         self, token: TaskToken, cause: int, failure: Failure | None, identity: str
     ) -> None:
+        key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
+
         def fail(ms: MutableState, tr: Transition):
-            self._started_workflow_task(ms, token)
+            wt = self._started_workflow_task(ms, token)
+            self._abort_task_updates(key, wt, tr)
             tr.fail_workflow_task(cause, failure, identity)
 
         await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
+
+    def _abort_task_updates(
+        self, key: ExecutionKey, wt, tr: Transition, message: str = WORKFLOW_TASK_FAILED_MESSAGE
+    ) -> None:
+        """A workflow task that carried updates fails or times out: once that is committed, its updates are
+        answered with the reference's error and left out of the next attempt (see updates.py)."""
+        registry = self.shard_for(key.namespace_id, key.workflow_id).find_update_registry(key)
+        if registry:
+            tr.effects.append(registry.abort_sent_with(wt, message))
 
     async def reset_sticky_task_queue(self, namespace_id: str, execution: WorkflowExecution) -> None:
         """Forget the run's sticky queue: its next workflow task goes to the normal queue, full history.
@@ -1147,6 +1165,10 @@ class HistoryEngine:
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             result = await self._wait_update(key, update_id, stage, deadline, entry)
+        except WorkflowNotReady:
+            # The run started but its first task failed on the update: answer the start, with the update
+            # merely admitted, so the caller keeps its handle on the run; its retry gets the update's error.
+            result = UpdateResult(key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED, None)
         except _RunContinued:
             raise MultiOperationFailed(
                 None, NotFound("workflow update was aborted by closing workflow")
@@ -1190,8 +1212,13 @@ class HistoryEngine:
                 return ms.info.run_id, None  # accepted before: its outcome is in history
             if not ms.running:
                 raise NotFound("workflow execution already completed")
+            if ms.workflow_task is not None and ms.workflow_task.attempt >= FAILING_TASK_ATTEMPT:
+                # The run's workflow task keeps failing: an update would only fail with it (reference).
+                raise WorkflowNotReady(WORKFLOW_TASK_FAILED_MESSAGE)
             key = ExecutionKey(namespace_id, workflow_id, ms.info.run_id)
             entry = shard.update_registry(key).admit(request)
+            if entry.error is not None:
+                raise entry.error  # its workflow task failed on it before: it is not tried again
             if self._needs_speculative_task(ms):
                 dispatch.append(tr.schedule_speculative_workflow_task().scheduled_event_id)
                 shard.remember_speculative(key, ms)
@@ -1317,6 +1344,8 @@ class HistoryEngine:
                     return UpdateResult(
                         key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED, outcome
                     )
+                if entry is not None and entry.error is not None:
+                    raise entry.error
                 if entry is None:
                     raise NotFound(f'update "{update_id}" not found')
                 if not ms.running:
@@ -1752,6 +1781,9 @@ class HistoryEngine:
                     if not wt.started:
                         tr.time_out_sticky_workflow_task()
                 elif wt.started:
+                    self._abort_task_updates(
+                        ExecutionKey(task.namespace_id, task.workflow_id, task.run_id), wt, tr
+                    )
                     tr.timeout_workflow_task()
             elif kind == TimerKind.ACTIVITY_TIMEOUT:
                 self._fire_activity_timeout(ms, tr, data, task.fire_time_ms)
