@@ -36,6 +36,7 @@ from hourglass.cluster.history.external import (
     initiate_child,
     initiate_signal_external,
 )
+from hourglass.cluster.history.history_limits import memo_too_large
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.runs import DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
@@ -57,11 +58,13 @@ MAX_ID_LENGTH = 1000
 class CommandError(Exception):
     """Fails the workflow task with `cause`. `silent` ones are answered OK to the worker (as the reference)."""
 
-    def __init__(self, cause: int, message: str, silent: bool = False) -> None:
+    def __init__(self, cause: int, message: str, silent: bool = False, terminate: bool = False) -> None:
         super().__init__(message)
         self.cause = cause
         self.message = message
         self.silent = silent
+        # The reference terminates the workflow too (a memo over its size limit): retrying cannot help.
+        self.terminate = terminate
 
     @property
     def failure_message(self) -> str:
@@ -114,6 +117,12 @@ def _check_blob_size(command: Command, max_blob_bytes: int) -> None:
             else Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
             f"{CommandType.Name(command.command_type)} payload size exceeds the limit of {max_blob_bytes} bytes",
         )
+
+
+def _check_memo(memo: Memo, cause: int, message: str) -> None:
+    """A memo over limit.memoSize.error fails the task and terminates the workflow, as on the reference."""
+    if memo_too_large(memo):
+        raise CommandError(cause, message, terminate=True)
 
 
 def _check_pending(pending: int, limit: int, what: str, cause: int) -> None:
@@ -254,6 +263,7 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
     a = command.continue_as_new_workflow_execution_command_attributes
     info = tr.ms.info
     bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_CONTINUE_AS_NEW_ATTRIBUTES
+    _check_memo(a.memo, bad, "ContinueAsNewWorkflowExecutionCommandAttributes. Memo exceeds size limit.")
     for d, name in (
         (a.workflow_run_timeout, "WorkflowRunTimeout"),
         (a.workflow_task_timeout, "WorkflowTaskTimeout"),
@@ -331,6 +341,7 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
             raise CommandError(bad, "Invalid timeout on command: it must not be negative.")
     if a.parent_close_policy not in ParentClosePolicy.values():
         raise CommandError(bad, f"Invalid ParentClosePolicy {a.parent_close_policy} on command.")
+    _check_memo(a.memo, bad, "StartChildWorkflowExecutionCommandAttributes.Memo exceeds size limit.")
     namespace = a.namespace or info.namespace
     attrs = StartChildWorkflowExecutionInitiatedEventAttributes(
         namespace=namespace,
@@ -473,9 +484,16 @@ def _merge_payloads(current, upserted) -> None:
 def _modify_properties(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.modify_workflow_properties_command_attributes
     info = tr.ms.info
-    if info.memo is None:
-        info.memo = Memo()
-    _merge_payloads(info.memo.fields, a.upserted_memo.fields)
+    merged = Memo()
+    if info.memo is not None:
+        merged.CopyFrom(info.memo)
+    _merge_payloads(merged.fields, a.upserted_memo.fields)
+    _check_memo(
+        merged,
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_MODIFY_WORKFLOW_PROPERTIES_ATTRIBUTES,
+        "ModifyWorkflowPropertiesCommandAttributes. Memo exceeds size limit.",
+    )
+    info.memo = merged
     tr.add_event(
         EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
         WorkflowPropertiesModifiedEventAttributes(

@@ -498,6 +498,8 @@ class HistoryEngine:
         """Start a run. `on_new_run` is told the new run's key before it is committed (and so before its
         first workflow task can be polled): update-with-start admits its update there. `eager` starts the
         first workflow task at once and returns it (request_eager_execution), when there is one to start."""
+        if request.HasField("memo"):
+            history_limits.check_start_memo(request.memo)
         shard = self.shard_for(namespace_id, request.workflow_id)
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
@@ -858,7 +860,14 @@ class HistoryEngine:
             def fail(ms: MutableState, tr: Transition):
                 wt = self._started_workflow_task(ms, token)
                 self._abort_task_updates(key, wt, tr, WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE)
-                tr.fail_workflow_task(err.cause, Failure(message=err.failure_message), request.identity)
+                tr.fail_workflow_task(
+                    err.cause,
+                    Failure(message=err.failure_message),
+                    request.identity,
+                    schedule_next=not err.terminate,
+                )
+                if err.terminate:
+                    tr.terminate_workflow(err.failure_message, None, history_limits.IDENTITY)
 
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:

@@ -1,5 +1,5 @@
 """The reference's hard limits on one run's history: past them the run is terminated, not written on;
-and its limit on the signals one run may receive.
+its limit on the signals one run may receive, and on the size of a memo.
 
 Every transition of a running workflow is checked before it is committed, as the reference checks
 each update of a run: a history whose size (as committed so far) is over `limit.historySize.error`, or
@@ -13,6 +13,8 @@ A transition that closes the run or continues it as new is not checked (nothing 
 from __future__ import annotations
 
 import logging
+
+from temporalio.api.common.v1 import Memo
 
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.limits import LIMITS
@@ -36,6 +38,25 @@ class SignalsLimitExceeded(InvalidArgument):
 
     def __init__(self) -> None:
         super().__init__("exceeded workflow execution limit for signal events")
+
+
+MEMO_SIZE_EXCEEDED = "Memo size exceeds limit."
+
+
+def memo_too_large(memo: Memo) -> bool:
+    """Is a memo (serialized) over `limit.memoSize.error`? As on the reference, only a memo over
+    `limit.memoSize.warn` is checked against the error limit (and logged)."""
+    size = memo.ByteSize()
+    if size <= LIMITS.memo_size_warn_bytes:
+        return False
+    log.warning("memo size %d bytes exceeds the warn limit %d", size, LIMITS.memo_size_warn_bytes)
+    return size > LIMITS.memo_size_error_bytes
+
+
+def check_start_memo(memo: Memo) -> None:
+    """A start whose memo is over the limit is refused with the reference's INVALID_ARGUMENT."""
+    if memo_too_large(memo):
+        raise InvalidArgument(MEMO_SIZE_EXCEEDED)
 
 
 def check_signal_allowed(ms: MutableState) -> None:

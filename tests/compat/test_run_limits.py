@@ -5,7 +5,9 @@ dynamic-config keys (`--dynamic-config-value`), so each limit is reached in a fe
 - past `limit.historyCount.error` the run is terminated ("Workflow history count exceeds limit.") and the
   request that would have grown it gets INVALID_ARGUMENT with that reason;
 - past `history.maximumSignalsPerExecution` a signal is refused (INVALID_ARGUMENT);
+- past `limit.historySize.error` likewise ("Workflow history size exceeds limit.");
 - past `limit.numPendingActivities.error` the workflow task fails with PENDING_ACTIVITIES_LIMIT_EXCEEDED;
+- past `limit.memoSize.error` a start is refused, and a memo upsert fails the task and terminates the run;
 - an update whose handler cannot take its input gets FAILED_PRECONDITION "Unable to perform workflow
   execution update due to Workflow Task in failed state." and the workflow carries on.
 """
@@ -26,11 +28,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from . import servers
 from .helpers import event_types, new_id, run_worker, wait_for_event
 from .servers import REFERENCE, ServerProcess, compat_target
-from .workflows import HistoryGrower, ParallelActivities, Settable, WaitForSignal
+from .workflows import HistoryGrower, ParallelActivities, Settable, UpsertBigMemo, WaitForSignal
 
 HISTORY_COUNT_LIMIT = 40
 SIGNALS_LIMIT = 5
 PENDING_ACTIVITIES_LIMIT = 2
+HISTORY_SIZE_LIMIT = 20_000
+MEMO_SIZE_LIMIT = 1000
 UPDATE_FAILED = "Unable to perform workflow execution update due to Workflow Task in failed state."
 
 
@@ -46,6 +50,10 @@ async def limited_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         f"limit.historyCount.error={HISTORY_COUNT_LIMIT}",
         f"history.maximumSignalsPerExecution={SIGNALS_LIMIT}",
         f"limit.numPendingActivities.error={PENDING_ACTIVITIES_LIMIT}",
+        f"limit.historySize.error={HISTORY_SIZE_LIMIT}",
+        f"limit.memoSize.error={MEMO_SIZE_LIMIT}",
+        # The reference checks the error limit only for a memo over the warn limit (2 KiB by default).
+        f"limit.memoSize.warn={MEMO_SIZE_LIMIT // 2}",
     ):
         srv.argv += ["--dynamic-config-value", value]
     try:
@@ -114,6 +122,55 @@ async def test_signals_past_the_limit_are_refused(limited_client: Client) -> Non
     assert refused_again.value.message == "exceeded workflow execution limit for signal events"
     assert (await event_types(handle)).count("WORKFLOW_EXECUTION_SIGNALED") == SIGNALS_LIMIT
     await handle.terminate("done")
+
+
+async def test_history_size_limit_terminates_the_run(limited_client: Client) -> None:
+    # No worker. The first big signal is written (the history was small before it); the next request finds
+    # the history over the limit and terminates the run instead.
+    handle = await limited_client.start_workflow(WaitForSignal.run, id=new_id(), task_queue=new_id("tq"))
+    await handle.signal(WaitForSignal.finish, "x" * (HISTORY_SIZE_LIMIT + 1000))
+    with pytest.raises(RPCError) as refused:
+        await handle.signal(WaitForSignal.finish, "small")
+    assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert refused.value.message == "Workflow history size exceeds limit."
+    assert await event_types(handle) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_EXECUTION_TERMINATED",
+    ]
+    last = (await handle.fetch_history()).events[-1].workflow_execution_terminated_event_attributes
+    assert (last.reason, last.identity) == ("Workflow history size exceeds limit.", "history-service")
+
+
+async def test_memo_size_limit(limited_client: Client) -> None:
+    with pytest.raises(RPCError) as refused:
+        await limited_client.start_workflow(
+            WaitForSignal.run, id=new_id(), task_queue=new_id("tq"), memo={"big": "x" * MEMO_SIZE_LIMIT}
+        )
+    assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert refused.value.message == "Memo size exceeds limit."
+    async with run_worker(limited_client, workflows=[UpsertBigMemo]) as tq:
+        handle = await limited_client.start_workflow(
+            UpsertBigMemo.run, MEMO_SIZE_LIMIT, id=new_id(), task_queue=tq
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 30)
+    assert isinstance(failure.value.cause, TerminatedError)
+    reason = "BadModifyWorkflowPropertiesAttributes: ModifyWorkflowPropertiesCommandAttributes. Memo exceeds size limit."
+    events = (await handle.fetch_history()).events
+    assert [EventType.Name(e.event_type) for e in events[-2:]] == [
+        "EVENT_TYPE_WORKFLOW_TASK_FAILED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
+    ]
+    failed = events[-2].workflow_task_failed_event_attributes
+    assert (
+        failed.cause
+        == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_BAD_MODIFY_WORKFLOW_PROPERTIES_ATTRIBUTES
+    )
+    assert failed.failure.message == reason
+    terminated = events[-1].workflow_execution_terminated_event_attributes
+    assert (terminated.reason, terminated.identity) == (reason, "history-service")
 
 
 async def test_pending_activities_limit_fails_the_workflow_task(limited_client: Client) -> None:

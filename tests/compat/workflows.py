@@ -659,6 +659,16 @@ class Settable:
 
 
 @workflow.defn
+class UpsertBigMemo:
+    """Upserts a memo value of `size` characters, then waits for ever."""
+
+    @workflow.run
+    async def run(self, size: int) -> None:
+        workflow.upsert_memo({"big": "x" * size})
+        await workflow.wait_condition(lambda: False)
+
+
+@workflow.defn
 class ParallelActivities:
     """Runs `n` activities at once (each a short say_hello)."""
 
@@ -676,6 +686,7 @@ class ParallelActivities:
 
 ALL_WORKFLOWS = [
     Settable,
+    UpsertBigMemo,
     ParallelActivities,
     Counter,
     ZeroTimer,
