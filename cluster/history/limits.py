@@ -50,6 +50,10 @@ class HistoryLimits:
     # A memo set by a start or a command (bytes of the serialized Memo).
     memo_size_error_bytes: int = 2 * 1024 * 1024
     memo_size_warn_bytes: int = 2 * 1024
+    # Search attributes a start or a command sets: how many, each value's bytes, the whole map's bytes.
+    search_attributes_number_of_keys: int = 100
+    search_attributes_size_of_value: int = 2 * 1024
+    search_attributes_total_size: int = 40 * 1024
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -75,6 +79,9 @@ _KEYS = {
     "limit.numPendingCancelRequests.error": "num_pending_cancel_requests_error",
     "limit.memoSize.error": "memo_size_error_bytes",
     "limit.memoSize.warn": "memo_size_warn_bytes",
+    "frontend.searchAttributesNumberOfKeysLimit": "search_attributes_number_of_keys",
+    "frontend.searchAttributesSizeOfValueLimit": "search_attributes_size_of_value",
+    "frontend.searchAttributesTotalSizeLimit": "search_attributes_total_size",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

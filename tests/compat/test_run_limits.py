@@ -8,6 +8,7 @@ dynamic-config keys (`--dynamic-config-value`), so each limit is reached in a fe
 - past `limit.historySize.error` likewise ("Workflow history size exceeds limit.");
 - past `limit.numPendingActivities.error` the workflow task fails with PENDING_ACTIVITIES_LIMIT_EXCEEDED;
 - past `limit.memoSize.error` a start is refused, and a memo upsert fails the task and terminates the run;
+- a search attribute value over `frontend.searchAttributesSizeOfValueLimit` is refused;
 - an update whose handler cannot take its input gets FAILED_PRECONDITION "Unable to perform workflow
   execution update due to Workflow Task in failed state." and the workflow carries on.
 """
@@ -19,22 +20,31 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import EventType, IndexedValueType, WorkflowTaskFailedCause
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import TerminatedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from . import servers
 from .helpers import event_types, new_id, run_worker, wait_for_event
 from .servers import REFERENCE, ServerProcess, compat_target
-from .workflows import HistoryGrower, ParallelActivities, Settable, UpsertBigMemo, WaitForSignal
+from .workflows import (
+    UPSERTED_KEYWORD,
+    HistoryGrower,
+    ParallelActivities,
+    Settable,
+    UpsertBigMemo,
+    WaitForSignal,
+)
 
 HISTORY_COUNT_LIMIT = 40
 SIGNALS_LIMIT = 5
 PENDING_ACTIVITIES_LIMIT = 2
 HISTORY_SIZE_LIMIT = 20_000
 MEMO_SIZE_LIMIT = 1000
+SEARCH_ATTRIBUTE_VALUE_LIMIT = 100
 UPDATE_FAILED = "Unable to perform workflow execution update due to Workflow Task in failed state."
 
 
@@ -52,6 +62,7 @@ async def limited_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         f"limit.numPendingActivities.error={PENDING_ACTIVITIES_LIMIT}",
         f"limit.historySize.error={HISTORY_SIZE_LIMIT}",
         f"limit.memoSize.error={MEMO_SIZE_LIMIT}",
+        f"frontend.searchAttributesSizeOfValueLimit={SEARCH_ATTRIBUTE_VALUE_LIMIT}",
         # The reference checks the error limit only for a memo over the warn limit (2 KiB by default).
         f"limit.memoSize.warn={MEMO_SIZE_LIMIT // 2}",
     ):
@@ -171,6 +182,28 @@ async def test_memo_size_limit(limited_client: Client) -> None:
     assert failed.failure.message == reason
     terminated = events[-1].workflow_execution_terminated_event_attributes
     assert (terminated.reason, terminated.identity) == (reason, "history-service")
+
+
+async def test_search_attribute_value_size_limit(limited_client: Client) -> None:
+    await limited_client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={UPSERTED_KEYWORD.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+    value = "k" * SEARCH_ATTRIBUTE_VALUE_LIMIT  # 102 bytes as a JSON string
+    with pytest.raises(RPCError) as refused:
+        await limited_client.start_workflow(
+            WaitForSignal.run,
+            id=new_id(),
+            task_queue=new_id("tq"),
+            search_attributes=TypedSearchAttributes([SearchAttributePair(UPSERTED_KEYWORD, value)]),
+        )
+    assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert refused.value.message == (
+        f"search attribute {UPSERTED_KEYWORD.name} value size {SEARCH_ATTRIBUTE_VALUE_LIMIT + 2} "
+        f"exceeds size limit {SEARCH_ATTRIBUTE_VALUE_LIMIT}"
+    )
 
 
 async def test_pending_activities_limit_fails_the_workflow_task(limited_client: Client) -> None:
