@@ -71,7 +71,8 @@ class CommandError(Exception):
         """How the reference words it, in the WorkflowTaskFailed event and to the worker: the cause's name
         first ("PendingActivitiesLimitExceeded: the number of pending activities, ...")."""
         name = Cause.Name(self.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
-        return f"{''.join(part.capitalize() for part in name.split('_'))}: {self.message}"
+        name = "".join(part.capitalize() for part in name.split("_"))
+        return f"{name}: {self.message}" if self.message else name
 
 
 def handle_commands(
@@ -89,12 +90,9 @@ def handle_commands(
                 f"invalid command sequence: [{CommandType.Name(command.command_type)}] after the workflow closed",
             )
         if command.command_type in _CLOSE_COMMANDS and had_buffered_events:
-            # New events (signals...) arrived while the task ran: the workflow must see them first.
-            raise CommandError(
-                Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
-                "Workflow task completed with unhandled new events; the workflow must process them first.",
-                silent=True,
-            )
+            # New events (signals...) arrived while the task ran: the workflow must see them first. The
+            # reference's failure says only "UnhandledCommand" (no message of its own).
+            raise CommandError(Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, "", silent=True)
         _check_blob_size(command, max_blob_bytes)
         handler = _HANDLERS.get(command.command_type)
         if handler is None:

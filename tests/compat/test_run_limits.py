@@ -18,10 +18,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
-from temporalio.api.enums.v1 import EventType, IndexedValueType, WorkflowTaskFailedCause
+from temporalio.api.command.v1 import Command, CompleteWorkflowExecutionCommandAttributes
+from temporalio.api.enums.v1 import CommandType, EventType, IndexedValueType, WorkflowTaskFailedCause
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    PollWorkflowTaskQueueRequest,
+    RespondWorkflowTaskCompletedRequest,
+)
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import TerminatedError
@@ -275,3 +282,36 @@ async def test_update_with_start_with_bad_input_fails_and_the_workflow_carries_o
         assert refused.value.status == RPCStatusCode.FAILED_PRECONDITION
         assert refused.value.message == UPDATE_FAILED
         await _carries_on(await start.workflow_handle())
+
+
+async def test_workflow_task_failure_messages_name_the_cause(limited_client: Client) -> None:
+    """A command the server refuses fails the task with the cause's name first, as the reference words it;
+    a completion that ignores a signal that arrived meanwhile says only "UnhandledCommand"."""
+    tq = new_id("raw")
+    handle = await limited_client.start_workflow(WaitForSignal.run, id=new_id(), task_queue=tq)
+    task = await limited_client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
+        timeout=timedelta(seconds=10),
+    )
+    await handle.signal(WaitForSignal.finish, "meanwhile")
+    complete = Command(
+        command_type=CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+        complete_workflow_execution_command_attributes=CompleteWorkflowExecutionCommandAttributes(),
+    )
+    try:
+        await limited_client.workflow_service.respond_workflow_task_completed(
+            RespondWorkflowTaskCompletedRequest(
+                namespace="default", task_token=task.task_token, identity="raw", commands=[complete]
+            )
+        )
+    except RPCError as e:  # the reference answers INVALID_ARGUMENT, Hourglass OK: either way it failed
+        assert e.status == RPCStatusCode.INVALID_ARGUMENT
+    await wait_for_event(handle, "WORKFLOW_TASK_FAILED")
+    failed = next(
+        e.workflow_task_failed_event_attributes
+        for e in (await handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    )
+    assert failed.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+    assert failed.failure.message == "UnhandledCommand"
+    await handle.terminate("done")
