@@ -55,30 +55,44 @@ SEARCH_ATTRIBUTE_VALUE_LIMIT = 100
 UPDATE_FAILED = "Unable to perform workflow execution update due to Workflow Task in failed state."
 
 
+LIMITS = {
+    "limit.historyCount.error": HISTORY_COUNT_LIMIT,
+    "history.maximumSignalsPerExecution": SIGNALS_LIMIT,
+    "limit.numPendingActivities.error": PENDING_ACTIVITIES_LIMIT,
+    "limit.historySize.error": HISTORY_SIZE_LIMIT,
+    "limit.memoSize.error": MEMO_SIZE_LIMIT,
+    # The reference checks the error limit only for a memo over the warn limit (2 KiB by default).
+    "limit.memoSize.warn": MEMO_SIZE_LIMIT // 2,
+    "frontend.searchAttributesSizeOfValueLimit": SEARCH_ATTRIBUTE_VALUE_LIMIT,
+}
+
+
 @pytest.fixture(scope="module")
 async def limited_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """A server of the target's kind (the limits live in history, so Cassandra behaves as SQLite)."""
     workdir = tmp_path_factory.mktemp("run-limits")
-    srv = (
-        servers.reference_server(workdir)
-        if compat_target() == REFERENCE
-        else servers.hourglass_server(workdir)
-    )
-    for value in (
-        f"limit.historyCount.error={HISTORY_COUNT_LIMIT}",
-        f"history.maximumSignalsPerExecution={SIGNALS_LIMIT}",
-        f"limit.numPendingActivities.error={PENDING_ACTIVITIES_LIMIT}",
-        f"limit.historySize.error={HISTORY_SIZE_LIMIT}",
-        f"limit.memoSize.error={MEMO_SIZE_LIMIT}",
-        f"frontend.searchAttributesSizeOfValueLimit={SEARCH_ATTRIBUTE_VALUE_LIMIT}",
-        # The reference checks the error limit only for a memo over the warn limit (2 KiB by default).
-        f"limit.memoSize.warn={MEMO_SIZE_LIMIT // 2}",
-    ):
-        srv.argv += ["--dynamic-config-value", value]
+    release = None
+    if compat_target() == servers.HOURGLASS_CASSANDRA:
+        from hourglass.persistence.cassandra import testing as cassandra
+
+        cluster = cassandra.acquire()
+        release = cassandra.release
+        srv = servers.hourglass_cassandra_server(workdir, cluster.hosts, cluster.port, dynamic_config=LIMITS)
+    else:
+        srv = (
+            servers.reference_server(workdir)
+            if compat_target() == REFERENCE
+            else servers.hourglass_server(workdir)
+        )
+        for key, value in LIMITS.items():
+            srv.argv += ["--dynamic-config-value", f"{key}={value}"]
     try:
         await srv.start()
         yield srv
     finally:
         srv.stop()
+        if release is not None:
+            release()
 
 
 @pytest.fixture
