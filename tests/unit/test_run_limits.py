@@ -1,0 +1,87 @@
+"""Per-run limits and the updates of a failed workflow task, on mutable state and the update registry
+(no server, no store). tests/compat/test_run_limits.py proves the same against the reference."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.api.common.v1 import Memo, Payload
+from temporalio.api.update.v1 import Meta, Request
+
+from hourglass.cluster.errors import WorkflowNotReady
+from hourglass.cluster.history import history_limits
+from hourglass.cluster.history.limits import LIMITS
+from hourglass.cluster.history.transition import Transition
+from hourglass.cluster.history.updates import WORKFLOW_TASK_FAILED_MESSAGE, UpdateRegistry
+
+from .states import minimal_state
+
+
+@pytest.fixture
+def limits():
+    """LIMITS, restored after the test."""
+    saved = LIMITS.__dict__.copy()
+    yield LIMITS
+    LIMITS.__dict__.update(saved)
+
+
+def test_history_count_counts_the_transitions_events_and_size_what_was_committed(limits) -> None:
+    limits.history_count_error = 10
+    limits.history_size_error_bytes = 1000
+    ms = minimal_state()
+    ms.next_event_id = 11  # 10 events, none past the limit
+    assert history_limits.exceeded(ms, 1) is None
+    ms.next_event_id = 12
+    assert history_limits.exceeded(ms, 1) == "Workflow history count exceeds limit."
+    ms.next_event_id = 5
+    ms.history_size_bytes = 1001
+    assert history_limits.exceeded(ms, 1) == "Workflow history size exceeds limit."
+    ms.info.status = 2  # closed: nothing to terminate
+    assert history_limits.exceeded(ms, 1) is None
+
+
+def test_signals_are_counted_and_bounded(limits) -> None:
+    limits.maximum_signals_per_execution = 2
+    ms = minimal_state()
+    for _ in range(2):
+        history_limits.check_signal_allowed(ms)
+        Transition(ms, 1).signal("s", None, "me")
+    assert ms.info.signal_count == 2
+    with pytest.raises(history_limits.SignalsLimitExceeded, match="exceeded workflow execution limit"):
+        history_limits.check_signal_allowed(ms)
+    limits.maximum_signals_per_execution = 0  # no limit
+    history_limits.check_signal_allowed(ms)
+
+
+def test_a_memo_is_checked_against_the_error_limit_only_past_the_warn_limit(limits) -> None:
+    memo = Memo(fields={"k": Payload(data=b"x" * 100)})
+    limits.memo_size_error_bytes = 50
+    limits.memo_size_warn_bytes = 200
+    assert not history_limits.memo_too_large(memo)  # as the reference: under warn, never an error
+    limits.memo_size_warn_bytes = 20
+    assert history_limits.memo_too_large(memo)
+    with pytest.raises(history_limits.InvalidArgument, match="Memo size exceeds limit."):
+        history_limits.check_start_memo(memo)
+
+
+async def test_updates_of_a_failed_task_get_the_error_and_are_not_shipped_again() -> None:
+    ms = minimal_state()
+    Transition(ms, 1).schedule_workflow_task()
+    wt = Transition(ms, 2).start_workflow_task("r", "worker")
+    registry = UpdateRegistry()
+    entry = registry.admit(Request(meta=Meta(update_id="u1")))
+    assert registry.ship(wt) == [entry]
+    abort = registry.abort_sent_with(wt)
+    assert entry.error is None  # only once the task's failure is committed
+    waiter = asyncio.ensure_future(entry.changed.wait())
+    abort()
+    await asyncio.wait_for(waiter, 1)
+    assert isinstance(entry.error, WorkflowNotReady)
+    assert entry.error.message == WORKFLOW_TASK_FAILED_MESSAGE
+    # The next attempt does not carry it; a retry of the same update id finds the same answer.
+    Transition(ms, 3).fail_workflow_task(1, None, "worker")
+    next_wt = Transition(ms, 4).start_workflow_task("r2", "worker")
+    assert registry.undelivered(next_wt) == []
+    assert registry.ship(next_wt) == []
+    assert registry.admit(Request(meta=Meta(update_id="u1"))).error is entry.error
