@@ -51,11 +51,13 @@ from temporalio.api.workflowservice.v1 import (
 from hourglass.cluster.errors import (
     DeadlineExceeded,
     FailedPrecondition,
+    HistoryLimitExceeded,
     InvalidArgument,
     MultiOperationFailed,
     NotFound,
     ServiceError,
     ShardNotOwned,
+    SignalsLimitExceeded,
     StickyWorkerUnavailable,
     Unavailable,
     WorkflowAlreadyStarted,
@@ -70,7 +72,6 @@ from hourglass.cluster.history.external import (
     record_external_cancel_requested,
     record_external_signaled,
 )
-from hourglass.cluster.history.history_limits import HistoryLimitExceeded, SignalsLimitExceeded
 from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState, ParentInfo
 from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
@@ -1703,15 +1704,11 @@ class HistoryEngine:
                 f"{ms.info.run_id}:{req.initiated_event_id}",
                 a.header if a.HasField("header") else None,
             )
-        except NotFound:
+        except (NotFound, HistoryLimitExceeded):  # gone, or terminated for its history's size
             delivered = False
-        except InvalidArgument as e:
-            # By message, not class: from another member the error arrives as a plain InvalidArgument.
-            if e.message == SignalsLimitExceeded().message:
-                cause = SignalExternalCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_SIGNAL_COUNT_LIMIT_EXCEEDED
-            elif e.message not in history_limits.TERMINATION_REASONS:
-                raise
-            delivered = False  # the target has all the signals it may get, or was terminated for its size
+        except SignalsLimitExceeded:
+            delivered = False
+            cause = SignalExternalCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_SIGNAL_COUNT_LIMIT_EXCEEDED
         await self._record_external_outcome(
             ms, req.initiated_event_id, namespace_id, delivered, signal=True, cause=cause
         )

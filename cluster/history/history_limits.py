@@ -16,7 +16,7 @@ import logging
 
 from temporalio.api.common.v1 import Memo
 
-from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.errors import InvalidArgument, SignalsLimitExceeded
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import MutableState
 
@@ -24,20 +24,8 @@ log = logging.getLogger(__name__)
 
 HISTORY_SIZE_EXCEEDED = "Workflow history size exceeds limit."
 HISTORY_COUNT_EXCEEDED = "Workflow history count exceeds limit."
-TERMINATION_REASONS = (HISTORY_SIZE_EXCEEDED, HISTORY_COUNT_EXCEEDED)
 # Who terminated the run, as the reference's history shows it.
 IDENTITY = "history-service"
-
-
-class HistoryLimitExceeded(InvalidArgument):
-    """The request's transition would have passed a history limit: the run was terminated instead."""
-
-
-class SignalsLimitExceeded(InvalidArgument):
-    """The run already received `history.maximumSignalsPerExecution` signals (the reference's error)."""
-
-    def __init__(self) -> None:
-        super().__init__("exceeded workflow execution limit for signal events")
 
 
 MEMO_SIZE_EXCEEDED = "Memo size exceeds limit."

@@ -9,7 +9,7 @@ import pytest
 from temporalio.api.common.v1 import Memo, Payload
 from temporalio.api.update.v1 import Meta, Request
 
-from hourglass.cluster.errors import WorkflowNotReady
+from hourglass.cluster.errors import InvalidArgument, SignalsLimitExceeded, WorkflowNotReady
 from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.transition import Transition
@@ -48,7 +48,7 @@ def test_signals_are_counted_and_bounded(limits) -> None:
         history_limits.check_signal_allowed(ms)
         Transition(ms, 1).signal("s", None, "me")
     assert ms.info.signal_count == 2
-    with pytest.raises(history_limits.SignalsLimitExceeded, match="exceeded workflow execution limit"):
+    with pytest.raises(SignalsLimitExceeded, match="exceeded workflow execution limit"):
         history_limits.check_signal_allowed(ms)
     limits.maximum_signals_per_execution = 0  # no limit
     history_limits.check_signal_allowed(ms)
@@ -61,7 +61,7 @@ def test_a_memo_is_checked_against_the_error_limit_only_past_the_warn_limit(limi
     assert not history_limits.memo_too_large(memo)  # as the reference: under warn, never an error
     limits.memo_size_warn_bytes = 20
     assert history_limits.memo_too_large(memo)
-    with pytest.raises(history_limits.InvalidArgument, match="Memo size exceeds limit."):
+    with pytest.raises(InvalidArgument, match="Memo size exceeds limit."):
         history_limits.check_start_memo(memo)
 
 
@@ -85,3 +85,15 @@ async def test_updates_of_a_failed_task_get_the_error_and_are_not_shipped_again(
     assert registry.undelivered(next_wt) == []
     assert registry.ship(next_wt) == []
     assert registry.admit(Request(meta=Meta(update_id="u1"))).error is entry.error
+
+
+def test_limit_errors_cross_members_with_their_class() -> None:
+    """Between cluster members an error travels by class name: the engine tells a target that has all
+    its signals from one terminated for its size (external signals record the right cause)."""
+    from hourglass.cluster.errors import HistoryLimitExceeded
+    from hourglass.cluster.rpc import codec
+
+    for error in (SignalsLimitExceeded(), HistoryLimitExceeded("Workflow history count exceeds limit.")):
+        decoded = codec.decode_error(codec.encode_error(error))
+        assert type(decoded) is type(error)
+        assert (decoded.code, decoded.message) == (error.code, error.message)
