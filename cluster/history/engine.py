@@ -1820,8 +1820,8 @@ class HistoryEngine:
 
         try:
             await self._update(task.namespace_id, task.workflow_id, task.run_id, fire)
-        except NotFound:
-            pass
+        except (NotFound, HistoryLimitExceeded):
+            pass  # gone, or terminated for its history's size instead (done: nothing to retry)
 
     def _fire_activity_timeout(self, ms: MutableState, tr: Transition, data: dict, fire_time_ms: int) -> None:
         """A timeout timer fired: it applies if the activity's current deadline (its timeouts may have been
