@@ -4,13 +4,25 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
-from temporalio.api.common.v1 import Memo, Payload
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.command.v1 import (
+    Command,
+    RequestCancelExternalWorkflowExecutionCommandAttributes,
+    ScheduleActivityTaskCommandAttributes,
+    SignalExternalWorkflowExecutionCommandAttributes,
+    StartChildWorkflowExecutionCommandAttributes,
+)
+from temporalio.api.common.v1 import ActivityType, Memo, Payload, WorkflowExecution, WorkflowType
+from temporalio.api.enums.v1 import CommandType
+from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Meta, Request
 
 from hourglass.cluster.errors import InvalidArgument, SignalsLimitExceeded, WorkflowNotReady
 from hourglass.cluster.history import history_limits
+from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import WORKFLOW_TASK_FAILED_MESSAGE, UpdateRegistry
@@ -97,3 +109,72 @@ def test_limit_errors_cross_members_with_their_class() -> None:
         decoded = codec.decode_error(codec.encode_error(error))
         assert type(decoded) is type(error)
         assert (decoded.code, decoded.message) == (error.code, error.message)
+
+
+_PENDING_CASES = [
+    (
+        "activities",
+        "num_pending_activities_error",
+        Command(
+            command_type=CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+            schedule_activity_task_command_attributes=ScheduleActivityTaskCommandAttributes(
+                activity_id="a",
+                activity_type=ActivityType(name="act"),
+                task_queue=TaskQueue(name="q"),
+                start_to_close_timeout=Duration(seconds=5),
+            ),
+        ),
+        "PendingActivitiesLimitExceeded: the number of pending activities, 2, has reached the per-workflow "
+        "limit of 2",
+    ),
+    (
+        "children",
+        "num_pending_child_executions_error",
+        Command(
+            command_type=CommandType.COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION,
+            start_child_workflow_execution_command_attributes=StartChildWorkflowExecutionCommandAttributes(
+                workflow_id="child", workflow_type=WorkflowType(name="T")
+            ),
+        ),
+        "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2, has reached "
+        "the per-workflow limit of 2",
+    ),
+    (
+        "signals_requested",
+        "num_pending_signals_error",
+        Command(
+            command_type=CommandType.COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION,
+            signal_external_workflow_execution_command_attributes=SignalExternalWorkflowExecutionCommandAttributes(
+                execution=WorkflowExecution(workflow_id="other"), signal_name="s"
+            ),
+        ),
+        "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2, has reached the "
+        "per-workflow limit of 2",
+    ),
+    (
+        "cancels_requested",
+        "num_pending_cancel_requests_error",
+        Command(
+            command_type=CommandType.COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION,
+            request_cancel_external_workflow_execution_command_attributes=(
+                RequestCancelExternalWorkflowExecutionCommandAttributes(workflow_id="other")
+            ),
+        ),
+        "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2, "
+        "has reached the per-workflow limit of 2",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("pending", "limit", "command", "message"), _PENDING_CASES, ids=lambda v: str(v)[:20]
+)
+def test_a_command_past_a_pending_limit_fails_the_task(limits, pending, limit, command, message) -> None:
+    setattr(limits, limit, 2)
+    ms = minimal_state()
+    ms.info.namespace = "default"
+    # Two pending already (only their number matters to the check).
+    getattr(ms, pending).update({i: SimpleNamespace(activity_id=f"p{i}") for i in (1, 2)})
+    with pytest.raises(CommandError) as refused:
+        handle_commands(Transition(ms, 1), [command], 5, "worker", False, 2 * 1024 * 1024)
+    assert refused.value.failure_message == message
