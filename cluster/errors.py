@@ -65,6 +65,27 @@ class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class HistoryLimitExceeded(InvalidArgument):
+    """The request's transition would have passed a run's history limit: the run was terminated instead."""
+
+
+class SignalsLimitExceeded(InvalidArgument):
+    """The run already received `history.maximumSignalsPerExecution` signals (the reference's error)."""
+
+    def __init__(self) -> None:
+        super().__init__("exceeded workflow execution limit for signal events")
+
+
+class WorkflowNotReady(ServiceError):
+    """The run cannot take the request now (its workflow task keeps failing); the reference's
+    FAILED_PRECONDITION with a WorkflowNotReadyFailure detail."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errordetails.WorkflowNotReadyFailure())
+
+
 class QueryFailed(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from temporalio.api.common.v1 import SearchAttributes
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.persistence.store import Store
 from hourglass.persistence.visibility import attributes
 from hourglass.persistence.visibility.attributes import ValueType
@@ -27,10 +28,8 @@ from hourglass.persistence.visibility.query import QueryError
 from hourglass.persistence.visibility.resolve import parse_query
 from hourglass.persistence.visibility.values import InvalidValue, decode_payload, strict_value
 
-# The reference's defaults (dynamic config limit.searchAttributes.*).
-MAX_KEYS = 100
-MAX_VALUE_BYTES = 2 * 1024
-MAX_TOTAL_BYTES = 40 * 1024
+# The number and sizes of search attributes a workflow may carry are the reference's dynamic config
+# (frontend.searchAttributesNumberOfKeysLimit, ...SizeOfValueLimit, ...TotalSizeLimit): see limits.py.
 MAX_NAME_LENGTH = 255
 CACHE_TTL_S = 5.0
 
@@ -96,8 +95,9 @@ class SearchAttributeRegistry:
         if search_attributes is None or not search_attributes.indexed_fields:
             return
         fields = search_attributes.indexed_fields
-        if len(fields) > MAX_KEYS:
-            raise InvalidArgument(f"number of search attributes {len(fields)} exceeds limit {MAX_KEYS}")
+        max_keys = LIMITS.search_attributes_number_of_keys
+        if len(fields) > max_keys:
+            raise InvalidArgument(f"number of search attributes {len(fields)} exceeds limit {max_keys}")
         custom = await self.custom(namespace_id)
         for name in sorted(fields):
             value_type = _settable_type(name, custom)
@@ -110,15 +110,14 @@ class SearchAttributeRegistry:
                     f"invalid value for search attribute {name} of type {value_type.display_name}: "
                     f"{_show_payload(payload.data)}"
                 ) from None
-            if len(payload.data) > MAX_VALUE_BYTES:
+            max_value = LIMITS.search_attributes_size_of_value
+            if len(payload.data) > max_value:
                 raise InvalidArgument(
-                    f"search attribute {name} value size {len(payload.data)} exceeds size limit {MAX_VALUE_BYTES}"
+                    f"search attribute {name} value size {len(payload.data)} exceeds size limit {max_value}"
                 )
-        total = search_attributes.ByteSize()
-        if total > MAX_TOTAL_BYTES:
-            raise InvalidArgument(
-                f"total size of search attributes {total} exceeds size limit {MAX_TOTAL_BYTES}"
-            )
+        total, max_total = search_attributes.ByteSize(), LIMITS.search_attributes_total_size
+        if total > max_total:
+            raise InvalidArgument(f"total size of search attributes {total} exceeds size limit {max_total}")
 
 
 def check_name(name: str) -> None:

@@ -36,6 +36,7 @@ from hourglass.cluster.history.external import (
     initiate_child,
     initiate_signal_external,
 )
+from hourglass.cluster.history.history_limits import memo_too_large
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.runs import DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
@@ -57,11 +58,21 @@ MAX_ID_LENGTH = 1000
 class CommandError(Exception):
     """Fails the workflow task with `cause`. `silent` ones are answered OK to the worker (as the reference)."""
 
-    def __init__(self, cause: int, message: str, silent: bool = False) -> None:
+    def __init__(self, cause: int, message: str, silent: bool = False, terminate: bool = False) -> None:
         super().__init__(message)
         self.cause = cause
         self.message = message
         self.silent = silent
+        # The reference terminates the workflow too (a memo over its size limit): retrying cannot help.
+        self.terminate = terminate
+
+    @property
+    def failure_message(self) -> str:
+        """How the reference words it, in the WorkflowTaskFailed event and to the worker: the cause's name
+        first ("PendingActivitiesLimitExceeded: the number of pending activities, ...")."""
+        name = Cause.Name(self.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+        name = "".join(part.capitalize() for part in name.split("_"))
+        return f"{name}: {self.message}" if self.message else name
 
 
 def handle_commands(
@@ -79,12 +90,9 @@ def handle_commands(
                 f"invalid command sequence: [{CommandType.Name(command.command_type)}] after the workflow closed",
             )
         if command.command_type in _CLOSE_COMMANDS and had_buffered_events:
-            # New events (signals...) arrived while the task ran: the workflow must see them first.
-            raise CommandError(
-                Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
-                "Workflow task completed with unhandled new events; the workflow must process them first.",
-                silent=True,
-            )
+            # New events (signals...) arrived while the task ran: the workflow must see them first. The
+            # reference's failure says only "UnhandledCommand" (no message of its own).
+            raise CommandError(Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, "", silent=True)
         _check_blob_size(command, max_blob_bytes)
         handler = _HANDLERS.get(command.command_type)
         if handler is None:
@@ -106,6 +114,21 @@ def _check_blob_size(command: Command, max_blob_bytes: int) -> None:
             if command.command_type == CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK
             else Cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
             f"{CommandType.Name(command.command_type)} payload size exceeds the limit of {max_blob_bytes} bytes",
+        )
+
+
+def _check_memo(memo: Memo, cause: int, message: str) -> None:
+    """A memo over limit.memoSize.error fails the task and terminates the workflow, as on the reference."""
+    if memo_too_large(memo):
+        raise CommandError(cause, message, terminate=True)
+
+
+def _check_pending(pending: int, limit: int, what: str, cause: int) -> None:
+    """A command that would add one more of `what` than the run may have pending fails the workflow task
+    with `cause` and the reference's message (a limit of 0 means none)."""
+    if 0 < limit <= pending:
+        raise CommandError(
+            cause, f"the number of {what}, {pending}, has reached the per-workflow limit of {limit}"
         )
 
 
@@ -166,6 +189,12 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         attrs.ClearField("input")
     if a.HasField("priority"):
         attrs.priority.CopyFrom(a.priority)
+    _check_pending(
+        len(tr.ms.activities),
+        LIMITS.num_pending_activities_error,
+        "pending activities",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED,
+    )
     tr.schedule_activity(attrs, eager=a.request_eager_execution and LIMITS.enable_activity_eager_execution)
 
 
@@ -232,6 +261,7 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
     a = command.continue_as_new_workflow_execution_command_attributes
     info = tr.ms.info
     bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_CONTINUE_AS_NEW_ATTRIBUTES
+    _check_memo(a.memo, bad, "ContinueAsNewWorkflowExecutionCommandAttributes. Memo exceeds size limit.")
     for d, name in (
         (a.workflow_run_timeout, "WorkflowRunTimeout"),
         (a.workflow_task_timeout, "WorkflowTaskTimeout"),
@@ -309,6 +339,7 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
             raise CommandError(bad, "Invalid timeout on command: it must not be negative.")
     if a.parent_close_policy not in ParentClosePolicy.values():
         raise CommandError(bad, f"Invalid ParentClosePolicy {a.parent_close_policy} on command.")
+    _check_memo(a.memo, bad, "StartChildWorkflowExecutionCommandAttributes.Memo exceeds size limit.")
     namespace = a.namespace or info.namespace
     attrs = StartChildWorkflowExecutionInitiatedEventAttributes(
         namespace=namespace,
@@ -333,6 +364,12 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
     attrs.workflow_run_timeout.CopyFrom(a.workflow_run_timeout)
     if a.workflow_execution_timeout.ToMilliseconds():
         attrs.workflow_execution_timeout.CopyFrom(a.workflow_execution_timeout)
+    _check_pending(
+        len(tr.ms.children),
+        LIMITS.num_pending_child_executions_error,
+        "pending child workflow executions",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_CHILD_WORKFLOWS_LIMIT_EXCEEDED,
+    )
     initiate_child(tr, attrs)
 
 
@@ -344,6 +381,12 @@ def _signal_external(tr: Transition, command: Command, completed_event_id: int, 
         raise CommandError(bad, "WorkflowId is not set on command.")
     if not a.signal_name:
         raise CommandError(bad, "SignalName is not set on command.")
+    _check_pending(
+        len(tr.ms.signals_requested),
+        LIMITS.num_pending_signals_error,
+        "pending signals to external workflows",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_SIGNALS_LIMIT_EXCEEDED,
+    )
     namespace = a.namespace or info.namespace
     attrs = SignalExternalWorkflowExecutionInitiatedEventAttributes(
         workflow_task_completed_event_id=completed_event_id,
@@ -368,6 +411,12 @@ def _cancel_external(tr: Transition, command: Command, completed_event_id: int, 
             Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES,
             "WorkflowId is not set on command.",
         )
+    _check_pending(
+        len(tr.ms.cancels_requested),
+        LIMITS.num_pending_cancel_requests_error,
+        "pending requests to cancel external workflows",
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_REQUEST_CANCEL_LIMIT_EXCEEDED,
+    )
     namespace = a.namespace or info.namespace
     initiate_cancel_external(
         tr,
@@ -433,9 +482,16 @@ def _merge_payloads(current, upserted) -> None:
 def _modify_properties(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.modify_workflow_properties_command_attributes
     info = tr.ms.info
-    if info.memo is None:
-        info.memo = Memo()
-    _merge_payloads(info.memo.fields, a.upserted_memo.fields)
+    merged = Memo()
+    if info.memo is not None:
+        merged.CopyFrom(info.memo)
+    _merge_payloads(merged.fields, a.upserted_memo.fields)
+    _check_memo(
+        merged,
+        Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_MODIFY_WORKFLOW_PROPERTIES_ATTRIBUTES,
+        "ModifyWorkflowPropertiesCommandAttributes. Memo exceeds size limit.",
+    )
+    info.memo = merged
     tr.add_event(
         EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
         WorkflowPropertiesModifiedEventAttributes(

@@ -27,6 +27,9 @@ from temporalio.api.enums.v1 import (
     WorkflowIdReusePolicy,
     WorkflowTaskFailedCause,
 )
+from temporalio.api.enums.v1 import (
+    SignalExternalWorkflowExecutionFailedCause as SignalExternalCause,
+)
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, HistoryEvent
@@ -48,16 +51,19 @@ from temporalio.api.workflowservice.v1 import (
 from hourglass.cluster.errors import (
     DeadlineExceeded,
     FailedPrecondition,
+    HistoryLimitExceeded,
     InvalidArgument,
     MultiOperationFailed,
     NotFound,
     ServiceError,
     ShardNotOwned,
+    SignalsLimitExceeded,
     StickyWorkerUnavailable,
     Unavailable,
     WorkflowAlreadyStarted,
+    WorkflowNotReady,
 )
-from hourglass.cluster.history import activity_ops, continuation, events_cache
+from hourglass.cluster.history import activity_ops, continuation, events_cache, history_limits
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -78,6 +84,9 @@ from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import (
     ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE,
+    FAILING_TASK_ATTEMPT,
+    WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE,
+    WORKFLOW_TASK_FAILED_MESSAGE,
     InFlightUpdate,
     ProtocolError,
     UpdateProtocol,
@@ -334,6 +343,16 @@ class HistoryEngine:
                 except BaseException:
                     shard.evict(key)  # the action may have changed the cached state before it failed
                     raise
+                limit_error: HistoryLimitExceeded | None = None
+                reason = history_limits.exceeded(ms, len(tr.events)) if tr.changed else None
+                if reason is not None and tr.new_run is None:
+                    # Past a history limit: the run is terminated instead of what the action wrote.
+                    shard.evict(key)
+                    ms = await shard.load(key)
+                    tr = Transition(ms, now_ms(), retention)
+                    tr.materialize_speculative_workflow_task()
+                    tr.terminate_workflow(reason, None, history_limits.IDENTITY)
+                    limit_error = HistoryLimitExceeded(reason)
                 if tr.changed:
                     batch = [(tr, False)]
                     if tr.new_run is not None:
@@ -354,6 +373,8 @@ class HistoryEngine:
                     shard.drop_update_registry(key)
                 if not ms.running or ms.workflow_task is None:
                     shard.release_queries(key)
+                if limit_error is not None:
+                    raise limit_error
                 return result
         raise Unavailable("too many concurrent updates of the workflow, try again")
 
@@ -478,6 +499,8 @@ class HistoryEngine:
         """Start a run. `on_new_run` is told the new run's key before it is committed (and so before its
         first workflow task can be polled): update-with-start admits its update there. `eager` starts the
         first workflow task at once and returns it (request_eager_execution), when there is one to start."""
+        if request.HasField("memo"):
+            history_limits.check_start_memo(request.memo)
         shard = self.shard_for(namespace_id, request.workflow_id)
         for _ in range(5):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
@@ -639,9 +662,12 @@ class HistoryEngine:
                 registry.ship(wt)
             return wt
 
-        wt = await self._update(
-            namespace_id, execution.workflow_id, execution.run_id, start, speculative_aware=True
-        )
+        try:
+            wt = await self._update(
+                namespace_id, execution.workflow_id, execution.run_id, start, speculative_aware=True
+            )
+        except HistoryLimitExceeded as e:
+            raise TaskGone(f"the run was terminated: {e.message}") from None
         ms = await shard.load(key)
         if wt.speculative:
             self._arm_speculative_timeout(key, wt)
@@ -704,6 +730,7 @@ class HistoryEngine:
                 and current.scheduled_event_id == scheduled_event_id
                 and current.started_time_ms == started_time_ms
             ):
+                self._abort_task_updates(key, current, tr)
                 tr.materialize_speculative_workflow_task()
                 tr.timeout_workflow_task()
 
@@ -832,12 +859,20 @@ class HistoryEngine:
             err = failed[-1]
 
             def fail(ms: MutableState, tr: Transition):
-                self._started_workflow_task(ms, token)
-                tr.fail_workflow_task(err.cause, Failure(message=err.message), request.identity)
+                wt = self._started_workflow_task(ms, token)
+                self._abort_task_updates(key, wt, tr, WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE)
+                tr.fail_workflow_task(
+                    err.cause,
+                    Failure(message=err.failure_message),
+                    request.identity,
+                    schedule_next=not err.terminate,
+                )
+                if err.terminate:
+                    tr.terminate_workflow(err.failure_message, None, history_limits.IDENTITY)
 
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:
-                raise InvalidArgument(err.message) from None
+                raise InvalidArgument(err.failure_message) from None
             return RespondWorkflowTaskCompletedResponse()
         if response.reset_history_event_id:
             await self._deliver_admitted_updates(key)
@@ -872,11 +907,23 @@ class HistoryEngine:
     async def respond_workflow_task_failed(
         self, token: TaskToken, cause: int, failure: Failure | None, identity: str
     ) -> None:
+        key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
+
         def fail(ms: MutableState, tr: Transition):
-            self._started_workflow_task(ms, token)
+            wt = self._started_workflow_task(ms, token)
+            self._abort_task_updates(key, wt, tr)
             tr.fail_workflow_task(cause, failure, identity)
 
         await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
+
+    def _abort_task_updates(
+        self, key: ExecutionKey, wt, tr: Transition, message: str = WORKFLOW_TASK_FAILED_MESSAGE
+    ) -> None:
+        """A workflow task that carried updates fails or times out: once that is committed, its updates are
+        answered with the reference's error and left out of the next attempt (see updates.py)."""
+        registry = self.shard_for(key.namespace_id, key.workflow_id).find_update_registry(key)
+        if registry:
+            tr.effects.append(registry.abort_sent_with(wt, message))
 
     async def reset_sticky_task_queue(self, namespace_id: str, execution: WorkflowExecution) -> None:
         """Forget the run's sticky queue: its next workflow task goes to the normal queue, full history.
@@ -924,7 +971,10 @@ class HistoryEngine:
             tr.start_activity(ai, request_id, identity)
             return ai
 
-        ai = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
+        try:
+            ai = await self._update(namespace_id, execution.workflow_id, execution.run_id, start)
+        except HistoryLimitExceeded as e:
+            raise TaskGone(f"the run was terminated: {e.message}") from None
         shard = self.shard_for(namespace_id, execution.workflow_id)
         ms = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, execution.run_id))
         scheduled = await shard.read_event(ms, ai.scheduled_node_id, ai.scheduled_event_id)
@@ -1125,6 +1175,10 @@ class HistoryEngine:
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             result = await self._wait_update(key, update_id, stage, deadline, entry)
+        except WorkflowNotReady:
+            # The run started but its first task failed on the update: answer the start, with the update
+            # merely admitted, so the caller keeps its handle on the run; its retry gets the update's error.
+            result = UpdateResult(key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED, None)
         except _RunContinued:
             raise MultiOperationFailed(
                 None, NotFound("workflow update was aborted by closing workflow")
@@ -1168,8 +1222,13 @@ class HistoryEngine:
                 return ms.info.run_id, None  # accepted before: its outcome is in history
             if not ms.running:
                 raise NotFound("workflow execution already completed")
+            if ms.workflow_task is not None and ms.workflow_task.attempt >= FAILING_TASK_ATTEMPT:
+                # The run's workflow task keeps failing: an update would only fail with it (reference).
+                raise WorkflowNotReady(WORKFLOW_TASK_FAILED_MESSAGE)
             key = ExecutionKey(namespace_id, workflow_id, ms.info.run_id)
             entry = shard.update_registry(key).admit(request)
+            if entry.error is not None:
+                raise entry.error  # its workflow task failed on it before: it is not tried again
             if self._needs_speculative_task(ms):
                 dispatch.append(tr.schedule_speculative_workflow_task().scheduled_event_id)
                 shard.remember_speculative(key, ms)
@@ -1295,6 +1354,8 @@ class HistoryEngine:
                     return UpdateResult(
                         key.run_id, Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED, outcome
                     )
+                if entry is not None and entry.error is not None:
+                    raise entry.error
                 if entry is None:
                     raise NotFound(f'update "{update_id}" not found')
                 if not ms.running:
@@ -1328,6 +1389,7 @@ class HistoryEngine:
                 raise NotFound("workflow execution already completed")
             if request_id and request_id in ms.info.signal_request_ids:
                 return
+            history_limits.check_signal_allowed(ms)
             if request_id:
                 ms.info.signal_request_ids = (ms.info.signal_request_ids + [request_id])[
                     -SIGNAL_REQUEST_IDS_KEPT:
@@ -1631,6 +1693,7 @@ class HistoryEngine:
         namespace_id = await self.resolve_namespace_id(req.namespace)
         target = WorkflowExecution(workflow_id=req.workflow_id, run_id=req.run_id)
         delivered = True
+        cause = SignalExternalCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND
         try:
             await self.peers.signal(
                 namespace_id,
@@ -1641,9 +1704,14 @@ class HistoryEngine:
                 f"{ms.info.run_id}:{req.initiated_event_id}",
                 a.header if a.HasField("header") else None,
             )
-        except NotFound:
+        except (NotFound, HistoryLimitExceeded):  # gone, or terminated for its history's size
             delivered = False
-        await self._record_external_outcome(ms, req.initiated_event_id, namespace_id, delivered, signal=True)
+        except SignalsLimitExceeded:
+            delivered = False
+            cause = SignalExternalCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_SIGNAL_COUNT_LIMIT_EXCEEDED
+        await self._record_external_outcome(
+            ms, req.initiated_event_id, namespace_id, delivered, signal=True, cause=cause
+        )
 
     async def _cancel_external(self, shard: Shard, ms: MutableState, data: dict) -> None:
         req = ms.cancels_requested.get(data["initiated_event_id"])
@@ -1667,15 +1735,22 @@ class HistoryEngine:
         await self._record_external_outcome(ms, req.initiated_event_id, namespace_id, delivered, signal=False)
 
     async def _record_external_outcome(
-        self, ms: MutableState, initiated_event_id: int, namespace_id: str, delivered: bool, signal: bool
+        self,
+        ms: MutableState,
+        initiated_event_id: int,
+        namespace_id: str,
+        delivered: bool,
+        signal: bool,
+        cause: int = 0,
     ) -> None:
         def record(sms: MutableState, tr: Transition):
             pending = (sms.signals_requested if signal else sms.cancels_requested).get(initiated_event_id)
             if not sms.running or pending is None:
                 return
-            (record_external_signaled if signal else record_external_cancel_requested)(
-                tr, pending, namespace_id, delivered
-            )
+            if signal:
+                record_external_signaled(tr, pending, namespace_id, delivered, cause)
+            else:
+                record_external_cancel_requested(tr, pending, namespace_id, delivered)
 
         await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
 
@@ -1712,6 +1787,9 @@ class HistoryEngine:
                     if not wt.started:
                         tr.time_out_sticky_workflow_task()
                 elif wt.started:
+                    self._abort_task_updates(
+                        ExecutionKey(task.namespace_id, task.workflow_id, task.run_id), wt, tr
+                    )
                     tr.timeout_workflow_task()
             elif kind == TimerKind.ACTIVITY_TIMEOUT:
                 self._fire_activity_timeout(ms, tr, data, task.fire_time_ms)
@@ -1742,8 +1820,8 @@ class HistoryEngine:
 
         try:
             await self._update(task.namespace_id, task.workflow_id, task.run_id, fire)
-        except NotFound:
-            pass
+        except (NotFound, HistoryLimitExceeded):
+            pass  # gone, or terminated for its history's size instead (done: nothing to retry)
 
     def _fire_activity_timeout(self, ms: MutableState, tr: Transition, data: dict, fire_time_ms: int) -> None:
         """A timeout timer fired: it applies if the activity's current deadline (its timeouts may have been

@@ -163,7 +163,10 @@ def _initiate_external(tr: Transition, event_type: int, attrs, pending: dict, ki
     return req
 
 
-def record_external_signaled(tr: Transition, req: ExternalRequest, namespace_id: str, ok: bool) -> None:
+def record_external_signaled(
+    tr: Transition, req: ExternalRequest, namespace_id: str, ok: bool, cause: int = 0
+) -> None:
+    """The target got the signal, or it did not (`cause`: why; by default the target was not found)."""
     execution = WorkflowExecution(workflow_id=req.workflow_id, run_id=req.run_id)
     if ok:
         tr.add_event(
@@ -180,7 +183,8 @@ def record_external_signaled(tr: Transition, req: ExternalRequest, namespace_id:
         tr.add_event(
             EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED,
             SignalExternalWorkflowExecutionFailedEventAttributes(
-                cause=SignalExternalWorkflowExecutionFailedCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND,
+                cause=cause
+                or SignalExternalWorkflowExecutionFailedCause.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED_CAUSE_EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND,
                 namespace=req.namespace,
                 namespace_id=namespace_id,
                 workflow_execution=execution,

@@ -37,6 +37,25 @@ class HistoryLimits:
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
     workflow_task_retry_max_interval_ms: int = 10 * 60 * 1000
     enable_activity_eager_execution: bool = True
+    # Past the error limits a running workflow is terminated (see history_limits.py); past the warn
+    # limits it is logged.
+    history_count_error: int = 50 * 1024
+    history_count_warn: int = 10 * 1024
+    history_size_error_bytes: int = 50 * 1024 * 1024
+    history_size_warn_bytes: int = 10 * 1024 * 1024
+    # Signals one run may receive (0: no limit), and what a run may have pending at once (0: no limit).
+    maximum_signals_per_execution: int = 10_000
+    num_pending_activities_error: int = 2000
+    num_pending_child_executions_error: int = 2000
+    num_pending_signals_error: int = 2000
+    num_pending_cancel_requests_error: int = 2000
+    # A memo set by a start or a command (bytes of the serialized Memo).
+    memo_size_error_bytes: int = 2 * 1024 * 1024
+    memo_size_warn_bytes: int = 2 * 1024
+    # Search attributes a start or a command sets: how many, each value's bytes, the whole map's bytes.
+    search_attributes_number_of_keys: int = 100
+    search_attributes_size_of_value: int = 2 * 1024
+    search_attributes_total_size: int = 40 * 1024
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -51,6 +70,28 @@ _KEYS = {
     "limit.historyCount.suggestContinueAsNew": "suggest_continue_as_new_count",
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
     "system.enableActivityEagerExecution": "enable_activity_eager_execution",
+    "limit.historyCount.error": "history_count_error",
+    "limit.historyCount.warn": "history_count_warn",
+    "limit.historySize.error": "history_size_error_bytes",
+    "limit.historySize.warn": "history_size_warn_bytes",
+    "history.maximumSignalsPerExecution": "maximum_signals_per_execution",
+    "limit.numPendingActivities.error": "num_pending_activities_error",
+    "limit.numPendingChildExecutions.error": "num_pending_child_executions_error",
+    "limit.numPendingSignals.error": "num_pending_signals_error",
+    "limit.numPendingCancelRequests.error": "num_pending_cancel_requests_error",
+    "limit.memoSize.error": "memo_size_error_bytes",
+    "limit.memoSize.warn": "memo_size_warn_bytes",
+    "frontend.searchAttributesNumberOfKeysLimit": "search_attributes_number_of_keys",
+    "frontend.searchAttributesSizeOfValueLimit": "search_attributes_size_of_value",
+    "frontend.searchAttributesTotalSizeLimit": "search_attributes_total_size",
+}
+# Keys where 0 means "no limit", as on the reference.
+_ZERO_IS_UNLIMITED = {
+    "history.maximumSignalsPerExecution",
+    "limit.numPendingActivities.error",
+    "limit.numPendingChildExecutions.error",
+    "limit.numPendingSignals.error",
+    "limit.numPendingCancelRequests.error",
 }
 # Durations, kept in milliseconds.
 _DURATION_KEYS = {
@@ -111,6 +152,9 @@ def apply_dynamic_config(config: Mapping[str, Any]) -> None:
         if isinstance(getattr(LIMITS, field), bool):
             if not isinstance(value, bool):
                 raise ValueError(f"dynamic config {key} must be true or false, not {value!r}")
+        elif key in _ZERO_IS_UNLIMITED:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"dynamic config {key} must be a non-negative integer, not {value!r}")
         elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"dynamic config {key} must be a positive integer, not {value!r}")
         setattr(LIMITS, field, value)

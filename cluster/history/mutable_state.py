@@ -69,6 +69,8 @@ class ExecutionInfo:
     close_event_id: int = 0
     cancel_requested: bool = False
     cancel_request_ids: list[str] = field(default_factory=list)
+    # Signals this run received (history.maximumSignalsPerExecution bounds it).
+    signal_count: int = 0
     # Recent signal request ids, so a retried SignalWorkflowExecution is not delivered twice.
     signal_request_ids: list[str] = field(default_factory=list)
     # The start request's summary / details (describe shows them).

@@ -207,6 +207,7 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
                 signal_name=name, identity=new.identity, input=payloads, header=header
             ),
         )
+        info.signal_count += 1
     if new.backoff_ms:
         tr.timer(TimerKind.WORKFLOW_BACKOFF, now + new.backoff_ms)
     else:

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 
 from temporalio.api.history.v1 import History, HistoryEvent
 
+from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
 from hourglass.cluster.history.queries import QueryBuffer
@@ -389,6 +390,7 @@ class Shard:
             await self.store.append_history_node(node)
             ms.last_history_txn_id = txn_id
             ms.history_size_bytes += len(node.events)
+            history_limits.warn_size_crossed(ms, len(node.events))
         expected = None if is_new_run else ms.db_record_version
         ms.db_record_version += 1
         ms.state_transition_count += 1

@@ -664,6 +664,7 @@ class Transition:
         if header is not None:
             attrs.header.CopyFrom(header)
         self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, attrs)
+        self.ms.info.signal_count += 1
         self.schedule_workflow_task()
 
     def request_cancel(

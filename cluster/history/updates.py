@@ -25,6 +25,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.protocol.v1 import Message
 from temporalio.api.update.v1 import Acceptance, Rejection, Request, Response
 
+from hourglass.cluster.errors import WorkflowNotReady
 from hourglass.cluster.history.mutable_state import MutableState, UpdateInfo, WorkflowTaskInfo
 
 # The reference's failures for updates the server ends on the worker's behalf.
@@ -40,6 +41,16 @@ ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE = Failure(
     application_failure_info=ApplicationFailureInfo(
         type="AcceptedUpdateCompletedWorkflow", non_retryable=True
     ),
+)
+# The reference's answer to an update whose workflow task failed (and to any update while the run's
+# workflow task keeps failing: attempt FAILING_TASK_ATTEMPT or later).
+WORKFLOW_TASK_FAILED_MESSAGE = (
+    "Unable to perform workflow execution update due to Workflow Task in failed state."
+)
+FAILING_TASK_ATTEMPT = 3
+# ... and to the updates of a workflow task whose completion the server refused.
+WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE = (
+    "Unable to perform workflow execution update due to unexpected workflow task failure."
 )
 _BAD_MESSAGE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE
 _SEQUENCE = itertools.count()
@@ -60,6 +71,8 @@ class InFlightUpdate:
     sent_to: tuple[int, int, int] | None = None
     # Set when the worker (or the server on its behalf) rejected it.
     rejection: Failure | None = None
+    # Set when the server gave up on it (the workflow task that carried it failed): what its callers get.
+    error: Exception | None = None
     # Set at every change a waiter may care about (rejection, acceptance).
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -97,7 +110,11 @@ class UpdateRegistry:
     def undelivered(self, wt: WorkflowTaskInfo | None = None) -> list[InFlightUpdate]:
         """Updates still to ship: never sent, or sent with a task attempt that is gone (failed, timed out)."""
         current = task_identity(wt) if wt is not None else None
-        return [u for u in self._updates.values() if u.sent_to is None or u.sent_to != current]
+        return [
+            u
+            for u in self._updates.values()
+            if u.error is None and (u.sent_to is None or u.sent_to != current)
+        ]
 
     def ship(self, wt: WorkflowTaskInfo) -> list[InFlightUpdate]:
         """Mark every undelivered update as sent with `wt` and return all updates sent with it, in order."""
@@ -105,6 +122,24 @@ class UpdateRegistry:
         for entry in self.undelivered(wt):
             entry.sent_to = ident
         return self.sent_with(wt)
+
+    def abort_sent_with(
+        self, wt: WorkflowTaskInfo, message: str = WORKFLOW_TASK_FAILED_MESSAGE
+    ) -> Callable[[], None]:
+        """The workflow task `wt` failed or timed out: the updates it carried (not accepted: accepted ones
+        have left the registry) are answered with the reference's error and not carried again, so an update
+        the worker cannot handle does not fail every later task too. Returns the effect to run once the
+        task's failure is committed."""
+        entries = [u for u in self.sent_with(wt) if u.error is None]
+
+        def abort() -> None:
+            for entry in entries:
+                if self._updates.get(entry.update_id) is entry and entry.error is None:
+                    # Kept, never shipped again: a retry of the same update id gets the same error.
+                    entry.error = WorkflowNotReady(message)
+                    entry.notify()
+
+        return abort
 
     def sent_with(self, wt: WorkflowTaskInfo) -> list[InFlightUpdate]:
         ident = task_identity(wt)

@@ -195,12 +195,17 @@ def hourglass_server(workdir: Path) -> ServerProcess:
 
 
 def hourglass_cassandra_server(
-    workdir: Path, hosts: list[str], port: int, cassandra_options: dict[str, object] | None = None
+    workdir: Path,
+    hosts: list[str],
+    port: int,
+    cassandra_options: dict[str, object] | None = None,
+    dynamic_config: dict[str, object] | None = None,
 ) -> ServerProcess:
     """`hourglass server start --config` on a fresh keyspace of a real Cassandra (set up by the schema tool).
 
     The state lives in the keyspace, so the node can be killed and restarted like a file-backed one.
-    `cassandra_options` adds keys to the config's `store.cassandra` section (timeouts, say)."""
+    `cassandra_options` adds keys to the config's `store.cassandra` section (timeouts, say);
+    `dynamic_config` is the config's `dynamic_config:` (the reference's keys, as --dynamic-config-value)."""
     exe = hourglass_executable()
     keyspace = f"compat_{int(time.time())}_{os.getpid()}"
     subprocess.run(
@@ -216,6 +221,11 @@ def hourglass_cassandra_server(
         f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}"
         + "".join(f", {key}: {value}" for key, value in (cassandra_options or {}).items())
         + "}}\n"
+        + (
+            "dynamic_config: {" + ", ".join(f'"{k}": {v}' for k, v in dynamic_config.items()) + "}\n"
+            if dynamic_config
+            else ""
+        )
     )
     argv = [exe, "server", "start", "--config", str(config)]
     return ServerProcess(

@@ -630,7 +630,64 @@ class Counter:
         return self.total
 
 
+@workflow.defn
+class Settable:
+    """`set_value` needs its argument: called without one, the handler cannot run and the workflow task
+    fails. `finish` ends the run with the value."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.finished = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.finished)
+        return self.value
+
+    @workflow.update
+    def set_value(self, value: int) -> int:
+        self.value = value
+        return value
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.finished = True
+
+    @workflow.query
+    def current(self) -> int:
+        return self.value
+
+
+@workflow.defn
+class UpsertBigMemo:
+    """Upserts a memo value of `size` characters, then waits for ever."""
+
+    @workflow.run
+    async def run(self, size: int) -> None:
+        workflow.upsert_memo({"big": "x" * size})
+        await workflow.wait_condition(lambda: False)
+
+
+@workflow.defn
+class ParallelActivities:
+    """Runs `n` activities at once (each a short say_hello)."""
+
+    @workflow.run
+    async def run(self, n: int) -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(say_hello, str(i), start_to_close_timeout=timedelta(seconds=10))
+                    for i in range(n)
+                )
+            )
+        )
+
+
 ALL_WORKFLOWS = [
+    Settable,
+    UpsertBigMemo,
+    ParallelActivities,
     Counter,
     ZeroTimer,
     ReportBuildId,

@@ -70,3 +70,22 @@ def test_a_bad_dynamic_config_duration_is_refused(value: object) -> None:
 
     with pytest.raises(ValueError, match="history.workflowTaskRetryMaxInterval must be a"):
         apply_dynamic_config({"history.workflowTaskRetryMaxInterval": value})
+
+
+def test_run_limits_take_the_reference_keys_and_defaults() -> None:
+    """The reference's defaults; 0 turns off the limits the reference lets 0 turn off, not the others."""
+    from hourglass.cluster.history.limits import LIMITS, HistoryLimits, apply_dynamic_config
+
+    defaults = HistoryLimits()
+    assert (defaults.history_count_error, defaults.history_size_error_bytes) == (51_200, 50 * 1024 * 1024)
+    assert (defaults.maximum_signals_per_execution, defaults.num_pending_activities_error) == (10_000, 2000)
+    saved = LIMITS.__dict__.copy()
+    try:
+        apply_dynamic_config({"history.maximumSignalsPerExecution": 0, "limit.numPendingActivities.error": 3})
+        assert (LIMITS.maximum_signals_per_execution, LIMITS.num_pending_activities_error) == (0, 3)
+        with pytest.raises(ValueError, match="limit.historyCount.error must be a positive integer"):
+            apply_dynamic_config({"limit.historyCount.error": 0})
+        with pytest.raises(ValueError, match="limit.numPendingSignals.error must be a non-negative integer"):
+            apply_dynamic_config({"limit.numPendingSignals.error": -1})
+    finally:
+        LIMITS.__dict__.update(saved)
