@@ -35,6 +35,12 @@ class HistoryLimits:
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
     workflow_task_retry_max_interval_ms: int = 10 * 60 * 1000
     enable_activity_eager_execution: bool = True
+    # Events per page of history (cluster/history/paging.py): in a workflow task (the reference's
+    # `limit.historyMaxPageSize`), by default in GetWorkflowExecutionHistory (`frontend.historyMaxPageSize`)
+    # and in a legacy query task (`matching.historyMaxPageSize`).
+    history_max_page_size: int = 256
+    frontend_history_max_page_size: int = 256
+    matching_history_max_page_size: int = 256
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -49,6 +55,9 @@ _KEYS = {
     "limit.historyCount.suggestContinueAsNew": "suggest_continue_as_new_count",
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
     "system.enableActivityEagerExecution": "enable_activity_eager_execution",
+    "limit.historyMaxPageSize": "history_max_page_size",
+    "frontend.historyMaxPageSize": "frontend_history_max_page_size",
+    "matching.historyMaxPageSize": "matching_history_max_page_size",
 }
 # Durations, kept in milliseconds.
 _DURATION_KEYS = {
