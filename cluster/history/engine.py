@@ -713,6 +713,7 @@ class HistoryEngine:
         page = Page(LIMITS.history_max_page_size, history_budget(RESPONSE_LIMIT_BYTES, other))
         cursor = HistoryCursor(execution.run_id, first_event_id, ms.next_event_id, 0, transient)
         following = await shard.read_page(ms, cursor, page)
+        resp.history.SetInParent()  # present even when empty: the SDK refuses a task without one
         resp.history.events.extend(page.events)
         if following is not None:
             resp.next_page_token = following.encode()

@@ -310,6 +310,7 @@ class MatchingEngine:
             scheduled_time=to_timestamp(now_ms()),
             started_time=to_timestamp(now_ms()),
         )
+        response.history.SetInParent()  # present even when empty: the SDK refuses a task without one
         if not sticky:
             # The first page of the history; the worker reads the rest with the token (paging.py).
             history, following = await self.history.read_history_page(
