@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
     GetWorkflowExecutionHistoryRequest,
+    GetWorkflowExecutionHistoryReverseRequest,
     PollWorkflowTaskQueueRequest,
     ResetWorkflowExecutionRequest,
 )
@@ -84,6 +85,23 @@ async def _pages(client: Client, handle: WorkflowHandle, page_size: int) -> list
     while True:
         request = _history_request(handle, maximum_page_size=page_size, next_page_token=token)
         resp = await client.workflow_service.get_workflow_execution_history(request)
+        pages.append([e.event_id for e in resp.history.events])
+        token = resp.next_page_token
+        if not token:
+            return pages
+
+
+async def _reverse_pages(client: Client, handle: WorkflowHandle, page_size: int) -> list[list[int]]:
+    pages, token = [], b""
+    while True:
+        resp = await client.workflow_service.get_workflow_execution_history_reverse(
+            GetWorkflowExecutionHistoryReverseRequest(
+                namespace="default",
+                execution=WorkflowExecution(workflow_id=handle.id, run_id=handle.result_run_id),
+                maximum_page_size=page_size,
+                next_page_token=token,
+            )
+        )
         pages.append([e.event_id for e in resp.history.events])
         token = resp.next_page_token
         if not token:
@@ -188,6 +206,10 @@ async def test_history_pages_concatenate_to_the_whole_history(client: Client) ->
     assert len(one) > 5
     assert await _pages(client, handle, 0) == [whole]
     assert await _pages(client, handle, -5) == [whole]
+    backwards = list(reversed(whole))
+    assert [i for page in await _reverse_pages(client, handle, 3) for i in page] == backwards
+    assert await _reverse_pages(client, handle, 0) == [backwards]
+    assert await _reverse_pages(client, handle, -5) == [backwards]
 
 
 async def test_forged_history_page_tokens_are_invalid_argument(client: Client) -> None:
