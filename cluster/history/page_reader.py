@@ -1,11 +1,14 @@
 """Reads one page of a run's history from the store (or the shard's events cache), batch by batch.
 
-Only the page is ever in memory: batches are read a few at a time, as many as the page's remaining bytes
-probably need, and each is parsed only if the page takes events from it. So a reader of a 50 MB history
+Only about a page is ever in memory: batches are read a few at a time (as many as the page's remaining
+bytes take if they are as large as the largest seen, at most twice as many as the read before), and each
+is parsed only if the page takes events from it. So a reader of a 50 MB history
 holds one page, and other requests run between its store reads.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio.api.history.v1 import History
 
@@ -65,14 +68,13 @@ async def _read_stored(
     nodes = await nodes_from(next_node, 1)
     if (not nodes or nodes[0].node_id > first) and next_node != 1:
         next_node, nodes = 1, None
-    batches, read_bytes, read_nodes = 0, 0, 0
+    batches, largest = 0, 1
     limit = 1
     while True:
         if nodes is None:
             nodes = await nodes_from(next_node, limit)
         for node in nodes:
-            read_nodes += 1
-            read_bytes += len(node.events)
+            largest = max(largest, len(node.events))
             if node.node_id >= end:
                 return end, 0
             if node.last_event_id and node.last_event_id < first:
@@ -88,7 +90,9 @@ async def _read_stored(
         if len(nodes) < limit:
             return end, 0  # nothing more is stored
         next_node = nodes[-1].node_id + 1
-        # As many batches as the page's remaining bytes probably take, judged by those read so far.
-        average = max(read_bytes // max(read_nodes, 1), 1)
-        limit = max(1, min(MAX_BATCHES_PER_READ, (page.max_bytes - page.size) // average + 1))
+        await asyncio.sleep(0)  # other requests run between reads (SQLite's are synchronous)
+        # As many batches as the page's remaining bytes take if they are as large as the largest seen so
+        # far, and at most twice as many as last time: a run of small batches may be followed by big ones.
+        fit = (page.max_bytes - page.size) // largest + 1
+        limit = max(1, min(MAX_BATCHES_PER_READ, 2 * limit, fit))
         nodes = None

@@ -148,6 +148,13 @@ async def test_a_page_holds_at_most_its_end_and_reads_only_what_it_needs():
     assert max(limit for _, limit in store.reads) <= 11
 
 
+async def test_small_batches_first_do_not_make_it_read_all_the_big_ones_at_once():
+    store = NodeStore([[(1, 10)]] + [[(i, 1900 * KIB)] for i in range(2, 32)])
+    pages = await read_all(store, state(32), 256, 4 * 1024 * KIB - 64 * KIB)
+    assert [e.event_id for p in pages for e in p.events] == list(range(1, 32))
+    assert max(limit for _, limit in store.reads) <= 3
+
+
 async def test_a_wrong_or_missing_batch_hint_falls_back_to_a_scan():
     store = NodeStore([[(1, 10), (2, 10)], [(3, 10), (4, 10), (5, 10)], [(6, 10)]])
     ms = state(7)
