@@ -211,3 +211,23 @@ def test_a_token_round_trips_with_its_transient_events():
     assert HistoryCursor.decode(json.dumps({"run_id": "r", "next_event_id": 3}).encode()) == HistoryCursor(
         "r", 3
     )
+
+
+def test_the_reference_page_size_keys_set_the_limits():
+    from hourglass.cluster.history.limits import LIMITS, apply_dynamic_config
+
+    keys = {
+        "limit.historyMaxPageSize": "history_max_page_size",
+        "frontend.historyMaxPageSize": "frontend_history_max_page_size",
+        "matching.historyMaxPageSize": "matching_history_max_page_size",
+    }
+    saved = {field: getattr(LIMITS, field) for field in keys.values()}
+    try:
+        assert set(saved.values()) == {256}  # the reference's default
+        apply_dynamic_config({key: 7 for key in keys})
+        assert {getattr(LIMITS, field) for field in keys.values()} == {7}
+        with pytest.raises(ValueError, match="frontend.historyMaxPageSize must be a positive integer"):
+            apply_dynamic_config({"frontend.historyMaxPageSize": -1})
+    finally:
+        for field, value in saved.items():
+            setattr(LIMITS, field, value)
