@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # gRPC's own limit, as on the reference: larger messages are RESOURCE_EXHAUSTED before they are read;
 # between the 2 MiB blob limit and this, Temporal's "Blob data size exceeds limit." answers.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Responses: history comes in pages that fit in MAX_MESSAGE_BYTES (cluster/history/paging.py), but a single
+# event over it still goes out alone in its page, as the reference's (which has no send limit) sends it.
+MAX_SEND_MESSAGE_BYTES = 128 * 1024 * 1024
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Node:
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
                 # gRPC sets SO_REUSEPORT by default: a second server on the same port would silently
                 # receive half the requests. Refuse to share the port instead.
                 ("grpc.so_reuseport", 0),

@@ -63,7 +63,17 @@ from hourglass.cluster.frontend.validation import (
 )
 from hourglass.cluster.history import activity_ops
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.paging import (
+    INVALID_TOKEN,
+    RESPONSE_LIMIT_BYTES,
+    RUN_ID_MISMATCH,
+    HistoryCursor,
+    effective_page_size,
+    framed_size,
+    history_budget,
+)
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
 from hourglass.cluster.history.transition import default_retry_policy
@@ -81,7 +91,8 @@ HISTORY_LONG_POLL_S = 20.0
 # The reference's long-poll interval for updates: then it answers the stage reached so far.
 UPDATE_LONG_POLL_S = 20.0
 DEFAULT_QUERY_TIMEOUT_S = 30.0
-DEFAULT_HISTORY_PAGE_SIZE = 1000
+# Bytes of events in a history page: the page and the rest of the response fit in a client's default limit.
+PAGE_BYTES = history_budget(RESPONSE_LIMIT_BYTES, 0)
 
 
 class WorkflowService(WorkflowServiceServicer):
@@ -388,18 +399,24 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def GetWorkflowExecutionHistory(self, request, context):
-        ns_id, ms = await self._mutable_state(request, "execution")
-        first_event_id = 1
+        page_size = effective_page_size(request.maximum_page_size, LIMITS.frontend_history_max_page_size)
         if request.next_page_token:
-            try:
-                token = json.loads(request.next_page_token)
-                ms = await self.history.get_mutable_state(
-                    ns_id,
-                    WorkflowExecution(workflow_id=request.execution.workflow_id, run_id=token["run_id"]),
-                )
-                first_event_id = int(token["next_event_id"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise InvalidArgument("Invalid NextPageToken.") from e
+            ns = await self.namespaces.get(request.namespace)
+            execution = require_execution(request, "execution")
+            cursor = HistoryCursor.decode(request.next_page_token)
+            if execution.run_id and execution.run_id != cursor.run_id:
+                raise InvalidArgument(RUN_ID_MISMATCH)
+            ns_id = ns.id
+            ms = await self.history.get_mutable_state(
+                ns_id, WorkflowExecution(workflow_id=execution.workflow_id, run_id=cursor.run_id)
+            )
+        else:
+            ns_id, ms = await self._mutable_state(request, "execution")
+            # A long poll reads up to wherever the run is when each page is read; a plain read up to where
+            # it is now (the reference's token carries that end too).
+            end = 0 if request.wait_new_event else ms.next_event_id
+            cursor = HistoryCursor(ms.info.run_id, 1, end, 1)
+        first_event_id = cursor.next_event_id
         deadline = _long_poll_timeout(context, HISTORY_LONG_POLL_S)
         close_only = (
             request.history_event_filter_type == HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT
@@ -412,16 +429,22 @@ class WorkflowService(WorkflowServiceServicer):
                 ms = await self.history.get_mutable_state(
                     ns_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
                 )
-        page_token = lambda next_id: json.dumps(  # noqa: E731
-            {"run_id": ms.info.run_id, "next_event_id": next_id}
-        ).encode()
+
+        def wait_token(next_id: int) -> bytes:
+            return HistoryCursor(ms.info.run_id, next_id, 0, next_id).encode()
+
         if close_only:
             if ms.running:
                 return rr.GetWorkflowExecutionHistoryResponse(
-                    history=History(), next_page_token=page_token(first_event_id)
+                    history=History(), next_page_token=wait_token(first_event_id)
                 )
-            events = await self.history.read_history(ms, ms.info.close_event_id)
-            if not events:
+            close_id = ms.info.close_event_id
+            # The close event ends the last batch; that batch starts at the close (a termination, a
+            # timeout) or at the last workflow task's completion, after its started event.
+            hint = min(ms.last_completed_workflow_task_started_event_id + 1, close_id)
+            close_page = HistoryCursor(ms.info.run_id, close_id, close_id + 1, hint).encode()
+            history, _ = await self.history.read_history_page(ms, close_page, 1, PAGE_BYTES)
+            if not history.events:
                 # Seen once on Cassandra right after a restart and not understood yet: rather than tell the
                 # SDK there is no result, log it and let the client poll again.
                 log.error(
@@ -434,20 +457,17 @@ class WorkflowService(WorkflowServiceServicer):
                     ms.db_record_version,
                 )
                 return rr.GetWorkflowExecutionHistoryResponse(
-                    history=History(), next_page_token=page_token(first_event_id)
+                    history=History(), next_page_token=wait_token(first_event_id)
                 )
-            return rr.GetWorkflowExecutionHistoryResponse(history=History(events=events[:1]))
+            return rr.GetWorkflowExecutionHistoryResponse(history=history)
         if ms.running and request.wait_new_event and ms.next_event_id <= first_event_id:
             return rr.GetWorkflowExecutionHistoryResponse(
-                history=History(), next_page_token=page_token(first_event_id)
+                history=History(), next_page_token=wait_token(first_event_id)
             )
-        events = await self.history.read_history(ms, first_event_id)
-        page_size = request.maximum_page_size or DEFAULT_HISTORY_PAGE_SIZE
-        resp = rr.GetWorkflowExecutionHistoryResponse(history=History(events=events[:page_size]))
-        if len(events) > page_size:
-            resp.next_page_token = page_token(events[page_size].event_id)
-        elif ms.running and request.wait_new_event:
-            resp.next_page_token = page_token(ms.next_event_id)
+        history, token = await self.history.read_history_page(ms, cursor.encode(), page_size, PAGE_BYTES)
+        resp = rr.GetWorkflowExecutionHistoryResponse(history=history, next_page_token=token)
+        if not token and ms.running and request.wait_new_event:
+            resp.next_page_token = wait_token(ms.next_event_id)
         return resp
 
     @rpc
@@ -457,19 +477,39 @@ class WorkflowService(WorkflowServiceServicer):
         if request.next_page_token:
             try:
                 token = json.loads(request.next_page_token)
-                ms = await self.history.get_mutable_state(
-                    ns_id,
-                    WorkflowExecution(workflow_id=request.execution.workflow_id, run_id=token["run_id"]),
-                )
-                last_event_id = int(token["last_event_id"])
+                run_id, last_event_id = token["run_id"], token["last_event_id"]
+                if not isinstance(run_id, str) or type(last_event_id) is not int or last_event_id < 0:
+                    raise TypeError("mistyped token")
             except (ValueError, KeyError, TypeError) as e:
-                raise InvalidArgument("Invalid NextPageToken.") from e
-        page_size = request.maximum_page_size or DEFAULT_HISTORY_PAGE_SIZE
+                raise InvalidArgument(INVALID_TOKEN) from e
+            ms = await self.history.get_mutable_state(
+                ns_id, WorkflowExecution(workflow_id=request.execution.workflow_id, run_id=run_id)
+            )
+            last_event_id = min(last_event_id, ms.next_event_id - 1)
+        page_size = effective_page_size(request.maximum_page_size, LIMITS.frontend_history_max_page_size)
+        # The page's events are the last ones before last_event_id that fit: read forward a page at a time
+        # from page_size events back, keeping only the tail that fits.
         first = max(last_event_id - page_size + 1, 1)
-        events = [e for e in await self.history.read_history(ms, first) if e.event_id <= last_event_id]
-        resp = rr.GetWorkflowExecutionHistoryReverseResponse(history=History(events=list(reversed(events))))
-        if first > 1:
-            resp.next_page_token = json.dumps({"run_id": ms.info.run_id, "last_event_id": first - 1}).encode()
+        tail: list = []
+        tail_bytes = 0
+        token = (
+            HistoryCursor(ms.info.run_id, first, last_event_id + 1, 0).encode()
+            if first <= last_event_id
+            else b""
+        )
+        while token:
+            history, token = await self.history.read_history_page(ms, token, page_size, PAGE_BYTES)
+            for event in history.events:
+                tail.append(event)
+                tail_bytes += framed_size(event)
+                while len(tail) > 1 and tail_bytes > PAGE_BYTES:
+                    tail_bytes -= framed_size(tail.pop(0))
+        resp = rr.GetWorkflowExecutionHistoryReverseResponse(history=History(events=list(reversed(tail))))
+        oldest = tail[0].event_id if tail else first
+        if oldest > 1:
+            resp.next_page_token = json.dumps(
+                {"run_id": ms.info.run_id, "last_event_id": oldest - 1}
+            ).encode()
         return resp
 
     @rpc

@@ -32,7 +32,7 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
-from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, HistoryEvent
+from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, History, HistoryEvent
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
@@ -72,7 +72,16 @@ from hourglass.cluster.history.external import (
     record_external_cancel_requested,
     record_external_signaled,
 )
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState, ParentInfo
+from hourglass.cluster.history.paging import (
+    INVALID_TOKEN,
+    RESPONSE_LIMIT_BYTES,
+    HistoryCursor,
+    Page,
+    framed_size,
+    history_budget,
+)
 from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.rebuild import rebuild
@@ -674,16 +683,27 @@ class HistoryEngine:
         return await self._workflow_task_response(shard, ms, wt, execution)
 
     async def _workflow_task_response(
-        self, shard: Shard, ms: MutableState, wt, execution: WorkflowExecution, *, partial: bool = False
+        self,
+        shard: Shard,
+        ms: MutableState,
+        wt,
+        execution: WorkflowExecution,
+        *,
+        partial: bool = False,
+        reserved_bytes: int = 0,
     ) -> PollWorkflowTaskQueueResponse:
-        """What the worker gets for a started workflow task: its token, history and update messages."""
+        """What the worker gets for a started workflow task: its token, update messages, queries and the
+        first page of its history (the worker reads the rest with the response's next_page_token).
+
+        The page fits, with everything else in the response (and `reserved_bytes` of the message that
+        carries it), in what a client accepts by default.
+        """
         key = ExecutionKey(ms.info.namespace_id, execution.workflow_id, execution.run_id)
         # A sticky worker has the run cached up to its last task: it gets only what came after. So does
         # one handed the next task in its completion's response (`partial`), sticky or not (reference).
         partial = partial or ms.sticky
         first_event_id = ms.last_completed_workflow_task_started_event_id + 1 if partial else 1
-        events = await shard.read_events(ms, first_event_id)
-        events.extend(Transition(ms, now_ms()).transient_workflow_task_events())
+        transient = Transition(ms, now_ms()).transient_workflow_task_events()
         token = TaskToken(
             key.namespace_id,
             execution.workflow_id,
@@ -704,7 +724,6 @@ class HistoryEngine:
             scheduled_time=to_timestamp(wt.scheduled_time_ms),
             started_time=to_timestamp(wt.started_time_ms),
         )
-        resp.history.events.extend(events)
         registry = shard.find_update_registry(key)
         if registry:
             for entry in registry.sent_with(wt):
@@ -715,6 +734,15 @@ class HistoryEngine:
                 (wt.scheduled_event_id, wt.attempt, wt.started_time_ms)
             ).items():
                 resp.queries[query_id].CopyFrom(query)
+        # The transient events may travel twice: in the page and in its token (base64).
+        other = resp.ByteSize() + reserved_bytes + 3 * sum(framed_size(e) for e in transient)
+        page = Page(LIMITS.history_max_page_size, history_budget(RESPONSE_LIMIT_BYTES, other))
+        cursor = HistoryCursor(execution.run_id, first_event_id, ms.next_event_id, 0, transient)
+        following = await shard.read_page(ms, cursor, page)
+        resp.history.SetInParent()  # present even when empty: the SDK refuses a task without one
+        resp.history.events.extend(page.events)
+        if following is not None:
+            resp.next_page_token = following.encode()
         return resp
 
     def _arm_speculative_timeout(self, key: ExecutionKey, wt) -> None:
@@ -881,7 +909,9 @@ class HistoryEngine:
             if ms is not None:
                 execution = WorkflowExecution(workflow_id=token.workflow_id, run_id=token.run_id)
                 response.workflow_task.CopyFrom(
-                    await self._workflow_task_response(shard, ms, returned[-1], execution, partial=True)
+                    await self._workflow_task_response(
+                        shard, ms, returned[-1], execution, partial=True, reserved_bytes=response.ByteSize()
+                    )
                 )
         return response
 
@@ -1498,6 +1528,20 @@ class HistoryEngine:
 
     async def read_history(self, ms: MutableState, first_event_id: int = 1) -> list[HistoryEvent]:
         return await self.shard_for(ms.info.namespace_id, ms.info.workflow_id).read_events(ms, first_event_id)
+
+    async def read_history_page(
+        self, ms: MutableState, token: bytes, page_size: int, max_bytes: int
+    ) -> tuple[History, bytes]:
+        """One page of the run's history from where `token` (a HistoryCursor) says, of about `page_size`
+        events and at most `max_bytes` (paging.py), and the token of the next page (empty after the last).
+        """
+        cursor = HistoryCursor.decode(token)
+        if cursor.run_id != ms.info.run_id:
+            raise InvalidArgument(INVALID_TOKEN)
+        page = Page(max(page_size, 1), max(max_bytes, 1))
+        shard = self.shard_for(ms.info.namespace_id, ms.info.workflow_id)
+        following = await shard.read_page(ms, cursor, page)
+        return History(events=page.events), b"" if following is None else following.encode()
 
     async def wait_for_change(self, ms: MutableState, timeout: float, until_closed: bool = False) -> None:
         """Return once the run has committed anything after the state `ms` shows, or after `timeout` s.

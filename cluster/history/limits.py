@@ -56,6 +56,12 @@ class HistoryLimits:
     search_attributes_number_of_keys: int = 100
     search_attributes_size_of_value: int = 2 * 1024
     search_attributes_total_size: int = 40 * 1024
+    # Events per page of history (cluster/history/paging.py): in a workflow task (the reference's
+    # `limit.historyMaxPageSize`), by default in GetWorkflowExecutionHistory (`frontend.historyMaxPageSize`)
+    # and in a legacy query task (`matching.historyMaxPageSize`).
+    history_max_page_size: int = 256
+    frontend_history_max_page_size: int = 256
+    matching_history_max_page_size: int = 256
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -84,6 +90,9 @@ _KEYS = {
     "frontend.searchAttributesNumberOfKeysLimit": "search_attributes_number_of_keys",
     "frontend.searchAttributesSizeOfValueLimit": "search_attributes_size_of_value",
     "frontend.searchAttributesTotalSizeLimit": "search_attributes_total_size",
+    "limit.historyMaxPageSize": "history_max_page_size",
+    "frontend.historyMaxPageSize": "frontend_history_max_page_size",
+    "matching.historyMaxPageSize": "matching_history_max_page_size",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

@@ -31,6 +31,8 @@ from temporalio.api.history.v1 import History, HistoryEvent
 from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
+from hourglass.cluster.history.page_reader import read_page
+from hourglass.cluster.history.paging import HistoryCursor, Page
 from hourglass.cluster.history.queries import QueryBuffer
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import UpdateRegistry
@@ -460,6 +462,10 @@ class Shard:
             if len(nodes) < limit_nodes:
                 return events
             next_node = nodes[-1].node_id + 1
+
+    async def read_page(self, ms: MutableState, cursor: HistoryCursor, page: Page) -> HistoryCursor | None:
+        """One page of the run's history from `cursor` on (page_reader); the next page's cursor or None."""
+        return await read_page(self.store, self._events, ms, cursor, page)
 
     async def read_event(self, ms: MutableState, node_id: int, event_id: int) -> HistoryEvent | None:
         """One event, knowing the node (first event id of its batch) that holds it."""

@@ -29,6 +29,8 @@ from hourglass.cluster.errors import (
     StickyWorkerUnavailable,
 )
 from hourglass.cluster.history.engine import HistoryEngine, TaskGone
+from hourglass.cluster.history.limits import LIMITS
+from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor, history_budget
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
@@ -292,7 +294,6 @@ class MatchingEngine:
         ms = await self.history.get_mutable_state(task.namespace_id, task.execution)
         # On the run's sticky queue the worker answers from its cache: no history (as the reference).
         sticky = bool(ms.info.sticky_task_queue) and ms.info.sticky_task_queue == task_queue
-        events = [] if sticky else await self.history.read_history(ms)
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         token = TaskToken(
             task.namespace_id, execution.workflow_id, execution.run_id, 0, 0, query_id=task.query.query_id
@@ -309,7 +310,17 @@ class MatchingEngine:
             scheduled_time=to_timestamp(now_ms()),
             started_time=to_timestamp(now_ms()),
         )
-        response.history.events.extend(events)
+        response.history.SetInParent()  # present even when empty: the SDK refuses a task without one
+        if not sticky:
+            # The first page of the history; the worker reads the rest with the token (paging.py).
+            history, following = await self.history.read_history_page(
+                ms,
+                HistoryCursor(ms.info.run_id, 1, ms.next_event_id, 1).encode(),
+                LIMITS.matching_history_max_page_size,
+                history_budget(RESPONSE_LIMIT_BYTES, response.ByteSize()),
+            )
+            response.history.CopyFrom(history)
+            response.next_page_token = following
         return response
 
     async def respond_query_task_completed(
