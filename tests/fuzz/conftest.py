@@ -21,6 +21,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from temporalio.api.command.v1 import Command, ScheduleActivityTaskCommandAttributes
 from temporalio.api.common.v1 import (
     ActivityType,
@@ -79,6 +80,8 @@ class FuzzTarget:
     strategies: RequestStrategies
     probe_file: Path
     known: dict[str, list] = field(default_factory=dict)
+    # (method, start, end) of each method's batch, on the probe's clock (time.monotonic): who slowed it.
+    windows: list[tuple[str, float, float]] = field(default_factory=list)
 
     def log_size(self) -> int:
         return self.log_file.stat().st_size if self.log_file.exists() else 0
@@ -168,7 +171,7 @@ def seed(channel: grpc.Channel) -> dict[str, list]:
     json_x = Payload(metadata={"encoding": b"json/plain"}, data=b'"x"')
     return {
         "namespace": [NAMESPACE],
-        "workflow_id": ids,
+        "workflow_id": [*ids, st.uuids().map(lambda u: f"fuzz-new-{u}")],
         "run_id": run_ids,
         "first_execution_run_id": run_ids,
         "workflow_execution": [*runs, WorkflowExecution(workflow_id=ids[0])],
@@ -234,7 +237,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
     srv = _start_server(kind, workdir)
     channel = grpc.insecure_channel(srv.address)
     probe_file = workdir / "probe.txt"
-    probe = None
+    probe = control = None
     try:
         known = seed(channel)
         spare = {"namespace": [SPARE_NAMESPACE]}
@@ -243,9 +246,18 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
             for svc in ("workflowservice", "operatorservice")
             for name in NAMESPACE_CHANGING
         }
+        script = str(Path(__file__).with_name("probe.py"))
+        control_port = servers.free_port()
+        control = subprocess.Popen(
+            [sys.executable, script, "--serve-control", str(control_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{control_port}")).result(timeout=30)
         with open(probe_file, "wb") as out:
             probe = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("probe.py")), srv.address],
+                [sys.executable, script, srv.address, "--control", f"127.0.0.1:{control_port}"],
                 stdout=out,
                 stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL,
@@ -254,8 +266,9 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
             kind, srv.address, srv.log_file, channel, RequestStrategies(known, overrides), probe_file, known
         )
     finally:
-        if probe is not None:
-            probe.kill()
-            probe.wait(timeout=10)
+        for process in (probe, control):
+            if process is not None:
+                process.kill()
+                process.wait(timeout=10)
         channel.close()
         srv.stop()

@@ -131,11 +131,11 @@ class RequestStrategies:
         def build(draw: st.DrawFn) -> Message:
             msg = cls()
             for field, strategy, known in plans:
-                # Fields with known values are set 4 times in 5, so requests reach past the first checks;
+                # Fields with known values are set 9 times in 10, so requests reach past the first checks;
                 # an ordinary field once in `ordinary_odds + 1`. Hypothesis shrinks rolls towards 0, so
                 # a minimal failing request keeps its known values and drops ordinary fields.
                 if known:
-                    wanted = draw(st.integers(0, 4)) != 4
+                    wanted = draw(st.integers(0, 9)) != 9
                 else:
                     wanted = draw(st.integers(0, ordinary_odds)) == ordinary_odds
                 if wanted:
@@ -166,9 +166,10 @@ class RequestStrategies:
             base = scalar(field)
         if not known:
             return base
-        # Known values are drawn 3 times in 4: most requests get past "namespace not found".
-        pick = st.sampled_from(known)
-        return st.integers(0, 3).flatmap(lambda roll: pick if roll != 3 else base)
+        # Known values are drawn 7 times in 8: most requests get past "namespace not found". A known value
+        # may be a strategy itself (fresh workflow ids, so that starts do not all hit "already started").
+        pick = st.sampled_from(known).flatmap(lambda v: v if isinstance(v, st.SearchStrategy) else st.just(v))
+        return st.integers(0, 7).flatmap(lambda roll: pick if roll != 7 else base)
 
 
 def scalar(field: FieldDescriptor) -> st.SearchStrategy:
@@ -209,7 +210,7 @@ def _fits(field: FieldDescriptor, value: Any) -> bool:
     if field.type == _T.TYPE_MESSAGE:
         return isinstance(value, Message) and value.DESCRIPTOR is field.message_type
     if field.type == _T.TYPE_STRING:
-        return isinstance(value, str)
+        return isinstance(value, str | st.SearchStrategy)
     if field.type == _T.TYPE_BYTES:
         return isinstance(value, bytes)
     return False

@@ -7,7 +7,8 @@ requests (strategies.py), then raw garbage and invalid UTF-8 bytes through a gen
   unmarshalling request: ..." (checked against `temporal server start-dev`): Hourglass must answer the same;
 - after each method's batch the node still answers GetSystemInfo, DescribeNamespace `default` and a
   StartWorkflowExecution;
-- a GetSystemInfo probe running in its own process all along stays fast: p99 under 100 ms, no call over 1 s.
+- a GetSystemInfo probe running in its own process all along stays fast: p99 under 100 ms, no call over 1 s
+  (both measured above an idle control server's latency on the same machine, see probe.py).
 
 `HOURGLASS_FUZZ_FINDINGS=FILE` turns the status and traceback properties into a survey: every violation is
 appended to FILE as a JSON line instead of failing (how known_findings.py was compiled).
@@ -19,6 +20,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 
 import grpc
 import pytest
@@ -30,7 +32,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from .conftest import NAMESPACE, FuzzTarget
-from .known_findings import known, method_has_known_findings
+from .known_findings import KNOWN_SLOW_METHODS, known, method_has_known_findings
 from .strategies import all_methods, message_class, method_path
 
 # Every call's deadline: long polls (PollWorkflowTaskQueue, a waiting GetWorkflowExecutionHistory...) end
@@ -127,20 +129,35 @@ def check_alive(target: FuzzTarget) -> None:
             )
 
 
-def probe_samples(target: FuzzTarget, since: float = 0.0) -> list[tuple[float, float, str]]:
+def probe_samples(target: FuzzTarget, who: str, since: float = 0.0) -> list[tuple[float, float, str]]:
+    """(start, latency, status) of the probe's calls to `who`: "node" or the idle "control" server."""
     samples = []
     for line in target.probe_file.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 3 and float(parts[0]) >= since:
-            samples.append((float(parts[0]), float(parts[1]), parts[2]))
+        if len(parts) == 4 and parts[0] == who and float(parts[1]) >= since:
+            samples.append((float(parts[1]), float(parts[2]), parts[3]))
     return samples
 
 
+def _control_max(target: FuzzTarget, since: float) -> float:
+    return max((s[1] for s in probe_samples(target, "control", since) if s[2] == "OK"), default=0.0)
+
+
 def check_no_stall(target: FuzzTarget, method: str, since: float) -> None:
-    """No probe call during this method's batch took longer than PROBE_MAX_S: the batch did not stall the node."""
-    slow = [s for s in probe_samples(target, since) if s[1] > PROBE_MAX_S or s[2] != "OK"]
+    """No probe call during this method's batch took PROBE_MAX_S longer than the idle control's slowest call
+    (what the loaded machine adds anyway): the batch did not stall the node."""
+    allowed = PROBE_MAX_S + _control_max(target, since)
+    slow = [s for s in probe_samples(target, "node", since) if s[1] > allowed or s[2] != "OK"]
     if slow:
-        pytest.fail(f"{method} stalled the node: GetSystemInfo probe calls {slow[:5]}", pytrace=False)
+        pytest.fail(
+            f"{method} stalled the node: GetSystemInfo probe calls {slow[:5]} (allowed {allowed:.3f} s)",
+            pytrace=False,
+        )
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
 @pytest.mark.timeout(120)
@@ -161,6 +178,7 @@ def test_rpc_survives_random_requests(fuzz_target: FuzzTarget, method) -> None:
         check_status(method.name, status, message, repr(request))
 
     fuzz()
+    fuzz_target.windows.append((method.name, started, time.monotonic()))
     check_log(fuzz_target, method.name, log_offset)
     check_alive(fuzz_target)
     check_no_stall(fuzz_target, method.name, started)
@@ -240,12 +258,25 @@ def test_invalid_utf8_answers_as_the_reference(fuzz_target: FuzzTarget) -> None:
     check_alive(fuzz_target)
 
 
+def _window_of(target: FuzzTarget, t: float) -> str:
+    return next((name for name, start, end in target.windows if start <= t <= end), "between batches")
+
+
 def test_probe_stayed_fast(fuzz_target: FuzzTarget) -> None:
-    """Runs last: the light RPC measured all along by the probe process kept a p99 under 100 ms."""
-    latencies = sorted(s[1] for s in probe_samples(fuzz_target))
-    assert len(latencies) >= 10, f"the probe made only {len(latencies)} calls"
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    assert p99 < PROBE_P99_S, (
-        f"GetSystemInfo p99 {p99 * 1000:.0f} ms over {len(latencies)} calls while fuzzing "
-        f"(max {latencies[-1] * 1000:.0f} ms)"
-    )
+    """Runs last: the light RPC the probe made all along kept a p99 under 100 ms over the idle control's.
+
+    Calls made while a method of KNOWN_SLOW_METHODS was fuzzed are left out; the slowest calls are
+    attributed to the method being fuzzed at the time."""
+    control = [s[1] for s in probe_samples(fuzz_target, "control") if s[2] == "OK"]
+    node = [(s[1], _window_of(fuzz_target, s[0])) for s in probe_samples(fuzz_target, "node")]
+    node = [(latency, name) for latency, name in node if name not in KNOWN_SLOW_METHODS]
+    assert len(node) >= 10 and len(control) >= 10, f"the probe made only {len(node)}/{len(control)} calls"
+    node_p99, control_p99 = _p99([latency for latency, _ in node]), _p99(control)
+    if node_p99 - control_p99 >= PROBE_P99_S:
+        slow = Counter(name for latency, name in node if latency - control_p99 >= PROBE_P99_S)
+        detail = (
+            f"GetSystemInfo p99 {node_p99 * 1000:.0f} ms over {len(node)} calls while fuzzing (an idle control "
+            f"server's p99 on this machine: {control_p99 * 1000:.0f} ms); calls over +100 ms, by the method "
+            f"being fuzzed: {slow.most_common(12)}"
+        )
+        report("GetSystemInfo probe", "event loop held", detail, "")
