@@ -58,7 +58,10 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
     print_blob=True,
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# Applied to the fuzz tests only (not loaded globally): other suites' hypothesis tests keep their settings.
+FUZZ_SETTINGS = settings.get_profile(
+    "dev" if os.environ.get("HYPOTHESIS_PROFILE", "ci").strip().lower() == "dev" else "ci"
+)
 
 NAMESPACE = "default"
 # A namespace of its own for the RPCs that change or retire a namespace: the liveness checks need `default`.

@@ -31,7 +31,7 @@ from temporalio.api.common.v1 import WorkflowType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from .conftest import NAMESPACE, FuzzTarget
+from .conftest import FUZZ_SETTINGS, NAMESPACE, FuzzTarget
 from .known_findings import KNOWN_SLOW_METHODS, known, method_has_known_findings
 from .strategies import all_methods, message_class, method_path
 
@@ -167,11 +167,11 @@ def test_rpc_survives_random_requests(fuzz_target: FuzzTarget, method) -> None:
     log_offset = fuzz_target.log_size()
     path = method_path(method)
     # An RPC the server does not implement answers UNIMPLEMENTED whatever it gets: a few examples prove it.
-    examples = settings.default.max_examples
+    examples = FUZZ_SETTINGS.max_examples
     if call(fuzz_target, path, b"")[0] == "UNIMPLEMENTED":
         examples = min(UNIMPLEMENTED_EXAMPLES, examples)
 
-    @settings(max_examples=examples)
+    @settings(FUZZ_SETTINGS, max_examples=examples)
     @given(request=fuzz_target.strategies.request(method))
     def fuzz(request: Message) -> None:
         status, message = call(fuzz_target, path, request.SerializeToString())
@@ -197,6 +197,7 @@ def test_garbage_bytes_answer_as_the_reference(fuzz_target: FuzzTarget) -> None:
     """Random bytes to random methods: undecodable ones get the reference's INTERNAL, never UNKNOWN."""
     log_offset = fuzz_target.log_size()
 
+    @settings(FUZZ_SETTINGS)
     @given(method=st.sampled_from(METHODS), body=st.binary(min_size=1, max_size=200))
     def fuzz(method, body: bytes) -> None:
         status, message = call(fuzz_target, method_path(method), body)
@@ -231,6 +232,7 @@ def test_invalid_utf8_answers_as_the_reference(fuzz_target: FuzzTarget) -> None:
     """A string field holding invalid UTF-8: the reference's INTERNAL "... string field contains invalid UTF-8"."""
     log_offset = fuzz_target.log_size()
 
+    @settings(FUZZ_SETTINGS)
     @given(
         target_field=st.sampled_from(_STRING_FIELDS),
         bad=st.sampled_from([b"\xff", b"ab\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"ok\x80ok"]),
