@@ -12,6 +12,7 @@ from grpc_health.v1.health import aio as health_aio
 from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServiceServicer_to_server
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
+from hourglass.cluster.frontend.grpc_errors import DecodeErrorInterceptor
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
@@ -105,7 +106,8 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
 
     async def start(self) -> None:
-        interceptors: list[grpc.aio.ServerInterceptor] = []
+        # First: a request that does not decode is refused before any other interceptor sees it.
+        interceptors: list[grpc.aio.ServerInterceptor] = [DecodeErrorInterceptor()]
         serves_frontend = self.config.cluster is None or "frontend" in self.config.cluster.roles
         if serves_frontend and self.config.authorization is not None and self.config.authorization.enabled:
             # First, so a key source that cannot be read stops the start before anything runs.

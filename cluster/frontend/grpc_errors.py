@@ -1,12 +1,21 @@
-"""Turn ServiceErrors into gRPC statuses with the typed details Temporal SDKs decode."""
+"""Turn ServiceErrors into gRPC statuses with the typed details Temporal SDKs decode.
+
+Also the generic answers no handler sees: a request that does not decode gets the reference's INTERNAL
+"grpc: error unmarshalling request: ..." (grpc-go's codec error) in one log line, not grpc's UNKNOWN with a
+traceback; and no status message is ever too large for a client's metadata limit.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
 from hourglass.cluster.errors import ServiceError
@@ -15,7 +24,54 @@ from hourglass.persistence.errors import StoreUnavailableError
 log = logging.getLogger(__name__)
 
 
+# A status message travels in the trailing metadata twice (grpc-message, percent-encoded: up to 3 bytes per
+# byte; grpc-status-details-bin, base64): past ~2 KiB a client's 8 KiB metadata limit can drop the answer
+# and the caller sees RESOURCE_EXHAUSTED "received metadata size exceeds ..." instead of the error.
+MAX_STATUS_MESSAGE_BYTES = 1024
+UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
+
+
+def bounded_message(message: str) -> str:
+    """`message`, cut to MAX_STATUS_MESSAGE_BYTES of UTF-8 (a request's huge field echoed back, say)."""
+    encoded = message.encode("utf-8", errors="replace")
+    if len(encoded) <= MAX_STATUS_MESSAGE_BYTES:
+        return message
+    return encoded[: MAX_STATUS_MESSAGE_BYTES - 3].decode("utf-8", errors="ignore") + "..."
+
+
+def bounded_detail(detail: Message) -> Message | None:
+    """`detail`, its long strings cut (a NamespaceNotFoundFailure naming a 70 KB namespace, say); None if it
+    still does not fit: the status then travels without details rather than not at all."""
+    if detail.ByteSize() <= MAX_STATUS_MESSAGE_BYTES:
+        return detail
+    cut = type(detail)()
+    cut.CopyFrom(detail)
+    _cut_strings(cut)
+    return cut if cut.ByteSize() <= MAX_STATUS_MESSAGE_BYTES else None
+
+
+def _cut_strings(msg: Message, limit: int = 200) -> None:
+    for field, value in msg.ListFields():
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for sub in (value.values() if _is_map(field) else value) if field.is_repeated else (value,):
+                if isinstance(sub, Message):
+                    _cut_strings(sub, limit)
+        elif not field.is_repeated and field.type in (
+            FieldDescriptor.TYPE_STRING,
+            FieldDescriptor.TYPE_BYTES,
+        ):
+            if len(value) > limit:
+                setattr(msg, field.name, value[:limit])
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, detail=None) -> None:
+    message = bounded_message(message)
+    if detail is not None:
+        detail = bounded_detail(detail)
     status = status_pb2.Status(code=code.value[0], message=message)
     if detail is not None:
         status.details.add().Pack(detail)
@@ -49,3 +105,61 @@ def unimplemented(name: str) -> Callable:
 
     handler.__name__ = name
     return handler
+
+
+class Undecodable:
+    """What the deserializer hands over instead of a request it could not parse (see DecodeErrorInterceptor)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def unmarshal_message(error: DecodeError) -> str:
+    """The reference's message for a request it cannot decode (grpc-go codec + protobuf-go wording)."""
+    if "UTF-8" in str(error):
+        return UNMARSHAL_PREFIX + "string field contains invalid UTF-8"
+    return UNMARSHAL_PREFIX + "proto: cannot parse invalid wire-format data"
+
+
+def _decoding(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as e:
+            return Undecodable(unmarshal_message(e))
+
+    return decode
+
+
+class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Garbage bytes or invalid UTF-8 answer INTERNAL "grpc: error unmarshalling request: ..." as the reference.
+
+    Without it grpc answers UNKNOWN "Unexpected <class DecodeError>..." and logs a traceback per request.
+    It must be the first interceptor: like grpc-go, the request is decoded before any other one runs.
+    Only unary requests are decoded up front (every Temporal RPC is unary)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        behavior = handler.unary_unary
+        method = handler_call_details.method
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                log.info("undecodable request: method=%s status=INTERNAL message=%s", method, request.message)
+                await abort(context, grpc.StatusCode.INTERNAL, request.message)
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=_decoding(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
