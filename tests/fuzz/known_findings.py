@@ -60,12 +60,6 @@ KNOWN_FINDINGS: tuple[KnownFinding, ...] = (
         "internal error",
         "start_time/end_time with nanos outside [0, 1e9) -> INTERNAL (Timestamp ValueError); branch validation",
     ),
-    KnownFinding(
-        "GetWorkflowExecutionHistory",
-        "INTERNAL",
-        "internal error",
-        "maximum_page_size < 0 -> INTERNAL (IndexError); branch paging",
-    ),
 )
 
 
