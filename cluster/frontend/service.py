@@ -54,6 +54,7 @@ from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
+    check_command_types,
     check_start_request,
     check_update_request,
     require_execution,
@@ -616,6 +617,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondWorkflowTaskCompleted(self, request, context):
         token = await self._task_token(request)
+        check_command_types(request.commands)
         return await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
 
     @rpc

@@ -7,7 +7,7 @@ import uuid
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Priority, WorkflowExecution
-from temporalio.api.enums.v1 import WorkflowIdReusePolicy
+from temporalio.api.enums.v1 import CommandType, WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.cron import valid_cron
@@ -113,3 +113,11 @@ def check_update_request(request, limit: int) -> None:
     if len(request.request.meta.update_id) > MAX_ID_LENGTH:
         raise InvalidArgument("UpdateId length exceeds limit.")
     check_blob_size(request.request.input.args, limit)
+
+
+def check_command_types(commands) -> None:
+    """A command type this API does not define is the client's mistake, refused before anything is
+    applied (the reference's "unknown command type")."""
+    for command in commands:
+        if command.command_type not in CommandType.values():
+            raise InvalidArgument(f"unknown command type: {command.command_type}")
