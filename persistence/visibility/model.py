@@ -37,6 +37,11 @@ class In:
     attribute: Attribute
     values: tuple[Any, ...]
     negated: bool = False
+    # For evaluation in Python: a query may list 100k values, and each record is tested against them.
+    value_set: frozenset[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_set", frozenset(self.values))
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class ListContains:
     attribute: Attribute
     values: tuple[str, ...]
     negated: bool = False
+    value_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_set", frozenset(self.values))
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,21 @@ class Not:
 
 
 Filter = Compare | In | Between | StartsWith | IsNull | TextMatch | ListContains | And | Or | Not
+
+
+def filter_depth(node: Filter | None) -> int:
+    """How many AND / OR / NOT levels the filter nests (0 for a single predicate), found without
+    recursion. Stores with a bounded expression parser (SQLite's) check it before translating."""
+    deepest = 0
+    pending: list[tuple[Filter, int]] = [] if node is None else [(node, 0)]
+    while pending:
+        current, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(current, And | Or):
+            pending += [(operand, depth + 1) for operand in current.operands]
+        elif isinstance(current, Not):
+            pending.append((current.operand, depth + 1))
+    return deepest
 
 
 @dataclass(frozen=True)

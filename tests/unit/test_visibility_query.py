@@ -217,8 +217,7 @@ def test_the_issues_example_query() -> None:
         "ORDER BY StartTime DESC"
     )
     assert isinstance(query.filter, model.And)
-    (left, start) = query.filter.operands
-    (workflow_type, status) = left.operands  # type: ignore[union-attr]
+    (workflow_type, status, start) = query.filter.operands  # a run of ANDs is one n-ary And
     assert (workflow_type.attribute.name, workflow_type.op, workflow_type.value) == ("WorkflowType", "=", "X")
     assert (status.attribute.name, status.value) == ("ExecutionStatus", RUNNING)
     assert (start.attribute.type, start.op, start.value) == (ValueType.DATETIME, ">", JAN_1_2026_NS)  # type: ignore[union-attr]
