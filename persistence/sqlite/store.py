@@ -51,8 +51,9 @@ from hourglass.persistence.records import (
 )
 from hourglass.persistence.sqlite import visibility as visibility_sql
 from hourglass.persistence.store import Store
+from hourglass.persistence.visibility import scan
 from hourglass.persistence.visibility.attributes import ValueType, search_attribute_types
-from hourglass.persistence.visibility.model import VisibilityQuery
+from hourglass.persistence.visibility.model import VisibilityQuery, filter_depth
 from hourglass.persistence.visibility.paging import decode_page_token, encode_page_token
 from hourglass.schema.migrate_sqlite import apply_sqlite_schema
 
@@ -544,6 +545,8 @@ class SQLiteStore(Store):
     ) -> tuple[list[VisibilityRecord], bytes]:
         if page_size < 1:
             raise ValueError(f"page_size must be positive, not {page_size}")
+        if _too_deep_for_sql(query):
+            return await scan.query_by_scan(self, namespace_id, query, page_size, next_page_token)
         keys = query.sort_keys
         after = decode_page_token(next_page_token, len(keys))
         where = visibility_sql.where_clause(query.filter)
@@ -568,6 +571,8 @@ class SQLiteStore(Store):
         return [VisibilityRecord(*row[:width]) for row in page], token
 
     async def count_visibility(self, namespace_id: str, query: VisibilityQuery) -> int:
+        if _too_deep_for_sql(query):
+            return await scan.count_by_scan(self, namespace_id, query)
         where = visibility_sql.where_clause(query.filter)
         row = self._read_one(
             f"SELECT COUNT(*) FROM visibility WHERE namespace_id = ? AND {where.text}",
@@ -578,6 +583,8 @@ class SQLiteStore(Store):
     async def count_visibility_groups(
         self, namespace_id: str, query: VisibilityQuery
     ) -> list[tuple[tuple[Any, ...], int]]:
+        if _too_deep_for_sql(query):
+            return await scan.count_groups_by_scan(self, namespace_id, query)
         where = visibility_sql.where_clause(query.filter)
         groups = [visibility_sql.attribute_expression(a) for a in query.group_by]
         columns = ", ".join(g.text for g in groups)
@@ -713,6 +720,15 @@ class SQLiteStore(Store):
         """One statement in autocommit mode is its own transaction."""
         with _unavailable_on_db_error():
             self._conn.execute(sql, params)
+
+
+# SQLite's parser overflows its stack ("parser stack overflow") near 30 nested AND / OR / NOT levels; the
+# reference accepts queries nested up to 199 levels. Deeper filters are evaluated in Python (scan.py).
+SQL_MAX_FILTER_DEPTH = 16
+
+
+def _too_deep_for_sql(query: VisibilityQuery) -> bool:
+    return filter_depth(query.filter) > SQL_MAX_FILTER_DEPTH
 
 
 def _connect(path: str | None) -> sqlite3.Connection:
