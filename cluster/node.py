@@ -19,6 +19,7 @@ from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.history.limits import apply_dynamic_config
 from hourglass.cluster.history.standalone import StandaloneOwnership
+from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
@@ -83,6 +84,7 @@ class Node:
         self.membership = None  # a cluster_member.ClusterMember in a cluster
         self.standalone: StandaloneOwnership | None = None  # shard ownership of a single node
         self.jwt_keys: Any = None  # security.jwt_keys.JWTKeyProvider when the default authorizer is on
+        self.loop_lag = LoopLagMonitor()
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -91,6 +93,7 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
 
     async def start(self) -> None:
+        self.loop_lag.start()
         interceptors: list[grpc.aio.ServerInterceptor] = []
         serves_frontend = self.config.cluster is None or "frontend" in self.config.cluster.roles
         if serves_frontend and self.config.authorization is not None and self.config.authorization.enabled:
@@ -194,4 +197,5 @@ class Node:
         if self.membership is not None:
             await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()
+        await self.loop_lag.stop()
         await self.store.close()
