@@ -10,7 +10,7 @@ reference's full-text matches are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hourglass.persistence.visibility.attributes import (
@@ -107,6 +107,28 @@ class Not:
 
 
 Filter = Compare | In | Between | StartsWith | IsNull | TextMatch | ListContains | And | Or | Not
+
+
+def split_large_in(node: Filter | None, chunk: int) -> list[Filter] | None:
+    """The filter as several whose matches are disjoint and together the filter's, when it is (or ANDs)
+    an `IN` of more than `chunk` values: one per slice of the list. None when there is nothing to split.
+
+    A store can then answer a huge `IN (...)` in short steps (and merge), instead of in one long one.
+    """
+    if isinstance(node, In):
+        operands: tuple[Filter, ...] = (node,)
+    elif isinstance(node, And):
+        operands = node.operands
+    else:
+        return None
+    for i, operand in enumerate(operands):
+        if isinstance(operand, In) and not operand.negated and len(operand.value_set) > chunk:
+            values = tuple(dict.fromkeys(operand.values))  # a value in two slices would match twice
+            slices = [replace(operand, values=values[j : j + chunk]) for j in range(0, len(values), chunk)]
+            if isinstance(node, In):
+                return list(slices)
+            return [And((*operands[:i], part, *operands[i + 1 :])) for part in slices]
+    return None
 
 
 def filter_depth(node: Filter | None) -> int:
