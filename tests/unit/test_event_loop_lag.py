@@ -85,10 +85,11 @@ async def test_a_heavy_list_query_leaves_the_loop_free_and_the_lag_is_exported(
     assert list((await running).executions) == []
     assert len(latencies) >= 3, "the query answered too fast to measure anything"
     latencies.sort()
-    # Generous bounds for a loaded 2-core machine; the old code held the loop for seconds.
-    assert latencies[len(latencies) // 2] < 0.25, latencies
-    assert latencies[-1] < 1.0, latencies
+    # Generous bounds for a loaded 2-core machine (the parse thread shares the GIL); the old code held the
+    # loop for 5-9 s.
+    assert latencies[len(latencies) // 2] < 0.5, latencies
+    assert latencies[-1] < 2.5, latencies
 
     buckets = lag_histogram(start_dev.metrics_url)
     assert buckets["+Inf"] > 0, "the lag monitor records observations"
-    assert buckets["1.0"] == buckets["+Inf"], f"the loop stalled over 1 s: {buckets}"
+    assert buckets["2.5"] == buckets["+Inf"], f"the loop stalled over 2.5 s: {buckets}"
