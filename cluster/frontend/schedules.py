@@ -6,6 +6,7 @@ owns the schedule's shard: `engine` is the ScheduleEngine on a single node, its 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -18,7 +19,7 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
-from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.frontend.search_attributes import INLINE_QUERY_CHARS, SearchAttributeRegistry
 from hourglass.cluster.scheduler import policy
 from hourglass.cluster.scheduler.engine import compiled
 from hourglass.cluster.scheduler.spec import SpecError, compile_spec
@@ -168,7 +169,10 @@ class ScheduleHandlers:
         if not text.strip():
             return states
         custom = await self.search_attributes.custom(namespace_id)
-        query_filter = _schedule_filter(text, custom)
+        if len(text) <= INLINE_QUERY_CHARS:
+            query_filter = _schedule_filter(text, custom)
+        else:  # a long query takes seconds to parse: not on the event loop
+            query_filter = await asyncio.to_thread(_schedule_filter, text, custom)
         return [s for s in states if evaluate.matches(query_filter, _as_record(s))]
 
 
