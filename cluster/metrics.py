@@ -53,6 +53,14 @@ HISTORY_APPEND_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+# How late the event loop woke a task that asked to sleep (cluster/loop_lag.py): a busy handler stalls
+# every request of the node by as much. Buckets from 1 ms to 10 s; the bound is 50-100 ms.
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "hourglass_event_loop_lag_seconds",
+    "How late the event loop ran a periodic wake-up: the stall every request of the node saw.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
 _WRITE_METHODS = {
     "update_shard",
     "delete_execution",

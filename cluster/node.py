@@ -22,6 +22,7 @@ from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.history.limits import apply_dynamic_config
 from hourglass.cluster.history.standalone import StandaloneOwnership
+from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
 from hourglass.cluster.scheduler.engine import ScheduleEngine
@@ -92,6 +93,7 @@ class Node:
         # The frontend's rate and long-poll limits (frontend.rps, frontend.namespaceRPS, ...); a global
         # quota is split between the frontends in the cluster.
         self.request_limiter = RequestLimiter(RateLimitConfig(config.dynamic_config), self._frontend_count)
+        self.loop_lag = LoopLagMonitor()
 
     def _frontend_count(self) -> int:
         if self.membership is None:
@@ -106,6 +108,7 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
 
     async def start(self) -> None:
+        self.loop_lag.start()
         # First: a request that does not decode is refused before any other interceptor sees it.
         interceptors: list[grpc.aio.ServerInterceptor] = [DecodeErrorInterceptor()]
         serves_frontend = self.config.cluster is None or "frontend" in self.config.cluster.roles
@@ -212,4 +215,5 @@ class Node:
         if self.membership is not None:
             await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()
+        await self.loop_lag.stop()
         await self.store.close()

@@ -17,6 +17,11 @@ from hourglass.persistence.store import Store
 
 DEFAULT_RETENTION_S = 24 * 3600
 MAX_NAME_LENGTH = 1000
+# ListNamespaces: the reference's page size when the request sets none, and a bound on a page's bytes so
+# that a few namespaces with megabyte descriptions still fit the 4 MiB gRPC message limit (a page always
+# holds at least one namespace; one cannot exceed the limit, since it was registered through it).
+LIST_DEFAULT_PAGE_SIZE = 100
+LIST_MAX_PAGE_BYTES = 3 * 1024 * 1024
 
 
 @dataclass
@@ -134,6 +139,29 @@ class NamespaceRegistry:
 
     async def list(self) -> list[Namespace]:
         return [_from_record(r) for r in await self.store.list_namespaces()]
+
+    async def list_page(self, page_size: int, next_page_token: bytes) -> tuple[list[Namespace], bytes]:
+        """One page of namespaces by name, and the token of the next (empty when this is the last).
+
+        The token is the last name returned: a page resumes after it, so a namespace registered or
+        deleted meanwhile neither shifts nor repeats the others.
+        """
+        if page_size <= 0:
+            page_size = LIST_DEFAULT_PAGE_SIZE
+        after = next_page_token.decode("utf-8", "replace")
+        records = sorted(
+            (r for r in await self.store.list_namespaces() if not after or r.name > after),
+            key=lambda r: r.name,
+        )
+        page: list[Namespace] = []
+        size = 0
+        for record in records:
+            ns = _from_record(record)
+            size += ns.description.ByteSize() + 16  # + the field's tag and length prefix
+            if page and (len(page) == page_size or size > LIST_MAX_PAGE_BYTES):
+                return page, page[-1].name.encode()
+            page.append(ns)
+        return page, b""
 
 
 def retention_ms(ns: Namespace) -> int:

@@ -6,6 +6,7 @@ owns the schedule's shard: `engine` is the ScheduleEngine on a single node, its 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -18,7 +19,7 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
-from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.frontend.search_attributes import INLINE_QUERY_CHARS, SearchAttributeRegistry
 from hourglass.cluster.scheduler import policy
 from hourglass.cluster.scheduler.engine import compiled
 from hourglass.cluster.scheduler.spec import SpecError, compile_spec
@@ -168,7 +169,10 @@ class ScheduleHandlers:
         if not text.strip():
             return states
         custom = await self.search_attributes.custom(namespace_id)
-        query_filter = _schedule_filter(text, custom)
+        if len(text) <= INLINE_QUERY_CHARS:
+            query_filter = _schedule_filter(text, custom)
+        else:  # a long query takes seconds to parse: not on the event loop
+            query_filter = await asyncio.to_thread(_schedule_filter, text, custom)
         return [s for s in states if evaluate.matches(query_filter, _as_record(s))]
 
 
@@ -191,24 +195,49 @@ def _schedule_filter(text: str, custom: dict[str, int]) -> model.Filter | None:
         raise InvalidArgument(f"invalid query: {e}") from None
 
 
-def _rename(node, custom: dict[str, int]):
-    """ScheduleId becomes WorkflowId; any attribute but it, TemporalSchedulePaused and custom ones is refused."""
-    if isinstance(node, syntax.Name):
-        if node.name == _SCHEDULE_ID:
-            return dataclasses.replace(node, name="WorkflowId")
-        attribute = lookup(node.name, custom)
-        if attribute is None or (attribute.kind is not Kind.CUSTOM and attribute.name != _PAUSED):
-            raise InvalidArgument(f'invalid query filter for schedules: cannot filter on "{node.name}"')
-        return node
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+def _rename(root, custom: dict[str, int]):
+    """ScheduleId becomes WorkflowId; any attribute but it, TemporalSchedulePaused and custom ones is refused.
+
+    Rebuilt bottom-up with an explicit stack: a query may chain ~1000 ANDs (the reference's depth limit),
+    far deeper than Python's recursion limit.
+    """
+    done: dict[int, object] = {}
+    pending: list[tuple[object, bool]] = [(root, False)]
+    while pending:
+        node, children_done = pending.pop()
+        if isinstance(node, syntax.Name):
+            done[id(node)] = _renamed(node, custom)
+            continue
+        if not dataclasses.is_dataclass(node) or isinstance(node, type):
+            done[id(node)] = node
+            continue
+        fields = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+        children = [
+            child
+            for value in fields.values()
+            for child in (value if isinstance(value, tuple) else (value,))
+            if dataclasses.is_dataclass(child)
+        ]
+        if not children_done:
+            pending.append((node, True))
+            pending += [(child, False) for child in reversed(children)]  # leftmost first
+            continue
         changes = {}
-        for f in dataclasses.fields(node):
-            value = getattr(node, f.name)
+        for name, value in fields.items():
             if isinstance(value, tuple):
-                changes[f.name] = tuple(_rename(v, custom) for v in value)
+                changes[name] = tuple(done.get(id(v), v) for v in value)
             elif dataclasses.is_dataclass(value):
-                changes[f.name] = _rename(value, custom)
-        return dataclasses.replace(node, **changes)
+                changes[name] = done[id(value)]
+        done[id(node)] = dataclasses.replace(node, **changes)
+    return done[id(root)]
+
+
+def _renamed(node: syntax.Name, custom: dict[str, int]) -> syntax.Name:
+    if node.name == _SCHEDULE_ID:
+        return dataclasses.replace(node, name="WorkflowId")
+    attribute = lookup(node.name, custom)
+    if attribute is None or (attribute.kind is not Kind.CUSTOM and attribute.name != _PAUSED):
+        raise InvalidArgument(f'invalid query filter for schedules: cannot filter on "{node.name}"')
     return node
 
 

@@ -11,6 +11,7 @@ attribute cache is eventually consistent too). Changes made through this node ar
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import unicodedata
@@ -32,6 +33,9 @@ from hourglass.persistence.visibility.values import InvalidValue, decode_payload
 # (frontend.searchAttributesNumberOfKeysLimit, ...SizeOfValueLimit, ...TotalSizeLimit): see limits.py.
 MAX_NAME_LENGTH = 255
 CACHE_TTL_S = 5.0
+# Queries longer than this are parsed in a worker thread, one at a time: a 2 MB `IN (...)` list takes
+# seconds of parsing, which on the event loop would stall every other request of the node.
+INLINE_QUERY_CHARS = 4096
 
 
 class SearchAttributeRegistry:
@@ -39,6 +43,7 @@ class SearchAttributeRegistry:
         self.store = store
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, dict[str, int]]] = {}
+        self._long_queries = asyncio.Semaphore(1)
 
     # ---- registrations -------------------------------------------------------------------------------------
     async def custom(self, namespace_id: str) -> dict[str, int]:
@@ -78,8 +83,12 @@ class SearchAttributeRegistry:
     # ---- queries -------------------------------------------------------------------------------------------
     async def parse_query(self, namespace_id: str, text: str) -> VisibilityQuery:
         """A list/count query resolved against the namespace's attributes; INVALID_ARGUMENT if it is bad."""
+        custom = await self.custom(namespace_id)
         try:
-            return parse_query(text, await self.custom(namespace_id))
+            if len(text) <= INLINE_QUERY_CHARS:
+                return parse_query(text, custom)
+            async with self._long_queries:
+                return await asyncio.to_thread(parse_query, text, custom)
         except QueryError as e:
             raise InvalidArgument(f"invalid query: {e}") from None
 

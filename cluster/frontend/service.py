@@ -191,10 +191,8 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def ListNamespaces(self, request, context):
-        resp = rr.ListNamespacesResponse()
-        for ns in await self.namespaces.list():
-            resp.namespaces.append(ns.description)
-        return resp
+        page, token = await self.namespaces.list_page(request.page_size, request.next_page_token)
+        return rr.ListNamespacesResponse(namespaces=[ns.description for ns in page], next_page_token=token)
 
     # ---- starting, signalling, stopping workflows --------------------------------------------------------
     @rpc

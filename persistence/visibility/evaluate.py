@@ -94,14 +94,14 @@ def evaluate(node: model.Filter, view: RecordView) -> bool | None:
         return text_matches(view.value(node.attribute), node.tokens) != node.negated
     if isinstance(node, model.ListContains):
         items = view.value(node.attribute) or []
-        return any(item in node.values for item in items) != node.negated
+        return any(item in node.value_set for item in items) != node.negated
     value = view.value(node.attribute)
     if value is None:
         return None
     if isinstance(node, model.Compare):
         result = _compare(value, node.op, node.value)
     elif isinstance(node, model.In):
-        result = value in node.values
+        result = value in node.value_set
     elif isinstance(node, model.Between):
         result = node.low <= value <= node.high
     elif isinstance(node, model.StartsWith):

@@ -10,7 +10,7 @@ reference's full-text matches are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hourglass.persistence.visibility.attributes import (
@@ -37,6 +37,11 @@ class In:
     attribute: Attribute
     values: tuple[Any, ...]
     negated: bool = False
+    # For evaluation in Python: a query may list 100k values, and each record is tested against them.
+    value_set: frozenset[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_set", frozenset(self.values))
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class ListContains:
     attribute: Attribute
     values: tuple[str, ...]
     negated: bool = False
+    value_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value_set", frozenset(self.values))
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,43 @@ class Not:
 
 
 Filter = Compare | In | Between | StartsWith | IsNull | TextMatch | ListContains | And | Or | Not
+
+
+def split_large_in(node: Filter | None, chunk: int) -> list[Filter] | None:
+    """The filter as several whose matches are disjoint and together the filter's, when it is (or ANDs)
+    an `IN` of more than `chunk` values: one per slice of the list. None when there is nothing to split.
+
+    A store can then answer a huge `IN (...)` in short steps (and merge), instead of in one long one.
+    """
+    if isinstance(node, In):
+        operands: tuple[Filter, ...] = (node,)
+    elif isinstance(node, And):
+        operands = node.operands
+    else:
+        return None
+    for i, operand in enumerate(operands):
+        if isinstance(operand, In) and not operand.negated and len(operand.value_set) > chunk:
+            values = tuple(dict.fromkeys(operand.values))  # a value in two slices would match twice
+            slices = [replace(operand, values=values[j : j + chunk]) for j in range(0, len(values), chunk)]
+            if isinstance(node, In):
+                return list(slices)
+            return [And((*operands[:i], part, *operands[i + 1 :])) for part in slices]
+    return None
+
+
+def filter_depth(node: Filter | None) -> int:
+    """How many AND / OR / NOT levels the filter nests (0 for a single predicate), found without
+    recursion. Stores with a bounded expression parser (SQLite's) check it before translating."""
+    deepest = 0
+    pending: list[tuple[Filter, int]] = [] if node is None else [(node, 0)]
+    while pending:
+        current, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(current, And | Or):
+            pending += [(operand, depth + 1) for operand in current.operands]
+        elif isinstance(current, Not):
+            pending.append((current.operand, depth + 1))
+    return deepest
 
 
 @dataclass(frozen=True)

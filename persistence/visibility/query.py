@@ -14,10 +14,14 @@ Strings take single or double quotes, with a doubled quote or a backslash escape
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import lark
 from lark import Lark, Token, Transformer, v_args
+
+from hourglass.persistence.visibility import bounds
+from hourglass.persistence.visibility.errors import Position, QueryError
 
 _GRAMMAR = r"""
     start: [expr] [group_by] [order_by]
@@ -27,7 +31,7 @@ _GRAMMAR = r"""
     ?and_expr: not_expr (_AND not_expr)*
     ?not_expr: NOT not_expr                           -> not_
              | predicate
-    ?predicate: "(" expr ")"
+    ?predicate: "(" expr ")"                         -> paren
               | name COMPARE value                    -> comparison
               | name [NOT] _IN "(" value ("," value)* ")" -> in_list
               | name [NOT] _BETWEEN value _AND value  -> between
@@ -97,27 +101,6 @@ _EXPECTED_WORDS = {
     "COMMA": "','",
     "$END": "the end of the query",
 }
-
-
-class QueryError(ValueError):
-    """A query that cannot be parsed or does not fit the attributes; `str()` names where and why.
-
-    The frontend answers INVALID_ARGUMENT with this message (prefixed "invalid query: ", as the reference).
-    """
-
-    def __init__(self, message: str, position: Position | None = None) -> None:
-        self.message = message
-        self.position = position
-        where = f" (at line {position.line}, column {position.column})" if position else ""
-        super().__init__(f"{message}{where}")
-
-
-@dataclass(frozen=True)
-class Position:
-    """1-based line and column of a token in the query text."""
-
-    line: int
-    column: int
 
 
 @dataclass(frozen=True)
@@ -237,9 +220,34 @@ def _unquote(text: str) -> str:
 _BACKSLASH_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "0": "\0", "Z": "\x1a"}
 
 
+class _Heights(threading.local):
+    """Per-parse (and per-thread) height of each expression built so far, keyed by id(node).
+
+    The reference bounds the depth of its syntax tree, in which parentheses are nodes of their own; ours
+    drops them, so the parser records each expression's height as the reference would count it.
+    """
+
+    table: dict[int, int] | None = None
+
+
+_HEIGHTS = _Heights()
+
+
+def _record(node: Expr, height: int) -> Expr:
+    table = _HEIGHTS.table
+    if table is not None:
+        table[id(node)] = height
+    return node
+
+
+def _height(node: Expr) -> int:
+    table = _HEIGHTS.table
+    return 0 if table is None else table.get(id(node), bounds.PREDICATE_HEIGHT)
+
+
 @v_args(inline=True)
 class _ToSyntaxTree(Transformer):
-    """Builds the dataclasses above from lark's parse tree."""
+    """Builds the dataclasses above while lark parses (its callbacks run on each reduction, iteratively)."""
 
     def start(self, where, group_by, order_by) -> Query:
         return Query(where, group_by or (), order_by or ())
@@ -251,7 +259,10 @@ class _ToSyntaxTree(Transformer):
         return _fold(And, items)
 
     def not_(self, _not: Token, operand: Expr) -> Not:
-        return Not(operand)
+        return _record(Not(operand), _height(operand) + 1)  # type: ignore[return-value]
+
+    def paren(self, expr: Expr) -> Expr:
+        return _record(expr, _height(expr) + 1)
 
     def comparison(self, attribute: Name, op: Token, value: Literal) -> Comparison:
         return Comparison(attribute, "!=" if op == "<>" else str(op), value)
@@ -299,22 +310,37 @@ class _ToSyntaxTree(Transformer):
 def _fold(node: type[And] | type[Or], items: tuple[Expr, ...]) -> Expr:
     """Left-associative chain: a AND b AND c is (a AND b) AND c, as in SQL."""
     result = items[0]
+    height = _height(result)
     for item in items[1:]:
         result = node(result, item)
+        height = max(height, _height(item)) + 1
+        _record(result, height)
     return result
 
 
-_PARSER = Lark(_GRAMMAR, parser="lalr", maybe_placeholders=True)
-_TRANSFORMER = _ToSyntaxTree()
+# The transformer is embedded: lark calls it on each reduction, so no parse tree is built and nothing
+# recurses however deep the query (a separate Transformer pass recursed, and took as long as the parse).
+_PARSER = Lark(_GRAMMAR, parser="lalr", maybe_placeholders=True, transformer=_ToSyntaxTree())
 
 
 def parse(text: str) -> Query:
-    """Parse a list filter query; an empty (or blank) query matches everything. Raises QueryError."""
+    """Parse a list filter query; an empty (or blank) query matches everything. Raises QueryError.
+
+    The reference's bounds come first: its nesting limit before parsing (bounds.check_nesting), its
+    syntax-tree depth limit after (a deeper tree is refused before anything walks it recursively).
+    """
+    bounds.check_nesting(text)
+    _HEIGHTS.table = {}
     try:
-        tree = _PARSER.parse(text)
-    except lark.exceptions.UnexpectedInput as e:
-        raise _syntax_error(text, e) from None
-    return _TRANSFORMER.transform(tree)
+        try:
+            query = _PARSER.parse(text)
+        except lark.exceptions.UnexpectedInput as e:
+            raise _syntax_error(text, e) from None
+        if query.where is not None:
+            bounds.check_depth(_height(query.where))
+        return query
+    finally:
+        _HEIGHTS.table = None
 
 
 def _syntax_error(text: str, error: lark.exceptions.UnexpectedInput) -> QueryError:

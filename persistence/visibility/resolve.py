@@ -86,9 +86,9 @@ class _Resolver:
     # ---- filters -------------------------------------------------------------------------------------------
     def filter(self, expr: syntax.Expr) -> model.Filter:
         if isinstance(expr, syntax.And):
-            return model.And((self.filter(expr.left), self.filter(expr.right)))
+            return model.And(tuple(self.filter(e) for e in _chain(expr, syntax.And)))
         if isinstance(expr, syntax.Or):
-            return model.Or((self.filter(expr.left), self.filter(expr.right)))
+            return model.Or(tuple(self.filter(e) for e in _chain(expr, syntax.Or)))
         if isinstance(expr, syntax.Not):
             return model.Not(self.filter(expr.operand))
         if isinstance(expr, syntax.Comparison):
@@ -198,6 +198,20 @@ class _Resolver:
             f"invalid value {_show(raw)} for search attribute {attribute.name} of type {value_type.display_name}",
             literal.position,
         )
+
+
+def _chain(expr: syntax.And | syntax.Or, kind: type[syntax.And] | type[syntax.Or]) -> list[syntax.Expr]:
+    """The operands of a run of one connective, in order, found without recursion: `a AND b AND c` is a
+    1000-deep tree at the reference's depth limit, far past Python's recursion limit."""
+    operands: list[syntax.Expr] = []
+    pending: list[syntax.Expr] = [expr]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, kind):
+            pending += (node.right, node.left)
+        else:
+            operands.append(node)
+    return operands
 
 
 def _check_operator(attribute: Attribute, operator: str, allowed: tuple[str, ...], name: syntax.Name) -> None:

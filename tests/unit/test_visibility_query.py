@@ -217,8 +217,7 @@ def test_the_issues_example_query() -> None:
         "ORDER BY StartTime DESC"
     )
     assert isinstance(query.filter, model.And)
-    (left, start) = query.filter.operands
-    (workflow_type, status) = left.operands  # type: ignore[union-attr]
+    (workflow_type, status, start) = query.filter.operands  # a run of ANDs is one n-ary And
     assert (workflow_type.attribute.name, workflow_type.op, workflow_type.value) == ("WorkflowType", "=", "X")
     assert (status.attribute.name, status.value) == ("ExecutionStatus", RUNNING)
     assert (start.attribute.type, start.op, start.value) == (ValueType.DATETIME, ">", JAN_1_2026_NS)  # type: ignore[union-attr]
@@ -551,3 +550,36 @@ async def test_bad_queries_become_invalid_argument_naming_the_position(
     ):
         await registry.parse_query("ns", "Nope = 1")
     assert (await registry.parse_query("ns", "Num > 1")).filter is not None
+
+
+async def test_a_huge_in_list_is_answered_in_parts_with_the_same_pages(monkeypatch) -> None:
+    """SQLite answers an IN of more than IN_CHUNK values in slices (yielding to the loop between them);
+    the pages and the count are those of the single query."""
+    from hourglass.persistence.sqlite import store as sqlite_store
+
+    store = await SQLiteStore.open(None)
+    for i in range(120):
+        await store.upsert_visibility(
+            VisibilityRecord(
+                namespace_id="ns", workflow_id=f"wf-{i:04d}", run_id=f"r{i}", workflow_type="T",
+                task_queue="q", status=1 + i % 2, start_time_ms=1000 + (i * 7) % 13,
+            )
+        )  # fmt: skip
+    query = parse_query(
+        "WorkflowId IN (" + ",".join(f"'wf-{i:04d}'" for i in range(0, 240, 3)) + ") "
+        "AND ExecutionStatus = 'Running' ORDER BY StartTime DESC",
+        CUSTOM,
+    )
+
+    async def all_pages() -> tuple[list[str], int]:
+        listed, token = [], b""
+        while True:
+            records, token = await store.query_visibility("ns", query, 7, token)
+            listed += [r.workflow_id for r in records]
+            if not token:
+                return listed, await store.count_visibility("ns", query)
+
+    whole = await all_pages()
+    monkeypatch.setattr(sqlite_store, "IN_CHUNK", 4)
+    assert await all_pages() == whole
+    assert whole[1] == len(whole[0]) == 20
