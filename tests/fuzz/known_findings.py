@@ -24,16 +24,12 @@ class KnownFinding:
 _OVERFLOW = (
     "a number past int64 in a list query (HistoryLength > 1e26) -> INTERNAL OverflowError; branch validation"
 )
-_DEPTH = "a 60-deep NOT (...) query reaches SQLite: parser stack overflow -> UNAVAILABLE; branch loop (query depth bound)"
 _TIME = "start_time_filter with nanos outside [0, 1e9) -> INTERNAL (Timestamp.ToNanoseconds ValueError); branch validation"
 
 KNOWN_FINDINGS: tuple[KnownFinding, ...] = (
     KnownFinding("ListWorkflowExecutions", "INTERNAL", "internal error", _OVERFLOW),
     KnownFinding("ScanWorkflowExecutions", "INTERNAL", "internal error", _OVERFLOW),
     KnownFinding("CountWorkflowExecutions", "INTERNAL", "internal error", _OVERFLOW),
-    KnownFinding("ListWorkflowExecutions", "UNAVAILABLE", "parser stack overflow", _DEPTH),
-    KnownFinding("ScanWorkflowExecutions", "UNAVAILABLE", "parser stack overflow", _DEPTH),
-    KnownFinding("CountWorkflowExecutions", "UNAVAILABLE", "parser stack overflow", _DEPTH),
     KnownFinding("ListOpenWorkflowExecutions", "INTERNAL", "internal error", _TIME),
     KnownFinding("ListClosedWorkflowExecutions", "INTERNAL", "internal error", _TIME),
     KnownFinding(
@@ -74,11 +70,4 @@ def method_has_known_findings(method: str) -> bool:
 
 # RPCs whose batches hold the node's event loop long enough to push the GetSystemInfo probe's p99 past 100 ms:
 # the probe's calls during their batches are left out of the p99 (method -> why, and which branch fixes it).
-_IN_QUERY = (
-    "a 2000-value WorkflowId IN (...) query is parsed and run on the loop (60-85 ms each); branch loop"
-)
-KNOWN_SLOW_METHODS: dict[str, str] = {
-    "ListWorkflowExecutions": _IN_QUERY,
-    "ScanWorkflowExecutions": _IN_QUERY,
-    "CountWorkflowExecutions": _IN_QUERY,
-}
+KNOWN_SLOW_METHODS: dict[str, str] = {}
