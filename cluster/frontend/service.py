@@ -49,11 +49,12 @@ from hourglass.cluster.errors import (
 )
 from hourglass.cluster.frontend import activity_operations, visibility
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
-from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
+    check_signal_with_start_policies,
     check_start_request,
     check_update_request,
     require_execution,
@@ -106,7 +107,9 @@ class WorkflowService(WorkflowServiceServicer):
         self.store = store
         self.search_attributes = search_attributes
         self.schedules = (
-            None if schedules is None else ScheduleHandlers(namespaces, schedules, search_attributes)
+            None
+            if schedules is None
+            else ScheduleHandlers(namespaces, schedules, search_attributes, max_blob_bytes)
         )
 
     # ---- cluster and namespaces ------------------------------------------------------------------------
@@ -149,8 +152,7 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RegisterNamespace(self, request, context):
-        if request.workflow_execution_retention_period.ToMilliseconds() <= 0:
-            raise InvalidArgument("A valid retention period is not set on request.")
+        check_retention(request.workflow_execution_retention_period)
         await self.namespaces.register(
             request.namespace,
             request.description,
@@ -203,6 +205,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def SignalWithStartWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         check_start_request(request, self.max_blob_bytes)
+        check_signal_with_start_policies(request)
         await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
         require_id(request.signal_name, "SignalName")
         if request.HasField("signal_input"):
@@ -505,6 +508,8 @@ class WorkflowService(WorkflowServiceServicer):
         ns_id, ms = await self._mutable_state(request, "execution")
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
+        if request.query.HasField("query_args"):
+            check_blob_size(request.query.query_args, self.max_blob_bytes)
         if _query_rejected(request.query_reject_condition, ms):
             return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=ms.info.status))
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
@@ -538,6 +543,15 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondQueryTaskCompleted(self, request, context):
         token = await self._task_token(request)
+        if request.query_result.ByteSize() > self.max_blob_bytes:
+            # As the reference: the caller of QueryWorkflow gets a failed query, not a response that
+            # cannot be sent.
+            request = rr.RespondQueryTaskCompletedRequest(
+                task_token=request.task_token,
+                namespace=request.namespace,
+                completed_type=QueryResultType.QUERY_RESULT_TYPE_FAILED,
+                error_message="Blob data size exceeds limit.",
+            )
         if not token.query_id or not await self.matching.respond_query_task_completed(
             token.query_id, request
         ):

@@ -35,6 +35,8 @@ class HistoryLimits:
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
     workflow_task_retry_max_interval_ms: int = 10 * 60 * 1000
     enable_activity_eager_execution: bool = True
+    # The shortest retention RegisterNamespace/UpdateNamespace accept (the reference's MinRetentionLocal).
+    namespace_min_retention_local_ms: int = 60 * 60 * 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -53,6 +55,7 @@ _KEYS = {
 # Durations, kept in milliseconds.
 _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
+    "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
 }
 
 
