@@ -12,6 +12,7 @@ from grpc_health.v1.health import aio as health_aio
 from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServiceServicer_to_server
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
+from hourglass.cluster.frontend.decoding import add_servicer
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
@@ -146,7 +147,8 @@ class Node:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        add_WorkflowServiceServicer_to_server(
+        add_servicer(
+            add_WorkflowServiceServicer_to_server,
             WorkflowService(
                 self.namespaces,
                 self.history_api,
@@ -159,8 +161,10 @@ class Node:
             ),
             self.server,
         )
-        add_OperatorServiceServicer_to_server(
-            OperatorService(self.namespaces, self.search_attributes), self.server
+        add_servicer(
+            add_OperatorServiceServicer_to_server,
+            OperatorService(self.namespaces, self.search_attributes),
+            self.server,
         )
         health = health_aio.HealthServicer()
         for service in (

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import grpc
 from google.rpc import status_pb2
 
-from hourglass.cluster.errors import ServiceError
-from hourglass.persistence.errors import StoreUnavailableError
+from hourglass.cluster.errors import InvalidArgument, ServiceError
+from hourglass.persistence.errors import StoreUnavailableError, UnencodableWriteError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,13 @@ def rpc(method: Callable) -> Callable:
         try:
             return await method(self, request, context)
         except ServiceError as e:
+            _log_client_error(method.__name__, request, e)
             await abort(context, e.code, e.message, e.detail)
+        except UnencodableWriteError as e:
+            # A number of the request no store can hold, past the validations: the client's error.
+            message = f"a value of the request is out of range: {str(e)[:_LOGGED_MESSAGE_CHARS]}"
+            _log_client_error(method.__name__, request, InvalidArgument(message))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
         except StoreUnavailableError as e:
             await abort(context, grpc.StatusCode.UNAVAILABLE, f"persistence unavailable: {e}")
         except grpc.aio.AbortError:
@@ -41,6 +47,25 @@ def rpc(method: Callable) -> Callable:
             await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}")
 
     return wrapper
+
+
+# Statuses that say the caller sent something wrong: worth an operator's look, in one line. Others
+# (NOT_FOUND, ALREADY_EXISTS...) are ordinary answers SDKs rely on, logged at debug level.
+_CLIENT_MISTAKES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+_LOGGED_MESSAGE_CHARS = 300
+
+
+def _log_client_error(method: str, request, e: ServiceError) -> None:
+    """One line per refused request (method, namespace, status, message), never a traceback."""
+    namespace = getattr(request, "namespace", "")
+    log.log(
+        logging.INFO if e.code in _CLIENT_MISTAKES else logging.DEBUG,
+        "%s namespace=%s %s: %s",
+        method,
+        namespace if isinstance(namespace, str) and namespace else "-",
+        e.code.name,
+        e.message[:_LOGGED_MESSAGE_CHARS],
+    )
 
 
 def unimplemented(name: str) -> Callable:

@@ -33,7 +33,12 @@ from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskIn
 from hourglass.cluster.history.queries import QueryBuffer
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import UpdateRegistry
-from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
+from hourglass.persistence.errors import (
+    ConditionFailedError,
+    ShardOwnershipLostError,
+    StoreUnavailableError,
+    UnencodableWriteError,
+)
 from hourglass.persistence.records import (
     CurrentRunRecord,
     ExecutionKey,
@@ -74,6 +79,10 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+class _NotSent(Exception):
+    """Internal: preparing a batch failed before anything of it was sent (its cause is re-raised)."""
 
 
 class Shard:
@@ -318,15 +327,19 @@ class Shard:
         keys = [_key(tr.ms) for tr, _ in transitions]
         allocated: list[int] = []
         try:
-            writes = [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+            writes = await self._prepare_all(transitions, allocated)
             self.check_writable()
             await self.store.commit(self.shard_id, self.range_id, writes)
         except BaseException as e:
             for key in keys:
                 self.evict(key)
-            # Only a rejected condition says for sure that nothing was written; a timeout, a lost
-            # connection or a cancelled caller leave the batch's tasks possibly in the store.
-            if isinstance(e, ConditionFailedError | ShardOwnershipLostError):
+            # Only a rejected condition (or a batch never sent) says for sure that nothing was written; a
+            # timeout, a lost connection or a cancelled caller leave the batch's tasks possibly in the store.
+            if isinstance(e, UnencodableWriteError | _NotSent):
+                self.uncommitted_task_ids.difference_update(allocated)
+                if isinstance(e, _NotSent):
+                    raise e.__cause__ from None  # type: ignore[misc]
+            elif isinstance(e, ConditionFailedError | ShardOwnershipLostError):
                 self.uncommitted_task_ids.difference_update(allocated)
                 if isinstance(e, ShardOwnershipLostError) and self._moved_here(e):
                     # This node moved the range meanwhile (a fence, a new block of ids): retry on it.
@@ -363,6 +376,18 @@ class Shard:
         while self.doubtful and self.doubtful[0][0] < fenced_range_id:
             _, ids = self.doubtful.pop(0)
             self.uncommitted_task_ids.difference_update(ids)
+
+    async def _prepare_all(
+        self, transitions: list[tuple[Transition, bool]], allocated: list[int]
+    ) -> list[ExecutionWrite]:
+        """The batch's writes. A failure here is certain: the batch was not sent, so nothing fences. A value
+        that cannot be encoded (a client's out-of-range number) is an UnencodableWriteError."""
+        try:
+            return [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+        except (OverflowError, ValueError) as e:
+            raise UnencodableWriteError(str(e)) from e
+        except Exception as e:
+            raise _NotSent() from e
 
     async def _prepare(self, tr: Transition, is_new_run: bool, allocated: list[int]) -> ExecutionWrite:
         ms = tr.ms
