@@ -162,7 +162,11 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         if schedule_to_start == 0:
             schedule_to_start = run_timeout
     else:
-        raise CommandError(bad, "A valid StartToClose or ScheduleToCloseTimeout is not set on command.")
+        raise CommandError(
+            bad,
+            "a valid StartToCloseTimeout or ScheduleToCloseTimeout must be set on the activity. "
+            f"ActivityId={a.activity_id} ActivityType={a.activity_type.name}",
+        )
     heartbeat = min(heartbeat, start_to_close)
     attrs = ActivityTaskScheduledEventAttributes(
         activity_id=a.activity_id,

@@ -833,11 +833,13 @@ class HistoryEngine:
 
             def fail(ms: MutableState, tr: Transition):
                 self._started_workflow_task(ms, token)
-                tr.fail_workflow_task(err.cause, Failure(message=err.message), request.identity)
+                tr.fail_workflow_task(err.cause, Failure(message=message), request.identity)
 
+            # As the reference words it: the cause, then what is wrong ("BadScheduleActivityAttributes: ...").
+            message = f"{_cause_name(err.cause)}: {err.message}"
             await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
             if not err.silent:
-                raise InvalidArgument(err.message) from None
+                raise InvalidArgument(message) from None
             return RespondWorkflowTaskCompletedResponse()
         if response.reset_history_event_id:
             await self._deliver_admitted_updates(key)
@@ -1868,3 +1870,9 @@ def _activity_task(
     if ai.heartbeat_details is not None:
         task.heartbeat_details.CopyFrom(ai.heartbeat_details)
     return task
+
+
+def _cause_name(cause: int) -> str:
+    """WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES -> BadScheduleActivityAttributes."""
+    words = WorkflowTaskFailedCause.Name(cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_").split("_")
+    return "".join(word.capitalize() for word in words)
