@@ -9,8 +9,8 @@ from collections.abc import Callable
 import grpc
 from google.rpc import status_pb2
 
-from hourglass.cluster.errors import InvalidArgument, ServiceError
-from hourglass.persistence.errors import StoreUnavailableError, UnencodableWriteError
+from hourglass.cluster.errors import ServiceError
+from hourglass.persistence.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ def rpc(method: Callable) -> Callable:
         except ServiceError as e:
             _log_client_error(method.__name__, request, e)
             await abort(context, e.code, e.message, e.detail)
-        except UnencodableWriteError as e:
-            # A number of the request no store can hold, past the validations: the client's error.
-            message = f"a value of the request is out of range: {str(e)[:_LOGGED_MESSAGE_CHARS]}"
-            _log_client_error(method.__name__, request, InvalidArgument(message))
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
         except StoreUnavailableError as e:
             await abort(context, grpc.StatusCode.UNAVAILABLE, f"persistence unavailable: {e}")
         except grpc.aio.AbortError:

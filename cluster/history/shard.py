@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 
 from temporalio.api.history.v1 import History, HistoryEvent
 
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
 from hourglass.cluster.history.queries import QueryBuffer
@@ -339,6 +340,8 @@ class Shard:
                 self.uncommitted_task_ids.difference_update(allocated)
                 if isinstance(e, _NotSent):
                     raise e.__cause__ from None  # type: ignore[misc]
+                # A number of the request no store can hold, past the validations: the client's error.
+                raise InvalidArgument(f"a value of the request is out of range: {str(e)[:300]}") from e
             elif isinstance(e, ConditionFailedError | ShardOwnershipLostError):
                 self.uncommitted_task_ids.difference_update(allocated)
                 if isinstance(e, ShardOwnershipLostError) and self._moved_here(e):
