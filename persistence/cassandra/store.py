@@ -508,7 +508,7 @@ class CassandraStore(Store):
         try:
             for write in writes:
                 self._add_write(batch, shard_id, write)
-        except (OverflowError, struct.error) as e:  # a value no column can hold: nothing was sent
+        except (OverflowError, struct.error, TypeError) as e:  # a value no column holds: nothing was sent
             raise UnencodableWriteError(str(e)) from e
         rows = await self._execute_conditional(batch)
         if not rows[0]["[applied]"]:
