@@ -22,7 +22,7 @@ from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_retry_policy,
-    require_task_queue,
+    require_user_task_queue,
     require_workflow_id,
 )
 from hourglass.cluster.scheduler import policy
@@ -65,7 +65,7 @@ def _check_schedule(request, limit: int) -> None:
     check_blob_size(request.schedule, limit)
     if request.schedule.action.HasField("start_workflow"):
         start = request.schedule.action.start_workflow
-        require_task_queue(start.task_queue.name)
+        require_user_task_queue(start.task_queue.name)
         check_retry_policy(start)
 
 

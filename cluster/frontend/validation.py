@@ -10,12 +10,11 @@ from temporalio.api.common.v1 import Priority, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowIdConflictPolicy, WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.history.commands import RESERVED_TASK_QUEUE_PREFIX
 from hourglass.cluster.history.cron import cron_error
 from hourglass.cluster.history.retry import retry_policy_error
 
 MAX_ID_LENGTH = 1000
-# Task queues the server keeps for itself (the reference's per-partition names live under it).
-RESERVED_TASK_QUEUE_PREFIX = "/_sys/"
 
 
 def require_id(value: str, field_name: str) -> None:
@@ -37,6 +36,12 @@ def require_task_queue(name: str) -> None:
         raise InvalidArgument("missing task queue name")
     if len(name) > MAX_ID_LENGTH:
         raise InvalidArgument("taskQueue length exceeds limit")
+
+
+def require_user_task_queue(name: str) -> None:
+    """A task queue a workflow is started on: not one of the server's own (polls and describes may name
+    a partition, `/_sys/<name>/<n>`, as on the reference)."""
+    require_task_queue(name)
     if name.startswith(RESERVED_TASK_QUEUE_PREFIX):
         raise InvalidArgument(
             f"task queue name cannot start with reserved prefix {RESERVED_TASK_QUEUE_PREFIX}"
@@ -92,7 +97,7 @@ def check_start_request(request, limit: int) -> None:
         raise InvalidArgument("WorkflowType is not set on request.")
     if len(request.workflow_type.name) > MAX_ID_LENGTH:
         raise InvalidArgument("WorkflowType length exceeds limit.")
-    require_task_queue(request.task_queue.name)
+    require_user_task_queue(request.task_queue.name)
     if len(request.request_id) > MAX_ID_LENGTH:
         raise InvalidArgument("RequestId length exceeds limit.")
     if (

@@ -54,6 +54,8 @@ _CLOSE_COMMANDS = {
     CommandType.COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION,
 }
 MAX_ID_LENGTH = 1000
+# Task queues the server keeps for itself (the reference's partition names live under it).
+RESERVED_TASK_QUEUE_PREFIX = "/_sys/"
 
 
 class CommandError(Exception):
@@ -134,6 +136,10 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         raise CommandError(bad, "ActivityID exceeds length limit.")
     if not a.activity_type.name:
         raise CommandError(bad, "ActivityType is not set on command.")
+    if a.task_queue.name.startswith(RESERVED_TASK_QUEUE_PREFIX):
+        raise CommandError(
+            bad, f"task queue name cannot start with reserved prefix {RESERVED_TASK_QUEUE_PREFIX}"
+        )
     if tr.ms.activity_by_id(a.activity_id) is not None:
         raise CommandError(bad, f"Activity ID {a.activity_id} is already in use by a pending activity.")
     timeouts = [

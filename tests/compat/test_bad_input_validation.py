@@ -115,6 +115,10 @@ async def test_start_with_a_bad_retry_policy(client: Client, policy: RetryPolicy
             "BadScheduleActivityAttributes: MaximumAttempts cannot be negative on retry policy.",
         ),
         (
+            {"task_queue": TaskQueue(name="/_sys/activities")},
+            "BadScheduleActivityAttributes: task queue name cannot start with reserved prefix /_sys/",
+        ),
+        (
             {"start_to_close_timeout": None},
             "BadScheduleActivityAttributes: a valid StartToCloseTimeout or ScheduleToCloseTimeout must be "
             "set on the activity. ActivityId=a1 ActivityType=Anything",
