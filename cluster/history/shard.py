@@ -82,10 +82,6 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
-class _NotSent(Exception):
-    """Internal: preparing a batch failed before anything of it was sent (its cause is re-raised)."""
-
-
 class Shard:
     def __init__(
         self,
@@ -334,15 +330,14 @@ class Shard:
         except BaseException as e:
             for key in keys:
                 self.evict(key)
-            # Only a rejected condition (or a batch never sent) says for sure that nothing was written; a
-            # timeout, a lost connection or a cancelled caller leave the batch's tasks possibly in the store.
-            if isinstance(e, UnencodableWriteError | _NotSent):
+            # Only a rejected condition (or a batch that could not be encoded) says for sure that nothing
+            # was written; a timeout, a lost connection or a cancelled caller leave the batch's tasks
+            # possibly in the store.
+            if isinstance(e, UnencodableWriteError):
                 self.uncommitted_task_ids.difference_update(allocated)
-                if isinstance(e, _NotSent):
-                    raise e.__cause__ from None  # type: ignore[misc]
                 # A number of the request no store can hold, past the validations: the client's error.
                 raise InvalidArgument(f"a value of the request is out of range: {str(e)[:300]}") from e
-            elif isinstance(e, ConditionFailedError | ShardOwnershipLostError):
+            if isinstance(e, ConditionFailedError | ShardOwnershipLostError):
                 self.uncommitted_task_ids.difference_update(allocated)
                 if isinstance(e, ShardOwnershipLostError) and self._moved_here(e):
                     # This node moved the range meanwhile (a fence, a new block of ids): retry on it.
@@ -383,14 +378,12 @@ class Shard:
     async def _prepare_all(
         self, transitions: list[tuple[Transition, bool]], allocated: list[int]
     ) -> list[ExecutionWrite]:
-        """The batch's writes. A failure here is certain: the batch was not sent, so nothing fences. A value
-        that cannot be encoded (a client's out-of-range number) is an UnencodableWriteError."""
+        """The batch's writes. A value that cannot be encoded (a client's out-of-range number: a timestamp
+        past year 9999, an integer beyond 64 bits) is an UnencodableWriteError: the batch was not sent."""
         try:
             return [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
         except (OverflowError, ValueError) as e:
             raise UnencodableWriteError(str(e)) from e
-        except Exception as e:
-            raise _NotSent() from e
 
     async def _prepare(self, tr: Transition, is_new_run: bool, allocated: list[int]) -> ExecutionWrite:
         ms = tr.ms
