@@ -550,7 +550,7 @@ class WorkflowService(WorkflowServiceServicer):
                 task_token=request.task_token,
                 namespace=request.namespace,
                 completed_type=QueryResultType.QUERY_RESULT_TYPE_FAILED,
-                error_message="Blob data size exceeds limit.",
+                error_message=QUERY_RESULT_TOO_LARGE,
             )
         if not token.query_id or not await self.matching.respond_query_task_completed(
             token.query_id, request
@@ -590,6 +590,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondWorkflowTaskCompleted(self, request, context):
         token = await self._task_token(request)
+        _fail_oversized_query_results(request, self.max_blob_bytes)
         return await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
 
     @rpc
@@ -1035,3 +1036,16 @@ def _fill_unimplemented() -> None:
 
 
 _fill_unimplemented()
+
+
+QUERY_RESULT_TOO_LARGE = "Blob data size exceeds limit."
+
+
+def _fail_oversized_query_results(request: rr.RespondWorkflowTaskCompletedRequest, limit: int) -> None:
+    """Answers to buffered queries carried by a workflow task, over the blob limit, become failed
+    queries (as on the reference), as when a worker answers a query task directly."""
+    for result in request.query_results.values():
+        if result.answer.ByteSize() > limit:
+            result.Clear()
+            result.result_type = QueryResultType.QUERY_RESULT_TYPE_FAILED
+            result.error_message = QUERY_RESULT_TOO_LARGE

@@ -17,6 +17,17 @@ from hourglass.cluster.history.retry import retry_policy_error
 MAX_ID_LENGTH = 1000
 
 
+# The reference's limit on namespace names (its namespace validator interceptor checks every request).
+MAX_NAMESPACE_LENGTH = 1000
+
+
+def check_namespace_length(request) -> None:
+    """Every request naming a namespace: a name past the limit is refused before anything echoes it."""
+    namespace = getattr(request, "namespace", "")
+    if isinstance(namespace, str) and len(namespace) > MAX_NAMESPACE_LENGTH:
+        raise InvalidArgument("Namespace length exceeds limit.")
+
+
 def require_id(value: str, field_name: str) -> None:
     if not value:
         raise InvalidArgument(f"{field_name} is not set on request.")
