@@ -11,6 +11,11 @@ class StoreUnavailableError(PersistenceError):
     """The database could not be reached or timed out. For a conditional write the outcome is unknown."""
 
 
+class UnencodableWriteError(PersistenceError):
+    """A value of the write cannot be stored (an integer beyond 64 bits, a time past year 9999). Nothing
+    was written: it comes from a client's request, so it is the client's error and fences no shard."""
+
+
 class ShardOwnershipLostError(PersistenceError):
     """The shard's range id moved: another owner took the shard. Stop writing it."""
 

@@ -19,35 +19,39 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
 from hourglass.cluster.errors import ServiceError
+from hourglass.cluster.frontend.validation import check_namespace_length
 from hourglass.persistence.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 
-# A status message travels in the trailing metadata twice (grpc-message, percent-encoded: up to 3 bytes per
-# byte; grpc-status-details-bin, base64): past ~2 KiB a client's 8 KiB metadata limit can drop the answer
-# and the caller sees RESOURCE_EXHAUSTED "received metadata size exceeds ..." instead of the error.
-MAX_STATUS_MESSAGE_BYTES = 1024
+# The status travels in the trailers, twice (grpc-message, and inside grpc-status-details-bin): a
+# message echoing a client's long value must not push them past the client's metadata limit (8-16 KiB,
+# else the client sees RESOURCE_EXHAUSTED instead of the error). The reference's messages stop at 4000.
+MAX_MESSAGE_CHARS = 4000
+# Non-ASCII bytes are percent-encoded in grpc-message (3 characters each).
+MAX_NON_ASCII_MESSAGE_BYTES = 1300
+# A detail (e.g. NamespaceNotFoundFailure) repeats the long value again inside grpc-status-details-bin.
+MAX_DETAIL_BYTES = 1024
 UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
 
 
 def bounded_message(message: str) -> str:
-    """`message`, cut to MAX_STATUS_MESSAGE_BYTES of UTF-8 (a request's huge field echoed back, say)."""
-    encoded = message.encode("utf-8", errors="replace")
-    if len(encoded) <= MAX_STATUS_MESSAGE_BYTES:
-        return message
-    return encoded[: MAX_STATUS_MESSAGE_BYTES - 3].decode("utf-8", errors="ignore") + "..."
+    """`message`, cut so that the status fits in any client's trailers."""
+    if message.isascii():
+        return message[:MAX_MESSAGE_CHARS]
+    return message.encode()[:MAX_NON_ASCII_MESSAGE_BYTES].decode(errors="ignore")
 
 
 def bounded_detail(detail: Message) -> Message | None:
     """`detail`, its long strings cut (a NamespaceNotFoundFailure naming a 70 KB namespace, say); None if it
     still does not fit: the status then travels without details rather than not at all."""
-    if detail.ByteSize() <= MAX_STATUS_MESSAGE_BYTES:
+    if detail.ByteSize() <= MAX_DETAIL_BYTES:
         return detail
     cut = type(detail)()
     cut.CopyFrom(detail)
     _cut_strings(cut)
-    return cut if cut.ByteSize() <= MAX_STATUS_MESSAGE_BYTES else None
+    return cut if cut.ByteSize() <= MAX_DETAIL_BYTES else None
 
 
 def _cut_strings(msg: Message, limit: int = 200) -> None:
@@ -85,8 +89,10 @@ def rpc(method: Callable) -> Callable:
     @functools.wraps(method)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
         try:
+            check_namespace_length(request)
             return await method(self, request, context)
         except ServiceError as e:
+            _log_client_error(method.__name__, request, e)
             await abort(context, e.code, e.message, e.detail)
         except StoreUnavailableError as e:
             await abort(context, grpc.StatusCode.UNAVAILABLE, f"persistence unavailable: {e}")
@@ -97,6 +103,25 @@ def rpc(method: Callable) -> Callable:
             await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}")
 
     return wrapper
+
+
+# Statuses that say the caller sent something wrong: worth an operator's look, in one line. Others
+# (NOT_FOUND, ALREADY_EXISTS...) are ordinary answers SDKs rely on, logged at debug level.
+_CLIENT_MISTAKES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+_LOGGED_MESSAGE_CHARS = 300
+
+
+def _log_client_error(method: str, request, e: ServiceError) -> None:
+    """One line per refused request (method, namespace, status, message), never a traceback."""
+    namespace = getattr(request, "namespace", "")
+    log.log(
+        logging.INFO if e.code in _CLIENT_MISTAKES else logging.DEBUG,
+        "%s namespace=%s %s: %s",
+        method,
+        namespace if isinstance(namespace, str) and namespace else "-",
+        e.code.name,
+        e.message[:_LOGGED_MESSAGE_CHARS],
+    )
 
 
 def unimplemented(name: str) -> Callable:

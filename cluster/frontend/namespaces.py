@@ -11,6 +11,8 @@ from temporalio.api.namespace.v1 import NamespaceConfig, NamespaceInfo
 from temporalio.api.workflowservice.v1 import DescribeNamespaceResponse
 
 from hourglass.cluster.errors import InvalidArgument, NamespaceAlreadyExists, NamespaceNotFound, Unavailable
+from hourglass.cluster.history.limits import LIMITS
+from hourglass.cluster.history.timeutil import duration_ms
 from hourglass.persistence.errors import ConditionFailedError, NamespaceAlreadyExistsError
 from hourglass.persistence.records import NamespaceRecord
 from hourglass.persistence.store import Store
@@ -29,6 +31,16 @@ class Namespace:
     id: str
     name: str
     description: DescribeNamespaceResponse
+
+
+INVALID_RETENTION = "A valid retention period is not set on request."
+
+
+def check_retention(retention: Duration) -> None:
+    """The reference's retention check for RegisterNamespace and UpdateNamespace: at least
+    `system.namespaceMinRetentionLocal` (1 h), so closed runs are not deleted before callers read them."""
+    if retention.nanos < 0 or duration_ms(retention) < LIMITS.namespace_min_retention_local_ms:
+        raise InvalidArgument(INVALID_RETENTION)
 
 
 class NamespaceRegistry:
@@ -115,8 +127,7 @@ class NamespaceRegistry:
             for key, value in info.data.items():
                 desc.namespace_info.data[key] = value
         if config is not None and config.HasField("workflow_execution_retention_ttl"):
-            if config.workflow_execution_retention_ttl.ToSeconds() < 0:
-                raise InvalidArgument("WorkflowExecutionRetentionPeriod must not be negative.")
+            check_retention(config.workflow_execution_retention_ttl)
             desc.config.workflow_execution_retention_ttl.CopyFrom(config.workflow_execution_retention_ttl)
         updated = NamespaceRecord(record.id, name, desc.SerializeToString(), record.notification_version + 1)
         try:
@@ -165,7 +176,8 @@ class NamespaceRegistry:
 
 
 def retention_ms(ns: Namespace) -> int:
-    return ns.description.config.workflow_execution_retention_ttl.ToMilliseconds()
+    # Capped: a retention of 2**62 s (accepted, as by the reference) must not overflow a deletion time.
+    return duration_ms(ns.description.config.workflow_execution_retention_ttl)
 
 
 def _from_record(record: NamespaceRecord) -> Namespace:

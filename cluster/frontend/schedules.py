@@ -20,6 +20,12 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.search_attributes import INLINE_QUERY_CHARS, SearchAttributeRegistry
+from hourglass.cluster.frontend.validation import (
+    check_blob_size,
+    check_retry_policy,
+    require_user_task_queue,
+    require_workflow_id,
+)
 from hourglass.cluster.scheduler import policy
 from hourglass.cluster.scheduler.engine import compiled
 from hourglass.cluster.scheduler.spec import SpecError, compile_spec
@@ -31,6 +37,8 @@ from hourglass.persistence.visibility.attributes import Kind, ValueType, lookup
 from hourglass.persistence.visibility.query import QueryError
 from hourglass.persistence.visibility.resolve import resolve
 
+# The reference runs each schedule as a workflow with this id prefix: the id length limit applies to it.
+SCHEDULER_WORKFLOW_ID_PREFIX = "temporal-sys-scheduler:"
 LIST_FUTURE_ACTIONS = 5
 LIST_RECENT_ACTIONS = 5
 DEFAULT_PAGE_SIZE = 1000
@@ -49,6 +57,19 @@ def _require_schedule_id(schedule_id: str) -> None:
         raise InvalidArgument("Can't load workflow execution.  WorkflowId not set.")
 
 
+def _check_schedule(request, limit: int) -> None:
+    """The reference's checks of a schedule and of the workflow its action starts, before the spec's.
+
+    The whole schedule must fit in the blob limit (the reference stores it as its scheduler workflow's
+    input); the action's retry policy is checked here too, since its starts bypass the frontend."""
+    require_workflow_id(SCHEDULER_WORKFLOW_ID_PREFIX + request.schedule_id)
+    check_blob_size(request.schedule, limit)
+    if request.schedule.action.HasField("start_workflow"):
+        start = request.schedule.action.start_workflow
+        require_user_task_queue(start.task_queue.name)
+        check_retry_policy(start)
+
+
 def _check_spec(request, schedule_id: str) -> None:
     try:
         compile_spec(request.schedule.spec, schedule_id)
@@ -64,14 +85,17 @@ class ScheduleHandlers:
         namespaces: NamespaceRegistry,
         engine: Any,
         search_attributes: SearchAttributeRegistry,
+        max_blob_bytes: int = 2 * 1024 * 1024,
     ) -> None:
         self.namespaces = namespaces
+        self.max_blob_bytes = max_blob_bytes
         self.engine = engine
         self.search_attributes = search_attributes
 
     async def create(self, request: rr.CreateScheduleRequest) -> rr.CreateScheduleResponse:
         ns = await self.namespaces.get(request.namespace)
         _require_schedule_id(request.schedule_id)
+        _check_schedule(request, self.max_blob_bytes)
         _check_spec(request, request.schedule_id)
         if request.HasField("search_attributes"):
             await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
@@ -112,6 +136,7 @@ class ScheduleHandlers:
         _require_schedule_id(request.schedule_id)
         if not request.schedule.action.HasField("start_workflow"):
             raise InvalidArgument("Only StartWorkflow action is supported for schedules")
+        _check_schedule(request, self.max_blob_bytes)
         _check_spec(request, request.schedule_id)
         if request.HasField("search_attributes"):
             await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)

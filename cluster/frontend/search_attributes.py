@@ -162,8 +162,11 @@ def _settable_type(name: str, custom: Mapping[str, int]) -> ValueType:
 def _show_payload(data: bytes) -> str:
     """The value as the user sent it (JSON text), shortened for a message."""
     try:
-        text = json.dumps(json.loads(data), ensure_ascii=False)
-    except ValueError:
+        value = json.loads(data)
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            value = float(value)  # the reference reads JSON numbers as float64 and shows them so
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, OverflowError):
         text = repr(data[:80])
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -49,12 +49,13 @@ from hourglass.cluster.errors import (
 )
 from hourglass.cluster.frontend import activity_operations, visibility
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
-from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_command_types,
+    check_signal_with_start_policies,
     check_start_request,
     check_update_request,
     require_execution,
@@ -118,7 +119,9 @@ class WorkflowService(WorkflowServiceServicer):
         self.store = store
         self.search_attributes = search_attributes
         self.schedules = (
-            None if schedules is None else ScheduleHandlers(namespaces, schedules, search_attributes)
+            None
+            if schedules is None
+            else ScheduleHandlers(namespaces, schedules, search_attributes, max_blob_bytes)
         )
 
     # ---- cluster and namespaces ------------------------------------------------------------------------
@@ -161,8 +164,7 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def RegisterNamespace(self, request, context):
-        if request.workflow_execution_retention_period.ToMilliseconds() <= 0:
-            raise InvalidArgument("A valid retention period is not set on request.")
+        check_retention(request.workflow_execution_retention_period)
         await self.namespaces.register(
             request.namespace,
             request.description,
@@ -213,6 +215,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def SignalWithStartWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         check_start_request(request, self.max_blob_bytes)
+        check_signal_with_start_policies(request)
         await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
         require_id(request.signal_name, "SignalName")
         if request.HasField("signal_input"):
@@ -544,6 +547,8 @@ class WorkflowService(WorkflowServiceServicer):
         ns_id, ms = await self._mutable_state(request, "execution")
         if not request.query.query_type:
             raise InvalidArgument("QueryType is not set on request.")
+        if request.query.HasField("query_args"):
+            check_blob_size(request.query.query_args, self.max_blob_bytes)
         if _query_rejected(request.query_reject_condition, ms):
             return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=ms.info.status))
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
@@ -577,6 +582,15 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def RespondQueryTaskCompleted(self, request, context):
         token = await self._task_token(request)
+        if request.query_result.ByteSize() > self.max_blob_bytes:
+            # As the reference: the caller of QueryWorkflow gets a failed query, not a response that
+            # cannot be sent.
+            request = rr.RespondQueryTaskCompletedRequest(
+                task_token=request.task_token,
+                namespace=request.namespace,
+                completed_type=QueryResultType.QUERY_RESULT_TYPE_FAILED,
+                error_message=QUERY_RESULT_TOO_LARGE,
+            )
         if not token.query_id or not await self.matching.respond_query_task_completed(
             token.query_id, request
         ):
@@ -616,6 +630,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def RespondWorkflowTaskCompleted(self, request, context):
         token = await self._task_token(request)
         check_command_types(request.commands)
+        _fail_oversized_query_results(request, self.max_blob_bytes)
         return await self.history.respond_workflow_task_completed(token, request, self.max_blob_bytes)
 
     @rpc
@@ -1061,3 +1076,16 @@ def _fill_unimplemented() -> None:
 
 
 _fill_unimplemented()
+
+
+QUERY_RESULT_TOO_LARGE = "Blob data size exceeds limit."
+
+
+def _fail_oversized_query_results(request: rr.RespondWorkflowTaskCompletedRequest, limit: int) -> None:
+    """Answers to buffered queries carried by a workflow task, over the blob limit, become failed
+    queries (as on the reference), as when a worker answers a query task directly."""
+    for result in request.query_results.values():
+        if result.answer.ByteSize() > limit:
+            result.Clear()
+            result.result_type = QueryResultType.QUERY_RESULT_TYPE_FAILED
+            result.error_message = QUERY_RESULT_TOO_LARGE

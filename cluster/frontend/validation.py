@@ -7,12 +7,25 @@ import uuid
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Priority, WorkflowExecution
-from temporalio.api.enums.v1 import CommandType, WorkflowIdReusePolicy
+from temporalio.api.enums.v1 import CommandType, WorkflowIdConflictPolicy, WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
-from hourglass.cluster.history.cron import valid_cron
+from hourglass.cluster.history.commands import RESERVED_TASK_QUEUE_PREFIX
+from hourglass.cluster.history.cron import cron_error
+from hourglass.cluster.history.retry import retry_policy_error
 
 MAX_ID_LENGTH = 1000
+
+
+# The reference's limit on namespace names (its namespace validator interceptor checks every request).
+MAX_NAMESPACE_LENGTH = 1000
+
+
+def check_namespace_length(request) -> None:
+    """Every request naming a namespace: a name past the limit is refused before anything echoes it."""
+    namespace = getattr(request, "namespace", "")
+    if isinstance(namespace, str) and len(namespace) > MAX_NAMESPACE_LENGTH:
+        raise InvalidArgument("Namespace length exceeds limit.")
 
 
 def require_id(value: str, field_name: str) -> None:
@@ -34,6 +47,16 @@ def require_task_queue(name: str) -> None:
         raise InvalidArgument("missing task queue name")
     if len(name) > MAX_ID_LENGTH:
         raise InvalidArgument("taskQueue length exceeds limit")
+
+
+def require_user_task_queue(name: str) -> None:
+    """A task queue a workflow is started on: not one of the server's own (polls and describes may name
+    a partition, `/_sys/<name>/<n>`, as on the reference)."""
+    require_task_queue(name)
+    if name.startswith(RESERVED_TASK_QUEUE_PREFIX):
+        raise InvalidArgument(
+            f"task queue name cannot start with reserved prefix {RESERVED_TASK_QUEUE_PREFIX}"
+        )
 
 
 def require_execution(request, field_name: str = "workflow_execution") -> WorkflowExecution:
@@ -65,6 +88,14 @@ def require_non_negative(d: Duration, field_name: str) -> None:
         raise InvalidArgument(f"An invalid {field_name}Seconds is set on request. cause: negative duration")
 
 
+def check_retry_policy(request, field_name: str = "retry_policy") -> None:
+    """The reference's retry policy checks, so a policy cannot make a run retry without pause."""
+    if request.HasField(field_name):
+        problem = retry_policy_error(getattr(request, field_name))
+        if problem is not None:
+            raise InvalidArgument(problem)
+
+
 def check_blob_size(message: Message | None, limit: int, what: str = "Blob data") -> None:
     if message is not None and message.ByteSize() > limit:
         raise InvalidArgument(f"{what} size exceeds limit.")
@@ -77,7 +108,7 @@ def check_start_request(request, limit: int) -> None:
         raise InvalidArgument("WorkflowType is not set on request.")
     if len(request.workflow_type.name) > MAX_ID_LENGTH:
         raise InvalidArgument("WorkflowType length exceeds limit.")
-    require_task_queue(request.task_queue.name)
+    require_user_task_queue(request.task_queue.name)
     if len(request.request_id) > MAX_ID_LENGTH:
         raise InvalidArgument("RequestId length exceeds limit.")
     if (
@@ -92,12 +123,25 @@ def check_start_request(request, limit: int) -> None:
     require_non_negative(request.workflow_execution_timeout, "WorkflowExecutionTimeout")
     require_non_negative(request.workflow_run_timeout, "WorkflowRunTimeout")
     require_non_negative(request.workflow_task_timeout, "WorkflowTaskTimeout")
-    if request.cron_schedule and not valid_cron(request.cron_schedule):
-        raise InvalidArgument(f"Invalid CronSchedule: {request.cron_schedule!r}.")
+    require_non_negative(request.workflow_start_delay, "WorkflowStartDelay")
+    check_retry_policy(request)
+    if request.cron_schedule:
+        problem = cron_error(request.cron_schedule)
+        if problem is not None:
+            raise InvalidArgument(problem)
     if request.HasField("input"):
         check_blob_size(request.input, limit)
     if request.HasField("memo"):
         check_blob_size(request.memo, limit, "Memo")
+
+
+def check_signal_with_start_policies(request) -> None:
+    """SignalWithStart always signals a running workflow: failing on it is not an option (reference)."""
+    if request.workflow_id_conflict_policy == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_FAIL:
+        raise InvalidArgument(
+            "Invalid WorkflowIDConflictPolicy: WORKFLOW_ID_CONFLICT_POLICY_FAIL is not supported for this "
+            "operation."
+        )
 
 
 def check_update_request(request, limit: int) -> None:

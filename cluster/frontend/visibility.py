@@ -28,6 +28,7 @@ from hourglass.persistence.visibility import attributes as names
 from hourglass.persistence.visibility import model
 from hourglass.persistence.visibility.attributes import Attribute, Kind
 from hourglass.persistence.visibility.paging import PageTokenError
+from hourglass.persistence.visibility.query import INT64_MAX, INT64_MIN
 from hourglass.persistence.visibility.values import NS_PER_MS, parse_search_attributes, status_name
 
 # The reference's frontend.visibilityMaxPageSize default: larger (or unset) page sizes are capped to it.
@@ -117,6 +118,10 @@ async def list_closed_workflow_executions(
         wanted = request.status_filter.status
         if wanted in (UNSPECIFIED, RUNNING):
             raise InvalidArgument("StatusFilter must be specified and must be not Running.")
+        if wanted not in WorkflowExecutionStatus.values():
+            raise InvalidArgument(
+                f"invalid query: invalid expression: invalid ExecutionStatus value '{wanted}'"
+            )
         conditions.append(model.Compare(status, "=", wanted))
     else:
         conditions += _id_or_type_filter(request)
@@ -200,8 +205,8 @@ def _time_range(request: Any, attribute_name: str) -> list[model.Filter]:
     if not request.HasField("start_time_filter"):
         return []
     time_filter = request.start_time_filter
-    earliest = time_filter.earliest_time.ToNanoseconds() if time_filter.HasField("earliest_time") else 0
-    latest = time_filter.latest_time.ToNanoseconds() if time_filter.HasField("latest_time") else 0
+    earliest = _timestamp_ns(time_filter.earliest_time) if time_filter.HasField("earliest_time") else 0
+    latest = _timestamp_ns(time_filter.latest_time) if time_filter.HasField("latest_time") else 0
     if earliest and latest and earliest > latest:
         raise InvalidArgument("EarliestTime in StartTimeFilter should not be larger than LatestTime.")
     attribute = _system(attribute_name)
@@ -211,6 +216,12 @@ def _time_range(request: Any, attribute_name: str) -> list[model.Filter]:
     if latest:
         conditions.append(model.Compare(attribute, "<=", latest))
     return conditions
+
+
+def _timestamp_ns(t: Timestamp) -> int:
+    """Nanoseconds since the epoch, clamped to what the stores keep (a signed 64-bit count: years
+    1677-2262), so a bound before year 1 or after 9999 is an open bound, as on the reference."""
+    return max(INT64_MIN, min(t.seconds * 1_000_000_000 + t.nanos, INT64_MAX))
 
 
 def _id_or_type_filter(request: Any) -> Sequence[model.Filter]:

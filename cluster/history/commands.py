@@ -31,6 +31,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.taskqueue.v1 import TaskQueue
 
 from hourglass.cluster.history import continuation
+from hourglass.cluster.history.cron import cron_error
 from hourglass.cluster.history.external import (
     initiate_cancel_external,
     initiate_child,
@@ -38,9 +39,10 @@ from hourglass.cluster.history.external import (
 )
 from hourglass.cluster.history.history_limits import memo_too_large
 from hourglass.cluster.history.limits import LIMITS
+from hourglass.cluster.history.retry import retry_policy_error
 from hourglass.cluster.history.runs import DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, NewRun, start_run
 from hourglass.cluster.history.tasks import TransferKind
-from hourglass.cluster.history.timeutil import to_duration
+from hourglass.cluster.history.timeutil import duration_ms, to_duration
 from hourglass.cluster.history.transition import Transition, default_retry_policy
 from hourglass.cluster.history.updates import ProtocolError
 
@@ -53,6 +55,8 @@ _CLOSE_COMMANDS = {
     CommandType.COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION,
 }
 MAX_ID_LENGTH = 1000
+# Task queues the server keeps for itself (the reference's partition names live under it).
+RESERVED_TASK_QUEUE_PREFIX = "/_sys/"
 
 
 class CommandError(Exception):
@@ -132,6 +136,20 @@ def _check_pending(pending: int, limit: int, what: str, cause: int) -> None:
         )
 
 
+def _check_retry_policy(attributes, cause: int) -> None:
+    """A command's retry policy passes the reference's checks, or the workflow task fails with `cause`."""
+    if attributes.HasField("retry_policy"):
+        problem = retry_policy_error(attributes.retry_policy)
+        if problem is not None:
+            raise CommandError(cause, problem)
+
+
+def _check_cron(spec: str, cause: int) -> None:
+    problem = cron_error(spec) if spec else None
+    if problem is not None:
+        raise CommandError(cause, problem)
+
+
 def _schedule_activity(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.schedule_activity_task_command_attributes
     bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES
@@ -141,6 +159,10 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         raise CommandError(bad, "ActivityID exceeds length limit.")
     if not a.activity_type.name:
         raise CommandError(bad, "ActivityType is not set on command.")
+    if a.task_queue.name.startswith(RESERVED_TASK_QUEUE_PREFIX):
+        raise CommandError(
+            bad, f"task queue name cannot start with reserved prefix {RESERVED_TASK_QUEUE_PREFIX}"
+        )
     if tr.ms.activity_by_id(a.activity_id) is not None:
         raise CommandError(bad, f"Activity ID {a.activity_id} is already in use by a pending activity.")
     timeouts = [
@@ -151,8 +173,9 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
     ]
     if any(t.seconds < 0 or t.nanos < 0 for t in timeouts):
         raise CommandError(bad, "An invalid timeout is set on command (timeouts must not be negative).")
+    _check_retry_policy(a, bad)
     run_timeout = tr.ms.info.workflow_run_timeout_ms
-    schedule_to_close, schedule_to_start, start_to_close, heartbeat = (t.ToMilliseconds() for t in timeouts)
+    schedule_to_close, schedule_to_start, start_to_close, heartbeat = (duration_ms(t) for t in timeouts)
     if run_timeout > 0:
         schedule_to_close = run_timeout if schedule_to_close == 0 else min(schedule_to_close, run_timeout)
         schedule_to_start = min(schedule_to_start, run_timeout)
@@ -168,7 +191,11 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         if schedule_to_start == 0:
             schedule_to_start = run_timeout
     else:
-        raise CommandError(bad, "A valid StartToClose or ScheduleToCloseTimeout is not set on command.")
+        raise CommandError(
+            bad,
+            "a valid StartToCloseTimeout or ScheduleToCloseTimeout must be set on the activity. "
+            f"ActivityId={a.activity_id} ActivityType={a.activity_type.name}",
+        )
     heartbeat = min(heartbeat, start_to_close)
     attrs = ActivityTaskScheduledEventAttributes(
         activity_id=a.activity_id,
@@ -221,7 +248,7 @@ def _start_timer(tr: Transition, command: Command, completed_event_id: int, iden
         raise CommandError(bad, "TimerId exceeds length limit.")
     if a.start_to_fire_timeout.seconds < 0 or a.start_to_fire_timeout.nanos < 0:
         raise CommandError(bad, "An invalid StartToFireTimeout is set on command.")
-    duration = a.start_to_fire_timeout.ToMilliseconds()  # zero is valid: the timer fires at once
+    duration = duration_ms(a.start_to_fire_timeout)  # zero is valid: the timer fires at once
     if a.timer_id in tr.ms.timers:
         raise CommandError(
             Cause.WORKFLOW_TASK_FAILED_CAUSE_START_TIMER_DUPLICATE_ID,
@@ -271,6 +298,8 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
             raise CommandError(bad, f"Invalid {name}: it must not be negative.")
     if len(a.workflow_type.name) > MAX_ID_LENGTH or len(a.task_queue.name) > MAX_ID_LENGTH:
         raise CommandError(bad, "WorkflowType or TaskQueue exceeds length limit.")
+    _check_retry_policy(a, bad)
+    _check_cron(a.cron_schedule, bad)
 
     def inherited(name: str, current):
         return getattr(a, name) if a.HasField(name) else current
@@ -286,13 +315,13 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
         input=a.input if a.HasField("input") else None,
         header=a.header if a.HasField("header") else None,
         execution_timeout_ms=info.workflow_execution_timeout_ms,
-        run_timeout_ms=a.workflow_run_timeout.ToMilliseconds() or info.workflow_run_timeout_ms,
-        task_timeout_ms=a.workflow_task_timeout.ToMilliseconds() or info.workflow_task_timeout_ms,
+        run_timeout_ms=duration_ms(a.workflow_run_timeout) or info.workflow_run_timeout_ms,
+        task_timeout_ms=duration_ms(a.workflow_task_timeout) or info.workflow_task_timeout_ms,
         retry_policy=inherited("retry_policy", info.retry_policy),
         memo=inherited("memo", info.memo),
         search_attributes=inherited("search_attributes", info.search_attributes),
         cron_schedule=a.cron_schedule or info.cron_schedule,
-        backoff_ms=a.backoff_start_interval.ToMilliseconds(),
+        backoff_ms=duration_ms(a.backoff_start_interval),
         first_run_id=info.first_run_id,
         continued_execution_run_id=info.run_id,
         execution_expiration_ms=info.execution_expiration_ms,
@@ -340,6 +369,8 @@ def _start_child(tr: Transition, command: Command, completed_event_id: int, iden
     if a.parent_close_policy not in ParentClosePolicy.values():
         raise CommandError(bad, f"Invalid ParentClosePolicy {a.parent_close_policy} on command.")
     _check_memo(a.memo, bad, "StartChildWorkflowExecutionCommandAttributes.Memo exceeds size limit.")
+    _check_retry_policy(a, bad)
+    _check_cron(a.cron_schedule, bad)
     namespace = a.namespace or info.namespace
     attrs = StartChildWorkflowExecutionInitiatedEventAttributes(
         namespace=namespace,

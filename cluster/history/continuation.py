@@ -14,6 +14,7 @@ from temporalio.api.failure.v1 import Failure
 
 from hourglass.cluster.history.cron import cron_backoff_ms
 from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history.retry import backoff_ms
 from hourglass.cluster.history.runs import NewRun, start_run
 from hourglass.cluster.history.transition import Transition, default_retry_policy
 
@@ -30,8 +31,7 @@ def workflow_retry(ms: MutableState, failure: Failure | None, now_ms: int) -> tu
             return RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE, 0
     if policy.maximum_attempts > 0 and info.attempt >= policy.maximum_attempts:
         return RetryState.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED, 0
-    delay = int(policy.initial_interval.ToMilliseconds() * policy.backoff_coefficient ** (info.attempt - 1))
-    delay = min(delay, policy.maximum_interval.ToMilliseconds())
+    delay = backoff_ms(policy, info.attempt)
     if info.execution_expiration_ms and now_ms + delay >= info.execution_expiration_ms:
         return RetryState.RETRY_STATE_TIMEOUT, 0
     return RetryState.RETRY_STATE_IN_PROGRESS, delay

@@ -62,6 +62,8 @@ class HistoryLimits:
     history_max_page_size: int = 256
     frontend_history_max_page_size: int = 256
     matching_history_max_page_size: int = 256
+    # The shortest retention RegisterNamespace/UpdateNamespace accept (the reference's MinRetentionLocal).
+    namespace_min_retention_local_ms: int = 60 * 60 * 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -105,6 +107,7 @@ _ZERO_IS_UNLIMITED = {
 # Durations, kept in milliseconds.
 _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
+    "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
 }
 
 

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 
 from temporalio.api.history.v1 import History, HistoryEvent
 
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
@@ -36,7 +37,12 @@ from hourglass.cluster.history.paging import HistoryCursor, Page
 from hourglass.cluster.history.queries import QueryBuffer
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import UpdateRegistry
-from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
+from hourglass.persistence.errors import (
+    ConditionFailedError,
+    ShardOwnershipLostError,
+    StoreUnavailableError,
+    UnencodableWriteError,
+)
 from hourglass.persistence.records import (
     CurrentRunRecord,
     ExecutionKey,
@@ -321,14 +327,19 @@ class Shard:
         keys = [_key(tr.ms) for tr, _ in transitions]
         allocated: list[int] = []
         try:
-            writes = [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+            writes = await self._prepare_all(transitions, allocated)
             self.check_writable()
             await self.store.commit(self.shard_id, self.range_id, writes)
         except BaseException as e:
             for key in keys:
                 self.evict(key)
-            # Only a rejected condition says for sure that nothing was written; a timeout, a lost
-            # connection or a cancelled caller leave the batch's tasks possibly in the store.
+            # Only a rejected condition (or a batch that could not be encoded) says for sure that nothing
+            # was written; a timeout, a lost connection or a cancelled caller leave the batch's tasks
+            # possibly in the store.
+            if isinstance(e, UnencodableWriteError):
+                self.uncommitted_task_ids.difference_update(allocated)
+                # A number of the request no store can hold, past the validations: the client's error.
+                raise InvalidArgument(f"a value of the request is out of range: {str(e)[:300]}") from e
             if isinstance(e, ConditionFailedError | ShardOwnershipLostError):
                 self.uncommitted_task_ids.difference_update(allocated)
                 if isinstance(e, ShardOwnershipLostError) and self._moved_here(e):
@@ -366,6 +377,16 @@ class Shard:
         while self.doubtful and self.doubtful[0][0] < fenced_range_id:
             _, ids = self.doubtful.pop(0)
             self.uncommitted_task_ids.difference_update(ids)
+
+    async def _prepare_all(
+        self, transitions: list[tuple[Transition, bool]], allocated: list[int]
+    ) -> list[ExecutionWrite]:
+        """The batch's writes. A value that cannot be encoded (a client's out-of-range number: a timestamp
+        past year 9999, an integer beyond 64 bits) is an UnencodableWriteError: the batch was not sent."""
+        try:
+            return [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+        except (OverflowError, ValueError) as e:
+            raise UnencodableWriteError(str(e)) from e
 
     async def _prepare(self, tr: Transition, is_new_run: bool, allocated: list[int]) -> ExecutionWrite:
         ms = tr.ms

@@ -58,8 +58,9 @@ from hourglass.cluster.history.mutable_state import (
     TimerInfo,
     WorkflowTaskInfo,
 )
+from hourglass.cluster.history.retry import backoff_ms
 from hourglass.cluster.history.tasks import NewTask, TimerKind, TransferKind
-from hourglass.cluster.history.timeutil import to_duration, to_timestamp
+from hourglass.cluster.history.timeutil import duration_ms, to_duration, to_timestamp
 from hourglass.persistence.records import CurrentRunMode, CurrentRunRecord, CurrentRunWrite, RunStatus
 
 # A workflow task that keeps failing or timing out gets more time from its fourth attempt on, as on the
@@ -727,10 +728,10 @@ class Transition:
             task_queue=attrs.task_queue.name,
             first_scheduled_time_ms=self.now,
             scheduled_time_ms=self.now,
-            schedule_to_start_timeout_ms=attrs.schedule_to_start_timeout.ToMilliseconds(),
-            schedule_to_close_timeout_ms=attrs.schedule_to_close_timeout.ToMilliseconds(),
-            start_to_close_timeout_ms=attrs.start_to_close_timeout.ToMilliseconds(),
-            heartbeat_timeout_ms=attrs.heartbeat_timeout.ToMilliseconds(),
+            schedule_to_start_timeout_ms=duration_ms(attrs.schedule_to_start_timeout),
+            schedule_to_close_timeout_ms=duration_ms(attrs.schedule_to_close_timeout),
+            start_to_close_timeout_ms=duration_ms(attrs.start_to_close_timeout),
+            heartbeat_timeout_ms=duration_ms(attrs.heartbeat_timeout),
             retry_policy=attrs.retry_policy,
             scheduled_node_id=self.events[0].event_id,
             priority=attrs.priority if attrs.HasField("priority") else None,
@@ -878,13 +879,10 @@ class Transition:
             return RetryState.RETRY_STATE_IN_PROGRESS, 0
         if policy.maximum_attempts > 0 and ai.attempt >= policy.maximum_attempts:
             return RetryState.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED, 0
-        if app is not None and app.HasField("next_retry_delay") and app.next_retry_delay.ToMilliseconds() > 0:
-            delay = app.next_retry_delay.ToMilliseconds()
+        if app is not None and app.HasField("next_retry_delay") and duration_ms(app.next_retry_delay) > 0:
+            delay = duration_ms(app.next_retry_delay)
         else:
-            delay = int(
-                policy.initial_interval.ToMilliseconds() * policy.backoff_coefficient ** (ai.attempt - 1)
-            )
-            delay = min(delay, policy.maximum_interval.ToMilliseconds())
+            delay = backoff_ms(policy, ai.attempt)
         if ai.schedule_to_close_timeout_ms > 0:
             if self.now + delay >= ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms:
                 return RetryState.RETRY_STATE_TIMEOUT, 0

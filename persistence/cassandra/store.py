@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import struct
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ from hourglass.persistence.errors import (
     ShardOwnershipLostError,
     StoreUnavailableError,
     TaskQueueLeaseLostError,
+    UnencodableWriteError,
 )
 from hourglass.persistence.records import (
     ClusterMetadata,
@@ -503,8 +505,11 @@ class CassandraStore(Store):
             raise _commit_failure(shard_id, range_id, writes, rows, repeated)
         batch = self._batch()
         batch.add(self._s.fence_shard, (range_id, shard_id, range_id))
-        for write in writes:
-            self._add_write(batch, shard_id, write)
+        try:
+            for write in writes:
+                self._add_write(batch, shard_id, write)
+        except (OverflowError, struct.error, TypeError) as e:  # a value no column holds: nothing was sent
+            raise UnencodableWriteError(str(e)) from e
         rows = await self._execute_conditional(batch)
         if not rows[0]["[applied]"]:
             raise _commit_failure(shard_id, range_id, writes, rows, {})

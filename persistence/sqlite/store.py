@@ -29,6 +29,7 @@ from hourglass.persistence.errors import (
     ShardOwnershipLostError,
     StoreUnavailableError,
     TaskQueueLeaseLostError,
+    UnencodableWriteError,
 )
 from hourglass.persistence.records import (
     ClusterMetadata,
@@ -220,8 +221,11 @@ class SQLiteStore(Store):
             failures = self._condition_failures(conn, shard_id, writes)
             if failures:
                 raise ConditionFailedError(failures)
-            for write in writes:
-                self._apply_write(conn, shard_id, write)
+            try:
+                for write in writes:
+                    self._apply_write(conn, shard_id, write)
+            except OverflowError as e:  # an integer SQLite cannot hold; the transaction rolls back
+                raise UnencodableWriteError(str(e)) from e
 
     def _condition_failures(
         self, conn: sqlite3.Connection, shard_id: int, writes: Sequence[ExecutionWrite]

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 _VERSION = 1
+# Sort values are stored as signed 64-bit integers: a larger one cannot come from a page this store made.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class PageTokenError(ValueError):
@@ -33,6 +35,13 @@ def decode_page_token(token: bytes, key_count: int) -> tuple[Any, ...] | None:
         valid = data.get("v") == _VERSION and isinstance(after, list) and len(after) == key_count
     except (ValueError, TypeError, KeyError, AttributeError):
         valid = False
-    if not valid or not all(v is None or isinstance(v, str | int | float) for v in after):
+    if not valid or not all(_sort_value(v) for v in after):
         raise PageTokenError("invalid next page token")
     return tuple(after)
+
+
+def _sort_value(value: Any) -> bool:
+    """A value a page of ours could end on: a string, a float, or an integer of the stores' range."""
+    if isinstance(value, int):
+        return _INT64_MIN <= value <= _INT64_MAX
+    return value is None or isinstance(value, str | float)

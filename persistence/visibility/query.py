@@ -217,6 +217,9 @@ def _unquote(text: str) -> str:
     return "".join(out)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_MAX_INT64_DIGITS = 20  # sign included: longer texts are out of range, and int() of huge texts is slow
+
 _BACKSLASH_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "0": "\0", "Z": "\x1a"}
 
 
@@ -298,7 +301,12 @@ class _ToSyntaxTree(Transformer):
     def number(self, *tokens: Token) -> Literal:
         text = "".join(str(t) for t in tokens)
         is_int = not any(c in text for c in ".eE")
-        return Literal(int(text) if is_int else float(text), _position(tokens[0]))
+        value: int | float = float(text)
+        if is_int and len(text) <= _MAX_INT64_DIGITS and INT64_MIN <= int(text) <= INT64_MAX:
+            value = int(text)
+        # A larger integer stays a float (possibly inf): it compares as on the reference, and no store
+        # can bind it as a 64-bit integer.
+        return Literal(value, _position(tokens[0]))
 
     def true(self, token: Token) -> Literal:
         return Literal(True, _position(token))

@@ -120,6 +120,8 @@ def strict_value(value: Any, value_type: ValueType) -> Any:
     scalar = value[0] if isinstance(value, list) and len(value) == 1 else value
     if value_type is ValueType.INT and (isinstance(scalar, bool) or not isinstance(scalar, int)):
         raise InvalidValue("expected an integer")
+    if value_type is ValueType.INT and not -(2**63) <= scalar < 2**63:
+        raise InvalidValue("expected a signed 64-bit integer")  # as the reference; no store holds more
     result = canonical(scalar, value_type)
     if result is None:
         raise InvalidValue(f"expected a {value_type.display_name} value")

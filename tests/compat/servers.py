@@ -190,6 +190,8 @@ def hourglass_server(workdir: Path) -> ServerProcess:
         "--port", str(port),
         "--db-filename", str(db),
         "--log-level", "warning",
+        # test_retention_deletes_closed_workflows needs a retention of seconds.
+        "--dynamic-config-value", "system.namespaceMinRetentionLocal=1s",
     ]  # fmt: skip
     return ServerProcess(kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv)
 
@@ -217,6 +219,8 @@ def hourglass_cassandra_server(
     config = workdir / "node.yaml"
     config.write_text(
         "history_shards: 4\nlog_level: warning\n"
+        # test_retention_deletes_closed_workflows needs a retention of seconds.
+        'dynamic_config: {"system.namespaceMinRetentionLocal": 1s}\n'
         f"node: {{ip: 127.0.0.1, port: {server_port}}}\n"
         f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}"
         + "".join(f", {key}: {value}" for key, value in (cassandra_options or {}).items())

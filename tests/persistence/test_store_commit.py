@@ -19,7 +19,7 @@ from store_factories import (
     update,
 )
 
-from hourglass.persistence.errors import ConditionFailedError
+from hourglass.persistence.errors import ConditionFailedError, UnencodableWriteError
 from hourglass.persistence.records import CurrentRunMode, CurrentRunWrite, ExecutionWrite, RunStatus
 from hourglass.persistence.store import Store
 
@@ -241,3 +241,15 @@ async def test_delete_execution_keeps_a_pointer_to_another_run(store: Store, ran
 
 async def test_delete_of_a_missing_execution_is_harmless(store: Store) -> None:
     await store.delete_execution(SHARD, NS, "wf", "nope")
+
+
+async def test_a_value_no_column_holds_fails_the_batch_as_unencodable(store: Store, range_id: int) -> None:
+    """A fire time beyond 64 bits (from a client's huge timeout) is refused before anything is written,
+    as UnencodableWriteError: the shard knows nothing landed and need not fence."""
+    huge = start("wf", "run", timer_tasks=[timer(2**64, 2)])
+    with pytest.raises(UnencodableWriteError):
+        await store.commit(SHARD, range_id, [start("other", "run"), huge])
+    assert await store.get_execution(SHARD, NS, "other", "run") is None
+    assert await store.get_execution(SHARD, NS, "wf", "run") is None
+    assert await store.get_timer_tasks(SHARD, 0, ALL, 10) == []
+    await store.commit(SHARD, range_id, [start("wf", "run")])  # the shard is still this node's
