@@ -178,7 +178,8 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, Undecodable):
-                log.info("undecodable request: method=%s status=INTERNAL message=%s", method, request.message)
+                # One line, in the form of every refused request (see _log_client_error).
+                log.info("%s namespace=- INTERNAL: %s", method.rsplit("/", 1)[-1], request.message)
                 await abort(context, grpc.StatusCode.INTERNAL, request.message)
             result = behavior(request, context)
             return await result if inspect.isawaitable(result) else result

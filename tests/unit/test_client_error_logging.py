@@ -73,7 +73,7 @@ async def test_an_undecodable_request_is_one_log_line(node: Node, caplog: pytest
     assert (
         lines
         == [
-            "StartWorkflowExecution: INTERNAL grpc: error unmarshalling request: string field contains invalid UTF-8"
+            "StartWorkflowExecution namespace=- INTERNAL: grpc: error unmarshalling request: string field contains invalid UTF-8"
         ]
         * 3
     )
