@@ -8,9 +8,8 @@ traceback; and no status message is ever too large for a client's metadata limit
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -19,6 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
 from hourglass.cluster.errors import ServiceError
+from hourglass.cluster.frontend.unary_interceptor import Behavior, UnaryRequestInterceptor, call_behavior
 from hourglass.cluster.frontend.validation import check_namespace_length
 from hourglass.persistence.errors import StoreUnavailableError
 
@@ -158,34 +158,22 @@ def _decoding(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return decode
 
 
-class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
+class DecodeErrorInterceptor(UnaryRequestInterceptor):
     """Garbage bytes or invalid UTF-8 answer INTERNAL "grpc: error unmarshalling request: ..." as the reference.
 
     Without it grpc answers UNKNOWN "Unexpected <class DecodeError>..." and logs a traceback per request.
     It must be the first interceptor: like grpc-go, the request is decoded before any other one runs.
     Only unary requests are decoded up front (every Temporal RPC is unary)."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
-            return handler
-        behavior = handler.unary_unary
-        method = handler_call_details.method
+    def deserializer(self, inner: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        return _decoding(inner)
 
+    def guard(self, method: str, behavior: Behavior) -> Behavior:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, Undecodable):
                 # One line, in the form of every refused request (see _log_client_error).
                 log.info("%s namespace=- INTERNAL: %s", method.rsplit("/", 1)[-1], request.message)
                 await abort(context, grpc.StatusCode.INTERNAL, request.message)
-            result = behavior(request, context)
-            return await result if inspect.isawaitable(result) else result
+            return await call_behavior(behavior, request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            call,
-            request_deserializer=_decoding(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        return call

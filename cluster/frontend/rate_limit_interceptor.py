@@ -5,9 +5,7 @@ authorization interceptor, as on the reference, so unauthorized callers do not s
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -22,6 +20,7 @@ from hourglass.cluster.frontend.rate_limits import (
     Refusal,
     RequestLimiter,
 )
+from hourglass.cluster.frontend.unary_interceptor import Behavior, UnaryRequestInterceptor, call_behavior
 from hourglass.cluster.metrics import REQUESTS_REFUSED
 
 log = logging.getLogger(__name__)
@@ -41,26 +40,14 @@ def failure_detail(refusal: Refusal) -> ResourceExhaustedFailure:
     )
 
 
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+class RateLimitInterceptor(UnaryRequestInterceptor):
+    """Streams are not rated, as on the reference (its limits are unary interceptors)."""
+
     def __init__(self, limiter: RequestLimiter) -> None:
         self.limiter = limiter
         self._labelled_namespaces: set[str] = set()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # streams are not rated, as on the reference (its limits are unary interceptors)
-        return grpc.unary_unary_rpc_method_handler(
-            self._guard(handler_call_details.method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    def _guard(self, method: str, behavior: Callable) -> Callable:
+    def guard(self, method: str, behavior: Behavior) -> Behavior:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             long_poll = not isinstance(request, GetWorkflowExecutionHistoryRequest) or request.wait_new_event
             reachability = isinstance(request, DescribeTaskQueueRequest) and request.report_task_reachability
@@ -78,8 +65,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                     context, grpc.StatusCode.RESOURCE_EXHAUSTED, outcome.message, failure_detail(outcome)
                 )
             try:
-                result = behavior(request, context)
-                return await result if inspect.isawaitable(result) else result
+                return await call_behavior(behavior, request, context)
             finally:
                 outcome()
 
