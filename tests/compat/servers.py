@@ -217,19 +217,21 @@ def hourglass_cassandra_server(
     )  # fmt: skip
     server_port = free_port()
     config = workdir / "node.yaml"
+    settings = {
+        # test_retention_deletes_closed_workflows needs a retention of seconds.
+        "system.namespaceMinRetentionLocal": "1s",
+        # The same visibility rate as start-dev (the reference's start-dev sets 100/s; a server's default
+        # is 10/s): the suite runs the tests it runs against start-dev.
+        "frontend.namespaceRPS.visibility": 100,
+        **(dynamic_config or {}),
+    }
     config.write_text(
         "history_shards: 4\nlog_level: warning\n"
-        # test_retention_deletes_closed_workflows needs a retention of seconds.
-        'dynamic_config: {"system.namespaceMinRetentionLocal": 1s}\n'
+        "dynamic_config: {" + ", ".join(f'"{k}": {v}' for k, v in settings.items()) + "}\n"
         f"node: {{ip: 127.0.0.1, port: {server_port}}}\n"
         f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}"
         + "".join(f", {key}: {value}" for key, value in (cassandra_options or {}).items())
         + "}}\n"
-        + (
-            "dynamic_config: {" + ", ".join(f'"{k}": {v}' for k, v in dynamic_config.items()) + "}\n"
-            if dynamic_config
-            else ""
-        )
     )
     argv = [exe, "server", "start", "--config", str(config)]
     return ServerProcess(
