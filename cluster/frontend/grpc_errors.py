@@ -25,22 +25,24 @@ from hourglass.persistence.errors import StoreUnavailableError
 log = logging.getLogger(__name__)
 
 
-# The status travels in the trailers, twice (grpc-message, and inside grpc-status-details-bin): a
-# message echoing a client's long value must not push them past the client's metadata limit (8-16 KiB,
-# else the client sees RESOURCE_EXHAUSTED instead of the error). The reference's messages stop at 4000.
+# The status travels in the trailers: a message echoing a client's long value must not push them past the
+# client's metadata limit (8 KiB for grpc's C core, else the client sees RESOURCE_EXHAUSTED instead of the
+# error). The reference's messages stop at 4000 characters. With a typed detail the message travels twice
+# (grpc-message, and inside grpc-status-details-bin), so it is cut to half of that.
 MAX_MESSAGE_CHARS = 4000
+MAX_MESSAGE_WITH_DETAIL_CHARS = 2000
 # Non-ASCII bytes are percent-encoded in grpc-message (3 characters each).
-MAX_NON_ASCII_MESSAGE_BYTES = 1300
+MAX_NON_ASCII_MESSAGE_BYTES = MAX_MESSAGE_CHARS // 3
 # A detail (e.g. NamespaceNotFoundFailure) repeats the long value again inside grpc-status-details-bin.
 MAX_DETAIL_BYTES = 1024
 UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
 
 
-def bounded_message(message: str) -> str:
+def bounded_message(message: str, max_chars: int = MAX_MESSAGE_CHARS) -> str:
     """`message`, cut so that the status fits in any client's trailers."""
     if message.isascii():
-        return message[:MAX_MESSAGE_CHARS]
-    return message.encode()[:MAX_NON_ASCII_MESSAGE_BYTES].decode(errors="ignore")
+        return message[:max_chars]
+    return message.encode()[: max_chars // 3].decode(errors="ignore")
 
 
 def bounded_detail(detail: Message) -> Message | None:
@@ -73,12 +75,12 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, detail=None) -> None:
-    message = bounded_message(message)
-    if detail is not None:
-        detail = bounded_detail(detail)
+    detail = bounded_detail(detail) if detail is not None else None
+    if detail is None:
+        await context.abort(code, bounded_message(message))
+    message = bounded_message(message, MAX_MESSAGE_WITH_DETAIL_CHARS)
     status = status_pb2.Status(code=code.value[0], message=message)
-    if detail is not None:
-        status.details.add().Pack(detail)
+    status.details.add().Pack(detail)
     context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
     await context.abort(code, message)
 
