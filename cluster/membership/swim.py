@@ -154,6 +154,7 @@ class Swim:
         self._joined_at: dict[str, float] = {}
         self._probe_order: list[str] = []
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
         self._last_tick = time.monotonic()
         self._quorate = True
         self.epoch = 0
@@ -181,9 +182,14 @@ class Swim:
             for m in list(self.members.values()):
                 if m.id != self.id and m.in_ring:
                     self._send(m.id, {"t": "sync", "members": [self.me.to_wire()], "reply": False})
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        # Cancelled again until done: on Python 3.11 a wait_for whose future completes as the cancel
+        # arrives returns the result instead (the ack to a probe, say), and the loop would go on.
+        pending = set(self._tasks)
+        while pending:
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         if self._transport is not None:
             self._transport.close()
 
@@ -482,7 +488,7 @@ class Swim:
         return self.members[self._probe_order.pop()] if self._probe_order else None
 
     async def _probe_loop(self) -> None:
-        while True:
+        while not self._stopping:
             started = time.monotonic()
             target = self._next_probe_target()
             if target is not None:
@@ -521,7 +527,7 @@ class Swim:
 
     async def _tick_loop(self) -> None:
         """Suspicion timeouts, and the stall detector behind `quorum()`."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(TICK_S)
             self.quorum()
             self._last_tick = time.monotonic()
@@ -545,7 +551,7 @@ class Swim:
         """Push-pull anti-entropy with one live member, and re-contact of seeds and dead members (joins,
         healed partitions, restarts)."""
         fast = True
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.probe_interval_s if fast else self.config.sync_interval_s)
             others = [m for m in self.members.values() if m.id != self.id]
             fast = not any(m.in_ring for m in others)

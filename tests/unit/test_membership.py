@@ -166,3 +166,25 @@ def test_member_wire_round_trip():
         "10.0.0.1:7234",
         "10.0.0.1:7233",
     )
+
+
+async def test_stop_ends_a_loop_that_swallowed_its_cancellation():
+    """On Python 3.11 a wait_for whose future completes just as the cancel arrives returns the result and
+    swallows the cancel (a probe whose ack lands then): that loop went on, and stop() (so a node's
+    shutdown, and a test's teardown) waited for it forever. stop() cancels again until every loop ends."""
+    (swim,) = _cluster(1)
+    await swim.start()
+    swallowed = asyncio.Event()
+
+    async def loop_that_swallows_one_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()
+        await asyncio.Event().wait()  # goes on, as the probe loop did, until cancelled again
+
+    swim._tasks.append(asyncio.create_task(loop_that_swallows_one_cancel()))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(swim.stop(leave=False), 5)
+    assert swallowed.is_set()
+    assert all(t.done() for t in swim._tasks)
