@@ -13,7 +13,7 @@ from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServi
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
 from hourglass.cluster.frontend.grpc_errors import DecodeErrorInterceptor
-from hourglass.cluster.frontend.namespaces import NamespaceRegistry, retention_ms
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry, ServerFacts, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
 from hourglass.cluster.frontend.rate_limits import RateLimitConfig, RequestLimiter
@@ -72,7 +72,9 @@ class Node:
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
         self.schedules = ScheduleEngine(store, self.history)
-        self.namespaces = NamespaceRegistry(store)
+        self.namespaces = NamespaceRegistry(
+            store, ServerFacts(cluster_name=config.cluster_name, blob_size_limit_error=config.max_blob_bytes)
+        )
         # One registry for both services: a registration is usable by list queries at once.
         self.search_attributes = SearchAttributeRegistry(store)
         self.history.validate_search_attributes = self.search_attributes.validate_search_attributes

@@ -36,6 +36,35 @@ class Namespace:
 INVALID_RETENTION = "A valid retention period is not set on request."
 
 
+@dataclass(frozen=True)
+class ServerFacts:
+    """What this server says of every namespace, set on read rather than stored: a namespace stored by an
+    older build still shows what the server does now. The fields are the ones the reference fills and
+    clients rely on (the `temporal` CLI's text output dereferences the replication config and bad
+    binaries; the Web UI shows the clusters)."""
+
+    cluster_name: str = "hourglass"
+    blob_size_limit_error: int = 2 * 1024 * 1024
+    # What the reference advertises for a workflow task completion (40 MiB).
+    workflow_task_completion_size_limit_error: int = 40 * 1024 * 1024
+
+    def describe(self, desc: DescribeNamespaceResponse) -> None:
+        info = desc.namespace_info
+        caps = info.capabilities
+        caps.eager_workflow_start = True
+        caps.sync_update = True
+        caps.async_update = True
+        info.supports_schedules = True
+        info.limits.blob_size_limit_error = self.blob_size_limit_error
+        info.limits.memo_size_limit_error = LIMITS.memo_size_error_bytes
+        info.limits.workflow_task_completion_size_limit_error = self.workflow_task_completion_size_limit_error
+        desc.config.bad_binaries.SetInParent()
+        replication = desc.replication_config
+        replication.active_cluster_name = self.cluster_name
+        del replication.clusters[:]
+        replication.clusters.add(cluster_name=self.cluster_name)
+
+
 def check_retention(retention: Duration) -> None:
     """The reference's retention check for RegisterNamespace and UpdateNamespace: at least
     `system.namespaceMinRetentionLocal` (1 h), so closed runs are not deleted before callers read them."""
@@ -44,8 +73,9 @@ def check_retention(retention: Duration) -> None:
 
 
 class NamespaceRegistry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, server: ServerFacts | None = None) -> None:
         self.store = store
+        self.server = server or ServerFacts()
         self._by_name: dict[str, Namespace] = {}
 
     async def get(self, name: str) -> Namespace:
@@ -56,7 +86,7 @@ class NamespaceRegistry:
             record = await self.store.get_namespace_by_name(name)
             if record is None:
                 raise NamespaceNotFound(name)
-            ns = _from_record(record)
+            ns = self._from_record(record)
             self._by_name[name] = ns
         return ns
 
@@ -93,7 +123,7 @@ class NamespaceRegistry:
             ),
             is_global_namespace=False,
         )
-        _set_capabilities(desc)
+        self.server.describe(desc)
         try:
             await self.store.create_namespace(NamespaceRecord(ns_id, name, desc.SerializeToString()))
         except NamespaceAlreadyExistsError:
@@ -109,7 +139,7 @@ class NamespaceRegistry:
         record = await self.store.get_namespace_by_id(namespace_id)
         if record is None:
             raise NamespaceNotFound(namespace_id)
-        ns = _from_record(record)
+        ns = self._from_record(record)
         self._by_name[ns.name] = ns
         return ns
 
@@ -118,7 +148,7 @@ class NamespaceRegistry:
         record = await self.store.get_namespace_by_name(name)
         if record is None:
             raise NamespaceNotFound(name)
-        desc = _from_record(record).description
+        desc = self._from_record(record).description
         if info is not None:
             if info.description:
                 desc.namespace_info.description = info.description
@@ -134,7 +164,7 @@ class NamespaceRegistry:
             await self.store.update_namespace(updated, record.notification_version)
         except ConditionFailedError:
             raise Unavailable("the namespace changed concurrently; try again") from None
-        ns = _from_record(updated)
+        ns = self._from_record(updated)
         self._by_name[name] = ns
         return ns
 
@@ -149,7 +179,7 @@ class NamespaceRegistry:
                 return await self.get(name)
 
     async def list(self) -> list[Namespace]:
-        return [_from_record(r) for r in await self.store.list_namespaces()]
+        return [self._from_record(r) for r in await self.store.list_namespaces()]
 
     async def list_page(self, page_size: int, next_page_token: bytes) -> tuple[list[Namespace], bytes]:
         """One page of namespaces by name, and the token of the next (empty when this is the last).
@@ -167,30 +197,20 @@ class NamespaceRegistry:
         page: list[Namespace] = []
         size = 0
         for record in records:
-            ns = _from_record(record)
+            ns = self._from_record(record)
             size += ns.description.ByteSize() + 16  # + the field's tag and length prefix
             if page and (len(page) == page_size or size > LIST_MAX_PAGE_BYTES):
                 return page, page[-1].name.encode()
             page.append(ns)
         return page, b""
 
+    def _from_record(self, record: NamespaceRecord) -> Namespace:
+        desc = DescribeNamespaceResponse()
+        desc.ParseFromString(record.data)
+        self.server.describe(desc)
+        return Namespace(record.id, record.name, desc)
+
 
 def retention_ms(ns: Namespace) -> int:
     # Capped: a retention of 2**62 s (accepted, as by the reference) must not overflow a deletion time.
     return duration_ms(ns.description.config.workflow_execution_retention_ttl)
-
-
-def _from_record(record: NamespaceRecord) -> Namespace:
-    desc = DescribeNamespaceResponse()
-    desc.ParseFromString(record.data)
-    _set_capabilities(desc)
-    return Namespace(record.id, record.name, desc)
-
-
-def _set_capabilities(desc: DescribeNamespaceResponse) -> None:
-    """What this server does for every namespace, set on read: a namespace stored by an older build still
-    shows what the server does now (eager workflow start and updates, as the reference reports them)."""
-    caps = desc.namespace_info.capabilities
-    caps.eager_workflow_start = True
-    caps.sync_update = True
-    caps.async_update = True

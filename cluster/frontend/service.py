@@ -144,7 +144,7 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def GetClusterInfo(self, request, context):
         return rr.GetClusterInfoResponse(
-            cluster_name="hourglass",
+            cluster_name=self.namespaces.server.cluster_name,
             server_version=SERVER_VERSION,
             cluster_id="hourglass",
             history_shard_count=self.history.shard_count,

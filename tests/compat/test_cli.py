@@ -12,6 +12,7 @@ import shutil
 from typing import Any
 
 import pytest
+from temporalio.api.workflowservice.v1 import GetClusterInfoRequest
 from temporalio.client import Client
 
 from .conftest import ServerProcess
@@ -179,6 +180,27 @@ async def test_namespaces(server: ServerProcess) -> None:
     assert name in names and "default" in names
     code, out, err = await cli(server, "operator", "namespace", "create", "--namespace", name, check=False)
     assert code != 0 and "already exists" in (err + out).lower()
+
+
+async def test_namespace_describe_and_list_in_text_mode(server: ServerProcess, client: Client) -> None:
+    """The CLI's text output dereferences the replication config and the bad binaries: without them it
+    panicked with a nil pointer on Hourglass. The namespace's clusters name the cluster GetClusterInfo
+    names, and its limits are those the server enforces."""
+    code, out, err = await cli(server, "operator", "namespace", "describe", "--namespace", "default")
+    assert "panic" not in err and "NamespaceInfo.Name" in out and "default" in out
+    assert "ReplicationConfig.ActiveClusterName" in out
+    code, out, err = await cli(server, "operator", "namespace", "list")
+    assert "panic" not in err and "NamespaceInfo.Name" in out
+    described = await cli_json(server, "operator", "namespace", "describe", "--namespace", "default")
+    cluster_name = (await client.workflow_service.get_cluster_info(GetClusterInfoRequest())).cluster_name
+    assert described["replicationConfig"] == {
+        "activeClusterName": cluster_name,
+        "clusters": [{"clusterName": cluster_name}],
+    }
+    assert described["config"]["badBinaries"] == {}
+    assert described["namespaceInfo"]["supportsSchedules"] is True
+    assert described["namespaceInfo"]["limits"]["blobSizeLimitError"] == str(2 * 1024 * 1024)
+    assert described["namespaceInfo"]["limits"]["memoSizeLimitError"] == str(2 * 1024 * 1024)
 
 
 async def test_search_attributes(server: ServerProcess, client: Client) -> None:
