@@ -107,28 +107,35 @@ def rpc(method: Callable) -> Callable:
     return wrapper
 
 
-# Statuses that say the caller sent something wrong: worth an operator's look, in one line. Others
-# (NOT_FOUND, ALREADY_EXISTS...) are ordinary answers SDKs rely on, logged at debug level.
-_CLIENT_MISTAKES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+# Every failed request is worth an operator's look, in one line at info level (a Web UI page that stays
+# blank is explained by the line of the call it made). RESOURCE_EXHAUSTED comes in floods and is counted
+# in hourglass_requests_refused_total instead: debug.
+_QUIET = {grpc.StatusCode.RESOURCE_EXHAUSTED}
 _LOGGED_MESSAGE_CHARS = 300
 
 
 def _log_client_error(method: str, request, e: ServiceError) -> None:
     """One line per refused request (method, namespace, status, message), never a traceback."""
+    log_failed_request(method, request, e.code, e.message)
+
+
+def log_failed_request(method: str, request, code: grpc.StatusCode, message: str) -> None:
     namespace = getattr(request, "namespace", "")
     log.log(
-        logging.INFO if e.code in _CLIENT_MISTAKES else logging.DEBUG,
+        logging.DEBUG if code in _QUIET else logging.INFO,
         "%s namespace=%s %s: %s",
         method,
         namespace if isinstance(namespace, str) and namespace else "-",
-        e.code.name,
-        e.message[:_LOGGED_MESSAGE_CHARS],
+        code.name,
+        message[:_LOGGED_MESSAGE_CHARS],
     )
 
 
 def unimplemented(name: str) -> Callable:
     async def handler(self, request, context: grpc.aio.ServicerContext):
-        await abort(context, grpc.StatusCode.UNIMPLEMENTED, f"Hourglass does not implement {name} yet")
+        message = f"Hourglass does not implement {name} yet"
+        log_failed_request(name, request, grpc.StatusCode.UNIMPLEMENTED, message)
+        await abort(context, grpc.StatusCode.UNIMPLEMENTED, message)
 
     handler.__name__ = name
     return handler
