@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import Callable
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import Payload, Payloads, RetryPolicy, WorkerVersionStamp, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
@@ -111,17 +112,22 @@ def attributes_field(event_type: int) -> str:
 
 
 def default_retry_policy(policy: RetryPolicy | None) -> RetryPolicy:
-    """Fill the server-side defaults of an activity retry policy, as the reference does."""
+    """Fill the server-side defaults of an activity retry policy, as the reference does: only unset (zero)
+    intervals take a default, so a sub-millisecond interval the caller asked for is kept as asked."""
     p = RetryPolicy()
     if policy is not None:
         p.CopyFrom(policy)
-    if not p.HasField("initial_interval") or p.initial_interval.ToMilliseconds() == 0:
+    if _is_zero(p.initial_interval):
         p.initial_interval.CopyFrom(to_duration(1000))
     if p.backoff_coefficient == 0:
         p.backoff_coefficient = 2.0
-    if not p.HasField("maximum_interval") or p.maximum_interval.ToMilliseconds() == 0:
-        p.maximum_interval.CopyFrom(to_duration(100 * p.initial_interval.ToMilliseconds()))
+    if _is_zero(p.maximum_interval):
+        p.maximum_interval.FromNanoseconds(100 * p.initial_interval.ToNanoseconds())
     return p
+
+
+def _is_zero(d: Duration) -> bool:
+    return d.seconds == 0 and d.nanos == 0
 
 
 class Transition:

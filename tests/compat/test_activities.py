@@ -235,3 +235,39 @@ async def test_heartbeat_details_reach_next_attempt(client: Client) -> None:
     assert state.ATTEMPTS[key] == [1, 2]
     assert state.HEARTBEAT_DETAILS_SEEN[key] == [[], ["progress from attempt 1", 42]]
     assert result == ["progress from attempt 1", 42]
+
+
+async def test_sub_millisecond_retry_intervals_are_recorded_as_asked(client: Client) -> None:
+    """Only unset intervals take the server's defaults (1 s, 100 x initial): 1 us / 100 us were recorded as
+    1 s / 100 s on Hourglass."""
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(
+            RunActivity.run,
+            ActivitySpec(
+                "say_hello",
+                ["x"],
+                start_to_close=5,
+                retry=Retry(initial_interval=1e-6, maximum_interval=1e-4),
+            ),
+            id=new_id(),
+            task_queue=tq,
+        )
+        await handle.result()
+        unset = await client.start_workflow(
+            RunActivity.run,
+            ActivitySpec("say_hello", ["x"], start_to_close=5, retry=Retry(initial_interval=2e-6)),
+            id=new_id(),
+            task_queue=tq,
+        )
+        await unset.result()
+    policies = []
+    for h in (handle, unset):
+        async for event in h.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                policies.append(event.activity_task_scheduled_event_attributes.retry_policy)
+    asked, defaulted = policies
+    assert (asked.initial_interval.ToNanoseconds(), asked.maximum_interval.ToNanoseconds()) == (1000, 100_000)
+    assert (defaulted.initial_interval.ToNanoseconds(), defaulted.maximum_interval.ToNanoseconds()) == (
+        2000,
+        200_000,
+    )
