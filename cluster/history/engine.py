@@ -1986,6 +1986,8 @@ def _activity_task(
         heartbeat_timeout=to_duration(ai.heartbeat_timeout_ms),
         # The activity's current policy: UpdateActivityOptions may have changed the scheduled one.
         retry_policy=ai.retry_policy if ai.retry_policy is not None else attrs.retry_policy,
+        # The activity's current priority too (UpdateActivityOptions may have changed it).
+        priority=ai.priority if ai.priority is not None else attrs.priority,
     )
     if ai.heartbeat_details is not None:
         task.heartbeat_details.CopyFrom(ai.heartbeat_details)

@@ -17,7 +17,7 @@ from temporalio.exceptions import (
 
 from . import state
 from .helpers import event_type_name, new_id, run_worker
-from .workflows import ActivitySpec, Retry, RunActivity
+from .workflows import ActivitySpec, ActivityWithPriority, Retry, RunActivity
 
 
 async def run_spec(client: Client, spec: ActivitySpec) -> object:
@@ -271,3 +271,11 @@ async def test_sub_millisecond_retry_intervals_are_recorded_as_asked(client: Cli
         2000,
         200_000,
     )
+
+
+async def test_the_activity_task_carries_the_activity_priority(client: Client) -> None:
+    async with run_worker(client) as tq:
+        seen = await client.execute_workflow(
+            ActivityWithPriority.run, args=[3, "tenant-a"], id=new_id(), task_queue=tq
+        )
+    assert seen == [3, "tenant-a", 2.5]

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import Priority, RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -129,8 +129,16 @@ async def heartbeat_until_operated(key: str) -> list[Any]:
         raise
 
 
+@activity.defn
+async def report_priority() -> list[Any]:
+    """The priority the activity task carried, as the worker sees it."""
+    p = activity.info().priority
+    return [p.priority_key, p.fairness_key, p.fairness_weight]
+
+
 ALL_ACTIVITIES = [
     say_hello,
+    report_priority,
     flaky,
     slow,
     heartbeat_then_stall,
@@ -684,7 +692,21 @@ class ParallelActivities:
         )
 
 
+@workflow.defn
+class ActivityWithPriority:
+    """Runs report_priority with a priority of its own."""
+
+    @workflow.run
+    async def run(self, priority_key: int, fairness_key: str) -> list[Any]:
+        return await workflow.execute_activity(
+            report_priority,
+            start_to_close_timeout=timedelta(seconds=10),
+            priority=Priority(priority_key=priority_key, fairness_key=fairness_key, fairness_weight=2.5),
+        )
+
+
 ALL_WORKFLOWS = [
+    ActivityWithPriority,
     Settable,
     UpsertBigMemo,
     ParallelActivities,
