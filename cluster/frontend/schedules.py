@@ -28,7 +28,7 @@ from hourglass.cluster.frontend.validation import (
 )
 from hourglass.cluster.scheduler import policy
 from hourglass.cluster.scheduler.engine import compiled
-from hourglass.cluster.scheduler.spec import SpecError, compile_spec
+from hourglass.cluster.scheduler.spec import SpecError, compile_spec, described
 from hourglass.cluster.scheduler.state import ScheduleState, encode_conflict_token
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.visibility import evaluate, model
@@ -115,6 +115,7 @@ class ScheduleHandlers:
         ns = await self.namespaces.get(request.namespace)
         _require_schedule_id(request.schedule_id)
         resp = await self.engine.describe(ns.id, request.schedule_id)
+        resp.schedule.spec.CopyFrom(described(resp.schedule.spec))
         await self._type_action_search_attributes(ns.id, resp.schedule)
         return resp
 
@@ -289,8 +290,7 @@ def _as_record(state: ScheduleState) -> VisibilityRecord:
 
 
 def _list_entry(state: ScheduleState) -> ScheduleListEntry:
-    spec = type(state.schedule.spec)()
-    spec.CopyFrom(state.schedule.spec)
+    spec = described(state.schedule.spec)
     spec.ClearField("timezone_data")
     info = ScheduleListInfo(
         spec=spec,

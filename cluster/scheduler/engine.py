@@ -236,9 +236,10 @@ class ScheduleEngine:
         resp = DescribeScheduleResponse(
             schedule=state.schedule, info=info, conflict_token=encode_conflict_token(state.conflict_token)
         )
-        if state.memo is not None:
+        # Emptied ones are left out, not sent empty, as the reference does.
+        if state.memo is not None and state.memo.fields:
             resp.memo.CopyFrom(state.memo)
-        if state.search_attributes is not None:
+        if state.search_attributes is not None and state.search_attributes.indexed_fields:
             resp.search_attributes.CopyFrom(state.search_attributes)
         return resp
 

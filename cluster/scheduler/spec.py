@@ -80,6 +80,31 @@ def canonicalize(spec: ScheduleSpec) -> ScheduleSpec:
     return out
 
 
+def described(spec: ScheduleSpec) -> ScheduleSpec:
+    """The spec as DescribeSchedule and ListSchedules show it, as the reference does: canonical (cron
+    strings and calendars as structured calendars and intervals) with every range spelled out (end at
+    least start, step at least 1). A spec that does not compile is shown as stored."""
+    try:
+        out = canonicalize(spec)
+    except SpecError:
+        out = ScheduleSpec()
+        out.CopyFrom(spec)
+    for cal in (*out.structured_calendar, *out.exclude_structured_calendar):
+        for ranges in (
+            cal.second,
+            cal.minute,
+            cal.hour,
+            cal.day_of_month,
+            cal.month,
+            cal.year,
+            cal.day_of_week,
+        ):
+            for r in ranges:
+                r.end = max(r.end, r.start)
+                r.step = r.step or 1
+    return out
+
+
 def _structured(cal: CalendarSpec) -> StructuredCalendarSpec:
     return StructuredCalendarSpec(
         comment=cal.comment,
@@ -88,7 +113,8 @@ def _structured(cal: CalendarSpec) -> StructuredCalendarSpec:
         hour=_ranges(cal.hour, "0", 0, 23, "Hour"),
         day_of_month=_ranges(cal.day_of_month, "*", 1, 31, "DayOfMonth"),
         month=_ranges(cal.month, "*", 1, 12, "Month", names=_MONTHS, name_min=3, first=1),
-        year=_ranges(cal.year, "*", MIN_YEAR, MAX_YEAR, "Year"),
+        # Every year is no range at all, as in the reference's canonical form (an empty field matches all).
+        year=[] if cal.year.strip() in ("", "*") else _ranges(cal.year, "*", MIN_YEAR, MAX_YEAR, "Year"),
         day_of_week=_ranges(cal.day_of_week, "*", 0, 7, "DayOfWeek", names=_DAYS, name_min=2, first=0),
     )
 

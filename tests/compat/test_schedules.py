@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.api.common.v1 import SearchAttributes
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
@@ -30,7 +31,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from .helpers import new_id, run_worker
@@ -326,5 +327,92 @@ async def test_untyped_search_attributes_of_the_action_are_described_typed(clien
         described = (await handle.describe()).schedule.action
         assert isinstance(described, ScheduleActionStartWorkflow)
         assert described.typed_search_attributes[keyword] == "untyped value"
+    finally:
+        await handle.delete()
+
+
+async def test_specs_are_described_in_canonical_form(client: Client) -> None:
+    """Cron strings and calendars come back as structured calendars with every range spelled out (end
+    at least start, step at least 1; every year as no range), in describe and in list, as on the
+    reference: the Go SDK and the Web UI read them so (Hourglass showed the cron strings and `Step 0`)."""
+    schedule_id = new_id("schedule")
+    handle = await client.create_schedule(
+        schedule_id,
+        Schedule(
+            action=ScheduleActionStartWorkflow(WaitForSignal.run, id=new_id(), task_queue=new_id("tq")),
+            spec=ScheduleSpec(
+                cron_expressions=["0 12 * * MON"],
+                calendars=[
+                    ScheduleCalendarSpec(
+                        hour=[ScheduleRange(3)], minute=[ScheduleRange(11)], day_of_week=[ScheduleRange(5)]
+                    )
+                ],
+            ),
+            state=ScheduleState(paused=True),
+        ),
+    )
+    try:
+        request = rr.DescribeScheduleRequest(namespace="default", schedule_id=schedule_id)
+        spec = (await client.workflow_service.describe_schedule(request)).schedule.spec
+        assert list(spec.cron_string) == [] and list(spec.calendar) == []
+
+        def ranges(field) -> list[tuple[int, int, int]]:
+            return [(r.start, r.end, r.step) for r in field]
+
+        by_hour = {ranges(c.hour)[0]: c for c in spec.structured_calendar}
+        assert set(by_hour) == {(12, 12, 1), (3, 3, 1)}
+        cron, calendar = by_hour[(12, 12, 1)], by_hour[(3, 3, 1)]
+        assert ranges(cron.second) == [(0, 0, 1)] and ranges(cron.minute) == [(0, 0, 1)]
+        assert ranges(cron.day_of_month) == [(1, 31, 1)] and ranges(cron.month) == [(1, 12, 1)]
+        assert ranges(cron.day_of_week) == [(1, 1, 1)] and ranges(cron.year) == []
+        assert ranges(calendar.minute) == [(11, 11, 1)] and ranges(calendar.day_of_week) == [(5, 5, 1)]
+        for _ in range(50):  # the reference's visibility catches up within a second or two
+            listed = [s async for s in await client.list_schedules(f"ScheduleId = '{schedule_id}'")]
+            if listed:
+                break
+            await asyncio.sleep(0.2)
+        in_list = listed[0].schedule.spec
+        assert sorted(c.hour[0].start for c in in_list.calendars) == [3, 12]
+        assert all(c.hour[0].step == 1 and c.hour[0].end == c.hour[0].start for c in in_list.calendars)
+        assert in_list.cron_expressions == []
+    finally:
+        await handle.delete()
+
+
+async def test_emptied_search_attributes_are_described_as_none(client: Client) -> None:
+    keyword = SearchAttributeKey.for_keyword("CompatScheduleKeyword")
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default", search_attributes={keyword.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+        )
+    )
+    schedule_id = new_id("schedule")
+    handle = await client.create_schedule(
+        schedule_id,
+        Schedule(
+            action=ScheduleActionStartWorkflow(WaitForSignal.run, id=new_id(), task_queue=new_id("tq")),
+            spec=ScheduleSpec(),
+            state=ScheduleState(paused=True),
+        ),
+        search_attributes=TypedSearchAttributes([SearchAttributePair(keyword, "on")]),
+    )
+    try:
+        request = rr.DescribeScheduleRequest(namespace="default", schedule_id=schedule_id)
+        described = await client.workflow_service.describe_schedule(request)
+        assert described.HasField("search_attributes")
+        update = rr.UpdateScheduleRequest(
+            namespace="default",
+            schedule_id=schedule_id,
+            schedule=described.schedule,
+            search_attributes=SearchAttributes(),
+            request_id=new_id("update"),
+        )
+        await client.workflow_service.update_schedule(update)
+        for _ in range(50):  # the reference applies an update in its scheduler workflow, a moment later
+            described = await client.workflow_service.describe_schedule(request)
+            if not described.HasField("search_attributes"):
+                break
+            await asyncio.sleep(0.2)
+        assert not described.HasField("search_attributes")
     finally:
         await handle.delete()
