@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # Event loop -> the virtual clock of the server running on it (empty on a cluster node).
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, VirtualClock] = weakref.WeakKeyDictionary()
+# A plain flag for the hot path: a real node reads the wall clock without a dictionary look-up.
+_any_clock = False
 
 
 def wall_ms() -> int:
@@ -29,7 +31,7 @@ def wall_ms() -> int:
 
 def now_ms() -> int:
     """The server's time in milliseconds since the epoch: virtual on a time-skipping server, else wall."""
-    if _clocks:
+    if _any_clock:
         clock = active_clock()
         if clock is not None:
             return clock.now_ms()
@@ -38,20 +40,24 @@ def now_ms() -> int:
 
 def active_clock() -> VirtualClock | None:
     """The virtual clock of the server on the running event loop, or None (wall time)."""
-    if not _clocks:
+    if not _any_clock:
         return None
     loop = asyncio._get_running_loop()
     return _clocks.get(loop) if loop is not None else None
 
 
 def install_clock(loop: asyncio.AbstractEventLoop, clock: VirtualClock) -> None:
+    global _any_clock
     if loop in _clocks:
         raise RuntimeError("this event loop already runs a time-skipping server")
     _clocks[loop] = clock
+    _any_clock = True
 
 
 def uninstall_clock(loop: asyncio.AbstractEventLoop) -> None:
+    global _any_clock
     _clocks.pop(loop, None)
+    _any_clock = bool(_clocks)
 
 
 # The reference caps timeouts and delays at 100 years; a longer one could not be stored as a deadline
