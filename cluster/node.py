@@ -66,6 +66,9 @@ class NodeConfig:
     # A virtual clock and the TestService on the frontend port (start-dev --time-skipping, the embedded
     # test server); a single node only, never a cluster member.
     time_skipping: bool = False
+    # Time skipping starts locked (the wall clock until a client unlocks it), as the SDKs expect; False
+    # starts it unlocked, as the Java test server's --enable-time-skipping.
+    time_skipping_locked: bool = True
 
 
 class Node:
@@ -119,7 +122,7 @@ class Node:
             if self.config.cluster is not None:
                 raise ValueError("time skipping is for a single dev or test server, not a cluster node")
             # Before anything reads the time: shards, timers and schedules all run on this clock.
-            self.clock = VirtualClock(locked=True)
+            self.clock = VirtualClock(locked=self.config.time_skipping_locked)
             self.clock.start()
         self.loop_lag.start()
         # First: a request that does not decode is refused before any other interceptor sees it.

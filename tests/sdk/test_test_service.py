@@ -168,29 +168,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_start_dev_serves_it_with_the_flag_only():
+async def _check_locked_start_dev(stub: TimeSkippingStub) -> None:
+    await stub.UnlockTimeSkippingWithSleep(_sleep(7 * DAY_S), timeout=10)
+    assert await _now(stub) - time.time() >= 7 * DAY_S - 60
+
+
+async def _check_unlocked_start_dev(stub: TimeSkippingStub) -> None:
+    await stub.Sleep(_sleep(7 * DAY_S), timeout=10)  # unlocked from the start: nothing to wait for
+    assert await _now(stub) - time.time() >= 7 * DAY_S - 60
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UnlockTimeSkipping(UnlockTimeSkippingRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def _check_no_test_service(stub: TimeSkippingStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _now(stub)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize(
+    ("flag", "check", "banner"),
+    [
+        ("--time-skipping", _check_locked_start_dev, "the clock is locked until a client unlocks it"),
+        ("--enable-time-skipping", _check_unlocked_start_dev, "the clock is unlocked"),
+        ("", _check_no_test_service, None),
+    ],
+)
+async def test_start_dev_serves_it_with_a_flag_only(flag, check, banner):
     exe = str(Path(sys.executable).with_name("hourglass"))
-    for flag, expected in ((["--time-skipping"], None), ([], grpc.StatusCode.UNIMPLEMENTED)):
-        port = _free_port()
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            *("server", "start-dev", "--port", str(port), "--event-loop", "asyncio", *flag),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await asyncio.wait_for(channel.channel_ready(), 60)
-                stub = TimeSkippingStub(channel)
-                if expected is None:
-                    await stub.UnlockTimeSkippingWithSleep(_sleep(7 * DAY_S), timeout=10)
-                    assert await _now(stub) - time.time() >= 7 * DAY_S - 60
-                else:
-                    with pytest.raises(grpc.aio.AioRpcError) as err:
-                        await _now(stub)
-                    assert err.value.code() == expected
-        finally:
-            proc.terminate()
-            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, stderr.decode()
-        assert ("Time skipping: TestService served" in stderr.decode()) == bool(flag)
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        exe,
+        *("server", "start-dev", "--port", str(port), "--event-loop", "asyncio", *([flag] if flag else [])),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 60)
+            await check(TimeSkippingStub(channel))
+    finally:
+        proc.terminate()
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    if banner is None:
+        assert "Time skipping" not in stderr.decode()
+    else:
+        assert f"Time skipping: TestService served; {banner}" in stderr.decode()
