@@ -102,6 +102,22 @@ START_DEV_VISIBILITY_RPS = 100
     type=click.Path(dir_okay=False),
     help="Require client certificates signed by this PEM CA (mutual TLS); needs --tls-cert.",
 )
+@click.option(
+    "--time-skipping",
+    is_flag=True,
+    default=False,
+    help="Serve temporal.api.testservice.v1.TestService on the frontend port and run on a virtual clock "
+    "that jumps to the next timer when time skipping is unlocked and nothing runs (the SDKs' time-skipping "
+    "test environments drive it). Starts locked, as the SDKs' test server: time follows the wall clock "
+    "until a client unlocks it.",
+)
+@click.option(
+    "--enable-time-skipping",
+    is_flag=True,
+    default=False,
+    help="--time-skipping, started unlocked (as the SDKs' Java test server's flag): time skips whenever "
+    "nothing runs, without a client unlocking it first.",
+)
 def start_dev(
     ip: str,
     port: int,
@@ -117,6 +133,8 @@ def start_dev(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    time_skipping: bool,
+    enable_time_skipping: bool,
 ) -> None:
     """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`).
 
@@ -159,6 +177,8 @@ def start_dev(
         history_shard_count=history_shards,
         metrics_port=metrics_port,
         namespaces=["default", *[n for n in namespaces if n != "default"]],
+        time_skipping=time_skipping or enable_time_skipping,
+        time_skipping_locked=not enable_time_skipping,
     )
 
     async def open_store():
@@ -261,6 +281,9 @@ async def _serve(config, open_store, where: str) -> None:
         )
     if node.metrics_port is not None:
         click.echo(f"Metrics: http://{config.ip}:{node.metrics_port}/metrics", err=True)
+    if node.clock is not None:
+        state = "locked until a client unlocks it" if node.clock.lock_count else "unlocked"
+        click.echo(f"Time skipping: TestService served; the clock is {state}", err=True)
     if node.jwt_keys is not None:
         click.echo(
             "Authorization: every request needs a bearer JWT signed by a key from "

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServiceServicer_to_server
+from temporalio.api.testservice.v1.service_pb2_grpc import add_TestServiceServicer_to_server
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
 from hourglass.cluster.frontend.grpc_errors import DecodeErrorInterceptor
@@ -19,9 +20,11 @@ from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitIntercept
 from hourglass.cluster.frontend.rate_limits import RateLimitConfig, RequestLimiter
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
+from hourglass.cluster.frontend.test_service import TimeSkippingService
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.history.limits import apply_dynamic_config
 from hourglass.cluster.history.standalone import StandaloneOwnership
+from hourglass.cluster.history.virtual_clock import VirtualClock
 from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
@@ -60,6 +63,12 @@ class NodeConfig:
     tls: Any = None
     # cluster.config.AuthorizationSection; None: every request allowed, as the reference without one.
     authorization: Any = None
+    # A virtual clock and the TestService on the frontend port (start-dev --time-skipping, the embedded
+    # test server); a single node only, never a cluster member.
+    time_skipping: bool = False
+    # Time skipping starts locked (the wall clock until a client unlocks it), as the SDKs expect; False
+    # starts it unlocked, as the Java test server's --enable-time-skipping.
+    time_skipping_locked: bool = True
 
 
 class Node:
@@ -96,6 +105,7 @@ class Node:
         # quota is split between the frontends in the cluster.
         self.request_limiter = RequestLimiter(RateLimitConfig(config.dynamic_config), self._frontend_count)
         self.loop_lag = LoopLagMonitor()
+        self.clock: VirtualClock | None = None
 
     def _frontend_count(self) -> int:
         if self.membership is None:
@@ -110,6 +120,12 @@ class Node:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
 
     async def start(self) -> None:
+        if self.config.time_skipping:
+            if self.config.cluster is not None:
+                raise ValueError("time skipping is for a single dev or test server, not a cluster node")
+            # Before anything reads the time: shards, timers and schedules all run on this clock.
+            self.clock = VirtualClock(locked=self.config.time_skipping_locked)
+            self.clock.start()
         self.loop_lag.start()
         # First: a request that does not decode is refused before any other interceptor sees it.
         interceptors: list[grpc.aio.ServerInterceptor] = [DecodeErrorInterceptor()]
@@ -185,12 +201,16 @@ class Node:
         add_OperatorServiceServicer_to_server(
             OperatorService(self.namespaces, self.search_attributes), self.server
         )
-        health = health_aio.HealthServicer()
-        for service in (
+        services = [
             "",
             "temporal.api.workflowservice.v1.WorkflowService",
             "temporal.api.operatorservice.v1.OperatorService",
-        ):
+        ]
+        if self.clock is not None:
+            add_TestServiceServicer_to_server(TimeSkippingService(self.clock), self.server)
+            services.append("temporal.api.testservice.v1.TestService")
+        health = health_aio.HealthServicer()
+        for service in services:
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
         if self.membership is not None:
@@ -217,5 +237,7 @@ class Node:
         if self.membership is not None:
             await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()
+        if self.clock is not None:
+            await self.clock.stop()
         await self.loop_lag.stop()
         await self.store.close()

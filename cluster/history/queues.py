@@ -14,7 +14,8 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable
 
-from hourglass.cluster.history.timeutil import now_ms
+from hourglass.cluster.history.tasks import TimerKind
+from hourglass.cluster.history.timeutil import active_clock, now_ms
 from hourglass.persistence.records import TimerTask, TransferTask
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,15 @@ class QueueProcessors:
         self._timer_slots = asyncio.Semaphore(TIMER_WORKERS)
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        self._firing = 0
+        # The virtual clock of a time-skipping server (None on a real node): it asks this shard whether
+        # it has work in flight and when its next timer is due, and wakes the timer loop when it jumps.
+        self._clock = None
 
     async def start(self) -> None:
+        self._clock = active_clock()
+        if self._clock is not None:
+            self._clock.attach(self)
         self._transfer_max_seen = self.shard.transfer_ack_level
         await self._load_transfer_tasks()
         self._timer_window_end = now_ms() + TIMER_LOOKAHEAD_MS
@@ -64,6 +72,8 @@ class QueueProcessors:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._clock is not None:
+            self._clock.detach(self)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -206,6 +216,7 @@ class QueueProcessors:
             while self._timer_heap and self._timer_heap[0][0] <= now:
                 _, _, timer = heapq.heappop(self._timer_heap)
                 await self._timer_slots.acquire()
+                self._firing += 1
                 asyncio.create_task(self._fire(timer))
             wait_ms = TIMER_LOOKAHEAD_MS // 4
             if failures:
@@ -235,5 +246,32 @@ class QueueProcessors:
                 exc_info=True,
             )
         finally:
+            self._firing -= 1
             self._timer_known.discard(timer.task_id)
             self._timer_slots.release()
+
+    # ---- time skipping (virtual_clock.DeadlineSource) ----------------------------------------------------
+    def time_skipping_busy(self, now: int) -> bool:
+        """Work the clock must not jump over: tasks to run, timers due or firing, a timer window to read."""
+        return bool(
+            self._transfer_pending
+            or self._firing
+            or (self._timer_heap and self._timer_heap[0][0] <= now)
+            or self._timer_window_end - now < TIMER_LOOKAHEAD_MS // 2
+        )
+
+    async def next_deadline_ms(self, after_ms: int) -> int | None:
+        """Fire time of this shard's earliest timer after `after_ms`, retention timers left out."""
+        cursor = after_ms + 1
+        for _ in range(20):
+            timers = await self.store.get_timer_tasks(self.shard.shard_id, cursor, 2**62, 100)
+            for timer in timers:
+                if timer.kind != TimerKind.DELETE_HISTORY:
+                    return timer.fire_time_ms
+            if len(timers) < 100:
+                return None
+            cursor = timers[-1].fire_time_ms + 1
+        return None
+
+    def on_time_jump(self) -> None:
+        self._timer_wakeup.set()

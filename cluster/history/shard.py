@@ -35,6 +35,7 @@ from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskIn
 from hourglass.cluster.history.page_reader import read_page
 from hourglass.cluster.history.paging import HistoryCursor, Page
 from hourglass.cluster.history.queries import QueryBuffer
+from hourglass.cluster.history.timeutil import active_clock
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.updates import UpdateRegistry
 from hourglass.persistence.errors import (
@@ -352,8 +353,11 @@ class Shard:
         try:
             new_transfer: list[TransferTask] = []
             new_timers: list[TimerTask] = []
+            clock = active_clock()
             for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
                 self._remember(key, tr.ms)
+                if clock is not None:
+                    clock.track_run(key, tr.ms)
                 self._events.add(key, tr.events)
                 self._speculative.pop(key, None)  # a committed state holds no speculative task
                 new_transfer.extend(write.transfer_tasks)

@@ -12,6 +12,7 @@ from hourglass.cluster.security.claims import Claims, Role
 
 WORKFLOW_SERVICE = "/temporal.api.workflowservice.v1.WorkflowService/"
 OPERATOR_SERVICE = "/temporal.api.operatorservice.v1.OperatorService/"
+TEST_SERVICE = "/temporal.api.testservice.v1.TestService/"
 CLUSTER_SERVICE = "/hourglass.internal.v1.ClusterService/"
 
 # Read-only health checks with nothing sensitive: allowed to anyone (the reference's healthCheckAPI;
@@ -96,6 +97,11 @@ def _table() -> dict[str, tuple[Scope, Access]]:
         table[OPERATOR_SERVICE + name] = (_CL, _A)
     # Hourglass's own: the member table and shard map, for operators (`hourglass cluster status`).
     table[CLUSTER_SERVICE + "Status"] = (_CL, _A)
+    # The time-skipping control of a test server: reading the clock is a read, moving it acts on every
+    # namespace of the server, so it is an admin's (a test suite's token carries that role).
+    table[TEST_SERVICE + "GetCurrentTime"] = (_CL, _R)
+    for name in "LockTimeSkipping UnlockTimeSkipping Sleep SleepUntil UnlockTimeSkippingWithSleep".split():
+        table[TEST_SERVICE + name] = (_CL, _A)
     return table
 
 
