@@ -169,9 +169,9 @@ class MeteredStore:
 
     def __getattr__(self, name: str):
         attr = getattr(self._inner, name)
-        if not inspect.iscoroutinefunction(attr):
-            return attr
         if name not in _WRITE_METHODS:
+            if not inspect.iscoroutinefunction(attr):
+                return attr  # attributes and helpers that are not store calls
 
             async def watched(*args, **kwargs):
                 try:
