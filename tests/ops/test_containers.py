@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -134,6 +135,30 @@ def test_the_image_installs_every_package_as_a_non_root_user() -> None:
     assert user and user[-1] not in ("root", "0")
     assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["hourglass"]
     assert json.loads(dict(instructions)["CMD"])[:2] == ["server", "start"]
+
+
+@pytest.mark.timeout(300)
+def test_the_files_the_image_copies_build_a_complete_wheel(tmp_path: Path) -> None:
+    """What `pip wheel .` does in the image's build stage, on exactly the files its COPY lines bring in."""
+    context = tmp_path / "src"
+    context.mkdir()
+    for op, arg in dockerfile_instructions():
+        if op == "COPY" and "--from" not in arg:
+            for source in arg.split()[:-1]:
+                path = REPO / source
+                (shutil.copytree if path.is_dir() else shutil.copy)(path, context / source)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "out"), str(context)],
+        capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "out").glob("hourglass-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for package in packages:
+        assert package.replace(".", "/") + "/__init__.py" in names, f"the image would lack {package}"
+    schema_files = [n for n in names if n.startswith("hourglass/schema/") and n.endswith((".cql", ".sql"))]
+    assert {"cassandra", "sqlite"} <= {n.split("/")[2] for n in schema_files}
 
 
 def healthcheck_argv(address: str) -> list[str]:
