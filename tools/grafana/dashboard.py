@@ -48,7 +48,8 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[tuple[str, str]]]]]] = [
             (
                 "Latency p50 / p99 by method (long polls excluded)",
                 "s",
-                "Poll* calls wait up to a minute for a task by design and are left out.",
+                "Poll* calls wait up to a minute for a task by design and are left out; GetWorkflowExecutionHistory "
+                "includes the waits of clients long-polling for a workflow's result.",
                 _quantiles("hourglass_rpc_latency_seconds", "method", 'method!~"Poll.*"'),
             ),
             (
