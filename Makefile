@@ -21,7 +21,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
+# tests/ops run a real Prometheus: the Debian package, installed once (its service is never started).
 install-test: $(VENV)/.installed-test
+	@sh tools/prometheus/install.sh
 
 dev: install
 	$(BIN)/hourglass server start-dev --port $(PORT)

@@ -298,6 +298,39 @@ async def _serve(config, open_store, where: str) -> None:
     await node.stop()
 
 
+@server.command("health")
+@click.option(
+    "--address", default="127.0.0.1:7233", show_default=True, help="The node's frontend address (HOST:PORT)."
+)
+@click.option(
+    "--service",
+    default="temporal.api.workflowservice.v1.WorkflowService",
+    show_default=True,
+    help="Service to ask about ('' for the server as a whole).",
+)
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 300), help="Seconds.")
+@tls_client_options
+def server_health(address: str, service: str, timeout: float, **tls_paths: str | None) -> None:
+    """Exit 0 if the node answers SERVING to the standard gRPC health check, 1 otherwise (a container's
+    HEALTHCHECK, a Kubernetes exec probe). Health checks need no token, as on the reference."""
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    from hourglass.cluster.health import check_health
+
+    tls = client_tls_from_options(**tls_paths)
+    try:
+        status = asyncio.run(check_health(address, service, timeout, tls))
+    except grpc.aio.AioRpcError as e:
+        raise click.ClickException(
+            f"{address} did not answer the health check: {e.code().name} {e.details()}"
+        ) from None
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    if status != health_pb2.HealthCheckResponse.SERVING:
+        raise click.ClickException(f"{address} is {name}")
+    click.echo(name)
+
+
 def _run(coro, event_loop: str) -> None:
     if event_loop == "uvloop":
         try:

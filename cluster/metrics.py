@@ -6,11 +6,17 @@ and no role has to remember to count.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from hourglass.persistence.errors import (
+    ConditionFailedError,
+    ShardOwnershipLostError,
+    StoreUnavailableError,
+)
 from hourglass.persistence.records import ExecutionWrite
 from hourglass.persistence.store import Store
 
@@ -61,6 +67,67 @@ EVENT_LOOP_LAG_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+# Exposed as hourglass_rpc_requests_total{method, namespace, status} and hourglass_rpc_latency_seconds{method}:
+# every unary request of the public port, refused ones included (cluster/frontend/rpc_metrics.py). Long
+# polls (Poll*, history with wait_new_event) last up to a minute by design, hence the top buckets.
+RPC_REQUESTS = Counter(
+    "hourglass_rpc_requests",
+    "Unary requests of the public gRPC port by method, namespace and gRPC status code.",
+    ["method", "namespace", "status"],
+)
+RPC_LATENCY_SECONDS = Histogram(
+    "hourglass_rpc_latency_seconds",
+    "Time from the request decoded to the answer, by method (long polls included).",
+    ["method"],
+    buckets=(
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    ),
+)  # fmt: skip
+
+# Exposed as hourglass_shard_movements_total{direction}: a history shard taken (acquired) or given up
+# (released, also when the store fenced it out). A steady rate outside deploys means membership flaps.
+SHARD_MOVEMENTS = Counter(
+    "hourglass_shard_movements", "History shards acquired or released by this node.", ["direction"]
+)
+for _direction in ("acquired", "released"):
+    SHARD_MOVEMENTS.labels(_direction)
+
+# Exposed as hourglass_persistence_errors_total{error}: store calls that raised. `unavailable` is the
+# database unreachable or timing out (the RPCs that needed it answered UNAVAILABLE); the others are the
+# normal flow of conditional writes and ownership changes, shown for context.
+STORE_ERRORS = Counter(
+    "hourglass_persistence_errors", "Store calls that raised, by kind of error.", ["error"]
+)
+STORE_ERROR_KINDS = ("unavailable", "condition_failed", "shard_ownership_lost", "other")
+for _kind in STORE_ERROR_KINDS:
+    STORE_ERRORS.labels(_kind)
+# 1 while the last store call reached the database (whatever it answered), 0 after one that could not.
+STORE_AVAILABLE = Gauge(
+    "hourglass_persistence_available", "1 if the last store call reached the database, 0 if it could not."
+)
+STORE_AVAILABLE.set(1)
+
+
+def _error_kind(error: BaseException) -> str:
+    if isinstance(error, StoreUnavailableError):
+        return "unavailable"
+    if isinstance(error, ConditionFailedError):
+        return "condition_failed"
+    if isinstance(error, ShardOwnershipLostError):
+        return "shard_ownership_lost"
+    return "other"
+
+
+def record_store_outcome(error: BaseException | None) -> None:
+    """Count a store call's error (None: it succeeded) and update the availability gauge."""
+    if error is None:
+        STORE_AVAILABLE.set(1)
+        return
+    kind = _error_kind(error)
+    STORE_ERRORS.labels(kind).inc()
+    STORE_AVAILABLE.set(0 if kind == "unavailable" else 1)
+
+
 _WRITE_METHODS = {
     "update_shard",
     "delete_execution",
@@ -81,14 +148,19 @@ _WRITE_METHODS = {
 
 
 class MeteredStore:
-    """Delegates to a store, counting its writes. Reads pass through untouched."""
+    """Delegates to a store, counting its writes and every call's errors (for the availability gauge)."""
 
     def __init__(self, inner: Store) -> None:
         self._inner = inner
 
     async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
         started = time.perf_counter()
-        await self._inner.commit(shard_id, range_id, writes)
+        try:
+            await self._inner.commit(shard_id, range_id, writes)
+        except Exception as e:
+            record_store_outcome(e)
+            raise
+        record_store_outcome(None)
         CONDITIONAL_BATCH_SECONDS.observe(time.perf_counter() - started)
         CONDITIONAL_BATCHES.inc()
         WRITES.inc()
@@ -98,11 +170,28 @@ class MeteredStore:
     def __getattr__(self, name: str):
         attr = getattr(self._inner, name)
         if name not in _WRITE_METHODS:
-            return attr
+            if not inspect.iscoroutinefunction(attr):
+                return attr  # attributes and helpers that are not store calls
+
+            async def watched(*args, **kwargs):
+                try:
+                    result = await attr(*args, **kwargs)
+                except Exception as e:
+                    record_store_outcome(e)
+                    raise
+                record_store_outcome(None)
+                return result
+
+            return watched
 
         async def counted(*args, **kwargs):
             started = time.perf_counter()
-            result = await attr(*args, **kwargs)
+            try:
+                result = await attr(*args, **kwargs)
+            except Exception as e:
+                record_store_outcome(e)
+                raise
+            record_store_outcome(None)
             if name == "append_history_node":
                 HISTORY_APPEND_SECONDS.observe(time.perf_counter() - started)
             WRITES.inc()

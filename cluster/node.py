@@ -18,6 +18,7 @@ from hourglass.cluster.frontend.namespaces import NamespaceRegistry, ServerFacts
 from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
 from hourglass.cluster.frontend.rate_limits import RateLimitConfig, RequestLimiter
+from hourglass.cluster.frontend.rpc_metrics import RpcMetricsInterceptor
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.frontend.test_service import TimeSkippingService
@@ -28,6 +29,7 @@ from hourglass.cluster.history.virtual_clock import VirtualClock
 from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.metrics import MeteredStore, serve_metrics
+from hourglass.cluster.node_metrics import node_state_collector
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.cluster.security.tls import group_credentials, listen
@@ -129,6 +131,8 @@ class Node:
         self.loop_lag.start()
         # First: a request that does not decode is refused before any other interceptor sees it.
         interceptors: list[grpc.aio.ServerInterceptor] = [DecodeErrorInterceptor()]
+        # Next: every decoded request is counted by method and status, refused ones included.
+        interceptors.append(RpcMetricsInterceptor())
         serves_frontend = self.config.cluster is None or "frontend" in self.config.cluster.roles
         if serves_frontend and self.config.authorization is not None and self.config.authorization.enabled:
             # First, so a key source that cannot be read stops the start before anything runs.
@@ -171,6 +175,7 @@ class Node:
             self.history_api = self.membership.history_api
             self.matching_api = self.membership.matching_api
             self.schedules_api = self.membership.schedules_api
+        node_state_collector().watch(self)
         if self.config.metrics_port is not None:
             self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
         if not serves_frontend:
@@ -227,6 +232,7 @@ class Node:
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
 
     async def stop(self, grace: float = 1.0) -> None:
+        node_state_collector().forget(self)
         if self.server is not None:
             await self.server.stop(grace)
         if self.jwt_keys is not None:

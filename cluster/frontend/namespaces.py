@@ -132,6 +132,13 @@ class NamespaceRegistry:
         self._by_name[name] = ns
         return ns
 
+    def cached_name(self, namespace_id: str) -> str | None:
+        """The name of a namespace this node has looked up already (metrics label partitions by name)."""
+        for ns in list(self._by_name.values()):
+            if ns.id == namespace_id:
+                return ns.name
+        return None
+
     async def get_by_id(self, namespace_id: str) -> Namespace:
         for ns in self._by_name.values():
             if ns.id == namespace_id:

@@ -101,6 +101,7 @@ from hourglass.cluster.history.updates import (
     UpdateProtocol,
     request_message,
 )
+from hourglass.cluster.metrics import SHARD_MOVEMENTS
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.errors import ConditionFailedError, ShardOwnershipLostError, StoreUnavailableError
 from hourglass.persistence.records import (
@@ -248,6 +249,7 @@ class HistoryEngine:
         processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)
         self.shards[shard_id] = shard
         self.queues[shard_id] = processors
+        SHARD_MOVEMENTS.labels("acquired").inc()
         await processors.start()
         for listener in self.shard_listeners:
             await listener.shard_acquired(shard)
@@ -257,6 +259,7 @@ class HistoryEngine:
         shard = self.shards.pop(shard_id, None)
         processors = self.queues.pop(shard_id, None)
         if shard is not None:
+            SHARD_MOVEMENTS.labels("released").inc()
             shard.release()
             for listener in self.shard_listeners:
                 await listener.shard_released(shard_id)

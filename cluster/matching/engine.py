@@ -100,6 +100,15 @@ class MatchingEngine:
             del self._partitions[key]
             p.unload()
 
+    def backlogs(self) -> list[tuple[TaskQueueKey, int, int]]:
+        """(partition, tasks waiting, creation ms of the oldest) of every persistent partition this node
+        holds, for the backlog gauges. Sticky queues are left out: one per worker, never persisted."""
+        return [
+            (key, p.backlog_size, p.oldest_task_ms)
+            for key, p in list(self._partitions.items())
+            if p.persistent and not p.closed
+        ]
+
     def partitions_of(self, namespace_id: str, name: str, task_type: int) -> list[Partition]:
         return [
             p

@@ -123,6 +123,12 @@ class Partition:
     def backlog_size(self) -> int:
         return len(self._backlog)
 
+    @property
+    def oldest_task_ms(self) -> int:
+        """Creation time of the first task waiting in the backlog (0 when it is empty); the backlog is in
+        task-id order, which is creation order for one owner."""
+        return self._backlog[0].create_time_ms if self._backlog else 0
+
     def has_poller_within(self, seconds: float) -> bool:
         """A poll waits now, or one started within `seconds`: is a worker (still) there?"""
         if any(not p.done() for p in self._pollers):

@@ -5,6 +5,8 @@
   Central the first time) unless it runs already; the last test session on the machine to finish stops
   it again, only if a test session started it (concurrent sessions share it, see _DevNodeUsers). Needs
   a source checkout (tools/ is not packaged), JDK 17 and Maven.
+- HOURGLASS_CASSANDRA_CONTAINER=1 : a Cassandra 5 container started with testcontainers instead, where a
+  Docker engine answers (see container.py); removed when the session's last user releases it.
 - HOURGLASS_SKIP_CASSANDRA=1 : tests that need Cassandra are skipped instead (fixtures check it).
 - HOURGLASS_CASSANDRA_TLS_DIR=DIR : the `tls/` directory of the node named by HOURGLASS_CASSANDRA_HOSTS,
   when that node was started from another checkout (`dev_node_tls` finds this checkout's own).
@@ -27,9 +29,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hourglass.persistence.cassandra.config import HOSTS_ENV, CassandraConfig, parse_hosts
+from hourglass.persistence.cassandra.container import container_requested, start_container
 from hourglass.schema.migrate_cassandra import (
     DDL_TIMEOUT_S,
     apply_cassandra_schema,
@@ -47,6 +50,8 @@ SCHEMA_TABLES = frozenset({"schema_version", "schema_update_history"})
 
 _lock = threading.Lock()
 _users = 0
+# The testcontainers Cassandra of this process and its contact point (HOURGLASS_CASSANDRA_CONTAINER=1).
+_container: tuple[Any, CassandraConfig] | None = None
 
 
 class CassandraUnavailableForTests(RuntimeError):
@@ -139,6 +144,8 @@ def acquire() -> CassandraConfig:
             hosts, port = parse_hosts(os.environ[HOSTS_ENV])
             _users += 1
             return CassandraConfig(hosts=hosts, port=port)
+        if container_requested():
+            return _acquire_container()
         if _users == 0:
             _DevNodeUsers().join()
         _users += 1
@@ -151,7 +158,29 @@ def release() -> None:
     with _lock:
         _users = max(_users - 1, 0)
         if _users == 0 and not os.environ.get(HOSTS_ENV, "").strip():
-            _DevNodeUsers().leave()
+            if container_requested():
+                _release_container()
+            else:
+                _DevNodeUsers().leave()
+
+
+def _acquire_container() -> CassandraConfig:
+    global _container, _users
+    if _container is None:
+        try:
+            container, host, port = start_container()
+        except RuntimeError as e:
+            raise CassandraUnavailableForTests(str(e)) from None
+        _container = (container, CassandraConfig(hosts=[host], port=port))
+    _users += 1
+    return _container[1]
+
+
+def _release_container() -> None:
+    global _container
+    if _container is not None:
+        (container, _), _container = _container, None
+        container.stop()
 
 
 class _DevNodeUsers:
