@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 
 from hourglass.persistence.records import ExecutionWrite
 from hourglass.persistence.store import Store
@@ -109,9 +109,3 @@ class MeteredStore:
             return result
 
         return counted
-
-
-def serve_metrics(ip: str, port: int) -> int:
-    """Serve /metrics over HTTP; returns the bound port."""
-    server, _ = start_http_server(port, addr=ip)
-    return server.server_port
