@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
 
 from hourglass.cluster.history.transition_rate import TransitionRates
 from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.status import render, status_json
+from hourglass.loadtest.servers import ManagedServer, hourglass_server
 
 
 class Clock:
@@ -89,3 +98,52 @@ def test_cluster_status_json_is_the_page_data() -> None:
     assert data["members"][0]["loop_lag_max_seconds"] == 0.12
     assert data["shards"][1] == {"shard_id": 1, "member_id": "", "transitions_per_second": 0.0}
     assert data["partitions"][0]["task_queue"] == "orders"
+
+
+@pytest.fixture
+async def start_dev(tmp_path: Path) -> AsyncIterator[ManagedServer]:
+    server = hourglass_server(tmp_path)
+    assert server.metrics_url is not None
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_cluster_status_and_the_page_read_the_same_answer_on_start_dev(
+    start_dev: ManagedServer,
+) -> None:
+    """One member (start-dev itself) owning every shard, the workflows just started counted on their
+    shards, and their task queue listed: the same in `hourglass cluster status -o json` and the page's
+    JSON."""
+    client = await Client.connect(start_dev.address)
+    for i in range(5):
+        await client.start_workflow("Figures", id=f"figures-{i}", task_queue="figures-q")
+    exe = str(Path(sys.executable).with_name("hourglass"))
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [exe, "cluster", "status", "--address", start_dev.address, "--shards", "--partitions", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    cli = json.loads(out.stdout)
+    api_url = start_dev.metrics_url.removesuffix("/metrics") + "/api/v1/cluster"
+    page = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(api_url, timeout=10).read()))
+    for data in (cli, page):
+        assert [(m["id"], m["state"]) for m in data["members"]] == [(start_dev.address, "alive")]
+        assert {s["member_id"] for s in data["shards"]} == {start_dev.address}
+        assert sum(s["transitions_per_second"] for s in data["shards"]) > 0
+        queues = [(p["namespace"], p["task_queue"], p["backlog"]) for p in data["partitions"]]
+        assert queues == [("default", "figures-q", 5)]
+    text = await asyncio.to_thread(
+        subprocess.run,
+        [exe, "cluster", "status", "--address", start_dev.address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert text.stdout.splitlines()[2].startswith(f"{start_dev.address}  alive"), text.stdout
