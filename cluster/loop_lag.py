@@ -27,7 +27,7 @@ class LoopLagMonitor:
         self.worst_s = 0.0  # the largest lag seen, for tests and logs
         self._task: asyncio.Task[None] | None = None
         self._expected: float | None = None
-        # (monotonic time, lag) of the wake-ups of the last RECENT_WINDOW_S.
+        # (perf_counter time, lag) of the wake-ups of the last RECENT_WINDOW_S.
         self._recent: collections.deque[tuple[float, float]] = collections.deque()
 
     def recent(self, window_s: float = RECENT_WINDOW_S) -> tuple[float, float]:

@@ -172,12 +172,24 @@ async def test_the_cluster_page_shows_members_shards_and_a_takeover_after_kill_9
         assert re.fullmatch(r"[\d.]+ ms", lag), lag
         await page.screenshot(path=str(tmp_path / "cluster-page-3-alive.png"), full_page=True)
 
+        n3_shards = sorted(shard for shard, owner in owners.items() if owner == n3.member_id)
+        assert n3_shards, owners
         n3.kill9()
         killed_at = time.monotonic()
+        # Until the others take them (after the suspicion timeout), nobody answers for node 3's shards:
+        # the page shows exactly those as unowned, striped, and says so.
+        unowned_seen: list[int] = []
 
         async def taken_over():
             states = await member_states(page)
             owners = await shard_owners(page)
+            unowned = sorted(shard for shard, owner in owners.items() if not owner)
+            if unowned and not unowned_seen:
+                unowned_seen.extend(unowned)
+                banner = await page.inner_text("#shard-banner")
+                striped = await page.locator("#shards .shard.unowned").count()
+                assert f"{len(unowned)} UNOWNED" in banner and striped == len(unowned), (banner, striped)
+                await page.screenshot(path=str(tmp_path / "cluster-page-unowned.png"), full_page=True)
             ok = (
                 states.get(n3.member_id) in ("suspect", "dead")
                 and states.get(ids[0]) == states.get(ids[1]) == "alive"
@@ -188,6 +200,7 @@ async def test_the_cluster_page_shows_members_shards_and_a_takeover_after_kill_9
 
         await wait_until(taken_over, TAKEOVER_DEADLINE_S, "node 3 down and its shards taken over")
         took = time.monotonic() - killed_at
+        assert set(unowned_seen) <= set(n3_shards) and unowned_seen, (unowned_seen, n3_shards)
         assert await page.inner_text("#shard-banner") == f"{SHARDS} of {SHARDS} shards owned"
         assert "2 of 3 members alive" in await page.inner_text("#summary")
         await page.screenshot(path=str(tmp_path / "cluster-page-after-kill.png"), full_page=True)
