@@ -59,7 +59,8 @@ START_DEV_VISIBILITY_RPS = 100
     "--metrics-port",
     default=None,
     type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics on this port (0: any free port). Off by default.",
+    help="Serve HTTP on this port (0: any free port): Prometheus /metrics and the cluster page /cluster. "
+    "Off by default.",
 )
 @click.option(
     "--event-loop",
