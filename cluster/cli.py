@@ -59,7 +59,8 @@ START_DEV_VISIBILITY_RPS = 100
     "--metrics-port",
     default=None,
     type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics on this port (0: any free port). Off by default.",
+    help="Serve HTTP on this port (0: any free port): Prometheus /metrics and the cluster page /cluster. "
+    "Off by default.",
 )
 @click.option(
     "--event-loop",
@@ -279,8 +280,9 @@ async def _serve(config, open_store, where: str) -> None:
             f"roles: {','.join(config.cluster.roles)}; seeds: {','.join(config.cluster.seeds) or '(none)'}",
             err=True,
         )
-    if node.metrics_port is not None:
-        click.echo(f"Metrics: http://{config.ip}:{node.metrics_port}/metrics", err=True)
+    if node.http_port is not None:
+        base = f"{node.http_port.scheme}://{config.ip}:{node.metrics_port}"
+        click.echo(f"Metrics: {base}/metrics; cluster page: {base}/cluster", err=True)
     if node.clock is not None:
         state = "locked until a client unlocks it" if node.clock.lock_count else "unlocked"
         click.echo(f"Time skipping: TestService served; the clock is {state}", err=True)
@@ -355,7 +357,18 @@ def cluster() -> None:
     show_default=True,
     help="Any node's frontend or internal RPC address (HOST:PORT).",
 )
-@click.option("--shards", is_flag=True, help="Also print which member holds each history shard.")
+@click.option(
+    "--shards", is_flag=True, help="Also print which member holds each history shard, with its transitions/s."
+)
+@click.option("--partitions", is_flag=True, help="Also print the task-queue partitions and who holds them.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the Status answer as the cluster page's /api/v1/cluster serves it.",
+)
 @click.option(
     "--api-key",
     envvar="HOURGLASS_API_KEY",
@@ -364,18 +377,21 @@ def cluster() -> None:
     "checks authorization). Also read from HOURGLASS_API_KEY.",
 )
 @tls_client_options
-def cluster_status(address: str, shards: bool, api_key: str | None, **tls_paths: str | None) -> None:
-    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held).
+def cluster_status(
+    address: str, shards: bool, partitions: bool, output: str, api_key: str | None, **tls_paths: str | None
+) -> None:
+    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held,
+    transitions/s, event-loop lag over the last ~10 s).
 
     Over TLS with any --tls-* option (as the `temporal` CLI's); a node's internal address needs a member
     certificate (--tls-cert-path/--tls-key-path from the cluster's CA)."""
     import grpc
 
-    from hourglass.cluster.status import fetch_status, render
+    from hourglass.cluster.status import fetch_status, render, status_json
 
     tls = client_tls_from_options(**tls_paths)
     try:
-        resp = asyncio.run(fetch_status(address, shards, tls=tls, api_key=api_key))
+        resp = asyncio.run(fetch_status(address, shards, tls=tls, api_key=api_key, partitions=partitions))
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             raise click.ClickException(f"{address} is not a cluster member (a single node)") from None
@@ -385,7 +401,7 @@ def cluster_status(address: str, shards: bool, api_key: str | None, **tls_paths:
                 "temporal-system:admin"
             ) from None
         raise click.ClickException(f"cannot get the cluster status from {address}: {e.details()}") from None
-    click.echo(render(resp))
+    click.echo(status_json(resp) if output == "json" else render(resp))
 
 
 @cluster.command("gossip-key")

@@ -27,14 +27,20 @@ from hourglass.cluster.rpc.client import InternalClient
 from hourglass.cluster.rpc.server import cluster_handler, invoke_handler
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.tls import InternodeClientTLS, group_credentials, listen
-from hourglass.cluster.status import StatusService
+from hourglass.cluster.status import StatusService, local_report
 
 log = logging.getLogger(__name__)
 
 
 class ClusterMember:
     def __init__(
-        self, node_config, history: HistoryEngine, matching: MatchingEngine, schedules: ScheduleEngine
+        self,
+        node_config,
+        history: HistoryEngine,
+        matching: MatchingEngine,
+        schedules: ScheduleEngine,
+        loop_lag=None,
+        namespace_name=None,
     ) -> None:
         c = node_config.cluster
         host = c.member_address or node_config.ip
@@ -94,7 +100,10 @@ class ClusterMember:
             == self.swim.id
         )
         matching.write_guard = self.controller.guard
-        self.status = StatusService(self.swim, self.client, self._local_ownership, history.shard_count)
+        self.loop_lag = loop_lag  # the node's LoopLagMonitor, reported in the status
+        self.status = StatusService(
+            self.swim, self.client, self._local_ownership, history.shard_count, namespace_name
+        )
         self.server: grpc.aio.Server | None = None
 
     def _address_of(self, member_id: str) -> str | None:
@@ -105,18 +114,9 @@ class ClusterMember:
         self.placement.update(self.swim.members.values())
         self.controller.poke()
 
-    def _local_ownership(self) -> pb.LocalOwnershipResponse:
+    def _local_ownership(self, partitions: bool = False) -> pb.LocalOwnershipResponse:
         quorate, _ = self.swim.quorum()
-        return pb.LocalOwnershipResponse(
-            member_id=self.swim.id,
-            shard_ids=sorted(s for s, shard in self.history.shards.items() if not shard.released),
-            partition_count=self.matching.partition_count,
-            quorum=quorate,
-        )
-
-    def public_cluster_handler(self) -> grpc.GenericRpcHandler:
-        """What the public frontend port serves of ClusterService: the read-only `Status` only."""
-        return cluster_handler(self.status.status)
+        return local_report(self.swim.id, self.history, self.matching, self.loop_lag, quorate, partitions)
 
     def internal_cluster_handler(self) -> grpc.GenericRpcHandler:
         """The internal (member-authenticated) port's ClusterService; test hooks only if configured."""

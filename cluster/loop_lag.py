@@ -8,12 +8,15 @@ as the Prometheus histogram `hourglass_event_loop_lag_seconds` (see cluster/metr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 
 from hourglass.cluster.metrics import EVENT_LOOP_LAG_SECONDS
 
 INTERVAL_S = 0.05
+# What `recent()` covers: the cluster page's "loop lag now" (the histogram is for trends over time).
+RECENT_WINDOW_S = 10.0
 
 
 class LoopLagMonitor:
@@ -23,6 +26,21 @@ class LoopLagMonitor:
         self.interval_s = interval_s
         self.worst_s = 0.0  # the largest lag seen, for tests and logs
         self._task: asyncio.Task[None] | None = None
+        self._expected: float | None = None
+        # (perf_counter time, lag) of the wake-ups of the last RECENT_WINDOW_S.
+        self._recent: collections.deque[tuple[float, float]] = collections.deque()
+
+    def recent(self, window_s: float = RECENT_WINDOW_S) -> tuple[float, float]:
+        """(max, p99) of the lags seen over the last `window_s` seconds; (0, 0) before any wake-up. A loop
+        stalled right now shows too: the wake-up that is late counts as lagging by how late it already is."""
+        now = time.perf_counter()
+        lags = [lag for at, lag in self._recent if at >= now - window_s]
+        if self._task is not None and self._expected is not None:
+            lags.append(max(0.0, now - self._expected))
+        if not lags:
+            return 0.0, 0.0
+        lags.sort()
+        return lags[-1], lags[min(len(lags) - 1, int(0.99 * len(lags)))]
 
     def start(self) -> None:
         if self._task is None:
@@ -37,8 +55,12 @@ class LoopLagMonitor:
 
     async def _run(self) -> None:
         while True:
-            expected = time.perf_counter() + self.interval_s
+            expected = self._expected = time.perf_counter() + self.interval_s
             await asyncio.sleep(self.interval_s)
-            lag = max(0.0, time.perf_counter() - expected)
+            now = time.perf_counter()
+            lag = max(0.0, now - expected)
             self.worst_s = max(self.worst_s, lag)
             EVENT_LOOP_LAG_SECONDS.observe(lag)
+            self._recent.append((now, lag))
+            while self._recent and self._recent[0][0] < now - RECENT_WINDOW_S:
+                self._recent.popleft()

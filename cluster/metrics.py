@@ -10,7 +10,7 @@ import inspect
 import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from hourglass.persistence.errors import (
     ConditionFailedError,
@@ -198,9 +198,3 @@ class MeteredStore:
             return result
 
         return counted
-
-
-def serve_metrics(ip: str, port: int) -> int:
-    """Serve /metrics over HTTP; returns the bound port."""
-    server, _ = start_http_server(port, addr=ip)
-    return server.server_port

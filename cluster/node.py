@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +29,13 @@ from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.history.virtual_clock import VirtualClock
 from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.matching.engine import MatchingEngine
-from hourglass.cluster.metrics import MeteredStore, serve_metrics
+from hourglass.cluster.metrics import MeteredStore
 from hourglass.cluster.node_metrics import node_state_collector
+from hourglass.cluster.rpc.server import cluster_handler
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.cluster.security.tls import group_credentials, listen
+from hourglass.cluster.status import local_report, standalone_status
 from hourglass.persistence.errors import ClusterMetadataMismatchError
 from hourglass.persistence.records import ClusterMetadata
 from hourglass.persistence.store import Store
@@ -96,6 +99,8 @@ class Node:
         self.server: grpc.aio.Server | None = None
         self.bound_port = 0
         self.metrics_port: int | None = None
+        self.http_port: Any = None  # webpage.server.HttpPort: /metrics, /cluster, /api/v1/cluster
+        self.status_service: Any = None  # status.StatusService: ClusterService Status of this node
         # What the frontend calls: the engines themselves, or their routing proxies in a cluster.
         self.history_api: Any = self.history
         self.matching_api: Any = self.matching
@@ -134,12 +139,18 @@ class Node:
         # Next: every decoded request is counted by method and status, refused ones included.
         interceptors.append(RpcMetricsInterceptor())
         serves_frontend = self.config.cluster is None or "frontend" in self.config.cluster.roles
-        if serves_frontend and self.config.authorization is not None and self.config.authorization.enabled:
+        authorizing = self.config.authorization is not None and self.config.authorization.enabled
+        gate = None
+        if authorizing and (serves_frontend or self.config.metrics_port is not None):
             # First, so a key source that cannot be read stops the start before anything runs.
+            from hourglass.cluster.security.http_auth import AdminGate
             from hourglass.cluster.security.interceptor import start_authorization
 
             interceptor, self.jwt_keys = await start_authorization(self.config.authorization)
-            interceptors.append(interceptor)
+            # The HTTP port's cluster data is checked by the same mapper and authorizer as the gRPC port.
+            gate = AdminGate(interceptor.claim_mapper, interceptor.authorizer)
+            if serves_frontend:
+                interceptors.append(interceptor)
         # After authorization, as on the reference: an unauthorized caller spends no namespace's quota.
         interceptors.append(RateLimitInterceptor(self.request_limiter))
         # Certificate problems are reported before anything listens or takes a shard.
@@ -170,16 +181,35 @@ class Node:
         else:
             from hourglass.cluster.cluster_member import ClusterMember
 
-            self.membership = ClusterMember(self.config, self.history, self.matching, self.schedules)
+            self.membership = ClusterMember(
+                self.config,
+                self.history,
+                self.matching,
+                self.schedules,
+                loop_lag=self.loop_lag,
+                namespace_name=self._namespace_name,
+            )
             await self.membership.start()
             self.history_api = self.membership.history_api
             self.matching_api = self.membership.matching_api
             self.schedules_api = self.membership.schedules_api
         node_state_collector().watch(self)
+        if self.membership is not None:
+            self.status_service = self.membership.status
+        else:
+            # Named by its frontend address, known once the port is bound (start-dev may ask for port 0).
+            self.status_service = standalone_status(
+                lambda: f"{self.config.ip}:{self.bound_port or self.config.port}",
+                self._local_report,
+                self.config.history_shard_count,
+                self._namespace_name,
+            )
+        if serves_frontend:
+            await self._serve_frontend(interceptors, frontend_credentials)
         if self.config.metrics_port is not None:
-            self.metrics_port = serve_metrics(self.config.ip, self.config.metrics_port)
-        if not serves_frontend:
-            return
+            await self._serve_http(gate)
+
+    async def _serve_frontend(self, interceptors: list, frontend_credentials: Any) -> None:
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -218,10 +248,9 @@ class Node:
         for service in services:
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
-        if self.membership is not None:
-            # `hourglass cluster status --address <frontend>` works too; nothing else of ClusterService
-            # (ownership, test hooks) is on the public port.
-            self.server.add_generic_rpc_handlers((self.membership.public_cluster_handler(),))
+        # `hourglass cluster status --address <frontend>` works on any node, start-dev included; nothing
+        # else of ClusterService (ownership, test hooks) is on the public port.
+        self.server.add_generic_rpc_handlers((cluster_handler(self.status_service.status),))
         try:
             self.bound_port = listen(
                 self.server, f"{self.config.ip}:{self.config.port}", frontend_credentials
@@ -231,8 +260,42 @@ class Node:
         await self.server.start()
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
 
+    async def _serve_http(self, gate: Any) -> None:
+        """The HTTP port (`node.metrics_port`): TLS like the frontend's port when `tls.frontend` is set."""
+        from hourglass.cluster.webpage.server import HttpPort, tls_context
+
+        tls = self.config.tls
+        context = (
+            tls_context(tls.frontend.server, tls.refresh_interval_s)
+            if tls is not None and tls.frontend is not None
+            else None
+        )
+        try:
+            self.http_port = HttpPort(
+                self.config.ip,
+                self.config.metrics_port,
+                asyncio.get_running_loop(),
+                self.status_service.status,
+                gate,
+                context,
+            )
+        except OSError as e:
+            raise OSError(
+                f"cannot listen on {self.config.ip}:{self.config.metrics_port} for HTTP (is it in use?)"
+            ) from e
+        self.metrics_port = self.http_port.start()
+
+    def _local_report(self, partitions: bool) -> Any:
+        member_id = f"{self.config.ip}:{self.bound_port or self.config.port}"
+        return local_report(member_id, self.history, self.matching, self.loop_lag, True, partitions)
+
+    async def _namespace_name(self, namespace_id: str) -> str:
+        return (await self.namespaces.get_by_id(namespace_id)).name
+
     async def stop(self, grace: float = 1.0) -> None:
         node_state_collector().forget(self)
+        if self.http_port is not None:
+            await self.http_port.stop()
         if self.server is not None:
             await self.server.stop(grace)
         if self.jwt_keys is not None:

@@ -91,6 +91,7 @@ from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
+from hourglass.cluster.history.transition_rate import TransitionRates
 from hourglass.cluster.history.updates import (
     ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE,
     FAILING_TASK_ATTEMPT,
@@ -226,6 +227,8 @@ class HistoryEngine:
         # Components with state per shard (schedules) follow ownership: told after a shard is taken and
         # when it is released.
         self.shard_listeners: list[ShardListener] = []
+        # Transitions per shard over the last seconds (cluster status and page).
+        self.transition_rates = TransitionRates()
 
     async def start(self) -> None:
         """Single node: own every shard."""
@@ -245,6 +248,7 @@ class HistoryEngine:
             events_cache_bytes=events_cache.NODE_BYTES // self.shard_count,
         )
         shard.on_fenced = self.shard_lost
+        shard.on_committed = self.transition_rates.add
         await shard.acquire()
         processors = QueueProcessors(shard, self._execute_transfer, self._execute_timer)
         self.shards[shard_id] = shard

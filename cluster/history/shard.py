@@ -104,6 +104,8 @@ class Shard:
         # Told when the store says another owner took the shard (its range id moved): the engine gives the
         # shard up, and its ownership controller decides whether to take it back.
         self.on_fenced: Callable[[Shard], None] | None = None
+        # Told (shard id, transitions) after each applied commit: the engine's per-shard rates.
+        self.on_committed: Callable[[int, int], None] | None = None
         self.store = store
         self.range_id = 0
         self.transfer_ack_level = 0
@@ -350,6 +352,8 @@ class Shard:
                 self.doubtful.append((self.range_id, allocated))
                 self._doubtful_commits += 1
             raise
+        if self.on_committed is not None:
+            self.on_committed(self.shard_id, len(writes))
         try:
             new_transfer: list[TransferTask] = []
             new_timers: list[TimerTask] = []

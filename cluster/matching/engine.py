@@ -120,6 +120,21 @@ class MatchingEngine:
     def partition_count(self) -> int:
         return len(self._partitions)
 
+    def partitions_snapshot(self, limit: int) -> list[tuple[TaskQueueKey, Partition]]:
+        """Up to `limit` open partitions, normal queues first (a worker's sticky queue matters less), for
+        the cluster status."""
+        items = sorted(
+            ((k, p) for k, p in self._partitions.items() if not p.closed),
+            key=lambda kp: (
+                not kp[1].persistent,
+                kp[0].namespace_id,
+                kp[0].name,
+                kp[0].task_type,
+                kp[0].partition,
+            ),
+        )
+        return items[:limit]
+
     def release_partitions(self, keep: Callable[[TaskQueueKey, Partition], bool]) -> int:
         """Close every partition this node should no longer serve; answers how many were closed."""
         gone = [k for k, p in self._partitions.items() if not keep(k, p)]

@@ -73,7 +73,7 @@ class Reply(_message.Message):
     def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("id", "state", "incarnation", "roles", "rpc_address", "frontend_address", "shard_count", "partition_count")
+    __slots__ = ("id", "state", "incarnation", "roles", "rpc_address", "frontend_address", "shard_count", "partition_count", "loop_lag_max_seconds", "loop_lag_p99_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,8 @@ class Member(_message.Message):
     FRONTEND_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     PARTITION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOOP_LAG_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOOP_LAG_P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     incarnation: int
@@ -90,51 +92,97 @@ class Member(_message.Message):
     frontend_address: str
     shard_count: int
     partition_count: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., incarnation: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ..., rpc_address: _Optional[str] = ..., frontend_address: _Optional[str] = ..., shard_count: _Optional[int] = ..., partition_count: _Optional[int] = ...) -> None: ...
+    loop_lag_max_seconds: float
+    loop_lag_p99_seconds: float
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., incarnation: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ..., rpc_address: _Optional[str] = ..., frontend_address: _Optional[str] = ..., shard_count: _Optional[int] = ..., partition_count: _Optional[int] = ..., loop_lag_max_seconds: _Optional[float] = ..., loop_lag_p99_seconds: _Optional[float] = ...) -> None: ...
 
 class ShardOwner(_message.Message):
-    __slots__ = ("shard_id", "member_id")
+    __slots__ = ("shard_id", "member_id", "transitions_per_second")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     member_id: str
-    def __init__(self, shard_id: _Optional[int] = ..., member_id: _Optional[str] = ...) -> None: ...
+    transitions_per_second: float
+    def __init__(self, shard_id: _Optional[int] = ..., member_id: _Optional[str] = ..., transitions_per_second: _Optional[float] = ...) -> None: ...
+
+class TaskQueuePartition(_message.Message):
+    __slots__ = ("namespace", "namespace_id", "task_queue", "task_type", "partition", "sticky", "backlog", "member_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    STICKY_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    namespace_id: str
+    task_queue: str
+    task_type: int
+    partition: int
+    sticky: bool
+    backlog: int
+    member_id: str
+    def __init__(self, namespace: _Optional[str] = ..., namespace_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., task_type: _Optional[int] = ..., partition: _Optional[int] = ..., sticky: _Optional[bool] = ..., backlog: _Optional[int] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class ShardRate(_message.Message):
+    __slots__ = ("shard_id", "transitions_per_second")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    transitions_per_second: float
+    def __init__(self, shard_id: _Optional[int] = ..., transitions_per_second: _Optional[float] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
-    __slots__ = ("shards",)
+    __slots__ = ("shards", "partitions")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     shards: bool
-    def __init__(self, shards: _Optional[bool] = ...) -> None: ...
+    partitions: bool
+    def __init__(self, shards: _Optional[bool] = ..., partitions: _Optional[bool] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("answered_by", "members", "shards", "history_shard_count", "quorum")
+    __slots__ = ("answered_by", "members", "shards", "history_shard_count", "quorum", "partitions")
     ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     answered_by: str
     members: _containers.RepeatedCompositeFieldContainer[Member]
     shards: _containers.RepeatedCompositeFieldContainer[ShardOwner]
     history_shard_count: int
     quorum: bool
-    def __init__(self, answered_by: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardOwner, _Mapping]]] = ..., history_shard_count: _Optional[int] = ..., quorum: _Optional[bool] = ...) -> None: ...
+    partitions: _containers.RepeatedCompositeFieldContainer[TaskQueuePartition]
+    def __init__(self, answered_by: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardOwner, _Mapping]]] = ..., history_shard_count: _Optional[int] = ..., quorum: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[TaskQueuePartition, _Mapping]]] = ...) -> None: ...
 
 class LocalOwnershipRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("partitions",)
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    partitions: bool
+    def __init__(self, partitions: _Optional[bool] = ...) -> None: ...
 
 class LocalOwnershipResponse(_message.Message):
-    __slots__ = ("member_id", "shard_ids", "partition_count", "quorum")
+    __slots__ = ("member_id", "shard_ids", "partition_count", "quorum", "loop_lag_max_seconds", "loop_lag_p99_seconds", "shard_rates", "partitions")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_IDS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
+    LOOP_LAG_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOOP_LAG_P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_RATES_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     shard_ids: _containers.RepeatedScalarFieldContainer[int]
     partition_count: int
     quorum: bool
-    def __init__(self, member_id: _Optional[str] = ..., shard_ids: _Optional[_Iterable[int]] = ..., partition_count: _Optional[int] = ..., quorum: _Optional[bool] = ...) -> None: ...
+    loop_lag_max_seconds: float
+    loop_lag_p99_seconds: float
+    shard_rates: _containers.RepeatedCompositeFieldContainer[ShardRate]
+    partitions: _containers.RepeatedCompositeFieldContainer[TaskQueuePartition]
+    def __init__(self, member_id: _Optional[str] = ..., shard_ids: _Optional[_Iterable[int]] = ..., partition_count: _Optional[int] = ..., quorum: _Optional[bool] = ..., loop_lag_max_seconds: _Optional[float] = ..., loop_lag_p99_seconds: _Optional[float] = ..., shard_rates: _Optional[_Iterable[_Union[ShardRate, _Mapping]]] = ..., partitions: _Optional[_Iterable[_Union[TaskQueuePartition, _Mapping]]] = ...) -> None: ...
 
 class SetGossipBlockedRequest(_message.Message):
     __slots__ = ("blocked",)

@@ -105,6 +105,8 @@ class Node:
     port: int
     rpc_port: int
     gossip_port: int
+    # The node's HTTP port (/metrics, /cluster, /api/v1/cluster); None: not served.
+    http_port: int | None = None
     proc: subprocess.Popen | None = None
     stopped: bool = False
 
@@ -166,11 +168,21 @@ class LocalCluster:
 
     @classmethod
     def create(
-        cls, workdir: Path, hosts: list[str], cassandra_port: int, keyspace: str, secure_frontend: bool = True
+        cls,
+        workdir: Path,
+        hosts: list[str],
+        cassandra_port: int,
+        keyspace: str,
+        secure_frontend: bool = True,
+        http: bool = False,
     ) -> LocalCluster:
+        """`http`: every node also serves its HTTP port (node.metrics_port), the same port on each IP."""
         port, rpc_port, gossip_port = _free_on_all(socket.SOCK_STREAM), 0, 0
         while rpc_port in (0, port):
             rpc_port = _free_on_all(socket.SOCK_STREAM)
+        http_port = None
+        while http and http_port in (None, port, rpc_port):
+            http_port = _free_on_all(socket.SOCK_STREAM)
         gossip_port = _free_on_all(socket.SOCK_DGRAM)
         cluster = cls(workdir, hosts, cassandra_port, keyspace, secure_frontend=secure_frontend)
         seeds = ", ".join(f"{ip}:{gossip_port}" for ip in IPS)
@@ -191,7 +203,9 @@ class LocalCluster:
             config.write_text(
                 f"history_shards: {SHARDS}\n"
                 "log_level: info\n"
-                f"node: {{ip: {ip}, port: {port}}}\n"
+                f"node: {{ip: {ip}, port: {port}"
+                + (f", metrics_port: {http_port}" if http_port else "")
+                + "}\n"
                 f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {cassandra_port}, "
                 f"keyspace: {keyspace}}}}}\n"
                 f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
@@ -207,7 +221,9 @@ class LocalCluster:
                 )
                 + authorization
             )
-            cluster.nodes.append(Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port))
+            cluster.nodes.append(
+                Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port, http_port)
+            )
         return cluster
 
     def start(self) -> None:

@@ -1,0 +1,1 @@
+"""The node's HTTP port: /metrics and the cluster page."""
