@@ -148,6 +148,8 @@ class WebUIServer:
         self.settings = settings
         self.process: subprocess.Popen | None = None
         self._dir: str | None = None
+        self._watcher: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -165,6 +167,17 @@ class WebUIServer:
                 raise WebUIError(f"the Web UI server did not start on {s.ip}:{s.port}: {reason}")
             await asyncio.sleep(0.05)
         log.info("Web UI server (pid %s) serving %s for %s", process.pid, s.url, s.frontend_address)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(process))
+
+    async def _watch(self, process: subprocess.Popen) -> None:
+        """Say so when the UI server exits on its own: the node goes on, its UI is gone."""
+        while process.poll() is None and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+        if not self._stopping.is_set():
+            log.error(
+                "the Web UI server exited (status %s): %s", process.returncode, self._last_output_line()
+            )
 
     def _spawn(self) -> subprocess.Popen:
         s = self.settings
@@ -206,6 +219,10 @@ class WebUIServer:
 
     async def stop(self) -> None:
         """SIGTERM, SIGKILL if it is still there after STOP_TIMEOUT_S; removes its config directory."""
+        self._stopping.set()
+        if self._watcher is not None:
+            await self._watcher
+            self._watcher = None
         proc = self.process
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -265,3 +266,39 @@ def test_a_node_runs_the_ui_from_its_ui_section(tmp_path: Path) -> None:
         assert status == 200 and "<html" in body.lower()
         (child,) = children(proc.pid)
     assert wait_dead(child, 10)
+
+
+def test_start_dev_with_client_certificates_required_leaves_the_ui_off(tmp_path: Path) -> None:
+    """The UI would need a client certificate of its own, which start-dev has none of: it says so."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    args = ("--tls-cert", str(cert_file), "--tls-key", str(key_file), "--tls-client-ca", str(ca_file))
+    with start_dev(tmp_path, *args) as server:
+        lines = [line for line in server.log_text().splitlines() if "Web UI" in line]
+        assert len(lines) == 1 and lines[0].startswith(
+            "Web UI: off (the frontend requires client certificates"
+        )
+        assert server.children() == []
+        assert refuses_connections(server.ui_port)
+
+
+def test_a_ui_server_that_dies_is_reported_and_the_node_goes_on(tmp_path: Path) -> None:
+    require_ui_binary()
+    with start_dev(tmp_path, ready_line="Web UI: ") as server:
+        (child,) = server.children()
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "the Web UI server exited" not in server.log_text():
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+        assert server.proc.poll() is None
+
+        async def system_info() -> str:
+            client = await Client.connect(server.address)
+            return (await client.workflow_service.get_system_info(_system_info_request())).server_version
+
+        assert asyncio.run(system_info())
