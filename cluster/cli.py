@@ -197,7 +197,8 @@ def start_dev(
     async def open_store():
         return await SQLiteStore.open(db_filename)
 
-    _run(_serve(config, open_store, f"SQLite, {db_filename or 'in memory'}", ui), event_loop)
+    where = f"SQLite, {db_filename or 'in memory'}"
+    _run(_serve(config, open_store, where, ui, ui_port_given=ui_port is not None), event_loop)
 
 
 def _dev_tls(cert: str | None, key: str | None, client_ca: str | None):
@@ -262,7 +263,8 @@ def start(config_file: str, event_loop: str) -> None:
     if config.store.kind == "cassandra":
         c = config.store.cassandra
         where = f"Cassandra, keyspace {c.keyspace} at {'Astra DB' if c.secure_connect_bundle else ','.join(c.hosts)}"
-    _run(_serve(node_config, lambda: open_store(config), where, _node_ui(config)), event_loop)
+    ui, ui_port_given = _node_ui(config), config.ui.port is not None
+    _run(_serve(node_config, lambda: open_store(config), where, ui, ui_port_given=ui_port_given), event_loop)
 
 
 def _node_ui(config):
@@ -290,7 +292,7 @@ def _node_ui(config):
         raise click.ClickException(str(e)) from None
 
 
-async def _serve(config, open_store, where: str, ui=None) -> None:
+async def _serve(config, open_store, where: str, ui=None, ui_port_given: bool = False) -> None:
     """Open the store, start the node (and its Web UI, when `ui` has its settings), serve until
     SIGINT/SIGTERM, then stop cleanly (the UI first)."""
     from hourglass.cluster.node import Node
@@ -326,7 +328,7 @@ async def _serve(config, open_store, where: str, ui=None) -> None:
             f"{', '.join(node.jwt_keys.uris)}",
             err=True,
         )
-    ui_server = await _start_ui(ui, node) if ui is not None else None
+    ui_server = await _start_ui(ui, node, ui_port_given) if ui is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -339,9 +341,10 @@ async def _serve(config, open_store, where: str, ui=None) -> None:
         await node.stop()
 
 
-async def _start_ui(settings, node):
-    """Start the Web UI child; a missing binary is one line and no UI, any other failure stops the node."""
-    from hourglass.cluster.webui import WebUIError, WebUIServer
+async def _start_ui(settings, node, port_given: bool):
+    """Start the Web UI child. A missing binary, or the default port taken (say by a second start-dev), is
+    one line and no UI; any other failure, or the port asked for taken, stops the node."""
+    from hourglass.cluster.webui import WebUIError, WebUIPortInUse, WebUIServer
 
     if settings.frontend_address.endswith(":0"):  # the frontend's port was chosen by the system
         host = settings.frontend_address.rsplit(":", 1)[0]
@@ -351,6 +354,12 @@ async def _start_ui(settings, node):
         await server.start()
     except FileNotFoundError as e:
         click.echo(str(e), err=True)
+        return None
+    except WebUIPortInUse as e:
+        if port_given:
+            await node.stop()
+            raise click.ClickException(str(e)) from None
+        click.echo(f"Web UI: off ({e})", err=True)
         return None
     except WebUIError as e:
         await node.stop()

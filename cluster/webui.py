@@ -46,6 +46,10 @@ class WebUIError(Exception):
     """The UI server could not be started; the message says why (port in use, bad TLS file...)."""
 
 
+class WebUIPortInUse(WebUIError):
+    """Its port is taken: an error when the port was asked for, one line and no UI when it was the default."""
+
+
 def default_binary() -> Path:
     """Where `make ui` puts the binary: build/ui-server/<version>/ui-server in the source tree (the
     package is installed editable from it), unless $HOURGLASS_UI_SERVER_BINARY names another file."""
@@ -184,7 +188,7 @@ class WebUIServer:
         if not s.binary.is_file() or not os.access(s.binary, os.X_OK):
             raise FileNotFoundError(missing_binary_message(s.binary))
         if not _free(s.ip, s.port):
-            raise WebUIError(
+            raise WebUIPortInUse(
                 f"the Web UI cannot listen on {s.ip}:{s.port}: it is in use (pick another --ui-port / "
                 "ui.port, or --headless)"
             )

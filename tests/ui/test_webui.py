@@ -302,3 +302,33 @@ def test_a_ui_server_that_dies_is_reported_and_the_node_goes_on(tmp_path: Path) 
             return (await client.workflow_service.get_system_info(_system_info_request())).server_version
 
         assert asyncio.run(system_info())
+
+
+def test_the_default_ui_port_in_use_is_one_line_and_no_ui(tmp_path: Path) -> None:
+    """A second start-dev (its frontend on another port, the UI's default port taken) still serves."""
+    require_ui_binary()
+    with socket.socket() as taken:
+        for _ in range(50):  # a free port whose frontend port (1000 below) is free too
+            taken_port = free_port()
+            frontend = taken_port - 1000
+            if frontend > 1024 and not _in_use(frontend):
+                break
+        taken.bind(("127.0.0.1", taken_port))
+        taken.listen()
+        argv = [hourglass_exe(), "server", "start-dev", "--port", str(frontend)]
+        with run_server(argv, tmp_path / "second.log", "Web UI: ") as (proc, log):
+            lines = [line for line in log.read_text().splitlines() if "Web UI" in line]
+            assert lines == [
+                f"Web UI: off (the Web UI cannot listen on 127.0.0.1:{taken_port}: it is in use (pick another "
+                "--ui-port / ui.port, or --headless))"
+            ]
+            assert proc.poll() is None and children(proc.pid) == []
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
