@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev test test-full lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down conformance
+.PHONY: dev ui ui-if-go browser test test-full lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down conformance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,25 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
-# tests/ops run a real Prometheus: the Debian package, installed once (its service is never started).
-install-test: $(VENV)/.installed-test
+# tests/ops run a real Prometheus and tests/ui Debian's chromium: Debian packages, installed once
+# (Prometheus' service is never started).
+install-test: $(VENV)/.installed-test browser
 	@sh tools/prometheus/install.sh
 
-dev: install
+# The official Web UI server (Go module github.com/temporalio/ui-server/v2, pinned), built once into
+# build/ui-server/<version>/ui-server; start-dev serves it on --ui-port (8233). Needs Go.
+ui:
+	tools/ui/build.sh
+
+# As `ui` where Go is present; elsewhere one line saying the UI is off (start-dev then runs headless).
+ui-if-go:
+	@tools/ui/build.sh || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+# Debian's chromium for tests/ui (Playwright drives it; no browser download). Skipped when present.
+browser:
+	tools/ui/install-browser.sh
+
+dev: install ui-if-go
 	$(BIN)/hourglass server start-dev --port $(PORT)
 
 lint: install-test
@@ -36,7 +50,7 @@ lint: install-test
 # Everything on the embedded store (and Cassandra's own tests), then the SDK compat suite on Cassandra. The
 # differential scenarios (histories compared with the reference's) run on Cassandra in test-full only: the
 # histories are built by the same engine whatever the store, and CI's 25 minutes are tight.
-test: install-test lint
+test: install-test ui-if-go lint
 	$(BIN)/python -m pytest -q tests
 	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat \
 		--ignore=tests/compat/test_differential.py

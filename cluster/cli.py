@@ -31,7 +31,16 @@ START_DEV_VISIBILITY_RPS = 100
 @click.option(
     "--port", "-p", default=7233, show_default=True, type=click.IntRange(0, 65535), help="Frontend gRPC port."
 )
-@click.option("--ui-port", default=None, type=int, hidden=True, help="Accepted for compatibility; no UI yet.")
+@click.option(
+    "--ui-port",
+    default=None,
+    type=click.IntRange(1, 65535),
+    help="Port of the Web UI (default: --port + 1000, i.e. 8233).",
+)
+@click.option("--ui-ip", default=None, help="Address the Web UI listens on (default: --ip).")
+@click.option("--headless", is_flag=True, help="Do not start the Web UI.")
+@click.option("--ui-public-path", default="", help="Serve the Web UI under this path (e.g. /ui).")
+@click.option("--ui-codec-endpoint", default="", help="Remote codec endpoint the Web UI uses.")
 @click.option(
     "--namespace", "-n", "namespaces", multiple=True, help="Extra namespace to create (repeatable)."
 )
@@ -123,6 +132,10 @@ def start_dev(
     ip: str,
     port: int,
     ui_port: int | None,
+    ui_ip: str | None,
+    headless: bool,
+    ui_public_path: str,
+    ui_codec_endpoint: str,
     namespaces: tuple[str, ...],
     db_filename: str | None,
     log_level: str,
@@ -139,7 +152,9 @@ def start_dev(
 ) -> None:
     """A single node on the embedded SQLite store, with the `default` namespace (like `temporal server start-dev`).
 
-    Plaintext unless --tls-cert/--tls-key are given; with --tls-client-ca, clients need a certificate."""
+    Serves the official Web UI on --ui-port unless --headless (built by `make ui`). Plaintext unless
+    --tls-cert/--tls-key are given (the UI then serves HTTPS with the same certificate); with
+    --tls-client-ca, clients need a certificate (and the UI stays off: it would need one of its own)."""
     from hourglass.cluster.history.limits import parse_dynamic_config_values
     from hourglass.cluster.node import NodeConfig
     from hourglass.persistence.sqlite.store import SQLiteStore
@@ -182,10 +197,29 @@ def start_dev(
         time_skipping_locked=not enable_time_skipping,
     )
 
+    ui = None
+    if not headless:
+        from hourglass.cluster.webui import WebUIError, default_binary, default_port, settings_for_frontend
+
+        try:
+            ui = settings_for_frontend(
+                binary=default_binary(),
+                ip=ui_ip or ip,
+                port=ui_port or default_port(port),
+                frontend_ip=ip,
+                frontend_port=port,
+                frontend_tls=config.tls.frontend if config.tls is not None else None,
+                public_path=ui_public_path,
+                codec_endpoint=ui_codec_endpoint,
+            )
+        except WebUIError as e:
+            click.echo(f"Web UI: off ({e})", err=True)
+
     async def open_store():
         return await SQLiteStore.open(db_filename)
 
-    _run(_serve(config, open_store, f"SQLite, {db_filename or 'in memory'}"), event_loop)
+    where = f"SQLite, {db_filename or 'in memory'}"
+    _run(_serve(config, open_store, where, ui, ui_port_given=ui_port is not None), event_loop)
 
 
 def _dev_tls(cert: str | None, key: str | None, client_ca: str | None):
@@ -250,11 +284,38 @@ def start(config_file: str, event_loop: str) -> None:
     if config.store.kind == "cassandra":
         c = config.store.cassandra
         where = f"Cassandra, keyspace {c.keyspace} at {'Astra DB' if c.secure_connect_bundle else ','.join(c.hosts)}"
-    _run(_serve(node_config, lambda: open_store(config), where), event_loop)
+    ui, ui_port_given = _node_ui(config), config.ui.port is not None
+    _run(_serve(node_config, lambda: open_store(config), where, ui, ui_port_given=ui_port_given), event_loop)
 
 
-async def _serve(config, open_store, where: str) -> None:
-    """Open the store, start the node, serve until SIGINT/SIGTERM, then stop cleanly."""
+def _node_ui(config):
+    """The Web UI settings of a node whose config enables `ui:`; None when it is off."""
+    from pathlib import Path
+
+    from hourglass.cluster.webui import WebUIError, default_binary, default_port, settings_for_frontend
+
+    if not config.ui.enabled:
+        return None
+    try:
+        return settings_for_frontend(
+            binary=Path(config.ui.binary) if config.ui.binary else default_binary(),
+            ip=config.ui.ip or config.node.ip,
+            port=config.ui.port or default_port(config.node.port),
+            frontend_ip=config.node.ip,
+            frontend_port=config.node.port,
+            frontend_tls=config.tls.frontend,
+            public_path=config.ui.public_path,
+            codec_endpoint=config.ui.codec_endpoint,
+            client_cert_file=config.ui.client_cert_file,
+            client_key_file=config.ui.client_key_file,
+        )
+    except WebUIError as e:  # the config's own validation catches this first; kept as a safety net
+        raise click.ClickException(str(e)) from None
+
+
+async def _serve(config, open_store, where: str, ui=None, ui_port_given: bool = False) -> None:
+    """Open the store, start the node (and its Web UI, when `ui` has its settings), serve until
+    SIGINT/SIGTERM, then stop cleanly (the UI first)."""
     from hourglass.cluster.node import Node
 
     try:
@@ -292,12 +353,44 @@ async def _serve(config, open_store, where: str) -> None:
             f"{', '.join(node.jwt_keys.uris)}",
             err=True,
         )
+    ui_server = await _start_ui(ui, node, ui_port_given) if ui is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await node.stop()
+    try:
+        await stop.wait()
+    finally:
+        if ui_server is not None:
+            await ui_server.stop()
+        await node.stop()
+
+
+async def _start_ui(settings, node, port_given: bool):
+    """Start the Web UI child. A missing binary, or the default port taken (say by a second start-dev), is
+    one line and no UI; any other failure, or the port asked for taken, stops the node."""
+    from hourglass.cluster.webui import WebUIError, WebUIPortInUse, WebUIServer
+
+    if settings.frontend_address.endswith(":0"):  # the frontend's port was chosen by the system
+        host = settings.frontend_address.rsplit(":", 1)[0]
+        settings.frontend_address = f"{host}:{node.bound_port}"
+    server = WebUIServer(settings)
+    try:
+        await server.start()
+    except FileNotFoundError as e:
+        click.echo(str(e), err=True)
+        return None
+    except WebUIPortInUse as e:
+        if port_given:
+            await node.stop()
+            raise click.ClickException(str(e)) from None
+        click.echo(f"Web UI: off ({e})", err=True)
+        return None
+    except WebUIError as e:
+        await node.stop()
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Web UI: {settings.url}", err=True)
+    return server
 
 
 @server.command("health")

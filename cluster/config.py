@@ -275,6 +275,32 @@ class ClusterSection(_Strict):
         return self
 
 
+class UISection(_Strict):
+    """The official Web UI server run by this node as a child process (cluster/webui.py), as
+    `hourglass server start-dev` runs it. Off unless enabled."""
+
+    enabled: bool = False
+    # Defaults: node.ip, and node.port + 1000 (8233 for 7233).
+    ip: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    # Default: what `make ui` builds (build/ui-server/<version>/ui-server in the source tree).
+    binary: str | None = None
+    # Serve the UI under this path (e.g. /ui), and the remote codec endpoint the UI uses, as the
+    # reference's --ui-public-path and --ui-codec-endpoint.
+    public_path: str = ""
+    codec_endpoint: str = ""
+    # The UI's own client certificate, needed when tls.frontend requires client certificates (browsers
+    # must then present one from the same CAs to the UI).
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> UISection:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("ui.client_cert_file and ui.client_key_file go together")
+        return self
+
+
 class ServerConfig(_Strict):
     cluster_name: str = "hourglass"
     history_shards: int = Field(4, ge=1, le=16384)
@@ -288,6 +314,7 @@ class ServerConfig(_Strict):
     cluster: ClusterSection | None = None
     tls: TLSSection = TLSSection()
     authorization: AuthorizationSection = AuthorizationSection()
+    ui: UISection = UISection()
 
     @field_validator("dynamic_config")
     @classmethod
@@ -304,6 +331,20 @@ class ServerConfig(_Strict):
             used = [p for p in ports if p]
             if len(set(used)) != len(used):
                 raise ValueError("node.port, cluster.rpc_port and node.metrics_port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _ui(self) -> ServerConfig:
+        if not self.ui.enabled:
+            return self
+        frontend = self.tls.frontend
+        if frontend is not None and frontend.server.require_client_auth and self.ui.client_cert_file is None:
+            raise ValueError(
+                "ui: tls.frontend requires client certificates, so the Web UI needs one of its own: set "
+                "ui.client_cert_file and ui.client_key_file"
+            )
+        if self.ui.port is not None and self.ui.port in (self.node.port, self.node.metrics_port):
+            raise ValueError("ui.port must differ from node.port and node.metrics_port")
         return self
 
     @model_validator(mode="after")

@@ -142,7 +142,8 @@ def reference_server(workdir: Path) -> ManagedServer:
 def hourglass_server(workdir: Path) -> ManagedServer:
     base = [sys.executable, "-m", "hourglass.cluster.cli", "server", "start-dev"]
     port = free_port()
-    argv = [*base, "--ip", HOST, "--port", str(port), "--log-level", "warning"]
+    # Headless as the reference's above: the comparison is of the servers alone.
+    argv = [*base, "--headless", "--ip", HOST, "--port", str(port), "--log-level", "warning"]
     metrics_port = None
     if _supports_metrics(base):
         metrics_port = free_port()

@@ -186,6 +186,7 @@ def hourglass_server(workdir: Path) -> ServerProcess:
     db = workdir / "hourglass.db"
     argv = [
         exe, "server", "start-dev",
+        "--headless",  # tests/ui covers the Web UI
         "--ip", "127.0.0.1",
         "--port", str(port),
         "--db-filename", str(db),

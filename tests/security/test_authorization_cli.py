@@ -43,7 +43,7 @@ def dev_server(keys: JWTKeys, tmp_path_factory: pytest.TempPathFactory) -> Itera
     workdir = tmp_path_factory.mktemp("start-dev-auth")
     port = free_port()
     uri = f"{(keys.pem_dir / 'ec.pem').as_uri()}#{keys.ec_file.kid}"
-    argv = [HOURGLASS, "server", "start-dev", "--db-filename", str(workdir / "hg.db"), "--port", str(port),
+    argv = [HOURGLASS, "server", "start-dev", "--headless", "--db-filename", str(workdir / "hg.db"), "--port", str(port),
             "--log-level", "info", "--auth-jwt-key-uri", uri]  # fmt: skip
     with running(argv, workdir / "server.log"):
         yield f"127.0.0.1:{port}", workdir / "server.log"

@@ -65,7 +65,7 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     port = free_port()
     db = workdir / "hourglass.db"
     argv = [
-        hourglass_executable(), "server", "start-dev",
+        hourglass_executable(), "server", "start-dev", "--headless",
         "--ip", "127.0.0.1", "--port", str(port),
         "--namespace", OTHER,
         "--db-filename", str(db),

@@ -41,7 +41,9 @@ class Shout:
 
 
 def start_dev(tmp_path: Path, port: int, *tls_args: str) -> list[str]:
-    return [hourglass_exe(), "server", "start-dev", "--port", str(port), "--log-level", "warning", *tls_args]
+    # --headless: the Web UI over TLS is tests/ui's.
+    argv = [hourglass_exe(), "server", "start-dev", "--headless", "--port", str(port)]
+    return [*argv, "--log-level", "warning", *tls_args]
 
 
 def sdk_tls(pki: PKI, client: Pair | None = None, ca: Path | None = None) -> TLSConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
 import uuid
@@ -22,7 +21,6 @@ from cluster.harness import SHARDS, LocalCluster
 from hourglass.persistence.cassandra import testing as cassandra
 from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
-CHROMIUM = "/usr/bin/chromium"
 # Failure detection in the harness: suspect after ~0.5 s, dead 2.5 s later, then the shards move. The
 # page refreshes every 2 s. Generous for a loaded 2-core machine.
 TAKEOVER_DEADLINE_S = 45.0
@@ -56,22 +54,6 @@ async def cluster(cassandra_keyspace, tmp_path_factory) -> AsyncIterator[LocalCl
         yield c
     finally:
         c.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the UI tests use Debian's Chromium (apt-get install -y chromium)"
-        )
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def member_states(page) -> dict[str, str]:

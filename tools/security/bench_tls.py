@@ -82,7 +82,7 @@ def main() -> int:
             log = work / f"{mode}.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
-                    [HOURGLASS, "server", "start-dev", "--port", str(port), *server_args],
+                    [HOURGLASS, "server", "start-dev", "--headless", "--port", str(port), *server_args],
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
             procs[mode] = (proc, port)
