@@ -167,6 +167,11 @@ def test_the_ui_child_dies_with_the_server(tmp_path: Path, how: str) -> None:
         server.proc.send_signal(sig)
         server.proc.wait(20)
         assert wait_dead(child, 10), f"the Web UI server (pid {child}) outlived the server after {how}"
+        # A killed Go process shows as a zombie as soon as its main thread exits; its other threads (and
+        # the listening socket) go a moment later.
+        deadline = time.monotonic() + 5
+        while not refuses_connections(server.ui_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert refuses_connections(server.ui_port)
 
 
