@@ -1636,7 +1636,7 @@ class HistoryEngine:
     # ---- work that crosses runs (children, external signals and cancels) ---------------------------------
     async def _start_child(self, shard: Shard, ms: MutableState, data: dict) -> None:
         child = ms.children.get(data["initiated_event_id"])
-        if child is None or child.started_event_id:
+        if child is None or child.started_event_id or not ms.running:
             return
         initiated = await shard.read_event(ms, child.initiated_node_id, child.initiated_event_id)
         a = initiated.start_child_workflow_execution_initiated_event_attributes
