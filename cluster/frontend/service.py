@@ -18,13 +18,11 @@ from temporalio.api.enums.v1 import (
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
-    TaskQueueType,
     WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.history.v1 import History
 from temporalio.api.query.v1 import QueryRejected, WorkflowQuery
-from temporalio.api.taskqueue.v1 import PollerInfo
 from temporalio.api.update.v1 import UpdateRef
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceServicer
@@ -45,6 +43,7 @@ from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.frontend.task_queues import describe_task_queue
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_command_types,
@@ -68,7 +67,6 @@ from hourglass.cluster.history.paging import (
     framed_size,
     history_budget,
 )
-from hourglass.cluster.history.timeutil import to_timestamp
 from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.scheduler.engine import ScheduleEngine
@@ -643,6 +641,8 @@ class WorkflowService(WorkflowServiceServicer):
             request.task_queue.name,
             request.identity,
             _long_poll_timeout(context, MAX_LONG_POLL_S),
+            request.deployment_options.build_id or request.worker_version_capabilities.build_id,
+            request.task_queue_metadata.max_tasks_per_second.value,
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -869,16 +869,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def DescribeTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
-        task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
-        resp = rr.DescribeTaskQueueResponse()
-        for identity, age in await self.matching.poller_info(ns.id, request.task_queue.name, task_type):
-            if age < 5 * 60:
-                resp.pollers.append(
-                    PollerInfo(
-                        identity=identity, last_access_time=to_timestamp(int((time.time() - age) * 1000))
-                    )
-                )
-        return resp
+        return await describe_task_queue(self.matching, ns.id, request)
 
 
 def _update_stage(stage: int) -> int:
