@@ -122,10 +122,12 @@ def _extended_info(ms: MutableState, ext: WorkflowExecutionExtendedInfo) -> None
     )
     ext.original_start_time.CopyFrom(to_timestamp(info.original_start_time_ms or info.start_time_ms))
     ext.cancel_requested = info.cancel_requested
+    ext.reset_run_id = info.reset_run_id
     if info.last_reset_time_ms:
         ext.last_reset_time.CopyFrom(to_timestamp(info.last_reset_time_ms))
-    if info.create_request_id:
-        ext.request_id_infos[info.create_request_id].CopyFrom(
+    request_id = info.start_request_id or info.create_request_id
+    if request_id:
+        ext.request_id_infos[request_id].CopyFrom(
             RequestIdInfo(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, event_id=1)
         )
 

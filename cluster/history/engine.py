@@ -445,6 +445,11 @@ class HistoryEngine:
                 events[:started_id], namespace_id, namespace, execution.workflow_id, run_id, node_id=1
             )
             ms.info.create_request_id = request_id
+            # The new run starts now (its history keeps the original started event, describe shows its
+            # time as the original start), as the reference's reset does.
+            ms.info.original_start_time_ms = ms.info.start_time_ms
+            ms.info.start_request_id = base.info.start_request_id or base.info.create_request_id
+            ms.info.start_time_ms = ms.info.execution_time_ms = ms.info.last_reset_time_ms = now
             if ms.info.workflow_run_timeout_ms:
                 ms.info.run_expiration_ms = now + ms.info.workflow_run_timeout_ms
             tr = Transition(ms, now, await self._retention_ms(namespace_id))
@@ -482,6 +487,8 @@ class HistoryEngine:
                 running = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, current.run_id))
                 stop = Transition(running.clone(), now, await self._retention_ms(namespace_id))
                 stop.materialize_speculative_workflow_task()
+                if current.run_id == base_run_id:
+                    stop.ms.info.reset_run_id = run_id
                 stop.terminate_workflow(reason, None, "history-service")
                 stop.current_run = None  # the reset run's REPLACE moves the pointer
                 batch.insert(0, (stop, False))

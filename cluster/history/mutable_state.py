@@ -99,6 +99,11 @@ class ExecutionInfo:
     # (describe's original start time); 0 for any other run.
     last_reset_time_ms: int = 0
     original_start_time_ms: int = 0
+    # A reset run's history starts with its base's started event: the request id that started that
+    # (describe lists it, not the reset's request id).
+    start_request_id: str = ""
+    # The run a reset of this one made (set when this run was current and the reset terminated it).
+    reset_run_id: str = ""
 
 
 @dataclass

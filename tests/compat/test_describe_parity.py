@@ -10,11 +10,14 @@ import asyncio
 import json
 import shutil
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 from temporalio import workflow
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, ParentClosePolicy
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -231,3 +234,50 @@ async def _cli(server: ServerProcess, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
     return out.decode()
+
+
+async def test_reset_run_starts_at_the_reset_and_keeps_the_original_start_and_metadata(
+    client: Client,
+) -> None:
+    wf_id = new_id()
+    tq = new_id("tq")
+    async with Worker(client, task_queue=tq, workflows=[TwoTasks]):
+        handle = await client.start_workflow(
+            TwoTasks.run, id=wf_id, task_queue=tq, static_summary="the summary", static_details="the details"
+        )
+        await handle.signal(TwoTasks.poke)
+        await _wait_for(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        base = (await handle.describe()).raw_description
+        await asyncio.sleep(1.2)  # the reset run's start is visibly later
+        reset = await client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=wf_id, run_id=handle.result_run_id),
+                reason="parity",
+                workflow_task_finish_event_id=4,
+                request_id=str(uuid.uuid4()),
+            )
+        )
+        new = client.get_workflow_handle(wf_id, run_id=reset.run_id)
+        raw = (await new.describe()).raw_description
+        base_start = base.workflow_execution_info.start_time.ToMilliseconds()
+        start = raw.workflow_execution_info.start_time.ToMilliseconds()
+        assert start - base_start >= 1000
+        assert raw.workflow_execution_info.execution_time.ToMilliseconds() == start
+        ext = raw.workflow_extended_info
+        assert ext.original_start_time == base.workflow_execution_info.start_time
+        assert ext.last_reset_time == raw.workflow_execution_info.start_time
+        # The history starts with the base's started event: its request id, summary and details.
+        assert list(ext.request_id_infos) == list(base.workflow_extended_info.request_id_infos)
+        metadata = raw.execution_config.user_metadata
+        assert json.loads(metadata.summary.data) == "the summary"
+        assert json.loads(metadata.details.data) == "the details"
+        # The base run, terminated by the reset, names the run that replaced it.
+        after = (
+            await client.get_workflow_handle(wf_id, run_id=handle.result_run_id).describe()
+        ).raw_description
+        assert after.workflow_extended_info.reset_run_id == reset.run_id
+        assert not base.workflow_extended_info.reset_run_id
+        await new.signal(TwoTasks.poke)
+        await new.signal(TwoTasks.poke)
+        assert await new.result() >= 2
