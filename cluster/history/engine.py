@@ -1941,6 +1941,7 @@ def execution_deadline_passed(ms: MutableState, now: int) -> bool:
 
 def visibility_record(ms: MutableState) -> VisibilityRecord:
     info = ms.info
+    parent = info.parent
     return VisibilityRecord(
         namespace_id=info.namespace_id,
         workflow_id=info.workflow_id,
@@ -1956,6 +1957,12 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
         search_attributes=info.search_attributes.SerializeToString()
         if info.search_attributes is not None
         else b"",
+        parent_workflow_id=parent.workflow_id if parent is not None else "",
+        parent_run_id=parent.run_id if parent is not None else "",
+        root_workflow_id=(parent.root_workflow_id or parent.workflow_id) if parent else info.workflow_id,
+        root_run_id=(parent.root_run_id or parent.run_id) if parent else info.run_id,
+        state_transition_count=ms.state_transition_count,
+        history_size_bytes=ms.history_size_bytes,
     )
 
 
