@@ -92,7 +92,7 @@ async def test_list_shows_and_queries_parent_root_size_and_transitions(client: C
     assert not await _list(client, f"WorkflowId = '{wf_id}' AND HistorySizeBytes < 1")
 
 
-async def test_list_keeps_empty_search_attributes_and_types_untyped_ones(client: Client) -> None:
+async def test_search_attributes_sent_without_type_are_typed_everywhere(client: Client) -> None:
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=client.namespace,
@@ -126,7 +126,13 @@ async def test_list_keeps_empty_search_attributes_and_types_untyped_ones(client:
             assert time.monotonic() < deadline, "the registered attribute never became usable"
             await asyncio.sleep(0.5)
     await plain.terminate()
-    await client.get_workflow_handle(untyped_id).terminate()
+    untyped = client.get_workflow_handle(untyped_id)
+    described = (await untyped.describe()).raw_description.workflow_execution_info
+    assert described.search_attributes.indexed_fields[UNTYPED_ATTRIBUTE].metadata["type"] == b"Keyword"
+    started = [e async for e in untyped.fetch_history_events()][0]
+    started_attributes = started.workflow_execution_started_event_attributes.search_attributes
+    assert started_attributes.indexed_fields[UNTYPED_ATTRIBUTE].metadata["type"] == b"Keyword"
+    await untyped.terminate()
 
     (listed_plain,) = await _list_until(client, f"WorkflowId = '{plain_id}'", 1)
     assert listed_plain.HasField("search_attributes") and not listed_plain.search_attributes.indexed_fields
