@@ -1940,8 +1940,11 @@ def execution_deadline_passed(ms: MutableState, now: int) -> bool:
 
 
 def visibility_record(ms: MutableState) -> VisibilityRecord:
+    """What lists show of the run. History length and size and the state transition count are recorded
+    when the run closes, as the reference records them (its start and upsert records leave them 0)."""
     info = ms.info
     parent = info.parent
+    closed = not ms.running
     return VisibilityRecord(
         namespace_id=info.namespace_id,
         workflow_id=info.workflow_id,
@@ -1952,7 +1955,7 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
         start_time_ms=info.start_time_ms,
         execution_time_ms=info.execution_time_ms,
         close_time_ms=info.close_time_ms,
-        history_length=ms.history_length,
+        history_length=ms.history_length if closed else 0,
         memo=info.memo.SerializeToString() if info.memo is not None else b"",
         search_attributes=info.search_attributes.SerializeToString()
         if info.search_attributes is not None
@@ -1961,8 +1964,8 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
         parent_run_id=parent.run_id if parent is not None else "",
         root_workflow_id=(parent.root_workflow_id or parent.workflow_id) if parent else info.workflow_id,
         root_run_id=(parent.root_run_id or parent.run_id) if parent else info.run_id,
-        state_transition_count=ms.state_transition_count,
-        history_size_bytes=ms.history_size_bytes,
+        state_transition_count=ms.state_transition_count if closed else 0,
+        history_size_bytes=ms.history_size_bytes if closed else 0,
     )
 
 

@@ -175,3 +175,21 @@ async def _cli(server: ServerProcess, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
     return out.decode()
+
+
+async def test_history_counters_are_listed_once_the_run_closes(client: Client) -> None:
+    wf_id = new_id()
+    handle = await client.start_workflow("NobodyRunsThis", id=wf_id, task_queue=new_id("tq"))
+    deadline = time.monotonic() + 20
+    while not (running := await _list(client, f"WorkflowId = '{wf_id}'")):
+        assert time.monotonic() < deadline, "the run was never listed"
+        await asyncio.sleep(0.3)
+    # The reference records them when the run closes: a running run lists 0 and matches no bound on them.
+    (run,) = running
+    assert (run.history_length, run.state_transition_count, run.history_size_bytes) == (0, 0, 0)
+    assert not await _list(client, f"WorkflowId = '{wf_id}' AND HistoryLength > 0")
+    await handle.terminate()
+    (closed,) = await _list_until(client, f"WorkflowId = '{wf_id}'", 1)
+    assert closed.history_length == 3  # started, workflow task scheduled, terminated
+    assert closed.state_transition_count > 0 and closed.history_size_bytes > 0
+    assert len(await _list(client, f"WorkflowId = '{wf_id}' AND HistoryLength = 3")) == 1
