@@ -216,6 +216,13 @@ class VisibilityRecord:
     # Serialized memo / search attributes (temporal.api.common.v1 Memo, SearchAttributes).
     memo: bytes = b""
     search_attributes: bytes = b""
+    # Lineage: the parent ("" for a top-level run) and the root of the run's tree (itself when top-level).
+    parent_workflow_id: str = ""
+    parent_run_id: str = ""
+    root_workflow_id: str = ""
+    root_run_id: str = ""
+    state_transition_count: int = 0
+    history_size_bytes: int = 0
 
 
 @dataclass

@@ -97,6 +97,7 @@ class SearchAttributeRegistry:
         self, namespace_id: str, search_attributes: SearchAttributes | None
     ) -> None:
         """Check search attributes a workflow starts with or upserts; InvalidArgument names the first problem.
+        Valid ones get their type in their metadata when it is missing (the message is changed in place).
 
         Each must be a registered custom attribute (or a predefined one workflows may set, such as
         TemporalChangeVersion) holding a value of its type; a null value or an empty list unsets it.
@@ -127,6 +128,11 @@ class SearchAttributeRegistry:
         total, max_total = search_attributes.ByteSize(), LIMITS.search_attributes_total_size
         if total > max_total:
             raise InvalidArgument(f"total size of search attributes {total} exceeds size limit {max_total}")
+        # Each payload names its type, as the reference's frontend types them whatever the client sent:
+        # the started / upserted event, describe and lists all carry it.
+        for name, payload in fields.items():
+            if "type" not in payload.metadata:
+                payload.metadata["type"] = _settable_type(name, custom).display_name.encode()
 
 
 def check_name(name: str) -> None:

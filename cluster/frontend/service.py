@@ -11,29 +11,19 @@ import time
 import uuid
 
 import grpc
-from temporalio.api.common.v1 import Priority, WorkflowExecution
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
-    PendingActivityState,
-    PendingWorkflowTaskState,
     QueryRejectCondition,
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
-    TaskQueueType,
     WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.history.v1 import History
 from temporalio.api.query.v1 import QueryRejected, WorkflowQuery
-from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.update.v1 import UpdateRef
-from temporalio.api.workflow.v1 import (
-    PendingActivityInfo,
-    PendingWorkflowTaskInfo,
-    WorkflowExecutionConfig,
-    WorkflowExecutionInfo,
-)
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceServicer
 
@@ -48,10 +38,12 @@ from hourglass.cluster.errors import (
     Unimplemented,
 )
 from hourglass.cluster.frontend import activity_operations, visibility
+from hourglass.cluster.frontend.describe import describe
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.frontend.task_queues import describe_task_queue
 from hourglass.cluster.frontend.validation import (
     check_blob_size,
     check_command_types,
@@ -63,10 +55,9 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
-from hourglass.cluster.history import activity_ops
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
-from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.paging import (
     INVALID_TOKEN,
     RESPONSE_LIMIT_BYTES,
@@ -76,9 +67,7 @@ from hourglass.cluster.history.paging import (
     framed_size,
     history_budget,
 )
-from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
-from hourglass.cluster.history.transition import default_retry_policy
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec
@@ -652,6 +641,8 @@ class WorkflowService(WorkflowServiceServicer):
             request.task_queue.name,
             request.identity,
             _long_poll_timeout(context, MAX_LONG_POLL_S),
+            request.deployment_options.build_id or request.worker_version_capabilities.build_id,
+            request.task_queue_metadata.max_tasks_per_second.value,
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -878,16 +869,7 @@ class WorkflowService(WorkflowServiceServicer):
     async def DescribeTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
-        task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
-        resp = rr.DescribeTaskQueueResponse()
-        for identity, age in await self.matching.poller_info(ns.id, request.task_queue.name, task_type):
-            if age < 5 * 60:
-                resp.pollers.append(
-                    PollerInfo(
-                        identity=identity, last_access_time=to_timestamp(int((time.time() - age) * 1000))
-                    )
-                )
-        return resp
+        return await describe_task_queue(self.matching, ns.id, request)
 
 
 def _update_stage(stage: int) -> int:
@@ -945,126 +927,6 @@ def _query_rejected(condition: int, ms: MutableState) -> bool:
         condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY
         and ms.info.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED
     )
-
-
-def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
-    info = ms.info
-    execution = WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id)
-    resp = rr.DescribeWorkflowExecutionResponse(
-        execution_config=WorkflowExecutionConfig(
-            task_queue=TaskQueue(name=info.task_queue, kind=1),
-            workflow_execution_timeout=to_duration(info.workflow_execution_timeout_ms),
-            workflow_run_timeout=to_duration(info.workflow_run_timeout_ms),
-            default_workflow_task_timeout=to_duration(info.workflow_task_timeout_ms),
-        ),
-        workflow_execution_info=WorkflowExecutionInfo(
-            execution=execution,
-            type={"name": info.workflow_type},
-            start_time=to_timestamp(info.start_time_ms),
-            status=info.status,
-            history_length=ms.history_length,
-            execution_time=to_timestamp(info.execution_time_ms),
-            task_queue=info.task_queue,
-            state_transition_count=ms.state_transition_count,
-            first_run_id=info.first_run_id,
-        ),
-    )
-    wei = resp.workflow_execution_info
-    # The run that started the tree of children this one belongs to (itself for a top-level run).
-    parent = info.parent
-    if parent is not None:
-        wei.parent_execution.CopyFrom(WorkflowExecution(workflow_id=parent.workflow_id, run_id=parent.run_id))
-        wei.parent_namespace_id = parent.namespace_id
-        wei.root_execution.CopyFrom(
-            WorkflowExecution(
-                workflow_id=parent.root_workflow_id or parent.workflow_id,
-                run_id=parent.root_run_id or parent.run_id,
-            )
-        )
-    else:
-        wei.root_execution.CopyFrom(execution)
-    if info.close_time_ms:
-        wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
-        wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))
-    if info.user_metadata is not None:
-        resp.execution_config.user_metadata.CopyFrom(info.user_metadata)
-    if info.memo is not None:
-        wei.memo.CopyFrom(info.memo)
-    if info.search_attributes is not None:
-        wei.search_attributes.CopyFrom(info.search_attributes)
-    now = now_ms()
-    for ai in ms.activities.values():
-        resp.pending_activities.append(pending_activity(ai, now))
-    wt = ms.workflow_task
-    if wt is not None:
-        pwt = PendingWorkflowTaskInfo(
-            state=PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
-            if wt.started
-            else PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED,
-            scheduled_time=to_timestamp(wt.scheduled_time_ms),
-            original_scheduled_time=to_timestamp(wt.scheduled_time_ms),
-            attempt=wt.attempt,
-        )
-        if wt.started:
-            pwt.started_time.CopyFrom(to_timestamp(wt.started_time_ms))
-        resp.pending_workflow_task.CopyFrom(pwt)
-    return resp
-
-
-def pending_activity(ai: ActivityInfo, now: int) -> PendingActivityInfo:
-    """An activity as describe shows it: a paused one is PAUSED, or PAUSE_REQUESTED while an attempt it
-    was paused during still runs; its next attempt time only while a retry timer will dispatch it."""
-    policy = default_retry_policy(ai.retry_policy)
-    if ai.cancel_requested:
-        state = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
-    elif ai.started:
-        state = (
-            PendingActivityState.PENDING_ACTIVITY_STATE_PAUSE_REQUESTED
-            if ai.paused
-            else PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-        )
-    elif ai.paused:
-        state = PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED
-    else:
-        state = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
-    pa = PendingActivityInfo(
-        activity_id=ai.activity_id,
-        activity_type={"name": ai.activity_type},
-        state=state,
-        attempt=ai.attempt,
-        maximum_attempts=policy.maximum_attempts,
-        scheduled_time=to_timestamp(ai.scheduled_time_ms),
-        last_worker_identity=ai.identity or ai.last_worker_identity,
-        paused=ai.paused,
-        priority=ai.priority or Priority(),
-        activity_options=activity_ops.current_options(ai),
-    )
-    pa.activity_options.task_queue.normal_name = ai.task_queue
-    if ai.started:
-        pa.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
-    if ai.last_attempt_complete_time_ms:
-        pa.last_attempt_complete_time.CopyFrom(to_timestamp(ai.last_attempt_complete_time_ms))
-    if ai.waiting_retry and not ai.paused and now < ai.next_attempt_time_ms:
-        pa.next_attempt_schedule_time.CopyFrom(to_timestamp(ai.next_attempt_time_ms))
-        # Measured from the last failed attempt (from the epoch if none failed), as the reference does.
-        pa.current_retry_interval.CopyFrom(
-            to_duration(ai.next_attempt_time_ms - ai.last_attempt_complete_time_ms)
-        )
-    if ai.heartbeat_details is not None:
-        pa.heartbeat_details.CopyFrom(ai.heartbeat_details)
-    if ai.last_heartbeat_time_ms:
-        pa.last_heartbeat_time.CopyFrom(to_timestamp(ai.last_heartbeat_time_ms))
-    if ai.last_failure is not None:
-        pa.last_failure.CopyFrom(ai.last_failure)
-    if ai.schedule_to_close_timeout_ms:
-        pa.expiration_time.CopyFrom(
-            to_timestamp(ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms)
-        )
-    if ai.pause is not None:
-        pa.pause_info.pause_time.CopyFrom(to_timestamp(ai.pause.time_ms))
-        pa.pause_info.manual.identity = ai.pause.identity
-        pa.pause_info.manual.reason = ai.pause.reason
-    return pa
 
 
 def _fill_unimplemented() -> None:

@@ -8,7 +8,7 @@ servicer only delegates. Queries are parsed and typed against the namespace's se
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
@@ -26,7 +26,7 @@ from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.store import Store
 from hourglass.persistence.visibility import attributes as names
 from hourglass.persistence.visibility import model
-from hourglass.persistence.visibility.attributes import Attribute, Kind
+from hourglass.persistence.visibility.attributes import Attribute, Kind, ValueType, search_attribute_types
 from hourglass.persistence.visibility.paging import PageTokenError
 from hourglass.persistence.visibility.query import INT64_MAX, INT64_MIN
 from hourglass.persistence.visibility.values import NS_PER_MS, parse_search_attributes, status_name
@@ -47,7 +47,14 @@ async def list_workflow_executions(
     """ListWorkflowExecutions. GROUP BY is accepted and ignored, as the reference does."""
     ns = await namespaces.get(request.namespace)
     query = await search_attributes.parse_query(ns.id, request.query)
-    executions, token = await _page(store, ns.id, query, request.page_size, request.next_page_token)
+    executions, token = await _page(
+        store,
+        ns.id,
+        query,
+        request.page_size,
+        request.next_page_token,
+        await _types(search_attributes, ns.id),
+    )
     return rr.ListWorkflowExecutionsResponse(executions=executions, next_page_token=token)
 
 
@@ -60,7 +67,14 @@ async def scan_workflow_executions(
     """ScanWorkflowExecutions: deprecated on the reference, which answers it as ListWorkflowExecutions."""
     ns = await namespaces.get(request.namespace)
     query = await search_attributes.parse_query(ns.id, request.query)
-    executions, token = await _page(store, ns.id, query, request.page_size, request.next_page_token)
+    executions, token = await _page(
+        store,
+        ns.id,
+        query,
+        request.page_size,
+        request.next_page_token,
+        await _types(search_attributes, ns.id),
+    )
     return rr.ScanWorkflowExecutionsResponse(executions=executions, next_page_token=token)
 
 
@@ -99,7 +113,14 @@ async def list_open_workflow_executions(
     conditions += _time_range(request, names.START_TIME)
     conditions += _id_or_type_filter(request)
     query = model.VisibilityQuery(model.And(tuple(conditions)))
-    executions, token = await _page(store, ns.id, query, request.maximum_page_size, request.next_page_token)
+    executions, token = await _page(
+        store,
+        ns.id,
+        query,
+        request.maximum_page_size,
+        request.next_page_token,
+        await _types(search_attributes, ns.id),
+    )
     return rr.ListOpenWorkflowExecutionsResponse(executions=executions, next_page_token=token)
 
 
@@ -126,7 +147,14 @@ async def list_closed_workflow_executions(
     else:
         conditions += _id_or_type_filter(request)
     query = model.VisibilityQuery(model.And(tuple(conditions)))
-    executions, token = await _page(store, ns.id, query, request.maximum_page_size, request.next_page_token)
+    executions, token = await _page(
+        store,
+        ns.id,
+        query,
+        request.maximum_page_size,
+        request.next_page_token,
+        await _types(search_attributes, ns.id),
+    )
     return rr.ListClosedWorkflowExecutionsResponse(executions=executions, next_page_token=token)
 
 
@@ -146,8 +174,17 @@ async def get_search_attributes(
 
 
 # ---- shared ----------------------------------------------------------------------------------------------
+async def _types(search_attributes: SearchAttributeRegistry, namespace_id: str) -> Mapping[str, ValueType]:
+    return search_attribute_types(await search_attributes.custom(namespace_id))
+
+
 async def _page(
-    store: Store, namespace_id: str, query: model.VisibilityQuery, page_size: int, token: bytes
+    store: Store,
+    namespace_id: str,
+    query: model.VisibilityQuery,
+    page_size: int,
+    token: bytes,
+    types: Mapping[str, ValueType] | None = None,
 ) -> tuple[list[WorkflowExecutionInfo], bytes]:
     if page_size <= 0 or page_size > MAX_PAGE_SIZE:
         page_size = MAX_PAGE_SIZE
@@ -155,12 +192,17 @@ async def _page(
         records, next_token = await store.query_visibility(namespace_id, query, page_size, token)
     except PageTokenError:
         raise InvalidArgument("Invalid NextPageToken.") from None
-    return [execution_info(record) for record in records], next_token
+    return [execution_info(record, types) for record in records], next_token
 
 
-def execution_info(record: VisibilityRecord) -> WorkflowExecutionInfo:
-    """What a list shows of a run. Memo and search attributes are always present (maybe empty), as on the
-    reference; ExecutionTime falls back to StartTime; close time and duration only for closed runs."""
+def execution_info(
+    record: VisibilityRecord, types: Mapping[str, ValueType] | None = None
+) -> WorkflowExecutionInfo:
+    """What a list shows of a run, as the reference does: memo and search attributes always present
+    (maybe empty); ExecutionTime falls back to StartTime; close time and duration
+    only for closed runs; the parent of a child, and the root of every run's tree (itself when
+    top-level). Each search attribute payload names its type (`types`: the namespace's), as the
+    reference's do, whatever the client that set it sent."""
     execution_time_ms = record.execution_time_ms or record.start_time_ms
     info = WorkflowExecutionInfo(
         execution=WorkflowExecution(workflow_id=record.workflow_id, run_id=record.run_id),
@@ -169,10 +211,29 @@ def execution_info(record: VisibilityRecord) -> WorkflowExecutionInfo:
         execution_time=_timestamp(execution_time_ms),
         status=record.status,  # type: ignore[arg-type]
         history_length=record.history_length,
+        history_size_bytes=record.history_size_bytes,
+        state_transition_count=record.state_transition_count,
         task_queue=record.task_queue,
         memo=_memo(record.memo),
-        search_attributes=parse_search_attributes(record.search_attributes),
     )
+    search_attributes = parse_search_attributes(record.search_attributes)
+    for name, payload in search_attributes.indexed_fields.items():
+        value_type = (types or {}).get(name)
+        if value_type is not None and "type" not in payload.metadata:
+            payload.metadata["type"] = value_type.display_name.encode()
+    info.search_attributes.CopyFrom(search_attributes)
+    if record.parent_workflow_id:
+        info.parent_execution.CopyFrom(
+            WorkflowExecution(workflow_id=record.parent_workflow_id, run_id=record.parent_run_id)
+        )
+    # Rows written before schema version 5 know no root: a top-level run is its own.
+    if record.root_workflow_id or not record.parent_workflow_id:
+        info.root_execution.CopyFrom(
+            WorkflowExecution(
+                workflow_id=record.root_workflow_id or record.workflow_id,
+                run_id=record.root_run_id or record.run_id,
+            )
+        )
     if record.close_time_ms:
         info.close_time.CopyFrom(_timestamp(record.close_time_ms))
         duration = Duration()

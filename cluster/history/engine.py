@@ -452,6 +452,11 @@ class HistoryEngine:
                 events[:started_id], namespace_id, namespace, execution.workflow_id, run_id, node_id=1
             )
             ms.info.create_request_id = request_id
+            # The new run starts now (its history keeps the original started event, describe shows its
+            # time as the original start), as the reference's reset does.
+            ms.info.original_start_time_ms = ms.info.start_time_ms
+            ms.info.start_request_id = base.info.start_request_id or base.info.create_request_id
+            ms.info.start_time_ms = ms.info.execution_time_ms = ms.info.last_reset_time_ms = now
             if ms.info.workflow_run_timeout_ms:
                 ms.info.run_expiration_ms = now + ms.info.workflow_run_timeout_ms
             tr = Transition(ms, now, await self._retention_ms(namespace_id))
@@ -489,6 +494,8 @@ class HistoryEngine:
                 running = await shard.load(ExecutionKey(namespace_id, execution.workflow_id, current.run_id))
                 stop = Transition(running.clone(), now, await self._retention_ms(namespace_id))
                 stop.materialize_speculative_workflow_task()
+                if current.run_id == base_run_id:
+                    stop.ms.info.reset_run_id = run_id
                 stop.terminate_workflow(reason, None, "history-service")
                 stop.current_run = None  # the reset run's REPLACE moves the pointer
                 batch.insert(0, (stop, False))
@@ -1643,7 +1650,7 @@ class HistoryEngine:
     # ---- work that crosses runs (children, external signals and cancels) ---------------------------------
     async def _start_child(self, shard: Shard, ms: MutableState, data: dict) -> None:
         child = ms.children.get(data["initiated_event_id"])
-        if child is None or child.started_event_id:
+        if child is None or child.started_event_id or not ms.running:
             return
         initiated = await shard.read_event(ms, child.initiated_node_id, child.initiated_event_id)
         a = initiated.start_child_workflow_execution_initiated_event_attributes
@@ -1940,7 +1947,11 @@ def execution_deadline_passed(ms: MutableState, now: int) -> bool:
 
 
 def visibility_record(ms: MutableState) -> VisibilityRecord:
+    """What lists show of the run. History length and size and the state transition count are recorded
+    when the run closes, as the reference records them (its start and upsert records leave them 0)."""
     info = ms.info
+    parent = info.parent
+    closed = not ms.running
     return VisibilityRecord(
         namespace_id=info.namespace_id,
         workflow_id=info.workflow_id,
@@ -1951,11 +1962,17 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
         start_time_ms=info.start_time_ms,
         execution_time_ms=info.execution_time_ms,
         close_time_ms=info.close_time_ms,
-        history_length=ms.history_length,
+        history_length=ms.history_length if closed else 0,
         memo=info.memo.SerializeToString() if info.memo is not None else b"",
         search_attributes=info.search_attributes.SerializeToString()
         if info.search_attributes is not None
         else b"",
+        parent_workflow_id=parent.workflow_id if parent is not None else "",
+        parent_run_id=parent.run_id if parent is not None else "",
+        root_workflow_id=(parent.root_workflow_id or parent.workflow_id) if parent else info.workflow_id,
+        root_run_id=(parent.root_run_id or parent.run_id) if parent else info.run_id,
+        state_transition_count=ms.state_transition_count if closed else 0,
+        history_size_bytes=ms.history_size_bytes if closed else 0,
     )
 
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from temporalio.api.common.v1 import Header, Memo, Payloads, Priority, RetryPolicy, SearchAttributes
+from temporalio.api.common.v1 import (
+    Header,
+    Memo,
+    Payloads,
+    Priority,
+    RetryPolicy,
+    SearchAttributes,
+    WorkerVersionStamp,
+)
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import UserMetadata
+from temporalio.api.workflow.v1 import ResetPoints
 
 from hourglass.cluster.history import codec
 
@@ -80,6 +89,21 @@ class ExecutionInfo:
     # it within the schedule-to-start timeout.
     sticky_task_queue: str = ""
     sticky_schedule_to_start_timeout_ms: int = 0
+    # The first workflow task each worker build completed (where a reset can go back to), and the build
+    # of the last completed task: describe shows both, as the reference's auto reset points.
+    auto_reset_points: ResetPoints | None = None
+    most_recent_worker_version_stamp: WorkerVersionStamp | None = None
+    # The start request's priority (describe shows it, empty when none was asked).
+    priority: Priority | None = None
+    # A run made by a reset: when (its start time is that), and the start time of the run it replaced
+    # (describe's original start time); 0 for any other run.
+    last_reset_time_ms: int = 0
+    original_start_time_ms: int = 0
+    # A reset run's history starts with its base's started event: the request id that started that
+    # (describe lists it, not the reset's request id).
+    start_request_id: str = ""
+    # The run a reset of this one made (set when this run was current and the reset terminated it).
+    reset_run_id: str = ""
 
 
 @dataclass

@@ -71,7 +71,14 @@ def rebuild(
             workflow_id=first.parent_workflow_execution.workflow_id,
             run_id=first.parent_workflow_execution.run_id,
             initiated_event_id=first.parent_initiated_event_id,
+            root_workflow_id=first.root_workflow_execution.workflow_id,
+            root_run_id=first.root_workflow_execution.run_id,
         )
+    if first.HasField("priority"):
+        info.priority = first.priority
+    # The start's summary and details travel on the event, not in its attributes.
+    if events[0].HasField("user_metadata"):
+        info.user_metadata = events[0].user_metadata
     ms = MutableState(info=info)
     for ev in events:
         _apply(ms, ev, node_id)

@@ -149,6 +149,7 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         cron_schedule=new.cron_schedule,
         parent=new.parent,
         namespace=new.namespace,
+        priority=new.extra_started_fields.get("priority"),
     )
     if new.retry_policy is not None or new.cron_schedule:
         info.continuation_input = new.input

@@ -51,6 +51,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
+from hourglass.cluster.history import worker_builds
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
@@ -437,6 +438,8 @@ class Transition:
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
         ms.last_completed_workflow_task_started_event_id = wt.started_event_id
         ms.workflow_task = None
+        if worker_builds.record_completed_task(ms, build_id, ev.event_id, self.now):
+            self.transfer(TransferKind.VISIBILITY)
         return ev.event_id
 
     def fail_workflow_task(
@@ -558,7 +561,8 @@ class Transition:
         self._apply_parent_close_policies()
         if info.parent is not None and not continued:
             self.transfer(TransferKind.RECORD_CHILD_COMPLETION)
-        ms.children.clear()
+        # Children stay listed: a closed parent's describe still shows them pending, as on the reference
+        # (the parent close policy acts on them; the parent never hears of their close).
         ms.signals_requested.clear()
         ms.cancels_requested.clear()
         if self.retention_ms > 0:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.query.v1 import WorkflowQuery
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueStats, TaskQueueStatus
 from temporalio.api.workflowservice.v1 import (
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
@@ -34,6 +34,7 @@ from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
+from hourglass.cluster.matching.stats import merge
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
 from hourglass.persistence.store import Store
@@ -142,14 +143,29 @@ class MatchingEngine:
             self._partitions.pop(key).close()
         return len(gone)
 
-    async def poller_info(self, namespace_id: str, name: str, task_type: int) -> list[tuple[str, float]]:
-        """(identity, seconds since its last poll) of the pollers of a task queue (DescribeTaskQueue)."""
+    async def poller_info(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> list[tuple[str, float, str, float]]:
+        """(identity, seconds since its last poll, build id, the rate it asked for) of the pollers of a
+        task queue (DescribeTaskQueue)."""
         now = asyncio.get_running_loop().time()
         return [
-            (identity, now - seen)
+            (identity, now - seen, *partition.poller_details.get(identity, ("", 0.0)))
             for partition in self.partitions_of(namespace_id, name, task_type)
             for identity, seen in partition.last_poll.items()
         ]
+
+    async def queue_stats(self, namespace_id: str, name: str, task_type: int) -> TaskQueueStats:
+        """Backlog count and age, add and dispatch rates of a task queue (DescribeTaskQueue)."""
+        partition = self.partition(namespace_id, name, task_type)
+        await partition.load()
+        return merge([p.describe_stats() for p in self.partitions_of(namespace_id, name, task_type)])
+
+    async def queue_status(self, namespace_id: str, name: str, task_type: int) -> TaskQueueStatus:
+        """The legacy TaskQueueStatus of a task queue's partition (DescribeTaskQueue in legacy mode)."""
+        partition = self.partition(namespace_id, name, task_type)
+        await partition.load()
+        return partition.describe_status()
 
     # ---- from history ------------------------------------------------------------------------------------
     async def add_workflow_task(
@@ -187,7 +203,7 @@ class MatchingEngine:
         partition = self.partition(namespace_id, task_queue, WORKFLOW, kind)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity)
+            task = await partition.poll(remaining, identity, build_id)
             if task is None:
                 break
             if task.query is not None:
@@ -215,12 +231,19 @@ class MatchingEngine:
         return PollWorkflowTaskQueueResponse()
 
     async def poll_activity_task(
-        self, namespace_id: str, namespace: str, task_queue: str, identity: str, timeout: float
+        self,
+        namespace_id: str,
+        namespace: str,
+        task_queue: str,
+        identity: str,
+        timeout: float,
+        build_id: str = "",
+        max_tasks_per_second: float = 0.0,
     ) -> PollActivityTaskQueueResponse:
         partition = self.partition(namespace_id, task_queue, ACTIVITY)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity)
+            task = await partition.poll(remaining, identity, build_id, max_tasks_per_second)
             if task is None:
                 break
             response = await self._deliver(

@@ -15,10 +15,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.taskqueue.v1 import TaskIdBlock, TaskQueueStats, TaskQueueStatus
 
 from hourglass.cluster.errors import ShardNotOwned
 from hourglass.cluster.history.timeutil import now_ms
+from hourglass.cluster.matching.stats import QueueStats
 from hourglass.persistence.records import QueueTask, TaskQueueKey
 from hourglass.persistence.store import Store
 
@@ -45,6 +48,8 @@ class MatchedTask:
     # Sync match: resolved True once history recorded the start (or dropped the task), False to hand it back.
     accepted: asyncio.Future | None = None
     query: QueryRequest | None = None
+    # When a backlog task was persisted (kept if it is given back: the backlog's age counts from there).
+    create_time_ms: int = 0
 
 
 class Partition:
@@ -73,6 +78,9 @@ class Partition:
         self._next_id = 0
         self._id_limit = 0
         self.last_poll: dict[str, float] = {}
+        # What each poller said of itself: its build id and the dispatch rate it asked for (0 = none).
+        self.poller_details: dict[str, tuple[str, float]] = {}
+        self.stats = QueueStats()
 
     def check_writable(self) -> None:
         if self.closed or (self._writable is not None and not self._writable()):
@@ -125,9 +133,38 @@ class Partition:
 
     @property
     def oldest_task_ms(self) -> int:
-        """Creation time of the first task waiting in the backlog (0 when it is empty); the backlog is in
-        task-id order, which is creation order for one owner."""
-        return self._backlog[0].create_time_ms if self._backlog else 0
+        """Creation time of the oldest task waiting in the backlog (0 when it is empty or none says)."""
+        return min((t.create_time_ms for t in self._backlog if t.create_time_ms), default=0)
+
+    async def load(self) -> None:
+        """Read the persisted backlog if not done yet (describing a queue nobody polled since a restart)."""
+        self.check_writable()
+        await self._ensure_loaded()
+
+    def describe_stats(self) -> TaskQueueStats:
+        """Backlog count and age, add and dispatch rates (DescribeTaskQueue's report_stats)."""
+        add_rate, dispatch_rate = self.stats.rates()
+        age = Duration()
+        created = self.oldest_task_ms
+        if created:
+            age.FromMilliseconds(max(now_ms() - created, 0))
+        return TaskQueueStats(
+            approximate_backlog_count=len(self._backlog),
+            approximate_backlog_age=age,
+            tasks_add_rate=add_rate,
+            tasks_dispatch_rate=dispatch_rate,
+        )
+
+    def describe_status(self) -> TaskQueueStatus:
+        """The legacy status: backlog, read and ack levels, and the task id block this node leases."""
+        return TaskQueueStatus(
+            backlog_count_hint=len(self._backlog),
+            read_level=self._max_handed_out,
+            ack_level=self._ack_level,
+            task_id_block=TaskIdBlock(
+                start_id=(self._range_id << RANGE_BITS) + 1, end_id=(self._range_id + 1) << RANGE_BITS
+            ),
+        )
 
     def has_poller_within(self, seconds: float) -> bool:
         """A poll waits now, or one started within `seconds`: is a worker (still) there?"""
@@ -158,6 +195,7 @@ class Partition:
         """Sync-match the task to a waiting poller, or persist it in the backlog."""
         self.check_writable()
         await self._ensure_loaded()
+        self.stats.added()
         if not self._backlog:
             task.accepted = asyncio.get_running_loop().create_future()
             if self._offer_to_poller(task) and await task.accepted:
@@ -209,10 +247,14 @@ class Partition:
             scheduled_event_id=qt.scheduled_event_id,
             attempt=int(qt.data or b"0"),
             backlog_task_id=qt.task_id,
+            create_time_ms=qt.create_time_ms,
         )
 
-    async def poll(self, timeout: float, identity: str) -> MatchedTask | None:
+    async def poll(
+        self, timeout: float, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0
+    ) -> MatchedTask | None:
         self.last_poll[identity] = asyncio.get_running_loop().time()
+        self.poller_details[identity] = (build_id, max_tasks_per_second)
         if self.closed:
             return None
         await self._ensure_loaded()
@@ -235,6 +277,8 @@ class Partition:
 
     async def ack(self, task: MatchedTask) -> None:
         """The task reached history (started, or found stale): it is consumed."""
+        if task.query is None:
+            self.stats.dispatched()
         if task.accepted is not None:
             if not task.accepted.done():
                 task.accepted.set_result(True)
@@ -278,6 +322,7 @@ class Partition:
                     task.execution.workflow_id,
                     task.execution.run_id,
                     task.scheduled_event_id,
+                    create_time_ms=task.create_time_ms,
                     data=str(task.attempt).encode(),
                 )
             )

@@ -117,7 +117,8 @@ _QUEUE_TASK_COLUMNS = "task_id, task_namespace_id, workflow_id, run_id, schedule
 _CURRENT_COLUMNS = "current_run_id, status, execution_status, create_request_id, start_time_ms, close_time_ms"
 _VISIBILITY_COLUMNS = (
     "namespace_id, workflow_id, run_id, workflow_type, task_queue, status, start_time_ms, "
-    "execution_time_ms, close_time_ms, history_length, memo, search_attributes"
+    "execution_time_ms, close_time_ms, history_length, memo, search_attributes, parent_workflow_id, "
+    "parent_run_id, root_workflow_id, root_run_id, state_transition_count, history_size_bytes"
 )
 
 # Errors that mean "the database did not answer (in time)": for a conditional write, outcome unknown.
@@ -307,7 +308,7 @@ class _Statements:
         # ---- visibility
         self.insert_visibility = self._idempotent(
             f"INSERT INTO visibility (start_day, {_VISIBILITY_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self.insert_visibility_day = self._idempotent(
             "INSERT INTO visibility_days (namespace_id, start_day) VALUES (?, ?)"
@@ -894,6 +895,12 @@ class CassandraStore(Store):
                     record.history_length,
                     record.memo,
                     record.search_attributes,
+                    record.parent_workflow_id,
+                    record.parent_run_id,
+                    record.root_workflow_id,
+                    record.root_run_id,
+                    record.state_transition_count,
+                    record.history_size_bytes,
                 ),
             ),
             self._execute(self._s.insert_visibility_day, (record.namespace_id, day)),
@@ -1289,6 +1296,12 @@ def _visibility_from_row(row: dict[str, Any]) -> VisibilityRecord:
         row["history_length"] or 0,
         row["memo"] or b"",
         row["search_attributes"] or b"",
+        row["parent_workflow_id"] or "",
+        row["parent_run_id"] or "",
+        row["root_workflow_id"] or "",
+        row["root_run_id"] or "",
+        row["state_transition_count"] or 0,
+        row["history_size_bytes"] or 0,
     )
 
 

@@ -45,6 +45,12 @@ _SYSTEM_EXPRESSIONS: dict[str, str] = {
     names.TASK_QUEUE: "task_queue",
     names.EXECUTION_STATUS: "status",
     names.HISTORY_LENGTH: "history_length",
+    names.STATE_TRANSITION_COUNT: "state_transition_count",
+    names.HISTORY_SIZE_BYTES: "history_size_bytes",
+    names.PARENT_WORKFLOW_ID: "NULLIF(parent_workflow_id, '')",
+    names.PARENT_RUN_ID: "NULLIF(parent_run_id, '')",
+    names.ROOT_WORKFLOW_ID: "NULLIF(root_workflow_id, '')",
+    names.ROOT_RUN_ID: "NULLIF(root_run_id, '')",
     names.START_TIME: f"(start_time_ms * {NS_PER_MS})",
     names.EXECUTION_TIME: f"({_EXECUTION_TIME_MS} * {NS_PER_MS})",
     names.CLOSE_TIME: f"(NULLIF(close_time_ms, 0) * {NS_PER_MS})",
@@ -63,7 +69,14 @@ _MILLISECOND_COLUMNS: dict[str, str] = {
     names.CLOSE_TIME: "NULLIF(close_time_ms, 0)",
 }
 
-_NEVER_NULL = frozenset(_SYSTEM_EXPRESSIONS) - {names.CLOSE_TIME, names.EXECUTION_DURATION}
+_NEVER_NULL = frozenset(_SYSTEM_EXPRESSIONS) - {
+    names.CLOSE_TIME,
+    names.EXECUTION_DURATION,
+    names.PARENT_WORKFLOW_ID,
+    names.PARENT_RUN_ID,
+    names.ROOT_WORKFLOW_ID,
+    names.ROOT_RUN_ID,
+}
 
 # json_type() results a canonical value of each type may have in the index.
 _JSON_TYPES: dict[ValueType, tuple[str, ...]] = {

@@ -83,6 +83,12 @@ EXECUTION_TIME = "ExecutionTime"
 CLOSE_TIME = "CloseTime"
 HISTORY_LENGTH = "HistoryLength"
 EXECUTION_DURATION = "ExecutionDuration"
+STATE_TRANSITION_COUNT = "StateTransitionCount"
+HISTORY_SIZE_BYTES = "HistorySizeBytes"
+PARENT_WORKFLOW_ID = "ParentWorkflowId"
+PARENT_RUN_ID = "ParentRunId"
+ROOT_WORKFLOW_ID = "RootWorkflowId"
+ROOT_RUN_ID = "RootRunId"
 
 QUERYABLE_SYSTEM: dict[str, ValueType] = {
     WORKFLOW_ID: ValueType.KEYWORD,
@@ -95,19 +101,18 @@ QUERYABLE_SYSTEM: dict[str, ValueType] = {
     CLOSE_TIME: ValueType.DATETIME,
     HISTORY_LENGTH: ValueType.INT,
     EXECUTION_DURATION: ValueType.INT,
+    STATE_TRANSITION_COUNT: ValueType.INT,
+    HISTORY_SIZE_BYTES: ValueType.INT,
+    PARENT_WORKFLOW_ID: ValueType.KEYWORD,
+    PARENT_RUN_ID: ValueType.KEYWORD,
+    ROOT_WORKFLOW_ID: ValueType.KEYWORD,
+    ROOT_RUN_ID: ValueType.KEYWORD,
 }
 
-# System attributes the reference has but a VisibilityRecord does not carry yet: listed by
+# System attributes the reference has but a VisibilityRecord does not carry: listed by
 # ListSearchAttributes (clients expect them) but a query naming them is rejected rather than answered
-# wrongly (e.g. "ParentWorkflowId IS NULL" would hold for child workflows too).
-UNSUPPORTED_SYSTEM: dict[str, ValueType] = {
-    "StateTransitionCount": ValueType.INT,
-    "HistorySizeBytes": ValueType.INT,
-    "ParentWorkflowId": ValueType.KEYWORD,
-    "ParentRunId": ValueType.KEYWORD,
-    "RootWorkflowId": ValueType.KEYWORD,
-    "RootRunId": ValueType.KEYWORD,
-}
+# wrongly. None left.
+UNSUPPORTED_SYSTEM: dict[str, ValueType] = {}
 
 SYSTEM: dict[str, ValueType] = {**QUERYABLE_SYSTEM, **UNSUPPORTED_SYSTEM}
 

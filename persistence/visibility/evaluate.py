@@ -55,6 +55,19 @@ def system_value(record: VisibilityRecord, name: str) -> Any:
         return record.status
     if name == names.HISTORY_LENGTH:
         return record.history_length
+    if name == names.STATE_TRANSITION_COUNT:
+        return record.state_transition_count
+    if name == names.HISTORY_SIZE_BYTES:
+        return record.history_size_bytes
+    # A top-level run has no parent (NULL); rows written before version 5 of the schema know no root.
+    if name == names.PARENT_WORKFLOW_ID:
+        return record.parent_workflow_id or None
+    if name == names.PARENT_RUN_ID:
+        return record.parent_run_id or None
+    if name == names.ROOT_WORKFLOW_ID:
+        return record.root_workflow_id or None
+    if name == names.ROOT_RUN_ID:
+        return record.root_run_id or None
     if name == names.START_TIME:
         return record.start_time_ms * NS_PER_MS
     if name == names.EXECUTION_TIME:

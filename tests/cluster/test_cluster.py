@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from hourglass.cluster.rpc import internal_pb2 as pb
 
@@ -67,6 +69,27 @@ async def test_requests_through_any_node_succeed(cluster):
             assert (await c1.get_workflow_handle(wid).describe()).id == wid
         await assert_all_complete(c3, ids, timeout=60)
         await assert_all_complete(c1, ids[:5], timeout=10)
+
+
+async def test_task_queue_statistics_read_through_any_node(cluster):
+    """DescribeTaskQueue's statistics live in the partition's owner: every frontend routes there."""
+    queue = new_queue()
+    clients = [await cluster.connect(node) for node in cluster.nodes]
+    handle = await clients[0].start_workflow(WaitForSignal.run, id=f"stats-{queue}", task_queue=queue)
+    request = DescribeTaskQueueRequest(
+        namespace="default", task_queue=TaskQueue(name=queue), report_stats=True
+    )
+    deadline = time.monotonic() + 20
+    for client in clients:
+        while True:
+            stats = (await client.workflow_service.describe_task_queue(request)).stats
+            if stats.approximate_backlog_count == 1:
+                break
+            assert time.monotonic() < deadline, f"backlog {stats.approximate_backlog_count}, not 1"
+            await asyncio.sleep(0.2)
+        assert stats.tasks_add_rate > 0
+        assert stats.approximate_backlog_age.ToNanoseconds() > 0
+    await handle.terminate()
 
 
 async def test_a_worker_shutting_down_through_any_node_gives_up_its_sticky_queue(cluster):

@@ -372,3 +372,46 @@ async def test_sqlite_indexes_unindexed_rows_when_it_opens(tmp_path) -> None:
         assert await matching(reopened, "Num = 2 OR Tags = 'green'") == {"wf-1", "wf-2", "wf-6"}
     finally:
         await reopened.close()
+
+
+# ---- lineage and size (schema version 5 / 4) ---------------------------------------------------------------
+def family_member(n: str, parent: str = "", root: str = "", transitions: int = 0, size: int = 0):
+    record = run(0, start_s=100 + len(n))
+    record.workflow_id, record.run_id = f"wf-{n}", f"run-{n}"
+    if parent:
+        record.parent_workflow_id, record.parent_run_id = f"wf-{parent}", f"run-{parent}"
+    root = root or n
+    record.root_workflow_id, record.root_run_id = f"wf-{root}", f"run-{root}"
+    record.state_transition_count, record.history_size_bytes = transitions, size
+    return record
+
+
+LINEAGE_CASES = {
+    "ParentWorkflowId IS NULL": {"wf-top", "wf-alone"},
+    "ParentWorkflowId IS NOT NULL": {"wf-kid", "wf-grandkid"},
+    "ParentWorkflowId = 'wf-top'": {"wf-kid"},
+    "ParentRunId = 'run-kid'": {"wf-grandkid"},
+    "RootWorkflowId = 'wf-top'": {"wf-top", "wf-kid", "wf-grandkid"},
+    "RootRunId = 'run-alone'": {"wf-alone"},
+    "StateTransitionCount > 5": {"wf-kid", "wf-alone"},
+    "HistorySizeBytes >= 1000": {"wf-grandkid", "wf-alone"},
+    "RootWorkflowId = 'wf-top' AND HistorySizeBytes < 1000": {"wf-top", "wf-kid"},
+}
+
+
+@pytest.mark.parametrize("text", list(LINEAGE_CASES))
+async def test_filters_on_lineage_and_size(store: Store, text: str) -> None:
+    for record in (
+        family_member("top", transitions=3, size=500),
+        family_member("kid", parent="top", root="top", transitions=8, size=900),
+        family_member("grandkid", parent="kid", root="top", transitions=2, size=4000),
+        family_member("alone", transitions=11, size=1000),
+    ):
+        await store.upsert_visibility(record)
+    assert await matching(store, text) == LINEAGE_CASES[text]
+
+
+async def test_lineage_and_size_read_back(store: Store) -> None:
+    record = family_member("kid", parent="top", root="top", transitions=8, size=900)
+    await store.upsert_visibility(record)
+    assert await store.get_visibility(NS, "wf-kid", "run-kid") == record

@@ -273,7 +273,6 @@ def test_values_of_the_wrong_type(text: str, fragment: str, column: int) -> None
         ("ORDER BY Tags", "cannot ORDER BY search attribute 'Tags' of type KeywordList"),
         ("GROUP BY WorkflowType", "GROUP BY is not supported for search attribute 'WorkflowType'"),
         ("GROUP BY ExecutionStatus, ExecutionStatus", "GROUP BY supports only a single attribute"),
-        ("ParentWorkflowId IS NULL", "'ParentWorkflowId' is not supported by Hourglass visibility yet"),
     ],
 )
 def test_unsupported_operations(text: str, fragment: str) -> None:

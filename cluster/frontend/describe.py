@@ -1,0 +1,188 @@
+"""DescribeWorkflowExecution: a run's mutable state as the reference's describe shows it."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.common.v1 import Memo, Priority, SearchAttributes, WorkflowExecution
+from temporalio.api.enums.v1 import EventType, PendingActivityState, PendingWorkflowTaskState
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflow.v1 import (
+    PendingActivityInfo,
+    PendingChildExecutionInfo,
+    PendingWorkflowTaskInfo,
+    RequestIdInfo,
+    WorkflowExecutionConfig,
+    WorkflowExecutionExtendedInfo,
+    WorkflowExecutionInfo,
+)
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+
+from hourglass.cluster.history import activity_ops
+from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
+from hourglass.cluster.history.transition import default_retry_policy
+
+
+def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
+    """A run as the reference describes it: memo, search attributes and priority always present (maybe
+    empty: the Go SDK dereferences them), timeouts only when set, pending children, reset points and the
+    extended info (expirations, original start time, the request ids the run was started by)."""
+    info = ms.info
+    execution = WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id)
+    resp = rr.DescribeWorkflowExecutionResponse(
+        execution_config=WorkflowExecutionConfig(
+            task_queue=TaskQueue(name=info.task_queue, kind=1),
+            default_workflow_task_timeout=to_duration(info.workflow_task_timeout_ms),
+        ),
+        workflow_execution_info=WorkflowExecutionInfo(
+            execution=execution,
+            type={"name": info.workflow_type},
+            start_time=to_timestamp(info.start_time_ms),
+            status=info.status,
+            history_length=ms.history_length,
+            history_size_bytes=ms.history_size_bytes,
+            execution_time=to_timestamp(info.execution_time_ms),
+            task_queue=info.task_queue,
+            state_transition_count=ms.state_transition_count,
+            first_run_id=info.first_run_id,
+            memo=info.memo or Memo(),
+            search_attributes=info.search_attributes or SearchAttributes(),
+            priority=info.priority or Priority(),
+        ),
+    )
+    if info.workflow_execution_timeout_ms:
+        resp.execution_config.workflow_execution_timeout.CopyFrom(
+            to_duration(info.workflow_execution_timeout_ms)
+        )
+    if info.workflow_run_timeout_ms:
+        resp.execution_config.workflow_run_timeout.CopyFrom(to_duration(info.workflow_run_timeout_ms))
+    wei = resp.workflow_execution_info
+    if info.auto_reset_points is not None:
+        wei.auto_reset_points.CopyFrom(info.auto_reset_points)
+    if info.most_recent_worker_version_stamp is not None:
+        wei.most_recent_worker_version_stamp.CopyFrom(info.most_recent_worker_version_stamp)
+    _extended_info(ms, resp.workflow_extended_info)
+    # The run that started the tree of children this one belongs to (itself for a top-level run).
+    parent = info.parent
+    if parent is not None:
+        wei.parent_execution.CopyFrom(WorkflowExecution(workflow_id=parent.workflow_id, run_id=parent.run_id))
+        wei.parent_namespace_id = parent.namespace_id
+        wei.root_execution.CopyFrom(
+            WorkflowExecution(
+                workflow_id=parent.root_workflow_id or parent.workflow_id,
+                run_id=parent.root_run_id or parent.run_id,
+            )
+        )
+    else:
+        wei.root_execution.CopyFrom(execution)
+    if info.close_time_ms:
+        wei.close_time.CopyFrom(to_timestamp(info.close_time_ms))
+        wei.execution_duration.CopyFrom(to_duration(info.close_time_ms - info.execution_time_ms))
+    if info.user_metadata is not None:
+        resp.execution_config.user_metadata.CopyFrom(info.user_metadata)
+    for child in sorted(ms.children.values(), key=lambda c: c.initiated_event_id):
+        resp.pending_children.append(
+            PendingChildExecutionInfo(
+                workflow_id=child.workflow_id,
+                run_id=child.run_id,
+                workflow_type_name=child.workflow_type,
+                initiated_id=child.initiated_event_id,
+                parent_close_policy=child.parent_close_policy,  # type: ignore[arg-type]
+            )
+        )
+    now = now_ms()
+    for ai in ms.activities.values():
+        resp.pending_activities.append(pending_activity(ai, now))
+    wt = ms.workflow_task
+    if wt is not None:
+        pwt = PendingWorkflowTaskInfo(
+            state=PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+            if wt.started
+            else PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED,
+            scheduled_time=to_timestamp(wt.scheduled_time_ms),
+            original_scheduled_time=to_timestamp(wt.scheduled_time_ms),
+            attempt=wt.attempt,
+        )
+        if wt.started:
+            pwt.started_time.CopyFrom(to_timestamp(wt.started_time_ms))
+        resp.pending_workflow_task.CopyFrom(pwt)
+    return resp
+
+
+# What the reference's Go server sends for "no deadline": the zero time.Time, i.e. 0001-01-01T00:00:00Z.
+_GO_ZERO_TIME = Timestamp(seconds=-62135596800)
+
+
+def _extended_info(ms: MutableState, ext: WorkflowExecutionExtendedInfo) -> None:
+    info = ms.info
+    if info.execution_expiration_ms:
+        ext.execution_expiration_time.CopyFrom(to_timestamp(info.execution_expiration_ms))
+    ext.run_expiration_time.CopyFrom(
+        to_timestamp(info.run_expiration_ms) if info.run_expiration_ms else _GO_ZERO_TIME
+    )
+    ext.original_start_time.CopyFrom(to_timestamp(info.original_start_time_ms or info.start_time_ms))
+    ext.cancel_requested = info.cancel_requested
+    ext.reset_run_id = info.reset_run_id
+    if info.last_reset_time_ms:
+        ext.last_reset_time.CopyFrom(to_timestamp(info.last_reset_time_ms))
+    request_id = info.start_request_id or info.create_request_id
+    if request_id:
+        ext.request_id_infos[request_id].CopyFrom(
+            RequestIdInfo(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, event_id=1)
+        )
+
+
+def pending_activity(ai: ActivityInfo, now: int) -> PendingActivityInfo:
+    """An activity as describe shows it: a paused one is PAUSED, or PAUSE_REQUESTED while an attempt it
+    was paused during still runs; its next attempt time only while a retry timer will dispatch it."""
+    policy = default_retry_policy(ai.retry_policy)
+    if ai.cancel_requested:
+        state = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+    elif ai.started:
+        state = (
+            PendingActivityState.PENDING_ACTIVITY_STATE_PAUSE_REQUESTED
+            if ai.paused
+            else PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        )
+    elif ai.paused:
+        state = PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED
+    else:
+        state = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    pa = PendingActivityInfo(
+        activity_id=ai.activity_id,
+        activity_type={"name": ai.activity_type},
+        state=state,
+        attempt=ai.attempt,
+        maximum_attempts=policy.maximum_attempts,
+        scheduled_time=to_timestamp(ai.scheduled_time_ms),
+        last_worker_identity=ai.identity or ai.last_worker_identity,
+        paused=ai.paused,
+        priority=ai.priority or Priority(),
+        activity_options=activity_ops.current_options(ai),
+    )
+    pa.activity_options.task_queue.normal_name = ai.task_queue
+    if ai.started:
+        pa.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
+    if ai.last_attempt_complete_time_ms:
+        pa.last_attempt_complete_time.CopyFrom(to_timestamp(ai.last_attempt_complete_time_ms))
+    if ai.waiting_retry and not ai.paused and now < ai.next_attempt_time_ms:
+        pa.next_attempt_schedule_time.CopyFrom(to_timestamp(ai.next_attempt_time_ms))
+        # Measured from the last failed attempt (from the epoch if none failed), as the reference does.
+        pa.current_retry_interval.CopyFrom(
+            to_duration(ai.next_attempt_time_ms - ai.last_attempt_complete_time_ms)
+        )
+    if ai.heartbeat_details is not None:
+        pa.heartbeat_details.CopyFrom(ai.heartbeat_details)
+    if ai.last_heartbeat_time_ms:
+        pa.last_heartbeat_time.CopyFrom(to_timestamp(ai.last_heartbeat_time_ms))
+    if ai.last_failure is not None:
+        pa.last_failure.CopyFrom(ai.last_failure)
+    if ai.schedule_to_close_timeout_ms:
+        pa.expiration_time.CopyFrom(
+            to_timestamp(ai.first_scheduled_time_ms + ai.schedule_to_close_timeout_ms)
+        )
+    if ai.pause is not None:
+        pa.pause_info.pause_time.CopyFrom(to_timestamp(ai.pause.time_ms))
+        pa.pause_info.manual.identity = ai.pause.identity
+        pa.pause_info.manual.reason = ai.pause.reason
+    return pa

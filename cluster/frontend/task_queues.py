@@ -1,0 +1,110 @@
+"""DescribeTaskQueue in its three shapes, as the reference answers them.
+
+- default: the pollers of one task type, and with report_stats the queue's backlog and rates;
+- legacy (include_task_queue_status, what `temporal task-queue describe --legacy-mode` asks): the
+  partition's TaskQueueStatus as well, which that command dereferences;
+- enhanced (api_mode ENHANCED, the Go SDK's DescribeTaskQueueEnhanced behind `temporal task-queue
+  describe`): everything under versions_info, keyed by build id ("" = unversioned workers), per task
+  type. The SDK refuses an answer with pollers or a status outside versions_info ("server does not
+  support `DescribeTaskQueueEnhanced`"), so nothing else is filled in that mode.
+
+Hourglass has no worker versioning: every worker is unversioned, and the unversioned queue is reachable.
+"""
+
+from __future__ import annotations
+
+import time
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.enums.v1 import (
+    BuildIdTaskReachability,
+    DescribeTaskQueueMode,
+    TaskQueueKind,
+    TaskQueueType,
+)
+from temporalio.api.taskqueue.v1 import (
+    PollerInfo,
+    TaskQueueTypeInfo,
+    TaskQueueVersionInfo,
+    TaskQueueVersioningInfo,
+)
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
+
+from hourglass.cluster.history.timeutil import to_timestamp
+
+# A poller not seen for this long is no longer listed.
+POLLER_HORIZON_S = 5 * 60
+# The priority key of tasks without a priority (the reference's default, 3 of 1..5).
+DEFAULT_PRIORITY_KEY = 3
+UNVERSIONED = "__unversioned__"
+# A poller's dispatch rate when its worker asked for no limit (the reference reports the same).
+DEFAULT_POLLER_RATE = 100_000.0
+_GO_ZERO_TIME = Timestamp(seconds=-62135596800)
+
+
+async def describe_task_queue(
+    matching, namespace_id: str, request: DescribeTaskQueueRequest
+) -> DescribeTaskQueueResponse:
+    """The answer to `request` for the queue `request.task_queue` of the namespace `namespace_id`."""
+    if request.api_mode == DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED:
+        return await _enhanced(matching, namespace_id, request)
+    name = request.task_queue.name
+    sticky = request.task_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY
+    task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+    resp = DescribeTaskQueueResponse(pollers=await _pollers(matching, namespace_id, name, task_type))
+    if sticky:
+        return resp
+    resp.versioning_info.CopyFrom(
+        TaskQueueVersioningInfo(current_version=UNVERSIONED, update_time=_GO_ZERO_TIME)
+    )
+    if request.report_stats:
+        stats = await matching.queue_stats(namespace_id, name, task_type)
+        resp.stats.CopyFrom(stats)
+        resp.stats_by_priority_key[DEFAULT_PRIORITY_KEY].CopyFrom(stats)
+    if request.include_task_queue_status:
+        resp.task_queue_status.CopyFrom(await matching.queue_status(namespace_id, name, task_type))
+    return resp
+
+
+async def _enhanced(
+    matching, namespace_id: str, request: DescribeTaskQueueRequest
+) -> DescribeTaskQueueResponse:
+    name = request.task_queue.name
+    resp = DescribeTaskQueueResponse()
+    selection = request.versions if request.HasField("versions") else None
+    # No selection means the unversioned queue; named build ids have no versioned queue here.
+    if selection is not None and not (selection.unversioned or selection.all_active):
+        return resp
+    types = list(request.task_queue_types) or [
+        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    ]
+    info = TaskQueueVersionInfo()
+    for task_type in types:
+        type_info = TaskQueueTypeInfo()
+        if request.report_pollers:
+            type_info.pollers.extend(await _pollers(matching, namespace_id, name, task_type))
+        if request.report_stats:
+            type_info.stats.CopyFrom(await matching.queue_stats(namespace_id, name, task_type))
+        info.types_info[task_type].CopyFrom(type_info)
+    if request.report_task_reachability:
+        info.task_reachability = BuildIdTaskReachability.BUILD_ID_TASK_REACHABILITY_REACHABLE
+    resp.versions_info[""].CopyFrom(info)
+    return resp
+
+
+async def _pollers(matching, namespace_id: str, name: str, task_type: int) -> list[PollerInfo]:
+    now = time.time()
+    pollers = []
+    for identity, age, build_id, rate in await matching.poller_info(namespace_id, name, task_type):
+        if age >= POLLER_HORIZON_S:
+            continue
+        poller = PollerInfo(
+            identity=identity,
+            last_access_time=to_timestamp(int((now - age) * 1000)),
+            rate_per_second=rate or DEFAULT_POLLER_RATE,
+        )
+        if build_id:
+            poller.worker_version_capabilities.build_id = build_id
+        pollers.append(poller)
+    return pollers
