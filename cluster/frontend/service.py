@@ -466,11 +466,9 @@ class WorkflowService(WorkflowServiceServicer):
             return rr.GetWorkflowExecutionHistoryResponse(
                 history=History(), next_page_token=wait_token(first_event_id)
             )
-        history, token = await self.history.read_history_page(ms, cursor.encode(), page_size, PAGE_BYTES)
-        resp = rr.GetWorkflowExecutionHistoryResponse(history=history, next_page_token=token)
-        if not token and ms.running and request.wait_new_event:
-            resp.next_page_token = wait_token(ms.next_event_id)
-        return resp
+        # Already serialized (the stored events are not parsed): unary_interceptor.py sends bytes as they are.
+        end_token = wait_token(ms.next_event_id) if ms.running and request.wait_new_event else b""
+        return await self.history.read_history_response(ms, cursor.encode(), page_size, PAGE_BYTES, end_token)
 
     @rpc
     async def GetWorkflowExecutionHistoryReverse(self, request, context):
