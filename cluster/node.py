@@ -215,5 +215,6 @@ class Node:
         if self.membership is not None:
             await self.membership.stop()  # releases shards and partitions, then leaves the cluster
         await self.history.stop()
+        self.search_attributes.close()
         await self.loop_lag.stop()
         await self.store.close()
