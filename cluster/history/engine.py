@@ -122,6 +122,8 @@ T = TypeVar("T")
 DEFAULT_WORKFLOW_TASK_TIMEOUT_MS = 10_000
 MAX_WORKFLOW_TASK_TIMEOUT_MS = 120_000
 SIGNAL_REQUEST_IDS_KEPT = 100
+# History pages at least this large are framed in a worker thread (read_history_response).
+JOIN_OFF_LOOP_BYTES = 1024 * 1024
 _CLOSED_NOT_COMPLETED = {
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED,
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED,
@@ -1556,7 +1558,11 @@ class HistoryEngine:
         page = Page(max(page_size, 1), max(max_bytes, 1), serialized=True)
         shard = self.shard_for(ms.info.namespace_id, ms.info.workflow_id)
         following = await shard.read_page(ms, cursor, page)
-        return history_response(page.framed, end_token if following is None else following.encode())
+        token = end_token if following is None else following.encode()
+        if page.size >= JOIN_OFF_LOOP_BYTES:
+            # bytes.join lets go of the GIL while it copies over 1 MB: a thread does it beside the loop.
+            return await asyncio.to_thread(history_response, page.framed, token)
+        return history_response(page.framed, token)
 
     async def wait_for_change(self, ms: MutableState, timeout: float, until_closed: bool = False) -> None:
         """Return once the run has committed anything after the state `ms` shows, or after `timeout` s.
