@@ -5,16 +5,19 @@ GIL with the event loop, and every other request waited up to ~100 ms behind it 
 running: loadtest/RESULTS-stall.md). A process parses with a GIL of its own; only the parsed query (plain
 picklable dataclasses) comes back, unpickled by the executor's own thread.
 
-One process, started (spawn: nothing of this process's state is inherited) at the first long query, and
-one query at a time: a burst of long queries waits here instead of loading both cores. If the process dies
-(killed, out of memory) the query at hand is parsed in a thread and the next one starts a new process.
+One process, started (spawn: nothing of this process's state is inherited) at the first long query, at a
+lower CPU priority (nice +10: on a busy machine the loop comes first), and one query at a time: a burst of
+long queries waits here instead of loading every core. If the process dies (killed, out of memory) the
+query at hand is parsed in a thread and the next one starts a new process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +26,16 @@ from hourglass.persistence.visibility.model import VisibilityQuery
 from hourglass.persistence.visibility.resolve import parse_query
 
 log = logging.getLogger(__name__)
+
+
+# The parser process's niceness above the node's: on a busy machine it yields the CPU to the event loop, so
+# a long parse slows itself rather than every light request.
+NICENESS = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):  # no os.nice on Windows
+        os.nice(NICENESS)
 
 
 class QueryParserProcess:
@@ -37,7 +50,9 @@ class QueryParserProcess:
         async with self._one_at_a_time:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_lower_priority,
                 )
             loop = asyncio.get_running_loop()
             try:
