@@ -308,5 +308,6 @@ class Node:
         await self.history.stop()
         if self.clock is not None:
             await self.clock.stop()
+        self.search_attributes.close()
         await self.loop_lag.stop()
         await self.store.close()

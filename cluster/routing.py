@@ -72,6 +72,7 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "record_activity_heartbeat": _by_token,
     "read_history": _by_state,
     "read_history_page": _by_state,
+    "read_history_response": _by_state,
     "wait_for_change": _by_state,
     "notify_parent_of_child_close": lambda a: (a[0].namespace_id, a[0].workflow_id),
     "reset_sticky_task_queue": _by_execution(1),

@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -54,14 +55,23 @@ def heavy_query() -> str:
 
 # ---- the probe (a child process) ------------------------------------------------------------------------
 async def probe(address: str, duration_s: float) -> list[tuple[float, float]]:
-    """(wall-clock start, latency) of each GetSystemInfo, on a plain gRPC channel of its own."""
+    """(wall-clock start, latency) of each GetSystemInfo, on a plain gRPC channel of its own, for
+    `duration_s` or until a line "stop" arrives on stdin."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def wait_for_stop() -> None:
+        if sys.stdin.readline().strip() == "stop":
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = WorkflowServiceStub(channel)
         await stub.GetSystemInfo(GetSystemInfoRequest(), timeout=60)
         print("ready", flush=True)
         samples: list[tuple[float, float]] = []
         deadline = time.perf_counter() + duration_s
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and not stop.is_set():
             wall, started = time.time(), time.perf_counter()
             await stub.GetSystemInfo(GetSystemInfoRequest(), timeout=60)
             samples.append((wall, time.perf_counter() - started))
@@ -72,7 +82,7 @@ async def probe(address: str, duration_s: float) -> list[tuple[float, float]]:
 async def start_probe(address: str, duration_s: float) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hourglass.loadtest.stall", "--probe", address, "--duration", str(duration_s),
-        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 120)
@@ -145,7 +155,9 @@ async def measure(server: ManagedServer, duration_s: float, idle_s: float = 3.0)
     stubs = [WorkflowServiceStub(c) for c in channels]
     execution = await build_history(stubs[0])
     request = ListWorkflowExecutionsRequest(namespace="default", query=heavy_query())
-    probe_proc = await start_probe(server.address, idle_s + (duration_s + 2.0) * len(PHASES) + 1.0)
+    # Told to stop after the last phase: a phase ends when its last heavy request has answered, which on a
+    # busy machine may take long after its measured window.
+    probe_proc = await start_probe(server.address, idle_s + (duration_s + 2.0) * len(PHASES) + 900.0)
     await asyncio.sleep(idle_s)
     windows: list[tuple[str, float, float, dict[str, int], list[str]]] = []
     for name, (query, readers) in PHASES.items():
@@ -182,7 +194,7 @@ async def measure(server: ManagedServer, duration_s: float, idle_s: float = 3.0)
             task.cancel()
         windows.append((name, start, end, counts, errors))
         await asyncio.sleep(2.0)  # let the last heavy requests drain before the next phase
-    out, _ = await asyncio.wait_for(probe_proc.communicate(), 300)
+    out, _ = await asyncio.wait_for(probe_proc.communicate(b"stop\n"), 300)
     for channel in channels:
         await channel.close()
     samples = json.loads(out)

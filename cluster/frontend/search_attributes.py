@@ -11,7 +11,6 @@ attribute cache is eventually consistent too). Changes made through this node ar
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import unicodedata
@@ -20,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from temporalio.api.common.v1 import SearchAttributes
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.frontend.query_process import QueryParserProcess
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.persistence.store import Store
 from hourglass.persistence.visibility import attributes
@@ -33,8 +33,8 @@ from hourglass.persistence.visibility.values import InvalidValue, decode_payload
 # (frontend.searchAttributesNumberOfKeysLimit, ...SizeOfValueLimit, ...TotalSizeLimit): see limits.py.
 MAX_NAME_LENGTH = 255
 CACHE_TTL_S = 5.0
-# Queries longer than this are parsed in a worker thread, one at a time: a 2 MB `IN (...)` list takes
-# seconds of parsing, which on the event loop would stall every other request of the node.
+# Queries longer than this are parsed in a process of their own, one at a time (query_process.py): a 2 MB
+# `IN (...)` list takes seconds of parsing, which on the event loop would stall every other request.
 INLINE_QUERY_CHARS = 4096
 
 
@@ -43,7 +43,7 @@ class SearchAttributeRegistry:
         self.store = store
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, dict[str, int]]] = {}
-        self._long_queries = asyncio.Semaphore(1)
+        self._long_queries = QueryParserProcess()
 
     # ---- registrations -------------------------------------------------------------------------------------
     async def custom(self, namespace_id: str) -> dict[str, int]:
@@ -87,10 +87,13 @@ class SearchAttributeRegistry:
         try:
             if len(text) <= INLINE_QUERY_CHARS:
                 return parse_query(text, custom)
-            async with self._long_queries:
-                return await asyncio.to_thread(parse_query, text, custom)
+            return await self._long_queries.parse(text, custom)
         except QueryError as e:
             raise InvalidArgument(f"invalid query: {e}") from None
+
+    def close(self) -> None:
+        """Stop the long queries' parser process, if one was started."""
+        self._long_queries.close()
 
     # ---- values set by workflows ---------------------------------------------------------------------------
     async def validate_search_attributes(

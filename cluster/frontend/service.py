@@ -29,6 +29,7 @@ from temporalio.api.workflowservice.v1.service_pb2_grpc import WorkflowServiceSe
 
 from hourglass.cluster.errors import (
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     MultiOperationFailed,
     NotFound,
@@ -78,6 +79,9 @@ log = logging.getLogger(__name__)
 SERVER_VERSION = "1.27.0"
 # Long polls answer before the SDK's 70 s deadline.
 MAX_LONG_POLL_S = 60.0
+# The least time a task poll may give the server, and the reference's refusal of less.
+MIN_LONG_POLL_S = 2.0
+LONG_POLL_TOO_SHORT = "Context timeout is too short."
 HISTORY_LONG_POLL_S = 20.0
 # The reference's long-poll interval for updates: then it answers the stage reached so far.
 UPDATE_LONG_POLL_S = 20.0
@@ -455,11 +459,9 @@ class WorkflowService(WorkflowServiceServicer):
             return rr.GetWorkflowExecutionHistoryResponse(
                 history=History(), next_page_token=wait_token(first_event_id)
             )
-        history, token = await self.history.read_history_page(ms, cursor.encode(), page_size, PAGE_BYTES)
-        resp = rr.GetWorkflowExecutionHistoryResponse(history=history, next_page_token=token)
-        if not token and ms.running and request.wait_new_event:
-            resp.next_page_token = wait_token(ms.next_event_id)
-        return resp
+        # Already serialized (the stored events are not parsed): unary_interceptor.py sends bytes as they are.
+        end_token = wait_token(ms.next_event_id) if ms.running and request.wait_new_event else b""
+        return await self.history.read_history_response(ms, cursor.encode(), page_size, PAGE_BYTES, end_token)
 
     @rpc
     async def GetWorkflowExecutionHistoryReverse(self, request, context):
@@ -601,6 +603,7 @@ class WorkflowService(WorkflowServiceServicer):
     # ---- workflow tasks --------------------------------------------------------------------------------
     @rpc
     async def PollWorkflowTaskQueue(self, request, context):
+        _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         return await self.matching.poll_workflow_task(
@@ -633,6 +636,7 @@ class WorkflowService(WorkflowServiceServicer):
     # ---- activity tasks --------------------------------------------------------------------------------
     @rpc
     async def PollActivityTaskQueue(self, request, context):
+        _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         return await self.matching.poll_activity_task(
@@ -907,6 +911,14 @@ def _update_response(
     if result.outcome is not None:
         resp.outcome.CopyFrom(result.outcome)
     return resp
+
+
+def _check_long_poll_deadline(context: grpc.aio.ServicerContext) -> None:
+    """A task poll must leave the server time to wait (the reference's MinLongPollTimeout, 2 s): with
+    less, a task handed out as the caller gives up would be lost until its timeout."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining < MIN_LONG_POLL_S:
+        raise FailedPrecondition(LONG_POLL_TOO_SHORT)
 
 
 def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:

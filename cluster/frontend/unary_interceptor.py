@@ -43,5 +43,17 @@ class UnaryRequestInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             self.guard(handler_call_details.method, handler.unary_unary),
             request_deserializer=self.deserializer(inner) if inner is not None else None,
-            response_serializer=handler.response_serializer,
+            response_serializer=passing_bytes(handler.response_serializer),
         )
+
+
+def passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """The handler's response serializer, except that a handler may answer with the response already
+    serialized (bytes): a large history page is framed from stored bytes without building messages."""
+    if serializer is None:
+        return None
+
+    def serialize(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else serializer(response)
+
+    return serialize

@@ -9,10 +9,12 @@ holds one page, and other requests run between its store reads.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio.api.history.v1 import History
 
 from hourglass.cluster.history.events_cache import EventsCache
+from hourglass.cluster.history.history_wire import frame_event, split_events
 from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.paging import HistoryCursor, Page
 from hourglass.persistence.records import ExecutionKey
@@ -20,6 +22,10 @@ from hourglass.persistence.store import Store
 
 # Batches read per store call: at most this many, fewer when the batches seen so far are large.
 MAX_BATCHES_PER_READ = 64
+# And about this many bytes: SQLite reads on the event loop, and with many readers of a large history each
+# takes a turn of the loop per read, so the turn is kept short (a light request waits about one turn of
+# each reader; loadtest/RESULTS-stall.md).
+READ_BYTES = 512 * 1024
 
 
 async def read_page(
@@ -31,7 +37,9 @@ async def read_page(
     next_id, node_id = cursor.next_event_id, cursor.node_id
     if next_id < end:
         key = ExecutionKey(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id)
-        cached = cache.span(key, next_id, end)
+        # A serialized page reads the store: its bytes go out unparsed, where cached events (messages) would
+        # have to be serialized again.
+        cached = None if page.serialized else cache.span(key, next_id, end)
         if cached is not None and len(cached) <= page.page_size:
             for event in cached:
                 if not page.offer(event):
@@ -79,12 +87,12 @@ async def _read_stored(
                 return end, 0
             if node.last_event_id and node.last_event_id < first:
                 continue  # before the page: not even parsed
-            events = History.FromString(node.events).events
-            for event in events:
-                if first <= event.event_id < end and not page.offer(event):
-                    return event.event_id, node.node_id
+            last = node.node_id
+            for event_id, event in _events_of(node.events, page.serialized):
+                if first <= event_id < end and not page.take(event):
+                    return event_id, node.node_id
+                last = event_id
             batches += 1
-            last = events[-1].event_id if events else node.node_id
             if page.enough_after(batches):
                 return (last + 1, last + 1) if last + 1 < end else (end, 0)
         if len(nodes) < limit:
@@ -93,6 +101,17 @@ async def _read_stored(
         await asyncio.sleep(0)  # other requests run between reads (SQLite's are synchronous)
         # As many batches as the page's remaining bytes take if they are as large as the largest seen so
         # far, and at most twice as many as last time: a run of small batches may be followed by big ones.
-        fit = (page.max_bytes - page.size) // largest + 1
+        fit = (min(page.max_bytes - page.size, READ_BYTES)) // largest + 1
         limit = max(1, min(MAX_BATCHES_PER_READ, 2 * limit, fit))
         nodes = None
+
+
+def _events_of(blob: bytes, serialized: bool) -> list[tuple[int, Any]]:
+    """(event id, event) of a stored batch: its framed bytes for a serialized page (split, not parsed),
+    else the parsed message."""
+    if serialized:
+        split = split_events(blob)
+        if split is not None:
+            return split
+        return [(e.event_id, frame_event(e.SerializeToString())) for e in History.FromString(blob).events]
+    return [(e.event_id, e) for e in History.FromString(blob).events]

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from temporalio.api.history.v1 import History, HistoryEvent
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.history.history_wire import frame_event
 
 # What a client accepts by default (gRPC's default receive limit): every page fits in it.
 RESPONSE_LIMIT_BYTES = 4 * 1024 * 1024
@@ -69,9 +70,18 @@ class Page:
     events: list[HistoryEvent] = field(default_factory=list)
     size: int = 0
     full: bool = False  # the byte budget refused an event: the page ends before it
+    # Serialized mode: the page keeps each event's bytes as a History frames them (`framed`), not messages,
+    # so stored batches go to the wire without being parsed (history_wire.py).
+    serialized: bool = False
+    framed: list[bytes | memoryview] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.framed) if self.serialized else len(self.events)
 
     def offer(self, event: HistoryEvent) -> bool:
         """Take the event if it fits (or the page is empty); False once the page is full by bytes."""
+        if self.serialized:
+            return self.offer_framed(frame_event(event.SerializeToString()))
         if self.full:
             return False
         n = framed_size(event)
@@ -82,10 +92,26 @@ class Page:
         self.size += n
         return True
 
+    def take(self, event: HistoryEvent | bytes | memoryview) -> bool:
+        """`offer` for a message, `offer_framed` for framed bytes."""
+        return self.offer(event) if isinstance(event, HistoryEvent) else self.offer_framed(event)
+
+    def offer_framed(self, framed: bytes | memoryview) -> bool:
+        """`offer` for an event already serialized and framed (serialized mode only)."""
+        if self.full:
+            return False
+        n = len(framed)
+        if self.framed and self.size + n > self.max_bytes:
+            self.full = True
+            return False
+        self.framed.append(framed)
+        self.size += n
+        return True
+
     def enough_after(self, batches_read: int) -> bool:
         """After `batches_read` whole batches: has the page its count (the reference reads batches in
         chunks of page_size and stops after the chunk that brings it to page_size events)?"""
-        return batches_read % self.page_size == 0 and len(self.events) >= self.page_size
+        return batches_read % self.page_size == 0 and len(self) >= self.page_size
 
 
 def split_pages(events: Iterable[HistoryEvent], max_bytes: int) -> list[list[HistoryEvent]]:

@@ -17,6 +17,10 @@ class QueryError(ValueError):
         where = f" (at line {position.line}, column {position.column})" if position else ""
         super().__init__(f"{message}{where}")
 
+    def __reduce__(self) -> tuple:
+        # Raised in the query-parsing process too (cluster/frontend/query_process.py): rebuilt whole here.
+        return (type(self), (self.message, self.position))
+
 
 @dataclass(frozen=True)
 class Position:

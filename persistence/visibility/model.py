@@ -11,6 +11,7 @@ reference's full-text matches are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from hourglass.persistence.visibility.attributes import (
@@ -37,11 +38,13 @@ class In:
     attribute: Attribute
     values: tuple[Any, ...]
     negated: bool = False
-    # For evaluation in Python: a query may list 100k values, and each record is tested against them.
-    value_set: frozenset[Any] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "value_set", frozenset(self.values))
+    # For evaluation in Python: a query may list 100k values, and each record is tested against them. Built
+    # when first asked for: a store that translates the query to SQL never needs it, and a query parsed in
+    # another process then travels (pickled) without it.
+    @cached_property
+    def value_set(self) -> frozenset[Any]:
+        return frozenset(self.values)
 
 
 @dataclass(frozen=True)
@@ -85,10 +88,10 @@ class ListContains:
     attribute: Attribute
     values: tuple[str, ...]
     negated: bool = False
-    value_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "value_set", frozenset(self.values))
+    @cached_property
+    def value_set(self) -> frozenset[str]:  # as In.value_set
+        return frozenset(self.values)
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def split_large_in(node: Filter | None, chunk: int) -> list[Filter] | None:
     else:
         return None
     for i, operand in enumerate(operands):
-        if isinstance(operand, In) and not operand.negated and len(operand.value_set) > chunk:
+        if isinstance(operand, In) and not operand.negated and len(operand.values) > chunk:
             values = tuple(dict.fromkeys(operand.values))  # a value in two slices would match twice
             slices = [replace(operand, values=values[j : j + chunk]) for j in range(0, len(values), chunk)]
             if isinstance(node, In):

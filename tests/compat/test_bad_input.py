@@ -16,6 +16,8 @@ from temporalio.api.errordetails.v1 import NamespaceNotFoundFailure, NotFoundFai
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
+    PollActivityTaskQueueRequest,
+    PollWorkflowTaskQueueRequest,
     SignalWorkflowExecutionRequest,
     StartWorkflowExecutionRequest,
 )
@@ -338,3 +340,16 @@ async def test_signal_to_a_workflow_execution_by_raw_request(client: Client) -> 
     history = await handle.fetch_history()
     assert history.events[-1].workflow_execution_signaled_event_attributes.signal_name == "add"
     await handle.terminate()
+
+
+@pytest.mark.parametrize("poll", ["poll_workflow_task_queue", "poll_activity_task_queue"])
+async def test_a_task_poll_with_less_than_2_s_is_refused(client: Client, poll: str) -> None:
+    request_type = {
+        "poll_workflow_task_queue": PollWorkflowTaskQueueRequest,
+        "poll_activity_task_queue": PollActivityTaskQueueRequest,
+    }[poll]
+    request = request_type(namespace="default", task_queue=TaskQueue(name=new_id("short-poll")))
+    with pytest.raises(RPCError) as info:
+        await getattr(client.workflow_service, poll)(request, timeout=timedelta(seconds=1.5))
+    assert info.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert info.value.message == "Context timeout is too short."

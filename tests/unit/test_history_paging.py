@@ -14,9 +14,11 @@ from temporalio.api.history.v1 import (
     HistoryEvent,
     WorkflowExecutionSignaledEventAttributes,
 )
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryResponse
 
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.events_cache import EventsCache
+from hourglass.cluster.history.history_wire import history_response, split_events
 from hourglass.cluster.history.page_reader import read_page
 from hourglass.cluster.history.paging import (
     MAX_PAGE_SIZE,
@@ -231,3 +233,69 @@ def test_the_reference_page_size_keys_set_the_limits():
     finally:
         for field, value in saved.items():
             setattr(LIMITS, field, value)
+
+
+# ---- serialized pages (history_wire.py): the same pages, as bytes -----------------------------------------
+SCENARIOS = [
+    ([[(1, 10), (2, 10)], [(3, 10)], [(4, 10)], [(5, 10), (6, 10), (7, 10)]], 8, 2, 1 << 20),
+    ([[(i, 1024 * KIB) for i in range(1, 6)], [(6, 10)], [(7, 10)]], 8, 256, 4 * 1024 * KIB - 64 * KIB),
+    ([[(1, 10)], [(2, 3000 * KIB)], [(3, 10)]], 4, 256, 1000 * KIB),
+    ([[(1, 10)]] + [[(i, 1900 * KIB)] for i in range(2, 32)], 32, 256, 4 * 1024 * KIB - 64 * KIB),
+]
+
+
+async def read_all_serialized(store, ms, page_size: int, max_bytes: int, cursor: HistoryCursor):
+    """Every page as GetWorkflowExecutionHistory would send it: (response bytes, the page)."""
+    pages = []
+    while cursor is not None:
+        page = Page(page_size, max_bytes, serialized=True)
+        cursor = await read_page(store, EventsCache(1 << 20), ms, cursor, page)
+        token = b"" if cursor is None else cursor.encode()
+        pages.append((history_response(page.framed, token), page))
+        if cursor is not None:
+            cursor = HistoryCursor.decode(token)
+    return pages
+
+
+@pytest.mark.parametrize("batches, next_id, page_size, max_bytes", SCENARIOS)
+async def test_serialized_pages_are_the_pages_byte_for_byte(batches, next_id, page_size, max_bytes):
+    transient = [event(next_id, 300 * KIB), event(next_id + 1)]
+    parsed = await read_all(
+        NodeStore(batches), state(next_id), page_size, max_bytes, HistoryCursor("r", 1, next_id, 1, transient)
+    )
+    serialized = await read_all_serialized(
+        NodeStore(batches), state(next_id), page_size, max_bytes, HistoryCursor("r", 1, next_id, 1, transient)
+    )
+    assert len(serialized) == len(parsed) > 1
+    for (raw, page), expected in zip(serialized, parsed, strict=True):
+        response = GetWorkflowExecutionHistoryResponse.FromString(raw)
+        assert list(response.history.events) == expected.events
+        assert raw == response.SerializeToString()  # what protobuf itself would have sent
+        assert page.size == expected.size
+
+
+def test_split_events_finds_each_event_and_refuses_what_it_cannot_read():
+    events = [event(1), event(300, 200 * KIB), event(2**40)]
+    blob = History(events=events).SerializeToString()
+    split = split_events(blob)
+    assert split is not None
+    assert [i for i, _ in split] == [1, 300, 2**40]
+    assert [History.FromString(bytes(framed)).events[0] for _, framed in split] == events
+    assert split_events(b"") == []
+    assert split_events(History(events=[HistoryEvent(event_type=1)]).SerializeToString()) is None  # no id
+    assert split_events(blob[:-1]) is None  # cut short
+    assert split_events(b"\x12\x00" + blob) is None  # a field History does not have
+
+
+async def test_a_batch_split_events_cannot_read_is_parsed_instead():
+    store = NodeStore([[(1, 10), (2, 10)]])
+    store.nodes[0].events = b"\x12\x00" + store.nodes[0].events  # an unknown field first: parse, skip it
+    pages = await read_all_serialized(store, state(3), 256, 1 << 20, HistoryCursor("r", 1, 3, 1))
+    response = GetWorkflowExecutionHistoryResponse.FromString(pages[0][0])
+    assert [e.event_id for e in response.history.events] == [1, 2]
+
+
+def test_an_empty_page_still_carries_a_history():
+    response = GetWorkflowExecutionHistoryResponse.FromString(history_response([], b"tok"))
+    assert response.HasField("history") and not response.history.events
+    assert response.next_page_token == b"tok"

@@ -11,6 +11,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.converter import encode_search_attributes
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.frontend.query_process import QueryParserProcess
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.sqlite.store import SQLiteStore
@@ -582,3 +583,19 @@ async def test_a_huge_in_list_is_answered_in_parts_with_the_same_pages(monkeypat
     monkeypatch.setattr(sqlite_store, "IN_CHUNK", 4)
     assert await all_pages() == whole
     assert whole[1] == len(whole[0]) == 20
+
+
+async def test_a_long_query_parsed_in_the_parser_process_is_the_same_query() -> None:
+    parser = QueryParserProcess()
+    try:
+        text = "WorkflowId IN (" + ",".join(f"'wf-{i}'" for i in range(2000)) + ") ORDER BY StartTime"
+        assert await parser.parse(text, {}) == parse_query(text, {})
+        bad = "WorkflowId IN (" + "'a'," * 2000 + ")"
+        with pytest.raises(QueryError) as in_process:
+            parse_query(bad, {})
+        with pytest.raises(QueryError) as from_the_process:
+            await parser.parse(bad, {})
+        assert str(from_the_process.value) == str(in_process.value)
+        assert from_the_process.value.position == in_process.value.position
+    finally:
+        parser.close()
