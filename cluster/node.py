@@ -99,7 +99,7 @@ class Node:
         if self.membership is None:
             return 1
         members = self.membership.swim.members.values()
-        return sum(1 for m in members if m.in_ring and "frontend" in m.roles) or 1
+        return sum(1 for m in members if m.alive and "frontend" in m.roles) or 1
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id

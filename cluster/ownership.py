@@ -76,7 +76,7 @@ class OwnershipController:
         seeds = [s for s in self.swim.config.seeds if s != self.swim.id]
         while time.monotonic() < deadline:
             known = self.swim.members
-            if all(s in known and known[s].in_ring for s in seeds):
+            if all(s in known and known[s].alive for s in seeds):
                 return
             await asyncio.sleep(0.1)
 

@@ -4,18 +4,25 @@ its rendering for `hourglass cluster status`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from hourglass.cluster.membership.swim import Swim
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
 from hourglass.cluster.security.tls import ClientTLS
+from hourglass.sdk.admin import ClusterStatus
+
+log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 2.0
 
 
 class StatusService:
-    def __init__(self, swim: Swim, client: InternalClient, local_ownership, shard_count: int) -> None:
+    def __init__(
+        self, swim: Swim, client: InternalClient, local_ownership, shard_count: int, store=None
+    ) -> None:
         self.swim = swim
+        self.store = store
         self.client = client
         self._local = local_ownership  # () -> pb.LocalOwnershipResponse
         self.shard_count = shard_count
@@ -30,7 +37,7 @@ class StatusService:
     async def _ask(self, member) -> pb.LocalOwnershipResponse | None:
         if member.id == self.swim.id:
             return self._local()
-        if not member.in_ring or not member.rpc_address:
+        if not member.alive or not member.rpc_address:
             return None
         call = self.client.channel(member.rpc_address).unary_unary(
             "/hourglass.internal.v1.ClusterService/LocalOwnership",
@@ -49,12 +56,18 @@ class StatusService:
         resp = pb.ClusterStatusResponse(
             answered_by=self.swim.id, history_shard_count=self.shard_count, quorum=quorate
         )
+        if self.store is not None:
+            try:
+                resp.store_kind, resp.schema_version = await self.store.schema_version()
+            except Exception as e:  # the status is what an operator reads when the store is in trouble
+                log.warning("cluster status: cannot read the store's schema version: %s", e)
         owners: dict[int, list[str]] = {}
         for m, report in zip(members, reports, strict=True):
             resp.members.append(
                 pb.Member(
                     id=m.id,
-                    state=m.state.value,
+                    state="draining" if m.draining and m.alive else m.state.value,
+                    draining=m.draining,
                     incarnation=m.incarnation,
                     roles=list(m.roles),
                     rpc_address=m.rpc_address,
@@ -95,10 +108,10 @@ async def fetch_status(
         return await call(pb.ClusterStatusRequest(shards=shards), timeout=timeout, metadata=metadata)
 
 
-def render(resp: pb.ClusterStatusResponse) -> str:
+def render(status: ClusterStatus) -> str:
     """One line per member with its state word; then, if asked, the shard map."""
     rows = [("MEMBER", "STATE", "INCARNATION", "ROLES", "FRONTEND", "RPC", "SHARDS", "PARTITIONS")]
-    for m in resp.members:
+    for m in status.members:
         rows.append(
             (
                 m.id,
@@ -107,19 +120,20 @@ def render(resp: pb.ClusterStatusResponse) -> str:
                 ",".join(m.roles),
                 m.frontend_address or "-",
                 m.rpc_address or "-",
-                str(m.shard_count) if m.shard_count >= 0 else "?",
-                str(m.partition_count) if m.partition_count >= 0 else "?",
+                str(m.shard_count) if m.shard_count is not None else "?",
+                str(m.partition_count) if m.partition_count is not None else "?",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    schema = f"; {status.schema.store} schema v{status.schema.version}" if status.schema else ""
     lines = [
-        f"answered by {resp.answered_by}; {resp.history_shard_count} history shards; "
-        f"majority reachable: {'yes' if resp.quorum else 'NO'}"
+        f"answered by {status.answered_by}; {status.history_shard_count} history shards; "
+        f"majority reachable: {'yes' if status.quorum else 'NO'}{schema}"
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    if resp.shards:
+    if status.shard_map:
         lines.append("")
         lines.append("SHARD  OWNER")
-        for s in resp.shards:
-            lines.append(f"{s.shard_id:<5}  {s.member_id or '(none)'}")
+        for shard_id, owner in sorted(status.shard_map.items()):
+            lines.append(f"{shard_id:<5}  {owner or '(none)'}")
     return "\n".join(lines)

@@ -121,6 +121,8 @@ T = TypeVar("T")
 DEFAULT_WORKFLOW_TASK_TIMEOUT_MS = 10_000
 MAX_WORKFLOW_TASK_TIMEOUT_MS = 120_000
 SIGNAL_REQUEST_IDS_KEPT = 100
+# How long a released shard waits for its in-flight batches (the store's own timeouts end them sooner).
+RELEASE_SETTLE_S = 5.0
 _CLOSED_NOT_COMPLETED = {
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED,
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED,
@@ -258,6 +260,13 @@ class HistoryEngine:
         processors = self.queues.pop(shard_id, None)
         if shard is not None:
             shard.release()
+            # Batches already sent land before anyone is told the shard is free (drain, graceful stop).
+            if not await shard.settled(RELEASE_SETTLE_S):
+                log.warning(
+                    "shard %d: a commit was still unanswered after %.0f s; released anyway",
+                    shard_id,
+                    RELEASE_SETTLE_S,
+                )
             for listener in self.shard_listeners:
                 await listener.shard_released(shard_id)
         if processors is not None:

@@ -73,7 +73,7 @@ class Reply(_message.Message):
     def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("id", "state", "incarnation", "roles", "rpc_address", "frontend_address", "shard_count", "partition_count")
+    __slots__ = ("id", "state", "incarnation", "roles", "rpc_address", "frontend_address", "shard_count", "partition_count", "draining")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Member(_message.Message):
     FRONTEND_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     PARTITION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     incarnation: int
@@ -90,7 +91,8 @@ class Member(_message.Message):
     frontend_address: str
     shard_count: int
     partition_count: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., incarnation: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ..., rpc_address: _Optional[str] = ..., frontend_address: _Optional[str] = ..., shard_count: _Optional[int] = ..., partition_count: _Optional[int] = ...) -> None: ...
+    draining: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., incarnation: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ..., rpc_address: _Optional[str] = ..., frontend_address: _Optional[str] = ..., shard_count: _Optional[int] = ..., partition_count: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class ShardOwner(_message.Message):
     __slots__ = ("shard_id", "member_id")
@@ -107,18 +109,22 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self, shards: _Optional[bool] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("answered_by", "members", "shards", "history_shard_count", "quorum")
+    __slots__ = ("answered_by", "members", "shards", "history_shard_count", "quorum", "schema_version", "store_kind")
     ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STORE_KIND_FIELD_NUMBER: _ClassVar[int]
     answered_by: str
     members: _containers.RepeatedCompositeFieldContainer[Member]
     shards: _containers.RepeatedCompositeFieldContainer[ShardOwner]
     history_shard_count: int
     quorum: bool
-    def __init__(self, answered_by: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardOwner, _Mapping]]] = ..., history_shard_count: _Optional[int] = ..., quorum: _Optional[bool] = ...) -> None: ...
+    schema_version: int
+    store_kind: str
+    def __init__(self, answered_by: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardOwner, _Mapping]]] = ..., history_shard_count: _Optional[int] = ..., quorum: _Optional[bool] = ..., schema_version: _Optional[int] = ..., store_kind: _Optional[str] = ...) -> None: ...
 
 class LocalOwnershipRequest(_message.Message):
     __slots__ = ()
@@ -145,3 +151,39 @@ class SetGossipBlockedRequest(_message.Message):
 class SetGossipBlockedResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DrainRequest(_message.Message):
+    __slots__ = ("member", "timeout_seconds")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    timeout_seconds: float
+    def __init__(self, member: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class DrainResponse(_message.Message):
+    __slots__ = ("member_id", "released_shard_ids", "seconds")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_SHARD_IDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    released_shard_ids: _containers.RepeatedScalarFieldContainer[int]
+    seconds: float
+    def __init__(self, member_id: _Optional[str] = ..., released_shard_ids: _Optional[_Iterable[int]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class UndrainRequest(_message.Message):
+    __slots__ = ("member", "timeout_seconds")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    timeout_seconds: float
+    def __init__(self, member: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class UndrainResponse(_message.Message):
+    __slots__ = ("member_id", "shard_ids", "seconds")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_IDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    shard_ids: _containers.RepeatedScalarFieldContainer[int]
+    seconds: float
+    def __init__(self, member_id: _Optional[str] = ..., shard_ids: _Optional[_Iterable[int]] = ..., seconds: _Optional[float] = ...) -> None: ...

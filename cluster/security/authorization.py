@@ -96,6 +96,9 @@ def _table() -> dict[str, tuple[Scope, Access]]:
         table[OPERATOR_SERVICE + name] = (_CL, _A)
     # Hourglass's own: the member table and shard map, for operators (`hourglass cluster status`).
     table[CLUSTER_SERVICE + "Status"] = (_CL, _A)
+    # Node lifecycle (`hourglass cluster drain` / `undrain`): admin, as everything cluster-wide.
+    table[CLUSTER_SERVICE + "Drain"] = (_CL, _A)
+    table[CLUSTER_SERVICE + "Undrain"] = (_CL, _A)
     return table
 
 
