@@ -68,10 +68,6 @@ class ClusterMember:
                 sync_interval_s=c.sync_interval_s,
                 keyring=Keyring.from_file(c.gossip_keyring_file),
                 dead_member_timeout_s=c.dead_member_timeout_s,
-                # In no ring until the ownership controller has joined (it then undrains this node): the
-                # others keep its shards until it can acquire them, instead of releasing them at first
-                # contact and leaving them unowned while it waits for the seeds.
-                draining=True,
             ),
             on_change=self._membership_changed,
         )
@@ -104,13 +100,7 @@ class ClusterMember:
             self.swim, self.client, self._local_ownership, history.shard_count, store=history.store
         )
         self.drainer = Drainer(
-            self.swim,
-            self.placement,
-            history,
-            matching,
-            self.controller.poke,
-            self.status.status,
-            self.controller.ready,
+            self.swim, self.placement, history, matching, self.controller.poke, self.status.status
         )
         self.admin = AdminService(self.swim, self.client, self.drainer)
         self.server: grpc.aio.Server | None = None

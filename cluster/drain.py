@@ -35,7 +35,6 @@ class Drainer:
         matching: MatchingEngine,
         poke: Callable[[], None],
         cluster_status: Callable[[pb.ClusterStatusRequest], Awaitable[pb.ClusterStatusResponse]],
-        joined: asyncio.Event | None = None,
     ) -> None:
         self.swim = swim
         self.placement = placement
@@ -43,19 +42,8 @@ class Drainer:
         self.matching = matching
         self._poke = poke
         self._status = cluster_status
-        # Set once the node has joined (and so left the draining state it starts in): a drain or an undrain
-        # asked before waits for it, so the join does not undo the drain.
-        self._joined = joined
         # One drain or undrain at a time: a second call waits for the first and then does its own.
         self._lock = asyncio.Lock()
-
-    async def _wait_joined(self, deadline: float) -> None:
-        if self._joined is None or self._joined.is_set():
-            return
-        try:
-            await asyncio.wait_for(self._joined.wait(), max(deadline - time.monotonic(), 0.01))
-        except TimeoutError:
-            raise DeadlineExceeded(f"{self.swim.id} is still joining the cluster; try again") from None
 
     def _held(self) -> list[int]:
         return sorted(s for s, shard in self.history.shards.items() if not shard.released)
@@ -66,7 +54,6 @@ class Drainer:
         started = time.monotonic()
         deadline = started + timeout_s
         async with self._lock:
-            await self._wait_joined(deadline)
             others = [
                 m
                 for m in self.swim.members.values()
@@ -116,7 +103,6 @@ class Drainer:
         started = time.monotonic()
         deadline = started + timeout_s
         async with self._lock:
-            await self._wait_joined(deadline)
             self.swim.set_draining(False, announce=True)
             self._poke()
             while True:

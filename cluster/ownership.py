@@ -82,7 +82,6 @@ class OwnershipController:
 
     async def _run(self) -> None:
         await self._joined()
-        self.swim.set_draining(False)  # it joined as draining (cluster_member.py): now take a share
         self.ready.set()
         await reconcile_forever(self.reconcile, self._wake, RECONCILE_INTERVAL_S)
 

@@ -79,9 +79,6 @@ class SwimConfig:
     dead_member_timeout_s: float = 3600.0
     # Datagrams whose sender clock is further than this from ours are dropped (replay protection).
     replay_window_s: float = DEFAULT_WINDOW_S
-    # Join as draining (in no ring) until `set_draining(False)`: a starting node is given its shards only
-    # once it can take them at once.
-    draining: bool = False
 
     @property
     def member_id(self) -> str:
@@ -137,7 +134,6 @@ class Swim:
             roles=tuple(config.roles),
             rpc_address=config.rpc_address,
             frontend_address=config.frontend_address,
-            draining=config.draining,
             changed_at=time.monotonic(),
         )
         # Verified members only (and this node): what the rings and the quorum are made of.
