@@ -167,19 +167,20 @@ class Node:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        add_WorkflowServiceServicer_to_server(
-            WorkflowService(
-                self.namespaces,
-                self.history_api,
-                self.matching_api,
-                self.config.max_blob_bytes,
-                store=self.store,
-                search_attributes=self.search_attributes,
-                schedules=self.schedules_api,
-                task_tokens=self.task_tokens,
-            ),
-            self.server,
+        workflow_service = WorkflowService(
+            self.namespaces,
+            self.history_api,
+            self.matching_api,
+            self.config.max_blob_bytes,
+            store=self.store,
+            search_attributes=self.search_attributes,
+            schedules=self.schedules_api,
+            task_tokens=self.task_tokens,
         )
+        if self.membership is not None:
+            me = self.membership.swim.me
+            workflow_service.draining = lambda: me.draining
+        add_WorkflowServiceServicer_to_server(workflow_service, self.server)
         add_OperatorServiceServicer_to_server(
             OperatorService(self.namespaces, self.search_attributes), self.server
         )

