@@ -443,13 +443,43 @@ def cluster() -> None:
     """Inspect a running cluster; make gossip keys."""
 
 
-@cluster.command("status")
-@click.option(
-    "--address",
-    default="127.0.0.1:7233",
-    show_default=True,
-    help="Any node's frontend or internal RPC address (HOST:PORT).",
+_API_KEY = click.option(
+    "--api-key",
+    envvar="HOURGLASS_API_KEY",
+    default=None,
+    help="Sent as `authorization: Bearer <key>` (a JWT with temporal-system:admin when the frontend "
+    "checks authorization). Also read from HOURGLASS_API_KEY.",
 )
+_ADDRESS_HELP = "Any node's frontend or internal RPC address (HOST:PORT)."
+
+
+def _admin_call(address: str, api_key: str | None, tls_paths: dict, call):
+    """Run `call(admin_client)` against the node at `address`; the server's refusals as CLI messages."""
+    from hourglass.sdk.admin import AdminClient, AdminError
+
+    tls = client_tls_from_options(**tls_paths)
+
+    async def run():
+        async with await AdminClient.connect(address, tls=tls, api_key=api_key) as admin:
+            return await call(admin)
+
+    try:
+        return asyncio.run(run())
+    except AdminError as e:
+        import grpc
+
+        if e.code == grpc.StatusCode.UNIMPLEMENTED:
+            raise click.ClickException(f"{address} is not a cluster member (a single node)") from None
+        if e.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+            raise click.ClickException(
+                f"{address} refused the request ({e.message}): pass --api-key with a token granting "
+                "temporal-system:admin"
+            ) from None
+        raise click.ClickException(f"{address}: {e.message} ({e.code.name})") from None
+
+
+@cluster.command("status")
+@click.option("--address", default="127.0.0.1:7233", show_default=True, help=_ADDRESS_HELP)
 @click.option(
     "--shards", is_flag=True, help="Also print which member holds each history shard, with its transitions/s."
 )
@@ -462,39 +492,81 @@ def cluster() -> None:
     show_default=True,
     help="json: the Status answer as the cluster page's /api/v1/cluster serves it.",
 )
-@click.option(
-    "--api-key",
-    envvar="HOURGLASS_API_KEY",
-    default=None,
-    help="Sent as `authorization: Bearer <key>` (a JWT with temporal-system:admin when the frontend "
-    "checks authorization). Also read from HOURGLASS_API_KEY.",
-)
+@_API_KEY
 @tls_client_options
 def cluster_status(
     address: str, shards: bool, partitions: bool, output: str, api_key: str | None, **tls_paths: str | None
 ) -> None:
-    """Every member (address, roles, alive/suspect/dead, incarnation, shards and task-queue partitions held,
-    transitions/s, event-loop lag over the last ~10 s).
+    """Every member (address, roles, alive/suspect/dead/draining, incarnation, shards and task-queue
+    partitions held, transitions/s, event-loop lag over the last ~10 s), and the store's schema version.
 
     Over TLS with any --tls-* option (as the `temporal` CLI's); a node's internal address needs a member
     certificate (--tls-cert-path/--tls-key-path from the cluster's CA)."""
-    import grpc
+    from hourglass.cluster.status import render, status_json
 
-    from hourglass.cluster.status import fetch_status, render, status_json
-
-    tls = client_tls_from_options(**tls_paths)
-    try:
-        resp = asyncio.run(fetch_status(address, shards, tls=tls, api_key=api_key, partitions=partitions))
-    except grpc.aio.AioRpcError as e:
-        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-            raise click.ClickException(f"{address} is not a cluster member (a single node)") from None
-        if e.code() == grpc.StatusCode.PERMISSION_DENIED:
-            raise click.ClickException(
-                f"{address} refused the request ({e.details()}): pass --api-key with a token granting "
-                "temporal-system:admin"
-            ) from None
-        raise click.ClickException(f"cannot get the cluster status from {address}: {e.details()}") from None
+    resp = _admin_call(
+        address, api_key, tls_paths, lambda admin: admin.status_response(shards=shards, partitions=partitions)
+    )
     click.echo(status_json(resp) if output == "json" else render(resp))
+
+
+_NODE_HELP = (
+    "The member to act on: its frontend, internal RPC or gossip address (default: the node at --address)."
+)
+
+
+@cluster.command("drain")
+@click.option("--address", default="127.0.0.1:7233", show_default=True, help=_ADDRESS_HELP)
+@click.option("--node", default="", help=_NODE_HELP)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait until every shard is held by another member.",
+)
+@_API_KEY
+@tls_client_options
+def cluster_drain(
+    address: str, node: str, timeout: float, api_key: str | None, **tls_paths: str | None
+) -> None:
+    """Hand a node's history shards and task-queue partitions to the other members, before stopping it.
+
+    Returns once every shard is held by another member. The node stays a member and keeps serving its
+    frontend (as a router) until it is stopped (then restarted: it takes its share again) or undrained.
+
+    \b
+    Rolling upgrade, one node at a time:
+      hourglass cluster drain --address NODE ...   # wait for "drained"
+      stop NODE, upgrade, start it
+      hourglass cluster status --address NODE ...  # until it holds shards again, then the next node"""
+    result = _admin_call(address, api_key, tls_paths, lambda admin: admin.drain(node, timeout=timeout))
+    click.echo(
+        f"drained {result.member_id}: its {len(result.released_shards)} shards are held by other members "
+        f"({result.seconds:.1f} s); stop it now, or `hourglass cluster undrain` to put it back"
+    )
+
+
+@cluster.command("undrain")
+@click.option("--address", default="127.0.0.1:7233", show_default=True, help=_ADDRESS_HELP)
+@click.option("--node", default="", help=_NODE_HELP)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait until the node holds its share of the shards again.",
+)
+@_API_KEY
+@tls_client_options
+def cluster_undrain(
+    address: str, node: str, timeout: float, api_key: str | None, **tls_paths: str | None
+) -> None:
+    """Put a drained node back in service (without restarting it): it takes its share of the shards."""
+    result = _admin_call(address, api_key, tls_paths, lambda admin: admin.undrain(node, timeout=timeout))
+    click.echo(
+        f"{result.member_id} is back in service with {len(result.shards)} shards ({result.seconds:.1f} s)"
+    )
 
 
 @cluster.command("gossip-key")

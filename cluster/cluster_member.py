@@ -7,6 +7,8 @@ import logging
 
 import grpc
 
+from hourglass.cluster.admin_service import AdminService
+from hourglass.cluster.drain import Drainer
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.membership.keyring import Keyring
@@ -102,8 +104,17 @@ class ClusterMember:
         matching.write_guard = self.controller.guard
         self.loop_lag = loop_lag  # the node's LoopLagMonitor, reported in the status
         self.status = StatusService(
-            self.swim, self.client, self._local_ownership, history.shard_count, namespace_name
+            self.swim,
+            self.client,
+            self._local_ownership,
+            history.shard_count,
+            namespace_name,
+            store=history.store,
         )
+        self.drainer = Drainer(
+            self.swim, self.placement, history, matching, self.controller.poke, self.status.status
+        )
+        self.admin = AdminService(self.swim, self.client, self.drainer)
         self.server: grpc.aio.Server | None = None
 
     def _address_of(self, member_id: str) -> str | None:
@@ -118,12 +129,19 @@ class ClusterMember:
         quorate, _ = self.swim.quorum()
         return local_report(self.swim.id, self.history, self.matching, self.loop_lag, quorate, partitions)
 
+    def public_cluster_handler(self) -> grpc.GenericRpcHandler:
+        """What the public frontend port serves of ClusterService: `Status` and the admin calls (the
+        authorizer, when configured, lets only the admin role through); no ownership, no test hooks."""
+        return cluster_handler(self.status.status, drain=self.admin.drain, undrain=self.admin.undrain)
+
     def internal_cluster_handler(self) -> grpc.GenericRpcHandler:
         """The internal (member-authenticated) port's ClusterService; test hooks only if configured."""
         return cluster_handler(
             self.status.status,
             self.status.local_ownership,
             self.status.set_gossip_blocked if self.config.test_hooks else None,
+            drain=self.admin.drain,
+            undrain=self.admin.undrain,
         )
 
     async def start(self) -> None:

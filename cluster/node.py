@@ -118,7 +118,7 @@ class Node:
         if self.membership is None:
             return 1
         members = self.membership.swim.members.values()
-        return sum(1 for m in members if m.in_ring and "frontend" in m.roles) or 1
+        return sum(1 for m in members if m.alive and "frontend" in m.roles) or 1
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -203,6 +203,7 @@ class Node:
                 self._local_report,
                 self.config.history_shard_count,
                 self._namespace_name,
+                self.store,
             )
         if serves_frontend:
             await self._serve_frontend(interceptors, frontend_credentials)
@@ -220,19 +221,20 @@ class Node:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        add_WorkflowServiceServicer_to_server(
-            WorkflowService(
-                self.namespaces,
-                self.history_api,
-                self.matching_api,
-                self.config.max_blob_bytes,
-                store=self.store,
-                search_attributes=self.search_attributes,
-                schedules=self.schedules_api,
-                task_tokens=self.task_tokens,
-            ),
-            self.server,
+        workflow_service = WorkflowService(
+            self.namespaces,
+            self.history_api,
+            self.matching_api,
+            self.config.max_blob_bytes,
+            store=self.store,
+            search_attributes=self.search_attributes,
+            schedules=self.schedules_api,
+            task_tokens=self.task_tokens,
         )
+        if self.membership is not None:
+            me = self.membership.swim.me
+            workflow_service.draining = lambda: me.draining
+        add_WorkflowServiceServicer_to_server(workflow_service, self.server)
         add_OperatorServiceServicer_to_server(
             OperatorService(self.namespaces, self.search_attributes), self.server
         )
@@ -250,7 +252,13 @@ class Node:
         health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
         # `hourglass cluster status --address <frontend>` works on any node, start-dev included; nothing
         # else of ClusterService (ownership, test hooks) is on the public port.
-        self.server.add_generic_rpc_handlers((cluster_handler(self.status_service.status),))
+        self.server.add_generic_rpc_handlers(
+            (
+                self.membership.public_cluster_handler()
+                if self.membership is not None
+                else cluster_handler(self.status_service.status),
+            )
+        )
         try:
             self.bound_port = listen(
                 self.server, f"{self.config.ip}:{self.config.port}", frontend_credentials

@@ -76,7 +76,7 @@ class OwnershipController:
         seeds = [s for s in self.swim.config.seeds if s != self.swim.id]
         while time.monotonic() < deadline:
             known = self.swim.members
-            if all(s in known and known[s].in_ring for s in seeds):
+            if all(s in known and known[s].alive for s in seeds):
                 return
             await asyncio.sleep(0.1)
 
@@ -105,16 +105,20 @@ class OwnershipController:
 
         self.matching.release_partitions(keep)
         now = time.monotonic()
-        for shard_id in sorted(desired - set(self.history.shards)):
-            if self._backoff.get(shard_id, 0) > now:
-                continue
-            if self.guard() != epoch:
-                return  # the view moved while we worked: start over
-            try:
-                await self.history.acquire_shard(shard_id, epoch)
-                log.info("acquired shard %d", shard_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("could not acquire shard %d: %s", shard_id, e)
-                self._backoff[shard_id] = now + 1.0
+        wanted = [s for s in sorted(desired - set(self.history.shards)) if self._backoff.get(s, 0) <= now]
+        if wanted and self.guard() == epoch:  # else the view moved while we worked: start over
+            # All at once: the others released these as soon as their rings changed, so every shard is
+            # unowned until taken here; one acquire's time, not one per shard (a node joining, undrained).
+            await asyncio.gather(*(self._acquire(s, epoch, now) for s in wanted))
+
+    async def _acquire(self, shard_id: int, epoch: int, now: float) -> None:
+        if self.guard() != epoch:
+            return
+        try:
+            await self.history.acquire_shard(shard_id, epoch)
+            log.info("acquired shard %d", shard_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("could not acquire shard %d: %s", shard_id, e)
+            self._backoff[shard_id] = now + 1.0

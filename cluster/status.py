@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,8 @@ from hourglass.cluster.membership.members import Member
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.rpc.client import InternalClient
 from hourglass.cluster.security.tls import ClientTLS
+
+log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 2.0
 # A member lists at most this many partitions (every worker's sticky queue is one): the answer stays small.
@@ -58,7 +61,7 @@ def local_report(
 class StatusService:
     """ClusterService.Status of a cluster member: every member's own report, gathered by the member asked.
     `local_ownership(partitions)` is this member's report; `namespace_name(id)` names partitions'
-    namespaces (the id is kept when it fails)."""
+    namespaces (the id is kept when it fails); `store` reports its schema version."""
 
     def __init__(
         self,
@@ -67,8 +70,10 @@ class StatusService:
         local_ownership: Callable[[bool], pb.LocalOwnershipResponse],
         shard_count: int,
         namespace_name: Callable[[str], Awaitable[str]] | None = None,
+        store=None,
     ) -> None:
         self.swim = swim
+        self.store = store
         self.client = client
         self._local = local_ownership
         self.shard_count = shard_count
@@ -84,7 +89,7 @@ class StatusService:
     async def _ask(self, member, partitions: bool) -> pb.LocalOwnershipResponse | None:
         if member.id == self.swim.id:
             return self._local(partitions)
-        if self.client is None or not member.in_ring or not member.rpc_address:
+        if self.client is None or not member.alive or not member.rpc_address:
             return None
         call = self.client.channel(member.rpc_address).unary_unary(
             "/hourglass.internal.v1.ClusterService/LocalOwnership",
@@ -103,13 +108,19 @@ class StatusService:
         resp = pb.ClusterStatusResponse(
             answered_by=self.swim.id, history_shard_count=self.shard_count, quorum=quorate
         )
+        if self.store is not None:
+            try:
+                resp.store_kind, resp.schema_version = await self.store.schema_version()
+            except Exception as e:  # the status is what an operator reads when the store is in trouble
+                log.warning("cluster status: cannot read the store's schema version: %s", e)
         owners: dict[int, list[tuple[str, float]]] = {}
         names: dict[str, str] = {}
         for m, report in zip(members, reports, strict=True):
             resp.members.append(
                 pb.Member(
                     id=m.id,
-                    state=m.state.value,
+                    state="draining" if m.draining and m.alive else m.state.value,
+                    draining=m.draining,
                     incarnation=m.incarnation,
                     roles=list(m.roles),
                     rpc_address=m.rpc_address,
@@ -173,10 +184,11 @@ def standalone_status(
     local_ownership: Callable[[bool], pb.LocalOwnershipResponse],
     shard_count: int,
     namespace_name: Callable[[str], Awaitable[str]] | None = None,
+    store=None,
 ) -> StatusService:
     """The Status of a single node (start-dev): one member, named by its frontend address, owning what
     its own engines hold; the same answer shape as a cluster's, so the CLI and the page need no case."""
-    return StatusService(_Alone(member_id), None, local_ownership, shard_count, namespace_name)
+    return StatusService(_Alone(member_id), None, local_ownership, shard_count, namespace_name, store)
 
 
 def status_dict(resp: pb.ClusterStatusResponse) -> dict[str, Any]:
@@ -248,9 +260,10 @@ def render(resp: pb.ClusterStatusResponse) -> str:
             + ((f"{member_rate.get(m.id, 0.0):.1f}",) if resp.shards else ())
             + (_lag(m.loop_lag_max_seconds), _lag(m.loop_lag_p99_seconds))
         )
+    schema = f"; {resp.store_kind} schema v{resp.schema_version}" if resp.store_kind else ""
     lines = [
         f"answered by {resp.answered_by}; {resp.history_shard_count} history shards; "
-        f"majority reachable: {'yes' if resp.quorum else 'NO'}"
+        f"majority reachable: {'yes' if resp.quorum else 'NO'}{schema}"
     ]
     lines += _table(rows)
     if resp.shards:

@@ -48,6 +48,11 @@ class Store(abc.ABC):
         racing each other all get the same secret back.
         """
 
+    async def schema_version(self) -> tuple[str, int]:
+        """(the store's kind, the schema version it is at now), for operators (`hourglass cluster status`,
+        hourglass.sdk.admin): what a rolling upgrade checks before and after `hourglass schema update`."""
+        raise NotImplementedError
+
     # ---- shards ----------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def get_or_create_shard(self, shard_id: int) -> ShardInfo:

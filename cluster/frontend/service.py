@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import grpc
 from temporalio.api.common.v1 import WorkflowExecution
@@ -85,6 +86,8 @@ LONG_POLL_TOO_SHORT = "Context timeout is too short."
 HISTORY_LONG_POLL_S = 20.0
 # The reference's long-poll interval for updates: then it answers the stage reached so far.
 UPDATE_LONG_POLL_S = 20.0
+# Long polls on a draining node: shorter than the 1 s grace a stopping node gives calls in flight.
+DRAINING_LONG_POLL_S = 0.5
 DEFAULT_QUERY_TIMEOUT_S = 30.0
 # Bytes of events in a history page: the page and the rest of the response fit in a client's default limit.
 PAGE_BYTES = history_budget(RESPONSE_LIMIT_BYTES, 0)
@@ -110,12 +113,20 @@ class WorkflowService(WorkflowServiceServicer):
         self.matching = matching
         self.max_blob_bytes = max_blob_bytes
         self.store = store
+        # Whether this node is draining (a cluster member handing everything over before it stops): its
+        # long polls are then cut short, so none is still open (and cancelled) when the node stops.
+        self.draining: Callable[[], bool] = lambda: False
         self.search_attributes = search_attributes
         self.schedules = (
             None
             if schedules is None
             else ScheduleHandlers(namespaces, schedules, search_attributes, max_blob_bytes)
         )
+
+    def _long_poll_timeout(self, context: grpc.aio.ServicerContext, cap: float) -> float:
+        """How long a long poll may wait here: DRAINING_LONG_POLL_S at most on a draining node (the caller
+        polls again, on this connection until the node stops, then on another node)."""
+        return _long_poll_timeout(context, min(cap, DRAINING_LONG_POLL_S) if self.draining() else cap)
 
     # ---- cluster and namespaces ------------------------------------------------------------------------
     @rpc
@@ -412,7 +423,7 @@ class WorkflowService(WorkflowServiceServicer):
             end = 0 if request.wait_new_event else ms.next_event_id
             cursor = HistoryCursor(ms.info.run_id, 1, end, 1)
         first_event_id = cursor.next_event_id
-        deadline = _long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        deadline = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
         close_only = (
             request.history_event_filter_type == HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT
         )
@@ -611,7 +622,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.task_queue.name,
             request.task_queue.kind,
             request.identity,
-            _long_poll_timeout(context, MAX_LONG_POLL_S),
+            self._long_poll_timeout(context, MAX_LONG_POLL_S),
             # SDKs without worker versioning send their build id as the binary checksum.
             request.deployment_options.build_id
             or request.worker_version_capabilities.build_id
@@ -644,7 +655,7 @@ class WorkflowService(WorkflowServiceServicer):
             ns.name,
             request.task_queue.name,
             request.identity,
-            _long_poll_timeout(context, MAX_LONG_POLL_S),
+            self._long_poll_timeout(context, MAX_LONG_POLL_S),
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
         )

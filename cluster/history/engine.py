@@ -126,6 +126,8 @@ MAX_WORKFLOW_TASK_TIMEOUT_MS = 120_000
 SIGNAL_REQUEST_IDS_KEPT = 100
 # History pages at least this large are framed in a worker thread (read_history_response).
 JOIN_OFF_LOOP_BYTES = 1024 * 1024
+# How long a released shard waits for its in-flight batches (the store's own timeouts end them sooner).
+RELEASE_SETTLE_S = 5.0
 _CLOSED_NOT_COMPLETED = {
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED,
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED,
@@ -268,6 +270,13 @@ class HistoryEngine:
         if shard is not None:
             SHARD_MOVEMENTS.labels("released").inc()
             shard.release()
+            # Batches already sent land before anyone is told the shard is free (drain, graceful stop).
+            if not await shard.settled(RELEASE_SETTLE_S):
+                log.warning(
+                    "shard %d: a commit was still unanswered after %.0f s; released anyway",
+                    shard_id,
+                    RELEASE_SETTLE_S,
+                )
             for listener in self.shard_listeners:
                 await listener.shard_released(shard_id)
         if processors is not None:

@@ -132,6 +132,10 @@ class Shard:
         self._speculative: dict[ExecutionKey, tuple[int, WorkflowTaskInfo]] = {}
         # Queries waiting for a run's in-flight workflow task (queries.py).
         self._query_buffers: dict[ExecutionKey, QueryBuffer] = {}
+        # Batches sent to the store and not answered yet; set when there are none (see `settled`).
+        self._committing = 0
+        self._no_commits = asyncio.Event()
+        self._no_commits.set()
 
     # ---- ownership -------------------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -189,6 +193,16 @@ class Shard:
         owner instead of waiting out their timeout on a state no one here will change."""
         self.released = True
         self._wake_watchers()
+
+    async def settled(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until no batch sent to the store is still unanswered: a node handing
+        the shard over lets those land (and their callers get their answers) before the next owner's fence
+        could refuse them. Answers whether it settled in time."""
+        try:
+            await asyncio.wait_for(self._no_commits.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
 
     def _wake_watchers(self) -> None:
         for watcher in self._change_watchers.values():
@@ -332,7 +346,14 @@ class Shard:
         try:
             writes = await self._prepare_all(transitions, allocated)
             self.check_writable()
-            await self.store.commit(self.shard_id, self.range_id, writes)
+            self._committing += 1
+            self._no_commits.clear()
+            try:
+                await self.store.commit(self.shard_id, self.range_id, writes)
+            finally:
+                self._committing -= 1
+                if self._committing == 0:
+                    self._no_commits.set()
         except BaseException as e:
             for key in keys:
                 self.evict(key)

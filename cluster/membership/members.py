@@ -32,16 +32,25 @@ class Member:
     roles: tuple[str, ...] = ROLES
     rpc_address: str = ""
     frontend_address: str = ""
+    # Set by the member itself (`hourglass cluster drain`): it stays a member, answers as a router and
+    # counts toward the majority, but the rings give it nothing, so its shards and partitions move away.
+    draining: bool = False
     # Local bookkeeping, not gossiped: monotonic time of the last state change seen here.
     changed_at: float = field(default=0.0, compare=False)
 
     @property
-    def in_ring(self) -> bool:
-        """Suspects stay in the rings: moving shards on every missed probe would churn for nothing."""
+    def alive(self) -> bool:
+        """Running as far as this node knows (suspects included): probed, synced with, asked for status."""
         return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
 
+    @property
+    def in_ring(self) -> bool:
+        """Suspects stay in the rings: moving shards on every missed probe would churn for nothing. A
+        draining member does not: it is handing everything over."""
+        return self.alive and not self.draining
+
     def to_wire(self) -> dict:
-        return {
+        wire = {
             "id": self.id,
             "inc": self.incarnation,
             "state": self.state.value,
@@ -49,6 +58,9 @@ class Member:
             "rpc": self.rpc_address,
             "fe": self.frontend_address,
         }
+        if self.draining:  # only when set: a node of an older version reads the same message as before
+            wire["drain"] = True
+        return wire
 
     @staticmethod
     def from_wire(d: dict) -> Member:
@@ -59,6 +71,7 @@ class Member:
             roles=tuple(d.get("roles") or ()),
             rpc_address=str(d.get("rpc", "")),
             frontend_address=str(d.get("fe", "")),
+            draining=d.get("drain") is True,
         )
 
 

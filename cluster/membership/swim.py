@@ -180,7 +180,7 @@ class Swim:
             self.me.incarnation += 1
             self.me.state = MemberState.LEFT
             for m in list(self.members.values()):
-                if m.id != self.id and m.in_ring:
+                if m.id != self.id and m.alive:
                     self._send(m.id, {"t": "sync", "members": [self.me.to_wire()], "reply": False})
         self._stopping = True
         # Cancelled again until done: on Python 3.11 a wait_for whose future completes as the cancel
@@ -195,7 +195,27 @@ class Swim:
 
     # ---- views -----------------------------------------------------------------------------------------
     def live_members(self) -> list[Member]:
-        return [m for m in self.members.values() if m.in_ring]
+        return [m for m in self.members.values() if m.alive]
+
+    def set_draining(self, draining: bool, announce: bool = True) -> None:
+        """Mark this node draining (the rings give it nothing) or back in service, as a new claim of its
+        own (a higher incarnation, so it wins everywhere). With `announce`, every live member is told at
+        once; without, the others hear it on the next gossip (the caller first releases what it holds)."""
+        if self.me.draining != draining:
+            self.me.incarnation += 1
+            self.me.draining = draining
+            self.me.changed_at = time.monotonic()
+            self._queue_broadcast(self.me)
+            log.info("membership: this node is %s", "draining" if draining else "back in service")
+            self.on_change()
+        if announce:
+            self.announce()
+
+    def announce(self) -> None:
+        """Send this node's own entry to every live member now, rather than on the next probes."""
+        for m in list(self.members.values()):
+            if m.id != self.id and m.alive:
+                self._send(m.id, {"t": "sync", "members": [self.me.to_wire()], "reply": False})
 
     def quorum(self) -> tuple[bool, int]:
         """(this node is on the majority side now, the ownership epoch). The epoch changes whenever the
@@ -357,11 +377,18 @@ class Swim:
         if claim.id == self.id:
             if self.me.state == MemberState.LEFT or claim.incarnation < self.me.incarnation:
                 return
-            if (claim.state, claim.rpc_address, claim.frontend_address, tuple(claim.roles)) != (
+            if (
+                claim.state,
+                claim.rpc_address,
+                claim.frontend_address,
+                tuple(claim.roles),
+                claim.draining,
+            ) != (
                 self.me.state,
                 self.me.rpc_address,
                 self.me.frontend_address,
                 tuple(self.me.roles),
+                self.me.draining,
             ):
                 self.me.incarnation = claim.incarnation + 1
                 log.info(
@@ -383,7 +410,8 @@ class Swim:
             self.members[claim.id] = claim
             log.info("membership: %s joined (verified)", claim.id)
         elif overrides(claim.state, claim.incarnation, known.state, known.incarnation):
-            state_changed = claim.state != known.state
+            state_changed = claim.state != known.state or claim.draining != known.draining
+            known.draining = claim.draining
             known.incarnation = claim.incarnation
             known.state = claim.state
             known.roles = claim.roles
@@ -391,7 +419,13 @@ class Swim:
             known.frontend_address = claim.frontend_address or known.frontend_address
             if state_changed:
                 known.changed_at = time.monotonic()
-                log.info("membership: %s is %s (incarnation %d)", claim.id, claim.state, claim.incarnation)
+                log.info(
+                    "membership: %s is %s%s (incarnation %d)",
+                    claim.id,
+                    claim.state,
+                    ", draining" if claim.draining else "",
+                    claim.incarnation,
+                )
             else:
                 self._queue_broadcast(known)
                 return
@@ -409,6 +443,7 @@ class Swim:
                 member.roles,
                 member.rpc_address,
                 member.frontend_address,
+                member.draining,
             )
         )
 
@@ -480,7 +515,7 @@ class Swim:
 
     # ---- loops -----------------------------------------------------------------------------------------
     def _next_probe_target(self) -> Member | None:
-        candidates = {m.id for m in self.members.values() if m.id != self.id and m.in_ring}
+        candidates = {m.id for m in self.members.values() if m.id != self.id and m.alive}
         self._probe_order = [i for i in self._probe_order if i in candidates]
         if not self._probe_order:
             self._probe_order = list(candidates)
@@ -544,7 +579,7 @@ class Swim:
         for seed in self.config.seeds:
             if seed != self.id:
                 known = self.members.get(seed)
-                if known is None or not known.in_ring:
+                if known is None or not known.alive:
                     self._send(seed, {"t": "sync", "members": self._table(), "reply": True})
 
     async def _sync_loop(self) -> None:
@@ -554,8 +589,8 @@ class Swim:
         while not self._stopping:
             await asyncio.sleep(self.config.probe_interval_s if fast else self.config.sync_interval_s)
             others = [m for m in self.members.values() if m.id != self.id]
-            fast = not any(m.in_ring for m in others)
-            live = [m for m in others if m.in_ring]
+            fast = not any(m.alive for m in others)
+            live = [m for m in others if m.alive]
             if live:
                 self._send(random.choice(live).id, {"t": "sync", "members": self._table(), "reply": True})
             for m in others:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$hourglass/internal/v1/internal.proto\x12\x15hourglass.internal.v1\"\xe0\x02\n\x05Value\x12\x0e\n\x04none\x18\x01 \x01(\x08H\x00\x12\x14\n\nbool_value\x18\x02 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x03 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x06 \x01(\x0cH\x00\x12\x34\n\x07message\x18\x07 \x01(\x0b\x32!.hourglass.internal.v1.TypedBytesH\x00\x12\x30\n\x04list\x18\x08 \x01(\x0b\x32 .hourglass.internal.v1.ValueListH\x00\x12\x31\n\x05tuple\x18\t \x01(\x0b\x32 .hourglass.internal.v1.ValueListH\x00\x12\x33\n\x06record\x18\n \x01(\x0b\x32!.hourglass.internal.v1.TypedBytesH\x00\x42\x06\n\x04kind\"(\n\nTypedBytes\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"8\n\tValueList\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.hourglass.internal.v1.Value\"B\n\x04\x43\x61ll\x12\x0e\n\x06method\x18\x01 \x01(\t\x12*\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x1c.hourglass.internal.v1.Value\"g\n\x05\x45rror\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x06\x64\x65tail\x18\x04 \x01(\x0b\x32!.hourglass.internal.v1.TypedBytes\"p\n\x05Reply\x12-\n\x05value\x18\x01 \x01(\x0b\x32\x1c.hourglass.internal.v1.ValueH\x00\x12-\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1c.hourglass.internal.v1.ErrorH\x00\x42\t\n\x07outcome\"\xe0\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x13\n\x0brpc_address\x18\x05 \x01(\t\x12\x18\n\x10\x66rontend_address\x18\x06 \x01(\t\x12\x13\n\x0bshard_count\x18\x07 \x01(\x05\x12\x17\n\x0fpartition_count\x18\x08 \x01(\x05\x12\x1c\n\x14loop_lag_max_seconds\x18\t \x01(\x01\x12\x1c\n\x14loop_lag_p99_seconds\x18\n \x01(\x01\"Q\n\nShardOwner\x12\x10\n\x08shard_id\x18\x01 \x01(\x05\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x1e\n\x16transitions_per_second\x18\x03 \x01(\x01\"\xab\x01\n\x12TaskQueuePartition\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x14\n\x0cnamespace_id\x18\x02 \x01(\t\x12\x12\n\ntask_queue\x18\x03 \x01(\t\x12\x11\n\ttask_type\x18\x04 \x01(\x05\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12\x0e\n\x06sticky\x18\x06 \x01(\x08\x12\x0f\n\x07\x62\x61\x63klog\x18\x07 \x01(\x05\x12\x11\n\tmember_id\x18\x08 \x01(\t\"=\n\tShardRate\x12\x10\n\x08shard_id\x18\x01 \x01(\x05\x12\x1e\n\x16transitions_per_second\x18\x02 \x01(\x01\":\n\x14\x43lusterStatusRequest\x12\x0e\n\x06shards\x18\x01 \x01(\x08\x12\x12\n\npartitions\x18\x02 \x01(\x08\"\xfb\x01\n\x15\x43lusterStatusResponse\x12\x13\n\x0b\x61nswered_by\x18\x01 \x01(\t\x12.\n\x07members\x18\x02 \x03(\x0b\x32\x1d.hourglass.internal.v1.Member\x12\x31\n\x06shards\x18\x03 \x03(\x0b\x32!.hourglass.internal.v1.ShardOwner\x12\x1b\n\x13history_shard_count\x18\x04 \x01(\x05\x12\x0e\n\x06quorum\x18\x05 \x01(\x08\x12=\n\npartitions\x18\x06 \x03(\x0b\x32).hourglass.internal.v1.TaskQueuePartition\"+\n\x15LocalOwnershipRequest\x12\x12\n\npartitions\x18\x01 \x01(\x08\"\x99\x02\n\x16LocalOwnershipResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tshard_ids\x18\x02 \x03(\x05\x12\x17\n\x0fpartition_count\x18\x03 \x01(\x05\x12\x0e\n\x06quorum\x18\x04 \x01(\x08\x12\x1c\n\x14loop_lag_max_seconds\x18\x05 \x01(\x01\x12\x1c\n\x14loop_lag_p99_seconds\x18\x06 \x01(\x01\x12\x35\n\x0bshard_rates\x18\x07 \x03(\x0b\x32 .hourglass.internal.v1.ShardRate\x12=\n\npartitions\x18\x08 \x03(\x0b\x32).hourglass.internal.v1.TaskQueuePartition\"*\n\x17SetGossipBlockedRequest\x12\x0f\n\x07\x62locked\x18\x01 \x01(\x08\"\x1a\n\x18SetGossipBlockedResponse2U\n\x0eHistoryService\x12\x43\n\x06Invoke\x12\x1b.hourglass.internal.v1.Call\x1a\x1c.hourglass.internal.v1.Reply2V\n\x0fMatchingService\x12\x43\n\x06Invoke\x12\x1b.hourglass.internal.v1.Call\x1a\x1c.hourglass.internal.v1.Reply2\xd9\x02\n\x0e\x43lusterService\x12\x63\n\x06Status\x12+.hourglass.internal.v1.ClusterStatusRequest\x1a,.hourglass.internal.v1.ClusterStatusResponse\x12m\n\x0eLocalOwnership\x12,.hourglass.internal.v1.LocalOwnershipRequest\x1a-.hourglass.internal.v1.LocalOwnershipResponse\x12s\n\x10SetGossipBlocked\x12..hourglass.internal.v1.SetGossipBlockedRequest\x1a/.hourglass.internal.v1.SetGossipBlockedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$hourglass/internal/v1/internal.proto\x12\x15hourglass.internal.v1\"\xe0\x02\n\x05Value\x12\x0e\n\x04none\x18\x01 \x01(\x08H\x00\x12\x14\n\nbool_value\x18\x02 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x03 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x06 \x01(\x0cH\x00\x12\x34\n\x07message\x18\x07 \x01(\x0b\x32!.hourglass.internal.v1.TypedBytesH\x00\x12\x30\n\x04list\x18\x08 \x01(\x0b\x32 .hourglass.internal.v1.ValueListH\x00\x12\x31\n\x05tuple\x18\t \x01(\x0b\x32 .hourglass.internal.v1.ValueListH\x00\x12\x33\n\x06record\x18\n \x01(\x0b\x32!.hourglass.internal.v1.TypedBytesH\x00\x42\x06\n\x04kind\"(\n\nTypedBytes\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"8\n\tValueList\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.hourglass.internal.v1.Value\"B\n\x04\x43\x61ll\x12\x0e\n\x06method\x18\x01 \x01(\t\x12*\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x1c.hourglass.internal.v1.Value\"g\n\x05\x45rror\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x06\x64\x65tail\x18\x04 \x01(\x0b\x32!.hourglass.internal.v1.TypedBytes\"p\n\x05Reply\x12-\n\x05value\x18\x01 \x01(\x0b\x32\x1c.hourglass.internal.v1.ValueH\x00\x12-\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1c.hourglass.internal.v1.ErrorH\x00\x42\t\n\x07outcome\"\xf2\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x13\n\x0brpc_address\x18\x05 \x01(\t\x12\x18\n\x10\x66rontend_address\x18\x06 \x01(\t\x12\x13\n\x0bshard_count\x18\x07 \x01(\x05\x12\x17\n\x0fpartition_count\x18\x08 \x01(\x05\x12\x1c\n\x14loop_lag_max_seconds\x18\t \x01(\x01\x12\x1c\n\x14loop_lag_p99_seconds\x18\n \x01(\x01\x12\x10\n\x08\x64raining\x18\x14 \x01(\x08\"Q\n\nShardOwner\x12\x10\n\x08shard_id\x18\x01 \x01(\x05\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x1e\n\x16transitions_per_second\x18\x03 \x01(\x01\"\xab\x01\n\x12TaskQueuePartition\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x14\n\x0cnamespace_id\x18\x02 \x01(\t\x12\x12\n\ntask_queue\x18\x03 \x01(\t\x12\x11\n\ttask_type\x18\x04 \x01(\x05\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12\x0e\n\x06sticky\x18\x06 \x01(\x08\x12\x0f\n\x07\x62\x61\x63klog\x18\x07 \x01(\x05\x12\x11\n\tmember_id\x18\x08 \x01(\t\"=\n\tShardRate\x12\x10\n\x08shard_id\x18\x01 \x01(\x05\x12\x1e\n\x16transitions_per_second\x18\x02 \x01(\x01\":\n\x14\x43lusterStatusRequest\x12\x0e\n\x06shards\x18\x01 \x01(\x08\x12\x12\n\npartitions\x18\x02 \x01(\x08\"\xa7\x02\n\x15\x43lusterStatusResponse\x12\x13\n\x0b\x61nswered_by\x18\x01 \x01(\t\x12.\n\x07members\x18\x02 \x03(\x0b\x32\x1d.hourglass.internal.v1.Member\x12\x31\n\x06shards\x18\x03 \x03(\x0b\x32!.hourglass.internal.v1.ShardOwner\x12\x1b\n\x13history_shard_count\x18\x04 \x01(\x05\x12\x0e\n\x06quorum\x18\x05 \x01(\x08\x12=\n\npartitions\x18\x06 \x03(\x0b\x32).hourglass.internal.v1.TaskQueuePartition\x12\x16\n\x0eschema_version\x18\x14 \x01(\x05\x12\x12\n\nstore_kind\x18\x15 \x01(\t\"+\n\x15LocalOwnershipRequest\x12\x12\n\npartitions\x18\x01 \x01(\x08\"\x99\x02\n\x16LocalOwnershipResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tshard_ids\x18\x02 \x03(\x05\x12\x17\n\x0fpartition_count\x18\x03 \x01(\x05\x12\x0e\n\x06quorum\x18\x04 \x01(\x08\x12\x1c\n\x14loop_lag_max_seconds\x18\x05 \x01(\x01\x12\x1c\n\x14loop_lag_p99_seconds\x18\x06 \x01(\x01\x12\x35\n\x0bshard_rates\x18\x07 \x03(\x0b\x32 .hourglass.internal.v1.ShardRate\x12=\n\npartitions\x18\x08 \x03(\x0b\x32).hourglass.internal.v1.TaskQueuePartition\"*\n\x17SetGossipBlockedRequest\x12\x0f\n\x07\x62locked\x18\x01 \x01(\x08\"\x1a\n\x18SetGossipBlockedResponse\"7\n\x0c\x44rainRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"O\n\rDrainResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1a\n\x12released_shard_ids\x18\x02 \x03(\x05\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"9\n\x0eUndrainRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"H\n\x0fUndrainResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tshard_ids\x18\x02 \x03(\x05\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x32U\n\x0eHistoryService\x12\x43\n\x06Invoke\x12\x1b.hourglass.internal.v1.Call\x1a\x1c.hourglass.internal.v1.Reply2V\n\x0fMatchingService\x12\x43\n\x06Invoke\x12\x1b.hourglass.internal.v1.Call\x1a\x1c.hourglass.internal.v1.Reply2\x87\x04\n\x0e\x43lusterService\x12\x63\n\x06Status\x12+.hourglass.internal.v1.ClusterStatusRequest\x1a,.hourglass.internal.v1.ClusterStatusResponse\x12m\n\x0eLocalOwnership\x12,.hourglass.internal.v1.LocalOwnershipRequest\x1a-.hourglass.internal.v1.LocalOwnershipResponse\x12s\n\x10SetGossipBlocked\x12..hourglass.internal.v1.SetGossipBlockedRequest\x1a/.hourglass.internal.v1.SetGossipBlockedResponse\x12R\n\x05\x44rain\x12#.hourglass.internal.v1.DrainRequest\x1a$.hourglass.internal.v1.DrainResponse\x12X\n\x07Undrain\x12%.hourglass.internal.v1.UndrainRequest\x1a&.hourglass.internal.v1.UndrainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,29 +44,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLY']._serialized_start=691
   _globals['_REPLY']._serialized_end=803
   _globals['_MEMBER']._serialized_start=806
-  _globals['_MEMBER']._serialized_end=1030
-  _globals['_SHARDOWNER']._serialized_start=1032
-  _globals['_SHARDOWNER']._serialized_end=1113
-  _globals['_TASKQUEUEPARTITION']._serialized_start=1116
-  _globals['_TASKQUEUEPARTITION']._serialized_end=1287
-  _globals['_SHARDRATE']._serialized_start=1289
-  _globals['_SHARDRATE']._serialized_end=1350
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1352
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1410
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1413
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1664
-  _globals['_LOCALOWNERSHIPREQUEST']._serialized_start=1666
-  _globals['_LOCALOWNERSHIPREQUEST']._serialized_end=1709
-  _globals['_LOCALOWNERSHIPRESPONSE']._serialized_start=1712
-  _globals['_LOCALOWNERSHIPRESPONSE']._serialized_end=1993
-  _globals['_SETGOSSIPBLOCKEDREQUEST']._serialized_start=1995
-  _globals['_SETGOSSIPBLOCKEDREQUEST']._serialized_end=2037
-  _globals['_SETGOSSIPBLOCKEDRESPONSE']._serialized_start=2039
-  _globals['_SETGOSSIPBLOCKEDRESPONSE']._serialized_end=2065
-  _globals['_HISTORYSERVICE']._serialized_start=2067
-  _globals['_HISTORYSERVICE']._serialized_end=2152
-  _globals['_MATCHINGSERVICE']._serialized_start=2154
-  _globals['_MATCHINGSERVICE']._serialized_end=2240
-  _globals['_CLUSTERSERVICE']._serialized_start=2243
-  _globals['_CLUSTERSERVICE']._serialized_end=2588
+  _globals['_MEMBER']._serialized_end=1048
+  _globals['_SHARDOWNER']._serialized_start=1050
+  _globals['_SHARDOWNER']._serialized_end=1131
+  _globals['_TASKQUEUEPARTITION']._serialized_start=1134
+  _globals['_TASKQUEUEPARTITION']._serialized_end=1305
+  _globals['_SHARDRATE']._serialized_start=1307
+  _globals['_SHARDRATE']._serialized_end=1368
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1370
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1428
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1431
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1726
+  _globals['_LOCALOWNERSHIPREQUEST']._serialized_start=1728
+  _globals['_LOCALOWNERSHIPREQUEST']._serialized_end=1771
+  _globals['_LOCALOWNERSHIPRESPONSE']._serialized_start=1774
+  _globals['_LOCALOWNERSHIPRESPONSE']._serialized_end=2055
+  _globals['_SETGOSSIPBLOCKEDREQUEST']._serialized_start=2057
+  _globals['_SETGOSSIPBLOCKEDREQUEST']._serialized_end=2099
+  _globals['_SETGOSSIPBLOCKEDRESPONSE']._serialized_start=2101
+  _globals['_SETGOSSIPBLOCKEDRESPONSE']._serialized_end=2127
+  _globals['_DRAINREQUEST']._serialized_start=2129
+  _globals['_DRAINREQUEST']._serialized_end=2184
+  _globals['_DRAINRESPONSE']._serialized_start=2186
+  _globals['_DRAINRESPONSE']._serialized_end=2265
+  _globals['_UNDRAINREQUEST']._serialized_start=2267
+  _globals['_UNDRAINREQUEST']._serialized_end=2324
+  _globals['_UNDRAINRESPONSE']._serialized_start=2326
+  _globals['_UNDRAINRESPONSE']._serialized_end=2398
+  _globals['_HISTORYSERVICE']._serialized_start=2400
+  _globals['_HISTORYSERVICE']._serialized_end=2485
+  _globals['_MATCHINGSERVICE']._serialized_start=2487
+  _globals['_MATCHINGSERVICE']._serialized_end=2573
+  _globals['_CLUSTERSERVICE']._serialized_start=2576
+  _globals['_CLUSTERSERVICE']._serialized_end=3095
 # @@protoc_insertion_point(module_scope)

@@ -73,7 +73,7 @@ class Reply(_message.Message):
     def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("id", "state", "incarnation", "roles", "rpc_address", "frontend_address", "shard_count", "partition_count", "loop_lag_max_seconds", "loop_lag_p99_seconds")
+    __slots__ = ("id", "state", "incarnation", "roles", "rpc_address", "frontend_address", "shard_count", "partition_count", "loop_lag_max_seconds", "loop_lag_p99_seconds", "draining")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class Member(_message.Message):
     PARTITION_COUNT_FIELD_NUMBER: _ClassVar[int]
     LOOP_LAG_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOOP_LAG_P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     incarnation: int
@@ -94,7 +95,8 @@ class Member(_message.Message):
     partition_count: int
     loop_lag_max_seconds: float
     loop_lag_p99_seconds: float
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., incarnation: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ..., rpc_address: _Optional[str] = ..., frontend_address: _Optional[str] = ..., shard_count: _Optional[int] = ..., partition_count: _Optional[int] = ..., loop_lag_max_seconds: _Optional[float] = ..., loop_lag_p99_seconds: _Optional[float] = ...) -> None: ...
+    draining: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., incarnation: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ..., rpc_address: _Optional[str] = ..., frontend_address: _Optional[str] = ..., shard_count: _Optional[int] = ..., partition_count: _Optional[int] = ..., loop_lag_max_seconds: _Optional[float] = ..., loop_lag_p99_seconds: _Optional[float] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class ShardOwner(_message.Message):
     __slots__ = ("shard_id", "member_id", "transitions_per_second")
@@ -143,20 +145,24 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self, shards: _Optional[bool] = ..., partitions: _Optional[bool] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("answered_by", "members", "shards", "history_shard_count", "quorum", "partitions")
+    __slots__ = ("answered_by", "members", "shards", "history_shard_count", "quorum", "partitions", "schema_version", "store_kind")
     ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STORE_KIND_FIELD_NUMBER: _ClassVar[int]
     answered_by: str
     members: _containers.RepeatedCompositeFieldContainer[Member]
     shards: _containers.RepeatedCompositeFieldContainer[ShardOwner]
     history_shard_count: int
     quorum: bool
     partitions: _containers.RepeatedCompositeFieldContainer[TaskQueuePartition]
-    def __init__(self, answered_by: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardOwner, _Mapping]]] = ..., history_shard_count: _Optional[int] = ..., quorum: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[TaskQueuePartition, _Mapping]]] = ...) -> None: ...
+    schema_version: int
+    store_kind: str
+    def __init__(self, answered_by: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardOwner, _Mapping]]] = ..., history_shard_count: _Optional[int] = ..., quorum: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[TaskQueuePartition, _Mapping]]] = ..., schema_version: _Optional[int] = ..., store_kind: _Optional[str] = ...) -> None: ...
 
 class LocalOwnershipRequest(_message.Message):
     __slots__ = ("partitions",)
@@ -193,3 +199,39 @@ class SetGossipBlockedRequest(_message.Message):
 class SetGossipBlockedResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DrainRequest(_message.Message):
+    __slots__ = ("member", "timeout_seconds")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    timeout_seconds: float
+    def __init__(self, member: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class DrainResponse(_message.Message):
+    __slots__ = ("member_id", "released_shard_ids", "seconds")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_SHARD_IDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    released_shard_ids: _containers.RepeatedScalarFieldContainer[int]
+    seconds: float
+    def __init__(self, member_id: _Optional[str] = ..., released_shard_ids: _Optional[_Iterable[int]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class UndrainRequest(_message.Message):
+    __slots__ = ("member", "timeout_seconds")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    timeout_seconds: float
+    def __init__(self, member: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class UndrainResponse(_message.Message):
+    __slots__ = ("member_id", "shard_ids", "seconds")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_IDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    shard_ids: _containers.RepeatedScalarFieldContainer[int]
+    seconds: float
+    def __init__(self, member_id: _Optional[str] = ..., shard_ids: _Optional[_Iterable[int]] = ..., seconds: _Optional[float] = ...) -> None: ...

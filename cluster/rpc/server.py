@@ -8,7 +8,7 @@ import logging
 
 import grpc
 
-from hourglass.cluster.errors import Unavailable
+from hourglass.cluster.errors import ServiceError, Unavailable
 from hourglass.cluster.rpc import codec
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.persistence.errors import StoreUnavailableError
@@ -51,14 +51,21 @@ def invoke_handler(service: str, target: object, allowed: frozenset[str]) -> grp
     )
 
 
-def cluster_handler(status, local_ownership=None, set_gossip_blocked=None) -> grpc.GenericRpcHandler:
+def cluster_handler(
+    status, local_ownership=None, set_gossip_blocked=None, drain=None, undrain=None
+) -> grpc.GenericRpcHandler:
     """ClusterService with the methods given: each callable takes the request message and returns the
-    response message. A method not given is not served (UNIMPLEMENTED): the public port gets `Status`
-    only, the internal port `LocalOwnership` too, and `SetGossipBlocked` only with `cluster.test_hooks`."""
+    response message (a ServiceError it raises is answered with its status). A method not given is not
+    served (UNIMPLEMENTED): the public port gets `Status`, `Drain` and `Undrain` (the authorizer lets
+    admins only through), the internal port `LocalOwnership` too, and `SetGossipBlocked` only with
+    `cluster.test_hooks`."""
 
     def unary(fn, request_type, response_type):
         async def handler(request, context):
-            return await fn(request)
+            try:
+                return await fn(request)
+            except ServiceError as e:
+                await context.abort(e.code, e.message)
 
         return grpc.unary_unary_rpc_method_handler(
             handler,
@@ -75,4 +82,8 @@ def cluster_handler(status, local_ownership=None, set_gossip_blocked=None) -> gr
         methods["SetGossipBlocked"] = unary(
             set_gossip_blocked, pb.SetGossipBlockedRequest, pb.SetGossipBlockedResponse
         )
+    if drain is not None:
+        methods["Drain"] = unary(drain, pb.DrainRequest, pb.DrainResponse)
+    if undrain is not None:
+        methods["Undrain"] = unary(undrain, pb.UndrainRequest, pb.UndrainResponse)
     return grpc.method_handlers_generic_handler(f"{PACKAGE}.ClusterService", methods)

@@ -102,6 +102,9 @@ def _table() -> dict[str, tuple[Scope, Access]]:
     table[TEST_SERVICE + "GetCurrentTime"] = (_CL, _R)
     for name in "LockTimeSkipping UnlockTimeSkipping Sleep SleepUntil UnlockTimeSkippingWithSleep".split():
         table[TEST_SERVICE + name] = (_CL, _A)
+    # Node lifecycle (`hourglass cluster drain` / `undrain`): admin, as everything cluster-wide.
+    table[CLUSTER_SERVICE + "Drain"] = (_CL, _A)
+    table[CLUSTER_SERVICE + "Undrain"] = (_CL, _A)
     return table
 
 

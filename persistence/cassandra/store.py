@@ -76,7 +76,12 @@ from hourglass.persistence.records import (
 )
 from hourglass.persistence.store import Store
 from hourglass.persistence.visibility.model import VisibilityQuery
-from hourglass.schema.migrate_cassandra import check_schema_version, keyspace_exists, validate_keyspace_name
+from hourglass.schema.migrate_cassandra import (
+    check_schema_version,
+    keyspace_exists,
+    read_schema_state,
+    validate_keyspace_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -432,6 +437,14 @@ class CassandraStore(Store):
         if not self._closed:
             self._closed = True
             self._cluster.shutdown()
+
+    async def schema_version(self) -> tuple[str, int]:
+        state = await asyncio.to_thread(self._read_schema_state)
+        return "cassandra", state.curr_version if state is not None else 0
+
+    def _read_schema_state(self):
+        with _unavailable_on_driver_error("read schema_version"):
+            return read_schema_state(self._session, self._config.keyspace)
 
     @property
     def session(self) -> Session:

@@ -58,7 +58,7 @@ from hourglass.persistence.visibility.attributes import ValueType, search_attrib
 from hourglass.persistence.visibility.evaluate import sort_key_function
 from hourglass.persistence.visibility.model import VisibilityQuery, filter_depth
 from hourglass.persistence.visibility.paging import decode_page_token, encode_page_token
-from hourglass.schema.migrate_sqlite import apply_sqlite_schema
+from hourglass.schema.migrate_sqlite import apply_sqlite_schema, read_schema_version
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,10 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         self._conn.close()
+
+    async def schema_version(self) -> tuple[str, int]:
+        with _unavailable_on_db_error():
+            return "sqlite", read_schema_version(self._conn)
 
     async def init_cluster_metadata(self, metadata: ClusterMetadata) -> ClusterMetadata:
         secret = metadata.task_token_secret or None

@@ -28,8 +28,11 @@ from hourglass.cluster.membership.keyring import generate_key
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.security.tls import load_client_tls
 from hourglass.cluster.status import fetch_status
+from hourglass.sdk.admin import AdminClient
 
 IPS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+# Addresses of members a test adds later (`LocalCluster.add_node`); their ports are free too.
+SPARE_IPS = ("127.0.0.4",)
 SHARDS = 16
 # Fast failure detection for tests: suspect after ~0.5 s of silence, dead 2.5 s later.
 TIMINGS = {
@@ -48,7 +51,7 @@ def _free_on_all(kind: int) -> int:
             s.bind((IPS[0], 0))
             port = s.getsockname()[1]
         ok = True
-        for ip in IPS:
+        for ip in IPS + SPARE_IPS:
             with socket.socket(socket.AF_INET, kind) as s:
                 try:
                     s.bind((ip, port))
@@ -90,7 +93,7 @@ def _member_certs(workdir: Path) -> Path:
     certs.mkdir(exist_ok=True)
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(certs / "ca.pem"))
-    for name, hosts in [*((ip, (ip,)) for ip in IPS), ("tests", ("hourglass-tests",))]:
+    for name, hosts in [*((ip, (ip,)) for ip in IPS + SPARE_IPS), ("tests", ("hourglass-tests",))]:
         cert = ca.issue_cert(*hosts)
         cert.cert_chain_pems[0].write_to_path(str(certs / f"{name}.crt"))
         cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
@@ -165,6 +168,8 @@ class LocalCluster:
     nodes: list[Node] = field(default_factory=list)
     secure_frontend: bool = True
     tokens: _Tokens | None = None
+    # frontend, internal RPC, gossip, HTTP (None: not served): the same on every member
+    _ports: tuple[int, int, int, int | None] = (0, 0, 0, None)
 
     @classmethod
     def create(
@@ -185,46 +190,56 @@ class LocalCluster:
             http_port = _free_on_all(socket.SOCK_STREAM)
         gossip_port = _free_on_all(socket.SOCK_DGRAM)
         cluster = cls(workdir, hosts, cassandra_port, keyspace, secure_frontend=secure_frontend)
-        seeds = ", ".join(f"{ip}:{gossip_port}" for ip in IPS)
-        timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
+        cluster._ports = (port, rpc_port, gossip_port, http_port)
         keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
         keyring.write_text(generate_key() + "\n")
         keyring.chmod(0o600)
-        certs = _member_certs(workdir)
-        authorization = ""
+        _member_certs(workdir)
         if secure_frontend:
             cluster.tokens = _Tokens(workdir)
+        for ip in IPS:
+            cluster._add(ip)
+        return cluster
+
+    def add_node(self) -> Node:
+        """A new member on the next spare address (same ports, the first three as seeds); not started."""
+        return self._add(SPARE_IPS[len(self.nodes) - len(IPS)])
+
+    def _add(self, ip: str) -> Node:
+        port, rpc_port, gossip_port, http_port = self._ports
+        certs = self.workdir / "certs"
+        seeds = ", ".join(f"{seed}:{gossip_port}" for seed in IPS)
+        timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
+        authorization = ""
+        if self.tokens is not None:
             authorization = (
                 "authorization: {authorizer: default, claim_mapper: default, "
-                f"jwt_key_provider: {{key_source_uris: [{cluster.tokens.public_key_file.as_uri()}]}}}}\n"
+                f"jwt_key_provider: {{key_source_uris: [{self.tokens.public_key_file.as_uri()}]}}}}\n"
             )
-        for i, ip in enumerate(IPS, 1):
-            config = workdir / f"node{i}.yaml"
-            config.write_text(
-                f"history_shards: {SHARDS}\n"
-                "log_level: info\n"
-                f"node: {{ip: {ip}, port: {port}"
-                + (f", metrics_port: {http_port}" if http_port else "")
-                + "}\n"
-                f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {cassandra_port}, "
-                f"keyspace: {keyspace}}}}}\n"
-                f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
-                f"  gossip_keyring_file: {keyring}\n"
-                "  test_hooks: true\n"
-                f"tls:\n  internode:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
+        i = len(self.nodes) + 1
+        config = self.workdir / f"node{i}.yaml"
+        config.write_text(
+            f"history_shards: {SHARDS}\n"
+            "log_level: info\n"
+            f"node: {{ip: {ip}, port: {port}" + (f", metrics_port: {http_port}" if http_port else "") + "}\n"
+            f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(self.hosts)}], port: {self.cassandra_port}, "
+            f"keyspace: {self.keyspace}}}}}\n"
+            f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
+            f"  gossip_keyring_file: {self.workdir / 'gossip.keyring'}\n"
+            "  test_hooks: true\n"
+            f"tls:\n  internode:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
+            f"client_ca_files: [{certs / 'ca.pem'}], require_client_auth: true}}\n"
+            + (
+                f"  frontend:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
                 f"client_ca_files: [{certs / 'ca.pem'}], require_client_auth: true}}\n"
-                + (
-                    f"  frontend:\n    server: {{cert_file: {certs / ip}.crt, key_file: {certs / ip}.key, "
-                    f"client_ca_files: [{certs / 'ca.pem'}], require_client_auth: true}}\n"
-                    if secure_frontend
-                    else ""
-                )
-                + authorization
+                if self.secure_frontend
+                else ""
             )
-            cluster.nodes.append(
-                Node(ip, config, workdir / f"node{i}.log", port, rpc_port, gossip_port, http_port)
-            )
-        return cluster
+            + authorization
+        )
+        node = Node(ip, config, self.workdir / f"node{i}.log", port, rpc_port, gossip_port, http_port)
+        self.nodes.append(node)
+        return node
 
     def start(self) -> None:
         for node in self.nodes:
@@ -276,6 +291,18 @@ class LocalCluster:
             flags += ["--tls-ca-path", str(ca), "--tls-cert-path", str(cert), "--tls-key-path", str(key)]
             flags += ["--api-key", self.tokens.token(*(permissions or ("default:write",)))]
         return flags
+
+    async def admin(self, node: Node) -> AdminClient:
+        """A hourglass.sdk.admin client of `node`'s frontend (mutual TLS and an admin token when secure)."""
+        if not self.secure_frontend:
+            return await AdminClient.connect(node.address)
+        ca, cert, key = self._client_paths()
+        tls = TLSConfig(
+            server_root_ca_cert=ca.read_bytes(),
+            client_cert=cert.read_bytes(),
+            client_private_key=key.read_bytes(),
+        )
+        return await AdminClient.connect(node.address, tls=tls, api_key=self.admin_token())
 
     async def status(self, node: Node, shards: bool = True) -> pb.ClusterStatusResponse:
         if not self.secure_frontend:

@@ -188,3 +188,42 @@ async def test_stop_ends_a_loop_that_swallowed_its_cancellation():
     await asyncio.wait_for(swim.stop(leave=False), 5)
     assert swallowed.is_set()
     assert all(t.done() for t in swim._tasks)
+
+
+def test_draining_travels_on_the_wire_and_takes_a_member_out_of_the_rings_only():
+    m = Member("127.0.0.1:1", 5, A, draining=True)
+    wire = m.to_wire()
+    assert wire["drain"] is True and Member.from_wire(wire).draining
+    assert "drain" not in Member("127.0.0.1:1", 5, A).to_wire()  # an older node reads the same as before
+    assert m.alive and not m.in_ring
+    assert not Member("127.0.0.1:1", 5, S, draining=True).in_ring
+    assert Member("127.0.0.1:1", 5, S).in_ring
+
+
+@pytest.mark.timeout(60)
+async def test_a_draining_member_leaves_every_ring_keeps_the_majority_and_comes_back():
+    from hourglass.cluster.placement import Placement
+
+    nodes = _cluster(3)
+    for node in nodes:
+        await node.start()
+    try:
+        await _until(lambda: all(len(n.live_members()) == 3 for n in nodes))
+        drained = nodes[2]
+        drained.set_draining(True)
+        await _until(lambda: all(n.members[drained.id].draining for n in nodes))
+        for n in nodes:
+            placement = Placement(16)
+            placement.update(n.members.values())
+            assert placement.shards_of(drained.id) == []  # every view gives it nothing
+            assert sorted(m.id for m in n.live_members()) == sorted(x.id for x in nodes)  # still a member
+        await asyncio.sleep(1.0)  # several suspicion periods: it is still probed, alive, and counted
+        assert all(_state(n, drained.id) == A for n in nodes) and all(n.quorum()[0] for n in nodes)
+        drained.set_draining(False)
+        await _until(lambda: not any(n.members[drained.id].draining for n in nodes))
+        placement = Placement(16)
+        placement.update(nodes[0].members.values())
+        assert placement.shards_of(drained.id)
+    finally:
+        for node in nodes:
+            await node.stop()

@@ -3,13 +3,17 @@
 
     python tools/cluster/bench.py throughput [--workflows 400 --concurrency 40 --scenario one-activity]
     python tools/cluster/bench.py failover [--runs 5]
+    python tools/cluster/bench.py rolling [--rate 10 --duration 90]
 
 Needs a Cassandra on 127.0.0.1:9042 (`make cassandra-up`). Every run uses a fresh keyspace (dropped at
 the end) and the nodes of tests/cluster/harness.py (127.0.0.1-3, free ports). `throughput` drives the
 single node and then the cluster with `hourglass loadtest run` against ONE node's frontend (the cluster
 forwards what other members own). `failover` kill -9's a member, then polls another member's status
 every 50 ms until every shard is held by a live member again; the timings are those of
-tests/cluster/harness.py unless --default-timings (probe 1 s, suspicion 4 s).
+tests/cluster/harness.py unless --default-timings (probe 1 s, suspicion 4 s). `rolling` runs the same
+open-loop load twice through a TCP load balancer in front of the three frontends (as production has one;
+the SDK takes one address): once steady, once while every node in turn is drained (`hourglass.sdk.admin`),
+stopped (SIGTERM), started and waited for until it holds shards again; it prints p99 and failures of both.
 """
 
 from __future__ import annotations
@@ -40,6 +44,72 @@ def _keyspace(session) -> str:
     name = testing.new_keyspace_name("bench")
     testing.create_test_keyspace(session, name)
     return name
+
+
+def _loadtest_cmd(address: str, args, out: Path) -> list[str]:
+    """`hourglass loadtest run` open loop at --rate for --duration (rolling mode)."""
+    return [
+        str(BIN / "hourglass"),
+        "loadtest",
+        "run",
+        "--address",
+        address,
+        "--scenario",
+        args.scenario,
+        "--rate",
+        str(args.rate),
+        "--duration",
+        f"{args.duration}s",
+        "--workflow-timeout",
+        "120s",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+
+
+class Balancer:
+    """A TCP load balancer in front of the frontends: each new connection goes to the next backend that
+    accepts it (round robin), bytes are copied both ways; a backend that stops closes its connections and
+    the client reconnects to another, as behind any L4 balancer."""
+
+    def __init__(self, backends: list[str]) -> None:
+        self.backends = backends
+        self._next = 0
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.backends)):
+            host, port = self.backends[self._next % len(self.backends)].rsplit(":", 1)
+            self._next += 1
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
 def _loadtest(address: str, args, out: Path) -> dict:
@@ -174,21 +244,85 @@ async def failover(args, session) -> None:
     )
 
 
+async def _holds_shards(cluster, node, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            view = await cluster.status(node)
+            me = next((m for m in view.members if m.id == node.member_id), None)
+            if me is not None and me.state == "alive" and me.shard_count > 0:
+                return
+        except Exception:  # still starting
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{node.ip} holds no shard {timeout} s after its restart")
+
+
+async def rolling(args, session) -> None:
+    from hourglass.sdk.admin import AdminClient
+
+    work = Path(tempfile.mkdtemp(prefix="hg-rolling-"))
+    ks = _keyspace(session)
+    cluster = harness.LocalCluster.create(work, ["127.0.0.1"], 9042, ks, secure_frontend=False)
+    cluster.start()
+    balancer = Balancer([n.address for n in cluster.nodes])
+    try:
+        await cluster.wait_converged(cluster.nodes)
+        address = await balancer.start()
+        # Steady state first: the same load, nothing restarted.
+        proc = await asyncio.create_subprocess_exec(*_loadtest_cmd(address, args, work / "steady.json"))
+        await proc.wait()
+        steady = json.loads((work / "steady.json").read_text())
+        proc = await asyncio.create_subprocess_exec(*_loadtest_cmd(address, args, work / "rolling.json"))
+        await asyncio.sleep(5)
+        started = time.monotonic()
+        for i, node in enumerate(cluster.nodes):
+            other = cluster.nodes[(i + 1) % len(cluster.nodes)]
+            t0 = time.monotonic()
+            async with await AdminClient.connect(other.address) as admin:
+                drained = await admin.drain(node.address, timeout=120)
+            t1 = time.monotonic()
+            node.stop()
+            node.start()
+            await _holds_shards(cluster, node)
+            print(
+                f"{node.ip}: drained {len(drained.released_shards)} shards in {t1 - t0:.1f} s, stopped, started, "
+                f"holding shards again after {time.monotonic() - t1:.1f} s",
+                flush=True,
+            )
+        restart_s = time.monotonic() - started
+        if proc.returncode is None:
+            print(f"rolling restart done in {restart_s:.0f} s; waiting for the load to finish", flush=True)
+        await proc.wait()
+        during = json.loads((work / "rolling.json").read_text())
+    finally:
+        balancer.close()
+        cluster.stop()
+        testing.drop_keyspace(session, ks)
+    print(f"steady          : {_figures(steady)}")
+    print(f"rolling restart : {_figures(during)}")
+    print(f"(open loop {args.rate}/s for {args.duration} s; the restart of 3 nodes took {restart_s:.0f} s)")
+    print(f"raw results: {work}/steady.json {work}/rolling.json")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["throughput", "failover"])
+    parser.add_argument("what", choices=["throughput", "failover", "rolling"])
     parser.add_argument("--workflows", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--scenario", default="one-activity")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--default-timings", action="store_true")
+    parser.add_argument("--rate", type=float, default=10.0, help="rolling: workflow starts per second")
+    parser.add_argument("--duration", type=int, default=90, help="rolling: seconds of load per run")
     args = parser.parse_args()
     driver = Cluster(["127.0.0.1"], port=9042)
     session = driver.connect()
     try:
-        asyncio.run(throughput(args, session) if args.what == "throughput" else failover(args, session))
+        modes = {"throughput": throughput, "failover": failover, "rolling": rolling}
+        asyncio.run(modes[args.what](args, session))
     finally:
         driver.shutdown()
     return 0
