@@ -19,7 +19,7 @@ from hourglass.cluster.rpc import internal_pb2 as pb
 from .checks import assert_all_complete, shard_ranges, start_many, writes_with_ranges_since
 from .conftest import new_queue, worker_on
 from .harness import SHARDS
-from .workflows import ActivityTimerWorkflow, WaitForSignal
+from .workflows import WaitForSignal
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -63,10 +63,16 @@ async def test_requests_through_any_node_succeed(cluster):
     async with worker_on(cluster, n2, queue):
         c1, c3 = await cluster.connect(n1), await cluster.connect(n3)
         ids = await start_many([c1, c3], queue, 20, f"any-{queue}")
-        for wid in ids[:3]:  # reads, queries, updates and history through the other nodes
-            assert await c3.get_workflow_handle(wid).query(ActivityTimerWorkflow.ping) == "pong"
-            assert await c3.get_workflow_handle(wid).execute_update(ActivityTimerWorkflow.bump, 41) == 42
+        # Reads, queries, updates and history through the other nodes, on runs that wait for a signal (a
+        # 2 s workflow may be over before a loaded machine gets to its update).
+        for i, starter in enumerate((c1, c3, c1)):
+            wid = f"any-interactive-{i}-{queue}"
+            await starter.start_workflow(WaitForSignal.run, id=wid, task_queue=queue)
+            assert await c3.get_workflow_handle(wid).query(WaitForSignal.ping) == "pong"
+            assert await c3.get_workflow_handle(wid).execute_update(WaitForSignal.bump, 41) == 42
             assert (await c1.get_workflow_handle(wid).describe()).id == wid
+            await c1.get_workflow_handle(wid).signal(WaitForSignal.finish, "done")
+            assert await c3.get_workflow_handle(wid).result() == "done"
         await assert_all_complete(c3, ids, timeout=60)
         await assert_all_complete(c1, ids[:5], timeout=10)
 

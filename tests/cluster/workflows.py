@@ -42,6 +42,14 @@ class WaitForSignal:
         await workflow.wait_condition(lambda: self.value is not None)
         return self.value or ""
 
+    @workflow.query
+    def ping(self) -> str:
+        return "pong"
+
+    @workflow.update
+    def bump(self, value: int) -> int:
+        return value + 1
+
     @workflow.signal
     def finish(self, value: str) -> None:
         self.value = value
