@@ -13,6 +13,7 @@ from store_factories import NS, SHARD, acquire_shard, execution, start, timer, t
 from hourglass.persistence.errors import (
     ConditionFailedError,
     ShardOwnershipLostError,
+    StoreUnavailableError,
     UnencodableWriteError,
 )
 from hourglass.persistence.group_commit import GroupCommitter
@@ -31,6 +32,7 @@ class BatchLog:
         self.batches: list[int] = []
         self.sent = asyncio.Event()
         self.gate: asyncio.Event | None = None
+        self.lose_next_reply = False  # the next batch is applied, then its reply "times out"
 
     async def commit(self, shard_id: int, range_id: int, writes: Sequence[ExecutionWrite]) -> None:
         self.batches.append(len(writes))
@@ -38,6 +40,9 @@ class BatchLog:
         if self.gate is not None:
             await self.gate.wait()
         await self._inner.commit(shard_id, range_id, writes)
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            raise StoreUnavailableError("conditional write outcome unknown (it may have been applied)")
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
@@ -155,6 +160,21 @@ async def test_a_moved_fence_fails_every_commit_of_the_group(store: Store, range
     assert log.batches == [4]
     for i in range(4):
         assert await store.get_execution(SHARD, NS, f"wf-{i}", f"run-{i}") is None
+
+
+async def test_an_unknown_outcome_reaches_every_commit_of_the_group(store: Store, range_id: int) -> None:
+    """A timed-out batch may have landed: each of its commits must be told so (its shard then fences),
+    none may be told it failed for sure or succeeded."""
+    log = BatchLog(store)
+    log.lose_next_reply = True
+    group = committer(log, range_id)
+
+    results = await outcomes(group, [[start(f"wf-{i}", f"run-{i}")] for i in range(3)])
+
+    assert all(isinstance(r, StoreUnavailableError) for r in results), results
+    assert log.batches == [3]  # not re-sent: only the shard's fence may settle it
+    for i in range(3):  # here it did land
+        assert await store.get_execution(SHARD, NS, f"wf-{i}", f"run-{i}") is not None
 
 
 async def test_a_group_never_exceeds_its_caps_nor_splits_a_commit(store: Store, range_id: int) -> None:
