@@ -159,11 +159,12 @@ def hourglass_cassandra_server(
     shards: int = 4,
     code: Path | None = None,
     kind: str = "hourglass-cassandra",
+    dynamic_config: dict[str, object] | None = None,
 ) -> ManagedServer:
     """`hourglass server start --config` on a keyspace the schema tool already set up, with its metrics.
 
     `code`: a directory holding another build's `hourglass` package (a baseline commit), run instead of
-    this one's (it comes first on PYTHONPATH).
+    this one's (it comes first on PYTHONPATH). `dynamic_config`: the config's `dynamic_config:` map.
     """
     server_port, metrics_port = free_port(), free_port()
     config = workdir / f"{kind}.yaml"
@@ -171,6 +172,11 @@ def hourglass_cassandra_server(
         f"history_shards: {shards}\nlog_level: warning\n"
         f"node: {{ip: {HOST}, port: {server_port}, metrics_port: {metrics_port}}}\n"
         f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}}}}}\n"
+        + (
+            "dynamic_config: {" + ", ".join(f'"{k}": {v}' for k, v in dynamic_config.items()) + "}\n"
+            if dynamic_config
+            else ""
+        )
     )
     argv = [sys.executable, "-m", "hourglass.cluster.cli", "server", "start", "--config", str(config)]
     if code is not None:

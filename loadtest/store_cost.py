@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 
+from hourglass.cluster.history.limits import parse_dynamic_config_values
 from hourglass.loadtest.bench import load_average, machine
 from hourglass.loadtest.cli import Duration
 from hourglass.loadtest.load import LoadPlan
@@ -240,6 +241,13 @@ def render(
 @click.option(
     "--rounds", type=click.IntRange(min=1), default=1, show_default=True, help="Alternating rounds per load."
 )
+@click.option(
+    "--dynamic-config-value",
+    "dynamic_config_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dynamic config of this build's Cassandra node, e.g. hourglass.groupCommit.maxInFlight=1.",
+)
 @click.option("--sqlite/--no-sqlite", default=True, show_default=True, help="Measure the start-dev node too.")
 @click.option(
     "--cassandra-pid", type=int, help="Cassandra's pid, for its CPU (default: the local process on its port)."
@@ -263,6 +271,7 @@ def main(
     shards: int,
     baseline: str | None,
     rounds: int,
+    dynamic_config_values: tuple[str, ...],
     sqlite: bool,
     cassandra_pid: int | None,
     hosts: str,
@@ -272,6 +281,7 @@ def main(
     """Measure one transition's cost on Cassandra and on SQLite; write RESULTS-cassandra.md."""
     command = "python -m hourglass.loadtest.store_cost " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     contact_points, port = parse_hosts(hosts)
+    dynamic_config = parse_dynamic_config_values(dynamic_config_values)
     if cassandra_pid is None and set(contact_points) <= {"127.0.0.1", "localhost"}:
         cassandra_pid = _listener_pid(port)
     info = machine()
@@ -293,7 +303,8 @@ def main(
             columns: dict[str, list[dict[str, float | None]]] = {}
             if sqlite:
                 columns["sqlite (start-dev)"] = []
-            nodes: list[tuple[str, Path | None]] = [(f"cassandra {current}", None)]
+            this = f"cassandra {current}" + "".join(f" {k}={v}" for k, v in dynamic_config.items())
+            nodes: list[tuple[str, Path | None]] = [(this, None)]
             if base_commit:
                 nodes.insert(0, (f"cassandra {base_commit} (baseline)", workdir / "baseline"))
             for label, _ in nodes:
@@ -310,7 +321,13 @@ def main(
                             keyspace, "--replication-factor", "1")  # fmt: skip
                     try:
                         server = hourglass_cassandra_server(
-                            workdir, contact_points, port, keyspace, shards=shards, code=code
+                            workdir,
+                            contact_points,
+                            port,
+                            keyspace,
+                            shards=shards,
+                            code=code,
+                            dynamic_config=None if code else dynamic_config,
                         )
                         click.echo(f"== {label}, concurrency {concurrency}, round {round_no + 1}", err=True)
                         result = asyncio.run(_measure(server, config, cassandra_pid))

@@ -4,9 +4,10 @@ On Cassandra every commit is a Paxos round on the shard's partition, and concurr
 partition contend (they retry each other's ballots): one batch of N transitions costs about what one
 transition did, N batches cost far more. On SQLite a group is one transaction instead of N.
 
-No latency is added when idle: the first request is sent at once; requests that arrive while a batch is in
-flight wait for it and then form the next group (at most `max_writes` writes and about `max_bytes` of
-state and task data; a request is never split). The outcome of a group is told to each request:
+No latency is added when idle: the first request is sent at once (at the end of the event loop's turn, so
+requests made ready in the same turn go together); requests that arrive while `max_in_flight` batches are
+out wait and then form the next group (at most `max_writes` writes and about `max_bytes` of state and task
+data; a request is never split). The outcome of a group is told to each request:
 
 - applied: every request succeeds;
 - a condition failed (ConditionFailedError): the store names the failing writes, nothing was applied;
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 # commit is one partition, so the byte cap only bounds one Paxos proposal (and a group's memory).
 MAX_WRITES = 32
 MAX_BYTES = 512 * 1024
+# Batches of one shard in flight at once. One gives the most grouping, but one slow batch (a latency
+# tail of the database) then holds up every transition of the shard; a few in flight keep the others
+# moving and still group everything that arrives while they are all out (loadtest/RESULTS-cassandra.md).
+MAX_IN_FLIGHT = 4
 
 
 def write_size(write: ExecutionWrite) -> int:
@@ -78,8 +83,9 @@ class GroupCommitter:
         *,
         max_writes: int = MAX_WRITES,
         max_bytes: int = MAX_BYTES,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        if max_writes < 1 or max_bytes < 1:
+        if max_writes < 1 or max_bytes < 1 or max_in_flight < 1:
             raise ValueError("group commit caps must be positive")
         self._store = store
         self._shard_id = shard_id
@@ -87,8 +93,11 @@ class GroupCommitter:
         self._check = check
         self._max_writes = max_writes
         self._max_bytes = max_bytes
+        self._max_in_flight = max_in_flight
         self._queue: deque[_Request] = deque()
-        self._flusher: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._kick_scheduled = False
+        self._senders: set[asyncio.Task[None]] = set()
 
     async def commit(self, writes: Sequence[ExecutionWrite]) -> None:
         """Commit `writes` atomically (as Store.commit), possibly in one batch with other callers' writes.
@@ -100,8 +109,10 @@ class GroupCommitter:
         # A caller that stopped waiting never reads its outcome: read here, so asyncio logs no warning.
         request.future.add_done_callback(_retrieve)
         self._queue.append(request)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name=f"group-commit-{self._shard_id}")
+        if not self._kick_scheduled and self._in_flight < self._max_in_flight:
+            # At the end of this turn of the loop: the commits made ready in the same turn go together.
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
         try:
             # shield: a cancelled caller must not cancel the batch it shares with others.
             await asyncio.shield(request.future)
@@ -111,13 +122,24 @@ class GroupCommitter:
                     self._queue.remove(request)
             raise
 
-    async def _flush(self) -> None:
-        """Send groups until no request waits."""
+    def _kick(self) -> None:
+        """Send waiting requests as groups while fewer than `max_in_flight` batches are out."""
+        self._kick_scheduled = False
+        while self._queue and self._in_flight < self._max_in_flight:
+            group = self._take_group()
+            for request in group:
+                request.sent = True
+            self._in_flight += 1
+            sender = asyncio.create_task(self._run(group), name=f"group-commit-{self._shard_id}")
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+
+    async def _run(self, group: list[_Request]) -> None:
         try:
-            while self._queue:
-                await self._send(self._take_group())
+            await self._send(group)
         finally:
-            self._flusher = None
+            self._in_flight -= 1
+            self._kick()
 
     def _take_group(self) -> list[_Request]:
         group = [self._queue.popleft()]
@@ -137,8 +159,6 @@ class GroupCommitter:
             group = [r for r in group if not r.future.done()]
             if not group:
                 return
-            for request in group:
-                request.sent = True
             try:
                 if self._check is not None:
                     self._check()

@@ -34,6 +34,7 @@ from temporalio.api.history.v1 import History, HistoryEvent
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
 from hourglass.cluster.history.page_reader import read_page
 from hourglass.cluster.history.paging import HistoryCursor, Page
@@ -135,7 +136,14 @@ class Shard:
         self._query_buffers: dict[ExecutionKey, QueryBuffer] = {}
         # Commits of different runs ready together go to the store as one batch, fenced by the range id
         # of the moment it is sent, never from a shard that stopped being writable.
-        self._committer = GroupCommitter(store, shard_id, lambda: self.range_id, self.check_writable)
+        self._committer = GroupCommitter(
+            store,
+            shard_id,
+            lambda: self.range_id,
+            self.check_writable,
+            max_writes=LIMITS.group_commit_max_transitions,
+            max_in_flight=LIMITS.group_commit_max_in_flight,
+        )
 
     # ---- ownership -------------------------------------------------------------------------------------
     def check_writable(self) -> None:

@@ -54,6 +54,8 @@ async def range_id(store: Store) -> int:
 
 
 def committer(log: BatchLog, range_id: int, **caps: int) -> GroupCommitter:
+    """One batch in flight unless a test says otherwise: the grouping each test expects is then exact."""
+    caps.setdefault("max_in_flight", 1)
     return GroupCommitter(log, SHARD, lambda: range_id, **caps)  # type: ignore[arg-type]
 
 
@@ -94,6 +96,26 @@ async def test_the_first_commit_goes_at_once_and_later_ones_form_the_next_group(
 
     assert log.batches == [1, 5]
     for i in range(6):
+        assert await store.get_execution(SHARD, NS, f"wf-{i}", f"run-{i}") is not None
+
+
+async def test_with_two_batches_in_flight_the_third_commit_waits_for_one(store: Store, range_id: int) -> None:
+    log = BatchLog(store)
+    log.gate = asyncio.Event()
+    group = committer(log, range_id, max_in_flight=2)
+    first = asyncio.create_task(group.commit([start("wf-0", "run-0")]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(group.commit([start("wf-1", "run-1")]))
+    await asyncio.sleep(0.01)
+    assert log.batches == [1, 1]  # pipelined: the second did not wait for the first
+    later = [asyncio.create_task(group.commit([start(f"wf-{i}", f"run-{i}")])) for i in range(2, 5)]
+    await asyncio.sleep(0.01)
+    assert log.batches == [1, 1]
+    log.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second, *later), 10)
+
+    assert log.batches == [1, 1, 3]
+    for i in range(5):
         assert await store.get_execution(SHARD, NS, f"wf-{i}", f"run-{i}") is not None
 
 
@@ -227,7 +249,7 @@ async def test_random_interleavings_match_commits_applied_one_by_one(store: Stor
     conditions held, and the store ends as the model says."""
     rng = random.Random(1616)
     log = BatchLog(store)
-    group = committer(log, range_id, max_writes=rng.choice([3, 5, 32]))
+    group = committer(log, range_id, max_writes=rng.choice([3, 5, 32]), max_in_flight=rng.choice([1, 2, 4]))
     versions: dict[str, int] = {}  # workflow id -> stored version of its only run
     for round_no in range(8):
         ids = rng.sample(range(24), rng.randint(1, 12))
