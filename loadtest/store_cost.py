@@ -187,7 +187,13 @@ def render(
         "",
         f"Written by `make bench-cassandra` ({command}) on {started}. Hourglass nodes on this machine on "
         "fresh keyspaces of the local Cassandra 5 (one node, RF 1, LOCAL_QUORUM writes and LOCAL_SERIAL "
-        f"conditions), and one `start-dev` on in-memory SQLite, each under the same load: {load}. "
+        "conditions)"
+        + (
+            ", and one `start-dev` on in-memory SQLite"
+            if any(c.startswith("sqlite") for c, _ in tables[0][1])
+            else ""
+        )
+        + f", each under the same load: {load}. "
         + (
             f"Nodes of different commits alternate over {rounds} rounds; each figure is the median of its "
             "rounds."
