@@ -53,6 +53,13 @@ CONDITIONAL_BATCH_SECONDS = Histogram(
     "Latency of applied conditional batches (one per commit of transitions).",
     buckets=LATENCY_BUCKETS,
 )
+# Group commit (persistence/group_commit.py): how many transitions each applied conditional batch carried.
+# Its mean is also hourglass_transitions_total / hourglass_persistence_conditional_batches_total.
+TRANSITIONS_PER_BATCH = Histogram(
+    "hourglass_persistence_transitions_per_batch",
+    "Transitions (execution writes) per applied conditional batch: how well group commit merges them.",
+    buckets=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64),
+)
 HISTORY_APPEND_SECONDS = Histogram(
     "hourglass_persistence_history_append_seconds",
     "Latency of history node appends (one per transition that adds events, before its batch).",
@@ -165,6 +172,7 @@ class MeteredStore:
         CONDITIONAL_BATCHES.inc()
         WRITES.inc()
         TRANSITIONS.inc(len(writes))
+        TRANSITIONS_PER_BATCH.observe(len(writes))
         WORKFLOWS_STARTED.inc(sum(1 for w in writes if w.expected_version is None))
 
     def __getattr__(self, name: str):

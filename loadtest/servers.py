@@ -151,19 +151,38 @@ def hourglass_server(workdir: Path) -> ManagedServer:
     return ManagedServer("hourglass", port, metrics_port, argv, workdir / "hourglass.log")
 
 
-def hourglass_cassandra_server(workdir: Path, hosts: list[str], port: int, keyspace: str) -> ManagedServer:
-    """`hourglass server start --config` on a keyspace the schema tool already set up, with its metrics."""
+def hourglass_cassandra_server(
+    workdir: Path,
+    hosts: list[str],
+    port: int,
+    keyspace: str,
+    *,
+    shards: int = 4,
+    code: Path | None = None,
+    kind: str = "hourglass-cassandra",
+    dynamic_config: dict[str, object] | None = None,
+) -> ManagedServer:
+    """`hourglass server start --config` on a keyspace the schema tool already set up, with its metrics.
+
+    `code`: a directory holding another build's `hourglass` package (a baseline commit), run instead of
+    this one's (it comes first on PYTHONPATH). `dynamic_config`: the config's `dynamic_config:` map.
+    """
     server_port, metrics_port = free_port(), free_port()
-    config = workdir / "hourglass-cassandra.yaml"
+    config = workdir / f"{kind}.yaml"
     config.write_text(
-        "history_shards: 4\nlog_level: warning\n"
+        f"history_shards: {shards}\nlog_level: warning\n"
         f"node: {{ip: {HOST}, port: {server_port}, metrics_port: {metrics_port}}}\n"
         f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}}}}}\n"
+        + (
+            "dynamic_config: {" + ", ".join(f'"{k}": {v}' for k, v in dynamic_config.items()) + "}\n"
+            if dynamic_config
+            else ""
+        )
     )
     argv = [sys.executable, "-m", "hourglass.cluster.cli", "server", "start", "--config", str(config)]
-    return ManagedServer(
-        "hourglass-cassandra", server_port, metrics_port, argv, workdir / "hourglass-cassandra.log"
-    )
+    if code is not None:
+        argv = ["env", f"PYTHONPATH={code}", *argv]
+    return ManagedServer(kind, server_port, metrics_port, argv, workdir / f"{kind}.log")
 
 
 def _supports_metrics(base: list[str]) -> bool:

@@ -6,13 +6,20 @@ closed-loop load through each (raw driver: the server's cost, not an SDK worker'
 loadtest/RESULTS-cassandra.md. The per-transition figures come from the nodes' /metrics: conditional
 batches (LWT batches on Cassandra) and store writes per transition, and the latency of the two store
 round trips of a transition (history append, then the conditional batch) from their histograms.
+
+`--baseline REF` also runs the Cassandra node of another commit (exported with `git archive`), alternating
+with this one over `--rounds` rounds, each on a fresh keyspace, so before/after figures come from one run
+(medians of the rounds). Cassandra's own CPU per workflow is read from /proc when its process is found
+(`--cassandra-pid`, else the local process listening on its port).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +28,7 @@ from pathlib import Path
 
 import click
 
+from hourglass.cluster.history.limits import parse_dynamic_config_values
 from hourglass.loadtest.bench import load_average, machine
 from hourglass.loadtest.cli import Duration
 from hourglass.loadtest.load import LoadPlan
@@ -30,6 +38,7 @@ from hourglass.loadtest.scenarios import ScenarioRef
 from hourglass.loadtest.servers import ManagedServer, hourglass_cassandra_server, hourglass_server
 from hourglass.loadtest.stats import RunResult
 from hourglass.loadtest.summary import fmt
+from hourglass.loadtest.workers import cpu_seconds
 from hourglass.persistence.cassandra.config import HOSTS_ENV, parse_hosts
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROWS = [
     ("workflows_per_s", "workflows/s", "{:.1f}"),
     ("state_transitions_per_s", "state transitions/s", "{:.1f}"),
+    ("transitions_per_batch", "transitions per conditional batch", "{:.2f}"),
     ("batches_per_transition", "conditional batches per transition", "{:.2f}"),
     ("writes_per_transition", "store writes per transition", "{:.2f}"),
     ("history_append_p50_ms", "history append p50 (ms)", "{:.2f}"),
@@ -46,6 +56,7 @@ ROWS = [
     ("latency_p50_ms", "workflow latency p50 (ms)", "{:.0f}"),
     ("latency_p99_ms", "workflow latency p99 (ms)", "{:.0f}"),
     ("server_cpu_ms_per_workflow", "server CPU ms/workflow", "{:.1f}"),
+    ("cassandra_cpu_ms_per_workflow", "Cassandra CPU ms/workflow", "{:.1f}"),
     ("workflows_failed", "workflows failed", "{:.0f}"),
 ]
 
@@ -53,12 +64,24 @@ ROWS = [
 def figures(result: RunResult) -> dict[str, float | None]:
     f = result.figures()
     transitions = result.server.transitions
+    batches = result.server.conditional_batches
     per = lambda n: None if n is None or not transitions else n / transitions  # noqa: E731
+    cassandra_cpu_s = getattr(result, "cassandra_cpu_s", None)
+    workflows = getattr(result, "workflows_in_window", None) or result.completed
     return {
         **f,
-        "batches_per_transition": per(result.server.conditional_batches),
+        "batches_per_transition": per(batches),
+        "transitions_per_batch": None if not batches or transitions is None else transitions / batches,
         "writes_per_transition": per(result.server.writes),
+        "cassandra_cpu_ms_per_workflow": None
+        if cassandra_cpu_s is None or not workflows
+        else cassandra_cpu_s * 1000 / workflows,
     }
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def _schema(*args: str) -> None:
@@ -80,43 +103,121 @@ def _drop_keyspace(hosts: list[str], port: int, keyspace: str) -> None:
         cluster.shutdown()
 
 
-async def _measure(server: ManagedServer, config: RunConfig) -> RunResult:
+def _listener_pid(port: int) -> int | None:
+    """The local process listening on TCP `port` (Cassandra's native port), from /proc; None if unseen."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def _export(ref: str, into: Path) -> str:
+    """`git archive` of `ref` as `into`/hourglass (the package is the repository's root); its short id."""
+    commit = subprocess.run(
+        ["git", "-C", str(HERE.parent), "rev-parse", "--short", ref],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+    package = into / "hourglass"
+    package.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", commit], capture_output=True, check=True, timeout=120
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(package)], input=archive, check=True, timeout=120)
+    return commit
+
+
+async def _measure(server: ManagedServer, config: RunConfig, cassandra_pid: int | None = None) -> RunResult:
     await server.start()
     try:
         assert server.metrics_url is not None
         run = RunConfig(**{**config.__dict__, "address": server.address, "metrics_url": server.metrics_url,
                            "server_pid": server.pid, "label": server.kind})  # fmt: skip
-        return await run_load_test(run)
+        cpu_before = cpu_seconds(cassandra_pid) if cassandra_pid else None
+        result = await run_load_test(run)
+        cpu_after = cpu_seconds(cassandra_pid) if cassandra_pid else None
+        if cpu_before is not None and cpu_after is not None:
+            # Over the whole run, warm-up included: divided by every workflow of the run.
+            result.cassandra_cpu_s = cpu_after - cpu_before  # type: ignore[attr-defined]
+            result.workflows_in_window = result.completed + config.warmup  # type: ignore[attr-defined]
+        return result
     finally:
         server.stop()
 
 
-def render(results: list[RunResult], info: dict[str, str], command: str, started: str, load: str) -> str:
-    table = [figures(r) for r in results]
+def render_table(columns: list[tuple[str, list[dict[str, float | None]]]]) -> list[str]:
+    """One column per label: the median of its rounds' figures."""
+    lines = [
+        "| figure | " + " | ".join(label for label, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for key, label, pattern in ROWS:
+        cells = [fmt(_median([r.get(key) for r in rounds]), pattern) for _, rounds in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(
+    tables: list[tuple[int, list[tuple[str, list[dict[str, float | None]]]]]],
+    info: dict[str, str],
+    command: str,
+    started: str,
+    load: str,
+    rounds: int,
+    notes: list[str],
+) -> str:
     lines = [
         "# The cost of a workflow transition: Cassandra vs the embedded store",
         "",
-        f"Written by `make bench-cassandra` ({command}) on {started}. Two Hourglass nodes on this machine, one "
-        "on a fresh keyspace of the local Cassandra 5 (one node, RF 1, LOCAL_QUORUM writes and LOCAL_SERIAL "
-        f"conditions) and one `start-dev` on in-memory SQLite, each under the same load: {load}.",
+        f"Written by `make bench-cassandra` ({command}) on {started}. Hourglass nodes on this machine on "
+        "fresh keyspaces of the local Cassandra 5 (one node, RF 1, LOCAL_QUORUM writes and LOCAL_SERIAL "
+        "conditions)"
+        + (
+            ", and one `start-dev` on in-memory SQLite"
+            if any(c.startswith("sqlite") for c, _ in tables[0][1])
+            else ""
+        )
+        + f", each under the same load: {load}. "
+        + (
+            f"Nodes of different commits alternate over {rounds} rounds; each figure is the median of its "
+            "rounds."
+            if rounds > 1
+            else ""
+        ),
         "",
-        "A transition is two store round trips: the history node append (not conditional), then ONE "
+        "A transition is two store round trips: the history node append (not conditional), then a "
         "conditional batch in the shard's partition (on Cassandra an LWT batch: shard `range_id` condition, "
-        "execution version condition, current-run row, transfer and timer tasks).",
-        "",
-        "| figure | " + " | ".join(r.label for r in results) + " |",
-        "|---|" + "---:|" * len(results),
+        "execution version condition, current-run row, transfer and timer tasks). With group commit the "
+        "transitions of one shard that are ready together share one batch: transitions per conditional "
+        "batch is hourglass_transitions_total / hourglass_persistence_conditional_batches_total.",
     ]
-    for key, label, pattern in ROWS:
-        lines.append(f"| {label} | " + " | ".join(fmt(f[key], pattern) for f in table) + " |")
+    for concurrency, columns in tables:
+        lines += ["", f"## Concurrency {concurrency}", "", *render_table(columns)]
     lines += ["", "## Machine", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in info.items()]]
-    notes = [f"- note ({r.label}): {n}" for r in results for n in r.notes]
     if notes:
         lines += ["", *notes]
     lines += [
         "",
         "Latency percentiles of the store round trips are interpolated in the nodes' Prometheus histogram "
-        "buckets (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50 ms ...), as `histogram_quantile` would.",
+        "buckets (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50 ms ...), as `histogram_quantile` would. "
+        "Cassandra CPU is its process's user+system time over the whole load run (warm-up included) "
+        "divided by every workflow of the run; other clients of the same Cassandra add to it.",
         "",
     ]
     return "\n".join(lines)
@@ -126,9 +227,37 @@ def render(results: list[RunResult], info: dict[str, str], command: str, started
 @click.option(
     "--duration", type=Duration(), default="20s", show_default=True, help="Closed loop length per node."
 )
-@click.option("--concurrency", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--concurrency",
+    "concurrencies",
+    type=click.IntRange(min=1),
+    multiple=True,
+    default=[20],
+    show_default=True,
+    help="Repeat for several loads: --concurrency 20 --concurrency 100.",
+)
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--scenario", default="one-activity", show_default=True)
+@click.option("--shards", type=click.IntRange(min=1), default=4, show_default=True, help="History shards.")
+@click.option(
+    "--baseline",
+    metavar="REF",
+    help="Also measure the Cassandra node of this git commit (e.g. main), alternating with this one.",
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=1), default=1, show_default=True, help="Alternating rounds per load."
+)
+@click.option(
+    "--dynamic-config-value",
+    "dynamic_config_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dynamic config of this build's Cassandra node, e.g. hourglass.groupCommit.maxInFlight=1.",
+)
+@click.option("--sqlite/--no-sqlite", default=True, show_default=True, help="Measure the start-dev node too.")
+@click.option(
+    "--cassandra-pid", type=int, help="Cassandra's pid, for its CPU (default: the local process on its port)."
+)
 @click.option(
     "--hosts",
     envvar=HOSTS_ENV,
@@ -142,9 +271,15 @@ def render(results: list[RunResult], info: dict[str, str], command: str, started
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure as JSON.")
 def main(
     duration: float,
-    concurrency: int,
+    concurrencies: tuple[int, ...],
     warmup: int,
     scenario: str,
+    shards: int,
+    baseline: str | None,
+    rounds: int,
+    dynamic_config_values: tuple[str, ...],
+    sqlite: bool,
+    cassandra_pid: int | None,
     hosts: str,
     output: str,
     json_out: str | None,
@@ -152,40 +287,80 @@ def main(
     """Measure one transition's cost on Cassandra and on SQLite; write RESULTS-cassandra.md."""
     command = "python -m hourglass.loadtest.store_cost " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     contact_points, port = parse_hosts(hosts)
+    dynamic_config = parse_dynamic_config_values(dynamic_config_values)
+    if cassandra_pid is None and set(contact_points) <= {"127.0.0.1", "localhost"}:
+        cassandra_pid = _listener_pid(port)
     info = machine()
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    plan = LoadPlan(concurrency=concurrency, duration_s=duration, hard_timeout_s=duration + 300)
-    config = RunConfig(
-        address="", scenario=ScenarioRef(name=scenario), plan=plan, driver="raw", warmup=warmup
+    current = subprocess.run(
+        ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30
+    ).stdout.strip() or "this build"  # fmt: skip
+    tables: list[tuple[int, list[tuple[str, list[dict[str, float | None]]]]]] = []
+    runs: list[dict] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="hourglass-store-cost-") as tmp:
+        workdir = Path(tmp)
+        base_commit = _export(baseline, workdir / "baseline") if baseline else None
+        for concurrency in concurrencies:
+            plan = LoadPlan(concurrency=concurrency, duration_s=duration, hard_timeout_s=duration + 300)
+            config = RunConfig(
+                address="", scenario=ScenarioRef(name=scenario), plan=plan, driver="raw", warmup=warmup
+            )
+            columns: dict[str, list[dict[str, float | None]]] = {}
+            if sqlite:
+                columns["sqlite (start-dev)"] = []
+            this = f"cassandra {current}" + "".join(f" {k}={v}" for k, v in dynamic_config.items())
+            nodes: list[tuple[str, Path | None]] = [(this, None)]
+            if base_commit:
+                nodes.insert(0, (f"cassandra {base_commit} (baseline)", workdir / "baseline"))
+            for label, _ in nodes:
+                columns[label] = []
+            for round_no in range(rounds):
+                if sqlite:
+                    result = asyncio.run(_measure(hourglass_server(workdir), config))
+                    columns["sqlite (start-dev)"].append(figures(result))
+                    runs.append({"concurrency": concurrency, "round": round_no, **result.to_dict()})
+                order = nodes if round_no % 2 == 0 else nodes[::-1]
+                for label, code in order:
+                    keyspace = f"bench_{int(time.time())}_{round_no}"
+                    _schema("setup", "--hosts", ",".join(contact_points), "--port", str(port), "--keyspace",
+                            keyspace, "--replication-factor", "1")  # fmt: skip
+                    try:
+                        server = hourglass_cassandra_server(
+                            workdir,
+                            contact_points,
+                            port,
+                            keyspace,
+                            shards=shards,
+                            code=code,
+                            dynamic_config=None if code else dynamic_config,
+                        )
+                        click.echo(f"== {label}, concurrency {concurrency}, round {round_no + 1}", err=True)
+                        result = asyncio.run(_measure(server, config, cassandra_pid))
+                    finally:
+                        _drop_keyspace(contact_points, port, keyspace)
+                    f = figures(result)
+                    columns[label].append(f)
+                    runs.append({"concurrency": concurrency, "round": round_no, "label": label,
+                                 **result.to_dict(), "figures": f})  # fmt: skip
+                    notes += [f"- note ({label}, concurrency {concurrency}): {n}" for n in result.notes]
+                    click.echo(
+                        f"{label}: {fmt(f['workflows_per_s'])} wf/s, {fmt(f['transitions_per_batch'], '{:.2f}')} "
+                        f"transitions/batch, batch p50/p99 {fmt(f['conditional_batch_p50_ms'], '{:.2f}')}/"
+                        f"{fmt(f['conditional_batch_p99_ms'], '{:.2f}')} ms, Cassandra CPU "
+                        f"{fmt(f['cassandra_cpu_ms_per_workflow'], '{:.1f}')} ms/wf",
+                        err=True,
+                    )
+            tables.append((concurrency, list(columns.items())))
+    load = (
+        f"scenario {scenario}, raw driver, closed loop, {shards} history shards, {duration:g} s after "
+        f"{warmup} warm-up workflows"
     )
-    keyspace = f"bench_{int(time.time())}"
-    _schema("setup", "--hosts", ",".join(contact_points), "--port", str(port), "--keyspace", keyspace,
-            "--replication-factor", "1")  # fmt: skip
-    results: list[RunResult] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="hourglass-store-cost-") as tmp:
-            workdir = Path(tmp)
-            for server in (
-                hourglass_server(workdir),
-                hourglass_cassandra_server(workdir, contact_points, port, keyspace),
-            ):
-                click.echo(f"== {server.kind}", err=True)
-                results.append(asyncio.run(_measure(server, config)))
-                f = figures(results[-1])
-                click.echo(
-                    f"{server.kind}: {fmt(f['workflows_per_s'])} wf/s, batch p50 {fmt(f['conditional_batch_p50_ms'], '{:.2f}')} ms",
-                    err=True,
-                )
-    finally:
-        _drop_keyspace(contact_points, port, keyspace)
-    results[0].label = "sqlite (start-dev)"
-    results[1].label = "cassandra"
-    load = f"scenario {scenario}, raw driver, closed loop, concurrency {concurrency}, {duration:g} s after {warmup} warm-up workflows"
     info["load average at end (1/5/15 min)"] = load_average()
-    text = render(results, info, command.strip(), started, load)
+    text = render(tables, info, command.strip(), started, load, rounds, notes)
     Path(output).write_text(text)
     if json_out:
-        write_json(json_out, {"machine": info, "runs": [r.to_dict() for r in results]})
+        write_json(json_out, {"machine": info, "runs": runs})
     click.echo(text)
 
 

@@ -64,6 +64,10 @@ class HistoryLimits:
     matching_history_max_page_size: int = 256
     # The shortest retention RegisterNamespace/UpdateNamespace accept (the reference's MinRetentionLocal).
     namespace_min_retention_local_ms: int = 60 * 60 * 1000
+    # Group commit (persistence/group_commit.py), Hourglass's own keys: conditional batches of one shard in
+    # flight at once, and transitions per batch at most. Read when a shard is acquired.
+    group_commit_max_in_flight: int = 4
+    group_commit_max_transitions: int = 32
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -95,6 +99,8 @@ _KEYS = {
     "limit.historyMaxPageSize": "history_max_page_size",
     "frontend.historyMaxPageSize": "frontend_history_max_page_size",
     "matching.historyMaxPageSize": "matching_history_max_page_size",
+    "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
+    "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

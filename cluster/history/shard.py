@@ -3,6 +3,9 @@
 A commit is always: (1) append the transition's events as one history node (idempotent, unconditional),
 (2) ONE conditional batch in the shard partition fenced by range_id and the run's db_record_version.
 If (2) fails or its outcome is unknown, the cached state is dropped and reloaded before anything else.
+The batches of commits of different runs that are ready together are merged into one (group commit,
+persistence/group_commit.py): each commit still learns its own outcome, and one with an unknown outcome
+makes every commit of its group doubtful, each handled as below.
 
 Task ids are handed out before the commit; until it ends they are `uncommitted_task_ids`, which the
 queue processors never acknowledge past. A commit whose outcome is unknown (the store timed out, the
@@ -31,6 +34,7 @@ from temporalio.api.history.v1 import History, HistoryEvent
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.events_cache import NODE_BYTES, EventsCache
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import MutableState, WorkflowTaskInfo
 from hourglass.cluster.history.page_reader import read_page
 from hourglass.cluster.history.paging import HistoryCursor, Page
@@ -44,6 +48,7 @@ from hourglass.persistence.errors import (
     StoreUnavailableError,
     UnencodableWriteError,
 )
+from hourglass.persistence.group_commit import GroupCommitter
 from hourglass.persistence.records import (
     CurrentRunRecord,
     ExecutionKey,
@@ -136,6 +141,16 @@ class Shard:
         self._committing = 0
         self._no_commits = asyncio.Event()
         self._no_commits.set()
+        # Commits of different runs ready together go to the store as one batch, fenced by the range id
+        # of the moment it is sent, never from a shard that stopped being writable.
+        self._committer = GroupCommitter(
+            store,
+            shard_id,
+            lambda: self.range_id,
+            self.check_writable,
+            max_writes=LIMITS.group_commit_max_transitions,
+            max_in_flight=LIMITS.group_commit_max_in_flight,
+        )
 
     # ---- ownership -------------------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -349,7 +364,7 @@ class Shard:
             self._committing += 1
             self._no_commits.clear()
             try:
-                await self.store.commit(self.shard_id, self.range_id, writes)
+                await self._committer.commit(writes)
             finally:
                 self._committing -= 1
                 if self._committing == 0:
@@ -410,14 +425,26 @@ class Shard:
     async def _prepare_all(
         self, transitions: list[tuple[Transition, bool]], allocated: list[int]
     ) -> list[ExecutionWrite]:
-        """The batch's writes. A value that cannot be encoded (a client's out-of-range number: a timestamp
-        past year 9999, an integer beyond 64 bits) is an UnencodableWriteError: the batch was not sent."""
+        """The batch's writes, their history nodes appended concurrently. A value that cannot be encoded (a
+        client's out-of-range number: a timestamp past year 9999, an integer beyond 64 bits) is an
+        UnencodableWriteError: the batch was not sent."""
         try:
-            return [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+            prepared = [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
+            nodes = [node for _, node in prepared if node is not None]
+            if nodes:
+                self.check_writable()
+                if len(nodes) == 1:
+                    await self.store.append_history_node(nodes[0])
+                else:
+                    await asyncio.gather(*(self.store.append_history_node(node) for node in nodes))
+            return [write for write, _ in prepared]
         except (OverflowError, ValueError) as e:
             raise UnencodableWriteError(str(e)) from e
 
-    async def _prepare(self, tr: Transition, is_new_run: bool, allocated: list[int]) -> ExecutionWrite:
+    async def _prepare(
+        self, tr: Transition, is_new_run: bool, allocated: list[int]
+    ) -> tuple[ExecutionWrite, HistoryNode | None]:
+        """The transition's write and its history node (to append before the batch), state updated."""
         ms = tr.ms
         info = ms.info
         n_ids = 1 + len(tr.transfer_tasks) + len(tr.timer_tasks)
@@ -426,8 +453,8 @@ class Shard:
         allocated.extend(ids)
         self.uncommitted_task_ids.update(ids)
         txn_id, task_ids = ids[0], iter(ids[1:])
+        node = None
         if tr.events:
-            self.check_writable()
             for ev in tr.events:
                 ev.task_id = txn_id
             node = HistoryNode(
@@ -439,7 +466,6 @@ class Shard:
                 events=History(events=tr.events).SerializeToString(),
                 last_event_id=tr.events[-1].event_id,
             )
-            await self.store.append_history_node(node)
             ms.last_history_txn_id = txn_id
             ms.history_size_bytes += len(node.events)
             history_limits.warn_size_crossed(ms, len(node.events))
@@ -471,7 +497,7 @@ class Shard:
             )
             for t in tr.timer_tasks
         ]
-        return ExecutionWrite(record, expected, tr.current_run, transfer, timers)
+        return ExecutionWrite(record, expected, tr.current_run, transfer, timers), node
 
     # ---- history ---------------------------------------------------------------------------------------
     async def read_events(
