@@ -515,18 +515,33 @@ _NODE_HELP = (
 )
 
 
-@cluster.command("drain")
-@click.option("--address", default="127.0.0.1:7233", show_default=True, help=_ADDRESS_HELP)
-@click.option("--node", default="", help=_NODE_HELP)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=120.0,
-    show_default=True,
-    help="Seconds to wait until every shard is held by another member.",
-)
-@_API_KEY
-@tls_client_options
+def _member_action(name: str, timeout_help: str):
+    """A command acting on one member through any node: --address, --node, --timeout and the client's
+    identity options."""
+
+    def decorate(fn):
+        for option in reversed(
+            (
+                click.option("--address", default="127.0.0.1:7233", show_default=True, help=_ADDRESS_HELP),
+                click.option("--node", default="", help=_NODE_HELP),
+                click.option(
+                    "--timeout",
+                    type=click.FloatRange(min=1),
+                    default=120.0,
+                    show_default=True,
+                    help=timeout_help,
+                ),
+                _API_KEY,
+                tls_client_options,
+            )
+        ):
+            fn = option(fn)
+        return cluster.command(name)(fn)
+
+    return decorate
+
+
+@_member_action("drain", "Seconds to wait until every shard is held by another member.")
 def cluster_drain(
     address: str, node: str, timeout: float, api_key: str | None, **tls_paths: str | None
 ) -> None:
@@ -547,18 +562,7 @@ def cluster_drain(
     )
 
 
-@cluster.command("undrain")
-@click.option("--address", default="127.0.0.1:7233", show_default=True, help=_ADDRESS_HELP)
-@click.option("--node", default="", help=_NODE_HELP)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=120.0,
-    show_default=True,
-    help="Seconds to wait until the node holds its share of the shards again.",
-)
-@_API_KEY
-@tls_client_options
+@_member_action("undrain", "Seconds to wait until the node holds its share of the shards again.")
 def cluster_undrain(
     address: str, node: str, timeout: float, api_key: str | None, **tls_paths: str | None
 ) -> None:

@@ -297,6 +297,28 @@ def drop_keyspace(session: Session, keyspace: str) -> None:
     session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=DDL_TIMEOUT_S)
 
 
+@contextlib.contextmanager
+def fresh_keyspace(prefix: str) -> Iterator[tuple[CassandraConfig, Session, str]]:
+    """A fresh keyspace at the latest schema on the tests' Cassandra (acquired for the block, dropped and
+    released after it): (config, session, keyspace)."""
+    from hourglass.persistence.cassandra.config import build_cluster
+
+    config = acquire()
+    driver = build_cluster(CassandraConfig(hosts=config.hosts, port=config.port))
+    try:
+        session = driver.connect()
+        keyspace = new_keyspace_name(prefix)
+        create_test_keyspace(session, keyspace)
+        try:
+            yield config, session, keyspace
+        finally:
+            with contextlib.suppress(Exception):
+                drop_keyspace(session, keyspace)
+    finally:
+        driver.shutdown()
+        release()
+
+
 class KeyspaceReset:
     """Empties a keyspace's tables between tests, much faster than TRUNCATE (which flushes every table).
 

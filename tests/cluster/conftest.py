@@ -13,7 +13,6 @@ import pytest_asyncio
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from hourglass.persistence.cassandra import testing as cassandra
-from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
 from .harness import LocalCluster, Node
 from .workflows import ActivityTimerWorkflow, WaitForSignal, echo
@@ -23,18 +22,8 @@ from .workflows import ActivityTimerWorkflow, WaitForSignal, echo
 def cassandra_session():
     if cassandra.skip_requested():
         pytest.skip("HOURGLASS_SKIP_CASSANDRA is set: the cluster tests need a real Cassandra")
-    config = cassandra.acquire()
-    driver = build_cluster(CassandraConfig(hosts=config.hosts, port=config.port))
-    session = driver.connect()
-    keyspace = cassandra.new_keyspace_name("cluster")
-    cassandra.create_test_keyspace(session, keyspace)
-    try:
+    with cassandra.fresh_keyspace("cluster") as (config, session, keyspace):
         yield config, session, keyspace
-    finally:
-        with contextlib.suppress(Exception):
-            cassandra.drop_keyspace(session, keyspace)
-        driver.shutdown()
-        cassandra.release()
 
 
 @pytest_asyncio.fixture(scope="session")

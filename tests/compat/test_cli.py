@@ -43,6 +43,11 @@ async def cli(server: ServerProcess, *args: str, check: bool = True) -> tuple[in
     return code, out.decode(), err.decode()
 
 
+async def cli_text(server: ServerProcess, *args: str) -> str:
+    """The CLI's default text output (it must exit 0)."""
+    return (await cli(server, *args))[1]
+
+
 async def cli_json(server: ServerProcess, *args: str) -> Any:
     _, out, _ = await cli(server, *args, "-o", "json")
     return json.loads(out)

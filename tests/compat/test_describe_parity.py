@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from .conftest import ServerProcess
 from .helpers import new_id
+from .test_cli import cli_text as _cli
 
 TEMPORAL = shutil.which("temporal")
 GO_ZERO_TIME_SECONDS = -62135596800  # 0001-01-01T00:00:00Z: the reference's "no run deadline"
@@ -223,17 +224,6 @@ async def test_cli_describe_shows_child_history_size_and_extended_info(
     assert "workflowExecutionTimeout" not in as_json["executionConfig"]
     assert "workflowRunTimeout" not in as_json["executionConfig"]
     assert as_json["workflowExtendedInfo"]["runExpirationTime"] == "0001-01-01T00:00:00Z"
-
-
-async def _cli(server: ServerProcess, *args: str) -> str:
-    assert TEMPORAL is not None
-    proc = await asyncio.create_subprocess_exec(
-        TEMPORAL, *args, "--address", server.address, "--color", "never",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
-    return out.decode()
 
 
 async def test_reset_run_starts_at_the_reset_and_keeps_the_original_start_and_metadata(

@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from .conftest import ServerProcess
 from .helpers import new_id
+from .test_cli import cli_text as _cli
 
 TEMPORAL = shutil.which("temporal")
 pytestmark = pytest.mark.skipif(
@@ -45,17 +46,6 @@ class IdleWorkflow:
     @workflow.run
     async def run(self) -> None:
         return None
-
-
-async def _cli(server: ServerProcess, *args: str) -> str:
-    assert TEMPORAL is not None
-    proc = await asyncio.create_subprocess_exec(
-        TEMPORAL, *args, "--address", server.address, "--color", "never",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
-    return out.decode()
 
 
 def _rows(text: str, section: str) -> list[list[str]]:

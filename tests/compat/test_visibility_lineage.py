@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from .conftest import ServerProcess
 from .helpers import new_id
+from .test_cli import cli_text as _cli
 from .test_describe_parity import DescribedChild, DescribedParent, _wait_for
 
 UNTYPED_ATTRIBUTE = "HgParityUntypedKeyword"
@@ -164,17 +165,6 @@ async def test_cli_lists_and_counts_by_parent_and_root(server: ServerProcess, cl
     assert child["parentExecution"]["workflowId"] == wf_id
     counted = await _cli(server, "workflow", "count", "-q", f"ParentWorkflowId = '{wf_id}'")
     assert counted.split() == ["Total:", "1"]
-
-
-async def _cli(server: ServerProcess, *args: str) -> str:
-    assert TEMPORAL is not None
-    proc = await asyncio.create_subprocess_exec(
-        TEMPORAL, *args, "--address", server.address, "--color", "never",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
-    return out.decode()
 
 
 async def test_history_counters_are_listed_once_the_run_closes(client: Client) -> None:

@@ -7,7 +7,6 @@ to 0 s in the test copy, as failover takes seconds) and the others' shard moveme
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import socket
 import time
@@ -18,7 +17,6 @@ import yaml
 from cluster.harness import SHARDS, LocalCluster, _free_on_all
 
 from hourglass.persistence.cassandra import testing as cassandra
-from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
 from .prometheus import MISSING, Prometheus, start_prometheus
 
@@ -40,18 +38,8 @@ def shard_rules(path: Path) -> Path:
 def keyspace():
     if cassandra.skip_requested():
         pytest.skip("HOURGLASS_SKIP_CASSANDRA is set: a cluster needs a real Cassandra")
-    config = cassandra.acquire()
-    driver = build_cluster(CassandraConfig(hosts=config.hosts, port=config.port))
-    session = driver.connect()
-    name = cassandra.new_keyspace_name("ops")
-    cassandra.create_test_keyspace(session, name)
-    try:
+    with cassandra.fresh_keyspace("ops") as (config, _, name):
         yield config, name
-    finally:
-        with contextlib.suppress(Exception):
-            cassandra.drop_keyspace(session, name)
-        driver.shutdown()
-        cassandra.release()
 
 
 def vector(prometheus: Prometheus, expr: str) -> dict[str, float]:

@@ -22,7 +22,6 @@ from temporalio.service import RPCError
 
 from hourglass.loadtest.servers import ManagedServer, free_port
 from hourglass.persistence.cassandra import testing as cassandra
-from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
 from .prometheus import MISSING, Prometheus, start_prometheus
 
@@ -95,35 +94,35 @@ def store_rules(path: Path) -> Path:
 async def node_behind_proxy(tmp_path: Path) -> AsyncIterator[tuple[ManagedServer, CuttableProxy]]:
     if cassandra.skip_requested():
         pytest.skip("HOURGLASS_SKIP_CASSANDRA is set: this test needs a real Cassandra")
-    config = cassandra.acquire()
-    driver = build_cluster(CassandraConfig(hosts=config.hosts, port=config.port))
-    session = driver.connect()
-    keyspace = cassandra.new_keyspace_name("ops")
-    cassandra.create_test_keyspace(session, keyspace)
-    proxy = CuttableProxy(config.hosts[0], config.port)
-    await proxy.open()
-    port, metrics_port = free_port(), free_port()
-    node_config = tmp_path / "node.yaml"
-    options = ", ".join(f"{k}: {v}" for k, v in STORE_OPTIONS.items())
-    node_config.write_text(
-        "history_shards: 4\nlog_level: warning\n"
-        f"node: {{ip: 127.0.0.1, port: {port}, metrics_port: {metrics_port}}}\n"
-        f"store: {{kind: cassandra, cassandra: {{hosts: [127.0.0.1], port: {proxy.port}, keyspace: {keyspace}, "
-        f"{options}}}}}\n"
-    )
-    argv = [sys.executable, "-m", "hourglass.cluster.cli", "server", "start", "--config", str(node_config)]
-    server = ManagedServer("hourglass-cassandra", port, metrics_port, argv, tmp_path / "node.log")
-    try:
-        await server.start()
-        yield server, proxy
-    finally:
-        server.stop()
-        if proxy.is_open:
-            await proxy.cut()
-        with contextlib.suppress(Exception):
-            cassandra.drop_keyspace(session, keyspace)
-        driver.shutdown()
-        cassandra.release()
+    with cassandra.fresh_keyspace("ops") as (config, _, keyspace):
+        proxy = CuttableProxy(config.hosts[0], config.port)
+        await proxy.open()
+        port, metrics_port = free_port(), free_port()
+        node_config = tmp_path / "node.yaml"
+        options = ", ".join(f"{k}: {v}" for k, v in STORE_OPTIONS.items())
+        node_config.write_text(
+            "history_shards: 4\nlog_level: warning\n"
+            f"node: {{ip: 127.0.0.1, port: {port}, metrics_port: {metrics_port}}}\n"
+            f"store: {{kind: cassandra, cassandra: {{hosts: [127.0.0.1], port: {proxy.port}, "
+            f"keyspace: {keyspace}, {options}}}}}\n"
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "hourglass.cluster.cli",
+            "server",
+            "start",
+            "--config",
+            str(node_config),
+        ]
+        server = ManagedServer("hourglass-cassandra", port, metrics_port, argv, tmp_path / "node.log")
+        try:
+            await server.start()
+            yield server, proxy
+        finally:
+            server.stop()
+            if proxy.is_open:
+                await proxy.cut()
 
 
 def alert_states(prometheus: Prometheus) -> list[str]:

@@ -7,7 +7,6 @@ shards taken over by the two others, within the failure-detection time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 import uuid
@@ -19,7 +18,6 @@ import pytest_asyncio
 from cluster.harness import SHARDS, LocalCluster
 
 from hourglass.persistence.cassandra import testing as cassandra
-from hourglass.persistence.cassandra.config import CassandraConfig, build_cluster
 
 # Failure detection in the harness: suspect after ~0.5 s, dead 2.5 s later, then the shards move. The
 # page refreshes every 2 s. Generous for a loaded 2-core machine.
@@ -30,18 +28,8 @@ TAKEOVER_DEADLINE_S = 45.0
 def cassandra_keyspace() -> Iterator[tuple[list[str], int, str]]:
     if cassandra.skip_requested():
         pytest.skip("HOURGLASS_SKIP_CASSANDRA is set: the cluster page test needs a real Cassandra")
-    config = cassandra.acquire()
-    driver = build_cluster(CassandraConfig(hosts=config.hosts, port=config.port))
-    session = driver.connect()
-    keyspace = cassandra.new_keyspace_name("page")
-    cassandra.create_test_keyspace(session, keyspace)
-    try:
+    with cassandra.fresh_keyspace("page") as (config, _, keyspace):
         yield config.hosts, config.port, keyspace
-    finally:
-        with contextlib.suppress(Exception):
-            cassandra.drop_keyspace(session, keyspace)
-        driver.shutdown()
-        cassandra.release()
 
 
 @pytest_asyncio.fixture(scope="module")
