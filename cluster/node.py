@@ -24,7 +24,7 @@ from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.frontend.test_service import TimeSkippingService
 from hourglass.cluster.history.engine import HistoryEngine
-from hourglass.cluster.history.limits import apply_dynamic_config
+from hourglass.cluster.history.limits import LIMITS, apply_dynamic_config
 from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.history.virtual_clock import VirtualClock
 from hourglass.cluster.loop_lag import LoopLagMonitor
@@ -80,6 +80,9 @@ class Node:
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
         apply_dynamic_config(config.dynamic_config)
+        if "limit.blobSize.error" in config.dynamic_config:
+            # The reference's key wins over the node's own `max_blob_bytes`.
+            config.max_blob_bytes = LIMITS.blob_size_error_bytes
         # Every role talks to the store through the metering wrapper.
         self.store = store = MeteredStore(store)
         self.history = HistoryEngine(store, config.history_shard_count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from google.protobuf.duration_pb2 import Duration
@@ -12,7 +13,10 @@ from temporalio.api.enums.v1 import CommandType, WorkflowIdConflictPolicy, Workf
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.commands import RESERVED_TASK_QUEUE_PREFIX
 from hourglass.cluster.history.cron import cron_error
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.retry import retry_policy_error
+
+log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 1000
 
@@ -97,8 +101,14 @@ def check_retry_policy(request, field_name: str = "retry_policy") -> None:
 
 
 def check_blob_size(message: Message | None, limit: int, what: str = "Blob data") -> None:
-    if message is not None and message.ByteSize() > limit:
+    """The reference's blob limits: over `limit` refused; over `limit.blobSize.warn` logged."""
+    if message is None:
+        return
+    size = message.ByteSize()
+    if size > limit:
         raise InvalidArgument(f"{what} size exceeds limit.")
+    if size > LIMITS.blob_size_warn_bytes:
+        log.info("%s size %d exceeds the warning limit of %d bytes", what, size, LIMITS.blob_size_warn_bytes)
 
 
 def check_start_request(request, limit: int) -> None:

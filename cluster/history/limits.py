@@ -49,6 +49,10 @@ class HistoryLimits:
     num_pending_child_executions_error: int = 2000
     num_pending_signals_error: int = 2000
     num_pending_cancel_requests_error: int = 2000
+    # A payload a request or a command carries (input, signal, query arguments, results): past the error
+    # limit it is refused ("Blob data size exceeds limit."), past the warn limit logged.
+    blob_size_error_bytes: int = 2 * 1024 * 1024
+    blob_size_warn_bytes: int = 512 * 1024
     # A memo set by a start or a command (bytes of the serialized Memo).
     memo_size_error_bytes: int = 2 * 1024 * 1024
     memo_size_warn_bytes: int = 2 * 1024
@@ -91,6 +95,8 @@ _KEYS = {
     "limit.numPendingChildExecutions.error": "num_pending_child_executions_error",
     "limit.numPendingSignals.error": "num_pending_signals_error",
     "limit.numPendingCancelRequests.error": "num_pending_cancel_requests_error",
+    "limit.blobSize.error": "blob_size_error_bytes",
+    "limit.blobSize.warn": "blob_size_warn_bytes",
     "limit.memoSize.error": "memo_size_error_bytes",
     "limit.memoSize.warn": "memo_size_warn_bytes",
     "frontend.searchAttributesNumberOfKeysLimit": "search_attributes_number_of_keys",

@@ -9,6 +9,7 @@ dynamic-config keys (`--dynamic-config-value`), so each limit is reached in a fe
 - past `limit.numPendingActivities.error` the workflow task fails with PENDING_ACTIVITIES_LIMIT_EXCEEDED;
 - past `limit.memoSize.error` a start is refused, and a memo upsert fails the task and terminates the run;
 - a search attribute value over `frontend.searchAttributesSizeOfValueLimit` is refused;
+- a payload over `limit.blobSize.error` (a signal's, a start's input) is refused;
 - an update whose handler cannot take its input gets FAILED_PRECONDITION "Unable to perform workflow
   execution update due to Workflow Task in failed state." and the workflow carries on.
 """
@@ -52,6 +53,7 @@ PENDING_ACTIVITIES_LIMIT = 2
 HISTORY_SIZE_LIMIT = 20_000
 MEMO_SIZE_LIMIT = 1000
 SEARCH_ATTRIBUTE_VALUE_LIMIT = 100
+BLOB_SIZE_LIMIT = 64_000  # above the history-size test's 21 kB signal
 UPDATE_FAILED = "Unable to perform workflow execution update due to Workflow Task in failed state."
 
 
@@ -64,6 +66,8 @@ LIMITS = {
     # The reference checks the error limit only for a memo over the warn limit (2 KiB by default).
     "limit.memoSize.warn": MEMO_SIZE_LIMIT // 2,
     "frontend.searchAttributesSizeOfValueLimit": SEARCH_ATTRIBUTE_VALUE_LIMIT,
+    "limit.blobSize.error": BLOB_SIZE_LIMIT,
+    "limit.blobSize.warn": BLOB_SIZE_LIMIT // 2,
 }
 
 
@@ -329,3 +333,20 @@ async def test_workflow_task_failure_messages_name_the_cause(limited_client: Cli
     assert failed.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
     assert failed.failure.message == "UnhandledCommand"
     await handle.terminate("done")
+
+
+async def test_blob_size_limit_refuses_a_payload_over_it(limited_client: Client) -> None:
+    """`limit.blobSize.error` bounds what a request carries: a signal and a start over it are refused, one
+    under it is taken (Hourglass read only its own `max_blob_bytes` before)."""
+    handle = await limited_client.start_workflow(WaitForSignal.run, id=new_id(), task_queue=new_id("tq"))
+    with pytest.raises(RPCError) as refused:
+        await handle.signal(WaitForSignal.finish, "x" * (BLOB_SIZE_LIMIT + 1000))
+    assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert "size exceeds limit" in refused.value.message
+    with pytest.raises(RPCError) as refused:
+        await limited_client.start_workflow(
+            WaitForSignal.run, "x" * (BLOB_SIZE_LIMIT + 1000), id=new_id(), task_queue=new_id("tq")
+        )
+    assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+    await handle.signal(WaitForSignal.finish, "x" * (BLOB_SIZE_LIMIT - 1000))
+    await handle.terminate()
