@@ -121,8 +121,8 @@ async def test_internal_port_refuses_callers_without_a_member_certificate(tmp_pa
                 assert (
                     f"127.0.0.1:{gossip_port}" in out.decode() and "majority reachable: yes" in out.decode()
                 )
-            else:
-                assert "cannot get the cluster status" in err.decode()
+            else:  # plaintext against the TLS-only internal port: no connection, and the CLI says so
+                assert f"cannot connect to {internal}" in err.decode() and "plaintext vs TLS" in err.decode()
 
 
 def test_cluster_mode_without_internode_mtls_does_not_start(tmp_path, pki):
