@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -271,6 +272,15 @@ def _before_server(workdir: Path, pythonpath: str) -> ManagedServer:
     server = hourglass_server(workdir)
     server.kind = "hourglass (before)"
     server.argv = ["env", f"PYTHONPATH={pythonpath}", *server.argv]
+    # An older checkout may predate the Web UI and its --headless (it then serves none anyway).
+    help_text = subprocess.run(
+        [*server.argv[: server.argv.index("start-dev") + 1], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    if "--headless" not in help_text:
+        server.argv.remove("--headless")
     server.log_path = workdir / "hourglass-before.log"
     return server
 
