@@ -323,6 +323,12 @@ async def _serve(config, open_store, where: str, ui=None, ui_port_given: bool = 
     except Exception as e:  # the store's own message names the problem (unreachable, old schema...)
         raise click.ClickException(f"cannot open the store ({where}): {e}") from None
     node = Node(config, store)
+    # Installed first: a SIGTERM while the node or its UI starts stops it cleanly once started, instead of
+    # killing the process with the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
     except Exception as e:
@@ -354,10 +360,6 @@ async def _serve(config, open_store, where: str, ui=None, ui_port_given: bool = 
             err=True,
         )
     ui_server = await _start_ui(ui, node, ui_port_given) if ui is not None else None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
