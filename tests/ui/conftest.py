@@ -48,6 +48,10 @@ class FailedResponses:
             self.failures.append(f"{response.request.method} {response.status} {response.url}")
 
     def _record_failed(self, request) -> None:
+        # net::ERR_ABORTED is the page cancelling its own fetch (the UI aborts a history read it replaces
+        # when it re-renders): no answer from the server at all, so not a refusal.
+        if request.failure and "ERR_ABORTED" in request.failure:
+            return
         self.failures.append(f"{request.method} failed ({request.failure}) {request.url}")
 
     def assert_none(self) -> None:
