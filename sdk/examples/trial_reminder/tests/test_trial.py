@@ -38,6 +38,9 @@ async def test_no_reminder_after_an_upgrade(hourglass_env):
         handle = await hourglass_env.client.start_workflow(
             TrialWorkflow.run, "bob@example.com", id=f"trial-{uuid.uuid4()}", task_queue="trial"
         )
+        # The trial starts when the worker runs the workflow's first task: wait for it (a query answers
+        # after that task) so the 3 days below are counted from the trial's start.
+        assert await handle.query(TrialWorkflow.days_left) == 7.0
         await hourglass_env.sleep(timedelta(days=3))  # skips 3 days, then time stands still again
         await handle.signal(TrialWorkflow.upgrade)
         assert await handle.result() == "upgraded on day 3"
