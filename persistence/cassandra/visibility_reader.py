@@ -67,11 +67,14 @@ DAYS_AT_ONCE = 4
 @dataclass(frozen=True)
 class Phase:
     """A pushdown read in start order (`descending` True/False, for early stop) or in any order (None);
-    `closed_only` drops open runs (close_time_ms = 0) in Python, an earlier phase having read them."""
+    `closed_only` drops open runs (close_time_ms = 0) in Python, an earlier phase having read them;
+    `open_only` drops closed ones: an index can still hand over a row that closed a moment ago, and the
+    closed-runs phase reads that row too."""
 
     push: Pushdown
     descending: bool | None = None
     closed_only: bool = False
+    open_only: bool = False
 
 
 def plan(query: VisibilityQuery, after: tuple[Any, ...] | None) -> list[Phase]:
@@ -95,7 +98,7 @@ def plan(query: VisibilityQuery, after: tuple[Any, ...] | None) -> list[Phase]:
             running = NOTHING  # the previous page ended among closed runs: every open one came before
         # Closed runs are not restricted to close_time_ms >= 1 in CQL: an index range that admits nearly
         # every row costs Cassandra more than handing over the few open rows the phase then skips.
-        return [Phase(running, descending=True), Phase(base, closed_only=True)]
+        return [Phase(running, descending=True, open_only=True), Phase(base, closed_only=True)]
     return [Phase(base)]
 
 
@@ -140,6 +143,9 @@ class VisibilityReader:
         after = decode_page_token(next_page_token, len(keys))
         wanted = page_size + 1
         candidates: list[tuple[tuple[Any, ...], VisibilityRecord]] = []
+        # A run read open by one phase may have closed before the next phase reads it: a page shows it
+        # once, as the later read saw it.
+        seen: dict[tuple[str, str], int] = {}
         for phase in plan(query, after):
             fetch = (
                 FULL_READ_ROWS
@@ -153,12 +159,19 @@ class VisibilityReader:
                         break
                     if phase.closed_only and record.close_time_ms == 0:
                         continue
+                    if phase.open_only and record.close_time_ms != 0:
+                        continue
                     view = RecordView(record)
                     if not matches(query.filter, view):
                         continue
                     values = sort_values(view, keys)
                     if after is not None and compare_sort_values(values, after, keys) <= 0:
                         continue
+                    run = (record.workflow_id, record.run_id)
+                    if run in seen:
+                        candidates[seen[run]] = (values, record)
+                        continue
+                    seen[run] = len(candidates)
                     candidates.append((values, record))
                     if phase.descending is not None and boundary is None and len(candidates) >= wanted:
                         boundary = record.start_time_ms
