@@ -318,3 +318,50 @@ async def test_bad_requests(server: ServerProcess, client: Client) -> None:
         RPCStatusCode.INVALID_ARGUMENT,
         "Reason is not set on request.",
     )
+
+
+async def test_cli_activity_unpause_and_update_options_by_query(
+    server: ServerProcess, client: Client
+) -> None:
+    from .test_activity_operator import wait_pending
+    from .workflows import ActivitySpec, RunActivity
+
+    spec = ActivitySpec("say_hello", ["batch"], start_to_close=30, activity_id="op")
+    async with run_worker(client, activities=[]) as tq:  # no activity worker: the activity stays pending
+        handles = [
+            await client.start_workflow(RunActivity.run, spec, id=new_id("batch-act"), task_queue=tq)
+            for _ in range(2)
+        ]
+        for h in handles:
+            await wait_pending(h, "op", lambda pa: True)
+            await cli(server, "activity", "pause", "-w", h.id, "-a", "op", "--reason", "hold")
+            await wait_pending(h, "op", lambda pa: pa.paused)
+        query = f"TaskQueue='{tq}'"
+        await wait_visible(client, query, 2)
+
+        _, out, _ = await cli(
+            server, "activity", "update-options", "--query", query, "--heartbeat-timeout", "7s",
+            "--reason", "batch-options", "--yes",
+        )  # fmt: skip
+        job_id = out.split("job ID: ")[1].split()[0] if "job ID: " in out else out.strip().split()[-1]
+        described = await wait_batch_done(server, job_id)
+        assert (described["operationType"], described["state"], described["completeOperationCount"]) == (
+            "BATCH_OPERATION_TYPE_UPDATE_ACTIVITY_OPTIONS",
+            "BATCH_OPERATION_STATE_COMPLETED",
+            "2",
+        )
+        for h in handles:
+            pa = await wait_pending(h, "op", lambda pa: pa.activity_options.heartbeat_timeout.seconds == 7)
+            assert pa.paused
+
+        _, out, _ = await cli(server, "activity", "unpause", "--query", query, "--reason", "go", "--yes")
+        job_id = out.split("job ID: ")[1].split()[0] if "job ID: " in out else out.strip().split()[-1]
+        described = await wait_batch_done(server, job_id)
+        assert (described["operationType"], described["state"], described["completeOperationCount"]) == (
+            "BATCH_OPERATION_TYPE_UNPAUSE_ACTIVITY",
+            "BATCH_OPERATION_STATE_COMPLETED",
+            "2",
+        )
+        for h in handles:
+            await wait_pending(h, "op", lambda pa: not pa.paused)
+            await h.terminate("done")
