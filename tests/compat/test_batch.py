@@ -365,3 +365,36 @@ async def test_cli_activity_unpause_and_update_options_by_query(
         for h in handles:
             await wait_pending(h, "op", lambda pa: not pa.paused)
             await h.terminate("done")
+
+
+async def test_a_batch_resumes_after_kill9(restartable_server: ServerProcess) -> None:
+    """kill -9 mid-batch and restart on the same database: the batch goes on from its committed progress,
+    every workflow signalled exactly once (Hourglass, or a file-backed reference)."""
+    srv = restartable_server
+    client = await Client.connect(srv.address)
+    wf_type = new_id("BatchRestart")
+    handles = await start_idle(client, wf_type, 20)
+    query = f"WorkflowType='{wf_type}'"
+    await wait_visible(client, query, 20)
+    job_id = new_id("job")
+    await client.workflow_service.start_batch_operation(
+        StartBatchOperationRequest(
+            namespace="default", job_id=job_id, reason="restart", visibility_query=query,
+            max_operations_per_second=4, signal_operation=BatchOperationSignal(signal="once"),
+        )
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while (await client.workflow_service.describe_batch_operation(
+        DescribeBatchOperationRequest(namespace="default", job_id=job_id)
+    )).complete_operation_count < 5:  # fmt: skip
+        assert time.monotonic() < deadline, "the batch did not progress"
+        await asyncio.sleep(0.2)
+    await srv.restart()  # kill -9, same port, same database file
+    client = await Client.connect(srv.address)
+    described = await wait_batch_done(srv, job_id)
+    assert (described["state"], described["completeOperationCount"]) == (
+        "BATCH_OPERATION_STATE_COMPLETED",
+        "20",
+    )
+    for h in handles:
+        assert (await event_types(client.get_workflow_handle(h.id))).count("WORKFLOW_EXECUTION_SIGNALED") == 1
