@@ -36,6 +36,7 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from hourglass.cluster.batcher.state import COMPLETED, FAILED, BatchState
 from hourglass.cluster.errors import (
     InvalidArgument,
+    NamespaceNotFound,
     NotFound,
     ResourceExhausted,
     ServiceError,
@@ -330,9 +331,10 @@ class BatchEngine:
 
     async def _step(self, key: Key, request: rr.StartBatchOperationRequest, pacer: _Pacer) -> None:
         """One durable step: fetch and commit the next page, handle one execution, or finish."""
-        shard = self._shard(key) if self._shard_id(key) in self.history.shards else None
-        if shard is None:
-            raise _Gone()
+        try:
+            shard = self._shard(key)
+        except ShardNotOwned:
+            raise _Gone() from None  # its next owner runs it (shard_released cancels us anyway)
         old = self._states.get(key)
         if old is None or not old.running:
             raise _Gone()
@@ -343,7 +345,14 @@ class BatchEngine:
                 new.close_ms = now_ms()
                 new.total = new.success + new.failure
             else:
-                await self._fetch_page(new)
+                try:
+                    await self._fetch_page(new)
+                except (InvalidArgument, NamespaceNotFound) as e:
+                    # Not retryable (the namespace or a search attribute of the query is gone): the batch
+                    # fails, as the reference's batch workflow does on a non-retryable listing error.
+                    log.warning("batch %s failed: %s", key[1], e.message)
+                    new.state = FAILED
+                    new.close_ms = now_ms()
         else:
             workflow_id, run_id = new.page[new.index]
             ok = await self._apply(

@@ -182,6 +182,8 @@ async def test_cli_reset_by_query(server: ServerProcess, client: Client) -> None
             for _ in range(2)
         ]
         for h in handles:
+            # After the first workflow task, so that the signal is not part of it.
+            await wait_for_event(h, "WORKFLOW_TASK_COMPLETED", count=1)
             await h.signal(SignalCollector.add, "before")
             await wait_for_event(h, "WORKFLOW_TASK_COMPLETED", count=2)
         query = f"TaskQueue='{tq}' AND ExecutionStatus='Running'"
@@ -266,6 +268,16 @@ async def test_one_batch_at_a_time_and_stop(server: ServerProcess, client: Clien
             termination_operation=BatchOperationTermination(identity="me"),
         )
     )  # fmt: skip
+    # The reference counts running batches in visibility: it refuses a second one once it lists the first.
+    deadline = time.monotonic() + 10
+    while first not in [
+        b.job_id
+        for b in (
+            await svc.list_batch_operations(ListBatchOperationsRequest(namespace="default"))
+        ).operation_info
+    ]:
+        assert time.monotonic() < deadline, "the first batch is not listed"
+        await asyncio.sleep(0.05)
     with pytest.raises(RPCError) as refused:
         await svc.start_batch_operation(
             StartBatchOperationRequest(
