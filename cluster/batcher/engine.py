@@ -60,8 +60,8 @@ Key = tuple[str, str]  # (namespace id, job id)
 PAGE_SIZE = 1000
 ATTEMPTS_ON_RETRYABLE_ERROR = 50
 RETRY_S = 1.0
-# The reference counts running batches per namespace with this query (its batch workflows' division).
-NOT_RUNNING_FILTER = "ExecutionStatus='Running'"
+# What the reference's batcher adds to the query of an operation on running workflows.
+RUNNING_FILTER = "ExecutionStatus='Running'"
 # Operations that only apply to running workflows: the reference adds the running filter to their query.
 _RUNNING_ONLY = {
     "termination_operation",
@@ -109,9 +109,10 @@ def adjusted_query(request: rr.StartBatchOperationRequest) -> str:
         op = request.unpause_activities_operation
         if op.WhichOneof("activity") == "type":
             value = "property:activityType=" + op.type
-            return "TemporalPauseInfo = '" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            # The frontend replaces the query by the activity type's pause marker, as the reference's does.
+            query = "TemporalPauseInfo = '" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if query and request.WhichOneof("operation") in _RUNNING_ONLY:
-        return f"({query}) AND ({NOT_RUNNING_FILTER})"
+        return f"({query}) AND ({RUNNING_FILTER})"
     return query
 
 
