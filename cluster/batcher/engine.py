@@ -554,6 +554,16 @@ class BatchEngine:
         ctx,
     ) -> None:
         fe, reset = self.frontend, request.reset_operation
+        # A reset is not deduplicated by its request id (on the reference neither): a batch redoing this
+        # execution after its owner died must not reset the run its first attempt made.
+        try:
+            current = await self.history.peers.get_mutable_state(
+                state.namespace_id, WorkflowExecution(workflow_id=wf.workflow_id)
+            )
+        except NotFound:
+            current = None
+        if current is not None and current.info.create_request_id == request_id:
+            return
         if reset.HasField("options"):
             target = reset.options.WhichOneof("target")
             if target == "workflow_task_id":
