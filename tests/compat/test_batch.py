@@ -410,3 +410,34 @@ async def test_a_batch_resumes_after_kill9(restartable_server: ServerProcess) ->
     )
     for h in handles:
         assert (await event_types(client.get_workflow_handle(h.id))).count("WORKFLOW_EXECUTION_SIGNALED") == 1
+
+
+async def test_max_operations_per_second_paces_the_batch(server: ServerProcess, client: Client) -> None:
+    """At most `max_operations_per_second` operations a second: 12 signals at 4/s span >= 2.75 s."""
+    if server.kind == "reference":
+        pytest.skip(
+            "the reference 1.32 ignores max_operations_per_second (its batcher runs at worker.batcherRPS)"
+        )
+    wf_type = new_id("BatchPaced")
+    handles = await start_idle(client, wf_type, 12)
+    job_id = new_id("job")
+    await client.workflow_service.start_batch_operation(
+        StartBatchOperationRequest(
+            namespace="default", job_id=job_id, reason="paced", max_operations_per_second=4,
+            executions=[WorkflowExecution(workflow_id=h.id) for h in handles],
+            signal_operation=BatchOperationSignal(signal="paced"),
+        )
+    )  # fmt: skip
+    described = await wait_batch_done(server, job_id)
+    assert described["completeOperationCount"] == "12"
+    done = await client.workflow_service.describe_batch_operation(
+        DescribeBatchOperationRequest(namespace="default", job_id=job_id)
+    )
+    assert done.close_time.ToMilliseconds() - done.start_time.ToMilliseconds() >= 2750
+    signal_times = []
+    for h in handles:
+        history = await h.fetch_history()
+        signal_times += [e.event_time.ToMilliseconds() for e in history.events if e.HasField(
+            "workflow_execution_signaled_event_attributes")]  # fmt: skip
+    signal_times.sort()
+    assert len(signal_times) == 12 and signal_times[-1] - signal_times[0] >= 2750 - 50
