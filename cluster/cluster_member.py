@@ -16,9 +16,11 @@ from hourglass.cluster.membership.swim import Swim, SwimConfig
 from hourglass.cluster.ownership import OwnershipController
 from hourglass.cluster.placement import Placement
 from hourglass.cluster.routing import (
+    BATCH_ROUTES,
     HISTORY_ROUTES,
     MATCHING_ROUTES,
     SCHEDULE_ROUTES,
+    RoutedBatches,
     RoutedHistory,
     RoutedMatching,
     RoutedSchedules,
@@ -43,6 +45,7 @@ class ClusterMember:
         schedules: ScheduleEngine,
         loop_lag=None,
         namespace_name=None,
+        batches=None,
     ) -> None:
         c = node_config.cluster
         host = c.member_address or node_config.ip
@@ -82,6 +85,8 @@ class ClusterMember:
         self.history_api = RoutedHistory(history, router)
         self.matching_api = RoutedMatching(matching, router)
         self.schedules_api = RoutedSchedules(schedules, router)
+        self.batches = batches
+        self.batches_api = None if batches is None else RoutedBatches(batches, router)
         self.controller = OwnershipController(
             self.swim,
             self.placement,
@@ -161,6 +166,11 @@ class ClusterMember:
                     frozenset(MATCHING_ROUTES) | {"respond_query_task_completed"},
                 ),
                 invoke_handler("ScheduleService", self.schedules, frozenset(SCHEDULE_ROUTES)),
+                *(
+                    ()
+                    if self.batches is None
+                    else (invoke_handler("BatchService", self.batches, frozenset(BATCH_ROUTES)),)
+                ),
                 self.internal_cluster_handler(),
             )
         )

@@ -14,6 +14,7 @@ from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServi
 from temporalio.api.testservice.v1.service_pb2_grpc import add_TestServiceServicer_to_server
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
+from hourglass.cluster.batcher.engine import BatchEngine
 from hourglass.cluster.frontend.grpc_errors import DecodeErrorInterceptor
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, ServerFacts, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
@@ -89,6 +90,8 @@ class Node:
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
         self.schedules = ScheduleEngine(store, self.history)
+        # Batch operations follow shard ownership like schedules (cluster/batcher).
+        self.batches = BatchEngine(store, self.history)
         self.namespaces = NamespaceRegistry(
             store, ServerFacts(cluster_name=config.cluster_name, blob_size_limit_error=config.max_blob_bytes)
         )
@@ -108,6 +111,7 @@ class Node:
         self.history_api: Any = self.history
         self.matching_api: Any = self.matching
         self.schedules_api: Any = self.schedules
+        self.batches_api: Any = self.batches
         self.membership = None  # a cluster_member.ClusterMember in a cluster
         self.standalone: StandaloneOwnership | None = None  # shard ownership of a single node
         self.jwt_keys: Any = None  # security.jwt_keys.JWTKeyProvider when the default authorizer is on
@@ -178,6 +182,7 @@ class Node:
             await self.namespaces.ensure(name)
         # Schedules follow shard ownership: they run for the shards this node takes (see ScheduleEngine).
         await self.schedules.start()
+        await self.batches.start()
         if self.config.cluster is None:
             self.standalone = StandaloneOwnership(self.history)
             await self.standalone.start()
@@ -191,11 +196,16 @@ class Node:
                 self.schedules,
                 loop_lag=self.loop_lag,
                 namespace_name=self._namespace_name,
+                batches=self.batches,
             )
             await self.membership.start()
             self.history_api = self.membership.history_api
             self.matching_api = self.membership.matching_api
             self.schedules_api = self.membership.schedules_api
+            self.batches_api = self.membership.batches_api
+        # The batch engine runs each execution's operation through a WorkflowService of its own (every
+        # node has one, frontend or not), as the reference's batcher calls its frontend.
+        self.batches.frontend = self._workflow_service()
         node_state_collector().watch(self)
         if self.membership is not None:
             self.status_service = self.membership.status
@@ -224,16 +234,7 @@ class Node:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        workflow_service = WorkflowService(
-            self.namespaces,
-            self.history_api,
-            self.matching_api,
-            self.config.max_blob_bytes,
-            store=self.store,
-            search_attributes=self.search_attributes,
-            schedules=self.schedules_api,
-            task_tokens=self.task_tokens,
-        )
+        workflow_service = self._workflow_service()
         if self.membership is not None:
             me = self.membership.swim.me
             workflow_service.draining = lambda: me.draining
@@ -270,6 +271,19 @@ class Node:
             raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e
         await self.server.start()
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
+
+    def _workflow_service(self) -> WorkflowService:
+        return WorkflowService(
+            self.namespaces,
+            self.history_api,
+            self.matching_api,
+            self.config.max_blob_bytes,
+            store=self.store,
+            search_attributes=self.search_attributes,
+            schedules=self.schedules_api,
+            task_tokens=self.task_tokens,
+            batches=self.batches_api,
+        )
 
     async def _serve_http(self, gate: Any) -> None:
         """The HTTP port (`node.metrics_port`): TLS like the frontend's port when `tls.frontend` is set."""
@@ -312,6 +326,7 @@ class Node:
         if self.jwt_keys is not None:
             await self.jwt_keys.stop()
         await self.schedules.stop()
+        await self.batches.stop()
         if self.standalone is not None:
             await self.standalone.stop()
         if self.membership is not None:

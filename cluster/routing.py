@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from temporalio.api.enums.v1 import TaskQueueType
 
+from hourglass.cluster.batcher.engine import BatchEngine
 from hourglass.cluster.errors import NodeUnreachable, ShardNotOwned, Unavailable
 from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
 from hourglass.cluster.matching.engine import MatchingEngine
@@ -192,29 +193,52 @@ class RoutedSchedules:
     """Schedule operations run on the member whose shard holds the schedule (its engine runs it there);
     listing reads every shard from wherever it is called (ScheduleEngine.list)."""
 
+    routes = SCHEDULE_ROUTES
+    service = "schedules"
+
     def __init__(self, engine: ScheduleEngine, router: Router) -> None:
         self.engine = engine
         self.router = router
 
     def __getattr__(self, name: str):
-        if name not in SCHEDULE_ROUTES:
+        if name not in self.routes:
             return getattr(self.engine, name)
         return functools.partial(self._call, name)
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
         args, timeout = _bind(local, args, kwargs)
-        namespace_id, schedule_id = SCHEDULE_ROUTES[name](args)
+        namespace_id, schedule_id = self.routes[name](args)
         shard_id = shard_id_for(namespace_id, schedule_id, self.engine.history.shard_count)
         return await self.router.run(
             f"history shard {shard_id}",
             lambda: self.router.placement.shard_owner(shard_id),
             local,
-            "schedules",
+            self.service,
             name,
             args,
             timeout,
         )
+
+
+# Batch operations -> (namespace id, job id): a batch lives in the shard of that pair.
+BATCH_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
+    "start_batch": lambda a: (a[1], a[2].job_id),  # (namespace, namespace id, request)
+    "stop_batch": lambda a: (a[0], a[1]),
+    "describe": lambda a: (a[0], a[1]),
+}
+
+
+class RoutedBatches(RoutedSchedules):
+    """Batch operations run on the member whose shard holds the batch (its engine runs it there);
+    listing reads every shard from wherever it is called (BatchEngine.list)."""
+
+    routes = BATCH_ROUTES
+    service = "batches"
+
+    def __init__(self, engine: BatchEngine, router: Router) -> None:
+        self.engine = engine  # type: ignore[assignment]
+        self.router = router
 
 
 class RoutedMatching:

@@ -237,3 +237,15 @@ class ScheduleRecord:
     schedule_id: str
     state: bytes
     version: int
+
+
+@dataclass
+class BatchRecord:
+    """A batch operation's state (StartBatchOperation), kept like a schedule in the shard that owns
+    (namespace, job id): `state` is serialized by the batcher (opaque here), `version` is its
+    optimistic-concurrency counter, so a page of progress is committed by the shard's owner only."""
+
+    namespace_id: str
+    job_id: str
+    state: bytes
+    version: int

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hourglass.persistence.records import (
+    BatchRecord,
     ClusterMetadata,
     CurrentRunRecord,
     ExecutionRecord,
@@ -273,3 +274,20 @@ class Store(abc.ABC):
         """Delete the row iff its version is `expected_version` (ConditionFailedError `version_mismatch`
         otherwise, also when it is gone), fenced by the shard's range id."""
         raise NotImplementedError(f"{type(self).__name__} has no schedules")
+
+    # ---- batch operations (shard partition) ----------------------------------------------------------
+    # Same semantics as schedules, keyed by (namespace id, job id). Not abstract for the same reason.
+    async def get_batch(self, shard_id: int, namespace_id: str, job_id: str) -> BatchRecord | None:
+        """The batch's row, or None."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch operations")
+
+    async def list_batches(self, shard_id: int, namespace_id: str | None = None) -> list[BatchRecord]:
+        """Every batch of the shard (of one namespace when given), ordered by (namespace id, job id)."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch operations")
+
+    async def write_batch(
+        self, shard_id: int, range_id: int, record: BatchRecord, expected_version: int | None
+    ) -> None:
+        """Create (`expected_version` None) or replace the row iff its stored version equals
+        `expected_version`, fenced by the shard's range id; failures as in `write_schedule`."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch operations")

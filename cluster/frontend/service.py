@@ -40,6 +40,7 @@ from hourglass.cluster.errors import (
     Unimplemented,
 )
 from hourglass.cluster.frontend import activity_operations, visibility
+from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.describe import describe
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
@@ -105,6 +106,7 @@ class WorkflowService(WorkflowServiceServicer):
         search_attributes: SearchAttributeRegistry,
         schedules: ScheduleEngine | None = None,
         task_tokens: TaskTokenCodec,
+        batches: object = None,
     ) -> None:
         self.namespaces = namespaces
         # Opens the task tokens workers send back: only those this cluster sealed are accepted.
@@ -121,6 +123,10 @@ class WorkflowService(WorkflowServiceServicer):
             None
             if schedules is None
             else ScheduleHandlers(namespaces, schedules, search_attributes, max_blob_bytes)
+        )
+        # The BatchEngine (or its routing proxy in a cluster): batch operations run in the server.
+        self.batches = (
+            None if batches is None else BatchHandlers(namespaces, batches, search_attributes, self)
         )
 
     def _long_poll_timeout(self, context: grpc.aio.ServicerContext, cap: float) -> float:
@@ -863,6 +869,28 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def ListScheduleMatchingTimes(self, request, context):
         return await self._schedules().matching_times(request)
+
+    # ---- batch operations (see frontend/batches.py and cluster/batcher) ---------------------------------
+    def _batches(self) -> BatchHandlers:
+        if self.batches is None:
+            raise Unimplemented("batch operations are not enabled on this node")
+        return self.batches
+
+    @rpc
+    async def StartBatchOperation(self, request, context):
+        return await self._batches().start(request)
+
+    @rpc
+    async def StopBatchOperation(self, request, context):
+        return await self._batches().stop(request)
+
+    @rpc
+    async def DescribeBatchOperation(self, request, context):
+        return await self._batches().describe(request)
+
+    @rpc
+    async def ListBatchOperations(self, request, context):
+        return await self._batches().list(request)
 
     # ---- workers and task queues -----------------------------------------------------------------------
     @rpc

@@ -72,6 +72,10 @@ class HistoryLimits:
     # flight at once, and transitions per batch at most. Read when a shard is acquired.
     group_commit_max_in_flight: int = 4
     group_commit_max_transitions: int = 32
+    # Batch operations (cluster/batcher): running batches a namespace may have at once, and operations a
+    # second a batch does when its request does not say (max_operations_per_second).
+    max_concurrent_batch_operations: int = 1
+    batcher_rps: int = 50
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -105,6 +109,8 @@ _KEYS = {
     "limit.historyMaxPageSize": "history_max_page_size",
     "frontend.historyMaxPageSize": "frontend_history_max_page_size",
     "matching.historyMaxPageSize": "matching_history_max_page_size",
+    "frontend.MaxConcurrentBatchOperationPerNamespace": "max_concurrent_batch_operations",
+    "worker.batcherRPS": "batcher_rps",
     "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
 }

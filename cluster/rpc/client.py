@@ -15,7 +15,12 @@ from hourglass.cluster.security.tls import InternodeClientTLS
 
 log = logging.getLogger(__name__)
 
-SERVICES = {"history": "HistoryService", "matching": "MatchingService", "schedules": "ScheduleService"}
+SERVICES = {
+    "history": "HistoryService",
+    "matching": "MatchingService",
+    "schedules": "ScheduleService",
+    "batches": "BatchService",
+}
 # Internal calls run under the public caller's own deadline at most; long polls set theirs from their own
 # timeout (routing.py).
 DEFAULT_TIMEOUT_S = 30.0

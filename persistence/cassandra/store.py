@@ -56,6 +56,7 @@ from hourglass.persistence.errors import (
     UnencodableWriteError,
 )
 from hourglass.persistence.records import (
+    BatchRecord,
     ClusterMetadata,
     CurrentRunMode,
     CurrentRunRecord,
@@ -92,6 +93,7 @@ ROW_CURRENT_RUN = 3
 ROW_TRANSFER_TASK = 4
 ROW_TIMER_TASK = 5
 ROW_SCHEDULE = 6  # schema version 2
+ROW_BATCH = 7  # schema version 5
 
 # Row kinds of the `namespaces` table.
 NAMESPACE_BY_NAME = 1
@@ -113,6 +115,9 @@ _CURRENT_ROW = (
 )
 _SCHEDULE_ROW = (
     "type = 6 AND namespace_id = ? AND workflow_id = ? AND run_id = '' AND visibility_ts = 0 AND task_id = 0"
+)
+_BATCH_ROW = (
+    "type = 7 AND namespace_id = ? AND workflow_id = ? AND run_id = '' AND visibility_ts = 0 AND task_id = 0"
 )
 _TRANSFER_ROWS = "type = 4 AND namespace_id = '' AND workflow_id = '' AND run_id = '' AND visibility_ts = 0"
 _TIMER_ROWS = "type = 5 AND namespace_id = '' AND workflow_id = '' AND run_id = ''"
@@ -225,6 +230,26 @@ class _Statements:
         )
         self.delete_schedule = self._conditional(
             f"DELETE FROM executions WHERE shard_id = ? AND {_SCHEDULE_ROW} IF db_record_version = ?"
+        )
+        # ---- batch operations (row kind 7; the job id is kept in workflow_id)
+        self.get_batch = self._idempotent(
+            f"SELECT state, db_record_version FROM executions WHERE shard_id = ? AND {_BATCH_ROW}"
+        )
+        self.list_batches = self._idempotent(
+            "SELECT namespace_id, workflow_id, state, db_record_version FROM executions "
+            "WHERE shard_id = ? AND type = 7"
+        )
+        self.list_namespace_batches = self._idempotent(
+            "SELECT namespace_id, workflow_id, state, db_record_version FROM executions "
+            "WHERE shard_id = ? AND type = 7 AND namespace_id = ?"
+        )
+        self.insert_batch = self._conditional(
+            "INSERT INTO executions (shard_id, type, namespace_id, workflow_id, run_id, visibility_ts, task_id, "
+            "state, db_record_version) VALUES (?, 7, ?, ?, '', 0, 0, ?, ?) IF NOT EXISTS"
+        )
+        self.update_batch = self._conditional(
+            "UPDATE executions SET state = ?, db_record_version = ? "
+            f"WHERE shard_id = ? AND {_BATCH_ROW} IF db_record_version = ?"
         )
         # ---- transfer and timer tasks
         self.insert_transfer = self._idempotent(
@@ -1034,6 +1059,42 @@ class CassandraStore(Store):
         if not rows[0]["[applied]"]:
             raise _schedule_failure(shard_id, range_id, namespace_id, schedule_id, expected_version, rows)
 
+    # ---- batch operations ----------------------------------------------------------------------------------
+    async def get_batch(self, shard_id: int, namespace_id: str, job_id: str) -> BatchRecord | None:
+        row = await self._one(self._s.get_batch, (shard_id, namespace_id, job_id))
+        if row is None:
+            return None
+        return BatchRecord(namespace_id, job_id, row["state"], row["db_record_version"])
+
+    async def list_batches(self, shard_id: int, namespace_id: str | None = None) -> list[BatchRecord]:
+        if namespace_id is None:
+            statement = self._s.list_batches.bind((shard_id,))
+        else:
+            statement = self._s.list_namespace_batches.bind((shard_id, namespace_id))
+        statement.fetch_size = PAGE_ROWS
+        return [
+            BatchRecord(row["namespace_id"], row["workflow_id"], row["state"], row["db_record_version"])
+            async for page in self._pages(statement)
+            for row in page
+        ]
+
+    async def write_batch(
+        self, shard_id: int, range_id: int, record: BatchRecord, expected_version: int | None
+    ) -> None:
+        """One LWT batch: the shard fence and the batch row's own condition (as a schedule's)."""
+        key = (shard_id, record.namespace_id, record.job_id)
+        batch = self._batch()
+        batch.add(self._s.fence_shard, (range_id, shard_id, range_id))
+        if expected_version is None:
+            batch.add(self._s.insert_batch, (*key, record.state, record.version))
+        else:
+            batch.add(self._s.update_batch, (record.state, record.version, *key, expected_version))
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            raise _schedule_failure(
+                shard_id, range_id, record.namespace_id, record.job_id, expected_version, rows, ROW_BATCH
+            )
+
     # ---- search attribute registry -------------------------------------------------------------------------
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         statement = self._s.get_search_attributes.bind((namespace_id,))
@@ -1202,13 +1263,15 @@ def _schedule_failure(
     schedule_id: str,
     expected_version: int | None,
     rows: list[dict[str, Any]],
+    row_kind: int = ROW_SCHEDULE,
 ) -> PersistenceError:
-    """Which condition of a schedule batch failed: the fence first, then the schedule row's."""
+    """Which condition of a schedule (or batch operation) row's LWT failed: the fence first, then the
+    row's own."""
     shard = schedule = None
     for row in rows:
         if row.get("type") == ROW_SHARD:
             shard = row
-        elif row.get("type") == ROW_SCHEDULE and (row["namespace_id"], row["workflow_id"]) == (
+        elif row.get("type") == row_kind and (row["namespace_id"], row["workflow_id"]) == (
             namespace_id,
             schedule_id,
         ):

@@ -32,6 +32,7 @@ from hourglass.persistence.errors import (
     UnencodableWriteError,
 )
 from hourglass.persistence.records import (
+    BatchRecord,
     ClusterMetadata,
     CurrentRunMode,
     CurrentRunRecord,
@@ -98,6 +99,7 @@ QUEUE_TASK = _fields(QueueTask)
 NAMESPACE = _fields(NamespaceRecord)
 VISIBILITY = _fields(VisibilityRecord)
 SCHEDULE = _fields(ScheduleRecord)
+BATCH = _fields(BatchRecord)
 
 # Backlog rows are keyed by their partition; these columns hold a TaskQueueKey (see schema.sql).
 QUEUE_KEY_WHERE = "queue_namespace_id = ? AND queue_name = ? AND queue_task_type = ? AND queue_partition = ?"
@@ -726,6 +728,44 @@ class SQLiteStore(Store):
             ).rowcount
             if deleted != 1:
                 raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
+
+    # ---- batch operations ----------------------------------------------------------------------------------
+    async def get_batch(self, shard_id: int, namespace_id: str, job_id: str) -> BatchRecord | None:
+        row = self._read_one(
+            f"SELECT {_columns(BATCH)} FROM batch_operations WHERE shard_id = ? AND namespace_id = ? AND job_id = ?",
+            (shard_id, namespace_id, job_id),
+        )
+        return None if row is None else BatchRecord(*row)
+
+    async def list_batches(self, shard_id: int, namespace_id: str | None = None) -> list[BatchRecord]:
+        where, params = "shard_id = ?", [shard_id]
+        if namespace_id is not None:
+            where, params = where + " AND namespace_id = ?", [shard_id, namespace_id]
+        rows = self._read(
+            f"SELECT {_columns(BATCH)} FROM batch_operations WHERE {where} ORDER BY namespace_id, job_id",
+            params,
+        )
+        return [BatchRecord(*row) for row in rows]
+
+    async def write_batch(
+        self, shard_id: int, range_id: int, record: BatchRecord, expected_version: int | None
+    ) -> None:
+        key = (shard_id, record.namespace_id, record.job_id)
+        with self._transaction() as conn:
+            self._check_range_id(conn, shard_id, range_id)
+            row = conn.execute(
+                "SELECT version FROM batch_operations WHERE shard_id = ? AND namespace_id = ? AND job_id = ?",
+                key,
+            ).fetchone()
+            if expected_version is None and row is not None:
+                raise ConditionFailedError({0: ConditionFailedError.ALREADY_EXISTS})
+            if expected_version is not None and (row is None or row[0] != expected_version):
+                raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
+            conn.execute(
+                f"INSERT OR REPLACE INTO batch_operations ({_columns(('shard_id', *BATCH))}) "
+                f"VALUES ({_placeholders(('shard_id', *BATCH))})",
+                (shard_id, *_values(record, BATCH)),
+            )
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -337,3 +337,47 @@ def _in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+async def test_the_batch_page_lists_and_describes_a_batch(dev_server: DevServer, page, tmp_path) -> None:
+    """The UI's Batch Operations page reads ListBatchOperations, its job page DescribeBatchOperation."""
+    from temporalio.api.batch.v1 import BatchOperationTermination
+    from temporalio.api.enums.v1 import BatchOperationState
+    from temporalio.api.workflowservice.v1 import DescribeBatchOperationRequest, StartBatchOperationRequest
+
+    client = await Client.connect(dev_server.address)
+    queue = f"ui-{uuid.uuid4().hex[:8]}"
+    wf_type = f"UiBatch{queue}"
+    for i in range(2):
+        await client.start_workflow(wf_type, id=f"{queue}-{i}", task_queue=queue)
+    job_id = f"ui-job-{queue}"
+    await client.workflow_service.start_batch_operation(
+        StartBatchOperationRequest(
+            namespace="default",
+            job_id=job_id,
+            reason="from the ui test",
+            visibility_query=f"WorkflowType='{wf_type}'",
+            termination_operation=BatchOperationTermination(identity="ui-test"),
+        )
+    )
+    deadline = time.monotonic() + 30
+    while (
+        await client.workflow_service.describe_batch_operation(
+            DescribeBatchOperationRequest(namespace="default", job_id=job_id)
+        )
+    ).state == BatchOperationState.BATCH_OPERATION_STATE_RUNNING:
+        assert time.monotonic() < deadline, "the batch did not finish"
+        await asyncio.sleep(0.3)
+
+    await page.goto(f"{ui_url(dev_server)}/namespaces/default/batch-operations")
+    row = page.locator("table tbody tr", has_text=job_id)
+    try:
+        await row.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        assert "completed" in (await row.first.inner_text()).lower()
+        await page.goto(f"{ui_url(dev_server)}/namespaces/default/batch-operations/{job_id}")
+        await page.get_by_text("from the ui test").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        body = (await page.inner_text("body")).lower()
+        assert job_id.lower() in body and "terminate" in body and "completed" in body
+    finally:
+        await page.screenshot(path=str(tmp_path / "batch-operations.png"))
+    page.failed_responses.assert_none()
