@@ -98,10 +98,12 @@ class RouteNotFound(Exception):
         self.method_mismatch = method_mismatch
 
 
-def match(http_method: str, path: str) -> Match:
-    """The route for a request; raises RouteNotFound. `path` is the raw (still percent-encoded) path."""
+def match(http_method: str, path: str, any_method: bool = False) -> Match:
+    """The route for a request; raises RouteNotFound. `path` is the raw (still percent-encoded) path.
+    `any_method`: a route of another HTTP method will do (grpc-gateway's fallback for a POSTed form)."""
     parts = path.strip("/").split("/")
     path_matched = False
+    fallback: Match | None = None
     for route in routes():
         if len(route.segments) != len(parts):
             continue
@@ -109,8 +111,12 @@ def match(http_method: str, path: str) -> Match:
             continue
         if any(not parts[i] for i, _ in route.variables):
             continue
+        found = Match(route, {field: unquote(parts[i]) for i, field in route.variables})
         if route.http_method != http_method:
             path_matched = True
+            fallback = fallback or found
             continue
-        return Match(route, {field: unquote(parts[i]) for i, field in route.variables})
+        return found
+    if any_method and fallback is not None:
+        return fallback
     raise RouteNotFound(path_matched)

@@ -71,6 +71,7 @@ FORWARDED_HEADERS = (
 METADATA_PREFIX = "grpc-metadata-"
 CLIENT_NAME = "temporal-server-http"
 JSON_CONTENT_TYPE = "application/json"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -89,16 +90,31 @@ class HttpApi:
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Every request: its answer, or INTERNAL in the API's JSON (never aiohttp's text page)."""
+        try:
+            return await self._handle(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("HTTP API: %s %s failed", request.method, request.path)
+            return self._error(grpc.StatusCode.INTERNAL, "internal error", None)
+
+    async def _handle(self, request: web.Request) -> web.Response:
         indent = 2 if "pretty" in request.query else None
         shorthand = "noPayloadShorthand" not in request.query
+        # grpc-gateway's fallback: a form POSTed to another method's path (what `curl -d` sends) is that
+        # method's call, its fields the form's; X-HTTP-Method-Override names the method.
+        form = request.method == "POST" and request.content_type == FORM_CONTENT_TYPE
+        method = request.headers.get("X-HTTP-Method-Override", "").upper() if form else ""
+        path = request.raw_path.split("?", 1)[0]
         try:
-            found = api_routes.match(request.method, request.raw_path.split("?", 1)[0])
+            found = api_routes.match(method or request.method, path, any_method=form)
         except api_routes.RouteNotFound as e:
             code = grpc.StatusCode.UNIMPLEMENTED if e.method_mismatch else grpc.StatusCode.NOT_FOUND
             return self._error(code, str(e), indent)
         route = found.route
         try:
-            message = await self._request_message(request, found, shorthand)
+            message = await self._request_message(request, found, shorthand, form and found.route.body != "*")
         except JSONInputError as e:
             return self._error(grpc.StatusCode.INVALID_ARGUMENT, str(e), indent)
         except web.HTTPRequestEntityTooLarge:
@@ -111,16 +127,19 @@ class HttpApi:
             return self._error(grpc.StatusCode.INTERNAL, f"internal error in {route.method.name}", indent)
         return self._answer(result, shorthand, indent)
 
-    async def _request_message(self, request: web.Request, found: api_routes.Match, shorthand: bool) -> Any:
+    async def _request_message(
+        self, request: web.Request, found: api_routes.Match, shorthand: bool, form: bool
+    ) -> Any:
         route = found.route
         request_class = route.request_class()
         if route.body == "*":
             message = from_json(await request.read(), request_class, shorthand=shorthand)
         else:
+            items = _query_items(request)
+            if form:
+                items += [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
             message = request_class()
-            merge_value(
-                message, _parameters(request_class.DESCRIPTOR, _query_items(request)), shorthand=shorthand
-            )
+            merge_value(message, _parameters(request_class.DESCRIPTOR, items), shorthand=shorthand)
         # Path variables win over the body, as in grpc-gateway.
         merge_value(
             message, _parameters(request_class.DESCRIPTOR, found.path_values.items()), shorthand=shorthand

@@ -241,6 +241,20 @@ async def test_errors_answer_the_references_status_and_body(
         assert "noSuchField" in error["message"] or "noSuchField" not in (body or b"").decode()
 
 
+async def test_a_form_posted_to_a_get_route_is_that_call(http: httpx.AsyncClient) -> None:
+    """grpc-gateway's fallback, which `curl -d` meets: a form POSTed to a GET route runs it."""
+    described = await http.post(
+        NS, content=b"{}", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert (await _ok(described))["namespaceInfo"]["name"] == "default"
+    listed = await http.post(
+        f"{NS}/workflows", data={"pageSize": "1", "query": "WorkflowId = 'none'"}
+    )  # the form's fields are the request's
+    assert await _ok(listed) == {}
+    wrong = await http.post(NS, json={})  # JSON is no form: the path has no POST route
+    assert (wrong.status_code, wrong.json()) == (501, {"code": 12, "message": "Method Not Allowed"})
+
+
 async def test_payload_shorthand_round_trips_and_can_be_turned_off(
     http: httpx.AsyncClient, client: Client
 ) -> None:
