@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
 from .helpers import new_id, run_worker
-from .servers import REFERENCE, ServerProcess, compat_target
+from .servers import REFERENCE, ServerProcess, compat_target, hourglass_server, reference_server
 from .workflows import Counter
 
 NS = "/api/v1/namespaces/default"
@@ -321,11 +321,42 @@ async def test_the_sdk_reads_what_an_http_client_wrote_and_back(
     assert completed["workflowExecutionCompletedEventAttributes"]["result"] == [7]
 
 
+@pytest.fixture(scope="module")
+async def slow_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """A server of the target's kind whose namespaces take 5 requests/s (burst 10)."""
+    workdir = tmp_path_factory.mktemp("http-slow")
+    srv = reference_server(workdir) if compat_target() == REFERENCE else hourglass_server(workdir)
+    srv.argv += ["--dynamic-config-value", "frontend.namespaceRPS=5"]
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def test_rate_limits_apply_to_http_calls(slow_server: ServerProcess) -> None:
+    """The namespace's rate covers HTTP calls too: a burst is refused with 429 and the reference's
+    RESOURCE_EXHAUSTED body, the ResourceExhaustedFailure saying why."""
+    async with httpx.AsyncClient(base_url=http_base(slow_server), timeout=30) as http:
+        answers = await asyncio.gather(*(http.get(f"{NS}/workflows/none-{i}") for i in range(40)))
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused and all(a.status_code in (404, 429) for a in answers), [a.status_code for a in answers]
+    assert refused[0].json() == {
+        "code": 8,
+        "message": "namespace rate limit exceeded",
+        "details": [
+            {
+                "@type": "type.googleapis.com/temporal.api.errordetails.v1.ResourceExhaustedFailure",
+                "cause": "RESOURCE_EXHAUSTED_CAUSE_RPS_LIMIT",
+                "scope": "RESOURCE_EXHAUSTED_SCOPE_NAMESPACE",
+            }
+        ],
+    }
+
+
 @pytest.mark.skipif(compat_target() == REFERENCE, reason="the reference's start-dev has no JWT authorizer")
 async def test_jwt_bearer_tokens_go_through_the_authorizer(tmp_path) -> None:
     from security.jwt_helpers import ec_key
-
-    from .servers import hourglass_server
 
     key = ec_key("http")
     public = tmp_path / "key.pem"
