@@ -338,6 +338,13 @@ class ServerConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _http_port(self) -> ServerConfig:
+        port = self.node.http_port
+        if port and port in (self.node.port, self.node.metrics_port, self.ui.port):
+            raise ValueError("node.http_port must differ from node.port, node.metrics_port and ui.port")
+        return self
+
+    @model_validator(mode="after")
     def _ui(self) -> ServerConfig:
         if not self.ui.enabled:
             return self

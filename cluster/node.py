@@ -215,6 +215,8 @@ class Node:
             await self._serve_frontend(interceptors, frontend_credentials)
             if self.config.http_port is not None:
                 await self._serve_http_api(interceptors)
+        elif self.config.http_port is not None:
+            log.warning("node.http_port is set but this member has no frontend role: no HTTP API is served")
         if self.config.metrics_port is not None:
             await self._serve_http(gate)
 
