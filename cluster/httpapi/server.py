@@ -13,6 +13,7 @@ required when the frontend requires them), re-read when the files change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import ssl
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # As the reference: a request body is at most gRPC's default message size.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# JSON of more than this is converted in a thread: a 1 MB history page takes ~0.4 s of Python, which on
+# the loop would hold up every other request of the node (in a thread, the loop runs every 5 ms).
+OFF_LOOP_BYTES = 64 * 1024
 # runtime.HTTPStatusFromCode of grpc-gateway, which the reference answers with.
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -125,7 +129,7 @@ class HttpApi:
         except Exception:
             log.exception("HTTP API: %s %s failed", request.method, request.path)
             return self._error(grpc.StatusCode.INTERNAL, f"internal error in {route.method.name}", indent)
-        return self._answer(result, shorthand, indent)
+        return await self._answer(result, shorthand, indent)
 
     async def _request_message(
         self, request: web.Request, found: api_routes.Match, shorthand: bool, form: bool
@@ -133,7 +137,11 @@ class HttpApi:
         route = found.route
         request_class = route.request_class()
         if route.body == "*":
-            message = from_json(await request.read(), request_class, shorthand=shorthand)
+            raw = await request.read()
+            if len(raw) > OFF_LOOP_BYTES:
+                message = await asyncio.to_thread(from_json, raw, request_class, shorthand=shorthand)
+            else:
+                message = from_json(raw, request_class, shorthand=shorthand)
         else:
             items = _query_items(request)
             if form:
@@ -146,10 +154,13 @@ class HttpApi:
         )
         return message
 
-    def _answer(self, result: CallResult, shorthand: bool, indent: int | None) -> web.Response:
+    async def _answer(self, result: CallResult, shorthand: bool, indent: int | None) -> web.Response:
         if result.code != grpc.StatusCode.OK:
             return self._error(result.code, result.message, indent, result.status)
-        body = to_json(result.response, shorthand=shorthand, indent=indent)
+        if result.response.ByteSize() > OFF_LOOP_BYTES:
+            body = await asyncio.to_thread(to_json, result.response, shorthand=shorthand, indent=indent)
+        else:
+            body = to_json(result.response, shorthand=shorthand, indent=indent)
         return web.Response(status=200, text=body, content_type=JSON_CONTENT_TYPE)
 
     def _error(

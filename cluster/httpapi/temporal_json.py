@@ -189,12 +189,20 @@ def _payload_shorthand(payload: Message) -> tuple[bool, Any]:
     if encoding == b"binary/null":
         return True, {"metadata": {"encoding": BINARY_NULL_B64}}
     if encoding == b"json/plain" and len(metadata) == 1:
+        inexact = []  # a float, or an integer a float64 cannot hold: only then Go's form differs
         try:
-            value = json.loads(payload.data)
+            value = json.loads(
+                payload.data,
+                parse_float=lambda text: inexact.append(text) or float(text),
+                parse_int=lambda text: _int_or_mark(text, inexact),
+            )
         except ValueError:
             return False, None
         if value is None:  # Go decodes `null` to nil, which it writes as binary/null
             return True, {"metadata": {"encoding": BINARY_NULL_B64}}
+        if not inexact:
+            # Fast path, in C: what Go writes for a value of strings, integers, booleans and nulls.
+            return True, RawJSON(json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
         return True, _go_value(value)
     if encoding == b"json/protobuf" and metadata.get("messageType") and len(metadata) == 2:
         try:
@@ -207,6 +215,17 @@ def _payload_shorthand(payload: Message) -> tuple[bool, Any]:
         value[MESSAGE_TYPE_KEY] = metadata["messageType"].decode(errors="replace")
         return True, dict(sorted(value.items()))
     return False, None
+
+
+class RawJSON(str):
+    """JSON text written as is (compact form only: `dumps` with an indent re-reads it)."""
+
+
+def _int_or_mark(text: str, inexact: list) -> int:
+    value = int(text)
+    if abs(value) > 2**53:  # Go reads every number as a float64: beyond 2^53 an integer is rounded
+        inexact.append(text)
+    return value
 
 
 def _go_value(value: Any) -> Any:
@@ -243,6 +262,11 @@ def _dump(value: Any, out: list[str], indent: int | None, depth: int) -> None:
         out.append("true")
     elif value is False:
         out.append("false")
+    elif isinstance(value, RawJSON):
+        if indent:
+            _dump(_go_value(json.loads(value)), out, indent, depth)
+        else:
+            out.append(value)
     elif isinstance(value, str):
         out.append(_string(value))
     elif isinstance(value, float):

@@ -3,6 +3,8 @@ stored for the same requests (temporal server start-dev 1.32, captured with curl
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import TaskQueueKind, WorkflowIdReusePolicy
@@ -53,6 +55,11 @@ def test_null_large_integers_and_empty_lists() -> None:
     assert to_json(attributes) == (
         '{"input":[{"metadata":{"encoding":"YmluYXJ5L251bGw="}},12345678901234567000]}'
     )
+    # Stored exactly, written back as the reference writes them (it reads numbers as float64s).
+    exact = from_json('{"input":[9223372036854775807, 9007199254740993]}', StartWorkflowExecutionRequest)
+    assert [p.data for p in exact.input.payloads] == [b"9223372036854775807", b"9007199254740993"]
+    written = to_json(WorkflowExecutionStartedEventAttributes(input=exact.input))
+    assert written == '{"input":[9223372036854776000,9007199254740992]}'
     empty = WorkflowExecutionStartedEventAttributes(input=Payloads())
     assert to_json(empty) == '{"input":[]}'
 
@@ -143,3 +150,23 @@ def test_pretty_indents_as_the_reference() -> None:
         to_json(history, indent=2)
         == '{\n  "namespace": "n",\n  "execution": {\n    "workflowId": "w"\n  }\n}'
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"b":"<&>\\u2028x\\n\\u0001\\"q\\\\","a":[1,-5,null,true,{"d":1,"c":"\xc3\xa9"}],"max":9223372036854775807}',
+        b'[{"z":1,"y":[]},{},"",0]',
+        b'{"over":9223372036854775808,"f":2.50}',  # beyond int64, and a float: Go's float64 form
+    ],
+)
+def test_every_json_value_is_written_as_go_writes_it(data: bytes) -> None:
+    """Values without floats take a path in C; both paths must write what Go writes."""
+    from hourglass.cluster.httpapi.temporal_json import _go_value, dumps
+
+    attributes = WorkflowExecutionStartedEventAttributes(
+        input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=data)])
+    )
+    expected = "{" + '"input":[' + dumps(_go_value(json.loads(data))) + "]}"
+    assert to_json(attributes) == expected
+    assert "9223372036854775" not in expected  # Go reads numbers as float64s: these are rounded
