@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from cryptography import x509
+from prometheus_client import REGISTRY
 
 from hourglass.cluster.config import AuthorizationSection, TLSSection
 from hourglass.cluster.node import Node, NodeConfig
@@ -89,7 +90,13 @@ def base(node: Node) -> str:
     return f"https://127.0.0.1:{node.http_api.bound_port}"
 
 
+def _requests(method: str, status: str) -> float:
+    labels = {"method": method, "namespace": "default", "status": status}
+    return REGISTRY.get_sample_value("hourglass_rpc_requests_total", labels) or 0.0
+
+
 async def test_tokens_decide_as_on_the_grpc_port(node: Node, keys: JWTKeys, pki: PKI) -> None:
+    denied_before = _requests("ListWorkflowExecutions", "PERMISSION_DENIED")
     start = {"workflowType": {"name": "W"}, "taskQueue": {"name": "nobody-polls"}}
     async with httpx.AsyncClient(base_url=base(node), verify=context(pki, pki.client), timeout=15) as http:
         anonymous = await http.get(f"{NS}/workflows")
@@ -116,6 +123,8 @@ async def test_tokens_decide_as_on_the_grpc_port(node: Node, keys: JWTKeys, pki:
         assert (await http.post("/api/v1/namespaces", json=register, headers=writer)).status_code == 403
         admin = {"Authorization": f"Bearer {keys.ec.token(['temporal-system:admin'])}"}
         assert (await http.post("/api/v1/namespaces", json=register, headers=admin)).status_code == 200
+    # Counted in the RPC metrics like the same calls over gRPC, refusals with the status the client saw.
+    assert _requests("ListWorkflowExecutions", "PERMISSION_DENIED") == denied_before + 2
 
 
 async def test_the_port_needs_tls_and_a_client_certificate_from_the_frontends_cas(
