@@ -92,6 +92,7 @@ class HttpApi:
         self.channel = channel
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.app.on_response_prepare.append(_server_header)
 
     async def handle(self, request: web.Request) -> web.Response:
         """Every request: its answer, or INTERNAL in the API's JSON (never aiohttp's text page)."""
@@ -172,6 +173,11 @@ class HttpApi:
             text=to_json(status, indent=indent),
             content_type=JSON_CONTENT_TYPE,
         )
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the server, not the Python and aiohttp versions it runs on."""
+    response.headers["Server"] = "hourglass"
 
 
 def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

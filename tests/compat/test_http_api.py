@@ -241,6 +241,25 @@ async def test_errors_answer_the_references_status_and_body(
         assert "noSuchField" in error["message"] or "noSuchField" not in (body or b"").decode()
 
 
+async def test_the_grpc_timeout_header_is_the_calls_deadline(http: httpx.AsyncClient) -> None:
+    """An update nobody can run, waited for with `Grpc-Timeout: 2S`: DEADLINE_EXCEEDED, 504, in time."""
+    workflow_id = new_id("http-deadline")
+    start = {"workflowType": {"name": "Counter"}, "taskQueue": {"name": new_id("nobody-polls")}}
+    await _ok(await http.post(f"{NS}/workflows/{workflow_id}", json=start))
+    began = time.monotonic()
+    answer = await http.post(
+        f"{NS}/workflows/{workflow_id}/update/add",
+        json={
+            "request": {"meta": {"updateId": "u"}, "input": {"args": [1]}},
+            "waitPolicy": {"lifecycleStage": "Completed"},
+        },
+        headers={"Grpc-Timeout": "2S"},
+    )
+    assert (answer.status_code, answer.json()) == (504, {"code": 4, "message": "context deadline exceeded"})
+    assert time.monotonic() - began < 10
+    await http.post(f"{NS}/workflows/{workflow_id}/terminate", json={})
+
+
 async def test_a_form_posted_to_a_get_route_is_that_call(http: httpx.AsyncClient) -> None:
     """grpc-gateway's fallback, which `curl -d` meets: a form POSTed to a GET route runs it."""
     described = await http.post(

@@ -101,6 +101,7 @@ async def test_tokens_decide_as_on_the_grpc_port(node: Node, keys: JWTKeys, pki:
     async with httpx.AsyncClient(base_url=base(node), verify=context(pki, pki.client), timeout=15) as http:
         anonymous = await http.get(f"{NS}/workflows")
         assert (anonymous.status_code, anonymous.json()) == (403, DENIED)
+        assert anonymous.headers["server"] == "hourglass"  # no library versions for a scanner
         stranger = {"Authorization": f"Bearer {keys.stranger.token(['temporal-system:admin'])}"}
         refused = await http.get(f"{NS}/workflows", headers=stranger)
         assert (refused.status_code, refused.json()) == (403, DENIED)
