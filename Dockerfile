@@ -20,8 +20,9 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/hourglass --create-home hourglass
 USER hourglass
 WORKDIR /var/lib/hourglass
-# 7233 frontend gRPC, 7234 internal RPC and 7946/udp gossip (cluster members), 9464 Prometheus /metrics.
-EXPOSE 7233 7234 7946/udp 9464
+# 7233 frontend gRPC, 7243 the HTTP API, 7234 internal RPC and 7946/udp gossip (cluster members),
+# 9464 Prometheus /metrics.
+EXPOSE 7233 7243 7234 7946/udp 9464
 # The standard gRPC health check of the frontend (no token needed, as on the reference). A node whose
 # frontend serves TLS needs --tls-ca-path (and a client certificate under mutual TLS) here.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=60s --retries=3 \

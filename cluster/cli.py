@@ -72,6 +72,13 @@ START_DEV_VISIBILITY_RPS = 100
     "Off by default.",
 )
 @click.option(
+    "--http-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port of the HTTP API (Temporal's JSON routes, /api/v1/...). Defaults to a random free port, "
+    "as the reference's start-dev does.",
+)
+@click.option(
     "--event-loop",
     default="uvloop",
     show_default=True,
@@ -141,6 +148,7 @@ def start_dev(
     log_level: str,
     history_shards: int,
     metrics_port: int | None,
+    http_port: int,
     event_loop: str,
     dynamic_config_values: tuple[str, ...],
     auth_jwt_key_uris: tuple[str, ...],
@@ -192,6 +200,7 @@ def start_dev(
         port=port,
         history_shard_count=history_shards,
         metrics_port=metrics_port,
+        http_port=http_port,
         namespaces=["default", *[n for n in namespaces if n != "default"]],
         time_skipping=time_skipping or enable_time_skipping,
         time_skipping_locked=not enable_time_skipping,
@@ -272,6 +281,7 @@ def start(config_file: str, event_loop: str) -> None:
         port=config.node.port,
         history_shard_count=config.history_shards,
         metrics_port=config.node.metrics_port,
+        http_port=config.node.http_port,
         namespaces=config.namespaces,
         max_blob_bytes=config.max_blob_bytes,
         cluster_name=config.cluster_name,
@@ -347,6 +357,8 @@ async def _serve(config, open_store, where: str, ui=None, ui_port_given: bool = 
             f"roles: {','.join(config.cluster.roles)}; seeds: {','.join(config.cluster.seeds) or '(none)'}",
             err=True,
         )
+    if node.http_api is not None:
+        click.echo(f"HTTP API: {node.http_api.scheme}://{config.ip}:{node.http_api.bound_port}", err=True)
     if node.http_port is not None:
         base = f"{node.http_port.scheme}://{config.ip}:{node.metrics_port}"
         click.echo(f"Metrics: {base}/metrics; cluster page: {base}/cluster", err=True)

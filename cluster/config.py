@@ -34,6 +34,8 @@ class NodeSection(_Strict):
     ip: str = "127.0.0.1"
     port: int = Field(7233, ge=0, le=65535)
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    # The HTTP API (Temporal's JSON routes); None: not served, 0: any free port.
+    http_port: int | None = Field(None, ge=0, le=65535)
 
 
 class SQLiteSection(_Strict):
@@ -327,10 +329,19 @@ class ServerConfig(_Strict):
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServerConfig:
         if self.cluster is not None:
-            ports = [self.node.port, self.cluster.rpc_port, self.node.metrics_port]
+            ports = [self.node.port, self.cluster.rpc_port, self.node.metrics_port, self.node.http_port]
             used = [p for p in ports if p]
             if len(set(used)) != len(used):
-                raise ValueError("node.port, cluster.rpc_port and node.metrics_port must differ")
+                raise ValueError(
+                    "node.port, cluster.rpc_port, node.metrics_port and node.http_port must differ"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _http_port(self) -> ServerConfig:
+        port = self.node.http_port
+        if port and port in (self.node.port, self.node.metrics_port, self.ui.port):
+            raise ValueError("node.http_port must differ from node.port, node.metrics_port and ui.port")
         return self
 
     @model_validator(mode="after")

@@ -61,6 +61,8 @@ class NodeConfig:
     cluster_name: str = "hourglass"
     # Prometheus /metrics port; None: not served.
     metrics_port: int | None = None
+    # The HTTP API (Temporal's JSON routes, cluster/httpapi); None: not served, 0: any free port.
+    http_port: int | None = None
     # cluster.config.ClusterSection: this node is a cluster member. None: a single node owning everything.
     cluster: Any = None
     # The reference's dynamic config keys Hourglass takes (cluster/history/limits.py).
@@ -106,6 +108,7 @@ class Node:
         self.bound_port = 0
         self.metrics_port: int | None = None
         self.http_port: Any = None  # webpage.server.HttpPort: /metrics, /cluster, /api/v1/cluster
+        self.http_api: Any = None  # httpapi.server.HttpApiServer: the HTTP API (`http_port`)
         self.status_service: Any = None  # status.StatusService: ClusterService Status of this node
         # What the frontend calls: the engines themselves, or their routing proxies in a cluster.
         self.history_api: Any = self.history
@@ -220,6 +223,10 @@ class Node:
             )
         if serves_frontend:
             await self._serve_frontend(interceptors, frontend_credentials)
+            if self.config.http_port is not None:
+                await self._serve_http_api(interceptors)
+        elif self.config.http_port is not None:
+            log.warning("node.http_port is set but this member has no frontend role: no HTTP API is served")
         if self.config.metrics_port is not None:
             await self._serve_http(gate)
 
@@ -238,10 +245,15 @@ class Node:
         if self.membership is not None:
             me = self.membership.swim.me
             workflow_service.draining = lambda: me.draining
+        operator_service = OperatorService(self.namespaces, self.search_attributes)
         add_WorkflowServiceServicer_to_server(workflow_service, self.server)
-        add_OperatorServiceServicer_to_server(
-            OperatorService(self.namespaces, self.search_attributes), self.server
-        )
+        add_OperatorServiceServicer_to_server(operator_service, self.server)
+        # The same servicers answer the HTTP API, through the same interceptors (_serve_http_api).
+        from hourglass.cluster.httpapi.inline import HandlerRegistry
+
+        self._api_handlers = HandlerRegistry()
+        add_WorkflowServiceServicer_to_server(workflow_service, self._api_handlers)
+        add_OperatorServiceServicer_to_server(operator_service, self._api_handlers)
         services = [
             "",
             "temporal.api.workflowservice.v1.WorkflowService",
@@ -285,6 +297,29 @@ class Node:
             batches=self.batches_api,
         )
 
+    async def _serve_http_api(self, interceptors: list) -> None:
+        """The HTTP API port: TLS (and client certificates) like the frontend's port when `tls.frontend`."""
+        from hourglass.cluster.httpapi.inline import InlineChannel
+        from hourglass.cluster.httpapi.server import HttpApi, HttpApiServer
+        from hourglass.cluster.webpage.server import tls_context
+
+        tls = self.config.tls
+        context = (
+            tls_context(tls.frontend.server, tls.refresh_interval_s)
+            if tls is not None and tls.frontend is not None
+            else None
+        )
+        api = HttpApi(InlineChannel(self._api_handlers, interceptors))
+        self.http_api = HttpApiServer(api, self.config.ip, self.config.http_port or 0, context)
+        try:
+            port = await self.http_api.start()
+        except OSError as e:
+            self.http_api = None
+            raise OSError(
+                f"cannot listen on {self.config.ip}:{self.config.http_port} for the HTTP API (is it in use?)"
+            ) from e
+        log.info("hourglass HTTP API listening on %s:%s", self.config.ip, port)
+
     async def _serve_http(self, gate: Any) -> None:
         """The HTTP port (`node.metrics_port`): TLS like the frontend's port when `tls.frontend` is set."""
         from hourglass.cluster.webpage.server import HttpPort, tls_context
@@ -319,6 +354,8 @@ class Node:
 
     async def stop(self, grace: float = 1.0) -> None:
         node_state_collector().forget(self)
+        if self.http_api is not None:
+            await self.http_api.stop()
         if self.http_port is not None:
             await self.http_port.stop()
         if self.server is not None:

