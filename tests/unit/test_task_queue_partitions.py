@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import ListTaskQueuePartitionsRequest
 from temporalio.client import Client
 
+from hourglass.cluster.cli import main
+from hourglass.cluster.config import ConfigError, load_config
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import (
     parent_partition,
@@ -219,3 +223,23 @@ async def test_list_partitions_names_every_partition_with_its_owner(node: Node) 
             ("/_sys/orders/2", address),
             ("/_sys/orders/3", address),
         ]
+
+
+def test_node_yaml_and_start_dev_name_a_bad_partition_count(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text("store: {kind: sqlite}\ndynamic_config:\n  matching.numTaskqueueReadPartitions: 0\n")
+    with pytest.raises(ConfigError, match=r"matching\.numTaskqueueReadPartitions must be an integer from 1"):
+        load_config(path)
+    result = CliRunner().invoke(
+        main,
+        [
+            "server",
+            "start-dev",
+            "--port",
+            "0",
+            "--dynamic-config-value",
+            "matching.forwarderMaxChildrenPerNode=-1",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "matching.forwarderMaxChildrenPerNode must be an integer from 1 to 1024, not -1" in result.output
