@@ -95,6 +95,7 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "poll_workflow_task": lambda a: (a[0], a[1], WORKFLOW),
     "poll_activity_task": lambda a: (a[0], a[2], ACTIVITY),
     "offer_task": lambda a: (a[0], a[1], a[2]),
+    "load_partition": lambda a: (a[0], a[1], a[2]),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
     "partition_stats": lambda a: (a[0], a[1], a[2]),

@@ -63,6 +63,9 @@ STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
 PUMP_OFFER_WAIT_S = 5.0
 # After a failed forward (the parent's owner is moving), how long before the next attempt.
 FORWARD_RETRY_S = 1.0
+# While pollers wait at a root, how often it makes sure every other partition of the queue has read its
+# persisted backlog (after a restart or a move, nothing else may touch a partition nobody polls directly).
+CHILD_WAKE_INTERVAL_S = 5.0
 # Errors that mean "the parent partition cannot be reached right now": fall back to this partition.
 _FORWARD_ERRORS = (ShardNotOwned, Unavailable, NodeUnreachable, DeadlineExceeded)
 
@@ -92,6 +95,8 @@ class MatchingEngine:
         # The address of the member serving a partition (ListTaskQueuePartitions); "" on one node.
         self.owner_address: Callable[[TaskQueueKey], str] = lambda _key: ""
         self._pumps: dict[TaskQueueKey, asyncio.Task] = {}
+        self._woken: dict[TaskQueueKey, float] = {}  # root -> when its children were last woken
+        self._background: set[asyncio.Task] = set()
 
     # ---- partitions ---------------------------------------------------------------------------------------
     def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
@@ -189,6 +194,37 @@ class MatchingEngine:
         finally:
             if self._pumps.get(key) is asyncio.current_task():
                 del self._pumps[key]
+
+    def _wake_children(self, root: Partition) -> None:
+        """Pollers are about to wait at a root: every few seconds, have each other partition of the queue
+        loaded by its owner, so a backlog it persisted before a restart or a move is pumped up here."""
+        key = root.key
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._woken.get(key, -CHILD_WAKE_INTERVAL_S) < CHILD_WAKE_INTERVAL_S:
+            return
+        self._woken[key] = loop.time()
+        count = self.read_partitions(key.namespace_id, key.name, key.task_type)
+        if count <= 1:
+            return
+        task = loop.create_task(self._wake(key, count))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _wake(self, key: TaskQueueKey, count: int) -> None:
+        results = await asyncio.gather(
+            *(
+                self.peers.load_partition(key.namespace_id, key.name, key.task_type, n)
+                for n in range(1, count)
+            ),
+            return_exceptions=True,
+        )
+        for n, result in enumerate(results, start=1):
+            if isinstance(result, Exception):
+                log.debug("partition %s of %s not loaded: %s", n, key, result)
+
+    async def load_partition(self, namespace_id: str, name: str, task_type: int, partition: int) -> None:
+        """Open a partition here and read its persisted backlog (its pump then offers it to the parent)."""
+        await self.partition(namespace_id, name, task_type, number=partition).prepare()
 
     def _forwarder(self, key: TaskQueueKey):
         """The Forward of a non-root partition: offer a task to its parent, wherever that lives; a parent
@@ -288,6 +324,7 @@ class MatchingEngine:
         gone = [k for k, p in self._partitions.items() if not keep(k, p)]
         for key in gone:
             self._partitions.pop(key).close()
+            self._woken.pop(key, None)
             pump = self._pumps.pop(key, None)
             if pump is not None:
                 pump.cancel()
@@ -427,6 +464,8 @@ class MatchingEngine:
                 if remaining <= 0:
                     break
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
+            if partition == 0 and kind != STICKY:
+                self._wake_children(here)
             task = await here.poll(remaining, identity, build_id)
             if task is None:
                 if partition > 0 and not here.closed:
@@ -511,6 +550,8 @@ class MatchingEngine:
                 if remaining <= 0:
                     break
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
+            if partition == 0:
+                self._wake_children(here)
             task = await here.poll(remaining, identity, build_id, max_tasks_per_second)
             if task is None:
                 if partition > 0 and not here.closed:

@@ -243,3 +243,28 @@ def test_node_yaml_and_start_dev_name_a_bad_partition_count(tmp_path: Path) -> N
     )
     assert result.exit_code == 2
     assert "matching.forwarderMaxChildrenPerNode must be an integer from 1 to 1024, not -1" in result.output
+
+
+async def test_after_a_restart_backlog_on_partitions_nobody_polls_reaches_the_root(tmp_path: Path) -> None:
+    """The restarted node has not opened the other partitions: pollers waiting at the root have them
+    loaded, and their backlog pumped up."""
+    db = str(tmp_path / "restart.db")
+    queue = f"q-{uuid.uuid4()}"
+    first = Node(NodeConfig(port=0), await SQLiteStore.open(db))
+    await first.start()
+    try:
+        client = await Client.connect(f"127.0.0.1:{first.bound_port}")
+        ns_id = (await first.namespaces.get("default")).id
+        ids = await _start(client, queue, 12)
+        assert sum(1 for n in await _stored(first, ns_id, queue) if n) >= 2
+        # History saves how far its transfer tasks went (every second): after the restart it re-adds
+        # nothing, so only the partitions' own backlogs hold the tasks.
+        await asyncio.sleep(2.5)
+    finally:
+        await first.stop(grace=0.5)
+    second = Node(NodeConfig(port=0), await SQLiteStore.open(db))
+    await second.start()
+    try:
+        assert await _drain(second, ns_id, queue, 0, 12) == ids
+    finally:
+        await second.stop(grace=0.5)
