@@ -61,6 +61,8 @@ STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
 # How long a backlog task a child partition offers to its parent waits there for a poller before the
 # child takes it back and offers it again (a poll arriving at the child takes it meanwhile).
 PUMP_OFFER_WAIT_S = 5.0
+# Backlog tasks a child partition offers its parent at once: pollers there take the oldest first.
+PUMP_PARALLEL = 4
 # After a failed forward (the parent's owner is moving), how long before the next attempt.
 FORWARD_RETRY_S = 1.0
 # While pollers wait at a root, how often it makes sure every other partition of the queue has read its
@@ -163,37 +165,43 @@ class MatchingEngine:
             self._pumps[partition.key] = asyncio.get_running_loop().create_task(self._pump(partition))
 
     async def _pump(self, partition: Partition) -> None:
+        try:
+            # Checked again with no await before returning: backlog added meanwhile starts a new pump.
+            while partition.ready_count and not partition.closed:
+                await asyncio.gather(*(self._pump_one(partition) for _ in range(PUMP_PARALLEL)))
+        finally:
+            if self._pumps.get(partition.key) is asyncio.current_task():
+                del self._pumps[partition.key]
+
+    async def _pump_one(self, partition: Partition) -> None:
         key = partition.key
         parent = self._parent(key)
-        try:
-            while (task := partition.take_for_forwarding()) is not None:
-                failed = False
-                try:
-                    taken = await self.peers.offer_task(
-                        key.namespace_id,
-                        key.name,
-                        key.task_type,
-                        parent,
-                        task.execution,
-                        task.scheduled_event_id,
-                        task.attempt,
-                        PUMP_OFFER_WAIT_S,
-                    )
-                except asyncio.CancelledError:
-                    partition.give_back(task)
-                    raise
-                except Exception as e:
-                    log.debug("backlog of %s not offered to partition %s: %s", key, parent, e)
-                    taken, failed = False, True
-                if taken:
-                    await partition.ack(task)
-                    continue
+        while (task := partition.take_for_forwarding()) is not None:
+            failed = False
+            try:
+                taken = await self.peers.offer_task(
+                    key.namespace_id,
+                    key.name,
+                    key.task_type,
+                    parent,
+                    task.execution,
+                    task.scheduled_event_id,
+                    task.attempt,
+                    PUMP_OFFER_WAIT_S,
+                    task.create_time_ms,
+                )
+            except asyncio.CancelledError:
                 partition.give_back(task)
-                if failed:
-                    await asyncio.sleep(FORWARD_RETRY_S)
-        finally:
-            if self._pumps.get(key) is asyncio.current_task():
-                del self._pumps[key]
+                raise
+            except Exception as e:
+                log.debug("backlog of %s not offered to partition %s: %s", key, parent, e)
+                taken, failed = False, True
+            if taken:
+                await partition.ack(task)
+                continue
+            partition.give_back(task)
+            if failed:
+                await asyncio.sleep(FORWARD_RETRY_S)
 
     def _wake_children(self, root: Partition) -> None:
         """Pollers are about to wait at a root: every few seconds, have each other partition of the queue
@@ -224,7 +232,10 @@ class MatchingEngine:
 
     async def load_partition(self, namespace_id: str, name: str, task_type: int, partition: int) -> None:
         """Open a partition here and read its persisted backlog (its pump then offers it to the parent)."""
-        await self.partition(namespace_id, name, task_type, number=partition).prepare()
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        await p.prepare()
+        if partition > 0 and p.ready_count:
+            self._start_pump(p)
 
     def _forwarder(self, key: TaskQueueKey):
         """The Forward of a non-root partition: offer a task to its parent, wherever that lives; a parent
@@ -244,6 +255,7 @@ class MatchingEngine:
                     task.scheduled_event_id,
                     task.attempt,
                     wait,
+                    task.create_time_ms,
                 )
             except _FORWARD_ERRORS as e:
                 log.debug("task of %s not forwarded to partition %s: %s", key, parent, e)
@@ -261,11 +273,14 @@ class MatchingEngine:
         scheduled_event_id: int,
         attempt: int,
         wait: float,
+        create_time_ms: int = 0,
     ) -> bool:
         """A child partition offers a task to `partition` (sync match only): True once a poller here or
         further up took it and history recorded its start (or dropped it as stale)."""
         p = self.partition(namespace_id, name, task_type, number=partition)
-        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
+        task = MatchedTask(
+            namespace_id, execution, scheduled_event_id, attempt, create_time_ms=create_time_ms
+        )
         return await p.offer(task, wait, self._forwarder(p.key))
 
     def sticky_partition(self, namespace_id: str, name: str) -> Partition | None:

@@ -279,12 +279,17 @@ class Partition:
                     task.accepted.set_result(False)
         return await task.accepted  # taken by a poller: its outcome
 
-    def _take_offer(self) -> MatchedTask | None:
-        while self._offers:
-            task = self._offers.popleft()
-            if task.accepted is not None and not task.accepted.done():
-                return task
-        return None
+    def _take_oldest(self) -> MatchedTask | None:
+        """The older of the backlog's first task and the first task a child offers, so a child's backlog
+        waits no longer than this partition's own."""
+        while self._offers and (self._offers[0].accepted is None or self._offers[0].accepted.done()):
+            self._offers.popleft()
+        if self._offers and (
+            not self._backlog
+            or (self._offers[0].create_time_ms or now_ms()) < self._backlog[0].create_time_ms
+        ):
+            return self._offers.popleft()
+        return self._take_from_backlog() if self._backlog else None
 
     async def _persist(self, task: MatchedTask) -> None:
         qt = QueueTask(
@@ -350,11 +355,9 @@ class Partition:
         if self.closed:
             return None
         await self._ensure_loaded()
-        if self._backlog:
-            return self._take_from_backlog()
-        offered = self._take_offer()
-        if offered is not None:
-            return offered
+        ready = self._take_oldest()
+        if ready is not None:
+            return ready
         poller = asyncio.get_running_loop().create_future()
         self._pollers.append(poller)
         try:
