@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import ListTaskQueuePartitionsRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListTaskQueuePartitionsRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from hourglass.cluster.cli import main
 from hourglass.cluster.config import ConfigError, load_config
@@ -268,3 +269,16 @@ async def test_after_a_restart_backlog_on_partitions_nobody_polls_reaches_the_ro
         assert await _drain(second, ns_id, queue, 0, 12) == ids
     finally:
         await second.stop(grace=0.5)
+
+
+async def test_stats_of_a_child_partition_by_name_are_refused_as_on_the_reference(node: Node) -> None:
+    client = await Client.connect(f"127.0.0.1:{node.bound_port}")
+    request = DescribeTaskQueueRequest(
+        namespace="default", task_queue=TaskQueue(name="/_sys/orders/1"), report_stats=True
+    )
+    with pytest.raises(RPCError) as info:
+        await client.workflow_service.describe_task_queue(request)
+    assert info.value.status == RPCStatusCode.INVALID_ARGUMENT
+    assert info.value.message == "DescribeTaskQueue stats are only supported for the root partition"
+    request.task_queue.name = "orders"  # the root answers for the whole queue
+    assert (await client.workflow_service.describe_task_queue(request)).stats.approximate_backlog_count == 0
