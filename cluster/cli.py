@@ -169,10 +169,12 @@ def start_dev(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from hourglass.cluster.frontend.rate_limits import RateLimitConfig
+    from hourglass.cluster.matching.partition_config import PartitionConfig
 
     try:
         dynamic_config = parse_dynamic_config_values(dynamic_config_values)
         RateLimitConfig(dynamic_config)  # a bad limit is named here, before anything starts
+        PartitionConfig(dynamic_config)
         # As `temporal server start-dev`, which raises the visibility rate from the server's 10/s.
         dynamic_config.setdefault("frontend.namespaceRPS.visibility", START_DEV_VISIBILITY_RPS)
     except ValueError as e:

@@ -107,6 +107,9 @@ class ClusterMember:
             == self.swim.id
         )
         matching.write_guard = self.controller.guard
+        # Partitions forward tasks and polls to their parents, wherever the ring places those.
+        matching.peers = self.matching_api
+        matching.owner_address = self._partition_owner_address
         self.loop_lag = loop_lag  # the node's LoopLagMonitor, reported in the status
         self.status = StatusService(
             self.swim,
@@ -121,6 +124,11 @@ class ClusterMember:
         )
         self.admin = AdminService(self.swim, self.client, self.drainer)
         self.server: grpc.aio.Server | None = None
+
+    def _partition_owner_address(self, key) -> str:
+        """The internal address of the member the ring gives a task-queue partition ("" if none)."""
+        owner = self.placement.partition_owner(key.namespace_id, key.name, key.task_type, key.partition)
+        return (self._address_of(owner) or "") if owner is not None else ""
 
     def _address_of(self, member_id: str) -> str | None:
         m = self.swim.members.get(member_id)

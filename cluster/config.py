@@ -322,8 +322,10 @@ class ServerConfig(_Strict):
     @classmethod
     def _rate_limits(cls, value: dict[str, Any]) -> dict[str, Any]:
         from hourglass.cluster.frontend.rate_limits import RateLimitConfig
+        from hourglass.cluster.matching.partition_config import PartitionConfig
 
         RateLimitConfig(value)  # raises ValueError naming the key
+        PartitionConfig(value)
         return value
 
     @model_validator(mode="after")

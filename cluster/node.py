@@ -30,6 +30,7 @@ from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.history.virtual_clock import VirtualClock
 from hourglass.cluster.loop_lag import LoopLagMonitor
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.metrics import MeteredStore
 from hourglass.cluster.node_metrics import node_state_collector
 from hourglass.cluster.rpc.server import cluster_handler
@@ -90,6 +91,7 @@ class Node:
         self.store = store = MeteredStore(store)
         self.history = HistoryEngine(store, config.history_shard_count)
         self.matching = MatchingEngine(store, self.history)
+        self.matching.partition_config = PartitionConfig(config.dynamic_config)
         self.history.matching = self.matching
         self.schedules = ScheduleEngine(store, self.history)
         # Batch operations follow shard ownership like schedules (cluster/batcher).
@@ -99,6 +101,7 @@ class Node:
         )
         # One registry for both services: a registration is usable by list queries at once.
         self.search_attributes = SearchAttributeRegistry(store)
+        self.matching.namespace_name = self.namespaces.cached_name
         self.history.validate_search_attributes = self.search_attributes.validate_search_attributes
         self.history.resolve_namespace_id = self._namespace_id
         # Replaced in start() by the codec of the cluster's secret, read from the store.
@@ -282,6 +285,10 @@ class Node:
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e
         await self.server.start()
+        if self.membership is None:
+            # One node serves every partition (ListTaskQueuePartitions names this address).
+            address = f"{self.config.ip}:{self.bound_port}"
+            self.matching.owner_address = lambda _key: address
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
 
     def _workflow_service(self) -> WorkflowService:

@@ -87,18 +87,29 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "update_activity_options": _by_request,
 }
 
-# Matching operations -> (namespace id, task queue name, task queue type).
+# Matching operations -> (namespace id, task queue name, task queue type). An operation with a
+# `partition` argument runs on that partition's owner; one without (or -1 for an add or a poll, which then
+# picks one, see PARTITION_CHOICE) on the root partition's owner.
 MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "add_workflow_task": lambda a: (a[0], a[1], WORKFLOW),
     "add_activity_task": lambda a: (a[0], a[1], ACTIVITY),
     "poll_workflow_task": lambda a: (a[0], a[1], WORKFLOW),
     "poll_activity_task": lambda a: (a[0], a[2], ACTIVITY),
+    "offer_task": lambda a: (a[0], a[1], a[2]),
+    "load_partition": lambda a: (a[0], a[1], a[2]),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
-    "poller_info": lambda a: (a[0], a[1], a[2]),
-    "queue_stats": lambda a: (a[0], a[1], a[2]),
+    "partition_pollers": lambda a: (a[0], a[1], a[2]),
+    "partition_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
+}
+# Operations that pick a partition when the caller names none: True for a write (add), False for a read.
+PARTITION_CHOICE = {
+    "add_workflow_task": True,
+    "add_activity_task": True,
+    "poll_workflow_task": False,
+    "poll_activity_task": False,
 }
 
 # Schedule operations -> (namespace id, schedule id): a schedule lives in the shard of that pair.
@@ -148,7 +159,7 @@ class Router:
         raise AssertionError("unreachable")
 
 
-def _bind(fn: Callable, args: tuple, kwargs: dict) -> tuple[tuple, float]:
+def _bind(fn: Callable, args: tuple, kwargs: dict, pick=None) -> tuple[tuple, float]:
     """Positional arguments in the method's order (keyword and default ones included) for the envelope,
     and how long to wait for the owner's reply.
 
@@ -158,6 +169,8 @@ def _bind(fn: Callable, args: tuple, kwargs: dict) -> tuple[tuple, float]:
     """
     bound = inspect.signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
+    if pick is not None:
+        pick(bound.arguments)
     own_timeout = bound.arguments.get("timeout")
     rpc_timeout = DEFAULT_TIMEOUT_S if own_timeout is None else float(own_timeout) + LONG_CALL_GRACE_S
     return bound.args, rpc_timeout
@@ -253,11 +266,21 @@ class RoutedMatching:
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
-        args, timeout = _bind(local, args, kwargs)
+
+        def pick(arguments: dict) -> None:
+            if name in PARTITION_CHOICE and arguments["partition"] < 0:
+                namespace_id, queue, task_type = MATCHING_ROUTES[name](tuple(arguments.values()))
+                arguments["partition"] = self.engine.choose_partition(
+                    namespace_id, queue, task_type, arguments.get("kind", 0), PARTITION_CHOICE[name]
+                )
+
+        args, timeout = _bind(local, args, kwargs, pick)
         namespace_id, queue, task_type = MATCHING_ROUTES[name](args)
+        signature = inspect.signature(local).parameters
+        number = args[list(signature).index("partition")] if "partition" in signature else 0
         return await self.router.run(
-            f"task queue {queue}",
-            lambda: self.router.placement.partition_owner(namespace_id, queue, task_type),
+            f"task queue {queue}" if number == 0 else f"task queue partition /_sys/{queue}/{number}",
+            lambda: self.router.placement.partition_owner(namespace_id, queue, task_type, number),
             local,
             "matching",
             name,

@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import (
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
+    TaskQueueType,
     WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
@@ -913,6 +914,21 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         return await describe_task_queue(self.matching, ns.id, request)
+
+    @rpc
+    async def ListTaskQueuePartitions(self, request, context):
+        """Every read partition of the queue's workflow and activity types, with the member serving it."""
+        ns = await self.namespaces.get(request.namespace)
+        name = request.task_queue.name
+        require_task_queue(name)
+        resp = rr.ListTaskQueuePartitionsResponse()
+        for task_type, out in (
+            (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, resp.workflow_task_queue_partitions),
+            (TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, resp.activity_task_queue_partitions),
+        ):
+            for key, owner in self.matching.list_partitions(ns.id, name, task_type):
+                out.add(key=key, owner_host_name=owner)
+        return resp
 
 
 def _update_stage(stage: int) -> int:

@@ -30,7 +30,9 @@ from temporalio.api.taskqueue.v1 import (
 )
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
 
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.timeutil import to_timestamp
+from hourglass.cluster.matching.partition_tree import parse_partition_name
 
 # A poller not seen for this long is no longer listed.
 POLLER_HORIZON_S = 5 * 60
@@ -58,6 +60,8 @@ async def describe_task_queue(
         TaskQueueVersioningInfo(current_version=UNVERSIONED, update_time=_GO_ZERO_TIME)
     )
     if request.report_stats:
+        if _is_child_partition(name):
+            raise InvalidArgument("DescribeTaskQueue stats are only supported for the root partition")
         stats = await matching.queue_stats(namespace_id, name, task_type)
         resp.stats.CopyFrom(stats)
         resp.stats_by_priority_key[DEFAULT_PRIORITY_KEY].CopyFrom(stats)
@@ -91,6 +95,14 @@ async def _enhanced(
         info.task_reachability = BuildIdTaskReachability.BUILD_ID_TASK_REACHABILITY_REACHABLE
     resp.versions_info[""].CopyFrom(info)
     return resp
+
+
+def _is_child_partition(name: str) -> bool:
+    """A non-root partition's own name (/_sys/<queue>/<n>): stats are the whole queue's, asked at its root."""
+    try:
+        return parse_partition_name(name)[1] > 0
+    except ValueError:
+        return False
 
 
 async def _pollers(matching, namespace_id: str, name: str, task_type: int) -> list[PollerInfo]:

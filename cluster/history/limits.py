@@ -2,7 +2,8 @@
 
 `hourglass server start-dev --dynamic-config-value KEY=VALUE` (and `dynamic_config:` in a node's YAML)
 accept the reference's keys; the ones below, and the frontend's rate limits (frontend/rate_limits.py:
-`frontend.rps`, `frontend.namespaceRPS`, `frontend.namespaceCount`, ...), change Hourglass's behaviour, the others are accepted and
+`frontend.rps`, `frontend.namespaceRPS`, `frontend.namespaceCount`, ...) and the task-queue partition keys
+(matching/partition_config.py), change Hourglass's behaviour, the others are accepted and
 ignored (so a command line written for `temporal server start-dev` works unchanged). The limits are
 per process: every node of a process serves the same ones.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from hourglass.cluster.frontend.rate_limits import RATE_LIMIT_KEYS
+from hourglass.cluster.matching.partition_config import PARTITION_KEYS
 from hourglass.persistence.visibility.durations import go_duration_ns
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,8 @@ def apply_dynamic_config(config: Mapping[str, Any]) -> None:
         field = _KEYS.get(key)
         if field is None and key in RATE_LIMIT_KEYS:
             continue  # the frontend's rate limits: each node reads them (frontend/rate_limits.py)
+        if field is None and key in PARTITION_KEYS:
+            continue  # task-queue partitions: matching reads them (matching/partition_config.py)
         if field is None:
             log.info("dynamic config %s is not used by Hourglass; ignored", key)
             continue

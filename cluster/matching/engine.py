@@ -2,12 +2,20 @@
 
 A poll that receives a task asks history to record it as started; history answers with everything the
 worker needs (the poll response). A task whose run moved on is dropped, never retried.
+
+A normal queue has several partitions (partition_config.py), each placed on the ring on its own. Adds
+and polls that name no partition pick one at random. A partition hands a task no local poller takes to
+its parent (sync match there), and sends a poll it has no task for to its parent, so polls and tasks meet
+at the root whichever partitions they landed on; a non-root partition's backlog is pumped to the parent,
+one task at a time, so pollers sitting elsewhere drain it. All of that goes through `peers`: this engine
+on one node, the routing proxy (to each partition's owner) in a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from collections.abc import Callable
 
@@ -23,10 +31,12 @@ from temporalio.api.workflowservice.v1 import (
 
 from hourglass.cluster.errors import (
     DeadlineExceeded,
+    NodeUnreachable,
     NotFound,
     ServiceError,
     ShardNotOwned,
     StickyWorkerUnavailable,
+    Unavailable,
 )
 from hourglass.cluster.history.engine import HistoryEngine, TaskGone
 from hourglass.cluster.history.limits import LIMITS
@@ -34,6 +44,8 @@ from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
+from hourglass.cluster.matching.partition_config import PartitionConfig
+from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.stats import merge
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -46,6 +58,18 @@ ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
 STICKY = TaskQueueKind.TASK_QUEUE_KIND_STICKY
 # A sticky queue with no poll for this long has lost its worker: tasks go to the normal queue (reference).
 STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
+# How long a backlog task a child partition offers to its parent waits there for a poller before the
+# child takes it back and offers it again (a poll arriving at the child takes it meanwhile).
+PUMP_OFFER_WAIT_S = 5.0
+# Backlog tasks a child partition offers its parent at once: pollers there take the oldest first.
+PUMP_PARALLEL = 4
+# After a failed forward (the parent's owner is moving), how long before the next attempt.
+FORWARD_RETRY_S = 1.0
+# While pollers wait at a root, how often it makes sure every other partition of the queue has read its
+# persisted backlog (after a restart or a move, nothing else may touch a partition nobody polls directly).
+CHILD_WAKE_INTERVAL_S = 5.0
+# Errors that mean "the parent partition cannot be reached right now": fall back to this partition.
+_FORWARD_ERRORS = (ShardNotOwned, Unavailable, NodeUnreachable, DeadlineExceeded)
 
 
 class MatchingEngine:
@@ -64,9 +88,56 @@ class MatchingEngine:
         self.write_guard: Callable[[], int | None] | None = None
         # Seals query task tokens; the node sets the cluster's codec (see HistoryEngine.task_tokens).
         self.task_tokens = TaskTokenCodec(new_secret())
+        # Partitions per queue and the forwarding tree's degree (the node sets its dynamic config's).
+        self.partition_config = PartitionConfig()
+        # Where partitions are reached for forwarding and describing: this engine, or the routing proxy.
+        self.peers: MatchingEngine = self
+        # A namespace's name from its id, for namespace-constrained partition counts (None: unknown).
+        self.namespace_name: Callable[[str], str | None] = lambda _id: None
+        # The address of the member serving a partition (ListTaskQueuePartitions); "" on one node.
+        self.owner_address: Callable[[TaskQueueKey], str] = lambda _key: ""
+        self._pumps: dict[TaskQueueKey, asyncio.Task] = {}
+        self._woken: dict[TaskQueueKey, float] = {}  # root -> when its children were last woken
+        self._background: set[asyncio.Task] = set()
 
-    def partition(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> Partition:
-        key = TaskQueueKey(namespace_id, name, task_type, 0)
+    # ---- partitions ---------------------------------------------------------------------------------------
+    def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
+        """How many partitions polls spread over (and describe covers); 1 for sticky and /_sys/ queues."""
+        if single_partition(name, kind):
+            return 1
+        return self.partition_config.read_partitions(self._namespace(namespace_id), name, task_type)
+
+    def write_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
+        if single_partition(name, kind):
+            return 1
+        return self.partition_config.write_partitions(self._namespace(namespace_id), name, task_type)
+
+    def _namespace(self, namespace_id: str) -> str | None:
+        return self.namespace_name(namespace_id) if self.partition_config.by_namespace else None
+
+    def choose_partition(self, namespace_id: str, name: str, task_type: int, kind: int, write: bool) -> int:
+        """A partition for an add (write) or a poll (read), at random as the reference's load balancer."""
+        count = (self.write_partitions if write else self.read_partitions)(
+            namespace_id, name, task_type, kind
+        )
+        return random.randrange(count) if count > 1 else 0
+
+    def _parent(self, key: TaskQueueKey) -> int:
+        degree = self.partition_config.degree(self._namespace(key.namespace_id), key.name, key.task_type)
+        return parent_partition(key.partition, degree)
+
+    def list_partitions(self, namespace_id: str, name: str, task_type: int) -> list[tuple[str, str]]:
+        """(partition name as the reference spells it, address of the member serving it) of every read
+        partition of a queue (ListTaskQueuePartitions)."""
+        return [
+            (partition_name(name, n), self.owner_address(TaskQueueKey(namespace_id, name, task_type, n)))
+            for n in range(self.read_partitions(namespace_id, name, task_type))
+        ]
+
+    def partition(
+        self, namespace_id: str, name: str, task_type: int, kind: int = 0, number: int = 0
+    ) -> Partition:
+        key = TaskQueueKey(namespace_id, name, task_type, number)
         p = self._partitions.get(key)
         if p is None or p.closed:
             if self.owns is not None and not self.owns(key):
@@ -82,8 +153,135 @@ class MatchingEngine:
                 key, self.store, persistent=kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY, writable=writable
             )
             p.epoch = epoch
+            if number > 0:
+                p.on_backlog = self._start_pump
             self._partitions[key] = p
         return p
+
+    def _start_pump(self, partition: Partition) -> None:
+        """A non-root partition holds backlog: offer it up the tree until it is drained (one pump each)."""
+        running = self._pumps.get(partition.key)
+        if running is None or running.done():
+            self._pumps[partition.key] = asyncio.get_running_loop().create_task(self._pump(partition))
+
+    async def _pump(self, partition: Partition) -> None:
+        try:
+            # Checked again with no await before returning: backlog added meanwhile starts a new pump.
+            while partition.ready_count and not partition.closed:
+                await asyncio.gather(*(self._pump_one(partition) for _ in range(PUMP_PARALLEL)))
+        finally:
+            if self._pumps.get(partition.key) is asyncio.current_task():
+                del self._pumps[partition.key]
+
+    async def _pump_one(self, partition: Partition) -> None:
+        key = partition.key
+        parent = self._parent(key)
+        while (task := partition.take_for_forwarding()) is not None:
+            failed = False
+            try:
+                taken = await self.peers.offer_task(
+                    key.namespace_id,
+                    key.name,
+                    key.task_type,
+                    parent,
+                    task.execution,
+                    task.scheduled_event_id,
+                    task.attempt,
+                    PUMP_OFFER_WAIT_S,
+                    task.create_time_ms,
+                )
+            except asyncio.CancelledError:
+                partition.give_back(task)
+                raise
+            except Exception as e:
+                log.debug("backlog of %s not offered to partition %s: %s", key, parent, e)
+                taken, failed = False, True
+            if taken:
+                await partition.ack(task)
+                continue
+            partition.give_back(task)
+            if failed:
+                await asyncio.sleep(FORWARD_RETRY_S)
+
+    def _wake_children(self, root: Partition) -> None:
+        """Pollers are about to wait at a root: every few seconds, have each other partition of the queue
+        loaded by its owner, so a backlog it persisted before a restart or a move is pumped up here."""
+        key = root.key
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._woken.get(key, -CHILD_WAKE_INTERVAL_S) < CHILD_WAKE_INTERVAL_S:
+            return
+        self._woken[key] = loop.time()
+        count = self.read_partitions(key.namespace_id, key.name, key.task_type)
+        if count <= 1:
+            return
+        task = loop.create_task(self._wake(key, count))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _wake(self, key: TaskQueueKey, count: int) -> None:
+        results = await asyncio.gather(
+            *(
+                self.peers.load_partition(key.namespace_id, key.name, key.task_type, n)
+                for n in range(1, count)
+            ),
+            return_exceptions=True,
+        )
+        for n, result in enumerate(results, start=1):
+            if isinstance(result, Exception):
+                log.debug("partition %s of %s not loaded: %s", n, key, result)
+
+    async def load_partition(self, namespace_id: str, name: str, task_type: int, partition: int) -> None:
+        """Open a partition here and read its persisted backlog (its pump then offers it to the parent)."""
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        await p.prepare()
+        if partition > 0 and p.ready_count:
+            self._start_pump(p)
+
+    def _forwarder(self, key: TaskQueueKey):
+        """The Forward of a non-root partition: offer a task to its parent, wherever that lives; a parent
+        that cannot be reached just means "not taken" (the task stays here)."""
+        if key.partition == 0:
+            return None
+        parent = self._parent(key)
+
+        async def forward(task: MatchedTask, wait: float) -> bool:
+            try:
+                return await self.peers.offer_task(
+                    key.namespace_id,
+                    key.name,
+                    key.task_type,
+                    parent,
+                    task.execution,
+                    task.scheduled_event_id,
+                    task.attempt,
+                    wait,
+                    task.create_time_ms,
+                )
+            except _FORWARD_ERRORS as e:
+                log.debug("task of %s not forwarded to partition %s: %s", key, parent, e)
+                return False
+
+        return forward
+
+    async def offer_task(
+        self,
+        namespace_id: str,
+        name: str,
+        task_type: int,
+        partition: int,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        attempt: int,
+        wait: float,
+        create_time_ms: int = 0,
+    ) -> bool:
+        """A child partition offers a task to `partition` (sync match only): True once a poller here or
+        further up took it and history recorded its start (or dropped it as stale)."""
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        task = MatchedTask(
+            namespace_id, execution, scheduled_event_id, attempt, create_time_ms=create_time_ms
+        )
+        return await p.offer(task, wait, self._forwarder(p.key))
 
     def sticky_partition(self, namespace_id: str, name: str) -> Partition | None:
         """The sticky queue's partition if a worker polled it lately (a sticky queue is never created by a
@@ -141,28 +339,63 @@ class MatchingEngine:
         gone = [k for k, p in self._partitions.items() if not keep(k, p)]
         for key in gone:
             self._partitions.pop(key).close()
+            self._woken.pop(key, None)
+            pump = self._pumps.pop(key, None)
+            if pump is not None:
+                pump.cancel()
         return len(gone)
 
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
     ) -> list[tuple[str, float, str, float]]:
         """(identity, seconds since its last poll, build id, the rate it asked for) of the pollers of a
-        task queue (DescribeTaskQueue)."""
+        task queue over all its partitions, each poller once (DescribeTaskQueue)."""
+        count = self.read_partitions(namespace_id, name, task_type)
+        parts = await asyncio.gather(
+            *(self.peers.partition_pollers(namespace_id, name, task_type, n) for n in range(count))
+        )
+        latest: dict[str, tuple[str, float, str, float]] = {}
+        for rows in parts:
+            for row in rows:
+                if row[0] not in latest or row[1] < latest[row[0]][1]:
+                    latest[row[0]] = tuple(row)
+        return list(latest.values())
+
+    async def partition_pollers(
+        self, namespace_id: str, name: str, task_type: int, partition: int = 0
+    ) -> list[tuple[str, float, str, float]]:
+        """The pollers one partition has seen (sticky queues included: they are partition 0)."""
         now = asyncio.get_running_loop().time()
+        p = self._partitions.get(TaskQueueKey(namespace_id, name, task_type, partition))
+        if p is None:
+            return []
         return [
-            (identity, now - seen, *partition.poller_details.get(identity, ("", 0.0)))
-            for partition in self.partitions_of(namespace_id, name, task_type)
-            for identity, seen in partition.last_poll.items()
+            (identity, now - seen, *p.poller_details.get(identity, ("", 0.0)))
+            for identity, seen in p.last_poll.items()
         ]
 
     async def queue_stats(self, namespace_id: str, name: str, task_type: int) -> TaskQueueStats:
-        """Backlog count and age, add and dispatch rates of a task queue (DescribeTaskQueue)."""
-        partition = self.partition(namespace_id, name, task_type)
-        await partition.load()
-        return merge([p.describe_stats() for p in self.partitions_of(namespace_id, name, task_type)])
+        """Backlog count and age, add and dispatch rates of a task queue, summed over its partitions
+        (DescribeTaskQueue, as the reference's report_stats)."""
+        count = self.read_partitions(namespace_id, name, task_type)
+        return merge(
+            list(
+                await asyncio.gather(
+                    *(self.peers.partition_stats(namespace_id, name, task_type, n) for n in range(count))
+                )
+            )
+        )
+
+    async def partition_stats(
+        self, namespace_id: str, name: str, task_type: int, partition: int = 0
+    ) -> TaskQueueStats:
+        """One partition's stats; its persisted backlog is read first if nobody polled it since a restart."""
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        await p.load()
+        return p.describe_stats()
 
     async def queue_status(self, namespace_id: str, name: str, task_type: int) -> TaskQueueStatus:
-        """The legacy TaskQueueStatus of a task queue's partition (DescribeTaskQueue in legacy mode)."""
+        """The legacy TaskQueueStatus of a task queue's root partition (DescribeTaskQueue in legacy mode)."""
         partition = self.partition(namespace_id, name, task_type)
         await partition.load()
         return partition.describe_status()
@@ -175,14 +408,17 @@ class MatchingEngine:
         execution: WorkflowExecution,
         scheduled_event_id: int,
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
+        partition: int = -1,
     ) -> None:
+        """Add a workflow task to `partition` of the queue (-1: one chosen here)."""
+        task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
-            partition = self.sticky_partition(namespace_id, task_queue)
-            if partition is None:
+            sticky = self.sticky_partition(namespace_id, task_queue)
+            if sticky is None:
                 raise StickyWorkerUnavailable()
-        else:
-            partition = self.partition(namespace_id, task_queue, WORKFLOW)
-        await partition.add(MatchedTask(namespace_id, execution, scheduled_event_id))
+            await sticky.add(task)
+            return
+        await self._add(namespace_id, task_queue, WORKFLOW, partition, task)
 
     async def add_activity_task(
         self,
@@ -191,20 +427,64 @@ class MatchingEngine:
         execution: WorkflowExecution,
         scheduled_event_id: int,
         attempt: int,
+        partition: int = -1,
     ) -> None:
-        await self.partition(namespace_id, task_queue, ACTIVITY).add(
-            MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
-        )
+        """Add an activity task to `partition` of the queue (-1: one chosen here)."""
+        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
+        await self._add(namespace_id, task_queue, ACTIVITY, partition, task)
+
+    async def _add(
+        self, namespace_id: str, name: str, task_type: int, number: int, task: MatchedTask
+    ) -> None:
+        if number < 0:
+            number = self.choose_partition(namespace_id, name, task_type, 0, write=True)
+        p = self.partition(namespace_id, name, task_type, number=number)
+        await p.add(task, self._forwarder(p.key))
 
     # ---- from pollers ----------------------------------------------------------------------------------
     async def poll_workflow_task(
-        self, namespace_id: str, task_queue: str, kind: int, identity: str, timeout: float, build_id: str = ""
+        self,
+        namespace_id: str,
+        task_queue: str,
+        kind: int,
+        identity: str,
+        timeout: float,
+        build_id: str = "",
+        partition: int = -1,
     ) -> PollWorkflowTaskQueueResponse:
-        partition = self.partition(namespace_id, task_queue, WORKFLOW, kind)
+        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task."""
+        if partition < 0 or kind == STICKY:
+            partition = (
+                0
+                if kind == STICKY
+                else self.choose_partition(namespace_id, task_queue, WORKFLOW, kind, False)
+            )
+        here = self.partition(namespace_id, task_queue, WORKFLOW, kind, partition)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity, build_id)
+            if partition > 0:
+                forwarded = await self._forward_poll(
+                    here,
+                    remaining,
+                    identity,
+                    build_id,
+                    0.0,
+                    lambda parent, left: self.peers.poll_workflow_task(
+                        namespace_id, task_queue, kind, identity, left, build_id, parent
+                    ),
+                )
+                if forwarded is not None:
+                    return forwarded
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
+            if partition == 0 and kind != STICKY:
+                self._wake_children(here)
+            task = await here.poll(remaining, identity, build_id)
             if task is None:
+                if partition > 0 and not here.closed:
+                    continue  # waited here while the parent was unreachable: try forwarding again
                 break
             if task.query is not None:
                 try:
@@ -214,7 +494,7 @@ class MatchingEngine:
                         task.query.result.set_exception(e)
                     continue
             response = await self._deliver(
-                partition,
+                here,
                 task,
                 self.history.record_workflow_task_started(
                     namespace_id,
@@ -230,6 +510,20 @@ class MatchingEngine:
                 return response
         return PollWorkflowTaskQueueResponse()
 
+    async def _forward_poll(self, here: Partition, remaining: float, identity, build_id, rate, poll_parent):
+        """A poll on a non-root partition with no backlog goes on to the parent partition, where tasks of
+        every partition meet; None when it should be served here instead (a backlog here, or the parent
+        unreachable: then it waits here a little and tries again)."""
+        here.note_poller(identity, build_id, rate)
+        await here.prepare()
+        if here.ready_count:
+            return None
+        try:
+            return await poll_parent(self._parent(here.key), remaining)
+        except _FORWARD_ERRORS as e:
+            log.debug("poll of %s not forwarded: %s", here.key, e)
+            return None
+
     async def poll_activity_task(
         self,
         namespace_id: str,
@@ -239,15 +533,47 @@ class MatchingEngine:
         timeout: float,
         build_id: str = "",
         max_tasks_per_second: float = 0.0,
+        partition: int = -1,
     ) -> PollActivityTaskQueueResponse:
-        partition = self.partition(namespace_id, task_queue, ACTIVITY)
+        """Long-poll `partition` of the queue (-1: one chosen here) for an activity task."""
+        if partition < 0:
+            partition = self.choose_partition(namespace_id, task_queue, ACTIVITY, 0, False)
+        here = self.partition(namespace_id, task_queue, ACTIVITY, number=partition)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity, build_id, max_tasks_per_second)
+            if partition > 0:
+                forwarded = await self._forward_poll(
+                    here,
+                    remaining,
+                    identity,
+                    build_id,
+                    max_tasks_per_second,
+                    lambda parent, left: self.peers.poll_activity_task(
+                        namespace_id,
+                        namespace,
+                        task_queue,
+                        identity,
+                        left,
+                        build_id,
+                        max_tasks_per_second,
+                        parent,
+                    ),
+                )
+                if forwarded is not None:
+                    return forwarded
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
+            if partition == 0:
+                self._wake_children(here)
+            task = await here.poll(remaining, identity, build_id, max_tasks_per_second)
             if task is None:
+                if partition > 0 and not here.closed:
+                    continue  # waited here while the parent was unreachable: try forwarding again
                 break
             response = await self._deliver(
-                partition,
+                here,
                 task,
                 self.history.record_activity_task_started(
                     namespace_id,

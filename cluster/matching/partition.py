@@ -4,6 +4,11 @@ A task offered while a poller waits goes straight to it (nothing is written); th
 the poller has recorded the task as started in history, so a poller that vanishes in between hands the task
 back and it is persisted instead of lost. Otherwise the task is appended to the backlog in one batch
 fenced by the partition's lease (range_id) and handed out in order.
+
+A non-root partition may be given a `forward` callable (see engine.py): a task no local poller takes is
+first offered to the parent partition (sync match there) before it is persisted here. A forwarded offer
+that arrives at the root while no poller waits may wait a little in `_offers`, where the next poller
+finds it; that is how a child's backlog reaches pollers that only sit at the root.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.duration_pb2 import Duration
@@ -52,6 +58,10 @@ class MatchedTask:
     create_time_ms: int = 0
 
 
+# Offers a task to the parent partition, waiting up to the given seconds there; True once it was taken.
+Forward = Callable[["MatchedTask", float], Awaitable[bool]]
+
+
 class Partition:
     def __init__(
         self,
@@ -81,6 +91,12 @@ class Partition:
         # What each poller said of itself: its build id and the dispatch rate it asked for (0 = none).
         self.poller_details: dict[str, tuple[str, float]] = {}
         self.stats = QueueStats()
+        # Tasks forwarded by child partitions waiting for a poller here (sync match only, never persisted).
+        self._offers: collections.deque[MatchedTask] = collections.deque()
+        # Backlog tasks lent to the engine to offer to the parent: still backlog until a poller takes them.
+        self._lent: dict[int, QueueTask] = {}
+        # Called when the backlog gains tasks (the engine pumps a non-root partition's backlog upward).
+        self.on_backlog: Callable[[Partition], None] | None = None
 
     def check_writable(self) -> None:
         if self.closed or (self._writable is not None and not self._writable()):
@@ -93,6 +109,14 @@ class Partition:
             poller = self._pollers.popleft()
             if not poller.done():
                 poller.set_result(None)
+        self._refuse_offers()
+
+    def _refuse_offers(self) -> None:
+        """Forwarded tasks waiting here go back to the partition that offered them."""
+        while self._offers:
+            task = self._offers.popleft()
+            if task.accepted is not None and not task.accepted.done():
+                task.accepted.set_result(False)
 
     async def _ensure_loaded(self) -> None:
         if self._loaded or not self.persistent:
@@ -112,6 +136,11 @@ class Partition:
                 cursor = tasks[-1].task_id
             self._max_handed_out = self._ack_level = info.ack_level
             self._loaded = True
+        self._backlog_grew()
+
+    def _backlog_grew(self) -> None:
+        if self._backlog and self.on_backlog is not None:
+            self.on_backlog(self)
 
     def _set_range(self, range_id: int) -> None:
         self._range_id = range_id
@@ -129,12 +158,33 @@ class Partition:
 
     @property
     def backlog_size(self) -> int:
+        """Tasks waiting here, those being offered to the parent partition included."""
+        return len(self._backlog) + len(self._lent)
+
+    @property
+    def ready_count(self) -> int:
+        """Backlog tasks a poll here would get now (those lent to the parent are not)."""
         return len(self._backlog)
 
     @property
     def oldest_task_ms(self) -> int:
         """Creation time of the oldest task waiting in the backlog (0 when it is empty or none says)."""
-        return min((t.create_time_ms for t in self._backlog if t.create_time_ms), default=0)
+        waiting = itertools.chain(self._backlog, self._lent.values())
+        return min((t.create_time_ms for t in waiting if t.create_time_ms), default=0)
+
+    @property
+    def has_waiting_poller(self) -> bool:
+        return any(not p.done() for p in self._pollers)
+
+    def note_poller(self, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0) -> None:
+        """A poll arrived here (even one sent on to the parent): DescribeTaskQueue lists its poller."""
+        self.last_poll[identity] = asyncio.get_running_loop().time()
+        self.poller_details[identity] = (build_id, max_tasks_per_second)
+
+    async def prepare(self) -> None:
+        """Check the lease and read the backlog before deciding whether to forward (it must come first)."""
+        self.check_writable()
+        await self._ensure_loaded()
 
     async def load(self) -> None:
         """Read the persisted backlog if not done yet (describing a queue nobody polled since a restart)."""
@@ -149,7 +199,7 @@ class Partition:
         if created:
             age.FromMilliseconds(max(now_ms() - created, 0))
         return TaskQueueStats(
-            approximate_backlog_count=len(self._backlog),
+            approximate_backlog_count=self.backlog_size,
             approximate_backlog_age=age,
             tasks_add_rate=add_rate,
             tasks_dispatch_rate=dispatch_rate,
@@ -180,6 +230,7 @@ class Partition:
             poller = self._pollers.popleft()
             if not poller.done():
                 poller.set_result(None)
+        self._refuse_offers()
         self._backlog.clear()
 
     # ---- producers -------------------------------------------------------------------------------------
@@ -191,8 +242,9 @@ class Partition:
                 return True
         return False
 
-    async def add(self, task: MatchedTask) -> None:
-        """Sync-match the task to a waiting poller, or persist it in the backlog."""
+    async def add(self, task: MatchedTask, forward: Forward | None = None) -> None:
+        """Sync-match the task to a waiting poller (here, else up the tree through `forward`), or persist
+        it in the backlog. With a backlog nothing is matched ahead of it: tasks keep their order."""
         self.check_writable()
         await self._ensure_loaded()
         self.stats.added()
@@ -201,7 +253,43 @@ class Partition:
             if self._offer_to_poller(task) and await task.accepted:
                 return
             task.accepted = None
+            if forward is not None and await forward(task, 0.0):
+                return
         await self._persist(task)
+
+    async def offer(self, task: MatchedTask, wait: float, forward: Forward | None = None) -> bool:
+        """A task forwarded by a child partition: hand it to a poller here (or further up), waiting up to
+        `wait` seconds for one; answers whether a poller took it and history recorded its start.
+        Nothing is persisted here: the task stays in the child's backlog until this answers True."""
+        self.check_writable()
+        task.accepted = asyncio.get_running_loop().create_future()
+        if self._offer_to_poller(task):
+            return await task.accepted
+        if forward is not None:
+            return await forward(task, wait)
+        if wait <= 0:
+            return False
+        self._offers.append(task)
+        try:
+            await asyncio.wait({task.accepted}, timeout=wait)
+        finally:
+            if task in self._offers:
+                self._offers.remove(task)  # not taken: the child keeps it
+                if not task.accepted.done():
+                    task.accepted.set_result(False)
+        return await task.accepted  # taken by a poller: its outcome
+
+    def _take_oldest(self) -> MatchedTask | None:
+        """The older of the backlog's first task and the first task a child offers, so a child's backlog
+        waits no longer than this partition's own."""
+        while self._offers and (self._offers[0].accepted is None or self._offers[0].accepted.done()):
+            self._offers.popleft()
+        if self._offers and (
+            not self._backlog
+            or (self._offers[0].create_time_ms or now_ms()) < self._backlog[0].create_time_ms
+        ):
+            return self._offers.popleft()
+        return self._take_from_backlog() if self._backlog else None
 
     async def _persist(self, task: MatchedTask) -> None:
         qt = QueueTask(
@@ -218,6 +306,7 @@ class Partition:
             await self.store.create_queue_tasks(self.key, self._range_id, [qt])
         self._into_backlog(qt)
         self._wake_poller_for_backlog()
+        self._backlog_grew()
 
     def _wake_poller_for_backlog(self) -> None:
         while self._backlog and self._pollers:
@@ -238,6 +327,15 @@ class Partition:
             await asyncio.sleep(min(0.05, remaining))
 
     # ---- consumers -------------------------------------------------------------------------------------
+    def take_for_forwarding(self) -> MatchedTask | None:
+        """The backlog's first task, handed out to be offered to the parent (ack or give back after)."""
+        if not self._backlog or self.closed:
+            return None
+        qt = self._backlog[0]
+        task = self._take_from_backlog()
+        self._lent[qt.task_id] = qt
+        return task
+
     def _take_from_backlog(self) -> MatchedTask:
         qt = self._backlog.popleft()
         self._outstanding.add(qt.task_id)
@@ -253,13 +351,13 @@ class Partition:
     async def poll(
         self, timeout: float, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0
     ) -> MatchedTask | None:
-        self.last_poll[identity] = asyncio.get_running_loop().time()
-        self.poller_details[identity] = (build_id, max_tasks_per_second)
+        self.note_poller(identity, build_id, max_tasks_per_second)
         if self.closed:
             return None
         await self._ensure_loaded()
-        if self._backlog:
-            return self._take_from_backlog()
+        ready = self._take_oldest()
+        if ready is not None:
+            return ready
         poller = asyncio.get_running_loop().create_future()
         self._pollers.append(poller)
         try:
@@ -286,6 +384,7 @@ class Partition:
         if task.backlog_task_id is None:
             return
         self._outstanding.discard(task.backlog_task_id)
+        self._lent.pop(task.backlog_task_id, None)
         self._max_handed_out = max(self._max_handed_out, task.backlog_task_id)
         await self._delete_consumed()
 
@@ -315,6 +414,7 @@ class Partition:
             return
         if task.backlog_task_id is not None:
             self._outstanding.discard(task.backlog_task_id)
+            self._lent.pop(task.backlog_task_id, None)
             self._into_backlog(
                 QueueTask(
                     task.backlog_task_id,
@@ -327,6 +427,7 @@ class Partition:
                 )
             )
             self._wake_poller_for_backlog()
+            self._backlog_grew()
 
     def _into_backlog(self, qt: QueueTask) -> None:
         """Keep the backlog in task-id order, whatever order tasks arrive in (concurrent appends finish in
