@@ -74,7 +74,13 @@ from hourglass.cluster.history.external import (
 )
 from hourglass.cluster.history.history_wire import history_response
 from hourglass.cluster.history.limits import LIMITS
-from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState, ParentInfo
+from hourglass.cluster.history.mutable_state import (
+    ActivityInfo,
+    ExecutionInfo,
+    MutableState,
+    ParentInfo,
+    had_or_has_workflow_task,
+)
 from hourglass.cluster.history.paging import (
     INVALID_TOKEN,
     RESPONSE_LIMIT_BYTES,
@@ -1288,6 +1294,10 @@ class HistoryEngine:
             if self._needs_speculative_task(ms):
                 dispatch.append(tr.schedule_speculative_workflow_task().scheduled_event_id)
                 shard.remember_speculative(key, ms)
+            elif ms.running and not had_or_has_workflow_task(ms):
+                # Still in its start delay (or cron/retry backoff): an update starts the first task at
+                # once (a normal one, in history), as on the reference; the backoff timer then finds it.
+                tr.schedule_workflow_task()
             return ms.info.run_id, entry
 
         resolved, entry = await self._update(
@@ -1304,8 +1314,8 @@ class HistoryEngine:
     @staticmethod
     def _needs_speculative_task(ms: MutableState) -> bool:
         """No workflow task to carry updates. (A run still waiting for its first task, during a start
-        delay or cron backoff, gets them with that task instead.)"""
-        return ms.running and ms.workflow_task is None and ms.next_event_id > 2
+        delay or cron backoff, gets a normal first task instead: see _admit_update.)"""
+        return ms.running and had_or_has_workflow_task(ms) and ms.workflow_task is None
 
     async def _dispatch_speculative(
         self, namespace_id: str, workflow_id: str, run_id: str, scheduled: list[int]
@@ -1902,7 +1912,8 @@ class HistoryEngine:
                     )  # the whole execution's deadline, not the run's
                 tr.time_out_workflow(retry_state, new_run)
             elif kind == TimerKind.WORKFLOW_BACKOFF:
-                tr.schedule_workflow_task()
+                if not had_or_has_workflow_task(ms):  # an update or a signal may have started it already
+                    tr.schedule_workflow_task()
             else:
                 log.error("unknown timer task kind %s", kind)
 
