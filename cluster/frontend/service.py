@@ -522,10 +522,7 @@ class WorkflowService(WorkflowServiceServicer):
         execution = require_execution(request)
         if request.workflow_task_finish_event_id <= 0:
             raise InvalidArgument("WorkflowTaskFinishEventId is not set on request.")
-        excluded = (
-            ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL in request.reset_reapply_exclude_types
-        )
-        reapply = request.reset_reapply_type != ResetReapplyType.RESET_REAPPLY_TYPE_NONE and not excluded
+        excluded = _reset_reapply_excluded(request)
         run_id = await self.history.reset_workflow(
             ns.id,
             ns.name,
@@ -533,7 +530,8 @@ class WorkflowService(WorkflowServiceServicer):
             request.workflow_task_finish_event_id,
             request.reason,
             request.request_id or str(uuid.uuid4()),
-            reapply,
+            ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL not in excluded,
+            reapply_updates=ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE not in excluded,
         )
         return rr.ResetWorkflowExecutionResponse(run_id=run_id)
 
@@ -974,3 +972,15 @@ def _fail_oversized_query_results(request: rr.RespondWorkflowTaskCompletedReques
             result.Clear()
             result.result_type = QueryResultType.QUERY_RESULT_TYPE_FAILED
             result.error_message = QUERY_RESULT_TOO_LARGE
+
+
+def _reset_reapply_excluded(request) -> set[int]:
+    """The event kinds a reset does not reapply, as the reference reads them: the exclude list, plus the
+    deprecated reset_reapply_type (SIGNAL: signals only; NONE: nothing; unset or ALL_ELIGIBLE: all)."""
+    excluded = set(request.reset_reapply_exclude_types)
+    if request.reset_reapply_type == ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL:
+        excluded.add(ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE)
+    elif request.reset_reapply_type == ResetReapplyType.RESET_REAPPLY_TYPE_NONE:
+        excluded.add(ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL)
+        excluded.add(ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE)
+    return excluded
