@@ -86,6 +86,9 @@ LONG_POLL_TOO_SHORT = "Context timeout is too short."
 HISTORY_LONG_POLL_S = 20.0
 # The reference's long-poll interval for updates: then it answers the stage reached so far.
 UPDATE_LONG_POLL_S = 20.0
+# An update call bound by the caller's deadline waits until just before it (as the reference does), so
+# that DEADLINE_EXCEEDED reaches the caller before its own deadline does; not the 1 s of other long polls.
+UPDATE_DEADLINE_MARGIN_S = 0.05
 # Long polls on a draining node: shorter than the 1 s grace a stopping node gives calls in flight.
 DRAINING_LONG_POLL_S = 0.5
 DEFAULT_QUERY_TIMEOUT_S = 30.0
@@ -898,8 +901,9 @@ def _update_wait(context: grpc.aio.ServicerContext) -> tuple[float, bool]:
     """How long an update call waits, and whether that is the caller's own deadline (then missing the stage
     is DEADLINE_EXCEEDED) rather than the server's long-poll interval (then the reached stage is answered)."""
     remaining = context.time_remaining()
-    wait = _long_poll_timeout(context, UPDATE_LONG_POLL_S)
-    return wait, remaining is not None and remaining - 1.0 < UPDATE_LONG_POLL_S
+    if remaining is not None and remaining - UPDATE_DEADLINE_MARGIN_S < UPDATE_LONG_POLL_S:
+        return max(remaining - UPDATE_DEADLINE_MARGIN_S, 0.0), True
+    return _long_poll_timeout(context, UPDATE_LONG_POLL_S), False
 
 
 def _check_reached(result: UpdateResult, stage: int, caller_bound: bool) -> None:

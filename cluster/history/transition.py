@@ -559,7 +559,9 @@ class Transition:
         info.close_time_ms = self.now
         info.close_event_id = close_event.event_id
         ms.workflow_task = None
-        ms.activities.clear()
+        # Pending activities stay listed: a closed run's describe still shows them (paused ones included),
+        # as on the reference; nothing starts, times out or completes them any more (every path checks
+        # that the run is running).
         ms.timers.clear()
         self._apply_parent_close_policies()
         if info.parent is not None and not continued:

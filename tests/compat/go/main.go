@@ -127,6 +127,7 @@ func (l *captureLogger) errors() []string {
 		// Lines a healthy run logs on both servers (a worker stopping mid-poll) are not differences.
 		// An activity failing on purpose is logged too.
 		if strings.Contains(line, "context canceled") || strings.Contains(line, "Worker has been stopped") ||
+			strings.Contains(line, "worker stopping") ||
 			strings.HasPrefix(line, "ERROR Activity error.") {
 			continue
 		}
