@@ -27,15 +27,16 @@ import (
 type scenario func(ctx context.Context, env *env) (map[string]any, error)
 
 var scenarios = map[string]scenario{
-	"describe":             describeScenario,
-	"update-delayed-start": updateDelayedStartScenario,
-	"queries":              queriesScenario,
-	"cancel-same-task":     cancelSameTaskScenario,
-	"cancel-retrying":      cancelRetryingScenario,
-	"update-long-poll":     updateLongPollScenario,
-	"reset-reapply":        resetReapplyScenario,
-	"schedule":             scheduleScenario,
-	"durations":            durationsScenario,
+	"describe":                 describeScenario,
+	"update-delayed-start":     updateDelayedStartScenario,
+	"queries":                  queriesScenario,
+	"cancel-same-task":         cancelSameTaskScenario,
+	"cancel-retrying":          cancelRetryingScenario,
+	"update-long-poll":         updateLongPollScenario,
+	"reset-reapply":            resetReapplyScenario,
+	"schedule":                 scheduleScenario,
+	"durations":                durationsScenario,
+	"signal-during-completion": signalDuringCompletionScenario,
 }
 
 // env is what every scenario shares: the client, a task queue of its own, and the SDK's log lines.

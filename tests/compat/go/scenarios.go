@@ -469,6 +469,7 @@ func durationsScenario(ctx context.Context, e *env) (map[string]any, error) {
 		"workflow_error": errText(werr),
 		"events":         eventTypes(h),
 	}
+	var startedAt time.Time
 	for _, ev := range h.Events {
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			rp := a.GetRetryPolicy()
@@ -477,7 +478,12 @@ func durationsScenario(ctx context.Context, e *env) (map[string]any, error) {
 			out["retry_maximum_interval_ns"] = rp.GetMaximumInterval().AsDuration().Nanoseconds()
 			out["retry_maximum_attempts"] = rp.GetMaximumAttempts()
 		}
+		if ev.GetActivityTaskStartedEventAttributes() != nil {
+			startedAt = ev.GetEventTime().AsTime()
+		}
 		if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil {
+			// How long after its start the last attempt was timed out (the server's timer latency).
+			out["timed_out_after_ms"] = ev.GetEventTime().AsTime().Sub(startedAt).Milliseconds()
 			out["timeout_type"] = a.GetFailure().GetTimeoutFailureInfo().GetTimeoutType().String()
 			out["timeout_retry_state"] = a.GetRetryState().String()
 		}
@@ -493,4 +499,41 @@ func searchAttributeNames(sa temporal.SearchAttributes) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// signalDuringCompletionScenario: a signal arrives while the task completing the run is in flight; the
+// completion is refused (UNHANDLED_COMMAND) and the run completes in the next task, seeing the signal.
+func signalDuringCompletionScenario(ctx context.Context, e *env) (map[string]any, error) {
+	stop, err := e.startWorker(func(w worker.Worker) { w.RegisterWorkflow(SignalDuringCompletionWorkflow) })
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	run, err := e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: e.prefix, TaskQueue: e.taskQueue}, SignalDuringCompletionWorkflow)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, "the first task to complete", func() (bool, error) {
+		d, err := e.client.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+		if err != nil {
+			return false, err
+		}
+		return d.GetPendingWorkflowTask() == nil, nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := e.client.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), "go", nil); err != nil {
+		return nil, err
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := e.client.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), "late", nil); err != nil {
+		return nil, err
+	}
+	var late int
+	werr := run.Get(ctx, &late)
+	h, err := e.history(ctx, run.GetID(), run.GetRunID())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"late_signals_seen": late, "workflow_error": errText(werr), "events": eventTypes(h)}, nil
 }

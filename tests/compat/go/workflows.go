@@ -155,3 +155,16 @@ func DurationsWorkflow(ctx workflow.Context) (string, error) {
 	}
 	return "activity: " + errText(err), nil
 }
+
+// SignalDuringCompletionWorkflow waits for "go", then works 700 ms inside the workflow task (so that a
+// signal "late" arrives while the task that completes the run is in flight) and returns how many "late"
+// signals it saw.
+func SignalDuringCompletionWorkflow(ctx workflow.Context) (int, error) {
+	workflow.GetSignalChannel(ctx, "go").Receive(ctx, nil)
+	time.Sleep(700 * time.Millisecond) // deliberately blocking: the task stays in flight
+	late := 0
+	for workflow.GetSignalChannel(ctx, "late").ReceiveAsync(nil) {
+		late++
+	}
+	return late, nil
+}
