@@ -15,6 +15,16 @@ if ! command -v go >/dev/null 2>&1; then
     exit 3
 fi
 
+# The module names the Go it needs (its dependencies' minimum); an older local Go cannot build it and may not
+# download a newer one here (GOTOOLCHAIN=local): treated as Go being absent.
+MODULE_DIR="$ROOT/tests/compat/go"
+needed="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$MODULE_DIR/go.mod")"
+have="$(GOTOOLCHAIN=local go env GOVERSION | sed 's/^go//')"
+if [ "$(printf '%s\n%s\n' "$needed" "$have" | sort -V | head -n1)" != "$needed" ]; then
+    echo "Go $have is older than the $needed tests/compat/go needs: the Go SDK compat programs are not built" >&2
+    exit 3
+fi
+
 export GOPATH="${HOURGLASS_GO_CACHE:-$HOME/.cache/hourglass/go}"
 export GOMODCACHE="$GOPATH/pkg/mod"
 export GOCACHE="$GOPATH/cache"
@@ -23,5 +33,5 @@ export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 mkdir -p "$GOPATH" "$(dirname "$OUT")"
 
-cd "$ROOT/tests/compat/go"
+cd "$MODULE_DIR"
 go build -o "$OUT" .
