@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7233
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev ui ui-if-go browser test test-full lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down conformance
+.PHONY: dev ui ui-if-go gocompat gocompat-if-go browser test test-full lint install install-test clean cassandra-up cassandra-down bench bench-cassandra proto cluster-up cluster-down conformance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ ui:
 ui-if-go:
 	@tools/ui/build.sh || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
 
+# The Go SDK programs of tests/compat/test_go_sdk.py (go.temporal.io/sdk from the module proxy), built into
+# build/gocompat/gocompat. Needs Go; the test builds them itself too (incrementally) when run alone.
+gocompat:
+	tools/gocompat/build.sh
+
+gocompat-if-go:
+	@tools/gocompat/build.sh || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
 # Debian's chromium for tests/ui (Playwright drives it; no browser download). Skipped when present.
 browser:
 	tools/ui/install-browser.sh
@@ -50,7 +58,7 @@ lint: install-test
 # Everything on the embedded store (and Cassandra's own tests), then the SDK compat suite on Cassandra. The
 # differential scenarios (histories compared with the reference's) run on Cassandra in test-full only: the
 # histories are built by the same engine whatever the store, and CI's 25 minutes are tight.
-test: install-test ui-if-go lint
+test: install-test ui-if-go gocompat-if-go lint
 	$(BIN)/python -m pytest -q tests
 	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat \
 		--ignore=tests/compat/test_differential.py

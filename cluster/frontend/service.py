@@ -88,6 +88,9 @@ LONG_POLL_TOO_SHORT = "Context timeout is too short."
 HISTORY_LONG_POLL_S = 20.0
 # The reference's long-poll interval for updates: then it answers the stage reached so far.
 UPDATE_LONG_POLL_S = 20.0
+# An update call bound by the caller's deadline waits until just before it (as the reference does), so
+# that DEADLINE_EXCEEDED reaches the caller before its own deadline does; not the 1 s of other long polls.
+UPDATE_DEADLINE_MARGIN_S = 0.05
 # Long polls on a draining node: shorter than the 1 s grace a stopping node gives calls in flight.
 DRAINING_LONG_POLL_S = 0.5
 DEFAULT_QUERY_TIMEOUT_S = 30.0
@@ -529,10 +532,7 @@ class WorkflowService(WorkflowServiceServicer):
         execution = require_execution(request)
         if request.workflow_task_finish_event_id <= 0:
             raise InvalidArgument("WorkflowTaskFinishEventId is not set on request.")
-        excluded = (
-            ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL in request.reset_reapply_exclude_types
-        )
-        reapply = request.reset_reapply_type != ResetReapplyType.RESET_REAPPLY_TYPE_NONE and not excluded
+        excluded = _reset_reapply_excluded(request)
         run_id = await self.history.reset_workflow(
             ns.id,
             ns.name,
@@ -540,7 +540,8 @@ class WorkflowService(WorkflowServiceServicer):
             request.workflow_task_finish_event_id,
             request.reason,
             request.request_id or str(uuid.uuid4()),
-            reapply,
+            ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL not in excluded,
+            reapply_updates=ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE not in excluded,
         )
         return rr.ResetWorkflowExecutionResponse(run_id=run_id)
 
@@ -944,8 +945,9 @@ def _update_wait(context: grpc.aio.ServicerContext) -> tuple[float, bool]:
     """How long an update call waits, and whether that is the caller's own deadline (then missing the stage
     is DEADLINE_EXCEEDED) rather than the server's long-poll interval (then the reached stage is answered)."""
     remaining = context.time_remaining()
-    wait = _long_poll_timeout(context, UPDATE_LONG_POLL_S)
-    return wait, remaining is not None and remaining - 1.0 < UPDATE_LONG_POLL_S
+    if remaining is not None and remaining - UPDATE_DEADLINE_MARGIN_S < UPDATE_LONG_POLL_S:
+        return max(remaining - UPDATE_DEADLINE_MARGIN_S, 0.0), True
+    return _long_poll_timeout(context, UPDATE_LONG_POLL_S), False
 
 
 def _check_reached(result: UpdateResult, stage: int, caller_bound: bool) -> None:
@@ -1018,3 +1020,15 @@ def _fail_oversized_query_results(request: rr.RespondWorkflowTaskCompletedReques
             result.Clear()
             result.result_type = QueryResultType.QUERY_RESULT_TYPE_FAILED
             result.error_message = QUERY_RESULT_TOO_LARGE
+
+
+def _reset_reapply_excluded(request) -> set[int]:
+    """The event kinds a reset does not reapply, as the reference reads them: the exclude list, plus the
+    deprecated reset_reapply_type (SIGNAL: signals only; NONE: nothing; unset or ALL_ELIGIBLE: all)."""
+    excluded = set(request.reset_reapply_exclude_types)
+    if request.reset_reapply_type == ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL:
+        excluded.add(ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE)
+    elif request.reset_reapply_type == ResetReapplyType.RESET_REAPPLY_TYPE_NONE:
+        excluded.add(ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL)
+        excluded.add(ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE)
+    return excluded

@@ -22,6 +22,7 @@ from temporalio.api.enums.v1 import (
     RetryState,
     TaskQueueKind,
     TimeoutType,
+    UpdateAdmittedEventOrigin,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy,
@@ -32,7 +33,12 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
 from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
-from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, History, HistoryEvent
+from temporalio.api.history.v1 import (
+    ActivityTaskScheduledEventAttributes,
+    History,
+    HistoryEvent,
+    WorkflowExecutionUpdateAdmittedEventAttributes,
+)
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
@@ -74,7 +80,13 @@ from hourglass.cluster.history.external import (
 )
 from hourglass.cluster.history.history_wire import history_response
 from hourglass.cluster.history.limits import LIMITS
-from hourglass.cluster.history.mutable_state import ActivityInfo, ExecutionInfo, MutableState, ParentInfo
+from hourglass.cluster.history.mutable_state import (
+    ActivityInfo,
+    ExecutionInfo,
+    MutableState,
+    ParentInfo,
+    had_or_has_workflow_task,
+)
 from hourglass.cluster.history.paging import (
     INVALID_TOKEN,
     RESPONSE_LIMIT_BYTES,
@@ -442,10 +454,13 @@ class HistoryEngine:
         reason: str,
         request_id: str,
         reapply_signals: bool,
+        *,
+        reapply_updates: bool = False,
     ) -> str:
         """A new run replaying the base run's history up to a workflow task, which is failed with
-        RESET_WORKFLOW so the worker decides again from there; later signals are reapplied. The current
-        run, if running, is terminated in the same batch. Returns the new run id."""
+        RESET_WORKFLOW so the worker decides again from there; later signals are reapplied, and later
+        updates (as WorkflowExecutionUpdateAdmitted events the worker runs again, as on the reference). The
+        current run, if running, is terminated in the same batch. Returns the new run id."""
         shard = self.shard_for(namespace_id, execution.workflow_id)
         async with shard.locks.hold((namespace_id, execution.workflow_id)):
             base_run_id = await self._resolve_run_id(
@@ -481,10 +496,23 @@ class HistoryEngine:
             )
             failed = tr.events[-1].workflow_task_failed_event_attributes
             failed.base_run_id, failed.new_run_id = base_run_id, run_id
-            if reapply_signals:
-                for ev in events[started_id:]:
-                    if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-                        tr.add_event(ev.event_type, ev.workflow_execution_signaled_event_attributes)
+            reapplied_updates: set[str] = set()  # admitted, then accepted: reapplied once
+            for ev in events[started_id:]:
+                if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED and reapply_signals:
+                    tr.add_event(ev.event_type, ev.workflow_execution_signaled_event_attributes)
+                elif (
+                    reapply_updates
+                    and (update := _reapplied_update(ev)) is not None
+                    and update.meta.update_id not in reapplied_updates
+                ):
+                    reapplied_updates.add(update.meta.update_id)
+                    tr.add_event(
+                        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED,
+                        WorkflowExecutionUpdateAdmittedEventAttributes(
+                            request=update,
+                            origin=UpdateAdmittedEventOrigin.UPDATE_ADMITTED_EVENT_ORIGIN_REAPPLY,
+                        ),
+                    )
             tr.schedule_workflow_task()
             tr.rearm_pending_work()
             current = await shard.get_current_run(namespace_id, execution.workflow_id)
@@ -878,10 +906,12 @@ class HistoryEngine:
                 ms.clear_sticky()
             tr.protocol = protocol
             try:
+                tr.begin_commands()
                 handle_commands(
                     tr, request.commands, completed_id, request.identity, had_buffered, max_blob_bytes
                 )
                 protocol.finish(tr)
+                tr.end_commands()
             except ProtocolError as e:
                 failed.append(CommandError(e.cause, e.message))
                 raise failed[-1] from None
@@ -1288,6 +1318,10 @@ class HistoryEngine:
             if self._needs_speculative_task(ms):
                 dispatch.append(tr.schedule_speculative_workflow_task().scheduled_event_id)
                 shard.remember_speculative(key, ms)
+            elif ms.running and not had_or_has_workflow_task(ms):
+                # Still in its start delay (or cron/retry backoff): an update starts the first task at
+                # once (a normal one, in history), as on the reference; the backoff timer then finds it.
+                tr.schedule_workflow_task()
             return ms.info.run_id, entry
 
         resolved, entry = await self._update(
@@ -1304,8 +1338,8 @@ class HistoryEngine:
     @staticmethod
     def _needs_speculative_task(ms: MutableState) -> bool:
         """No workflow task to carry updates. (A run still waiting for its first task, during a start
-        delay or cron backoff, gets them with that task instead.)"""
-        return ms.running and ms.workflow_task is None and ms.next_event_id > 2
+        delay or cron backoff, gets a normal first task instead: see _admit_update.)"""
+        return ms.running and had_or_has_workflow_task(ms) and ms.workflow_task is None
 
     async def _dispatch_speculative(
         self, namespace_id: str, workflow_id: str, run_id: str, scheduled: list[int]
@@ -1902,7 +1936,8 @@ class HistoryEngine:
                     )  # the whole execution's deadline, not the run's
                 tr.time_out_workflow(retry_state, new_run)
             elif kind == TimerKind.WORKFLOW_BACKOFF:
-                tr.schedule_workflow_task()
+                if not had_or_has_workflow_task(ms):  # an update or a signal may have started it already
+                    tr.schedule_workflow_task()
             else:
                 log.error("unknown timer task kind %s", kind)
 
@@ -2046,3 +2081,13 @@ def _activity_task(
     if ai.heartbeat_details is not None:
         task.heartbeat_details.CopyFrom(ai.heartbeat_details)
     return task
+
+
+def _reapplied_update(ev: HistoryEvent) -> Request | None:
+    """The request of an update a reset reapplies: one admitted or accepted after the reset point."""
+    if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED:
+        return ev.workflow_execution_update_admitted_event_attributes.request
+    if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+        attrs = ev.workflow_execution_update_accepted_event_attributes
+        return attrs.accepted_request if attrs.HasField("accepted_request") else None
+    return None

@@ -307,3 +307,9 @@ class MutableState:
     @staticmethod
     def deserialize(data: bytes) -> MutableState:
         return codec.loads(MutableState, data)
+
+
+def had_or_has_workflow_task(ms: MutableState) -> bool:
+    """The run has had a workflow task, or has one now: it is past its start delay (or cron/retry backoff),
+    whose timer must then not schedule another first task."""
+    return ms.workflow_task is not None or ms.last_completed_workflow_task_started_event_id > 0

@@ -153,6 +153,9 @@ class Transition:
         self.effects: list[Callable[[], None]] = []
         # Activities the worker asked to run eagerly: started by start_eager_activities, not dispatched.
         self.eager_activities: list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]] = []
+        # While a task's commands are applied (see begin_commands): the events the commands cause besides
+        # their own (an unstarted activity's cancellation), written after all the commands' events.
+        self._after_commands: list[Callable[[], None]] | None = None
 
     # ---- events ----------------------------------------------------------------------------------------
     def add_event(self, event_type: int, attributes, *, bufferable: bool = True) -> HistoryEvent:
@@ -556,7 +559,9 @@ class Transition:
         info.close_time_ms = self.now
         info.close_event_id = close_event.event_id
         ms.workflow_task = None
-        ms.activities.clear()
+        # Pending activities stay listed: a closed run's describe still shows them (paused ones included),
+        # as on the reference; nothing starts, times out or completes them any more (every path checks
+        # that the run is running).
         ms.timers.clear()
         self._apply_parent_close_policies()
         if info.parent is not None and not continued:
@@ -961,6 +966,18 @@ class Transition:
                 ai.scheduled_time_ms + ai.schedule_to_start_timeout_ms,
             )
 
+    def begin_commands(self) -> None:
+        """From here to end_commands, events a command causes beyond its own wait for the task's last
+        command, as the reference's buffered events do (its history builder flushes them last)."""
+        self._after_commands = []
+
+    def end_commands(self) -> None:
+        """Write the deferred events after the commands' events; a run the commands closed gets none (the
+        reference drops its buffer when the run finishes): its unstarted activities just end."""
+        deferred, self._after_commands = self._after_commands or [], None
+        for write in deferred:
+            write()
+
     def request_cancel_activity(self, ai: ActivityInfo, wt_completed_event_id: int, identity: str) -> None:
         ev = self.add_event(
             EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
@@ -974,7 +991,18 @@ class Transition:
         ai.cancel_requested_event_id = ev.event_id
         if not ai.started:
             # Nothing runs it yet: the cancellation is immediate, and says why, as on the reference.
+            if self._after_commands is None:
+                self.cancel_activity_confirmed(ai, _ACTIVITY_NOT_STARTED, identity)
+            else:
+                self._after_commands.append(lambda: self._cancel_unstarted_after_commands(ai, identity))
+
+    def _cancel_unstarted_after_commands(self, ai: ActivityInfo, identity: str) -> None:
+        if self.ms.activities.get(ai.scheduled_event_id) is not ai:
+            return  # already gone
+        if self.ms.running:
             self.cancel_activity_confirmed(ai, _ACTIVITY_NOT_STARTED, identity)
+        else:
+            del self.ms.activities[ai.scheduled_event_id]
 
 
 _ACTIVITY_NOT_STARTED = Payloads(

@@ -676,7 +676,9 @@ class MatchingEngine:
             workflow_execution=execution,
             workflow_type=WorkflowType(name=ms.info.workflow_type),
             previous_started_event_id=ms.last_completed_workflow_task_started_event_id,
-            started_event_id=ms.last_completed_workflow_task_started_event_id,
+            # No started event: a query task starts nothing (the reference sends 0). The Go SDK reads
+            # a started event id as "history up to here" and fails the task on an empty (sticky) one.
+            started_event_id=0,
             attempt=1,
             query=task.query.query,
             workflow_execution_task_queue=TaskQueue(name=ms.info.task_queue, kind=1),

@@ -205,13 +205,14 @@ def test_no_retry_past_schedule_to_close():
     assert timed_out.activity_task_timed_out_event_attributes.retry_state == RetryState.RETRY_STATE_TIMEOUT
 
 
-def test_closing_the_run_clears_pending_work_and_records_visibility():
+def test_closing_the_run_keeps_pending_activities_listed_and_records_visibility():
+    """As on the reference, a closed run's describe still lists the activities it left pending."""
     ms = new_state()
     completed = run_first_workflow_task(ms)
     schedule_activity(ms, 0)
     tr = Transition(ms, 5)
     tr.complete_workflow(None, completed)
-    assert not ms.running and ms.activities == {}
+    assert not ms.running and list(ms.activities) == [completed + 1] and ms.timers == {}
     assert ms.info.close_event_id == tr.events[-1].event_id
     assert [t.kind for t in tr.transfer_tasks] == [TransferKind.VISIBILITY]
     assert tr.current_run is not None
