@@ -86,6 +86,10 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "update_activity_options": _by_request,
 }
 
+# The pseudo task queue whose partition owner keeps a namespace's worker heartbeats: one member per
+# namespace, so a heartbeat sent to any node and a ListWorkers asked of any node meet on the same registry.
+WORKER_REGISTRY = "/_sys/worker-registry"
+
 # Matching operations -> (namespace id, task queue name, task queue type).
 MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "add_workflow_task": lambda a: (a[0], a[1], WORKFLOW),
@@ -98,6 +102,10 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "queue_status": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
+    "record_worker_heartbeats": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
+    "list_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
+    "count_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
+    "describe_worker": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
 }
 
 # Schedule operations -> (namespace id, schedule id): a schedule lives in the shard of that pair.

@@ -868,10 +868,45 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def ShutdownWorker(self, request, context):
         ns = await self.namespaces.get(request.namespace)
+        if request.HasField("worker_heartbeat") and LIMITS.worker_heartbeats_enabled:
+            # The worker's last heartbeat (status SHUTTING_DOWN), recorded as the reference does.
+            await self.matching.record_worker_heartbeats(ns.id, [request.worker_heartbeat])
         if request.sticky_task_queue:
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
+
+    # Worker heartbeats (cluster/matching/workers.py): kept by the member owning the namespace's registry.
+    @rpc
+    async def RecordWorkerHeartbeat(self, request, context):
+        if not LIMITS.worker_heartbeats_enabled:
+            return rr.RecordWorkerHeartbeatResponse()  # frontend.WorkerHeartbeatsEnabled=false: dropped
+        ns = await self.namespaces.get(request.namespace)
+        await self.matching.record_worker_heartbeats(ns.id, list(request.worker_heartbeat))
+        return rr.RecordWorkerHeartbeatResponse()
+
+    @rpc
+    async def ListWorkers(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await self.matching.list_workers(ns.id, request)
+
+    @rpc
+    async def CountWorkers(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await self.matching.count_workers(ns.id, request)
+
+    @rpc
+    async def DescribeWorker(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await self.matching.describe_worker(ns.id, request.worker_instance_key)
+
+    @rpc
+    async def FetchWorkerConfig(self, request, context):
+        raise Unimplemented("FetchWorkerConfig command is not enabled.")  # as the reference's dev server
+
+    @rpc
+    async def UpdateWorkerConfig(self, request, context):
+        raise Unimplemented("UpdateWorkerConfig command is not enabled.")
 
     @rpc
     async def ResetStickyTaskQueue(self, request, context):

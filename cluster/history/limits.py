@@ -72,6 +72,10 @@ class HistoryLimits:
     # flight at once, and transitions per batch at most. Read when a shard is acquired.
     group_commit_max_in_flight: int = 4
     group_commit_max_transitions: int = 32
+    # Worker heartbeats (cluster/matching/workers.py): whether workers may send them (the namespace
+    # capability `worker_heartbeats`), and how long a worker that stopped sending stays listed.
+    worker_heartbeats_enabled: bool = True
+    worker_registry_entry_ttl_ms: int = 5 * 60 * 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -107,6 +111,7 @@ _KEYS = {
     "matching.historyMaxPageSize": "matching_history_max_page_size",
     "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
+    "frontend.WorkerHeartbeatsEnabled": "worker_heartbeats_enabled",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {
@@ -120,6 +125,7 @@ _ZERO_IS_UNLIMITED = {
 _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
     "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
+    "matching.workerRegistryEntryTTL": "worker_registry_entry_ttl_ms",
 }
 
 

@@ -15,7 +15,13 @@ from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueStats, TaskQueueStatus
+from temporalio.api.worker.v1 import WorkerHeartbeat
 from temporalio.api.workflowservice.v1 import (
+    CountWorkersRequest,
+    CountWorkersResponse,
+    DescribeWorkerResponse,
+    ListWorkersRequest,
+    ListWorkersResponse,
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondQueryTaskCompletedRequest,
@@ -35,6 +41,7 @@ from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
 from hourglass.cluster.matching.stats import merge
+from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
 from hourglass.persistence.store import Store
@@ -64,6 +71,8 @@ class MatchingEngine:
         self.write_guard: Callable[[], int | None] | None = None
         # Seals query task tokens; the node sets the cluster's codec (see HistoryEngine.task_tokens).
         self.task_tokens = TaskTokenCodec(new_secret())
+        # Worker heartbeats of the namespaces whose registry this member owns (in memory, as the reference).
+        self.workers = WorkerRegistry()
 
     def partition(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> Partition:
         key = TaskQueueKey(namespace_id, name, task_type, 0)
@@ -142,6 +151,19 @@ class MatchingEngine:
         for key in gone:
             self._partitions.pop(key).close()
         return len(gone)
+
+    # ---- worker heartbeats: each namespace's registry lives on one member (routing.WORKER_REGISTRY) ----
+    async def record_worker_heartbeats(self, namespace_id: str, heartbeats: list[WorkerHeartbeat]) -> None:
+        self.workers.record(namespace_id, heartbeats)
+
+    async def list_workers(self, namespace_id: str, request: ListWorkersRequest) -> ListWorkersResponse:
+        return self.workers.list(namespace_id, request)
+
+    async def count_workers(self, namespace_id: str, request: CountWorkersRequest) -> CountWorkersResponse:
+        return self.workers.count(namespace_id, request)
+
+    async def describe_worker(self, namespace_id: str, key: str) -> DescribeWorkerResponse:
+        return self.workers.describe(namespace_id, key)
 
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
