@@ -1,0 +1,87 @@
+"""Worker heartbeats on a 3-node cluster: a worker polling through each node, and ListWorkers (and
+CountWorkers, DescribeWorker, `temporal worker list`) through any node lists all three, as one reference
+cluster does (each namespace's registry lives on one member; every node routes to it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from .harness import LocalCluster
+from .workflows import WaitForSignal
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def _listed(client, query: str) -> list[str]:
+    resp = await client.workflow_service.list_workers(rr.ListWorkersRequest(namespace="default", query=query))
+    return sorted(w.task_queue for w in resp.workers)
+
+
+async def test_list_workers_through_any_node_lists_the_workers_of_every_node(cluster: LocalCluster):
+    prefix = f"hb-{uuid.uuid4().hex[:8]}"
+    queues = [f"{prefix}-{i}" for i in range(len(cluster.nodes))]
+    runtime = Runtime(telemetry=TelemetryConfig(), worker_heartbeat_interval=timedelta(seconds=1))
+    query = f"TaskQueue STARTS_WITH '{prefix}'"
+    async with contextlib.AsyncExitStack() as stack:
+        for node, queue in zip(cluster.nodes, queues, strict=True):
+            client = await cluster.connect(node, runtime=runtime)
+            worker = Worker(
+                client,
+                task_queue=queue,
+                workflows=[WaitForSignal],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            )
+            await stack.enter_async_context(worker)
+        readers = [await cluster.connect(node, "default:read") for node in cluster.nodes]
+        deadline = time.monotonic() + 30
+        while True:
+            seen = [await _listed(reader, query) for reader in readers]
+            if all(s == queues for s in seen):
+                break
+            assert time.monotonic() < deadline, f"ListWorkers per node: {seen}\n{cluster.logs()}"
+            await asyncio.sleep(0.5)
+
+        for reader in readers:
+            count = await reader.workflow_service.count_workers(
+                rr.CountWorkersRequest(namespace="default", query=query)
+            )
+            assert count.count == len(queues)
+            resp = await reader.workflow_service.list_workers(
+                rr.ListWorkersRequest(namespace="default", query=query)
+            )
+            keys = {w.task_queue: w.worker_instance_key for w in resp.workers}
+            for queue, key in keys.items():
+                described = await reader.workflow_service.describe_worker(
+                    rr.DescribeWorkerRequest(namespace="default", worker_instance_key=key)
+                )
+                assert described.worker_info.worker_heartbeat.task_queue == queue
+
+        temporal = shutil.which("temporal")
+        if temporal is not None:
+            for node in cluster.nodes:
+                proc = await asyncio.create_subprocess_exec(
+                    temporal,
+                    "worker",
+                    "list",
+                    "--query",
+                    query,
+                    "-o",
+                    "json",
+                    *cluster.cli_flags(node, "default:read"),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                out, err = await asyncio.wait_for(proc.communicate(), 60)
+                assert proc.returncode == 0, err.decode()
+                assert sorted(w["workerHeartbeat"]["taskQueue"] for w in json.loads(out)) == queues
