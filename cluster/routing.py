@@ -84,6 +84,8 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "unpause_activity": _by_request,
     "reset_activity": _by_request,
     "update_activity_options": _by_request,
+    "pause_workflow": lambda a: (a[0], a[1].workflow_id),
+    "unpause_workflow": lambda a: (a[0], a[1].workflow_id),
 }
 
 # The pseudo task queue whose partition owner keeps a namespace's worker heartbeats: one member per

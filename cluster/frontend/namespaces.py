@@ -56,6 +56,7 @@ class ServerFacts:
         caps.async_update = True
         # Workers send heartbeats only where the namespace says the server keeps them.
         caps.worker_heartbeats = LIMITS.worker_heartbeats_enabled
+        caps.workflow_pause = LIMITS.workflow_pause_enabled
         info.supports_schedules = True
         info.limits.blob_size_limit_error = self.blob_size_limit_error
         info.limits.memo_size_limit_error = LIMITS.memo_size_error_bytes

@@ -39,8 +39,8 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, visibility
-from hourglass.cluster.frontend.describe import describe
+from hourglass.cluster.frontend import activity_operations, visibility, workflow_pause
+from hourglass.cluster.frontend.describe import describe, run_status
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
@@ -429,7 +429,7 @@ class WorkflowService(WorkflowServiceServicer):
         )
         if request.wait_new_event:
             waited = False
-            while ms.running and (close_only or ms.next_event_id <= first_event_id) and not waited:
+            while _open(ms) and (close_only or ms.next_event_id <= first_event_id) and not waited:
                 await self.history.wait_for_change(ms, deadline, close_only)
                 waited = True
                 ms = await self.history.get_mutable_state(
@@ -440,10 +440,17 @@ class WorkflowService(WorkflowServiceServicer):
             return HistoryCursor(ms.info.run_id, next_id, 0, next_id).encode()
 
         if close_only:
-            if ms.running:
+            if _open(ms):
                 return rr.GetWorkflowExecutionHistoryResponse(
                     history=History(), next_page_token=wait_token(first_event_id)
                 )
+            if ms.running:
+                # Paused: the reference reads a run whose status is not RUNNING as closed, its last event
+                # standing for the close event (`temporal workflow describe` reads it that way).
+                last = ms.next_event_id - 1
+                page = HistoryCursor(ms.info.run_id, last, last + 1, 1).encode()
+                history, _ = await self.history.read_history_page(ms, page, 1, PAGE_BYTES)
+                return rr.GetWorkflowExecutionHistoryResponse(history=history)
             close_id = ms.info.close_event_id
             # The close event ends the last batch; that batch starts at the close (a termination, a
             # timeout) or at the last workflow task's completion, after its started event.
@@ -466,12 +473,12 @@ class WorkflowService(WorkflowServiceServicer):
                     history=History(), next_page_token=wait_token(first_event_id)
                 )
             return rr.GetWorkflowExecutionHistoryResponse(history=history)
-        if ms.running and request.wait_new_event and ms.next_event_id <= first_event_id:
+        if _open(ms) and request.wait_new_event and ms.next_event_id <= first_event_id:
             return rr.GetWorkflowExecutionHistoryResponse(
                 history=History(), next_page_token=wait_token(first_event_id)
             )
         # Already serialized (the stored events are not parsed): unary_interceptor.py sends bytes as they are.
-        end_token = wait_token(ms.next_event_id) if ms.running and request.wait_new_event else b""
+        end_token = wait_token(ms.next_event_id) if _open(ms) and request.wait_new_event else b""
         return await self.history.read_history_response(ms, cursor.encode(), page_size, PAGE_BYTES, end_token)
 
     @rpc
@@ -551,6 +558,9 @@ class WorkflowService(WorkflowServiceServicer):
             raise InvalidArgument("QueryType is not set on request.")
         if request.query.HasField("query_args"):
             check_blob_size(request.query.query_args, self.max_blob_bytes)
+        if ms.running and ms.info.pause is not None:
+            # A paused run's worker gets no task, so no query either: rejected whatever the condition (reference).
+            return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=run_status(ms)))
         if _query_rejected(request.query_reject_condition, ms):
             return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=ms.info.status))
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
@@ -876,6 +886,22 @@ class WorkflowService(WorkflowServiceServicer):
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
 
+    # ---- PauseWorkflowExecution / UnpauseWorkflowExecution (cluster/frontend/workflow_pause.py) -------------
+    @rpc
+    async def PauseWorkflowExecution(self, request, context):
+        workflow_pause.check_enabled(request.namespace)
+        ns = await self.namespaces.get(request.namespace)
+        workflow_pause.check_request(request)
+        await self.history.pause_workflow(ns.id, request)
+        return rr.PauseWorkflowExecutionResponse()
+
+    @rpc
+    async def UnpauseWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        workflow_pause.check_request(request)
+        await self.history.unpause_workflow(ns.id, request)
+        return rr.UnpauseWorkflowExecutionResponse()
+
     # Worker heartbeats (cluster/matching/workers.py): kept by the member owning the namespace's registry.
     @rpc
     async def RecordWorkerHeartbeat(self, request, context):
@@ -972,6 +998,12 @@ def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
     if remaining is None:
         return cap
     return max(min(cap, remaining - 1.0), 0.0)
+
+
+def _open(ms: MutableState) -> bool:
+    """Whether history reads treat the run as open (long polls wait, tokens continue): running and not
+    paused, as the reference, which reads by status and a paused run's status is PAUSED."""
+    return ms.running and ms.info.pause is None
 
 
 def _query_rejected(condition: int, ms: MutableState) -> bool:

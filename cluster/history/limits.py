@@ -76,6 +76,8 @@ class HistoryLimits:
     # capability `worker_heartbeats`), and how long a worker that stopped sending stays listed.
     worker_heartbeats_enabled: bool = True
     worker_registry_entry_ttl_ms: int = 5 * 60 * 1000
+    # PauseWorkflowExecution (the namespace capability `workflow_pause`): off by default, as on the reference.
+    workflow_pause_enabled: bool = False
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -112,6 +114,7 @@ _KEYS = {
     "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
     "frontend.WorkerHeartbeatsEnabled": "worker_heartbeats_enabled",
+    "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {
