@@ -166,6 +166,40 @@ async def _pause_before_the_first_task(client: Client) -> tuple[list[dict], dict
     return normalize(history, {wid: "<wid>", tq: "<tq>"}), seen
 
 
+@workflow.defn(name="PauseRemoteActivity", sandboxed=False)
+class PauseRemoteActivity:
+    """Runs one activity on the task queue it is given (served by a worker started later)."""
+
+    @workflow.run
+    async def run(self, activity_queue: str) -> str:
+        return await workflow.execute_activity(
+            pause_echo, "remote", task_queue=activity_queue, start_to_close_timeout=timedelta(seconds=10)
+        )
+
+
+async def _activity_waits_for_unpause(client: Client) -> tuple[list[dict], dict[str, Any]]:
+    """An activity scheduled but not started when the run is paused: a worker that then polls its queue
+    gets nothing until the run is unpaused."""
+    tq, act_tq, wid = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("tq-pause", "tq-pause-act", "pause"))
+    service = client.workflow_service
+    seen: dict[str, Any] = {}
+    async with Worker(client, task_queue=tq, workflows=[PauseRemoteActivity]):
+        handle = await client.start_workflow(PauseRemoteActivity.run, act_tq, id=wid, task_queue=tq)
+        deadline = time.monotonic() + 15
+        while not (await _describe(client, wid)).pending_activities:
+            assert time.monotonic() < deadline, "the activity was never scheduled"
+            await asyncio.sleep(0.1)
+        await service.pause_workflow_execution(_pause(wid, reason="hold the activity"))
+        async with Worker(client, task_queue=act_tq, activities=[pause_echo]):
+            await asyncio.sleep(2)  # the activity worker polls: nothing may start while paused
+            d = await _describe(client, wid)
+            seen["paused"] = (d.workflow_execution_info.status, [a.attempt for a in d.pending_activities])
+            await service.unpause_workflow_execution(_unpause(wid, reason="release it"))
+            seen["result"] = await asyncio.wait_for(handle.result(), 20)
+    history = await handle.fetch_history()
+    return normalize(history, {wid: "<wid>", tq: "<tq>", act_tq: "<act_tq>"}), seen
+
+
 def _assert_same_history(expected: list[dict], actual: list[dict], name: str) -> None:
     difference = diff(expected, actual, "reference", name)
     assert not difference, (
@@ -204,6 +238,19 @@ async def test_pausing_fails_a_task_no_worker_took(
         expected[2]["attributes"]["cause"]
         == "WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_PAUSE_REQUESTED_BEFORE_TASK_STARTED"
     )
+    _assert_same_history(expected, actual, server.kind)
+
+
+async def test_an_activity_waits_for_the_unpause(
+    client: Client, reference_client: Client, server: ServerProcess
+) -> None:
+    (expected, theirs), (actual, ours) = await asyncio.gather(
+        _activity_waits_for_unpause(reference_client), _activity_waits_for_unpause(client)
+    )
+    assert theirs == {"paused": (PAUSED, [1]), "result": "remote"}
+    assert ours == theirs
+    types = [e["type"] for e in expected]
+    assert types.index("ACTIVITY_TASK_STARTED") > types.index("WORKFLOW_EXECUTION_UNPAUSED")
     _assert_same_history(expected, actual, server.kind)
 
 
