@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import (
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
+    TaskQueueType,
     WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
@@ -637,6 +638,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.deployment_options.build_id
             or request.worker_version_capabilities.build_id
             or request.binary_checksum,
+            request.worker_instance_key,
         )
 
     @rpc
@@ -668,6 +670,7 @@ class WorkflowService(WorkflowServiceServicer):
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
+            request.worker_instance_key,
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -881,6 +884,15 @@ class WorkflowService(WorkflowServiceServicer):
         if request.HasField("worker_heartbeat") and LIMITS.worker_heartbeats_enabled:
             # The worker's last heartbeat (status SHUTTING_DOWN), recorded as the reference does.
             await self.matching.record_worker_heartbeats(ns.id, [request.worker_heartbeat])
+        if LIMITS.cancel_worker_polls_on_shutdown and request.worker_instance_key and request.task_queue:
+            # The SDK waits for its polls when the namespace says the server completes them (reference).
+            for task_type in request.task_queue_types or (
+                TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            ):
+                await self.matching.complete_worker_polls(
+                    ns.id, request.task_queue, task_type, request.worker_instance_key
+                )
         if request.sticky_task_queue:
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)

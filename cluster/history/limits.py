@@ -78,6 +78,9 @@ class HistoryLimits:
     worker_registry_entry_ttl_ms: int = 5 * 60 * 1000
     # PauseWorkflowExecution (the namespace capability `workflow_pause`): off by default, as on the reference.
     workflow_pause_enabled: bool = False
+    # ShutdownWorker completes the worker's waiting polls (the namespace capability
+    # `worker_poll_complete_on_shutdown`): off by default, as on the reference.
+    cancel_worker_polls_on_shutdown: bool = False
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -115,6 +118,7 @@ _KEYS = {
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
     "frontend.WorkerHeartbeatsEnabled": "worker_heartbeats_enabled",
     "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
+    "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

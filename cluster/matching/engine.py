@@ -165,6 +165,14 @@ class MatchingEngine:
     async def describe_worker(self, namespace_id: str, key: str) -> DescribeWorkerResponse:
         return self.workers.describe(namespace_id, key)
 
+    async def complete_worker_polls(
+        self, namespace_id: str, task_queue: str, task_type: int, worker_key: str
+    ) -> int:
+        """The polls `worker_key` has waiting on the queue answer empty (ShutdownWorker, see service.py)."""
+        key = TaskQueueKey(namespace_id, task_queue, task_type, 0)
+        partition = self._partitions.get(key)
+        return 0 if partition is None else partition.complete_worker_polls(worker_key)
+
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
     ) -> list[tuple[str, float, str, float]]:
@@ -220,12 +228,19 @@ class MatchingEngine:
 
     # ---- from pollers ----------------------------------------------------------------------------------
     async def poll_workflow_task(
-        self, namespace_id: str, task_queue: str, kind: int, identity: str, timeout: float, build_id: str = ""
+        self,
+        namespace_id: str,
+        task_queue: str,
+        kind: int,
+        identity: str,
+        timeout: float,
+        build_id: str = "",
+        worker_key: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         partition = self.partition(namespace_id, task_queue, WORKFLOW, kind)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity, build_id)
+            task = await partition.poll(remaining, identity, build_id, worker_key=worker_key)
             if task is None:
                 break
             if task.query is not None:
@@ -261,11 +276,12 @@ class MatchingEngine:
         timeout: float,
         build_id: str = "",
         max_tasks_per_second: float = 0.0,
+        worker_key: str = "",
     ) -> PollActivityTaskQueueResponse:
         partition = self.partition(namespace_id, task_queue, ACTIVITY)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity, build_id, max_tasks_per_second)
+            task = await partition.poll(remaining, identity, build_id, max_tasks_per_second, worker_key)
             if task is None:
                 break
             response = await self._deliver(
