@@ -53,7 +53,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import worker_builds
+from hourglass.cluster.history import pause_info, worker_builds
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
@@ -698,6 +698,7 @@ class Transition:
         ms.info.pause = WorkflowPause(self.now, identity, reason, request_id)
         self.dirty = True
         self.transfer(TransferKind.VISIBILITY)  # lists show it PAUSED
+        pause_info.refresh(ms, self)
 
     def unpause_workflow(self, identity: str, reason: str, request_id: str) -> None:
         """UnpauseWorkflowExecution: the unpaused event, activity attempts waiting for a worker handed to
@@ -711,6 +712,7 @@ class Transition:
         ms.info.pause = None
         self.dirty = True
         self.transfer(TransferKind.VISIBILITY)
+        pause_info.refresh(ms, self)
         for ai in ms.activities.values():
             if not ai.started and not ai.waiting_retry and not ai.paused:
                 self.dispatch_activity(ai)

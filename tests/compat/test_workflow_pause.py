@@ -81,6 +81,18 @@ async def _outcome(call) -> str:
     return "ok"
 
 
+async def _count_eventually(client: Client, query: str, want: int) -> int:
+    """The count of runs matching `query`, polled until it reaches `want` (visibility lags) or 10 s pass."""
+    deadline = time.monotonic() + 10
+    while True:
+        resp = await client.workflow_service.count_workflow_executions(
+            rr.CountWorkflowExecutionsRequest(namespace="default", query=query)
+        )
+        if resp.count >= want or time.monotonic() > deadline:
+            return resp.count
+        await asyncio.sleep(0.2)
+
+
 async def _wait_completed_task(client: Client, wid: str) -> None:
     """Until the run's first workflow task completed (it then waits for the signal, with no task)."""
     deadline = time.monotonic() + 15
@@ -118,6 +130,11 @@ async def _signal_while_paused(client: Client) -> tuple[list[dict], dict[str, An
             rr.ListWorkflowExecutionsRequest(namespace="default", query=f"WorkflowId = '{wid}'")
         )
         seen["listed status"] = [e.status for e in listed.executions]
+        attribute = d.workflow_execution_info.search_attributes.indexed_fields["TemporalPauseInfo"]
+        seen["TemporalPauseInfo"] = json.loads(attribute.data.decode().replace(wid, "<wid>"))
+        seen["found by TemporalPauseInfo"] = await _count_eventually(
+            client, f"TemporalPauseInfo = 'Workflow:{wid}'", 1
+        )
         query = await service.query_workflow(
             rr.QueryWorkflowRequest(
                 namespace="default",
@@ -140,7 +157,11 @@ async def _signal_while_paused(client: Client) -> tuple[list[dict], dict[str, An
         )
         seen["second unpause"] = await _outcome(service.unpause_workflow_execution(_unpause(wid)))
         seen["result"] = await asyncio.wait_for(handle.result(), 20)
-        seen["status after"] = (await _describe(client, wid)).workflow_execution_info.status
+        after = await _describe(client, wid)
+        seen["status after"] = after.workflow_execution_info.status
+        seen["TemporalPauseInfo after"] = (
+            "TemporalPauseInfo" in after.workflow_execution_info.search_attributes.indexed_fields
+        )
         seen["pause closed"] = await _outcome(service.pause_workflow_execution(_pause(wid)))
         seen["unpause closed"] = await _outcome(service.unpause_workflow_execution(_unpause(wid)))
         history = await handle.fetch_history()
@@ -254,6 +275,45 @@ async def test_an_activity_waits_for_the_unpause(
     _assert_same_history(expected, actual, server.kind)
 
 
+async def _paused_activities_found(client: Client) -> dict[str, Any]:
+    """Two runs whose activity (no worker polls its queue) is paused: TemporalPauseInfo finds both."""
+    tq = f"tq-pause-{uuid.uuid4().hex[:8]}"
+    seen: dict[str, Any] = {}
+    async with Worker(client, task_queue=tq, workflows=[PauseRemoteActivity]):
+        handles = []
+        for _ in range(2):
+            handle = await client.start_workflow(
+                PauseRemoteActivity.run, f"{tq}-nobody", id=f"pause-act-{uuid.uuid4().hex[:8]}", task_queue=tq
+            )
+            deadline = time.monotonic() + 15
+            while not (await _describe(client, handle.id)).pending_activities:
+                assert time.monotonic() < deadline, "the activity was never scheduled"
+                await asyncio.sleep(0.1)
+            await client.workflow_service.pause_activity(
+                rr.PauseActivityRequest(
+                    namespace="default", execution={"workflow_id": handle.id}, type="pause_echo", reason="x"
+                )
+            )
+            handles.append(handle)
+        attribute = (await _describe(client, handles[0].id)).workflow_execution_info.search_attributes
+        seen["attribute"] = json.loads(attribute.indexed_fields["TemporalPauseInfo"].data)
+        query = f"TemporalPauseInfo = 'property:activityType=pause_echo' AND TaskQueue = '{tq}'"
+        seen["found"] = await _count_eventually(client, query, 2)
+        for handle in handles:
+            await handle.terminate()
+    return seen
+
+
+async def test_temporal_pause_info_finds_runs_with_paused_activities(
+    client: Client, reference_client: Client
+) -> None:
+    theirs, ours = await asyncio.gather(
+        _paused_activities_found(reference_client), _paused_activities_found(client)
+    )
+    assert theirs == {"attribute": ["property:activityType=pause_echo"], "found": 2}
+    assert ours == theirs
+
+
 async def test_bad_requests_get_the_reference_errors(client: Client, reference_client: Client) -> None:
     async def errors(c: Client) -> list[str]:
         service = c.workflow_service
@@ -306,9 +366,9 @@ async def test_cli_pause_describe_unpause(server: ServerProcess, reference_serve
     assert theirs["describe json"][0] == "WORKFLOW_EXECUTION_STATUS_PAUSED"
     assert theirs["list"] == ["WORKFLOW_EXECUTION_STATUS_PAUSED"]
     assert theirs["pause again"] == (1, "Error: workflow is already paused.")
-    # Text describe: the same rows; the reference shows TemporalPauseInfo under SearchAttributes, and
-    # fields Hourglass fills where the reference leaves them out (HistorySize, Root*) are not compared.
-    extra = {"SearchAttributes", "HistorySize", "RootWorkflowId", "RootRunId"}
+    # Text describe: the same rows (fields Hourglass fills where the reference leaves them out in text,
+    # HistorySize and Root*, are not compared).
+    extra = {"HistorySize", "RootWorkflowId", "RootRunId"}
     theirs["describe text"] = [row for row in theirs["describe text"] if row not in extra]
     ours["describe text"] = [row for row in ours["describe text"] if row not in extra]
     assert ours == theirs
