@@ -372,3 +372,27 @@ async def test_cli_pause_describe_unpause(server: ServerProcess, reference_serve
     theirs["describe text"] = [row for row in theirs["describe text"] if row not in extra]
     ours["describe text"] = [row for row in ours["describe text"] if row not in extra]
     assert ours == theirs
+
+
+async def test_a_pause_survives_kill9(restartable_server: ServerProcess) -> None:
+    """The pause is part of the run's committed state: after kill -9 and a restart the run is still
+    paused (no task, describe's pause info), and the unpause then runs it to the end."""
+    srv = restartable_server
+    client = await Client.connect(srv.address)
+    tq, wid = f"tq-pause-{uuid.uuid4().hex[:8]}", f"pause-kill-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=tq, workflows=[PauseTarget], activities=[pause_echo]):
+        handle = await client.start_workflow(PauseTarget.run, id=wid, task_queue=tq)
+        await _wait_completed_task(client, wid)
+        await client.workflow_service.pause_workflow_execution(_pause(wid, reason="across a crash"))
+        await handle.signal(PauseTarget.proceed)
+    await srv.restart()  # kill -9, same database
+    client = await Client.connect(srv.address)
+    async with Worker(client, task_queue=tq, workflows=[PauseTarget], activities=[pause_echo]):
+        await asyncio.sleep(1.0)
+        d = await _describe(client, wid)
+        assert d.workflow_execution_info.status == PAUSED
+        assert d.workflow_extended_info.pause_info.reason == "across a crash"
+        assert not d.HasField("pending_workflow_task")
+        await client.workflow_service.unpause_workflow_execution(_unpause(wid))
+        handle = client.get_workflow_handle(wid)
+        assert await asyncio.wait_for(handle.result(), 20) == "done"
