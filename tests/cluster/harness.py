@@ -222,6 +222,9 @@ class LocalCluster:
         config.write_text(
             f"history_shards: {SHARDS}\n"
             "log_level: info\n"
+            # PauseWorkflowExecution is off by default (as on the reference); tests/cluster/test_workers.py
+            # pauses through one node and unpauses through another.
+            'dynamic_config: {"frontend.WorkflowPauseEnabled": true}\n'
             f"node: {{ip: {ip}, port: {port}" + (f", metrics_port: {http_port}" if http_port else "") + "}\n"
             f"store: {{kind: cassandra, cassandra: {{hosts: [{', '.join(self.hosts)}], port: {self.cassandra_port}, "
             f"keyspace: {self.keyspace}}}}}\n"
