@@ -881,18 +881,24 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def ShutdownWorker(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        if request.HasField("worker_heartbeat") and LIMITS.worker_heartbeats_enabled:
-            # The worker's last heartbeat (status SHUTTING_DOWN), recorded as the reference does.
-            await self.matching.record_worker_heartbeats(ns.id, [request.worker_heartbeat])
-        if LIMITS.cancel_worker_polls_on_shutdown and request.worker_instance_key and request.task_queue:
-            # The SDK waits for its polls when the namespace says the server completes them (reference).
-            for task_type in request.task_queue_types or (
-                TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            ):
-                await self.matching.complete_worker_polls(
-                    ns.id, request.task_queue, task_type, request.worker_instance_key
-                )
+        # Both best-effort, as on the reference: only the sticky queue's unload may fail the call.
+        try:
+            if request.HasField("worker_heartbeat") and LIMITS.worker_heartbeats_enabled:
+                # The worker's last heartbeat (status SHUTTING_DOWN), recorded as the reference does.
+                await self.matching.record_worker_heartbeats(ns.id, [request.worker_heartbeat])
+            if LIMITS.cancel_worker_polls_on_shutdown and request.worker_instance_key and request.task_queue:
+                # The SDK waits for its polls when the namespace says the server completes them.
+                for task_type in request.task_queue_types or (
+                    TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                ):
+                    await self.matching.complete_worker_polls(
+                        ns.id, request.task_queue, task_type, request.worker_instance_key
+                    )
+        except ServiceError as e:
+            log.warning(
+                "ShutdownWorker of %s: %s", request.worker_instance_key or request.identity, e.message
+            )
         if request.sticky_task_queue:
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
