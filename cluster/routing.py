@@ -85,7 +85,13 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "unpause_activity": _by_request,
     "reset_activity": _by_request,
     "update_activity_options": _by_request,
+    "pause_workflow": lambda a: (a[0], a[1].workflow_id),
+    "unpause_workflow": lambda a: (a[0], a[1].workflow_id),
 }
+
+# The pseudo task queue whose partition owner keeps a namespace's worker heartbeats: one member per
+# namespace, so a heartbeat sent to any node and a ListWorkers asked of any node meet on the same registry.
+WORKER_REGISTRY = "/_sys/worker-registry"
 
 # Matching operations -> (namespace id, task queue name, task queue type). An operation with a
 # `partition` argument runs on that partition's owner; one without (or -1 for an add or a poll, which then
@@ -103,6 +109,11 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "queue_status": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
+    "complete_worker_polls": lambda a: (a[0], a[1], a[2]),
+    "record_worker_heartbeats": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
+    "list_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
+    "count_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
+    "describe_worker": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
 }
 # Operations that pick a partition when the caller names none: True for a write (add), False for a read.
 PARTITION_CHOICE = {

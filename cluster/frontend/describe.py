@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Memo, Priority, SearchAttributes, WorkflowExecution
-from temporalio.api.enums.v1 import EventType, PendingActivityState, PendingWorkflowTaskState
+from temporalio.api.enums.v1 import (
+    EventType,
+    PendingActivityState,
+    PendingWorkflowTaskState,
+    WorkflowExecutionStatus,
+)
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import (
     PendingActivityInfo,
@@ -23,6 +28,13 @@ from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import default_retry_policy
 
 
+def run_status(ms: MutableState) -> int:
+    """The status clients see: a running run that is paused is PAUSED (the reference's status too)."""
+    if ms.running and ms.info.pause is not None:
+        return WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_PAUSED
+    return ms.info.status
+
+
 def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     """A run as the reference describes it: memo, search attributes and priority always present (maybe
     empty: the Go SDK dereferences them), timeouts only when set, pending children, reset points and the
@@ -38,7 +50,7 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
             execution=execution,
             type={"name": info.workflow_type},
             start_time=to_timestamp(info.start_time_ms),
-            status=info.status,
+            status=run_status(ms),
             history_length=ms.history_length,
             history_size_bytes=ms.history_size_bytes,
             execution_time=to_timestamp(info.execution_time_ms),
@@ -125,6 +137,10 @@ def _extended_info(ms: MutableState, ext: WorkflowExecutionExtendedInfo) -> None
     ext.reset_run_id = info.reset_run_id
     if info.last_reset_time_ms:
         ext.last_reset_time.CopyFrom(to_timestamp(info.last_reset_time_ms))
+    if info.pause is not None:
+        ext.pause_info.identity = info.pause.identity
+        ext.pause_info.reason = info.pause.reason
+        ext.pause_info.paused_time.CopyFrom(to_timestamp(info.pause.time_ms))
     request_id = info.start_request_id or info.create_request_id
     if request_id:
         ext.request_id_infos[request_id].CopyFrom(

@@ -54,6 +54,10 @@ class ServerFacts:
         caps.eager_workflow_start = True
         caps.sync_update = True
         caps.async_update = True
+        # Workers send heartbeats only where the namespace says the server keeps them.
+        caps.worker_heartbeats = LIMITS.worker_heartbeats_enabled
+        caps.workflow_pause = LIMITS.workflow_pause_enabled
+        caps.worker_poll_complete_on_shutdown = LIMITS.cancel_worker_polls_on_shutdown
         info.supports_schedules = True
         info.limits.blob_size_limit_error = self.blob_size_limit_error
         info.limits.memo_size_limit_error = LIMITS.memo_size_error_bytes

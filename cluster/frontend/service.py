@@ -40,9 +40,9 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, visibility
+from hourglass.cluster.frontend import activity_operations, visibility, workflow_pause
 from hourglass.cluster.frontend.batches import BatchHandlers
-from hourglass.cluster.frontend.describe import describe
+from hourglass.cluster.frontend.describe import describe, run_status
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
@@ -439,7 +439,7 @@ class WorkflowService(WorkflowServiceServicer):
         )
         if request.wait_new_event:
             waited = False
-            while ms.running and (close_only or ms.next_event_id <= first_event_id) and not waited:
+            while _open(ms) and (close_only or ms.next_event_id <= first_event_id) and not waited:
                 await self.history.wait_for_change(ms, deadline, close_only)
                 waited = True
                 ms = await self.history.get_mutable_state(
@@ -450,10 +450,17 @@ class WorkflowService(WorkflowServiceServicer):
             return HistoryCursor(ms.info.run_id, next_id, 0, next_id).encode()
 
         if close_only:
-            if ms.running:
+            if _open(ms):
                 return rr.GetWorkflowExecutionHistoryResponse(
                     history=History(), next_page_token=wait_token(first_event_id)
                 )
+            if ms.running:
+                # Paused: the reference reads a run whose status is not RUNNING as closed, its last event
+                # standing for the close event (`temporal workflow describe` reads it that way).
+                last = ms.next_event_id - 1
+                page = HistoryCursor(ms.info.run_id, last, last + 1, 1).encode()
+                history, _ = await self.history.read_history_page(ms, page, 1, PAGE_BYTES)
+                return rr.GetWorkflowExecutionHistoryResponse(history=history)
             close_id = ms.info.close_event_id
             # The close event ends the last batch; that batch starts at the close (a termination, a
             # timeout) or at the last workflow task's completion, after its started event.
@@ -476,12 +483,12 @@ class WorkflowService(WorkflowServiceServicer):
                     history=History(), next_page_token=wait_token(first_event_id)
                 )
             return rr.GetWorkflowExecutionHistoryResponse(history=history)
-        if ms.running and request.wait_new_event and ms.next_event_id <= first_event_id:
+        if _open(ms) and request.wait_new_event and ms.next_event_id <= first_event_id:
             return rr.GetWorkflowExecutionHistoryResponse(
                 history=History(), next_page_token=wait_token(first_event_id)
             )
         # Already serialized (the stored events are not parsed): unary_interceptor.py sends bytes as they are.
-        end_token = wait_token(ms.next_event_id) if ms.running and request.wait_new_event else b""
+        end_token = wait_token(ms.next_event_id) if _open(ms) and request.wait_new_event else b""
         return await self.history.read_history_response(ms, cursor.encode(), page_size, PAGE_BYTES, end_token)
 
     @rpc
@@ -559,6 +566,9 @@ class WorkflowService(WorkflowServiceServicer):
             raise InvalidArgument("QueryType is not set on request.")
         if request.query.HasField("query_args"):
             check_blob_size(request.query.query_args, self.max_blob_bytes)
+        if ms.running and ms.info.pause is not None:
+            # A paused run's worker gets no task, so no query either: rejected whatever the condition (reference).
+            return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=run_status(ms)))
         if _query_rejected(request.query_reject_condition, ms):
             return rr.QueryWorkflowResponse(query_rejected=QueryRejected(status=ms.info.status))
         timeout = _long_poll_timeout(context, DEFAULT_QUERY_TIMEOUT_S)
@@ -635,6 +645,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.deployment_options.build_id
             or request.worker_version_capabilities.build_id
             or request.binary_checksum,
+            worker_key=request.worker_instance_key,
         )
 
     @rpc
@@ -666,6 +677,7 @@ class WorkflowService(WorkflowServiceServicer):
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
+            worker_key=request.worker_instance_key,
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -898,10 +910,78 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def ShutdownWorker(self, request, context):
         ns = await self.namespaces.get(request.namespace)
+        # Both best-effort, as on the reference: only the sticky queue's unload may fail the call.
+        try:
+            if request.HasField("worker_heartbeat") and LIMITS.worker_heartbeats_enabled:
+                # The worker's last heartbeat (status SHUTTING_DOWN), recorded as the reference does.
+                await self.matching.record_worker_heartbeats(ns.id, [request.worker_heartbeat])
+            if LIMITS.cancel_worker_polls_on_shutdown and request.worker_instance_key and request.task_queue:
+                # The SDK waits for its polls when the namespace says the server completes them.
+                for task_type in request.task_queue_types or (
+                    TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                ):
+                    # Its polls wait on any partition, or on a parent they were forwarded to.
+                    for number in range(self.matching.read_partitions(ns.id, request.task_queue, task_type)):
+                        await self.matching.complete_worker_polls(
+                            ns.id, request.task_queue, task_type, request.worker_instance_key, number
+                        )
+        except ServiceError as e:
+            log.warning(
+                "ShutdownWorker of %s: %s", request.worker_instance_key or request.identity, e.message
+            )
         if request.sticky_task_queue:
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
+
+    # ---- PauseWorkflowExecution / UnpauseWorkflowExecution (cluster/frontend/workflow_pause.py) -------------
+    @rpc
+    async def PauseWorkflowExecution(self, request, context):
+        workflow_pause.check_enabled(request.namespace)
+        ns = await self.namespaces.get(request.namespace)
+        workflow_pause.check_request(request)
+        await self.history.pause_workflow(ns.id, request)
+        return rr.PauseWorkflowExecutionResponse()
+
+    @rpc
+    async def UnpauseWorkflowExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        workflow_pause.check_request(request)
+        await self.history.unpause_workflow(ns.id, request)
+        return rr.UnpauseWorkflowExecutionResponse()
+
+    # Worker heartbeats (cluster/matching/workers.py): kept by the member owning the namespace's registry.
+    @rpc
+    async def RecordWorkerHeartbeat(self, request, context):
+        if not LIMITS.worker_heartbeats_enabled:
+            return rr.RecordWorkerHeartbeatResponse()  # frontend.WorkerHeartbeatsEnabled=false: dropped
+        ns = await self.namespaces.get(request.namespace)
+        await self.matching.record_worker_heartbeats(ns.id, list(request.worker_heartbeat))
+        return rr.RecordWorkerHeartbeatResponse()
+
+    @rpc
+    async def ListWorkers(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await self.matching.list_workers(ns.id, request)
+
+    @rpc
+    async def CountWorkers(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await self.matching.count_workers(ns.id, request)
+
+    @rpc
+    async def DescribeWorker(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await self.matching.describe_worker(ns.id, request.worker_instance_key)
+
+    @rpc
+    async def FetchWorkerConfig(self, request, context):
+        raise Unimplemented("FetchWorkerConfig command is not enabled.")  # as the reference's dev server
+
+    @rpc
+    async def UpdateWorkerConfig(self, request, context):
+        raise Unimplemented("UpdateWorkerConfig command is not enabled.")
 
     @rpc
     async def ResetStickyTaskQueue(self, request, context):
@@ -983,6 +1063,12 @@ def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
     if remaining is None:
         return cap
     return max(min(cap, remaining - 1.0), 0.0)
+
+
+def _open(ms: MutableState) -> bool:
+    """Whether history reads treat the run as open (long polls wait, tokens continue): running and not
+    paused, as the reference, which reads by status and a paused run's status is PAUSED."""
+    return ms.running and ms.info.pause is None
 
 
 def _query_rejected(condition: int, ms: MutableState) -> bool:

@@ -25,6 +25,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 
 from hourglass.cluster.errors import FailedPrecondition, InvalidArgument, NotFound
+from hourglass.cluster.history import pause_info
 from hourglass.cluster.history.mutable_state import ActivityInfo, ActivityPause, MutableState
 from hourglass.cluster.history.timeutil import duration_ms, to_duration
 from hourglass.cluster.history.transition import Transition
@@ -74,6 +75,7 @@ def pause(ms: MutableState, tr: Transition, request: PauseActivityRequest) -> No
             raise FailedPrecondition("activity is already paused")
         ai.pause = ActivityPause(tr.now, request.identity, request.reason, request.request_id)
     tr.dirty = True
+    pause_info.refresh(ms, tr)  # TemporalPauseInfo names the paused activity types
 
 
 def unpause(ms: MutableState, tr: Transition, request: UnpauseActivityRequest) -> None:
@@ -91,6 +93,7 @@ def unpause(ms: MutableState, tr: Transition, request: UnpauseActivityRequest) -
             tr.schedule_activity_attempt(ai, _jittered(tr.now, duration_ms(request.jitter)))
         tr.rearm_activity_timeouts(ai)
     tr.dirty = True
+    pause_info.refresh(ms, tr)  # TemporalPauseInfo names the paused activity types
 
 
 async def reset(
@@ -113,6 +116,7 @@ async def reset(
             tr.schedule_activity_attempt(ai, _jittered(tr.now, duration_ms(request.jitter)))
         tr.rearm_activity_timeouts(ai)  # timers of a running attempt go by its (new) attempt number
     tr.dirty = True
+    pause_info.refresh(ms, tr)  # TemporalPauseInfo names the paused activity types
 
 
 # ---- options -------------------------------------------------------------------------------------------

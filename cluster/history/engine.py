@@ -44,6 +44,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflowservice.v1 import (
     PauseActivityRequest,
+    PauseWorkflowExecutionRequest,
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     ResetActivityRequest,
@@ -51,6 +52,7 @@ from temporalio.api.workflowservice.v1 import (
     RespondWorkflowTaskCompletedResponse,
     StartWorkflowExecutionRequest,
     UnpauseActivityRequest,
+    UnpauseWorkflowExecutionRequest,
     UpdateActivityOptionsRequest,
 )
 
@@ -1047,6 +1049,7 @@ class HistoryEngine:
                 or ai.attempt != attempt
                 or ai.waiting_retry
                 or ai.paused
+                or ms.info.pause is not None  # unpausing the run hands the attempt to matching again
                 or (task_queue and ai.task_queue != task_queue)
             ):
                 raise TaskGone("the activity attempt no longer waits for a worker")
@@ -1308,6 +1311,8 @@ class HistoryEngine:
                 return ms.info.run_id, None  # accepted before: its outcome is in history
             if not ms.running:
                 raise NotFound("workflow execution already completed")
+            if ms.info.pause is not None:
+                raise FailedPrecondition("Workflow is paused. Cannot update the workflow.")
             if ms.workflow_task is not None and ms.workflow_task.attempt >= FAILING_TASK_ATTEMPT:
                 # The run's workflow task keeps failing: an update would only fail with it (reference).
                 raise WorkflowNotReady(WORKFLOW_TASK_FAILED_MESSAGE)
@@ -1571,6 +1576,30 @@ class HistoryEngine:
             terminate,
             first_execution_run_id=first_execution_run_id,
         )
+
+    async def pause_workflow(self, namespace_id: str, request: PauseWorkflowExecutionRequest) -> None:
+        """PauseWorkflowExecution with the reference's checks and messages (see Transition.pause_workflow)."""
+
+        def pause(ms: MutableState, tr: Transition):
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            if ms.info.pause is not None:
+                if request.request_id and ms.info.pause.request_id == request.request_id:
+                    return  # the same request again
+                raise FailedPrecondition("workflow is already paused.")
+            tr.pause_workflow(request.identity, request.reason, request.request_id)
+
+        await self._update(namespace_id, request.workflow_id, request.run_id, pause)
+
+    async def unpause_workflow(self, namespace_id: str, request: UnpauseWorkflowExecutionRequest) -> None:
+        def unpause(ms: MutableState, tr: Transition):
+            if not ms.running:
+                raise NotFound("workflow execution already completed")
+            if ms.info.pause is None:
+                raise FailedPrecondition("workflow is not paused.")
+            tr.unpause_workflow(request.identity, request.reason, request.request_id)
+
+        await self._update(namespace_id, request.workflow_id, request.run_id, unpause)
 
     # ---- reads -----------------------------------------------------------------------------------------
     async def get_mutable_state(self, namespace_id: str, execution: WorkflowExecution) -> MutableState:
@@ -2011,6 +2040,9 @@ def execution_deadline_passed(ms: MutableState, now: int) -> bool:
     return bool(info.execution_expiration_ms) and info.execution_expiration_ms <= now
 
 
+_PAUSED = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_PAUSED
+
+
 def visibility_record(ms: MutableState) -> VisibilityRecord:
     """What lists show of the run. History length and size and the state transition count are recorded
     when the run closes, as the reference records them (its start and upsert records leave them 0)."""
@@ -2023,7 +2055,7 @@ def visibility_record(ms: MutableState) -> VisibilityRecord:
         run_id=info.run_id,
         workflow_type=info.workflow_type,
         task_queue=info.task_queue,
-        status=info.status,
+        status=_PAUSED if ms.running and info.pause is not None else info.status,
         start_time_ms=info.start_time_ms,
         execution_time_ms=info.execution_time_ms,
         close_time_ms=info.close_time_ms,

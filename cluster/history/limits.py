@@ -78,6 +78,15 @@ class HistoryLimits:
     # second a batch does when its request does not say (max_operations_per_second).
     max_concurrent_batch_operations: int = 1
     batcher_rps: int = 50
+    # Worker heartbeats (cluster/matching/workers.py): whether workers may send them (the namespace
+    # capability `worker_heartbeats`), and how long a worker that stopped sending stays listed.
+    worker_heartbeats_enabled: bool = True
+    worker_registry_entry_ttl_ms: int = 5 * 60 * 1000
+    # PauseWorkflowExecution (the namespace capability `workflow_pause`): off by default, as on the reference.
+    workflow_pause_enabled: bool = False
+    # ShutdownWorker completes the worker's waiting polls (the namespace capability
+    # `worker_poll_complete_on_shutdown`): off by default, as on the reference.
+    cancel_worker_polls_on_shutdown: bool = False
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -115,6 +124,9 @@ _KEYS = {
     "worker.batcherRPS": "batcher_rps",
     "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
+    "frontend.WorkerHeartbeatsEnabled": "worker_heartbeats_enabled",
+    "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
+    "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {
@@ -128,6 +140,7 @@ _ZERO_IS_UNLIMITED = {
 _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
     "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
+    "matching.workerRegistryEntryTTL": "worker_registry_entry_ttl_ms",
 }
 
 

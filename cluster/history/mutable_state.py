@@ -45,6 +45,18 @@ class ParentInfo:
 
 
 @dataclass
+class WorkflowPause:
+    """Who paused the run (PauseWorkflowExecution), when and why: describe's pause_info. A paused run
+    gets no workflow task and no activity attempt until it is unpaused (its events still come in)."""
+
+    time_ms: int
+    identity: str = ""
+    reason: str = ""
+    # A retried PauseWorkflowExecution with the same request id is a no-op, another one is refused.
+    request_id: str = ""
+
+
+@dataclass
 class ExecutionInfo:
     namespace_id: str
     workflow_id: str
@@ -104,6 +116,8 @@ class ExecutionInfo:
     start_request_id: str = ""
     # The run a reset of this one made (set when this run was current and the reset terminated it).
     reset_run_id: str = ""
+    # Set while the run is paused (describe and lists show status PAUSED).
+    pause: WorkflowPause | None = None
 
 
 @dataclass

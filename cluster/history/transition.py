@@ -40,9 +40,11 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionCancelRequestedEventAttributes,
     WorkflowExecutionCompletedEventAttributes,
     WorkflowExecutionFailedEventAttributes,
+    WorkflowExecutionPausedEventAttributes,
     WorkflowExecutionSignaledEventAttributes,
     WorkflowExecutionTerminatedEventAttributes,
     WorkflowExecutionTimedOutEventAttributes,
+    WorkflowExecutionUnpausedEventAttributes,
     WorkflowTaskCompletedEventAttributes,
     WorkflowTaskFailedEventAttributes,
     WorkflowTaskScheduledEventAttributes,
@@ -51,13 +53,14 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import worker_builds
+from hourglass.cluster.history import pause_info, worker_builds
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
     ActivityInfo,
     MutableState,
     TimerInfo,
+    WorkflowPause,
     WorkflowTaskInfo,
 )
 from hourglass.cluster.history.retry import backoff_ms
@@ -210,8 +213,8 @@ class Transition:
     def schedule_workflow_task(self, attempt: int = 1) -> None:
         """Schedule a workflow task unless one is pending. Attempts after the first stay out of history."""
         ms = self.ms
-        if ms.workflow_task is not None or not ms.running:
-            return
+        if ms.workflow_task is not None or not ms.running or ms.info.pause is not None:
+            return  # a paused run gets its next task when it is unpaused
         if ms.buffered_events:
             # Events that came in while the last task ran: the worker must see them, so this task is a normal
             # one (attempt 1, in history) even after failed attempts, as on the reference.
@@ -673,6 +676,53 @@ class Transition:
         self.close_run(WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED, ev)
 
     # ---- signals and cancellation ------------------------------------------------------------------------
+    # ---- pause ------------------------------------------------------------------------------------------
+    def pause_workflow(self, identity: str, reason: str, request_id: str) -> None:
+        """PauseWorkflowExecution, as the reference: a workflow task scheduled but not started is failed
+        (cause WORKFLOW_PAUSE_REQUESTED_BEFORE_TASK_STARTED), then the paused event (buffered behind a
+        started task, whose completion is still accepted). Activity attempts not started stay unstarted."""
+        ms = self.ms
+        wt = ms.workflow_task
+        if wt is not None and not wt.started and not wt.speculative:
+            if not wt.transient:
+                self.add_event(
+                    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+                    WorkflowTaskFailedEventAttributes(
+                        scheduled_event_id=wt.scheduled_event_id,
+                        cause=WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_PAUSE_REQUESTED_BEFORE_TASK_STARTED,
+                        identity="history-service",
+                    ),
+                    bufferable=False,
+                )
+            ms.workflow_task = None
+        ev = self.add_event(
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_PAUSED,
+            WorkflowExecutionPausedEventAttributes(identity=identity, reason=reason, request_id=request_id),
+        )
+        ev.worker_may_ignore = True  # SDKs that predate pause skip both events when they replay
+        ms.info.pause = WorkflowPause(self.now, identity, reason, request_id)
+        self.dirty = True
+        self.transfer(TransferKind.VISIBILITY)  # lists show it PAUSED
+        pause_info.refresh(ms, self)
+
+    def unpause_workflow(self, identity: str, reason: str, request_id: str) -> None:
+        """UnpauseWorkflowExecution: the unpaused event, activity attempts waiting for a worker handed to
+        matching again, and a workflow task (always, as the reference)."""
+        ms = self.ms
+        ev = self.add_event(
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UNPAUSED,
+            WorkflowExecutionUnpausedEventAttributes(identity=identity, reason=reason, request_id=request_id),
+        )
+        ev.worker_may_ignore = True  # SDKs that predate pause skip both events when they replay
+        ms.info.pause = None
+        self.dirty = True
+        self.transfer(TransferKind.VISIBILITY)
+        pause_info.refresh(ms, self)
+        for ai in ms.activities.values():
+            if not ai.started and not ai.waiting_retry and not ai.paused:
+                self.dispatch_activity(ai)
+        self.schedule_workflow_task()
+
     def signal(self, name: str, payloads: Payloads | None, identity: str, header=None) -> None:
         attrs = WorkflowExecutionSignaledEventAttributes(signal_name=name, identity=identity)
         if payloads is not None:

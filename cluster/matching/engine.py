@@ -23,7 +23,13 @@ from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueStats, TaskQueueStatus
+from temporalio.api.worker.v1 import WorkerHeartbeat
 from temporalio.api.workflowservice.v1 import (
+    CountWorkersRequest,
+    CountWorkersResponse,
+    DescribeWorkerResponse,
+    ListWorkersRequest,
+    ListWorkersResponse,
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondQueryTaskCompletedRequest,
@@ -47,6 +53,7 @@ from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRe
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.stats import merge
+from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
 from hourglass.persistence.store import Store
@@ -99,6 +106,8 @@ class MatchingEngine:
         self._pumps: dict[TaskQueueKey, asyncio.Task] = {}
         self._woken: dict[TaskQueueKey, float] = {}  # root -> when its children were last woken
         self._background: set[asyncio.Task] = set()
+        # Worker heartbeats of the namespaces whose registry this member owns (in memory, as the reference).
+        self.workers = WorkerRegistry()
 
     # ---- partitions ---------------------------------------------------------------------------------------
     def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
@@ -345,6 +354,28 @@ class MatchingEngine:
                 pump.cancel()
         return len(gone)
 
+    # ---- worker heartbeats: each namespace's registry lives on one member (routing.WORKER_REGISTRY) ----
+    async def record_worker_heartbeats(self, namespace_id: str, heartbeats: list[WorkerHeartbeat]) -> None:
+        self.workers.record(namespace_id, heartbeats)
+
+    async def list_workers(self, namespace_id: str, request: ListWorkersRequest) -> ListWorkersResponse:
+        return self.workers.list(namespace_id, request)
+
+    async def count_workers(self, namespace_id: str, request: CountWorkersRequest) -> CountWorkersResponse:
+        return self.workers.count(namespace_id, request)
+
+    async def describe_worker(self, namespace_id: str, key: str) -> DescribeWorkerResponse:
+        return self.workers.describe(namespace_id, key)
+
+    async def complete_worker_polls(
+        self, namespace_id: str, task_queue: str, task_type: int, worker_key: str, partition: int = 0
+    ) -> int:
+        """The polls `worker_key` has waiting on a partition of the queue answer empty (ShutdownWorker, see
+        service.py: it asks every partition, polls forwarded to a parent wait there)."""
+        key = TaskQueueKey(namespace_id, task_queue, task_type, partition)
+        partition = self._partitions.get(key)
+        return 0 if partition is None else partition.complete_worker_polls(worker_key)
+
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
     ) -> list[tuple[str, float, str, float]]:
@@ -451,6 +482,7 @@ class MatchingEngine:
         timeout: float,
         build_id: str = "",
         partition: int = -1,
+        worker_key: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task."""
         if partition < 0 or kind == STICKY:
@@ -470,7 +502,7 @@ class MatchingEngine:
                     build_id,
                     0.0,
                     lambda parent, left: self.peers.poll_workflow_task(
-                        namespace_id, task_queue, kind, identity, left, build_id, parent
+                        namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key
                     ),
                 )
                 if forwarded is not None:
@@ -481,7 +513,7 @@ class MatchingEngine:
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
             if partition == 0 and kind != STICKY:
                 self._wake_children(here)
-            task = await here.poll(remaining, identity, build_id)
+            task = await here.poll(remaining, identity, build_id, worker_key=worker_key)
             if task is None:
                 if partition > 0 and not here.closed:
                     continue  # waited here while the parent was unreachable: try forwarding again
@@ -534,6 +566,7 @@ class MatchingEngine:
         build_id: str = "",
         max_tasks_per_second: float = 0.0,
         partition: int = -1,
+        worker_key: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Long-poll `partition` of the queue (-1: one chosen here) for an activity task."""
         if partition < 0:
@@ -557,6 +590,7 @@ class MatchingEngine:
                         build_id,
                         max_tasks_per_second,
                         parent,
+                        worker_key,
                     ),
                 )
                 if forwarded is not None:
@@ -567,7 +601,7 @@ class MatchingEngine:
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
             if partition == 0:
                 self._wake_children(here)
-            task = await here.poll(remaining, identity, build_id, max_tasks_per_second)
+            task = await here.poll(remaining, identity, build_id, max_tasks_per_second, worker_key)
             if task is None:
                 if partition > 0 and not here.closed:
                     continue  # waited here while the parent was unreachable: try forwarding again

@@ -348,8 +348,22 @@ class Partition:
             create_time_ms=qt.create_time_ms,
         )
 
+    def complete_worker_polls(self, worker_key: str) -> int:
+        """ShutdownWorker of a worker whose SDK waits for its polls: they answer empty now. How many."""
+        completed = 0
+        for poller in list(self._pollers):
+            if getattr(poller, "worker_key", "") == worker_key and not poller.done():
+                poller.set_result(None)
+                completed += 1
+        return completed
+
     async def poll(
-        self, timeout: float, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0
+        self,
+        timeout: float,
+        identity: str,
+        build_id: str = "",
+        max_tasks_per_second: float = 0.0,
+        worker_key: str = "",
     ) -> MatchedTask | None:
         self.note_poller(identity, build_id, max_tasks_per_second)
         if self.closed:
@@ -359,6 +373,7 @@ class Partition:
         if ready is not None:
             return ready
         poller = asyncio.get_running_loop().create_future()
+        poller.worker_key = worker_key  # type: ignore[attr-defined]  # see complete_worker_polls
         self._pollers.append(poller)
         try:
             done, _ = await asyncio.wait({poller}, timeout=timeout)

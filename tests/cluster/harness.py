@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 import trustme
 from temporalio.client import Client, TLSConfig
+from temporalio.runtime import Runtime
 
 from hourglass.cluster.membership.keyring import generate_key
 from hourglass.cluster.rpc import internal_pb2 as pb
@@ -226,6 +227,9 @@ class LocalCluster:
         config.write_text(
             f"history_shards: {SHARDS}\n"
             "log_level: info\n"
+            # PauseWorkflowExecution is off by default (as on the reference); tests/cluster/test_workers.py
+            # pauses through one node and unpauses through another.
+            'dynamic_config: {"frontend.WorkflowPauseEnabled": true}\n'
             f"node: {{ip: {ip}, port: {port}, http_port: {api_port}"
             + (f", metrics_port: {http_port}" if http_port else "")
             + "}\n"
@@ -274,15 +278,19 @@ class LocalCluster:
     def admin_token(self) -> str | None:
         return self.tokens.token("temporal-system:admin") if self.tokens is not None else None
 
-    async def connect(self, node: Node, *permissions: str, namespace: str = "default") -> Client:
+    async def connect(
+        self, node: Node, *permissions: str, namespace: str = "default", runtime: Runtime | None = None
+    ) -> Client:
         """An SDK client of `node`'s frontend: over mutual TLS with a token granting `permissions`
-        (default: write on `namespace`) when the frontend is secure, plaintext otherwise."""
+        (default: write on `namespace`) when the frontend is secure, plaintext otherwise. `runtime`: the
+        SDK runtime its workers use (e.g. one heartbeating every second)."""
         if not self.secure_frontend:
-            return await Client.connect(node.address, namespace=namespace)
+            return await Client.connect(node.address, namespace=namespace, runtime=runtime)
         ca, cert, key = self._client_paths()
         return await Client.connect(
             node.address,
             namespace=namespace,
+            runtime=runtime,
             tls=TLSConfig(
                 server_root_ca_cert=ca.read_bytes(),
                 client_cert=cert.read_bytes(),

@@ -55,6 +55,8 @@ WHITELIST: dict[str, tuple[str, ...]] = {
     "WORKFLOW_TASK_COMPLETED": ("scheduled_event_id", "started_event_id", "sdk_metadata"),
     "WORKFLOW_TASK_TIMED_OUT": ("scheduled_event_id", "started_event_id", "timeout_type"),
     "WORKFLOW_TASK_FAILED": ("scheduled_event_id", "started_event_id", "cause", "failure"),
+    "WORKFLOW_EXECUTION_PAUSED": ("reason",),
+    "WORKFLOW_EXECUTION_UNPAUSED": ("reason",),
     "ACTIVITY_TASK_SCHEDULED": (
         "activity_id",
         "activity_type",

@@ -197,6 +197,8 @@ def hourglass_server(workdir: Path) -> ServerProcess:
         "--log-level", "warning",
         # test_retention_deletes_closed_workflows needs a retention of seconds.
         "--dynamic-config-value", "system.namespaceMinRetentionLocal=1s",
+        # PauseWorkflowExecution is off by default on both servers (test_workflow_pause.py).
+        "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
     ]  # fmt: skip
     return ServerProcess(
         kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv, http_port=http_port
@@ -231,6 +233,7 @@ def hourglass_cassandra_server(
         # The same visibility rate as start-dev (the reference's start-dev sets 100/s; a server's default
         # is 10/s): the suite runs the tests it runs against start-dev.
         "frontend.namespaceRPS.visibility": 100,
+        "frontend.WorkflowPauseEnabled": "true",
         **(dynamic_config or {}),
     }
     config.write_text(
@@ -271,6 +274,8 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--log-level", "error",
         # The activity operator APIs (PauseActivity...) are behind this flag on some reference builds.
         "--dynamic-config-value", "frontend.activityAPIsEnabled=true",
+        # PauseWorkflowExecution is behind this flag (off by default) on the reference.
+        "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]

@@ -18,12 +18,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import trustme
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from .devserver import (
@@ -130,6 +132,26 @@ async def test_the_workflow_list_shows_the_run(dev_server: DevServer, page) -> N
     row = page.locator("table tbody tr", has_text=handle.id)
     await row.first.wait_for(timeout=PAGE_TIMEOUT_MS)
     assert "completed" in (await row.first.inner_text()).lower()
+    page.failed_responses.assert_none()
+
+
+async def test_the_workers_page_lists_a_heartbeating_worker(dev_server: DevServer, page, tmp_path) -> None:
+    # Heartbeats every second: the SDK sends them because the namespace advertises worker_heartbeats.
+    runtime = Runtime(telemetry=TelemetryConfig(), worker_heartbeat_interval=timedelta(seconds=1))
+    client = await Client.connect(dev_server.address, runtime=runtime)
+    queue = f"ui-workers-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[GreetAfterSignal], activities=[greet]):
+        await page.goto(f"{ui_url(dev_server)}/namespaces/default/workers")
+        row = page.locator("table tbody tr", has_text=queue)
+        await row.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        await page.screenshot(path=str(tmp_path / "workers.png"))
+        assert "running" in (await row.first.inner_text()).lower()
+        assert "disabled" not in (await page.inner_text("body")).lower()
+        # Its instance link opens the worker's own page (DescribeWorker).
+        await row.first.locator("a").first.click()
+        await page.wait_for_url(re.compile(r"/workers/[^/]+$"), timeout=PAGE_TIMEOUT_MS)
+        await page.get_by_text(queue).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        await page.screenshot(path=str(tmp_path / "worker.png"))
     page.failed_responses.assert_none()
 
 
