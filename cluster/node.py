@@ -14,7 +14,9 @@ from temporalio.api.operatorservice.v1.service_pb2_grpc import add_OperatorServi
 from temporalio.api.testservice.v1.service_pb2_grpc import add_TestServiceServicer_to_server
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
+from hourglass.cluster.frontend.cluster_info import ClusterFacts, cluster_id_from_secret
 from hourglass.cluster.frontend.grpc_errors import DecodeErrorInterceptor
+from hourglass.cluster.frontend.namespace_deletion import NamespaceDeleter
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, ServerFacts, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
@@ -116,6 +118,14 @@ class Node:
         self.request_limiter = RequestLimiter(RateLimitConfig(config.dynamic_config), self._frontend_count)
         self.loop_lag = LoopLagMonitor()
         self.clock: VirtualClock | None = None
+        # What GetClusterInfo and ListClusters answer; the id and addresses are known in start().
+        self.cluster_facts = ClusterFacts(
+            name=config.cluster_name,
+            history_shard_count=config.history_shard_count,
+            persistence_store=store.kind,
+            visibility_store=store.kind,
+        )
+        self.namespace_deleter: NamespaceDeleter | None = None
 
     def _frontend_count(self) -> int:
         if self.membership is None:
@@ -173,6 +183,7 @@ class Node:
             )
         # Every node seals and opens task tokens with the one secret the store holds for the cluster.
         self.task_tokens = TaskTokenCodec(stored.task_token_secret)
+        self.cluster_facts.cluster_id = cluster_id_from_secret(stored.task_token_secret, stored.cluster_name)
         self.history.task_tokens = self.matching.task_tokens = self.task_tokens
         for name in self.config.namespaces:
             await self.namespaces.ensure(name)
@@ -209,6 +220,11 @@ class Node:
                 self.store,
             )
         if serves_frontend:
+            # Deletions of namespaces resume here after a restart (see namespace_deletion).
+            self.namespace_deleter = NamespaceDeleter(
+                self.namespaces, self.store, self.history_api, self.schedules_api
+            )
+            self.namespace_deleter.start()
             await self._serve_frontend(interceptors, frontend_credentials)
         if self.config.metrics_port is not None:
             await self._serve_http(gate)
@@ -233,13 +249,17 @@ class Node:
             search_attributes=self.search_attributes,
             schedules=self.schedules_api,
             task_tokens=self.task_tokens,
+            cluster=self.cluster_facts,
         )
         if self.membership is not None:
             me = self.membership.swim.me
             workflow_service.draining = lambda: me.draining
         add_WorkflowServiceServicer_to_server(workflow_service, self.server)
         add_OperatorServiceServicer_to_server(
-            OperatorService(self.namespaces, self.search_attributes), self.server
+            OperatorService(
+                self.namespaces, self.search_attributes, self.namespace_deleter, self.cluster_facts
+            ),
+            self.server,
         )
         services = [
             "",
@@ -269,6 +289,7 @@ class Node:
         except RuntimeError as e:
             raise OSError(f"cannot listen on {self.config.ip}:{self.config.port} (is it in use?)") from e
         await self.server.start()
+        self.cluster_facts.address = f"{self.config.ip}:{self.bound_port}"
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
 
     async def _serve_http(self, gate: Any) -> None:
@@ -311,6 +332,8 @@ class Node:
             await self.server.stop(grace)
         if self.jwt_keys is not None:
             await self.jwt_keys.stop()
+        if self.namespace_deleter is not None:
+            await self.namespace_deleter.stop()
         await self.schedules.stop()
         if self.standalone is not None:
             await self.standalone.stop()

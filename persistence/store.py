@@ -35,6 +35,10 @@ from hourglass.persistence.visibility.model import VisibilityQuery
 class Store(abc.ABC):
     """Durable state of a cluster. Implementations must be safe for concurrent use from one event loop."""
 
+    # The store's name as GetClusterInfo reports it (persistence and visibility store), as the reference
+    # names its own: "sqlite", "cassandra".
+    kind: str = "unknown"
+
     # ---- lifecycle -------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -193,6 +197,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update_namespace(self, record: NamespaceRecord, expected_notification_version: int) -> None:
         """Conditional on the stored notification_version; NamespaceNotFoundError / ConditionFailedError."""
+
+    @abc.abstractmethod
+    async def delete_namespace(self, namespace_id: str, expected_notification_version: int) -> None:
+        """Remove the namespace (its by-id and by-name entries together), conditional on the stored
+        notification_version (ConditionFailedError); a namespace already gone is not an error, so a
+        deletion interrupted after this write can run again."""
 
     # ---- visibility --------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -40,6 +40,12 @@ from hourglass.cluster.errors import (
     Unimplemented,
 )
 from hourglass.cluster.frontend import activity_operations, visibility
+from hourglass.cluster.frontend.cluster_info import (
+    SERVER_VERSION,
+    VERSION_HEADER,
+    ClusterFacts,
+    hourglass_version,
+)
 from hourglass.cluster.frontend.describe import describe
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
@@ -77,7 +83,6 @@ from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSION = "1.27.0"
 # Long polls answer before the SDK's 70 s deadline.
 MAX_LONG_POLL_S = 60.0
 # The least time a task poll may give the server, and the reference's refusal of less.
@@ -105,8 +110,10 @@ class WorkflowService(WorkflowServiceServicer):
         search_attributes: SearchAttributeRegistry,
         schedules: ScheduleEngine | None = None,
         task_tokens: TaskTokenCodec,
+        cluster: ClusterFacts | None = None,
     ) -> None:
         self.namespaces = namespaces
+        self.cluster = cluster or ClusterFacts(name=namespaces.server.cluster_name)
         # Opens the task tokens workers send back: only those this cluster sealed are accepted.
         self.task_tokens = task_tokens
         self.history = history
@@ -131,6 +138,7 @@ class WorkflowService(WorkflowServiceServicer):
     # ---- cluster and namespaces ------------------------------------------------------------------------
     @rpc
     async def GetSystemInfo(self, request, context):
+        await _send_version(context)
         resp = rr.GetSystemInfoResponse(server_version=SERVER_VERSION)
         caps = resp.capabilities
         caps.signal_and_query_header = True
@@ -147,14 +155,8 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def GetClusterInfo(self, request, context):
-        return rr.GetClusterInfoResponse(
-            cluster_name=self.namespaces.server.cluster_name,
-            server_version=SERVER_VERSION,
-            cluster_id="hourglass",
-            history_shard_count=self.history.shard_count,
-            persistence_store="hourglass",
-            visibility_store="hourglass",
-        )
+        await _send_version(context)
+        return self.cluster.cluster_info()
 
     @rpc
     async def DescribeNamespace(self, request, context):
@@ -197,7 +199,9 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def ListNamespaces(self, request, context):
-        page, token = await self.namespaces.list_page(request.page_size, request.next_page_token)
+        page, token = await self.namespaces.list_page(
+            request.page_size, request.next_page_token, request.namespace_filter.include_deleted
+        )
         return rr.ListNamespacesResponse(namespaces=[ns.description for ns in page], next_page_token=token)
 
     # ---- starting, signalling, stopping workflows --------------------------------------------------------
@@ -885,6 +889,11 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         return await describe_task_queue(self.matching, ns.id, request)
+
+
+async def _send_version(context: grpc.aio.ServicerContext) -> None:
+    """Hourglass's own version beside the reference version it answers (see cluster_info)."""
+    await context.send_initial_metadata(((VERSION_HEADER, hourglass_version()),))
 
 
 def _update_stage(stage: int) -> int:

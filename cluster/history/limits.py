@@ -72,6 +72,9 @@ class HistoryLimits:
     # flight at once, and transitions per batch at most. Read when a shard is acquired.
     group_commit_max_in_flight: int = 4
     group_commit_max_transitions: int = 32
+    # Runs a namespace deletion deletes per second at most (the reference's default), so deleting a large
+    # namespace does not starve the cluster's other work.
+    delete_namespace_rps: int = 100
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -107,6 +110,7 @@ _KEYS = {
     "matching.historyMaxPageSize": "matching_history_max_page_size",
     "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
+    "frontend.deleteNamespaceDeleteActivityRPS": "delete_namespace_rps",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

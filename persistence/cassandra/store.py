@@ -310,6 +310,10 @@ class _Statements:
         self.delete_namespace_if_id = self._conditional(
             "DELETE FROM namespaces WHERE namespaces_partition = ? AND kind = ? AND key = ? IF id = ?"
         )
+        self.delete_namespace_if_version = self._conditional(
+            "DELETE FROM namespaces WHERE namespaces_partition = ? AND kind = ? AND key = ? "
+            "IF notification_version = ?"
+        )
         # ---- visibility
         self.insert_visibility = self._idempotent(
             f"INSERT INTO visibility (start_day, {_VISIBILITY_COLUMNS}) "
@@ -375,6 +379,8 @@ class _Statements:
 
 class CassandraStore(Store):
     """The Store interface on a Cassandra (5.0+) or Astra DB keyspace with the schema of schema/cassandra."""
+
+    kind = "cassandra"
 
     def __init__(
         self, cluster: Cluster, session: Session, config: CassandraConfig, statements: _Statements
@@ -878,6 +884,38 @@ class CassandraStore(Store):
         raise ConditionFailedError(
             {0: ConditionFailedError.VERSION_MISMATCH}, f"namespace {record.id} changed concurrently"
         )
+
+    async def delete_namespace(self, namespace_id: str, expected_notification_version: int) -> None:
+        """One conditional batch on the namespaces partition: the by-id row IF its version matches and the
+        by-name row IF it is still this namespace's, so the name and the id go together."""
+        rows = await self._serial_rows(
+            self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id)
+        )
+        if not rows:
+            return
+        stored = _namespace_from_row(rows[0])
+        if stored.notification_version != expected_notification_version:
+            raise _namespace_version_mismatch(
+                namespace_id, expected_notification_version, stored.notification_version
+            )
+        batch = self._batch()
+        batch.add(
+            self._s.delete_namespace_if_version,
+            (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id, expected_notification_version),
+        )
+        batch.add(
+            self._s.delete_namespace_if_id,
+            (NAMESPACES_PARTITION, NAMESPACE_BY_NAME, stored.name, namespace_id),
+        )
+        rows = await self._execute_conditional(batch)
+        if rows[0]["[applied]"]:
+            return
+        if await self._serial_rows(
+            self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id)
+        ):
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH}, f"namespace {namespace_id} changed concurrently"
+            )
 
     # ---- visibility --------------------------------------------------------------------------------------
     async def upsert_visibility(self, record: VisibilityRecord) -> None:

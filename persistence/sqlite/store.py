@@ -127,6 +127,8 @@ def _unavailable_on_db_error() -> Iterator[None]:
 class SQLiteStore(Store):
     """The Store interface on one SQLite connection."""
 
+    kind = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         """Use `SQLiteStore.open`; this takes a connection already configured and migrated."""
         self._conn = conn
@@ -508,6 +510,21 @@ class SQLiteStore(Store):
                 "UPDATE namespaces SET name = ?, data = ?, notification_version = ? WHERE id = ?",
                 (record.name, record.data, record.notification_version, record.id),
             )
+
+    async def delete_namespace(self, namespace_id: str, expected_notification_version: int) -> None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT notification_version FROM namespaces WHERE id = ?", (namespace_id,)
+            ).fetchone()
+            if row is None:
+                return
+            if row[0] != expected_notification_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"namespace {namespace_id}: expected notification_version {expected_notification_version}, "
+                    f"found {row[0]}",
+                )
+            conn.execute("DELETE FROM namespaces WHERE id = ?", (namespace_id,))
 
     # ---- visibility --------------------------------------------------------------------------------------
     async def upsert_visibility(self, record: VisibilityRecord) -> None:
