@@ -152,6 +152,7 @@ _WRITE_METHODS = {
     "update_namespace",
     "upsert_visibility",
     "delete_visibility",
+    "write_task_queue_config",
 }
 
 

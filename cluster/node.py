@@ -90,6 +90,7 @@ class Node:
         self.history = HistoryEngine(store, config.history_shard_count)
         self.matching = MatchingEngine(store, self.history)
         self.history.matching = self.matching
+        self.history.activity_queue_rate = self._activity_queue_rate
         self.schedules = ScheduleEngine(store, self.history)
         self.namespaces = NamespaceRegistry(
             store, ServerFacts(cluster_name=config.cluster_name, blob_size_limit_error=config.max_blob_bytes)
@@ -132,6 +133,11 @@ class Node:
             return 1
         members = self.membership.swim.members.values()
         return sum(1 for m in members if m.alive and "frontend" in m.roles) or 1
+
+    async def _activity_queue_rate(self, namespace_id: str, queue: str) -> float | None:
+        from hourglass.cluster.matching.engine import ACTIVITY
+
+        return await self.matching.queue_rate(namespace_id, queue, ACTIVITY)
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -254,6 +260,7 @@ class Node:
         if self.membership is not None:
             me = self.membership.swim.me
             workflow_service.draining = lambda: me.draining
+            workflow_service.partition_owner = self._partition_owner
         add_WorkflowServiceServicer_to_server(workflow_service, self.server)
         add_OperatorServiceServicer_to_server(
             OperatorService(
@@ -316,6 +323,13 @@ class Node:
                 f"cannot listen on {self.config.ip}:{self.config.metrics_port} for HTTP (is it in use?)"
             ) from e
         self.metrics_port = self.http_port.start()
+
+    def _partition_owner(self, namespace_id: str, name: str, task_type: int) -> str:
+        """The internal address of the member serving the queue's partition ("" while nobody does)."""
+        membership = self.membership
+        owner = membership.placement.partition_owner(namespace_id, name, task_type)
+        member = membership.swim.members.get(owner) if owner else None
+        return member.rpc_address if member is not None else ""
 
     def _local_report(self, partitions: bool) -> Any:
         member_id = f"{self.config.ip}:{self.bound_port or self.config.port}"

@@ -96,6 +96,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "poller_info": lambda a: (a[0], a[1], a[2]),
     "queue_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
+    "queue_config": lambda a: (a[0], a[1], a[2]),
+    "update_queue_config": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
 }

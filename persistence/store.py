@@ -258,6 +258,21 @@ class Store(abc.ABC):
         """Unregister attributes; names not registered are ignored. Values already stored stay."""
         raise NotImplementedError(f"{type(self).__name__} has no search attribute registry")
 
+    # ---- task queue configuration (UpdateTaskQueueConfig) ------------------------------------------------
+    # Not abstract so that stores written before it keep working; they answer NotImplementedError.
+    async def get_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> tuple[bytes, int] | None:
+        """The queue's serialized TaskQueueConfig and its version, or None when none was ever set."""
+        raise NotImplementedError(f"{type(self).__name__} has no task queue configuration")
+
+    async def write_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int, config: bytes, expected_version: int
+    ) -> None:
+        """Store the config with version `expected_version + 1`, iff the stored version is `expected_version`
+        (0: none stored yet); ConditionFailedError `version_mismatch` otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} has no task queue configuration")
+
     # ---- schedules (shard partition) -------------------------------------------------------------------
     # Not abstract so that stores written before schedules keep working; they answer NotImplementedError.
     async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:

@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import (
     QueryResultType,
     ResetReapplyExcludeType,
     ResetReapplyType,
+    TaskQueueType,
     WorkflowExecutionStatus,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
@@ -123,6 +124,11 @@ class WorkflowService(WorkflowServiceServicer):
         # Whether this node is draining (a cluster member handing everything over before it stops): its
         # long polls are then cut short, so none is still open (and cancelled) when the node stops.
         self.draining: Callable[[], bool] = lambda: False
+        # The address of the node serving a task queue's partition (namespace id, name, task type):
+        # this node unless the node is a cluster member (then set by the node from its placement).
+        self.partition_owner: Callable[[str, str, int], str] = lambda ns, name, task_type: (
+            self.cluster.address
+        )
         self.search_attributes = search_attributes
         self.schedules = (
             None
@@ -883,6 +889,30 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         await self.history.reset_sticky_task_queue(ns.id, execution)
         return rr.ResetStickyTaskQueueResponse()
+
+    @rpc
+    async def ListTaskQueuePartitions(self, request, context):
+        """A task queue is one partition (0, named by the queue itself) per task type in Hourglass."""
+        ns = await self.namespaces.get(request.namespace)
+        name = request.task_queue.name
+        require_task_queue(name)
+        resp = rr.ListTaskQueuePartitionsResponse()
+        for task_type, field_name in (
+            (TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, "activity_task_queue_partitions"),
+            (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "workflow_task_queue_partitions"),
+        ):
+            getattr(resp, field_name).add(
+                key=name, owner_host_name=self.partition_owner(ns.id, name, task_type)
+            )
+        return resp
+
+    @rpc
+    async def UpdateTaskQueueConfig(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        config = await self.matching.update_queue_config(
+            ns.id, request.task_queue, request.task_queue_type, request
+        )
+        return rr.UpdateTaskQueueConfigResponse(config=config)
 
     @rpc
     async def DescribeTaskQueue(self, request, context):

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.query.v1 import WorkflowQuery
-from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueStats, TaskQueueStatus
+from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueConfig, TaskQueueStats, TaskQueueStatus
 from temporalio.api.workflowservice.v1 import (
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondQueryTaskCompletedRequest,
+    UpdateTaskQueueConfigRequest,
 )
 
 from hourglass.cluster.errors import (
@@ -34,6 +35,7 @@ from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
+from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -64,6 +66,8 @@ class MatchingEngine:
         self.write_guard: Callable[[], int | None] | None = None
         # Seals query task tokens; the node sets the cluster's codec (see HistoryEngine.task_tokens).
         self.task_tokens = TaskTokenCodec(new_secret())
+        # UpdateTaskQueueConfig's settings; the queue rate limit is applied to this node's partitions.
+        self.configs = QueueConfigs(store)
 
     def partition(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> Partition:
         key = TaskQueueKey(namespace_id, name, task_type, 0)
@@ -161,6 +165,25 @@ class MatchingEngine:
         await partition.load()
         return merge([p.describe_stats() for p in self.partitions_of(namespace_id, name, task_type)])
 
+    async def queue_config(self, namespace_id: str, name: str, task_type: int) -> TaskQueueConfig:
+        """The queue's stored config (DescribeTaskQueue report_config, `temporal task-queue config get`)."""
+        return await self.configs.get(namespace_id, name, task_type)
+
+    async def update_queue_config(
+        self, namespace_id: str, name: str, task_type: int, request: UpdateTaskQueueConfigRequest
+    ) -> TaskQueueConfig:
+        """Runs on the partition's owner, so its new rate limit applies to the next dispatch."""
+        return await self.configs.update(namespace_id, request)
+
+    async def queue_rate(self, namespace_id: str, name: str, task_type: int) -> float | None:
+        """The queue's configured dispatch rate (None: unlimited), read here from the store (not routed)."""
+        try:
+            return queue_rate(await self.configs.get(namespace_id, name, task_type))
+        except Exception:
+            # The store cannot be read: dispatch at the rate known before (or unlimited) rather than stall.
+            log.warning("could not read the config of task queue %s", name, exc_info=True)
+            return None
+
     async def queue_status(self, namespace_id: str, name: str, task_type: int) -> TaskQueueStatus:
         """The legacy TaskQueueStatus of a task queue's partition (DescribeTaskQueue in legacy mode)."""
         partition = self.partition(namespace_id, name, task_type)
@@ -201,9 +224,14 @@ class MatchingEngine:
         self, namespace_id: str, task_queue: str, kind: int, identity: str, timeout: float, build_id: str = ""
     ) -> PollWorkflowTaskQueueResponse:
         partition = self.partition(namespace_id, task_queue, WORKFLOW, kind)
+        rate = (
+            None
+            if kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY
+            else await self.queue_rate(namespace_id, task_queue, WORKFLOW)
+        )
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity, build_id)
+            task = await partition.poll(remaining, identity, build_id, rate_limit=rate)
             if task is None:
                 break
             if task.query is not None:
@@ -241,9 +269,10 @@ class MatchingEngine:
         max_tasks_per_second: float = 0.0,
     ) -> PollActivityTaskQueueResponse:
         partition = self.partition(namespace_id, task_queue, ACTIVITY)
+        rate = await self.queue_rate(namespace_id, task_queue, ACTIVITY)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            task = await partition.poll(remaining, identity, build_id, max_tasks_per_second)
+            task = await partition.poll(remaining, identity, build_id, max_tasks_per_second, rate_limit=rate)
             if task is None:
                 break
             response = await self._deliver(

@@ -21,6 +21,7 @@ from temporalio.api.taskqueue.v1 import TaskIdBlock, TaskQueueStats, TaskQueueSt
 
 from hourglass.cluster.errors import ShardNotOwned
 from hourglass.cluster.history.timeutil import now_ms
+from hourglass.cluster.matching.queue_config import DispatchLimiter
 from hourglass.cluster.matching.stats import QueueStats
 from hourglass.persistence.records import QueueTask, TaskQueueKey
 from hourglass.persistence.store import Store
@@ -81,6 +82,7 @@ class Partition:
         # What each poller said of itself: its build id and the dispatch rate it asked for (0 = none).
         self.poller_details: dict[str, tuple[str, float]] = {}
         self.stats = QueueStats()
+        self.limiter = DispatchLimiter()
 
     def check_writable(self) -> None:
         if self.closed or (self._writable is not None and not self._writable()):
@@ -251,12 +253,24 @@ class Partition:
         )
 
     async def poll(
-        self, timeout: float, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0
+        self,
+        timeout: float,
+        identity: str,
+        build_id: str = "",
+        max_tasks_per_second: float = 0.0,
+        rate_limit: float | None = None,
     ) -> MatchedTask | None:
+        """A task for the poller, or None after `timeout`. With `rate_limit` (the queue's configured
+        dispatches per second), the poller first waits for its dispatch slot."""
         self.last_poll[identity] = asyncio.get_running_loop().time()
         self.poller_details[identity] = (build_id, max_tasks_per_second)
         if self.closed:
             return None
+        if rate_limit is not None:
+            admitted = await self.limiter.admit(rate_limit, timeout)
+            if admitted is None or self.closed:
+                return None
+            timeout = admitted
         await self._ensure_loaded()
         if self._backlog:
             return self._take_from_backlog()

@@ -314,6 +314,18 @@ class _Statements:
             "DELETE FROM namespaces WHERE namespaces_partition = ? AND kind = ? AND key = ? "
             "IF notification_version = ?"
         )
+        # ---- task queue configuration
+        self.get_tq_config = self._idempotent(
+            "SELECT config, version FROM task_queue_configs WHERE namespace_id = ? AND name = ? AND task_type = ?"
+        )
+        self.insert_tq_config = self._conditional(
+            "INSERT INTO task_queue_configs (namespace_id, name, task_type, config, version) "
+            "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.update_tq_config = self._conditional(
+            "UPDATE task_queue_configs SET config = ?, version = ? "
+            "WHERE namespace_id = ? AND name = ? AND task_type = ? IF version = ?"
+        )
         # ---- visibility
         self.insert_visibility = self._idempotent(
             f"INSERT INTO visibility (start_day, {_VISIBILITY_COLUMNS}) "
@@ -1073,6 +1085,30 @@ class CassandraStore(Store):
             raise _schedule_failure(shard_id, range_id, namespace_id, schedule_id, expected_version, rows)
 
     # ---- search attribute registry -------------------------------------------------------------------------
+    async def get_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> tuple[bytes, int] | None:
+        # Serial: an update just acknowledged (an LWT) is always seen.
+        rows = await self._serial_rows(self._s.get_tq_config, (namespace_id, name, int(task_type)))
+        return None if not rows else (bytes(rows[0]["config"]), int(rows[0]["version"]))
+
+    async def write_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int, config: bytes, expected_version: int
+    ) -> None:
+        """One LWT: IF NOT EXISTS for the first config of the queue, IF version = expected after that."""
+        key = (namespace_id, name, int(task_type))
+        if expected_version == 0:
+            row = await self._conditional(self._s.insert_tq_config, (*key, config, 1))
+        else:
+            row = await self._conditional(
+                self._s.update_tq_config, (config, expected_version + 1, *key, expected_version)
+            )
+        if not row["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"task queue config {key[1]}: expected version {expected_version}, found {row.get('version')}",
+            )
+
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         statement = self._s.get_search_attributes.bind((namespace_id,))
         statement.fetch_size = PAGE_ROWS

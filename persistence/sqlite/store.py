@@ -668,6 +668,35 @@ class SQLiteStore(Store):
                 )
 
     # ---- search attribute registry ----------------------------------------------------------------------
+    async def get_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> tuple[bytes, int] | None:
+        row = self._read_one(
+            "SELECT config, version FROM task_queue_configs WHERE namespace_id = ? AND name = ? AND task_type = ?",
+            (namespace_id, name, int(task_type)),
+        )
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    async def write_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int, config: bytes, expected_version: int
+    ) -> None:
+        key = (namespace_id, name, int(task_type))
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT version FROM task_queue_configs WHERE namespace_id = ? AND name = ? AND task_type = ?",
+                key,
+            ).fetchone()
+            if (row[0] if row else 0) != expected_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"task queue config {name}: expected version {expected_version}, found {row[0] if row else 0}",
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO task_queue_configs (namespace_id, name, task_type, config, version) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (*key, config, expected_version + 1),
+            )
+
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         rows = self._read("SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,))
         return dict(rows)
