@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from google.protobuf.duration_pb2 import Duration
-from temporalio.api.enums.v1 import ArchivalState, NamespaceState
+from temporalio.api.enums.v1 import ArchivalState, NamespaceState, ReplicationState
 from temporalio.api.namespace.v1 import NamespaceConfig, NamespaceInfo
 from temporalio.api.workflowservice.v1 import DescribeNamespaceResponse
 
@@ -78,6 +78,7 @@ class ServerFacts:
         desc.config.bad_binaries.SetInParent()
         replication = desc.replication_config
         replication.active_cluster_name = self.cluster_name
+        replication.state = ReplicationState.REPLICATION_STATE_NORMAL
         del replication.clusters[:]
         replication.clusters.add(cluster_name=self.cluster_name)
 

@@ -15,6 +15,7 @@ import grpc
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
+    IndexedValueType,
     QueryRejectCondition,
     QueryResultType,
     ResetReapplyExcludeType,
@@ -164,15 +165,28 @@ class WorkflowService(WorkflowServiceServicer):
         await _send_version(context)
         return self.cluster.cluster_info()
 
+    async def _described(self, ns) -> rr.DescribeNamespaceResponse:
+        """The namespace as stored, with the aliases of its custom search attributes (as the reference
+        answers them: the storage field each name maps to, `<Type><NN>`, numbered per type by name)."""
+        desc = rr.DescribeNamespaceResponse()
+        desc.CopyFrom(ns.description)
+        counts: dict[int, int] = {}
+        for name, value_type in sorted((await self.search_attributes.custom(ns.id)).items()):
+            counts[value_type] = counts.get(value_type, 0) + 1
+            type_name = IndexedValueType.Name(value_type).removeprefix("INDEXED_VALUE_TYPE_").title()
+            field = type_name.replace("_", "").replace("Keywordlist", "KeywordList")
+            desc.config.custom_search_attribute_aliases[f"{field}{counts[value_type]:02d}"] = name
+        return desc
+
     @rpc
     async def DescribeNamespace(self, request, context):
         if request.id:
             for ns in await self.namespaces.list():
                 if ns.id == request.id:
-                    return ns.description
+                    return await self._described(ns)
             raise NotFound(f"Namespace {request.id} is not found.")
         ns = await self.namespaces.get(request.namespace)
-        return ns.description
+        return await self._described(ns)
 
     @rpc
     async def RegisterNamespace(self, request, context):
@@ -195,7 +209,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.update_info if request.HasField("update_info") else None,
             request.config if request.HasField("config") else None,
         )
-        d = ns.description
+        d = await self._described(ns)
         return rr.UpdateNamespaceResponse(
             namespace_info=d.namespace_info,
             config=d.config,
@@ -208,7 +222,9 @@ class WorkflowService(WorkflowServiceServicer):
         page, token = await self.namespaces.list_page(
             request.page_size, request.next_page_token, request.namespace_filter.include_deleted
         )
-        return rr.ListNamespacesResponse(namespaces=[ns.description for ns in page], next_page_token=token)
+        return rr.ListNamespacesResponse(
+            namespaces=[await self._described(ns) for ns in page], next_page_token=token
+        )
 
     # ---- starting, signalling, stopping workflows --------------------------------------------------------
     @rpc

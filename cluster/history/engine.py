@@ -872,6 +872,7 @@ class HistoryEngine:
                 "",
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
                 build_id,
+                request.metering_metadata if request.HasField("metering_metadata") else None,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
@@ -1056,6 +1057,12 @@ class HistoryEngine:
 
     def _started_activity(self, ms: MutableState, token: TaskToken, activity_id: str = "") -> ActivityInfo:
         ai = ms.activity_by_id(activity_id) if activity_id else ms.activities.get(token.scheduled_event_id)
+        if activity_id and ms.running and ai is None:
+            # The reference's answer to a completion by id naming no pending activity.
+            raise NotFound(
+                f"cannot find pending activity with ActivityID {activity_id}, "
+                "check workflow execution history for more details"
+            )
         if (
             not ms.running
             or ai is None
