@@ -78,7 +78,6 @@ class ServerFacts:
         desc.config.bad_binaries.SetInParent()
         replication = desc.replication_config
         replication.active_cluster_name = self.cluster_name
-        replication.state = ReplicationState.REPLICATION_STATE_NORMAL
         del replication.clusters[:]
         replication.clusters.add(cluster_name=self.cluster_name)
 
@@ -118,7 +117,10 @@ class NamespaceRegistry:
         owner_email: str = "",
         retention: Duration | None = None,
         data: dict[str, str] | None = None,
+        replication_state: int = ReplicationState.REPLICATION_STATE_UNSPECIFIED,
     ) -> Namespace:
+        """`replication_state`: NORMAL for a namespace a client registers; the namespaces a server creates
+        at start have none, as on the reference."""
         if not name:
             raise InvalidArgument("Namespace not set on request.")
         if len(name) > MAX_NAME_LENGTH:
@@ -144,6 +146,7 @@ class NamespaceRegistry:
             ),
             is_global_namespace=False,
         )
+        desc.replication_config.state = replication_state
         self.server.describe(desc)
         try:
             await self.store.create_namespace(NamespaceRecord(ns_id, name, desc.SerializeToString()))

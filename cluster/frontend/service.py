@@ -18,6 +18,7 @@ from temporalio.api.enums.v1 import (
     IndexedValueType,
     QueryRejectCondition,
     QueryResultType,
+    ReplicationState,
     ResetReapplyExcludeType,
     ResetReapplyType,
     TaskQueueType,
@@ -199,6 +200,7 @@ class WorkflowService(WorkflowServiceServicer):
             if request.HasField("workflow_execution_retention_period")
             else None,
             dict(request.data),
+            ReplicationState.REPLICATION_STATE_NORMAL,
         )
         return rr.RegisterNamespaceResponse()
 
