@@ -203,6 +203,9 @@ def start_dev(
         history_shard_count=history_shards,
         metrics_port=metrics_port,
         http_port=http_port,
+        # The reference's start-dev names its cluster so (GetClusterInfo, ListClusters, every namespace's
+        # replication config).
+        cluster_name="active",
         namespaces=["default", *[n for n in namespaces if n != "default"]],
         time_skipping=time_skipping or enable_time_skipping,
         time_skipping_locked=not enable_time_skipping,

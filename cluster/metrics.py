@@ -148,9 +148,11 @@ _WRITE_METHODS = {
     "create_queue_tasks",
     "delete_queue_tasks",
     "create_namespace",
+    "delete_namespace",
     "update_namespace",
     "upsert_visibility",
     "delete_visibility",
+    "write_task_queue_config",
 }
 
 

@@ -15,7 +15,9 @@ from temporalio.api.testservice.v1.service_pb2_grpc import add_TestServiceServic
 from temporalio.api.workflowservice.v1.service_pb2_grpc import add_WorkflowServiceServicer_to_server
 
 from hourglass.cluster.batcher.engine import BatchEngine
+from hourglass.cluster.frontend.cluster_info import ClusterFacts, cluster_id_from_secret
 from hourglass.cluster.frontend.grpc_errors import DecodeErrorInterceptor
+from hourglass.cluster.frontend.namespace_deletion import NamespaceDeleter
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, ServerFacts, retention_ms
 from hourglass.cluster.frontend.operator_service import OperatorService
 from hourglass.cluster.frontend.rate_limit_interceptor import RateLimitInterceptor
@@ -93,6 +95,7 @@ class Node:
         self.matching = MatchingEngine(store, self.history)
         self.matching.partition_config = PartitionConfig(config.dynamic_config)
         self.history.matching = self.matching
+        self.history.activity_queue_rate = self._activity_queue_rate
         self.schedules = ScheduleEngine(store, self.history)
         # Batch operations follow shard ownership like schedules (cluster/batcher).
         self.batches = BatchEngine(store, self.history)
@@ -126,12 +129,25 @@ class Node:
         self.request_limiter = RequestLimiter(RateLimitConfig(config.dynamic_config), self._frontend_count)
         self.loop_lag = LoopLagMonitor()
         self.clock: VirtualClock | None = None
+        # What GetClusterInfo and ListClusters answer; the id and addresses are known in start().
+        self.cluster_facts = ClusterFacts(
+            name=config.cluster_name,
+            history_shard_count=config.history_shard_count,
+            persistence_store=store.kind,
+            visibility_store=store.kind,
+        )
+        self.namespace_deleter: NamespaceDeleter | None = None
 
     def _frontend_count(self) -> int:
         if self.membership is None:
             return 1
         members = self.membership.swim.members.values()
         return sum(1 for m in members if m.alive and "frontend" in m.roles) or 1
+
+    async def _activity_queue_rate(self, namespace_id: str, queue: str) -> float | None:
+        from hourglass.cluster.matching.engine import ACTIVITY
+
+        return await self.matching.queue_rate(namespace_id, queue, ACTIVITY)
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
@@ -183,6 +199,7 @@ class Node:
             )
         # Every node seals and opens task tokens with the one secret the store holds for the cluster.
         self.task_tokens = TaskTokenCodec(stored.task_token_secret)
+        self.cluster_facts.cluster_id = cluster_id_from_secret(stored.task_token_secret, stored.cluster_name)
         self.history.task_tokens = self.matching.task_tokens = self.task_tokens
         for name in self.config.namespaces:
             await self.namespaces.ensure(name)
@@ -225,6 +242,11 @@ class Node:
                 self.store,
             )
         if serves_frontend:
+            # Deletions of namespaces resume here after a restart (see namespace_deletion).
+            self.namespace_deleter = NamespaceDeleter(
+                self.namespaces, self.store, self.history_api, self.schedules_api
+            )
+            self.namespace_deleter.start()
             await self._serve_frontend(interceptors, frontend_credentials)
             if self.config.http_port is not None:
                 await self._serve_http_api(interceptors)
@@ -248,7 +270,9 @@ class Node:
         if self.membership is not None:
             me = self.membership.swim.me
             workflow_service.draining = lambda: me.draining
-        operator_service = OperatorService(self.namespaces, self.search_attributes)
+        operator_service = OperatorService(
+            self.namespaces, self.search_attributes, self.namespace_deleter, self.cluster_facts
+        )
         add_WorkflowServiceServicer_to_server(workflow_service, self.server)
         add_OperatorServiceServicer_to_server(operator_service, self.server)
         # The same servicers answer the HTTP API, through the same interceptors (_serve_http_api).
@@ -289,6 +313,7 @@ class Node:
             # One node serves every partition (ListTaskQueuePartitions names this address).
             address = f"{self.config.ip}:{self.bound_port}"
             self.matching.owner_address = lambda _key: address
+        self.cluster_facts.address = f"{self.config.ip}:{self.bound_port}"
         log.info("hourglass frontend listening on %s:%s", self.config.ip, self.bound_port)
 
     def _workflow_service(self) -> WorkflowService:
@@ -302,6 +327,7 @@ class Node:
             schedules=self.schedules_api,
             task_tokens=self.task_tokens,
             batches=self.batches_api,
+            cluster=self.cluster_facts,
         )
 
     async def _serve_http_api(self, interceptors: list) -> None:
@@ -369,6 +395,8 @@ class Node:
             await self.server.stop(grace)
         if self.jwt_keys is not None:
             await self.jwt_keys.stop()
+        if self.namespace_deleter is not None:
+            await self.namespace_deleter.stop()
         await self.schedules.stop()
         await self.batches.stop()
         if self.standalone is not None:

@@ -107,6 +107,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
     "partition_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
+    "queue_config": lambda a: (a[0], a[1], a[2]),
+    "update_queue_config": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
     "complete_worker_polls": lambda a: (a[0], a[1], a[2]),

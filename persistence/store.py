@@ -36,6 +36,10 @@ from hourglass.persistence.visibility.model import VisibilityQuery
 class Store(abc.ABC):
     """Durable state of a cluster. Implementations must be safe for concurrent use from one event loop."""
 
+    # The store's name as GetClusterInfo reports it (persistence and visibility store), as the reference
+    # names its own: "sqlite", "cassandra".
+    kind: str = "unknown"
+
     # ---- lifecycle -------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -195,6 +199,12 @@ class Store(abc.ABC):
     async def update_namespace(self, record: NamespaceRecord, expected_notification_version: int) -> None:
         """Conditional on the stored notification_version; NamespaceNotFoundError / ConditionFailedError."""
 
+    @abc.abstractmethod
+    async def delete_namespace(self, namespace_id: str, expected_notification_version: int) -> None:
+        """Remove the namespace (its by-id and by-name entries together), conditional on the stored
+        notification_version (ConditionFailedError); a namespace already gone is not an error, so a
+        deletion interrupted after this write can run again."""
+
     # ---- visibility --------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def upsert_visibility(self, record: VisibilityRecord) -> None: ...
@@ -248,6 +258,21 @@ class Store(abc.ABC):
     async def remove_search_attributes(self, namespace_id: str, names: Iterable[str]) -> None:
         """Unregister attributes; names not registered are ignored. Values already stored stay."""
         raise NotImplementedError(f"{type(self).__name__} has no search attribute registry")
+
+    # ---- task queue configuration (UpdateTaskQueueConfig) ------------------------------------------------
+    # Not abstract so that stores written before it keep working; they answer NotImplementedError.
+    async def get_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> tuple[bytes, int] | None:
+        """The queue's serialized TaskQueueConfig and its version, or None when none was ever set."""
+        raise NotImplementedError(f"{type(self).__name__} has no task queue configuration")
+
+    async def write_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int, config: bytes, expected_version: int
+    ) -> None:
+        """Store the config with version `expected_version + 1`, iff the stored version is `expected_version`
+        (0: none stored yet); ConditionFailedError `version_mismatch` otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} has no task queue configuration")
 
     # ---- schedules (shard partition) -------------------------------------------------------------------
     # Not abstract so that stores written before schedules keep working; they answer NotImplementedError.

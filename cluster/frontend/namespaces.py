@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.duration_pb2 import Duration
-from temporalio.api.enums.v1 import ArchivalState, NamespaceState
+from temporalio.api.enums.v1 import ArchivalState, NamespaceState, ReplicationState
 from temporalio.api.namespace.v1 import NamespaceConfig, NamespaceInfo
 from temporalio.api.workflowservice.v1 import DescribeNamespaceResponse
 
@@ -31,6 +32,22 @@ class Namespace:
     id: str
     name: str
     description: DescribeNamespaceResponse
+    # The stored record's version: a deletion is conditional on it.
+    notification_version: int = 0
+    # When this node read it (time.monotonic()): cached entries are read again after CACHE_REFRESH_S.
+    read_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def deleted(self) -> bool:
+        return self.description.namespace_info.state == NamespaceState.NAMESPACE_STATE_DELETED
+
+
+# How long a node serves a namespace from its cache before reading it again: what another node changed
+# (an update, a deletion) is seen here within this delay, as the reference's namespace cache refresh (10 s).
+CACHE_REFRESH_S = 10.0
+# A deleted namespace is renamed `<name>-deleted-<first characters of its id>` (as on the reference), so
+# its name is free at once while its runs are being deleted.
+DELETED_SUFFIX_LENGTH = 5
 
 
 INVALID_RETENTION = "A valid retention period is not set on request."
@@ -86,6 +103,9 @@ class NamespaceRegistry:
         if not name:
             raise InvalidArgument("Namespace is empty.")
         ns = self._by_name.get(name)
+        if ns is not None and time.monotonic() - ns.read_at > CACHE_REFRESH_S:
+            del self._by_name[name]
+            ns = None
         if ns is None:
             record = await self.store.get_namespace_by_name(name)
             if record is None:
@@ -101,7 +121,10 @@ class NamespaceRegistry:
         owner_email: str = "",
         retention: Duration | None = None,
         data: dict[str, str] | None = None,
+        replication_state: int = ReplicationState.REPLICATION_STATE_UNSPECIFIED,
     ) -> Namespace:
+        """`replication_state`: NORMAL for a namespace a client registers; the namespaces a server creates
+        at start have none, as on the reference."""
         if not name:
             raise InvalidArgument("Namespace not set on request.")
         if len(name) > MAX_NAME_LENGTH:
@@ -127,6 +150,7 @@ class NamespaceRegistry:
             ),
             is_global_namespace=False,
         )
+        desc.replication_config.state = replication_state
         self.server.describe(desc)
         try:
             await self.store.create_namespace(NamespaceRecord(ns_id, name, desc.SerializeToString()))
@@ -192,17 +216,58 @@ class NamespaceRegistry:
     async def list(self) -> list[Namespace]:
         return [self._from_record(r) for r in await self.store.list_namespaces()]
 
-    async def list_page(self, page_size: int, next_page_token: bytes) -> tuple[list[Namespace], bytes]:
+    async def mark_deleted(self, ns: Namespace) -> Namespace:
+        """State DELETED and the name `<name>-deleted-<id prefix>`, in one conditional write: from then on
+        the old name is free (NotFound, registrable again) and the runs are deleted in the background.
+        A namespace already marked is answered as it is (a repeated call is harmless)."""
+        record = await self.store.get_namespace_by_id(ns.id)
+        if record is None:
+            raise NamespaceNotFound(ns.name)
+        current = self._from_record(record)
+        if current.deleted:
+            return current
+        desc = current.description
+        desc.namespace_info.state = NamespaceState.NAMESPACE_STATE_DELETED
+        for length in range(DELETED_SUFFIX_LENGTH, len(ns.id) + 1):
+            new_name = f"{record.name}-deleted-{ns.id[:length]}"
+            if await self.store.get_namespace_by_name(new_name) is None:
+                break
+        desc.namespace_info.name = new_name
+        updated = NamespaceRecord(
+            record.id, new_name, desc.SerializeToString(), record.notification_version + 1
+        )
+        try:
+            await self.store.update_namespace(updated, record.notification_version)
+        except (ConditionFailedError, NamespaceAlreadyExistsError):
+            raise Unavailable("the namespace changed concurrently; try again") from None
+        self._by_name.pop(record.name, None)
+        marked = self._from_record(updated)
+        self._by_name[new_name] = marked
+        return marked
+
+    async def remove(self, ns: Namespace) -> None:
+        """Delete the namespace's record itself (the last step of a deletion, once its runs are gone)."""
+        await self.store.delete_namespace(ns.id, ns.notification_version)
+        self._by_name.pop(ns.name, None)
+
+    async def list_page(
+        self, page_size: int, next_page_token: bytes, include_deleted: bool = False
+    ) -> tuple[list[Namespace], bytes]:
         """One page of namespaces by name, and the token of the next (empty when this is the last).
 
         The token is the last name returned: a page resumes after it, so a namespace registered or
-        deleted meanwhile neither shifts nor repeats the others.
+        deleted meanwhile neither shifts nor repeats the others. Deleted namespaces (whose runs are being
+        deleted) are left out unless asked for, as on the reference.
         """
         if page_size <= 0:
             page_size = LIST_DEFAULT_PAGE_SIZE
         after = next_page_token.decode("utf-8", "replace")
         records = sorted(
-            (r for r in await self.store.list_namespaces() if not after or r.name > after),
+            (
+                r
+                for r in await self.store.list_namespaces()
+                if (not after or r.name > after) and (include_deleted or not _is_deleted(r))
+            ),
             key=lambda r: r.name,
         )
         page: list[Namespace] = []
@@ -219,7 +284,13 @@ class NamespaceRegistry:
         desc = DescribeNamespaceResponse()
         desc.ParseFromString(record.data)
         self.server.describe(desc)
-        return Namespace(record.id, record.name, desc)
+        return Namespace(record.id, record.name, desc, record.notification_version)
+
+
+def _is_deleted(record: NamespaceRecord) -> bool:
+    desc = DescribeNamespaceResponse()
+    desc.ParseFromString(record.data)
+    return desc.namespace_info.state == NamespaceState.NAMESPACE_STATE_DELETED
 
 
 def retention_ms(ns: Namespace) -> int:

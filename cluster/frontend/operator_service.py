@@ -1,7 +1,7 @@
-"""The OperatorService: search attributes per namespace (the only operator surface a single cluster needs).
+"""The OperatorService: search attributes per namespace, namespace deletion and this cluster's listing.
 
-Every other OperatorService RPC (remote clusters, Nexus endpoints, namespace deletion) answers
-UNIMPLEMENTED with its name, like the WorkflowService's unimplemented RPCs.
+Every other OperatorService RPC (remote clusters, Nexus endpoints) answers UNIMPLEMENTED with its name,
+like the WorkflowService's unimplemented RPCs.
 """
 
 from __future__ import annotations
@@ -9,16 +9,26 @@ from __future__ import annotations
 from temporalio.api.operatorservice.v1 import request_response_pb2 as rr
 from temporalio.api.operatorservice.v1.service_pb2_grpc import OperatorServiceServicer
 
-from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.errors import InvalidArgument, Unavailable
+from hourglass.cluster.frontend.cluster_info import ClusterFacts
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
+from hourglass.cluster.frontend.namespace_deletion import NamespaceDeleter
 from hourglass.cluster.frontend.namespaces import Namespace, NamespaceRegistry
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry, system_attribute_types
 
 
 class OperatorService(OperatorServiceServicer):
-    def __init__(self, namespaces: NamespaceRegistry, search_attributes: SearchAttributeRegistry) -> None:
+    def __init__(
+        self,
+        namespaces: NamespaceRegistry,
+        search_attributes: SearchAttributeRegistry,
+        deleter: NamespaceDeleter | None = None,
+        cluster: ClusterFacts | None = None,
+    ) -> None:
         self.namespaces = namespaces
         self.search_attributes = search_attributes
+        self.deleter = deleter
+        self.cluster = cluster or ClusterFacts(name=namespaces.server.cluster_name)
 
     async def _namespace(self, name: str) -> Namespace:
         if not name:
@@ -44,6 +54,17 @@ class OperatorService(OperatorServiceServicer):
             custom_attributes=await self.search_attributes.custom(ns.id),
             system_attributes=system_attribute_types(),
         )
+
+    @rpc
+    async def DeleteNamespace(self, request, context):
+        if self.deleter is None:
+            raise Unavailable("namespace deletion is not running on this node")
+        deleted = await self.deleter.delete(request.namespace, request.namespace_id)
+        return rr.DeleteNamespaceResponse(deleted_namespace=deleted)
+
+    @rpc
+    async def ListClusters(self, request, context):
+        return self.cluster.list_clusters()
 
 
 def _fill_unimplemented() -> None:

@@ -15,8 +15,10 @@ import grpc
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
+    IndexedValueType,
     QueryRejectCondition,
     QueryResultType,
+    ReplicationState,
     ResetReapplyExcludeType,
     ResetReapplyType,
     TaskQueueType,
@@ -42,6 +44,12 @@ from hourglass.cluster.errors import (
 )
 from hourglass.cluster.frontend import activity_operations, visibility, workflow_pause
 from hourglass.cluster.frontend.batches import BatchHandlers
+from hourglass.cluster.frontend.cluster_info import (
+    SERVER_VERSION,
+    VERSION_HEADER,
+    ClusterFacts,
+    hourglass_version,
+)
 from hourglass.cluster.frontend.describe import describe, run_status
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
@@ -79,7 +87,6 @@ from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSION = "1.27.0"
 # Long polls answer before the SDK's 70 s deadline.
 MAX_LONG_POLL_S = 60.0
 # The least time a task poll may give the server, and the reference's refusal of less.
@@ -111,8 +118,10 @@ class WorkflowService(WorkflowServiceServicer):
         schedules: ScheduleEngine | None = None,
         task_tokens: TaskTokenCodec,
         batches: object = None,
+        cluster: ClusterFacts | None = None,
     ) -> None:
         self.namespaces = namespaces
+        self.cluster = cluster or ClusterFacts(name=namespaces.server.cluster_name)
         # Opens the task tokens workers send back: only those this cluster sealed are accepted.
         self.task_tokens = task_tokens
         self.history = history
@@ -141,6 +150,7 @@ class WorkflowService(WorkflowServiceServicer):
     # ---- cluster and namespaces ------------------------------------------------------------------------
     @rpc
     async def GetSystemInfo(self, request, context):
+        await _send_version(context)
         resp = rr.GetSystemInfoResponse(server_version=SERVER_VERSION)
         caps = resp.capabilities
         caps.signal_and_query_header = True
@@ -157,24 +167,31 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def GetClusterInfo(self, request, context):
-        return rr.GetClusterInfoResponse(
-            cluster_name=self.namespaces.server.cluster_name,
-            server_version=SERVER_VERSION,
-            cluster_id="hourglass",
-            history_shard_count=self.history.shard_count,
-            persistence_store="hourglass",
-            visibility_store="hourglass",
-        )
+        await _send_version(context)
+        return self.cluster.cluster_info()
+
+    async def _described(self, ns) -> rr.DescribeNamespaceResponse:
+        """The namespace as stored, with the aliases of its custom search attributes (as the reference
+        answers them: the storage field each name maps to, `<Type><NN>`, numbered per type by name)."""
+        desc = rr.DescribeNamespaceResponse()
+        desc.CopyFrom(ns.description)
+        counts: dict[int, int] = {}
+        for name, value_type in sorted((await self.search_attributes.custom(ns.id)).items()):
+            counts[value_type] = counts.get(value_type, 0) + 1
+            type_name = IndexedValueType.Name(value_type).removeprefix("INDEXED_VALUE_TYPE_").title()
+            field = type_name.replace("_", "").replace("Keywordlist", "KeywordList")
+            desc.config.custom_search_attribute_aliases[f"{field}{counts[value_type]:02d}"] = name
+        return desc
 
     @rpc
     async def DescribeNamespace(self, request, context):
         if request.id:
             for ns in await self.namespaces.list():
                 if ns.id == request.id:
-                    return ns.description
+                    return await self._described(ns)
             raise NotFound(f"Namespace {request.id} is not found.")
         ns = await self.namespaces.get(request.namespace)
-        return ns.description
+        return await self._described(ns)
 
     @rpc
     async def RegisterNamespace(self, request, context):
@@ -187,6 +204,7 @@ class WorkflowService(WorkflowServiceServicer):
             if request.HasField("workflow_execution_retention_period")
             else None,
             dict(request.data),
+            ReplicationState.REPLICATION_STATE_NORMAL,
         )
         return rr.RegisterNamespaceResponse()
 
@@ -197,7 +215,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.update_info if request.HasField("update_info") else None,
             request.config if request.HasField("config") else None,
         )
-        d = ns.description
+        d = await self._described(ns)
         return rr.UpdateNamespaceResponse(
             namespace_info=d.namespace_info,
             config=d.config,
@@ -207,8 +225,12 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def ListNamespaces(self, request, context):
-        page, token = await self.namespaces.list_page(request.page_size, request.next_page_token)
-        return rr.ListNamespacesResponse(namespaces=[ns.description for ns in page], next_page_token=token)
+        page, token = await self.namespaces.list_page(
+            request.page_size, request.next_page_token, request.namespace_filter.include_deleted
+        )
+        return rr.ListNamespacesResponse(
+            namespaces=[await self._described(ns) for ns in page], next_page_token=token
+        )
 
     # ---- starting, signalling, stopping workflows --------------------------------------------------------
     @rpc
@@ -991,6 +1013,14 @@ class WorkflowService(WorkflowServiceServicer):
         return rr.ResetStickyTaskQueueResponse()
 
     @rpc
+    async def UpdateTaskQueueConfig(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        config = await self.matching.update_queue_config(
+            ns.id, request.task_queue, request.task_queue_type, request
+        )
+        return rr.UpdateTaskQueueConfigResponse(config=config)
+
+    @rpc
     async def DescribeTaskQueue(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
@@ -1010,6 +1040,11 @@ class WorkflowService(WorkflowServiceServicer):
             for key, owner in self.matching.list_partitions(ns.id, name, task_type):
                 out.add(key=key, owner_host_name=owner)
         return resp
+
+
+async def _send_version(context: grpc.aio.ServicerContext) -> None:
+    """Hourglass's own version beside the reference version it answers (see cluster_info)."""
+    await context.send_initial_metadata(((VERSION_HEADER, hourglass_version()),))
 
 
 def _update_stage(stage: int) -> int:

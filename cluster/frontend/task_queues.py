@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import (
     BuildIdTaskReachability,
     DescribeTaskQueueMode,
+    RateLimitSource,
     TaskQueueKind,
     TaskQueueType,
 )
@@ -33,6 +34,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, Describe
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.timeutil import to_timestamp
 from hourglass.cluster.matching.partition_tree import parse_partition_name
+from hourglass.cluster.matching.queue_config import queue_rate
 
 # A poller not seen for this long is no longer listed.
 POLLER_HORIZON_S = 5 * 60
@@ -67,6 +69,14 @@ async def describe_task_queue(
         resp.stats_by_priority_key[DEFAULT_PRIORITY_KEY].CopyFrom(stats)
     if request.include_task_queue_status:
         resp.task_queue_status.CopyFrom(await matching.queue_status(namespace_id, name, task_type))
+    config = await matching.queue_config(namespace_id, name, task_type)
+    if request.report_config and config.ByteSize():
+        resp.config.CopyFrom(config)
+    rate = queue_rate(config)
+    if rate is not None:
+        # The limit matching applies, set through the API (UpdateTaskQueueConfig), as the reference says.
+        resp.effective_rate_limit.requests_per_second = rate
+        resp.effective_rate_limit.rate_limit_source = RateLimitSource.RATE_LIMIT_SOURCE_API
     return resp
 
 

@@ -209,6 +209,8 @@ def _schedule_activity(tr: Transition, command: Command, completed_event_id: int
         heartbeat_timeout=to_duration(heartbeat),
         workflow_task_completed_event_id=completed_event_id,
         retry_policy=default_retry_policy(a.retry_policy if a.HasField("retry_policy") else None),
+        # Deprecated, but recorded as the worker sent it, as the reference does.
+        use_workflow_build_id=a.use_workflow_build_id,
     )
     if not a.HasField("header"):
         attrs.ClearField("header")

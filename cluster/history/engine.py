@@ -227,6 +227,9 @@ class HistoryEngine:
         self.resolve_namespace_id: Callable[[str], Awaitable[str]] | None = None
         # Raises InvalidArgument for unknown or mistyped search attributes; set by the node.
         self.validate_search_attributes: Callable[[str, Any], Awaitable[None]] | None = None
+        # The dispatch rate configured for an activity queue (namespace id, queue), None when unlimited:
+        # activities of a rate-limited queue are not handed out eagerly, which would bypass the limit.
+        self.activity_queue_rate: Callable[[str, str], Awaitable[float | None]] | None = None
         # namespace id -> its retention in ms (closed runs are deleted after it); set by the node.
         self.namespace_retention_ms: Callable[[str], Awaitable[int]] | None = None
         self.shard_count = shard_count
@@ -856,6 +859,7 @@ class HistoryEngine:
             await self._check_command_search_attributes(token.namespace_id, request.commands)
         except CommandError as e:
             failed.append(e)
+        await self._decline_eager_on_limited_queues(token.namespace_id, request.commands)
         shard = self.shard_for(token.namespace_id, token.workflow_id)
         key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
         returned: list = []  # the new task started for the response, if any
@@ -898,6 +902,7 @@ class HistoryEngine:
                 "",
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
                 build_id,
+                request.metering_metadata if request.HasField("metering_metadata") else None,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
@@ -972,6 +977,18 @@ class HistoryEngine:
                     )
                 )
         return response
+
+    async def _decline_eager_on_limited_queues(self, namespace_id: str, commands: Any) -> None:
+        if self.activity_queue_rate is None:
+            return
+        for command in commands:
+            attrs = command.schedule_activity_task_command_attributes
+            if (
+                command.HasField("schedule_activity_task_command_attributes")
+                and attrs.request_eager_execution
+                and await self.activity_queue_rate(namespace_id, attrs.task_queue.name) is not None
+            ):
+                attrs.request_eager_execution = False
 
     async def _check_command_search_attributes(self, namespace_id: str, commands) -> None:
         """Search attributes a command sets must be registered with the right type (async, so checked
@@ -1073,6 +1090,12 @@ class HistoryEngine:
 
     def _started_activity(self, ms: MutableState, token: TaskToken, activity_id: str = "") -> ActivityInfo:
         ai = ms.activity_by_id(activity_id) if activity_id else ms.activities.get(token.scheduled_event_id)
+        if activity_id and ms.running and ai is None:
+            # The reference's answer to a completion by id naming no pending activity.
+            raise NotFound(
+                f"cannot find pending activity with ActivityID {activity_id}, "
+                "check workflow execution history for more details"
+            )
         if (
             not ms.running
             or ai is None

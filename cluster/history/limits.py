@@ -87,6 +87,9 @@ class HistoryLimits:
     # ShutdownWorker completes the worker's waiting polls (the namespace capability
     # `worker_poll_complete_on_shutdown`): off by default, as on the reference.
     cancel_worker_polls_on_shutdown: bool = False
+    # Runs a namespace deletion deletes per second at most (the reference's default), so deleting a large
+    # namespace does not starve the cluster's other work.
+    delete_namespace_rps: int = 100
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -127,6 +130,7 @@ _KEYS = {
     "frontend.WorkerHeartbeatsEnabled": "worker_heartbeats_enabled",
     "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
     "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
+    "frontend.deleteNamespaceDeleteActivityRPS": "delete_namespace_rps",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

@@ -424,7 +424,12 @@ class Transition:
             started.event_time.CopyFrom(to_timestamp(wt.started_time_ms))
 
     def complete_workflow_task(
-        self, identity: str, binary_checksum: str = "", sdk_metadata=None, build_id: str = ""
+        self,
+        identity: str,
+        binary_checksum: str = "",
+        sdk_metadata=None,
+        build_id: str = "",
+        metering_metadata=None,
     ) -> int:
         """Record WorkflowTaskCompleted; returns its event id (commands reference it)."""
         ms = self.ms
@@ -439,6 +444,8 @@ class Transition:
         )
         if sdk_metadata is not None:
             attrs.sdk_metadata.CopyFrom(sdk_metadata)
+        if metering_metadata is not None:  # recorded as the worker sent it, as the reference does
+            attrs.metering_metadata.CopyFrom(metering_metadata)
         if build_id:
             attrs.worker_version.build_id = build_id
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.query.v1 import WorkflowQuery
-from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueStats, TaskQueueStatus
+from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueConfig, TaskQueueStats, TaskQueueStatus
 from temporalio.api.worker.v1 import WorkerHeartbeat
 from temporalio.api.workflowservice.v1 import (
     CountWorkersRequest,
@@ -33,6 +33,7 @@ from temporalio.api.workflowservice.v1 import (
     PollActivityTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondQueryTaskCompletedRequest,
+    UpdateTaskQueueConfigRequest,
 )
 
 from hourglass.cluster.errors import (
@@ -52,6 +53,7 @@ from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
+from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
 from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
@@ -108,6 +110,8 @@ class MatchingEngine:
         self._background: set[asyncio.Task] = set()
         # Worker heartbeats of the namespaces whose registry this member owns (in memory, as the reference).
         self.workers = WorkerRegistry()
+        # UpdateTaskQueueConfig's settings; the queue rate limit is applied to this node's partitions.
+        self.configs = QueueConfigs(store)
 
     # ---- partitions ---------------------------------------------------------------------------------------
     def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
@@ -425,6 +429,33 @@ class MatchingEngine:
         await p.load()
         return p.describe_stats()
 
+    async def queue_config(self, namespace_id: str, name: str, task_type: int) -> TaskQueueConfig:
+        """The queue's stored config (DescribeTaskQueue report_config, `temporal task-queue config get`)."""
+        return await self.configs.get(namespace_id, name, task_type)
+
+    async def update_queue_config(
+        self, namespace_id: str, name: str, task_type: int, request: UpdateTaskQueueConfigRequest
+    ) -> TaskQueueConfig:
+        """Runs on the partition's owner, so its new rate limit applies to the next dispatch."""
+        return await self.configs.update(namespace_id, request)
+
+    async def queue_rate(self, namespace_id: str, name: str, task_type: int) -> float | None:
+        """The queue's configured dispatch rate (None: unlimited), read here from the store (not routed)."""
+        try:
+            return queue_rate(await self.configs.get(namespace_id, name, task_type))
+        except Exception:
+            # The store cannot be read: dispatch at the rate known before (or unlimited) rather than stall.
+            log.warning("could not read the config of task queue %s", name, exc_info=True)
+            return None
+
+    async def _partition_rate(self, namespace_id: str, name: str, task_type: int) -> float | None:
+        """A partition's share of the queue's dispatch rate: the reference splits it evenly over the read
+        partitions, each serving its own pollers."""
+        rate = await self.queue_rate(namespace_id, name, task_type)
+        if rate is None:
+            return None
+        return rate / self.read_partitions(namespace_id, name, task_type)
+
     async def queue_status(self, namespace_id: str, name: str, task_type: int) -> TaskQueueStatus:
         """The legacy TaskQueueStatus of a task queue's root partition (DescribeTaskQueue in legacy mode)."""
         partition = self.partition(namespace_id, name, task_type)
@@ -492,6 +523,7 @@ class MatchingEngine:
                 else self.choose_partition(namespace_id, task_queue, WORKFLOW, kind, False)
             )
         here = self.partition(namespace_id, task_queue, WORKFLOW, kind, partition)
+        rate = None if kind == STICKY else await self._partition_rate(namespace_id, task_queue, WORKFLOW)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
             if partition > 0:
@@ -513,7 +545,7 @@ class MatchingEngine:
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
             if partition == 0 and kind != STICKY:
                 self._wake_children(here)
-            task = await here.poll(remaining, identity, build_id, worker_key=worker_key)
+            task = await here.poll(remaining, identity, build_id, worker_key=worker_key, rate_limit=rate)
             if task is None:
                 if partition > 0 and not here.closed:
                     continue  # waited here while the parent was unreachable: try forwarding again
@@ -572,6 +604,7 @@ class MatchingEngine:
         if partition < 0:
             partition = self.choose_partition(namespace_id, task_queue, ACTIVITY, 0, False)
         here = self.partition(namespace_id, task_queue, ACTIVITY, number=partition)
+        rate = await self._partition_rate(namespace_id, task_queue, ACTIVITY)
         deadline = asyncio.get_running_loop().time() + timeout
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
             if partition > 0:
@@ -601,7 +634,9 @@ class MatchingEngine:
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
             if partition == 0:
                 self._wake_children(here)
-            task = await here.poll(remaining, identity, build_id, max_tasks_per_second, worker_key)
+            task = await here.poll(
+                remaining, identity, build_id, max_tasks_per_second, worker_key, rate_limit=rate
+            )
             if task is None:
                 if partition > 0 and not here.closed:
                     continue  # waited here while the parent was unreachable: try forwarding again

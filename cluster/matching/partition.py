@@ -27,6 +27,7 @@ from temporalio.api.taskqueue.v1 import TaskIdBlock, TaskQueueStats, TaskQueueSt
 
 from hourglass.cluster.errors import ShardNotOwned
 from hourglass.cluster.history.timeutil import now_ms
+from hourglass.cluster.matching.queue_config import DispatchLimiter
 from hourglass.cluster.matching.stats import QueueStats
 from hourglass.persistence.records import QueueTask, TaskQueueKey
 from hourglass.persistence.store import Store
@@ -97,6 +98,7 @@ class Partition:
         self._lent: dict[int, QueueTask] = {}
         # Called when the backlog gains tasks (the engine pumps a non-root partition's backlog upward).
         self.on_backlog: Callable[[Partition], None] | None = None
+        self.limiter = DispatchLimiter()
 
     def check_writable(self) -> None:
         if self.closed or (self._writable is not None and not self._writable()):
@@ -364,10 +366,18 @@ class Partition:
         build_id: str = "",
         max_tasks_per_second: float = 0.0,
         worker_key: str = "",
+        rate_limit: float | None = None,
     ) -> MatchedTask | None:
+        """A task for the poller, or None after `timeout`. With `rate_limit` (the partition's share of the
+        queue's configured dispatches per second), the poller first waits for its dispatch slot."""
         self.note_poller(identity, build_id, max_tasks_per_second)
         if self.closed:
             return None
+        if rate_limit is not None:
+            admitted = await self.limiter.admit(rate_limit, timeout)
+            if admitted is None or self.closed:
+                return None
+            timeout = admitted
         await self._ensure_loaded()
         ready = self._take_oldest()
         if ready is not None:

@@ -335,6 +335,22 @@ class _Statements:
         self.delete_namespace_if_id = self._conditional(
             "DELETE FROM namespaces WHERE namespaces_partition = ? AND kind = ? AND key = ? IF id = ?"
         )
+        self.delete_namespace_if_version = self._conditional(
+            "DELETE FROM namespaces WHERE namespaces_partition = ? AND kind = ? AND key = ? "
+            "IF notification_version = ?"
+        )
+        # ---- task queue configuration
+        self.get_tq_config = self._idempotent(
+            "SELECT config, version FROM task_queue_configs WHERE namespace_id = ? AND name = ? AND task_type = ?"
+        )
+        self.insert_tq_config = self._conditional(
+            "INSERT INTO task_queue_configs (namespace_id, name, task_type, config, version) "
+            "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.update_tq_config = self._conditional(
+            "UPDATE task_queue_configs SET config = ?, version = ? "
+            "WHERE namespace_id = ? AND name = ? AND task_type = ? IF version = ?"
+        )
         # ---- visibility
         self.insert_visibility = self._idempotent(
             f"INSERT INTO visibility (start_day, {_VISIBILITY_COLUMNS}) "
@@ -400,6 +416,8 @@ class _Statements:
 
 class CassandraStore(Store):
     """The Store interface on a Cassandra (5.0+) or Astra DB keyspace with the schema of schema/cassandra."""
+
+    kind = "cassandra"
 
     def __init__(
         self, cluster: Cluster, session: Session, config: CassandraConfig, statements: _Statements
@@ -904,6 +922,38 @@ class CassandraStore(Store):
             {0: ConditionFailedError.VERSION_MISMATCH}, f"namespace {record.id} changed concurrently"
         )
 
+    async def delete_namespace(self, namespace_id: str, expected_notification_version: int) -> None:
+        """One conditional batch on the namespaces partition: the by-id row IF its version matches and the
+        by-name row IF it is still this namespace's, so the name and the id go together."""
+        rows = await self._serial_rows(
+            self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id)
+        )
+        if not rows:
+            return
+        stored = _namespace_from_row(rows[0])
+        if stored.notification_version != expected_notification_version:
+            raise _namespace_version_mismatch(
+                namespace_id, expected_notification_version, stored.notification_version
+            )
+        batch = self._batch()
+        batch.add(
+            self._s.delete_namespace_if_version,
+            (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id, expected_notification_version),
+        )
+        batch.add(
+            self._s.delete_namespace_if_id,
+            (NAMESPACES_PARTITION, NAMESPACE_BY_NAME, stored.name, namespace_id),
+        )
+        rows = await self._execute_conditional(batch)
+        if rows[0]["[applied]"]:
+            return
+        if await self._serial_rows(
+            self._s.get_namespace, (NAMESPACES_PARTITION, NAMESPACE_BY_ID, namespace_id)
+        ):
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH}, f"namespace {namespace_id} changed concurrently"
+            )
+
     # ---- visibility --------------------------------------------------------------------------------------
     async def upsert_visibility(self, record: VisibilityRecord) -> None:
         """Three idempotent writes in parallel (row, where-is-the-run pointer, day index); a failed one is
@@ -1096,6 +1146,30 @@ class CassandraStore(Store):
             )
 
     # ---- search attribute registry -------------------------------------------------------------------------
+    async def get_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> tuple[bytes, int] | None:
+        # Serial: an update just acknowledged (an LWT) is always seen.
+        rows = await self._serial_rows(self._s.get_tq_config, (namespace_id, name, int(task_type)))
+        return None if not rows else (bytes(rows[0]["config"]), int(rows[0]["version"]))
+
+    async def write_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int, config: bytes, expected_version: int
+    ) -> None:
+        """One LWT: IF NOT EXISTS for the first config of the queue, IF version = expected after that."""
+        key = (namespace_id, name, int(task_type))
+        if expected_version == 0:
+            row = await self._conditional(self._s.insert_tq_config, (*key, config, 1))
+        else:
+            row = await self._conditional(
+                self._s.update_tq_config, (config, expected_version + 1, *key, expected_version)
+            )
+        if not row["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"task queue config {key[1]}: expected version {expected_version}, found {row.get('version')}",
+            )
+
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         statement = self._s.get_search_attributes.bind((namespace_id,))
         statement.fetch_size = PAGE_ROWS

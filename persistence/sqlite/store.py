@@ -129,6 +129,8 @@ def _unavailable_on_db_error() -> Iterator[None]:
 class SQLiteStore(Store):
     """The Store interface on one SQLite connection."""
 
+    kind = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         """Use `SQLiteStore.open`; this takes a connection already configured and migrated."""
         self._conn = conn
@@ -511,6 +513,21 @@ class SQLiteStore(Store):
                 (record.name, record.data, record.notification_version, record.id),
             )
 
+    async def delete_namespace(self, namespace_id: str, expected_notification_version: int) -> None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT notification_version FROM namespaces WHERE id = ?", (namespace_id,)
+            ).fetchone()
+            if row is None:
+                return
+            if row[0] != expected_notification_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"namespace {namespace_id}: expected notification_version {expected_notification_version}, "
+                    f"found {row[0]}",
+                )
+            conn.execute("DELETE FROM namespaces WHERE id = ?", (namespace_id,))
+
     # ---- visibility --------------------------------------------------------------------------------------
     async def upsert_visibility(self, record: VisibilityRecord) -> None:
         """Writes the record and the JSON index of its search attributes (typed by the namespace's registry)."""
@@ -653,6 +670,35 @@ class SQLiteStore(Store):
                 )
 
     # ---- search attribute registry ----------------------------------------------------------------------
+    async def get_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int
+    ) -> tuple[bytes, int] | None:
+        row = self._read_one(
+            "SELECT config, version FROM task_queue_configs WHERE namespace_id = ? AND name = ? AND task_type = ?",
+            (namespace_id, name, int(task_type)),
+        )
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    async def write_task_queue_config(
+        self, namespace_id: str, name: str, task_type: int, config: bytes, expected_version: int
+    ) -> None:
+        key = (namespace_id, name, int(task_type))
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT version FROM task_queue_configs WHERE namespace_id = ? AND name = ? AND task_type = ?",
+                key,
+            ).fetchone()
+            if (row[0] if row else 0) != expected_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"task queue config {name}: expected version {expected_version}, found {row[0] if row else 0}",
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO task_queue_configs (namespace_id, name, task_type, config, version) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (*key, config, expected_version + 1),
+            )
+
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         rows = self._read("SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,))
         return dict(rows)

@@ -89,3 +89,34 @@ async def test_renaming_onto_a_taken_name_is_rejected(store: Store) -> None:
         await store.update_namespace(dataclasses.replace(ORDERS, name="default", notification_version=5), 4)
     assert await store.get_namespace_by_id("id-orders") == ORDERS
     assert await store.get_namespace_by_name("default") == DEFAULT
+
+
+async def test_deleted_namespace_is_gone_by_name_and_id_and_its_name_is_free(store: Store) -> None:
+    await store.create_namespace(DEFAULT)
+    await store.create_namespace(ORDERS)
+    await store.delete_namespace("id-orders", expected_notification_version=4)
+    assert await store.get_namespace_by_id("id-orders") is None
+    assert await store.get_namespace_by_name("orders") is None
+    assert await store.list_namespaces() == [DEFAULT]
+    await store.create_namespace(dataclasses.replace(ORDERS, id="id-orders-2"))
+    assert (await store.get_namespace_by_name("orders")).id == "id-orders-2"  # type: ignore[union-attr]
+
+
+async def test_delete_after_a_rename_removes_the_new_name(store: Store) -> None:
+    await store.create_namespace(ORDERS)
+    await store.update_namespace(
+        dataclasses.replace(ORDERS, name="orders-deleted-id-or", notification_version=5), 4
+    )
+    await store.delete_namespace("id-orders", expected_notification_version=5)
+    assert await store.get_namespace_by_name("orders-deleted-id-or") is None
+    assert await store.list_namespaces() == []
+
+
+async def test_delete_with_a_stale_version_is_rejected_and_a_repeat_is_harmless(store: Store) -> None:
+    await store.create_namespace(ORDERS)
+    with pytest.raises(ConditionFailedError):
+        await store.delete_namespace("id-orders", expected_notification_version=3)
+    assert await store.get_namespace_by_id("id-orders") == ORDERS
+    await store.delete_namespace("id-orders", expected_notification_version=4)
+    await store.delete_namespace("id-orders", expected_notification_version=4)  # already gone: no error
+    assert await store.get_namespace_by_name("orders") is None
