@@ -62,12 +62,13 @@ def test_a_join_moves_about_one_nth_of_the_shards_and_only_to_the_new_member():
     assert figures.max_shards_per_member < 2 * figures.mean_shards_per_member
 
 
-def test_false_suspicions_under_packet_loss_are_near_the_analytic_rate():
+def test_false_suspicions_under_packet_loss_are_near_the_analytic_rate_and_never_fatal():
     figures = simulate(20, seed=11, joins=0, deaths=0, loss=0.05, loss_duration_s=200)
     x = figures.loss
     assert x is not None and x.probes >= 20 * 190
     rate = x.false_suspicions / x.probes
     assert 0.3 * x.expected_suspicions_per_probe <= rate <= 3 * x.expected_suspicions_per_probe
+    assert x.false_deaths == 0  # each suspected member heard of it and refuted in time
 
 
 def test_without_loss_no_live_member_is_suspected():
