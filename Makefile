@@ -70,11 +70,15 @@ test-full: test
 bench: install-test
 	$(BIN)/python -m hourglass.loadtest.bench
 
-# What one workflow transition costs on Cassandra vs the embedded store: writes loadtest/RESULTS-cassandra.md.
-# Uses $$HOURGLASS_CASSANDRA_HOSTS if set, else the local node (started here if it is not running).
+# What one workflow transition costs on Cassandra vs the embedded store and vs the real Temporal server on
+# the same Cassandra (built from the Go module proxy by tools/temporal/build.sh, at nice 10, into build/),
+# 16 history shards each: writes loadtest/RESULTS-cassandra.md. BENCH_CASSANDRA_ARGS adds options (e.g.
+# --rounds 3 --concurrency 20 --concurrency 100). Uses $$HOURGLASS_CASSANDRA_HOSTS if set, else the local
+# node (started here if it is not running).
 bench-cassandra: install-test
 	@if [ -z "$$HOURGLASS_CASSANDRA_HOSTS" ]; then $(BIN)/python tools/cassandra/devserver.py up; fi
-	$(BIN)/python -m hourglass.loadtest.store_cost
+	tools/temporal/build.sh
+	$(BIN)/python -m hourglass.loadtest.store_cost --reference --shards 16 $(BENCH_CASSANDRA_ARGS)
 
 # The official Python SDK's own tests against the reference and Hourglass: writes conformance/RESULTS.md.
 # SDK_TESTS is a checkout of temporalio/sdk-python (holding tests/) at the pinned temporalio version. Its

@@ -11,6 +11,9 @@ round trips of a transition (history append, then the conditional batch) from th
 with this one over `--rounds` rounds, each on a fresh keyspace, so before/after figures come from one run
 (medians of the rounds). Cassandra's own CPU per workflow is read from /proc when its process is found
 (`--cassandra-pid`, else the local process listening on its port).
+
+`--reference` also runs the real Temporal server (`temporal_cassandra.py`: built from the Go module proxy,
+its own keyspace on the same Cassandra, the same shard count) in the same alternation, under the same load.
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ from hourglass.loadtest.scenarios import ScenarioRef
 from hourglass.loadtest.servers import ManagedServer, hourglass_cassandra_server, hourglass_server
 from hourglass.loadtest.stats import RunResult
 from hourglass.loadtest.summary import fmt
+from hourglass.loadtest.temporal_cassandra import VERSION as TEMPORAL_VERSION
+from hourglass.loadtest.temporal_cassandra import binaries, setup_keyspace, temporal_cassandra_server
 from hourglass.loadtest.workers import cpu_seconds
 from hourglass.persistence.cassandra.config import HOSTS_ENV, parse_hosts
 
 HERE = Path(__file__).resolve().parent
+REFERENCE = "reference"  # in place of a code directory: the Temporal server, not an Hourglass build
 
 ROWS = [
     ("workflows_per_s", "workflows/s", "{:.1f}"),
@@ -193,6 +199,13 @@ def render(
             if any(c.startswith("sqlite") for c, _ in tables[0][1])
             else ""
         )
+        + (
+            f", and the Temporal server {TEMPORAL_VERSION} (built from the Go module proxy, one process, its own "
+            "keyspace set up with its schema tool, the same shard count and consistency, visibility in "
+            "in-memory SQLite; its database figures are n/a: it exports no hourglass_* counters)"
+            if any(c.startswith("Temporal") for c, _ in tables[0][1])
+            else ""
+        )
         + f", each under the same load: {load}. "
         + (
             f"Nodes of different commits alternate over {rounds} rounds; each figure is the median of its "
@@ -254,6 +267,12 @@ def render(
     metavar="KEY=VALUE",
     help="Dynamic config of this build's Cassandra node, e.g. hourglass.groupCommit.maxInFlight=1.",
 )
+@click.option(
+    "--reference/--no-reference",
+    default=False,
+    show_default=True,
+    help=f"Also measure the Temporal server {TEMPORAL_VERSION} on the same Cassandra (built with Go if absent).",
+)
 @click.option("--sqlite/--no-sqlite", default=True, show_default=True, help="Measure the start-dev node too.")
 @click.option(
     "--cassandra-pid", type=int, help="Cassandra's pid, for its CPU (default: the local process on its port)."
@@ -278,6 +297,7 @@ def main(
     baseline: str | None,
     rounds: int,
     dynamic_config_values: tuple[str, ...],
+    reference: bool,
     sqlite: bool,
     cassandra_pid: int | None,
     hosts: str,
@@ -301,6 +321,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="hourglass-store-cost-") as tmp:
         workdir = Path(tmp)
         base_commit = _export(baseline, workdir / "baseline") if baseline else None
+        temporal_server, temporal_tool = binaries() if reference else (None, None)
         for concurrency in concurrencies:
             plan = LoadPlan(concurrency=concurrency, duration_s=duration, hard_timeout_s=duration + 300)
             config = RunConfig(
@@ -310,9 +331,11 @@ def main(
             if sqlite:
                 columns["sqlite (start-dev)"] = []
             this = f"cassandra {current}" + "".join(f" {k}={v}" for k, v in dynamic_config.items())
-            nodes: list[tuple[str, Path | None]] = [(this, None)]
+            nodes: list[tuple[str, Path | str | None]] = [(this, None)]
             if base_commit:
                 nodes.insert(0, (f"cassandra {base_commit} (baseline)", workdir / "baseline"))
+            if reference:
+                nodes.append((f"Temporal {TEMPORAL_VERSION} cassandra", REFERENCE))
             for label, _ in nodes:
                 columns[label] = []
             for round_no in range(rounds):
@@ -323,18 +346,25 @@ def main(
                 order = nodes if round_no % 2 == 0 else nodes[::-1]
                 for label, code in order:
                     keyspace = f"bench_{int(time.time())}_{round_no}"
-                    _schema("setup", "--hosts", ",".join(contact_points), "--port", str(port), "--keyspace",
-                            keyspace, "--replication-factor", "1")  # fmt: skip
                     try:
-                        server = hourglass_cassandra_server(
-                            workdir,
-                            contact_points,
-                            port,
-                            keyspace,
-                            shards=shards,
-                            code=code,
-                            dynamic_config=None if code else dynamic_config,
-                        )
+                        if code == REFERENCE:
+                            assert temporal_server is not None and temporal_tool is not None
+                            setup_keyspace(temporal_tool, contact_points, port, keyspace)
+                            server = temporal_cassandra_server(
+                                workdir, temporal_server, contact_points, port, keyspace, shards=shards
+                            )
+                        else:
+                            _schema("setup", "--hosts", ",".join(contact_points), "--port", str(port),
+                                    "--keyspace", keyspace, "--replication-factor", "1")  # fmt: skip
+                            server = hourglass_cassandra_server(
+                                workdir,
+                                contact_points,
+                                port,
+                                keyspace,
+                                shards=shards,
+                                code=code if isinstance(code, Path) else None,
+                                dynamic_config=None if code else dynamic_config,
+                            )
                         click.echo(f"== {label}, concurrency {concurrency}, round {round_no + 1}", err=True)
                         result = asyncio.run(_measure(server, config, cassandra_pid))
                     finally:

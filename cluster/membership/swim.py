@@ -33,7 +33,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hourglass.cluster.membership.keyring import Keyring, Rejected
@@ -118,11 +118,42 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("gossip socket error: %s", exc)
 
 
+Endpoint = Callable[
+    [Callable[[], asyncio.DatagramProtocol], tuple[str, int]], Awaitable[asyncio.DatagramTransport]
+]
+
+
+async def udp_endpoint(
+    protocol_factory: Callable[[], asyncio.DatagramProtocol], local_addr: tuple[str, int]
+) -> asyncio.DatagramTransport:
+    """The real transport: a UDP socket bound to `local_addr`."""
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        protocol_factory, local_addr=local_addr
+    )
+    return transport
+
+
 class Swim:
-    def __init__(self, config: SwimConfig, on_change: Callable[[], None] | None = None) -> None:
+    """One member. The keyword-only seams (clock, wall clock, randomness, transport) default to the real
+    ones; `simulation.py` replaces them to run many members in one process in virtual time."""
+
+    def __init__(
+        self,
+        config: SwimConfig,
+        on_change: Callable[[], None] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        endpoint: Endpoint = udp_endpoint,
+    ) -> None:
         if config.keyring is None:
             raise ValueError("gossip needs a keyring (cluster.gossip_keyring_file)")
         self.config = config
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng if rng is not None else random.Random()
+        self._endpoint = endpoint
         self.keyring = config.keyring
         self._replay = ReplayGuard(config.replay_window_s)
         self.id = config.member_id
@@ -130,11 +161,11 @@ class Swim:
         # A restarted process must outrank what the cluster remembers of its previous life.
         self.me = Member(
             id=self.id,
-            incarnation=int(time.time() * 1000),
+            incarnation=int(wall_clock() * 1000),
             roles=tuple(config.roles),
             rpc_address=config.rpc_address,
             frontend_address=config.frontend_address,
-            changed_at=time.monotonic(),
+            changed_at=self._clock(),
         )
         # Verified members only (and this node): what the rings and the quorum are made of.
         self.members: dict[str, Member] = {self.id: self.me}
@@ -155,15 +186,14 @@ class Swim:
         self._probe_order: list[str] = []
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
-        self._last_tick = time.monotonic()
+        self._last_tick = self._clock()
         self._quorate = True
         self.epoch = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.config.bind_host, self.config.port)
+        self._transport = await self._endpoint(
+            lambda: _Protocol(self), (self.config.bind_host, self.config.port)
         )
         self._queue_broadcast(self.me)
         self._quorate = self._compute_quorum()
@@ -204,7 +234,7 @@ class Swim:
         if self.me.draining != draining:
             self.me.incarnation += 1
             self.me.draining = draining
-            self.me.changed_at = time.monotonic()
+            self.me.changed_at = self._clock()
             self._queue_broadcast(self.me)
             log.info("membership: this node is %s", "draining" if draining else "back in service")
             self.on_change()
@@ -220,7 +250,7 @@ class Swim:
     def quorum(self) -> tuple[bool, int]:
         """(this node is on the majority side now, the ownership epoch). The epoch changes whenever the
         quorum was lost or the process stalled, even if it is back: what was owned before is stale."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_tick > self.config.suspicion_timeout_s / 2:
             self._last_tick = now
             self.epoch += 1
@@ -233,7 +263,7 @@ class Swim:
         return q, self.epoch
 
     def _compute_quorum(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+        now = self._clock() if now is None else now
         known = [m for m in self.members.values() if m.state != MemberState.LEFT]
         lease = self.config.suspicion_timeout_s
         reachable = sum(
@@ -245,6 +275,9 @@ class Swim:
         )
         return quorum(len(known), reachable)
 
+    def _now_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
     # ---- sending ---------------------------------------------------------------------------------------
     def _send(self, member_id: str, msg: dict) -> None:
         if self.blocked or self._transport is None:
@@ -253,7 +286,7 @@ class Swim:
         msg.setdefault("upd", self._piggyback(member_id))
         try:
             body = json.dumps(msg, separators=(",", ":")).encode()
-            self._transport.sendto(self.keyring.seal(stamp(body)), _addr(member_id))
+            self._transport.sendto(self.keyring.seal(stamp(body, self._now_ms())), _addr(member_id))
         except (OSError, ValueError) as e:
             log.debug("cannot send to %s: %s", member_id, e)
 
@@ -280,7 +313,7 @@ class Swim:
     def _open(self, data: bytes) -> dict:
         """The message of an authenticated, fresh, first-seen datagram, or Rejected."""
         nonce, plaintext = self.keyring.open(data)
-        body = self._replay.check(nonce, plaintext)
+        body = self._replay.check(nonce, plaintext, at_ms=self._now_ms())
         try:
             msg = json.loads(body)
             if not isinstance(msg, dict) or not isinstance(msg["from"], str) or not isinstance(msg["t"], str):
@@ -292,7 +325,7 @@ class Swim:
     def _rejected(self, reason: str, addr) -> None:
         GOSSIP_DATAGRAMS_REJECTED.labels(reason).inc()
         log.debug("dropping a gossip datagram from %s: %s", addr, reason)
-        now = time.monotonic()
+        now = self._clock()
         if now - self._warned_at.get(reason, -1e9) >= REJECTION_WARNING_INTERVAL_S:
             self._warned_at[reason] = now
             log.warning(
@@ -320,6 +353,7 @@ class Swim:
                 vouched = sender
             elif kind == "ack" and self._verifying.get(int(msg["seq"])) == sender:
                 vouched = sender
+            incarnation = self.me.incarnation
             for upd in msg.get("upd", ()):
                 try:
                     claim = Member.from_wire(upd)
@@ -340,6 +374,17 @@ class Swim:
                         self._apply(claim, direct=claim.id == vouched)
                 if msg.get("reply"):
                     self._send(sender, {"t": "sync", "members": self._table(), "reply": False})
+            if (
+                self.me.incarnation > incarnation
+                and kind != "ping"
+                and not msg.get("reply")
+                and sender in self.members
+                and sender != self.id
+            ):
+                # This message made us refute a claim about us (a suspicion, say): its sender, who holds
+                # the claim and may be the one whose timer would declare us dead, hears the answer now
+                # (answers to pings and sync requests carry our entry already).
+                self._send(sender, {"t": "sync", "members": [], "reply": False})
         except (KeyError, ValueError, TypeError):
             log.debug("dropping a malformed %s message from %s", kind, sender)
 
@@ -406,7 +451,7 @@ class Swim:
             if claim.state != MemberState.ALIVE:
                 return
             self._forget_candidate(claim.id)
-            claim.changed_at = self._joined_at[claim.id] = time.monotonic()
+            claim.changed_at = self._joined_at[claim.id] = self._clock()
             self.members[claim.id] = claim
             log.info("membership: %s joined (verified)", claim.id)
         elif overrides(claim.state, claim.incarnation, known.state, known.incarnation):
@@ -418,7 +463,7 @@ class Swim:
             known.rpc_address = claim.rpc_address or known.rpc_address
             known.frontend_address = claim.frontend_address or known.frontend_address
             if state_changed:
-                known.changed_at = time.monotonic()
+                known.changed_at = self._clock()
                 log.info(
                     "membership: %s is %s%s (incarnation %d)",
                     claim.id,
@@ -466,13 +511,13 @@ class Swim:
             _addr(claim.id)
         except ValueError:
             return
-        self.candidates[claim.id] = candidate = _Candidate(claim, time.monotonic())
+        self.candidates[claim.id] = candidate = _Candidate(claim, self._clock())
         self._ping_candidate(candidate)
 
     def _ping_candidate(self, candidate: _Candidate) -> None:
         self._verifying.pop(candidate.seq, None)
         self._seq += 1
-        candidate.seq, candidate.pinged_at = self._seq, time.monotonic()
+        candidate.seq, candidate.pinged_at = self._seq, self._clock()
         self._verifying[candidate.seq] = candidate.claim.id
         self._send(candidate.claim.id, {"t": "ping", "seq": candidate.seq})
 
@@ -518,20 +563,20 @@ class Swim:
         candidates = {m.id for m in self.members.values() if m.id != self.id and m.alive}
         self._probe_order = [i for i in self._probe_order if i in candidates]
         if not self._probe_order:
-            self._probe_order = list(candidates)
-            random.shuffle(self._probe_order)
+            self._probe_order = sorted(candidates)  # then shuffled: the same order for the same seed
+            self._rng.shuffle(self._probe_order)
         return self.members[self._probe_order.pop()] if self._probe_order else None
 
     async def _probe_loop(self) -> None:
         while not self._stopping:
-            started = time.monotonic()
+            started = self._clock()
             target = self._next_probe_target()
             if target is not None:
                 try:
                     await self._probe(target)
                 except Exception:
                     log.exception("membership: probe of %s failed", target.id)
-            await asyncio.sleep(max(self.config.probe_interval_s - (time.monotonic() - started), 0.01))
+            await asyncio.sleep(max(self.config.probe_interval_s - (self._clock() - started), 0.01))
 
     async def _probe(self, target: Member) -> None:
         cfg = self.config
@@ -539,14 +584,14 @@ class Swim:
         self._seq += 1
         seq = self._seq
         fut = loop.create_future()
-        self._waiting[seq] = (fut, time.monotonic(), target.id)
+        self._waiting[seq] = (fut, self._clock(), target.id)
         try:
             self._send(target.id, {"t": "ping", "seq": seq})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fut), cfg.probe_timeout_s)
                 return
             helpers = [m for m in self.live_members() if m.id not in (self.id, target.id)]
-            for helper in random.sample(helpers, min(cfg.indirect_probes, len(helpers))):
+            for helper in self._rng.sample(helpers, min(cfg.indirect_probes, len(helpers))):
                 self._send(helper.id, {"t": "ping_req", "seq": seq, "target": target.id})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -557,6 +602,10 @@ class Swim:
             if current is not None and current.state == MemberState.ALIVE and not self.blocked:
                 log.info("membership: %s did not answer, suspecting it", target.id)
                 self._declare(current, MemberState.SUSPECT)
+                # Told at once (as Lifeguard does), a live member refutes well within its suspicion timeout.
+                # Gossip alone reaches it only once a member that heard of it sends it something: at a
+                # hundred members, often later than the timeout (see simulation.py's figures).
+                self._send(target.id, {"t": "sync", "members": [], "reply": False})
         finally:
             self._waiting.pop(seq, None)
 
@@ -565,7 +614,7 @@ class Swim:
         while not self._stopping:
             await asyncio.sleep(TICK_S)
             self.quorum()
-            self._last_tick = time.monotonic()
+            self._last_tick = self._clock()
             now = self._last_tick
             self.keyring.reload_if_changed(now)
             self._verify_candidates(now)
@@ -592,7 +641,7 @@ class Swim:
             fast = not any(m.alive for m in others)
             live = [m for m in others if m.alive]
             if live:
-                self._send(random.choice(live).id, {"t": "sync", "members": self._table(), "reply": True})
+                self._send(self._rng.choice(live).id, {"t": "sync", "members": self._table(), "reply": True})
             for m in others:
                 if m.state == MemberState.DEAD:
                     self._send(m.id, {"t": "sync", "members": self._table(), "reply": True})
