@@ -1,6 +1,8 @@
 """The OperatorService: search attributes per namespace (the only operator surface a single cluster needs).
 
-Every other OperatorService RPC (remote clusters, Nexus endpoints, namespace deletion) answers
+Nexus endpoints cannot be created here (CreateNexusEndpoint is unimplemented), so the endpoint registry is
+always empty, and ListNexusEndpoints says so: the Web UI's Nexus page lists none instead of failing. Every
+other OperatorService RPC (remote clusters, the rest of the Nexus registry, namespace deletion) answers
 UNIMPLEMENTED with its name, like the WorkflowService's unimplemented RPCs.
 """
 
@@ -44,6 +46,13 @@ class OperatorService(OperatorServiceServicer):
             custom_attributes=await self.search_attributes.custom(ns.id),
             system_attributes=system_attribute_types(),
         )
+
+    @rpc
+    async def ListNexusEndpoints(self, request, context):
+        # No page of an empty registry has a next page: a token can only come from someone else's server.
+        if request.next_page_token:
+            raise InvalidArgument("invalid next page token: there are no Nexus endpoints to page through")
+        return rr.ListNexusEndpointsResponse()
 
 
 def _fill_unimplemented() -> None:
