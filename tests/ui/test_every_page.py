@@ -94,7 +94,7 @@ class Step:
 
     name: str
     path: str
-    shows: str | None = None
+    shows: str | re.Pattern[str] | None = None
     action: Callable[[object], Awaitable[None]] | None = None
 
 
@@ -148,7 +148,8 @@ STEPS = [
     Step("user metadata", ACTIVITY + "/user-metadata", None),
     Step("search attributes", ACTIVITY + "/search-attributes", None),
     Step("memo", ACTIVITY + "/memo", None),
-    Step("history size", ACTIVITY + "/history", "History Size"),
+    # The summary's History Size value (issue 18: it was blank), e.g. "578 Bytes".
+    Step("history size", ACTIVITY + "/history", re.compile(r"^\d[\d.,]* (Bytes|KB|MB)$")),
     Step("schedules", f"/namespaces/{NAMESPACE}/schedules", SCHEDULE_ID),
     Step("schedule page", SCHEDULE, "At 12:00 on weekdays"),
     Step("schedule edit form", SCHEDULE + "/edit", None, save_schedule_edit_form),
