@@ -1,7 +1,9 @@
 """The OperatorService: search attributes per namespace, namespace deletion and this cluster's listing.
 
-Every other OperatorService RPC (remote clusters, Nexus endpoints) answers UNIMPLEMENTED with its name,
-like the WorkflowService's unimplemented RPCs.
+Nexus endpoints cannot be created here (CreateNexusEndpoint is unimplemented), so the endpoint registry is
+always empty, and ListNexusEndpoints says so: the Web UI's Nexus page lists none instead of failing. Every
+other OperatorService RPC (remote clusters, the rest of the Nexus registry) answers UNIMPLEMENTED with its
+name, like the WorkflowService's unimplemented RPCs.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class OperatorService(OperatorServiceServicer):
     @rpc
     async def ListClusters(self, request, context):
         return self.cluster.list_clusters()
+
+    @rpc
+    async def ListNexusEndpoints(self, request, context):
+        # No page of an empty registry has a next page: a token can only come from someone else's server.
+        if request.next_page_token:
+            raise InvalidArgument("invalid next page token: there are no Nexus endpoints to page through")
+        return rr.ListNexusEndpointsResponse()
 
 
 def _fill_unimplemented() -> None:
