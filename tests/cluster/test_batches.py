@@ -91,28 +91,39 @@ async def test_a_batch_survives_its_owner_killed_and_signals_each_workflow_once(
     before = await until(some_done, 30, "a third of the batch done")
     assert before.state == BatchOperationState.BATCH_OPERATION_STATE_RUNNING
     assert before.total_operation_count == WORKFLOWS
-    n3.kill9()
-    await cluster.wait_converged([n1, n2], timeout=60)
+    try:
+        n3.kill9()
+        await cluster.wait_converged([n1, n2], timeout=60)
 
-    async def finished():
-        d = await describe(c1, job_id)
-        return d if d.state != BatchOperationState.BATCH_OPERATION_STATE_RUNNING else None
+        async def finished():
+            d = await describe(c1, job_id)
+            return d if d.state != BatchOperationState.BATCH_OPERATION_STATE_RUNNING else None
 
-    done = await until(finished, 120, "the batch finished by the shard's next owner")
-    assert done.state == BatchOperationState.BATCH_OPERATION_STATE_COMPLETED
-    assert (done.total_operation_count, done.complete_operation_count, done.failure_operation_count) == (
-        WORKFLOWS,
-        WORKFLOWS,
-        0,
-    )
-    signalled = []
-    for h in handles:
-        history = await h.fetch_history()
-        signalled.append(
-            sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        done = await until(finished, 120, "the batch finished by the shard's next owner")
+        assert done.state == BatchOperationState.BATCH_OPERATION_STATE_COMPLETED
+        assert (done.total_operation_count, done.complete_operation_count, done.failure_operation_count) == (
+            WORKFLOWS,
+            WORKFLOWS,
+            0,
         )
-    assert signalled == [1] * WORKFLOWS, "every workflow signalled exactly once"
-    listed = await c2.workflow_service.list_batch_operations(ListBatchOperationsRequest(namespace="default"))
-    assert [b.state for b in listed.operation_info if b.job_id == job_id] == [
-        BatchOperationState.BATCH_OPERATION_STATE_COMPLETED
-    ]
+        signalled = []
+        for h in handles:
+            history = await h.fetch_history()
+            signalled.append(
+                sum(
+                    1
+                    for e in history.events
+                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+                )
+            )
+        assert signalled == [1] * WORKFLOWS, "every workflow signalled exactly once"
+        listed = await c2.workflow_service.list_batch_operations(
+            ListBatchOperationsRequest(namespace="default")
+        )
+        assert [b.state for b in listed.operation_info if b.job_id == job_id] == [
+            BatchOperationState.BATCH_OPERATION_STATE_COMPLETED
+        ]
+    finally:
+        # The cluster is shared by the session's other tests: bring the member back.
+        n3.start()
+        await cluster.wait_converged(cluster.nodes, timeout=60)
