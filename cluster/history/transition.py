@@ -53,7 +53,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import pause_info, worker_builds
+from hourglass.cluster.history import pause_info, standalone_ids, worker_builds
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
@@ -200,7 +200,14 @@ class Transition:
         self.ms.buffered_events.clear()
 
     def transfer(self, kind: str, **data) -> None:
+        if kind == TransferKind.VISIBILITY and self.standalone:
+            return  # a standalone activity is not a workflow: workflow lists never show it
         self.transfer_tasks.append(NewTask(kind, data))
+
+    @property
+    def standalone(self) -> bool:
+        """The run is a standalone activity (see standalone_ids): no workflow tasks, closed by its activity."""
+        return standalone_ids.is_standalone(self.ms.info.workflow_id)
 
     def timer(self, kind: str, fire_time_ms: int, **data) -> None:
         self.timer_tasks.append(NewTask(kind, data, fire_time_ms))
@@ -213,8 +220,8 @@ class Transition:
     def schedule_workflow_task(self, attempt: int = 1) -> None:
         """Schedule a workflow task unless one is pending. Attempts after the first stay out of history."""
         ms = self.ms
-        if ms.workflow_task is not None or not ms.running or ms.info.pause is not None:
-            return  # a paused run gets its next task when it is unpaused
+        if ms.workflow_task is not None or not ms.running or ms.info.pause is not None or self.standalone:
+            return  # a paused run gets its next task when it is unpaused; a standalone activity none
         if ms.buffered_events:
             # Events that came in while the last task ran: the worker must see them, so this task is a normal
             # one (attempt 1, in history) even after failed attempts, as on the reference.
@@ -881,9 +888,24 @@ class Transition:
         attrs.scheduled_event_id = ai.scheduled_event_id
         if hasattr(attrs, "started_event_id"):
             attrs.started_event_id = started.event_id if started is not None else 0
+        if self.standalone:
+            # The activity's outcome is the run's: it closes with it, and describe keeps showing the activity.
+            self.add_event(event_type, attrs)
+            self._close_standalone(event_type, attrs)
+            return
         del self.ms.activities[ai.scheduled_event_id]
         self.add_event(event_type, attrs)
         self.schedule_workflow_task()
+
+    def _close_standalone(self, event_type: int, attrs) -> None:
+        if event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            self.complete_workflow(attrs.result if attrs.HasField("result") else None, 0)
+        elif event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            self.fail_workflow(attrs.failure, 0, attrs.retry_state)
+        elif event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            self.time_out_workflow(attrs.retry_state)
+        else:
+            self.cancel_workflow(attrs.details if attrs.HasField("details") else None, 0)
 
     def complete_activity(self, ai: ActivityInfo, result: Payloads | None, identity: str) -> None:
         attrs = ActivityTaskCompletedEventAttributes(identity=identity)
