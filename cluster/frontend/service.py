@@ -851,7 +851,9 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         ms = await standalone_activities.mutable_state(self.history, ns.id, request)
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
-        await self.history.request_cancel_activity_execution(ns.id, execution, request.identity)
+        await self.history.request_cancel_activity_execution(
+            ns.id, execution, request.identity, request.reason
+        )
         return rr.RequestCancelActivityExecutionResponse()
 
     @rpc
@@ -859,7 +861,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         ms = await standalone_activities.mutable_state(self.history, ns.id, request)
         if not ms.running:
-            raise FailedPrecondition("activity execution is already closed")
+            raise FailedPrecondition(standalone.terminal_state_message(ms))
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         await self.history.terminate(ns.id, execution, request.reason, None, request.identity)
         return rr.TerminateActivityExecutionResponse()
@@ -871,6 +873,14 @@ class WorkflowService(WorkflowServiceServicer):
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         await self.history.delete_workflow(ns.id, execution)
         return rr.DeleteActivityExecutionResponse()
+
+    @rpc
+    async def ListActivityExecutions(self, request, context):
+        return await self._visibility(standalone_activities.list_executions, request)
+
+    @rpc
+    async def CountActivityExecutions(self, request, context):
+        return await self._visibility(standalone_activities.count_executions, request)
 
     # ---- visibility ------------------------------------------------------------------------------------
     async def _visibility(self, handler, request):

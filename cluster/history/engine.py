@@ -632,7 +632,7 @@ class HistoryEngine:
                 except WorkflowAlreadyStarted as e:
                     detail = e.detail
                     raise ActivityExecutionAlreadyStarted(
-                        f"activity execution already started: ActivityId: {request.activity_id}",
+                        "activity execution already started",
                         detail.start_request_id,
                         detail.run_id,
                     ) from None
@@ -654,16 +654,17 @@ class HistoryEngine:
         raise Unavailable("too many concurrent starts of the activity id, try again")
 
     async def request_cancel_activity_execution(
-        self, namespace_id: str, execution: WorkflowExecution, identity: str
+        self, namespace_id: str, execution: WorkflowExecution, identity: str, reason: str
     ) -> None:
         """Cancel a standalone activity: at once if no worker runs it, else its heartbeats say so."""
 
         def cancel(ms: MutableState, tr: Transition):
             ai = standalone.the_activity(ms)
             if not ms.running or ai is None:
-                raise FailedPrecondition("activity execution is already closed")
+                raise FailedPrecondition(standalone.terminal_state_message(ms))
             if not ai.cancel_requested:
-                tr.request_cancel_activity(ai, 0, identity)
+                ai.cancel_reason = reason
+                tr.request_cancel_activity(ai, 0, identity, standalone.reason_payloads(reason))
 
         await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
 

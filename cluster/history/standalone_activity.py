@@ -8,7 +8,10 @@ what DescribeActivityExecution / PollActivityExecution answer.
 
 from __future__ import annotations
 
+import json
+
 from temporalio.api.activity.v1 import ActivityExecutionInfo, ActivityExecutionOutcome
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import (
     ActivityExecutionStatus,
     EventType,
@@ -43,14 +46,35 @@ _CLOSE_EVENTS = {
 }
 
 
+_TERMINAL_NAMES = {
+    ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_COMPLETED: "Completed",
+    ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_FAILED: "Failed",
+    ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_CANCELED: "Canceled",
+    ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_TERMINATED: "Terminated",
+    ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_TIMED_OUT: "TimedOut",
+}
+
+
+def terminal_state_message(ms: MutableState) -> str:
+    """FAILED_PRECONDITION's message for an operation on a closed activity, as the reference words it."""
+    return f"activity is in terminal state {_TERMINAL_NAMES.get(status(ms), 'Closed')}"
+
+
+def reason_payloads(reason: str) -> Payloads:
+    """A cancel reason as the canceled failure's details (a JSON string), as the reference records it."""
+    return Payloads(
+        payloads=[Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(reason).encode())]
+    )
+
+
 def check_start(request: StartActivityExecutionRequest) -> None:
-    """The request's own checks, with the reference's INVALID_ARGUMENT messages' substance."""
+    """The request's own checks, with the reference's INVALID_ARGUMENT messages."""
     if not request.activity_id:
-        raise InvalidArgument("ActivityId is not set on request.")
+        raise InvalidArgument("activityId is not set")
     if not request.activity_type.name:
-        raise InvalidArgument("ActivityType is not set on request.")
+        raise InvalidArgument("activityType is not set")
     if not request.task_queue.name:
-        raise InvalidArgument("TaskQueue is not set on request.")
+        raise InvalidArgument("taskQueue is not set")
     timeouts = (
         request.schedule_to_close_timeout,
         request.schedule_to_start_timeout,
@@ -62,7 +86,10 @@ def check_start(request: StartActivityExecutionRequest) -> None:
     if duration_ms(request.start_delay):
         raise Unimplemented("StartDelay is not supported on standalone activities by this server yet.")
     if not duration_ms(request.schedule_to_close_timeout) and not duration_ms(request.start_to_close_timeout):
-        raise InvalidArgument("A valid StartToClose or ScheduleToCloseTimeout is not set on request.")
+        raise InvalidArgument(
+            "a valid StartToCloseTimeout or ScheduleToCloseTimeout must be set on the activity. "
+            f"ActivityId={request.activity_id} ActivityType={request.activity_type.name}"
+        )
 
 
 def start_policies(request: StartActivityExecutionRequest) -> StartWorkflowExecutionRequest:
@@ -127,7 +154,12 @@ def the_activity(ms: MutableState) -> ActivityInfo | None:
 
 
 def status(ms: MutableState) -> int:
-    return _STATUS.get(ms.info.status, ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_UNSPECIFIED)
+    return status_of(ms.info.status)
+
+
+def status_of(workflow_status: int) -> int:
+    """The activity's status for its hidden run's."""
+    return _STATUS.get(workflow_status, ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_UNSPECIFIED)
 
 
 def outcome(events: list[HistoryEvent]) -> ActivityExecutionOutcome | None:
@@ -153,9 +185,9 @@ def outcome(events: list[HistoryEvent]) -> ActivityExecutionOutcome | None:
             a = ev.activity_task_timed_out_event_attributes
             return ActivityExecutionOutcome(failure=a.failure, retry_state=a.retry_state)
         a = ev.activity_task_canceled_event_attributes
-        failure = ActivityExecutionOutcome().failure
-        failure.message = "activity canceled"
+        failure = Failure(message="Activity canceled")
         failure.canceled_failure_info.details.CopyFrom(a.details)
+        failure.canceled_failure_info.identity = a.identity
         return ActivityExecutionOutcome(failure=failure)
     return None
 
@@ -175,14 +207,20 @@ def info(ms: MutableState, scheduled: ActivityTaskScheduledEventAttributes) -> A
         heartbeat_timeout=scheduled.heartbeat_timeout,
         retry_policy=scheduled.retry_policy,
         schedule_time=to_timestamp(ms.info.start_time_ms),
+        execution_time=to_timestamp(ms.info.start_time_ms),
         state_transition_count=ms.state_transition_count,
     )
+    out.priority.SetInParent()
+    out.search_attributes.SetInParent()
+    if ms.info.search_attributes is not None:
+        out.search_attributes.CopyFrom(ms.info.search_attributes)
     if ms.info.close_time_ms:
         out.close_time.CopyFrom(to_timestamp(ms.info.close_time_ms))
         out.execution_duration.CopyFrom(to_duration(ms.info.close_time_ms - ms.info.start_time_ms))
     if ai is None:
         return out
     out.attempt = ai.attempt
+    out.canceled_reason = ai.cancel_reason
     if ai.retry_policy is not None:
         out.retry_policy.CopyFrom(ai.retry_policy)
     if ms.running:

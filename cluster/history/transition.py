@@ -200,8 +200,6 @@ class Transition:
         self.ms.buffered_events.clear()
 
     def transfer(self, kind: str, **data) -> None:
-        if kind == TransferKind.VISIBILITY and self.standalone:
-            return  # a standalone activity is not a workflow: workflow lists never show it
         self.transfer_tasks.append(NewTask(kind, data))
 
     @property
@@ -890,6 +888,10 @@ class Transition:
             attrs.started_event_id = started.event_id if started is not None else 0
         if self.standalone:
             # The activity's outcome is the run's: it closes with it, and describe keeps showing the activity.
+            if hasattr(attrs, "failure"):
+                ai.last_failure = (
+                    attrs.failure
+                )  # describe's last failure is the final one, as on the reference
             self.add_event(event_type, attrs)
             self._close_standalone(event_type, attrs)
             return
@@ -1050,7 +1052,13 @@ class Transition:
         for write in deferred:
             write()
 
-    def request_cancel_activity(self, ai: ActivityInfo, wt_completed_event_id: int, identity: str) -> None:
+    def request_cancel_activity(
+        self,
+        ai: ActivityInfo,
+        wt_completed_event_id: int,
+        identity: str,
+        unstarted_details: Payloads = None,  # type: ignore[assignment]
+    ) -> None:
         ev = self.add_event(
             EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
             ActivityTaskCancelRequestedEventAttributes(
@@ -1064,7 +1072,7 @@ class Transition:
         if not ai.started:
             # Nothing runs it yet: the cancellation is immediate, and says why, as on the reference.
             if self._after_commands is None:
-                self.cancel_activity_confirmed(ai, _ACTIVITY_NOT_STARTED, identity)
+                self.cancel_activity_confirmed(ai, unstarted_details or _ACTIVITY_NOT_STARTED, identity)
             else:
                 self._after_commands.append(lambda: self._cancel_unstarted_after_commands(ai, identity))
 

@@ -308,3 +308,45 @@ async def test_pending_activity_survives_kill9(restartable_server: ServerProcess
     assert d.run_id == handle.run_id and d.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
     async with _worker(client, tq):
         assert await client.get_activity_handle(aid).result() == "DURABLE! (attempt 1)"
+
+
+async def test_list_and_count_show_activities_not_workflows(client: Client) -> None:
+    tq = new_id("tq")
+    ids = [new_id("sa-list") for _ in range(3)]
+    for aid in ids:
+        await client.start_activity(
+            shout, aid, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+        )
+    await client.get_activity_handle(ids[0]).terminate(reason="done with it")
+    query = f"TaskQueue = '{tq}'"
+    for _ in range(100):  # visibility is eventually consistent on the reference
+        listed = [a async for a in client.list_activities(query)]
+        if len(listed) == 3 and any(a.status.name == "TERMINATED" for a in listed):
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(a.activity_id for a in listed) == sorted(ids)
+    assert {a.activity_type for a in listed} == {"shout"}
+    assert {a.task_queue for a in listed} == {tq}
+    statuses = {a.activity_id: a.status.name for a in listed}
+    assert statuses == {ids[0]: "TERMINATED", ids[1]: "RUNNING", ids[2]: "RUNNING"}
+    assert (await client.count_activities(query)).count == 3
+    assert (await client.count_activities(f"{query} AND ExecutionStatus = 'Running'")).count == 2
+    # They are not workflows: workflow lists and counts never show them.
+    assert [w async for w in client.list_workflows(query)] == []
+    assert (await client.count_workflows(query)).count == 0
+
+
+async def test_cancel_reason_is_described(client: Client) -> None:
+    handle = await client.start_activity(
+        shout, "x", id=new_id("sa"), task_queue=new_id("tq"), start_to_close_timeout=timedelta(seconds=10)
+    )
+    await handle.cancel(reason="changed my mind")
+    d = await _describe(client, handle.id, include_outcome=True)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+    assert d.info.canceled_reason == "changed my mind"
+    assert d.outcome.failure.message == "Activity canceled"
+    assert d.outcome.failure.canceled_failure_info.details.payloads[0].data == b'"changed my mind"'
+    with pytest.raises(RPCError) as raised:
+        await handle.cancel(reason="again")
+    assert raised.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert raised.value.message == "activity is in terminal state Canceled"
