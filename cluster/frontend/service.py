@@ -861,7 +861,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         ms = await standalone_activities.mutable_state(self.history, ns.id, request)
         if not ms.running:
-            raise FailedPrecondition(standalone.terminal_state_message(ms))
+            raise FailedPrecondition(standalone.terminate_closed_message(ms))
         execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         await self.history.terminate(ns.id, execution, request.reason, None, request.identity)
         return rr.TerminateActivityExecutionResponse()

@@ -60,6 +60,14 @@ def terminal_state_message(ms: MutableState) -> str:
     return f"activity is in terminal state {_TERMINAL_NAMES.get(status(ms), 'Closed')}"
 
 
+def terminate_closed_message(ms: MutableState) -> str:
+    """FAILED_PRECONDITION's message for terminating a closed activity (the reference's words; it also
+    names the earlier terminate's request id, which Hourglass does not keep)."""
+    if status(ms) == ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_TERMINATED:
+        return "already terminated"
+    return f"invalid transition from {_TERMINAL_NAMES.get(status(ms), 'Closed')}"
+
+
 def reason_payloads(reason: str) -> Payloads:
     """A cancel reason as the canceled failure's details (a JSON string), as the reference records it."""
     return Payloads(

@@ -238,6 +238,7 @@ async def test_terminate_and_delete(client: Client) -> None:
     with pytest.raises(RPCError) as closed:
         await handle.terminate(reason="again")
     assert closed.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert closed.value.message.startswith("already terminated")
 
     await client.workflow_service.delete_activity_execution(
         __import__("temporalio.api.workflowservice.v1", fromlist=["x"]).DeleteActivityExecutionRequest(
@@ -293,6 +294,20 @@ async def test_cli_start_describe_result(server: ServerProcess, client: Client) 
     assert "FROM THE CLI! (attempt 1)" in out
     _, out, _ = await cli(server, "activity", "describe", "--activity-id", aid, "-o", "json")
     assert json.loads(out)["info"]["status"] == "ACTIVITY_EXECUTION_STATUS_COMPLETED"
+    query = f"TaskQueue = '{tq}'"
+    for _ in range(100):  # visibility is eventually consistent on the reference
+        _, out, _ = await cli(server, "activity", "count", "--query", query, "-o", "json")
+        if json.loads(out).get("count") == "1":
+            break
+        await asyncio.sleep(0.1)
+    assert json.loads(out)["count"] == "1"
+    _, out, _ = await cli(server, "activity", "list", "--query", query)
+    assert aid in out and "Completed" in out
+    code, _, err = await cli(
+        server, "activity", "terminate", "--activity-id", aid, "--reason", "x", check=False
+    )
+    assert code != 0 and "invalid transition from Completed" in err
+    await cli(server, "activity", "delete", "--activity-id", aid, "--yes")
 
 
 async def test_pending_activity_survives_kill9(restartable_server: ServerProcess) -> None:
@@ -350,3 +365,10 @@ async def test_cancel_reason_is_described(client: Client) -> None:
         await handle.cancel(reason="again")
     assert raised.value.status == RPCStatusCode.FAILED_PRECONDITION
     assert raised.value.message == "activity is in terminal state Canceled"
+
+
+async def test_namespace_advertises_them(client: Client) -> None:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+    assert desc.namespace_info.capabilities.standalone_activities
