@@ -790,9 +790,14 @@ class WorkflowService(WorkflowServiceServicer):
         return rr.UpdateActivityOptionsResponse(activity_options=options)
 
     async def _activity_execution_operation(self, request) -> str:
-        """The same for the *ActivityExecution forms, whose checks differ; answers the namespace id."""
+        """The same for the *ActivityExecution forms, whose checks differ; answers the namespace id.
+        Without a workflow id they name a standalone activity, which must exist and be open."""
         ns = await self.namespaces.get(request.namespace)
         activity_operations.check_execution_request(request)
+        if not request.workflow_id:
+            ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+            if not ms.running:
+                raise FailedPrecondition(standalone.closed_operation_message(ms, request))
         return ns.id
 
     @rpc

@@ -60,6 +60,20 @@ def terminal_state_message(ms: MutableState) -> str:
     return f"activity is in terminal state {_TERMINAL_NAMES.get(status(ms), 'Closed')}"
 
 
+def closed_operation_message(ms: MutableState, request: object) -> str:
+    """FAILED_PRECONDITION's message for pausing (the reference's words) or otherwise operating on a closed
+    standalone activity."""
+    state = _TERMINAL_NAMES.get(status(ms), "Closed")
+    kind = type(request).__name__
+    if kind == "PauseActivityExecutionRequest":
+        return f"activity is in non-pausable state {state}"
+    if kind == "ResetActivityExecutionRequest":
+        return "activity execution is not running"
+    if kind == "UpdateActivityExecutionOptionsRequest":
+        return f"Cannot update options for activity in state {state}"
+    return f"activity is in terminal state {state}"
+
+
 def terminate_closed_message(ms: MutableState) -> str:
     """FAILED_PRECONDITION's message for terminating a closed activity (the reference's words; it also
     names the earlier terminate's request id, which Hourglass does not keep)."""
@@ -229,6 +243,14 @@ def info(ms: MutableState, scheduled: ActivityTaskScheduledEventAttributes) -> A
         return out
     out.attempt = ai.attempt
     out.canceled_reason = ai.cancel_reason
+    if ms.running and ai.paused:
+        out.status = ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_PAUSED
+    # The activity's current options (UpdateActivityExecutionOptions may have changed the scheduled ones).
+    out.schedule_to_close_timeout.CopyFrom(to_duration(ai.schedule_to_close_timeout_ms))
+    out.schedule_to_start_timeout.CopyFrom(to_duration(ai.schedule_to_start_timeout_ms))
+    out.start_to_close_timeout.CopyFrom(to_duration(ai.start_to_close_timeout_ms))
+    out.heartbeat_timeout.CopyFrom(to_duration(ai.heartbeat_timeout_ms))
+    out.task_queue = ai.task_queue
     if ai.retry_policy is not None:
         out.retry_policy.CopyFrom(ai.retry_policy)
     if ms.running:

@@ -372,3 +372,49 @@ async def test_namespace_advertises_them(client: Client) -> None:
 
     desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
     assert desc.namespace_info.capabilities.standalone_activities
+
+
+async def test_pause_unpause_update_options_reset(client: Client) -> None:
+    from temporalio.api.workflowservice.v1 import (
+        PauseActivityExecutionRequest,
+        ResetActivityExecutionRequest,
+        UpdateActivityExecutionOptionsRequest,
+    )
+
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        shout, "paused", id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=5)
+    )
+    await handle.pause(reason="hold on")
+    d = await _describe(client, aid)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_PAUSED
+    assert d.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED
+    await handle.unpause()
+    d = await _describe(client, aid)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
+    assert d.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    ws = client.workflow_service
+    updated = await ws.update_activity_execution_options(
+        UpdateActivityExecutionOptionsRequest(
+            namespace="default",
+            activity_id=aid,
+            activity_options={"start_to_close_timeout": {"seconds": 30}},
+            update_mask={"paths": ["startToCloseTimeout"]},
+        )
+    )
+    assert updated.activity_options.start_to_close_timeout.seconds == 30
+    assert (await _describe(client, aid)).info.start_to_close_timeout.seconds == 30
+    await ws.reset_activity_execution(ResetActivityExecutionRequest(namespace="default", activity_id=aid))
+    async with _worker(client, tq):
+        assert await handle.result() == "PAUSED! (attempt 1)"
+    # On a closed activity: the reference's FAILED_PRECONDITION and words; an unknown id is NOT_FOUND.
+    with pytest.raises(RPCError) as closed:
+        await handle.pause(reason="too late")
+    assert closed.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert closed.value.message == "activity is in non-pausable state Completed"
+    with pytest.raises(RPCError) as missing:
+        await ws.pause_activity_execution(
+            PauseActivityExecutionRequest(namespace="default", activity_id=new_id("nope"), reason="x")
+        )
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert missing.value.message.startswith("activity not found for ID: ")
