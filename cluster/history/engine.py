@@ -112,7 +112,7 @@ from hourglass.cluster.history.rebuild import rebuild
 from hourglass.cluster.history.runs import NewRun, new_run_id, start_run
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
-from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
+from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.transition_rate import TransitionRates
@@ -639,7 +639,13 @@ class HistoryEngine:
                 if isinstance(plan, StartResult):
                     return plan
                 tr = start_run(standalone.new_run(namespace_id, namespace, request), now_ms(), run_id)
-                tr.schedule_activity(standalone.scheduled_attributes(request))
+                delay_ms = duration_ms(request.start_delay)
+                ai = tr.schedule_activity(standalone.scheduled_attributes(request), eager=delay_ms > 0)
+                if delay_ms:
+                    # Held back (not handed to matching) until the start delay's timer dispatches it.
+                    tr.eager_activities.clear()
+                    tr.schedule_activity_attempt(ai, tr.now + delay_ms)
+                    tr.ms.info.execution_time_ms = tr.now + delay_ms
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id

@@ -23,7 +23,7 @@ from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes, Hist
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import StartActivityExecutionRequest, StartWorkflowExecutionRequest
 
-from hourglass.cluster.errors import InvalidArgument, Unimplemented
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history import standalone_ids
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
 from hourglass.cluster.history.runs import NewRun
@@ -105,8 +105,8 @@ def check_start(request: StartActivityExecutionRequest) -> None:
     )
     if any(t.seconds < 0 or t.nanos < 0 for t in timeouts):
         raise InvalidArgument("An invalid timeout is set on request (timeouts must not be negative).")
-    if duration_ms(request.start_delay):
-        raise Unimplemented("StartDelay is not supported on standalone activities by this server yet.")
+    if request.start_delay.seconds < 0 or request.start_delay.nanos < 0:
+        raise InvalidArgument("An invalid StartDelay is set on request (it must not be negative).")
     if not duration_ms(request.schedule_to_close_timeout) and not duration_ms(request.start_to_close_timeout):
         raise InvalidArgument(
             "a valid StartToCloseTimeout or ScheduleToCloseTimeout must be set on the activity. "
@@ -229,7 +229,7 @@ def info(ms: MutableState, scheduled: ActivityTaskScheduledEventAttributes) -> A
         heartbeat_timeout=scheduled.heartbeat_timeout,
         retry_policy=scheduled.retry_policy,
         schedule_time=to_timestamp(ms.info.start_time_ms),
-        execution_time=to_timestamp(ms.info.start_time_ms),
+        execution_time=to_timestamp(ms.info.execution_time_ms or ms.info.start_time_ms),
         state_transition_count=ms.state_transition_count,
     )
     out.priority.SetInParent()

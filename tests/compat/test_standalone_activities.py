@@ -418,3 +418,23 @@ async def test_pause_unpause_update_options_reset(client: Client) -> None:
         )
     assert missing.value.status == RPCStatusCode.NOT_FOUND
     assert missing.value.message.startswith("activity not found for ID: ")
+
+
+async def test_start_delay_holds_the_first_attempt(client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa")
+    async with _worker(client, tq):
+        started_at = asyncio.get_running_loop().time()
+        handle = await client.start_activity(
+            shout,
+            "later",
+            id=aid,
+            task_queue=tq,
+            start_to_close_timeout=timedelta(seconds=10),
+            start_delay=timedelta(seconds=2),
+        )
+        d = await _describe(client, aid)
+        assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
+        delay = d.info.execution_time.ToMilliseconds() - d.info.schedule_time.ToMilliseconds()
+        assert 1900 <= delay <= 2100, delay
+        assert await handle.result() == "LATER! (attempt 1)"
+        assert asyncio.get_running_loop().time() - started_at >= 1.9
