@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 
 from hourglass.cluster.batcher.engine import BatchEngine
 from hourglass.cluster.errors import NodeUnreachable, ShardNotOwned, Unavailable
+from hourglass.cluster.history import standalone_ids
 from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.placement import Placement
@@ -85,6 +86,8 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "unpause_activity": _by_request,
     "reset_activity": _by_request,
     "update_activity_options": _by_request,
+    "start_activity_execution": lambda a: (a[0], standalone_ids.workflow_id(a[2].activity_id)),
+    "request_cancel_activity_execution": _by_execution(1),
     "pause_workflow": lambda a: (a[0], a[1].workflow_id),
     "unpause_workflow": lambda a: (a[0], a[1].workflow_id),
 }

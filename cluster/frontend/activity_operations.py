@@ -16,9 +16,9 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import InvalidArgument, NotFound
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.validation import MAX_ID_LENGTH, check_priority
-from hourglass.cluster.history import activity_ops
+from hourglass.cluster.history import activity_ops, standalone_ids
 from hourglass.cluster.history.transition import default_retry_policy
 
 # The update_mask paths UpdateActivityExecutionOptions accepts (camelCase, as the reference lists them).
@@ -155,9 +155,12 @@ def _check_update_execution_request(request: rr.UpdateActivityExecutionOptionsRe
 
 
 def require_workflow_activity(request) -> WorkflowExecution:
-    """The workflow the request names; without one it names a standalone activity, and there are none."""
+    """The workflow the request names; without one it names a standalone activity: its hidden run (see
+    history/standalone_ids.py), whose one activity has the same id."""
     if not request.workflow_id:
-        raise NotFound(f"activity not found for ID: {request.activity_id}")
+        return WorkflowExecution(
+            workflow_id=standalone_ids.workflow_id(request.activity_id), run_id=request.run_id
+        )
     return WorkflowExecution(workflow_id=request.workflow_id, run_id=request.run_id)
 
 

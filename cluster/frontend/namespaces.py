@@ -74,6 +74,7 @@ class ServerFacts:
         # Workers send heartbeats only where the namespace says the server keeps them.
         caps.worker_heartbeats = LIMITS.worker_heartbeats_enabled
         caps.workflow_pause = LIMITS.workflow_pause_enabled
+        caps.standalone_activities = LIMITS.enable_standalone_activities
         caps.worker_poll_complete_on_shutdown = LIMITS.cancel_worker_polls_on_shutdown
         info.supports_schedules = True
         info.limits.blob_size_limit_error = self.blob_size_limit_error

@@ -42,7 +42,7 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, visibility, workflow_pause
+from hourglass.cluster.frontend import activity_operations, standalone_activities, visibility, workflow_pause
 from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.cluster_info import (
     SERVER_VERSION,
@@ -67,6 +67,7 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
+from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import MutableState
@@ -811,9 +812,14 @@ class WorkflowService(WorkflowServiceServicer):
         return rr.UpdateActivityOptionsResponse(activity_options=options)
 
     async def _activity_execution_operation(self, request) -> str:
-        """The same for the *ActivityExecution forms, whose checks differ; answers the namespace id."""
+        """The same for the *ActivityExecution forms, whose checks differ; answers the namespace id.
+        Without a workflow id they name a standalone activity, which must exist and be open."""
         ns = await self.namespaces.get(request.namespace)
         activity_operations.check_execution_request(request)
+        if not request.workflow_id:
+            ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+            if not ms.running:
+                raise FailedPrecondition(standalone.closed_operation_message(ms, request))
         return ns.id
 
     @rpc
@@ -839,6 +845,69 @@ class WorkflowService(WorkflowServiceServicer):
         ns_id = await self._activity_execution_operation(request)
         options = await self.history.update_activity_options(ns_id, activity_operations.as_update(request))
         return rr.UpdateActivityExecutionOptionsResponse(activity_options=options)
+
+    # ---- standalone activities (issue 15) --------------------------------------------------------------
+    @rpc
+    async def StartActivityExecution(self, request, context):
+        standalone_activities.check_enabled()
+        ns = await self.namespaces.get(request.namespace)
+        standalone.check_start(request)
+        if request.HasField("input"):
+            check_blob_size(request.input, self.max_blob_bytes)
+        await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
+        if not request.request_id:
+            request.request_id = str(uuid.uuid4())
+        result: StartResult = await self.history.start_activity_execution(ns.id, ns.name, request)
+        return rr.StartActivityExecutionResponse(run_id=result.run_id, started=result.started)
+
+    @rpc
+    async def DescribeActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+        return await standalone_activities.describe(self.history, ms, request)
+
+    @rpc
+    async def PollActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await standalone_activities.poll(self.history, ms, timeout)
+
+    @rpc
+    async def RequestCancelActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        await self.history.request_cancel_activity_execution(
+            ns.id, execution, request.identity, request.reason
+        )
+        return rr.RequestCancelActivityExecutionResponse()
+
+    @rpc
+    async def TerminateActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+        if not ms.running:
+            raise FailedPrecondition(standalone.terminate_closed_message(ms))
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        await self.history.terminate(ns.id, execution, request.reason, None, request.identity)
+        return rr.TerminateActivityExecutionResponse()
+
+    @rpc
+    async def DeleteActivityExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        await self.history.delete_workflow(ns.id, execution)
+        return rr.DeleteActivityExecutionResponse()
+
+    @rpc
+    async def ListActivityExecutions(self, request, context):
+        return await self._visibility(standalone_activities.list_executions, request)
+
+    @rpc
+    async def CountActivityExecutions(self, request, context):
+        return await self._visibility(standalone_activities.count_executions, request)
 
     # ---- visibility ------------------------------------------------------------------------------------
     async def _visibility(self, handler, request):

@@ -11,6 +11,7 @@ from temporalio.api.common.v1 import Priority, WorkflowExecution
 from temporalio.api.enums.v1 import CommandType, WorkflowIdConflictPolicy, WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.history import standalone_ids
 from hourglass.cluster.history.commands import RESERVED_TASK_QUEUE_PREFIX
 from hourglass.cluster.history.cron import cron_error
 from hourglass.cluster.history.limits import LIMITS
@@ -44,6 +45,9 @@ def require_workflow_id(value: str) -> None:
         raise InvalidArgument("WorkflowId is not set on request.")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(f"WorkflowId exceeds maximum allowed length ({len(value)}/{MAX_ID_LENGTH})")
+    if standalone_ids.is_standalone(value):
+        # Standalone activities are kept as runs under this prefix: no workflow may take or name one.
+        raise InvalidArgument(f"WorkflowId cannot start with the reserved prefix {standalone_ids.PREFIX}")
 
 
 def require_task_queue(name: str) -> None:

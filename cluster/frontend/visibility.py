@@ -7,6 +7,7 @@ servicer only delegates. Queries are parsed and typed against the namespace's se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry, system_attribute_types
+from hourglass.cluster.history import standalone_ids
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.store import Store
 from hourglass.persistence.visibility import attributes as names
@@ -86,7 +88,7 @@ async def count_workflow_executions(
 ) -> rr.CountWorkflowExecutionsResponse:
     """CountWorkflowExecutions, with `GROUP BY ExecutionStatus` answered as groups (and their total)."""
     ns = await namespaces.get(request.namespace)
-    query = await search_attributes.parse_query(ns.id, request.query)
+    query = workflows_only(await search_attributes.parse_query(ns.id, request.query))
     if not query.group_by:
         return rr.CountWorkflowExecutionsResponse(count=await store.count_visibility(ns.id, query))
     groups = await store.count_visibility_groups(ns.id, query)
@@ -188,11 +190,24 @@ async def _page(
 ) -> tuple[list[WorkflowExecutionInfo], bytes]:
     if page_size <= 0 or page_size > MAX_PAGE_SIZE:
         page_size = MAX_PAGE_SIZE
+    query = workflows_only(query)
     try:
         records, next_token = await store.query_visibility(namespace_id, query, page_size, token)
     except PageTokenError:
         raise InvalidArgument("Invalid NextPageToken.") from None
     return [execution_info(record, types) for record in records], next_token
+
+
+def scoped(query: model.VisibilityQuery, standalone_activities: bool) -> model.VisibilityQuery:
+    """The query narrowed to workflows, or to standalone activities (hidden runs, see
+    history/standalone_ids.py): each list shows only its own kind, as the reference's do."""
+    scope = model.StartsWith(_system(names.WORKFLOW_ID), standalone_ids.PREFIX, not standalone_activities)
+    combined = scope if query.filter is None else model.And((scope, query.filter))
+    return dataclasses.replace(query, filter=combined)
+
+
+def workflows_only(query: model.VisibilityQuery) -> model.VisibilityQuery:
+    return scoped(query, standalone_activities=False)
 
 
 def execution_info(

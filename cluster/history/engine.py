@@ -50,6 +50,7 @@ from temporalio.api.workflowservice.v1 import (
     ResetActivityRequest,
     RespondWorkflowTaskCompletedRequest,
     RespondWorkflowTaskCompletedResponse,
+    StartActivityExecutionRequest,
     StartWorkflowExecutionRequest,
     UnpauseActivityRequest,
     UnpauseWorkflowExecutionRequest,
@@ -57,6 +58,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 
 from hourglass.cluster.errors import (
+    ActivityExecutionAlreadyStarted,
     DeadlineExceeded,
     FailedPrecondition,
     HistoryLimitExceeded,
@@ -71,7 +73,14 @@ from hourglass.cluster.errors import (
     WorkflowAlreadyStarted,
     WorkflowNotReady,
 )
-from hourglass.cluster.history import activity_ops, continuation, events_cache, history_limits
+from hourglass.cluster.history import (
+    activity_ops,
+    continuation,
+    events_cache,
+    history_limits,
+    standalone_ids,
+)
+from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -103,7 +112,7 @@ from hourglass.cluster.history.rebuild import rebuild
 from hourglass.cluster.history.runs import NewRun, new_run_id, start_run
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
-from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
+from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.history.transition import Transition
 from hourglass.cluster.history.transition_rate import TransitionRates
@@ -609,6 +618,64 @@ class HistoryEngine:
                     )
                 return result
         raise Unavailable("too many concurrent starts of the workflow id, try again")
+
+    async def start_activity_execution(
+        self, namespace_id: str, namespace: str, request: StartActivityExecutionRequest
+    ) -> StartResult:
+        """Start a standalone activity: its hidden run, created with the activity scheduled (standalone.py)."""
+        wid = standalone_ids.workflow_id(request.activity_id)
+        policies = standalone.start_policies(request)
+        shard = self.shard_for(namespace_id, wid)
+        for _ in range(5):
+            async with shard.locks.hold((namespace_id, wid)):
+                current = await shard.get_current_run(namespace_id, wid)
+                run_id = new_run_id()
+                try:
+                    plan = await self._plan_start(shard, current, policies, run_id)
+                except WorkflowAlreadyStarted as e:
+                    detail = e.detail
+                    raise ActivityExecutionAlreadyStarted(
+                        "activity execution already started",
+                        detail.start_request_id,
+                        detail.run_id,
+                    ) from None
+                if isinstance(plan, StartResult):
+                    return plan
+                tr = start_run(standalone.new_run(namespace_id, namespace, request), now_ms(), run_id)
+                delay_ms = duration_ms(request.start_delay)
+                ai = tr.schedule_activity(standalone.scheduled_attributes(request), eager=delay_ms > 0)
+                if delay_ms:
+                    # Held back (not handed to matching) until the start delay's timer dispatches it.
+                    tr.eager_activities.clear()
+                    tr.schedule_activity_attempt(ai, tr.now + delay_ms)
+                    tr.ms.info.execution_time_ms = tr.now + delay_ms
+                if current is not None:
+                    tr.current_run.mode = CurrentRunMode.REPLACE
+                    tr.current_run.previous_run_id = current.run_id
+                try:
+                    await shard.commit([(tr, True)])
+                except ConditionFailedError:
+                    continue
+                except ShardOwnershipLostError as e:
+                    self.shard_lost(shard)
+                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
+                return StartResult(run_id, True)
+        raise Unavailable("too many concurrent starts of the activity id, try again")
+
+    async def request_cancel_activity_execution(
+        self, namespace_id: str, execution: WorkflowExecution, identity: str, reason: str
+    ) -> None:
+        """Cancel a standalone activity: at once if no worker runs it, else its heartbeats say so."""
+
+        def cancel(ms: MutableState, tr: Transition):
+            ai = standalone.the_activity(ms)
+            if not ms.running or ai is None:
+                raise FailedPrecondition(standalone.terminal_state_message(ms))
+            if not ai.cancel_requested:
+                ai.cancel_reason = reason
+                tr.request_cancel_activity(ai, 0, identity, standalone.reason_payloads(reason))
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
 
     async def _plan_start(
         self, shard: Shard, current: CurrentRunRecord | None, request, new_run_id: str
@@ -2135,6 +2202,10 @@ def _activity_task(
     )
     if ai.heartbeat_details is not None:
         task.heartbeat_details.CopyFrom(ai.heartbeat_details)
+    if standalone_ids.is_standalone(info.workflow_id):
+        # No workflow runs a standalone activity: the worker sees none, as the reference sends it.
+        task.ClearField("workflow_type")
+        task.ClearField("workflow_execution")
     return task
 
 

@@ -39,6 +39,8 @@ class HistoryLimits:
     suggest_continue_as_new_size_bytes: int = 4 * 1024 * 1024
     workflow_task_retry_max_interval_ms: int = 10 * 60 * 1000
     enable_activity_eager_execution: bool = True
+    # Standalone activities (StartActivityExecution...): served by default, as issue 15 asks of start-dev.
+    enable_standalone_activities: bool = True
     # Past the error limits a running workflow is terminated (see history_limits.py); past the warn
     # limits it is logged.
     history_count_error: int = 50 * 1024
@@ -104,6 +106,7 @@ _KEYS = {
     "limit.historyCount.suggestContinueAsNew": "suggest_continue_as_new_count",
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
     "system.enableActivityEagerExecution": "enable_activity_eager_execution",
+    "activity.enableStandalone": "enable_standalone_activities",
     "limit.historyCount.error": "history_count_error",
     "limit.historyCount.warn": "history_count_warn",
     "limit.historySize.error": "history_size_error_bytes",

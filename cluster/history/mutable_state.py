@@ -187,6 +187,8 @@ class ActivityInfo:
     last_worker_identity: str = ""
     cancel_requested: bool = False
     cancel_requested_event_id: int = 0
+    # A standalone activity's RequestCancelActivityExecution reason (describe's canceled_reason).
+    cancel_reason: str = ""
     # An attempt waits for its retry backoff timer before it is dispatched again (until next_attempt_time_ms).
     waiting_retry: bool = False
     next_attempt_time_ms: int = 0

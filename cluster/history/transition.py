@@ -53,7 +53,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import pause_info, worker_builds
+from hourglass.cluster.history import pause_info, standalone_ids, worker_builds
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
@@ -202,6 +202,11 @@ class Transition:
     def transfer(self, kind: str, **data) -> None:
         self.transfer_tasks.append(NewTask(kind, data))
 
+    @property
+    def standalone(self) -> bool:
+        """The run is a standalone activity (see standalone_ids): no workflow tasks, closed by its activity."""
+        return standalone_ids.is_standalone(self.ms.info.workflow_id)
+
     def timer(self, kind: str, fire_time_ms: int, **data) -> None:
         self.timer_tasks.append(NewTask(kind, data, fire_time_ms))
 
@@ -213,8 +218,8 @@ class Transition:
     def schedule_workflow_task(self, attempt: int = 1) -> None:
         """Schedule a workflow task unless one is pending. Attempts after the first stay out of history."""
         ms = self.ms
-        if ms.workflow_task is not None or not ms.running or ms.info.pause is not None:
-            return  # a paused run gets its next task when it is unpaused
+        if ms.workflow_task is not None or not ms.running or ms.info.pause is not None or self.standalone:
+            return  # a paused run gets its next task when it is unpaused; a standalone activity none
         if ms.buffered_events:
             # Events that came in while the last task ran: the worker must see them, so this task is a normal
             # one (attempt 1, in history) even after failed attempts, as on the reference.
@@ -888,9 +893,28 @@ class Transition:
         attrs.scheduled_event_id = ai.scheduled_event_id
         if hasattr(attrs, "started_event_id"):
             attrs.started_event_id = started.event_id if started is not None else 0
+        if self.standalone:
+            # The activity's outcome is the run's: it closes with it, and describe keeps showing the activity.
+            if hasattr(attrs, "failure"):
+                ai.last_failure = (
+                    attrs.failure
+                )  # describe's last failure is the final one, as on the reference
+            self.add_event(event_type, attrs)
+            self._close_standalone(event_type, attrs)
+            return
         del self.ms.activities[ai.scheduled_event_id]
         self.add_event(event_type, attrs)
         self.schedule_workflow_task()
+
+    def _close_standalone(self, event_type: int, attrs) -> None:
+        if event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            self.complete_workflow(attrs.result if attrs.HasField("result") else None, 0)
+        elif event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            self.fail_workflow(attrs.failure, 0, attrs.retry_state)
+        elif event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            self.time_out_workflow(attrs.retry_state)
+        else:
+            self.cancel_workflow(attrs.details if attrs.HasField("details") else None, 0)
 
     def complete_activity(self, ai: ActivityInfo, result: Payloads | None, identity: str) -> None:
         attrs = ActivityTaskCompletedEventAttributes(identity=identity)
@@ -1035,7 +1059,13 @@ class Transition:
         for write in deferred:
             write()
 
-    def request_cancel_activity(self, ai: ActivityInfo, wt_completed_event_id: int, identity: str) -> None:
+    def request_cancel_activity(
+        self,
+        ai: ActivityInfo,
+        wt_completed_event_id: int,
+        identity: str,
+        unstarted_details: Payloads = None,  # type: ignore[assignment]
+    ) -> None:
         ev = self.add_event(
             EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
             ActivityTaskCancelRequestedEventAttributes(
@@ -1049,7 +1079,7 @@ class Transition:
         if not ai.started:
             # Nothing runs it yet: the cancellation is immediate, and says why, as on the reference.
             if self._after_commands is None:
-                self.cancel_activity_confirmed(ai, _ACTIVITY_NOT_STARTED, identity)
+                self.cancel_activity_confirmed(ai, unstarted_details or _ACTIVITY_NOT_STARTED, identity)
             else:
                 self._after_commands.append(lambda: self._cancel_unstarted_after_commands(ai, identity))
 

@@ -276,6 +276,8 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--dynamic-config-value", "frontend.activityAPIsEnabled=true",
         # PauseWorkflowExecution is behind this flag (off by default) on the reference.
         "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
+        # Standalone activities (StartActivityExecution...) are off by default on the reference 1.32.
+        "--dynamic-config-value", "activity.enableStandalone=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]

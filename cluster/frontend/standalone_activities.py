@@ -1,0 +1,140 @@
+"""The frontend's standalone-activity RPCs (issue 15): StartActivityExecution and the calls on one.
+
+Each names the activity by id (and optionally run id); history keeps it as a hidden run (see
+cluster/history/standalone.py), so these handlers only translate ids, messages and errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.api.activity.v1 import ActivityExecutionListInfo
+from temporalio.api.common.v1 import ActivityType, WorkflowExecution
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+
+from hourglass.cluster.errors import InvalidArgument, NotFound, Unimplemented
+from hourglass.cluster.frontend import visibility
+from hourglass.cluster.frontend.namespaces import NamespaceRegistry
+from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.history import standalone_activity as standalone
+from hourglass.cluster.history import standalone_ids
+from hourglass.cluster.history.limits import LIMITS
+from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history.timeutil import to_duration, to_timestamp
+from hourglass.persistence.records import VisibilityRecord
+from hourglass.persistence.store import Store
+from hourglass.persistence.visibility.paging import PageTokenError
+from hourglass.persistence.visibility.values import parse_search_attributes
+
+
+def check_enabled() -> None:
+    if not LIMITS.enable_standalone_activities:
+        raise Unimplemented("Standalone activity is disabled (dynamic config activity.enableStandalone).")
+
+
+def execution(request: Any) -> WorkflowExecution:
+    """The hidden run a request names: activity_id is required, run_id optional (the latest run)."""
+    check_enabled()
+    if not request.activity_id:
+        raise InvalidArgument("activityId is not set")
+    return WorkflowExecution(
+        workflow_id=standalone_ids.workflow_id(request.activity_id), run_id=request.run_id
+    )
+
+
+async def mutable_state(history: Any, namespace_id: str, request: Any) -> MutableState:
+    try:
+        return await history.get_mutable_state(namespace_id, execution(request))
+    except NotFound:
+        raise NotFound(f"activity not found for ID: {request.activity_id}") from None
+
+
+async def describe(history: Any, ms: MutableState, request: Any) -> rr.DescribeActivityExecutionResponse:
+    events = await history.read_history(ms)
+    scheduled = next(
+        e.activity_task_scheduled_event_attributes
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    )
+    resp = rr.DescribeActivityExecutionResponse(run_id=ms.info.run_id, info=standalone.info(ms, scheduled))
+    if not request.include_heartbeat_details:
+        resp.info.ClearField("heartbeat_details")
+    if not request.include_last_failure:
+        resp.info.ClearField("last_failure")
+    if request.include_input and scheduled.HasField("input"):
+        resp.input.CopyFrom(scheduled.input)
+    if request.include_outcome:
+        outcome = standalone.outcome(events)
+        if outcome is not None:
+            resp.outcome.CopyFrom(outcome)
+    return resp
+
+
+async def poll(history: Any, ms: MutableState, timeout: float) -> rr.PollActivityExecutionResponse:
+    """The outcome once the activity closed; an empty response when `timeout` passes first (poll again)."""
+    if ms.running:
+        await history.wait_for_change(ms, timeout, until_closed=True)
+        ms = await history.get_mutable_state(
+            ms.info.namespace_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        )
+    resp = rr.PollActivityExecutionResponse(run_id=ms.info.run_id)
+    if not ms.running:
+        outcome = standalone.outcome(await history.read_history(ms))
+        if outcome is not None:
+            resp.outcome.CopyFrom(outcome)
+    return resp
+
+
+async def list_executions(
+    request: rr.ListActivityExecutionsRequest,
+    namespaces: NamespaceRegistry,
+    store: Store,
+    search_attributes: SearchAttributeRegistry,
+) -> rr.ListActivityExecutionsResponse:
+    """ListActivityExecutions: the visibility query over standalone activities only."""
+    check_enabled()
+    ns = await namespaces.get(request.namespace)
+    query = visibility.scoped(await search_attributes.parse_query(ns.id, request.query), True)
+    page_size = request.page_size
+    if page_size <= 0 or page_size > visibility.MAX_PAGE_SIZE:
+        page_size = visibility.MAX_PAGE_SIZE
+    try:
+        records, token = await store.query_visibility(ns.id, query, page_size, request.next_page_token)
+    except PageTokenError:
+        raise InvalidArgument("Invalid NextPageToken.") from None
+    return rr.ListActivityExecutionsResponse(
+        executions=[list_info(record) for record in records], next_page_token=token
+    )
+
+
+async def count_executions(
+    request: rr.CountActivityExecutionsRequest,
+    namespaces: NamespaceRegistry,
+    store: Store,
+    search_attributes: SearchAttributeRegistry,
+) -> rr.CountActivityExecutionsResponse:
+    check_enabled()
+    ns = await namespaces.get(request.namespace)
+    query = visibility.scoped(await search_attributes.parse_query(ns.id, request.query), True)
+    if query.group_by:
+        raise InvalidArgument("GROUP BY is not supported on standalone activities by this server yet.")
+    return rr.CountActivityExecutionsResponse(count=await store.count_visibility(ns.id, query))
+
+
+def list_info(record: VisibilityRecord) -> ActivityExecutionListInfo:
+    """What ListActivityExecutions shows of one activity (its hidden run's visibility record)."""
+    info = ActivityExecutionListInfo(
+        activity_id=standalone_ids.activity_id(record.workflow_id),
+        run_id=record.run_id,
+        activity_type=ActivityType(name=record.workflow_type),
+        schedule_time=to_timestamp(record.start_time_ms),
+        execution_time=to_timestamp(record.execution_time_ms or record.start_time_ms),
+        status=standalone.status_of(record.status),
+        task_queue=record.task_queue,
+        state_transition_count=record.state_transition_count,
+    )
+    info.search_attributes.CopyFrom(parse_search_attributes(record.search_attributes))
+    if record.close_time_ms:
+        info.close_time.CopyFrom(to_timestamp(record.close_time_ms))
+        info.execution_duration.CopyFrom(to_duration(record.close_time_ms - record.start_time_ms))
+    return info

