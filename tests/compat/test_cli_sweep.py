@@ -296,9 +296,6 @@ COMMANDS: dict[str, Cmd] = {
 
 # Features Hourglass does not have (yet): the reference serves them, Hourglass answers UNIMPLEMENTED.
 _NO_NEXUS = "Nexus (endpoints, operations) is not implemented in Hourglass"
-_NO_STANDALONE_ACTIVITIES = (
-    "standalone activities (StartActivityExecution...) are not implemented in Hourglass"
-)
 _NO_VERSIONING = "worker versioning (build ids, rules, deployments) is not implemented in Hourglass"
 KNOWN_DIFFERENCES: dict[str, str] = {
     # Except those both servers answer alike (the endpoint the sweep asks for exists on neither).
@@ -314,10 +311,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         )
     },
     **{
-        f"activity {c}": _NO_STANDALONE_ACTIVITIES
-        for c in ("cancel", "count", "describe", "execute", "list", "result", "start", "terminate")
-    },
-    **{
         c: _NO_VERSIONING
         for c in COMMANDS
         if c.startswith(("task-queue versioning ", "task-queue update-build-ids "))
@@ -330,6 +323,11 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         and c.split()[-1]
         not in ("create-version", "update-version-metadata", "update-version-compute-config")
     },
+    "activity describe": "a standalone activity's describe lacks LastStartedTime, LastAttemptCompleteTime, the "
+    "current retry interval, start delay, SDK name/version, state size and the describe long-poll token; it adds "
+    "an empty priority",
+    "activity list -o json": "listed standalone activities lack the reference's TemporalNamespaceDivision search "
+    "attribute",
     "task-queue get-build-ids": _NO_VERSIONING,
     "task-queue get-build-id-reachability": _NO_VERSIONING,
     "workflow update-options": "UpdateWorkflowExecutionOptions (versioning overrides) is not implemented in Hourglass",
@@ -338,7 +336,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, nexus, "
     "serverScaledDeployments, which it does not have",
     "operator cluster list": "start-dev's history shard count is 4 (the reference's 1), a configuration",
-    "operator namespace describe -o json": "capabilities: standaloneActivities*, pollerAutoscaling, "
+    "operator namespace describe -o json": "capabilities: standaloneActivityStartDelay and -OperatorCommands (not advertised), pollerAutoscaling, "
     "reportedProblemsSearchAttribute are features Hourglass does not have",
     "operator namespace update -o json": "the namespace's capabilities, as for `operator namespace describe`",
     "operator namespace list -o json": "the namespaces' capabilities, as for `operator namespace describe`",
