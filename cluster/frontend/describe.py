@@ -36,8 +36,8 @@ def run_status(ms: MutableState) -> int:
 
 
 def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
-    """A run as the reference describes it: memo, search attributes and priority always present (maybe
-    empty: the Go SDK dereferences them), timeouts only when set, pending children, reset points and the
+    """A run as the reference describes it: memo and search attributes always present (maybe empty: the
+    Go SDK dereferences them), priority only when the run has one, timeouts only when set, pending children, reset points and the
     extended info (expirations, original start time, the request ids the run was started by)."""
     info = ms.info
     execution = WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id)
@@ -59,9 +59,10 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
             first_run_id=info.first_run_id,
             memo=info.memo or Memo(),
             search_attributes=info.search_attributes or SearchAttributes(),
-            priority=info.priority or Priority(),
         ),
     )
+    if info.priority is not None:
+        resp.workflow_execution_info.priority.CopyFrom(info.priority)  # the reference omits an unset one
     if info.workflow_execution_timeout_ms:
         resp.execution_config.workflow_execution_timeout.CopyFrom(
             to_duration(info.workflow_execution_timeout_ms)

@@ -183,6 +183,8 @@ class StartResult:
     started: bool
     # Eager workflow start: the run's first workflow task, already started for the starter's worker.
     eager_workflow_task: PollWorkflowTaskQueueResponse | None = None
+    # The run's temporal.api.enums.v1.WorkflowExecutionStatus (a retried start may find it closed).
+    status: int = 1
 
 
 class ShardListener(Protocol):
@@ -616,7 +618,8 @@ class HistoryEngine:
             return None
         wid = request.workflow_id
         if current.create_request_id == request.request_id and request.request_id:
-            return StartResult(current.run_id, True)  # a retried start: the reference says started
+            # a retried start: the reference says started
+            return StartResult(current.run_id, True, status=current.execution_status or 1)
         if current.status == RunStatus.RUNNING:
             conflict = request.workflow_id_conflict_policy
             if (
@@ -1478,20 +1481,23 @@ class HistoryEngine:
         identity: str,
         request_id: str,
         header: Header | None,
-    ) -> None:
-        def signal(ms: MutableState, tr: Transition):
+    ) -> str:
+        """Signal the run; returns its run id (the answer's link names it)."""
+
+        def signal(ms: MutableState, tr: Transition) -> str:
             if not ms.running:
                 raise NotFound("workflow execution already completed")
             if request_id and request_id in ms.info.signal_request_ids:
-                return
+                return ms.info.run_id
             history_limits.check_signal_allowed(ms)
             if request_id:
                 ms.info.signal_request_ids = (ms.info.signal_request_ids + [request_id])[
                     -SIGNAL_REQUEST_IDS_KEPT:
                 ]
             tr.signal(name, payloads, identity, header)
+            return ms.info.run_id
 
-        await self._update(namespace_id, execution.workflow_id, execution.run_id, signal)
+        return await self._update(namespace_id, execution.workflow_id, execution.run_id, signal)
 
     async def signal_with_start(
         self,

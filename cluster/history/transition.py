@@ -439,6 +439,7 @@ class Transition:
         )
         if sdk_metadata is not None:
             attrs.sdk_metadata.CopyFrom(sdk_metadata)
+        attrs.metering_metadata.SetInParent()  # the reference always writes it (empty on its dev server)
         if build_id:
             attrs.worker_version.build_id = build_id
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
