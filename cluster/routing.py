@@ -86,6 +86,7 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "reset_activity": _by_request,
     "update_activity_options": _by_request,
     "pause_workflow": lambda a: (a[0], a[1].workflow_id),
+    "update_workflow_options": _by_execution(1),
     "unpause_workflow": lambda a: (a[0], a[1].workflow_id),
 }
 

@@ -61,6 +61,7 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
+from hourglass.cluster.history import execution_options
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import MutableState
@@ -951,6 +952,19 @@ class WorkflowService(WorkflowServiceServicer):
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
+
+    @rpc
+    async def UpdateWorkflowExecutionOptions(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        execution_options.check_request(request)
+        options = await self.history.update_workflow_options(
+            ns.id,
+            request.workflow_execution,
+            request.workflow_execution_options,
+            request.update_mask,
+            request.identity,
+        )
+        return rr.UpdateWorkflowExecutionOptionsResponse(workflow_execution_options=options)
 
     # ---- PauseWorkflowExecution / UnpauseWorkflowExecution (cluster/frontend/workflow_pause.py) -------------
     @rpc

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import xxhash
+from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
@@ -42,6 +43,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
     PauseActivityRequest,
     PauseWorkflowExecutionRequest,
@@ -71,7 +73,13 @@ from hourglass.cluster.errors import (
     WorkflowAlreadyStarted,
     WorkflowNotReady,
 )
-from hourglass.cluster.history import activity_ops, continuation, events_cache, history_limits
+from hourglass.cluster.history import (
+    activity_ops,
+    continuation,
+    events_cache,
+    execution_options,
+    history_limits,
+)
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.external import (
     record_child_closed,
@@ -1582,6 +1590,21 @@ class HistoryEngine:
             terminate,
             first_execution_run_id=first_execution_run_id,
         )
+
+    async def update_workflow_options(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        options: WorkflowExecutionOptions,
+        mask: FieldMask,
+        identity: str,
+    ) -> WorkflowExecutionOptions:
+        """UpdateWorkflowExecutionOptions (cluster/history/execution_options.py); the run's new options."""
+
+        def update(ms: MutableState, tr: Transition) -> WorkflowExecutionOptions:
+            return execution_options.update(ms, tr, options, mask, identity)
+
+        return await self._update(namespace_id, execution.workflow_id, execution.run_id, update)
 
     async def pause_workflow(self, namespace_id: str, request: PauseWorkflowExecutionRequest) -> None:
         """PauseWorkflowExecution with the reference's checks and messages (see Transition.pause_workflow)."""
