@@ -278,7 +278,15 @@ class WorkflowService(WorkflowServiceServicer):
             request.signal_input if request.HasField("signal_input") else None,
             request.header if request.HasField("header") else None,
         )
-        return rr.SignalWithStartWorkflowExecutionResponse(run_id=result.run_id, started=result.started)
+        signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        return rr.SignalWithStartWorkflowExecutionResponse(
+            run_id=result.run_id,
+            started=result.started,
+            first_execution_run_id=result.run_id,
+            signal_link=request_id_link(
+                ns.name, start.workflow_id, result.run_id, start.request_id, signaled
+            ),
+        )
 
     @rpc
     async def SignalWorkflowExecution(self, request, context):
