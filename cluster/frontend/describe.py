@@ -129,23 +129,18 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
 
 # What the reference's Go server sends for "no deadline": the zero time.Time, i.e. 0001-01-01T00:00:00Z.
 _GO_ZERO_TIME = Timestamp(seconds=-62135596800)
-# The search attribute the reference sets from a run's versioning behavior (here: an override's).
-VERSIONING_BEHAVIOR = "TemporalWorkflowVersioningBehavior"
-_KEYWORD_JSON = {"encoding": b"json/plain", "type": b"Keyword"}
 _KEYWORD_LIST_JSON = {"encoding": b"json/plain", "type": b"KeywordList"}
 
 
 def _versioning(info: WorkflowExecutionInfo, override: VersioningOverride) -> None:
     """A run that had an UpdateWorkflowExecutionOptions override, as the reference shows it: the override
-    (both spellings of auto-upgrade) and its behavior search attribute, or, once unset, an empty
-    versioning_info and BuildIds ["unversioned"]."""
+    (both spellings of auto-upgrade; its TemporalWorkflowVersioningBehavior search attribute is kept in the
+    run's own, see execution_options), or, once unset, an empty versioning_info and BuildIds
+    ["unversioned"]."""
     info.versioning_info.SetInParent()
     indexed = info.search_attributes.indexed_fields
     if override.ByteSize():
-        override = with_deprecated_fields(override)
-        info.versioning_info.versioning_override.CopyFrom(override)
-        if override.auto_upgrade:
-            indexed[VERSIONING_BEHAVIOR].CopyFrom(Payload(metadata=_KEYWORD_JSON, data=b'"AutoUpgrade"'))
+        info.versioning_info.versioning_override.CopyFrom(with_deprecated_fields(override))
     elif "BuildIds" not in indexed:
         indexed["BuildIds"].CopyFrom(Payload(metadata=_KEYWORD_LIST_JSON, data=b'["unversioned"]'))
 

@@ -8,17 +8,23 @@ from __future__ import annotations
 import uuid
 
 from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
 from temporalio.api.history.v1 import WorkflowExecutionOptionsUpdatedEventAttributes
 from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
 
 from hourglass.cluster.errors import FailedPrecondition, InvalidArgument, NotFound
 from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.transition import Transition
 
 _OPTIONS = WorkflowExecutionOptions.DESCRIPTOR
 _AUTO_UPGRADE = VersioningBehavior.VERSIONING_BEHAVIOR_AUTO_UPGRADE
 _PINNED = VersioningBehavior.VERSIONING_BEHAVIOR_PINNED
+BEHAVIOR_ATTRIBUTE = "TemporalWorkflowVersioningBehavior"
+_AUTO_UPGRADE_KEYWORD = Payload(
+    metadata={"encoding": b"json/plain", "type": b"Keyword"}, data=b'"AutoUpgrade"'
+)
 
 
 def check_request(request) -> None:
@@ -98,6 +104,7 @@ def update(
     # An unset override stays as an empty one: the reference's describe keeps an empty versioning_info.
     ms.info.versioning_override = _stored(after.versioning_override)
     ms.info.priority = after.priority if after.HasField("priority") else None
+    _index_behavior(ms, tr)
     attrs = WorkflowExecutionOptionsUpdatedEventAttributes(identity=identity)
     if has_override(ms):
         attrs.versioning_override.CopyFrom(ms.info.versioning_override)
@@ -108,6 +115,19 @@ def update(
     event = tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED, attrs)
     event.worker_may_ignore = True
     return after
+
+
+def _index_behavior(ms: MutableState, tr: Transition) -> None:
+    """TemporalWorkflowVersioningBehavior, as the reference indexes it: "AutoUpgrade" while an
+    auto-upgrade override is set (a pinned one cannot be set here), absent otherwise; lists see it."""
+    fields = ms.info.search_attributes.indexed_fields if ms.info.search_attributes is not None else None
+    if has_override(ms) and with_deprecated_fields(ms.info.versioning_override).auto_upgrade:
+        if ms.info.search_attributes is None:
+            ms.info.search_attributes = SearchAttributes()
+        ms.info.search_attributes.indexed_fields[BEHAVIOR_ATTRIBUTE].CopyFrom(_AUTO_UPGRADE_KEYWORD)
+    elif fields is not None and BEHAVIOR_ATTRIBUTE in fields:
+        del fields[BEHAVIOR_ATTRIBUTE]
+    tr.transfer(TransferKind.VISIBILITY)
 
 
 def _stored(override: VersioningOverride) -> VersioningOverride:

@@ -5,6 +5,7 @@ and describe shows the same options."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -66,6 +67,18 @@ async def _call(client: Client, execution: WorkflowExecution, options: dict, pat
     except RPCError as e:
         return _without_ids(("error", e.status, e.message))
     return MessageToDict(response)
+
+
+async def _listed(client: Client, workflow_id: str) -> list[str]:
+    """The ids a list by the behavior search attribute finds, once visibility has caught up (or not)."""
+    query = f"WorkflowId = '{workflow_id}' AND TemporalWorkflowVersioningBehavior = 'AutoUpgrade'"
+    found: list[str] = []
+    for _ in range(25):
+        found = [w.id async for w in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    return found
 
 
 def _described(response: rr.DescribeWorkflowExecutionResponse) -> dict[str, Any]:
@@ -160,6 +173,7 @@ async def _cli_sequence(srv: ServerProcess, client: Client) -> list[Any]:
     outputs.append((code, _cli_normalized(out), _cli_normalized(err)))
     described = await cli_json(srv, "workflow", "describe", *wf)
     outputs.append(described["workflowExecutionInfo"].get("versioningInfo"))
+    outputs.append(await _listed(client, workflow_id) == [workflow_id])  # lists see the behavior too
     code, out, err = await cli(
         srv, "workflow", "update-options", *wf, "--versioning-override-behavior", "unspecified"
     )
@@ -177,7 +191,7 @@ async def test_the_cli_in_text_and_json(
     mine = await _cli_sequence(server, client)
     reference = await _cli_sequence(reference_server, reference_client)
     assert mine == reference
-    assert mine[0][0] == 0 and mine[1][0] != 0
+    assert mine[0][0] == 0 and mine[1][0] != 0 and mine[3] is True
     assert mine[2] == {
         "versioningOverride": {"behavior": "VERSIONING_BEHAVIOR_AUTO_UPGRADE", "autoUpgrade": True}
     }
