@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import ExecutionType, ResetType
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.batcher.engine import describe_response, list_response
-from hourglass.cluster.errors import InvalidArgument, Unimplemented
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.validation import require_id
@@ -120,10 +120,6 @@ class BatchHandlers:
 
     async def start(self, request: rr.StartBatchOperationRequest) -> rr.StartBatchOperationResponse:
         check_request(request)
-        if request.WhichOneof("operation") == "update_workflow_options_operation" and not hasattr(
-            type(self.frontend).UpdateWorkflowExecutionOptions, "__wrapped__"
-        ):
-            raise Unimplemented("Hourglass does not implement UpdateWorkflowExecutionOptions yet")
         ns = await self.namespaces.get(request.namespace)
         require_id(request.job_id, "JobId")
         if request.visibility_query:

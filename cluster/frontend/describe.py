@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from temporalio.api.common.v1 import Memo, Priority, SearchAttributes, WorkflowExecution
+from temporalio.api.common.v1 import Memo, Payload, Priority, SearchAttributes, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
     PendingActivityState,
@@ -16,6 +16,7 @@ from temporalio.api.workflow.v1 import (
     PendingChildExecutionInfo,
     PendingWorkflowTaskInfo,
     RequestIdInfo,
+    VersioningOverride,
     WorkflowExecutionConfig,
     WorkflowExecutionExtendedInfo,
     WorkflowExecutionInfo,
@@ -23,6 +24,7 @@ from temporalio.api.workflow.v1 import (
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.history import activity_ops
+from hourglass.cluster.history.execution_options import with_deprecated_fields
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import default_retry_policy
@@ -36,8 +38,8 @@ def run_status(ms: MutableState) -> int:
 
 
 def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
-    """A run as the reference describes it: memo, search attributes and priority always present (maybe
-    empty: the Go SDK dereferences them), timeouts only when set, pending children, reset points and the
+    """A run as the reference describes it: memo and search attributes always present (maybe empty: the
+    Go SDK dereferences them), priority only when the run has one, timeouts only when set, pending children, reset points and the
     extended info (expirations, original start time, the request ids the run was started by)."""
     info = ms.info
     execution = WorkflowExecution(workflow_id=info.workflow_id, run_id=info.run_id)
@@ -59,9 +61,12 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
             first_run_id=info.first_run_id,
             memo=info.memo or Memo(),
             search_attributes=info.search_attributes or SearchAttributes(),
-            priority=info.priority or Priority(),
         ),
     )
+    if info.priority is not None:
+        resp.workflow_execution_info.priority.CopyFrom(info.priority)  # the reference omits an unset one
+    if info.versioning_override is not None:
+        _versioning(resp.workflow_execution_info, info.versioning_override)
     if info.workflow_execution_timeout_ms:
         resp.execution_config.workflow_execution_timeout.CopyFrom(
             to_duration(info.workflow_execution_timeout_ms)
@@ -69,6 +74,7 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     if info.workflow_run_timeout_ms:
         resp.execution_config.workflow_run_timeout.CopyFrom(to_duration(info.workflow_run_timeout_ms))
     wei = resp.workflow_execution_info
+    wei.auto_reset_points.SetInParent()  # the reference's is there before any task completed too
     if info.auto_reset_points is not None:
         wei.auto_reset_points.CopyFrom(info.auto_reset_points)
     if info.most_recent_worker_version_stamp is not None:
@@ -123,6 +129,20 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
 
 # What the reference's Go server sends for "no deadline": the zero time.Time, i.e. 0001-01-01T00:00:00Z.
 _GO_ZERO_TIME = Timestamp(seconds=-62135596800)
+_KEYWORD_LIST_JSON = {"encoding": b"json/plain", "type": b"KeywordList"}
+
+
+def _versioning(info: WorkflowExecutionInfo, override: VersioningOverride) -> None:
+    """A run that had an UpdateWorkflowExecutionOptions override, as the reference shows it: the override
+    (both spellings of auto-upgrade; its TemporalWorkflowVersioningBehavior search attribute is kept in the
+    run's own, see execution_options), or, once unset, an empty versioning_info and BuildIds
+    ["unversioned"]."""
+    info.versioning_info.SetInParent()
+    indexed = info.search_attributes.indexed_fields
+    if override.ByteSize():
+        info.versioning_info.versioning_override.CopyFrom(with_deprecated_fields(override))
+    elif "BuildIds" not in indexed:
+        indexed["BuildIds"].CopyFrom(Payload(metadata=_KEYWORD_LIST_JSON, data=b'["unversioned"]'))
 
 
 def _extended_info(ms: MutableState, ext: WorkflowExecutionExtendedInfo) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import grpc
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
+    EventType,
     HistoryEventFilterType,
     IndexedValueType,
     QueryRejectCondition,
@@ -52,6 +53,7 @@ from hourglass.cluster.frontend.cluster_info import (
 )
 from hourglass.cluster.frontend.describe import describe, run_status
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
+from hourglass.cluster.frontend.links import request_id_link, started_event_link
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
@@ -67,6 +69,7 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
+from hourglass.cluster.history import execution_options
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
@@ -89,6 +92,8 @@ from hourglass.persistence.store import Store
 log = logging.getLogger(__name__)
 
 # Long polls answer before the SDK's 70 s deadline.
+# Who a termination naming no identity is recorded as (the reference's frontend stamps the same).
+FRONTEND_IDENTITY = "frontend-service"
 MAX_LONG_POLL_S = 60.0
 # The least time a task poll may give the server, and the reference's refusal of less.
 MIN_LONG_POLL_S = 2.0
@@ -245,7 +250,12 @@ class WorkflowService(WorkflowServiceServicer):
             ns.id, ns.name, request, eager=request.request_eager_execution
         )
         return rr.StartWorkflowExecutionResponse(
-            run_id=result.run_id, started=result.started, eager_workflow_task=result.eager_workflow_task
+            run_id=result.run_id,
+            started=result.started,
+            eager_workflow_task=result.eager_workflow_task,
+            status=result.status,  # type: ignore[arg-type]
+            first_execution_run_id=result.run_id,
+            link=started_event_link(ns.name, request.workflow_id, result.run_id),
         )
 
     @rpc
@@ -291,7 +301,15 @@ class WorkflowService(WorkflowServiceServicer):
             request.signal_input if request.HasField("signal_input") else None,
             request.header if request.HasField("header") else None,
         )
-        return rr.SignalWithStartWorkflowExecutionResponse(run_id=result.run_id, started=result.started)
+        signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        return rr.SignalWithStartWorkflowExecutionResponse(
+            run_id=result.run_id,
+            started=result.started,
+            first_execution_run_id=result.run_id,
+            signal_link=request_id_link(
+                ns.name, start.workflow_id, result.run_id, start.request_id, signaled
+            ),
+        )
 
     @rpc
     async def SignalWorkflowExecution(self, request, context):
@@ -300,7 +318,7 @@ class WorkflowService(WorkflowServiceServicer):
         require_id(request.signal_name, "SignalName")
         if request.HasField("input"):
             check_blob_size(request.input, self.max_blob_bytes)
-        await self.history.signal(
+        run_id = await self.history.signal(
             ns.id,
             request.workflow_execution,
             request.signal_name,
@@ -309,7 +327,11 @@ class WorkflowService(WorkflowServiceServicer):
             request.request_id,
             request.header if request.HasField("header") else None,
         )
-        return rr.SignalWorkflowExecutionResponse()
+        signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        link = request_id_link(
+            ns.name, request.workflow_execution.workflow_id, run_id, request.request_id, signaled
+        )
+        return rr.SignalWorkflowExecutionResponse(link=link)
 
     @rpc
     async def RequestCancelWorkflowExecution(self, request, context):
@@ -334,7 +356,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.workflow_execution,
             request.reason,
             request.details if request.HasField("details") else None,
-            request.identity,
+            request.identity or FRONTEND_IDENTITY,
             first_execution_run_id=request.first_execution_run_id,
         )
         return rr.TerminateWorkflowExecutionResponse()
@@ -351,7 +373,11 @@ class WorkflowService(WorkflowServiceServicer):
             ns.id, execution, request.request, stage, wait, request.first_execution_run_id
         )
         _check_reached(result, stage, caller_bound)
-        return _update_response(execution.workflow_id, request.request.meta.update_id, result)
+        resp = _update_response(execution.workflow_id, request.request.meta.update_id, result)
+        if result.stage >= Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED:
+            accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+            resp.link.CopyFrom(request_id_link(ns.name, execution.workflow_id, result.run_id, "", accepted))
+        return resp
 
     @rpc
     async def PollWorkflowExecutionUpdate(self, request, context):
@@ -1025,6 +1051,19 @@ class WorkflowService(WorkflowServiceServicer):
             # Its runs' next tasks go to the normal queue at once instead of waiting for a dead worker.
             await self.matching.unload_sticky_queue(ns.id, request.sticky_task_queue)
         return rr.ShutdownWorkerResponse()
+
+    @rpc
+    async def UpdateWorkflowExecutionOptions(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        execution_options.check_request(request)
+        options = await self.history.update_workflow_options(
+            ns.id,
+            request.workflow_execution,
+            request.workflow_execution_options,
+            request.update_mask,
+            request.identity,
+        )
+        return rr.UpdateWorkflowExecutionOptionsResponse(workflow_execution_options=options)
 
     # ---- PauseWorkflowExecution / UnpauseWorkflowExecution (cluster/frontend/workflow_pause.py) -------------
     @rpc

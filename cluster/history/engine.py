@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import xxhash
+from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
@@ -42,6 +43,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
     PauseActivityRequest,
     PauseWorkflowExecutionRequest,
@@ -77,6 +79,7 @@ from hourglass.cluster.history import (
     activity_ops,
     continuation,
     events_cache,
+    execution_options,
     history_limits,
     standalone_ids,
 )
@@ -192,6 +195,8 @@ class StartResult:
     started: bool
     # Eager workflow start: the run's first workflow task, already started for the starter's worker.
     eager_workflow_task: PollWorkflowTaskQueueResponse | None = None
+    # The run's temporal.api.enums.v1.WorkflowExecutionStatus (a retried start may find it closed).
+    status: int = 1
 
 
 class ShardListener(Protocol):
@@ -686,7 +691,8 @@ class HistoryEngine:
             return None
         wid = request.workflow_id
         if current.create_request_id == request.request_id and request.request_id:
-            return StartResult(current.run_id, True)  # a retried start: the reference says started
+            # a retried start: the reference says started
+            return StartResult(current.run_id, True, status=current.execution_status or 1)
         if current.status == RunStatus.RUNNING:
             conflict = request.workflow_id_conflict_policy
             if (
@@ -1568,20 +1574,23 @@ class HistoryEngine:
         identity: str,
         request_id: str,
         header: Header | None,
-    ) -> None:
-        def signal(ms: MutableState, tr: Transition):
+    ) -> str:
+        """Signal the run; returns its run id (the answer's link names it)."""
+
+        def signal(ms: MutableState, tr: Transition) -> str:
             if not ms.running:
                 raise NotFound("workflow execution already completed")
             if request_id and request_id in ms.info.signal_request_ids:
-                return
+                return ms.info.run_id
             history_limits.check_signal_allowed(ms)
             if request_id:
                 ms.info.signal_request_ids = (ms.info.signal_request_ids + [request_id])[
                     -SIGNAL_REQUEST_IDS_KEPT:
                 ]
             tr.signal(name, payloads, identity, header)
+            return ms.info.run_id
 
-        await self._update(namespace_id, execution.workflow_id, execution.run_id, signal)
+        return await self._update(namespace_id, execution.workflow_id, execution.run_id, signal)
 
     async def signal_with_start(
         self,
@@ -1666,6 +1675,21 @@ class HistoryEngine:
             terminate,
             first_execution_run_id=first_execution_run_id,
         )
+
+    async def update_workflow_options(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        options: WorkflowExecutionOptions,
+        mask: FieldMask,
+        identity: str,
+    ) -> WorkflowExecutionOptions:
+        """UpdateWorkflowExecutionOptions (cluster/history/execution_options.py); the run's new options."""
+
+        def update(ms: MutableState, tr: Transition) -> WorkflowExecutionOptions:
+            return execution_options.update(ms, tr, options, mask, identity)
+
+        return await self._update(namespace_id, execution.workflow_id, execution.run_id, update)
 
     async def pause_workflow(self, namespace_id: str, request: PauseWorkflowExecutionRequest) -> None:
         """PauseWorkflowExecution with the reference's checks and messages (see Transition.pause_workflow)."""

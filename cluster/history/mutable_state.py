@@ -21,7 +21,7 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import UserMetadata
-from temporalio.api.workflow.v1 import ResetPoints
+from temporalio.api.workflow.v1 import ResetPoints, VersioningOverride
 
 from hourglass.cluster.history import codec
 
@@ -118,6 +118,8 @@ class ExecutionInfo:
     reset_run_id: str = ""
     # Set while the run is paused (describe and lists show status PAUSED).
     pause: WorkflowPause | None = None
+    # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
+    versioning_override: VersioningOverride | None = None
 
 
 @dataclass

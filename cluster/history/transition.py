@@ -449,7 +449,9 @@ class Transition:
         )
         if sdk_metadata is not None:
             attrs.sdk_metadata.CopyFrom(sdk_metadata)
-        if metering_metadata is not None:  # recorded as the worker sent it, as the reference does
+        # The reference always writes it (empty on its dev server), as the worker sent it when it did.
+        attrs.metering_metadata.SetInParent()
+        if metering_metadata is not None:
             attrs.metering_metadata.CopyFrom(metering_metadata)
         if build_id:
             attrs.worker_version.build_id = build_id

@@ -14,7 +14,10 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import Priority, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -125,3 +128,35 @@ async def test_pause_and_unpause_through_different_nodes(cluster: LocalCluster):
             rr.UnpauseWorkflowExecutionRequest(namespace="default", workflow_id=handle.id)
         )
         assert await asyncio.wait_for(handle.result(), 30) == "after the pause"
+
+
+async def test_update_workflow_options_through_any_node(cluster: LocalCluster):
+    """UpdateWorkflowExecutionOptions asked of each node runs on the run's shard owner: every node then
+    describes the same options and the history holds one WorkflowExecutionOptionsUpdated per change."""
+    queue = f"options-{uuid.uuid4().hex[:8]}"
+    clients = [await cluster.connect(node) for node in cluster.nodes]
+    handle = await clients[0].start_workflow("NoWorker", id=f"{queue}-wf", task_queue=queue)
+    execution = WorkflowExecution(workflow_id=handle.id)
+    for key, c in enumerate(clients, start=1):
+        answer = await c.workflow_service.update_workflow_execution_options(
+            rr.UpdateWorkflowExecutionOptionsRequest(
+                namespace="default",
+                workflow_execution=execution,
+                workflow_execution_options=WorkflowExecutionOptions(priority=Priority(priority_key=key)),
+                update_mask=FieldMask(paths=["priority"]),
+            )
+        )
+        assert answer.workflow_execution_options.priority.priority_key == key
+    for c in clients:
+        described = await c.workflow_service.describe_workflow_execution(
+            rr.DescribeWorkflowExecutionRequest(namespace="default", execution=execution)
+        )
+        assert described.workflow_execution_info.priority.priority_key == len(clients)
+    history = await handle.fetch_history()
+    updates = [
+        e.workflow_execution_options_updated_event_attributes.priority.priority_key
+        for e in history.events
+        if e.HasField("workflow_execution_options_updated_event_attributes")
+    ]
+    assert updates == list(range(1, len(clients) + 1))
+    await handle.terminate()

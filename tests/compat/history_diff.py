@@ -56,6 +56,8 @@ WHITELIST: dict[str, tuple[str, ...]] = {
     "WORKFLOW_TASK_TIMED_OUT": ("scheduled_event_id", "started_event_id", "timeout_type"),
     "WORKFLOW_TASK_FAILED": ("scheduled_event_id", "started_event_id", "cause", "failure"),
     "WORKFLOW_EXECUTION_PAUSED": ("reason",),
+    # The new options are the event's whole point: its priority is kept.
+    "WORKFLOW_EXECUTION_OPTIONS_UPDATED": ("versioning_override", "unset_versioning_override", "priority"),
     "WORKFLOW_EXECUTION_UNPAUSED": ("reason",),
     "ACTIVITY_TASK_SCHEDULED": (
         "activity_id",

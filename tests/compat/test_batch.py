@@ -211,6 +211,39 @@ async def test_cli_reset_by_query(server: ServerProcess, client: Client) -> None
             assert await current.result() == ["before"]
 
 
+async def test_cli_update_options_by_query(server: ServerProcess, client: Client) -> None:
+    """`temporal workflow update-options --query`: each workflow gets the override through
+    UpdateWorkflowExecutionOptions (its event and describe), as on the reference."""
+    wf_type = new_id("BatchOptions")
+    handles = await start_idle(client, wf_type, 3)
+    query = f"WorkflowType='{wf_type}'"
+    await wait_visible(client, query, 3)
+    _, out, _ = await cli(
+        server, "workflow", "update-options", "--query", query, "--versioning-override-behavior", "auto_upgrade",
+        "--reason", "batch-options", "--yes",
+    )  # fmt: skip
+    assert "Started batch for job ID: " in out
+    described = await wait_batch_done(server, out.split("Started batch for job ID: ")[1].strip())
+    assert batch_summary(described) == {
+        "operationType": "BATCH_OPERATION_TYPE_UPDATE_WORKFLOW_EXECUTION_OPTIONS",
+        "state": "BATCH_OPERATION_STATE_COMPLETED",
+        "totalOperationCount": "3",
+        "completeOperationCount": "3",
+        "reason": "batch-options",
+        "query": query,
+    }
+    for h in handles:
+        info = (await h.describe()).raw_description.workflow_execution_info
+        assert info.versioning_info.versioning_override.auto_upgrade
+        history = await h.fetch_history()
+        (updated,) = [
+            e.workflow_execution_options_updated_event_attributes
+            for e in history.events
+            if e.HasField("workflow_execution_options_updated_event_attributes")
+        ]
+        assert updated.versioning_override.auto_upgrade and not updated.unset_versioning_override
+
+
 async def test_raw_calls_with_executions_list(server: ServerProcess, client: Client) -> None:
     wf_type = new_id("BatchRaw")
     handles = await start_idle(client, wf_type, 2)

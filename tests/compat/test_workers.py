@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from temporalio import workflow
 from temporalio.api.enums.v1 import WorkerStatus
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
@@ -211,3 +212,54 @@ async def test_listed_worker_has_the_reference_shape(
         }
 
     assert await shape(server) == await shape(reference_server)
+
+
+async def _describe_worker_error(client: Client, namespace: str) -> tuple[RPCStatusCode, str, list[str]]:
+    """DescribeWorker of a worker that never heartbeated in `namespace`: the error's code, message and
+    detail types."""
+    with pytest.raises(RPCError) as missing:
+        await client.workflow_service.describe_worker(
+            rr.DescribeWorkerRequest(namespace=namespace, worker_instance_key="nobody")
+        )
+    details = [d.type_url for d in missing.value.grpc_status.details]
+    return missing.value.status, missing.value.message, details
+
+
+async def _registered_quiet_namespace(client: Client) -> str:
+    """A namespace registered now, in which no worker ever heartbeats, once the frontend knows it."""
+    name = new_id("quiet")
+    await client.workflow_service.register_namespace(
+        rr.RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    deadline = time.monotonic() + 30  # the reference's frontend sees a new namespace on its cache refresh
+    while "NamespaceNotFound" in str((await _describe_worker_error(client, name))[2]):
+        assert time.monotonic() < deadline, f"{name} never became known"
+        await asyncio.sleep(0.5)
+    return name
+
+
+async def test_describe_worker_in_a_namespace_that_never_heartbeated(
+    client: Client, reference_client: Client
+) -> None:
+    """A namespace with no heartbeats yet: the worker is not found (NotFoundFailure), the namespace is
+    found; an unknown namespace: NamespaceNotFoundFailure. The same answers as the reference's."""
+    answers = []
+    for c in (client, reference_client):
+        quiet = await _registered_quiet_namespace(c)
+        answers.append(
+            (await _describe_worker_error(c, quiet), await _describe_worker_error(c, "no-such-ns"))
+        )
+    mine, reference = answers
+    assert mine == reference
+    assert mine[0] == (
+        RPCStatusCode.NOT_FOUND,
+        "Worker nobody not found",
+        ["type.googleapis.com/temporal.api.errordetails.v1.NotFoundFailure"],
+    )
+    assert mine[1] == (
+        RPCStatusCode.NOT_FOUND,
+        "Namespace no-such-ns is not found.",
+        ["type.googleapis.com/temporal.api.errordetails.v1.NamespaceNotFoundFailure"],
+    )
