@@ -330,7 +330,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "attribute",
     "task-queue get-build-ids": _NO_VERSIONING,
     "task-queue get-build-id-reachability": _NO_VERSIONING,
-    "workflow update-options": "UpdateWorkflowExecutionOptions (versioning overrides) is not implemented in Hourglass",
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster remove": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, nexus, "
