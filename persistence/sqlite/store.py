@@ -725,32 +725,42 @@ class SQLiteStore(Store):
         )
         return search_attribute_types(dict(rows.fetchall()))
 
-    # ---- schedules -----------------------------------------------------------------------------------------
-    async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:
-        row = self._read_one(
-            f"SELECT {_columns(SCHEDULE)} FROM schedules WHERE shard_id = ? AND namespace_id = ? AND schedule_id = ?",
-            (shard_id, namespace_id, schedule_id),
+    # ---- schedules and batch operations: versioned rows of a shard, written fenced by its range id --------
+    def _get_shard_row(
+        self, table: str, id_column: str, columns: tuple[str, ...], key: tuple
+    ) -> tuple | None:
+        return self._read_one(
+            f"SELECT {_columns(columns)} FROM {table} WHERE shard_id = ? AND namespace_id = ? AND {id_column} = ?",
+            key,
         )
-        return None if row is None else ScheduleRecord(*row)
 
-    async def list_schedules(self, shard_id: int, namespace_id: str | None = None) -> list[ScheduleRecord]:
+    def _list_shard_rows(
+        self, table: str, id_column: str, columns: tuple[str, ...], shard_id: int, namespace_id: str | None
+    ) -> list[tuple]:
         where, params = "shard_id = ?", [shard_id]
         if namespace_id is not None:
             where, params = where + " AND namespace_id = ?", [shard_id, namespace_id]
-        rows = self._read(
-            f"SELECT {_columns(SCHEDULE)} FROM schedules WHERE {where} ORDER BY namespace_id, schedule_id",
+        return self._read(
+            f"SELECT {_columns(columns)} FROM {table} WHERE {where} ORDER BY namespace_id, {id_column}",
             params,
         )
-        return [ScheduleRecord(*row) for row in rows]
 
-    async def write_schedule(
-        self, shard_id: int, range_id: int, record: ScheduleRecord, expected_version: int | None
+    def _write_shard_row(
+        self,
+        table: str,
+        id_column: str,
+        columns: tuple[str, ...],
+        shard_id: int,
+        range_id: int,
+        record: object,
+        expected_version: int | None,
     ) -> None:
-        key = (shard_id, record.namespace_id, record.schedule_id)
+        """Insert (expected_version None: the row must not exist) or replace the row at that version."""
+        key = (shard_id, record.namespace_id, getattr(record, id_column))
         with self._transaction() as conn:
             self._check_range_id(conn, shard_id, range_id)
             row = conn.execute(
-                "SELECT version FROM schedules WHERE shard_id = ? AND namespace_id = ? AND schedule_id = ?",
+                f"SELECT version FROM {table} WHERE shard_id = ? AND namespace_id = ? AND {id_column} = ?",
                 key,
             ).fetchone()
             if expected_version is None and row is not None:
@@ -758,10 +768,25 @@ class SQLiteStore(Store):
             if expected_version is not None and (row is None or row[0] != expected_version):
                 raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
             conn.execute(
-                f"INSERT OR REPLACE INTO schedules ({_columns(('shard_id', *SCHEDULE))}) "
-                f"VALUES ({_placeholders(('shard_id', *SCHEDULE))})",
-                (shard_id, *_values(record, SCHEDULE)),
+                f"INSERT OR REPLACE INTO {table} ({_columns(('shard_id', *columns))}) "
+                f"VALUES ({_placeholders(('shard_id', *columns))})",
+                (shard_id, *_values(record, columns)),
             )
+
+    async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:
+        row = self._get_shard_row("schedules", "schedule_id", SCHEDULE, (shard_id, namespace_id, schedule_id))
+        return None if row is None else ScheduleRecord(*row)
+
+    async def list_schedules(self, shard_id: int, namespace_id: str | None = None) -> list[ScheduleRecord]:
+        rows = self._list_shard_rows("schedules", "schedule_id", SCHEDULE, shard_id, namespace_id)
+        return [ScheduleRecord(*row) for row in rows]
+
+    async def write_schedule(
+        self, shard_id: int, range_id: int, record: ScheduleRecord, expected_version: int | None
+    ) -> None:
+        self._write_shard_row(
+            "schedules", "schedule_id", SCHEDULE, shard_id, range_id, record, expected_version
+        )
 
     async def delete_schedule(
         self, shard_id: int, range_id: int, namespace_id: str, schedule_id: str, expected_version: int
@@ -775,43 +800,20 @@ class SQLiteStore(Store):
             if deleted != 1:
                 raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
 
-    # ---- batch operations ----------------------------------------------------------------------------------
     async def get_batch(self, shard_id: int, namespace_id: str, job_id: str) -> BatchRecord | None:
-        row = self._read_one(
-            f"SELECT {_columns(BATCH)} FROM batch_operations WHERE shard_id = ? AND namespace_id = ? AND job_id = ?",
-            (shard_id, namespace_id, job_id),
-        )
+        row = self._get_shard_row("batch_operations", "job_id", BATCH, (shard_id, namespace_id, job_id))
         return None if row is None else BatchRecord(*row)
 
     async def list_batches(self, shard_id: int, namespace_id: str | None = None) -> list[BatchRecord]:
-        where, params = "shard_id = ?", [shard_id]
-        if namespace_id is not None:
-            where, params = where + " AND namespace_id = ?", [shard_id, namespace_id]
-        rows = self._read(
-            f"SELECT {_columns(BATCH)} FROM batch_operations WHERE {where} ORDER BY namespace_id, job_id",
-            params,
-        )
+        rows = self._list_shard_rows("batch_operations", "job_id", BATCH, shard_id, namespace_id)
         return [BatchRecord(*row) for row in rows]
 
     async def write_batch(
         self, shard_id: int, range_id: int, record: BatchRecord, expected_version: int | None
     ) -> None:
-        key = (shard_id, record.namespace_id, record.job_id)
-        with self._transaction() as conn:
-            self._check_range_id(conn, shard_id, range_id)
-            row = conn.execute(
-                "SELECT version FROM batch_operations WHERE shard_id = ? AND namespace_id = ? AND job_id = ?",
-                key,
-            ).fetchone()
-            if expected_version is None and row is not None:
-                raise ConditionFailedError({0: ConditionFailedError.ALREADY_EXISTS})
-            if expected_version is not None and (row is None or row[0] != expected_version):
-                raise ConditionFailedError({0: ConditionFailedError.VERSION_MISMATCH})
-            conn.execute(
-                f"INSERT OR REPLACE INTO batch_operations ({_columns(('shard_id', *BATCH))}) "
-                f"VALUES ({_placeholders(('shard_id', *BATCH))})",
-                (shard_id, *_values(record, BATCH)),
-            )
+        self._write_shard_row(
+            "batch_operations", "job_id", BATCH, shard_id, range_id, record, expected_version
+        )
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     @contextlib.contextmanager
