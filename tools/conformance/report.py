@@ -48,7 +48,8 @@ class OutOfScope:
 
 
 def load_out_of_scope(path: Path, table: str = "feature") -> list[OutOfScope]:
-    """`[[feature]]` tables (Hourglass does not serve it) or `[[not_runnable]]` ones (this machine cannot)."""
+    """`[[feature]]` tables (Hourglass does not serve it), `[[not_runnable]]` ones (this machine cannot)
+    or `[[difference]]` ones (a difference analysed: the bug, what each server gave)."""
     if not path.exists():
         return []
     data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -67,6 +68,7 @@ def render(
     meta: dict[str, str],
     out_of_scope: list[OutOfScope],
     not_runnable: list[OutOfScope] | None = None,
+    explained: list[OutOfScope] | None = None,
     reference: str = "reference",
     hourglass: str = "hourglass",
 ) -> str:
@@ -114,8 +116,11 @@ def render(
         "",
     ]
     if regressions:
-        lines += [f"| test | {hourglass} | what {hourglass} gave |", "|---|---|---|"]
-        lines += [f"| `{n}` | {h.status} | {_cell(h.message)} |" for n, _, h, _ in regressions]
+        lines += [f"| test | {hourglass} | what {hourglass} gave | why (the analysis) |", "|---|---|---|---|"]
+        for n, _, h, _ in regressions:
+            why = next((e for e in explained or () if e.matches(n)), None)
+            cause = f"**{why.feature}**: {why.reason}" if why else "not analysed yet"
+            lines.append(f"| `{n}` | {h.status} | {_cell(h.message)} | {_cell(cause)} |")
     else:
         lines.append("None.")
     lines += [

@@ -291,7 +291,10 @@ def main(
                 state_path.write_text(json.dumps(state, indent=1))
     results = {t: {n: Outcome(**o) for n, o in r.items()} for t, r in state["results"].items()}
     scope = HERE / "out_of_scope.toml"
-    text = render(results, state["meta"], load_out_of_scope(scope), load_out_of_scope(scope, "not_runnable"))
+    text = render(
+        results, state["meta"], load_out_of_scope(scope), load_out_of_scope(scope, "not_runnable"),
+        load_out_of_scope(scope, "difference"),
+    )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     click.echo(text.split("\n## ")[0])
