@@ -141,8 +141,15 @@ def render(
         lines.append("None.")
     lines += ["", f"## Not runnable here (no internet, no cloud account): {len(unrunnable)}", ""]
     if unrunnable:
-        lines += [f"| test | {reference} | {hourglass} | why |", "|---|---|---|---|"]
-        lines += [f"| `{n}` | {r.status} | {h.status} | {_cell(s.reason)} |" for n, r, h, s in unrunnable]
+        # What Hourglass gave shows when it stopped earlier than at the unrunnable step (a real difference).
+        lines += [
+            f"| test | {reference} | {hourglass} | why | what {hourglass} gave |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{n}` | {r.status} | {h.status} | {_cell(s.reason)} | {_cell(h.message)} |"
+            for n, r, h, s in unrunnable
+        ]
     else:
         lines.append("None.")
     lines += [
