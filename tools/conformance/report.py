@@ -94,12 +94,14 @@ def render(
     lines.append(f"| **passing** | **{passing[reference]}** | **{passing[hourglass]}** |")
     lines.append(f"| total | {len(nodeids)} | {len(nodeids)} |")
 
-    regressions, excused, better, both_fail, uncollected, unrunnable = [], [], [], [], [], []
+    regressions, excused, better, both_fail, uncollected, unrunnable, unreached = [], [], [], [], [], [], []
     for nodeid in nodeids:
         r, h = ref.get(nodeid, missing), hg.get(nodeid, missing)
         here = next((s for s in not_runnable or () if s.matches(nodeid, r, h)), None)
         if NOT_COLLECTED in (r.status, h.status):
             uncollected.append((nodeid, r, h, None))
+        elif NOT_RUN in (r.status, h.status):
+            unreached.append((nodeid, r, h, None))  # a pass's deadline came first: nothing to compare
         elif here and not (r.status in PASSING and h.status in PASSING):
             unrunnable.append((nodeid, r, h, here))
         elif r.status in PASSING and h.status not in PASSING:
@@ -161,6 +163,12 @@ def render(
         lines += ["Each counts once in the totals above (its tests are never known).", ""]
         lines += ["| module | why |", "|---|---|"]
         lines += [f"| `{n}` | {_cell(r.message or h.message)} |" for n, r, h, _ in uncollected]
+    else:
+        lines.append("None.")
+    lines += ["", f"## Not run on one server or both (its pass's deadline came first): {len(unreached)}", ""]
+    if unreached:
+        lines += [f"| test | {reference} | {hourglass} |", "|---|---|---|"]
+        lines += [f"| `{n}` | {r.status} | {h.status} |" for n, r, h, _ in unreached]
     else:
         lines.append("None.")
     lines += ["", f"## Not passing on either: {len(both_fail)}", ""]
