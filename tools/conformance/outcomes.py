@@ -20,6 +20,7 @@ ERROR = "error"
 SKIPPED = "skipped"
 CRASHED = "crashed"
 NOT_RUN = "not run"
+NOT_COLLECTED = "not collected"  # a whole module: its import failed (recorded under the module's path)
 
 # What counts as "this test passes" when the two servers are compared.
 PASSING = frozenset({PASSED, XFAILED})
@@ -42,13 +43,22 @@ class PassLog:
 
     collected: list[str] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
-    running: str | None = None  # started, never finished
+    running: str | None = None  # started, never finished (the oldest such test)
     running_since: float = 0.0  # when it started (epoch seconds)
     finished: bool = False
 
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0][:300] if (text or "").strip() else ""
+
+
+_COLLECTION_MESSAGES = ("collection failure", "collection skipped")
+
+
+def collection_reason(text: str) -> str:
+    """The line of a collection traceback that says why: pytest's last `E   ...` line."""
+    errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    return (errors[-1] if errors else _first_line(text))[:300]
 
 
 def read_junit(path: Path) -> dict[str, Outcome]:
@@ -67,6 +77,8 @@ def read_junit(path: Path) -> dict[str, Outcome]:
         inner = classname[len(module) + 1 :] if module and classname.startswith(module + ".") else ""
         nodeid = "::".join(part for part in (file, inner.replace(".", "::"), case.get("name", "")) if part)
         status, message = PASSED, ""
+        if any(c.get("message") in _COLLECTION_MESSAGES for c in case):
+            continue  # a module's collection: the outcome log names it properly (see read_log)
         for child in case:
             text = child.get("message") or child.text
             if child.tag == "failure":
@@ -89,6 +101,7 @@ def read_log(path: Path) -> PassLog:
     if not path.exists():
         return log
     phases: dict[str, dict[str, dict]] = {}
+    running: dict[str, float] = {}  # started, not finished (several at once under xdist)
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
@@ -98,16 +111,22 @@ def read_log(path: Path) -> PassLog:
         if event == "collected":
             log.collected = list(record["nodeids"])
         elif event == "start":
-            log.running = record["nodeid"]
-            log.running_since = record.get("t", 0.0)
+            running[record["nodeid"]] = record.get("t", 0.0)
             phases[record["nodeid"]] = {}
         elif event == "report":
             phases.setdefault(record["nodeid"], {})[record["when"]] = record
             if record["when"] == "teardown":
                 log.outcomes[record["nodeid"]] = _from_phases(phases[record["nodeid"]])
-                log.running = None
+                running.pop(record["nodeid"], None)
+        elif event == "module":
+            if record["outcome"] == "failed":
+                log.outcomes[record["nodeid"]] = Outcome(NOT_COLLECTED, collection_reason(record["message"]))
+            else:
+                log.outcomes[record["nodeid"]] = Outcome(SKIPPED, _first_line(record["message"]))
         elif event == "finished":
             log.finished = True
+    if running:  # the oldest is the one a hang would be blamed on
+        log.running, log.running_since = min(running.items(), key=lambda item: item[1])
     return log
 
 

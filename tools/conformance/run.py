@@ -6,14 +6,15 @@
 DIR is a checkout of temporalio/sdk-python (its `tests/` folder, plus its pyproject.toml for the
 suite's pytest settings) at the version of the pinned `temporalio`. For each server in turn: start it
 on free ports (the reference with the dynamic-config flags the suite's conftest gives its own dev
-server), run `pytest -E HOST:PORT` on the suite files in the suite's own venv with a per-test timeout,
-stop it. A pass killed by its deadline or a hang is resumed on the tests it had not reached. Outcomes
-land in build/conformance/<server>/ and the comparison in conformance/RESULTS.md.
+server), run `pytest -E HOST:PORT` on the suite's whole `tests/` tree in the suite's own venv with a
+per-test timeout (a module that cannot be imported is recorded, and the rest goes on), stop it. A pass
+killed by its deadline or a hang is resumed on the tests it had not reached. Outcomes land in build/conformance/<server>/ and the comparison in conformance/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from report import load_out_of_scope, render  # noqa: E402
 
 from hourglass.loadtest import servers  # noqa: E402
 
-SUITE_FILES = ("tests/worker/test_workflow.py", "tests/worker/test_activity.py", "tests/test_client.py")
+SUITE_FILES = ("tests",)  # the whole tree: every module that imports with the pinned SDK
 TARGETS = ("reference", "hourglass")
 
 # The flags tests/conftest.py of the SDK passes to the dev server it starts for itself (`-E local`);
@@ -110,6 +111,7 @@ def run_pass(
     keyword: str | None,
     test_timeout: float,
     deadline: float,
+    workers: int = 1,
 ) -> dict[str, Outcome]:
     """Run the suite against one server; resume after a crash on the tests not reached yet."""
     results: dict[str, Outcome] = {}
@@ -125,10 +127,13 @@ def run_pass(
             "--junitxml", str(junit), "-o", "junit_family=xunit1",
             "-o", "asyncio_mode=auto",
             "--timeout", str(test_timeout),
+            "--continue-on-collection-errors",
             "-q", "-rfE", "--color=no",
         ]  # fmt: skip
         if keyword and attempt == 1:
             argv += ["-k", keyword]
+        if workers > 1:  # as the SDK's own `poe test` runs it (pytest -n auto --dist=worksteal)
+            argv += ["-n", str(workers), "--dist=worksteal"]
         env = dict(os.environ, CONFORMANCE_OUTCOME_LOG=str(log_path))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         remaining_s = deadline - time.monotonic()
@@ -195,9 +200,15 @@ def _versions(suite_python: Path) -> dict[str, str]:
 )
 @click.option("--target", "targets", multiple=True, type=click.Choice(TARGETS), help="Default: both.")
 @click.option(
-    "--file", "files", multiple=True, help="Suite files or node ids (default: the three of issue 8)."
+    "--file", "files", multiple=True, help="Suite files or node ids (default: the whole tests/ tree)."
 )
 @click.option("-k", "keyword", help="pytest -k expression, to iterate on a few tests.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="pytest-xdist workers per server (the SDK's own CI runs -n auto); 1 runs the tests one by one.",
+)
 @click.option("--test-timeout", default=60.0, show_default=True, help="Seconds per test (pytest-timeout).")
 @click.option("--pass-timeout", default=75.0, show_default=True, help="Minutes for one server's whole pass.")
 @click.option(
@@ -219,6 +230,7 @@ def main(
     targets: tuple[str, ...],
     files: tuple[str, ...],
     keyword: str | None,
+    workers: int,
     test_timeout: float,
     pass_timeout: float,
     workdir: Path,
@@ -233,12 +245,17 @@ def main(
         sdk_root = sdk_root.parent
     if not (sdk_root / "tests" / "conftest.py").exists():
         raise click.UsageError(f"{sdk_tests} holds no tests/conftest.py of the SDK")
+    if (sdk_root / "temporalio" / "__init__.py").exists():
+        raise click.UsageError(
+            f"{sdk_root / 'temporalio'} (the SDK's source, without its compiled bridge) would shadow the pinned "
+            "temporalio wheel: use a checkout holding only tests/ (and pyproject.toml), or move that folder away"
+        )
     workdir = workdir.resolve()  # pytest runs in the SDK checkout: every path it is given is absolute
     narrowed = bool(keyword or files)
     out = out or (workdir / "RESULTS.md" if narrowed else REPO / "conformance" / "RESULTS.md")
     workdir.mkdir(parents=True, exist_ok=True)
     state_path = workdir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {"results": {}, "meta": {}}
+    state = _read_state(state_path)
     if not report_only:
         versions = _versions(suite_python)
         described = {
@@ -246,36 +263,61 @@ def main(
             "hourglass": "`hourglass server start-dev` (in-memory SQLite, same dynamic config) at "
             f"`{versions['hourglass']}`",
         }
-        meta = state["meta"]
         for target in targets or TARGETS:
             started = time.monotonic()
-            # A narrowed run updates the tests it ran and keeps the rest of the last full run.
-            kept = state["results"].get(target, {}) if narrowed else {}
-            state["results"][target] = kept | {
-                nodeid: asdict(outcome)
-                for nodeid, outcome in _run_target(
-                    target, sdk_root, suite_python, workdir, list(files or SUITE_FILES), keyword,
-                    test_timeout, pass_timeout,
-                ).items()
-            }  # fmt: skip
+            outcomes = _run_target(
+                target, sdk_root, suite_python, workdir, list(files or SUITE_FILES), keyword,
+                test_timeout, pass_timeout, workers,
+            )  # fmt: skip
             when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {(time.monotonic() - started) / 60:.0f} min"
-            key = f"Run on {target}"
-            meta[key] = f"{meta.get(key, '?')}; re-run on some tests {when}" if narrowed else when
-            meta[target.capitalize()] = described[target]
-        meta["SDK tests"] = f"temporalio/sdk-python {sdk_label or '(unlabelled checkout)'}: " + ", ".join(
-            f"`{f}`" for f in SUITE_FILES
-        )
-        meta["SDK under test"] = f"temporalio {versions['sdk']} (tools/conformance/requirements.txt)"
-        meta["Per-test timeout"] = f"{test_timeout:.0f} s"
-        meta.pop("Last run", None)
-        state["meta"] = dict(sorted(meta.items()))
-        state_path.write_text(json.dumps(state, indent=1))
+            # Another runner (the other server's pass, started alongside) may have written meanwhile.
+            with _locked(state_path):
+                state = _read_state(state_path)
+                meta = state["meta"]
+                # A narrowed run updates the tests it ran and keeps the rest of the last full run.
+                kept = state["results"].get(target, {}) if narrowed else {}
+                state["results"][target] = kept | {n: asdict(o) for n, o in outcomes.items()}
+                key = f"Run on {target}"
+                meta[key] = f"{meta.get(key, '?')}; re-run on some tests {when}" if narrowed else when
+                meta[target.capitalize()] = described[target]
+                meta["SDK tests"] = (
+                    f"temporalio/sdk-python {sdk_label or '(unlabelled checkout)'}: the whole `tests/` tree"
+                )
+                meta["SDK under test"] = f"temporalio {versions['sdk']} (tools/conformance/requirements.txt)"
+                meta["Per-test timeout"] = f"{test_timeout:.0f} s"
+                meta["Workers per server"] = f"{workers} (pytest-xdist)" if workers > 1 else "1"
+                meta.pop("Last run", None)
+                state["meta"] = dict(sorted(meta.items()))
+                state_path.write_text(json.dumps(state, indent=1))
     results = {t: {n: Outcome(**o) for n, o in r.items()} for t, r in state["results"].items()}
-    text = render(results, state["meta"], load_out_of_scope(HERE / "out_of_scope.toml"))
+    scope = HERE / "out_of_scope.toml"
+    text = render(
+        results, state["meta"], load_out_of_scope(scope), load_out_of_scope(scope, "not_runnable"),
+        load_out_of_scope(scope, "difference"),
+    )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     click.echo(text.split("\n## ")[0])
     click.echo(f"wrote {out}")
+
+
+def _read_state(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"results": {}, "meta": {}}
+
+
+class _locked:
+    """An exclusive flock beside the state file: two runners (one per server) can share a workdir."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_suffix(".lock")
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 def _run_target(
@@ -287,6 +329,7 @@ def _run_target(
     keyword: str | None,
     test_timeout: float,
     pass_timeout: float,
+    workers: int = 1,
 ) -> dict[str, Outcome]:
     target_dir = workdir / target
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +339,7 @@ def _run_target(
     try:
         return run_pass(
             target, srv.address, sdk_root, suite_python, target_dir, selection, keyword, test_timeout,
-            time.monotonic() + pass_timeout * 60,
+            time.monotonic() + pass_timeout * 60, workers,
         )  # fmt: skip
     finally:
         srv.stop()
