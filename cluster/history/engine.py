@@ -1322,8 +1322,11 @@ class HistoryEngine:
             key = ExecutionKey(namespace_id, start.workflow_id, current.run_id)
             ms = await shard.load(key)
             registry = shard.find_update_registry(key)
+            known = ms.updates.get(update_id) if ms is not None else None
             if ms is not None and (
-                update_id in ms.updates
+                # An update the run completed answers from history; one a closed run left unfinished does
+                # not hold the start back (the reference starts a new run, or refuses it by the id policy).
+                (known is not None and (ms.running or known.completed_event_id))
                 or (
                     ms.running
                     and (

@@ -23,7 +23,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -253,6 +253,54 @@ async def test_update_with_start_refused_by_conflict_policy(client: Client) -> N
             await start.workflow_handle()
         await handle.signal(Counter.stop)
         assert await handle.result() == 0
+
+
+@pytest.mark.parametrize(
+    "reuse", [WorkflowIDReusePolicy.ALLOW_DUPLICATE, WorkflowIDReusePolicy.REJECT_DUPLICATE]
+)
+async def test_update_with_start_does_not_attach_to_an_update_a_closed_run_left_unfinished(
+    client: Client, reuse: WorkflowIDReusePolicy
+) -> None:
+    """The run closed with update U accepted but not completed: an update-with-start of U starts a new run
+    and runs U there when the id may be reused, and is refused when it may not (the SDK suite's
+    test_update_with_start_does_not_attach_to_non_completed_update_in_closed_workflow)."""
+    wf_id, update_id = new_id("uws-closed"), new_id("u")
+    async with run_worker(client) as tq:
+
+        def start_op() -> WithStartWorkflowOperation:
+            return WithStartWorkflowOperation(
+                Counter.run,
+                id=wf_id,
+                task_queue=tq,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=reuse,
+            )
+
+        first = start_op()
+        await client.start_update_with_start_workflow(
+            Counter.add_when_open,
+            1,
+            id=update_id,
+            start_workflow_operation=first,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        closed = await first.workflow_handle()
+        await closed.signal(Counter.stop)
+        assert await closed.result() == 0  # the update is still waiting for `open`
+        second = start_op()
+        if reuse == WorkflowIDReusePolicy.REJECT_DUPLICATE:
+            with pytest.raises(WorkflowAlreadyStartedError):
+                await client.execute_update_with_start_workflow(
+                    Counter.add, 5, id=update_id, start_workflow_operation=second
+                )
+            return
+        assert (
+            await client.execute_update_with_start_workflow(
+                Counter.add, 5, id=update_id, start_workflow_operation=second
+            )
+            == 5
+        )
+        assert (await second.workflow_handle()).result_run_id != closed.result_run_id
 
 
 async def test_accepted_update_survives_restart(restartable_server: ServerProcess) -> None:
