@@ -104,6 +104,7 @@ class Node:
         )
         # One registry for both services: a registration is usable by list queries at once.
         self.search_attributes = SearchAttributeRegistry(store)
+        self.search_attributes.namespace_name = self.namespaces.cached_name
         self.matching.namespace_name = self.namespaces.cached_name
         self.history.validate_search_attributes = self.search_attributes.validate_search_attributes
         self.history.resolve_namespace_id = self._namespace_id

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from temporalio.api.common.v1 import SearchAttributes
 
@@ -44,6 +44,8 @@ class SearchAttributeRegistry:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, dict[str, int]]] = {}
         self._long_queries = QueryParserProcess()
+        # A namespace's name from its id, for messages (the node sets its namespace registry's).
+        self.namespace_name: Callable[[str], str | None] = lambda _id: None
 
     # ---- registrations -------------------------------------------------------------------------------------
     async def custom(self, namespace_id: str) -> dict[str, int]:
@@ -113,6 +115,11 @@ class SearchAttributeRegistry:
             raise InvalidArgument(f"number of search attributes {len(fields)} exceeds limit {max_keys}")
         custom = await self.custom(namespace_id)
         for name in sorted(fields):
+            if name not in custom and name not in attributes.SYSTEM and name not in attributes.PREDEFINED:
+                namespace = self.namespace_name(namespace_id) or namespace_id
+                raise InvalidArgument(
+                    f"Namespace {namespace} has no mapping defined for search attribute {name}"
+                )
             value_type = _settable_type(name, custom)
             payload = fields[name]
             try:

@@ -524,7 +524,7 @@ async def test_valid_search_attributes_pass(registry: SearchAttributeRegistry) -
 @pytest.mark.parametrize(
     ("attributes", "message"),
     [
-        (sa(Nope=b'"x"'), "search attribute Nope is not defined"),
+        (sa(Nope=b'"x"'), "Namespace ns has no mapping defined for search attribute Nope"),
         (sa(WorkflowId=b'"x"'), "WorkflowId attribute can't be set in SearchAttributes"),
         (sa(TemporalWorkerDeployment=b'"x"'), "TemporalWorkerDeployment attribute can't be set"),
         (sa(Num=b'"abc"'), 'invalid value for search attribute Num of type Int: "abc"'),
