@@ -465,6 +465,10 @@ VOLATILE_KEYS = {
     "localActivitySlotsInfo",
     "nexusTaskSlotsInfo",
     "currentStickyCacheSize",
+    "workflowPollerInfo",
+    "workflowStickyPollerInfo",
+    "activityPollerInfo",
+    "nexusPollerInfo",
     "totalStickyCacheHit",
     "totalStickyCacheMiss",
     # A server's own configuration: the reference's start-dev has 1 history shard, Hourglass's 4.

@@ -100,17 +100,25 @@ async def test_connected_worker_survives_server_restart(restartable_server: Serv
 
 
 def _second_process(srv: ServerProcess, workdir: Path) -> ServerProcess:
-    """Another Hourglass server on the same store (database file or keyspace), on a port of its own."""
-    port = free_port()
+    """Another Hourglass server on the same store (database file or keyspace), on ports of its own."""
+    port, http_port = free_port(), free_port()
     if srv.kind == HOURGLASS:
         argv = list(srv.argv)
         argv[argv.index("--port") + 1] = str(port)
+        if "--http-port" in argv:
+            argv[argv.index("--http-port") + 1] = str(http_port)
     else:
         assert srv.db_filename is not None  # the node's config file
         config = workdir / "second.yaml"
-        config.write_text(srv.db_filename.read_text().replace(f"port: {srv.port}}}", f"port: {port}}}"))
+        text = srv.db_filename.read_text().replace(f" port: {srv.port},", f" port: {port},")
+        text = text.replace(f" port: {srv.port}}}", f" port: {port}}}")
+        if srv.http_port is not None:
+            text = text.replace(f"http_port: {srv.http_port}", f"http_port: {http_port}")
+        config.write_text(text)
         argv = [*srv.argv[:-1], str(config)]
-    return dataclasses.replace(srv, port=port, workdir=workdir, argv=argv, proc=None, starts=0, _log_files=[])
+    return dataclasses.replace(
+        srv, port=port, http_port=http_port, workdir=workdir, argv=argv, proc=None, starts=0, _log_files=[]
+    )
 
 
 async def test_shards_taken_by_a_stale_second_server_are_taken_back(

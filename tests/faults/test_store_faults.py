@@ -126,8 +126,8 @@ class FaultyStore:
 
 
 @contextlib.asynccontextmanager
-async def node_on(store: FaultyStore) -> AsyncIterator[Node]:
-    node = Node(NodeConfig(port=0), store)  # type: ignore[arg-type]  # duck-typed like MeteredStore
+async def node_on(store: FaultyStore, dynamic_config: dict | None = None) -> AsyncIterator[Node]:
+    node = Node(NodeConfig(port=0, dynamic_config=dynamic_config or {}), store)  # type: ignore[arg-type]  # duck-typed like MeteredStore
     await node.start()
     store.armed = True
     try:
@@ -260,7 +260,9 @@ async def test_a_workflow_task_started_by_a_commit_that_landed_late_times_out() 
     """A poll's start of a workflow task times out while a user looks at the workflow, and the batch lands
     later: the task, started for no worker, times out and goes to the next worker; the workflow completes."""
     store = FaultyStore(await SQLiteStore.open(None))
-    async with node_on(store) as node:
+    # One partition: the poll must reach the commit it starts. (A poll forwarded from another partition
+    # answers empty when its parent's start fails, instead of passing UNAVAILABLE on.)
+    async with node_on(store, {"matching.numTaskqueueReadPartitions": 1}) as node:
         client = await Client.connect(f"127.0.0.1:{node.bound_port}")
         queue, seed = f"late-start-{uuid.uuid4()}", 5
         handle = await client.start_workflow(

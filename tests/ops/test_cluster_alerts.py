@@ -64,7 +64,11 @@ async def test_shards_owned_and_the_unowned_alert_through_a_kill9(keyspace, tmp_
     metrics_port = _free_on_all(socket.SOCK_STREAM)
     for node in cluster.nodes:  # the harness's configs, with /metrics on each node's own address
         text = node.config.read_text()
-        node.config.write_text(re.sub(r"node: \{ip: ([^,]+), port: (\d+)\}", rf"node: {{ip: \1, port: \2, metrics_port: {metrics_port}}}", text))  # fmt: skip
+        with_metrics, found = re.subn(
+            r"(node: \{ip: [^,]+, port: \d+)", rf"\1, metrics_port: {metrics_port}", text
+        )
+        assert found == 1, f"the harness's node line changed: {text}"
+        node.config.write_text(with_metrics)
     targets = [f"{node.ip}:{metrics_port}" for node in cluster.nodes]
     cluster.start()
     prometheus = None
