@@ -316,32 +316,41 @@ async def seeded_worker(address: str) -> AsyncIterator[Ids]:
 
 @pytest_asyncio.fixture(scope="module")
 async def tours(browser, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Tour]]:
-    """The tour on the reference, then on Hourglass (one server at a time: a 2-core machine)."""
+    """The tour on the reference and on Hourglass, side by side: each step mostly waits for its page's
+    network to go quiet, so the two tours share the machine's time well and take half as long together."""
     binary = require_ui_binary()
     workdir = tmp_path_factory.mktemp("every-page")
     result: dict[str, Tour] = {}
-    reference = reference_process(workdir)
-    await reference.start()
-    try:
-        ui = WebUIServer(
-            WebUISettings(binary=binary, ip="127.0.0.1", port=free_port(), frontend_address=reference.address)
-        )
-        await ui.start()
+
+    async def on_reference() -> None:
+        reference = reference_process(workdir)
+        await reference.start()
         try:
-            async with seeded_worker(reference.address) as ids:
-                shots = workdir / "reference"
-                shots.mkdir()
-                result["reference"] = await take_tour(browser, ui.settings.url, ids, shots)
+            ui = WebUIServer(
+                WebUISettings(
+                    binary=binary, ip="127.0.0.1", port=free_port(), frontend_address=reference.address
+                )
+            )
+            await ui.start()
+            try:
+                async with seeded_worker(reference.address) as ids:
+                    shots = workdir / "reference"
+                    shots.mkdir()
+                    result["reference"] = await take_tour(browser, ui.settings.url, ids, shots)
+            finally:
+                await ui.stop()
         finally:
-            await ui.stop()
-    finally:
-        reference.stop()
-    assert binary == default_binary()
-    with start_dev(workdir, ready_line="Web UI: ") as server:
+            reference.stop()
+
+    async def on_hourglass(server) -> None:
         async with seeded_worker(server.address) as ids:
             shots = workdir / "hourglass"
             shots.mkdir()
             result["hourglass"] = await take_tour(browser, f"http://127.0.0.1:{server.ui_port}", ids, shots)
+
+    assert binary == default_binary()
+    with start_dev(workdir, ready_line="Web UI: ") as server:
+        await asyncio.gather(on_reference(), on_hourglass(server))
     for name, tour in result.items():  # for whoever reads a failure: every answer, per server
         (workdir / f"{name}-answers.txt").write_text(
             "\n".join(f"{a.step}\t{a.method}\t{a.status}\t{a.url}" for a in tour.answers)
