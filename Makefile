@@ -53,11 +53,9 @@ dev: install ui-if-go
 lint: install-test
 	$(BIN)/ruff check .
 
-# Everything on the embedded store (and the store suites on a real Cassandra), then the official-SDK
-# compat suite again against a node on Cassandra.
 # Everything on the embedded store (and Cassandra's own tests), then the SDK compat suite on Cassandra. The
 # differential scenarios (histories compared with the reference's) run on Cassandra in test-full only: the
-# histories are built by the same engine whatever the store, and CI's 25 minutes are tight.
+# histories are built by the same engine whatever the store, and CI's time (.ci/run under 45 min) is tight.
 test: install-test ui-if-go gocompat-if-go lint
 	$(BIN)/python -m pytest -q tests
 	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat \
