@@ -30,6 +30,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from .conftest import ServerProcess
+from .servers import HOURGLASS_CASSANDRA, compat_target
 from .test_cli import TEMPORAL
 from .workflows import ALL_ACTIVITIES, ALL_WORKFLOWS
 
@@ -340,10 +341,22 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "operator namespace update -o json": "the namespace's capabilities, as for `operator namespace describe`",
     "operator namespace list -o json": "the namespaces' capabilities, as for `operator namespace describe`",
     "workflow describe -o json": "executionConfig timeouts: the reference echoes the 0s timeouts the CLI (a Go client) "
-    "sends, Hourglass leaves them unset; Hourglass always sends priority (for the Go SDK)",
+    "sends, Hourglass leaves them unset",
     "workflow show -o json": "started event: the 0s timeouts the Go client sends are not echoed; ActivityTaskStarted "
     "lacks the poller's workerVersion",
 }
+
+# A node on Cassandra (HOURGLASS_COMPAT_TARGET=hourglass-cassandra) is configured, not start-dev: its
+# cluster name and store names are its configuration's, which the namespaces' replication config repeats.
+if compat_target() == HOURGLASS_CASSANDRA:
+    _CONFIGURED = "a configured node on Cassandra: cluster name `hourglass`, stores `cassandra` (start-dev: `active`, sqlite)"
+    KNOWN_DIFFERENCES.update(
+        {
+            "operator cluster describe": _CONFIGURED,
+            "operator namespace describe": _CONFIGURED,
+            "operator namespace list": _CONFIGURED,
+        }
+    )
 
 
 # ---- the CLI's own command tree ------------------------------------------------------------------------
