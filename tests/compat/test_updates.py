@@ -198,17 +198,25 @@ async def test_update_sent_while_a_workflow_task_runs_goes_with_the_next(client:
     ]
 
 
+def _use_existing_counter(
+    wf_id: str, tq: str, reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+) -> WithStartWorkflowOperation:
+    """The start half of an update-with-start of a Counter that updates the run already there."""
+    return WithStartWorkflowOperation(
+        Counter.run,
+        id=wf_id,
+        task_queue=tq,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=reuse,
+    )
+
+
 async def test_update_with_start(client: Client) -> None:
     wf_id = new_id("uws")
     async with run_worker(client) as tq:
 
         def start_op() -> WithStartWorkflowOperation:
-            return WithStartWorkflowOperation(
-                Counter.run,
-                id=wf_id,
-                task_queue=tq,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
+            return _use_existing_counter(wf_id, tq)
 
         first = start_op()
         assert (
@@ -268,13 +276,7 @@ async def test_update_with_start_does_not_attach_to_an_update_a_closed_run_left_
     async with run_worker(client) as tq:
 
         def start_op() -> WithStartWorkflowOperation:
-            return WithStartWorkflowOperation(
-                Counter.run,
-                id=wf_id,
-                task_queue=tq,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=reuse,
-            )
+            return _use_existing_counter(wf_id, tq, reuse)
 
         first = start_op()
         await client.start_update_with_start_workflow(
