@@ -25,13 +25,10 @@ if [ "$(printf '%s\n%s\n' "$needed" "$have" | sort -V | head -n1)" != "$needed" 
     exit 3
 fi
 
-export GOPATH="${HOURGLASS_GO_CACHE:-$HOME/.cache/hourglass/go}"
-export GOMODCACHE="$GOPATH/pkg/mod"
-export GOCACHE="$GOPATH/cache"
-export GOFLAGS="-modcacherw -buildvcs=false -mod=readonly"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-mkdir -p "$GOPATH" "$(dirname "$OUT")"
+# shellcheck source=tools/go-env.sh
+. "$ROOT/tools/go-env.sh"
+export GOFLAGS="$GOFLAGS -mod=readonly"
+mkdir -p "$(dirname "$OUT")"
 
 cd "$MODULE_DIR"
 go build -o "$OUT" .

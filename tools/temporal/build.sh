@@ -20,13 +20,9 @@ if ! command -v go >/dev/null 2>&1; then
     exit 3
 fi
 
-export GOPATH="${HOURGLASS_GO_CACHE:-$HOME/.cache/hourglass/go}"
-export GOMODCACHE="$GOPATH/pkg/mod"
-export GOCACHE="$GOPATH/cache"
-export GOFLAGS="-modcacherw -buildvcs=false"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-mkdir -p "$GOPATH" "$OUT_DIR"
+# shellcheck source=tools/go-env.sh
+. "$ROOT/tools/go-env.sh"
+mkdir -p "$OUT_DIR"
 
 BIN_TMP="$OUT_DIR/.gobin"
 rm -rf "$BIN_TMP"
