@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from .jwt_helpers import JWTKeys, make_keys
+
 READY_DEADLINE_S = 30.0
 
 
@@ -91,6 +93,14 @@ def internode_tls(pki: PKI, member: Pair):
         require_client_auth=True,
     )
     return TLSSection(internode=TLSGroupSection(server=server))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JWTKeys]:
+    """Signing keys and a JWKS endpoint serving them, for the module's tokens."""
+    k = make_keys(tmp_path_factory.mktemp("jwt-keys"))
+    yield k
+    k.jwks.stop()
 
 
 @pytest.fixture

@@ -40,20 +40,13 @@ from hourglass.cluster.config import AuthorizationSection
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
-from .jwt_helpers import JWTKeys, SigningKey, ec_key, make_keys, rsa_key
+from .jwt_helpers import JWTKeys, SigningKey, ec_key, rsa_key
 
 DENIED = "Request unauthorized."
 REFRESH_S = 0.3
 
 
 # ---- fixtures ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory):
-    k = make_keys(tmp_path_factory.mktemp("jwt-keys"))
-    yield k
-    k.jwks.stop()
 
 
 @pytest.fixture(scope="module")

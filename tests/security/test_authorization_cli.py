@@ -21,18 +21,11 @@ from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
 from .conftest import free_port, free_udp_port, internode_tls, make_pki, running, write_keyring
-from .jwt_helpers import JWTKeys, make_keys
+from .jwt_helpers import JWTKeys
 
 BIN = Path(sys.executable).parent
 TEMPORAL = str(BIN / "temporal") if (BIN / "temporal").exists() else shutil.which("temporal")
 HOURGLASS = str(BIN / "hourglass") if (BIN / "hourglass").exists() else shutil.which("hourglass")
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JWTKeys]:
-    k = make_keys(tmp_path_factory.mktemp("jwt-keys-cli"))
-    yield k
-    k.jwks.stop()
 
 
 @pytest.fixture(scope="module")

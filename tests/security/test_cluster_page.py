@@ -19,7 +19,7 @@ from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
 from .conftest import PKI, Pair, make_pki
-from .jwt_helpers import JWTKeys, make_keys
+from .jwt_helpers import JWTKeys
 
 
 @dataclass
@@ -56,13 +56,6 @@ def client_context(pki: PKI, client: Pair | None) -> ssl.SSLContext:
     if client is not None:
         context.load_cert_chain(str(client.cert), str(client.key))
     return context
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory):
-    k = make_keys(tmp_path_factory.mktemp("jwt-keys"))
-    yield k
-    k.jwks.stop()
 
 
 @pytest.fixture(scope="module")

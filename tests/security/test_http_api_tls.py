@@ -20,7 +20,7 @@ from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
 from .conftest import PKI, Pair, make_pki
-from .jwt_helpers import JWTKeys, make_keys
+from .jwt_helpers import JWTKeys
 
 NS = "/api/v1/namespaces/default"
 REFRESH_S = 0.2
@@ -29,13 +29,6 @@ DENIED = {
     "message": "Request unauthorized.",
     "details": [{"@type": "type.googleapis.com/temporal.api.errordetails.v1.PermissionDeniedFailure"}],
 }
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory):
-    k = make_keys(tmp_path_factory.mktemp("jwt-keys"))
-    yield k
-    k.jwks.stop()
 
 
 @pytest.fixture(scope="module")
