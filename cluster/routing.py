@@ -14,6 +14,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import random
 from collections.abc import Callable
 
 from temporalio.api.enums.v1 import TaskQueueType
@@ -72,6 +73,7 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "respond_activity_failed": _by_token,
     "respond_activity_canceled": _by_token,
     "record_activity_heartbeat": _by_token,
+    "get_workflow_history": lambda a: (a[0], a[1].execution.workflow_id),
     "read_history": _by_state,
     "read_history_page": _by_state,
     "read_history_response": _by_state,
@@ -176,6 +178,19 @@ class Router:
         raise AssertionError("unreachable")
 
 
+_SIGNATURES: dict[object, inspect.Signature] = {}
+
+
+def _signature(fn: Callable) -> inspect.Signature:
+    """The (bound) method's signature, computed once per method: inspect.signature on every routed call
+    cost more CPU than the rest of the routing."""
+    key = getattr(fn, "__func__", fn)
+    sig = _SIGNATURES.get(key)
+    if sig is None:
+        sig = _SIGNATURES[key] = inspect.signature(fn)
+    return sig
+
+
 def _bind(fn: Callable, args: tuple, kwargs: dict, pick=None) -> tuple[tuple, float]:
     """Positional arguments in the method's order (keyword and default ones included) for the envelope,
     and how long to wait for the owner's reply.
@@ -184,7 +199,7 @@ def _bind(fn: Callable, args: tuple, kwargs: dict, pick=None) -> tuple[tuple, fl
     answers by then unless it is frozen or gone, and then the caller should hear so and try the shard's
     next owner, not hang in a call to a paused process for a fixed minute and a half.
     """
-    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound = _signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
     if pick is not None:
         pick(bound.arguments)
@@ -287,13 +302,13 @@ class RoutedMatching:
         def pick(arguments: dict) -> None:
             if name in PARTITION_CHOICE and arguments["partition"] < 0:
                 namespace_id, queue, task_type = MATCHING_ROUTES[name](tuple(arguments.values()))
-                arguments["partition"] = self.engine.choose_partition(
+                arguments["partition"] = self.choose_partition(
                     namespace_id, queue, task_type, arguments.get("kind", 0), PARTITION_CHOICE[name]
                 )
 
         args, timeout = _bind(local, args, kwargs, pick)
         namespace_id, queue, task_type = MATCHING_ROUTES[name](args)
-        signature = inspect.signature(local).parameters
+        signature = _signature(local).parameters
         number = args[list(signature).index("partition")] if "partition" in signature else 0
         return await self.router.run(
             f"task queue {queue}" if number == 0 else f"task queue partition /_sys/{queue}/{number}",
@@ -304,6 +319,24 @@ class RoutedMatching:
             args,
             timeout,
         )
+
+    def choose_partition(self, namespace_id: str, queue: str, task_type: int, kind: int, write: bool) -> int:
+        """The partition an add (write) or a poll (read) that names none goes to: one this member owns if
+        any, the root first (where tasks and polls of every partition meet), so the call itself takes no
+        internal hop and at most one more up the tree; else one at random (the reference's load balancer
+        picks at random: any partition is correct, tasks and polls meet at the root whichever they take).
+        """
+        engine = self.engine
+        count = (engine.write_partitions if write else engine.read_partitions)(
+            namespace_id, queue, task_type, kind
+        )
+        if count <= 1:
+            return 0
+        me, owner = self.router.member_id, self.router.placement.partition_owner
+        local = [n for n in range(count) if owner(namespace_id, queue, task_type, n) == me]
+        if not local:
+            return engine.choose_partition(namespace_id, queue, task_type, kind, write)
+        return 0 if local[0] == 0 else random.choice(local)
 
     async def respond_query_task_completed(self, query_id: str, request) -> bool:
         """The answer goes to the member whose matching waits for it: its id prefixes the query id."""

@@ -15,7 +15,6 @@ import grpc
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
-    HistoryEventFilterType,
     IndexedValueType,
     QueryRejectCondition,
     QueryResultType,
@@ -77,7 +76,6 @@ from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.paging import (
     INVALID_TOKEN,
     RESPONSE_LIMIT_BYTES,
-    RUN_ID_MISMATCH,
     HistoryCursor,
     effective_page_size,
     framed_size,
@@ -464,81 +462,11 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def GetWorkflowExecutionHistory(self, request, context):
-        page_size = effective_page_size(request.maximum_page_size, LIMITS.frontend_history_max_page_size)
-        if request.next_page_token:
-            ns = await self.namespaces.get(request.namespace)
-            execution = require_execution(request, "execution")
-            cursor = HistoryCursor.decode(request.next_page_token)
-            if execution.run_id and execution.run_id != cursor.run_id:
-                raise InvalidArgument(RUN_ID_MISMATCH)
-            ns_id = ns.id
-            ms = await self.history.get_mutable_state(
-                ns_id, WorkflowExecution(workflow_id=execution.workflow_id, run_id=cursor.run_id)
-            )
-        else:
-            ns_id, ms = await self._mutable_state(request, "execution")
-            # A long poll reads up to wherever the run is when each page is read; a plain read up to where
-            # it is now (the reference's token carries that end too).
-            end = 0 if request.wait_new_event else ms.next_event_id
-            cursor = HistoryCursor(ms.info.run_id, 1, end, 1)
-        first_event_id = cursor.next_event_id
-        deadline = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
-        close_only = (
-            request.history_event_filter_type == HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT
-        )
-        if request.wait_new_event:
-            waited = False
-            while _open(ms) and (close_only or ms.next_event_id <= first_event_id) and not waited:
-                await self.history.wait_for_change(ms, deadline, close_only)
-                waited = True
-                ms = await self.history.get_mutable_state(
-                    ns_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
-                )
-
-        def wait_token(next_id: int) -> bytes:
-            return HistoryCursor(ms.info.run_id, next_id, 0, next_id).encode()
-
-        if close_only:
-            if _open(ms):
-                return rr.GetWorkflowExecutionHistoryResponse(
-                    history=History(), next_page_token=wait_token(first_event_id)
-                )
-            if ms.running:
-                # Paused: the reference reads a run whose status is not RUNNING as closed, its last event
-                # standing for the close event (`temporal workflow describe` reads it that way).
-                last = ms.next_event_id - 1
-                page = HistoryCursor(ms.info.run_id, last, last + 1, 1).encode()
-                history, _ = await self.history.read_history_page(ms, page, 1, PAGE_BYTES)
-                return rr.GetWorkflowExecutionHistoryResponse(history=history)
-            close_id = ms.info.close_event_id
-            # The close event ends the last batch; that batch starts at the close (a termination, a
-            # timeout) or at the last workflow task's completion, after its started event.
-            hint = min(ms.last_completed_workflow_task_started_event_id + 1, close_id)
-            close_page = HistoryCursor(ms.info.run_id, close_id, close_id + 1, hint).encode()
-            history, _ = await self.history.read_history_page(ms, close_page, 1, PAGE_BYTES)
-            if not history.events:
-                # Seen once on Cassandra right after a restart and not understood yet: rather than tell the
-                # SDK there is no result, log it and let the client poll again.
-                log.error(
-                    "close event %s of %s/%s not readable yet (next event %s, history txn %s, version %s)",
-                    ms.info.close_event_id,
-                    ms.info.workflow_id,
-                    ms.info.run_id,
-                    ms.next_event_id,
-                    ms.last_history_txn_id,
-                    ms.db_record_version,
-                )
-                return rr.GetWorkflowExecutionHistoryResponse(
-                    history=History(), next_page_token=wait_token(first_event_id)
-                )
-            return rr.GetWorkflowExecutionHistoryResponse(history=history)
-        if _open(ms) and request.wait_new_event and ms.next_event_id <= first_event_id:
-            return rr.GetWorkflowExecutionHistoryResponse(
-                history=History(), next_page_token=wait_token(first_event_id)
-            )
-        # Already serialized (the stored events are not parsed): unary_interceptor.py sends bytes as they are.
-        end_token = wait_token(ms.next_event_id) if _open(ms) and request.wait_new_event else b""
-        return await self.history.read_history_response(ms, cursor.encode(), page_size, PAGE_BYTES, end_token)
+        ns = await self.namespaces.get(request.namespace)
+        require_execution(request, "execution")
+        # One call to the run's owner (history_reads.py), the long poll included.
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await self.history.get_workflow_history(ns.id, request, timeout)
 
     @rpc
     async def GetWorkflowExecutionHistoryReverse(self, request, context):
@@ -1206,12 +1134,6 @@ def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
     if remaining is None:
         return cap
     return max(min(cap, remaining - 1.0), 0.0)
-
-
-def _open(ms: MutableState) -> bool:
-    """Whether history reads treat the run as open (long polls wait, tokens continue): running and not
-    paused, as the reference, which reads by status and a paused run's status is PAUSED."""
-    return ms.running and ms.info.pause is None
 
 
 def _query_rejected(condition: int, ms: MutableState) -> bool:

@@ -45,6 +45,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
+    GetWorkflowExecutionHistoryRequest,
+    GetWorkflowExecutionHistoryResponse,
     PauseActivityRequest,
     PauseWorkflowExecutionRequest,
     PollActivityTaskQueueResponse,
@@ -81,6 +83,7 @@ from hourglass.cluster.history import (
     events_cache,
     execution_options,
     history_limits,
+    history_reads,
     standalone_ids,
 )
 from hourglass.cluster.history import standalone_activity as standalone
@@ -1734,6 +1737,12 @@ class HistoryEngine:
 
     async def read_history(self, ms: MutableState, first_event_id: int = 1) -> list[HistoryEvent]:
         return await self.shard_for(ms.info.namespace_id, ms.info.workflow_id).read_events(ms, first_event_id)
+
+    async def get_workflow_history(
+        self, namespace_id: str, request: GetWorkflowExecutionHistoryRequest, timeout: float
+    ) -> GetWorkflowExecutionHistoryResponse | bytes:
+        """GetWorkflowExecutionHistory as a whole, here where the run lives (history_reads.py)."""
+        return await history_reads.get_workflow_history(self, namespace_id, request, timeout)
 
     async def read_history_page(
         self, ms: MutableState, token: bytes, page_size: int, max_bytes: int

@@ -99,6 +99,12 @@ class MatchingEngine:
         self.task_tokens = TaskTokenCodec(new_secret())
         # Partitions per queue and the forwarding tree's degree (the node sets its dynamic config's).
         self.partition_config = PartitionConfig()
+        # In a cluster, a non-root partition forwards at most `matching.forwarderMaxOutstandingPolls`
+        # polls at once (the reference's forwarder); the others wait here, so a task the member that owns
+        # this partition adds is matched here, without a hop to the root and back. On one node every poll
+        # goes on to the root (False): no hop to save, and polls meeting all tasks there keeps p99 low.
+        self.limit_forwarded_polls = False
+        self._forwarded_polls: dict[TaskQueueKey, int] = {}
         # Where partitions are reached for forwarding and describing: this engine, or the routing proxy.
         self.peers: MatchingEngine = self
         # A namespace's name from its id, for namespace-constrained partition counts (None: unknown).
@@ -548,7 +554,7 @@ class MatchingEngine:
             task = await here.poll(remaining, identity, build_id, worker_key=worker_key, rate_limit=rate)
             if task is None:
                 if partition > 0 and not here.closed:
-                    continue  # waited here while the parent was unreachable: try forwarding again
+                    continue  # waited here (parent unreachable, or enough polls wait there): forward again
                 break
             if task.query is not None:
                 try:
@@ -582,11 +588,24 @@ class MatchingEngine:
         await here.prepare()
         if here.ready_count:
             return None
+        key = here.key
+        forwarded = self._forwarded_polls.get(key, 0)
+        if self.limit_forwarded_polls and forwarded >= self.partition_config.outstanding_polls(
+            self._namespace(key.namespace_id), key.name, key.task_type
+        ):
+            return None  # enough polls wait at the parent: this one waits here a while, then tries again
+        self._forwarded_polls[key] = forwarded + 1
         try:
-            return await poll_parent(self._parent(here.key), remaining)
+            return await poll_parent(self._parent(key), remaining)
         except _FORWARD_ERRORS as e:
-            log.debug("poll of %s not forwarded: %s", here.key, e)
+            log.debug("poll of %s not forwarded: %s", key, e)
             return None
+        finally:
+            left = self._forwarded_polls.get(key, 1) - 1
+            if left > 0:
+                self._forwarded_polls[key] = left
+            else:
+                self._forwarded_polls.pop(key, None)
 
     async def poll_activity_task(
         self,
@@ -639,7 +658,7 @@ class MatchingEngine:
             )
             if task is None:
                 if partition > 0 and not here.closed:
-                    continue  # waited here while the parent was unreachable: try forwarding again
+                    continue  # waited here (parent unreachable, or enough polls wait there): forward again
                 break
             response = await self._deliver(
                 here,
