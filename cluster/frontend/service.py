@@ -43,7 +43,13 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, standalone_activities, visibility, workflow_pause
+from hourglass.cluster.frontend import (
+    activity_operations,
+    build_id_versioning,
+    standalone_activities,
+    visibility,
+    workflow_pause,
+)
 from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.cluster_info import (
     SERVER_VERSION,
@@ -164,7 +170,9 @@ class WorkflowService(WorkflowServiceServicer):
         caps.activity_failure_include_heartbeat = True
         caps.supports_schedules = True
         caps.encoded_failure_attributes = True
-        caps.build_id_based_versioning = False
+        # As the reference: build ids on polls and completions are understood (history records them),
+        # though the older APIs that manage them are refused (build_id_versioning.py).
+        caps.build_id_based_versioning = True
         caps.upsert_memo = True
         caps.eager_workflow_start = True
         caps.sdk_metadata = True
@@ -1133,6 +1141,31 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         return await describe_task_queue(self.matching, ns.id, request)
+
+    # ---- the older build-id versioning APIs: refused after the namespace checks, as the reference does.
+    async def _refuse_build_id_versioning(self, name: str, request) -> None:
+        await self.namespaces.get(request.namespace)
+        raise build_id_versioning.refuse(name)
+
+    @rpc
+    async def UpdateWorkerBuildIdCompatibility(self, request, context):
+        await self._refuse_build_id_versioning("UpdateWorkerBuildIdCompatibility", request)
+
+    @rpc
+    async def GetWorkerBuildIdCompatibility(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerBuildIdCompatibility", request)
+
+    @rpc
+    async def UpdateWorkerVersioningRules(self, request, context):
+        await self._refuse_build_id_versioning("UpdateWorkerVersioningRules", request)
+
+    @rpc
+    async def GetWorkerVersioningRules(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerVersioningRules", request)
+
+    @rpc
+    async def GetWorkerTaskReachability(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerTaskReachability", request)
 
     @rpc
     async def ListTaskQueuePartitions(self, request, context):

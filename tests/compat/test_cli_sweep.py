@@ -311,11 +311,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
             "operator nexus endpoint update",
         )
     },
-    **{
-        c: _NO_VERSIONING
-        for c in COMMANDS
-        if c.startswith(("task-queue versioning ", "task-queue update-build-ids "))
-    },
     # Except those both servers refuse alike (the deployment does not exist).
     **{
         c: _NO_VERSIONING
@@ -329,8 +324,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "an empty priority",
     "activity list -o json": "listed standalone activities lack the reference's TemporalNamespaceDivision search "
     "attribute",
-    "task-queue get-build-ids": _NO_VERSIONING,
-    "task-queue get-build-id-reachability": _NO_VERSIONING,
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster remove": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, nexus, "
