@@ -735,6 +735,8 @@ class WorkflowService(WorkflowServiceServicer):
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
             worker_key=request.worker_instance_key,
+            sdk_name=_header(context, "client-name"),
+            sdk_version=_header(context, "client-version"),
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -897,8 +899,10 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def DescribeActivityExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
+        standalone_activities.check_long_poll(request)
         ms = await standalone_activities.mutable_state(self.history, ns.id, request)
-        return await standalone_activities.describe(self.history, ms, request)
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await standalone_activities.describe_long_poll(self.history, ms, request, timeout)
 
     @rpc
     async def PollActivityExecution(self, request, context):
@@ -1232,6 +1236,14 @@ def _check_long_poll_deadline(context: grpc.aio.ServicerContext) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining < MIN_LONG_POLL_S:
         raise FailedPrecondition(LONG_POLL_TOO_SHORT)
+
+
+def _header(context: grpc.aio.ServicerContext, name: str) -> str:
+    """A request header's value ("" when absent), e.g. the SDK's client-name and client-version."""
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
 
 
 def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:

@@ -654,6 +654,8 @@ class HistoryEngine:
                     tr.eager_activities.clear()
                     tr.schedule_activity_attempt(ai, tr.now + delay_ms)
                     tr.ms.info.execution_time_ms = tr.now + delay_ms
+                if request.HasField("start_delay"):
+                    ai.start_delay_ms = delay_ms  # describe shows it when given, even 0s
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -1127,9 +1129,12 @@ class HistoryEngine:
         request_id: str,
         identity: str,
         task_queue: str = "",
+        sdk_name: str = "",
+        sdk_version: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
-        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone."""
+        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone.
+        `sdk_name`/`sdk_version`: the poller's SDK, which a standalone activity's describe shows."""
 
         def start(ms: MutableState, tr: Transition):
             ai = ms.activities.get(scheduled_event_id)
@@ -1148,6 +1153,8 @@ class HistoryEngine:
                     return ai
                 raise TaskGone("another poll started the activity attempt")
             tr.start_activity(ai, request_id, identity)
+            if standalone_ids.is_standalone(ms.info.workflow_id) and sdk_name:
+                ai.sdk_name, ai.sdk_version = sdk_name, sdk_version
             return ai
 
         try:
@@ -1192,7 +1199,11 @@ class HistoryEngine:
     async def respond_activity_completed(
         self, token: TaskToken, result: Payloads | None, identity: str, by_id: bool = False
     ) -> None:
-        await self._on_activity(token, lambda ai, tr: tr.complete_activity(ai, result, identity), by_id)
+        def complete(ai: ActivityInfo, tr: Transition):
+            ai.last_attempt_complete_time_ms = tr.now
+            tr.complete_activity(ai, result, identity)
+
+        await self._on_activity(token, complete, by_id)
 
     async def respond_activity_failed(
         self,
@@ -1216,6 +1227,7 @@ class HistoryEngine:
         def cancel(ai: ActivityInfo, tr: Transition):
             if not ai.cancel_requested:
                 raise FailedPrecondition("Activity cancellation was not requested.")
+            ai.last_attempt_complete_time_ms = tr.now
             tr.cancel_activity_confirmed(ai, details, identity)
 
         await self._on_activity(token, cancel, by_id)

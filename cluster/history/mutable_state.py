@@ -203,6 +203,13 @@ class ActivityInfo:
     reset: bool = False
     # Reset with reset_heartbeat: the next attempt starts without the heartbeat details.
     reset_heartbeats: bool = False
+    # When the latest attempt started (kept while the next one waits; a standalone activity's describe).
+    last_started_time_ms: int = 0
+    # A standalone activity's worker SDK, from its poll's client-name / client-version headers.
+    sdk_name: str = ""
+    sdk_version: str = ""
+    # A standalone activity's start delay as its request gave it (None: not given; describe echoes 0s).
+    start_delay_ms: int | None = None
 
     @property
     def started(self) -> bool:

@@ -863,6 +863,7 @@ class Transition:
 
     def start_activity(self, ai: ActivityInfo, request_id: str, identity: str) -> None:
         ai.started_time_ms = self.now
+        ai.last_started_time_ms = self.now
         ai.request_id = request_id
         ai.identity = identity
         ai.last_heartbeat_time_ms = 0
