@@ -280,8 +280,6 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id=request.workflow_id,
             workflow_type=request.workflow_type,
             task_queue=request.task_queue,
-            workflow_execution_timeout=request.workflow_execution_timeout,
-            workflow_run_timeout=request.workflow_run_timeout,
             workflow_task_timeout=request.workflow_task_timeout,
             identity=request.identity,
             request_id=request.request_id or str(uuid.uuid4()),
@@ -289,7 +287,9 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id_conflict_policy=request.workflow_id_conflict_policy,
             cron_schedule=request.cron_schedule,
         )
-        for name in (
+        for name in (  # only those given: a given 0s timeout is echoed, as on the reference
+            "workflow_execution_timeout",
+            "workflow_run_timeout",
             "input",
             "retry_policy",
             "memo",

@@ -1000,7 +1000,7 @@ class HistoryEngine:
             except CommandError as e:
                 failed.append(e)
                 raise
-            eager = tr.start_eager_activities(request.identity)
+            eager = tr.start_eager_activities(request.identity, build_id)
             if ms.running and (
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
@@ -1131,10 +1131,12 @@ class HistoryEngine:
         task_queue: str = "",
         sdk_name: str = "",
         sdk_version: str = "",
+        build_id: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
         paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone.
-        `sdk_name`/`sdk_version`: the poller's SDK, which a standalone activity's describe shows."""
+        `sdk_name`/`sdk_version`: the poller's SDK, which a standalone activity's describe shows;
+        `build_id`: its build, which the attempt's started event records."""
 
         def start(ms: MutableState, tr: Transition):
             ai = ms.activities.get(scheduled_event_id)
@@ -1152,7 +1154,7 @@ class HistoryEngine:
                 if ai.request_id == request_id:
                     return ai
                 raise TaskGone("another poll started the activity attempt")
-            tr.start_activity(ai, request_id, identity)
+            tr.start_activity(ai, request_id, identity, build_id)
             if standalone_ids.is_standalone(ms.info.workflow_id) and sdk_name:
                 ai.sdk_name, ai.sdk_version = sdk_name, sdk_version
             return ai
@@ -1894,6 +1896,9 @@ class HistoryEngine:
         for name in ("input", "header", "memo", "search_attributes", "retry_policy", "priority"):
             if a.HasField(name):
                 getattr(request, name).CopyFrom(getattr(a, name))
+        for name in ("workflow_execution_timeout", "workflow_run_timeout"):
+            if not duration_ms(getattr(request, name)):
+                request.ClearField(name)  # a child's unlimited timeouts stay unset (no 0s echoed)
         parent = ParentInfo(
             namespace=info.namespace,
             namespace_id=info.namespace_id,

@@ -660,6 +660,7 @@ class MatchingEngine:
                     task_queue,
                     sdk_name,
                     sdk_version,
+                    build_id,
                 ),
             )
             if response is not None:

@@ -19,10 +19,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueVersionSelection
 from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
+    DescribeWorkflowExecutionRequest,
     GetSystemInfoRequest,
     GetWorkerBuildIdCompatibilityRequest,
     GetWorkerTaskReachabilityRequest,
     GetWorkerVersioningRulesRequest,
+    GetWorkflowExecutionHistoryRequest,
+    StartWorkflowExecutionRequest,
     UpdateWorkerBuildIdCompatibilityRequest,
     UpdateWorkerVersioningRulesRequest,
 )
@@ -167,3 +170,60 @@ async def test_system_info_and_a_worker_with_a_build_id(client: Client) -> None:
     ]
     assert completed and all(a.worker_version.build_id == "build-7" for a in completed)
     assert all(a.binary_checksum == "" for a in completed)
+    # The activity attempt's started event names the build that ran it (here started eagerly).
+    (started,) = [
+        e.activity_task_started_event_attributes
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert started.worker_version.build_id == "build-7"
+    async with run_worker(client, build_id="build-8", disable_eager_activity_execution=True) as tq:
+        # Not eager: the activity worker polls for it.
+        handle = await client.start_workflow(GreetSomeone.run, "polled", id=new_id(), task_queue=tq)
+        assert await handle.result() == "Hello, polled!"
+    (started,) = [
+        e.activity_task_started_event_attributes
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert started.worker_version.build_id == "build-8"
+
+
+async def test_zero_timeouts_given_are_echoed(client: Client) -> None:
+    """A start request that gives 0s execution and run timeouts (as Go clients and the `temporal` CLI do)
+    sees them in the started event and describe's execution config; one that gives none sees none."""
+    ws = client.workflow_service
+    shown = {}
+    for label, given in (
+        ("given", {"workflow_execution_timeout": {}, "workflow_run_timeout": {}}),
+        ("none", {}),
+    ):
+        wid = new_id()
+        await ws.start_workflow_execution(
+            StartWorkflowExecutionRequest(
+                namespace="default",
+                workflow_id=wid,
+                workflow_type={"name": "Nobody"},
+                task_queue={"name": new_id("tq")},
+                request_id=new_id("r"),
+                **given,
+            )
+        )
+        described = await ws.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(namespace="default", execution={"workflow_id": wid})
+        )
+        history = await ws.get_workflow_execution_history(
+            GetWorkflowExecutionHistoryRequest(namespace="default", execution={"workflow_id": wid})
+        )
+        attrs = history.history.events[0].workflow_execution_started_event_attributes
+        config = MessageToDict(described.execution_config)
+        shown[label] = (
+            {k: v for k, v in config.items() if k in ("workflowExecutionTimeout", "workflowRunTimeout")},
+            {
+                k: v
+                for k, v in MessageToDict(attrs).items()
+                if k in ("workflowExecutionTimeout", "workflowRunTimeout")
+            },
+        )
+    zero = {"workflowExecutionTimeout": "0s", "workflowRunTimeout": "0s"}
+    assert shown == {"given": (zero, zero), "none": ({}, {})}

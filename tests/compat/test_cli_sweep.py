@@ -326,17 +326,13 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "attribute",
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster remove": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
-    "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, nexus, "
-    "serverScaledDeployments, which it does not have",
+    "operator cluster system -o json": "capabilities: Hourglass does not advertise nexus and serverScaledDeployments, "
+    "which it does not have",
     "operator cluster list": "start-dev's history shard count is 4 (the reference's 1), a configuration",
-    "operator namespace describe -o json": "capabilities: standaloneActivityStartDelay and -OperatorCommands (not advertised), pollerAutoscaling, "
-    "reportedProblemsSearchAttribute are features Hourglass does not have",
+    "operator namespace describe -o json": "capabilities: standaloneActivityBatchOperations (batches over standalone "
+    "activities), pollerAutoscaling and reportedProblemsSearchAttribute are features Hourglass does not have",
     "operator namespace update -o json": "the namespace's capabilities, as for `operator namespace describe`",
     "operator namespace list -o json": "the namespaces' capabilities, as for `operator namespace describe`",
-    "workflow describe -o json": "executionConfig timeouts: the reference echoes the 0s timeouts the CLI (a Go client) "
-    "sends, Hourglass leaves them unset",
-    "workflow show -o json": "started event: the 0s timeouts the Go client sends are not echoed; ActivityTaskStarted "
-    "lacks the poller's workerVersion",
 }
 
 # A node on Cassandra (HOURGLASS_COMPAT_TARGET=hourglass-cassandra) is configured, not start-dev: its

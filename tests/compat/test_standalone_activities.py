@@ -372,7 +372,10 @@ async def test_namespace_advertises_them(client: Client) -> None:
     from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
     desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
-    assert desc.namespace_info.capabilities.standalone_activities
+    caps = desc.namespace_info.capabilities
+    assert caps.standalone_activities
+    # What the SDKs gate their start-delay and pause/unpause/reset/update-options calls on.
+    assert caps.standalone_activity_start_delay and caps.standalone_activity_operator_commands
 
 
 async def test_pause_unpause_update_options_reset(client: Client) -> None:
