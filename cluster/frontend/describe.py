@@ -67,11 +67,12 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         resp.workflow_execution_info.priority.CopyFrom(info.priority)  # the reference omits an unset one
     if info.versioning_override is not None:
         _versioning(resp.workflow_execution_info, info.versioning_override)
-    if info.workflow_execution_timeout_ms:
+    # Absent when there is no limit, unless the start request gave 0s (the reference echoes it).
+    if info.workflow_execution_timeout_ms or info.execution_timeout_given:
         resp.execution_config.workflow_execution_timeout.CopyFrom(
             to_duration(info.workflow_execution_timeout_ms)
         )
-    if info.workflow_run_timeout_ms:
+    if info.workflow_run_timeout_ms or info.run_timeout_given:
         resp.execution_config.workflow_run_timeout.CopyFrom(to_duration(info.workflow_run_timeout_ms))
     wei = resp.workflow_execution_info
     wei.auto_reset_points.SetInParent()  # the reference's is there before any task completed too

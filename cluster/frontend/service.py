@@ -42,7 +42,13 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, standalone_activities, visibility, workflow_pause
+from hourglass.cluster.frontend import (
+    activity_operations,
+    build_id_versioning,
+    standalone_activities,
+    visibility,
+    workflow_pause,
+)
 from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.cluster_info import (
     SERVER_VERSION,
@@ -162,7 +168,9 @@ class WorkflowService(WorkflowServiceServicer):
         caps.activity_failure_include_heartbeat = True
         caps.supports_schedules = True
         caps.encoded_failure_attributes = True
-        caps.build_id_based_versioning = False
+        # As the reference: build ids on polls and completions are understood (history records them),
+        # though the older APIs that manage them are refused (build_id_versioning.py).
+        caps.build_id_based_versioning = True
         caps.upsert_memo = True
         caps.eager_workflow_start = True
         caps.sdk_metadata = True
@@ -270,8 +278,6 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id=request.workflow_id,
             workflow_type=request.workflow_type,
             task_queue=request.task_queue,
-            workflow_execution_timeout=request.workflow_execution_timeout,
-            workflow_run_timeout=request.workflow_run_timeout,
             workflow_task_timeout=request.workflow_task_timeout,
             identity=request.identity,
             request_id=request.request_id or str(uuid.uuid4()),
@@ -279,7 +285,9 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id_conflict_policy=request.workflow_id_conflict_policy,
             cron_schedule=request.cron_schedule,
         )
-        for name in (
+        for name in (  # only those given: a given 0s timeout is echoed, as on the reference
+            "workflow_execution_timeout",
+            "workflow_run_timeout",
             "input",
             "retry_policy",
             "memo",
@@ -655,6 +663,8 @@ class WorkflowService(WorkflowServiceServicer):
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
             worker_key=request.worker_instance_key,
+            sdk_name=_header(context, "client-name"),
+            sdk_version=_header(context, "client-version"),
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -817,8 +827,10 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def DescribeActivityExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
+        standalone_activities.check_long_poll(request)
         ms = await standalone_activities.mutable_state(self.history, ns.id, request)
-        return await standalone_activities.describe(self.history, ms, request)
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await standalone_activities.describe_long_poll(self.history, ms, request, timeout)
 
     @rpc
     async def PollActivityExecution(self, request, context):
@@ -1062,6 +1074,31 @@ class WorkflowService(WorkflowServiceServicer):
         require_task_queue(request.task_queue.name)
         return await describe_task_queue(self.matching, ns.id, request)
 
+    # ---- the older build-id versioning APIs: refused after the namespace checks, as the reference does.
+    async def _refuse_build_id_versioning(self, name: str, request) -> None:
+        await self.namespaces.get(request.namespace)
+        raise build_id_versioning.refuse(name)
+
+    @rpc
+    async def UpdateWorkerBuildIdCompatibility(self, request, context):
+        await self._refuse_build_id_versioning("UpdateWorkerBuildIdCompatibility", request)
+
+    @rpc
+    async def GetWorkerBuildIdCompatibility(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerBuildIdCompatibility", request)
+
+    @rpc
+    async def UpdateWorkerVersioningRules(self, request, context):
+        await self._refuse_build_id_versioning("UpdateWorkerVersioningRules", request)
+
+    @rpc
+    async def GetWorkerVersioningRules(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerVersioningRules", request)
+
+    @rpc
+    async def GetWorkerTaskReachability(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerTaskReachability", request)
+
     @rpc
     async def ListTaskQueuePartitions(self, request, context):
         """Every read partition of the queue's workflow and activity types, with the member serving it."""
@@ -1127,6 +1164,14 @@ def _check_long_poll_deadline(context: grpc.aio.ServicerContext) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining < MIN_LONG_POLL_S:
         raise FailedPrecondition(LONG_POLL_TOO_SHORT)
+
+
+def _header(context: grpc.aio.ServicerContext, name: str) -> str:
+    """A request header's value ("" when absent), e.g. the SDK's client-name and client-version."""
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
 
 
 def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:

@@ -8,7 +8,8 @@
   type. The SDK refuses an answer with pollers or a status outside versions_info ("server does not
   support `DescribeTaskQueueEnhanced`"), so nothing else is filled in that mode.
 
-Hourglass has no worker versioning: every worker is unversioned, and the unversioned queue is reachable.
+Build-id versioning (version sets, assignment rules) is off, as on the reference's start-dev: every worker
+is unversioned, the unversioned queue is reachable, a named build id's queue empty and unreachable.
 """
 
 from __future__ import annotations
@@ -86,13 +87,19 @@ async def _enhanced(
     name = request.task_queue.name
     resp = DescribeTaskQueueResponse()
     selection = request.versions if request.HasField("versions") else None
-    # No selection means the unversioned queue; named build ids have no versioned queue here.
-    if selection is not None and not (selection.unversioned or selection.all_active):
-        return resp
     types = list(request.task_queue_types) or [
         TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     ]
+    if selection is not None:
+        for build_id in selection.build_ids:
+            if build_id:
+                resp.versions_info[build_id].CopyFrom(_build_id_version(request, types))
+    # No selection means the unversioned queue.
+    if selection is not None and not (
+        selection.unversioned or selection.all_active or "" in selection.build_ids
+    ):
+        return resp
     info = TaskQueueVersionInfo()
     for task_type in types:
         type_info = TaskQueueTypeInfo()
@@ -105,6 +112,20 @@ async def _enhanced(
         info.task_reachability = BuildIdTaskReachability.BUILD_ID_TASK_REACHABILITY_REACHABLE
     resp.versions_info[""].CopyFrom(info)
     return resp
+
+
+def _build_id_version(request: DescribeTaskQueueRequest, types: list[int]) -> TaskQueueVersionInfo:
+    """A named build id's queue, as the reference shows one no assignment rule or version set targets (the
+    older build-id APIs are refused, see build_id_versioning.py): no pollers, no backlog, unreachable."""
+    info = TaskQueueVersionInfo()
+    for task_type in types:
+        type_info = TaskQueueTypeInfo()
+        if request.report_stats:
+            type_info.stats.approximate_backlog_age.SetInParent()
+        info.types_info[task_type].CopyFrom(type_info)
+    if request.report_task_reachability:
+        info.task_reachability = BuildIdTaskReachability.BUILD_ID_TASK_REACHABILITY_UNREACHABLE
+    return info
 
 
 def _is_child_partition(name: str) -> bool:

@@ -657,6 +657,8 @@ class HistoryEngine:
                     tr.eager_activities.clear()
                     tr.schedule_activity_attempt(ai, tr.now + delay_ms)
                     tr.ms.info.execution_time_ms = tr.now + delay_ms
+                if request.HasField("start_delay"):
+                    ai.start_delay_ms = delay_ms  # describe shows it when given, even 0s
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -1001,7 +1003,7 @@ class HistoryEngine:
             except CommandError as e:
                 failed.append(e)
                 raise
-            eager = tr.start_eager_activities(request.identity)
+            eager = tr.start_eager_activities(request.identity, build_id)
             if ms.running and (
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
@@ -1130,9 +1132,14 @@ class HistoryEngine:
         request_id: str,
         identity: str,
         task_queue: str = "",
+        sdk_name: str = "",
+        sdk_version: str = "",
+        build_id: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
-        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone."""
+        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone.
+        `sdk_name`/`sdk_version`: the poller's SDK, which a standalone activity's describe shows;
+        `build_id`: its build, which the attempt's started event records."""
 
         def start(ms: MutableState, tr: Transition):
             ai = ms.activities.get(scheduled_event_id)
@@ -1150,7 +1157,9 @@ class HistoryEngine:
                 if ai.request_id == request_id:
                     return ai
                 raise TaskGone("another poll started the activity attempt")
-            tr.start_activity(ai, request_id, identity)
+            tr.start_activity(ai, request_id, identity, build_id)
+            if standalone_ids.is_standalone(ms.info.workflow_id) and sdk_name:
+                ai.sdk_name, ai.sdk_version = sdk_name, sdk_version
             return ai
 
         try:
@@ -1195,7 +1204,11 @@ class HistoryEngine:
     async def respond_activity_completed(
         self, token: TaskToken, result: Payloads | None, identity: str, by_id: bool = False
     ) -> None:
-        await self._on_activity(token, lambda ai, tr: tr.complete_activity(ai, result, identity), by_id)
+        def complete(ai: ActivityInfo, tr: Transition):
+            ai.last_attempt_complete_time_ms = tr.now
+            tr.complete_activity(ai, result, identity)
+
+        await self._on_activity(token, complete, by_id)
 
     async def respond_activity_failed(
         self,
@@ -1219,6 +1232,7 @@ class HistoryEngine:
         def cancel(ai: ActivityInfo, tr: Transition):
             if not ai.cancel_requested:
                 raise FailedPrecondition("Activity cancellation was not requested.")
+            ai.last_attempt_complete_time_ms = tr.now
             tr.cancel_activity_confirmed(ai, details, identity)
 
         await self._on_activity(token, cancel, by_id)
@@ -1891,6 +1905,9 @@ class HistoryEngine:
         for name in ("input", "header", "memo", "search_attributes", "retry_policy", "priority"):
             if a.HasField(name):
                 getattr(request, name).CopyFrom(getattr(a, name))
+        for name in ("workflow_execution_timeout", "workflow_run_timeout"):
+            if not duration_ms(getattr(request, name)):
+                request.ClearField(name)  # a child's unlimited timeouts stay unset (no 0s echoed)
         parent = ParentInfo(
             namespace=info.namespace,
             namespace_id=info.namespace_id,

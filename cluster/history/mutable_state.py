@@ -70,6 +70,10 @@ class ExecutionInfo:
     workflow_task_timeout_ms: int
     workflow_run_timeout_ms: int = 0
     workflow_execution_timeout_ms: int = 0
+    # The start request gave these timeouts, 0s included: the reference echoes a given 0s (a Go client's,
+    # the `temporal` CLI's) in the started event and describe, and leaves an absent one out.
+    execution_timeout_given: bool = False
+    run_timeout_given: bool = False
     # Absolute deadlines (0 = none): the run's, and the whole execution's (across retries/continue-as-new).
     run_expiration_ms: int = 0
     execution_expiration_ms: int = 0
@@ -203,6 +207,15 @@ class ActivityInfo:
     reset: bool = False
     # Reset with reset_heartbeat: the next attempt starts without the heartbeat details.
     reset_heartbeats: bool = False
+    # When the latest attempt started (kept while the next one waits; a standalone activity's describe).
+    last_started_time_ms: int = 0
+    # A standalone activity's worker SDK, from its poll's client-name / client-version headers.
+    sdk_name: str = ""
+    sdk_version: str = ""
+    # The build id of the worker running the attempt (its ActivityTaskStarted event's worker_version).
+    worker_build_id: str = ""
+    # A standalone activity's start delay as its request gave it (None: not given; describe echoes 0s).
+    start_delay_ms: int | None = None
 
     @property
     def started(self) -> bool:

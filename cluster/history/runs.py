@@ -57,6 +57,9 @@ class NewRun:
     execution_timeout_ms: int = 0
     run_timeout_ms: int = 0
     task_timeout_ms: int = 0
+    # Whether the request set them (to 0s too; see ExecutionInfo.execution_timeout_given).
+    execution_timeout_given: bool = False
+    run_timeout_given: bool = False
     retry_policy: RetryPolicy | None = None
     memo: Memo | None = None
     search_attributes: SearchAttributes | None = None
@@ -99,6 +102,8 @@ class NewRun:
             execution_timeout_ms=duration_ms(request.workflow_execution_timeout),
             run_timeout_ms=duration_ms(request.workflow_run_timeout),
             task_timeout_ms=duration_ms(request.workflow_task_timeout),
+            execution_timeout_given=request.HasField("workflow_execution_timeout"),
+            run_timeout_given=request.HasField("workflow_run_timeout"),
             retry_policy=opt("retry_policy"),
             memo=opt("memo"),
             search_attributes=opt("search_attributes"),
@@ -140,6 +145,8 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         workflow_task_timeout_ms=task_timeout,
         workflow_run_timeout_ms=run_timeout,
         workflow_execution_timeout_ms=exec_timeout,
+        execution_timeout_given=new.execution_timeout_given,
+        run_timeout_given=new.run_timeout_given,
         run_expiration_ms=run_expiration,
         execution_expiration_ms=execution_expiration,
         retry_policy=new.retry_policy,
@@ -182,10 +189,10 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
             getattr(attrs, name).CopyFrom(value)
     if execution_expiration:
         attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(execution_expiration))
-    # Unset (not zero) when there is no limit, as on the reference.
-    if exec_timeout:
+    # Unset (not zero) when there is no limit, as on the reference, unless the request gave 0s.
+    if exec_timeout or new.execution_timeout_given:
         attrs.workflow_execution_timeout.CopyFrom(to_duration(exec_timeout))
-    if run_timeout:
+    if run_timeout or new.run_timeout_given:
         attrs.workflow_run_timeout.CopyFrom(to_duration(run_timeout))
     if new.parent is not None:
         p = new.parent

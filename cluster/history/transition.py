@@ -848,21 +848,24 @@ class Transition:
         )
 
     def start_eager_activities(
-        self, identity: str
+        self, identity: str, build_id: str = ""
     ) -> list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]]:
-        """Start, for the completing worker, the eager activities still pending once all commands ran (the
-        workflow may have closed, or cancelled one in the same task), as the reference does."""
+        """Start, for the completing worker (of `build_id`), the eager activities still pending once all
+        commands ran (the workflow may have closed, or cancelled one in the same task), as the reference
+        does."""
         started = [
             (ai, attrs)
             for ai, attrs in self.eager_activities
             if self.ms.running and ai.scheduled_event_id in self.ms.activities
         ]
         for ai, _ in started:
-            self.start_activity(ai, str(uuid.uuid4()), identity)
+            self.start_activity(ai, str(uuid.uuid4()), identity, build_id)
         return started
 
-    def start_activity(self, ai: ActivityInfo, request_id: str, identity: str) -> None:
+    def start_activity(self, ai: ActivityInfo, request_id: str, identity: str, build_id: str = "") -> None:
         ai.started_time_ms = self.now
+        ai.last_started_time_ms = self.now
+        ai.worker_build_id = build_id
         ai.request_id = request_id
         ai.identity = identity
         ai.last_heartbeat_time_ms = 0
@@ -884,6 +887,8 @@ class Transition:
         )
         if ai.last_failure is not None and ai.attempt > 1:
             attrs.last_failure.CopyFrom(ai.last_failure)
+        if ai.worker_build_id:  # the poller's build id, as the reference records it
+            attrs.worker_version.build_id = ai.worker_build_id
         event = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
         # Written when the attempt closes, it carries the time the attempt started (as on the reference).
         event.event_time.CopyFrom(to_timestamp(ai.started_time_ms))

@@ -618,8 +618,11 @@ class MatchingEngine:
         max_tasks_per_second: float = 0.0,
         partition: int = -1,
         worker_key: str = "",
+        sdk_name: str = "",
+        sdk_version: str = "",
     ) -> PollActivityTaskQueueResponse:
-        """Long-poll `partition` of the queue (-1: one chosen here) for an activity task."""
+        """Long-poll `partition` of the queue (-1: one chosen here) for an activity task (`sdk_name`,
+        `sdk_version`: the poller's, recorded with a standalone activity's attempt)."""
         if partition < 0:
             partition = self.choose_partition(namespace_id, task_queue, ACTIVITY, 0, False)
         here = self.partition(namespace_id, task_queue, ACTIVITY, number=partition)
@@ -643,6 +646,8 @@ class MatchingEngine:
                         max_tasks_per_second,
                         parent,
                         worker_key,
+                        sdk_name,
+                        sdk_version,
                     ),
                 )
                 if forwarded is not None:
@@ -672,6 +677,9 @@ class MatchingEngine:
                     str(uuid.uuid4()),
                     identity,
                     task_queue,
+                    sdk_name,
+                    sdk_version,
+                    build_id,
                 ),
             )
             if response is not None:
