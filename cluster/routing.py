@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+NEXUS = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
 # Long enough for a new owner to take a shard (one LWT) after the ring moved it.
 RETRY_DELAY_S = 0.5
 # How much longer than a long poll's own timeout its owner may take to answer it: room for a task it
@@ -108,6 +109,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "offer_task": lambda a: (a[0], a[1], a[2]),
     "load_partition": lambda a: (a[0], a[1], a[2]),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
+    "dispatch_nexus_task": lambda a: (a[0], a[1], NEXUS),
+    "poll_nexus_task": lambda a: (a[0], a[1], NEXUS),
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
     "partition_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
@@ -304,6 +307,18 @@ class RoutedMatching:
             args,
             timeout,
         )
+
+    async def respond_nexus_task(self, task_id: str, response) -> bool:
+        """The answer goes to the member whose matching dispatched the task: its id prefixes the task id."""
+        member_id, sep, _ = task_id.partition("|")
+        if not sep or member_id == self.router.member_id:
+            return await self.engine.respond_nexus_task(task_id, response)
+        try:
+            return await self.router.client.invoke(
+                member_id, "matching", "respond_nexus_task", (task_id, response)
+            )
+        except NodeUnreachable:
+            return False
 
     async def respond_query_task_completed(self, query_id: str, request) -> bool:
         """The answer goes to the member whose matching waits for it: its id prefixes the query id."""

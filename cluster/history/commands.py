@@ -21,6 +21,7 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     MarkerRecordedEventAttributes,
+    NexusOperationScheduledEventAttributes,
     RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
     SignalExternalWorkflowExecutionInitiatedEventAttributes,
     StartChildWorkflowExecutionInitiatedEventAttributes,
@@ -30,7 +31,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import continuation
+from hourglass.cluster.history import continuation, nexus_operations
 from hourglass.cluster.history.cron import cron_error
 from hourglass.cluster.history.external import (
     initiate_cancel_external,
@@ -534,6 +535,37 @@ def _modify_properties(tr: Transition, command: Command, completed_event_id: int
     )
 
 
+def _schedule_nexus_operation(
+    tr: Transition, command: Command, completed_event_id: int, identity: str
+) -> None:
+    a = command.schedule_nexus_operation_command_attributes
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES
+    # The engine looked the command's endpoints up before the transition (the registry is in the store).
+    endpoint_id = tr.nexus_endpoints.get(a.endpoint)
+    if endpoint_id is None:
+        raise CommandError(bad, f'endpoint "{a.endpoint}" not found')
+    if not a.service:
+        raise CommandError(bad, "service name is empty")
+    if not a.operation:
+        raise CommandError(bad, "operation name is empty")
+    for name in ("schedule_to_close_timeout", "schedule_to_start_timeout", "start_to_close_timeout"):
+        if a.HasField(name) and getattr(a, name).ToNanoseconds() < 0:
+            raise CommandError(bad, f"{name} must be a non-negative duration")
+    attrs = NexusOperationScheduledEventAttributes(
+        endpoint=a.endpoint,
+        service=a.service,
+        operation=a.operation,
+        workflow_task_completed_event_id=completed_event_id,
+        endpoint_id=endpoint_id,
+    )
+    for name in ("input", "schedule_to_close_timeout", "schedule_to_start_timeout", "start_to_close_timeout"):
+        if a.HasField(name) and (name == "input" or getattr(a, name).ToNanoseconds() > 0):
+            getattr(attrs, name).CopyFrom(getattr(a, name))
+    for key, value in a.nexus_header.items():
+        attrs.nexus_header[key.lower()] = value
+    nexus_operations.schedule(tr, attrs)
+
+
 def _protocol_message(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     """An update's acceptance or response, placed here among the events of the other commands."""
     message_id = command.protocol_message_command_attributes.message_id
@@ -564,4 +596,5 @@ _HANDLERS = {
     CommandType.COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION: _cancel_external,
     CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: _upsert_search_attributes,
     CommandType.COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES: _modify_properties,
+    CommandType.COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION: _schedule_nexus_operation,
 }

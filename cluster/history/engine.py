@@ -18,6 +18,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
+    CommandType,
     EventType,
     ParentClosePolicy,
     RetryState,
@@ -33,7 +34,7 @@ from temporalio.api.enums.v1 import (
     SignalExternalWorkflowExecutionFailedCause as SignalExternalCause,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
-from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     History,
@@ -81,6 +82,8 @@ from hourglass.cluster.history import (
     events_cache,
     execution_options,
     history_limits,
+    nexus_dispatch,
+    nexus_operations,
     standalone_ids,
 )
 from hourglass.cluster.history import standalone_activity as standalone
@@ -936,6 +939,15 @@ class HistoryEngine:
         shard = self.shard_for(token.namespace_id, token.workflow_id)
         key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
         returned: list = []  # the new task started for the response, if any
+        # ScheduleNexusOperation names an endpoint: its id is read from the registry (the store) up front.
+        endpoints = await nexus_dispatch.endpoint_ids(
+            self.store,
+            {
+                c.schedule_nexus_operation_command_attributes.endpoint
+                for c in request.commands
+                if c.command_type == CommandType.COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION
+            },
+        )
 
         def complete(ms: MutableState, tr: Transition) -> RespondWorkflowTaskCompletedResponse:
             returned.clear()  # an attempt that lost a conflict (and is run again) started nothing
@@ -985,6 +997,7 @@ class HistoryEngine:
             else:
                 ms.clear_sticky()
             tr.protocol = protocol
+            tr.nexus_endpoints = endpoints
             try:
                 tr.begin_commands()
                 handle_commands(
@@ -2022,10 +2035,74 @@ class HistoryEngine:
 
         await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
 
+    async def _nexus_start(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        """Hand a scheduled Nexus operation's start request to its endpoint's worker and record the answer.
+        No answer yet (no worker polling, a retryable handler error) raises: the queue retries with backoff,
+        until the operation's schedule-to-close timer ends it."""
+        op = ms.nexus_operations.get(data["scheduled_event_id"])
+        if op is None or op.started_event_id or not ms.running:
+            return
+        event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
+        a = event.nexus_operation_scheduled_event_attributes
+        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
+        if isinstance(target, str):
+            problem = Failure(
+                message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True)
+            )
+            await self._record_nexus(
+                ms,
+                op.scheduled_event_id,
+                lambda tr, pending: nexus_operations.record_failed(tr, pending, problem),
+            )
+            return
+        timeout = nexus_dispatch.REQUEST_TIMEOUT_S
+        if op.schedule_to_close_timeout_ms:
+            left = (op.scheduled_time_ms + op.schedule_to_close_timeout_ms - now_ms()) / 1000
+            if left <= 0:
+                return  # the timeout timer ends it
+            timeout = min(timeout, left)
+        request = nexus_dispatch.start_request(
+            op,
+            a.input if a.HasField("input") else None,
+            dict(a.nexus_header),
+            ms.info.namespace,
+            ms.info.workflow_id,
+            ms.info.run_id,
+            timeout,
+            now_ms(),
+        )
+        answer = await self.matching.dispatch_nexus_task(
+            target.namespace_id, target.task_queue, request, timeout
+        )
+        result = nexus_dispatch.outcome(answer)
+        if result.retry:
+            raise Unavailable(f"Nexus operation {op.service}/{op.operation}: {result.retry}")
+
+        def record(tr: Transition, pending) -> None:
+            if result.failure is not None:
+                (nexus_operations.record_canceled if result.canceled else nexus_operations.record_failed)(
+                    tr, pending, result.failure
+                )
+            elif result.synchronous:
+                nexus_operations.record_completed(tr, pending, result.result)
+            elif not pending.started_event_id:
+                nexus_operations.record_started(tr, pending, result.operation_token)
+
+        await self._record_nexus(ms, op.scheduled_event_id, record)
+
+    async def _record_nexus(self, ms: MutableState, scheduled_event_id: int, action) -> None:
+        def record(sms: MutableState, tr: Transition):
+            pending = sms.nexus_operations.get(scheduled_event_id)
+            if sms.running and pending is not None:
+                action(tr, pending)
+
+        await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
+
     _cross_run_executors = {
         TransferKind.START_CHILD: _start_child,
         TransferKind.SIGNAL_EXTERNAL: _signal_external,
         TransferKind.CANCEL_EXTERNAL: _cancel_external,
+        TransferKind.NEXUS_START: _nexus_start,
     }
 
     async def _execute_timer(self, shard: Shard, task: TimerTask) -> None:
@@ -2081,6 +2158,10 @@ class HistoryEngine:
                         RetryState.RETRY_STATE_TIMEOUT
                     )  # the whole execution's deadline, not the run's
                 tr.time_out_workflow(retry_state, new_run)
+            elif kind == TimerKind.NEXUS_TIMEOUT:
+                op = ms.nexus_operations.get(data["scheduled_event_id"])
+                if op is not None:
+                    nexus_operations.record_timed_out(tr, op)
             elif kind == TimerKind.WORKFLOW_BACKOFF:
                 if not had_or_has_workflow_task(ms):  # an update or a signal may have started it already
                     tr.schedule_workflow_task()

@@ -248,6 +248,29 @@ class ExternalRequest:
 
 
 @dataclass
+class NexusOperationInfo:
+    """A Nexus operation this run scheduled (ScheduleNexusOperation), keyed by its scheduled event id,
+    until it completes, fails, is canceled or times out."""
+
+    scheduled_event_id: int
+    scheduled_node_id: int
+    endpoint: str
+    endpoint_id: str
+    service: str
+    operation: str
+    request_id: str
+    scheduled_time_ms: int
+    # 0: none (the operation may run as long as the workflow).
+    schedule_to_close_timeout_ms: int = 0
+    # Set once the handler answered that the operation runs asynchronously (NexusOperationStarted).
+    started_event_id: int = 0
+    operation_token: str = ""
+    # Attempts to hand the start request to the handler so far.
+    attempt: int = 0
+    cancel_requested_event_id: int = 0
+
+
+@dataclass
 class UpdateInfo:
     """A workflow update the run accepted: where its events are, so its outcome can be read back.
 
@@ -274,6 +297,7 @@ class MutableState:
     children: dict[int, ChildInfo] = field(default_factory=dict)
     signals_requested: dict[int, ExternalRequest] = field(default_factory=dict)
     cancels_requested: dict[int, ExternalRequest] = field(default_factory=dict)
+    nexus_operations: dict[int, NexusOperationInfo] = field(default_factory=dict)
     buffered_events: list[HistoryEvent] = field(default_factory=list)
     updates: dict[str, UpdateInfo] = field(default_factory=dict)
     # Txn id of the last history node a committed transition wrote: readers ignore later (unapplied) nodes.

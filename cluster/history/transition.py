@@ -156,6 +156,8 @@ class Transition:
         self.effects: list[Callable[[], None]] = []
         # Activities the worker asked to run eagerly: started by start_eager_activities, not dispatched.
         self.eager_activities: list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]] = []
+        # Nexus endpoint ids by name, for the ScheduleNexusOperation commands of the task being completed.
+        self.nexus_endpoints: dict[str, str] = {}
         # While a task's commands are applied (see begin_commands): the events the commands cause besides
         # their own (an unstarted activity's cancellation), written after all the commands' events.
         self._after_commands: list[Callable[[], None]] | None = None

@@ -1,0 +1,167 @@
+"""What the caller's history sends a Nexus handler and how it reads the answer.
+
+The start request is the reference 1.32's: its headers (request-timeout, the request id, a link back to the
+scheduled event), the operation's service, name, request id, input and links, the endpoint's name and the
+capability to answer with Temporal failures. It goes to the endpoint's target (a namespace and task queue)
+through matching, where the handler's worker polls it (PollNexusTaskQueue). The worker's answer is one of:
+a synchronous result, an asynchronous start (an operation token), an operation failure, or a handler error,
+which is retried unless the handler says it is not retryable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
+from temporalio.api.nexus.v1 import Endpoint, Link, Request, StartOperationRequest
+from temporalio.api.workflowservice.v1 import RespondNexusTaskFailedRequest
+
+from hourglass.cluster.history.mutable_state import NexusOperationInfo
+from hourglass.cluster.history.timeutil import to_timestamp
+from hourglass.persistence.store import Store
+
+# How long one attempt waits for a worker to take the request and answer it (the reference's
+# component.nexusoperations.RequestTimeout), shortened by what is left of the schedule-to-close timeout.
+REQUEST_TIMEOUT_S = 10.0
+# Handler error types a caller must not retry (the Nexus specification's), unless the handler says otherwise.
+NON_RETRYABLE = frozenset({"BAD_REQUEST", "UNAUTHENTICATED", "UNAUTHORIZED", "NOT_FOUND", "NOT_IMPLEMENTED"})
+LINK_TYPE = "temporal.api.common.v1.Link.WorkflowEvent"
+
+
+async def endpoint_ids(store: Store, names: set[str]) -> dict[str, str]:
+    """The ids of the registered endpoints among `names`."""
+    if not names:
+        return {}
+    _, records = await store.list_nexus_endpoints()
+    found = {}
+    for record in records:
+        name = Endpoint.FromString(record.data).spec.name
+        if name in names:
+            found.setdefault(name, record.id)
+    return found
+
+
+@dataclass
+class Target:
+    namespace_id: str
+    task_queue: str
+
+
+async def endpoint_target(store: Store, endpoint_id: str) -> Target | str:
+    """Where the endpoint sends requests, or why it cannot be reached (its problem, as a message)."""
+    _, records = await store.list_nexus_endpoints()
+    for record in records:
+        if record.id == endpoint_id:
+            endpoint = Endpoint.FromString(record.data)
+            if endpoint.spec.target.WhichOneof("variant") != "worker":
+                return "endpoints with an external URL target are not served by Hourglass"
+            worker = endpoint.spec.target.worker
+            # The stored target names its namespace by id (cluster/frontend/nexus_endpoints.py).
+            return Target(worker.namespace, worker.task_queue)
+    return "endpoint not registered"
+
+
+def event_link(namespace: str, workflow_id: str, run_id: str, event_id: int, event_type: str) -> str:
+    return (
+        f"temporal:///namespaces/{namespace}/workflows/{workflow_id}/{run_id}/history"
+        f"?eventID={event_id}&eventType={event_type}&referenceType=EventReference"
+    )
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it ("9.998s"), the form the request-timeout header carries."""
+    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def start_request(
+    op: NexusOperationInfo,
+    payload: Payload | None,
+    nexus_header: dict[str, str],
+    namespace: str,
+    workflow_id: str,
+    run_id: str,
+    timeout_s: float,
+    now_ms: int,
+) -> Request:
+    link = event_link(namespace, workflow_id, run_id, op.scheduled_event_id, "NexusOperationScheduled")
+    request = Request(endpoint=op.endpoint, scheduled_time=to_timestamp(now_ms))
+    request.header.update(nexus_header)
+    request.header.update(
+        {
+            "user-agent": "temporalio/server",
+            "request-timeout": go_duration(timeout_s),
+            "nexus-request-id": op.request_id,
+            "nexus-link": f'<{link}>; type="{LINK_TYPE}"',
+        }
+    )
+    request.capabilities.temporal_failure_responses = True
+    start = StartOperationRequest(service=op.service, operation=op.operation, request_id=op.request_id)
+    if payload is not None:
+        start.payload.CopyFrom(payload)
+    start.links.append(Link(url=link, type=LINK_TYPE))
+    request.start_operation.CopyFrom(start)
+    return request
+
+
+@dataclass
+class Outcome:
+    """The handler's answer: exactly one of `result` (sync), `operation_token` (async), `failure` (the
+    operation failed, or was `canceled`), or `retry` (a retryable handler error: try again later)."""
+
+    result: Payload | None = None
+    synchronous: bool = False
+    operation_token: str = ""
+    failure: Failure | None = None
+    canceled: bool = False
+    retry: str = ""
+
+
+def outcome(answer) -> Outcome:
+    """Read the worker's RespondNexusTaskCompleted / RespondNexusTaskFailed request."""
+    if isinstance(answer, RespondNexusTaskFailedRequest):
+        return _handler_error(answer)
+    start = answer.response.start_operation
+    which = start.WhichOneof("variant")
+    if which == "sync_success":
+        return Outcome(
+            result=start.sync_success.payload if start.sync_success.HasField("payload") else None,
+            synchronous=True,
+        )
+    if which == "async_success":
+        return Outcome(
+            operation_token=start.async_success.operation_token or start.async_success.operation_id
+        )
+    if which == "failure":
+        return Outcome(failure=start.failure, canceled=start.failure.HasField("canceled_failure_info"))
+    if which == "operation_error":
+        error = start.operation_error
+        canceled = error.operation_state == "canceled"
+        failure = Failure(message=error.failure.message)
+        if not canceled:
+            failure.application_failure_info.CopyFrom(
+                ApplicationFailureInfo(type="OperationError", non_retryable=True)
+            )
+        else:
+            failure.canceled_failure_info.SetInParent()
+        return Outcome(failure=failure, canceled=canceled)
+    return Outcome(retry="the handler answered with no start operation response")
+
+
+def _handler_error(answer: RespondNexusTaskFailedRequest) -> Outcome:
+    if answer.HasField("failure"):
+        failure = answer.failure
+        info = failure.nexus_handler_failure_info
+        error_type, behavior = info.type, info.retry_behavior
+    else:
+        error = answer.error
+        failure = Failure(message=error.failure.message)
+        failure.nexus_handler_failure_info.type = error.error_type
+        failure.nexus_handler_failure_info.retry_behavior = error.retry_behavior
+        error_type, behavior = error.error_type, error.retry_behavior
+    # NEXUS_HANDLER_ERROR_RETRY_BEHAVIOR_RETRYABLE = 1, _NON_RETRYABLE = 2.
+    retryable = behavior == 1 or (behavior != 2 and error_type not in NON_RETRYABLE)
+    if retryable:
+        return Outcome(retry=f"handler error ({error_type}): {failure.message}")
+    return Outcome(failure=failure)

@@ -1,0 +1,54 @@
+"""A Nexus service, its handler and a caller workflow for tests/compat/test_nexus.py (a module of its own:
+the workflow sandbox imports workflows from a module, with nexusrpc passed through)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import nexusrpc
+import nexusrpc.handler
+from temporalio import workflow
+
+
+@nexusrpc.service
+class GreetingService:
+    greet: nexusrpc.Operation[str, str]
+    refuse: nexusrpc.Operation[str, str]
+    bad_request: nexusrpc.Operation[str, str]
+    never_answer: nexusrpc.Operation[str, str]
+
+
+@nexusrpc.handler.service_handler(service=GreetingService)
+class GreetingHandler:
+    @nexusrpc.handler.sync_operation
+    async def greet(self, ctx: nexusrpc.handler.StartOperationContext, name: str) -> str:
+        return f"Hello, {name}!"
+
+    @nexusrpc.handler.sync_operation
+    async def refuse(self, ctx: nexusrpc.handler.StartOperationContext, name: str) -> str:
+        raise nexusrpc.OperationError(f"no greeting for {name}", state=nexusrpc.OperationErrorState.FAILED)
+
+    @nexusrpc.handler.sync_operation
+    async def bad_request(self, ctx: nexusrpc.handler.StartOperationContext, name: str) -> str:
+        raise nexusrpc.HandlerError(f"cannot greet {name}", type=nexusrpc.HandlerErrorType.BAD_REQUEST)
+
+    @nexusrpc.handler.sync_operation
+    async def never_answer(self, ctx: nexusrpc.handler.StartOperationContext, name: str) -> str:
+        await asyncio.sleep(3600)
+        return "too late"
+
+
+@workflow.defn
+class NexusCaller:
+    """Calls one operation of GreetingService and returns what the workflow saw: the result, or the
+    failure's chain (the NexusOperationError and its cause)."""
+
+    @workflow.run
+    async def run(self, endpoint: str, operation: str, timeout_s: float) -> str:
+        client = workflow.create_nexus_client(endpoint=endpoint, service=GreetingService)
+        timeout = timedelta(seconds=timeout_s) if timeout_s else None
+        try:
+            return await client.execute_operation(operation, "Nexus", schedule_to_close_timeout=timeout)
+        except Exception as e:
+            return f"{type(e).__name__}: {e} <- {type(e.__cause__).__name__}: {e.__cause__}"

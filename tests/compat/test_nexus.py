@@ -1,0 +1,122 @@
+"""Nexus operations with the official Python SDK (`workflow.create_nexus_client`, a `nexusrpc` service handler
+in the worker) on Hourglass and the reference in the same run: the caller workflow's history compared event
+by event (NexusOperationScheduled, then Completed / Failed / TimedOut), and what the workflow saw.
+
+The endpoint targets the worker's own namespace and task queue: the worker runs the caller workflow and
+polls the Nexus requests (PollNexusTaskQueue) that the caller's server dispatches to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from .conftest import ServerProcess
+from .history_diff import diff, event_type_list, normalize
+from .nexus_workflows import GreetingHandler, NexusCaller
+
+RESULT_TIMEOUT_S = 30
+
+
+async def run_caller(srv: ServerProcess, operation: str, timeout_s: float = 0) -> tuple[str, list[dict]]:
+    """Register an endpoint to a fresh task queue, run NexusCaller on a worker that also handles the
+    endpoint's requests; the workflow's result and its normalized history."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[NexusCaller],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                NexusCaller.run,
+                args=[endpoint, operation, timeout_s],
+                id=workflow_id,
+                task_queue=task_queue,
+                execution_timeout=None,
+            )
+            result = await handle.result(rpc_timeout=None)
+            history = await handle.fetch_history()
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    redactions = {endpoint: "<endpoint>", task_queue: "<task queue>", workflow_id: "<workflow id>"}
+    return result, normalize(history, redactions)
+
+
+async def on_both(
+    server: ServerProcess, reference: ServerProcess, operation: str, timeout_s: float = 0
+) -> tuple[str, list[str]]:
+    ours, ours_history = await run_caller(server, operation, timeout_s)
+    theirs, their_history = await run_caller(reference, operation, timeout_s)
+    difference = diff(their_history, ours_history, "reference", server.kind)
+    assert not difference, f"histories differ (- reference, + {server.kind})\n{difference}"
+    assert ours == theirs
+    return ours, event_type_list(ours_history)
+
+
+NEXUS_HEAD = [
+    "WORKFLOW_EXECUTION_STARTED",
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
+    "WORKFLOW_TASK_COMPLETED",
+    "NEXUS_OPERATION_SCHEDULED",
+]
+TAIL = [
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
+    "WORKFLOW_TASK_COMPLETED",
+    "WORKFLOW_EXECUTION_COMPLETED",
+]
+
+
+async def test_a_sync_operation_returns_its_result(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    result, types = await on_both(server, reference_server, "greet")
+    assert result == "Hello, Nexus!"
+    assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_COMPLETED", *TAIL]
+
+
+@pytest.mark.parametrize(
+    ("operation", "cause"),
+    [
+        ("refuse", "ApplicationError: OperationError: no greeting for Nexus"),
+        ("bad_request", "HandlerError: cannot greet Nexus"),
+    ],
+)
+async def test_a_failed_operation_fails_the_call(
+    server: ServerProcess, reference_server: ServerProcess, operation: str, cause: Any
+) -> None:
+    """An operation error and a handler error that must not be retried both close the operation failed."""
+    result, types = await on_both(server, reference_server, operation)
+    assert result == f"NexusOperationError: nexus operation completed unsuccessfully <- {cause}"
+    assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_FAILED", *TAIL]
+
+
+async def test_schedule_to_close_timeout(server: ServerProcess, reference_server: ServerProcess) -> None:
+    result, types = await on_both(server, reference_server, "never_answer", timeout_s=3)
+    assert result == (
+        "NexusOperationError: nexus operation completed unsuccessfully <- TimeoutError: operation timed out"
+    )
+    assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_TIMED_OUT", *TAIL]
