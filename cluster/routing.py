@@ -57,6 +57,7 @@ def _by_state(a: tuple) -> tuple[str, str]:
 
 # History operations callers may invoke on any node -> (namespace id, workflow id) from their arguments.
 HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
+    "complete_nexus_operation": _by_execution(1),
     "start_workflow": _by_execution(2),  # the request carries workflow_id like an execution does
     "signal_with_start": _by_execution(2),
     "signal": _by_execution(1),

@@ -1832,6 +1832,9 @@ class HistoryEngine:
         if task.kind == TransferKind.PARENT_CLOSE_POLICY:
             await self._apply_parent_close_policy(data)
             return
+        if task.kind == TransferKind.COMPLETION_CALLBACK:
+            await self._completion_callback(shard, ms, data)
+            return
         if not ms.running:
             return
         if task.kind == TransferKind.WORKFLOW_TASK:
@@ -2070,6 +2073,9 @@ class HistoryEngine:
             ms.info.run_id,
             timeout,
             now_ms(),
+            nexus_dispatch.callback_token(
+                self.task_tokens, ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, op
+            ),
         )
         answer = await self.matching.dispatch_nexus_task(
             target.namespace_id, target.task_queue, request, timeout
@@ -2097,6 +2103,76 @@ class HistoryEngine:
                 action(tr, pending)
 
         await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
+
+    async def _completion_callback(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        """A closed run backs a Nexus operation: tell the caller's run how it ended."""
+        callbacks = ms.info.completion_callbacks
+        if ms.running or data["index"] >= len(callbacks) or not callbacks[data["index"]].HasField("nexus"):
+            return
+        callback = callbacks[data["index"]].nexus
+        if callback.url != nexus_dispatch.SYSTEM_CALLBACK_URL:
+            log.warning(
+                "completion callback to %s not delivered: only %s is served",
+                callback.url,
+                nexus_dispatch.SYSTEM_CALLBACK_URL,
+            )
+            return
+        try:
+            token = nexus_dispatch.read_callback_token(
+                self.task_tokens,
+                nexus_dispatch.header_value(callback.header, nexus_dispatch.CALLBACK_TOKEN_HEADER),
+            )
+        except InvalidArgument:
+            log.warning(
+                "completion callback of %s/%s has a token this cluster did not issue",
+                ms.info.workflow_id,
+                ms.info.run_id,
+            )
+            return
+        (close_event, *_) = await shard.read_events(ms, ms.info.close_event_id)
+        result, failure, canceled = nexus_dispatch.completion_of(close_event)
+        try:
+            await self.peers.complete_nexus_operation(
+                token.namespace_id,
+                WorkflowExecution(workflow_id=token.workflow_id, run_id=token.run_id),
+                token.scheduled_event_id,
+                token.nexus_task_id,
+                nexus_dispatch.header_value(callback.header, nexus_dispatch.OPERATION_TOKEN_HEADER),
+                result,
+                failure,
+                canceled,
+            )
+        except NotFound:
+            pass  # the caller's run is gone: nobody to tell
+
+    async def complete_nexus_operation(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        request_id: str,
+        operation_token: str,
+        result,
+        failure,
+        canceled: bool,
+    ) -> None:
+        """An asynchronous Nexus operation this run scheduled ended (runs on the caller's shard owner)."""
+
+        def record(ms: MutableState, tr: Transition):
+            op = ms.nexus_operations.get(scheduled_event_id)
+            if not ms.running or op is None or op.request_id != request_id:
+                return
+            if not op.started_event_id:
+                # The completion overtook the handler's start answer: the start is recorded first.
+                nexus_operations.record_started(tr, op, operation_token, wake=False)
+            if failure is None:
+                nexus_operations.record_completed(tr, op, result)
+            elif canceled:
+                nexus_operations.record_canceled(tr, op, failure)
+            else:
+                nexus_operations.record_failed(tr, op, failure)
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, record)
 
     _cross_run_executors = {
         TransferKind.START_CHILD: _start_child,

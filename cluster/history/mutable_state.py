@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from temporalio.api.common.v1 import (
+    Callback,
     Header,
     Memo,
     Payloads,
@@ -118,6 +119,8 @@ class ExecutionInfo:
     reset_run_id: str = ""
     # Set while the run is paused (describe and lists show status PAUSED).
     pause: WorkflowPause | None = None
+    # The start request's completion callbacks: called when the run closes (Nexus operations it backs).
+    completion_callbacks: list[Callback] = field(default_factory=list)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
 

@@ -10,15 +10,23 @@ which is retried unless the handler says it is not retryable.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.nexus.v1 import Endpoint, Link, Request, StartOperationRequest
 from temporalio.api.workflowservice.v1 import RespondNexusTaskFailedRequest
 
+from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.mutable_state import NexusOperationInfo
 from hourglass.cluster.history.timeutil import to_timestamp
+from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
 
 # How long one attempt waits for a worker to take the request and answer it (the reference's
@@ -27,6 +35,10 @@ REQUEST_TIMEOUT_S = 10.0
 # Handler error types a caller must not retry (the Nexus specification's), unless the handler says otherwise.
 NON_RETRYABLE = frozenset({"BAD_REQUEST", "UNAUTHENTICATED", "UNAUTHORIZED", "NOT_FOUND", "NOT_IMPLEMENTED"})
 LINK_TYPE = "temporal.api.common.v1.Link.WorkflowEvent"
+# The callback URL a caller in this cluster gives: the handler's server completes the operation itself.
+SYSTEM_CALLBACK_URL = "temporal://system"
+CALLBACK_TOKEN_HEADER = "temporal-callback-token"
+OPERATION_TOKEN_HEADER = "nexus-operation-token"
 
 
 async def endpoint_ids(store: Store, names: set[str]) -> dict[str, str]:
@@ -75,6 +87,58 @@ def go_duration(seconds: float) -> str:
     return f"{text}s"
 
 
+def callback_token(
+    codec: TaskTokenCodec, namespace_id: str, workflow_id: str, run_id: str, op: NexusOperationInfo
+) -> str:
+    """The token a completion names the operation by: sealed by this cluster (a handler's worker cannot
+    forge one for another operation), in the reference's envelope ({"v":1,"d":...})."""
+    token = TaskToken(
+        namespace_id, workflow_id, run_id, op.scheduled_event_id, 0, nexus_task_id=op.request_id
+    )
+    sealed = base64.b64encode(codec.encode(token)).decode()
+    return json.dumps({"v": 1, "d": sealed}, separators=(",", ":"))
+
+
+def read_callback_token(codec: TaskTokenCodec, value: str) -> TaskToken:
+    """The operation a callback token names; InvalidArgument when this cluster did not seal it."""
+    try:
+        envelope = json.loads(value)
+        sealed = base64.b64decode(envelope["d"], validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidArgument("invalid callback token") from None
+    return codec.decode(sealed)
+
+
+def header_value(headers, name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""
+
+
+def completion_of(close_event: HistoryEvent) -> tuple[Payload | None, Failure | None, bool]:
+    """What a closed handler run reports to its operation: (result, failure, canceled)."""
+    which = close_event.WhichOneof("attributes")
+    attrs = getattr(close_event, which)
+    t = close_event.event_type
+    if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        payloads = attrs.result.payloads
+        return (payloads[0] if payloads else None), None, False
+    if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        return None, attrs.failure, False
+    if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+        failure = Failure(message="operation canceled")
+        failure.canceled_failure_info.details.CopyFrom(attrs.details)
+        return None, failure, True
+    if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        failure = Failure(message="operation terminated")
+        failure.terminated_failure_info.SetInParent()
+        return None, failure, False
+    failure = Failure(message="operation exceeded internal timeout")
+    failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+    return None, failure, False
+
+
 def start_request(
     op: NexusOperationInfo,
     payload: Payload | None,
@@ -84,6 +148,7 @@ def start_request(
     run_id: str,
     timeout_s: float,
     now_ms: int,
+    callback_token: str = "",
 ) -> Request:
     link = event_link(namespace, workflow_id, run_id, op.scheduled_event_id, "NexusOperationScheduled")
     request = Request(endpoint=op.endpoint, scheduled_time=to_timestamp(now_ms))
@@ -101,6 +166,9 @@ def start_request(
     if payload is not None:
         start.payload.CopyFrom(payload)
     start.links.append(Link(url=link, type=LINK_TYPE))
+    if callback_token:
+        start.callback = SYSTEM_CALLBACK_URL
+        start.callback_header[CALLBACK_TOKEN_HEADER] = callback_token
     request.start_operation.CopyFrom(start)
     return request
 

@@ -59,7 +59,8 @@ def schedule(tr: Transition, attrs: NexusOperationScheduledEventAttributes) -> N
     return op
 
 
-def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str) -> None:
+def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str, wake: bool = True) -> None:
+    """`wake`: schedule a workflow task (not when the completion is recorded right after, in one go)."""
     ev = tr.add_event(
         EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED,
         NexusOperationStartedEventAttributes(
@@ -71,7 +72,8 @@ def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str)
     )
     op.started_event_id = ev.event_id
     op.operation_token = operation_token
-    tr.schedule_workflow_task()
+    if wake:
+        tr.schedule_workflow_task()
 
 
 def record_completed(tr: Transition, op: NexusOperationInfo, result) -> None:

@@ -585,6 +585,9 @@ class Transition:
         self._apply_parent_close_policies()
         if info.parent is not None and not continued:
             self.transfer(TransferKind.RECORD_CHILD_COMPLETION)
+        if not continued:
+            for index in range(len(info.completion_callbacks)):
+                self.transfer(TransferKind.COMPLETION_CALLBACK, index=index)
         # Children stay listed: a closed parent's describe still shows them pending, as on the reference
         # (the parent close policy acts on them; the parent never hears of their close).
         ms.signals_requested.clear()

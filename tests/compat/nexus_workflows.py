@@ -8,7 +8,20 @@ from datetime import timedelta
 
 import nexusrpc
 import nexusrpc.handler
-from temporalio import workflow
+from temporalio import nexus, workflow
+from temporalio.exceptions import ApplicationError
+
+
+@workflow.defn
+class GreetingWorkflow:
+    """The workflow behind the asynchronous operations: it greets, or fails."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        if name.startswith("fail"):
+            raise ApplicationError(f"cannot greet {name}", type="Refused", non_retryable=True)
+        await workflow.sleep(0.5)
+        return f"Hello from a workflow, {name}!"
 
 
 @nexusrpc.service
@@ -17,6 +30,8 @@ class GreetingService:
     refuse: nexusrpc.Operation[str, str]
     bad_request: nexusrpc.Operation[str, str]
     never_answer: nexusrpc.Operation[str, str]
+    greet_in_workflow: nexusrpc.Operation[str, str]
+    fail_in_workflow: nexusrpc.Operation[str, str]
 
 
 @nexusrpc.handler.service_handler(service=GreetingService)
@@ -37,6 +52,18 @@ class GreetingHandler:
     async def never_answer(self, ctx: nexusrpc.handler.StartOperationContext, name: str) -> str:
         await asyncio.sleep(3600)
         return "too late"
+
+    @nexus.workflow_run_operation
+    async def greet_in_workflow(
+        self, ctx: nexus.WorkflowRunOperationContext, name: str
+    ) -> nexus.WorkflowHandle[str]:
+        return await ctx.start_workflow(GreetingWorkflow.run, name, id=f"greeting-{ctx.request_id}")
+
+    @nexus.workflow_run_operation
+    async def fail_in_workflow(
+        self, ctx: nexus.WorkflowRunOperationContext, name: str
+    ) -> nexus.WorkflowHandle[str]:
+        return await ctx.start_workflow(GreetingWorkflow.run, f"fail-{name}", id=f"greeting-{ctx.request_id}")
 
 
 @workflow.defn

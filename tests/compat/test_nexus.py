@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from .conftest import ServerProcess
 from .history_diff import diff, event_type_list, normalize
-from .nexus_workflows import GreetingHandler, NexusCaller
+from .nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
 
 RESULT_TIMEOUT_S = 30
 
@@ -44,7 +44,7 @@ async def run_caller(srv: ServerProcess, operation: str, timeout_s: float = 0) -
         async with Worker(
             client,
             task_queue=task_queue,
-            workflows=[NexusCaller],
+            workflows=[NexusCaller, GreetingWorkflow],
             nexus_service_handlers=[GreetingHandler()],
         ):
             handle = await client.start_workflow(
@@ -120,3 +120,31 @@ async def test_schedule_to_close_timeout(server: ServerProcess, reference_server
         "NexusOperationError: nexus operation completed unsuccessfully <- TimeoutError: operation timed out"
     )
     assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_TIMED_OUT", *TAIL]
+
+
+async def test_an_async_operation_completes_when_its_workflow_does(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """The handler starts a workflow (an operation token), the caller records NexusOperationStarted; the
+    workflow's completion reaches the caller's run through the completion callback."""
+    result, types = await on_both(server, reference_server, "greet_in_workflow")
+    assert result == "Hello from a workflow, Nexus!"
+    assert types == [
+        *NEXUS_HEAD,
+        "NEXUS_OPERATION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "NEXUS_OPERATION_COMPLETED",
+        *TAIL,
+    ]
+
+
+async def test_an_async_operation_fails_when_its_workflow_fails(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    result, types = await on_both(server, reference_server, "fail_in_workflow")
+    assert result == (
+        "NexusOperationError: nexus operation completed unsuccessfully <- ApplicationError: Refused: cannot greet fail-Nexus"
+    )
+    assert types[-5:] == ["NEXUS_OPERATION_FAILED", *TAIL]
