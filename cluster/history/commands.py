@@ -567,6 +567,25 @@ def _schedule_nexus_operation(
     nexus_operations.schedule(tr, attrs)
 
 
+def _request_cancel_nexus_operation(
+    tr: Transition, command: Command, completed_event_id: int, identity: str
+) -> None:
+    scheduled_event_id = command.request_cancel_nexus_operation_command_attributes.scheduled_event_id
+    op = tr.ms.nexus_operations.get(scheduled_event_id)
+    if op is None:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_NEXUS_OPERATION_ATTRIBUTES,
+            f"requested cancelation for a non-existing or already completed operation with scheduled event ID "
+            f"of {scheduled_event_id}",
+        )
+    if op.cancel_requested_event_id:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_NEXUS_OPERATION_ATTRIBUTES,
+            f"cancelation was already requested for an operation with scheduled event ID {scheduled_event_id}",
+        )
+    nexus_operations.record_cancel_requested(tr, op, completed_event_id)
+
+
 def _protocol_message(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     """An update's acceptance or response, placed here among the events of the other commands."""
     message_id = command.protocol_message_command_attributes.message_id
@@ -598,4 +617,5 @@ _HANDLERS = {
     CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: _upsert_search_attributes,
     CommandType.COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES: _modify_properties,
     CommandType.COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION: _schedule_nexus_operation,
+    CommandType.COMMAND_TYPE_REQUEST_CANCEL_NEXUS_OPERATION: _request_cancel_nexus_operation,
 }

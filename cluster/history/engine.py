@@ -2096,6 +2096,40 @@ class HistoryEngine:
 
         await self._record_nexus(ms, op.scheduled_event_id, record)
 
+    async def _nexus_cancel(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        """Ask the handler of a started operation to cancel it; record that it received the request (the
+        operation's own outcome comes later, by its completion callback) or refused it."""
+        op = ms.nexus_operations.get(data["scheduled_event_id"])
+        if op is None or not op.started_event_id or op.cancel_delivered:
+            return
+        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
+        if isinstance(target, str):
+            problem = Failure(
+                message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True)
+            )
+            await self._record_nexus(
+                ms,
+                op.scheduled_event_id,
+                lambda tr, p: nexus_operations.record_cancel_request_outcome(tr, p, problem),
+            )
+            return
+        timeout = nexus_dispatch.REQUEST_TIMEOUT_S
+        answer = await self.matching.dispatch_nexus_task(
+            target.namespace_id,
+            target.task_queue,
+            nexus_dispatch.cancel_request(op, timeout, now_ms()),
+            timeout,
+        )
+        result = nexus_dispatch.outcome(answer)
+        if result.retry:
+            raise Unavailable(f"cancel of Nexus operation {op.service}/{op.operation}: {result.retry}")
+
+        def record(tr: Transition, pending) -> None:
+            if not pending.cancel_delivered:
+                nexus_operations.record_cancel_request_outcome(tr, pending, result.failure)
+
+        await self._record_nexus(ms, op.scheduled_event_id, record)
+
     async def _record_nexus(self, ms: MutableState, scheduled_event_id: int, action) -> None:
         def record(sms: MutableState, tr: Transition):
             pending = sms.nexus_operations.get(scheduled_event_id)
@@ -2179,6 +2213,7 @@ class HistoryEngine:
         TransferKind.SIGNAL_EXTERNAL: _signal_external,
         TransferKind.CANCEL_EXTERNAL: _cancel_external,
         TransferKind.NEXUS_START: _nexus_start,
+        TransferKind.NEXUS_CANCEL: _nexus_cancel,
     }
 
     async def _execute_timer(self, shard: Shard, task: TimerTask) -> None:

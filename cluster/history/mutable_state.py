@@ -271,6 +271,8 @@ class NexusOperationInfo:
     # Attempts to hand the start request to the handler so far.
     attempt: int = 0
     cancel_requested_event_id: int = 0
+    # Whether the handler has answered the cancel request.
+    cancel_delivered: bool = False
 
 
 @dataclass

@@ -19,7 +19,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.nexus.v1 import Endpoint, Link, Request, StartOperationRequest
+from temporalio.api.nexus.v1 import CancelOperationRequest, Endpoint, Link, Request, StartOperationRequest
 from temporalio.api.workflowservice.v1 import RespondNexusTaskFailedRequest
 
 from hourglass.cluster.errors import InvalidArgument
@@ -173,6 +173,21 @@ def start_request(
     return request
 
 
+def cancel_request(op: NexusOperationInfo, timeout_s: float, now_ms: int) -> Request:
+    request = Request(endpoint=op.endpoint, scheduled_time=to_timestamp(now_ms))
+    request.header.update({"user-agent": "temporalio/server", "request-timeout": go_duration(timeout_s)})
+    request.capabilities.temporal_failure_responses = True
+    request.cancel_operation.CopyFrom(
+        CancelOperationRequest(
+            service=op.service,
+            operation=op.operation,
+            operation_id=op.operation_token,
+            operation_token=op.operation_token,
+        )
+    )
+    return request
+
+
 @dataclass
 class Outcome:
     """The handler's answer: exactly one of `result` (sync), `operation_token` (async), `failure` (the
@@ -190,6 +205,8 @@ def outcome(answer) -> Outcome:
     """Read the worker's RespondNexusTaskCompleted / RespondNexusTaskFailed request."""
     if isinstance(answer, RespondNexusTaskFailedRequest):
         return _handler_error(answer)
+    if answer.response.HasField("cancel_operation"):
+        return Outcome()  # the handler received the cancel request
     start = answer.response.start_operation
     which = start.WhichOneof("variant")
     if which == "sync_success":

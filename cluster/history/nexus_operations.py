@@ -17,7 +17,9 @@ from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.api.failure.v1 import Failure, NexusOperationFailureInfo, TimeoutFailureInfo
 from temporalio.api.history.v1 import (
     NexusOperationCanceledEventAttributes,
+    NexusOperationCancelRequestCompletedEventAttributes,
     NexusOperationCancelRequestedEventAttributes,
+    NexusOperationCancelRequestFailedEventAttributes,
     NexusOperationCompletedEventAttributes,
     NexusOperationFailedEventAttributes,
     NexusOperationScheduledEventAttributes,
@@ -72,6 +74,9 @@ def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str,
     )
     op.started_event_id = ev.event_id
     op.operation_token = operation_token
+    if op.cancel_requested_event_id:
+        # The workflow asked to cancel before the operation had started: the request goes out now.
+        tr.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)
     if wake:
         tr.schedule_workflow_task()
 
@@ -131,6 +136,32 @@ def record_cancel_requested(tr: Transition, op: NexusOperationInfo, completed_ev
         bufferable=False,
     )
     op.cancel_requested_event_id = ev.event_id
+    if op.started_event_id:
+        tr.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)
+
+
+def record_cancel_request_outcome(tr: Transition, op: NexusOperationInfo, failure: Failure | None) -> None:
+    """The handler received the cancel request (it may still complete the operation), or refused it. As on
+    the reference, the event names the cancel-requested event but not the workflow task that asked."""
+    if failure is None:
+        tr.add_event(
+            EventType.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED,
+            NexusOperationCancelRequestCompletedEventAttributes(
+                requested_event_id=op.cancel_requested_event_id,
+                scheduled_event_id=op.scheduled_event_id,
+            ),
+        )
+    else:
+        tr.add_event(
+            EventType.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUEST_FAILED,
+            NexusOperationCancelRequestFailedEventAttributes(
+                requested_event_id=op.cancel_requested_event_id,
+                failure=failure,
+                scheduled_event_id=op.scheduled_event_id,
+            ),
+        )
+    op.cancel_delivered = True
+    tr.schedule_workflow_task()
 
 
 def wrapped(op: NexusOperationInfo, cause: Failure) -> Failure:

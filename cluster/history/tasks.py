@@ -20,6 +20,7 @@ class TransferKind:
     RECORD_CHILD_COMPLETION = "record_child_completion"  # tell the parent that this child closed
     PARENT_CLOSE_POLICY = "parent_close_policy"  # terminate / cancel a child whose parent closed
     NEXUS_START = "nexus_start"  # hand a scheduled Nexus operation's start request to its endpoint
+    NEXUS_CANCEL = "nexus_cancel"  # ask a started Nexus operation's handler to cancel it
     COMPLETION_CALLBACK = "completion_callback"  # a closed run tells the Nexus operation it backs its outcome
 
 

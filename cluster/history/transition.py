@@ -565,6 +565,17 @@ class Transition:
             self.transfer(TransferKind.SIGNAL_EXTERNAL, initiated_event_id=initiated)
         for initiated in ms.cancels_requested:
             self.transfer(TransferKind.CANCEL_EXTERNAL, initiated_event_id=initiated)
+        for op in ms.nexus_operations.values():
+            if not op.started_event_id:
+                self.transfer(TransferKind.NEXUS_START, scheduled_event_id=op.scheduled_event_id)
+            elif op.cancel_requested_event_id and not op.cancel_delivered:
+                self.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)
+            if op.schedule_to_close_timeout_ms > 0:
+                self.timer(
+                    TimerKind.NEXUS_TIMEOUT,
+                    max(op.scheduled_time_ms + op.schedule_to_close_timeout_ms, self.now),
+                    scheduled_event_id=op.scheduled_event_id,
+                )
         if ms.info.run_expiration_ms:
             self.timer(TimerKind.WORKFLOW_TIMEOUT, ms.info.run_expiration_ms)
         self.transfer(TransferKind.VISIBILITY)
@@ -592,6 +603,8 @@ class Transition:
         # (the parent close policy acts on them; the parent never hears of their close).
         ms.signals_requested.clear()
         ms.cancels_requested.clear()
+        # A closed run's Nexus operations are abandoned: nothing records their outcome any more.
+        ms.nexus_operations.clear()
         if self.retention_ms > 0:
             self.timer(TimerKind.DELETE_HISTORY, self.now + self.retention_ms)
         if self.retention_ms > 0:

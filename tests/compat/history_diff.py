@@ -153,6 +153,17 @@ WHITELIST: dict[str, tuple[str, ...]] = {
     "NEXUS_OPERATION_TIMED_OUT": ("scheduled_event_id", "failure"),
     "NEXUS_OPERATION_CANCELED": ("scheduled_event_id", "failure"),
     "NEXUS_OPERATION_CANCEL_REQUESTED": ("scheduled_event_id", "workflow_task_completed_event_id"),
+    "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED": (
+        "scheduled_event_id",
+        "requested_event_id",
+        "workflow_task_completed_event_id",
+    ),
+    "NEXUS_OPERATION_CANCEL_REQUEST_FAILED": (
+        "scheduled_event_id",
+        "requested_event_id",
+        "workflow_task_completed_event_id",
+        "failure",
+    ),
     "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": (
         "protocol_instance_id",
         "accepted_request_message_id",

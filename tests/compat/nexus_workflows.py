@@ -18,6 +18,8 @@ class GreetingWorkflow:
 
     @workflow.run
     async def run(self, name: str) -> str:
+        if name.startswith("wait"):
+            await workflow.sleep(3600)
         if name.startswith("fail"):
             raise ApplicationError(f"cannot greet {name}", type="Refused", non_retryable=True)
         await workflow.sleep(0.5)
@@ -32,6 +34,7 @@ class GreetingService:
     never_answer: nexusrpc.Operation[str, str]
     greet_in_workflow: nexusrpc.Operation[str, str]
     fail_in_workflow: nexusrpc.Operation[str, str]
+    wait_in_workflow: nexusrpc.Operation[str, str]
 
 
 @nexusrpc.handler.service_handler(service=GreetingService)
@@ -65,6 +68,12 @@ class GreetingHandler:
     ) -> nexus.WorkflowHandle[str]:
         return await ctx.start_workflow(GreetingWorkflow.run, f"fail-{name}", id=f"greeting-{ctx.request_id}")
 
+    @nexus.workflow_run_operation
+    async def wait_in_workflow(
+        self, ctx: nexus.WorkflowRunOperationContext, name: str
+    ) -> nexus.WorkflowHandle[str]:
+        return await ctx.start_workflow(GreetingWorkflow.run, f"wait-{name}", id=f"greeting-{ctx.request_id}")
+
 
 @workflow.defn
 class NexusCaller:
@@ -76,6 +85,16 @@ class NexusCaller:
         client = workflow.create_nexus_client(endpoint=endpoint, service=GreetingService)
         timeout = timedelta(seconds=timeout_s) if timeout_s else None
         try:
+            if operation.startswith("cancel:"):
+                # Start the operation, cancel it once it started, and wait as the cancellation type says.
+                _, cancellation, operation = operation.split(":")
+                handle = await client.start_operation(
+                    operation,
+                    "Nexus",
+                    cancellation_type=workflow.NexusOperationCancellationType[cancellation],
+                )
+                handle.cancel()
+                return await handle
             return await client.execute_operation(operation, "Nexus", schedule_to_close_timeout=timeout)
         except Exception as e:
             return f"{type(e).__name__}: {e} <- {type(e.__cause__).__name__}: {e.__cause__}"

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from .conftest import ServerProcess
-from .history_diff import diff, event_type_list, normalize
+from .history_diff import diff, normalize
 from .nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
 
 RESULT_TIMEOUT_S = 30
@@ -64,15 +64,36 @@ async def run_caller(srv: ServerProcess, operation: str, timeout_s: float = 0) -
     return result, normalize(history, redactions)
 
 
+def without_workflow_tasks(history: list[dict]) -> list[dict]:
+    """The history's other events, for runs where a workflow task and the operation's outcome race (either
+    may come first, on the reference too): event ids and workflow task references dropped."""
+    kept = []
+    for event in history:
+        if event["type"].startswith("WORKFLOW_TASK_"):
+            continue
+        attributes = (
+            dict(event["attributes"]) if isinstance(event["attributes"], dict) else event["attributes"]
+        )
+        if isinstance(attributes, dict):
+            attributes.pop("workflow_task_completed_event_id", None)
+        kept.append({"type": event["type"], "attributes": attributes})
+    return kept
+
+
 async def on_both(
-    server: ServerProcess, reference: ServerProcess, operation: str, timeout_s: float = 0
+    server: ServerProcess, reference: ServerProcess, operation: str, timeout_s: float = 0, races: bool = False
 ) -> tuple[str, list[str]]:
     ours, ours_history = await run_caller(server, operation, timeout_s)
     theirs, their_history = await run_caller(reference, operation, timeout_s)
+    if races:
+        ours_history, their_history = (
+            without_workflow_tasks(ours_history),
+            without_workflow_tasks(their_history),
+        )
     difference = diff(their_history, ours_history, "reference", server.kind)
     assert not difference, f"histories differ (- reference, + {server.kind})\n{difference}"
     assert ours == theirs
-    return ours, event_type_list(ours_history)
+    return ours, [e["type"] for e in ours_history]
 
 
 NEXUS_HEAD = [
@@ -148,3 +169,50 @@ async def test_an_async_operation_fails_when_its_workflow_fails(
         "NexusOperationError: nexus operation completed unsuccessfully <- ApplicationError: Refused: cannot greet fail-Nexus"
     )
     assert types[-5:] == ["NEXUS_OPERATION_FAILED", *TAIL]
+
+
+CANCELED_AFTER_START = (
+    "NexusOperationError: Nexus operation cancelled after starting <- CancelledError: Cancelled"
+)
+
+
+@pytest.mark.parametrize(
+    ("cancellation", "result", "after_cancel_request"),
+    [
+        # The handler hears of the cancel, its workflow is canceled, and that outcome closes the operation.
+        (
+            "WAIT_COMPLETED",
+            "NexusOperationError: nexus operation completed unsuccessfully <- CancelledError: operation canceled",
+            [
+                "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED",
+                "NEXUS_OPERATION_CANCELED",
+                "WORKFLOW_EXECUTION_COMPLETED",
+            ],
+        ),
+        # The workflow does not wait: it closes right after asking.
+        ("TRY_CANCEL", CANCELED_AFTER_START, ["WORKFLOW_EXECUTION_COMPLETED"]),
+    ],
+)
+async def test_cancelling_an_async_operation(
+    server: ServerProcess,
+    reference_server: ServerProcess,
+    cancellation: str,
+    result: str,
+    after_cancel_request: list[str],
+) -> None:
+    """Compared without the workflow tasks: the handler's answer to the cancel request, the workflow task it
+    wakes and the handler workflow's cancellation race each other, on the reference as here."""
+    got, types = await on_both(
+        server, reference_server, f"cancel:{cancellation}:wait_in_workflow", races=True
+    )
+    assert got == result
+    assert types[:3] == ["WORKFLOW_EXECUTION_STARTED", "NEXUS_OPERATION_SCHEDULED", "NEXUS_OPERATION_STARTED"]
+    requested = types.index("NEXUS_OPERATION_CANCEL_REQUESTED")
+    assert types[requested + 1 :] == after_cancel_request
+
+
+async def test_abandoning_an_async_operation(server: ServerProcess, reference_server: ServerProcess) -> None:
+    """ABANDON sends no cancel request: the history shows none."""
+    got, types = await on_both(server, reference_server, "cancel:ABANDON:wait_in_workflow")
+    assert got == CANCELED_AFTER_START
+    assert "NEXUS_OPERATION_CANCEL_REQUESTED" not in types
