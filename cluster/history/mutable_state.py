@@ -268,8 +268,9 @@ class NexusOperationInfo:
     # Set once the handler answered that the operation runs asynchronously (NexusOperationStarted).
     started_event_id: int = 0
     operation_token: str = ""
-    # Attempts to hand the start request to the handler so far.
+    # Attempts to hand the start request to the handler so far; when the last one was answered.
     attempt: int = 0
+    last_attempt_complete_time_ms: int = 0
     cancel_requested_event_id: int = 0
     # Whether the handler has answered the cancel request.
     cancel_delivered: bool = False

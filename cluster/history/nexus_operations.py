@@ -74,6 +74,7 @@ def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str,
     )
     op.started_event_id = ev.event_id
     op.operation_token = operation_token
+    op.last_attempt_complete_time_ms = tr.now
     if op.cancel_requested_event_id:
         # The workflow asked to cancel before the operation had started: the request goes out now.
         tr.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)

@@ -8,10 +8,12 @@ polls the Nexus requests (PollNexusTaskQueue) that the caller's server dispatche
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
+from google.protobuf.json_format import MessageToDict
 from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
 from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
 from temporalio.client import Client
@@ -216,3 +218,60 @@ async def test_abandoning_an_async_operation(server: ServerProcess, reference_se
     got, types = await on_both(server, reference_server, "cancel:ABANDON:wait_in_workflow")
     assert got == CANCELED_AFTER_START
     assert "NEXUS_OPERATION_CANCEL_REQUESTED" not in types
+
+
+async def _describe_waiting_operation(srv: ServerProcess) -> dict:
+    """DescribeWorkflowExecution's pending Nexus operation of a caller whose operation's workflow waits."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}"
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[NexusCaller, GreetingWorkflow],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                NexusCaller.run,
+                args=[endpoint, "wait_in_workflow", 30],
+                id=f"nexus-wf-{suffix}",
+                task_queue=task_queue,
+            )
+            for _ in range(100):
+                described = await handle.describe()
+                pending = described.raw_description.pending_nexus_operations
+                if pending and pending[0].operation_token:
+                    break
+                await asyncio.sleep(0.1)
+            await handle.terminate()
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    [operation] = pending
+    shown = MessageToDict(operation)
+    for key in ("scheduledTime", "lastAttemptCompleteTime"):
+        assert key in shown
+        shown[key] = "<time>"
+    assert shown.pop("operationToken") == shown.pop("operationId")
+    shown["endpoint"] = shown["endpoint"].replace(endpoint, "<endpoint>")
+    return shown
+
+
+async def test_describe_shows_the_pending_operation(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours = await _describe_waiting_operation(server)
+    assert ours == await _describe_waiting_operation(reference_server)
+    assert ours["state"] == "PENDING_NEXUS_OPERATION_STATE_STARTED" and ours["scheduledEventId"] == "5"
