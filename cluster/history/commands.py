@@ -552,6 +552,12 @@ def _schedule_nexus_operation(
     for name in ("schedule_to_close_timeout", "schedule_to_start_timeout", "start_to_close_timeout"):
         if a.HasField(name) and getattr(a, name).ToNanoseconds() < 0:
             raise CommandError(bad, f"{name} must be a non-negative duration")
+    limit = LIMITS.max_concurrent_nexus_operations
+    if len(tr.ms.nexus_operations) >= limit:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_NEXUS_OPERATIONS_LIMIT_EXCEEDED,
+            f"workflow has reached the pending nexus operation limit of {limit} for this namespace",
+        )
     attrs = NexusOperationScheduledEventAttributes(
         endpoint=a.endpoint,
         service=a.service,
@@ -564,6 +570,12 @@ def _schedule_nexus_operation(
             getattr(attrs, name).CopyFrom(getattr(a, name))
     for key, value in a.nexus_header.items():
         attrs.nexus_header[key.lower()] = value
+    # As the reference: an operation may not outlive the run that waits for it.
+    run_timeout_ms = tr.ms.info.workflow_run_timeout_ms
+    if run_timeout_ms > 0:
+        op_timeout_ms = attrs.schedule_to_close_timeout.ToMilliseconds()
+        if op_timeout_ms == 0 or op_timeout_ms > run_timeout_ms:
+            attrs.schedule_to_close_timeout.CopyFrom(to_duration(run_timeout_ms))
     nexus_operations.schedule(tr, attrs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +27,9 @@ from .nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
 RESULT_TIMEOUT_S = 30
 
 
-async def run_caller(srv: ServerProcess, operation: str, timeout_s: float = 0) -> tuple[str, list[dict]]:
+async def run_caller(
+    srv: ServerProcess, operation: str, timeout_s: float = 0, run_timeout: timedelta | None = None
+) -> tuple[str, list[dict]]:
     """Register an endpoint to a fresh task queue, run NexusCaller on a worker that also handles the
     endpoint's requests; the workflow's result and its normalized history."""
     client = await Client.connect(srv.address)
@@ -54,7 +57,7 @@ async def run_caller(srv: ServerProcess, operation: str, timeout_s: float = 0) -
                 args=[endpoint, operation, timeout_s],
                 id=workflow_id,
                 task_queue=task_queue,
-                execution_timeout=None,
+                run_timeout=run_timeout,
             )
             result = await handle.result(rpc_timeout=None)
             history = await handle.fetch_history()
@@ -83,10 +86,15 @@ def without_workflow_tasks(history: list[dict]) -> list[dict]:
 
 
 async def on_both(
-    server: ServerProcess, reference: ServerProcess, operation: str, timeout_s: float = 0, races: bool = False
+    server: ServerProcess,
+    reference: ServerProcess,
+    operation: str,
+    timeout_s: float = 0,
+    races: bool = False,
+    run_timeout: timedelta | None = None,
 ) -> tuple[str, list[str]]:
-    ours, ours_history = await run_caller(server, operation, timeout_s)
-    theirs, their_history = await run_caller(reference, operation, timeout_s)
+    ours, ours_history = await run_caller(server, operation, timeout_s, run_timeout)
+    theirs, their_history = await run_caller(reference, operation, timeout_s, run_timeout)
     if races:
         ours_history, their_history = (
             without_workflow_tasks(ours_history),
@@ -119,6 +127,15 @@ async def test_a_sync_operation_returns_its_result(
     result, types = await on_both(server, reference_server, "greet")
     assert result == "Hello, Nexus!"
     assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_COMPLETED", *TAIL]
+
+
+@pytest.mark.parametrize("timeout_s", [0, 120])
+async def test_an_operation_may_not_outlive_its_run(
+    server: ServerProcess, reference_server: ServerProcess, timeout_s: float
+) -> None:
+    """The scheduled event's schedule-to-close timeout is cut to the run's timeout (compared in the history)."""
+    result, _ = await on_both(server, reference_server, "greet", timeout_s, run_timeout=timedelta(seconds=60))
+    assert result == "Hello, Nexus!"
 
 
 @pytest.mark.parametrize(
