@@ -63,11 +63,20 @@ RESERVED_TASK_QUEUE_PREFIX = "/_sys/"
 class CommandError(Exception):
     """Fails the workflow task with `cause`. `silent` ones are answered OK to the worker (as the reference)."""
 
-    def __init__(self, cause: int, message: str, silent: bool = False, terminate: bool = False) -> None:
+    def __init__(
+        self,
+        cause: int,
+        message: str,
+        silent: bool = False,
+        terminate: bool = False,
+        server_failure: bool = False,
+    ) -> None:
         super().__init__(message)
         self.cause = cause
         self.message = message
         self.silent = silent
+        # The reference's Nexus command handlers fail the task with a server failure (ServerFailureInfo).
+        self.server_failure = server_failure
         # The reference terminates the workflow too (a memo over its size limit): retrying cannot help.
         self.terminate = terminate
 
@@ -544,19 +553,20 @@ def _schedule_nexus_operation(
     # The engine looked the command's endpoints up before the transition (the registry is in the store).
     endpoint_id = tr.nexus_endpoints.get(a.endpoint)
     if endpoint_id is None:
-        raise CommandError(bad, f'endpoint "{a.endpoint}" not found')
+        raise CommandError(bad, f'endpoint "{a.endpoint}" not found', server_failure=True)
     if not a.service:
-        raise CommandError(bad, "service name is empty")
+        raise CommandError(bad, "service name is empty", server_failure=True)
     if not a.operation:
-        raise CommandError(bad, "operation name is empty")
+        raise CommandError(bad, "operation name is empty", server_failure=True)
     for name in ("schedule_to_close_timeout", "schedule_to_start_timeout", "start_to_close_timeout"):
         if a.HasField(name) and getattr(a, name).ToNanoseconds() < 0:
-            raise CommandError(bad, f"{name} must be a non-negative duration")
+            raise CommandError(bad, f"{name} must be a non-negative duration", server_failure=True)
     limit = LIMITS.max_concurrent_nexus_operations
     if len(tr.ms.nexus_operations) >= limit:
         raise CommandError(
             Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_NEXUS_OPERATIONS_LIMIT_EXCEEDED,
             f"workflow has reached the pending nexus operation limit of {limit} for this namespace",
+            server_failure=True,
         )
     attrs = NexusOperationScheduledEventAttributes(
         endpoint=a.endpoint,
@@ -589,11 +599,13 @@ def _request_cancel_nexus_operation(
             Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_NEXUS_OPERATION_ATTRIBUTES,
             f"requested cancelation for a non-existing or already completed operation with scheduled event ID "
             f"of {scheduled_event_id}",
+            server_failure=True,
         )
     if op.cancel_requested_event_id:
         raise CommandError(
             Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_NEXUS_OPERATION_ATTRIBUTES,
             f"cancelation was already requested for an operation with scheduled event ID {scheduled_event_id}",
+            server_failure=True,
         )
     nexus_operations.record_cancel_requested(tr, op, completed_event_id)
 

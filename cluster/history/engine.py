@@ -1038,9 +1038,12 @@ class HistoryEngine:
             def fail(ms: MutableState, tr: Transition):
                 wt = self._started_workflow_task(ms, token)
                 self._abort_task_updates(key, wt, tr, WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE)
+                failure = Failure(message=err.failure_message)
+                if err.server_failure:
+                    failure.server_failure_info.SetInParent()
                 tr.fail_workflow_task(
                     err.cause,
-                    Failure(message=err.failure_message),
+                    failure,
                     request.identity,
                     schedule_next=not err.terminate,
                 )

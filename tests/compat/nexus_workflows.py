@@ -98,3 +98,17 @@ class NexusCaller:
             return await client.execute_operation(operation, "Nexus", schedule_to_close_timeout=timeout)
         except Exception as e:
             return f"{type(e).__name__}: {e} <- {type(e.__cause__).__name__}: {e.__cause__}"
+
+
+@workflow.defn
+class ManyNexusCalls:
+    """Calls `count` operations at once: one workflow task schedules them all."""
+
+    @workflow.run
+    async def run(self, endpoint: str, count: int) -> list[str]:
+        client = workflow.create_nexus_client(endpoint=endpoint, service=GreetingService)
+        return list(
+            await asyncio.gather(
+                *(client.execute_operation(GreetingService.greet, f"#{i}") for i in range(count))
+            )
+        )

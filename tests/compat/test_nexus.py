@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.json_format import MessageToDict
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
 from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
 from temporalio.client import Client
@@ -22,7 +23,7 @@ from temporalio.worker import Worker
 
 from .conftest import ServerProcess
 from .history_diff import diff, normalize
-from .nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
+from .nexus_workflows import GreetingHandler, GreetingWorkflow, ManyNexusCalls, NexusCaller
 
 RESULT_TIMEOUT_S = 30
 
@@ -292,3 +293,70 @@ async def test_describe_shows_the_pending_operation(
     ours = await _describe_waiting_operation(server)
     assert ours == await _describe_waiting_operation(reference_server)
     assert ours["state"] == "PENDING_NEXUS_OPERATION_STATE_STARTED" and ours["scheduledEventId"] == "5"
+
+
+async def _first_failed_task(srv: ServerProcess, count: int, registered: bool = True) -> list[dict]:
+    """The history of a run that schedules `count` operations in one workflow task, up to the task's failure
+    (`registered`: whether the endpoint it names exists)."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[ManyNexusCalls],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                ManyNexusCalls.run,
+                args=[endpoint if registered else f"unknown-{endpoint}", count],
+                id=workflow_id,
+                task_queue=task_queue,
+            )
+            for _ in range(200):
+                events = (await handle.fetch_history()).events
+                if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events):
+                    break
+                await asyncio.sleep(0.1)
+            await handle.terminate()
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    failed = next(
+        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    )
+    return normalize(
+        events[: failed + 1], {endpoint: "<endpoint>", task_queue: "<task queue>", workflow_id: "<wf>"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "registered", "cause"),
+    [
+        # 31 operations at once, one more than a run may have pending.
+        (31, True, "WORKFLOW_TASK_FAILED_CAUSE_PENDING_NEXUS_OPERATIONS_LIMIT_EXCEEDED"),
+        (1, False, "WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES"),
+    ],
+    ids=["pending-limit", "unknown-endpoint"],
+)
+async def test_a_refused_schedule_fails_the_workflow_task(
+    server: ServerProcess, reference_server: ServerProcess, count: int, registered: bool, cause: str
+) -> None:
+    """The workflow task fails as on the reference: cause, message and failure compared."""
+    ours = await _first_failed_task(server, count, registered)
+    theirs = await _first_failed_task(reference_server, count, registered)
+    difference = diff(theirs, ours, "reference", server.kind)
+    assert not difference, difference
+    assert ours[-1]["attributes"]["cause"] == cause
