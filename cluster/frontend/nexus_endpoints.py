@@ -5,8 +5,9 @@ Each change reads the whole registry with its table version, checks the request 
 endpoint version) and writes conditionally on that table version; a writer that lost the race reads again,
 so two nodes cannot register one name twice. Validation, messages, ids, versions, times and paging are the
 reference 1.32's (service/frontend/nexus_endpoint_client.go, service/matching/nexus_endpoint_client.go),
-with one deliberate difference: renaming an endpoint to a name another endpoint holds is refused
-(ALREADY_EXISTS) where the reference accepts it and ends up with two endpoints of one name.
+with two deliberate differences: renaming an endpoint to a name another endpoint holds is refused
+(ALREADY_EXISTS) where the reference accepts it and ends up with two endpoints of one name, and a page token
+the server did not make is INVALID_ARGUMENT where the reference answers INTERNAL.
 
 The stored Endpoint names a worker target's namespace by id (as the reference stores it), answered by name.
 """
@@ -28,10 +29,10 @@ from temporalio.api.nexus.v1 import Endpoint, EndpointSpec
 from hourglass.cluster.errors import (
     AlreadyExists,
     FailedPrecondition,
-    Internal,
     InvalidArgument,
     NamespaceNotFound,
     NotFound,
+    Unavailable,
 )
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.validation import MAX_ID_LENGTH
@@ -49,7 +50,8 @@ MAX_EXTERNAL_URL_LENGTH = 4096
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 RESERVED_TASK_QUEUE_PREFIX = "/_sys/"
-# A change that keeps losing the table-version race (others keep changing the registry) gives up: INTERNAL.
+# A change that keeps losing the table-version race (others keep changing the registry) gives up: UNAVAILABLE,
+# which clients retry.
 _MAX_ATTEMPTS = 10
 
 
@@ -85,7 +87,7 @@ class NexusEndpointRegistry:
             except ConditionFailedError:
                 continue  # someone changed the registry since we read it: check again
             return await self._answer(endpoint)
-        raise Internal("error creating Nexus endpoint: the registry kept changing, try again")
+        raise Unavailable("error creating Nexus endpoint: the registry kept changing, try again")
 
     async def update(self, endpoint_id: str, version: int, spec: EndpointSpec) -> Endpoint:
         stored_spec = await self._validated(spec)
@@ -117,7 +119,7 @@ class NexusEndpointRegistry:
             except ConditionFailedError:
                 continue
             return await self._answer(endpoint)
-        raise Internal("error updating Nexus endpoint: the registry kept changing, try again")
+        raise Unavailable("error updating Nexus endpoint: the registry kept changing, try again")
 
     async def delete(self, endpoint_id: str, version: int) -> None:
         issues = _endpoint_id_issues(endpoint_id)
@@ -134,7 +136,7 @@ class NexusEndpointRegistry:
             except ConditionFailedError:
                 continue
             return
-        raise Internal("error deleting Nexus endpoint: the registry kept changing, try again")
+        raise Unavailable("error deleting Nexus endpoint: the registry kept changing, try again")
 
     # ---- reads -------------------------------------------------------------------------------------------
     async def get(self, endpoint_id: str) -> Endpoint:
@@ -296,5 +298,6 @@ def _decode_token(token: bytes) -> str:
         last = json.loads(token)["LastID"]
         return str(uuid.UUID(bytes=base64.b64decode(last, validate=True)))
     except (ValueError, KeyError, TypeError, binascii.Error):
-        # The reference answers a token it did not make so (its store fails to decode it).
-        raise Internal("error listing Nexus endpoints") from None
+        # A deliberate difference: the reference answers INTERNAL "error listing Nexus endpoints" (its store
+        # fails to decode the token); a token the client made up is the client's error.
+        raise InvalidArgument("invalid next page token for Nexus endpoints") from None
