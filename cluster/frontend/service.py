@@ -169,6 +169,8 @@ class WorkflowService(WorkflowServiceServicer):
         caps.eager_workflow_start = True
         caps.sdk_metadata = True
         caps.count_group_by_execution_status = True
+        # Nexus endpoints and operations are served (the Web UI shows its Nexus page from this).
+        caps.nexus = True
         return resp
 
     @rpc

@@ -323,7 +323,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "task-queue get-build-id-reachability": _NO_VERSIONING,
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster remove": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
-    "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, nexus, "
+    "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, "
     "serverScaledDeployments, which it does not have",
     "operator cluster list": "start-dev's history shard count is 4 (the reference's 1), a configuration",
     "operator namespace describe -o json": "capabilities: standaloneActivityStartDelay and -OperatorCommands (not advertised), pollerAutoscaling, "
