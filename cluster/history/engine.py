@@ -263,6 +263,8 @@ class HistoryEngine:
         # Seals the task tokens handed to workers. The node replaces this throwaway key with the
         # cluster's secret from the store before serving, so every node opens every node's tokens.
         self.task_tokens = TaskTokenCodec(new_secret())
+        # Nexus start / cancel attempts waiting for their handler's answer (see _nexus_start).
+        self._nexus_attempts: set[asyncio.Task] = set()
         # Components with state per shard (schedules) follow ownership: told after a shard is taken and
         # when it is released.
         self.shard_listeners: list[ShardListener] = []
@@ -331,6 +333,8 @@ class HistoryEngine:
             self.on_shard_lost(shard.shard_id)
 
     async def stop(self) -> None:
+        for task in list(self._nexus_attempts):
+            task.cancel()  # their watchdog timers retry them on the shards' next owners
         for shard_id in list(self.shards):
             await self.release_shard(shard_id)
 
@@ -2043,8 +2047,12 @@ class HistoryEngine:
 
     async def _nexus_start(self, shard: Shard, ms: MutableState, data: dict) -> None:
         """Hand a scheduled Nexus operation's start request to its endpoint's worker and record the answer.
-        No answer yet (no worker polling, a retryable handler error) raises: the queue retries with backoff,
-        until the operation's schedule-to-close timer ends it."""
+
+        Each attempt first commits a watchdog timer (the attempt's timeout plus the retry backoff), then waits
+        for the handler in the background: the shard's transfer queue is never held up by a handler that does
+        not answer, and an attempt lost with its node is retried by the timer on the shard's next owner. No
+        answer (no worker polling) or a retryable handler error is retried until the operation's
+        schedule-to-close timer ends it."""
         op = ms.nexus_operations.get(data["scheduled_event_id"])
         if op is None or op.started_event_id or not ms.running:
             return
@@ -2067,6 +2075,9 @@ class HistoryEngine:
             if left <= 0:
                 return  # the timeout timer ends it
             timeout = min(timeout, left)
+        attempt = await self._arm_nexus_attempt(ms, op.scheduled_event_id, timeout, cancel=False)
+        if attempt is None:
+            return
         request = nexus_dispatch.start_request(
             op,
             a.input if a.HasField("input") else None,
@@ -2080,28 +2091,25 @@ class HistoryEngine:
                 self.task_tokens, ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, op
             ),
         )
-        answer = await self.matching.dispatch_nexus_task(
-            target.namespace_id, target.task_queue, request, timeout
-        )
-        result = nexus_dispatch.outcome(answer)
-        if result.retry:
-            raise Unavailable(f"Nexus operation {op.service}/{op.operation}: {result.retry}")
 
-        def record(tr: Transition, pending) -> None:
+        def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
+            if pending.started_event_id:
+                return
             if result.failure is not None:
                 (nexus_operations.record_canceled if result.canceled else nexus_operations.record_failed)(
                     tr, pending, result.failure
                 )
             elif result.synchronous:
                 nexus_operations.record_completed(tr, pending, result.result)
-            elif not pending.started_event_id:
+            else:
                 nexus_operations.record_started(tr, pending, result.operation_token)
 
-        await self._record_nexus(ms, op.scheduled_event_id, record)
+        self._in_background(self._nexus_attempt(ms, op, target, request, timeout, attempt, False, record))
 
     async def _nexus_cancel(self, shard: Shard, ms: MutableState, data: dict) -> None:
         """Ask the handler of a started operation to cancel it; record that it received the request (the
-        operation's own outcome comes later, by its completion callback) or refused it."""
+        operation's own outcome comes later, by its completion callback) or refused it. Attempts as for the
+        start (_nexus_start)."""
         op = ms.nexus_operations.get(data["scheduled_event_id"])
         if op is None or not op.started_event_id or op.cancel_delivered:
             return
@@ -2117,21 +2125,93 @@ class HistoryEngine:
             )
             return
         timeout = nexus_dispatch.REQUEST_TIMEOUT_S
-        answer = await self.matching.dispatch_nexus_task(
-            target.namespace_id,
-            target.task_queue,
-            nexus_dispatch.cancel_request(op, timeout, now_ms()),
-            timeout,
-        )
-        result = nexus_dispatch.outcome(answer)
-        if result.retry:
-            raise Unavailable(f"cancel of Nexus operation {op.service}/{op.operation}: {result.retry}")
+        attempt = await self._arm_nexus_attempt(ms, op.scheduled_event_id, timeout, cancel=True)
+        if attempt is None:
+            return
+        request = nexus_dispatch.cancel_request(op, timeout, now_ms())
 
-        def record(tr: Transition, pending) -> None:
+        def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
             if not pending.cancel_delivered:
                 nexus_operations.record_cancel_request_outcome(tr, pending, result.failure)
 
-        await self._record_nexus(ms, op.scheduled_event_id, record)
+        self._in_background(self._nexus_attempt(ms, op, target, request, timeout, attempt, True, record))
+
+    async def _arm_nexus_attempt(
+        self, ms: MutableState, scheduled_event_id: int, timeout: float, cancel: bool
+    ) -> int | None:
+        """Count the attempt and commit its watchdog timer; None when the operation no longer needs it."""
+
+        def arm(sms: MutableState, tr: Transition) -> int | None:
+            pending = sms.nexus_operations.get(scheduled_event_id)
+            if not sms.running or pending is None:
+                return None
+            if cancel:
+                if pending.cancel_delivered:
+                    return None
+                pending.cancel_attempt += 1
+                attempt = pending.cancel_attempt
+            else:
+                if pending.started_event_id:
+                    return None
+                pending.attempt += 1
+                attempt = pending.attempt
+            tr.timer(
+                TimerKind.NEXUS_RETRY,
+                tr.now + int(timeout * 1000) + nexus_dispatch.retry_delay_ms(attempt),
+                scheduled_event_id=scheduled_event_id,
+                attempt=attempt,
+                cancel=cancel,
+            )
+            return attempt
+
+        return await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, arm)
+
+    async def _nexus_attempt(
+        self, ms, op, target, request, timeout: float, attempt: int, cancel: bool, record
+    ) -> None:
+        """One attempt, in the background: the handler's answer is recorded; no answer, or a retryable
+        handler error, brings the next attempt forward to its backoff (the watchdog timer stays as a
+        backstop)."""
+        scheduled_event_id = op.scheduled_event_id
+        try:
+            answer = await self.matching.dispatch_nexus_task(
+                target.namespace_id, target.task_queue, request, timeout
+            )
+            result = nexus_dispatch.outcome(answer)
+            if not result.retry:
+                await self._record_nexus(
+                    ms, scheduled_event_id, lambda tr, pending: record(tr, pending, result)
+                )
+                return
+            reason = result.retry
+        except ServiceError as e:
+            reason = e.message
+        except Exception:
+            log.exception("Nexus operation %s/%s: attempt %d failed", op.service, op.operation, attempt)
+            return
+        log.info("Nexus operation %s/%s: attempt %d: %s", op.service, op.operation, attempt, reason)
+
+        def retry_sooner(sms: MutableState, tr: Transition) -> None:
+            pending = sms.nexus_operations.get(scheduled_event_id)
+            current = None if pending is None else (pending.cancel_attempt if cancel else pending.attempt)
+            if sms.running and current == attempt:
+                tr.timer(
+                    TimerKind.NEXUS_RETRY,
+                    tr.now + nexus_dispatch.retry_delay_ms(attempt),
+                    scheduled_event_id=scheduled_event_id,
+                    attempt=attempt,
+                    cancel=cancel,
+                )
+
+        try:
+            await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, retry_sooner)
+        except ServiceError:
+            pass  # the watchdog timer retries
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._nexus_attempts.add(task)
+        task.add_done_callback(self._nexus_attempts.discard)
 
     async def _record_nexus(self, ms: MutableState, scheduled_event_id: int, action) -> None:
         def record(sms: MutableState, tr: Transition):
@@ -2272,6 +2352,13 @@ class HistoryEngine:
                         RetryState.RETRY_STATE_TIMEOUT
                     )  # the whole execution's deadline, not the run's
                 tr.time_out_workflow(retry_state, new_run)
+            elif kind == TimerKind.NEXUS_RETRY:
+                op = ms.nexus_operations.get(data["scheduled_event_id"])
+                if op is not None and data.get("cancel"):
+                    if op.cancel_attempt == data["attempt"] and not op.cancel_delivered:
+                        tr.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)
+                elif op is not None and op.attempt == data["attempt"] and not op.started_event_id:
+                    tr.transfer(TransferKind.NEXUS_START, scheduled_event_id=op.scheduled_event_id)
             elif kind == TimerKind.NEXUS_TIMEOUT:
                 op = ms.nexus_operations.get(data["scheduled_event_id"])
                 if op is not None:

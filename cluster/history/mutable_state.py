@@ -272,7 +272,8 @@ class NexusOperationInfo:
     attempt: int = 0
     last_attempt_complete_time_ms: int = 0
     cancel_requested_event_id: int = 0
-    # Whether the handler has answered the cancel request.
+    # Attempts to deliver the cancel request; whether the handler has answered it.
+    cancel_attempt: int = 0
     cancel_delivered: bool = False
 
 

@@ -32,6 +32,16 @@ from hourglass.persistence.store import Store
 # How long one attempt waits for a worker to take the request and answer it (the reference's
 # component.nexusoperations.RequestTimeout), shortened by what is left of the schedule-to-close timeout.
 REQUEST_TIMEOUT_S = 10.0
+# The retry backoff after an attempt got no answer (the reference's component.nexusoperations.retryPolicy).
+RETRY_INITIAL_MS = 1000
+RETRY_MAX_MS = 3_600_000
+
+
+def retry_delay_ms(attempt: int) -> int:
+    """The backoff after attempt `attempt` (1, 2, ...): 1 s doubling to 1 h."""
+    return min(RETRY_INITIAL_MS * 2 ** min(attempt - 1, 32), RETRY_MAX_MS)
+
+
 # Handler error types a caller must not retry (the Nexus specification's), unless the handler says otherwise.
 NON_RETRYABLE = frozenset({"BAD_REQUEST", "UNAUTHENTICATED", "UNAUTHORIZED", "NOT_FOUND", "NOT_IMPLEMENTED"})
 LINK_TYPE = "temporal.api.common.v1.Link.WorkflowEvent"

@@ -33,6 +33,7 @@ class TimerKind:
     DELETE_HISTORY = "delete_history"  # the namespace's retention after close is over: delete the run
     WORKFLOW_BACKOFF = "workflow_backoff"  # a delayed start (start delay, later cron/retry): first task now
     NEXUS_TIMEOUT = "nexus_timeout"  # a Nexus operation's schedule-to-close timeout
+    NEXUS_RETRY = "nexus_retry"  # a Nexus start (or cancel) attempt got no answer: try again
 
 
 @dataclass

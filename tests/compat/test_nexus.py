@@ -360,3 +360,48 @@ async def test_a_refused_schedule_fails_the_workflow_task(
     difference = diff(theirs, ours, "reference", server.kind)
     assert not difference, difference
     assert ours[-1]["attributes"]["cause"] == cause
+
+
+async def _handler_starts_late(srv: ServerProcess, delay_s: float) -> tuple[str, list[str]]:
+    """The caller's worker runs first; the handler's worker (another task queue) starts `delay_s` later."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    caller_queue, handler_queue, endpoint = (
+        f"nexus-caller-{suffix}",
+        f"nexus-handler-{suffix}",
+        f"nexus-ep-{suffix}",
+    )
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=handler_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(client, task_queue=caller_queue, workflows=[NexusCaller]):
+            handle = await client.start_workflow(
+                NexusCaller.run, args=[endpoint, "greet", 0], id=f"nexus-wf-{suffix}", task_queue=caller_queue
+            )
+            await asyncio.sleep(delay_s)
+            async with Worker(client, task_queue=handler_queue, nexus_service_handlers=[GreetingHandler()]):
+                result = await asyncio.wait_for(handle.result(), 60)
+            types = [e["type"] for e in normalize(await handle.fetch_history())]
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    return result, types
+
+
+async def test_a_handler_that_starts_late_still_gets_the_request(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """No worker polls the endpoint's queue when the operation is scheduled: the request waits (and is
+    retried) until one does."""
+    ours = await _handler_starts_late(server, 2)
+    assert ours == await _handler_starts_late(reference_server, 2)
+    assert ours == ("Hello, Nexus!", [*NEXUS_HEAD, "NEXUS_OPERATION_COMPLETED", *TAIL])
