@@ -173,7 +173,7 @@ class ClusterMember:
                 invoke_handler(
                     "MatchingService",
                     self.matching,
-                    frozenset(MATCHING_ROUTES) | {"respond_query_task_completed"},
+                    frozenset(MATCHING_ROUTES) | {"respond_query_task_completed", "respond_nexus_task"},
                 ),
                 invoke_handler("ScheduleService", self.schedules, frozenset(SCHEDULE_ROUTES)),
                 *(

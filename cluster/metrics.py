@@ -162,6 +162,8 @@ _WRITE_METHODS = {
     "upsert_visibility",
     "delete_visibility",
     "write_task_queue_config",
+    "write_nexus_endpoint",
+    "delete_nexus_endpoint",
 }
 
 

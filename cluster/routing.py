@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+NEXUS = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
 # Long enough for a new owner to take a shard (one LWT) after the ring moved it.
 RETRY_DELAY_S = 0.5
 # How much longer than a long poll's own timeout its owner may take to answer it: room for a task it
@@ -57,6 +58,7 @@ def _by_state(a: tuple) -> tuple[str, str]:
 
 # History operations callers may invoke on any node -> (namespace id, workflow id) from their arguments.
 HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
+    "complete_nexus_operation": _by_execution(1),
     "start_workflow": _by_execution(2),  # the request carries workflow_id like an execution does
     "signal_with_start": _by_execution(2),
     "signal": _by_execution(1),
@@ -110,6 +112,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "offer_task": lambda a: (a[0], a[1], a[2]),
     "load_partition": lambda a: (a[0], a[1], a[2]),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
+    "dispatch_nexus_task": lambda a: (a[0], a[1], NEXUS),
+    "poll_nexus_task": lambda a: (a[0], a[1], NEXUS),
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
     "partition_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
@@ -337,6 +341,17 @@ class RoutedMatching:
         if not local:
             return engine.choose_partition(namespace_id, queue, task_type, kind, write)
         return 0 if local[0] == 0 else random.choice(local)
+    async def respond_nexus_task(self, task_id: str, response) -> bool:
+        """The answer goes to the member whose matching dispatched the task: its id prefixes the task id."""
+        member_id, sep, _ = task_id.partition("|")
+        if not sep or member_id == self.router.member_id:
+            return await self.engine.respond_nexus_task(task_id, response)
+        try:
+            return await self.router.client.invoke(
+                member_id, "matching", "respond_nexus_task", (task_id, response)
+            )
+        except NodeUnreachable:
+            return False
 
     async def respond_query_task_completed(self, query_id: str, request) -> bool:
         """The answer goes to the member whose matching waits for it: its id prefixes the query id."""

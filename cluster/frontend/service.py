@@ -175,6 +175,8 @@ class WorkflowService(WorkflowServiceServicer):
         caps.eager_workflow_start = True
         caps.sdk_metadata = True
         caps.count_group_by_execution_status = True
+        # Nexus endpoints and operations are served (the Web UI shows its Nexus page from this).
+        caps.nexus = True
         return resp
 
     @rpc
@@ -601,6 +603,37 @@ class WorkflowService(WorkflowServiceServicer):
         ):
             raise NotFound("query task not found, or already expired")
         return rr.RespondQueryTaskCompletedResponse()
+
+    # ---- Nexus tasks (the handler side: a worker polls the requests its endpoints receive) -------------------
+    @rpc
+    async def PollNexusTaskQueue(self, request, context):
+        _check_long_poll_deadline(context)
+        ns = await self.namespaces.get(request.namespace)
+        require_task_queue(request.task_queue.name)
+        return await self.matching.poll_nexus_task(
+            ns.id,
+            request.task_queue.name,
+            request.identity,
+            self._long_poll_timeout(context, MAX_LONG_POLL_S),
+            worker_key=request.worker_instance_key,
+        )
+
+    @rpc
+    async def RespondNexusTaskCompleted(self, request, context):
+        await self._respond_nexus_task(request)
+        return rr.RespondNexusTaskCompletedResponse()
+
+    @rpc
+    async def RespondNexusTaskFailed(self, request, context):
+        await self._respond_nexus_task(request)
+        return rr.RespondNexusTaskFailedResponse()
+
+    async def _respond_nexus_task(self, request) -> None:
+        token = await self._task_token(request)
+        if not token.nexus_task_id or not await self.matching.respond_nexus_task(
+            token.nexus_task_id, request
+        ):
+            raise NotFound("Nexus task not found or already expired")
 
     # ---- task tokens -----------------------------------------------------------------------------------
     async def _task_token(self, request) -> TaskToken:

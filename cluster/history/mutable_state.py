@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from temporalio.api.common.v1 import (
+    Callback,
     Header,
     Memo,
     Payloads,
@@ -122,6 +123,8 @@ class ExecutionInfo:
     reset_run_id: str = ""
     # Set while the run is paused (describe and lists show status PAUSED).
     pause: WorkflowPause | None = None
+    # The start request's completion callbacks: called when the run closes (Nexus operations it backs).
+    completion_callbacks: list[Callback] = field(default_factory=list)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
 
@@ -261,6 +264,33 @@ class ExternalRequest:
 
 
 @dataclass
+class NexusOperationInfo:
+    """A Nexus operation this run scheduled (ScheduleNexusOperation), keyed by its scheduled event id,
+    until it completes, fails, is canceled or times out."""
+
+    scheduled_event_id: int
+    scheduled_node_id: int
+    endpoint: str
+    endpoint_id: str
+    service: str
+    operation: str
+    request_id: str
+    scheduled_time_ms: int
+    # 0: none (the operation may run as long as the workflow).
+    schedule_to_close_timeout_ms: int = 0
+    # Set once the handler answered that the operation runs asynchronously (NexusOperationStarted).
+    started_event_id: int = 0
+    operation_token: str = ""
+    # Attempts to hand the start request to the handler so far; when the last one was answered.
+    attempt: int = 0
+    last_attempt_complete_time_ms: int = 0
+    cancel_requested_event_id: int = 0
+    # Attempts to deliver the cancel request; whether the handler has answered it.
+    cancel_attempt: int = 0
+    cancel_delivered: bool = False
+
+
+@dataclass
 class UpdateInfo:
     """A workflow update the run accepted: where its events are, so its outcome can be read back.
 
@@ -287,6 +317,7 @@ class MutableState:
     children: dict[int, ChildInfo] = field(default_factory=dict)
     signals_requested: dict[int, ExternalRequest] = field(default_factory=dict)
     cancels_requested: dict[int, ExternalRequest] = field(default_factory=dict)
+    nexus_operations: dict[int, NexusOperationInfo] = field(default_factory=dict)
     buffered_events: list[HistoryEvent] = field(default_factory=list)
     updates: dict[str, UpdateInfo] = field(default_factory=dict)
     # Txn id of the last history node a committed transition wrote: readers ignore later (unapplied) nodes.

@@ -78,6 +78,8 @@ class NewRun:
     namespace: str = ""
     signal: tuple[str, Payloads | None, Header | None] | None = None
     extra_started_fields: dict = field(default_factory=dict)
+    # Callbacks to call when the run closes (a Nexus handler's workflow completes its caller's operation).
+    completion_callbacks: list = field(default_factory=list)
 
     @staticmethod
     def from_start_request(
@@ -115,6 +117,7 @@ class NewRun:
             last_completion_result=opt("last_completion_result"),
             continued_failure=opt("continued_failure"),
             extra_started_fields=extra,
+            completion_callbacks=list(request.completion_callbacks),
         )
 
 
@@ -203,6 +206,8 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         attrs.parent_initiated_event_id = p.initiated_event_id
         attrs.root_workflow_execution.workflow_id = p.root_workflow_id or p.workflow_id
         attrs.root_workflow_execution.run_id = p.root_run_id or p.run_id
+    attrs.completion_callbacks.extend(new.completion_callbacks)
+    info.completion_callbacks = list(new.completion_callbacks)
     started = tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
     if "user_metadata" in new.extra_started_fields:
         started.user_metadata.CopyFrom(new.extra_started_fields["user_metadata"])

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.nexus.v1 import Request as NexusRequest
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueConfig, TaskQueueStats, TaskQueueStatus
 from temporalio.api.worker.v1 import WorkerHeartbeat
@@ -31,6 +32,7 @@ from temporalio.api.workflowservice.v1 import (
     ListWorkersRequest,
     ListWorkersResponse,
     PollActivityTaskQueueResponse,
+    PollNexusTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondQueryTaskCompletedRequest,
     UpdateTaskQueueConfigRequest,
@@ -64,6 +66,7 @@ log = logging.getLogger(__name__)
 
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+NEXUS = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
 STICKY = TaskQueueKind.TASK_QUEUE_KIND_STICKY
 # A sticky queue with no poll for this long has lost its worker: tasks go to the normal queue (reference).
 STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
@@ -88,6 +91,8 @@ class MatchingEngine:
         self.history = history
         self._partitions: dict[TaskQueueKey, Partition] = {}
         self._queries: dict[str, QueryRequest] = {}
+        # Nexus tasks dispatched from this member, waiting for the handler's answer (by Nexus task id).
+        self._nexus_tasks: dict[str, QueryRequest] = {}
         # In a cluster: this member's id (query ids name the member that waits for the answer), whether
         # it owns a partition now, and the epoch-based write check of its partitions.
         self.member_id = ""
@@ -167,10 +172,10 @@ class MatchingEngine:
                 guard = self.write_guard
                 epoch = guard()
                 writable = lambda: epoch is not None and guard() == epoch  # noqa: E731
-            # Sticky queues belong to one worker process and are never persisted.
-            p = Partition(
-                key, self.store, persistent=kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY, writable=writable
-            )
+            # Sticky queues belong to one worker process and are never persisted; Nexus tasks are only ever
+            # matched synchronously (the dispatcher waits for the answer), as on the reference.
+            persistent = kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY and task_type != NEXUS
+            p = Partition(key, self.store, persistent=persistent, writable=writable)
             p.epoch = epoch
             if number > 0:
                 p.on_backlog = self._start_pump
@@ -801,4 +806,50 @@ class MatchingEngine:
         if pending is None or pending.result.done():
             return False
         pending.result.set_result(request)
+        return True
+
+    # ---- Nexus tasks ---------------------------------------------------------------------------------------
+    async def dispatch_nexus_task(
+        self, namespace_id: str, task_queue: str, request: NexusRequest, timeout: float
+    ):
+        """Hand a Nexus request to a worker polling the queue and wait for its answer: the worker's
+        RespondNexusTaskCompletedRequest or RespondNexusTaskFailedRequest. DeadlineExceeded when no worker
+        took it, or none answered, within `timeout`."""
+        partition = self.partition(namespace_id, task_queue, NEXUS)
+        task_id = f"{self.member_id}|{uuid.uuid4()}" if self.member_id else str(uuid.uuid4())
+        pending = QueryRequest(task_id, WorkflowExecution(), request)
+        self._nexus_tasks[task_id] = pending
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            if not await partition.offer_query(pending, timeout):
+                raise DeadlineExceeded("no worker is polling the Nexus task queue")
+            try:
+                return await asyncio.wait_for(
+                    asyncio.shield(pending.result), max(deadline - loop.time(), 0.01)
+                )
+            except TimeoutError:
+                raise DeadlineExceeded("the Nexus handler did not answer in time") from None
+        finally:
+            self._nexus_tasks.pop(task_id, None)
+
+    async def poll_nexus_task(
+        self, namespace_id: str, task_queue: str, identity: str, timeout: float, worker_key: str = ""
+    ) -> PollNexusTaskQueueResponse:
+        """Long-poll the queue's Nexus requests (one partition: they are never persisted or forwarded)."""
+        here = self.partition(namespace_id, task_queue, NEXUS)
+        task = await here.poll(timeout, identity, worker_key=worker_key)
+        if task is None or task.query is None:
+            return PollNexusTaskQueueResponse()
+        if task.query.result.done():  # the dispatcher gave up meanwhile
+            return PollNexusTaskQueueResponse()
+        token = TaskToken(namespace_id, "", "", 0, 0, nexus_task_id=task.query.query_id)
+        return PollNexusTaskQueueResponse(task_token=self.task_tokens.encode(token), request=task.query.query)
+
+    async def respond_nexus_task(self, task_id: str, response) -> bool:
+        """The worker's answer to a Nexus task; False when nobody waits for it any more."""
+        pending = self._nexus_tasks.get(task_id)
+        if pending is None or pending.result.done():
+            return False
+        pending.result.set_result(response)
         return True

@@ -299,21 +299,11 @@ COMMANDS: dict[str, Cmd] = {
 }
 
 # Features Hourglass does not have (yet): the reference serves them, Hourglass answers UNIMPLEMENTED.
-_NO_NEXUS = "Nexus (endpoints, operations) is not implemented in Hourglass"
+_NO_NEXUS = "standalone Nexus operations (`temporal nexus operation ...`) are not implemented in Hourglass"
 _NO_VERSIONING = "worker versioning (build ids, rules, deployments) is not implemented in Hourglass"
 KNOWN_DIFFERENCES: dict[str, str] = {
-    # Except those both servers answer alike (the endpoint the sweep asks for exists on neither).
-    **{
-        c: _NO_NEXUS
-        for c in COMMANDS
-        if c.startswith(("nexus ", "operator nexus "))
-        and c
-        not in (
-            "operator nexus endpoint get",
-            "operator nexus endpoint list",
-            "operator nexus endpoint update",
-        )
-    },
+    # Nexus endpoints (`operator nexus endpoint ...`) and workflows' Nexus operations are served.
+    **{c: _NO_NEXUS for c in COMMANDS if c.startswith("nexus ")},
     # Except those both servers refuse alike (the deployment does not exist).
     **{
         c: _NO_VERSIONING
@@ -326,7 +316,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "attribute",
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster remove": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
-    "operator cluster system -o json": "capabilities: Hourglass does not advertise nexus and serverScaledDeployments, "
+    "operator cluster system -o json": "capabilities: Hourglass does not advertise serverScaledDeployments, "
     "which it does not have",
     "operator cluster list": "start-dev's history shard count is 4 (the reference's 1), a configuration",
     "operator namespace describe -o json": "capabilities: standaloneActivityBatchOperations (batches over standalone "
