@@ -153,6 +153,8 @@ _WRITE_METHODS = {
     "upsert_visibility",
     "delete_visibility",
     "write_task_queue_config",
+    "write_worker_deployment",
+    "delete_worker_deployment",
 }
 
 

@@ -42,8 +42,8 @@ V1_TABLES = {
     "schema_version",
     "schema_update_history",
 }
-# Tables later versions add (v6: UpdateTaskQueueConfig's settings).
-SHIPPED_TABLES = V1_TABLES | {"task_queue_configs"}
+# Tables later versions add (v6: UpdateTaskQueueConfig's settings; v8: worker deployments).
+SHIPPED_TABLES = V1_TABLES | {"task_queue_configs", "worker_deployments"}
 SAI_INDEXES = {
     "visibility_status_idx",
     "visibility_workflow_type_idx",
