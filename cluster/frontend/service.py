@@ -43,7 +43,13 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, standalone_activities, visibility, workflow_pause
+from hourglass.cluster.frontend import (
+    activity_operations,
+    standalone_activities,
+    visibility,
+    workflow_pause,
+)
+from hourglass.cluster.frontend import worker_deployments as deployments
 from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.cluster_info import (
     SERVER_VERSION,
@@ -164,7 +170,7 @@ class WorkflowService(WorkflowServiceServicer):
         caps.activity_failure_include_heartbeat = True
         caps.supports_schedules = True
         caps.encoded_failure_attributes = True
-        caps.build_id_based_versioning = False
+        caps.build_id_based_versioning = True  # Worker Deployments (worker_deployments.py), as the reference
         caps.upsert_memo = True
         caps.eager_workflow_start = True
         caps.sdk_metadata = True
@@ -684,9 +690,12 @@ class WorkflowService(WorkflowServiceServicer):
         _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
+        queue = await deployments.polled_queue(
+            self.matching.deployments, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+        )
         return await self.matching.poll_workflow_task(
             ns.id,
-            request.task_queue.name,
+            queue,
             request.task_queue.kind,
             request.identity,
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
@@ -718,10 +727,13 @@ class WorkflowService(WorkflowServiceServicer):
         _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
+        queue = await deployments.polled_queue(
+            self.matching.deployments, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        )
         return await self.matching.poll_activity_task(
             ns.id,
             ns.name,
-            request.task_queue.name,
+            queue,
             request.identity,
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
@@ -1133,6 +1145,52 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         return await describe_task_queue(self.matching, ns.id, request)
+
+    # ---- Worker Deployments (worker_deployments.py) ----------------------------------------------------
+    @rpc
+    async def DescribeWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.describe(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def ListWorkerDeployments(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.list_deployments(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DescribeWorkerDeploymentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.describe_version(self.matching.deployments, self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentCurrentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_current(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentRampingVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_ramping(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentManager(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_manager(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DeleteWorkerDeploymentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.delete_version(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DeleteWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.delete_deployment(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def UpdateWorkerDeploymentVersionMetadata(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.update_metadata(self.matching.deployments, ns.id, request)
 
     @rpc
     async def ListTaskQueuePartitions(self, request, context):

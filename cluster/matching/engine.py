@@ -50,11 +50,13 @@ from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor, history_budget
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.matching.deployments import WorkerDeployments
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
+from hourglass.cluster.matching.versioning import base_queue
 from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -112,6 +114,21 @@ class MatchingEngine:
         self.workers = WorkerRegistry()
         # UpdateTaskQueueConfig's settings; the queue rate limit is applied to this node's partitions.
         self.configs = QueueConfigs(store)
+        # Worker Deployments: versions recorded from polls, and the routing of unpinned tasks to them.
+        self.deployments = WorkerDeployments(store)
+        self.deployments.pollers = self._recent_pollers
+
+    async def _recent_pollers(self, namespace_id: str, name: str, task_type: int) -> int:
+        """How many pollers polled the queue within the reference's poller history (5 minutes)."""
+        rows = await self.poller_info(namespace_id, name, task_type)
+        return sum(1 for row in rows if row[1] < 5 * 60)
+
+    async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
+        """The physical queue an unpinned task of `workflow_id` added to `name` goes to (versioning.py)."""
+        if name.startswith("/_sys/"):
+            return name
+        route = await self.deployments.routing(namespace_id, name, task_type)
+        return name if route is None else route.queue_for(name, workflow_id)
 
     # ---- partitions ---------------------------------------------------------------------------------------
     def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
@@ -480,6 +497,10 @@ class MatchingEngine:
                 raise StickyWorkerUnavailable()
             await sticky.add(task)
             return
+        target = await self._routed(namespace_id, task_queue, WORKFLOW, execution.workflow_id)
+        if target != task_queue:
+            await self.peers.add_workflow_task(namespace_id, target, execution, scheduled_event_id)
+            return
         await self._add(namespace_id, task_queue, WORKFLOW, partition, task)
 
     async def add_activity_task(
@@ -492,6 +513,10 @@ class MatchingEngine:
         partition: int = -1,
     ) -> None:
         """Add an activity task to `partition` of the queue (-1: one chosen here)."""
+        target = await self._routed(namespace_id, task_queue, ACTIVITY, execution.workflow_id)
+        if target != task_queue:
+            await self.peers.add_activity_task(namespace_id, target, execution, scheduled_event_id, attempt)
+            return
         task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
         await self._add(namespace_id, task_queue, ACTIVITY, partition, task)
 
@@ -552,7 +577,7 @@ class MatchingEngine:
                 break
             if task.query is not None:
                 try:
-                    return await self._query_task_response(task, task_queue)
+                    return await self._query_task_response(task, base_queue(task_queue))
                 except ServiceError as e:
                     if not task.query.result.done():
                         task.query.result.set_exception(e)
@@ -566,7 +591,8 @@ class MatchingEngine:
                     task.scheduled_event_id,
                     str(uuid.uuid4()),
                     identity,
-                    TaskQueue(name=task_queue, kind=kind),
+                    # A version's physical queue is still the run's task queue to history.
+                    TaskQueue(name=base_queue(task_queue), kind=kind),
                     build_id,
                 ),
             )
@@ -652,7 +678,7 @@ class MatchingEngine:
                     task.attempt,
                     str(uuid.uuid4()),
                     identity,
-                    task_queue,
+                    base_queue(task_queue),
                 ),
             )
             if response is not None:
@@ -706,6 +732,12 @@ class MatchingEngine:
                 await self.history.reset_sticky_task_queue(namespace_id, execution)
             except NotFound:
                 pass  # closed meanwhile: the normal queue's worker can still answer
+        target = await self._routed(namespace_id, task_queue, WORKFLOW, execution.workflow_id)
+        if target != task_queue:
+            # Asked of the version the run's next task would go to (its pollers run the workflow code).
+            return await self.peers.query_workflow(
+                namespace_id, target, execution, query, max(deadline - loop.time(), 0.0)
+            )
         partition = self.partition(namespace_id, task_queue, WORKFLOW)
         return await self._query(partition, execution, query, max(deadline - loop.time(), 0.0))
 

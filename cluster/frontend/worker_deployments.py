@@ -1,0 +1,126 @@
+"""The Worker Deployment RPCs of WorkflowService: request checks as the reference's frontend makes them,
+then the deployment registry (cluster/matching/deployments.py) on this node, whose state is in the store
+every node reads."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import WorkerVersioningMode
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+
+from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.matching.deployments import WorkerDeployments, version_info
+from hourglass.cluster.matching.versioning import versioned_queue
+
+VERSIONED = WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED
+
+
+async def polled_queue(deployments: WorkerDeployments, namespace_id: str, request, task_type: int) -> str:
+    """The physical queue a poll waits on: a versioned worker's version queue (recording its version and
+    task queue first), else the task queue itself."""
+    name = request.task_queue.name
+    options = request.deployment_options
+    if options.worker_versioning_mode != VERSIONED or request.task_queue.kind == 2:  # 2: sticky
+        return name
+    if not options.deployment_name or not options.build_id:
+        raise InvalidArgument("versioned workers must set both a deployment name and a build id")
+    await deployments.register(namespace_id, options.deployment_name, options.build_id, name, task_type)
+    return versioned_queue(name, options.deployment_name, options.build_id)
+
+
+def _version_of(request) -> tuple[str, str]:
+    """(deployment, build id) a request names, by `deployment_version` or the older "<name>.<build>"."""
+    if request.HasField("deployment_version"):
+        return request.deployment_version.deployment_name, request.deployment_version.build_id
+    text = request.version
+    deployment, sep, build_id = text.partition(".")
+    if not sep or not deployment or not build_id:
+        raise InvalidArgument(
+            f'invalid version string "{text}", expected format is "<deployment_name>.<build_id>"'
+        )
+    return deployment, build_id
+
+
+def _require_deployment_name(name: str) -> None:
+    if not name:
+        raise InvalidArgument("deployment name cannot be empty")
+
+
+def _target_build(request) -> str:
+    """The build id a SetCurrent/SetRamping request names ("" = unversioned)."""
+    if request.build_id or not request.version:
+        return request.build_id
+    if request.version == "__unversioned__":
+        return ""
+    deployment, build_id = _version_of(request)
+    if deployment != request.deployment_name:
+        raise InvalidArgument(
+            f"invalid version string '{request.version}' does not match deployment name "
+            f"'{request.deployment_name}'"
+        )
+    return build_id
+
+
+async def describe(deployments: WorkerDeployments, namespace_id: str, request):
+    _require_deployment_name(request.deployment_name)
+    return await deployments.describe(namespace_id, request.deployment_name)
+
+
+async def list_deployments(deployments: WorkerDeployments, namespace_id: str, request):
+    return await deployments.list(namespace_id, request)
+
+
+async def describe_version(deployments: WorkerDeployments, matching, namespace_id: str, request):
+    deployment, build_id = _version_of(request)
+    state, version = await deployments.describe_version(namespace_id, deployment, build_id)
+    resp = rr.DescribeWorkerDeploymentVersionResponse(
+        worker_deployment_version_info=version_info(state, version)
+    )
+    for name, task_type in version.task_queues:
+        queue = resp.version_task_queues.add(name=name, type=task_type)
+        if request.report_task_queue_stats:
+            stats = await matching.queue_stats(
+                namespace_id, versioned_queue(name, deployment, build_id), task_type
+            )
+            queue.stats.CopyFrom(stats)
+            queue.stats_by_priority_key[3].CopyFrom(stats)
+    return resp
+
+
+async def set_current(deployments: WorkerDeployments, namespace_id: str, request):
+    _require_deployment_name(request.deployment_name)
+    return await deployments.set_current(namespace_id, request, _target_build(request))
+
+
+async def set_ramping(deployments: WorkerDeployments, namespace_id: str, request):
+    _require_deployment_name(request.deployment_name)
+    return await deployments.set_ramping(namespace_id, request, _target_build(request))
+
+
+async def set_manager(deployments: WorkerDeployments, namespace_id: str, request):
+    _require_deployment_name(request.deployment_name)
+    return await deployments.set_manager(namespace_id, request)
+
+
+async def delete_version(deployments: WorkerDeployments, namespace_id: str, request):
+    deployment, build_id = _version_of(request)
+    await deployments.delete_version(
+        namespace_id, deployment, build_id, request.skip_drainage, request.identity
+    )
+    return rr.DeleteWorkerDeploymentVersionResponse()
+
+
+async def delete_deployment(deployments: WorkerDeployments, namespace_id: str, request):
+    _require_deployment_name(request.deployment_name)
+    await deployments.delete_deployment(namespace_id, request.deployment_name, request.identity)
+    return rr.DeleteWorkerDeploymentResponse()
+
+
+async def update_metadata(deployments: WorkerDeployments, namespace_id: str, request):
+    deployment, build_id = _version_of(request)
+    entries = await deployments.update_metadata(
+        namespace_id, deployment, build_id, dict(request.upsert_entries), list(request.remove_entries)
+    )
+    resp = rr.UpdateWorkerDeploymentVersionMetadataResponse()
+    for key, payload in entries.items():
+        resp.metadata.entries[key].CopyFrom(payload)
+    return resp
