@@ -526,7 +526,7 @@ class WorkerDeployments:
                 v.ramp_percentage = percentage
                 v.routing_update_ns = now
                 v.first_activation_ns = v.first_activation_ns or now
-                v.drainage_status, v.drainage_changed_ns = 0, now
+                v.drainage_status = 0  # no longer draining; the reference reports no new drainage info
             if target != previous:
                 state.ramping_changed_ns = now
             state.ramp_percentage_changed_ns = now
