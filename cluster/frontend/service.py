@@ -1153,6 +1153,11 @@ class WorkflowService(WorkflowServiceServicer):
         return await deployments.describe(self.matching.deployments, ns.id, request)
 
     @rpc
+    async def CreateWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.create(self.matching.deployments, ns.id, request)
+
+    @rpc
     async def ListWorkerDeployments(self, request, context):
         ns = await self.namespaces.get(request.namespace)
         return await deployments.list_deployments(self.matching.deployments, ns.id, request)

@@ -65,6 +65,14 @@ async def describe(deployments: WorkerDeployments, namespace_id: str, request):
     return await deployments.describe(namespace_id, request.deployment_name)
 
 
+async def create(deployments: WorkerDeployments, namespace_id: str, request):
+    _require_deployment_name(request.deployment_name)
+    token = await deployments.create(
+        namespace_id, request.deployment_name, request.identity, request.request_id
+    )
+    return rr.CreateWorkerDeploymentResponse(conflict_token=token)
+
+
 async def list_deployments(deployments: WorkerDeployments, namespace_id: str, request):
     return await deployments.list(namespace_id, request)
 

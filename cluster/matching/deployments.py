@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Payload
 from temporalio.api.deployment.v1 import (
@@ -35,7 +36,7 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from hourglass.cluster.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
 from hourglass.cluster.matching.versioning import QueueRouting, versioned_queue
 from hourglass.persistence.errors import ConditionFailedError
 from hourglass.persistence.store import Store
@@ -55,6 +56,9 @@ Drainage = VersionDrainageStatus
 
 NOT_FOUND = "no Worker Deployment found with name '{}'; does your Worker Deployment have pollers?"
 VERSION_NOT_FOUND = "build ID '{}' not found in Worker Deployment '{}'"
+ALREADY_EXISTS = 'Worker Deployment with name "{}" already exists'
+# The request id of a deployment made by a worker's poll (CreateWorkerDeployment names its own).
+AUTO_CREATED = "__auto_created_from_polls__"
 MANAGER_MISMATCH = (
     "ManagerIdentity '{}' is set and does not match user identity '{}'; to proceed, set your own identity "
     "as the ManagerIdentity, remove the ManagerIdentity, or wait for the other client to do so"
@@ -94,6 +98,7 @@ class DeploymentState:
     last_modifier: str = ""
     manager: str = ""
     token_ns: int = 0
+    request_id: str = AUTO_CREATED
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -103,6 +108,10 @@ class DeploymentState:
         raw = json.loads(blob)
         raw["versions"] = {k: VersionState(**v) for k, v in raw["versions"].items()}
         return cls(**raw)
+
+
+class AlreadyExists(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 # ---- wire shapes ----------------------------------------------------------------------------------------
@@ -419,6 +428,29 @@ class WorkerDeployments:
             raise Unavailable(f"Worker Deployment '{deployment}' changed concurrently; try again")
         self._registered[key] = time.monotonic()
 
+    async def create(self, namespace_id: str, name: str, identity: str, request_id: str) -> bytes:
+        """CreateWorkerDeployment: a deployment before any worker polls; the same request again is answered
+        as the first time, any other for an existing deployment is refused."""
+        for _ in range(WRITE_ATTEMPTS):
+            loaded = await self._load(namespace_id, name)
+            if loaded.state is not None:
+                if request_id and loaded.state.request_id == request_id:
+                    return conflict_token(loaded.state.token_ns)
+                suffix = (
+                    " (auto-created from worker polls)" if loaded.state.request_id == AUTO_CREATED else ""
+                )
+                raise AlreadyExists(ALREADY_EXISTS.format(name) + suffix)
+            now = _now_ns()
+            loaded.state = DeploymentState(
+                name=name, create_ns=now, token_ns=now, last_modifier=identity, request_id=request_id
+            )
+            try:
+                await self._write(namespace_id, name, loaded)
+            except ConditionFailedError:
+                continue
+            return conflict_token(now)
+        raise Unavailable(f"Worker Deployment '{name}' changed concurrently; try again")
+
     # ---- changes --------------------------------------------------------------------------------------
     def _check_token_and_manager(self, state: DeploymentState, token: bytes, identity: str) -> None:
         if token and token != conflict_token(state.token_ns):
@@ -580,6 +612,10 @@ class WorkerDeployments:
     async def delete_version(
         self, namespace_id: str, deployment: str, build_id: str, skip_drainage: bool, identity: str
     ) -> None:
+        if (await self._load(namespace_id, deployment)).state is None:
+            # The reference names its deployment workflow here.
+            raise NotFound(f"workflow not found for ID: temporal-sys-worker-deployment:{deployment}")
+
         async def change(loaded: _Loaded):
             state = loaded.state
             assert state is not None

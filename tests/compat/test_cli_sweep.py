@@ -316,14 +316,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         for c in COMMANDS
         if c.startswith(("task-queue versioning ", "task-queue update-build-ids "))
     },
-    # Except those both servers refuse alike (the deployment does not exist).
-    **{
-        c: _NO_VERSIONING
-        for c in COMMANDS
-        if c.startswith("worker deployment ")
-        and c.split()[-1]
-        not in ("create-version", "update-version-metadata", "update-version-compute-config")
-    },
     "activity describe": "a standalone activity's describe lacks LastStartedTime, LastAttemptCompleteTime, the "
     "current retry interval, start delay, SDK name/version, state size and the describe long-poll token; it adds "
     "an empty priority",
@@ -333,7 +325,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "task-queue get-build-id-reachability": _NO_VERSIONING,
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
     "operator cluster remove": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
-    "operator cluster system -o json": "capabilities: Hourglass does not advertise buildIdBasedVersioning, nexus, "
+    "operator cluster system -o json": "capabilities: Hourglass does not advertise nexus, "
     "serverScaledDeployments, which it does not have",
     "operator cluster list": "start-dev's history shard count is 4 (the reference's 1), a configuration",
     "operator namespace describe -o json": "capabilities: standaloneActivityStartDelay and -OperatorCommands (not advertised), pollerAutoscaling, "
