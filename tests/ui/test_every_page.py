@@ -56,10 +56,7 @@ NOT_IN_HOURGLASS: dict[str, str] = {
     "nexus": "Hourglass runs no Nexus operations: system-info does not advertise the `nexus` capability, "
     "so the UI's Nexus page says the feature is not enabled instead of listing endpoints",
 }
-NOT_IN_HOURGLASS_CALLS: dict[tuple[str, str], str] = {
-    ("GET", "/api/v1/namespaces/{ns}/worker-deployments"): "ListWorkerDeployments: Hourglass keeps no worker "
-    "deployments (worker versioning is not implemented), so it answers UNIMPLEMENTED",
-}
+NOT_IN_HOURGLASS_CALLS: dict[tuple[str, str], str] = {}
 
 
 @dataclass
