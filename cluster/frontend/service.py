@@ -691,7 +691,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         queue = await deployments.polled_queue(
-            self.matching.deployments, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+            self.matching, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
         )
         return await self.matching.poll_workflow_task(
             ns.id,
@@ -728,7 +728,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
         queue = await deployments.polled_queue(
-            self.matching.deployments, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+            self.matching, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
         )
         return await self.matching.poll_activity_task(
             ns.id,

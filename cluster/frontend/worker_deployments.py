@@ -4,6 +4,8 @@ every node reads."""
 
 from __future__ import annotations
 
+import time
+
 from temporalio.api.enums.v1 import WorkerVersioningMode
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
@@ -12,18 +14,33 @@ from hourglass.cluster.matching.deployments import WorkerDeployments, version_in
 from hourglass.cluster.matching.versioning import versioned_queue
 
 VERSIONED = WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED
+# How often a sticky queue's owner is told again which version polls it (ownership may have moved).
+STICKY_NOTE_REFRESH_S = 30.0
+_noted: dict[tuple[str, str], float] = {}
 
 
-async def polled_queue(deployments: WorkerDeployments, namespace_id: str, request, task_type: int) -> str:
+async def polled_queue(matching, namespace_id: str, request, task_type: int) -> str:
     """The physical queue a poll waits on: a versioned worker's version queue (recording its version and
     task queue first), else the task queue itself."""
     name = request.task_queue.name
     options = request.deployment_options
-    if options.worker_versioning_mode != VERSIONED or request.task_queue.kind == 2:  # 2: sticky
+    if options.worker_versioning_mode != VERSIONED:
+        return name
+    if request.task_queue.kind == 2:  # sticky: the worker's own queue, told which version polls it
+        key = (namespace_id, name)
+        if key not in _noted or time.monotonic() - _noted[key] > STICKY_NOTE_REFRESH_S:
+            await matching.note_sticky_version(
+                namespace_id, name, request.task_queue.normal_name, options.deployment_name, options.build_id
+            )
+            if len(_noted) >= 10_000:
+                _noted.clear()  # every worker polling again is noted again: a bound, not a cache policy
+            _noted[key] = time.monotonic()
         return name
     if not options.deployment_name or not options.build_id:
         raise InvalidArgument("versioned workers must set both a deployment name and a build id")
-    await deployments.register(namespace_id, options.deployment_name, options.build_id, name, task_type)
+    await matching.deployments.register(
+        namespace_id, options.deployment_name, options.build_id, name, task_type
+    )
     return versioned_queue(name, options.deployment_name, options.build_id)
 
 

@@ -117,11 +117,36 @@ class MatchingEngine:
         # Worker Deployments: versions recorded from polls, and the routing of unpinned tasks to them.
         self.deployments = WorkerDeployments(store)
         self.deployments.pollers = self._recent_pollers
+        # (namespace id, sticky queue) -> (normal queue, deployment, build id) of a versioned worker.
+        self._sticky_versions: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    async def note_sticky_version(
+        self, namespace_id: str, sticky_queue: str, normal_queue: str, deployment: str, build_id: str
+    ) -> None:
+        """A versioned worker polls this sticky queue: its tasks go there only while the worker's version is
+        where the run's next task would be routed (an auto-upgrade run moves to a new current version)."""
+        notes = self._sticky_versions
+        notes.pop((namespace_id, sticky_queue), None)
+        notes[(namespace_id, sticky_queue)] = (normal_queue, deployment, build_id)
+        while len(notes) > 100_000:  # oldest first: a worker gone without ShutdownWorker
+            notes.pop(next(iter(notes)))
 
     async def _recent_pollers(self, namespace_id: str, name: str, task_type: int) -> int:
         """How many pollers polled the queue within the reference's poller history (5 minutes)."""
         rows = await self.poller_info(namespace_id, name, task_type)
         return sum(1 for row in rows if row[1] < 5 * 60)
+
+    async def _sticky_version_routed(self, namespace_id: str, sticky_queue: str, execution) -> bool:
+        """Whether the versioned worker behind a sticky queue is the version the run's task is routed to
+        (always, for an unversioned worker); else the task goes to the normal queue and on from there."""
+        note = self._sticky_versions.get((namespace_id, sticky_queue))
+        if note is None:
+            return True
+        normal, deployment, build_id = note
+        route = await self.deployments.routing(namespace_id, normal, WORKFLOW)
+        if route is None:
+            return False
+        return route.deployment == deployment and route.target(execution.workflow_id) == build_id
 
     async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
         """The physical queue an unpinned task of `workflow_id` added to `name` goes to (versioning.py)."""
@@ -328,6 +353,7 @@ class MatchingEngine:
         if p is not None and not p.persistent:
             del self._partitions[key]
             p.unload()
+        self._sticky_versions.pop((namespace_id, name), None)
 
     def backlogs(self) -> list[tuple[TaskQueueKey, int, int]]:
         """(partition, tasks waiting, creation ms of the oldest) of every persistent partition this node
@@ -493,7 +519,7 @@ class MatchingEngine:
         task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
-            if sticky is None:
+            if sticky is None or not await self._sticky_version_routed(namespace_id, task_queue, execution):
                 raise StickyWorkerUnavailable()
             await sticky.add(task)
             return

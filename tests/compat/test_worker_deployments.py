@@ -49,6 +49,38 @@ class VersionTwo:
         return "two"
 
 
+class _Upgradable:
+    """Waits for `finish`, then answers its version's tag: started on v1, finished by whichever version
+    the run's next task goes to."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+@workflow.defn(name="Upgradable", versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class UpgradableOne(_Upgradable):
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "one"
+
+
+@workflow.defn(name="Upgradable", versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class UpgradableTwo(_Upgradable):
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "two"
+
+
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 _AGO = re.compile(r"\b((a few|an?|\d+) (second|minute|hour)s? ago|a long while ago|now)\b")
 
@@ -123,11 +155,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0)
         await asyncio.sleep(0.3)
 
 
-def worker(client: Client, queue: str, deployment: str, build_id: str, wf: type) -> Worker:
+def worker(client: Client, queue: str, deployment: str, build_id: str, *wfs: type) -> Worker:
     return Worker(
         client,
         task_queue=queue,
-        workflows=[wf],
+        workflows=list(wfs),
         deployment_config=WorkerDeploymentConfig(
             version=WorkerDeploymentVersion(deployment, build_id), use_worker_versioning=True
         ),
@@ -191,6 +223,12 @@ async def describe_queue(client: Client, queue: str) -> Any:
     return resp
 
 
+async def _started(handle) -> bool:
+    """Whether the run's first workflow task completed (it then waits for its signal on v1)."""
+    history = await handle.fetch_history()
+    return any(e.HasField("workflow_task_completed_event_attributes") for e in history.events)
+
+
 async def rollout(server: ServerProcess) -> dict[str, Any]:
     """v1 polls and becomes current; new workflows run on v1; v2 polls and becomes current; new
     workflows run on v2; the deployment, its versions and the task queue are described at each step."""
@@ -198,7 +236,7 @@ async def rollout(server: ServerProcess) -> dict[str, Any]:
     deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
     seen: dict[str, Any] = {}
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(worker(client, queue, deployment, "b1", VersionOne))
+        await stack.enter_async_context(worker(client, queue, deployment, "b1", VersionOne, UpgradableOne))
         assert await eventually(lambda: has_version(client, deployment, "b1")), "v1 never recorded"
         seen["registered"] = await describe(client, deployment)
         seen["list"] = [
@@ -218,7 +256,9 @@ async def rollout(server: ServerProcess) -> dict[str, Any]:
             "Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue
         )
         seen["queue on v1"] = await describe_queue(client, queue)
-        await stack.enter_async_context(worker(client, queue, deployment, "b2", VersionTwo))
+        upgradable = await client.start_workflow("Upgradable", id=f"wf-{uuid.uuid4()}", task_queue=queue)
+        assert await eventually(lambda: _started(upgradable)), "the run never started on v1"
+        await stack.enter_async_context(worker(client, queue, deployment, "b2", VersionTwo, UpgradableTwo))
         assert await eventually(lambda: has_version(client, deployment, "b2")), "v2 never recorded"
         seen["ramp v2"] = await set_ramping(client, deployment, "b2", 0)
         seen["current v2"] = await set_current(client, deployment, "b2")
@@ -227,6 +267,9 @@ async def rollout(server: ServerProcess) -> dict[str, Any]:
         )
         seen["described"] = await describe(client, deployment)
         seen["queue on v2"] = await describe_queue(client, queue)
+        # The auto-upgrade run started on v1 (whose worker still polls its sticky queue) moves to v2.
+        await upgradable.signal("finish")
+        seen["upgraded"] = await upgradable.result()
         seen["version v1"] = await answer(
             client.workflow_service.describe_worker_deployment_version(
                 rr.DescribeWorkerDeploymentVersionRequest(
@@ -241,7 +284,7 @@ async def test_rollout_moves_new_workflows_to_the_current_version(
     server: ServerProcess, reference_server: ServerProcess
 ) -> None:
     ours, theirs = await asyncio.gather(rollout(server), rollout(reference_server))
-    assert ours["run on v1"] == "one" and ours["run on v2"] == "two"
+    assert ours["run on v1"] == "one" and ours["run on v2"] == "two" and ours["upgraded"] == "two"
     assert_same(ours, theirs)
 
 
