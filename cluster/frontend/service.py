@@ -91,6 +91,7 @@ from hourglass.cluster.history.paging import (
 )
 from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.matching.versioning import versioned_queue
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
@@ -1054,6 +1055,15 @@ class WorkflowService(WorkflowServiceServicer):
                     for number in range(self.matching.read_partitions(ns.id, request.task_queue, task_type)):
                         await self.matching.complete_worker_polls(
                             ns.id, request.task_queue, task_type, request.worker_instance_key, number
+                        )
+                    version = request.worker_heartbeat.deployment_version
+                    if version.deployment_name and version.build_id:
+                        # A versioned worker polls its version's own queue (worker_deployments.py).
+                        await self.matching.complete_worker_polls(
+                            ns.id,
+                            versioned_queue(request.task_queue, version.deployment_name, version.build_id),
+                            task_type,
+                            request.worker_instance_key,
                         )
         except ServiceError as e:
             log.warning(
