@@ -46,7 +46,9 @@ async def polled_queue(matching, namespace_id: str, request, task_type: int) -> 
 
 def _version_of(request) -> tuple[str, str]:
     """(deployment, build id) a request names, by `deployment_version` or the older "<name>.<build>"."""
-    if request.HasField("deployment_version"):
+    if "deployment_version" in type(request).DESCRIPTOR.fields_by_name and request.HasField(
+        "deployment_version"
+    ):
         return request.deployment_version.deployment_name, request.deployment_version.build_id
     text = request.version
     deployment, sep, build_id = text.partition(".")

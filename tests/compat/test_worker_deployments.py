@@ -352,6 +352,24 @@ async def refusals(server: ServerProcess) -> dict[str, Any]:
         seen["ramp unknown build"] = await set_ramping(client, deployment, "nope", 10)
         seen["ramp over 100"] = await set_ramping(client, deployment, "b1", 101)
         seen["stale token"] = await set_current(client, deployment, "b1", conflict_token=b"stale")
+        seen["current by version string"] = await answer(
+            ws.set_worker_deployment_current_version(
+                rr.SetWorkerDeploymentCurrentVersionRequest(
+                    namespace=NS, deployment_name=deployment, version=f"{deployment}.b1", identity="tester"
+                )
+            )
+        )
+        seen["version string of another deployment"] = await answer(
+            ws.set_worker_deployment_ramping_version(
+                rr.SetWorkerDeploymentRampingVersionRequest(
+                    namespace=NS,
+                    deployment_name=deployment,
+                    version="other.b1",
+                    percentage=5,
+                    identity="tester",
+                )
+            )
+        )
         seen["current"] = await set_current(client, deployment, "b1")
         seen["ramp the current"] = await set_ramping(client, deployment, "b1", 10)
         seen["delete current version"] = await answer(
