@@ -116,6 +116,7 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
     "note_sticky_version": lambda a: (a[0], a[1], WORKFLOW),
+    "redirect_backlog": lambda a: (a[0], a[1], a[2]),
     "complete_worker_polls": lambda a: (a[0], a[1], a[2]),
     "record_worker_heartbeats": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
     "list_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),

@@ -1180,12 +1180,12 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def SetWorkerDeploymentCurrentVersion(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        return await deployments.set_current(self.matching.deployments, ns.id, request)
+        return await deployments.set_current(self.matching, ns.id, request)
 
     @rpc
     async def SetWorkerDeploymentRampingVersion(self, request, context):
         ns = await self.namespaces.get(request.namespace)
-        return await deployments.set_ramping(self.matching.deployments, ns.id, request)
+        return await deployments.set_ramping(self.matching, ns.id, request)
 
     @rpc
     async def SetWorkerDeploymentManager(self, request, context):

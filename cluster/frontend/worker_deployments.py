@@ -4,12 +4,14 @@ every node reads."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from temporalio.api.enums.v1 import WorkerVersioningMode
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.errors import InvalidArgument, NotFound
 from hourglass.cluster.matching.deployments import WorkerDeployments, version_info
 from hourglass.cluster.matching.versioning import versioned_queue
 
@@ -17,6 +19,11 @@ VERSIONED = WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED
 # How often a sticky queue's owner is told again which version polls it (ownership may have moved).
 STICKY_NOTE_REFRESH_S = 30.0
 _noted: dict[tuple[str, str], float] = {}
+# How often a version's pollers trigger moving the queue's unversioned backlog to the versions.
+REDIRECT_INTERVAL_S = 5.0
+_redirected: dict[tuple[str, str, int], float] = {}
+_background: set[asyncio.Task] = set()
+log = logging.getLogger(__name__)
 
 
 async def polled_queue(matching, namespace_id: str, request, task_type: int) -> str:
@@ -41,7 +48,57 @@ async def polled_queue(matching, namespace_id: str, request, task_type: int) -> 
     await matching.deployments.register(
         namespace_id, options.deployment_name, options.build_id, name, task_type
     )
+    await _redirect_unversioned_backlog(matching, namespace_id, name, task_type, options)
     return versioned_queue(name, options.deployment_name, options.build_id)
+
+
+def _redirect_all(matching, namespace_id: str, name: str, task_type: int) -> None:
+    """Move the unversioned backlog of every partition of the queue, in the background."""
+    if len(_redirected) >= 10_000:
+        _redirected.clear()
+    _redirected[(namespace_id, name, task_type)] = time.monotonic()
+    for number in range(matching.read_partitions(namespace_id, name, task_type)):
+        task = asyncio.get_running_loop().create_task(
+            matching.redirect_backlog(namespace_id, name, task_type, number)
+        )
+        _background.add(task)
+        task.add_done_callback(_finished)
+
+
+async def _redirect_version_queues(matching, namespace_id: str, deployment: str, build_id: str) -> None:
+    """A version became current or ramping: its task queues' unversioned backlog moves to it."""
+    if not build_id:
+        return
+    try:
+        _, version = await matching.deployments.describe_version(namespace_id, deployment, build_id)
+    except NotFound:
+        return  # deleted meanwhile
+    for name, task_type in version.task_queues:
+        _redirect_all(matching, namespace_id, name, task_type)
+
+
+async def _redirect_unversioned_backlog(
+    matching, namespace_id: str, name: str, task_type: int, options
+) -> None:
+    """A poller of the version the queue routes to: tasks added to the queue itself before it had a current
+    version move to their version (the reference redirects such backlog too). At most every
+    REDIRECT_INTERVAL_S per queue and type, in the background; the poll does not wait for it."""
+    key = (namespace_id, name, task_type)
+    now = time.monotonic()
+    if now - _redirected.get(key, -REDIRECT_INTERVAL_S) < REDIRECT_INTERVAL_S:
+        return
+    route = await matching.deployments.routing(namespace_id, name, task_type)
+    if route is None or route.deployment != options.deployment_name:
+        return
+    if options.build_id not in (route.current, route.ramping):
+        return
+    _redirect_all(matching, namespace_id, name, task_type)
+
+
+def _finished(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.info("backlog of a versioned queue not redirected yet: %s", task.exception())
 
 
 def _version_of(request) -> tuple[str, str]:
@@ -113,14 +170,20 @@ async def describe_version(deployments: WorkerDeployments, matching, namespace_i
     return resp
 
 
-async def set_current(deployments: WorkerDeployments, namespace_id: str, request):
+async def set_current(matching, namespace_id: str, request):
     _require_deployment_name(request.deployment_name)
-    return await deployments.set_current(namespace_id, request, _target_build(request))
+    build_id = _target_build(request)
+    resp = await matching.deployments.set_current(namespace_id, request, build_id)
+    await _redirect_version_queues(matching, namespace_id, request.deployment_name, build_id)
+    return resp
 
 
-async def set_ramping(deployments: WorkerDeployments, namespace_id: str, request):
+async def set_ramping(matching, namespace_id: str, request):
     _require_deployment_name(request.deployment_name)
-    return await deployments.set_ramping(namespace_id, request, _target_build(request))
+    build_id = _target_build(request)
+    resp = await matching.deployments.set_ramping(namespace_id, request, build_id)
+    await _redirect_version_queues(matching, namespace_id, request.deployment_name, build_id)
+    return resp
 
 
 async def set_manager(deployments: WorkerDeployments, namespace_id: str, request):

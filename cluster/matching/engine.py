@@ -148,6 +148,37 @@ class MatchingEngine:
             return False
         return route.deployment == deployment and route.target(execution.workflow_id) == build_id
 
+    async def redirect_backlog(self, namespace_id: str, name: str, task_type: int, partition: int = 0) -> int:
+        """Move the backlog a partition of the queue holds to the versions its tasks are routed to now (tasks
+        added before the queue had a current version); answers how many moved. Each task is added to its
+        version's queue before it is acknowledged here, so a failure leaves it in one place or both, never
+        none (a duplicate is dropped by history as stale)."""
+        if name.startswith("/_sys/"):
+            return 0  # a version's own queue (or a partition's name): nothing routes from there
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        await p.prepare()
+        moved = 0
+        while (task := p.take_for_forwarding()) is not None:
+            try:
+                target = await self._routed(namespace_id, name, task_type, task.execution.workflow_id)
+                if target == name:
+                    p.give_back(task)
+                    break
+                if task_type == WORKFLOW:
+                    await self.peers.add_workflow_task(
+                        namespace_id, target, task.execution, task.scheduled_event_id
+                    )
+                else:
+                    await self.peers.add_activity_task(
+                        namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
+                    )
+            except BaseException:
+                p.give_back(task)
+                raise
+            await p.ack(task)
+            moved += 1
+        return moved
+
     async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
         """The physical queue an unpinned task of `workflow_id` added to `name` goes to (versioning.py)."""
         if name.startswith("/_sys/"):

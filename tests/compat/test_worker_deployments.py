@@ -325,6 +325,29 @@ async def test_ramping_splits_new_workflows_by_workflow_id_as_the_reference(
     assert_same(ours, theirs)
 
 
+async def backlog_before_versions(server: ServerProcess) -> dict[str, Any]:
+    """A workflow started while no worker polls its queue waits in the queue's backlog; once a versioned
+    worker polls and its version becomes current, the waiting task moves to that version and runs."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    early = await client.start_workflow("Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue)
+    async with worker(client, queue, deployment, "b1", VersionOne):
+        assert await eventually(lambda: has_version(client, deployment, "b1"))
+        seen = {"current": await set_current(client, deployment, "b1")}
+        seen["early run"] = await asyncio.wait_for(early.result(), 30)
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+async def test_a_task_waiting_before_any_version_moves_to_the_current_version(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(
+        backlog_before_versions(server), backlog_before_versions(reference_server)
+    )
+    assert ours["early run"] == "one"
+    assert_same(ours, theirs)
+
+
 async def refusals(server: ServerProcess) -> dict[str, Any]:
     client = await Client.connect(server.address, namespace=NS)
     ws = client.workflow_service
