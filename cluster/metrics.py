@@ -164,6 +164,8 @@ _WRITE_METHODS = {
     "write_task_queue_config",
     "write_nexus_endpoint",
     "delete_nexus_endpoint",
+    "write_worker_deployment",
+    "delete_worker_deployment",
 }
 
 

@@ -121,6 +121,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "update_queue_config": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
+    "note_sticky_version": lambda a: (a[0], a[1], WORKFLOW),
+    "redirect_backlog": lambda a: (a[0], a[1], a[2]),
     "complete_worker_polls": lambda a: (a[0], a[1], a[2]),
     "record_worker_heartbeats": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
     "list_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
@@ -341,6 +343,7 @@ class RoutedMatching:
         if not local:
             return engine.choose_partition(namespace_id, queue, task_type, kind, write)
         return 0 if local[0] == 0 else random.choice(local)
+
     async def respond_nexus_task(self, task_id: str, response) -> bool:
         """The answer goes to the member whose matching dispatched the task: its id prefixes the task id."""
         member_id, sep, _ = task_id.partition("|")

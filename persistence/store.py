@@ -293,6 +293,28 @@ class Store(abc.ABC):
         as write_nexus_endpoint."""
         raise NotImplementedError(f"{type(self).__name__} has no Nexus endpoint registry")
 
+    # ---- worker deployments (cluster/matching/deployments.py) ------------------------------------------
+    # Not abstract for the same reason; one versioned blob per (namespace, deployment name).
+    async def get_worker_deployment(self, namespace_id: str, name: str) -> tuple[bytes, int] | None:
+        """The deployment's serialized state and its version, or None when there is no such deployment."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
+    async def list_worker_deployments(self, namespace_id: str) -> list[tuple[str, bytes, int]]:
+        """(name, state, version) of every deployment of the namespace, ordered by name."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
+    async def write_worker_deployment(
+        self, namespace_id: str, name: str, state: bytes, expected_version: int
+    ) -> None:
+        """Store the state with version `expected_version + 1`, iff the stored version is `expected_version`
+        (0: none stored yet); ConditionFailedError `version_mismatch` otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
+    async def delete_worker_deployment(self, namespace_id: str, name: str, expected_version: int) -> None:
+        """Delete the row iff its version is `expected_version` (ConditionFailedError otherwise, also when
+        it is gone)."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
     # ---- schedules (shard partition) -------------------------------------------------------------------
     # Not abstract so that stores written before schedules keep working; they answer NotImplementedError.
     async def get_schedule(self, shard_id: int, namespace_id: str, schedule_id: str) -> ScheduleRecord | None:

@@ -49,6 +49,7 @@ from hourglass.cluster.frontend import (
     visibility,
     workflow_pause,
 )
+from hourglass.cluster.frontend import worker_deployments as deployments
 from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.cluster_info import (
     SERVER_VERSION,
@@ -89,6 +90,7 @@ from hourglass.cluster.history.paging import (
 )
 from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.matching.versioning import versioned_queue
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
@@ -168,8 +170,9 @@ class WorkflowService(WorkflowServiceServicer):
         caps.activity_failure_include_heartbeat = True
         caps.supports_schedules = True
         caps.encoded_failure_attributes = True
-        # As the reference: build ids on polls and completions are understood (history records them),
-        # though the older APIs that manage them are refused (build_id_versioning.py).
+        # As the reference: build ids on polls and completions are understood (history records them) and
+        # Worker Deployments are served (worker_deployments.py); the older APIs that manage build ids are
+        # refused (build_id_versioning.py).
         caps.build_id_based_versioning = True
         caps.upsert_memo = True
         caps.eager_workflow_start = True
@@ -653,9 +656,12 @@ class WorkflowService(WorkflowServiceServicer):
         _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
+        queue = await deployments.polled_queue(
+            self.matching, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+        )
         return await self.matching.poll_workflow_task(
             ns.id,
-            request.task_queue.name,
+            queue,
             request.task_queue.kind,
             request.identity,
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
@@ -687,10 +693,13 @@ class WorkflowService(WorkflowServiceServicer):
         _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
+        queue = await deployments.polled_queue(
+            self.matching, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        )
         return await self.matching.poll_activity_task(
             ns.id,
             ns.name,
-            request.task_queue.name,
+            queue,
             request.identity,
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
@@ -1016,6 +1025,15 @@ class WorkflowService(WorkflowServiceServicer):
                         await self.matching.complete_worker_polls(
                             ns.id, request.task_queue, task_type, request.worker_instance_key, number
                         )
+                    version = request.worker_heartbeat.deployment_version
+                    if version.deployment_name and version.build_id:
+                        # A versioned worker polls its version's own queue (worker_deployments.py).
+                        await self.matching.complete_worker_polls(
+                            ns.id,
+                            versioned_queue(request.task_queue, version.deployment_name, version.build_id),
+                            task_type,
+                            request.worker_instance_key,
+                        )
         except ServiceError as e:
             log.warning(
                 "ShutdownWorker of %s: %s", request.worker_instance_key or request.identity, e.message
@@ -1131,6 +1149,57 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def GetWorkerTaskReachability(self, request, context):
         await self._refuse_build_id_versioning("GetWorkerTaskReachability", request)
+
+    # ---- Worker Deployments (worker_deployments.py) ----------------------------------------------------
+    @rpc
+    async def DescribeWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.describe(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def CreateWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.create(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def ListWorkerDeployments(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.list_deployments(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DescribeWorkerDeploymentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.describe_version(self.matching.deployments, self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentCurrentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_current(self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentRampingVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_ramping(self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentManager(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_manager(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DeleteWorkerDeploymentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.delete_version(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DeleteWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.delete_deployment(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def UpdateWorkerDeploymentVersionMetadata(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.update_metadata(self.matching.deployments, ns.id, request)
 
     @rpc
     async def ListTaskQueuePartitions(self, request, context):

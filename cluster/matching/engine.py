@@ -52,11 +52,13 @@ from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor, history_budget
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.matching.deployments import WorkerDeployments
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
+from hourglass.cluster.matching.versioning import base_queue
 from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -123,6 +125,77 @@ class MatchingEngine:
         self.workers = WorkerRegistry()
         # UpdateTaskQueueConfig's settings; the queue rate limit is applied to this node's partitions.
         self.configs = QueueConfigs(store)
+        # Worker Deployments: versions recorded from polls, and the routing of unpinned tasks to them.
+        self.deployments = WorkerDeployments(store)
+        self.deployments.pollers = self._recent_pollers
+        # (namespace id, sticky queue) -> (normal queue, deployment, build id) of a versioned worker.
+        self._sticky_versions: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    async def note_sticky_version(
+        self, namespace_id: str, sticky_queue: str, normal_queue: str, deployment: str, build_id: str
+    ) -> None:
+        """A versioned worker polls this sticky queue: its tasks go there only while the worker's version is
+        where the run's next task would be routed (an auto-upgrade run moves to a new current version)."""
+        notes = self._sticky_versions
+        notes.pop((namespace_id, sticky_queue), None)
+        notes[(namespace_id, sticky_queue)] = (normal_queue, deployment, build_id)
+        while len(notes) > 100_000:  # oldest first: a worker gone without ShutdownWorker
+            notes.pop(next(iter(notes)))
+
+    async def _recent_pollers(self, namespace_id: str, name: str, task_type: int) -> int:
+        """How many pollers polled the queue within the reference's poller history (5 minutes)."""
+        rows = await self.poller_info(namespace_id, name, task_type)
+        return sum(1 for row in rows if row[1] < 5 * 60)
+
+    async def _sticky_version_routed(self, namespace_id: str, sticky_queue: str, execution) -> bool:
+        """Whether the versioned worker behind a sticky queue is the version the run's task is routed to
+        (always, for an unversioned worker); else the task goes to the normal queue and on from there."""
+        note = self._sticky_versions.get((namespace_id, sticky_queue))
+        if note is None:
+            return True
+        normal, deployment, build_id = note
+        route = await self.deployments.routing(namespace_id, normal, WORKFLOW)
+        if route is None:
+            return False
+        return route.deployment == deployment and route.target(execution.workflow_id) == build_id
+
+    async def redirect_backlog(self, namespace_id: str, name: str, task_type: int, partition: int = 0) -> int:
+        """Move the backlog a partition of the queue holds to the versions its tasks are routed to now (tasks
+        added before the queue had a current version); answers how many moved. Each task is added to its
+        version's queue before it is acknowledged here, so a failure leaves it in one place or both, never
+        none (a duplicate is dropped by history as stale)."""
+        if name.startswith("/_sys/"):
+            return 0  # a version's own queue (or a partition's name): nothing routes from there
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        await p.prepare()
+        moved = 0
+        while (task := p.take_for_forwarding()) is not None:
+            try:
+                target = await self._routed(namespace_id, name, task_type, task.execution.workflow_id)
+                if target == name:
+                    p.give_back(task)
+                    break
+                if task_type == WORKFLOW:
+                    await self.peers.add_workflow_task(
+                        namespace_id, target, task.execution, task.scheduled_event_id
+                    )
+                else:
+                    await self.peers.add_activity_task(
+                        namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
+                    )
+            except BaseException:
+                p.give_back(task)
+                raise
+            await p.ack(task)
+            moved += 1
+        return moved
+
+    async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
+        """The physical queue an unpinned task of `workflow_id` added to `name` goes to (versioning.py)."""
+        if name.startswith("/_sys/"):
+            return name
+        route = await self.deployments.routing(namespace_id, name, task_type)
+        return name if route is None else route.queue_for(name, workflow_id)
 
     # ---- partitions ---------------------------------------------------------------------------------------
     def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
@@ -322,6 +395,7 @@ class MatchingEngine:
         if p is not None and not p.persistent:
             del self._partitions[key]
             p.unload()
+        self._sticky_versions.pop((namespace_id, name), None)
 
     def backlogs(self) -> list[tuple[TaskQueueKey, int, int]]:
         """(partition, tasks waiting, creation ms of the oldest) of every persistent partition this node
@@ -487,9 +561,13 @@ class MatchingEngine:
         task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
-            if sticky is None:
+            if sticky is None or not await self._sticky_version_routed(namespace_id, task_queue, execution):
                 raise StickyWorkerUnavailable()
             await sticky.add(task)
+            return
+        target = await self._routed(namespace_id, task_queue, WORKFLOW, execution.workflow_id)
+        if target != task_queue:
+            await self.peers.add_workflow_task(namespace_id, target, execution, scheduled_event_id)
             return
         await self._add(namespace_id, task_queue, WORKFLOW, partition, task)
 
@@ -503,6 +581,10 @@ class MatchingEngine:
         partition: int = -1,
     ) -> None:
         """Add an activity task to `partition` of the queue (-1: one chosen here)."""
+        target = await self._routed(namespace_id, task_queue, ACTIVITY, execution.workflow_id)
+        if target != task_queue:
+            await self.peers.add_activity_task(namespace_id, target, execution, scheduled_event_id, attempt)
+            return
         task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
         await self._add(namespace_id, task_queue, ACTIVITY, partition, task)
 
@@ -563,7 +645,7 @@ class MatchingEngine:
                 break
             if task.query is not None:
                 try:
-                    return await self._query_task_response(task, task_queue)
+                    return await self._query_task_response(task, base_queue(task_queue))
                 except ServiceError as e:
                     if not task.query.result.done():
                         task.query.result.set_exception(e)
@@ -577,7 +659,8 @@ class MatchingEngine:
                     task.scheduled_event_id,
                     str(uuid.uuid4()),
                     identity,
-                    TaskQueue(name=task_queue, kind=kind),
+                    # A version's physical queue is still the run's task queue to history.
+                    TaskQueue(name=base_queue(task_queue), kind=kind),
                     build_id,
                 ),
             )
@@ -681,7 +764,7 @@ class MatchingEngine:
                     task.attempt,
                     str(uuid.uuid4()),
                     identity,
-                    task_queue,
+                    base_queue(task_queue),
                     sdk_name,
                     sdk_version,
                     build_id,
@@ -738,6 +821,12 @@ class MatchingEngine:
                 await self.history.reset_sticky_task_queue(namespace_id, execution)
             except NotFound:
                 pass  # closed meanwhile: the normal queue's worker can still answer
+        target = await self._routed(namespace_id, task_queue, WORKFLOW, execution.workflow_id)
+        if target != task_queue:
+            # Asked of the version the run's next task would go to (its pollers run the workflow code).
+            return await self.peers.query_workflow(
+                namespace_id, target, execution, query, max(deadline - loop.time(), 0.0)
+            )
         partition = self.partition(namespace_id, task_queue, WORKFLOW)
         return await self._query(partition, execution, query, max(deadline - loop.time(), 0.0))
 

@@ -368,6 +368,22 @@ class _Statements:
         self.delete_nexus_endpoint = self._conditional(
             "DELETE FROM nexus_endpoints WHERE partition = 0 AND id = ?"
         )
+        # ---- worker deployments
+        self.get_deployment = self._idempotent(
+            "SELECT state, version FROM worker_deployments WHERE namespace_id = ? AND name = ?"
+        )
+        self.list_deployments = self._idempotent(
+            "SELECT name, state, version FROM worker_deployments WHERE namespace_id = ?"
+        )
+        self.insert_deployment = self._conditional(
+            "INSERT INTO worker_deployments (namespace_id, name, state, version) VALUES (?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.update_deployment = self._conditional(
+            "UPDATE worker_deployments SET state = ?, version = ? WHERE namespace_id = ? AND name = ? IF version = ?"
+        )
+        self.delete_deployment = self._conditional(
+            "DELETE FROM worker_deployments WHERE namespace_id = ? AND name = ? IF version = ?"
+        )
         # ---- visibility
         self.insert_visibility = self._idempotent(
             f"INSERT INTO visibility (start_day, {_VISIBILITY_COLUMNS}) "
@@ -1223,6 +1239,39 @@ class CassandraStore(Store):
             raise ConditionFailedError(
                 {0: ConditionFailedError.VERSION_MISMATCH},
                 f"nexus endpoints: expected table version {expected}, found {rows[0].get('table_version')}",
+            )
+
+    async def get_worker_deployment(self, namespace_id: str, name: str) -> tuple[bytes, int] | None:
+        # Serial: a change just acknowledged (an LWT) is always seen, from any node.
+        rows = await self._serial_rows(self._s.get_deployment, (namespace_id, name))
+        return None if not rows else (bytes(rows[0]["state"]), int(rows[0]["version"]))
+
+    async def list_worker_deployments(self, namespace_id: str) -> list[tuple[str, bytes, int]]:
+        rows = await self._serial_rows(self._s.list_deployments, (namespace_id,))
+        return [(row["name"], bytes(row["state"]), int(row["version"])) for row in rows]
+
+    async def write_worker_deployment(
+        self, namespace_id: str, name: str, state: bytes, expected_version: int
+    ) -> None:
+        """One LWT: IF NOT EXISTS for a new deployment, IF version = expected after that."""
+        if expected_version == 0:
+            row = await self._conditional(self._s.insert_deployment, (namespace_id, name, state, 1))
+        else:
+            row = await self._conditional(
+                self._s.update_deployment, (state, expected_version + 1, namespace_id, name, expected_version)
+            )
+        if not row["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"worker deployment {name}: expected version {expected_version}, found {row.get('version')}",
+            )
+
+    async def delete_worker_deployment(self, namespace_id: str, name: str, expected_version: int) -> None:
+        row = await self._conditional(self._s.delete_deployment, (namespace_id, name, expected_version))
+        if not row["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"worker deployment {name}: expected version {expected_version}, found {row.get('version')}",
             )
 
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:

@@ -733,6 +733,55 @@ class SQLiteStore(Store):
             "INSERT OR REPLACE INTO nexus_endpoints_table (partition, version) VALUES (0, ?)", (expected + 1,)
         )
 
+    async def get_worker_deployment(self, namespace_id: str, name: str) -> tuple[bytes, int] | None:
+        row = self._read_one(
+            "SELECT state, version FROM worker_deployments WHERE namespace_id = ? AND name = ?",
+            (namespace_id, name),
+        )
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    async def list_worker_deployments(self, namespace_id: str) -> list[tuple[str, bytes, int]]:
+        rows = self._read(
+            "SELECT name, state, version FROM worker_deployments WHERE namespace_id = ? ORDER BY name",
+            (namespace_id,),
+        )
+        return [(name, bytes(state), int(version)) for name, state, version in rows]
+
+    async def write_worker_deployment(
+        self, namespace_id: str, name: str, state: bytes, expected_version: int
+    ) -> None:
+        with self._transaction() as conn:
+            found = self._deployment_version(conn, namespace_id, name)
+            if found != expected_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"worker deployment {name}: expected version {expected_version}, found {found}",
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO worker_deployments (namespace_id, name, state, version) "
+                "VALUES (?, ?, ?, ?)",
+                (namespace_id, name, state, expected_version + 1),
+            )
+
+    async def delete_worker_deployment(self, namespace_id: str, name: str, expected_version: int) -> None:
+        with self._transaction() as conn:
+            found = self._deployment_version(conn, namespace_id, name)
+            if found == 0 or found != expected_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"worker deployment {name}: expected version {expected_version}, found {found}",
+                )
+            conn.execute(
+                "DELETE FROM worker_deployments WHERE namespace_id = ? AND name = ?", (namespace_id, name)
+            )
+
+    @staticmethod
+    def _deployment_version(conn, namespace_id: str, name: str) -> int:
+        row = conn.execute(
+            "SELECT version FROM worker_deployments WHERE namespace_id = ? AND name = ?", (namespace_id, name)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         rows = self._read("SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,))
         return dict(rows)

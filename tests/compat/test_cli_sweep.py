@@ -300,18 +300,9 @@ COMMANDS: dict[str, Cmd] = {
 
 # Features Hourglass does not have (yet): the reference serves them, Hourglass answers UNIMPLEMENTED.
 _NO_NEXUS = "standalone Nexus operations (`temporal nexus operation ...`) are not implemented in Hourglass"
-_NO_VERSIONING = "worker versioning (build ids, rules, deployments) is not implemented in Hourglass"
 KNOWN_DIFFERENCES: dict[str, str] = {
     # Nexus endpoints (`operator nexus endpoint ...`) and workflows' Nexus operations are served.
     **{c: _NO_NEXUS for c in COMMANDS if c.startswith("nexus ")},
-    # Except those both servers refuse alike (the deployment does not exist).
-    **{
-        c: _NO_VERSIONING
-        for c in COMMANDS
-        if c.startswith("worker deployment ")
-        and c.split()[-1]
-        not in ("create-version", "update-version-metadata", "update-version-compute-config")
-    },
     "activity list -o json": "listed standalone activities lack the reference's TemporalNamespaceDivision search "
     "attribute",
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
