@@ -4,6 +4,11 @@ On Cassandra every commit is a Paxos round on the shard's partition, and concurr
 partition contend (they retry each other's ballots): one batch of N transitions costs about what one
 transition did, N batches cost far more. On SQLite a group is one transaction instead of N.
 
+Each request may bring the history nodes its writes commit: the group's nodes are appended first (as few
+store requests as the store allows: Store.append_history_nodes), then its conditional batch is sent, so a
+request's two round trips both belong to its group, and requests that arrive while the group's nodes are
+being written join the next group instead of reaching the committer one by one.
+
 No latency is added when idle: the first request is sent at once (at the end of the event loop's turn, so
 requests made ready in the same turn go together); requests that arrive while `max_in_flight` batches are
 out wait and then form the next group (at most `max_writes` writes and about `max_bytes` of state and task
@@ -17,7 +22,10 @@ data; a request is never split). The outcome of a group is told to each request:
 - a write no store can encode (UnencodableWriteError, ValueError): nothing was sent, and the error belongs
   to one request's values: each request is sent again alone, so only the bad one fails;
 - anything else (timeout, lost connection: the outcome is unknown) is told to every request of the group,
-  whose callers apply today's fencing rules to each (see cluster/history/shard.py).
+  whose callers apply today's fencing rules to each (see cluster/history/shard.py); a failed history append
+  too (its batch was not sent, but the callers need not tell the two apart).
+
+Nodes are appended once per request: a request re-sent in a smaller group does not write them again.
 
 A caller cancelled while its request still waits is removed before it is sent (nothing written); once
 sent, the batch runs to its end in its own task, whatever happens to the callers.
@@ -32,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from hourglass.persistence.errors import ConditionFailedError, StoreUnavailableError, UnencodableWriteError
-from hourglass.persistence.records import ExecutionWrite
+from hourglass.persistence.records import ExecutionWrite, HistoryNode
 from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,10 +66,13 @@ def write_size(write: ExecutionWrite) -> int:
 
 
 class _Request:
-    __slots__ = ("writes", "size", "future", "sent")
+    __slots__ = ("writes", "nodes", "size", "future", "sent")
 
-    def __init__(self, writes: Sequence[ExecutionWrite], future: asyncio.Future[None]) -> None:
+    def __init__(
+        self, writes: Sequence[ExecutionWrite], nodes: Sequence[HistoryNode], future: asyncio.Future[None]
+    ) -> None:
         self.writes = list(writes)
+        self.nodes = list(nodes)  # emptied once appended
         self.size = sum(write_size(w) for w in self.writes)
         self.future = future
         self.sent = False
@@ -99,13 +110,14 @@ class GroupCommitter:
         self._kick_scheduled = False
         self._senders: set[asyncio.Task[None]] = set()
 
-    async def commit(self, writes: Sequence[ExecutionWrite]) -> None:
-        """Commit `writes` atomically (as Store.commit), possibly in one batch with other callers' writes.
+    async def commit(self, writes: Sequence[ExecutionWrite], nodes: Sequence[HistoryNode] = ()) -> None:
+        """Append `nodes` (Store.append_history_nodes), then commit `writes` atomically (as Store.commit),
+        both possibly together with other callers'.
 
-        Raises what Store.commit would have raised for these writes alone; a ConditionFailedError's
-        indices are those of `writes`.
+        Raises what Store.commit would have raised for these writes alone (or what the append raised); a
+        ConditionFailedError's indices are those of `writes`.
         """
-        request = _Request(writes, asyncio.get_running_loop().create_future())
+        request = _Request(writes, nodes, asyncio.get_running_loop().create_future())
         # A caller that stopped waiting never reads its outcome: read here, so asyncio logs no warning.
         request.future.add_done_callback(_retrieve)
         self._queue.append(request)
@@ -162,12 +174,15 @@ class GroupCommitter:
             try:
                 if self._check is not None:
                     self._check()
+                await self._append(group)
+                if self._check is not None:
+                    self._check()
                 writes = [w for request in group for w in request.writes]
                 await self._store.commit(self._shard_id, self._range_id(), writes)
             except ConditionFailedError as e:
                 group = self._fail_named(group, e)
                 continue
-            except (UnencodableWriteError, ValueError) as e:
+            except (UnencodableWriteError, ValueError, OverflowError) as e:
                 if len(group) == 1:
                     _resolve(group[0], e)
                     return
@@ -187,6 +202,18 @@ class GroupCommitter:
             for request in group:
                 _resolve(request, None)
             return
+
+    async def _append(self, group: list[_Request]) -> None:
+        """The history nodes of the group's requests that have not been appended yet (before the batch)."""
+        nodes = [node for request in group for node in request.nodes]
+        if not nodes:
+            return
+        try:
+            await self._store.append_history_nodes(nodes)
+        except (OverflowError, ValueError) as e:  # a value no column holds: that request's, sent alone
+            raise UnencodableWriteError(str(e)) from e
+        for request in group:
+            request.nodes = []
 
     @staticmethod
     def _fail_named(group: list[_Request], e: ConditionFailedError) -> list[_Request]:
