@@ -191,10 +191,17 @@ class MeteredStore:
         return requests
 
     def __getattr__(self, name: str):
+        """Wraps a store call on first use and keeps the wrapper (every request goes through here)."""
         attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr  # attributes and helpers that are not store calls
+        wrapper = self._wrap(name, attr)
+        self.__dict__[name] = wrapper
+        return wrapper
+
+    @staticmethod
+    def _wrap(name: str, attr):
         if name not in _WRITE_METHODS:
-            if not inspect.iscoroutinefunction(attr):
-                return attr  # attributes and helpers that are not store calls
 
             async def watched(*args, **kwargs):
                 try:

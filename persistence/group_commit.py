@@ -10,8 +10,10 @@ request's two round trips both belong to its group, and requests that arrive whi
 being written join the next group instead of reaching the committer one by one.
 
 No latency is added when idle: the first request is sent at once (at the end of the event loop's turn, so
-requests made ready in the same turn go together); requests that arrive while `max_in_flight` batches are
-out wait and then form the next group (at most `max_writes` writes and about `max_bytes` of state and task
+requests made ready in the same turn go together). With `linger` (seconds), a request that arrives while a
+batch of the shard is out waits for that batch to end, or at most `linger`, whichever comes first: what
+arrives meanwhile goes along, at a cost of at most `linger` per transition, and only under load. Requests
+that arrive while `max_in_flight` batches are out wait for one to end. Waiting requests form the next group (at most `max_writes` writes and about `max_bytes` of state and task
 data; a request is never split). The outcome of a group is told to each request:
 
 - applied: every request succeeds;
@@ -53,6 +55,8 @@ MAX_BYTES = 512 * 1024
 # tail of the database) then holds up every transition of the shard; a few in flight keep the others
 # moving and still group everything that arrives while they are all out (loadtest/RESULTS-cassandra.md).
 MAX_IN_FLIGHT = 4
+# No linger by default (hourglass.groupCommit.lingerMs): see loadtest/RESULTS-cassandra.md.
+LINGER_S = 0.0
 
 
 def write_size(write: ExecutionWrite) -> int:
@@ -95,9 +99,12 @@ class GroupCommitter:
         max_writes: int = MAX_WRITES,
         max_bytes: int = MAX_BYTES,
         max_in_flight: int = MAX_IN_FLIGHT,
+        linger: float = LINGER_S,
     ) -> None:
         if max_writes < 1 or max_bytes < 1 or max_in_flight < 1:
             raise ValueError("group commit caps must be positive")
+        if linger < 0:
+            raise ValueError("group commit linger must not be negative")
         self._store = store
         self._shard_id = shard_id
         self._range_id = range_id
@@ -105,6 +112,8 @@ class GroupCommitter:
         self._max_writes = max_writes
         self._max_bytes = max_bytes
         self._max_in_flight = max_in_flight
+        self._linger = linger
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._queue: deque[_Request] = deque()
         self._in_flight = 0
         self._kick_scheduled = False
@@ -121,10 +130,7 @@ class GroupCommitter:
         # A caller that stopped waiting never reads its outcome: read here, so asyncio logs no warning.
         request.future.add_done_callback(_retrieve)
         self._queue.append(request)
-        if not self._kick_scheduled and self._in_flight < self._max_in_flight:
-            # At the end of this turn of the loop: the commits made ready in the same turn go together.
-            self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        self._schedule()
         try:
             # shield: a cancelled caller must not cancel the batch it shares with others.
             await asyncio.shield(request.future)
@@ -134,9 +140,25 @@ class GroupCommitter:
                     self._queue.remove(request)
             raise
 
+    def _schedule(self) -> None:
+        """Arrange for the waiting requests to be sent: at the end of this turn of the loop (the commits
+        made ready in the same turn go together), or, while a batch is out and `linger` is set, when it ends
+        or the linger expires. While `max_in_flight` batches are out, the next one to end sends them."""
+        if self._kick_scheduled or self._in_flight >= self._max_in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        if self._in_flight == 0 or self._linger <= 0:
+            self._kick_scheduled = True
+            loop.call_soon(self._kick)
+        elif self._linger_timer is None:
+            self._linger_timer = loop.call_later(self._linger, self._kick)
+
     def _kick(self) -> None:
         """Send waiting requests as groups while fewer than `max_in_flight` batches are out."""
         self._kick_scheduled = False
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         while self._queue and self._in_flight < self._max_in_flight:
             group = self._take_group()
             for request in group:

@@ -151,6 +151,7 @@ class Shard:
             self.check_writable,
             max_writes=LIMITS.group_commit_max_transitions,
             max_in_flight=LIMITS.group_commit_max_in_flight,
+            linger=LIMITS.group_commit_linger_ms / 1000,
         )
 
     # ---- ownership -------------------------------------------------------------------------------------

@@ -1243,8 +1243,11 @@ class CassandraStore(Store):
         return BatchStatement(batch_type=BatchType.LOGGED, serial_consistency_level=self._serial)
 
     async def _execute(self, statement: Any, parameters: Any = None) -> list[dict[str, Any]]:
-        with _unavailable_on_driver_error(_describe(statement)):
+        # The hot path of every request: no context manager, and the statement described only on error.
+        try:
             result = await aio.execute(self._session, statement, parameters)
+        except _UNAVAILABLE_ERRORS as e:
+            raise _unavailable(_describe(statement), e) from e
         return list(result.current_rows)
 
     async def _rows(self, statement: PreparedStatement, parameters: Sequence[Any]) -> list[dict[str, Any]]:
@@ -1316,7 +1319,11 @@ def _unavailable_on_driver_error(what: str) -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE_ERRORS as e:
-        raise StoreUnavailableError(f"cassandra: {what}: {type(e).__name__}: {e}") from e
+        raise _unavailable(what, e) from e
+
+
+def _unavailable(what: str, error: BaseException) -> StoreUnavailableError:
+    return StoreUnavailableError(f"cassandra: {what}: {type(error).__name__}: {error}")
 
 
 def _describe(statement: Any) -> str:

@@ -69,7 +69,7 @@ async def range_id(store: Store) -> int:
     return await acquire_shard(store)
 
 
-def committer(log: BatchLog, range_id: int, **caps: int) -> GroupCommitter:
+def committer(log: BatchLog, range_id: int, **caps: float) -> GroupCommitter:
     """One batch in flight unless a test says otherwise: the grouping each test expects is then exact."""
     caps.setdefault("max_in_flight", 1)
     return GroupCommitter(log, SHARD, lambda: range_id, **caps)  # type: ignore[arg-type]
@@ -259,13 +259,22 @@ async def test_a_commit_cancelled_before_it_is_sent_is_never_written(store: Stor
     assert await store.get_execution(SHARD, NS, "wf-2", "run-2") is not None
 
 
-async def test_random_interleavings_match_commits_applied_one_by_one(store: Store, range_id: int) -> None:
+@pytest.mark.parametrize("linger", [0.0, 0.002])
+async def test_random_interleavings_match_commits_applied_one_by_one(
+    store: Store, range_id: int, linger: float
+) -> None:
     """Rounds of concurrent commits (distinct runs per round, as the engine's run locks guarantee) arriving
     at random moments, some with stale versions or taken workflow ids: each succeeds exactly when its
     conditions held, and the store ends as the model says."""
     rng = random.Random(1616)
     log = BatchLog(store)
-    group = committer(log, range_id, max_writes=rng.choice([3, 5, 32]), max_in_flight=rng.choice([1, 2, 4]))
+    group = committer(
+        log,
+        range_id,
+        max_writes=rng.choice([3, 5, 32]),
+        max_in_flight=rng.choice([1, 2, 4]),
+        linger=linger,
+    )
     versions: dict[str, int] = {}  # workflow id -> stored version of its only run
     for round_no in range(8):
         ids = rng.sample(range(24), rng.randint(1, 12))
@@ -417,3 +426,52 @@ async def test_a_shard_released_during_the_append_sends_no_batch(store: Store, r
         await asyncio.wait_for(pending, 10)
     assert log.batches == []
     assert await store.get_execution(SHARD, NS, "wf-r", "run-r") is None
+
+
+async def test_with_a_linger_a_commit_waits_for_the_batch_in_flight_and_goes_with_the_next_group(
+    store: Store, range_id: int
+) -> None:
+    """Batches could be pipelined (4 in flight), but a linger longer than the batch makes the commits that
+    arrive while it is out wait for it, and go together."""
+    log = BatchLog(store)
+    log.gate = asyncio.Event()
+    group = committer(log, range_id, max_in_flight=4, linger=30.0)
+    first = asyncio.create_task(group.commit([start("wf-0", "run-0")]))
+    await asyncio.wait_for(log.sent.wait(), 5)
+    later = []
+    for i in range(1, 4):
+        later.append(asyncio.create_task(group.commit([start(f"wf-{i}", f"run-{i}")])))
+        await asyncio.sleep(0.01)
+    assert log.batches == [1]
+    log.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), 10)
+
+    assert log.batches == [1, 3]
+    for i in range(4):
+        assert await store.get_execution(SHARD, NS, f"wf-{i}", f"run-{i}") is not None
+
+
+async def test_a_linger_is_bounded_while_the_batch_in_flight_is_slow(store: Store, range_id: int) -> None:
+    log = BatchLog(store)
+    log.gate = asyncio.Event()
+    group = committer(log, range_id, max_in_flight=2, linger=0.05)
+    first = asyncio.create_task(group.commit([start("wf-0", "run-0")]))
+    await asyncio.wait_for(log.sent.wait(), 5)
+    second = asyncio.create_task(group.commit([start("wf-1", "run-1")]))
+    third = asyncio.create_task(group.commit([start("wf-2", "run-2")]))
+    await asyncio.sleep(0.01)
+    assert log.batches == [1]  # lingering
+    for _ in range(100):
+        if len(log.batches) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert log.batches == [1, 2]  # the linger ran out with the first batch still out: sent anyway
+    log.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second, third), 10)
+    for i in range(3):
+        assert await store.get_execution(SHARD, NS, f"wf-{i}", f"run-{i}") is not None
+
+
+async def test_a_negative_linger_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="linger"):
+        GroupCommitter(store, SHARD, lambda: 1, linger=-1)
