@@ -4,10 +4,13 @@ On Cassandra every commit is a Paxos round on the shard's partition, and concurr
 partition contend (they retry each other's ballots): one batch of N transitions costs about what one
 transition did, N batches cost far more. On SQLite a group is one transaction instead of N.
 
-Each request may bring the history nodes its writes commit: the group's nodes are appended first (as few
-store requests as the store allows: Store.append_history_nodes), then its conditional batch is sent, so a
-request's two round trips both belong to its group, and requests that arrive while the group's nodes are
-being written join the next group instead of reaching the committer one by one.
+Each request may bring the history nodes its writes commit, to be appended before its batch. That is a
+pipeline of two stages: the nodes of every request made ready in the same turn of the event loop are
+appended together (as few store requests as the store allows: Store.append_history_nodes; appends are not
+conditional, so any number may be out at once), and each request then joins the batch queue below, where
+it is grouped again with the requests whose appends ended meanwhile. A failed append is told to the
+requests of that append (nothing of theirs reached a batch); a value no store can encode sends each again
+alone, so only the bad one fails.
 
 No latency is added when idle: the first request is sent at once (at the end of the event loop's turn, so
 requests made ready in the same turn go together). With `linger` (seconds), a request that arrives while a
@@ -24,10 +27,9 @@ data; a request is never split). The outcome of a group is told to each request:
 - a write no store can encode (UnencodableWriteError, ValueError): nothing was sent, and the error belongs
   to one request's values: each request is sent again alone, so only the bad one fails;
 - anything else (timeout, lost connection: the outcome is unknown) is told to every request of the group,
-  whose callers apply today's fencing rules to each (see cluster/history/shard.py); a failed history append
-  too (its batch was not sent, but the callers need not tell the two apart).
+  whose callers apply today's fencing rules to each (see cluster/history/shard.py).
 
-Nodes are appended once per request: a request re-sent in a smaller group does not write them again.
+Nodes are appended once per request: a request sent again in a smaller group does not write them again.
 
 A caller cancelled while its request still waits is removed before it is sent (nothing written); once
 sent, the batch runs to its end in its own task, whatever happens to the callers.
@@ -39,7 +41,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from hourglass.persistence.errors import ConditionFailedError, StoreUnavailableError, UnencodableWriteError
 from hourglass.persistence.records import ExecutionWrite, HistoryNode
@@ -70,7 +73,7 @@ def write_size(write: ExecutionWrite) -> int:
 
 
 class _Request:
-    __slots__ = ("writes", "nodes", "size", "future", "sent")
+    __slots__ = ("writes", "nodes", "size", "future", "sent", "abandoned")
 
     def __init__(
         self, writes: Sequence[ExecutionWrite], nodes: Sequence[HistoryNode], future: asyncio.Future[None]
@@ -79,7 +82,8 @@ class _Request:
         self.nodes = list(nodes)  # emptied once appended
         self.size = sum(write_size(w) for w in self.writes)
         self.future = future
-        self.sent = False
+        self.sent = False  # its batch was sent: it runs to its end whatever the caller does
+        self.abandoned = False  # the caller was cancelled before that: never sent
 
 
 class GroupCommitter:
@@ -115,6 +119,8 @@ class GroupCommitter:
         self._linger = linger
         self._linger_timer: asyncio.TimerHandle | None = None
         self._queue: deque[_Request] = deque()
+        self._to_append: list[_Request] = []
+        self._append_scheduled = False
         self._in_flight = 0
         self._kick_scheduled = False
         self._senders: set[asyncio.Task[None]] = set()
@@ -129,16 +135,64 @@ class GroupCommitter:
         request = _Request(writes, nodes, asyncio.get_running_loop().create_future())
         # A caller that stopped waiting never reads its outcome: read here, so asyncio logs no warning.
         request.future.add_done_callback(_retrieve)
-        self._queue.append(request)
-        self._schedule()
+        if request.nodes:
+            self._to_append.append(request)
+            if not self._append_scheduled:
+                # At the end of this turn of the loop: the nodes made ready in the same turn go together.
+                self._append_scheduled = True
+                asyncio.get_running_loop().call_soon(self._start_append)
+        else:
+            self._queue.append(request)
+            self._schedule()
         try:
-            # shield: a cancelled caller must not cancel the batch it shares with others.
+            # shield: a cancelled caller must not cancel the append or batch it shares with others.
             await asyncio.shield(request.future)
         except asyncio.CancelledError:
             if not request.sent:
+                request.abandoned = True
                 with contextlib.suppress(ValueError):
                     self._queue.remove(request)
+                with contextlib.suppress(ValueError):
+                    self._to_append.remove(request)
             raise
+
+    def _start_append(self) -> None:
+        self._append_scheduled = False
+        requests, self._to_append = self._to_append, []
+        if requests:
+            self._spawn(self._append_then_queue(requests))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=f"group-commit-{self._shard_id}")
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _append_then_queue(self, requests: list[_Request]) -> None:
+        """Append the requests' nodes together, then queue them for their batch."""
+        try:
+            if self._check is not None:
+                self._check()
+            await self._append(requests)
+        except UnencodableWriteError as e:
+            if len(requests) == 1:
+                _resolve(requests[0], e)
+                return
+            for request in requests:  # one request's value: find which, each alone
+                await self._append_then_queue([request])
+            return
+        except asyncio.CancelledError:
+            unknown = StoreUnavailableError("group commit cancelled during its history append")
+            for request in requests:
+                _resolve(request, unknown)
+            raise
+        except Exception as e:  # unavailable, the shard released: no batch of theirs was sent
+            for request in requests:
+                _resolve(request, e)
+            return
+        waiting = [r for r in requests if not r.abandoned and not r.future.done()]
+        if waiting:
+            self._queue.extend(waiting)
+            self._schedule()
 
     def _schedule(self) -> None:
         """Arrange for the waiting requests to be sent: at the end of this turn of the loop (the commits
@@ -164,9 +218,7 @@ class GroupCommitter:
             for request in group:
                 request.sent = True
             self._in_flight += 1
-            sender = asyncio.create_task(self._run(group), name=f"group-commit-{self._shard_id}")
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+            self._spawn(self._run(group))
 
     async def _run(self, group: list[_Request]) -> None:
         try:
@@ -196,15 +248,12 @@ class GroupCommitter:
             try:
                 if self._check is not None:
                     self._check()
-                await self._append(group)
-                if self._check is not None:
-                    self._check()
                 writes = [w for request in group for w in request.writes]
                 await self._store.commit(self._shard_id, self._range_id(), writes)
             except ConditionFailedError as e:
                 group = self._fail_named(group, e)
                 continue
-            except (UnencodableWriteError, ValueError, OverflowError) as e:
+            except (UnencodableWriteError, ValueError) as e:
                 if len(group) == 1:
                     _resolve(group[0], e)
                     return
@@ -226,10 +275,8 @@ class GroupCommitter:
             return
 
     async def _append(self, group: list[_Request]) -> None:
-        """The history nodes of the group's requests that have not been appended yet (before the batch)."""
+        """The history nodes of the requests (before their batch)."""
         nodes = [node for request in group for node in request.nodes]
-        if not nodes:
-            return
         try:
             await self._store.append_history_nodes(nodes)
         except (OverflowError, ValueError) as e:  # a value no column holds: that request's, sent alone

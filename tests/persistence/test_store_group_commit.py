@@ -335,24 +335,32 @@ async def test_a_group_appends_its_history_nodes_in_one_call_before_its_batch(
         assert await committed_nodes(store, f"wf-{i}", f"run-{i}") == [nodes[i]]
 
 
-async def test_commits_arriving_during_a_groups_append_form_the_next_group(
+async def test_appends_go_on_while_a_batch_is_out_and_their_commits_form_the_next_group(
     store: Store, range_id: int
 ) -> None:
-    """Both round trips of a transition belong to its group: what arrives meanwhile waits and goes together."""
+    """A pipeline: the nodes of commits that arrive while the shard's batch is out are appended at once,
+    and their commits wait for that batch and go together."""
     log = BatchLog(store)
-    log.append_gate = asyncio.Event()
+    log.gate = asyncio.Event()
     group = committer(log, range_id)
     first = asyncio.create_task(group.commit([start("wf-0", "run-0")], [history_node("wf-0", "run-0", 100)]))
     await asyncio.wait_for(log.sent.wait(), 5)
-    later = [
-        asyncio.create_task(
-            group.commit([start(f"wf-{i}", f"run-{i}")], [history_node(f"wf-{i}", f"run-{i}", 100 + i)])
-        )
-        for i in range(1, 5)
-    ]
-    await asyncio.sleep(0.01)
-    assert log.order == ["append 1"]
-    log.append_gate.set()
+    for _ in range(100):
+        if log.order == ["append 1", "batch 1"]:
+            break
+        await asyncio.sleep(0.01)
+    later = []
+    for i in range(1, 5):
+        node = history_node(f"wf-{i}", f"run-{i}", 100 + i)
+        later.append(asyncio.create_task(group.commit([start(f"wf-{i}", f"run-{i}")], [node])))
+    for _ in range(100):
+        if log.order[-1] == "append 4":
+            break
+        await asyncio.sleep(0.01)
+    assert log.order == ["append 1", "batch 1", "append 4"]  # appended while the batch is held
+    await asyncio.sleep(0.05)
+    assert log.order == ["append 1", "batch 1", "append 4"]  # and waiting for it
+    log.gate.set()
     await asyncio.wait_for(asyncio.gather(first, *later), 10)
 
     assert log.order == ["append 1", "batch 1", "append 4", "batch 4"]
@@ -475,3 +483,26 @@ async def test_a_linger_is_bounded_while_the_batch_in_flight_is_slow(store: Stor
 async def test_a_negative_linger_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="linger"):
         GroupCommitter(store, SHARD, lambda: 1, linger=-1)
+
+
+async def test_a_commit_cancelled_during_its_append_never_reaches_a_batch(
+    store: Store, range_id: int
+) -> None:
+    log = BatchLog(store)
+    log.append_gate = asyncio.Event()
+    group = committer(log, range_id)
+    cancelled = asyncio.create_task(
+        group.commit([start("wf-x", "run-x")], [history_node("wf-x", "run-x", 100)])
+    )
+    kept = asyncio.create_task(group.commit([start("wf-k", "run-k")], [history_node("wf-k", "run-k", 101)]))
+    await asyncio.wait_for(log.sent.wait(), 5)
+    assert log.order == ["append 2"]
+    cancelled.cancel()
+    log.append_gate.set()
+    await asyncio.wait_for(kept, 10)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+
+    assert log.order == ["append 2", "batch 1"]
+    assert await store.get_execution(SHARD, NS, "wf-x", "run-x") is None
+    assert await store.get_execution(SHARD, NS, "wf-k", "run-k") is not None
