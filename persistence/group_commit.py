@@ -4,9 +4,19 @@ On Cassandra every commit is a Paxos round on the shard's partition, and concurr
 partition contend (they retry each other's ballots): one batch of N transitions costs about what one
 transition did, N batches cost far more. On SQLite a group is one transaction instead of N.
 
+Each request may bring the history nodes its writes commit, to be appended before its batch. That is a
+pipeline of two stages: the nodes of every request made ready in the same turn of the event loop are
+appended together (as few store requests as the store allows: Store.append_history_nodes; appends are not
+conditional, so any number may be out at once), and each request then joins the batch queue below, where
+it is grouped again with the requests whose appends ended meanwhile. A failed append is told to the
+requests of that append (nothing of theirs reached a batch); a value no store can encode sends each again
+alone, so only the bad one fails.
+
 No latency is added when idle: the first request is sent at once (at the end of the event loop's turn, so
-requests made ready in the same turn go together); requests that arrive while `max_in_flight` batches are
-out wait and then form the next group (at most `max_writes` writes and about `max_bytes` of state and task
+requests made ready in the same turn go together). With `linger` (seconds), a request that arrives while a
+batch of the shard is out waits for that batch to end, or at most `linger`, whichever comes first: what
+arrives meanwhile goes along, at a cost of at most `linger` per transition, and only under load. Requests
+that arrive while `max_in_flight` batches are out wait for one to end. Waiting requests form the next group (at most `max_writes` writes and about `max_bytes` of state and task
 data; a request is never split). The outcome of a group is told to each request:
 
 - applied: every request succeeds;
@@ -19,6 +29,8 @@ data; a request is never split). The outcome of a group is told to each request:
 - anything else (timeout, lost connection: the outcome is unknown) is told to every request of the group,
   whose callers apply today's fencing rules to each (see cluster/history/shard.py).
 
+Nodes are appended once per request: a request sent again in a smaller group does not write them again.
+
 A caller cancelled while its request still waits is removed before it is sent (nothing written); once
 sent, the batch runs to its end in its own task, whatever happens to the callers.
 """
@@ -29,10 +41,11 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from hourglass.persistence.errors import ConditionFailedError, StoreUnavailableError, UnencodableWriteError
-from hourglass.persistence.records import ExecutionWrite
+from hourglass.persistence.records import ExecutionWrite, HistoryNode
 from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +58,8 @@ MAX_BYTES = 512 * 1024
 # tail of the database) then holds up every transition of the shard; a few in flight keep the others
 # moving and still group everything that arrives while they are all out (loadtest/RESULTS-cassandra.md).
 MAX_IN_FLIGHT = 4
+# No linger by default (hourglass.groupCommit.lingerMs): see loadtest/RESULTS-cassandra.md.
+LINGER_S = 0.0
 
 
 def write_size(write: ExecutionWrite) -> int:
@@ -58,13 +73,17 @@ def write_size(write: ExecutionWrite) -> int:
 
 
 class _Request:
-    __slots__ = ("writes", "size", "future", "sent")
+    __slots__ = ("writes", "nodes", "size", "future", "sent", "abandoned")
 
-    def __init__(self, writes: Sequence[ExecutionWrite], future: asyncio.Future[None]) -> None:
+    def __init__(
+        self, writes: Sequence[ExecutionWrite], nodes: Sequence[HistoryNode], future: asyncio.Future[None]
+    ) -> None:
         self.writes = list(writes)
+        self.nodes = list(nodes)  # emptied once appended
         self.size = sum(write_size(w) for w in self.writes)
         self.future = future
-        self.sent = False
+        self.sent = False  # its batch was sent: it runs to its end whatever the caller does
+        self.abandoned = False  # the caller was cancelled before that: never sent
 
 
 class GroupCommitter:
@@ -84,9 +103,12 @@ class GroupCommitter:
         max_writes: int = MAX_WRITES,
         max_bytes: int = MAX_BYTES,
         max_in_flight: int = MAX_IN_FLIGHT,
+        linger: float = LINGER_S,
     ) -> None:
         if max_writes < 1 or max_bytes < 1 or max_in_flight < 1:
             raise ValueError("group commit caps must be positive")
+        if linger < 0:
+            raise ValueError("group commit linger must not be negative")
         self._store = store
         self._shard_id = shard_id
         self._range_id = range_id
@@ -94,45 +116,109 @@ class GroupCommitter:
         self._max_writes = max_writes
         self._max_bytes = max_bytes
         self._max_in_flight = max_in_flight
+        self._linger = linger
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._queue: deque[_Request] = deque()
+        self._to_append: list[_Request] = []
+        self._append_scheduled = False
         self._in_flight = 0
         self._kick_scheduled = False
         self._senders: set[asyncio.Task[None]] = set()
 
-    async def commit(self, writes: Sequence[ExecutionWrite]) -> None:
-        """Commit `writes` atomically (as Store.commit), possibly in one batch with other callers' writes.
+    async def commit(self, writes: Sequence[ExecutionWrite], nodes: Sequence[HistoryNode] = ()) -> None:
+        """Append `nodes` (Store.append_history_nodes), then commit `writes` atomically (as Store.commit),
+        both possibly together with other callers'.
 
-        Raises what Store.commit would have raised for these writes alone; a ConditionFailedError's
-        indices are those of `writes`.
+        Raises what Store.commit would have raised for these writes alone (or what the append raised); a
+        ConditionFailedError's indices are those of `writes`.
         """
-        request = _Request(writes, asyncio.get_running_loop().create_future())
+        request = _Request(writes, nodes, asyncio.get_running_loop().create_future())
         # A caller that stopped waiting never reads its outcome: read here, so asyncio logs no warning.
         request.future.add_done_callback(_retrieve)
-        self._queue.append(request)
-        if not self._kick_scheduled and self._in_flight < self._max_in_flight:
-            # At the end of this turn of the loop: the commits made ready in the same turn go together.
-            self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        if request.nodes:
+            self._to_append.append(request)
+            if not self._append_scheduled:
+                # At the end of this turn of the loop: the nodes made ready in the same turn go together.
+                self._append_scheduled = True
+                asyncio.get_running_loop().call_soon(self._start_append)
+        else:
+            self._queue.append(request)
+            self._schedule()
         try:
-            # shield: a cancelled caller must not cancel the batch it shares with others.
+            # shield: a cancelled caller must not cancel the append or batch it shares with others.
             await asyncio.shield(request.future)
         except asyncio.CancelledError:
             if not request.sent:
+                request.abandoned = True
                 with contextlib.suppress(ValueError):
                     self._queue.remove(request)
+                with contextlib.suppress(ValueError):
+                    self._to_append.remove(request)
             raise
+
+    def _start_append(self) -> None:
+        self._append_scheduled = False
+        requests, self._to_append = self._to_append, []
+        if requests:
+            self._spawn(self._append_then_queue(requests))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=f"group-commit-{self._shard_id}")
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _append_then_queue(self, requests: list[_Request]) -> None:
+        """Append the requests' nodes together, then queue them for their batch."""
+        try:
+            if self._check is not None:
+                self._check()
+            await self._append(requests)
+        except UnencodableWriteError as e:
+            if len(requests) == 1:
+                _resolve(requests[0], e)
+                return
+            for request in requests:  # one request's value: find which, each alone
+                await self._append_then_queue([request])
+            return
+        except asyncio.CancelledError:
+            unknown = StoreUnavailableError("group commit cancelled during its history append")
+            for request in requests:
+                _resolve(request, unknown)
+            raise
+        except Exception as e:  # unavailable, the shard released: no batch of theirs was sent
+            for request in requests:
+                _resolve(request, e)
+            return
+        waiting = [r for r in requests if not r.abandoned and not r.future.done()]
+        if waiting:
+            self._queue.extend(waiting)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Arrange for the waiting requests to be sent: at the end of this turn of the loop (the commits
+        made ready in the same turn go together), or, while a batch is out and `linger` is set, when it ends
+        or the linger expires. While `max_in_flight` batches are out, the next one to end sends them."""
+        if self._kick_scheduled or self._in_flight >= self._max_in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        if self._in_flight == 0 or self._linger <= 0:
+            self._kick_scheduled = True
+            loop.call_soon(self._kick)
+        elif self._linger_timer is None:
+            self._linger_timer = loop.call_later(self._linger, self._kick)
 
     def _kick(self) -> None:
         """Send waiting requests as groups while fewer than `max_in_flight` batches are out."""
         self._kick_scheduled = False
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         while self._queue and self._in_flight < self._max_in_flight:
             group = self._take_group()
             for request in group:
                 request.sent = True
             self._in_flight += 1
-            sender = asyncio.create_task(self._run(group), name=f"group-commit-{self._shard_id}")
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+            self._spawn(self._run(group))
 
     async def _run(self, group: list[_Request]) -> None:
         try:
@@ -187,6 +273,16 @@ class GroupCommitter:
             for request in group:
                 _resolve(request, None)
             return
+
+    async def _append(self, group: list[_Request]) -> None:
+        """The history nodes of the requests (before their batch)."""
+        nodes = [node for request in group for node in request.nodes]
+        try:
+            await self._store.append_history_nodes(nodes)
+        except (OverflowError, ValueError) as e:  # a value no column holds: that request's, sent alone
+            raise UnencodableWriteError(str(e)) from e
+        for request in group:
+            request.nodes = []
 
     @staticmethod
     def _fail_named(group: list[_Request], e: ConditionFailedError) -> list[_Request]:

@@ -9,6 +9,7 @@ blocks the event loop; the conformance suite in tests/persistence/ defines the e
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -110,6 +111,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def append_history_node(self, node: HistoryNode) -> None:
         """Idempotent, unconditional append. Rewriting the same (run, node_id, txn_id) is harmless."""
+
+    async def append_history_nodes(self, nodes: Sequence[HistoryNode]) -> int:
+        """Append several nodes (of different runs: a group commit's) as append_history_node would, in as
+        few requests as the store allows; returns how many requests that took (the writes metric). On
+        failure some may have been written (harmless: appends are idempotent and unread until committed).
+        """
+        if len(nodes) == 1:
+            await self.append_history_node(nodes[0])
+        elif nodes:
+            await asyncio.gather(*(self.append_history_node(node) for node in nodes))
+        return len(nodes)
 
     @abc.abstractmethod
     async def read_history_nodes(

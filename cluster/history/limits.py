@@ -78,6 +78,8 @@ class HistoryLimits:
     # flight at once, and transitions per batch at most. Read when a shard is acquired.
     group_commit_max_in_flight: int = 4
     group_commit_max_transitions: int = 32
+    # How long a transition may wait for its shard's batch in flight, to go with the next group (0: never).
+    group_commit_linger_ms: int = 0
     # Batch operations (cluster/batcher): running batches a namespace may have at once, and operations a
     # second a batch does when its request does not say (max_operations_per_second).
     max_concurrent_batch_operations: int = 1
@@ -133,6 +135,7 @@ _KEYS = {
     "worker.batcherRPS": "batcher_rps",
     "hourglass.groupCommit.maxInFlight": "group_commit_max_in_flight",
     "hourglass.groupCommit.maxTransitions": "group_commit_max_transitions",
+    "hourglass.groupCommit.lingerMs": "group_commit_linger_ms",
     "frontend.WorkerHeartbeatsEnabled": "worker_heartbeats_enabled",
     "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
     "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
@@ -146,6 +149,8 @@ _ZERO_IS_UNLIMITED = {
     "limit.numPendingSignals.error",
     "limit.numPendingCancelRequests.error",
 }
+# Keys where 0 turns the feature off.
+_ZERO_IS_OFF = {"hourglass.groupCommit.lingerMs"}
 # Durations, kept in milliseconds.
 _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
@@ -209,7 +214,7 @@ def apply_dynamic_config(config: Mapping[str, Any]) -> None:
         if isinstance(getattr(LIMITS, field), bool):
             if not isinstance(value, bool):
                 raise ValueError(f"dynamic config {key} must be true or false, not {value!r}")
-        elif key in _ZERO_IS_UNLIMITED:
+        elif key in _ZERO_IS_UNLIMITED or key in _ZERO_IS_OFF:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"dynamic config {key} must be a non-negative integer, not {value!r}")
         elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:

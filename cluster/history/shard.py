@@ -2,6 +2,7 @@
 
 A commit is always: (1) append the transition's events as one history node (idempotent, unconditional),
 (2) ONE conditional batch in the shard partition fenced by range_id and the run's db_record_version.
+Both are done by the group committer, for every commit of its group at once.
 If (2) fails or its outcome is unknown, the cached state is dropped and reloaded before anything else.
 The batches of commits of different runs that are ready together are merged into one (group commit,
 persistence/group_commit.py): each commit still learns its own outcome, and one with an unknown outcome
@@ -150,6 +151,7 @@ class Shard:
             self.check_writable,
             max_writes=LIMITS.group_commit_max_transitions,
             max_in_flight=LIMITS.group_commit_max_in_flight,
+            linger=LIMITS.group_commit_linger_ms / 1000,
         )
 
     # ---- ownership -------------------------------------------------------------------------------------
@@ -359,12 +361,12 @@ class Shard:
         keys = [_key(tr.ms) for tr, _ in transitions]
         allocated: list[int] = []
         try:
-            writes = await self._prepare_all(transitions, allocated)
+            writes, nodes = await self._prepare_all(transitions, allocated)
             self.check_writable()
             self._committing += 1
             self._no_commits.clear()
             try:
-                await self._committer.commit(writes)
+                await self._committer.commit(writes, nodes)
             finally:
                 self._committing -= 1
                 if self._committing == 0:
@@ -424,22 +426,16 @@ class Shard:
 
     async def _prepare_all(
         self, transitions: list[tuple[Transition, bool]], allocated: list[int]
-    ) -> list[ExecutionWrite]:
-        """The batch's writes, their history nodes appended concurrently. A value that cannot be encoded (a
-        client's out-of-range number: a timestamp past year 9999, an integer beyond 64 bits) is an
-        UnencodableWriteError: the batch was not sent."""
+    ) -> tuple[list[ExecutionWrite], list[HistoryNode]]:
+        """The batch's writes and the history nodes to append before it (the group committer appends them
+        with the other commits' of its group). A value that cannot be encoded (a client's out-of-range
+        number: a timestamp past year 9999, an integer beyond 64 bits) is an UnencodableWriteError: the
+        batch was not sent."""
         try:
             prepared = [await self._prepare(tr, is_new, allocated) for tr, is_new in transitions]
-            nodes = [node for _, node in prepared if node is not None]
-            if nodes:
-                self.check_writable()
-                if len(nodes) == 1:
-                    await self.store.append_history_node(nodes[0])
-                else:
-                    await asyncio.gather(*(self.store.append_history_node(node) for node in nodes))
-            return [write for write, _ in prepared]
         except (OverflowError, ValueError) as e:
             raise UnencodableWriteError(str(e)) from e
+        return [write for write, _ in prepared], [node for _, node in prepared if node is not None]
 
     async def _prepare(
         self, tr: Transition, is_new_run: bool, allocated: list[int]

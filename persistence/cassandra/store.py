@@ -27,6 +27,7 @@ deletes are safe for them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -101,6 +102,16 @@ NAMESPACE_BY_NAME = 1
 NAMESPACE_BY_ID = 2
 NAMESPACES_PARTITION = 0
 METADATA_PARTITION = 0
+
+# A group commit's history nodes go in UNLOGGED batches under Cassandra's default warning thresholds
+# (append_history_nodes): at most this many partitions and about this many bytes per batch.
+HISTORY_BATCH_NODES = 10
+HISTORY_BATCH_BYTES = 4096
+HISTORY_NODE_OVERHEAD = 96  # keys and columns of a node besides its events
+# A visibility upsert's three writes go as one UNLOGGED batch when under HISTORY_BATCH_BYTES with this.
+VISIBILITY_ROW_OVERHEAD = 1024
+# Runs whose visibility start time the store remembers (upsert_visibility skips reading it).
+VISIBILITY_STARTS_CACHED = 50_000
 
 DAY_MS = 86_400_000
 # Rows per page when a read has to skip rows (history versions, visibility days).
@@ -462,6 +473,10 @@ class CassandraStore(Store):
         self._s = statements
         self._serial = consistency_level(config.serial_consistency)
         self._closed = False
+        # (namespace id, workflow id, run id) -> the run's visibility start time as stored (upsert_visibility).
+        self._visibility_starts: collections.OrderedDict[tuple[str, str, str], int] = (
+            collections.OrderedDict()
+        )
         self._visibility = VisibilityReader(
             self._pages,
             self._prepare,
@@ -675,18 +690,42 @@ class CassandraStore(Store):
 
     # ---- history ---------------------------------------------------------------------------------------
     async def append_history_node(self, node: HistoryNode) -> None:
-        await self._execute(
-            self._s.append_node,
-            (
-                node.namespace_id,
-                node.workflow_id,
-                node.run_id,
-                node.node_id,
-                node.txn_id,
-                node.events,
-                node.last_event_id,
-            ),
-        )
+        await self._execute(self._s.append_node, _node_values(node))
+
+    async def append_history_nodes(self, nodes: Sequence[HistoryNode]) -> int:
+        """UNLOGGED batches of a few nodes each (one request instead of one per node), sent concurrently.
+
+        The nodes are in different partitions (runs): Cassandra warns about an unlogged batch spanning more
+        than `unlogged_batch_across_partitions_warn_threshold` (10) partitions or larger than
+        `batch_size_warn_threshold` (5 KiB) and refuses one above `batch_size_fail_threshold` (50 KiB), so
+        a batch stays under the warning thresholds and a larger node goes alone.
+        """
+        chunks: list[list[HistoryNode]] = []
+        size = 0
+        for node in nodes:
+            node_size = len(node.events) + HISTORY_NODE_OVERHEAD
+            if chunks and len(chunks[-1]) < HISTORY_BATCH_NODES and size + node_size <= HISTORY_BATCH_BYTES:
+                chunks[-1].append(node)
+                size += node_size
+            else:
+                chunks.append([node])
+                size = node_size
+        requests = [self._append_chunk(chunk) for chunk in chunks]
+        if len(requests) == 1:
+            await requests[0]
+        elif requests:
+            await asyncio.gather(*requests)
+        return len(requests)
+
+    async def _append_chunk(self, nodes: list[HistoryNode]) -> None:
+        if len(nodes) == 1:
+            await self.append_history_node(nodes[0])
+            return
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.is_idempotent = True  # rewriting the same nodes is harmless: the driver may retry it
+        for node in nodes:
+            batch.add(self._s.append_node, _node_values(node))
+        await self._execute(batch)
 
     async def read_history_nodes(
         self,
@@ -989,47 +1028,50 @@ class CassandraStore(Store):
 
     # ---- visibility --------------------------------------------------------------------------------------
     async def upsert_visibility(self, record: VisibilityRecord) -> None:
-        """Three idempotent writes in parallel (row, where-is-the-run pointer, day index); a failed one is
-        reported as unavailable and the caller's retry of the whole upsert repairs it."""
-        previous = await self._visibility_start(record.namespace_id, record.workflow_id, record.run_id)
+        """Three idempotent writes (row, where-is-the-run pointer, day index), as one UNLOGGED batch when
+        small; a failed one is reported as unavailable and the caller's retry of the whole upsert repairs it.
+
+        The start time is part of the row's key, so a changed one moves the row: the run's stored start
+        time is read first, unless this store wrote or read it before (a run's start time is set once, at
+        its first commit, so that is the common case: a run's visibility is upserted at start and close).
+        """
+        key = (record.namespace_id, record.workflow_id, record.run_id)
+        previous = self._visibility_starts.get(key)
+        if previous is None:
+            previous = await self._visibility_start(*key)
         if previous is not None and previous != record.start_time_ms:
-            # The start time is part of the row's key: a changed one moves the row.
             await self._execute(
                 self._s.delete_visibility,
                 (record.namespace_id, _day(previous), previous, record.run_id),
             )
         day = _day(record.start_time_ms)
-        await asyncio.gather(
-            self._execute(
-                self._s.insert_visibility,
-                (
-                    day,
-                    record.namespace_id,
-                    record.workflow_id,
-                    record.run_id,
-                    record.workflow_type,
-                    record.task_queue,
-                    record.status,
-                    record.start_time_ms,
-                    record.execution_time_ms,
-                    record.close_time_ms,
-                    record.history_length,
-                    record.memo,
-                    record.search_attributes,
-                    record.parent_workflow_id,
-                    record.parent_run_id,
-                    record.root_workflow_id,
-                    record.root_run_id,
-                    record.state_transition_count,
-                    record.history_size_bytes,
-                ),
-            ),
-            self._execute(self._s.insert_visibility_day, (record.namespace_id, day)),
-            self._execute(
+        writes = [
+            (self._s.insert_visibility, (day, *_visibility_values(record))),
+            (self._s.insert_visibility_day, (record.namespace_id, day)),
+            (
                 self._s.insert_visibility_by_run,
                 (record.namespace_id, record.workflow_id, record.run_id, record.start_time_ms),
             ),
-        )
+        ]
+        if len(record.memo) + len(record.search_attributes) + VISIBILITY_ROW_OVERHEAD <= HISTORY_BATCH_BYTES:
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            batch.is_idempotent = True
+            for statement, values in writes:
+                batch.add(statement, values)
+            await self._execute(batch)
+        else:
+            await asyncio.gather(*(self._execute(statement, values) for statement, values in writes))
+        self._remember_visibility_start(key, record.start_time_ms)
+
+    def _remember_visibility_start(self, key: tuple[str, str, str], start_time_ms: int | None) -> None:
+        starts = self._visibility_starts
+        if start_time_ms is None:
+            starts.pop(key, None)
+            return
+        starts[key] = start_time_ms
+        starts.move_to_end(key)
+        while len(starts) > VISIBILITY_STARTS_CACHED:
+            starts.popitem(last=False)
 
     async def get_visibility(
         self, namespace_id: str, workflow_id: str, run_id: str
@@ -1071,6 +1113,7 @@ class CassandraStore(Store):
 
     async def delete_visibility(self, namespace_id: str, workflow_id: str, run_id: str) -> None:
         start = await self._visibility_start(namespace_id, workflow_id, run_id)
+        self._remember_visibility_start((namespace_id, workflow_id, run_id), None)
         if start is None:
             return
         await self._execute(self._s.delete_visibility, (namespace_id, _day(start), start, run_id))
@@ -1295,15 +1338,20 @@ class CassandraStore(Store):
 
     async def _visibility_start(self, namespace_id: str, workflow_id: str, run_id: str) -> int | None:
         row = await self._one(self._s.get_visibility_by_run, (namespace_id, workflow_id, run_id))
-        return None if row is None else row["start_time_ms"]
+        start = None if row is None else row["start_time_ms"]
+        self._remember_visibility_start((namespace_id, workflow_id, run_id), start)
+        return start
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     def _batch(self) -> BatchStatement:
         return BatchStatement(batch_type=BatchType.LOGGED, serial_consistency_level=self._serial)
 
     async def _execute(self, statement: Any, parameters: Any = None) -> list[dict[str, Any]]:
-        with _unavailable_on_driver_error(_describe(statement)):
+        # The hot path of every request: no context manager, and the statement described only on error.
+        try:
             result = await aio.execute(self._session, statement, parameters)
+        except _UNAVAILABLE_ERRORS as e:
+            raise _unavailable(_describe(statement), e) from e
         return list(result.current_rows)
 
     async def _rows(self, statement: PreparedStatement, parameters: Sequence[Any]) -> list[dict[str, Any]]:
@@ -1375,7 +1423,11 @@ def _unavailable_on_driver_error(what: str) -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE_ERRORS as e:
-        raise StoreUnavailableError(f"cassandra: {what}: {type(e).__name__}: {e}") from e
+        raise _unavailable(what, e) from e
+
+
+def _unavailable(what: str, error: BaseException) -> StoreUnavailableError:
+    return StoreUnavailableError(f"cassandra: {what}: {type(error).__name__}: {error}")
 
 
 def _describe(statement: Any) -> str:
@@ -1514,6 +1566,41 @@ def _current_run_from_row(namespace_id: str, workflow_id: str, row: dict[str, An
         row["create_request_id"],
         row["start_time_ms"] or 0,
         row["close_time_ms"] or 0,
+    )
+
+
+def _visibility_values(record: VisibilityRecord) -> tuple[Any, ...]:
+    return (
+        record.namespace_id,
+        record.workflow_id,
+        record.run_id,
+        record.workflow_type,
+        record.task_queue,
+        record.status,
+        record.start_time_ms,
+        record.execution_time_ms,
+        record.close_time_ms,
+        record.history_length,
+        record.memo,
+        record.search_attributes,
+        record.parent_workflow_id,
+        record.parent_run_id,
+        record.root_workflow_id,
+        record.root_run_id,
+        record.state_transition_count,
+        record.history_size_bytes,
+    )
+
+
+def _node_values(node: HistoryNode) -> tuple[Any, ...]:
+    return (
+        node.namespace_id,
+        node.workflow_id,
+        node.run_id,
+        node.node_id,
+        node.txn_id,
+        node.events,
+        node.last_event_id,
     )
 
 

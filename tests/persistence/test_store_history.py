@@ -107,3 +107,23 @@ async def test_delete_history_removes_only_that_run(store: Store) -> None:
     await store.delete_history(NS, "wf", "run")
     assert await read(store) == []
     assert await store.read_history_nodes(NS, "wf", "other", 1, MAX_TXN, 10) == [node(1, 11, run_id="other")]
+
+
+async def test_a_group_of_nodes_of_many_runs_reads_back_whole_whatever_their_sizes(store: Store) -> None:
+    """A group commit appends its runs' nodes together (on Cassandra in UNLOGGED batches capped by count and
+    bytes): 23 runs, one node far above a batch's byte cap, each reads back as appended, in fewer requests
+    than nodes on a store that can group them."""
+    nodes = [
+        HistoryNode(
+            NS, "wf", f"run-{i}", 1, 10 + i, events=bytes([i]) * (9000 if i == 7 else 40 + i), last_event_id=2
+        )
+        for i in range(23)
+    ]
+    requests = await store.append_history_nodes(nodes)
+
+    assert 1 <= requests < len(nodes)
+    for n in nodes:
+        assert await store.read_history_nodes(NS, "wf", n.run_id, 1, MAX_TXN, 10) == [n]
+    assert await store.append_history_nodes(nodes) == requests  # idempotent, as one append
+    assert await store.read_history_nodes(NS, "wf", "run-7", 1, MAX_TXN, 10) == [nodes[7]]
+    assert await store.append_history_nodes([]) == 0

@@ -90,3 +90,31 @@ async def test_delete_visibility(store: Store) -> None:
     await store.delete_visibility(NS, "wf-1", "run-a")
     assert await store.get_visibility(NS, "wf-1", "run-a") is None
     assert runs(await store.list_visibility(NS, 10)) == ["run-b"]
+
+
+async def test_a_changed_start_time_moves_the_record(store: Store) -> None:
+    await store.upsert_visibility(RECORDS[0])
+    moved = dataclasses.replace(RECORDS[0], start_time_ms=400_000_000)  # another day too
+    await store.upsert_visibility(moved)
+    assert await store.get_visibility(NS, "wf-1", "run-a") == moved
+    assert await store.list_visibility(NS, 10) == [moved]
+
+
+async def test_a_record_with_a_large_memo_reads_back_whole(store: Store) -> None:
+    """On Cassandra a small upsert is one UNLOGGED batch; one above the batch size warning goes as
+    separate writes: both read back the same."""
+    large = dataclasses.replace(RECORDS[1], memo=b"m" * 20_000, search_attributes=b"s" * 3_000)
+    await store.upsert_visibility(RECORDS[0])
+    await store.upsert_visibility(large)
+    assert await store.get_visibility(NS, "wf-1", "run-a") == RECORDS[0]
+    assert await store.get_visibility(NS, "wf-2", "run-b") == large
+    assert runs(await store.list_visibility(NS, 10)) == ["run-b", "run-a"]
+
+
+async def test_a_deleted_record_upserted_again_is_back(store: Store) -> None:
+    await store.upsert_visibility(RECORDS[0])
+    await store.delete_visibility(NS, "wf-1", "run-a")
+    await store.upsert_visibility(RECORDS[0])
+    assert await store.get_visibility(NS, "wf-1", "run-a") == RECORDS[0]
+    await store.delete_visibility(NS, "wf-1", "run-a")
+    assert await store.list_visibility(NS, 10) == []
