@@ -257,6 +257,9 @@ class WorkerDeployments:
         self.store = store
         # (namespace id) -> (read at, {(task queue, type): routing})
         self._routes: dict[str, tuple[float, dict[tuple[str, int], QueueRouting]]] = {}
+        # (namespace id) -> how many changes this member made: a read that started before a change must
+        # not cache what it read after the change dropped the cache (the redirect would route by it).
+        self._route_changes: dict[str, int] = {}
         self._registered: dict[tuple[str, str, str, str, int], float] = {}
         # (namespace id, physical queue, task type) -> pollers seen within the horizon; set by the matching
         # engine (its poller_info), to refuse deleting a version that still has pollers.
@@ -278,7 +281,12 @@ class WorkerDeployments:
     async def _write(self, namespace_id: str, name: str, loaded: _Loaded) -> None:
         assert loaded.state is not None
         await self.store.write_worker_deployment(namespace_id, name, loaded.state.encode(), loaded.version)
+        self._forget_routes(namespace_id)
+
+    def _forget_routes(self, namespace_id: str) -> None:
+        """This member changed a deployment: it routes by the change at once."""
         self._routes.pop(namespace_id, None)
+        self._route_changes[namespace_id] = self._route_changes.get(namespace_id, 0) + 1
 
     async def _change(self, namespace_id: str, name: str, change: Callable[[_Loaded], object]) -> object:
         """Read, change, write conditionally on the version read; a concurrent change makes it try again.
@@ -354,8 +362,10 @@ class WorkerDeployments:
         """How unpinned tasks of the queue are routed; None when no deployment routes it (unversioned)."""
         cached = self._routes.get(namespace_id)
         if cached is None or time.monotonic() - cached[0] >= ROUTING_REFRESH_S:
+            changes = self._route_changes.get(namespace_id, 0)
             cached = (time.monotonic(), await self._read_routes(namespace_id))
-            self._routes[namespace_id] = cached
+            if self._route_changes.get(namespace_id, 0) == changes:
+                self._routes[namespace_id] = cached
         return cached[1].get((name, int(task_type)))
 
     async def _read_routes(self, namespace_id: str) -> dict[tuple[str, int], QueueRouting]:
@@ -659,7 +669,7 @@ class WorkerDeployments:
                 await self.store.delete_worker_deployment(namespace_id, name, loaded.version)
             except ConditionFailedError:
                 continue
-            self._routes.pop(namespace_id, None)
+            self._forget_routes(namespace_id)
             self._registered = {k: t for k, t in self._registered.items() if k[:2] != (namespace_id, name)}
             return
         raise Unavailable(f"Worker Deployment '{name}' changed concurrently; try again")
