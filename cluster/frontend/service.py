@@ -69,7 +69,7 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
-from hourglass.cluster.history import execution_options
+from hourglass.cluster.history import execution_options, workflow_versioning
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
@@ -290,6 +290,7 @@ class WorkflowService(WorkflowServiceServicer):
             "workflow_start_delay",
             "user_metadata",
             "priority",
+            "versioning_override",
         ):
             if request.HasField(name):
                 getattr(start, name).CopyFrom(getattr(request, name))
@@ -695,6 +696,7 @@ class WorkflowService(WorkflowServiceServicer):
             or request.worker_version_capabilities.build_id
             or request.binary_checksum,
             worker_key=request.worker_instance_key,
+            version=workflow_versioning.poller_version(request.deployment_options),
         )
 
     @rpc
@@ -727,6 +729,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
             worker_key=request.worker_instance_key,
+            version=workflow_versioning.poller_version(request.deployment_options),
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:

@@ -82,6 +82,7 @@ from hourglass.cluster.history import (
     execution_options,
     history_limits,
     standalone_ids,
+    workflow_versioning,
 )
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.commands import CommandError, handle_commands
@@ -172,8 +173,10 @@ class Matching(Protocol):
         execution: WorkflowExecution,
         scheduled_event_id: int,
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
+        pinned: str = "",
     ) -> None:
-        """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately."""
+        """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately. `pinned`: the only
+        deployment version ("name:build") whose pollers may take it ("" = any poller)."""
 
     async def add_activity_task(
         self,
@@ -182,6 +185,7 @@ class Matching(Protocol):
         execution: WorkflowExecution,
         scheduled_event_id: int,
         attempt: int,
+        pinned: str = "",
     ) -> None: ...
 
 
@@ -976,6 +980,7 @@ class HistoryEngine:
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
                 build_id,
                 request.metering_metadata if request.HasField("metering_metadata") else None,
+                request,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
@@ -998,13 +1003,16 @@ class HistoryEngine:
             except CommandError as e:
                 failed.append(e)
                 raise
-            eager = tr.start_eager_activities(request.identity)
+            versioned = workflow_versioning.reported_version(request) is not None
+            eager = tr.start_eager_activities(request.identity, build_id if versioned else "")
             if ms.running and (
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
                 tr.schedule_workflow_task()
                 if request.return_new_workflow_task:
-                    new_wt = tr.start_new_workflow_task_in_response(request.identity, build_id)
+                    # A versioned worker's task started event carries no stamp (as on the reference).
+                    stamp = "" if versioned else build_id
+                    new_wt = tr.start_new_workflow_task_in_response(request.identity, stamp)
                     if new_wt is not None:
                         registry.ship(new_wt)
                         returned.append(new_wt)
@@ -1127,6 +1135,7 @@ class HistoryEngine:
         request_id: str,
         identity: str,
         task_queue: str = "",
+        build_id: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
         paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone."""
@@ -1147,7 +1156,7 @@ class HistoryEngine:
                 if ai.request_id == request_id:
                     return ai
                 raise TaskGone("another poll started the activity attempt")
-            tr.start_activity(ai, request_id, identity)
+            tr.start_activity(ai, request_id, identity, build_id)
             return ai
 
         try:
@@ -1483,17 +1492,18 @@ class HistoryEngine:
             ):
                 current.sticky = False
                 current.task_queue = ms.info.task_queue
-                return current.task_queue
+                return current.task_queue, workflow_versioning.pinned_version(ms)
             return None
 
         async def run() -> None:
             try:
-                queue = await self._update(
+                moved = await self._update(
                     key.namespace_id, key.workflow_id, key.run_id, unstick, speculative_aware=True
                 )
-                if queue is not None:
+                if moved is not None:
+                    queue, pinned = moved
                     await self.matching.add_workflow_task(
-                        key.namespace_id, queue, execution, scheduled_event_id
+                        key.namespace_id, queue, execution, scheduled_event_id, pinned=pinned
                     )
             except Exception:
                 log.exception("sticky schedule-to-start timeout of the speculative task of %s", key)
@@ -1830,8 +1840,10 @@ class HistoryEngine:
             ai = ms.activities.get(data["scheduled_event_id"])
             if ai is None or ai.attempt != data["attempt"] or ai.started or ai.paused or ai.waiting_retry:
                 return
+            # A pinned run's activities on its own task queue go to its version's pollers only.
+            pinned = workflow_versioning.pinned_version(ms) if ai.task_queue == ms.info.task_queue else ""
             await self.matching.add_activity_task(
-                task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt
+                task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt, pinned=pinned
             )
         elif task.kind in self._cross_run_executors:
             await self._cross_run_executors[task.kind](self, shard, ms, data)
@@ -1855,7 +1867,13 @@ class HistoryEngine:
                 return
             except StickyWorkerUnavailable:
                 pass
-        await self.matching.add_workflow_task(ns_id, ms.info.task_queue, execution, wt.scheduled_event_id)
+        await self.matching.add_workflow_task(
+            ns_id,
+            ms.info.task_queue,
+            execution,
+            wt.scheduled_event_id,
+            pinned=workflow_versioning.pinned_version(ms),
+        )
 
     # ---- work that crosses runs (children, external signals and cancels) ---------------------------------
     async def _start_child(self, shard: Shard, ms: MutableState, data: dict) -> None:

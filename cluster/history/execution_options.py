@@ -8,12 +8,12 @@ from __future__ import annotations
 import uuid
 
 from google.protobuf.field_mask_pb2 import FieldMask
-from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
 from temporalio.api.history.v1 import WorkflowExecutionOptionsUpdatedEventAttributes
 from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
 
 from hourglass.cluster.errors import FailedPrecondition, InvalidArgument, NotFound
+from hourglass.cluster.history import workflow_versioning
 from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.tasks import TransferKind
 from hourglass.cluster.history.transition import Transition
@@ -21,10 +21,6 @@ from hourglass.cluster.history.transition import Transition
 _OPTIONS = WorkflowExecutionOptions.DESCRIPTOR
 _AUTO_UPGRADE = VersioningBehavior.VERSIONING_BEHAVIOR_AUTO_UPGRADE
 _PINNED = VersioningBehavior.VERSIONING_BEHAVIOR_PINNED
-BEHAVIOR_ATTRIBUTE = "TemporalWorkflowVersioningBehavior"
-_AUTO_UPGRADE_KEYWORD = Payload(
-    metadata={"encoding": b"json/plain", "type": b"Keyword"}, data=b'"AutoUpgrade"'
-)
 
 
 def check_request(request) -> None:
@@ -75,15 +71,6 @@ def has_override(ms: MutableState) -> bool:
     return ms.info.versioning_override is not None and ms.info.versioning_override.ByteSize() > 0
 
 
-def with_deprecated_fields(override: VersioningOverride) -> VersioningOverride:
-    """Describe's `versioning_info.versioning_override`: both spellings of auto-upgrade set."""
-    out = VersioningOverride()
-    out.CopyFrom(override)
-    if out.auto_upgrade or out.behavior == _AUTO_UPGRADE:
-        out.auto_upgrade, out.behavior = True, _AUTO_UPGRADE
-    return out
-
-
 def update(
     ms: MutableState, tr: Transition, options: WorkflowExecutionOptions, mask: FieldMask, identity: str
 ) -> WorkflowExecutionOptions:
@@ -97,12 +84,13 @@ def update(
         mask.MergeMessage(options, after, replace_message_field=True, replace_repeated_field=True)
     if after.HasField("versioning_override") and _names(mask, "versioning_override"):
         _check_pinned(ms, after.versioning_override)
+        after.versioning_override.CopyFrom(_with_current_pin(ms, after.versioning_override))
     if after == before and after.HasField("priority") == before.HasField("priority"):
         return after
     # Stored (and answered from now on) with the deprecated `behavior: AUTO_UPGRADE` spelled
     # `auto_upgrade`, as the reference does; this answer is the merged request as given.
     # An unset override stays as an empty one: the reference's describe keeps an empty versioning_info.
-    ms.info.versioning_override = _stored(after.versioning_override)
+    ms.info.versioning_override = workflow_versioning.normalized(after.versioning_override)
     ms.info.priority = after.priority if after.HasField("priority") else None
     _index_behavior(ms, tr)
     attrs = WorkflowExecutionOptionsUpdatedEventAttributes(identity=identity)
@@ -118,37 +106,51 @@ def update(
 
 
 def _index_behavior(ms: MutableState, tr: Transition) -> None:
-    """TemporalWorkflowVersioningBehavior, as the reference indexes it: "AutoUpgrade" while an
-    auto-upgrade override is set (a pinned one cannot be set here), absent otherwise; lists see it."""
-    fields = ms.info.search_attributes.indexed_fields if ms.info.search_attributes is not None else None
-    if has_override(ms) and with_deprecated_fields(ms.info.versioning_override).auto_upgrade:
-        if ms.info.search_attributes is None:
-            ms.info.search_attributes = SearchAttributes()
-        ms.info.search_attributes.indexed_fields[BEHAVIOR_ATTRIBUTE].CopyFrom(_AUTO_UPGRADE_KEYWORD)
-    elif fields is not None and BEHAVIOR_ATTRIBUTE in fields:
-        del fields[BEHAVIOR_ATTRIBUTE]
+    """The Temporal* versioning search attributes follow the override (workflow_versioning.index)."""
+    workflow_versioning.index(ms)
     tr.transfer(TransferKind.VISIBILITY)
 
 
-def _stored(override: VersioningOverride) -> VersioningOverride:
-    if override.behavior == _AUTO_UPGRADE and not override.HasField("pinned"):
-        return VersioningOverride(auto_upgrade=True)
-    return override
-
-
 def _check_pinned(ms: MutableState, override: VersioningOverride) -> None:
-    """A pinned override names a deployment version the run's task queue has; Hourglass has no worker
-    deployments, so no version is ever present (the reference's answer for an unknown version)."""
-    if not (override.HasField("pinned") or override.behavior == _PINNED):
+    """A pinned override names a deployment version the run's task queue has (Hourglass knows those
+    the run's own workers completed tasks on), or none when the run is already pinned (it stays on its
+    version); otherwise the reference's messages."""
+    if workflow_versioning.override_behavior(override) != _PINNED:
         return
-    version = override.pinned.version
-    name, build = version.deployment_name, version.build_id
-    if not (name or build):
-        behavior = "AutoUpgrade" if has_override(ms) else "Unspecified"
+    version = workflow_versioning.override_version(override)
+    if version is None or not (version.deployment_name or version.build_id):
+        if _current_pin(ms) is not None:
+            return
+        behavior = {_PINNED: "Pinned", _AUTO_UPGRADE: "AutoUpgrade"}.get(
+            workflow_versioning.effective_behavior(ms), "Unspecified"
+        )
         raise FailedPrecondition(
             "must specify a specific pinned override version because workflow with id "
             f"{ms.info.workflow_id} has behavior {behavior} and is not yet pinned to any version"
         )
+    if workflow_versioning.version_key(version) in ms.info.used_deployment_versions:
+        return
     raise FailedPrecondition(
-        f"Pinned version '{name}:{build}' is not present in task queue '{ms.info.task_queue}' of type 'Workflow'"
+        f"Pinned version '{version.deployment_name}:{version.build_id}' is not present in task queue "
+        f"'{ms.info.task_queue}' of type 'Workflow'"
     )
+
+
+def _current_pin(ms: MutableState):
+    """The version a pinned run is on now (None when it is not pinned to one)."""
+    if workflow_versioning.effective_behavior(ms) != _PINNED:
+        return None
+    version = workflow_versioning.effective_version(ms)
+    return version if workflow_versioning.version_key(version) else None
+
+
+def _with_current_pin(ms: MutableState, override: VersioningOverride) -> VersioningOverride:
+    """A pinned override without a version pins the run to the version it is on."""
+    if workflow_versioning.override_behavior(override) != _PINNED:
+        return override
+    if workflow_versioning.override_version(override) is not None:
+        return override
+    out = VersioningOverride()
+    out.CopyFrom(override)
+    out.pinned.version.CopyFrom(_current_pin(ms))
+    return out

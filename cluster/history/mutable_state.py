@@ -17,6 +17,7 @@ from temporalio.api.common.v1 import (
     SearchAttributes,
     WorkerVersionStamp,
 )
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
@@ -120,6 +121,11 @@ class ExecutionInfo:
     pause: WorkflowPause | None = None
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
+    # Worker versioning: what the worker that last completed a workflow task reported (its behavior and
+    # deployment version), and every version that completed one (see workflow_versioning.py).
+    versioning_behavior: int = 0
+    deployment_version: WorkerDeploymentVersion | None = None
+    used_deployment_versions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +203,8 @@ class ActivityInfo:
     # When the worker last reported an attempt failed (describe's retry interval is measured from it).
     last_attempt_complete_time_ms: int = 0
     priority: Priority | None = None
+    # The build id of the worker that took the current attempt (its ActivityTaskStarted event shows it).
+    started_build_id: str = ""
     # Operator APIs: a paused activity gets no new attempt and no timeout until it is unpaused; its
     # running attempt hears of the pause (and of a reset) in its heartbeat responses.
     pause: ActivityPause | None = None

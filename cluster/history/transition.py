@@ -53,7 +53,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import pause_info, standalone_ids, worker_builds
+from hourglass.cluster.history import pause_info, standalone_ids, worker_builds, workflow_versioning
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
@@ -435,8 +435,10 @@ class Transition:
         sdk_metadata=None,
         build_id: str = "",
         metering_metadata=None,
+        request=None,
     ) -> int:
-        """Record WorkflowTaskCompleted; returns its event id (commands reference it)."""
+        """Record WorkflowTaskCompleted; returns its event id (commands reference it). `request` (the
+        RespondWorkflowTaskCompleted) carries the worker's deployment version and versioning behavior."""
         ms = self.ms
         wt = ms.workflow_task
         assert wt is not None and wt.started
@@ -455,10 +457,14 @@ class Transition:
             attrs.metering_metadata.CopyFrom(metering_metadata)
         if build_id:
             attrs.worker_version.build_id = build_id
+        if request is not None:
+            workflow_versioning.record_completion(ms, request, attrs)
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
         ms.last_completed_workflow_task_started_event_id = wt.started_event_id
         ms.workflow_task = None
-        if worker_builds.record_completed_task(ms, build_id, ev.event_id, self.now):
+        pinned = workflow_versioning.pinned_version(ms)
+        changed = worker_builds.record_completed_task(ms, build_id, ev.event_id, self.now, pinned)
+        if workflow_versioning.index(ms) or changed:
             self.transfer(TransferKind.VISIBILITY)
         return ev.event_id
 
@@ -848,7 +854,7 @@ class Transition:
         )
 
     def start_eager_activities(
-        self, identity: str
+        self, identity: str, build_id: str = ""
     ) -> list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]]:
         """Start, for the completing worker, the eager activities still pending once all commands ran (the
         workflow may have closed, or cancelled one in the same task), as the reference does."""
@@ -858,11 +864,12 @@ class Transition:
             if self.ms.running and ai.scheduled_event_id in self.ms.activities
         ]
         for ai, _ in started:
-            self.start_activity(ai, str(uuid.uuid4()), identity)
+            self.start_activity(ai, str(uuid.uuid4()), identity, build_id)
         return started
 
-    def start_activity(self, ai: ActivityInfo, request_id: str, identity: str) -> None:
+    def start_activity(self, ai: ActivityInfo, request_id: str, identity: str, build_id: str = "") -> None:
         ai.started_time_ms = self.now
+        ai.started_build_id = build_id
         ai.request_id = request_id
         ai.identity = identity
         ai.last_heartbeat_time_ms = 0
@@ -882,6 +889,8 @@ class Transition:
             request_id=ai.request_id,
             attempt=ai.attempt,
         )
+        if ai.started_build_id:
+            attrs.worker_version.build_id = ai.started_build_id
         if ai.last_failure is not None and ai.attempt > 1:
             attrs.last_failure.CopyFrom(ai.last_failure)
         event = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)

@@ -202,6 +202,7 @@ class MatchingEngine:
                     task.attempt,
                     PUMP_OFFER_WAIT_S,
                     task.create_time_ms,
+                    task.pinned,
                 )
             except asyncio.CancelledError:
                 partition.give_back(task)
@@ -269,6 +270,7 @@ class MatchingEngine:
                     task.attempt,
                     wait,
                     task.create_time_ms,
+                    task.pinned,
                 )
             except _FORWARD_ERRORS as e:
                 log.debug("task of %s not forwarded to partition %s: %s", key, parent, e)
@@ -287,12 +289,13 @@ class MatchingEngine:
         attempt: int,
         wait: float,
         create_time_ms: int = 0,
+        pinned: str = "",
     ) -> bool:
         """A child partition offers a task to `partition` (sync match only): True once a poller here or
         further up took it and history recorded its start (or dropped it as stale)."""
         p = self.partition(namespace_id, name, task_type, number=partition)
         task = MatchedTask(
-            namespace_id, execution, scheduled_event_id, attempt, create_time_ms=create_time_ms
+            namespace_id, execution, scheduled_event_id, attempt, create_time_ms=create_time_ms, pinned=pinned
         )
         return await p.offer(task, wait, self._forwarder(p.key))
 
@@ -471,9 +474,11 @@ class MatchingEngine:
         scheduled_event_id: int,
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
         partition: int = -1,
+        pinned: str = "",
     ) -> None:
-        """Add a workflow task to `partition` of the queue (-1: one chosen here)."""
-        task = MatchedTask(namespace_id, execution, scheduled_event_id)
+        """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the only
+        deployment version whose pollers may take it ("" = any)."""
+        task = MatchedTask(namespace_id, execution, scheduled_event_id, pinned=pinned)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
             if sticky is None:
@@ -490,9 +495,10 @@ class MatchingEngine:
         scheduled_event_id: int,
         attempt: int,
         partition: int = -1,
+        pinned: str = "",
     ) -> None:
-        """Add an activity task to `partition` of the queue (-1: one chosen here)."""
-        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
+        """Add an activity task to `partition` of the queue (-1: one chosen here); `pinned` as above."""
+        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt, pinned=pinned)
         await self._add(namespace_id, task_queue, ACTIVITY, partition, task)
 
     async def _add(
@@ -514,8 +520,10 @@ class MatchingEngine:
         build_id: str = "",
         partition: int = -1,
         worker_key: str = "",
+        version: str = "",
     ) -> PollWorkflowTaskQueueResponse:
-        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task."""
+        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task; a
+        versioned poller (`version`, its deployment version) never gets a task pinned to another one."""
         if partition < 0 or kind == STICKY:
             partition = (
                 0
@@ -534,7 +542,7 @@ class MatchingEngine:
                     build_id,
                     0.0,
                     lambda parent, left: self.peers.poll_workflow_task(
-                        namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key
+                        namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key, version
                     ),
                 )
                 if forwarded is not None:
@@ -545,7 +553,9 @@ class MatchingEngine:
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
             if partition == 0 and kind != STICKY:
                 self._wake_children(here)
-            task = await here.poll(remaining, identity, build_id, worker_key=worker_key, rate_limit=rate)
+            task = await here.poll(
+                remaining, identity, build_id, worker_key=worker_key, rate_limit=rate, version=version
+            )
             if task is None:
                 if partition > 0 and not here.closed:
                     continue  # waited here while the parent was unreachable: try forwarding again
@@ -567,7 +577,8 @@ class MatchingEngine:
                     str(uuid.uuid4()),
                     identity,
                     TaskQueue(name=task_queue, kind=kind),
-                    build_id,
+                    # A versioned worker's WorkflowTaskStarted carries no stamp (as on the reference).
+                    "" if version else build_id,
                 ),
             )
             if response is not None:
@@ -599,6 +610,7 @@ class MatchingEngine:
         max_tasks_per_second: float = 0.0,
         partition: int = -1,
         worker_key: str = "",
+        version: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Long-poll `partition` of the queue (-1: one chosen here) for an activity task."""
         if partition < 0:
@@ -624,6 +636,7 @@ class MatchingEngine:
                         max_tasks_per_second,
                         parent,
                         worker_key,
+                        version,
                     ),
                 )
                 if forwarded is not None:
@@ -635,7 +648,13 @@ class MatchingEngine:
             if partition == 0:
                 self._wake_children(here)
             task = await here.poll(
-                remaining, identity, build_id, max_tasks_per_second, worker_key, rate_limit=rate
+                remaining,
+                identity,
+                build_id,
+                max_tasks_per_second,
+                worker_key,
+                rate_limit=rate,
+                version=version,
             )
             if task is None:
                 if partition > 0 and not here.closed:
@@ -653,6 +672,8 @@ class MatchingEngine:
                     str(uuid.uuid4()),
                     identity,
                     task_queue,
+                    # A versioned worker's build id stamps the ActivityTaskStarted event.
+                    build_id if version else "",
                 ),
             )
             if response is not None:
