@@ -109,6 +109,7 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "load_partition": lambda a: (a[0], a[1], a[2]),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
+    "versions_polled": lambda a: (a[0], a[1], WORKFLOW),
     "partition_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
     "queue_config": lambda a: (a[0], a[1], a[2]),

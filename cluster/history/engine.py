@@ -188,9 +188,20 @@ class Matching(Protocol):
         pinned: str = "",
     ) -> None: ...
 
+    async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
+        """The deployment versions present in workflow queue `name` (their workers polled it)."""
+
 
 class TaskGone(Exception):
     """A dispatched task no longer applies (the run moved on); matching drops it."""
+
+
+def _check_pinned_poller(ms: MutableState, version: str) -> None:
+    """A task dispatched before the run was pinned elsewhere (UpdateWorkflowExecutionOptions moved its
+    pin, and dispatched it again to the new version) is not started by a poller of another version."""
+    pinned = workflow_versioning.pinned_version(ms)
+    if pinned and pinned != version:
+        raise TaskGone(f"the run is pinned to deployment version {pinned}")
 
 
 @dataclass
@@ -780,6 +791,7 @@ class HistoryEngine:
         identity: str,
         poll_queue: TaskQueue | None = None,
         build_id: str = "",
+        version: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
         carries only the events after the previous started event: that worker has the rest cached."""
@@ -801,6 +813,7 @@ class HistoryEngine:
                     ms.clear_sticky()
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
                     raise TaskGone("the run left its sticky queue")  # a stale task
+            _check_pinned_poller(ms, version)
             wt = tr.start_workflow_task(request_id, identity, build_id)
             registry = shard.find_update_registry(key)
             if registry:
@@ -1136,6 +1149,7 @@ class HistoryEngine:
         identity: str,
         task_queue: str = "",
         build_id: str = "",
+        version: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
         paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone."""
@@ -1156,6 +1170,8 @@ class HistoryEngine:
                 if ai.request_id == request_id:
                     return ai
                 raise TaskGone("another poll started the activity attempt")
+            if ai.task_queue == ms.info.task_queue:
+                _check_pinned_poller(ms, version)
             tr.start_activity(ai, request_id, identity, build_id)
             return ai
 
@@ -1697,10 +1713,15 @@ class HistoryEngine:
         mask: FieldMask,
         identity: str,
     ) -> WorkflowExecutionOptions:
-        """UpdateWorkflowExecutionOptions (cluster/history/execution_options.py); the run's new options."""
+        """UpdateWorkflowExecutionOptions (cluster/history/execution_options.py); the run's new options.
+        A pin may name a version the run's queue has: one whose versioned workers polled it."""
+        present: list[str] = []
+        if execution_options.pinned_request(options, mask):
+            ms = await self.get_mutable_state(namespace_id, execution)
+            present = await self.matching.versions_polled(namespace_id, ms.info.task_queue)
 
         def update(ms: MutableState, tr: Transition) -> WorkflowExecutionOptions:
-            return execution_options.update(ms, tr, options, mask, identity)
+            return execution_options.update(ms, tr, options, mask, identity, present)
 
         return await self._update(namespace_id, execution.workflow_id, execution.run_id, update)
 

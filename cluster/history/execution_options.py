@@ -6,6 +6,7 @@ repeated or empty-mask call writes nothing), answering the merged options."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
@@ -71,10 +72,23 @@ def has_override(ms: MutableState) -> bool:
     return ms.info.versioning_override is not None and ms.info.versioning_override.ByteSize() > 0
 
 
+def pinned_request(options: WorkflowExecutionOptions, mask: FieldMask) -> bool:
+    """Whether the request sets a pinned override (its version must then be present in the queue)."""
+    return _names(mask, "versioning_override") and (
+        workflow_versioning.override_behavior(options.versioning_override) == _PINNED
+    )
+
+
 def update(
-    ms: MutableState, tr: Transition, options: WorkflowExecutionOptions, mask: FieldMask, identity: str
+    ms: MutableState,
+    tr: Transition,
+    options: WorkflowExecutionOptions,
+    mask: FieldMask,
+    identity: str,
+    present: Collection[str] = (),
 ) -> WorkflowExecutionOptions:
-    """Merge `options` into the run along `mask`; write the event when anything changed."""
+    """Merge `options` into the run along `mask`; write the event when anything changed. `present`: the
+    versions the run's task queue has (a pinned override may name one of those)."""
     if not ms.running:
         raise NotFound("workflow execution already completed")
     before = current_options(ms)
@@ -83,14 +97,17 @@ def update(
     if mask.paths:
         mask.MergeMessage(options, after, replace_message_field=True, replace_repeated_field=True)
     if after.HasField("versioning_override") and _names(mask, "versioning_override"):
-        _check_pinned(ms, after.versioning_override)
+        _check_pinned(ms, after.versioning_override, present)
         after.versioning_override.CopyFrom(_with_current_pin(ms, after.versioning_override))
     if after == before and after.HasField("priority") == before.HasField("priority"):
         return after
     # Stored (and answered from now on) with the deprecated `behavior: AUTO_UPGRADE` spelled
     # `auto_upgrade`, as the reference does; this answer is the merged request as given.
     # An unset override stays as an empty one: the reference's describe keeps an empty versioning_info.
+    pinned_before = workflow_versioning.pinned_version(ms)
     ms.info.versioning_override = workflow_versioning.normalized(after.versioning_override)
+    if workflow_versioning.pinned_version(ms) != pinned_before:
+        _redispatch(ms, tr)
     ms.info.priority = after.priority if after.HasField("priority") else None
     _index_behavior(ms, tr)
     attrs = WorkflowExecutionOptionsUpdatedEventAttributes(identity=identity)
@@ -105,15 +122,29 @@ def update(
     return after
 
 
+def _redispatch(ms: MutableState, tr: Transition) -> None:
+    """The run's pin moved: its sticky worker (of the old version) is dropped, and its tasks waiting for
+    a poller are dispatched again to the new version (the old dispatches are refused when polled)."""
+    ms.clear_sticky()
+    wt = ms.workflow_task
+    if wt is not None and not wt.started and not wt.speculative:
+        tr.transfer(TransferKind.WORKFLOW_TASK, scheduled_event_id=wt.scheduled_event_id)
+    for ai in ms.activities.values():
+        if ai.task_queue == ms.info.task_queue and not (ai.started or ai.waiting_retry or ai.paused):
+            tr.transfer(
+                TransferKind.ACTIVITY_TASK, scheduled_event_id=ai.scheduled_event_id, attempt=ai.attempt
+            )
+
+
 def _index_behavior(ms: MutableState, tr: Transition) -> None:
     """The Temporal* versioning search attributes follow the override (workflow_versioning.index)."""
     workflow_versioning.index(ms)
     tr.transfer(TransferKind.VISIBILITY)
 
 
-def _check_pinned(ms: MutableState, override: VersioningOverride) -> None:
-    """A pinned override names a deployment version the run's task queue has (Hourglass knows those
-    the run's own workers completed tasks on), or none when the run is already pinned (it stays on its
+def _check_pinned(ms: MutableState, override: VersioningOverride, present: Collection[str]) -> None:
+    """A pinned override names a deployment version the run's task queue has (its workers polled the
+    queue or completed the run's tasks), or none when the run is already pinned (it stays on its
     version); otherwise the reference's messages."""
     if workflow_versioning.override_behavior(override) != _PINNED:
         return
@@ -128,7 +159,8 @@ def _check_pinned(ms: MutableState, override: VersioningOverride) -> None:
             "must specify a specific pinned override version because workflow with id "
             f"{ms.info.workflow_id} has behavior {behavior} and is not yet pinned to any version"
         )
-    if workflow_versioning.version_key(version) in ms.info.used_deployment_versions:
+    key = workflow_versioning.version_key(version)
+    if key in present or key in ms.info.used_deployment_versions:
         return
     raise FailedPrecondition(
         f"Pinned version '{version.deployment_name}:{version.build_id}' is not present in task queue "

@@ -383,6 +383,12 @@ class MatchingEngine:
         partition = self._partitions.get(key)
         return 0 if partition is None else partition.complete_worker_polls(worker_key)
 
+    async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
+        """The deployment versions whose versioned workers polled the workflow queue `name` (its root
+        partition, where every poll ends up): the versions "present in the task queue" a pin may name."""
+        partition = self.partition(namespace_id, name, WORKFLOW)
+        return sorted(partition.versions_seen)
+
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
     ) -> list[tuple[str, float, str, float]]:
@@ -544,6 +550,7 @@ class MatchingEngine:
                     lambda parent, left: self.peers.poll_workflow_task(
                         namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key, version
                     ),
+                    version,
                 )
                 if forwarded is not None:
                     return forwarded
@@ -579,17 +586,20 @@ class MatchingEngine:
                     TaskQueue(name=task_queue, kind=kind),
                     # A versioned worker's WorkflowTaskStarted carries no stamp (as on the reference).
                     "" if version else build_id,
+                    version,
                 ),
             )
             if response is not None:
                 return response
         return PollWorkflowTaskQueueResponse()
 
-    async def _forward_poll(self, here: Partition, remaining: float, identity, build_id, rate, poll_parent):
+    async def _forward_poll(
+        self, here: Partition, remaining: float, identity, build_id, rate, poll_parent, version: str = ""
+    ):
         """A poll on a non-root partition with no backlog goes on to the parent partition, where tasks of
         every partition meet; None when it should be served here instead (a backlog here, or the parent
         unreachable: then it waits here a little and tries again)."""
-        here.note_poller(identity, build_id, rate)
+        here.note_poller(identity, build_id, rate, version)
         await here.prepare()
         if here.ready_count:
             return None
@@ -638,6 +648,7 @@ class MatchingEngine:
                         worker_key,
                         version,
                     ),
+                    version,
                 )
                 if forwarded is not None:
                     return forwarded
@@ -674,6 +685,7 @@ class MatchingEngine:
                     task_queue,
                     # A versioned worker's build id stamps the ActivityTaskStarted event.
                     build_id if version else "",
+                    version,
                 ),
             )
             if response is not None:

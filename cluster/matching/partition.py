@@ -94,6 +94,8 @@ class Partition:
         self.last_poll: dict[str, float] = {}
         # What each poller said of itself: its build id and the dispatch rate it asked for (0 = none).
         self.poller_details: dict[str, tuple[str, float]] = {}
+        # The deployment versions of the versioned pollers that polled here (see pinned.py).
+        self.versions_seen: set[str] = set()
         self.stats = QueueStats()
         # Tasks forwarded by child partitions waiting for a poller here (sync match only, never persisted).
         self._offers: collections.deque[MatchedTask] = collections.deque()
@@ -181,10 +183,15 @@ class Partition:
     def has_waiting_poller(self) -> bool:
         return any(not p.done() for p in self._pollers)
 
-    def note_poller(self, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0) -> None:
-        """A poll arrived here (even one sent on to the parent): DescribeTaskQueue lists its poller."""
+    def note_poller(
+        self, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0, version: str = ""
+    ) -> None:
+        """A poll arrived here (even one sent on to the parent): DescribeTaskQueue lists its poller, and a
+        versioned poller's version is present in the queue from now on (a pin may name it)."""
         self.last_poll[identity] = asyncio.get_running_loop().time()
         self.poller_details[identity] = (build_id, max_tasks_per_second)
+        if version:
+            self.versions_seen.add(version)
 
     async def prepare(self) -> None:
         """Check the lease and read the backlog before deciding whether to forward (it must come first)."""
@@ -400,7 +407,7 @@ class Partition:
         """A task for the poller, or None after `timeout`. With `rate_limit` (the partition's share of the
         queue's configured dispatches per second), the poller first waits for its dispatch slot. `version`:
         the poller's deployment version ("" = unversioned); tasks pinned to another one are not its."""
-        self.note_poller(identity, build_id, max_tasks_per_second)
+        self.note_poller(identity, build_id, max_tasks_per_second, version)
         if self.closed:
             return None
         if rate_limit is not None:

@@ -249,13 +249,14 @@ async def test_a_pinned_task_waits_for_a_poller_of_its_version(
 
 
 async def _update_options_pins(srv: ServerProcess, client: Client) -> list[Any]:
-    """A run pinned to b1 by its start is pinned again with `workflow update-options`, to b1 (written as
-    an options event) and to a version its queue never saw (refused); describe shows the pin. (Not
+    """A run pinned to b1 by its start is pinned again with `workflow update-options`: to b1 (written as
+    an options event), to a version its queue never saw (refused), then to b2, which runs its next task
+    (its sticky b1 worker is left); describe shows the pin. (Not
     auto-upgrade: with no current version in the deployment, the reference then gives its tasks to no
     versioned worker, which is the deployments' routing.)"""
     task_queue, deployment, workflow_id = new_id("tq"), new_id("deploy"), new_id("pinned")
     outputs: list[Any] = []
-    async with _versioned_workers(client, task_queue, deployment, "b1"):
+    async with _versioned_workers(client, task_queue, deployment, "b1", "b2"):
         await asyncio.sleep(_POLL_SETTLE_S)
         handle = await client.start_workflow(
             VersionedSteps.run,
@@ -265,7 +266,7 @@ async def _update_options_pins(srv: ServerProcess, client: Client) -> list[Any]:
         )
         await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=2, timeout=30)
         wf = ["--workflow-id", workflow_id]
-        for build in ("b1", "nosuch"):
+        for build in ("b1", "nosuch", "b2"):
             code, out, err = await cli(
                 srv,
                 "workflow",
@@ -303,3 +304,4 @@ async def test_update_options_pins_as_the_reference(
     )
     assert mine == reference
     assert mine[0][0] == 0 and mine[1][0] != 0 and "is not present in task queue" in mine[1][2]
+    assert mine[2][0] == 0 and mine[-2] == ["b1", "b1", "b2"]
