@@ -1017,7 +1017,7 @@ class HistoryEngine:
                 failed.append(e)
                 raise
             versioned = workflow_versioning.reported_version(request) is not None
-            eager = tr.start_eager_activities(request.identity, build_id if versioned else "")
+            eager = tr.start_eager_activities(request.identity, build_id)
             if ms.running and (
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
@@ -1172,7 +1172,10 @@ class HistoryEngine:
                 raise TaskGone("another poll started the activity attempt")
             if ai.task_queue == ms.info.task_queue:
                 _check_pinned_poller(ms, version)
-            tr.start_activity(ai, request_id, identity, build_id)
+            # Activity pollers seldom say their build: the reference then stamps the started event with
+            # the build of the workflow task that scheduled it (the run's most recent one).
+            stamp = ms.info.most_recent_worker_version_stamp
+            tr.start_activity(ai, request_id, identity, build_id or (stamp.build_id if stamp else ""))
             return ai
 
         try:

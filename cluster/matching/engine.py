@@ -683,8 +683,7 @@ class MatchingEngine:
                     str(uuid.uuid4()),
                     identity,
                     task_queue,
-                    # A versioned worker's build id stamps the ActivityTaskStarted event.
-                    build_id if version else "",
+                    build_id,  # the ActivityTaskStarted event's worker version
                     version,
                 ),
             )

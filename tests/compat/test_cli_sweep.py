@@ -342,8 +342,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "operator namespace list -o json": "the namespaces' capabilities, as for `operator namespace describe`",
     "workflow describe -o json": "executionConfig timeouts: the reference echoes the 0s timeouts the CLI (a Go client) "
     "sends, Hourglass leaves them unset",
-    "workflow show -o json": "started event: the 0s timeouts the Go client sends are not echoed; ActivityTaskStarted "
-    "lacks the poller's workerVersion",
+    "workflow show -o json": "started event: the 0s timeouts the Go client sends are not echoed",
 }
 
 # A node on Cassandra (HOURGLASS_COMPAT_TARGET=hourglass-cassandra) is configured, not start-dev: its
