@@ -244,6 +244,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         check_start_request(request, self.max_blob_bytes)
         await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
+        await self._check_pinned_start(ns.id, request)
         if not request.request_id:
             request.request_id = str(uuid.uuid4())
         result: StartResult = await self.history.start_workflow(
@@ -258,6 +259,22 @@ class WorkflowService(WorkflowServiceServicer):
             link=started_event_link(ns.name, request.workflow_id, result.run_id),
         )
 
+    async def _check_pinned_start(self, namespace_id: str, request) -> None:
+        """A start pinned to a version needs that version present in its task queue (its versioned
+        workers polled it), as on the reference."""
+        if not request.HasField("versioning_override"):
+            return
+        override = request.versioning_override
+        version = workflow_versioning.override_version(override)
+        if workflow_versioning.override_behavior(override) != workflow_versioning.PINNED or version is None:
+            return
+        present = await self.matching.versions_polled(namespace_id, request.task_queue.name)
+        if workflow_versioning.version_key(version) not in present:
+            raise FailedPrecondition(
+                f"Pinned version '{version.deployment_name}:{version.build_id}' is not present in task "
+                f"queue '{request.task_queue.name}' of type 'Workflow'"
+            )
+
     @rpc
     async def SignalWithStartWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
@@ -267,6 +284,7 @@ class WorkflowService(WorkflowServiceServicer):
         require_id(request.signal_name, "SignalName")
         if request.HasField("signal_input"):
             check_blob_size(request.signal_input, self.max_blob_bytes)
+        await self._check_pinned_start(ns.id, request)
         start = rr.StartWorkflowExecutionRequest(
             namespace=request.namespace,
             workflow_id=request.workflow_id,
@@ -598,6 +616,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.reason,
             request.request_id or str(uuid.uuid4()),
             ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL not in excluded,
+            list(request.post_reset_operations),
             reapply_updates=ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE not in excluded,
         )
         return rr.ResetWorkflowExecutionResponse(run_id=run_id)

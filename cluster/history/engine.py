@@ -488,13 +488,15 @@ class HistoryEngine:
         reason: str,
         request_id: str,
         reapply_signals: bool,
+        post_reset_operations: list | None = None,
         *,
         reapply_updates: bool = False,
     ) -> str:
         """A new run replaying the base run's history up to a workflow task, which is failed with
         RESET_WORKFLOW so the worker decides again from there; later signals are reapplied, and later
         updates (as WorkflowExecutionUpdateAdmitted events the worker runs again, as on the reference). The
-        current run, if running, is terminated in the same batch. Returns the new run id."""
+        request's post-reset operations then update the new run's options. The current run, if running,
+        is terminated in the same batch. Returns the new run id."""
         shard = self.shard_for(namespace_id, execution.workflow_id)
         async with shard.locks.hold((namespace_id, execution.workflow_id)):
             base_run_id = await self._resolve_run_id(
@@ -546,6 +548,18 @@ class HistoryEngine:
                             request=update,
                             origin=UpdateAdmittedEventOrigin.UPDATE_ADMITTED_EVENT_ORIGIN_REAPPLY,
                         ),
+                    )
+            workflow_versioning.index(ms)
+            for operation in post_reset_operations or ():
+                if operation.HasField("update_workflow_options"):
+                    options = operation.update_workflow_options
+                    execution_options.update(
+                        ms,
+                        tr,
+                        options.workflow_execution_options,
+                        options.update_mask,
+                        "",  # the reference's post-reset options event names no identity
+                        await self.matching.versions_polled(namespace_id, ms.info.task_queue),
                     )
             tr.schedule_workflow_task()
             tr.rearm_pending_work()

@@ -80,6 +80,18 @@ def record_completion(ms: MutableState, request, attrs: WorkflowTaskCompletedEve
         info.used_deployment_versions.append(version_key(version))
 
 
+def replay_completion(ms: MutableState, attrs: WorkflowTaskCompletedEventAttributes) -> None:
+    """The run's versioning after a WorkflowTaskCompleted event (rebuilding a run from its history)."""
+    info = ms.info
+    if not attrs.HasField("deployment_version"):
+        info.versioning_behavior, info.deployment_version = 0, None
+        return
+    info.versioning_behavior = attrs.versioning_behavior
+    info.deployment_version = attrs.deployment_version
+    if version_key(attrs.deployment_version) not in info.used_deployment_versions:
+        info.used_deployment_versions.append(version_key(attrs.deployment_version))
+
+
 def has_override(ms: MutableState) -> bool:
     return ms.info.versioning_override is not None and ms.info.versioning_override.ByteSize() > 0
 

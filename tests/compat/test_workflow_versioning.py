@@ -15,13 +15,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.json_format import MessageToDict
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflow.v1 import PostResetOperation, VersioningOverride, WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import PinnedVersioningOverride, WorkerDeploymentVersion
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from . import history_diff
@@ -54,6 +57,7 @@ _VERSIONING_ATTRIBUTES = (
 )
 # How long both builds poll before a start names one: the reference learns a version from its polls.
 _POLL_SETTLE_S = 2.0
+_VERSION_KNOWN_WITHIN_S = 20.0
 
 
 @contextlib.asynccontextmanager
@@ -132,18 +136,35 @@ async def _listed(client: Client, query: str) -> list[str]:
     return found
 
 
+async def _start_pinned(
+    client: Client, workflow_id: str, task_queue: str, deployment: str, build: str
+) -> WorkflowHandle[Any, Any]:
+    """Start VersionedSteps pinned to `build`, once the server knows the version is in the queue (the
+    reference learns it from the version's polls a moment after they begin, and refuses the start with
+    FAILED_PRECONDITION "... is not present in task queue ..." until then; so does Hourglass)."""
+    deadline = time.monotonic() + _VERSION_KNOWN_WITHIN_S
+    while True:
+        try:
+            return await client.start_workflow(
+                VersionedSteps.run,
+                id=workflow_id,
+                task_queue=task_queue,
+                versioning_override=PinnedVersioningOverride(WorkerDeploymentVersion(deployment, build)),
+            )
+        except RPCError as e:
+            if e.status != RPCStatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
+                raise
+            assert "is not present in task queue" in e.message, e.message
+            await asyncio.sleep(0.5)
+
+
 async def _pinned_run(client: Client) -> dict[str, Any]:
     """Builds b1 and b2 of one deployment poll a queue; a run pinned to b1 by its start request runs
     an activity, waits for a signal and completes. Everything a user sees of it, redacted."""
     task_queue, deployment, workflow_id = new_id("tq"), new_id("deploy"), new_id("pinned")
     async with _versioned_workers(client, task_queue, deployment, "b1", "b2"):
         await asyncio.sleep(_POLL_SETTLE_S)
-        handle = await client.start_workflow(
-            VersionedSteps.run,
-            id=workflow_id,
-            task_queue=task_queue,
-            versioning_override=PinnedVersioningOverride(WorkerDeploymentVersion(deployment, "b1")),
-        )
+        handle = await _start_pinned(client, workflow_id, task_queue, deployment, "b1")
         await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=2, timeout=30)
         running = await client.workflow_service.describe_workflow_execution(
             rr.DescribeWorkflowExecutionRequest(
@@ -159,7 +180,9 @@ async def _pinned_run(client: Client) -> dict[str, Any]:
         )
     )
     answers: dict[str, Any] = {"result": result}
-    answers["history"] = history_diff.normalize(history, {workflow_id: "<wf>", task_queue: "<tq>"})
+    answers["history"] = history_diff.normalize(
+        history, {workflow_id: "<wf>", task_queue: "<tq>", deployment: "<deployment>"}
+    )
     answers["versioning"] = [_versioning_of(e, deployment) for e in history.events]
     for name, described in (("running", running), ("closed", closed)):
         info = described.workflow_execution_info
@@ -211,12 +234,7 @@ async def _waits_for_its_version(client: Client) -> dict[str, Any]:
         await asyncio.sleep(_POLL_SETTLE_S)
     async with _versioned_workers(client, task_queue, deployment, "b2"):
         await asyncio.sleep(_POLL_SETTLE_S)
-        handle = await client.start_workflow(
-            VersionedSteps.run,
-            id=workflow_id,
-            task_queue=task_queue,
-            versioning_override=PinnedVersioningOverride(WorkerDeploymentVersion(deployment, "b1")),
-        )
+        handle = await _start_pinned(client, workflow_id, task_queue, deployment, "b1")
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             history = await handle.fetch_history()
@@ -232,7 +250,9 @@ async def _waits_for_its_version(client: Client) -> dict[str, Any]:
     history = await handle.fetch_history()
     return {
         "result": result,
-        "history": history_diff.normalize(history, {workflow_id: "<wf>", task_queue: "<tq>"}),
+        "history": history_diff.normalize(
+            history, {workflow_id: "<wf>", task_queue: "<tq>", deployment: "<deployment>"}
+        ),
         "versioning": [_versioning_of(e, deployment) for e in history.events],
     }
 
@@ -258,12 +278,7 @@ async def _update_options_pins(srv: ServerProcess, client: Client) -> list[Any]:
     outputs: list[Any] = []
     async with _versioned_workers(client, task_queue, deployment, "b1", "b2"):
         await asyncio.sleep(_POLL_SETTLE_S)
-        handle = await client.start_workflow(
-            VersionedSteps.run,
-            id=workflow_id,
-            task_queue=task_queue,
-            versioning_override=PinnedVersioningOverride(WorkerDeploymentVersion(deployment, "b1")),
-        )
+        handle = await _start_pinned(client, workflow_id, task_queue, deployment, "b1")
         await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=2, timeout=30)
         wf = ["--workflow-id", workflow_id]
         for build in ("b1", "nosuch", "b2"):
@@ -305,3 +320,93 @@ async def test_update_options_pins_as_the_reference(
     assert mine == reference
     assert mine[0][0] == 0 and mine[1][0] != 0 and "is not present in task queue" in mine[1][2]
     assert mine[2][0] == 0 and mine[-2] == ["b1", "b1", "b2"]
+
+
+async def _reset_repins(client: Client) -> dict[str, Any]:
+    """A run pinned to b1 completes; a reset to its first workflow task with a post-reset operation that
+    pins it to b2 makes a new run that keeps the start's override until the operation's options event,
+    then runs on b2."""
+    task_queue, deployment, workflow_id = new_id("tq"), new_id("deploy"), new_id("pinned")
+    async with _versioned_workers(client, task_queue, deployment, "b1", "b2"):
+        await asyncio.sleep(_POLL_SETTLE_S)
+        handle = await _start_pinned(client, workflow_id, task_queue, deployment, "b1")
+        await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=2, timeout=30)
+        await handle.signal(VersionedSteps.proceed)
+        await handle.result()
+        pin_b2 = WorkflowExecutionOptions()
+        pin_b2.versioning_override.pinned.behavior = (
+            VersioningOverride.PinnedOverrideBehavior.PINNED_OVERRIDE_BEHAVIOR_PINNED
+        )
+        pin_b2.versioning_override.pinned.version.deployment_name = deployment
+        pin_b2.versioning_override.pinned.version.build_id = "b2"
+        reset = await client.workflow_service.reset_workflow_execution(
+            rr.ResetWorkflowExecutionRequest(
+                namespace="default",
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+                reason="repin",
+                workflow_task_finish_event_id=4,
+                request_id=new_id("reset"),
+                post_reset_operations=[
+                    PostResetOperation(
+                        update_workflow_options=PostResetOperation.UpdateWorkflowOptions(
+                            workflow_execution_options=pin_b2,
+                            update_mask=FieldMask(paths=["versioning_override"]),
+                        )
+                    )
+                ],
+            )
+        )
+        # The base run's signal is reapplied: the new run goes on to complete by itself.
+        new_run = client.get_workflow_handle(workflow_id, run_id=reset.run_id)
+        result = await new_run.result()
+    history = await new_run.fetch_history()
+    described = await client.workflow_service.describe_workflow_execution(
+        rr.DescribeWorkflowExecutionRequest(
+            namespace="default", execution=WorkflowExecution(workflow_id=workflow_id, run_id=reset.run_id)
+        )
+    )
+    info = described.workflow_execution_info
+    return {
+        "result": result,
+        "history": history_diff.normalize(
+            history, {workflow_id: "<wf>", task_queue: "<tq>", deployment: "<deployment>"}
+        ),
+        "versioning": [_versioning_of(e, deployment) for e in history.events],
+        "options_events": [
+            _redacted_json(MessageToDict(e.workflow_execution_options_updated_event_attributes), deployment)
+            for e in history.events
+            if e.HasField("workflow_execution_options_updated_event_attributes")
+        ],
+        "versioning_info": _redacted_json(MessageToDict(info.versioning_info), deployment),
+        "attributes": _attributes(info.search_attributes.indexed_fields, deployment),
+    }
+
+
+async def test_reset_with_options_repins_as_the_reference(client: Client, reference_client: Client) -> None:
+    mine, reference = await asyncio.gather(_reset_repins(client), _reset_repins(reference_client))
+    assert not history_diff.diff(mine["history"], reference["history"], "hourglass", "reference")
+    for name in ("versioning", "options_events", "versioning_info", "attributes", "result"):
+        assert mine[name] == reference[name], name
+    assert mine["versioning_info"]["deploymentVersion"]["buildId"] == "b2"
+
+
+async def _start_pinned_to_an_unknown_version(client: Client) -> tuple[Any, ...]:
+    task_queue, workflow_id = new_id("tq"), new_id("pinned")
+    try:
+        await client.start_workflow(
+            VersionedSteps.run,
+            id=workflow_id,
+            task_queue=task_queue,
+            versioning_override=PinnedVersioningOverride(WorkerDeploymentVersion("nosuch", "b9")),
+        )
+    except RPCError as e:
+        return e.status, _redact(e.message, "nosuch")
+    return ("started",)
+
+
+async def test_a_start_pinned_to_a_version_no_worker_polled_is_refused(
+    client: Client, reference_client: Client
+) -> None:
+    mine = await _start_pinned_to_an_unknown_version(client)
+    assert mine == await _start_pinned_to_an_unknown_version(reference_client)
+    assert mine[0] == RPCStatusCode.FAILED_PRECONDITION
