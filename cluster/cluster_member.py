@@ -107,8 +107,10 @@ class ClusterMember:
             == self.swim.id
         )
         matching.write_guard = self.controller.guard
-        # Partitions forward tasks and polls to their parents, wherever the ring places those.
+        # Partitions forward tasks and polls to their parents, wherever the ring places those; a few polls
+        # each, so the others wait where this member's history adds its tasks (no hop to match them).
         matching.peers = self.matching_api
+        matching.limit_forwarded_polls = True
         matching.owner_address = self._partition_owner_address
         self.loop_lag = loop_lag  # the node's LoopLagMonitor, reported in the status
         self.status = StatusService(
@@ -171,7 +173,7 @@ class ClusterMember:
                 invoke_handler(
                     "MatchingService",
                     self.matching,
-                    frozenset(MATCHING_ROUTES) | {"respond_query_task_completed"},
+                    frozenset(MATCHING_ROUTES) | {"respond_query_task_completed", "respond_nexus_task"},
                 ),
                 invoke_handler("ScheduleService", self.schedules, frozenset(SCHEDULE_ROUTES)),
                 *(

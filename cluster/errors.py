@@ -79,6 +79,12 @@ class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class AlreadyExists(ServiceError):
+    """Something other than a namespace or a run is registered under that name already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class HistoryLimitExceeded(InvalidArgument):
     """The request's transition would have passed a run's history limit: the run was terminated instead."""
 

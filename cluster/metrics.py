@@ -91,6 +91,15 @@ RPC_LATENCY_SECONDS = Histogram(
     ),
 )  # fmt: skip
 
+# Exposed as hourglass_internal_rpc_calls_total{service, method}: calls this member made to another one
+# (an operation routed to its owner, a task or poll forwarded to a parent partition), counted at the
+# caller, so the sum over the members is the cluster's internal hops.
+INTERNAL_CALLS = Counter(
+    "hourglass_internal_rpc_calls",
+    "Calls this member made to another member's internal RPC port, by service and method.",
+    ["service", "method"],
+)
+
 # Exposed as hourglass_shard_movements_total{direction}: a history shard taken (acquired) or given up
 # (released, also when the store fenced it out). A steady rate outside deploys means membership flaps.
 SHARD_MOVEMENTS = Counter(
@@ -153,6 +162,10 @@ _WRITE_METHODS = {
     "upsert_visibility",
     "delete_visibility",
     "write_task_queue_config",
+    "write_nexus_endpoint",
+    "delete_nexus_endpoint",
+    "write_worker_deployment",
+    "delete_worker_deployment",
 }
 
 

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import random
 from collections.abc import Callable
 
 from temporalio.api.enums.v1 import TaskQueueType
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+NEXUS = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
 # Long enough for a new owner to take a shard (one LWT) after the ring moved it.
 RETRY_DELAY_S = 0.5
 # How much longer than a long poll's own timeout its owner may take to answer it: room for a task it
@@ -56,6 +58,7 @@ def _by_state(a: tuple) -> tuple[str, str]:
 
 # History operations callers may invoke on any node -> (namespace id, workflow id) from their arguments.
 HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
+    "complete_nexus_operation": _by_execution(1),
     "start_workflow": _by_execution(2),  # the request carries workflow_id like an execution does
     "signal_with_start": _by_execution(2),
     "signal": _by_execution(1),
@@ -72,6 +75,7 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "respond_activity_failed": _by_token,
     "respond_activity_canceled": _by_token,
     "record_activity_heartbeat": _by_token,
+    "get_workflow_history": lambda a: (a[0], a[1].execution.workflow_id),
     "read_history": _by_state,
     "read_history_page": _by_state,
     "read_history_response": _by_state,
@@ -108,6 +112,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "offer_task": lambda a: (a[0], a[1], a[2]),
     "load_partition": lambda a: (a[0], a[1], a[2]),
     "query_workflow": lambda a: (a[0], a[1], WORKFLOW),
+    "dispatch_nexus_task": lambda a: (a[0], a[1], NEXUS),
+    "poll_nexus_task": lambda a: (a[0], a[1], NEXUS),
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
     "versions_polled": lambda a: (a[0], a[1], WORKFLOW),
     "partition_stats": lambda a: (a[0], a[1], a[2]),
@@ -116,6 +122,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "update_queue_config": lambda a: (a[0], a[1], a[2]),
     # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
+    "note_sticky_version": lambda a: (a[0], a[1], WORKFLOW),
+    "redirect_backlog": lambda a: (a[0], a[1], a[2]),
     "complete_worker_polls": lambda a: (a[0], a[1], a[2]),
     "record_worker_heartbeats": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
     "list_workers": lambda a: (a[0], WORKER_REGISTRY, WORKFLOW),
@@ -177,6 +185,19 @@ class Router:
         raise AssertionError("unreachable")
 
 
+_SIGNATURES: dict[object, inspect.Signature] = {}
+
+
+def _signature(fn: Callable) -> inspect.Signature:
+    """The (bound) method's signature, computed once per method: inspect.signature on every routed call
+    cost more CPU than the rest of the routing."""
+    key = getattr(fn, "__func__", fn)
+    sig = _SIGNATURES.get(key)
+    if sig is None:
+        sig = _SIGNATURES[key] = inspect.signature(fn)
+    return sig
+
+
 def _bind(fn: Callable, args: tuple, kwargs: dict, pick=None) -> tuple[tuple, float]:
     """Positional arguments in the method's order (keyword and default ones included) for the envelope,
     and how long to wait for the owner's reply.
@@ -185,7 +206,7 @@ def _bind(fn: Callable, args: tuple, kwargs: dict, pick=None) -> tuple[tuple, fl
     answers by then unless it is frozen or gone, and then the caller should hear so and try the shard's
     next owner, not hang in a call to a paused process for a fixed minute and a half.
     """
-    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound = _signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
     if pick is not None:
         pick(bound.arguments)
@@ -288,13 +309,13 @@ class RoutedMatching:
         def pick(arguments: dict) -> None:
             if name in PARTITION_CHOICE and arguments["partition"] < 0:
                 namespace_id, queue, task_type = MATCHING_ROUTES[name](tuple(arguments.values()))
-                arguments["partition"] = self.engine.choose_partition(
+                arguments["partition"] = self.choose_partition(
                     namespace_id, queue, task_type, arguments.get("kind", 0), PARTITION_CHOICE[name]
                 )
 
         args, timeout = _bind(local, args, kwargs, pick)
         namespace_id, queue, task_type = MATCHING_ROUTES[name](args)
-        signature = inspect.signature(local).parameters
+        signature = _signature(local).parameters
         number = args[list(signature).index("partition")] if "partition" in signature else 0
         return await self.router.run(
             f"task queue {queue}" if number == 0 else f"task queue partition /_sys/{queue}/{number}",
@@ -305,6 +326,36 @@ class RoutedMatching:
             args,
             timeout,
         )
+
+    def choose_partition(self, namespace_id: str, queue: str, task_type: int, kind: int, write: bool) -> int:
+        """The partition an add (write) or a poll (read) that names none goes to: one this member owns if
+        any, the root first (where tasks and polls of every partition meet), so the call itself takes no
+        internal hop and at most one more up the tree; else one at random (the reference's load balancer
+        picks at random: any partition is correct, tasks and polls meet at the root whichever they take).
+        """
+        engine = self.engine
+        count = (engine.write_partitions if write else engine.read_partitions)(
+            namespace_id, queue, task_type, kind
+        )
+        if count <= 1:
+            return 0
+        me, owner = self.router.member_id, self.router.placement.partition_owner
+        local = [n for n in range(count) if owner(namespace_id, queue, task_type, n) == me]
+        if not local:
+            return engine.choose_partition(namespace_id, queue, task_type, kind, write)
+        return 0 if local[0] == 0 else random.choice(local)
+
+    async def respond_nexus_task(self, task_id: str, response) -> bool:
+        """The answer goes to the member whose matching dispatched the task: its id prefixes the task id."""
+        member_id, sep, _ = task_id.partition("|")
+        if not sep or member_id == self.router.member_id:
+            return await self.engine.respond_nexus_task(task_id, response)
+        try:
+            return await self.router.client.invoke(
+                member_id, "matching", "respond_nexus_task", (task_id, response)
+            )
+        except NodeUnreachable:
+            return False
 
     async def respond_query_task_completed(self, query_id: str, request) -> bool:
         """The answer goes to the member whose matching waits for it: its id prefixes the query id."""

@@ -47,15 +47,23 @@ class Duration(click.ParamType):
 
 
 def _address(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT (example: 127.0.0.1:7233)")
-    return value
+    """HOST:PORT, or several separated by commas (one client per node, see connect.split_addresses)."""
+    for one in value.split(","):
+        host, sep, port = one.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.BadParameter(
+                f"{one.strip()!r} is not HOST:PORT (example: 127.0.0.1:7233, or several: "
+                "127.0.0.1:7233,127.0.0.2:7233)"
+            )
+    return ",".join(one.strip() for one in value.split(","))
 
 
 def _metrics_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not re.match(r"https?://[^/\s]+", value):
-        raise click.BadParameter(f"{value!r} is not an http(s) URL (example: http://127.0.0.1:9464/metrics)")
+    for one in (value or "").split(","):
+        if value is not None and not re.match(r"https?://[^/\s]+", one.strip()):
+            raise click.BadParameter(
+                f"{one.strip()!r} is not an http(s) URL (example: http://127.0.0.1:9464/metrics)"
+            )
     return value
 
 
@@ -246,7 +254,13 @@ def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @loadtest.command()
-@click.option("--address", required=True, callback=_address, help="Frontend gRPC address, HOST:PORT.")
+@click.option(
+    "--address",
+    required=True,
+    callback=_address,
+    help="Frontend gRPC address, HOST:PORT; several, comma-separated, spread the load over a cluster's "
+    "nodes: starts go round robin over one client per address, worker process n polls address n mod N.",
+)
 @click.option(
     "--api-key",
     envvar="HOURGLASS_API_KEY",
@@ -257,7 +271,8 @@ def _fails_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--metrics-url",
     callback=_metrics_url,
-    help="Server's Prometheus endpoint, sampled before and after (database figures).",
+    help="Server's Prometheus endpoint, sampled before and after (database figures); several, "
+    "comma-separated (every node of a cluster), are summed.",
 )
 @load_options
 @tls_client_options

@@ -35,6 +35,11 @@ class TLSPaths:
         )
 
 
+def split_addresses(address: str) -> list[str]:
+    """The frontends of `--address a,b,c`: each client of the run sticks to one of them."""
+    return [a.strip() for a in address.split(",") if a.strip()]
+
+
 async def connect(
     address: str, namespace: str, tls: TLSPaths | None = None, api_key: str | None = None
 ) -> Client:

@@ -23,6 +23,8 @@ HOURGLASS_COUNTERS = {
     "workflows_started": "hourglass_workflows_started_total",
     "workflows_closed": "hourglass_workflows_closed_total",
     "cpu_seconds": "process_cpu_seconds_total",
+    # Calls one cluster member made to another (routing, partition forwarding): the internal hops.
+    "internal_calls": "hourglass_internal_rpc_calls_total",
 }
 
 # Latency histograms, as their cumulative buckets ((upper bound, count), ...) summed over other labels.
@@ -108,12 +110,18 @@ class Counters:
     workflows_started: float | None = None
     workflows_closed: float | None = None
     cpu_seconds: float | None = None
+    internal_calls: float | None = None
     batch_latency_buckets: Buckets | None = None
     append_latency_buckets: Buckets | None = None
 
     @classmethod
     def from_text(cls, text: str) -> Counters:
         totals = parse_prometheus(text)
+        for name in HOURGLASS_COUNTERS.values():
+            # A labelled counter nothing incremented yet is declared with no samples: it is 0, not n/a.
+            declared = (f"# TYPE {name} counter", f"# TYPE {name.removesuffix('_total')} counter")
+            if name not in totals and any(d in text for d in declared):
+                totals[name] = 0.0
         return cls(
             **{key: totals.get(name) for key, name in HOURGLASS_COUNTERS.items()},
             **{key: parse_buckets(text, name) for key, name in HOURGLASS_HISTOGRAMS.items()},
@@ -148,8 +156,13 @@ class MetricsError(RuntimeError):
 
 
 async def scrape(url: str) -> Counters:
-    """Sample the endpoint (in a thread: urllib blocks)."""
-    try:
-        return Counters.from_text(await asyncio.to_thread(_get, url))
-    except (OSError, ValueError) as err:
-        raise MetricsError(f"metrics endpoint {url} did not answer: {err}") from err
+    """Sample the endpoint (in a thread: urllib blocks). Several URLs, comma-separated (every node of a
+    cluster): their counters are summed, so CPU and hops are the whole cluster's."""
+    total: Counters | None = None
+    for one in (u.strip() for u in url.split(",") if u.strip()):
+        try:
+            counters = Counters.from_text(await asyncio.to_thread(_get, one))
+        except (OSError, ValueError) as err:
+            raise MetricsError(f"metrics endpoint {one} did not answer: {err}") from err
+        total = counters if total is None else total.plus(counters)
+    return total if total is not None else Counters()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from temporalio.client import Client
 
-from hourglass.loadtest.connect import TLSPaths, connect
+from hourglass.loadtest.connect import TLSPaths, connect, split_addresses
 from hourglass.loadtest.driver_raw import RawStarter
 from hourglass.loadtest.driver_sdk import SdkStarter
 from hourglass.loadtest.history import HistorySample, sample_histories
@@ -74,15 +74,31 @@ def make_starter(driver: str, client: Client, scenario: Scenario, task_queue: st
     return SdkStarter(client, scenario, task_queue)
 
 
+class RoundRobin:
+    """Starts spread over several frontends (`--address a,b,c`): workflow n goes through client n mod N,
+    each client sticking to its node, as the SDK's clients of a real deployment do."""
+
+    def __init__(self, starters: list[Starter]) -> None:
+        self._starters = starters
+        self._next = 0
+
+    async def execute(self, workflow_id: str) -> None:
+        starter = self._starters[self._next % len(self._starters)]
+        self._next += 1
+        await starter.execute(workflow_id)
+
+
 async def run_load_test(
     config: RunConfig, on_progress: Callable[[ProgressTick], None] | None = None
 ) -> RunResult:
     scenario = config.scenario.load()
     check_driver(scenario, config.driver)
     config.plan.check()
-    client = await asyncio.wait_for(
-        connect(config.address, config.namespace, config.tls, config.api_key), CONNECT_TIMEOUT_S
-    )
+    clients = [
+        await asyncio.wait_for(connect(a, config.namespace, config.tls, config.api_key), CONNECT_TIMEOUT_S)
+        for a in split_addresses(config.address)
+    ]
+    client = clients[0]
     run_id = f"lt-{scenario.name}-{uuid.uuid4().hex[:8]}"
     spec = WorkerSpec(
         driver=config.driver,
@@ -96,7 +112,7 @@ async def run_load_test(
         api_key=config.api_key,
         tls=config.tls,
     )
-    starter = make_starter(config.driver, client, scenario, run_id)
+    starter = RoundRobin([make_starter(config.driver, c, scenario, run_id) for c in clients])
     notes: list[str] = []
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     with WorkerPool(spec, config.worker_processes) as pool:

@@ -110,6 +110,7 @@ class RunResult:
             "server_cpu_ms_per_workflow": _per(_ms(self.server_cpu_s), self.completed),
             "server_cpu_utilization": _per(self.server_cpu_s, t),
             "driver_cpu_ms_per_workflow": _per(_ms(self.driver_cpu_s), self.completed),
+            "internal_calls_per_workflow": _per(self.server.internal_calls, self.completed),
             "elapsed_s": t,
         }
 

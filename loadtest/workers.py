@@ -8,6 +8,7 @@ a pool never outlives its run even if the parent dies. The parent kills any chil
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -17,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from hourglass.loadtest.connect import TLSPaths
+from hourglass.loadtest.connect import TLSPaths, split_addresses
 from hourglass.loadtest.scenarios import ScenarioRef
 
 READY_TIMEOUT_S = 60.0
@@ -113,11 +114,14 @@ class WorkerPool:
         self.stop()
 
     def start(self) -> None:
+        addresses = split_addresses(self.spec.address)
         for n in range(self.count):
             ready = self._ctx.Event()
+            # Several frontends: process n polls the n-th (round robin), one client each.
+            spec = dataclasses.replace(self.spec, address=addresses[n % len(addresses)])
             proc = self._ctx.Process(
                 target=_child_main,
-                args=(self.spec, ready, self._stop),
+                args=(spec, ready, self._stop),
                 name=f"loadtest-{self.spec.driver}-worker-{n}",
                 daemon=True,
             )

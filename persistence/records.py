@@ -200,6 +200,17 @@ class NamespaceRecord:
 
 
 @dataclass
+class NexusEndpointRecord:
+    """One Nexus endpoint of the cluster's registry."""
+
+    id: str
+    # Bumped by every update of this endpoint (UpdateNexusEndpoint names the version it read).
+    version: int
+    # Serialized temporal.api.nexus.v1.Endpoint owned by the frontend; opaque to the store.
+    data: bytes
+
+
+@dataclass
 class VisibilityRecord:
     """What list/count/describe-by-query see of a run."""
 

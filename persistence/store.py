@@ -20,6 +20,7 @@ from hourglass.persistence.records import (
     ExecutionWrite,
     HistoryNode,
     NamespaceRecord,
+    NexusEndpointRecord,
     QueueTask,
     ScheduleRecord,
     ShardInfo,
@@ -273,6 +274,46 @@ class Store(abc.ABC):
         """Store the config with version `expected_version + 1`, iff the stored version is `expected_version`
         (0: none stored yet); ConditionFailedError `version_mismatch` otherwise."""
         raise NotImplementedError(f"{type(self).__name__} has no task queue configuration")
+
+    # ---- Nexus endpoint registry (OperatorService *NexusEndpoint) --------------------------------------------
+    # One registry per cluster with one table version: every change names the version it read, so a writer
+    # that checked a name's uniqueness against the endpoints it read cannot race another writer.
+    # Not abstract so that stores written before it keep working; they answer NotImplementedError.
+    async def list_nexus_endpoints(self) -> tuple[int, list[NexusEndpointRecord]]:
+        """The registry's table version (0: never written) and every endpoint, ordered by id."""
+        raise NotImplementedError(f"{type(self).__name__} has no Nexus endpoint registry")
+
+    async def write_nexus_endpoint(self, record: NexusEndpointRecord, expected_table_version: int) -> None:
+        """Create or replace the endpoint and bump the table version to `expected_table_version + 1`, iff the
+        stored table version is `expected_table_version`; ConditionFailedError `version_mismatch` otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} has no Nexus endpoint registry")
+
+    async def delete_nexus_endpoint(self, endpoint_id: str, expected_table_version: int) -> None:
+        """Delete the endpoint (absent: nothing to delete) and bump the table version, under the same condition
+        as write_nexus_endpoint."""
+        raise NotImplementedError(f"{type(self).__name__} has no Nexus endpoint registry")
+
+    # ---- worker deployments (cluster/matching/deployments.py) ------------------------------------------
+    # Not abstract for the same reason; one versioned blob per (namespace, deployment name).
+    async def get_worker_deployment(self, namespace_id: str, name: str) -> tuple[bytes, int] | None:
+        """The deployment's serialized state and its version, or None when there is no such deployment."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
+    async def list_worker_deployments(self, namespace_id: str) -> list[tuple[str, bytes, int]]:
+        """(name, state, version) of every deployment of the namespace, ordered by name."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
+    async def write_worker_deployment(
+        self, namespace_id: str, name: str, state: bytes, expected_version: int
+    ) -> None:
+        """Store the state with version `expected_version + 1`, iff the stored version is `expected_version`
+        (0: none stored yet); ConditionFailedError `version_mismatch` otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
+
+    async def delete_worker_deployment(self, namespace_id: str, name: str, expected_version: int) -> None:
+        """Delete the row iff its version is `expected_version` (ConditionFailedError otherwise, also when
+        it is gone)."""
+        raise NotImplementedError(f"{type(self).__name__} has no worker deployments")
 
     # ---- schedules (shard partition) -------------------------------------------------------------------
     # Not abstract so that stores written before schedules keep working; they answer NotImplementedError.

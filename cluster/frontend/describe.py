@@ -6,7 +6,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Memo, Payload, Priority, SearchAttributes, WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
+    NexusOperationCancellationState,
     PendingActivityState,
+    PendingNexusOperationState,
     PendingWorkflowTaskState,
     WorkflowExecutionStatus,
 )
@@ -14,6 +16,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import (
     PendingActivityInfo,
     PendingChildExecutionInfo,
+    PendingNexusOperationInfo,
     PendingWorkflowTaskInfo,
     RequestIdInfo,
     WorkflowExecutionConfig,
@@ -64,11 +67,12 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     if info.priority is not None:
         resp.workflow_execution_info.priority.CopyFrom(info.priority)  # the reference omits an unset one
     _versioning(resp.workflow_execution_info, ms)
-    if info.workflow_execution_timeout_ms:
+    # Absent when there is no limit, unless the start request gave 0s (the reference echoes it).
+    if info.workflow_execution_timeout_ms or info.execution_timeout_given:
         resp.execution_config.workflow_execution_timeout.CopyFrom(
             to_duration(info.workflow_execution_timeout_ms)
         )
-    if info.workflow_run_timeout_ms:
+    if info.workflow_run_timeout_ms or info.run_timeout_given:
         resp.execution_config.workflow_run_timeout.CopyFrom(to_duration(info.workflow_run_timeout_ms))
     wei = resp.workflow_execution_info
     wei.auto_reset_points.SetInParent()  # the reference's is there before any task completed too
@@ -108,6 +112,8 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     now = now_ms()
     for ai in ms.activities.values():
         resp.pending_activities.append(pending_activity(ai, now))
+    for op in sorted(ms.nexus_operations.values(), key=lambda o: o.scheduled_event_id):
+        resp.pending_nexus_operations.append(pending_nexus_operation(op))
     wt = ms.workflow_task
     if wt is not None:
         pwt = PendingWorkflowTaskInfo(
@@ -223,3 +229,32 @@ def pending_activity(ai: ActivityInfo, now: int) -> PendingActivityInfo:
         pa.pause_info.manual.identity = ai.pause.identity
         pa.pause_info.manual.reason = ai.pause.reason
     return pa
+
+
+def pending_nexus_operation(op) -> PendingNexusOperationInfo:
+    """A Nexus operation the run waits for: SCHEDULED until the handler answered its start, then STARTED;
+    with the cancellation the workflow asked for, if any."""
+    info = PendingNexusOperationInfo(
+        endpoint=op.endpoint,
+        service=op.service,
+        operation=op.operation,
+        operation_id=op.operation_token,
+        operation_token=op.operation_token,
+        scheduled_time=to_timestamp(op.scheduled_time_ms),
+        scheduled_event_id=op.scheduled_event_id,
+        state=PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_STARTED
+        if op.started_event_id
+        else PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_SCHEDULED,
+        attempt=max(op.attempt, 1),
+    )
+    if op.last_attempt_complete_time_ms:
+        info.last_attempt_complete_time.CopyFrom(to_timestamp(op.last_attempt_complete_time_ms))
+    if op.schedule_to_close_timeout_ms:
+        info.schedule_to_close_timeout.CopyFrom(to_duration(op.schedule_to_close_timeout_ms))
+    if op.cancel_requested_event_id:
+        info.cancellation_info.state = (
+            NexusOperationCancellationState.NEXUS_OPERATION_CANCELLATION_STATE_SUCCEEDED
+            if op.cancel_delivered
+            else NexusOperationCancellationState.NEXUS_OPERATION_CANCELLATION_STATE_SCHEDULED
+        )
+    return info

@@ -75,6 +75,10 @@ class ServerFacts:
         caps.worker_heartbeats = LIMITS.worker_heartbeats_enabled
         caps.workflow_pause = LIMITS.workflow_pause_enabled
         caps.standalone_activities = LIMITS.enable_standalone_activities
+        # Served with them: a start delay, and pause/unpause/reset/update-options on a standalone activity
+        # (batch operations over them are not: StartBatchOperation refuses those, see batches.py).
+        caps.standalone_activity_start_delay = LIMITS.enable_standalone_activities
+        caps.standalone_activity_operator_commands = LIMITS.enable_standalone_activities
         caps.worker_poll_complete_on_shutdown = LIMITS.cancel_worker_polls_on_shutdown
         info.supports_schedules = True
         info.limits.blob_size_limit_error = self.blob_size_limit_error

@@ -1,9 +1,8 @@
-"""The OperatorService: search attributes per namespace, namespace deletion and this cluster's listing.
+"""The OperatorService: search attributes per namespace, namespace deletion, this cluster's listing and the
+Nexus endpoint registry (cluster/frontend/nexus_endpoints.py).
 
-Nexus endpoints cannot be created here (CreateNexusEndpoint is unimplemented), so the endpoint registry is
-always empty, and ListNexusEndpoints says so: the Web UI's Nexus page lists none instead of failing. Every
-other OperatorService RPC (remote clusters, the rest of the Nexus registry) answers UNIMPLEMENTED with its
-name, like the WorkflowService's unimplemented RPCs.
+Every other OperatorService RPC (remote clusters) answers UNIMPLEMENTED with its name, like the
+WorkflowService's unimplemented RPCs.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from hourglass.cluster.frontend.cluster_info import ClusterFacts
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
 from hourglass.cluster.frontend.namespace_deletion import NamespaceDeleter
 from hourglass.cluster.frontend.namespaces import Namespace, NamespaceRegistry
+from hourglass.cluster.frontend.nexus_endpoints import NexusEndpointRegistry
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry, system_attribute_types
 
 
@@ -26,11 +26,13 @@ class OperatorService(OperatorServiceServicer):
         search_attributes: SearchAttributeRegistry,
         deleter: NamespaceDeleter | None = None,
         cluster: ClusterFacts | None = None,
+        nexus_endpoints: NexusEndpointRegistry | None = None,
     ) -> None:
         self.namespaces = namespaces
         self.search_attributes = search_attributes
         self.deleter = deleter
         self.cluster = cluster or ClusterFacts(name=namespaces.server.cluster_name)
+        self.nexus_endpoints = nexus_endpoints or NexusEndpointRegistry(namespaces.store, namespaces)
 
     async def _namespace(self, name: str) -> Namespace:
         if not name:
@@ -69,11 +71,30 @@ class OperatorService(OperatorServiceServicer):
         return self.cluster.list_clusters()
 
     @rpc
+    async def CreateNexusEndpoint(self, request, context):
+        endpoint = await self.nexus_endpoints.create(request.spec)
+        return rr.CreateNexusEndpointResponse(endpoint=endpoint)
+
+    @rpc
+    async def UpdateNexusEndpoint(self, request, context):
+        endpoint = await self.nexus_endpoints.update(request.id, request.version, request.spec)
+        return rr.UpdateNexusEndpointResponse(endpoint=endpoint)
+
+    @rpc
+    async def DeleteNexusEndpoint(self, request, context):
+        await self.nexus_endpoints.delete(request.id, request.version)
+        return rr.DeleteNexusEndpointResponse()
+
+    @rpc
+    async def GetNexusEndpoint(self, request, context):
+        return rr.GetNexusEndpointResponse(endpoint=await self.nexus_endpoints.get(request.id))
+
+    @rpc
     async def ListNexusEndpoints(self, request, context):
-        # No page of an empty registry has a next page: a token can only come from someone else's server.
-        if request.next_page_token:
-            raise InvalidArgument("invalid next page token: there are no Nexus endpoints to page through")
-        return rr.ListNexusEndpointsResponse()
+        endpoints, token = await self.nexus_endpoints.list(
+            request.page_size, request.next_page_token, request.name
+        )
+        return rr.ListNexusEndpointsResponse(endpoints=endpoints, next_page_token=token)
 
 
 def _fill_unimplemented() -> None:

@@ -15,7 +15,6 @@ import grpc
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
-    HistoryEventFilterType,
     IndexedValueType,
     QueryRejectCondition,
     QueryResultType,
@@ -43,7 +42,14 @@ from hourglass.cluster.errors import (
     ServiceError,
     Unimplemented,
 )
-from hourglass.cluster.frontend import activity_operations, standalone_activities, visibility, workflow_pause
+from hourglass.cluster.frontend import (
+    activity_operations,
+    build_id_versioning,
+    standalone_activities,
+    visibility,
+    workflow_pause,
+)
+from hourglass.cluster.frontend import worker_deployments as deployments
 from hourglass.cluster.frontend.batches import BatchHandlers
 from hourglass.cluster.frontend.cluster_info import (
     SERVER_VERSION,
@@ -77,7 +83,6 @@ from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.paging import (
     INVALID_TOKEN,
     RESPONSE_LIMIT_BYTES,
-    RUN_ID_MISMATCH,
     HistoryCursor,
     effective_page_size,
     framed_size,
@@ -85,6 +90,7 @@ from hourglass.cluster.history.paging import (
 )
 from hourglass.cluster.history.tokens import TOKEN_NAMESPACE_MISMATCH, TaskToken
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.matching.versioning import versioned_queue
 from hourglass.cluster.scheduler.engine import ScheduleEngine
 from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
@@ -164,11 +170,16 @@ class WorkflowService(WorkflowServiceServicer):
         caps.activity_failure_include_heartbeat = True
         caps.supports_schedules = True
         caps.encoded_failure_attributes = True
-        caps.build_id_based_versioning = False
+        # As the reference: build ids on polls and completions are understood (history records them) and
+        # Worker Deployments are served (worker_deployments.py); the older APIs that manage build ids are
+        # refused (build_id_versioning.py).
+        caps.build_id_based_versioning = True
         caps.upsert_memo = True
         caps.eager_workflow_start = True
         caps.sdk_metadata = True
         caps.count_group_by_execution_status = True
+        # Nexus endpoints and operations are served (the Web UI shows its Nexus page from this).
+        caps.nexus = True
         return resp
 
     @rpc
@@ -290,8 +301,6 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id=request.workflow_id,
             workflow_type=request.workflow_type,
             task_queue=request.task_queue,
-            workflow_execution_timeout=request.workflow_execution_timeout,
-            workflow_run_timeout=request.workflow_run_timeout,
             workflow_task_timeout=request.workflow_task_timeout,
             identity=request.identity,
             request_id=request.request_id or str(uuid.uuid4()),
@@ -299,7 +308,9 @@ class WorkflowService(WorkflowServiceServicer):
             workflow_id_conflict_policy=request.workflow_id_conflict_policy,
             cron_schedule=request.cron_schedule,
         )
-        for name in (
+        for name in (  # only those given: a given 0s timeout is echoed, as on the reference
+            "workflow_execution_timeout",
+            "workflow_run_timeout",
             "input",
             "retry_policy",
             "memo",
@@ -483,81 +494,11 @@ class WorkflowService(WorkflowServiceServicer):
 
     @rpc
     async def GetWorkflowExecutionHistory(self, request, context):
-        page_size = effective_page_size(request.maximum_page_size, LIMITS.frontend_history_max_page_size)
-        if request.next_page_token:
-            ns = await self.namespaces.get(request.namespace)
-            execution = require_execution(request, "execution")
-            cursor = HistoryCursor.decode(request.next_page_token)
-            if execution.run_id and execution.run_id != cursor.run_id:
-                raise InvalidArgument(RUN_ID_MISMATCH)
-            ns_id = ns.id
-            ms = await self.history.get_mutable_state(
-                ns_id, WorkflowExecution(workflow_id=execution.workflow_id, run_id=cursor.run_id)
-            )
-        else:
-            ns_id, ms = await self._mutable_state(request, "execution")
-            # A long poll reads up to wherever the run is when each page is read; a plain read up to where
-            # it is now (the reference's token carries that end too).
-            end = 0 if request.wait_new_event else ms.next_event_id
-            cursor = HistoryCursor(ms.info.run_id, 1, end, 1)
-        first_event_id = cursor.next_event_id
-        deadline = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
-        close_only = (
-            request.history_event_filter_type == HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT
-        )
-        if request.wait_new_event:
-            waited = False
-            while _open(ms) and (close_only or ms.next_event_id <= first_event_id) and not waited:
-                await self.history.wait_for_change(ms, deadline, close_only)
-                waited = True
-                ms = await self.history.get_mutable_state(
-                    ns_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
-                )
-
-        def wait_token(next_id: int) -> bytes:
-            return HistoryCursor(ms.info.run_id, next_id, 0, next_id).encode()
-
-        if close_only:
-            if _open(ms):
-                return rr.GetWorkflowExecutionHistoryResponse(
-                    history=History(), next_page_token=wait_token(first_event_id)
-                )
-            if ms.running:
-                # Paused: the reference reads a run whose status is not RUNNING as closed, its last event
-                # standing for the close event (`temporal workflow describe` reads it that way).
-                last = ms.next_event_id - 1
-                page = HistoryCursor(ms.info.run_id, last, last + 1, 1).encode()
-                history, _ = await self.history.read_history_page(ms, page, 1, PAGE_BYTES)
-                return rr.GetWorkflowExecutionHistoryResponse(history=history)
-            close_id = ms.info.close_event_id
-            # The close event ends the last batch; that batch starts at the close (a termination, a
-            # timeout) or at the last workflow task's completion, after its started event.
-            hint = min(ms.last_completed_workflow_task_started_event_id + 1, close_id)
-            close_page = HistoryCursor(ms.info.run_id, close_id, close_id + 1, hint).encode()
-            history, _ = await self.history.read_history_page(ms, close_page, 1, PAGE_BYTES)
-            if not history.events:
-                # Seen once on Cassandra right after a restart and not understood yet: rather than tell the
-                # SDK there is no result, log it and let the client poll again.
-                log.error(
-                    "close event %s of %s/%s not readable yet (next event %s, history txn %s, version %s)",
-                    ms.info.close_event_id,
-                    ms.info.workflow_id,
-                    ms.info.run_id,
-                    ms.next_event_id,
-                    ms.last_history_txn_id,
-                    ms.db_record_version,
-                )
-                return rr.GetWorkflowExecutionHistoryResponse(
-                    history=History(), next_page_token=wait_token(first_event_id)
-                )
-            return rr.GetWorkflowExecutionHistoryResponse(history=history)
-        if _open(ms) and request.wait_new_event and ms.next_event_id <= first_event_id:
-            return rr.GetWorkflowExecutionHistoryResponse(
-                history=History(), next_page_token=wait_token(first_event_id)
-            )
-        # Already serialized (the stored events are not parsed): unary_interceptor.py sends bytes as they are.
-        end_token = wait_token(ms.next_event_id) if _open(ms) and request.wait_new_event else b""
-        return await self.history.read_history_response(ms, cursor.encode(), page_size, PAGE_BYTES, end_token)
+        ns = await self.namespaces.get(request.namespace)
+        require_execution(request, "execution")
+        # One call to the run's owner (history_reads.py), the long poll included.
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await self.history.get_workflow_history(ns.id, request, timeout)
 
     @rpc
     async def GetWorkflowExecutionHistoryReverse(self, request, context):
@@ -663,6 +604,7 @@ class WorkflowService(WorkflowServiceServicer):
             max(deadline - time.monotonic(), 0.0),
             sticky_queue=ms.info.sticky_task_queue,
             sticky_timeout=ms.info.sticky_schedule_to_start_timeout_ms / 1000,
+            pinned=workflow_versioning.pinned_version(ms),
         )
         if answer.completed_type == QueryResultType.QUERY_RESULT_TYPE_FAILED:
             raise QueryFailed(answer.error_message)
@@ -686,6 +628,37 @@ class WorkflowService(WorkflowServiceServicer):
             raise NotFound("query task not found, or already expired")
         return rr.RespondQueryTaskCompletedResponse()
 
+    # ---- Nexus tasks (the handler side: a worker polls the requests its endpoints receive) -------------------
+    @rpc
+    async def PollNexusTaskQueue(self, request, context):
+        _check_long_poll_deadline(context)
+        ns = await self.namespaces.get(request.namespace)
+        require_task_queue(request.task_queue.name)
+        return await self.matching.poll_nexus_task(
+            ns.id,
+            request.task_queue.name,
+            request.identity,
+            self._long_poll_timeout(context, MAX_LONG_POLL_S),
+            worker_key=request.worker_instance_key,
+        )
+
+    @rpc
+    async def RespondNexusTaskCompleted(self, request, context):
+        await self._respond_nexus_task(request)
+        return rr.RespondNexusTaskCompletedResponse()
+
+    @rpc
+    async def RespondNexusTaskFailed(self, request, context):
+        await self._respond_nexus_task(request)
+        return rr.RespondNexusTaskFailedResponse()
+
+    async def _respond_nexus_task(self, request) -> None:
+        token = await self._task_token(request)
+        if not token.nexus_task_id or not await self.matching.respond_nexus_task(
+            token.nexus_task_id, request
+        ):
+            raise NotFound("Nexus task not found or already expired")
+
     # ---- task tokens -----------------------------------------------------------------------------------
     async def _task_token(self, request) -> TaskToken:
         """The request's task token, if this cluster sealed it, checked as the reference's namespace
@@ -704,9 +677,12 @@ class WorkflowService(WorkflowServiceServicer):
         _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
+        queue = await deployments.polled_queue(
+            self.matching, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+        )
         return await self.matching.poll_workflow_task(
             ns.id,
-            request.task_queue.name,
+            queue,
             request.task_queue.kind,
             request.identity,
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
@@ -739,16 +715,21 @@ class WorkflowService(WorkflowServiceServicer):
         _check_long_poll_deadline(context)  # first, as on the reference
         ns = await self.namespaces.get(request.namespace)
         require_task_queue(request.task_queue.name)
+        queue = await deployments.polled_queue(
+            self.matching, ns.id, request, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        )
         return await self.matching.poll_activity_task(
             ns.id,
             ns.name,
-            request.task_queue.name,
+            queue,
             request.identity,
             self._long_poll_timeout(context, MAX_LONG_POLL_S),
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
             worker_key=request.worker_instance_key,
             version=workflow_versioning.poller_version(request.deployment_options),
+            sdk_name=_header(context, "client-name"),
+            sdk_version=_header(context, "client-version"),
         )
 
     async def _activity_token(self, request) -> tuple[TaskToken, bool]:
@@ -911,8 +892,10 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def DescribeActivityExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
+        standalone_activities.check_long_poll(request)
         ms = await standalone_activities.mutable_state(self.history, ns.id, request)
-        return await standalone_activities.describe(self.history, ms, request)
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await standalone_activities.describe_long_poll(self.history, ms, request, timeout)
 
     @rpc
     async def PollActivityExecution(self, request, context):
@@ -1065,6 +1048,15 @@ class WorkflowService(WorkflowServiceServicer):
                         await self.matching.complete_worker_polls(
                             ns.id, request.task_queue, task_type, request.worker_instance_key, number
                         )
+                    version = request.worker_heartbeat.deployment_version
+                    if version.deployment_name and version.build_id:
+                        # A versioned worker polls its version's own queue (worker_deployments.py).
+                        await self.matching.complete_worker_polls(
+                            ns.id,
+                            versioned_queue(request.task_queue, version.deployment_name, version.build_id),
+                            task_type,
+                            request.worker_instance_key,
+                        )
         except ServiceError as e:
             log.warning(
                 "ShutdownWorker of %s: %s", request.worker_instance_key or request.identity, e.message
@@ -1156,6 +1148,82 @@ class WorkflowService(WorkflowServiceServicer):
         require_task_queue(request.task_queue.name)
         return await describe_task_queue(self.matching, ns.id, request)
 
+    # ---- the older build-id versioning APIs: refused after the namespace checks, as the reference does.
+    async def _refuse_build_id_versioning(self, name: str, request) -> None:
+        await self.namespaces.get(request.namespace)
+        raise build_id_versioning.refuse(name)
+
+    @rpc
+    async def UpdateWorkerBuildIdCompatibility(self, request, context):
+        await self._refuse_build_id_versioning("UpdateWorkerBuildIdCompatibility", request)
+
+    @rpc
+    async def GetWorkerBuildIdCompatibility(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerBuildIdCompatibility", request)
+
+    @rpc
+    async def UpdateWorkerVersioningRules(self, request, context):
+        await self._refuse_build_id_versioning("UpdateWorkerVersioningRules", request)
+
+    @rpc
+    async def GetWorkerVersioningRules(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerVersioningRules", request)
+
+    @rpc
+    async def GetWorkerTaskReachability(self, request, context):
+        await self._refuse_build_id_versioning("GetWorkerTaskReachability", request)
+
+    # ---- Worker Deployments (worker_deployments.py) ----------------------------------------------------
+    @rpc
+    async def DescribeWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.describe(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def CreateWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.create(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def ListWorkerDeployments(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.list_deployments(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DescribeWorkerDeploymentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.describe_version(self.matching.deployments, self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentCurrentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_current(self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentRampingVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_ramping(self.matching, ns.id, request)
+
+    @rpc
+    async def SetWorkerDeploymentManager(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.set_manager(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DeleteWorkerDeploymentVersion(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.delete_version(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def DeleteWorkerDeployment(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.delete_deployment(self.matching.deployments, ns.id, request)
+
+    @rpc
+    async def UpdateWorkerDeploymentVersionMetadata(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        return await deployments.update_metadata(self.matching.deployments, ns.id, request)
+
     @rpc
     async def ListTaskQueuePartitions(self, request, context):
         """Every read partition of the queue's workflow and activity types, with the member serving it."""
@@ -1223,17 +1291,19 @@ def _check_long_poll_deadline(context: grpc.aio.ServicerContext) -> None:
         raise FailedPrecondition(LONG_POLL_TOO_SHORT)
 
 
+def _header(context: grpc.aio.ServicerContext, name: str) -> str:
+    """A request header's value ("" when absent), e.g. the SDK's client-name and client-version."""
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
 def _long_poll_timeout(context: grpc.aio.ServicerContext, cap: float) -> float:
     remaining = context.time_remaining()
     if remaining is None:
         return cap
     return max(min(cap, remaining - 1.0), 0.0)
-
-
-def _open(ms: MutableState) -> bool:
-    """Whether history reads treat the run as open (long polls wait, tokens continue): running and not
-    paused, as the reference, which reads by status and a paused run's status is PAUSED."""
-    return ms.running and ms.info.pause is None
 
 
 def _query_rejected(condition: int, ms: MutableState) -> bool:

@@ -6,6 +6,7 @@ cluster/history/standalone.py), so these handlers only translate ids, messages a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from temporalio.api.activity.v1 import ActivityExecutionListInfo
@@ -36,7 +37,7 @@ def execution(request: Any) -> WorkflowExecution:
     """The hidden run a request names: activity_id is required, run_id optional (the latest run)."""
     check_enabled()
     if not request.activity_id:
-        raise InvalidArgument("activityId is not set")
+        raise InvalidArgument("activity ID is required")
     return WorkflowExecution(
         workflow_id=standalone_ids.workflow_id(request.activity_id), run_id=request.run_id
     )
@@ -49,6 +50,48 @@ async def mutable_state(history: Any, namespace_id: str, request: Any) -> Mutabl
         raise NotFound(f"activity not found for ID: {request.activity_id}") from None
 
 
+def long_poll_token(ms: MutableState) -> bytes:
+    """DescribeActivityExecution's long_poll_token: the run and the version of its state described."""
+    return json.dumps({"run_id": ms.info.run_id, "version": ms.db_record_version}).encode()
+
+
+def check_long_poll(request: rr.DescribeActivityExecutionRequest) -> tuple[str, int] | None:
+    """The run and state version a describe with a long_poll_token waits to see change (None: no token),
+    with the reference's INVALID_ARGUMENT messages for a token without a run id or one this server did not
+    issue."""
+    if not request.long_poll_token:
+        return None
+    if not request.run_id:
+        raise InvalidArgument("run id is required when long poll token is provided")
+    try:
+        token = json.loads(request.long_poll_token)
+        run_id, version = token["run_id"], token["version"]
+        if not isinstance(run_id, str) or not isinstance(version, int):
+            raise ValueError(token)
+    except (ValueError, TypeError, KeyError):
+        raise InvalidArgument("invalid long poll token") from None
+    return run_id, version
+
+
+async def describe_long_poll(
+    history: Any, ms: MutableState, request: rr.DescribeActivityExecutionRequest, timeout: float
+) -> rr.DescribeActivityExecutionResponse:
+    """With a long_poll_token: the activity as soon as it changed from the state the token names; an empty
+    response when `timeout` passes first (describe again with the same token), as the reference answers."""
+    token = check_long_poll(request)
+    if token is not None and token[0] != ms.info.run_id:
+        raise InvalidArgument("invalid long poll token")
+    version = None if token is None else token[1]
+    if version is not None and version == ms.db_record_version:
+        await history.wait_for_change(ms, timeout)
+        ms = await history.get_mutable_state(
+            ms.info.namespace_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        )
+        if ms.db_record_version == version:
+            return rr.DescribeActivityExecutionResponse()
+    return await describe(history, ms, request)
+
+
 async def describe(history: Any, ms: MutableState, request: Any) -> rr.DescribeActivityExecutionResponse:
     events = await history.read_history(ms)
     scheduled = next(
@@ -56,7 +99,9 @@ async def describe(history: Any, ms: MutableState, request: Any) -> rr.DescribeA
         for e in events
         if e.HasField("activity_task_scheduled_event_attributes")
     )
-    resp = rr.DescribeActivityExecutionResponse(run_id=ms.info.run_id, info=standalone.info(ms, scheduled))
+    resp = rr.DescribeActivityExecutionResponse(
+        run_id=ms.info.run_id, info=standalone.info(ms, scheduled), long_poll_token=long_poll_token(ms)
+    )
     if not request.include_heartbeat_details:
         resp.info.ClearField("heartbeat_details")
     if not request.include_last_failure:
@@ -77,11 +122,13 @@ async def poll(history: Any, ms: MutableState, timeout: float) -> rr.PollActivit
         ms = await history.get_mutable_state(
             ms.info.namespace_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
         )
+    # Still running when the wait ends: an empty response, as the reference's (the caller polls again).
+    if ms.running:
+        return rr.PollActivityExecutionResponse()
     resp = rr.PollActivityExecutionResponse(run_id=ms.info.run_id)
-    if not ms.running:
-        outcome = standalone.outcome(await history.read_history(ms))
-        if outcome is not None:
-            resp.outcome.CopyFrom(outcome)
+    outcome = standalone.outcome(await history.read_history(ms))
+    if outcome is not None:
+        resp.outcome.CopyFrom(outcome)
     return resp
 
 

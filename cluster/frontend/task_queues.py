@@ -8,7 +8,11 @@
   type. The SDK refuses an answer with pollers or a status outside versions_info ("server does not
   support `DescribeTaskQueueEnhanced`"), so nothing else is filled in that mode.
 
-Hourglass has no worker versioning: every worker is unversioned, and the unversioned queue is reachable.
+Build-id versioning (version sets, assignment rules) is off, as on the reference's start-dev: a named
+build id's queue is empty and unreachable. Versioned workers (Worker Deployments) poll their version's
+own physical queue: the default shape lists them beside unversioned pollers, with their deployment
+options, and versioning_info is the routing config of the deployment that routes the queue
+(cluster/matching/deployments.py). The enhanced shape reports the unversioned queue only.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from __future__ import annotations
 import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion
 from temporalio.api.enums.v1 import (
     BuildIdTaskReachability,
     DescribeTaskQueueMode,
     RateLimitSource,
     TaskQueueKind,
     TaskQueueType,
+    WorkerVersioningMode,
 )
 from temporalio.api.taskqueue.v1 import (
     PollerInfo,
@@ -35,6 +41,7 @@ from hourglass.cluster.errors import InvalidArgument
 from hourglass.cluster.history.timeutil import to_timestamp
 from hourglass.cluster.matching.partition_tree import parse_partition_name
 from hourglass.cluster.matching.queue_config import queue_rate
+from hourglass.cluster.matching.versioning import versioned_queue
 
 # A poller not seen for this long is no longer listed.
 POLLER_HORIZON_S = 5 * 60
@@ -58,9 +65,18 @@ async def describe_task_queue(
     resp = DescribeTaskQueueResponse(pollers=await _pollers(matching, namespace_id, name, task_type))
     if sticky:
         return resp
-    resp.versioning_info.CopyFrom(
-        TaskQueueVersioningInfo(current_version=UNVERSIONED, update_time=_GO_ZERO_TIME)
-    )
+    deployments = matching.deployments
+    for deployment, build_id in await deployments.versions_polling(namespace_id, name, task_type):
+        queue = versioned_queue(name, deployment, build_id)
+        for poller in await _pollers(matching, namespace_id, queue, task_type):
+            poller.worker_version_capabilities.build_id = build_id
+            poller.deployment_options.deployment_name = deployment
+            poller.deployment_options.build_id = build_id
+            poller.deployment_options.worker_versioning_mode = (
+                WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED
+            )
+            resp.pollers.append(poller)
+    resp.versioning_info.CopyFrom(await _versioning_info(deployments, namespace_id, name, task_type))
     if request.report_stats:
         if _is_child_partition(name):
             raise InvalidArgument("DescribeTaskQueue stats are only supported for the root partition")
@@ -86,13 +102,19 @@ async def _enhanced(
     name = request.task_queue.name
     resp = DescribeTaskQueueResponse()
     selection = request.versions if request.HasField("versions") else None
-    # No selection means the unversioned queue; named build ids have no versioned queue here.
-    if selection is not None and not (selection.unversioned or selection.all_active):
-        return resp
     types = list(request.task_queue_types) or [
         TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     ]
+    if selection is not None:
+        for build_id in selection.build_ids:
+            if build_id:
+                resp.versions_info[build_id].CopyFrom(_build_id_version(request, types))
+    # No selection means the unversioned queue.
+    if selection is not None and not (
+        selection.unversioned or selection.all_active or "" in selection.build_ids
+    ):
+        return resp
     info = TaskQueueVersionInfo()
     for task_type in types:
         type_info = TaskQueueTypeInfo()
@@ -105,6 +127,45 @@ async def _enhanced(
         info.task_reachability = BuildIdTaskReachability.BUILD_ID_TASK_REACHABILITY_REACHABLE
     resp.versions_info[""].CopyFrom(info)
     return resp
+
+
+def _build_id_version(request: DescribeTaskQueueRequest, types: list[int]) -> TaskQueueVersionInfo:
+    """A named build id's queue, as the reference shows one no assignment rule or version set targets (the
+    older build-id APIs are refused, see build_id_versioning.py): no pollers, no backlog, unreachable."""
+    info = TaskQueueVersionInfo()
+    for task_type in types:
+        type_info = TaskQueueTypeInfo()
+        if request.report_stats:
+            type_info.stats.approximate_backlog_age.SetInParent()
+        info.types_info[task_type].CopyFrom(type_info)
+    if request.report_task_reachability:
+        info.task_reachability = BuildIdTaskReachability.BUILD_ID_TASK_REACHABILITY_UNREACHABLE
+    return info
+
+
+async def _versioning_info(
+    deployments, namespace_id: str, name: str, task_type: int
+) -> TaskQueueVersioningInfo:
+    """The current and ramping version the queue's unpinned tasks go to, as the reference reports them."""
+    route, state = await deployments.queue_versioning(namespace_id, name, task_type)
+    if route is None or state is None:
+        return TaskQueueVersioningInfo(current_version=UNVERSIONED, update_time=_GO_ZERO_TIME)
+    info = TaskQueueVersioningInfo(current_version=UNVERSIONED)
+    if route.current:
+        info.current_version = f"{route.deployment}.{route.current}"
+        info.current_deployment_version.CopyFrom(
+            WorkerDeploymentVersion(deployment_name=route.deployment, build_id=route.current)
+        )
+    if route.ramping is not None:
+        info.ramping_version = f"{route.deployment}.{route.ramping}" if route.ramping else UNVERSIONED
+        info.ramping_version_percentage = route.ramp_percentage
+        if route.ramping:
+            info.ramping_deployment_version.CopyFrom(
+                WorkerDeploymentVersion(deployment_name=route.deployment, build_id=route.ramping)
+            )
+    changed = max(state.current_changed_ns, state.ramping_changed_ns, state.ramp_percentage_changed_ns)
+    info.update_time.FromNanoseconds(changed)
+    return info
 
 
 def _is_child_partition(name: str) -> bool:

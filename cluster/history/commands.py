@@ -21,6 +21,7 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     MarkerRecordedEventAttributes,
+    NexusOperationScheduledEventAttributes,
     RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
     SignalExternalWorkflowExecutionInitiatedEventAttributes,
     StartChildWorkflowExecutionInitiatedEventAttributes,
@@ -30,7 +31,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import continuation
+from hourglass.cluster.history import continuation, nexus_operations
 from hourglass.cluster.history.cron import cron_error
 from hourglass.cluster.history.external import (
     initiate_cancel_external,
@@ -62,11 +63,20 @@ RESERVED_TASK_QUEUE_PREFIX = "/_sys/"
 class CommandError(Exception):
     """Fails the workflow task with `cause`. `silent` ones are answered OK to the worker (as the reference)."""
 
-    def __init__(self, cause: int, message: str, silent: bool = False, terminate: bool = False) -> None:
+    def __init__(
+        self,
+        cause: int,
+        message: str,
+        silent: bool = False,
+        terminate: bool = False,
+        server_failure: bool = False,
+    ) -> None:
         super().__init__(message)
         self.cause = cause
         self.message = message
         self.silent = silent
+        # The reference's Nexus command handlers fail the task with a server failure (ServerFailureInfo).
+        self.server_failure = server_failure
         # The reference terminates the workflow too (a memo over its size limit): retrying cannot help.
         self.terminate = terminate
 
@@ -312,6 +322,7 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
         workflow_id=info.workflow_id,
         workflow_type=a.workflow_type.name or info.workflow_type,
         task_queue=a.task_queue.name or info.task_queue,
+        completion_callbacks=list(info.completion_callbacks),
         request_id=str(uuid.uuid4()),
         identity=identity,
         input=a.input if a.HasField("input") else None,
@@ -534,6 +545,71 @@ def _modify_properties(tr: Transition, command: Command, completed_event_id: int
     )
 
 
+def _schedule_nexus_operation(
+    tr: Transition, command: Command, completed_event_id: int, identity: str
+) -> None:
+    a = command.schedule_nexus_operation_command_attributes
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES
+    # The engine looked the command's endpoints up before the transition (the registry is in the store).
+    endpoint_id = tr.nexus_endpoints.get(a.endpoint)
+    if endpoint_id is None:
+        raise CommandError(bad, f'endpoint "{a.endpoint}" not found', server_failure=True)
+    if not a.service:
+        raise CommandError(bad, "service name is empty", server_failure=True)
+    if not a.operation:
+        raise CommandError(bad, "operation name is empty", server_failure=True)
+    for name in ("schedule_to_close_timeout", "schedule_to_start_timeout", "start_to_close_timeout"):
+        if a.HasField(name) and getattr(a, name).ToNanoseconds() < 0:
+            raise CommandError(bad, f"{name} must be a non-negative duration", server_failure=True)
+    limit = LIMITS.max_concurrent_nexus_operations
+    if len(tr.ms.nexus_operations) >= limit:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_PENDING_NEXUS_OPERATIONS_LIMIT_EXCEEDED,
+            f"workflow has reached the pending nexus operation limit of {limit} for this namespace",
+            server_failure=True,
+        )
+    attrs = NexusOperationScheduledEventAttributes(
+        endpoint=a.endpoint,
+        service=a.service,
+        operation=a.operation,
+        workflow_task_completed_event_id=completed_event_id,
+        endpoint_id=endpoint_id,
+    )
+    for name in ("input", "schedule_to_close_timeout", "schedule_to_start_timeout", "start_to_close_timeout"):
+        if a.HasField(name) and (name == "input" or getattr(a, name).ToNanoseconds() > 0):
+            getattr(attrs, name).CopyFrom(getattr(a, name))
+    for key, value in a.nexus_header.items():
+        attrs.nexus_header[key.lower()] = value
+    # As the reference: an operation may not outlive the run that waits for it.
+    run_timeout_ms = tr.ms.info.workflow_run_timeout_ms
+    if run_timeout_ms > 0:
+        op_timeout_ms = attrs.schedule_to_close_timeout.ToMilliseconds()
+        if op_timeout_ms == 0 or op_timeout_ms > run_timeout_ms:
+            attrs.schedule_to_close_timeout.CopyFrom(to_duration(run_timeout_ms))
+    nexus_operations.schedule(tr, attrs)
+
+
+def _request_cancel_nexus_operation(
+    tr: Transition, command: Command, completed_event_id: int, identity: str
+) -> None:
+    scheduled_event_id = command.request_cancel_nexus_operation_command_attributes.scheduled_event_id
+    op = tr.ms.nexus_operations.get(scheduled_event_id)
+    if op is None:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_NEXUS_OPERATION_ATTRIBUTES,
+            f"requested cancelation for a non-existing or already completed operation with scheduled event ID "
+            f"of {scheduled_event_id}",
+            server_failure=True,
+        )
+    if op.cancel_requested_event_id:
+        raise CommandError(
+            Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_REQUEST_CANCEL_NEXUS_OPERATION_ATTRIBUTES,
+            f"cancelation was already requested for an operation with scheduled event ID {scheduled_event_id}",
+            server_failure=True,
+        )
+    nexus_operations.record_cancel_requested(tr, op, completed_event_id)
+
+
 def _protocol_message(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     """An update's acceptance or response, placed here among the events of the other commands."""
     message_id = command.protocol_message_command_attributes.message_id
@@ -564,4 +640,6 @@ _HANDLERS = {
     CommandType.COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION: _cancel_external,
     CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: _upsert_search_attributes,
     CommandType.COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES: _modify_properties,
+    CommandType.COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION: _schedule_nexus_operation,
+    CommandType.COMMAND_TYPE_REQUEST_CANCEL_NEXUS_OPERATION: _request_cancel_nexus_operation,
 }

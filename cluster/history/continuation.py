@@ -55,6 +55,8 @@ def next_run(
         workflow_type=info.workflow_type,
         task_queue=info.task_queue,
         request_id=str(uuid.uuid4()),
+        # The operation a run backs is completed by the last run of its chain.
+        completion_callbacks=list(info.completion_callbacks),
         execution_timeout_ms=info.workflow_execution_timeout_ms,
         run_timeout_ms=info.workflow_run_timeout_ms,
         task_timeout_ms=info.workflow_task_timeout_ms,

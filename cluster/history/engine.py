@@ -18,6 +18,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import Header, Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
+    CommandType,
     EventType,
     ParentClosePolicy,
     RetryState,
@@ -33,7 +34,7 @@ from temporalio.api.enums.v1 import (
     SignalExternalWorkflowExecutionFailedCause as SignalExternalCause,
 )
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
-from temporalio.api.failure.v1 import Failure, ResetWorkflowFailureInfo
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure, ResetWorkflowFailureInfo
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     History,
@@ -45,6 +46,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.update.v1 import Outcome, Request
 from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
+    GetWorkflowExecutionHistoryRequest,
+    GetWorkflowExecutionHistoryResponse,
     PauseActivityRequest,
     PauseWorkflowExecutionRequest,
     PollActivityTaskQueueResponse,
@@ -81,6 +84,9 @@ from hourglass.cluster.history import (
     events_cache,
     execution_options,
     history_limits,
+    history_reads,
+    nexus_dispatch,
+    nexus_operations,
     standalone_ids,
     workflow_versioning,
 )
@@ -275,6 +281,8 @@ class HistoryEngine:
         # Seals the task tokens handed to workers. The node replaces this throwaway key with the
         # cluster's secret from the store before serving, so every node opens every node's tokens.
         self.task_tokens = TaskTokenCodec(new_secret())
+        # Nexus start / cancel attempts waiting for their handler's answer (see _nexus_start).
+        self._nexus_attempts: set[asyncio.Task] = set()
         # Components with state per shard (schedules) follow ownership: told after a shard is taken and
         # when it is released.
         self.shard_listeners: list[ShardListener] = []
@@ -343,6 +351,8 @@ class HistoryEngine:
             self.on_shard_lost(shard.shard_id)
 
     async def stop(self) -> None:
+        for task in list(self._nexus_attempts):
+            task.cancel()  # their watchdog timers retry them on the shards' next owners
         for shard_id in list(self.shards):
             await self.release_shard(shard_id)
 
@@ -683,6 +693,8 @@ class HistoryEngine:
                     tr.eager_activities.clear()
                     tr.schedule_activity_attempt(ai, tr.now + delay_ms)
                     tr.ms.info.execution_time_ms = tr.now + delay_ms
+                if request.HasField("start_delay"):
+                    ai.start_delay_ms = delay_ms  # describe shows it when given, even 0s
                 if current is not None:
                     tr.current_run.mode = CurrentRunMode.REPLACE
                     tr.current_run.previous_run_id = current.run_id
@@ -967,6 +979,15 @@ class HistoryEngine:
         shard = self.shard_for(token.namespace_id, token.workflow_id)
         key = ExecutionKey(token.namespace_id, token.workflow_id, token.run_id)
         returned: list = []  # the new task started for the response, if any
+        # ScheduleNexusOperation names an endpoint: its id is read from the registry (the store) up front.
+        endpoints = await nexus_dispatch.endpoint_ids(
+            self.store,
+            {
+                c.schedule_nexus_operation_command_attributes.endpoint
+                for c in request.commands
+                if c.command_type == CommandType.COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION
+            },
+        )
 
         def complete(ms: MutableState, tr: Transition) -> RespondWorkflowTaskCompletedResponse:
             returned.clear()  # an attempt that lost a conflict (and is run again) started nothing
@@ -1017,6 +1038,7 @@ class HistoryEngine:
             else:
                 ms.clear_sticky()
             tr.protocol = protocol
+            tr.nexus_endpoints = endpoints
             try:
                 tr.begin_commands()
                 handle_commands(
@@ -1060,9 +1082,12 @@ class HistoryEngine:
             def fail(ms: MutableState, tr: Transition):
                 wt = self._started_workflow_task(ms, token)
                 self._abort_task_updates(key, wt, tr, WORKFLOW_TASK_COMPLETION_FAILED_MESSAGE)
+                failure = Failure(message=err.failure_message)
+                if err.server_failure:
+                    failure.server_failure_info.SetInParent()
                 tr.fail_workflow_task(
                     err.cause,
-                    Failure(message=err.failure_message),
+                    failure,
                     request.identity,
                     schedule_next=not err.terminate,
                 )
@@ -1162,11 +1187,16 @@ class HistoryEngine:
         request_id: str,
         identity: str,
         task_queue: str = "",
+        sdk_name: str = "",
+        sdk_version: str = "",
         build_id: str = "",
         version: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
-        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone."""
+        paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone.
+        `sdk_name`/`sdk_version`: the poller's SDK, which a standalone activity's describe shows;
+        `build_id`: its build, which the attempt's started event records; `version`: its deployment
+        version, checked against the run's pin."""
 
         def start(ms: MutableState, tr: Transition):
             ai = ms.activities.get(scheduled_event_id)
@@ -1190,6 +1220,8 @@ class HistoryEngine:
             # the build of the workflow task that scheduled it (the run's most recent one).
             stamp = ms.info.most_recent_worker_version_stamp
             tr.start_activity(ai, request_id, identity, build_id or (stamp.build_id if stamp else ""))
+            if standalone_ids.is_standalone(ms.info.workflow_id) and sdk_name:
+                ai.sdk_name, ai.sdk_version = sdk_name, sdk_version
             return ai
 
         try:
@@ -1234,7 +1266,11 @@ class HistoryEngine:
     async def respond_activity_completed(
         self, token: TaskToken, result: Payloads | None, identity: str, by_id: bool = False
     ) -> None:
-        await self._on_activity(token, lambda ai, tr: tr.complete_activity(ai, result, identity), by_id)
+        def complete(ai: ActivityInfo, tr: Transition):
+            ai.last_attempt_complete_time_ms = tr.now
+            tr.complete_activity(ai, result, identity)
+
+        await self._on_activity(token, complete, by_id)
 
     async def respond_activity_failed(
         self,
@@ -1258,6 +1294,7 @@ class HistoryEngine:
         def cancel(ai: ActivityInfo, tr: Transition):
             if not ai.cancel_requested:
                 raise FailedPrecondition("Activity cancellation was not requested.")
+            ai.last_attempt_complete_time_ms = tr.now
             tr.cancel_activity_confirmed(ai, details, identity)
 
         await self._on_activity(token, cancel, by_id)
@@ -1783,6 +1820,12 @@ class HistoryEngine:
     async def read_history(self, ms: MutableState, first_event_id: int = 1) -> list[HistoryEvent]:
         return await self.shard_for(ms.info.namespace_id, ms.info.workflow_id).read_events(ms, first_event_id)
 
+    async def get_workflow_history(
+        self, namespace_id: str, request: GetWorkflowExecutionHistoryRequest, timeout: float
+    ) -> GetWorkflowExecutionHistoryResponse | bytes:
+        """GetWorkflowExecutionHistory as a whole, here where the run lives (history_reads.py)."""
+        return await history_reads.get_workflow_history(self, namespace_id, request, timeout)
+
     async def read_history_page(
         self, ms: MutableState, token: bytes, page_size: int, max_bytes: int
     ) -> tuple[History, bytes]:
@@ -1867,6 +1910,9 @@ class HistoryEngine:
         if task.kind == TransferKind.PARENT_CLOSE_POLICY:
             await self._apply_parent_close_policy(data)
             return
+        if task.kind == TransferKind.COMPLETION_CALLBACK:
+            await self._completion_callback(shard, ms, data)
+            return
         if not ms.running:
             return
         if task.kind == TransferKind.WORKFLOW_TASK:
@@ -1938,6 +1984,9 @@ class HistoryEngine:
         for name in ("input", "header", "memo", "search_attributes", "retry_policy", "priority"):
             if a.HasField(name):
                 getattr(request, name).CopyFrom(getattr(a, name))
+        for name in ("workflow_execution_timeout", "workflow_run_timeout"):
+            if not duration_ms(getattr(request, name)):
+                request.ClearField(name)  # a child's unlimited timeouts stay unset (no 0s echoed)
         parent = ParentInfo(
             namespace=info.namespace,
             namespace_id=info.namespace_id,
@@ -2078,10 +2127,258 @@ class HistoryEngine:
 
         await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
 
+    async def _nexus_start(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        """Hand a scheduled Nexus operation's start request to its endpoint's worker and record the answer.
+
+        Each attempt first commits a watchdog timer (the attempt's timeout plus the retry backoff), then waits
+        for the handler in the background: the shard's transfer queue is never held up by a handler that does
+        not answer, and an attempt lost with its node is retried by the timer on the shard's next owner. No
+        answer (no worker polling) or a retryable handler error is retried until the operation's
+        schedule-to-close timer ends it."""
+        op = ms.nexus_operations.get(data["scheduled_event_id"])
+        if op is None or op.started_event_id or not ms.running:
+            return
+        event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
+        a = event.nexus_operation_scheduled_event_attributes
+        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
+        if isinstance(target, str):
+            problem = Failure(
+                message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True)
+            )
+            await self._record_nexus(
+                ms,
+                op.scheduled_event_id,
+                lambda tr, pending: nexus_operations.record_failed(tr, pending, problem),
+            )
+            return
+        timeout = nexus_dispatch.REQUEST_TIMEOUT_S
+        if op.schedule_to_close_timeout_ms:
+            left = (op.scheduled_time_ms + op.schedule_to_close_timeout_ms - now_ms()) / 1000
+            if left <= 0:
+                return  # the timeout timer ends it
+            timeout = min(timeout, left)
+        attempt = await self._arm_nexus_attempt(ms, op.scheduled_event_id, timeout, cancel=False)
+        if attempt is None:
+            return
+        request = nexus_dispatch.start_request(
+            op,
+            a.input if a.HasField("input") else None,
+            dict(a.nexus_header),
+            ms.info.namespace,
+            ms.info.workflow_id,
+            ms.info.run_id,
+            timeout,
+            now_ms(),
+            nexus_dispatch.callback_token(
+                self.task_tokens, ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, op
+            ),
+        )
+
+        def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
+            if pending.started_event_id:
+                return
+            if result.failure is not None:
+                (nexus_operations.record_canceled if result.canceled else nexus_operations.record_failed)(
+                    tr, pending, result.failure
+                )
+            elif result.synchronous:
+                nexus_operations.record_completed(tr, pending, result.result)
+            else:
+                nexus_operations.record_started(tr, pending, result.operation_token)
+
+        self._in_background(self._nexus_attempt(ms, op, target, request, timeout, attempt, False, record))
+
+    async def _nexus_cancel(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        """Ask the handler of a started operation to cancel it; record that it received the request (the
+        operation's own outcome comes later, by its completion callback) or refused it. Attempts as for the
+        start (_nexus_start)."""
+        op = ms.nexus_operations.get(data["scheduled_event_id"])
+        if op is None or not op.started_event_id or op.cancel_delivered:
+            return
+        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
+        if isinstance(target, str):
+            problem = Failure(
+                message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True)
+            )
+            await self._record_nexus(
+                ms,
+                op.scheduled_event_id,
+                lambda tr, p: nexus_operations.record_cancel_request_outcome(tr, p, problem),
+            )
+            return
+        timeout = nexus_dispatch.REQUEST_TIMEOUT_S
+        attempt = await self._arm_nexus_attempt(ms, op.scheduled_event_id, timeout, cancel=True)
+        if attempt is None:
+            return
+        request = nexus_dispatch.cancel_request(op, timeout, now_ms())
+
+        def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
+            if not pending.cancel_delivered:
+                nexus_operations.record_cancel_request_outcome(tr, pending, result.failure)
+
+        self._in_background(self._nexus_attempt(ms, op, target, request, timeout, attempt, True, record))
+
+    async def _arm_nexus_attempt(
+        self, ms: MutableState, scheduled_event_id: int, timeout: float, cancel: bool
+    ) -> int | None:
+        """Count the attempt and commit its watchdog timer; None when the operation no longer needs it."""
+
+        def arm(sms: MutableState, tr: Transition) -> int | None:
+            pending = sms.nexus_operations.get(scheduled_event_id)
+            if not sms.running or pending is None:
+                return None
+            if cancel:
+                if pending.cancel_delivered:
+                    return None
+                pending.cancel_attempt += 1
+                attempt = pending.cancel_attempt
+            else:
+                if pending.started_event_id:
+                    return None
+                pending.attempt += 1
+                attempt = pending.attempt
+            tr.timer(
+                TimerKind.NEXUS_RETRY,
+                tr.now + int(timeout * 1000) + nexus_dispatch.retry_delay_ms(attempt),
+                scheduled_event_id=scheduled_event_id,
+                attempt=attempt,
+                cancel=cancel,
+            )
+            return attempt
+
+        return await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, arm)
+
+    async def _nexus_attempt(
+        self, ms, op, target, request, timeout: float, attempt: int, cancel: bool, record
+    ) -> None:
+        """One attempt, in the background: the handler's answer is recorded; no answer, or a retryable
+        handler error, brings the next attempt forward to its backoff (the watchdog timer stays as a
+        backstop)."""
+        scheduled_event_id = op.scheduled_event_id
+        try:
+            answer = await self.matching.dispatch_nexus_task(
+                target.namespace_id, target.task_queue, request, timeout
+            )
+            result = nexus_dispatch.outcome(answer)
+            if not result.retry:
+                await self._record_nexus(
+                    ms, scheduled_event_id, lambda tr, pending: record(tr, pending, result)
+                )
+                return
+            reason = result.retry
+        except ServiceError as e:
+            reason = e.message
+        except Exception:
+            log.exception("Nexus operation %s/%s: attempt %d failed", op.service, op.operation, attempt)
+            return
+        log.info("Nexus operation %s/%s: attempt %d: %s", op.service, op.operation, attempt, reason)
+
+        def retry_sooner(sms: MutableState, tr: Transition) -> None:
+            pending = sms.nexus_operations.get(scheduled_event_id)
+            current = None if pending is None else (pending.cancel_attempt if cancel else pending.attempt)
+            if sms.running and current == attempt:
+                tr.timer(
+                    TimerKind.NEXUS_RETRY,
+                    tr.now + nexus_dispatch.retry_delay_ms(attempt),
+                    scheduled_event_id=scheduled_event_id,
+                    attempt=attempt,
+                    cancel=cancel,
+                )
+
+        try:
+            await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, retry_sooner)
+        except ServiceError:
+            pass  # the watchdog timer retries
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._nexus_attempts.add(task)
+        task.add_done_callback(self._nexus_attempts.discard)
+
+    async def _record_nexus(self, ms: MutableState, scheduled_event_id: int, action) -> None:
+        def record(sms: MutableState, tr: Transition):
+            pending = sms.nexus_operations.get(scheduled_event_id)
+            if sms.running and pending is not None:
+                action(tr, pending)
+
+        await self._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
+
+    async def _completion_callback(self, shard: Shard, ms: MutableState, data: dict) -> None:
+        """A closed run backs a Nexus operation: tell the caller's run how it ended."""
+        callbacks = ms.info.completion_callbacks
+        if ms.running or data["index"] >= len(callbacks) or not callbacks[data["index"]].HasField("nexus"):
+            return
+        callback = callbacks[data["index"]].nexus
+        if callback.url != nexus_dispatch.SYSTEM_CALLBACK_URL:
+            log.warning(
+                "completion callback to %s not delivered: only %s is served",
+                callback.url,
+                nexus_dispatch.SYSTEM_CALLBACK_URL,
+            )
+            return
+        try:
+            token = nexus_dispatch.read_callback_token(
+                self.task_tokens,
+                nexus_dispatch.header_value(callback.header, nexus_dispatch.CALLBACK_TOKEN_HEADER),
+            )
+        except InvalidArgument:
+            log.warning(
+                "completion callback of %s/%s has a token this cluster did not issue",
+                ms.info.workflow_id,
+                ms.info.run_id,
+            )
+            return
+        (close_event, *_) = await shard.read_events(ms, ms.info.close_event_id)
+        result, failure, canceled = nexus_dispatch.completion_of(close_event)
+        try:
+            await self.peers.complete_nexus_operation(
+                token.namespace_id,
+                WorkflowExecution(workflow_id=token.workflow_id, run_id=token.run_id),
+                token.scheduled_event_id,
+                token.nexus_task_id,
+                nexus_dispatch.header_value(callback.header, nexus_dispatch.OPERATION_TOKEN_HEADER),
+                result,
+                failure,
+                canceled,
+            )
+        except NotFound:
+            pass  # the caller's run is gone: nobody to tell
+
+    async def complete_nexus_operation(
+        self,
+        namespace_id: str,
+        execution: WorkflowExecution,
+        scheduled_event_id: int,
+        request_id: str,
+        operation_token: str,
+        result,
+        failure,
+        canceled: bool,
+    ) -> None:
+        """An asynchronous Nexus operation this run scheduled ended (runs on the caller's shard owner)."""
+
+        def record(ms: MutableState, tr: Transition):
+            op = ms.nexus_operations.get(scheduled_event_id)
+            if not ms.running or op is None or op.request_id != request_id:
+                return
+            if not op.started_event_id:
+                # The completion overtook the handler's start answer: the start is recorded first.
+                nexus_operations.record_started(tr, op, operation_token, wake=False)
+            if failure is None:
+                nexus_operations.record_completed(tr, op, result)
+            elif canceled:
+                nexus_operations.record_canceled(tr, op, failure)
+            else:
+                nexus_operations.record_failed(tr, op, failure)
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, record)
+
     _cross_run_executors = {
         TransferKind.START_CHILD: _start_child,
         TransferKind.SIGNAL_EXTERNAL: _signal_external,
         TransferKind.CANCEL_EXTERNAL: _cancel_external,
+        TransferKind.NEXUS_START: _nexus_start,
+        TransferKind.NEXUS_CANCEL: _nexus_cancel,
     }
 
     async def _execute_timer(self, shard: Shard, task: TimerTask) -> None:
@@ -2137,6 +2434,17 @@ class HistoryEngine:
                         RetryState.RETRY_STATE_TIMEOUT
                     )  # the whole execution's deadline, not the run's
                 tr.time_out_workflow(retry_state, new_run)
+            elif kind == TimerKind.NEXUS_RETRY:
+                op = ms.nexus_operations.get(data["scheduled_event_id"])
+                if op is not None and data.get("cancel"):
+                    if op.cancel_attempt == data["attempt"] and not op.cancel_delivered:
+                        tr.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)
+                elif op is not None and op.attempt == data["attempt"] and not op.started_event_id:
+                    tr.transfer(TransferKind.NEXUS_START, scheduled_event_id=op.scheduled_event_id)
+            elif kind == TimerKind.NEXUS_TIMEOUT:
+                op = ms.nexus_operations.get(data["scheduled_event_id"])
+                if op is not None:
+                    nexus_operations.record_timed_out(tr, op)
             elif kind == TimerKind.WORKFLOW_BACKOFF:
                 if not had_or_has_workflow_task(ms):  # an update or a signal may have started it already
                     tr.schedule_workflow_task()

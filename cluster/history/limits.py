@@ -53,6 +53,8 @@ class HistoryLimits:
     num_pending_child_executions_error: int = 2000
     num_pending_signals_error: int = 2000
     num_pending_cancel_requests_error: int = 2000
+    # Nexus operations one run may have pending (the reference's default).
+    max_concurrent_nexus_operations: int = 30
     # A payload a request or a command carries (input, signal, query arguments, results): past the error
     # limit it is refused ("Blob data size exceeds limit."), past the warn limit logged.
     blob_size_error_bytes: int = 2 * 1024 * 1024
@@ -116,6 +118,7 @@ _KEYS = {
     "limit.numPendingChildExecutions.error": "num_pending_child_executions_error",
     "limit.numPendingSignals.error": "num_pending_signals_error",
     "limit.numPendingCancelRequests.error": "num_pending_cancel_requests_error",
+    "component.nexusoperations.limit.operation.concurrency": "max_concurrent_nexus_operations",
     "limit.blobSize.error": "blob_size_error_bytes",
     "limit.blobSize.warn": "blob_size_warn_bytes",
     "limit.memoSize.error": "memo_size_error_bytes",

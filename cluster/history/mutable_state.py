@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from temporalio.api.common.v1 import (
+    Callback,
     Header,
     Memo,
     Payloads,
@@ -71,6 +72,10 @@ class ExecutionInfo:
     workflow_task_timeout_ms: int
     workflow_run_timeout_ms: int = 0
     workflow_execution_timeout_ms: int = 0
+    # The start request gave these timeouts, 0s included: the reference echoes a given 0s (a Go client's,
+    # the `temporal` CLI's) in the started event and describe, and leaves an absent one out.
+    execution_timeout_given: bool = False
+    run_timeout_given: bool = False
     # Absolute deadlines (0 = none): the run's, and the whole execution's (across retries/continue-as-new).
     run_expiration_ms: int = 0
     execution_expiration_ms: int = 0
@@ -119,6 +124,8 @@ class ExecutionInfo:
     reset_run_id: str = ""
     # Set while the run is paused (describe and lists show status PAUSED).
     pause: WorkflowPause | None = None
+    # The start request's completion callbacks: called when the run closes (Nexus operations it backs).
+    completion_callbacks: list[Callback] = field(default_factory=list)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
     # Worker versioning: what the worker that last completed a workflow task reported (its behavior and
@@ -203,14 +210,21 @@ class ActivityInfo:
     # When the worker last reported an attempt failed (describe's retry interval is measured from it).
     last_attempt_complete_time_ms: int = 0
     priority: Priority | None = None
-    # The build id of the worker that took the current attempt (its ActivityTaskStarted event shows it).
-    started_build_id: str = ""
     # Operator APIs: a paused activity gets no new attempt and no timeout until it is unpaused; its
     # running attempt hears of the pause (and of a reset) in its heartbeat responses.
     pause: ActivityPause | None = None
     reset: bool = False
     # Reset with reset_heartbeat: the next attempt starts without the heartbeat details.
     reset_heartbeats: bool = False
+    # When the latest attempt started (kept while the next one waits; a standalone activity's describe).
+    last_started_time_ms: int = 0
+    # A standalone activity's worker SDK, from its poll's client-name / client-version headers.
+    sdk_name: str = ""
+    sdk_version: str = ""
+    # The build id of the worker running the attempt (its ActivityTaskStarted event's worker_version).
+    worker_build_id: str = ""
+    # A standalone activity's start delay as its request gave it (None: not given; describe echoes 0s).
+    start_delay_ms: int | None = None
 
     @property
     def started(self) -> bool:
@@ -256,6 +270,33 @@ class ExternalRequest:
 
 
 @dataclass
+class NexusOperationInfo:
+    """A Nexus operation this run scheduled (ScheduleNexusOperation), keyed by its scheduled event id,
+    until it completes, fails, is canceled or times out."""
+
+    scheduled_event_id: int
+    scheduled_node_id: int
+    endpoint: str
+    endpoint_id: str
+    service: str
+    operation: str
+    request_id: str
+    scheduled_time_ms: int
+    # 0: none (the operation may run as long as the workflow).
+    schedule_to_close_timeout_ms: int = 0
+    # Set once the handler answered that the operation runs asynchronously (NexusOperationStarted).
+    started_event_id: int = 0
+    operation_token: str = ""
+    # Attempts to hand the start request to the handler so far; when the last one was answered.
+    attempt: int = 0
+    last_attempt_complete_time_ms: int = 0
+    cancel_requested_event_id: int = 0
+    # Attempts to deliver the cancel request; whether the handler has answered it.
+    cancel_attempt: int = 0
+    cancel_delivered: bool = False
+
+
+@dataclass
 class UpdateInfo:
     """A workflow update the run accepted: where its events are, so its outcome can be read back.
 
@@ -282,6 +323,7 @@ class MutableState:
     children: dict[int, ChildInfo] = field(default_factory=dict)
     signals_requested: dict[int, ExternalRequest] = field(default_factory=dict)
     cancels_requested: dict[int, ExternalRequest] = field(default_factory=dict)
+    nexus_operations: dict[int, NexusOperationInfo] = field(default_factory=dict)
     buffered_events: list[HistoryEvent] = field(default_factory=list)
     updates: dict[str, UpdateInfo] = field(default_factory=dict)
     # Txn id of the last history node a committed transition wrote: readers ignore later (unapplied) nodes.

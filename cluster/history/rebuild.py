@@ -20,6 +20,7 @@ from hourglass.cluster.history.mutable_state import (
     ExecutionInfo,
     ExternalRequest,
     MutableState,
+    NexusOperationInfo,
     ParentInfo,
     TimerInfo,
     UpdateInfo,
@@ -80,6 +81,8 @@ def rebuild(
         info.priority = first.priority
     if first.HasField("versioning_override"):
         info.versioning_override = first.versioning_override
+    # A handler's workflow keeps the callback that completes its Nexus operation.
+    info.completion_callbacks = list(first.completion_callbacks)
     # The start's summary and details travel on the event, not in its attributes.
     if events[0].HasField("user_metadata"):
         info.user_metadata = events[0].user_metadata
@@ -218,8 +221,47 @@ def _apply(ms: MutableState, ev: HistoryEvent, node_id: int) -> None:
             else ev.request_cancel_external_workflow_execution_failed_event_attributes
         )
         ms.cancels_requested.pop(attrs.initiated_event_id, None)
+    elif t == E.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED:
+        a = ev.nexus_operation_scheduled_event_attributes
+        ms.nexus_operations[ev.event_id] = NexusOperationInfo(
+            scheduled_event_id=ev.event_id,
+            scheduled_node_id=node_id,
+            endpoint=a.endpoint,
+            endpoint_id=a.endpoint_id,
+            service=a.service,
+            operation=a.operation,
+            request_id=a.request_id,
+            scheduled_time_ms=ev.event_time.ToMilliseconds(),
+            schedule_to_close_timeout_ms=a.schedule_to_close_timeout.ToMilliseconds(),
+        )
+    elif t == E.EVENT_TYPE_NEXUS_OPERATION_STARTED:
+        a = ev.nexus_operation_started_event_attributes
+        op = ms.nexus_operations.get(a.scheduled_event_id)
+        if op is not None:
+            op.started_event_id = ev.event_id
+            op.operation_token = a.operation_token or a.operation_id
+    elif t == E.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUESTED:
+        op = ms.nexus_operations.get(ev.nexus_operation_cancel_requested_event_attributes.scheduled_event_id)
+        if op is not None:
+            op.cancel_requested_event_id = ev.event_id
+    elif t in _NEXUS_CANCEL_ANSWERED:
+        op = ms.nexus_operations.get(getattr(ev, _NEXUS_CANCEL_ANSWERED[t]).scheduled_event_id)
+        if op is not None:
+            op.cancel_delivered = True
+    elif t in _NEXUS_CLOSED:
+        ms.nexus_operations.pop(getattr(ev, _NEXUS_CLOSED[t]).scheduled_event_id, None)
 
 
+_NEXUS_CLOSED = {
+    E.EVENT_TYPE_NEXUS_OPERATION_COMPLETED: "nexus_operation_completed_event_attributes",
+    E.EVENT_TYPE_NEXUS_OPERATION_FAILED: "nexus_operation_failed_event_attributes",
+    E.EVENT_TYPE_NEXUS_OPERATION_CANCELED: "nexus_operation_canceled_event_attributes",
+    E.EVENT_TYPE_NEXUS_OPERATION_TIMED_OUT: "nexus_operation_timed_out_event_attributes",
+}
+_NEXUS_CANCEL_ANSWERED = {
+    E.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED: "nexus_operation_cancel_request_completed_event_attributes",
+    E.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUEST_FAILED: "nexus_operation_cancel_request_failed_event_attributes",
+}
 _CHILD_CLOSED = {
     **CHILD_CLOSE_EVENTS,
     E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: "start_child_workflow_execution_failed_event_attributes",

@@ -58,6 +58,9 @@ class NewRun:
     execution_timeout_ms: int = 0
     run_timeout_ms: int = 0
     task_timeout_ms: int = 0
+    # Whether the request set them (to 0s too; see ExecutionInfo.execution_timeout_given).
+    execution_timeout_given: bool = False
+    run_timeout_given: bool = False
     retry_policy: RetryPolicy | None = None
     memo: Memo | None = None
     search_attributes: SearchAttributes | None = None
@@ -76,6 +79,8 @@ class NewRun:
     namespace: str = ""
     signal: tuple[str, Payloads | None, Header | None] | None = None
     extra_started_fields: dict = field(default_factory=dict)
+    # Callbacks to call when the run closes (a Nexus handler's workflow completes its caller's operation).
+    completion_callbacks: list = field(default_factory=list)
 
     @staticmethod
     def from_start_request(
@@ -103,6 +108,8 @@ class NewRun:
             execution_timeout_ms=duration_ms(request.workflow_execution_timeout),
             run_timeout_ms=duration_ms(request.workflow_run_timeout),
             task_timeout_ms=duration_ms(request.workflow_task_timeout),
+            execution_timeout_given=request.HasField("workflow_execution_timeout"),
+            run_timeout_given=request.HasField("workflow_run_timeout"),
             retry_policy=opt("retry_policy"),
             memo=opt("memo"),
             search_attributes=opt("search_attributes"),
@@ -114,6 +121,7 @@ class NewRun:
             last_completion_result=opt("last_completion_result"),
             continued_failure=opt("continued_failure"),
             extra_started_fields=extra,
+            completion_callbacks=list(request.completion_callbacks),
         )
 
 
@@ -144,6 +152,8 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         workflow_task_timeout_ms=task_timeout,
         workflow_run_timeout_ms=run_timeout,
         workflow_execution_timeout_ms=exec_timeout,
+        execution_timeout_given=new.execution_timeout_given,
+        run_timeout_given=new.run_timeout_given,
         run_expiration_ms=run_expiration,
         execution_expiration_ms=execution_expiration,
         retry_policy=new.retry_policy,
@@ -187,10 +197,10 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
             getattr(attrs, name).CopyFrom(value)
     if execution_expiration:
         attrs.workflow_execution_expiration_time.CopyFrom(to_timestamp(execution_expiration))
-    # Unset (not zero) when there is no limit, as on the reference.
-    if exec_timeout:
+    # Unset (not zero) when there is no limit, as on the reference, unless the request gave 0s.
+    if exec_timeout or new.execution_timeout_given:
         attrs.workflow_execution_timeout.CopyFrom(to_duration(exec_timeout))
-    if run_timeout:
+    if run_timeout or new.run_timeout_given:
         attrs.workflow_run_timeout.CopyFrom(to_duration(run_timeout))
     if new.parent is not None:
         p = new.parent
@@ -201,6 +211,8 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         attrs.parent_initiated_event_id = p.initiated_event_id
         attrs.root_workflow_execution.workflow_id = p.root_workflow_id or p.workflow_id
         attrs.root_workflow_execution.run_id = p.root_run_id or p.run_id
+    attrs.completion_callbacks.extend(new.completion_callbacks)
+    info.completion_callbacks = list(new.completion_callbacks)
     started = tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
     if "user_metadata" in new.extra_started_fields:
         started.user_metadata.CopyFrom(new.extra_started_fields["user_metadata"])

@@ -24,7 +24,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import StartActivityExecutionRequest, StartWorkflowExecutionRequest
 
 from hourglass.cluster.errors import InvalidArgument
-from hourglass.cluster.history import standalone_ids
+from hourglass.cluster.history import codec, standalone_ids
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
 from hourglass.cluster.history.runs import NewRun
 from hourglass.cluster.history.timeutil import duration_ms, to_duration, to_timestamp
@@ -231,8 +231,13 @@ def info(ms: MutableState, scheduled: ActivityTaskScheduledEventAttributes) -> A
         schedule_time=to_timestamp(ms.info.start_time_ms),
         execution_time=to_timestamp(ms.info.execution_time_ms or ms.info.start_time_ms),
         state_transition_count=ms.state_transition_count,
+        state_size_bytes=len(codec.dumps(ms)),
     )
-    out.priority.SetInParent()
+    # The header and priority as the request gave them (empty ones too), as the reference echoes them.
+    if scheduled.HasField("header"):
+        out.header.CopyFrom(scheduled.header)
+    if scheduled.HasField("priority"):
+        out.priority.CopyFrom(scheduled.priority)
     out.search_attributes.SetInParent()
     if ms.info.search_attributes is not None:
         out.search_attributes.CopyFrom(ms.info.search_attributes)
@@ -242,6 +247,10 @@ def info(ms: MutableState, scheduled: ActivityTaskScheduledEventAttributes) -> A
     if ai is None:
         return out
     out.attempt = ai.attempt
+    if ai.start_delay_ms is not None:  # as the request gave it (the reference echoes a given 0s too)
+        out.start_delay.CopyFrom(to_duration(ai.start_delay_ms))
+    if ai.priority is not None:  # as UpdateActivityExecutionOptions left it
+        out.priority.CopyFrom(ai.priority)
     out.canceled_reason = ai.cancel_reason
     if ms.running and ai.paused:
         out.status = ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_PAUSED
@@ -270,11 +279,19 @@ def info(ms: MutableState, scheduled: ActivityTaskScheduledEventAttributes) -> A
         out.heartbeat_details.CopyFrom(ai.heartbeat_details)
     if ai.last_heartbeat_time_ms:
         out.last_heartbeat_time.CopyFrom(to_timestamp(ai.last_heartbeat_time_ms))
-    if ai.started_time_ms:
-        out.last_started_time.CopyFrom(to_timestamp(ai.started_time_ms))
+    if ai.last_started_time_ms or ai.started_time_ms:
+        out.last_started_time.CopyFrom(to_timestamp(ai.last_started_time_ms or ai.started_time_ms))
+    if ai.last_attempt_complete_time_ms:
+        out.last_attempt_complete_time.CopyFrom(to_timestamp(ai.last_attempt_complete_time_ms))
     if ai.last_failure is not None:
         out.last_failure.CopyFrom(ai.last_failure)
     out.last_worker_identity = ai.identity or ai.last_worker_identity
+    out.sdk_name, out.sdk_version = ai.sdk_name, ai.sdk_version
     if ai.waiting_retry and ai.next_attempt_time_ms:
         out.next_attempt_schedule_time.CopyFrom(to_timestamp(ai.next_attempt_time_ms))
+        if ms.running and ai.last_attempt_complete_time_ms:
+            # The backoff the retry policy chose after the failed attempt, as the reference shows it.
+            out.current_retry_interval.CopyFrom(
+                to_duration(ai.next_attempt_time_ms - ai.last_attempt_complete_time_ms)
+            )
     return out

@@ -19,6 +19,9 @@ class TransferKind:
     CANCEL_EXTERNAL = "cancel_external"  # deliver a cancel request a command sent to another workflow
     RECORD_CHILD_COMPLETION = "record_child_completion"  # tell the parent that this child closed
     PARENT_CLOSE_POLICY = "parent_close_policy"  # terminate / cancel a child whose parent closed
+    NEXUS_START = "nexus_start"  # hand a scheduled Nexus operation's start request to its endpoint
+    NEXUS_CANCEL = "nexus_cancel"  # ask a started Nexus operation's handler to cancel it
+    COMPLETION_CALLBACK = "completion_callback"  # a closed run tells the Nexus operation it backs its outcome
 
 
 class TimerKind:
@@ -29,6 +32,8 @@ class TimerKind:
     WORKFLOW_TIMEOUT = "workflow_timeout"  # the run's (or whole execution's) timeout
     DELETE_HISTORY = "delete_history"  # the namespace's retention after close is over: delete the run
     WORKFLOW_BACKOFF = "workflow_backoff"  # a delayed start (start delay, later cron/retry): first task now
+    NEXUS_TIMEOUT = "nexus_timeout"  # a Nexus operation's schedule-to-close timeout
+    NEXUS_RETRY = "nexus_retry"  # a Nexus start (or cancel) attempt got no answer: try again
 
 
 @dataclass

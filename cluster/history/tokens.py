@@ -36,6 +36,8 @@ class TaskToken:
     # Workflow tasks: when the attempt started. Tells a dropped speculative task from its successor,
     # which may have the same scheduled event id and attempt.
     started_time_ms: int = 0
+    # For Nexus tasks: the id the dispatching matching engine waits on (member id | uuid).
+    nexus_task_id: str = ""
 
     def to_json(self) -> bytes:
         # The instance's own dict (fields only, in order): asdict's recursive copy showed in profiles.

@@ -156,6 +156,8 @@ class Transition:
         self.effects: list[Callable[[], None]] = []
         # Activities the worker asked to run eagerly: started by start_eager_activities, not dispatched.
         self.eager_activities: list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]] = []
+        # Nexus endpoint ids by name, for the ScheduleNexusOperation commands of the task being completed.
+        self.nexus_endpoints: dict[str, str] = {}
         # While a task's commands are applied (see begin_commands): the events the commands cause besides
         # their own (an unstarted activity's cancellation), written after all the commands' events.
         self._after_commands: list[Callable[[], None]] | None = None
@@ -569,6 +571,17 @@ class Transition:
             self.transfer(TransferKind.SIGNAL_EXTERNAL, initiated_event_id=initiated)
         for initiated in ms.cancels_requested:
             self.transfer(TransferKind.CANCEL_EXTERNAL, initiated_event_id=initiated)
+        for op in ms.nexus_operations.values():
+            if not op.started_event_id:
+                self.transfer(TransferKind.NEXUS_START, scheduled_event_id=op.scheduled_event_id)
+            elif op.cancel_requested_event_id and not op.cancel_delivered:
+                self.transfer(TransferKind.NEXUS_CANCEL, scheduled_event_id=op.scheduled_event_id)
+            if op.schedule_to_close_timeout_ms > 0:
+                self.timer(
+                    TimerKind.NEXUS_TIMEOUT,
+                    max(op.scheduled_time_ms + op.schedule_to_close_timeout_ms, self.now),
+                    scheduled_event_id=op.scheduled_event_id,
+                )
         if ms.info.run_expiration_ms:
             self.timer(TimerKind.WORKFLOW_TIMEOUT, ms.info.run_expiration_ms)
         self.transfer(TransferKind.VISIBILITY)
@@ -589,10 +602,15 @@ class Transition:
         self._apply_parent_close_policies()
         if info.parent is not None and not continued:
             self.transfer(TransferKind.RECORD_CHILD_COMPLETION)
+        if not continued:
+            for index in range(len(info.completion_callbacks)):
+                self.transfer(TransferKind.COMPLETION_CALLBACK, index=index)
         # Children stay listed: a closed parent's describe still shows them pending, as on the reference
         # (the parent close policy acts on them; the parent never hears of their close).
         ms.signals_requested.clear()
         ms.cancels_requested.clear()
+        # A closed run's Nexus operations are abandoned: nothing records their outcome any more.
+        ms.nexus_operations.clear()
         if self.retention_ms > 0:
             self.timer(TimerKind.DELETE_HISTORY, self.now + self.retention_ms)
         if self.retention_ms > 0:
@@ -856,8 +874,9 @@ class Transition:
     def start_eager_activities(
         self, identity: str, build_id: str = ""
     ) -> list[tuple[ActivityInfo, ActivityTaskScheduledEventAttributes]]:
-        """Start, for the completing worker, the eager activities still pending once all commands ran (the
-        workflow may have closed, or cancelled one in the same task), as the reference does."""
+        """Start, for the completing worker (of `build_id`), the eager activities still pending once all
+        commands ran (the workflow may have closed, or cancelled one in the same task), as the reference
+        does."""
         started = [
             (ai, attrs)
             for ai, attrs in self.eager_activities
@@ -869,7 +888,8 @@ class Transition:
 
     def start_activity(self, ai: ActivityInfo, request_id: str, identity: str, build_id: str = "") -> None:
         ai.started_time_ms = self.now
-        ai.started_build_id = build_id
+        ai.last_started_time_ms = self.now
+        ai.worker_build_id = build_id
         ai.request_id = request_id
         ai.identity = identity
         ai.last_heartbeat_time_ms = 0
@@ -889,10 +909,10 @@ class Transition:
             request_id=ai.request_id,
             attempt=ai.attempt,
         )
-        if ai.started_build_id:
-            attrs.worker_version.build_id = ai.started_build_id
         if ai.last_failure is not None and ai.attempt > 1:
             attrs.last_failure.CopyFrom(ai.last_failure)
+        if ai.worker_build_id:  # the poller's build id, as the reference records it
+            attrs.worker_version.build_id = ai.worker_build_id
         event = self.add_event(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, attrs)
         # Written when the attempt closes, it carries the time the attempt started (as on the reference).
         event.event_time.CopyFrom(to_timestamp(ai.started_time_ms))

@@ -4,8 +4,9 @@ The SDK reports on each RespondWorkflowTaskCompleted the deployment version of t
 `deployment_options`, or the older `deployment`) and the workflow's versioning behavior. The run remembers
 the last report; with its versioning override (set at start or by UpdateWorkflowExecutionOptions) that
 decides the run's effective behavior and, for a pinned run, the only version whose pollers may take its
-tasks (see cluster/matching/pinned.py). Describe's `versioning_info`, the WorkflowTaskCompleted event's
-fields and the Temporal* search attributes visibility lists by are all derived here.
+tasks (matching sends them to that version's own queue, cluster/matching/versioning.py). Describe's
+`versioning_info`, the WorkflowTaskCompleted event's fields and the Temporal* search attributes
+visibility lists by are all derived here.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.nexus.v1 import Request as NexusRequest
 from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueConfig, TaskQueueStats, TaskQueueStatus
 from temporalio.api.worker.v1 import WorkerHeartbeat
@@ -31,6 +32,7 @@ from temporalio.api.workflowservice.v1 import (
     ListWorkersRequest,
     ListWorkersResponse,
     PollActivityTaskQueueResponse,
+    PollNexusTaskQueueResponse,
     PollWorkflowTaskQueueResponse,
     RespondQueryTaskCompletedRequest,
     UpdateTaskQueueConfigRequest,
@@ -50,11 +52,13 @@ from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.paging import RESPONSE_LIMIT_BYTES, HistoryCursor, history_budget
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
+from hourglass.cluster.matching.deployments import WorkerDeployments
 from hourglass.cluster.matching.partition import MatchedTask, Partition, QueryRequest
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
+from hourglass.cluster.matching.versioning import base_queue, versioned_queue
 from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -64,6 +68,7 @@ log = logging.getLogger(__name__)
 
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+NEXUS = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
 STICKY = TaskQueueKind.TASK_QUEUE_KIND_STICKY
 # A sticky queue with no poll for this long has lost its worker: tasks go to the normal queue (reference).
 STICKY_POLLER_UNAVAILABLE_WINDOW_S = 10.0
@@ -88,6 +93,8 @@ class MatchingEngine:
         self.history = history
         self._partitions: dict[TaskQueueKey, Partition] = {}
         self._queries: dict[str, QueryRequest] = {}
+        # Nexus tasks dispatched from this member, waiting for the handler's answer (by Nexus task id).
+        self._nexus_tasks: dict[str, QueryRequest] = {}
         # In a cluster: this member's id (query ids name the member that waits for the answer), whether
         # it owns a partition now, and the epoch-based write check of its partitions.
         self.member_id = ""
@@ -99,6 +106,12 @@ class MatchingEngine:
         self.task_tokens = TaskTokenCodec(new_secret())
         # Partitions per queue and the forwarding tree's degree (the node sets its dynamic config's).
         self.partition_config = PartitionConfig()
+        # In a cluster, a non-root partition forwards at most `matching.forwarderMaxOutstandingPolls`
+        # polls at once (the reference's forwarder); the others wait here, so a task the member that owns
+        # this partition adds is matched here, without a hop to the root and back. On one node every poll
+        # goes on to the root (False): no hop to save, and polls meeting all tasks there keeps p99 low.
+        self.limit_forwarded_polls = False
+        self._forwarded_polls: dict[TaskQueueKey, int] = {}
         # Where partitions are reached for forwarding and describing: this engine, or the routing proxy.
         self.peers: MatchingEngine = self
         # A namespace's name from its id, for namespace-constrained partition counts (None: unknown).
@@ -112,6 +125,94 @@ class MatchingEngine:
         self.workers = WorkerRegistry()
         # UpdateTaskQueueConfig's settings; the queue rate limit is applied to this node's partitions.
         self.configs = QueueConfigs(store)
+        # Worker Deployments: versions recorded from polls, and the routing of unpinned tasks to them.
+        self.deployments = WorkerDeployments(store)
+        self.deployments.pollers = self._recent_pollers
+        # (namespace id, sticky queue) -> (normal queue, deployment, build id) of a versioned worker.
+        self._sticky_versions: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    async def note_sticky_version(
+        self, namespace_id: str, sticky_queue: str, normal_queue: str, deployment: str, build_id: str
+    ) -> None:
+        """A versioned worker polls this sticky queue: its tasks go there only while the worker's version is
+        where the run's next task would be routed (an auto-upgrade run moves to a new current version)."""
+        notes = self._sticky_versions
+        notes.pop((namespace_id, sticky_queue), None)
+        notes[(namespace_id, sticky_queue)] = (normal_queue, deployment, build_id)
+        while len(notes) > 100_000:  # oldest first: a worker gone without ShutdownWorker
+            notes.pop(next(iter(notes)))
+
+    async def _recent_pollers(self, namespace_id: str, name: str, task_type: int) -> int:
+        """How many pollers polled the queue within the reference's poller history (5 minutes)."""
+        rows = await self.poller_info(namespace_id, name, task_type)
+        return sum(1 for row in rows if row[1] < 5 * 60)
+
+    async def _sticky_version_routed(
+        self, namespace_id: str, sticky_queue: str, execution, pinned: str = ""
+    ) -> bool:
+        """Whether the versioned worker behind a sticky queue is the version the run's task is routed to
+        (always, for an unversioned worker; a pinned run's: its pinned version); else the task goes to the
+        normal queue and on from there."""
+        note = self._sticky_versions.get((namespace_id, sticky_queue))
+        if note is None:
+            return True
+        normal, deployment, build_id = note
+        if pinned:
+            return pinned == f"{deployment}:{build_id}"
+        route = await self.deployments.routing(namespace_id, normal, WORKFLOW)
+        if route is None:
+            return False
+        return route.deployment == deployment and route.target(execution.workflow_id) == build_id
+
+    async def redirect_backlog(self, namespace_id: str, name: str, task_type: int, partition: int = 0) -> int:
+        """Move the backlog a partition of the queue holds to the versions its tasks are routed to now (tasks
+        added before the queue had a current version); answers how many moved. Each task is added to its
+        version's queue before it is acknowledged here, so a failure leaves it in one place or both, never
+        none (a duplicate is dropped by history as stale)."""
+        if name.startswith("/_sys/"):
+            return 0  # a version's own queue (or a partition's name): nothing routes from there
+        p = self.partition(namespace_id, name, task_type, number=partition)
+        await p.prepare()
+        moved = 0
+        while (task := p.take_for_forwarding()) is not None:
+            try:
+                target = await self._target(
+                    namespace_id, name, task_type, task.execution.workflow_id, task.pinned
+                )
+                if target == name:
+                    p.give_back(task)
+                    break
+                if task_type == WORKFLOW:
+                    await self.peers.add_workflow_task(
+                        namespace_id, target, task.execution, task.scheduled_event_id
+                    )
+                else:
+                    await self.peers.add_activity_task(
+                        namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
+                    )
+            except BaseException:
+                p.give_back(task)
+                raise
+            await p.ack(task)
+            moved += 1
+        return moved
+
+    async def _target(
+        self, namespace_id: str, name: str, task_type: int, workflow_id: str, pinned: str
+    ) -> str:
+        """The physical queue a task added to `name` goes to: a pinned run's ("deployment:build") to its
+        version's queue, whatever the deployment's current or ramping version; any other as routed."""
+        if pinned and not name.startswith("/_sys/"):
+            deployment, _, build_id = pinned.partition(":")
+            return versioned_queue(name, deployment, build_id)
+        return await self._routed(namespace_id, name, task_type, workflow_id)
+
+    async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
+        """The physical queue an unpinned task of `workflow_id` added to `name` goes to (versioning.py)."""
+        if name.startswith("/_sys/"):
+            return name
+        route = await self.deployments.routing(namespace_id, name, task_type)
+        return name if route is None else route.queue_for(name, workflow_id)
 
     # ---- partitions ---------------------------------------------------------------------------------------
     def read_partitions(self, namespace_id: str, name: str, task_type: int, kind: int = 0) -> int:
@@ -161,10 +262,10 @@ class MatchingEngine:
                 guard = self.write_guard
                 epoch = guard()
                 writable = lambda: epoch is not None and guard() == epoch  # noqa: E731
-            # Sticky queues belong to one worker process and are never persisted.
-            p = Partition(
-                key, self.store, persistent=kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY, writable=writable
-            )
+            # Sticky queues belong to one worker process and are never persisted; Nexus tasks are only ever
+            # matched synchronously (the dispatcher waits for the answer), as on the reference.
+            persistent = kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY and task_type != NEXUS
+            p = Partition(key, self.store, persistent=persistent, writable=writable)
             p.epoch = epoch
             if number > 0:
                 p.on_backlog = self._start_pump
@@ -190,6 +291,8 @@ class MatchingEngine:
         key = partition.key
         parent = self._parent(key)
         while (task := partition.take_for_forwarding()) is not None:
+            if await self._moved_away(partition, task):
+                continue
             failed = False
             try:
                 taken = await self.peers.offer_task(
@@ -202,7 +305,6 @@ class MatchingEngine:
                     task.attempt,
                     PUMP_OFFER_WAIT_S,
                     task.create_time_ms,
-                    task.pinned,
                 )
             except asyncio.CancelledError:
                 partition.give_back(task)
@@ -216,6 +318,32 @@ class MatchingEngine:
             partition.give_back(task)
             if failed:
                 await asyncio.sleep(FORWARD_RETRY_S)
+
+    async def _moved_away(self, partition: Partition, task: MatchedTask) -> bool:
+        """Whether the pump moved a backlog task to where the queue's routing sends it now (a version
+        became current meanwhile, or an old row names its pinned version) instead of offering it up the
+        tree; a failure leaves it here (given back) for the next round."""
+        key = partition.key
+        try:
+            target = await self._target(
+                key.namespace_id, key.name, key.task_type, task.execution.workflow_id, task.pinned
+            )
+        except asyncio.CancelledError:
+            partition.give_back(task)
+            raise
+        except Exception as e:
+            log.debug("routing of %s not read: %s", key, e)
+            return False
+        if target == key.name:
+            return False
+        try:
+            await self._move(partition, task, target, key.task_type)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.debug("backlog of %s not moved to %s: %s", key, target, e)
+            await asyncio.sleep(FORWARD_RETRY_S)
+        return True
 
     def _wake_children(self, root: Partition) -> None:
         """Pollers are about to wait at a root: every few seconds, have each other partition of the queue
@@ -270,7 +398,6 @@ class MatchingEngine:
                     task.attempt,
                     wait,
                     task.create_time_ms,
-                    task.pinned,
                 )
             except _FORWARD_ERRORS as e:
                 log.debug("task of %s not forwarded to partition %s: %s", key, parent, e)
@@ -289,13 +416,12 @@ class MatchingEngine:
         attempt: int,
         wait: float,
         create_time_ms: int = 0,
-        pinned: str = "",
     ) -> bool:
         """A child partition offers a task to `partition` (sync match only): True once a poller here or
         further up took it and history recorded its start (or dropped it as stale)."""
         p = self.partition(namespace_id, name, task_type, number=partition)
         task = MatchedTask(
-            namespace_id, execution, scheduled_event_id, attempt, create_time_ms=create_time_ms, pinned=pinned
+            namespace_id, execution, scheduled_event_id, attempt, create_time_ms=create_time_ms
         )
         return await p.offer(task, wait, self._forwarder(p.key))
 
@@ -314,6 +440,7 @@ class MatchingEngine:
         if p is not None and not p.persistent:
             del self._partitions[key]
             p.unload()
+        self._sticky_versions.pop((namespace_id, name), None)
 
     def backlogs(self) -> list[tuple[TaskQueueKey, int, int]]:
         """(partition, tasks waiting, creation ms of the oldest) of every persistent partition this node
@@ -384,10 +511,10 @@ class MatchingEngine:
         return 0 if partition is None else partition.complete_worker_polls(worker_key)
 
     async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
-        """The deployment versions whose versioned workers polled the workflow queue `name` (its root
-        partition, where every poll ends up): the versions "present in the task queue" a pin may name."""
-        partition = self.partition(namespace_id, name, WORKFLOW)
-        return sorted(partition.versions_seen)
+        """The versions ("deployment:build") "present in" workflow queue `name`, which a pin may name: those
+        whose deployment records that their workers polled it (stored, so every node and a restart agree)."""
+        found = await self.deployments.versions_polling(namespace_id, name, WORKFLOW)
+        return sorted(f"{deployment}:{build_id}" for deployment, build_id in found)
 
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
@@ -482,14 +609,20 @@ class MatchingEngine:
         partition: int = -1,
         pinned: str = "",
     ) -> None:
-        """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the only
-        deployment version whose pollers may take it ("" = any)."""
-        task = MatchedTask(namespace_id, execution, scheduled_event_id, pinned=pinned)
+        """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the deployment
+        version ("deployment:build") of a pinned run, whose queue alone gets the task ("" = routed)."""
+        task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
-            if sticky is None:
+            if sticky is None or not await self._sticky_version_routed(
+                namespace_id, task_queue, execution, pinned
+            ):
                 raise StickyWorkerUnavailable()
             await sticky.add(task)
+            return
+        target = await self._target(namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned)
+        if target != task_queue:
+            await self.peers.add_workflow_task(namespace_id, target, execution, scheduled_event_id)
             return
         await self._add(namespace_id, task_queue, WORKFLOW, partition, task)
 
@@ -504,7 +637,11 @@ class MatchingEngine:
         pinned: str = "",
     ) -> None:
         """Add an activity task to `partition` of the queue (-1: one chosen here); `pinned` as above."""
-        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt, pinned=pinned)
+        target = await self._target(namespace_id, task_queue, ACTIVITY, execution.workflow_id, pinned)
+        if target != task_queue:
+            await self.peers.add_activity_task(namespace_id, target, execution, scheduled_event_id, attempt)
+            return
+        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
         await self._add(namespace_id, task_queue, ACTIVITY, partition, task)
 
     async def _add(
@@ -528,8 +665,8 @@ class MatchingEngine:
         worker_key: str = "",
         version: str = "",
     ) -> PollWorkflowTaskQueueResponse:
-        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task; a
-        versioned poller (`version`, its deployment version) never gets a task pinned to another one."""
+        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task; `version`:
+        the poller's deployment version ("deployment:build", "" = unversioned), which history checks."""
         if partition < 0 or kind == STICKY:
             partition = (
                 0
@@ -550,7 +687,6 @@ class MatchingEngine:
                     lambda parent, left: self.peers.poll_workflow_task(
                         namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key, version
                     ),
-                    version,
                 )
                 if forwarded is not None:
                     return forwarded
@@ -560,16 +696,17 @@ class MatchingEngine:
                 remaining = min(remaining, FORWARD_RETRY_S) if not here.ready_count else remaining
             if partition == 0 and kind != STICKY:
                 self._wake_children(here)
-            task = await here.poll(
-                remaining, identity, build_id, worker_key=worker_key, rate_limit=rate, version=version
-            )
+            task = await here.poll(remaining, identity, build_id, worker_key=worker_key, rate_limit=rate)
             if task is None:
                 if partition > 0 and not here.closed:
-                    continue  # waited here while the parent was unreachable: try forwarding again
+                    continue  # waited here (parent unreachable, or enough polls wait there): forward again
                 break
+            if task.pinned and not task_queue.startswith("/_sys/"):
+                await self._move_pinned(here, task, task_queue, WORKFLOW)
+                continue
             if task.query is not None:
                 try:
-                    return await self._query_task_response(task, task_queue)
+                    return await self._query_task_response(task, base_queue(task_queue))
                 except ServiceError as e:
                     if not task.query.result.done():
                         task.query.result.set_exception(e)
@@ -583,7 +720,8 @@ class MatchingEngine:
                     task.scheduled_event_id,
                     str(uuid.uuid4()),
                     identity,
-                    TaskQueue(name=task_queue, kind=kind),
+                    # A version's physical queue is still the run's task queue to history.
+                    TaskQueue(name=base_queue(task_queue), kind=kind),
                     # A versioned worker's WorkflowTaskStarted carries no stamp (as on the reference).
                     "" if version else build_id,
                     version,
@@ -593,21 +731,32 @@ class MatchingEngine:
                 return response
         return PollWorkflowTaskQueueResponse()
 
-    async def _forward_poll(
-        self, here: Partition, remaining: float, identity, build_id, rate, poll_parent, version: str = ""
-    ):
+    async def _forward_poll(self, here: Partition, remaining: float, identity, build_id, rate, poll_parent):
         """A poll on a non-root partition with no backlog goes on to the parent partition, where tasks of
         every partition meet; None when it should be served here instead (a backlog here, or the parent
         unreachable: then it waits here a little and tries again)."""
-        here.note_poller(identity, build_id, rate, version)
+        here.note_poller(identity, build_id, rate)
         await here.prepare()
         if here.ready_count:
             return None
+        key = here.key
+        forwarded = self._forwarded_polls.get(key, 0)
+        if self.limit_forwarded_polls and forwarded >= self.partition_config.outstanding_polls(
+            self._namespace(key.namespace_id), key.name, key.task_type
+        ):
+            return None  # enough polls wait at the parent: this one waits here a while, then tries again
+        self._forwarded_polls[key] = forwarded + 1
         try:
-            return await poll_parent(self._parent(here.key), remaining)
+            return await poll_parent(self._parent(key), remaining)
         except _FORWARD_ERRORS as e:
-            log.debug("poll of %s not forwarded: %s", here.key, e)
+            log.debug("poll of %s not forwarded: %s", key, e)
             return None
+        finally:
+            left = self._forwarded_polls.get(key, 1) - 1
+            if left > 0:
+                self._forwarded_polls[key] = left
+            else:
+                self._forwarded_polls.pop(key, None)
 
     async def poll_activity_task(
         self,
@@ -621,8 +770,11 @@ class MatchingEngine:
         partition: int = -1,
         worker_key: str = "",
         version: str = "",
+        sdk_name: str = "",
+        sdk_version: str = "",
     ) -> PollActivityTaskQueueResponse:
-        """Long-poll `partition` of the queue (-1: one chosen here) for an activity task."""
+        """Long-poll `partition` of the queue (-1: one chosen here) for an activity task (`sdk_name`,
+        `sdk_version`: the poller's, recorded with a standalone activity's attempt)."""
         if partition < 0:
             partition = self.choose_partition(namespace_id, task_queue, ACTIVITY, 0, False)
         here = self.partition(namespace_id, task_queue, ACTIVITY, number=partition)
@@ -647,8 +799,9 @@ class MatchingEngine:
                         parent,
                         worker_key,
                         version,
+                        sdk_name,
+                        sdk_version,
                     ),
-                    version,
                 )
                 if forwarded is not None:
                     return forwarded
@@ -665,12 +818,14 @@ class MatchingEngine:
                 max_tasks_per_second,
                 worker_key,
                 rate_limit=rate,
-                version=version,
             )
             if task is None:
                 if partition > 0 and not here.closed:
-                    continue  # waited here while the parent was unreachable: try forwarding again
+                    continue  # waited here (parent unreachable, or enough polls wait there): forward again
                 break
+            if task.pinned and not task_queue.startswith("/_sys/"):
+                await self._move_pinned(here, task, task_queue, ACTIVITY)
+                continue
             response = await self._deliver(
                 here,
                 task,
@@ -682,7 +837,9 @@ class MatchingEngine:
                     task.attempt,
                     str(uuid.uuid4()),
                     identity,
-                    task_queue,
+                    base_queue(task_queue),
+                    sdk_name,
+                    sdk_version,
                     build_id,  # the ActivityTaskStarted event's worker version
                     version,
                 ),
@@ -690,6 +847,30 @@ class MatchingEngine:
             if response is not None:
                 return response
         return PollActivityTaskQueueResponse()
+
+    async def _move_pinned(self, here: Partition, task: MatchedTask, name: str, task_type: int) -> None:
+        """A task from a backlog row that names its pinned version (backlog_data.py) goes to that version's
+        queue."""
+        target = await self._target(task.namespace_id, name, task_type, "", task.pinned)
+        await self._move(here, task, target, task_type)
+
+    async def _move(self, here: Partition, task: MatchedTask, target: str, task_type: int) -> None:
+        """Move a task taken from `here` to the physical queue `target`: added there first, then
+        acknowledged here (a failure leaves it in one place or both; history drops a duplicate as stale)."""
+        namespace_id = task.namespace_id
+        try:
+            if task_type == WORKFLOW:
+                await self.peers.add_workflow_task(
+                    namespace_id, target, task.execution, task.scheduled_event_id
+                )
+            else:
+                await self.peers.add_activity_task(
+                    namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
+                )
+        except BaseException:
+            here.give_back(task)
+            raise
+        await here.ack(task)
 
     async def _deliver(self, partition: Partition, task: MatchedTask, record_started):
         """Record the start in history; on success or a stale task the task is consumed, else handed back."""
@@ -721,6 +902,7 @@ class MatchingEngine:
         timeout: float,
         sticky_queue: str = "",
         sticky_timeout: float = 0.0,
+        pinned: str = "",
     ):
         """Dispatch a query to a worker and wait for its answer. A sticky run is asked on its sticky queue
         first (that worker has it cached), for at most `sticky_timeout`; failing that its stickiness is
@@ -738,6 +920,12 @@ class MatchingEngine:
                 await self.history.reset_sticky_task_queue(namespace_id, execution)
             except NotFound:
                 pass  # closed meanwhile: the normal queue's worker can still answer
+        target = await self._target(namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned)
+        if target != task_queue:
+            # Asked of the version the run's next task would go to (a pinned run: its pinned version) (its pollers run the workflow code).
+            return await self.peers.query_workflow(
+                namespace_id, target, execution, query, max(deadline - loop.time(), 0.0)
+            )
         partition = self.partition(namespace_id, task_queue, WORKFLOW)
         return await self._query(partition, execution, query, max(deadline - loop.time(), 0.0))
 
@@ -806,4 +994,50 @@ class MatchingEngine:
         if pending is None or pending.result.done():
             return False
         pending.result.set_result(request)
+        return True
+
+    # ---- Nexus tasks ---------------------------------------------------------------------------------------
+    async def dispatch_nexus_task(
+        self, namespace_id: str, task_queue: str, request: NexusRequest, timeout: float
+    ):
+        """Hand a Nexus request to a worker polling the queue and wait for its answer: the worker's
+        RespondNexusTaskCompletedRequest or RespondNexusTaskFailedRequest. DeadlineExceeded when no worker
+        took it, or none answered, within `timeout`."""
+        partition = self.partition(namespace_id, task_queue, NEXUS)
+        task_id = f"{self.member_id}|{uuid.uuid4()}" if self.member_id else str(uuid.uuid4())
+        pending = QueryRequest(task_id, WorkflowExecution(), request)
+        self._nexus_tasks[task_id] = pending
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            if not await partition.offer_query(pending, timeout):
+                raise DeadlineExceeded("no worker is polling the Nexus task queue")
+            try:
+                return await asyncio.wait_for(
+                    asyncio.shield(pending.result), max(deadline - loop.time(), 0.01)
+                )
+            except TimeoutError:
+                raise DeadlineExceeded("the Nexus handler did not answer in time") from None
+        finally:
+            self._nexus_tasks.pop(task_id, None)
+
+    async def poll_nexus_task(
+        self, namespace_id: str, task_queue: str, identity: str, timeout: float, worker_key: str = ""
+    ) -> PollNexusTaskQueueResponse:
+        """Long-poll the queue's Nexus requests (one partition: they are never persisted or forwarded)."""
+        here = self.partition(namespace_id, task_queue, NEXUS)
+        task = await here.poll(timeout, identity, worker_key=worker_key)
+        if task is None or task.query is None:
+            return PollNexusTaskQueueResponse()
+        if task.query.result.done():  # the dispatcher gave up meanwhile
+            return PollNexusTaskQueueResponse()
+        token = TaskToken(namespace_id, "", "", 0, 0, nexus_task_id=task.query.query_id)
+        return PollNexusTaskQueueResponse(task_token=self.task_tokens.encode(token), request=task.query.query)
+
+    async def respond_nexus_task(self, task_id: str, response) -> bool:
+        """The worker's answer to a Nexus task; False when nobody waits for it any more."""
+        pending = self._nexus_tasks.get(task_id)
+        if pending is None or pending.result.done():
+            return False
+        pending.result.set_result(response)
         return True

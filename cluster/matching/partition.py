@@ -27,7 +27,7 @@ from temporalio.api.taskqueue.v1 import TaskIdBlock, TaskQueueStats, TaskQueueSt
 
 from hourglass.cluster.errors import ShardNotOwned
 from hourglass.cluster.history.timeutil import now_ms
-from hourglass.cluster.matching import pinned as pinning
+from hourglass.cluster.matching import backlog_data
 from hourglass.cluster.matching.queue_config import DispatchLimiter
 from hourglass.cluster.matching.stats import QueueStats
 from hourglass.persistence.records import QueueTask, TaskQueueKey
@@ -58,7 +58,8 @@ class MatchedTask:
     query: QueryRequest | None = None
     # When a backlog task was persisted (kept if it is given back: the backlog's age counts from there).
     create_time_ms: int = 0
-    # The deployment version ("name:build") of a pinned run: only its pollers may take it (pinned.py).
+    # A backlog row written before pinned tasks had their version's own queue names its version ("name:build",
+    # see backlog_data.py): the engine moves such a task to that queue instead of handing it out here.
     pinned: str = ""
 
 
@@ -94,8 +95,6 @@ class Partition:
         self.last_poll: dict[str, float] = {}
         # What each poller said of itself: its build id and the dispatch rate it asked for (0 = none).
         self.poller_details: dict[str, tuple[str, float]] = {}
-        # The deployment versions of the versioned pollers that polled here (see pinned.py).
-        self.versions_seen: set[str] = set()
         self.stats = QueueStats()
         # Tasks forwarded by child partitions waiting for a poller here (sync match only, never persisted).
         self._offers: collections.deque[MatchedTask] = collections.deque()
@@ -183,15 +182,10 @@ class Partition:
     def has_waiting_poller(self) -> bool:
         return any(not p.done() for p in self._pollers)
 
-    def note_poller(
-        self, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0, version: str = ""
-    ) -> None:
-        """A poll arrived here (even one sent on to the parent): DescribeTaskQueue lists its poller, and a
-        versioned poller's version is present in the queue from now on (a pin may name it)."""
+    def note_poller(self, identity: str, build_id: str = "", max_tasks_per_second: float = 0.0) -> None:
+        """A poll arrived here (even one sent on to the parent): DescribeTaskQueue lists its poller."""
         self.last_poll[identity] = asyncio.get_running_loop().time()
         self.poller_details[identity] = (build_id, max_tasks_per_second)
-        if version:
-            self.versions_seen.add(version)
 
     async def prepare(self) -> None:
         """Check the lease and read the backlog before deciding whether to forward (it must come first)."""
@@ -247,13 +241,9 @@ class Partition:
 
     # ---- producers -------------------------------------------------------------------------------------
     def _offer_to_poller(self, task: MatchedTask) -> bool:
-        """Hand the task to the longest-waiting poller that may take it (a pinned task skips pollers of
-        other versions, which keep waiting)."""
-        for poller in list(self._pollers):
-            if poller.done():
-                self._pollers.remove(poller)
-            elif pinning.may_take(task.pinned, _version(poller)):
-                self._pollers.remove(poller)
+        while self._pollers:
+            poller = self._pollers.popleft()
+            if not poller.done():
                 poller.set_result(task)
                 return True
         return False
@@ -295,26 +285,17 @@ class Partition:
                     task.accepted.set_result(False)
         return await task.accepted  # taken by a poller: its outcome
 
-    def _take_oldest(self, version: str = "") -> MatchedTask | None:
+    def _take_oldest(self) -> MatchedTask | None:
         """The older of the backlog's first task and the first task a child offers, so a child's backlog
-        waits no longer than this partition's own (of those a poller of `version` may take)."""
+        waits no longer than this partition's own."""
         while self._offers and (self._offers[0].accepted is None or self._offers[0].accepted.done()):
             self._offers.popleft()
-        offer = next((t for t in self._offers if pinning.may_take(t.pinned, version)), None)
-        index = self._first_for(version)
-        if offer is not None and (
-            index is None or (offer.create_time_ms or now_ms()) < self._backlog[index].create_time_ms
+        if self._offers and (
+            not self._backlog
+            or (self._offers[0].create_time_ms or now_ms()) < self._backlog[0].create_time_ms
         ):
-            self._offers.remove(offer)
-            return offer
-        return self._take_from_backlog(index) if index is not None else None
-
-    def _first_for(self, version: str) -> int | None:
-        """Index of the first backlog task a poller of `version` may take (None: none)."""
-        for i, qt in enumerate(self._backlog):
-            if pinning.may_take(pinning.decode_data(qt.data)[1], version):
-                return i
-        return None
+            return self._offers.popleft()
+        return self._take_from_backlog() if self._backlog else None
 
     async def _persist(self, task: MatchedTask) -> None:
         qt = QueueTask(
@@ -324,7 +305,7 @@ class Partition:
             run_id=task.execution.run_id,
             scheduled_event_id=task.scheduled_event_id,
             create_time_ms=now_ms(),
-            data=pinning.encode_data(task.attempt, task.pinned),
+            data=backlog_data.encode(task.attempt, task.pinned),
         )
         if self.persistent:
             self.check_writable()
@@ -334,16 +315,10 @@ class Partition:
         self._backlog_grew()
 
     def _wake_poller_for_backlog(self) -> None:
-        for poller in list(self._pollers):
-            if not self._backlog:
-                return
-            if poller.done():
-                self._pollers.remove(poller)
-                continue
-            index = self._first_for(_version(poller))
-            if index is not None:
-                self._pollers.remove(poller)
-                poller.set_result(self._take_from_backlog(index))
+        while self._backlog and self._pollers:
+            poller = self._pollers.popleft()
+            if not poller.done():
+                poller.set_result(self._take_from_backlog())
 
     async def offer_query(self, query: QueryRequest, timeout: float) -> bool:
         """Queries are never persisted: hand the query to a poller within `timeout`, or give up."""
@@ -363,18 +338,14 @@ class Partition:
         if not self._backlog or self.closed:
             return None
         qt = self._backlog[0]
-        task = self._take_from_backlog(0)
+        task = self._take_from_backlog()
         self._lent[qt.task_id] = qt
         return task
 
-    def _take_from_backlog(self, index: int = 0) -> MatchedTask:
-        if index == 0:
-            qt = self._backlog.popleft()
-        else:
-            qt = self._backlog[index]
-            del self._backlog[index]
+    def _take_from_backlog(self) -> MatchedTask:
+        qt = self._backlog.popleft()
         self._outstanding.add(qt.task_id)
-        attempt, pinned = pinning.decode_data(qt.data)
+        attempt, pinned = backlog_data.decode(qt.data)
         return MatchedTask(
             namespace_id=qt.namespace_id,
             execution=WorkflowExecution(workflow_id=qt.workflow_id, run_id=qt.run_id),
@@ -402,12 +373,10 @@ class Partition:
         max_tasks_per_second: float = 0.0,
         worker_key: str = "",
         rate_limit: float | None = None,
-        version: str = "",
     ) -> MatchedTask | None:
         """A task for the poller, or None after `timeout`. With `rate_limit` (the partition's share of the
-        queue's configured dispatches per second), the poller first waits for its dispatch slot. `version`:
-        the poller's deployment version ("" = unversioned); tasks pinned to another one are not its."""
-        self.note_poller(identity, build_id, max_tasks_per_second, version)
+        queue's configured dispatches per second), the poller first waits for its dispatch slot."""
+        self.note_poller(identity, build_id, max_tasks_per_second)
         if self.closed:
             return None
         if rate_limit is not None:
@@ -416,12 +385,11 @@ class Partition:
                 return None
             timeout = admitted
         await self._ensure_loaded()
-        ready = self._take_oldest(version)
+        ready = self._take_oldest()
         if ready is not None:
             return ready
         poller = asyncio.get_running_loop().create_future()
         poller.worker_key = worker_key  # type: ignore[attr-defined]  # see complete_worker_polls
-        poller.version = version  # type: ignore[attr-defined]  # see _offer_to_poller
         self._pollers.append(poller)
         try:
             done, _ = await asyncio.wait({poller}, timeout=timeout)
@@ -486,7 +454,7 @@ class Partition:
                     task.execution.run_id,
                     task.scheduled_event_id,
                     create_time_ms=task.create_time_ms,
-                    data=pinning.encode_data(task.attempt, task.pinned),
+                    data=backlog_data.encode(task.attempt, task.pinned),
                 )
             )
             self._wake_poller_for_backlog()
@@ -501,8 +469,3 @@ class Partition:
             self._backlog.append(qt)  # the usual case: the newest task
         else:
             bisect.insort(self._backlog, qt, key=lambda t: t.task_id)
-
-
-def _version(poller: asyncio.Future) -> str:
-    """The deployment version a waiting poll came with ("" = unversioned)."""
-    return getattr(poller, "version", "")

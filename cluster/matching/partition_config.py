@@ -1,7 +1,8 @@
 """How many partitions a task queue has and how wide its forwarding tree is, from the reference's keys.
 
 `matching.numTaskqueueReadPartitions` / `matching.numTaskqueueWritePartitions` (default 4) and
-`matching.forwarderMaxChildrenPerNode` (default 20) take a plain integer, or the reference's YAML list
+`matching.forwarderMaxChildrenPerNode` (default 20) and `matching.forwarderMaxOutstandingPolls` (default 1,
+used in a cluster only: see MatchingEngine.forwarded_polls_limit) take a plain integer, or the reference's YAML list
 `[{value: V, constraints: {namespace: NS, taskQueueName: TQ, taskType: Workflow|Activity}}]`; the
 matching entry with the most constraints wins (the first of equals), an entry without constraints is
 the default. Writes never go past the read partitions: a task nobody reads would wait forever.
@@ -18,7 +19,8 @@ from temporalio.api.enums.v1 import TaskQueueType
 READ_KEY = "matching.numTaskqueueReadPartitions"
 WRITE_KEY = "matching.numTaskqueueWritePartitions"
 DEGREE_KEY = "matching.forwarderMaxChildrenPerNode"
-DEFAULTS = {READ_KEY: 4, WRITE_KEY: 4, DEGREE_KEY: 20}
+OUTSTANDING_POLLS_KEY = "matching.forwarderMaxOutstandingPolls"
+DEFAULTS = {READ_KEY: 4, WRITE_KEY: 4, DEGREE_KEY: 20, OUTSTANDING_POLLS_KEY: 1}
 PARTITION_KEYS = frozenset(DEFAULTS)
 # Past this a queue would hold more partitions than any cluster has nodes to spread them on.
 MAX_PARTITIONS = 1024
@@ -116,3 +118,7 @@ class PartitionConfig:
 
     def degree(self, namespace: str | None, name: str, task_type: int) -> int:
         return self._value(DEGREE_KEY, namespace, name, task_type)
+
+    def outstanding_polls(self, namespace: str | None, name: str, task_type: int) -> int:
+        """Polls a non-root partition has forwarded to its parent at once, at most (in a cluster)."""
+        return self._value(OUTSTANDING_POLLS_KEY, namespace, name, task_type)

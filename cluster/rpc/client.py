@@ -9,6 +9,7 @@ from collections.abc import Callable
 import grpc
 
 from hourglass.cluster.errors import NodeUnreachable
+from hourglass.cluster.metrics import INTERNAL_CALLS
 from hourglass.cluster.rpc import codec
 from hourglass.cluster.rpc import internal_pb2 as pb
 from hourglass.cluster.security.tls import InternodeClientTLS
@@ -87,6 +88,7 @@ class InternalClient:
             response_deserializer=pb.Reply.FromString,
         )
         request = pb.Call(method=method, args=[codec.encode(a) for a in args])
+        INTERNAL_CALLS.labels(service, method).inc()
         try:
             reply = await call(request, timeout=timeout, wait_for_ready=False)
         except grpc.aio.AioRpcError as e:

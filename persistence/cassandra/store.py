@@ -65,6 +65,7 @@ from hourglass.persistence.records import (
     ExecutionWrite,
     HistoryNode,
     NamespaceRecord,
+    NexusEndpointRecord,
     QueueTask,
     RunStatus,
     ScheduleRecord,
@@ -350,6 +351,38 @@ class _Statements:
         self.update_tq_config = self._conditional(
             "UPDATE task_queue_configs SET config = ?, version = ? "
             "WHERE namespace_id = ? AND name = ? AND task_type = ? IF version = ?"
+        )
+        # ---- Nexus endpoint registry (one partition; its static table_version orders every change)
+        self.list_nexus_endpoints = self._idempotent(
+            "SELECT id, version, data, table_version FROM nexus_endpoints WHERE partition = 0"
+        )
+        self.create_nexus_table_version = self._conditional(
+            "UPDATE nexus_endpoints SET table_version = ? WHERE partition = 0 IF table_version = null"
+        )
+        self.bump_nexus_table_version = self._conditional(
+            "UPDATE nexus_endpoints SET table_version = ? WHERE partition = 0 IF table_version = ?"
+        )
+        self.upsert_nexus_endpoint = self._conditional(
+            "INSERT INTO nexus_endpoints (partition, id, data, version) VALUES (0, ?, ?, ?)"
+        )
+        self.delete_nexus_endpoint = self._conditional(
+            "DELETE FROM nexus_endpoints WHERE partition = 0 AND id = ?"
+        )
+        # ---- worker deployments
+        self.get_deployment = self._idempotent(
+            "SELECT state, version FROM worker_deployments WHERE namespace_id = ? AND name = ?"
+        )
+        self.list_deployments = self._idempotent(
+            "SELECT name, state, version FROM worker_deployments WHERE namespace_id = ?"
+        )
+        self.insert_deployment = self._conditional(
+            "INSERT INTO worker_deployments (namespace_id, name, state, version) VALUES (?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.update_deployment = self._conditional(
+            "UPDATE worker_deployments SET state = ?, version = ? WHERE namespace_id = ? AND name = ? IF version = ?"
+        )
+        self.delete_deployment = self._conditional(
+            "DELETE FROM worker_deployments WHERE namespace_id = ? AND name = ? IF version = ?"
         )
         # ---- visibility
         self.insert_visibility = self._idempotent(
@@ -1168,6 +1201,77 @@ class CassandraStore(Store):
             raise ConditionFailedError(
                 {0: ConditionFailedError.VERSION_MISMATCH},
                 f"task queue config {key[1]}: expected version {expected_version}, found {row.get('version')}",
+            )
+
+    # ---- Nexus endpoint registry ----------------------------------------------------------------------------
+    async def list_nexus_endpoints(self) -> tuple[int, list[NexusEndpointRecord]]:
+        # Serial: a change just acknowledged (an LWT) is always seen. Clustering order is by id.
+        rows = await self._serial_rows(self._s.list_nexus_endpoints, ())
+        table_version = int(rows[0]["table_version"] or 0) if rows else 0
+        # With every endpoint deleted the partition keeps its static row only (id None).
+        endpoints = [
+            NexusEndpointRecord(row["id"], int(row["version"]), bytes(row["data"]))
+            for row in rows
+            if row["id"] is not None
+        ]
+        return table_version, endpoints
+
+    async def write_nexus_endpoint(self, record: NexusEndpointRecord, expected_table_version: int) -> None:
+        """One LWT batch on the registry's partition: the table version condition and the row."""
+        await self._change_nexus_endpoints(
+            expected_table_version, (self._s.upsert_nexus_endpoint, (record.id, record.data, record.version))
+        )
+
+    async def delete_nexus_endpoint(self, endpoint_id: str, expected_table_version: int) -> None:
+        await self._change_nexus_endpoints(
+            expected_table_version, (self._s.delete_nexus_endpoint, (endpoint_id,))
+        )
+
+    async def _change_nexus_endpoints(self, expected: int, change: tuple[PreparedStatement, tuple]) -> None:
+        batch = self._batch()
+        if expected == 0:
+            batch.add(self._s.create_nexus_table_version, (1,))
+        else:
+            batch.add(self._s.bump_nexus_table_version, (expected + 1, expected))
+        batch.add(*change)
+        rows = await self._execute_conditional(batch)
+        if not rows[0]["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"nexus endpoints: expected table version {expected}, found {rows[0].get('table_version')}",
+            )
+
+    async def get_worker_deployment(self, namespace_id: str, name: str) -> tuple[bytes, int] | None:
+        # Serial: a change just acknowledged (an LWT) is always seen, from any node.
+        rows = await self._serial_rows(self._s.get_deployment, (namespace_id, name))
+        return None if not rows else (bytes(rows[0]["state"]), int(rows[0]["version"]))
+
+    async def list_worker_deployments(self, namespace_id: str) -> list[tuple[str, bytes, int]]:
+        rows = await self._serial_rows(self._s.list_deployments, (namespace_id,))
+        return [(row["name"], bytes(row["state"]), int(row["version"])) for row in rows]
+
+    async def write_worker_deployment(
+        self, namespace_id: str, name: str, state: bytes, expected_version: int
+    ) -> None:
+        """One LWT: IF NOT EXISTS for a new deployment, IF version = expected after that."""
+        if expected_version == 0:
+            row = await self._conditional(self._s.insert_deployment, (namespace_id, name, state, 1))
+        else:
+            row = await self._conditional(
+                self._s.update_deployment, (state, expected_version + 1, namespace_id, name, expected_version)
+            )
+        if not row["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"worker deployment {name}: expected version {expected_version}, found {row.get('version')}",
+            )
+
+    async def delete_worker_deployment(self, namespace_id: str, name: str, expected_version: int) -> None:
+        row = await self._conditional(self._s.delete_deployment, (namespace_id, name, expected_version))
+        if not row["[applied]"]:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"worker deployment {name}: expected version {expected_version}, found {row.get('version')}",
             )
 
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:

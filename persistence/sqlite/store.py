@@ -42,6 +42,7 @@ from hourglass.persistence.records import (
     ExecutionWrite,
     HistoryNode,
     NamespaceRecord,
+    NexusEndpointRecord,
     QueueTask,
     RunStatus,
     ScheduleRecord,
@@ -698,6 +699,88 @@ class SQLiteStore(Store):
                 "VALUES (?, ?, ?, ?, ?)",
                 (*key, config, expected_version + 1),
             )
+
+    # ---- Nexus endpoint registry ----------------------------------------------------------------------------
+    async def list_nexus_endpoints(self) -> tuple[int, list[NexusEndpointRecord]]:
+        # No await between the two reads: no write of this store's connection comes between them.
+        row = self._read_one("SELECT version FROM nexus_endpoints_table WHERE partition = 0")
+        rows = self._read("SELECT id, version, data FROM nexus_endpoints ORDER BY id")
+        return (row[0] if row else 0), [NexusEndpointRecord(i, int(v), bytes(d)) for i, v, d in rows]
+
+    async def write_nexus_endpoint(self, record: NexusEndpointRecord, expected_table_version: int) -> None:
+        with self._transaction() as conn:
+            self._bump_nexus_table_version(conn, expected_table_version)
+            conn.execute(
+                "INSERT OR REPLACE INTO nexus_endpoints (id, data, version) VALUES (?, ?, ?)",
+                (record.id, record.data, record.version),
+            )
+
+    async def delete_nexus_endpoint(self, endpoint_id: str, expected_table_version: int) -> None:
+        with self._transaction() as conn:
+            self._bump_nexus_table_version(conn, expected_table_version)
+            conn.execute("DELETE FROM nexus_endpoints WHERE id = ?", (endpoint_id,))
+
+    @staticmethod
+    def _bump_nexus_table_version(conn: sqlite3.Connection, expected: int) -> None:
+        row = conn.execute("SELECT version FROM nexus_endpoints_table WHERE partition = 0").fetchone()
+        found = row[0] if row else 0
+        if found != expected:
+            raise ConditionFailedError(
+                {0: ConditionFailedError.VERSION_MISMATCH},
+                f"nexus endpoints: expected table version {expected}, found {found}",
+            )
+        conn.execute(
+            "INSERT OR REPLACE INTO nexus_endpoints_table (partition, version) VALUES (0, ?)", (expected + 1,)
+        )
+
+    async def get_worker_deployment(self, namespace_id: str, name: str) -> tuple[bytes, int] | None:
+        row = self._read_one(
+            "SELECT state, version FROM worker_deployments WHERE namespace_id = ? AND name = ?",
+            (namespace_id, name),
+        )
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    async def list_worker_deployments(self, namespace_id: str) -> list[tuple[str, bytes, int]]:
+        rows = self._read(
+            "SELECT name, state, version FROM worker_deployments WHERE namespace_id = ? ORDER BY name",
+            (namespace_id,),
+        )
+        return [(name, bytes(state), int(version)) for name, state, version in rows]
+
+    async def write_worker_deployment(
+        self, namespace_id: str, name: str, state: bytes, expected_version: int
+    ) -> None:
+        with self._transaction() as conn:
+            found = self._deployment_version(conn, namespace_id, name)
+            if found != expected_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"worker deployment {name}: expected version {expected_version}, found {found}",
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO worker_deployments (namespace_id, name, state, version) "
+                "VALUES (?, ?, ?, ?)",
+                (namespace_id, name, state, expected_version + 1),
+            )
+
+    async def delete_worker_deployment(self, namespace_id: str, name: str, expected_version: int) -> None:
+        with self._transaction() as conn:
+            found = self._deployment_version(conn, namespace_id, name)
+            if found == 0 or found != expected_version:
+                raise ConditionFailedError(
+                    {0: ConditionFailedError.VERSION_MISMATCH},
+                    f"worker deployment {name}: expected version {expected_version}, found {found}",
+                )
+            conn.execute(
+                "DELETE FROM worker_deployments WHERE namespace_id = ? AND name = ?", (namespace_id, name)
+            )
+
+    @staticmethod
+    def _deployment_version(conn, namespace_id: str, name: str) -> int:
+        row = conn.execute(
+            "SELECT version FROM worker_deployments WHERE namespace_id = ? AND name = ?", (namespace_id, name)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     async def get_search_attributes(self, namespace_id: str) -> dict[str, int]:
         rows = self._read("SELECT name, type FROM search_attributes WHERE namespace_id = ?", (namespace_id,))

@@ -115,6 +115,8 @@ class Node:
     api_port: int | None = None
     proc: subprocess.Popen | None = None
     stopped: bool = False
+    # The `hourglass` executable to run (None: this interpreter's); a benchmark compares two builds.
+    exe: Path | None = None
 
     @property
     def address(self) -> str:
@@ -125,7 +127,7 @@ class Node:
         return f"{self.ip}:{self.gossip_port}"
 
     def start(self) -> None:
-        exe = Path(sys.executable).with_name("hourglass")
+        exe = self.exe or Path(sys.executable).with_name("hourglass")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(exe), "server", "start", "--config", str(self.config)],
@@ -171,6 +173,7 @@ class LocalCluster:
     nodes: list[Node] = field(default_factory=list)
     secure_frontend: bool = True
     tokens: _Tokens | None = None
+    exe: Path | None = None  # the nodes' `hourglass` executable (None: this interpreter's)
     # frontend, internal RPC, gossip, HTTP (None: not served), HTTP API: the same on every member
     _ports: tuple[int, int, int, int | None, int] = (0, 0, 0, None, 0)
 
@@ -183,8 +186,10 @@ class LocalCluster:
         keyspace: str,
         secure_frontend: bool = True,
         http: bool = False,
+        exe: Path | None = None,
     ) -> LocalCluster:
-        """`http`: every node also serves its HTTP port (node.metrics_port), the same port on each IP."""
+        """`http`: every node also serves its HTTP port (node.metrics_port), the same port on each IP.
+        `exe`: the `hourglass` executable the nodes run (None: this interpreter's)."""
         port, rpc_port, gossip_port = _free_on_all(socket.SOCK_STREAM), 0, 0
         while rpc_port in (0, port):
             rpc_port = _free_on_all(socket.SOCK_STREAM)
@@ -195,7 +200,7 @@ class LocalCluster:
         while api_port in (0, port, rpc_port, http_port):
             api_port = _free_on_all(socket.SOCK_STREAM)
         gossip_port = _free_on_all(socket.SOCK_DGRAM)
-        cluster = cls(workdir, hosts, cassandra_port, keyspace, secure_frontend=secure_frontend)
+        cluster = cls(workdir, hosts, cassandra_port, keyspace, secure_frontend=secure_frontend, exe=exe)
         cluster._ports = (port, rpc_port, gossip_port, http_port, api_port)
         keyring = workdir / "gossip.keyring"  # one cluster key, generated per test run
         keyring.write_text(generate_key() + "\n")
@@ -249,7 +254,15 @@ class LocalCluster:
             + authorization
         )
         node = Node(
-            ip, config, self.workdir / f"node{i}.log", port, rpc_port, gossip_port, http_port, api_port
+            ip,
+            config,
+            self.workdir / f"node{i}.log",
+            port,
+            rpc_port,
+            gossip_port,
+            http_port,
+            api_port,
+            exe=self.exe,
         )
         self.nodes.append(node)
         return node

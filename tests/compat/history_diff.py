@@ -138,6 +138,32 @@ WHITELIST: dict[str, tuple[str, ...]] = {
     ),
     "EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED": ("initiated_event_id",),
     "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": ("search_attributes", "workflow_task_completed_event_id"),
+    "NEXUS_OPERATION_SCHEDULED": (
+        "endpoint",
+        "service",
+        "operation",
+        "input",
+        "schedule_to_close_timeout",
+        "nexus_header",
+        "workflow_task_completed_event_id",
+    ),
+    "NEXUS_OPERATION_STARTED": ("scheduled_event_id",),
+    "NEXUS_OPERATION_COMPLETED": ("scheduled_event_id", "result"),
+    "NEXUS_OPERATION_FAILED": ("scheduled_event_id", "failure"),
+    "NEXUS_OPERATION_TIMED_OUT": ("scheduled_event_id", "failure"),
+    "NEXUS_OPERATION_CANCELED": ("scheduled_event_id", "failure"),
+    "NEXUS_OPERATION_CANCEL_REQUESTED": ("scheduled_event_id", "workflow_task_completed_event_id"),
+    "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED": (
+        "scheduled_event_id",
+        "requested_event_id",
+        "workflow_task_completed_event_id",
+    ),
+    "NEXUS_OPERATION_CANCEL_REQUEST_FAILED": (
+        "scheduled_event_id",
+        "requested_event_id",
+        "workflow_task_completed_event_id",
+        "failure",
+    ),
     "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": (
         "protocol_instance_id",
         "accepted_request_message_id",
@@ -194,6 +220,16 @@ class _Normalizer:
             pass
         elif info == "server_failure_info":
             out.update(non_retryable=f.server_failure_info.non_retryable)
+        elif info == "nexus_operation_execution_failure_info":
+            n = f.nexus_operation_execution_failure_info
+            out.update(
+                endpoint=self.text(n.endpoint),
+                service=n.service,
+                operation=n.operation,
+                scheduled_event_id=n.scheduled_event_id,
+            )
+        elif info == "nexus_handler_failure_info":
+            out.update(type=f.nexus_handler_failure_info.type)
         if f.HasField("cause"):
             out["cause"] = self.failure(f.cause)
         return out
@@ -210,6 +246,8 @@ class _Normalizer:
             return self.enum(msg, name)
         if fd.type != FieldDescriptor.TYPE_MESSAGE:
             return self.text(value) if isinstance(value, str) else value
+        if fd.message_type.GetOptions().map_entry:  # a map (nexus_header): no presence, compare its items
+            return {self.text(str(k)): self.text(str(v)) for k, v in sorted(value.items())}
         if not msg.HasField(name):
             return None
         full_name = fd.message_type.full_name

@@ -372,7 +372,10 @@ async def test_namespace_advertises_them(client: Client) -> None:
     from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
     desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
-    assert desc.namespace_info.capabilities.standalone_activities
+    caps = desc.namespace_info.capabilities
+    assert caps.standalone_activities
+    # What the SDKs gate their start-delay and pause/unpause/reset/update-options calls on.
+    assert caps.standalone_activity_start_delay and caps.standalone_activity_operator_commands
 
 
 async def test_pause_unpause_update_options_reset(client: Client) -> None:
@@ -439,3 +442,124 @@ async def test_start_delay_holds_the_first_attempt(client: Client) -> None:
         assert 1900 <= delay <= 2100, delay
         assert await handle.result() == "LATER! (attempt 1)"
         assert asyncio.get_running_loop().time() - started_at >= 1.9
+
+
+async def test_describe_shows_attempts_retry_interval_sdk_and_start_delay(client: Client) -> None:
+    """What describe says while an attempt waits for its retry and once the activity completed: the
+    attempts' start and end, the backoff, the worker's SDK (from its poll) and the start delay."""
+    import temporalio
+
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        flaky,
+        2,
+        id=aid,
+        task_queue=tq,
+        start_to_close_timeout=timedelta(seconds=10),
+        start_delay=timedelta(seconds=1),
+        retry_policy=RetryPolicy(initial_interval=timedelta(seconds=3)),
+    )
+    pending = await _describe(client, aid)
+    assert pending.info.start_delay.ToMilliseconds() == 1000
+    assert pending.info.state_size_bytes > 0
+    assert not pending.info.HasField("last_started_time") and not pending.info.sdk_name
+    async with _worker(client, tq):
+        for _ in range(150):
+            backoff = await _describe(client, aid)
+            if backoff.info.attempt == 2:
+                break
+            await asyncio.sleep(0.1)
+        info = backoff.info
+        assert info.attempt == 2 and info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        assert info.current_retry_interval.ToMilliseconds() == 3000
+        started, ended = (
+            info.last_started_time.ToMilliseconds(),
+            info.last_attempt_complete_time.ToMilliseconds(),
+        )
+        assert info.schedule_time.ToMilliseconds() + 1000 <= started <= ended
+        assert info.next_attempt_schedule_time.ToMilliseconds() == ended + 3000
+        assert (info.sdk_name, info.sdk_version) == ("temporal-python", temporalio.__version__)
+        assert info.start_delay.ToMilliseconds() == 1000
+        assert await handle.result() == "done on attempt 2"
+    done = (await _describe(client, aid)).info
+    assert done.status == S.ACTIVITY_EXECUTION_STATUS_COMPLETED
+    assert done.last_started_time.ToMilliseconds() >= ended + 3000
+    assert done.last_started_time.ToMilliseconds() <= done.last_attempt_complete_time.ToMilliseconds()
+    assert done.last_attempt_complete_time.ToMilliseconds() <= done.close_time.ToMilliseconds()
+    assert not done.HasField("current_retry_interval")
+    assert (done.sdk_name, done.sdk_version) == ("temporal-python", temporalio.__version__)
+
+
+async def test_describe_long_poll_token(client: Client) -> None:
+    """A describe with the token of an earlier one waits until the activity changes; with nothing changing
+    it answers empty just before the caller's deadline (describe again); bad tokens are refused."""
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        wait_for_cancel, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=60)
+    )
+    first = await _describe(client, aid)
+    assert first.long_poll_token
+    ws = client.workflow_service
+    loop = asyncio.get_running_loop()
+
+    def poll(token: bytes, run_id: str = handle.run_id) -> DescribeActivityExecutionRequest:
+        return DescribeActivityExecutionRequest(
+            namespace="default", activity_id=aid, run_id=run_id, long_poll_token=token
+        )
+
+    began = loop.time()
+    unchanged = await ws.describe_activity_execution(
+        poll(first.long_poll_token), timeout=timedelta(seconds=3)
+    )
+    assert unchanged == type(unchanged)(), unchanged
+    assert 1.5 <= loop.time() - began < 3
+    for bad, message in (
+        (poll(first.long_poll_token, run_id=""), "run id is required when long poll token is provided"),
+        (poll(b"not a token"), "invalid long poll token"),
+    ):
+        with pytest.raises(RPCError) as raised:
+            await ws.describe_activity_execution(bad)
+        assert (raised.value.status, raised.value.message) == (RPCStatusCode.INVALID_ARGUMENT, message)
+    async with _worker(client, tq):
+        began = loop.time()
+        changed = await ws.describe_activity_execution(
+            poll(first.long_poll_token), timeout=timedelta(seconds=20)
+        )
+        assert loop.time() - began < 10
+        assert changed.info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        assert changed.long_poll_token and changed.long_poll_token != first.long_poll_token
+        await handle.cancel(reason="seen")
+        for _ in range(10):  # each answer is a change (heartbeats, the cancel request, the close)
+            changed = await ws.describe_activity_execution(
+                poll(changed.long_poll_token), timeout=timedelta(seconds=20)
+            )
+            if changed.info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED:
+                break
+        assert changed.info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+
+
+async def test_poll_activity_execution_waits_then_answers_empty(client: Client) -> None:
+    """PollActivityExecution on a running activity answers empty (no run id) just before the caller's
+    deadline, and the outcome as soon as the activity closed."""
+    from temporalio.api.workflowservice.v1 import PollActivityExecutionRequest
+
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        shout, "polled", id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+    )
+    ws, loop = client.workflow_service, asyncio.get_running_loop()
+    request = PollActivityExecutionRequest(namespace="default", activity_id=aid)
+    began = loop.time()
+    empty = await ws.poll_activity_execution(request, timeout=timedelta(seconds=3))
+    assert empty == type(empty)()
+    assert 1.5 <= loop.time() - began < 3
+    async with _worker(client, tq):
+        done = await ws.poll_activity_execution(request, timeout=timedelta(seconds=20))
+    assert done.run_id == handle.run_id
+    assert done.outcome.result.payloads[0].data == b'"POLLED! (attempt 1)"'
+    with pytest.raises(RPCError) as raised:
+        await ws.poll_activity_execution(PollActivityExecutionRequest(namespace="default"))
+    assert (raised.value.status, raised.value.message) == (
+        RPCStatusCode.INVALID_ARGUMENT,
+        "activity ID is required",
+    )

@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from temporalio.api.deployment.v1 import WorkerDeploymentOptions, WorkerDeploymentVersion
+from temporalio.api.enums.v1 import WorkerVersioningMode
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.worker.v1 import WorkerHeartbeat
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 from temporalio.client import Client
 
@@ -46,28 +49,40 @@ async def flagged(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dic
             srv.stop()
 
 
-async def _raw_poll_completed_by_shutdown(address: str) -> tuple[bool, float, str]:
-    """(capability advertised, seconds a waiting poll took to answer after ShutdownWorker, its task token)."""
+async def _raw_poll_completed_by_shutdown(address: str, versioned: bool = False) -> tuple[bool, float, str]:
+    """(capability advertised, seconds a waiting poll took to answer after ShutdownWorker, its task token).
+    `versioned`: the poller is a Worker Deployment version's, and says so in its last heartbeat."""
     client = await Client.connect(address, namespace="default")
     service = client.workflow_service
     caps = (
         await service.describe_namespace(rr.DescribeNamespaceRequest(namespace="default"))
     ).namespace_info.capabilities
     tq, key = f"tq-polls-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
-    poll = asyncio.create_task(
-        service.poll_workflow_task_queue(
-            rr.PollWorkflowTaskQueueRequest(
-                namespace="default", task_queue=TaskQueue(name=tq), identity="poller", worker_instance_key=key
-            ),
-            timeout=timedelta(seconds=70),
-        )
+    version = WorkerDeploymentVersion(deployment_name=f"dep-{uuid.uuid4().hex[:8]}", build_id="b1")
+    request = rr.PollWorkflowTaskQueueRequest(
+        namespace="default", task_queue=TaskQueue(name=tq), identity="poller", worker_instance_key=key
     )
+    heartbeat = WorkerHeartbeat(worker_instance_key=key, task_queue=tq)
+    if versioned:
+        request.deployment_options.CopyFrom(
+            WorkerDeploymentOptions(
+                deployment_name=version.deployment_name,
+                build_id=version.build_id,
+                worker_versioning_mode=WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED,
+            )
+        )
+        heartbeat.deployment_version.CopyFrom(version)
+    poll = asyncio.create_task(service.poll_workflow_task_queue(request, timeout=timedelta(seconds=70)))
     await asyncio.sleep(1.0)  # the poll is waiting on the queue
     assert not poll.done()
     start = time.monotonic()
     await service.shutdown_worker(
         rr.ShutdownWorkerRequest(
-            namespace="default", identity="poller", worker_instance_key=key, task_queue=tq
+            namespace="default",
+            identity="poller",
+            worker_instance_key=key,
+            task_queue=tq,
+            worker_heartbeat=heartbeat if versioned else None,
         )
     )
     resp = await asyncio.wait_for(poll, 30)
@@ -80,4 +95,12 @@ async def test_shutdown_worker_completes_the_workers_waiting_polls(flagged: dict
         _raw_poll_completed_by_shutdown(flagged["hourglass"].address),
     )
     assert theirs == (True, 0, "")  # advertised, answered at once, empty
+    assert ours == theirs
+
+
+async def test_shutdown_worker_completes_a_versioned_workers_polls(flagged: dict[str, ServerProcess]) -> None:
+    theirs, ours = await asyncio.gather(
+        _raw_poll_completed_by_shutdown(flagged["reference"].address, versioned=True),
+        _raw_poll_completed_by_shutdown(flagged["hourglass"].address, versioned=True),
+    )
     assert ours == theirs

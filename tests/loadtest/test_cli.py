@@ -41,6 +41,7 @@ def test_help_lists_the_commands_and_scenarios() -> None:
         (["run"], "Missing option '--address'"),
         (["run", "--address", "localhost"], "is not HOST:PORT"),
         (["run", "--address", "127.0.0.1:99999"], "is not HOST:PORT"),
+        (["run", "--address", "127.0.0.1:7233,localhost"], "'localhost' is not HOST:PORT"),
         (["run", "--address", "127.0.0.1:7233", "--scenario", "nope"], "'nope' is not one of"),
         (["run", "--address", "127.0.0.1:7233", "--concurrency", "0"], "0 is not in the range x>=1"),
         (["run", "--address", "127.0.0.1:7233", "--rate", "5"], "needs --duration"),
@@ -52,6 +53,10 @@ def test_help_lists_the_commands_and_scenarios() -> None:
         (["run", "--address", "127.0.0.1:7233", "--duration", "soon"], "is not a duration"),
         (["run", "--address", "127.0.0.1:7233", "--duration", "20m"], "shorter than --timeout"),
         (["run", "--address", "127.0.0.1:7233", "--metrics-url", "localhost:9464"], "is not an http(s) URL"),
+        (
+            ["run", "--address", "127.0.0.1:7233", "--metrics-url", "http://127.0.0.1:1/metrics,x"],
+            "'x' is not an http(s) URL",
+        ),
         (["run", "--address", "127.0.0.1:7233", "--driver", "grpc"], "'grpc' is not one of"),
         (["run", "--address", "127.0.0.1:7233", "--scenario-file", "/no/such/file.py"], "does not exist"),
         (

@@ -93,3 +93,22 @@ async def test_a_scenario_file_runs_in_two_worker_processes(hourglass: ManagedSe
     assert result.completed == 6, result.errors
     assert result.figures()["activities_per_s"] == pytest.approx(2 * result.figures()["workflows_per_s"])
     assert result.driver_cpu_s is None or result.driver_cpu_s > 0
+
+
+async def test_several_addresses_spread_starts_and_worker_processes(hourglass: ManagedServer) -> None:
+    """`--address a,b`: one client per address (round robin starts), worker process n on address n mod 2;
+    the same server named twice completes every workflow, and its metrics, named twice, are summed."""
+    config = RunConfig(
+        address=f"{hourglass.address},{hourglass.address}",
+        scenario=ScenarioRef(name="one-activity"),
+        plan=LoadPlan(concurrency=4, workflows=6),
+        driver="raw",
+        worker_processes=2,
+        metrics_url=f"{hourglass.metrics_url},{hourglass.metrics_url}" if hourglass.metrics_url else None,
+    )
+    result = await run_load_test(config)
+    assert result.completed == 6, result.errors
+    if hourglass.metrics_url:
+        # One node: no internal calls; its counters counted twice (each URL once).
+        assert result.server.internal_calls == 0
+        assert result.server.transitions is not None and result.server.transitions >= 2 * 6 * 3

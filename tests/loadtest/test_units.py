@@ -95,6 +95,12 @@ process_cpu_seconds_total 1.5
     assert delta.transitions == 10 and delta.workflows_closed is None
 
 
+def test_a_declared_counter_without_samples_is_zero() -> None:
+    text = "# HELP hourglass_internal_rpc_calls_total x\n# TYPE hourglass_internal_rpc_calls_total counter\n"
+    assert Counters.from_text(text).internal_calls == 0
+    assert Counters.from_text("").internal_calls is None
+
+
 def test_latency_quantiles_come_from_histogram_bucket_deltas() -> None:
     def sample(counts: tuple[int, int, int]) -> Counters:
         low, mid, total = counts

@@ -42,8 +42,9 @@ V1_TABLES = {
     "schema_version",
     "schema_update_history",
 }
-# Tables later versions add (v6: UpdateTaskQueueConfig's settings).
-SHIPPED_TABLES = V1_TABLES | {"task_queue_configs"}
+# Tables later versions add (v6: UpdateTaskQueueConfig's settings, v7: the Nexus endpoint registry,
+# v8: worker deployments).
+SHIPPED_TABLES = V1_TABLES | {"task_queue_configs", "nexus_endpoints", "worker_deployments"}
 SAI_INDEXES = {
     "visibility_status_idx",
     "visibility_workflow_type_idx",

@@ -22,7 +22,13 @@ from temporalio import activity, workflow
 from temporalio.api.command.v1 import Command, StartChildWorkflowExecutionCommandAttributes
 from temporalio.api.common.v1 import WorkflowType
 from temporalio.api.enums.v1 import CommandType
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import (
+    CreateNexusEndpointRequest,
+    DeleteNexusEndpointRequest,
+    ListNexusEndpointsRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.api.operatorservice.v1.service_pb2_grpc import OperatorServiceStub
 from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
@@ -308,6 +314,32 @@ async def test_system_admin_registers_a_namespace_writer_cannot(address: str, ke
         bearer(keys.rsa.token([f"{name}:read"])),
     )
     assert described.namespace_info.name == name
+
+
+async def test_only_a_system_admin_manages_nexus_endpoints(address: str, keys: JWTKeys) -> None:
+    """Endpoints are cluster-wide: every *NexusEndpoint RPC is a cluster admin's, as on the reference."""
+    spec = EndpointSpec(
+        name=new_id("ep").replace("_", "-"),
+        target=EndpointTarget(worker=EndpointTarget.Worker(namespace="default", task_queue="tq")),
+    )
+    create = CreateNexusEndpointRequest(spec=spec)
+    for permissions in (["default:admin"], ["temporal-system:write"]):
+        token = bearer(keys.rsa.token(permissions))
+        await assert_raw_denied(address, "CreateNexusEndpoint", create, token, operator=True)
+        await assert_raw_denied(
+            address, "ListNexusEndpoints", ListNexusEndpointsRequest(), token, operator=True
+        )
+    admin = bearer(keys.rsa.token(["temporal-system:admin"]))
+    created = await raw(address, "CreateNexusEndpoint", create, admin, operator=True)
+    listed = await raw(
+        address, "ListNexusEndpoints", ListNexusEndpointsRequest(name=spec.name), admin, operator=True
+    )
+    assert [e.id for e in listed.endpoints] == [created.endpoint.id]
+    delete = DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+    await assert_raw_denied(
+        address, "DeleteNexusEndpoint", delete, bearer(keys.rsa.token(["default:admin"])), operator=True
+    )
+    await raw(address, "DeleteNexusEndpoint", delete, admin, operator=True)
 
 
 # ---- keys ----------------------------------------------------------------------------------------------

@@ -52,14 +52,8 @@ SHOWS_TIMEOUT_MS = 15_000
 # Differences because Hourglass does not have the feature at all (outside issue 18's list), each with
 # why: pages that show less (step -> why) and calls refused ((method, route) -> why). A step whose only
 # differences are these is skipped, naming them; any other difference fails it.
-NOT_IN_HOURGLASS: dict[str, str] = {
-    "nexus": "Hourglass runs no Nexus operations: system-info does not advertise the `nexus` capability, "
-    "so the UI's Nexus page says the feature is not enabled instead of listing endpoints",
-}
-NOT_IN_HOURGLASS_CALLS: dict[tuple[str, str], str] = {
-    ("GET", "/api/v1/namespaces/{ns}/worker-deployments"): "ListWorkerDeployments: Hourglass keeps no worker "
-    "deployments (worker versioning is not implemented), so it answers UNIMPLEMENTED",
-}
+NOT_IN_HOURGLASS: dict[str, str] = {}
+NOT_IN_HOURGLASS_CALLS: dict[tuple[str, str], str] = {}
 
 
 @dataclass

@@ -77,6 +77,7 @@ def test_partition_counts_default_to_four_and_take_the_references_constraints() 
     assert default.read_partitions("ns", "q", WORKFLOW) == 4
     assert default.write_partitions("ns", "q", WORKFLOW) == 4
     assert default.degree("ns", "q", WORKFLOW) == 20
+    assert default.outstanding_polls("ns", "q", WORKFLOW) == 1
     config = PartitionConfig(
         {
             "matching.numTaskqueueReadPartitions": [
@@ -209,6 +210,35 @@ async def test_tasks_added_to_any_partition_sync_match_a_poller_on_another(node:
     partitions = node.matching.partitions_of(ns_id, queue, WORKFLOW)
     assert len(partitions) >= 3  # the root, the poller's, and those the adds landed on
     assert [p.describe_status().read_level for p in partitions] == [0, 0, 0, 0]
+
+
+async def test_with_forwarded_polls_limited_a_child_keeps_its_pollers_and_still_gets_every_task(
+    node: Node,
+) -> None:
+    """What a cluster member turns on: of three polls on partition 3, one goes on to the root
+    (`matching.forwarderMaxOutstandingPolls`, 1) and two wait at partition 3, where a task its owner adds
+    is matched without a hop; tasks landing on every other partition still reach those pollers."""
+    node.matching.limit_forwarded_polls = True
+    client = await Client.connect(f"127.0.0.1:{node.bound_port}")
+    ns_id = (await node.namespaces.get("default")).id
+    queue = f"q-{uuid.uuid4()}"
+    got: set[str] = set()
+
+    async def poller() -> None:
+        while len(got) < 12:
+            resp = await node.matching.poll_workflow_task(ns_id, queue, NORMAL, "only-3", 5.0, partition=3)
+            if not resp.task_token:
+                return
+            got.add(resp.workflow_execution.workflow_id)
+
+    pollers = [asyncio.create_task(poller()) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    root = node.matching.partition(ns_id, queue, WORKFLOW, number=0)
+    child = node.matching.partition(ns_id, queue, WORKFLOW, number=3)
+    assert [sum(not p.done() for p in x._pollers) for x in (root, child)] == [1, 2]
+    ids = await _start(client, queue, 12)
+    await asyncio.wait_for(asyncio.gather(*pollers), 60)
+    assert got == ids
 
 
 async def test_list_partitions_names_every_partition_with_its_owner(node: Node) -> None:

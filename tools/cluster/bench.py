@@ -4,6 +4,7 @@
     python tools/cluster/bench.py throughput [--workflows 400 --concurrency 40 --scenario one-activity]
     python tools/cluster/bench.py failover [--runs 5]
     python tools/cluster/bench.py rolling [--rate 10 --duration 90]
+    python tools/cluster/bench.py cost [--rounds 3 --workflows 300 --concurrency 20 --before-exe PATH]
 
 Needs a Cassandra on 127.0.0.1:9042 (`make cassandra-up`). Every run uses a fresh keyspace (dropped at
 the end) and the nodes of tests/cluster/harness.py (127.0.0.1-3, free ports). `throughput` drives the
@@ -14,6 +15,11 @@ tests/cluster/harness.py unless --default-timings (probe 1 s, suspicion 4 s). `r
 open-loop load twice through a TCP load balancer in front of the three frontends (as production has one;
 the SDK takes one address): once steady, once while every node in turn is drained (`hourglass.sdk.admin`),
 stopped (SIGTERM), started and waited for until it holds shards again; it prints p99 and failures of both.
+`cost` keeps one node and a 3-node cluster up (each on its own keyspace; with --before-exe, a second
+pair running another build's `hourglass`) and drives them in alternating rounds with the same closed-loop
+load spread over all three frontends (`--address a,b,c`, the single node named three times so the
+clients are the same): total server CPU per workflow (every node's process_cpu_seconds_total, summed)
+and internal calls per workflow (hourglass_internal_rpc_calls_total), with the load average of the box.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -305,11 +312,176 @@ async def rolling(args, session) -> None:
     print(f"raw results: {work}/steady.json {work}/rolling.json")
 
 
+def _cost_cmd(addresses: list[str], metrics: list[str], args, out: Path) -> list[str]:
+    return [
+        str(BIN / "hourglass"),
+        "loadtest",
+        "run",
+        "--address",
+        ",".join(addresses),
+        "--metrics-url",
+        ",".join(metrics),
+        "--scenario",
+        args.scenario,
+        "--driver",
+        args.driver,
+        "--workflows",
+        str(args.workflows),
+        "--concurrency",
+        str(args.concurrency),
+        "--worker-processes",
+        "3",
+        "--warmup",
+        "20",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+
+
+async def _start_pair(work: Path, session, exe: Path | None) -> tuple[list, list[str]]:
+    """One node and a 3-node cluster of the build `exe`, each on a fresh keyspace, started and ready."""
+    for sub in ("single", "cluster"):
+        os.makedirs(work / sub)
+    keyspaces = [_keyspace(session), _keyspace(session)]
+    single = harness.LocalCluster.create(
+        work / "single", ["127.0.0.1"], 9042, keyspaces[0], secure_frontend=False, http=True, exe=exe
+    )
+    node = single.nodes[0]
+    text = node.config.read_text()
+    node.config.write_text(text[: text.index("cluster:")])
+    single.nodes[1:] = []
+    three = harness.LocalCluster.create(
+        work / "cluster", ["127.0.0.1"], 9042, keyspaces[1], secure_frontend=False, http=True, exe=exe
+    )
+    node.start()
+    three.start()
+    await _wait_frontend(node.address)
+    await three.wait_converged(three.nodes, timeout=120)
+    return [single, three], keyspaces
+
+
+def _metrics(cluster) -> list[str]:
+    return [f"http://{n.ip}:{n.http_port}/metrics" for n in cluster.nodes]
+
+
+COST_FIGURES = (
+    "workflows_per_s",
+    "server_cpu_ms_per_workflow",
+    "internal_calls_per_workflow",
+    "latency_p99_ms",
+    "workflows_failed",
+)
+
+
+async def cost(args, session) -> None:
+    work = Path(tempfile.mkdtemp(prefix="hg-cost-"))
+    builds = {"after": None}
+    if args.before_exe:
+        builds = {"before": Path(args.before_exe), **builds}
+    pairs: dict[str, list] = {}
+    keyspaces: list[str] = []
+    rows: list[dict] = []
+    try:
+        for build, exe in builds.items():
+            pairs[build], ks = await _start_pair(work / build, session, exe)
+            keyspaces += ks
+        for r in range(1, args.rounds + 1):
+            for build in builds:
+                single, three = pairs[build]
+                n = single.nodes[0]
+                for label, addresses, metrics in (
+                    ("1 node", [n.address] * 3, _metrics(single)),
+                    ("3 nodes", [m.address for m in three.nodes], _metrics(three)),
+                ):
+                    out = work / f"r{r}-{build}-{label.replace(' ', '')}.json"
+                    load_before = os.getloadavg()[0]
+                    proc = await asyncio.create_subprocess_exec(
+                        *_cost_cmd(addresses, metrics, args, out), stdout=subprocess.DEVNULL
+                    )
+                    await asyncio.wait_for(proc.wait(), 1800)
+                    figures = json.loads(out.read_text())
+                    row = {"round": r, "build": build, "nodes": label, "load": load_before}
+                    row.update({k: _find(figures, k) for k in COST_FIGURES})
+                    rows.append(row)
+                    print(_cost_row(row), flush=True)
+        for build in builds:
+            print(f"internal calls of the 3 nodes ({build}, all rounds, warm-up included):")
+            for method, count in sorted(_internal_calls(pairs[build][1]).items(), key=lambda x: -x[1]):
+                print(f"  {count:8.0f}  {method}")
+    finally:
+        for pair in pairs.values():
+            for c in pair:
+                c.stop()
+        for ks in keyspaces:
+            testing.drop_keyspace(session, ks)
+    print()
+    print("| build | nodes | wf/s | server CPU ms/wf | internal calls/wf | p99 ms | 3 nodes / 1 node CPU |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for build in builds:
+        med = {}
+        for label in ("1 node", "3 nodes"):
+            sel = [x for x in rows if x["build"] == build and x["nodes"] == label]
+            med[label] = {k: _median([x[k] for x in sel]) for k in COST_FIGURES}
+        ratios = [
+            b["server_cpu_ms_per_workflow"] / a["server_cpu_ms_per_workflow"]
+            for a, b in zip(
+                [x for x in rows if x["build"] == build and x["nodes"] == "1 node"],
+                [x for x in rows if x["build"] == build and x["nodes"] == "3 nodes"],
+                strict=True,
+            )
+            if a["server_cpu_ms_per_workflow"] and b["server_cpu_ms_per_workflow"]
+        ]
+        for label in ("1 node", "3 nodes"):
+            m = med[label]
+            ratio = (
+                f"{_median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
+                if label == "3 nodes" and ratios
+                else ""
+            )
+            print(
+                f"| {build} | {label} | {_fmt(m['workflows_per_s'])} | {_fmt(m['server_cpu_ms_per_workflow'])} "
+                f"| {_fmt(m['internal_calls_per_workflow'])} | {_fmt(m['latency_p99_ms'], '{:.0f}')} | {ratio} |"
+            )
+    print(f"(medians of {args.rounds} alternating rounds; raw results in {work})")
+
+
+def _internal_calls(cluster) -> dict[str, float]:
+    """service.method -> calls made by the cluster's members so far (hourglass_internal_rpc_calls_total)."""
+    import re
+    import urllib.request
+
+    totals: dict[str, float] = {}
+    for url in _metrics(cluster):
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for m in re.finditer(r"^hourglass_internal_rpc_calls_total\{(.*)\} (\S+)", text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            key = f"{labels.get('service')}.{labels.get('method')}"
+            totals[key] = totals.get(key, 0.0) + float(m.group(2))
+    return totals
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fmt(v, pattern: str = "{:.1f}") -> str:
+    return "n/a" if v is None else pattern.format(v)
+
+
+def _cost_row(row: dict) -> str:
+    return f"round {row['round']} {row['build']:6} {row['nodes']:7}: load {row['load']:.1f}, " + ", ".join(
+        f"{k}={_fmt(row[k])}" for k in COST_FIGURES
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["throughput", "failover", "rolling"])
+    parser.add_argument("what", choices=["throughput", "failover", "rolling", "cost"])
     parser.add_argument("--workflows", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--scenario", default="one-activity")
@@ -317,11 +489,16 @@ def main() -> int:
     parser.add_argument("--default-timings", action="store_true")
     parser.add_argument("--rate", type=float, default=10.0, help="rolling: workflow starts per second")
     parser.add_argument("--duration", type=int, default=90, help="rolling: seconds of load per run")
+    parser.add_argument("--rounds", type=int, default=3, help="cost: alternating rounds")
+    parser.add_argument("--driver", default="raw", help="cost: the load tool's driver (raw or sdk)")
+    parser.add_argument(
+        "--before-exe", help="cost: another build's `hourglass` executable, measured in the same rounds"
+    )
     args = parser.parse_args()
     driver = Cluster(["127.0.0.1"], port=9042)
     session = driver.connect()
     try:
-        modes = {"throughput": throughput, "failover": failover, "rolling": rolling}
+        modes = {"throughput": throughput, "failover": failover, "rolling": rolling, "cost": cost}
         asyncio.run(modes[args.what](args, session))
     finally:
         driver.shutdown()

