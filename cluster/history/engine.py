@@ -180,9 +180,11 @@ class Matching(Protocol):
         scheduled_event_id: int,
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
         pinned: str = "",
+        ramping: bool = False,
     ) -> None:
         """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately. `pinned`: the only
-        deployment version ("name:build") whose pollers may take it ("" = any poller)."""
+        deployment version ("name:build") whose pollers may take it ("" = any poller); `ramping`: to the
+        queue's ramping version, if it has one (a run continued as new with USE_RAMPING_VERSION)."""
 
     async def add_activity_task(
         self,
@@ -1957,6 +1959,8 @@ class HistoryEngine:
             execution,
             wt.scheduled_event_id,
             pinned=workflow_versioning.pinned_version(ms),
+            # Continued as new onto the ramping version: there until a worker reports a version.
+            ramping=ms.info.start_on_ramping and ms.info.deployment_version is None,
         )
 
     # ---- work that crosses runs (children, external signals and cancels) ---------------------------------

@@ -132,6 +132,9 @@ class ExecutionInfo:
     # deployment version), and every version that completed one (see workflow_versioning.py).
     versioning_behavior: int = 0
     deployment_version: WorkerDeploymentVersion | None = None
+    # Continued-as-new with initial_versioning_behavior USE_RAMPING_VERSION: until a worker reports a version,
+    # the run's workflow tasks go to its task queue's ramping version (whatever the ramp percentage).
+    start_on_ramping: bool = False
     used_deployment_versions: list[str] = field(default_factory=list)
 
 

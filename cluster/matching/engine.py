@@ -198,13 +198,26 @@ class MatchingEngine:
         return moved
 
     async def _target(
-        self, namespace_id: str, name: str, task_type: int, workflow_id: str, pinned: str
+        self,
+        namespace_id: str,
+        name: str,
+        task_type: int,
+        workflow_id: str,
+        pinned: str,
+        ramping: bool = False,
     ) -> str:
         """The physical queue a task added to `name` goes to: a pinned run's ("deployment:build") to its
-        version's queue, whatever the deployment's current or ramping version; any other as routed."""
-        if pinned and not name.startswith("/_sys/"):
+        version's queue, whatever the deployment's current or ramping version; with `ramping`, to the
+        ramping version's when there is one; any other as routed."""
+        if name.startswith("/_sys/"):
+            return name
+        if pinned:
             deployment, _, build_id = pinned.partition(":")
             return versioned_queue(name, deployment, build_id)
+        if ramping:
+            route = await self.deployments.routing(namespace_id, name, task_type)
+            if route is not None and route.ramping:
+                return versioned_queue(name, route.deployment, route.ramping)
         return await self._routed(namespace_id, name, task_type, workflow_id)
 
     async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
@@ -608,9 +621,12 @@ class MatchingEngine:
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
         partition: int = -1,
         pinned: str = "",
+        ramping: bool = False,
     ) -> None:
         """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the deployment
-        version ("deployment:build") of a pinned run, whose queue alone gets the task ("" = routed)."""
+        version ("deployment:build") of a pinned run, whose queue alone gets the task ("" = routed);
+        `ramping`: to the queue's ramping version whatever the percentage (continue-as-new's
+        USE_RAMPING_VERSION), when it has one."""
         task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
@@ -620,7 +636,9 @@ class MatchingEngine:
                 raise StickyWorkerUnavailable()
             await sticky.add(task)
             return
-        target = await self._target(namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned)
+        target = await self._target(
+            namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned, ramping
+        )
         if target != task_queue:
             await self.peers.add_workflow_task(namespace_id, target, execution, scheduled_event_id)
             return
