@@ -115,6 +115,7 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "dispatch_nexus_task": lambda a: (a[0], a[1], NEXUS),
     "poll_nexus_task": lambda a: (a[0], a[1], NEXUS),
     "partition_pollers": lambda a: (a[0], a[1], a[2]),
+    "versions_polled": lambda a: (a[0], a[1], WORKFLOW),
     "partition_stats": lambda a: (a[0], a[1], a[2]),
     "queue_status": lambda a: (a[0], a[1], a[2]),
     "queue_config": lambda a: (a[0], a[1], a[2]),

@@ -19,15 +19,13 @@ from temporalio.api.workflow.v1 import (
     PendingNexusOperationInfo,
     PendingWorkflowTaskInfo,
     RequestIdInfo,
-    VersioningOverride,
     WorkflowExecutionConfig,
     WorkflowExecutionExtendedInfo,
     WorkflowExecutionInfo,
 )
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.history import activity_ops
-from hourglass.cluster.history.execution_options import with_deprecated_fields
+from hourglass.cluster.history import activity_ops, workflow_versioning
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import default_retry_policy
@@ -68,8 +66,7 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
     )
     if info.priority is not None:
         resp.workflow_execution_info.priority.CopyFrom(info.priority)  # the reference omits an unset one
-    if info.versioning_override is not None:
-        _versioning(resp.workflow_execution_info, info.versioning_override)
+    _versioning(resp.workflow_execution_info, ms)
     # Absent when there is no limit, unless the start request gave 0s (the reference echoes it).
     if info.workflow_execution_timeout_ms or info.execution_timeout_given:
         resp.execution_config.workflow_execution_timeout.CopyFrom(
@@ -138,16 +135,20 @@ _GO_ZERO_TIME = Timestamp(seconds=-62135596800)
 _KEYWORD_LIST_JSON = {"encoding": b"json/plain", "type": b"KeywordList"}
 
 
-def _versioning(info: WorkflowExecutionInfo, override: VersioningOverride) -> None:
-    """A run that had an UpdateWorkflowExecutionOptions override, as the reference shows it: the override
-    (both spellings of auto-upgrade; its TemporalWorkflowVersioningBehavior search attribute is kept in the
-    run's own, see execution_options), or, once unset, an empty versioning_info and BuildIds
-    ["unversioned"]."""
+def _versioning(info: WorkflowExecutionInfo, ms: MutableState) -> None:
+    """The run's worker versioning as the reference shows it (workflow_versioning.versioning_info): the
+    worker's behavior and version, the override (both spellings), the deployment's name; a run whose
+    override was unset shows an empty versioning_info and BuildIds ["unversioned"]."""
+    versioning = workflow_versioning.versioning_info(ms)
+    if versioning is None:
+        return
     info.versioning_info.SetInParent()
+    info.versioning_info.CopyFrom(versioning)
+    if ms.info.deployment_version is not None:
+        info.worker_deployment_name = ms.info.deployment_version.deployment_name
     indexed = info.search_attributes.indexed_fields
-    if override.ByteSize():
-        info.versioning_info.versioning_override.CopyFrom(with_deprecated_fields(override))
-    elif "BuildIds" not in indexed:
+    override = ms.info.versioning_override
+    if override is not None and not override.ByteSize() and "BuildIds" not in indexed:
         indexed["BuildIds"].CopyFrom(Payload(metadata=_KEYWORD_LIST_JSON, data=b'["unversioned"]'))
 
 

@@ -75,7 +75,7 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
-from hourglass.cluster.history import execution_options
+from hourglass.cluster.history import execution_options, workflow_versioning
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
@@ -255,6 +255,7 @@ class WorkflowService(WorkflowServiceServicer):
         ns = await self.namespaces.get(request.namespace)
         check_start_request(request, self.max_blob_bytes)
         await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
+        await self._check_pinned_start(ns.id, request)
         if not request.request_id:
             request.request_id = str(uuid.uuid4())
         result: StartResult = await self.history.start_workflow(
@@ -269,6 +270,22 @@ class WorkflowService(WorkflowServiceServicer):
             link=started_event_link(ns.name, request.workflow_id, result.run_id),
         )
 
+    async def _check_pinned_start(self, namespace_id: str, request) -> None:
+        """A start pinned to a version needs that version present in its task queue (its versioned
+        workers polled it), as on the reference."""
+        if not request.HasField("versioning_override"):
+            return
+        override = request.versioning_override
+        version = workflow_versioning.override_version(override)
+        if workflow_versioning.override_behavior(override) != workflow_versioning.PINNED or version is None:
+            return
+        present = await self.matching.versions_polled(namespace_id, request.task_queue.name)
+        if workflow_versioning.version_key(version) not in present:
+            raise FailedPrecondition(
+                f"Pinned version '{version.deployment_name}:{version.build_id}' is not present in task "
+                f"queue '{request.task_queue.name}' of type 'Workflow'"
+            )
+
     @rpc
     async def SignalWithStartWorkflowExecution(self, request, context):
         ns = await self.namespaces.get(request.namespace)
@@ -278,6 +295,7 @@ class WorkflowService(WorkflowServiceServicer):
         require_id(request.signal_name, "SignalName")
         if request.HasField("signal_input"):
             check_blob_size(request.signal_input, self.max_blob_bytes)
+        await self._check_pinned_start(ns.id, request)
         start = rr.StartWorkflowExecutionRequest(
             namespace=request.namespace,
             workflow_id=request.workflow_id,
@@ -301,6 +319,7 @@ class WorkflowService(WorkflowServiceServicer):
             "workflow_start_delay",
             "user_metadata",
             "priority",
+            "versioning_override",
         ):
             if request.HasField(name):
                 getattr(start, name).CopyFrom(getattr(request, name))
@@ -538,6 +557,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.reason,
             request.request_id or str(uuid.uuid4()),
             ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL not in excluded,
+            list(request.post_reset_operations),
             reapply_updates=ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE not in excluded,
         )
         return rr.ResetWorkflowExecutionResponse(run_id=run_id)
@@ -584,6 +604,7 @@ class WorkflowService(WorkflowServiceServicer):
             max(deadline - time.monotonic(), 0.0),
             sticky_queue=ms.info.sticky_task_queue,
             sticky_timeout=ms.info.sticky_schedule_to_start_timeout_ms / 1000,
+            pinned=workflow_versioning.pinned_version(ms),
         )
         if answer.completed_type == QueryResultType.QUERY_RESULT_TYPE_FAILED:
             raise QueryFailed(answer.error_message)
@@ -670,6 +691,7 @@ class WorkflowService(WorkflowServiceServicer):
             or request.worker_version_capabilities.build_id
             or request.binary_checksum,
             worker_key=request.worker_instance_key,
+            version=workflow_versioning.poller_version(request.deployment_options),
         )
 
     @rpc
@@ -705,6 +727,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.deployment_options.build_id or request.worker_version_capabilities.build_id,
             request.task_queue_metadata.max_tasks_per_second.value,
             worker_key=request.worker_instance_key,
+            version=workflow_versioning.poller_version(request.deployment_options),
             sdk_name=_header(context, "client-name"),
             sdk_version=_header(context, "client-version"),
         )

@@ -14,6 +14,7 @@ from temporalio.api.common.v1 import Memo, SearchAttributes, WorkflowExecution, 
 from temporalio.api.enums.v1 import (
     CommandType,
     ContinueAsNewInitiator,
+    ContinueAsNewVersioningBehavior,
     EventType,
     ParentClosePolicy,
     WorkflowTaskFailedCause,
@@ -296,6 +297,9 @@ def _cancel(tr: Transition, command: Command, completed_event_id: int, identity:
     tr.cancel_workflow(a.details if a.HasField("details") else None, completed_event_id)
 
 
+_USE_RAMPING_VERSION = ContinueAsNewVersioningBehavior.CONTINUE_AS_NEW_VERSIONING_BEHAVIOR_USE_RAMPING_VERSION
+
+
 def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, identity: str) -> None:
     a = command.continue_as_new_workflow_execution_command_attributes
     info = tr.ms.info
@@ -363,6 +367,8 @@ def _continue_as_new(tr: Transition, command: Command, completed_event_id: int, 
     ):
         if a.HasField(name):
             getattr(event, name).CopyFrom(getattr(a, name))
+    if a.initial_versioning_behavior == _USE_RAMPING_VERSION:
+        new_run.ms.info.start_on_ramping = True
     tr.continue_as_new(event, new_run)
 
 

@@ -88,6 +88,7 @@ from hourglass.cluster.history import (
     nexus_dispatch,
     nexus_operations,
     standalone_ids,
+    workflow_versioning,
 )
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.commands import CommandError, handle_commands
@@ -178,8 +179,12 @@ class Matching(Protocol):
         execution: WorkflowExecution,
         scheduled_event_id: int,
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
+        pinned: str = "",
+        ramping: bool = False,
     ) -> None:
-        """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately."""
+        """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately. `pinned`: the only
+        deployment version ("name:build") whose pollers may take it ("" = any poller); `ramping`: to the
+        queue's ramping version, if it has one (a run continued as new with USE_RAMPING_VERSION)."""
 
     async def add_activity_task(
         self,
@@ -188,11 +193,23 @@ class Matching(Protocol):
         execution: WorkflowExecution,
         scheduled_event_id: int,
         attempt: int,
+        pinned: str = "",
     ) -> None: ...
+
+    async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
+        """The deployment versions present in workflow queue `name` (their workers polled it)."""
 
 
 class TaskGone(Exception):
     """A dispatched task no longer applies (the run moved on); matching drops it."""
+
+
+def _check_pinned_poller(ms: MutableState, version: str) -> None:
+    """A task dispatched before the run was pinned elsewhere (UpdateWorkflowExecutionOptions moved its
+    pin, and dispatched it again to the new version) is not started by a poller of another version."""
+    pinned = workflow_versioning.pinned_version(ms)
+    if pinned and pinned != version:
+        raise TaskGone(f"the run is pinned to deployment version {pinned}")
 
 
 @dataclass
@@ -483,13 +500,15 @@ class HistoryEngine:
         reason: str,
         request_id: str,
         reapply_signals: bool,
+        post_reset_operations: list | None = None,
         *,
         reapply_updates: bool = False,
     ) -> str:
         """A new run replaying the base run's history up to a workflow task, which is failed with
         RESET_WORKFLOW so the worker decides again from there; later signals are reapplied, and later
         updates (as WorkflowExecutionUpdateAdmitted events the worker runs again, as on the reference). The
-        current run, if running, is terminated in the same batch. Returns the new run id."""
+        request's post-reset operations then update the new run's options. The current run, if running,
+        is terminated in the same batch. Returns the new run id."""
         shard = self.shard_for(namespace_id, execution.workflow_id)
         async with shard.locks.hold((namespace_id, execution.workflow_id)):
             base_run_id = await self._resolve_run_id(
@@ -541,6 +560,18 @@ class HistoryEngine:
                             request=update,
                             origin=UpdateAdmittedEventOrigin.UPDATE_ADMITTED_EVENT_ORIGIN_REAPPLY,
                         ),
+                    )
+            workflow_versioning.index(ms)
+            for operation in post_reset_operations or ():
+                if operation.HasField("update_workflow_options"):
+                    options = operation.update_workflow_options
+                    execution_options.update(
+                        ms,
+                        tr,
+                        options.workflow_execution_options,
+                        options.update_mask,
+                        "",  # the reference's post-reset options event names no identity
+                        await self.matching.versions_polled(namespace_id, ms.info.task_queue),
                     )
             tr.schedule_workflow_task()
             tr.rearm_pending_work()
@@ -788,6 +819,7 @@ class HistoryEngine:
         identity: str,
         poll_queue: TaskQueue | None = None,
         build_id: str = "",
+        version: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
         carries only the events after the previous started event: that worker has the rest cached."""
@@ -809,6 +841,7 @@ class HistoryEngine:
                     ms.clear_sticky()
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
                     raise TaskGone("the run left its sticky queue")  # a stale task
+            _check_pinned_poller(ms, version)
             wt = tr.start_workflow_task(request_id, identity, build_id)
             registry = shard.find_update_registry(key)
             if registry:
@@ -997,6 +1030,7 @@ class HistoryEngine:
                 request.sdk_metadata if request.HasField("sdk_metadata") else None,
                 build_id,
                 request.metering_metadata if request.HasField("metering_metadata") else None,
+                request,
             )
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
@@ -1020,13 +1054,16 @@ class HistoryEngine:
             except CommandError as e:
                 failed.append(e)
                 raise
+            versioned = workflow_versioning.reported_version(request) is not None
             eager = tr.start_eager_activities(request.identity, build_id)
             if ms.running and (
                 ms.buffered_events or request.force_create_new_workflow_task or registry.undelivered(wt)
             ):
                 tr.schedule_workflow_task()
                 if request.return_new_workflow_task:
-                    new_wt = tr.start_new_workflow_task_in_response(request.identity, build_id)
+                    # A versioned worker's task started event carries no stamp (as on the reference).
+                    stamp = "" if versioned else build_id
+                    new_wt = tr.start_new_workflow_task_in_response(request.identity, stamp)
                     if new_wt is not None:
                         registry.ship(new_wt)
                         returned.append(new_wt)
@@ -1155,11 +1192,13 @@ class HistoryEngine:
         sdk_name: str = "",
         sdk_version: str = "",
         build_id: str = "",
+        version: str = "",
     ) -> PollActivityTaskQueueResponse:
         """Start the attempt a poller took from `task_queue` ("" = any): a task of an older attempt, of a
         paused activity, or left on a queue the activity was moved off (UpdateActivityOptions) is gone.
         `sdk_name`/`sdk_version`: the poller's SDK, which a standalone activity's describe shows;
-        `build_id`: its build, which the attempt's started event records."""
+        `build_id`: its build, which the attempt's started event records; `version`: its deployment
+        version, checked against the run's pin."""
 
         def start(ms: MutableState, tr: Transition):
             ai = ms.activities.get(scheduled_event_id)
@@ -1177,7 +1216,12 @@ class HistoryEngine:
                 if ai.request_id == request_id:
                     return ai
                 raise TaskGone("another poll started the activity attempt")
-            tr.start_activity(ai, request_id, identity, build_id)
+            if ai.task_queue == ms.info.task_queue:
+                _check_pinned_poller(ms, version)
+            # Activity pollers seldom say their build: the reference then stamps the started event with
+            # the build of the workflow task that scheduled it (the run's most recent one).
+            stamp = ms.info.most_recent_worker_version_stamp
+            tr.start_activity(ai, request_id, identity, build_id or (stamp.build_id if stamp else ""))
             if standalone_ids.is_standalone(ms.info.workflow_id) and sdk_name:
                 ai.sdk_name, ai.sdk_version = sdk_name, sdk_version
             return ai
@@ -1520,17 +1564,18 @@ class HistoryEngine:
             ):
                 current.sticky = False
                 current.task_queue = ms.info.task_queue
-                return current.task_queue
+                return current.task_queue, workflow_versioning.pinned_version(ms)
             return None
 
         async def run() -> None:
             try:
-                queue = await self._update(
+                moved = await self._update(
                     key.namespace_id, key.workflow_id, key.run_id, unstick, speculative_aware=True
                 )
-                if queue is not None:
+                if moved is not None:
+                    queue, pinned = moved
                     await self.matching.add_workflow_task(
-                        key.namespace_id, queue, execution, scheduled_event_id
+                        key.namespace_id, queue, execution, scheduled_event_id, pinned=pinned
                     )
             except Exception:
                 log.exception("sticky schedule-to-start timeout of the speculative task of %s", key)
@@ -1724,10 +1769,15 @@ class HistoryEngine:
         mask: FieldMask,
         identity: str,
     ) -> WorkflowExecutionOptions:
-        """UpdateWorkflowExecutionOptions (cluster/history/execution_options.py); the run's new options."""
+        """UpdateWorkflowExecutionOptions (cluster/history/execution_options.py); the run's new options.
+        A pin may name a version the run's queue has: one whose versioned workers polled it."""
+        present: list[str] = []
+        if execution_options.pinned_request(options, mask):
+            ms = await self.get_mutable_state(namespace_id, execution)
+            present = await self.matching.versions_polled(namespace_id, ms.info.task_queue)
 
         def update(ms: MutableState, tr: Transition) -> WorkflowExecutionOptions:
-            return execution_options.update(ms, tr, options, mask, identity)
+            return execution_options.update(ms, tr, options, mask, identity, present)
 
         return await self._update(namespace_id, execution.workflow_id, execution.run_id, update)
 
@@ -1876,8 +1926,10 @@ class HistoryEngine:
             ai = ms.activities.get(data["scheduled_event_id"])
             if ai is None or ai.attempt != data["attempt"] or ai.started or ai.paused or ai.waiting_retry:
                 return
+            # A pinned run's activities on its own task queue go to its version's pollers only.
+            pinned = workflow_versioning.pinned_version(ms) if ai.task_queue == ms.info.task_queue else ""
             await self.matching.add_activity_task(
-                task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt
+                task.namespace_id, ai.task_queue, execution, ai.scheduled_event_id, ai.attempt, pinned=pinned
             )
         elif task.kind in self._cross_run_executors:
             await self._cross_run_executors[task.kind](self, shard, ms, data)
@@ -1901,7 +1953,15 @@ class HistoryEngine:
                 return
             except StickyWorkerUnavailable:
                 pass
-        await self.matching.add_workflow_task(ns_id, ms.info.task_queue, execution, wt.scheduled_event_id)
+        await self.matching.add_workflow_task(
+            ns_id,
+            ms.info.task_queue,
+            execution,
+            wt.scheduled_event_id,
+            pinned=workflow_versioning.pinned_version(ms),
+            # Continued as new onto the ramping version: there until a worker reports a version.
+            ramping=ms.info.start_on_ramping and ms.info.deployment_version is None,
+        )
 
     # ---- work that crosses runs (children, external signals and cancels) ---------------------------------
     async def _start_child(self, shard: Shard, ms: MutableState, data: dict) -> None:

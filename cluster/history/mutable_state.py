@@ -18,6 +18,7 @@ from temporalio.api.common.v1 import (
     SearchAttributes,
     WorkerVersionStamp,
 )
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
@@ -127,6 +128,14 @@ class ExecutionInfo:
     completion_callbacks: list[Callback] = field(default_factory=list)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
+    # Worker versioning: what the worker that last completed a workflow task reported (its behavior and
+    # deployment version), and every version that completed one (see workflow_versioning.py).
+    versioning_behavior: int = 0
+    deployment_version: WorkerDeploymentVersion | None = None
+    # Continued-as-new with initial_versioning_behavior USE_RAMPING_VERSION: until a worker reports a version,
+    # the run's workflow tasks go to its task queue's ramping version (whatever the ramp percentage).
+    start_on_ramping: bool = False
+    used_deployment_versions: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from temporalio.api.common.v1 import SearchAttributes
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflow.v1 import VersioningOverride
 
+from hourglass.cluster.history import workflow_versioning
 from hourglass.cluster.history.mutable_state import (
     ActivityInfo,
     ChildInfo,
@@ -77,6 +79,8 @@ def rebuild(
         )
     if first.HasField("priority"):
         info.priority = first.priority
+    if first.HasField("versioning_override"):
+        info.versioning_override = first.versioning_override
     # A handler's workflow keeps the callback that completes its Nexus operation.
     info.completion_callbacks = list(first.completion_callbacks)
     # The start's summary and details travel on the event, not in its attributes.
@@ -108,6 +112,13 @@ def _apply(ms: MutableState, ev: HistoryEvent, node_id: int) -> None:
             ev.workflow_task_completed_event_attributes.started_event_id
         )
         ms.workflow_task = None
+        workflow_versioning.replay_completion(ms, ev.workflow_task_completed_event_attributes)
+    elif t == E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED:
+        a = ev.workflow_execution_options_updated_event_attributes
+        if a.HasField("versioning_override"):
+            ms.info.versioning_override = a.versioning_override
+        elif a.unset_versioning_override:
+            ms.info.versioning_override = VersioningOverride()  # as execution_options keeps it
     elif t in (E.EVENT_TYPE_WORKFLOW_TASK_FAILED, E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT):
         ms.workflow_task = None
     elif t == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:

@@ -21,6 +21,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 
+from hourglass.cluster.history import workflow_versioning
 from hourglass.cluster.history.cron import cron_backoff_ms
 from hourglass.cluster.history.mutable_state import ExecutionInfo, MutableState, ParentInfo
 from hourglass.cluster.history.tasks import TimerKind, TransferKind
@@ -91,6 +92,9 @@ class NewRun:
         extra = {
             name: getattr(request, name) for name in ("priority", "user_metadata") if request.HasField(name)
         }
+        if request.HasField("versioning_override") and request.versioning_override.ByteSize():
+            # Stored and written without the deprecated spellings, as the reference does.
+            extra["versioning_override"] = workflow_versioning.normalized(request.versioning_override)
         return NewRun(
             namespace_id=namespace_id,
             namespace=namespace,
@@ -160,6 +164,7 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         parent=new.parent,
         namespace=new.namespace,
         priority=new.extra_started_fields.get("priority"),
+        versioning_override=new.extra_started_fields.get("versioning_override"),
     )
     if new.retry_policy is not None or new.cron_schedule:
         info.continuation_input = new.input
@@ -227,6 +232,8 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         tr.schedule_workflow_task()
     if run_expiration:
         tr.timer(TimerKind.WORKFLOW_TIMEOUT, run_expiration)
+    if info.versioning_override is not None:
+        workflow_versioning.index(tr.ms)
     tr.transfer(TransferKind.VISIBILITY)
     tr.current_run = CurrentRunWrite(
         mode=CurrentRunMode.CREATE,

@@ -53,7 +53,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import pause_info, standalone_ids, worker_builds
+from hourglass.cluster.history import pause_info, standalone_ids, worker_builds, workflow_versioning
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import (
     BUFFERED_EVENT_ID,
@@ -437,8 +437,10 @@ class Transition:
         sdk_metadata=None,
         build_id: str = "",
         metering_metadata=None,
+        request=None,
     ) -> int:
-        """Record WorkflowTaskCompleted; returns its event id (commands reference it)."""
+        """Record WorkflowTaskCompleted; returns its event id (commands reference it). `request` (the
+        RespondWorkflowTaskCompleted) carries the worker's deployment version and versioning behavior."""
         ms = self.ms
         wt = ms.workflow_task
         assert wt is not None and wt.started
@@ -457,10 +459,14 @@ class Transition:
             attrs.metering_metadata.CopyFrom(metering_metadata)
         if build_id:
             attrs.worker_version.build_id = build_id
+        if request is not None:
+            workflow_versioning.record_completion(ms, request, attrs)
         ev = self.add_event(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, attrs, bufferable=False)
         ms.last_completed_workflow_task_started_event_id = wt.started_event_id
         ms.workflow_task = None
-        if worker_builds.record_completed_task(ms, build_id, ev.event_id, self.now):
+        pinned = workflow_versioning.pinned_version(ms)
+        changed = worker_builds.record_completed_task(ms, build_id, ev.event_id, self.now, pinned)
+        if workflow_versioning.index(ms) or changed:
             self.transfer(TransferKind.VISIBILITY)
         return ev.event_id
 

@@ -22,16 +22,20 @@ MAX_RESET_POINTS = 20
 BUILD_IDS = "BuildIds"
 UNVERSIONED = "unversioned"
 _ASSIGNED_PREFIX = "assigned:"
+_PINNED_PREFIX = "pinned:"
 
 
-def record_completed_task(ms: MutableState, build_id: str, completed_event_id: int, now_ms: int) -> bool:
+def record_completed_task(
+    ms: MutableState, build_id: str, completed_event_id: int, now_ms: int, pinned: str = ""
+) -> bool:
     """Note a workflow task completed (event `completed_event_id`) by a worker of `build_id` ("" when
-    the worker sent none). Returns True when the run's search attributes changed (visibility must be
-    updated)."""
+    the worker sent none); `pinned` is the version key a pinned run is pinned to (its BuildIds then
+    start with "pinned:<version>" instead of "unversioned"). Returns True when the run's search
+    attributes changed (visibility must be updated)."""
     info = ms.info
     info.most_recent_worker_version_stamp = WorkerVersionStamp(build_id=build_id) if build_id else None
     _add_reset_point(ms, build_id, completed_event_id, now_ms)
-    return _add_build_id_search_attribute(ms, build_id)
+    return _add_build_id_search_attribute(ms, build_id, pinned)
 
 
 def resettable(ms: MutableState) -> bool:
@@ -69,11 +73,11 @@ def build_ids(ms: MutableState) -> list[str]:
     return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
 
 
-def _add_build_id_search_attribute(ms: MutableState, build_id: str) -> bool:
+def _add_build_id_search_attribute(ms: MutableState, build_id: str, pinned: str = "") -> bool:
     existing = build_ids(ms)
     value = f"{UNVERSIONED}:{build_id}" if build_id else UNVERSIONED
-    values = [UNVERSIONED]
-    values += [v for v in existing if v != UNVERSIONED and not v.startswith(_ASSIGNED_PREFIX)]
+    values = [f"{_PINNED_PREFIX}{pinned}" if pinned else UNVERSIONED]
+    values += [v for v in existing if not _sentinel(v)]
     if value not in values:
         values.append(value)
     if values == existing:
@@ -87,6 +91,12 @@ def _add_build_id_search_attribute(ms: MutableState, build_id: str) -> bool:
         ms.info.search_attributes = SearchAttributes()
     ms.info.search_attributes.indexed_fields[BUILD_IDS].CopyFrom(payload)
     return True
+
+
+def _sentinel(value: str) -> bool:
+    """The list's first value says how the run is versioned: "unversioned", "assigned:<build>" or
+    "pinned:<deployment>:<build>"; a new completion replaces it."""
+    return value == UNVERSIONED or value.startswith((_ASSIGNED_PREFIX, _PINNED_PREFIX))
 
 
 def _encode(values: list[str]) -> Payload:

@@ -58,7 +58,7 @@ from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
-from hourglass.cluster.matching.versioning import base_queue
+from hourglass.cluster.matching.versioning import base_queue, versioned_queue
 from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -147,13 +147,18 @@ class MatchingEngine:
         rows = await self.poller_info(namespace_id, name, task_type)
         return sum(1 for row in rows if row[1] < 5 * 60)
 
-    async def _sticky_version_routed(self, namespace_id: str, sticky_queue: str, execution) -> bool:
+    async def _sticky_version_routed(
+        self, namespace_id: str, sticky_queue: str, execution, pinned: str = ""
+    ) -> bool:
         """Whether the versioned worker behind a sticky queue is the version the run's task is routed to
-        (always, for an unversioned worker); else the task goes to the normal queue and on from there."""
+        (always, for an unversioned worker; a pinned run's: its pinned version); else the task goes to the
+        normal queue and on from there."""
         note = self._sticky_versions.get((namespace_id, sticky_queue))
         if note is None:
             return True
         normal, deployment, build_id = note
+        if pinned:
+            return pinned == f"{deployment}:{build_id}"
         route = await self.deployments.routing(namespace_id, normal, WORKFLOW)
         if route is None:
             return False
@@ -171,7 +176,9 @@ class MatchingEngine:
         moved = 0
         while (task := p.take_for_forwarding()) is not None:
             try:
-                target = await self._routed(namespace_id, name, task_type, task.execution.workflow_id)
+                target = await self._target(
+                    namespace_id, name, task_type, task.execution.workflow_id, task.pinned
+                )
                 if target == name:
                     p.give_back(task)
                     break
@@ -189,6 +196,29 @@ class MatchingEngine:
             await p.ack(task)
             moved += 1
         return moved
+
+    async def _target(
+        self,
+        namespace_id: str,
+        name: str,
+        task_type: int,
+        workflow_id: str,
+        pinned: str,
+        ramping: bool = False,
+    ) -> str:
+        """The physical queue a task added to `name` goes to: a pinned run's ("deployment:build") to its
+        version's queue, whatever the deployment's current or ramping version; with `ramping`, to the
+        ramping version's when there is one; any other as routed."""
+        if name.startswith("/_sys/"):
+            return name
+        if pinned:
+            deployment, _, build_id = pinned.partition(":")
+            return versioned_queue(name, deployment, build_id)
+        if ramping:
+            route = await self.deployments.routing(namespace_id, name, task_type)
+            if route is not None and route.ramping:
+                return versioned_queue(name, route.deployment, route.ramping)
+        return await self._routed(namespace_id, name, task_type, workflow_id)
 
     async def _routed(self, namespace_id: str, name: str, task_type: int, workflow_id: str) -> str:
         """The physical queue an unpinned task of `workflow_id` added to `name` goes to (versioning.py)."""
@@ -274,6 +304,8 @@ class MatchingEngine:
         key = partition.key
         parent = self._parent(key)
         while (task := partition.take_for_forwarding()) is not None:
+            if await self._moved_away(partition, task):
+                continue
             failed = False
             try:
                 taken = await self.peers.offer_task(
@@ -299,6 +331,32 @@ class MatchingEngine:
             partition.give_back(task)
             if failed:
                 await asyncio.sleep(FORWARD_RETRY_S)
+
+    async def _moved_away(self, partition: Partition, task: MatchedTask) -> bool:
+        """Whether the pump moved a backlog task to where the queue's routing sends it now (a version
+        became current meanwhile, or an old row names its pinned version) instead of offering it up the
+        tree; a failure leaves it here (given back) for the next round."""
+        key = partition.key
+        try:
+            target = await self._target(
+                key.namespace_id, key.name, key.task_type, task.execution.workflow_id, task.pinned
+            )
+        except asyncio.CancelledError:
+            partition.give_back(task)
+            raise
+        except Exception as e:
+            log.debug("routing of %s not read: %s", key, e)
+            return False
+        if target == key.name:
+            return False
+        try:
+            await self._move(partition, task, target, key.task_type)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.debug("backlog of %s not moved to %s: %s", key, target, e)
+            await asyncio.sleep(FORWARD_RETRY_S)
+        return True
 
     def _wake_children(self, root: Partition) -> None:
         """Pollers are about to wait at a root: every few seconds, have each other partition of the queue
@@ -465,6 +523,12 @@ class MatchingEngine:
         partition = self._partitions.get(key)
         return 0 if partition is None else partition.complete_worker_polls(worker_key)
 
+    async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
+        """The versions ("deployment:build") "present in" workflow queue `name`, which a pin may name: those
+        whose deployment records that their workers polled it (stored, so every node and a restart agree)."""
+        found = await self.deployments.versions_polling(namespace_id, name, WORKFLOW)
+        return sorted(f"{deployment}:{build_id}" for deployment, build_id in found)
+
     async def poller_info(
         self, namespace_id: str, name: str, task_type: int
     ) -> list[tuple[str, float, str, float]]:
@@ -556,16 +620,25 @@ class MatchingEngine:
         scheduled_event_id: int,
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
         partition: int = -1,
+        pinned: str = "",
+        ramping: bool = False,
     ) -> None:
-        """Add a workflow task to `partition` of the queue (-1: one chosen here)."""
+        """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the deployment
+        version ("deployment:build") of a pinned run, whose queue alone gets the task ("" = routed);
+        `ramping`: to the queue's ramping version whatever the percentage (continue-as-new's
+        USE_RAMPING_VERSION), when it has one."""
         task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
-            if sticky is None or not await self._sticky_version_routed(namespace_id, task_queue, execution):
+            if sticky is None or not await self._sticky_version_routed(
+                namespace_id, task_queue, execution, pinned
+            ):
                 raise StickyWorkerUnavailable()
             await sticky.add(task)
             return
-        target = await self._routed(namespace_id, task_queue, WORKFLOW, execution.workflow_id)
+        target = await self._target(
+            namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned, ramping
+        )
         if target != task_queue:
             await self.peers.add_workflow_task(namespace_id, target, execution, scheduled_event_id)
             return
@@ -579,9 +652,10 @@ class MatchingEngine:
         scheduled_event_id: int,
         attempt: int,
         partition: int = -1,
+        pinned: str = "",
     ) -> None:
-        """Add an activity task to `partition` of the queue (-1: one chosen here)."""
-        target = await self._routed(namespace_id, task_queue, ACTIVITY, execution.workflow_id)
+        """Add an activity task to `partition` of the queue (-1: one chosen here); `pinned` as above."""
+        target = await self._target(namespace_id, task_queue, ACTIVITY, execution.workflow_id, pinned)
         if target != task_queue:
             await self.peers.add_activity_task(namespace_id, target, execution, scheduled_event_id, attempt)
             return
@@ -607,8 +681,10 @@ class MatchingEngine:
         build_id: str = "",
         partition: int = -1,
         worker_key: str = "",
+        version: str = "",
     ) -> PollWorkflowTaskQueueResponse:
-        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task."""
+        """Long-poll `partition` of the queue (-1: one chosen here) for a workflow or query task; `version`:
+        the poller's deployment version ("deployment:build", "" = unversioned), which history checks."""
         if partition < 0 or kind == STICKY:
             partition = (
                 0
@@ -627,7 +703,7 @@ class MatchingEngine:
                     build_id,
                     0.0,
                     lambda parent, left: self.peers.poll_workflow_task(
-                        namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key
+                        namespace_id, task_queue, kind, identity, left, build_id, parent, worker_key, version
                     ),
                 )
                 if forwarded is not None:
@@ -643,6 +719,9 @@ class MatchingEngine:
                 if partition > 0 and not here.closed:
                     continue  # waited here (parent unreachable, or enough polls wait there): forward again
                 break
+            if task.pinned and not task_queue.startswith("/_sys/"):
+                await self._move_pinned(here, task, task_queue, WORKFLOW)
+                continue
             if task.query is not None:
                 try:
                     return await self._query_task_response(task, base_queue(task_queue))
@@ -661,7 +740,9 @@ class MatchingEngine:
                     identity,
                     # A version's physical queue is still the run's task queue to history.
                     TaskQueue(name=base_queue(task_queue), kind=kind),
-                    build_id,
+                    # A versioned worker's WorkflowTaskStarted carries no stamp (as on the reference).
+                    "" if version else build_id,
+                    version,
                 ),
             )
             if response is not None:
@@ -706,6 +787,7 @@ class MatchingEngine:
         max_tasks_per_second: float = 0.0,
         partition: int = -1,
         worker_key: str = "",
+        version: str = "",
         sdk_name: str = "",
         sdk_version: str = "",
     ) -> PollActivityTaskQueueResponse:
@@ -734,6 +816,7 @@ class MatchingEngine:
                         max_tasks_per_second,
                         parent,
                         worker_key,
+                        version,
                         sdk_name,
                         sdk_version,
                     ),
@@ -747,12 +830,20 @@ class MatchingEngine:
             if partition == 0:
                 self._wake_children(here)
             task = await here.poll(
-                remaining, identity, build_id, max_tasks_per_second, worker_key, rate_limit=rate
+                remaining,
+                identity,
+                build_id,
+                max_tasks_per_second,
+                worker_key,
+                rate_limit=rate,
             )
             if task is None:
                 if partition > 0 and not here.closed:
                     continue  # waited here (parent unreachable, or enough polls wait there): forward again
                 break
+            if task.pinned and not task_queue.startswith("/_sys/"):
+                await self._move_pinned(here, task, task_queue, ACTIVITY)
+                continue
             response = await self._deliver(
                 here,
                 task,
@@ -767,12 +858,37 @@ class MatchingEngine:
                     base_queue(task_queue),
                     sdk_name,
                     sdk_version,
-                    build_id,
+                    build_id,  # the ActivityTaskStarted event's worker version
+                    version,
                 ),
             )
             if response is not None:
                 return response
         return PollActivityTaskQueueResponse()
+
+    async def _move_pinned(self, here: Partition, task: MatchedTask, name: str, task_type: int) -> None:
+        """A task from a backlog row that names its pinned version (backlog_data.py) goes to that version's
+        queue."""
+        target = await self._target(task.namespace_id, name, task_type, "", task.pinned)
+        await self._move(here, task, target, task_type)
+
+    async def _move(self, here: Partition, task: MatchedTask, target: str, task_type: int) -> None:
+        """Move a task taken from `here` to the physical queue `target`: added there first, then
+        acknowledged here (a failure leaves it in one place or both; history drops a duplicate as stale)."""
+        namespace_id = task.namespace_id
+        try:
+            if task_type == WORKFLOW:
+                await self.peers.add_workflow_task(
+                    namespace_id, target, task.execution, task.scheduled_event_id
+                )
+            else:
+                await self.peers.add_activity_task(
+                    namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
+                )
+        except BaseException:
+            here.give_back(task)
+            raise
+        await here.ack(task)
 
     async def _deliver(self, partition: Partition, task: MatchedTask, record_started):
         """Record the start in history; on success or a stale task the task is consumed, else handed back."""
@@ -804,6 +920,7 @@ class MatchingEngine:
         timeout: float,
         sticky_queue: str = "",
         sticky_timeout: float = 0.0,
+        pinned: str = "",
     ):
         """Dispatch a query to a worker and wait for its answer. A sticky run is asked on its sticky queue
         first (that worker has it cached), for at most `sticky_timeout`; failing that its stickiness is
@@ -821,9 +938,9 @@ class MatchingEngine:
                 await self.history.reset_sticky_task_queue(namespace_id, execution)
             except NotFound:
                 pass  # closed meanwhile: the normal queue's worker can still answer
-        target = await self._routed(namespace_id, task_queue, WORKFLOW, execution.workflow_id)
+        target = await self._target(namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned)
         if target != task_queue:
-            # Asked of the version the run's next task would go to (its pollers run the workflow code).
+            # Asked of the version the run's next task would go to (a pinned run: its pinned version) (its pollers run the workflow code).
             return await self.peers.query_workflow(
                 namespace_id, target, execution, query, max(deadline - loop.time(), 0.0)
             )

@@ -27,6 +27,7 @@ from temporalio.api.taskqueue.v1 import TaskIdBlock, TaskQueueStats, TaskQueueSt
 
 from hourglass.cluster.errors import ShardNotOwned
 from hourglass.cluster.history.timeutil import now_ms
+from hourglass.cluster.matching import backlog_data
 from hourglass.cluster.matching.queue_config import DispatchLimiter
 from hourglass.cluster.matching.stats import QueueStats
 from hourglass.persistence.records import QueueTask, TaskQueueKey
@@ -57,6 +58,9 @@ class MatchedTask:
     query: QueryRequest | None = None
     # When a backlog task was persisted (kept if it is given back: the backlog's age counts from there).
     create_time_ms: int = 0
+    # A backlog row written before pinned tasks had their version's own queue names its version ("name:build",
+    # see backlog_data.py): the engine moves such a task to that queue instead of handing it out here.
+    pinned: str = ""
 
 
 # Offers a task to the parent partition, waiting up to the given seconds there; True once it was taken.
@@ -301,7 +305,7 @@ class Partition:
             run_id=task.execution.run_id,
             scheduled_event_id=task.scheduled_event_id,
             create_time_ms=now_ms(),
-            data=str(task.attempt).encode(),
+            data=backlog_data.encode(task.attempt, task.pinned),
         )
         if self.persistent:
             self.check_writable()
@@ -341,13 +345,15 @@ class Partition:
     def _take_from_backlog(self) -> MatchedTask:
         qt = self._backlog.popleft()
         self._outstanding.add(qt.task_id)
+        attempt, pinned = backlog_data.decode(qt.data)
         return MatchedTask(
             namespace_id=qt.namespace_id,
             execution=WorkflowExecution(workflow_id=qt.workflow_id, run_id=qt.run_id),
             scheduled_event_id=qt.scheduled_event_id,
-            attempt=int(qt.data or b"0"),
+            attempt=attempt,
             backlog_task_id=qt.task_id,
             create_time_ms=qt.create_time_ms,
+            pinned=pinned,
         )
 
     def complete_worker_polls(self, worker_key: str) -> int:
@@ -448,7 +454,7 @@ class Partition:
                     task.execution.run_id,
                     task.scheduled_event_id,
                     create_time_ms=task.create_time_ms,
-                    data=str(task.attempt).encode(),
+                    data=backlog_data.encode(task.attempt, task.pinned),
                 )
             )
             self._wake_poller_for_backlog()

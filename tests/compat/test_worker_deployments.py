@@ -287,6 +287,74 @@ async def test_rollout_moves_new_workflows_to_the_current_version(
     assert_same(ours, theirs)
 
 
+@workflow.defn(name="ContinuesOntoRamp", versioning_behavior=VersioningBehavior.PINNED, sandboxed=False)
+class ContinuesOntoRampOne:
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.run
+    async def run(self, attempt: int) -> str:
+        if attempt > 0:
+            return "one"
+        await workflow.wait_condition(lambda: self.go)
+        workflow.continue_as_new(
+            attempt + 1,
+            initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.USE_RAMPING_VERSION,
+        )
+
+    @workflow.signal
+    def proceed(self) -> None:
+        self.go = True
+
+
+@workflow.defn(name="ContinuesOntoRamp", versioning_behavior=VersioningBehavior.PINNED, sandboxed=False)
+class ContinuesOntoRampTwo:
+    @workflow.run
+    async def run(self, attempt: int) -> str:
+        return "two"
+
+
+async def continue_onto_ramp(server: ServerProcess) -> dict[str, Any]:
+    """A pinned v1 run continues as new with USE_RAMPING_VERSION while v2 ramps at 0%: the new run starts
+    on v2 (the ramping version, whatever the percentage) and stays there."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    async with (
+        worker(client, queue, deployment, "b1", ContinuesOntoRampOne),
+        worker(client, queue, deployment, "b2", ContinuesOntoRampTwo),
+    ):
+        for build_id in ("b1", "b2"):
+            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
+        assert "error" not in await set_current(client, deployment, "b1")
+        handle = await client.start_workflow(
+            "ContinuesOntoRamp", 0, id=f"can-{uuid.uuid4()}", task_queue=queue
+        )
+        assert "error" not in await set_ramping(client, deployment, "b2", 0)
+        await handle.signal("proceed")
+        result = await asyncio.wait_for(handle.result(), 30)
+        first = [
+            e
+            async for e in client.get_workflow_handle(
+                handle.id, run_id=handle.result_run_id
+            ).fetch_history_events()
+        ]
+        continued = first[-1].workflow_execution_continued_as_new_event_attributes
+        described = await client.get_workflow_handle(handle.id).describe()
+    return {
+        "result": result,
+        "initial versioning behavior": continued.initial_versioning_behavior,
+        "new run's version": described.raw_description.workflow_execution_info.versioning_info.deployment_version.build_id,
+    }
+
+
+async def test_continue_as_new_onto_the_ramping_version(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(continue_onto_ramp(server), continue_onto_ramp(reference_server))
+    assert ours["result"] == "two" and ours["new run's version"] == "b2", ours
+    assert_same(ours, theirs)
+
+
 async def ramp(server: ServerProcess, workflow_ids: list[str]) -> dict[str, Any]:
     """v1 current, v2 ramping at 40%: which version runs each of the same workflow ids."""
     client = await Client.connect(server.address, namespace=NS)
