@@ -2144,16 +2144,8 @@ class HistoryEngine:
             return
         event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
         a = event.nexus_operation_scheduled_event_attributes
-        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
-        if isinstance(target, str):
-            problem = Failure(
-                message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True)
-            )
-            await self._record_nexus(
-                ms,
-                op.scheduled_event_id,
-                lambda tr, pending: nexus_operations.record_failed(tr, pending, problem),
-            )
+        target = await self._nexus_target(ms, op, nexus_operations.record_failed)
+        if target is None:
             return
         timeout = nexus_dispatch.REQUEST_TIMEOUT_S
         if op.schedule_to_close_timeout_ms:
@@ -2192,6 +2184,16 @@ class HistoryEngine:
 
         self._in_background(self._nexus_attempt(ms, op, target, request, timeout, attempt, False, record))
 
+    async def _nexus_target(self, ms: MutableState, op, record_problem):
+        """The operation's endpoint target; None when it cannot be reached, after `record_problem` wrote
+        why (a non-retryable failure) into the run's history."""
+        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
+        if not isinstance(target, str):
+            return target
+        problem = Failure(message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True))
+        await self._record_nexus(ms, op.scheduled_event_id, lambda tr, p: record_problem(tr, p, problem))
+        return None
+
     async def _nexus_cancel(self, shard: Shard, ms: MutableState, data: dict) -> None:
         """Ask the handler of a started operation to cancel it; record that it received the request (the
         operation's own outcome comes later, by its completion callback) or refused it. Attempts as for the
@@ -2199,16 +2201,8 @@ class HistoryEngine:
         op = ms.nexus_operations.get(data["scheduled_event_id"])
         if op is None or not op.started_event_id or op.cancel_delivered:
             return
-        target = await nexus_dispatch.endpoint_target(self.store, op.endpoint_id)
-        if isinstance(target, str):
-            problem = Failure(
-                message=target, application_failure_info=ApplicationFailureInfo(non_retryable=True)
-            )
-            await self._record_nexus(
-                ms,
-                op.scheduled_event_id,
-                lambda tr, p: nexus_operations.record_cancel_request_outcome(tr, p, problem),
-            )
+        target = await self._nexus_target(ms, op, nexus_operations.record_cancel_request_outcome)
+        if target is None:
             return
         timeout = nexus_dispatch.REQUEST_TIMEOUT_S
         attempt = await self._arm_nexus_attempt(ms, op.scheduled_event_id, timeout, cancel=True)

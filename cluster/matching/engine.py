@@ -179,21 +179,13 @@ class MatchingEngine:
                 target = await self._target(
                     namespace_id, name, task_type, task.execution.workflow_id, task.pinned
                 )
-                if target == name:
-                    p.give_back(task)
-                    break
-                if task_type == WORKFLOW:
-                    await self.peers.add_workflow_task(
-                        namespace_id, target, task.execution, task.scheduled_event_id
-                    )
-                else:
-                    await self.peers.add_activity_task(
-                        namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
-                    )
             except BaseException:
                 p.give_back(task)
                 raise
-            await p.ack(task)
+            if target == name:
+                p.give_back(task)
+                break
+            await self._move(p, task, target, task_type)
             moved += 1
         return moved
 
