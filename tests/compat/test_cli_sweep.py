@@ -404,8 +404,8 @@ _TEXT_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?( [+-]\d{4})?( [
 _RELATIVE = re.compile(
     r"\b(\d+|a|an|a few) (nanosecond|microsecond|millisecond|second|minute|hour|day)s? (ago|from now)"
 )
-# A time within a second of the command prints as a bare "now" at the end of its cell.
-_JUST_NOW = re.compile(r"(?<=\s)now(?=[ \t]*$)", re.MULTILINE)
+# A time within a second of the command prints as a bare "now" (a cell of its own).
+_JUST_NOW = re.compile(r"(?<=\s)now(?=\s|$)", re.MULTILINE)
 _DURATION = re.compile(r"\b(\d+(\.\d+)?(ns|µs|us|ms|s|m|h))+\b")
 _ADDRESS = re.compile(r"\b(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::\]):\d+")
 # A deleted namespace is renamed `<name>-deleted-<first characters of its id>`.
