@@ -11,11 +11,9 @@ import asyncio
 import uuid
 
 import pytest
+from compat.nexus_endpoint import worker_endpoint
 from compat.nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
 from temporalio.api.operatorservice.v1 import (
-    CreateNexusEndpointRequest,
-    DeleteNexusEndpointRequest,
     ListNexusEndpointsRequest,
 )
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -28,17 +26,7 @@ async def test_caller_and_handler_on_different_nodes(cluster) -> None:
     admin = await cluster.connect(n3, "temporal-system:admin")
     suffix = uuid.uuid4().hex[:8]
     caller_queue, handler_queue, endpoint = f"caller-{suffix}", f"handler-{suffix}", f"cluster-ep-{suffix}"
-    created = await admin.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace="default", task_queue=handler_queue)
-                ),
-            )
-        )
-    )
-    try:
+    async with worker_endpoint(admin.operator_service, endpoint, handler_queue) as created:
         # The registry is in the store: every node lists the endpoint at once.
         for node in cluster.nodes:
             listed = await (
@@ -75,7 +63,3 @@ async def test_caller_and_handler_on_different_nodes(cluster) -> None:
             ]
             results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 120)
         assert results == ["Hello, Nexus!", "Hello from a workflow, Nexus!"] * 4
-    finally:
-        await admin.operator_service.delete_nexus_endpoint(
-            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
-        )

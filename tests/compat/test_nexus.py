@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.api.enums.v1 import EventType
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from .conftest import ServerProcess
 from .history_diff import diff, normalize
+from .nexus_endpoint import worker_endpoint
 from .nexus_workflows import GreetingHandler, GreetingWorkflow, ManyNexusCalls, NexusCaller
 
 RESULT_TIMEOUT_S = 30
@@ -36,17 +35,7 @@ async def run_caller(
     client = await Client.connect(srv.address)
     suffix = uuid.uuid4().hex[:10]
     task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    created = await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
-                ),
-            )
-        )
-    )
-    try:
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
         async with Worker(
             client,
             task_queue=task_queue,
@@ -62,10 +51,6 @@ async def run_caller(
             )
             result = await handle.result(rpc_timeout=None)
             history = await handle.fetch_history()
-    finally:
-        await client.operator_service.delete_nexus_endpoint(
-            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
-        )
     redactions = {endpoint: "<endpoint>", task_queue: "<task queue>", workflow_id: "<workflow id>"}
     return result, normalize(history, redactions)
 
@@ -243,17 +228,7 @@ async def _describe_waiting_operation(srv: ServerProcess) -> dict:
     client = await Client.connect(srv.address)
     suffix = uuid.uuid4().hex[:10]
     task_queue, endpoint = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}"
-    created = await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
-                ),
-            )
-        )
-    )
-    try:
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
         async with Worker(
             client,
             task_queue=task_queue,
@@ -273,10 +248,6 @@ async def _describe_waiting_operation(srv: ServerProcess) -> dict:
                     break
                 await asyncio.sleep(0.1)
             await handle.terminate()
-    finally:
-        await client.operator_service.delete_nexus_endpoint(
-            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
-        )
     [operation] = pending
     shown = MessageToDict(operation)
     for key in ("scheduledTime", "lastAttemptCompleteTime"):
@@ -301,17 +272,7 @@ async def _first_failed_task(srv: ServerProcess, count: int, registered: bool = 
     client = await Client.connect(srv.address)
     suffix = uuid.uuid4().hex[:10]
     task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    created = await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace="default", task_queue=task_queue)
-                ),
-            )
-        )
-    )
-    try:
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
         async with Worker(
             client,
             task_queue=task_queue,
@@ -330,10 +291,6 @@ async def _first_failed_task(srv: ServerProcess, count: int, registered: bool = 
                     break
                 await asyncio.sleep(0.1)
             await handle.terminate()
-    finally:
-        await client.operator_service.delete_nexus_endpoint(
-            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
-        )
     failed = next(
         i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     )
@@ -371,17 +328,7 @@ async def _handler_starts_late(srv: ServerProcess, delay_s: float) -> tuple[str,
         f"nexus-handler-{suffix}",
         f"nexus-ep-{suffix}",
     )
-    created = await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace="default", task_queue=handler_queue)
-                ),
-            )
-        )
-    )
-    try:
+    async with worker_endpoint(client.operator_service, endpoint, handler_queue):
         async with Worker(client, task_queue=caller_queue, workflows=[NexusCaller]):
             handle = await client.start_workflow(
                 NexusCaller.run, args=[endpoint, "greet", 0], id=f"nexus-wf-{suffix}", task_queue=caller_queue
@@ -390,10 +337,6 @@ async def _handler_starts_late(srv: ServerProcess, delay_s: float) -> tuple[str,
             async with Worker(client, task_queue=handler_queue, nexus_service_handlers=[GreetingHandler()]):
                 result = await asyncio.wait_for(handle.result(), 60)
             types = [e["type"] for e in normalize(await handle.fetch_history())]
-    finally:
-        await client.operator_service.delete_nexus_endpoint(
-            DeleteNexusEndpointRequest(id=created.endpoint.id, version=1)
-        )
     return result, types
 
 
