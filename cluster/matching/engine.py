@@ -292,6 +292,20 @@ class MatchingEngine:
             if self._pumps.get(partition.key) is asyncio.current_task():
                 del self._pumps[partition.key]
 
+    async def _offer_to_parent(self, key: TaskQueueKey, parent: int, task: MatchedTask, wait: float) -> bool:
+        """Offer a task of partition `key` to its parent partition, waiting up to `wait` s for a poller."""
+        return await self.peers.offer_task(
+            key.namespace_id,
+            key.name,
+            key.task_type,
+            parent,
+            task.execution,
+            task.scheduled_event_id,
+            task.attempt,
+            wait,
+            task.create_time_ms,
+        )
+
     async def _pump_one(self, partition: Partition) -> None:
         key = partition.key
         parent = self._parent(key)
@@ -300,17 +314,7 @@ class MatchingEngine:
                 continue
             failed = False
             try:
-                taken = await self.peers.offer_task(
-                    key.namespace_id,
-                    key.name,
-                    key.task_type,
-                    parent,
-                    task.execution,
-                    task.scheduled_event_id,
-                    task.attempt,
-                    PUMP_OFFER_WAIT_S,
-                    task.create_time_ms,
-                )
+                taken = await self._offer_to_parent(key, parent, task, PUMP_OFFER_WAIT_S)
             except asyncio.CancelledError:
                 partition.give_back(task)
                 raise
@@ -393,17 +397,7 @@ class MatchingEngine:
 
         async def forward(task: MatchedTask, wait: float) -> bool:
             try:
-                return await self.peers.offer_task(
-                    key.namespace_id,
-                    key.name,
-                    key.task_type,
-                    parent,
-                    task.execution,
-                    task.scheduled_event_id,
-                    task.attempt,
-                    wait,
-                    task.create_time_ms,
-                )
+                return await self._offer_to_parent(key, parent, task, wait)
             except _FORWARD_ERRORS as e:
                 log.debug("task of %s not forwarded to partition %s: %s", key, parent, e)
                 return False
