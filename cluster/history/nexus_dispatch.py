@@ -70,14 +70,21 @@ class Target:
     task_queue: str
 
 
-async def endpoint_target(store: Store, endpoint_id: str) -> Target | str:
+@dataclass
+class ExternalTarget:
+    """An endpoint whose handler is reached over the Nexus HTTP protocol at `url` (nexus_http.py)."""
+
+    url: str
+
+
+async def endpoint_target(store: Store, endpoint_id: str) -> Target | ExternalTarget | str:
     """Where the endpoint sends requests, or why it cannot be reached (its problem, as a message)."""
     _, records = await store.list_nexus_endpoints()
     for record in records:
         if record.id == endpoint_id:
             endpoint = Endpoint.FromString(record.data)
-            if endpoint.spec.target.WhichOneof("variant") != "worker":
-                return "endpoints with an external URL target are not served by Hourglass"
+            if endpoint.spec.target.WhichOneof("variant") == "external":
+                return ExternalTarget(endpoint.spec.target.external.url)
             worker = endpoint.spec.target.worker
             # The stored target names its namespace by id (cluster/frontend/nexus_endpoints.py).
             return Target(worker.namespace, worker.task_queue)
@@ -159,6 +166,7 @@ def start_request(
     timeout_s: float,
     now_ms: int,
     callback_token: str = "",
+    callback_url: str = SYSTEM_CALLBACK_URL,
 ) -> Request:
     link = event_link(namespace, workflow_id, run_id, op.scheduled_event_id, "NexusOperationScheduled")
     request = Request(endpoint=op.endpoint, scheduled_time=to_timestamp(now_ms))
@@ -177,7 +185,7 @@ def start_request(
         start.payload.CopyFrom(payload)
     start.links.append(Link(url=link, type=LINK_TYPE))
     if callback_token:
-        start.callback = SYSTEM_CALLBACK_URL
+        start.callback = callback_url
         start.callback_header[CALLBACK_TOKEN_HEADER] = callback_token
     request.start_operation.CopyFrom(start)
     return request

@@ -1,0 +1,292 @@
+"""Nexus over HTTP between two servers: a caller workflow on server A calls, through an endpoint whose target
+is `external { url }`, an operation whose handler worker polls server B; the URL is B's Nexus HTTP route
+(`/nexus/endpoints/{id}/services`), and an asynchronous operation's outcome comes back to A by B's POST to A's
+callback route (`/namespaces/{namespace}/nexus/callback`, the URL A gave the handler).
+
+Run Hourglass -> Hourglass, reference -> reference, and mixed both ways (a strong interoperability proof:
+each side speaks the protocol to the other's implementation); every caller history is compared with the
+reference -> reference one. The reference dev server leaves the callback URL template unset (its external
+endpoints never attempt a start), so its caller gets the template, as its own functional tests set it.
+Also: a forged or misplaced callback token is refused with the reference's error and records nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from aiohttp import web
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from . import servers
+from .conftest import _start
+from .history_diff import diff, normalize
+from .nexus_endpoint import worker_endpoint
+from .nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
+from .servers import HOURGLASS, REFERENCE, ServerProcess
+
+CALLBACK_TEMPLATE_KEY = "component.nexusoperations.callback.endpoint.template"
+
+
+@pytest.fixture(scope="module")
+async def reference_caller(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """A reference dev server whose external endpoints get its own HTTP port's callback route, and which
+    delivers completion callbacks to any address (its default allows none). Both the caller and the handler
+    server of the reference -> reference runs: its external endpoint calls its own HTTP port."""
+    srv = servers.reference_server(tmp_path_factory.mktemp("nexus-http-reference"))
+    template = f"http://127.0.0.1:{srv.http_port}/namespaces/{{{{.NamespaceName}}}}/nexus/callback"
+    srv.argv += [
+        "--dynamic-config-value", f'{CALLBACK_TEMPLATE_KEY}="{template}"',
+        "--dynamic-config-value", 'callback.allowedAddresses=[{"Pattern":"*","AllowInsecure":true}]',
+    ]  # fmt: skip
+    try:
+        yield await _start(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+async def second_hourglass(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """A second Hourglass dev server (its own store): the handler's side."""
+    srv = servers.hourglass_server(tmp_path_factory.mktemp("nexus-http-hourglass"))
+    try:
+        yield await _start(srv)
+    finally:
+        srv.stop()
+
+
+def pick(
+    servers_: dict[str, ServerProcess], caller_kind: str, handler_kind: str
+) -> tuple[ServerProcess, ServerProcess]:
+    """(caller server, handler server) for a combination; Hourglass ones skip when the target is the reference."""
+    if HOURGLASS in (caller_kind, handler_kind) and servers_["server"].kind == REFERENCE:
+        pytest.skip("an Hourglass side needs Hourglass as the compat target")
+    caller = servers_["server"] if caller_kind == HOURGLASS else servers_["reference_caller"]
+    handler = servers_["second_hourglass"] if handler_kind == HOURGLASS else servers_["reference_caller"]
+    return caller, handler
+
+
+@pytest.fixture
+def both_sides(
+    server: ServerProcess,
+    reference_caller: ServerProcess,
+    second_hourglass: ServerProcess,
+) -> dict[str, ServerProcess]:
+    return {
+        "server": server,
+        "reference_caller": reference_caller,
+        "second_hourglass": second_hourglass,
+    }
+
+
+@asynccontextmanager
+async def external_endpoint(operator_service, name: str, url: str) -> AsyncIterator[None]:
+    created = await operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(name=name, target=EndpointTarget(external=EndpointTarget.External(url=url)))
+        )
+    )
+    try:
+        yield
+    finally:
+        await operator_service.delete_nexus_endpoint(
+            DeleteNexusEndpointRequest(id=created.endpoint.id, version=created.endpoint.version)
+        )
+
+
+async def call_across(
+    caller: ServerProcess, handler: ServerProcess, operation: str
+) -> tuple[str, list[dict]]:
+    """Run NexusCaller on `caller` against `operation` served by a worker of `handler`, over HTTP both ways;
+    the workflow's result and its normalized history."""
+    caller_client = await Client.connect(caller.address)
+    handler_client = await Client.connect(handler.address)
+    suffix = uuid.uuid4().hex[:10]
+    handler_tq, caller_tq = f"nexus-handler-{suffix}", f"nexus-caller-{suffix}"
+    endpoint, workflow_id = f"nexus-http-{suffix}", f"nexus-http-wf-{suffix}"
+    async with worker_endpoint(handler_client.operator_service, f"{endpoint}-handler", handler_tq) as created:
+        url = f"http://127.0.0.1:{handler.http_port}/nexus/endpoints/{created.endpoint.id}/services"
+        async with (
+            external_endpoint(caller_client.operator_service, endpoint, url),
+            Worker(
+                handler_client,
+                task_queue=handler_tq,
+                workflows=[GreetingWorkflow],
+                nexus_service_handlers=[GreetingHandler()],
+            ),
+            Worker(caller_client, task_queue=caller_tq, workflows=[NexusCaller]),
+        ):
+            handle = await caller_client.start_workflow(
+                NexusCaller.run, args=[endpoint, operation, 60], id=workflow_id, task_queue=caller_tq
+            )
+            result = await handle.result(rpc_timeout=None)
+            history = await handle.fetch_history()
+    redactions = {endpoint: "<endpoint>", caller_tq: "<task queue>", workflow_id: "<workflow id>"}
+    return result, normalize(history, redactions)
+
+
+COMBINATIONS = [(HOURGLASS, HOURGLASS), (HOURGLASS, REFERENCE), (REFERENCE, HOURGLASS)]
+ASYNC_DONE = [
+    "NEXUS_OPERATION_SCHEDULED",
+    "NEXUS_OPERATION_STARTED",
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
+    "WORKFLOW_TASK_COMPLETED",
+]
+
+
+@pytest.mark.parametrize(("caller_kind", "handler_kind"), COMBINATIONS)
+@pytest.mark.parametrize(
+    ("operation", "expected", "outcome_event"),
+    [
+        ("greet_in_workflow", "Hello from a workflow, Nexus!", "NEXUS_OPERATION_COMPLETED"),
+        (
+            "fail_in_workflow",
+            "NexusOperationError: nexus operation completed unsuccessfully <- "
+            "ApplicationError: Refused: cannot greet fail-Nexus",
+            "NEXUS_OPERATION_FAILED",
+        ),
+        ("greet", "Hello, Nexus!", "NEXUS_OPERATION_COMPLETED"),
+    ],
+)
+async def test_an_operation_across_servers_over_http(
+    both_sides: dict[str, ServerProcess],
+    caller_kind: str,
+    handler_kind: str,
+    operation: str,
+    expected: str,
+    outcome_event: str,
+) -> None:
+    """The caller's history, and what its workflow saw, are the reference -> reference ones."""
+    caller, handler = pick(both_sides, caller_kind, handler_kind)
+    theirs, their_history = await call_across(
+        both_sides["reference_caller"], both_sides["reference_caller"], operation
+    )
+    ours, our_history = await call_across(caller, handler, operation)
+    assert theirs == expected
+    assert ours == expected
+    types = [e["type"] for e in our_history]
+    assert outcome_event in types
+    if operation != "greet":
+        assert types[types.index("NEXUS_OPERATION_SCHEDULED") : types.index(outcome_event)] == ASYNC_DONE
+    difference = diff(their_history, our_history, "reference->reference", f"{caller_kind}->{handler_kind}")
+    assert not difference, f"histories differ\n{difference}"
+
+
+@asynccontextmanager
+async def async_handler() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A Nexus handler of our own on a free port: every start is an asynchronous one (201, token "op-1");
+    yields its URL and the headers of the requests it got (the caller's callback URL and token among them)."""
+    seen: list[dict[str, str]] = []
+
+    async def start(request: web.Request) -> web.Response:
+        seen.append(
+            {
+                **{k.lower(): v for k, v in request.headers.items()},
+                "callback": request.query.get("callback", ""),
+            }
+        )
+        return web.json_response({"token": "op-1", "state": "running"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", start)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = servers.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/handler", seen
+    finally:
+        await runner.cleanup()
+
+
+def tampered(token: str) -> str:
+    """The caller's token with one byte of its sealed part changed."""
+    envelope = json.loads(token)
+    sealed = bytearray(base64.b64decode(envelope["d"]))
+    sealed[len(sealed) // 2] ^= 0x01
+    return json.dumps({"v": 1, "d": base64.b64encode(bytes(sealed)).decode()}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("kind", [HOURGLASS, REFERENCE])
+async def test_a_forged_callback_token_is_refused(
+    server: ServerProcess, reference_caller: ServerProcess, kind: str
+) -> None:
+    """An operation waits for its completion; completions with no token, a token the server did not seal
+    (one byte changed), or the right token on another namespace's route are refused with the reference's
+    400 "invalid callback token", and nothing is recorded; the genuine completion then completes it."""
+    if kind == HOURGLASS and server.kind == REFERENCE:
+        pytest.skip("needs Hourglass as the compat target")
+    srv = server if kind == HOURGLASS else reference_caller
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    endpoint, task_queue = f"nexus-forged-{suffix}", f"nexus-forged-{suffix}"
+    invalid = {
+        "message": "invalid callback token",
+        "metadata": {"type": "nexus.HandlerError"},
+        "details": {"type": "BAD_REQUEST"},
+    }
+    async with (
+        async_handler() as (url, seen),
+        external_endpoint(client.operator_service, endpoint, url),
+        Worker(client, task_queue=task_queue, workflows=[NexusCaller]),
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        handle = await client.start_workflow(
+            NexusCaller.run,
+            args=[endpoint, "greet_in_workflow", 60],
+            id=f"nexus-forged-{suffix}",
+            task_queue=task_queue,
+        )
+        for _ in range(100):
+            if seen and "NEXUS_OPERATION_STARTED" in await event_types(handle):
+                break
+            await asyncio.sleep(0.2)
+        callback, token = seen[0]["callback"], seen[0]["nexus-callback-temporal-callback-token"]
+        assert callback == f"http://127.0.0.1:{srv.http_port}/namespaces/default/nexus/callback"
+        succeeded = {"Nexus-Operation-State": "succeeded", "Content-Type": "application/json"}
+        forged = [
+            (callback, succeeded),
+            (callback, {**succeeded, "Temporal-Callback-Token": "garbage"}),
+            (
+                callback.replace("/default/", "/another-namespace/"),
+                {**succeeded, "Temporal-Callback-Token": token},
+            ),
+        ]
+        if kind == HOURGLASS:
+            # Hourglass seals its tokens: one changed byte is caught. The reference's are plain protobuf, which
+            # a changed byte may leave readable (naming another operation), so it is not asked there.
+            forged.append((callback, {**succeeded, "Temporal-Callback-Token": tampered(token)}))
+        for url_, headers in forged:
+            response = await http.post(url_, headers=headers, content=b'"forged"')
+            assert (response.status_code, response.json()) == (400, invalid), (url_, headers)
+        response = await http.post(
+            callback, headers={"Nexus-Operation-State": "bogus", "Temporal-Callback-Token": token}
+        )
+        assert response.status_code == 400
+        assert response.json()["message"] == 'invalid request operation state: "bogus"'
+        types = await event_types(handle)
+        assert "NEXUS_OPERATION_STARTED" in types
+        assert not any(
+            t.startswith("NEXUS_OPERATION_") for t in types[types.index("NEXUS_OPERATION_STARTED") + 1 :]
+        )
+        response = await http.post(
+            callback, headers={**succeeded, "Temporal-Callback-Token": token}, content=b'"genuine"'
+        )
+        assert response.status_code == 200, response.text
+        assert await handle.result(rpc_timeout=None) == "genuine"
+
+
+async def event_types(handle) -> list[str]:
+    history = await handle.fetch_history()
+    return [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
