@@ -270,13 +270,13 @@ class NexusExecutors:
             return
         callback = callbacks[index].nexus
         if callback.url == nexus_dispatch.SYSTEM_CALLBACK_URL:
-            await self._complete_in_cluster(shard, ms, callback)
+            await self._complete_in_cluster(shard, ms, index, callback)
         elif callback.url.startswith(("http://", "https://")):
             await self._deliver(shard, ms, index, callback)
         else:
             log.warning("completion callback to %s not delivered: unsupported URL scheme", callback.url)
 
-    async def _complete_in_cluster(self, shard: Shard, ms: MutableState, callback) -> None:
+    async def _complete_in_cluster(self, shard: Shard, ms: MutableState, index: int, callback) -> None:
         try:
             token = nexus_dispatch.read_callback_token(
                 self._engine.task_tokens,
@@ -304,6 +304,15 @@ class NexusExecutors:
             )
         except NotFound:
             pass  # the caller's run is gone: nobody to tell
+
+        def delivered(sms: MutableState, tr: Transition) -> None:
+            state = callback_state(sms, index)
+            if state.state not in FINAL_STATES:
+                state.state, state.attempt, state.last_attempt_complete_time_ms = "succeeded", 1, tr.now
+                tr.dirty = True
+
+        info = ms.info
+        await self._engine._update(info.namespace_id, info.workflow_id, info.run_id, delivered)
 
     async def _deliver(self, shard: Shard, ms: MutableState, index: int, callback) -> None:
         """POST the run's outcome to an http(s) callback URL (the reference's components/callbacks).

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from aiohttp import web
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import CallbackState, EventType
 from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
 from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
 from temporalio.client import Client
@@ -34,6 +34,7 @@ from .history_diff import diff, normalize
 from .nexus_endpoint import worker_endpoint
 from .nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
 from .servers import HOURGLASS, REFERENCE, ServerProcess
+from .test_nexus import without_workflow_tasks
 
 CALLBACK_TEMPLATE_KEY = "component.nexusoperations.callback.endpoint.template"
 
@@ -108,7 +109,7 @@ async def call_across(
     caller: ServerProcess, handler: ServerProcess, operation: str
 ) -> tuple[str, list[dict]]:
     """Run NexusCaller on `caller` against `operation` served by a worker of `handler`, over HTTP both ways;
-    the workflow's result and its normalized history."""
+    the workflow's result, its normalized history and the handler workflow's callbacks."""
     caller_client = await Client.connect(caller.address)
     handler_client = await Client.connect(handler.address)
     suffix = uuid.uuid4().hex[:10]
@@ -131,8 +132,36 @@ async def call_across(
             )
             result = await handle.result(rpc_timeout=None)
             history = await handle.fetch_history()
+            callbacks = await handler_callbacks(handler_client, history, caller)
     redactions = {endpoint: "<endpoint>", caller_tq: "<task queue>", workflow_id: "<workflow id>"}
-    return result, normalize(history, redactions)
+    return result, normalize(history, redactions), callbacks
+
+
+async def handler_callbacks(
+    client: Client, history, caller: ServerProcess
+) -> list[tuple[str, int, str, str]]:
+    """The handler workflow's completion callbacks as its describe shows them once delivered (state,
+    attempt, URL, trigger); [] for a synchronous operation (no workflow)."""
+    scheduled = next(e for e in history.events if e.HasField("nexus_operation_scheduled_event_attributes"))
+    if not any(e.HasField("nexus_operation_started_event_attributes") for e in history.events):
+        return []
+    handle = client.get_workflow_handle(
+        f"greeting-{scheduled.nexus_operation_scheduled_event_attributes.request_id}"
+    )
+    for _ in range(50):
+        described = (await handle.describe()).raw_description
+        if all(c.state != CallbackState.CALLBACK_STATE_SCHEDULED for c in described.callbacks):
+            break
+        await asyncio.sleep(0.2)
+    return [
+        (
+            CallbackState.Name(c.state),
+            c.attempt,
+            c.callback.nexus.url.replace(str(caller.http_port), "<caller http port>"),
+            c.trigger.WhichOneof("variant"),
+        )
+        for c in described.callbacks
+    ]
 
 
 COMBINATIONS = [(HOURGLASS, HOURGLASS), (HOURGLASS, REFERENCE), (REFERENCE, HOURGLASS)]
@@ -169,16 +198,29 @@ async def test_an_operation_across_servers_over_http(
 ) -> None:
     """The caller's history, and what its workflow saw, are the reference -> reference ones."""
     caller, handler = pick(both_sides, caller_kind, handler_kind)
-    theirs, their_history = await call_across(
+    theirs, their_history, their_callbacks = await call_across(
         both_sides["reference_caller"], both_sides["reference_caller"], operation
     )
-    ours, our_history = await call_across(caller, handler, operation)
+    ours, our_history, our_callbacks = await call_across(caller, handler, operation)
+    # The handler's describe: the callback delivered at the first attempt, on both.
+    assert our_callbacks == their_callbacks
+    if operation != "greet":
+        assert [c[:2] for c in our_callbacks] == [("CALLBACK_STATE_SUCCEEDED", 1)]
     assert theirs == expected
     assert ours == expected
     types = [e["type"] for e in our_history]
     assert outcome_event in types
-    if operation != "greet":
+    if operation == "greet_in_workflow":
         assert types[types.index("NEXUS_OPERATION_SCHEDULED") : types.index(outcome_event)] == ASYNC_DONE
+    elif operation == "fail_in_workflow":
+        assert types.index("NEXUS_OPERATION_STARTED") < types.index(outcome_event)
+    if operation == "fail_in_workflow":
+        # The handler's workflow fails at once: its completion and the workflow task after the start race
+        # (either may come first, on the reference too).
+        their_history, our_history = (
+            without_workflow_tasks(their_history),
+            without_workflow_tasks(our_history),
+        )
     difference = diff(their_history, our_history, "reference->reference", f"{caller_kind}->{handler_kind}")
     assert not difference, f"histories differ\n{difference}"
 
