@@ -22,10 +22,14 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from aiohttp import web
+from temporalio.api.common.v1 import Callback, WorkflowType
 from temporalio.api.enums.v1 import CallbackState, EventType
 from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
 from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, DeleteNexusEndpointRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from . import servers
@@ -37,6 +41,8 @@ from .servers import HOURGLASS, REFERENCE, ServerProcess
 from .test_nexus import without_workflow_tasks
 
 CALLBACK_TEMPLATE_KEY = "component.nexusoperations.callback.endpoint.template"
+# Completion callbacks to any address, http included (both servers allow none by default).
+ALLOW_ANY_ADDRESS = 'callback.allowedAddresses=[{"Pattern":"*","AllowInsecure":true}]'
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ async def reference_caller(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     template = f"http://127.0.0.1:{srv.http_port}/namespaces/{{{{.NamespaceName}}}}/nexus/callback"
     srv.argv += [
         "--dynamic-config-value", f'{CALLBACK_TEMPLATE_KEY}="{template}"',
-        "--dynamic-config-value", 'callback.allowedAddresses=[{"Pattern":"*","AllowInsecure":true}]',
+        "--dynamic-config-value", ALLOW_ANY_ADDRESS,
     ]  # fmt: skip
     try:
         yield await _start(srv)
@@ -58,8 +64,9 @@ async def reference_caller(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
 
 @pytest.fixture(scope="module")
 async def second_hourglass(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
-    """A second Hourglass dev server (its own store): the handler's side."""
+    """A second Hourglass dev server (its own store): the handler's side, allowing callbacks anywhere."""
     srv = servers.hourglass_server(tmp_path_factory.mktemp("nexus-http-hourglass"))
+    srv.argv += ["--dynamic-config-value", ALLOW_ANY_ADDRESS]
     try:
         yield await _start(srv)
     finally:
@@ -332,3 +339,49 @@ async def test_a_forged_callback_token_is_refused(
 async def event_types(handle) -> list[str]:
     history = await handle.fetch_history()
     return [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
+
+
+async def start_with_callback(srv: ServerProcess, url: str) -> str:
+    """Start a workflow with a completion callback to `url`: "" when accepted, else the error's message."""
+    client = await Client.connect(srv.address)
+    request = StartWorkflowExecutionRequest(
+        namespace="default",
+        workflow_id=f"callback-{uuid.uuid4().hex[:10]}",
+        workflow_type=WorkflowType(name="NotRun"),
+        task_queue=TaskQueue(name=f"callback-{uuid.uuid4().hex[:10]}"),
+        request_id=str(uuid.uuid4()),
+        completion_callbacks=[Callback(nexus=Callback.Nexus(url=url))],
+    )
+    try:
+        await client.workflow_service.start_workflow_execution(request)
+    except RPCError as e:
+        assert e.status == RPCStatusCode.INVALID_ARGUMENT, e
+        return e.message
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:1/callback", "invalid url: url does not match any configured callback address: "),
+        ("https://example.com/callback", "invalid url: url does not match any configured callback address: "),
+        ("ftp://example.com/callback", "invalid url: unknown scheme: "),
+    ],
+)
+async def test_callback_addresses_are_allowed_by_configuration_only(
+    server: ServerProcess,
+    reference_server: ServerProcess,
+    second_hourglass: ServerProcess,
+    reference_caller: ServerProcess,
+    url: str,
+    message: str,
+) -> None:
+    """Without callback.allowedAddresses a start's http(s) completion callback is refused, as on the
+    reference (the server would POST wherever a client asks); with a rule that matches it is accepted."""
+    ours, theirs = await start_with_callback(server, url), await start_with_callback(reference_server, url)
+    assert ours == theirs == message + url
+    allowed = "" if not url.startswith("ftp") else message + url
+    assert await start_with_callback(second_hourglass, url) == await start_with_callback(
+        reference_caller, url
+    )
+    assert await start_with_callback(second_hourglass, url) == allowed
