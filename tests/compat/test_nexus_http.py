@@ -113,10 +113,11 @@ async def external_endpoint(operator_service, name: str, url: str) -> AsyncItera
 
 
 async def call_across(
-    caller: ServerProcess, handler: ServerProcess, operation: str
-) -> tuple[str, list[dict]]:
-    """Run NexusCaller on `caller` against `operation` served by a worker of `handler`, over HTTP both ways;
-    the workflow's result, its normalized history and the handler workflow's callbacks."""
+    caller: ServerProcess, handler: ServerProcess, operation: str, route: str = "endpoint"
+) -> tuple[str, list[dict], list[tuple[str, int, str, str]]]:
+    """Run NexusCaller on `caller` against `operation` served by a worker of `handler`, over HTTP both ways
+    (`route`: the handler's endpoint route, or its task-queue route); the workflow's result, its normalized
+    history and the handler workflow's callbacks."""
     caller_client = await Client.connect(caller.address)
     handler_client = await Client.connect(handler.address)
     suffix = uuid.uuid4().hex[:10]
@@ -124,6 +125,8 @@ async def call_across(
     endpoint, workflow_id = f"nexus-http-{suffix}", f"nexus-http-wf-{suffix}"
     async with worker_endpoint(handler_client.operator_service, f"{endpoint}-handler", handler_tq) as created:
         url = f"http://127.0.0.1:{handler.http_port}/nexus/endpoints/{created.endpoint.id}/services"
+        if route == "task-queue":
+            url = f"http://127.0.0.1:{handler.http_port}/namespaces/default/task-queues/{handler_tq}/nexus-services"
         async with (
             external_endpoint(caller_client.operator_service, endpoint, url),
             Worker(
@@ -228,6 +231,59 @@ async def test_an_operation_across_servers_over_http(
             without_workflow_tasks(their_history),
             without_workflow_tasks(our_history),
         )
+    difference = diff(their_history, our_history, "reference->reference", f"{caller_kind}->{handler_kind}")
+    assert not difference, f"histories differ\n{difference}"
+
+
+@pytest.mark.parametrize(("caller_kind", "handler_kind"), COMBINATIONS)
+async def test_cancelling_an_operation_across_servers_over_http(
+    both_sides: dict[str, ServerProcess], caller_kind: str, handler_kind: str
+) -> None:
+    """The caller cancels a started operation: the cancel request goes to the handler's server over HTTP,
+    the handler workflow is canceled, and its cancellation comes back by the callback. Compared without the
+    workflow tasks, which race the handler's answers (on the reference too)."""
+    caller, handler = pick(both_sides, caller_kind, handler_kind)
+    operation = "cancel:WAIT_COMPLETED:wait_in_workflow"
+    theirs, their_history, their_callbacks = await call_across(
+        both_sides["reference_caller"], both_sides["reference_caller"], operation
+    )
+    ours, our_history, our_callbacks = await call_across(caller, handler, operation)
+    assert (
+        ours
+        == theirs
+        == (
+            "NexusOperationError: nexus operation completed unsuccessfully <- CancelledError: operation canceled"
+        )
+    )
+    assert our_callbacks == their_callbacks
+    types = [e["type"] for e in without_workflow_tasks(our_history)]
+    assert types[types.index("NEXUS_OPERATION_CANCEL_REQUESTED") + 1 :] == [
+        "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED",
+        "NEXUS_OPERATION_CANCELED",
+        "WORKFLOW_EXECUTION_COMPLETED",
+    ]
+    difference = diff(
+        without_workflow_tasks(their_history),
+        without_workflow_tasks(our_history),
+        "reference->reference",
+        f"{caller_kind}->{handler_kind}",
+    )
+    assert not difference, f"histories differ\n{difference}"
+
+
+@pytest.mark.parametrize(("caller_kind", "handler_kind"), COMBINATIONS)
+async def test_the_task_queue_route(
+    both_sides: dict[str, ServerProcess], caller_kind: str, handler_kind: str
+) -> None:
+    """`/namespaces/{namespace}/task-queues/{task queue}/nexus-services` as the external endpoint's URL: the
+    handler's worker on that queue gets the operation, as through the endpoint route."""
+    caller, handler = pick(both_sides, caller_kind, handler_kind)
+    operation = "greet_in_workflow"
+    theirs, their_history, _ = await call_across(
+        both_sides["reference_caller"], both_sides["reference_caller"], operation, "task-queue"
+    )
+    ours, our_history, _ = await call_across(caller, handler, operation, "task-queue")
+    assert ours == theirs == "Hello from a workflow, Nexus!"
     difference = diff(their_history, our_history, "reference->reference", f"{caller_kind}->{handler_kind}")
     assert not difference, f"histories differ\n{difference}"
 
