@@ -196,6 +196,17 @@ ASYNC_DONE = [
             "NEXUS_OPERATION_FAILED",
         ),
         ("greet", "Hello, Nexus!", "NEXUS_OPERATION_COMPLETED"),
+        (
+            "refuse",
+            "NexusOperationError: nexus operation completed unsuccessfully <- "
+            "ApplicationError: OperationError: no greeting for Nexus",
+            "NEXUS_OPERATION_FAILED",
+        ),
+        (
+            "bad_request",
+            "NexusOperationError: nexus operation completed unsuccessfully <- HandlerError: cannot greet Nexus",
+            "NEXUS_OPERATION_FAILED",
+        ),
     ],
 )
 async def test_an_operation_across_servers_over_http(
@@ -214,7 +225,7 @@ async def test_an_operation_across_servers_over_http(
     ours, our_history, our_callbacks = await call_across(caller, handler, operation)
     # The handler's describe: the callback delivered at the first attempt, on both.
     assert our_callbacks == their_callbacks
-    if operation != "greet":
+    if operation.endswith("_in_workflow"):
         assert [c[:2] for c in our_callbacks] == [("CALLBACK_STATE_SUCCEEDED", 1)]
     assert theirs == expected
     assert ours == expected
