@@ -37,6 +37,7 @@ from hourglass.cluster.errors import (
     Unavailable,
 )
 from hourglass.cluster.history import nexus_dispatch, nexus_http
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.timeutil import now_ms, to_timestamp
 from hourglass.cluster.security.authorization import NEXUS_SERVICE, CallTarget
 from hourglass.cluster.security.claims import AuthInfo, InvalidToken
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 COMPLETE_METHOD = NEXUS_SERVICE + "CompleteNexusOperation"
 DISPATCH_METHOD = NEXUS_SERVICE + "DispatchNexusTask"
+# The reference's component.nexusoperations.limit.operation.token.length.
+MAX_OPERATION_TOKEN_LENGTH = 4096
 # How long a start or cancel waits for the handler's worker when the caller names no request timeout.
 DEFAULT_TIMEOUT_S = 60.0
 # Headers that are the transport's, not the operation's: not passed to the handler.
@@ -155,13 +158,22 @@ class NexusRoutes:
             log.info("Nexus completion refused: the token's namespace is not %s", url_namespace)
             raise HandlerError("BAD_REQUEST", "invalid callback token")
         await self._authorize(request, COMPLETE_METHOD, ns.name)
+        operation_token = request.headers.get(nexus_http.TOKEN_HEADER, "")
+        if len(operation_token) > MAX_OPERATION_TOKEN_LENGTH:
+            raise HandlerError(
+                "BAD_REQUEST",
+                "operation token length exceeds allowed limit "
+                f"({len(operation_token)}/{MAX_OPERATION_TOKEN_LENGTH})",
+            )
+        if result is not None and result.ByteSize() > LIMITS.blob_size_error_bytes:
+            raise HandlerError("BAD_REQUEST", "result exceeds size limit")
         try:
             await self.history.complete_nexus_operation(
                 ns.id,
                 WorkflowExecution(workflow_id=token.workflow_id, run_id=token.run_id),
                 token.scheduled_event_id,
                 token.nexus_task_id,
-                request.headers.get(nexus_http.TOKEN_HEADER, ""),
+                operation_token,
                 result,
                 failure,
                 state == "canceled",

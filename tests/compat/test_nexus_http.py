@@ -391,6 +391,12 @@ async def test_a_forged_callback_token_is_refused(
         )
         assert response.status_code == 400
         assert response.json()["message"] == 'invalid request operation state: "bogus"'
+        too_long = {**succeeded, "Temporal-Callback-Token": token, "Nexus-Operation-Token": "t" * 5000}
+        response = await http.post(callback, headers=too_long, content=b'"x"')
+        assert (response.status_code, response.json()["message"]) == (
+            400,
+            "operation token length exceeds allowed limit (5000/4096)",
+        )
         types = await event_types(handle)
         assert "NEXUS_OPERATION_STARTED" in types
         assert not any(
