@@ -2,8 +2,9 @@
 
 The start request is the reference 1.32's: its headers (request-timeout, the request id, a link back to the
 scheduled event), the operation's service, name, request id, input and links, the endpoint's name and the
-capability to answer with Temporal failures. It goes to the endpoint's target (a namespace and task queue)
-through matching, where the handler's worker polls it (PollNexusTaskQueue). The worker's answer is one of:
+capability to answer with Temporal failures. It goes to the endpoint's target: a namespace and task queue,
+through matching, where the handler's worker polls it (PollNexusTaskQueue), or an external URL, over HTTP
+(nexus_http.py, which reads the HTTP answer into the same Outcome). The worker's answer is one of:
 a synchronous result, an asynchronous start (an operation token), an operation failure, or a handler error,
 which is retried unless the handler says it is not retryable.
 """

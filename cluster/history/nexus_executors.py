@@ -1,10 +1,13 @@
 """Nexus operations a run calls, as the shard's transfer queue carries them out.
 
-A scheduled operation's start (and a cancel request) goes to its endpoint's worker through matching; each
-attempt first commits a watchdog timer and then waits in the background, so a handler that never answers
-cannot hold up the shard's queue, and an attempt lost with its node is retried by the timer on the shard's
-next owner. An asynchronous operation ends when the run backing it closes: that run's completion callback
-(`completion_callback`) reaches the caller's shard owner, which records the outcome (`complete_operation`).
+A scheduled operation's start (and a cancel request) goes to its endpoint's worker through matching, or,
+for an endpoint with an external URL, over the Nexus HTTP protocol (nexus_http.py); each attempt first
+commits a watchdog timer and then waits in the background, so a handler that never answers cannot hold up
+the shard's queue, and an attempt lost with its node is retried by the timer on the shard's next owner. An
+asynchronous operation ends when the run backing it closes: that run's completion callback
+(`completion_callback`) reaches the caller's shard owner, in this cluster (`temporal://system`) or by a POST
+to the caller's callback URL, delivered with the same watchdog timers; the caller's shard owner records
+the outcome (`complete_operation`).
 Mirrors temporalio/temporal's components/nexusoperations executors; the history events themselves are
 written by nexus_operations.
 """
