@@ -343,7 +343,14 @@ class Node:
             if tls is not None and tls.frontend is not None
             else None
         )
-        api = HttpApi(InlineChannel(self._api_handlers, interceptors))
+        from hourglass.cluster.httpapi.nexus_routes import NexusRoutes
+        from hourglass.cluster.security.interceptor import AuthorizationInterceptor
+
+        authorization = next((i for i in interceptors if isinstance(i, AuthorizationInterceptor)), None)
+        nexus = NexusRoutes(
+            self.namespaces, self.store, self.history_api, self.matching_api, self.task_tokens, authorization
+        )
+        api = HttpApi(InlineChannel(self._api_handlers, interceptors), nexus)
         self.http_api = HttpApiServer(api, self.config.ip, self.config.http_port or 0, context)
         try:
             port = await self.http_api.start()
@@ -353,6 +360,13 @@ class Node:
                 f"cannot listen on {self.config.ip}:{self.config.http_port} for the HTTP API (is it in use?)"
             ) from e
         log.info("hourglass HTTP API listening on %s:%s", self.config.ip, port)
+        if self.history is not None:
+            # External Nexus endpoints are given this port's completion route as their callback URL, unless
+            # component.nexusoperations.callback.endpoint.template says otherwise.
+            host = "localhost" if self.config.ip in ("0.0.0.0", "::", "") else self.config.ip
+            self.history.nexus.callback_url_template = (
+                f"{self.http_api.scheme}://{host}:{port}/namespaces/{{{{.NamespaceName}}}}/nexus/callback"
+            )
 
     async def _serve_http(self, gate: Any) -> None:
         """The HTTP port (`node.metrics_port`): TLS like the frontend's port when `tls.frontend` is set."""

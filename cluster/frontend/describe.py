@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Memo, Payload, Priority, SearchAttributes, WorkflowExecution
 from temporalio.api.enums.v1 import (
+    CallbackState,
     EventType,
     NexusOperationCancellationState,
     PendingActivityState,
@@ -12,8 +13,10 @@ from temporalio.api.enums.v1 import (
     PendingWorkflowTaskState,
     WorkflowExecutionStatus,
 )
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import (
+    CallbackInfo,
     PendingActivityInfo,
     PendingChildExecutionInfo,
     PendingNexusOperationInfo,
@@ -27,6 +30,7 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.history import activity_ops, workflow_versioning
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.mutable_state import CallbackState as CallbackStateRecord
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import default_retry_policy
 
@@ -114,6 +118,7 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         resp.pending_activities.append(pending_activity(ai, now))
     for op in sorted(ms.nexus_operations.values(), key=lambda o: o.scheduled_event_id):
         resp.pending_nexus_operations.append(pending_nexus_operation(op))
+    resp.callbacks.extend(callbacks(ms))
     wt = ms.workflow_task
     if wt is not None:
         pwt = PendingWorkflowTaskInfo(
@@ -128,6 +133,43 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
             pwt.started_time.CopyFrom(to_timestamp(wt.started_time_ms))
         resp.pending_workflow_task.CopyFrom(pwt)
     return resp
+
+
+_CALLBACK_STATES = {
+    "scheduled": CallbackState.CALLBACK_STATE_SCHEDULED,
+    "backing_off": CallbackState.CALLBACK_STATE_BACKING_OFF,
+    "succeeded": CallbackState.CALLBACK_STATE_SUCCEEDED,
+    "failed": CallbackState.CALLBACK_STATE_FAILED,
+}
+
+
+def callbacks(ms: MutableState) -> list[CallbackInfo]:
+    """The run's completion callbacks and how their delivery goes (the reference's `callbacks`): standby
+    while the run is open, then scheduled, backing off between attempts, succeeded or failed."""
+    out = []
+    states = ms.info.callback_states
+    for index, callback in enumerate(ms.info.completion_callbacks):
+        state = states[index] if index < len(states) else CallbackStateRecord()
+        info = CallbackInfo(
+            callback=callback,
+            trigger=CallbackInfo.Trigger(workflow_closed=CallbackInfo.WorkflowClosed()),
+            registration_time=to_timestamp(ms.info.start_time_ms),
+            attempt=state.attempt,
+        )
+        if ms.running:
+            info.state = CallbackState.CALLBACK_STATE_STANDBY
+        else:
+            info.state = _CALLBACK_STATES.get(state.state, CallbackState.CALLBACK_STATE_SCHEDULED)
+        if state.last_attempt_complete_time_ms:
+            info.last_attempt_complete_time.CopyFrom(to_timestamp(state.last_attempt_complete_time_ms))
+        if state.last_failure:
+            info.last_attempt_failure.CopyFrom(
+                Failure(message=state.last_failure, application_failure_info=ApplicationFailureInfo())
+            )
+        if state.state == "backing_off" and state.next_attempt_time_ms:
+            info.next_attempt_schedule_time.CopyFrom(to_timestamp(state.next_attempt_time_ms))
+        out.append(info)
+    return out
 
 
 # What the reference's Go server sends for "no deadline": the zero time.Time, i.e. 0001-01-01T00:00:00Z.

@@ -11,6 +11,7 @@ from temporalio.api.common.v1 import Priority, WorkflowExecution
 from temporalio.api.enums.v1 import CommandType, WorkflowIdConflictPolicy, WorkflowIdReusePolicy
 
 from hourglass.cluster.errors import InvalidArgument
+from hourglass.cluster.frontend.callbacks import check_completion_callbacks
 from hourglass.cluster.history import standalone_ids
 from hourglass.cluster.history.commands import RESERVED_TASK_QUEUE_PREFIX
 from hourglass.cluster.history.cron import cron_error
@@ -134,6 +135,8 @@ def check_start_request(request, limit: int) -> None:
             "Invalid WorkflowIDReusePolicy: WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING cannot be used "
             "together with a WorkflowIDConflictPolicy"
         )
+    if "completion_callbacks" in request.DESCRIPTOR.fields_by_name:
+        check_completion_callbacks(request.completion_callbacks)
     require_non_negative(request.workflow_execution_timeout, "WorkflowExecutionTimeout")
     require_non_negative(request.workflow_run_timeout, "WorkflowRunTimeout")
     require_non_negative(request.workflow_task_timeout, "WorkflowTaskTimeout")

@@ -2167,6 +2167,18 @@ class HistoryEngine:
             await self._delete_run(shard, ExecutionKey(task.namespace_id, task.workflow_id, task.run_id))
             return
 
+        if task.kind == TimerKind.CALLBACK_RETRY:  # on a closed run: fire() is for running ones
+            try:
+                await self._update(
+                    task.namespace_id,
+                    task.workflow_id,
+                    task.run_id,
+                    lambda ms, tr: self.nexus.retry_callback(ms, tr, data),
+                )
+            except NotFound:
+                pass
+            return
+
         def fire(ms: MutableState, tr: Transition):
             if not ms.running:
                 return

@@ -55,6 +55,11 @@ class HistoryLimits:
     num_pending_cancel_requests_error: int = 2000
     # Nexus operations one run may have pending (the reference's default).
     max_concurrent_nexus_operations: int = 30
+    # The callback URL given to external Nexus endpoints (a Go template with {{.NamespaceName}} and
+    # {{.NamespaceID}}); "" (or the reference's "unset"): the node's own HTTP API port.
+    nexus_callback_url_template: str = ""
+    # The addresses completion callbacks may go to (frontend/callbacks.py); none: only temporal://system.
+    callback_address_rules: tuple = ()
     # A payload a request or a command carries (input, signal, query arguments, results): past the error
     # limit it is refused ("Blob data size exceeds limit."), past the warn limit logged.
     blob_size_error_bytes: int = 2 * 1024 * 1024
@@ -152,6 +157,15 @@ _ZERO_IS_UNLIMITED = {
 # Keys where 0 turns the feature off.
 _ZERO_IS_OFF = {"hourglass.groupCommit.lingerMs"}
 # Durations, kept in milliseconds.
+# The reference 1.32 reads the first; the others are its earlier names.
+_CALLBACK_ADDRESS_KEYS = (
+    "callback.allowedAddresses",
+    "chasm.callback.allowedAddresses",
+    "component.callbacks.allowedAddresses",
+)
+_STRING_KEYS = {
+    "component.nexusoperations.callback.endpoint.template": "nexus_callback_url_template",
+}
 _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
     "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
@@ -202,6 +216,19 @@ def apply_dynamic_config(config: Mapping[str, Any]) -> None:
             if ms <= 0:
                 raise ValueError(f"dynamic config {key} must be a positive duration, not {value!r}")
             setattr(LIMITS, _DURATION_KEYS[key], ms)
+            continue
+        if key in _CALLBACK_ADDRESS_KEYS:
+            from hourglass.cluster.frontend.callbacks import address_rules
+
+            try:
+                LIMITS.callback_address_rules = address_rules(value)
+            except ValueError as e:
+                raise ValueError(f"dynamic config {key} {e}") from None
+            continue
+        if key in _STRING_KEYS:
+            if not isinstance(value, str):
+                raise ValueError(f"dynamic config {key} must be a string, not {value!r}")
+            setattr(LIMITS, _STRING_KEYS[key], value)
             continue
         field = _KEYS.get(key)
         if field is None and key in RATE_LIMIT_KEYS:

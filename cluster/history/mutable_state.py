@@ -59,6 +59,19 @@ class WorkflowPause:
 
 
 @dataclass
+class CallbackState:
+    """The delivery of one completion callback to an http(s) URL (the reference's callback state machine):
+    `state` is "" until the run closes, then "scheduled", "backing_off" between attempts, "succeeded" or
+    "failed" (refused for good)."""
+
+    state: str = ""
+    attempt: int = 0
+    last_attempt_complete_time_ms: int = 0
+    last_failure: str = ""
+    next_attempt_time_ms: int = 0
+
+
+@dataclass
 class ExecutionInfo:
     namespace_id: str
     workflow_id: str
@@ -126,6 +139,8 @@ class ExecutionInfo:
     pause: WorkflowPause | None = None
     # The start request's completion callbacks: called when the run closes (Nexus operations it backs).
     completion_callbacks: list[Callback] = field(default_factory=list)
+    # How the delivery of each http(s) completion callback went (same order; describe shows it).
+    callback_states: list[CallbackState] = field(default_factory=list)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
     # Worker versioning: what the worker that last completed a workflow task reported (its behavior and

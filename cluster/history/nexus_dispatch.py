@@ -2,8 +2,9 @@
 
 The start request is the reference 1.32's: its headers (request-timeout, the request id, a link back to the
 scheduled event), the operation's service, name, request id, input and links, the endpoint's name and the
-capability to answer with Temporal failures. It goes to the endpoint's target (a namespace and task queue)
-through matching, where the handler's worker polls it (PollNexusTaskQueue). The worker's answer is one of:
+capability to answer with Temporal failures. It goes to the endpoint's target: a namespace and task queue,
+through matching, where the handler's worker polls it (PollNexusTaskQueue), or an external URL, over HTTP
+(nexus_http.py, which reads the HTTP answer into the same Outcome). The worker's answer is one of:
 a synchronous result, an asynchronous start (an operation token), an operation failure, or a handler error,
 which is retried unless the handler says it is not retryable.
 """
@@ -70,14 +71,21 @@ class Target:
     task_queue: str
 
 
-async def endpoint_target(store: Store, endpoint_id: str) -> Target | str:
+@dataclass
+class ExternalTarget:
+    """An endpoint whose handler is reached over the Nexus HTTP protocol at `url` (nexus_http.py)."""
+
+    url: str
+
+
+async def endpoint_target(store: Store, endpoint_id: str) -> Target | ExternalTarget | str:
     """Where the endpoint sends requests, or why it cannot be reached (its problem, as a message)."""
     _, records = await store.list_nexus_endpoints()
     for record in records:
         if record.id == endpoint_id:
             endpoint = Endpoint.FromString(record.data)
-            if endpoint.spec.target.WhichOneof("variant") != "worker":
-                return "endpoints with an external URL target are not served by Hourglass"
+            if endpoint.spec.target.WhichOneof("variant") == "external":
+                return ExternalTarget(endpoint.spec.target.external.url)
             worker = endpoint.spec.target.worker
             # The stored target names its namespace by id (cluster/frontend/nexus_endpoints.py).
             return Target(worker.namespace, worker.task_queue)
@@ -159,6 +167,7 @@ def start_request(
     timeout_s: float,
     now_ms: int,
     callback_token: str = "",
+    callback_url: str = SYSTEM_CALLBACK_URL,
 ) -> Request:
     link = event_link(namespace, workflow_id, run_id, op.scheduled_event_id, "NexusOperationScheduled")
     request = Request(endpoint=op.endpoint, scheduled_time=to_timestamp(now_ms))
@@ -177,7 +186,7 @@ def start_request(
         start.payload.CopyFrom(payload)
     start.links.append(Link(url=link, type=LINK_TYPE))
     if callback_token:
-        start.callback = SYSTEM_CALLBACK_URL
+        start.callback = callback_url
         start.callback_header[CALLBACK_TOKEN_HEADER] = callback_token
     request.start_operation.CopyFrom(start)
     return request

@@ -1,10 +1,13 @@
 """Nexus operations a run calls, as the shard's transfer queue carries them out.
 
-A scheduled operation's start (and a cancel request) goes to its endpoint's worker through matching; each
-attempt first commits a watchdog timer and then waits in the background, so a handler that never answers
-cannot hold up the shard's queue, and an attempt lost with its node is retried by the timer on the shard's
-next owner. An asynchronous operation ends when the run backing it closes: that run's completion callback
-(`completion_callback`) reaches the caller's shard owner, which records the outcome (`complete_operation`).
+A scheduled operation's start (and a cancel request) goes to its endpoint's worker through matching, or,
+for an endpoint with an external URL, over the Nexus HTTP protocol (nexus_http.py); each attempt first
+commits a watchdog timer and then waits in the background, so a handler that never answers cannot hold up
+the shard's queue, and an attempt lost with its node is retried by the timer on the shard's next owner. An
+asynchronous operation ends when the run backing it closes: that run's completion callback
+(`completion_callback`) reaches the caller's shard owner, in this cluster (`temporal://system`) or by a POST
+to the caller's callback URL, delivered with the same watchdog timers; the caller's shard owner records
+the outcome (`complete_operation`).
 Mirrors temporalio/temporal's components/nexusoperations executors; the history events themselves are
 written by nexus_operations.
 """
@@ -13,16 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING
 
+import httpx
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
+from temporalio.api.nexus.v1 import Link
 
 from hourglass.cluster.errors import InvalidArgument, NotFound, ServiceError
-from hourglass.cluster.history import nexus_dispatch, nexus_operations
-from hourglass.cluster.history.mutable_state import MutableState
+from hourglass.cluster.history import nexus_dispatch, nexus_http, nexus_operations
+from hourglass.cluster.history.limits import LIMITS
+from hourglass.cluster.history.mutable_state import CallbackState, MutableState
 from hourglass.cluster.history.shard import Shard
-from hourglass.cluster.history.tasks import TimerKind
+from hourglass.cluster.history.tasks import TimerKind, TransferKind
 from hourglass.cluster.history.timeutil import now_ms
 from hourglass.cluster.history.transition import Transition
 
@@ -37,13 +44,37 @@ class NexusExecutors:
 
     def __init__(self, engine: HistoryEngine) -> None:
         self._engine = engine
-        # Start / cancel attempts waiting for their handler's answer (see start).
+        # Start / cancel attempts waiting for their handler's answer (see start), and callback deliveries.
         self._attempts: set[asyncio.Task] = set()
+        # The callback URL an external endpoint's handler is given (the reference's dynamic config
+        # component.nexusoperations.callback.endpoint.template, a Go template naming {{.NamespaceName}}
+        # and {{.NamespaceID}}); the node sets its own HTTP port's URL when the config leaves it unset.
+        self.callback_url_template = ""
+        self._http: httpx.AsyncClient | None = None
 
     def stop(self) -> None:
         """Drop the attempts in flight: their watchdog timers retry them on the shards' next owners."""
         for task in list(self._attempts):
             task.cancel()
+        if self._http is not None:
+            client, self._http = self._http, None
+            try:
+                asyncio.get_running_loop().create_task(client.aclose())
+            except RuntimeError:
+                pass
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client of external endpoints and callback URLs (connections kept between attempts)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
+
+    def callback_url(self, namespace: str, namespace_id: str) -> str:
+        """The callback URL for an operation a run of `namespace` calls on an external endpoint; "" when
+        no template is configured and this node serves no HTTP port."""
+        template = LIMITS.nexus_callback_url_template or self.callback_url_template
+        return fill_template(template, namespace, namespace_id)
 
     async def start(self, shard: Shard, ms: MutableState, data: dict) -> None:
         """Hand a scheduled Nexus operation's start request to its endpoint's worker and record the answer.
@@ -70,6 +101,9 @@ class NexusExecutors:
         attempt = await self._arm_attempt(ms, op.scheduled_event_id, timeout, cancel=False)
         if attempt is None:
             return
+        callback_url = nexus_dispatch.SYSTEM_CALLBACK_URL
+        if isinstance(target, nexus_dispatch.ExternalTarget):
+            callback_url = self.callback_url(ms.info.namespace, ms.info.namespace_id)
         request = nexus_dispatch.start_request(
             op,
             a.input if a.HasField("input") else None,
@@ -82,6 +116,7 @@ class NexusExecutors:
             nexus_dispatch.callback_token(
                 self._engine.task_tokens, ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, op
             ),
+            callback_url or "",
         )
 
         def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
@@ -168,10 +203,13 @@ class NexusExecutors:
         backstop)."""
         scheduled_event_id = op.scheduled_event_id
         try:
-            answer = await self._engine.matching.dispatch_nexus_task(
-                target.namespace_id, target.task_queue, request, timeout
-            )
-            result = nexus_dispatch.outcome(answer)
+            if isinstance(target, nexus_dispatch.ExternalTarget):
+                result = await self._call_external(target, request, timeout)
+            else:
+                answer = await self._engine.matching.dispatch_nexus_task(
+                    target.namespace_id, target.task_queue, request, timeout
+                )
+                result = nexus_dispatch.outcome(answer)
             if not result.retry:
                 await self._record(ms, scheduled_event_id, lambda tr, pending: record(tr, pending, result))
                 return
@@ -202,6 +240,17 @@ class NexusExecutors:
         except ServiceError:
             pass  # the watchdog timer retries
 
+    async def _call_external(
+        self, target: nexus_dispatch.ExternalTarget, request, timeout: float
+    ) -> nexus_dispatch.Outcome:
+        """A start or cancel over the Nexus HTTP protocol (the reference's external endpoint targets)."""
+        if request.HasField("start_operation") and not request.start_operation.callback:
+            return nexus_dispatch.Outcome(
+                retry="no callback URL: set component.nexusoperations.callback.endpoint.template "
+                "or serve the HTTP API (--http-port)"
+            )
+        return await nexus_http.call(self.http, target.url, request, timeout)
+
     def _in_background(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._attempts.add(task)
@@ -216,18 +265,21 @@ class NexusExecutors:
         await self._engine._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
 
     async def completion_callback(self, shard: Shard, ms: MutableState, data: dict) -> None:
-        """A closed run backs a Nexus operation: tell the caller's run how it ended."""
+        """A closed run backs a Nexus operation: tell the caller's run how it ended, in this cluster
+        (`temporal://system`) or by a POST to the caller's callback URL (`_deliver`)."""
         callbacks = ms.info.completion_callbacks
-        if ms.running or data["index"] >= len(callbacks) or not callbacks[data["index"]].HasField("nexus"):
+        index = data["index"]
+        if ms.running or index >= len(callbacks) or not callbacks[index].HasField("nexus"):
             return
-        callback = callbacks[data["index"]].nexus
-        if callback.url != nexus_dispatch.SYSTEM_CALLBACK_URL:
-            log.warning(
-                "completion callback to %s not delivered: only %s is served",
-                callback.url,
-                nexus_dispatch.SYSTEM_CALLBACK_URL,
-            )
-            return
+        callback = callbacks[index].nexus
+        if callback.url == nexus_dispatch.SYSTEM_CALLBACK_URL:
+            await self._complete_in_cluster(shard, ms, index, callback)
+        elif callback.url.startswith(("http://", "https://")):
+            await self._deliver(shard, ms, index, callback)
+        else:
+            log.warning("completion callback to %s not delivered: unsupported URL scheme", callback.url)
+
+    async def _complete_in_cluster(self, shard: Shard, ms: MutableState, index: int, callback) -> None:
         try:
             token = nexus_dispatch.read_callback_token(
                 self._engine.task_tokens,
@@ -255,6 +307,108 @@ class NexusExecutors:
             )
         except NotFound:
             pass  # the caller's run is gone: nobody to tell
+
+        def delivered(sms: MutableState, tr: Transition) -> None:
+            state = callback_state(sms, index)
+            if state.state not in FINAL_STATES:
+                state.state, state.attempt, state.last_attempt_complete_time_ms = "succeeded", 1, tr.now
+                tr.dirty = True
+
+        info = ms.info
+        await self._engine._update(info.namespace_id, info.workflow_id, info.run_id, delivered)
+
+    async def _deliver(self, shard: Shard, ms: MutableState, index: int, callback) -> None:
+        """POST the run's outcome to an http(s) callback URL (the reference's components/callbacks).
+
+        As for operation starts, each attempt first commits a watchdog timer (its timeout plus the
+        backoff) and then posts in the background: a node that dies mid-delivery loses nothing, the timer
+        brings the delivery back on the shard's next owner. A refusal the caller says is final (a bad
+        token, say) ends the delivery as failed; anything else is retried, 1 s doubling to 1 h apart."""
+        info = ms.info
+        timeout = CALLBACK_REQUEST_TIMEOUT_S
+
+        def arm(sms: MutableState, tr: Transition) -> int | None:
+            if sms.running or index >= len(sms.info.completion_callbacks):
+                return None
+            state = callback_state(sms, index)
+            if state.state in FINAL_STATES:
+                return None
+            state.attempt += 1
+            state.state = "scheduled"
+            tr.timer(
+                TimerKind.CALLBACK_RETRY,
+                tr.now + int(timeout * 1000) + nexus_dispatch.retry_delay_ms(state.attempt),
+                index=index,
+                attempt=state.attempt,
+            )
+            tr.dirty = True
+            return state.attempt
+
+        attempt = await self._engine._update(info.namespace_id, info.workflow_id, info.run_id, arm)
+        if attempt is None:
+            return
+        (close_event, *_) = await shard.read_events(ms, info.close_event_id)
+        result, failure, canceled = nexus_dispatch.completion_of(close_event)
+        started = nexus_dispatch.event_link(
+            info.namespace, info.workflow_id, info.run_id, 1, "WorkflowExecutionStarted"
+        )
+        headers, body = nexus_http.completion_request(
+            dict(callback.header),
+            result,
+            failure,
+            canceled,
+            "",
+            info.start_time_ms,
+            info.close_time_ms,
+            [Link(url=started, type=nexus_dispatch.LINK_TYPE)],
+        )
+        self._in_background(self._post_callback(ms, index, attempt, callback.url, headers, body, timeout))
+
+    async def _post_callback(
+        self, ms: MutableState, index: int, attempt: int, url: str, headers, body: bytes, timeout: float
+    ) -> None:
+        try:
+            response = await self.http.post(url, headers=headers, content=body, timeout=timeout)
+        except httpx.HTTPError as e:
+            problem, retryable = f"request failed: {e!r}", True
+        else:
+            if 200 <= response.status_code < 300:
+                problem, retryable = "", False
+            else:
+                problem, retryable = nexus_http.completion_error(response)
+        if problem:
+            log.info("completion callback to %s: attempt %d: %s", url, attempt, problem)
+
+        def record(sms: MutableState, tr: Transition) -> None:
+            state = callback_state(sms, index)
+            if state.attempt != attempt or state.state in FINAL_STATES:
+                return
+            state.last_attempt_complete_time_ms = tr.now
+            state.last_failure = problem
+            tr.dirty = True
+            if not problem:
+                state.state = "succeeded"
+            elif not retryable:
+                state.state = "failed"
+            else:
+                state.state = "backing_off"
+                state.next_attempt_time_ms = tr.now + nexus_dispatch.retry_delay_ms(attempt)
+                tr.timer(TimerKind.CALLBACK_RETRY, state.next_attempt_time_ms, index=index, attempt=attempt)
+
+        info = ms.info
+        try:
+            await self._engine._update(info.namespace_id, info.workflow_id, info.run_id, record)
+        except ServiceError:
+            pass  # the watchdog timer tries again
+
+    def retry_callback(self, ms: MutableState, tr: Transition, data: dict) -> None:
+        """A callback's retry timer fired: the next attempt, unless one came since or the delivery ended."""
+        index = data["index"]
+        if ms.running or index >= len(ms.info.callback_states):
+            return
+        state = ms.info.callback_states[index]
+        if state.attempt == data["attempt"] and state.state not in FINAL_STATES:
+            tr.transfer(TransferKind.COMPLETION_CALLBACK, index=index)
 
     async def complete_operation(
         self,
@@ -284,3 +438,24 @@ class NexusExecutors:
                 nexus_operations.record_failed(tr, op, failure)
 
         await self._engine._update(namespace_id, execution.workflow_id, execution.run_id, record)
+
+
+# How long one callback POST may take (the reference's component.callbacks.request.timeout).
+CALLBACK_REQUEST_TIMEOUT_S = 10.0
+FINAL_STATES = ("succeeded", "failed")
+_TEMPLATE_FIELD = re.compile(r"\{\{\s*\.(NamespaceName|NamespaceID)\s*\}\}")
+
+
+def fill_template(template: str, namespace: str, namespace_id: str) -> str:
+    """The callback URL template with the namespace filled in (the two fields the reference offers)."""
+    if not template or template == "unset":
+        return ""
+    values = {"NamespaceName": namespace, "NamespaceID": namespace_id}
+    return _TEMPLATE_FIELD.sub(lambda m: values[m[1]], template)
+
+
+def callback_state(ms: MutableState, index: int) -> CallbackState:
+    states = ms.info.callback_states
+    while len(states) <= index:
+        states.append(CallbackState())
+    return states[index]

@@ -34,6 +34,7 @@ class TimerKind:
     WORKFLOW_BACKOFF = "workflow_backoff"  # a delayed start (start delay, later cron/retry): first task now
     NEXUS_TIMEOUT = "nexus_timeout"  # a Nexus operation's schedule-to-close timeout
     NEXUS_RETRY = "nexus_retry"  # a Nexus start (or cancel) attempt got no answer: try again
+    CALLBACK_RETRY = "callback_retry"  # a completion callback's delivery got no answer: try again
 
 
 @dataclass

@@ -26,6 +26,7 @@ from aiohttp import web
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.rpc import status_pb2
 
+from hourglass.cluster.httpapi import nexus_routes
 from hourglass.cluster.httpapi import routes as api_routes
 from hourglass.cluster.httpapi.inline import CallResult, InlineChannel, InlineContext
 from hourglass.cluster.httpapi.temporal_json import (
@@ -88,8 +89,10 @@ def status_body(code: grpc.StatusCode, message: str, status: status_pb2.Status |
 class HttpApi:
     """The aiohttp application of the HTTP API over an InlineChannel."""
 
-    def __init__(self, channel: InlineChannel) -> None:
+    def __init__(self, channel: InlineChannel, nexus: Any = None) -> None:
         self.channel = channel
+        # The Nexus routes (nexus_routes.NexusRoutes): completions and external callers' operations.
+        self.nexus = nexus
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_response_prepare.append(_server_header)
@@ -112,6 +115,9 @@ class HttpApi:
         form = request.method == "POST" and request.content_type == FORM_CONTENT_TYPE
         method = request.headers.get("X-HTTP-Method-Override", "").upper() if form else ""
         path = request.raw_path.split("?", 1)[0]
+        parts = path.strip("/").split("/")
+        if self.nexus is not None and nexus_routes.is_nexus_path(parts):
+            return await self.nexus.handle(request, parts)
         try:
             found = api_routes.match(method or request.method, path, any_method=form)
         except api_routes.RouteNotFound as e:

@@ -12,6 +12,7 @@ from hourglass.cluster.security.claims import Claims, Role
 
 WORKFLOW_SERVICE = "/temporal.api.workflowservice.v1.WorkflowService/"
 OPERATOR_SERVICE = "/temporal.api.operatorservice.v1.OperatorService/"
+NEXUS_SERVICE = "/temporal.api.nexusservice.v1.NexusService/"
 TEST_SERVICE = "/temporal.api.testservice.v1.TestService/"
 CLUSTER_SERVICE = "/hourglass.internal.v1.ClusterService/"
 
@@ -95,6 +96,10 @@ def _table() -> dict[str, tuple[Scope, Access]]:
         "CreateNexusEndpoint UpdateNexusEndpoint DeleteNexusEndpoint GetNexusEndpoint ListNexusEndpoints"
     ).split():
         table[OPERATOR_SERVICE + name] = (_CL, _A)
+    # The Nexus HTTP routes (httpapi/nexus_routes.py), by the reference's method names: a completion and an
+    # external caller's start or cancel act on the namespace's runs.
+    for name in ("CompleteNexusOperation", "DispatchNexusTask"):
+        table[NEXUS_SERVICE + name] = (_NS, _W)
     # Hourglass's own: the member table and shard map, for operators (`hourglass cluster status`).
     table[CLUSTER_SERVICE + "Status"] = (_CL, _A)
     # The time-skipping control of a test server: reading the clock is a read, moving it acts on every

@@ -234,7 +234,9 @@ class LocalCluster:
             "log_level: info\n"
             # PauseWorkflowExecution is off by default (as on the reference); tests/cluster/test_workers.py
             # pauses through one node and unpauses through another.
-            'dynamic_config: {"frontend.WorkflowPauseEnabled": true}\n'
+            # tests/cluster/test_nexus.py attaches completion callbacks to a receiver of its own on 127.0.0.1.
+            'dynamic_config: {"frontend.WorkflowPauseEnabled": true, '
+            '"callback.allowedAddresses": [{Pattern: "127.0.0.1:*", AllowInsecure: true}]}\n'
             f"node: {{ip: {ip}, port: {port}, http_port: {api_port}"
             + (f", metrics_port: {http_port}" if http_port else "")
             + "}\n"

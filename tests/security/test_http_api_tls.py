@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from cryptography import x509
 from prometheus_client import REGISTRY
 
 from hourglass.cluster.config import AuthorizationSection, TLSSection
+from hourglass.cluster.history import nexus_dispatch
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.sqlite.store import SQLiteStore
 
@@ -151,3 +153,41 @@ async def test_a_replaced_certificate_serves_new_connections_without_a_restart(n
         assert asyncio.get_running_loop().time() < deadline, "the old certificate is still served"
         await asyncio.sleep(REFRESH_S)
     assert after == x509.load_pem_x509_certificate(fresh.cert.read_bytes()).serial_number
+
+
+async def test_the_nexus_routes_are_authorized_as_the_rest_of_the_port(
+    node: Node, keys: JWTKeys, pki: PKI
+) -> None:
+    """A completion needs NexusService/CompleteNexusOperation, a start NexusService/DispatchNexusTask: a
+    writer in the namespace with the default authorizer; nobody else gets past the authorizer (403, a bad
+    token 401), whatever the callback token."""
+    ns = await node.namespaces.get("default")
+    operation = SimpleNamespace(scheduled_event_id=5, request_id="request-1")
+    token = nexus_dispatch.callback_token(
+        node.task_tokens, ns.id, "no-such-workflow", "no-such-run", operation
+    )
+    completion = {
+        "Nexus-Operation-State": "succeeded",
+        "Content-Type": "application/json",
+        "Temporal-Callback-Token": token,
+    }
+    start = {"Request-Timeout": "500ms", "Content-Type": "application/json"}
+    start_path = "/namespaces/default/task-queues/nobody-polls/nexus-services/svc/op"
+    denied = {"message": "permission denied", "metadata": {"type": "nexus.HandlerError"}}
+    reader = {"Authorization": f"Bearer {keys.ec.token(['default:read'])}"}
+    writer = {"Authorization": f"Bearer {keys.rsa.token(['default:write'])}"}
+    stranger = {"Authorization": f"Bearer {keys.stranger.token(['default:write'])}"}
+    async with httpx.AsyncClient(base_url=base(node), verify=context(pki, pki.client), timeout=15) as http:
+        for who in ({}, reader, stranger):
+            for path, headers in (("/namespaces/default/nexus/callback", completion), (start_path, start)):
+                refused = await http.post(path, headers={**headers, **who}, content=b'"x"')
+                assert refused.status_code in (401, 403), (path, who, refused.text)
+                if refused.status_code == 403:
+                    assert {k: refused.json()[k] for k in denied} == denied
+        # A writer passes: the completion names no run (404), the start finds no worker (520).
+        passed = await http.post(
+            "/namespaces/default/nexus/callback", headers={**completion, **writer}, content=b'"x"'
+        )
+        assert passed.status_code == 404, passed.text
+        passed = await http.post(start_path, headers={**start, **writer}, content=b'"x"')
+        assert (passed.status_code, passed.json()["message"]) == (520, "upstream timeout")
