@@ -11,6 +11,7 @@ from hourglass.cluster.admin_service import AdminService
 from hourglass.cluster.drain import Drainer
 from hourglass.cluster.history.engine import HistoryEngine
 from hourglass.cluster.matching.engine import MatchingEngine
+from hourglass.cluster.matching.sticky_placement import STICKY_METHODS
 from hourglass.cluster.membership.keyring import Keyring
 from hourglass.cluster.membership.swim import Swim, SwimConfig
 from hourglass.cluster.ownership import OwnershipController
@@ -173,7 +174,9 @@ class ClusterMember:
                 invoke_handler(
                     "MatchingService",
                     self.matching,
-                    frozenset(MATCHING_ROUTES) | {"respond_query_task_completed", "respond_nexus_task"},
+                    frozenset(MATCHING_ROUTES)
+                    | {"respond_query_task_completed", "respond_nexus_task"}
+                    | STICKY_METHODS,
                 ),
                 invoke_handler("ScheduleService", self.schedules, frozenset(SCHEDULE_ROUTES)),
                 *(

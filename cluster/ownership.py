@@ -16,6 +16,7 @@ import logging
 import time
 
 from hourglass.cluster.history.engine import HistoryEngine
+from hourglass.cluster.matching import sticky_placement
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.membership.swim import Swim
 from hourglass.cluster.placement import Placement
@@ -96,6 +97,8 @@ class OwnershipController:
                 await self.history.release_shard(shard_id)
 
         def keep(key, partition) -> bool:
+            if partition.sticky:  # served where its worker polls, not where the ring places it
+                return sticky_placement.keeps(partition, me, self.placement)
             return (
                 quorate
                 and partition.epoch == epoch

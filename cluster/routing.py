@@ -17,12 +17,13 @@ import logging
 import random
 from collections.abc import Callable
 
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 
 from hourglass.cluster.batcher.engine import BatchEngine
 from hourglass.cluster.errors import NodeUnreachable, ShardNotOwned, Unavailable
 from hourglass.cluster.history import standalone_ids
 from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
+from hourglass.cluster.matching import sticky_placement
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.placement import Placement
 from hourglass.cluster.rpc.client import DEFAULT_TIMEOUT_S, InternalClient
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 WORKFLOW = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 ACTIVITY = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
 NEXUS = TaskQueueType.TASK_QUEUE_TYPE_NEXUS
+STICKY = TaskQueueKind.TASK_QUEUE_KIND_STICKY
 # Long enough for a new owner to take a shard (one LWT) after the ring moved it.
 RETRY_DELAY_S = 0.5
 # How much longer than a long poll's own timeout its owner may take to answer it: room for a task it
@@ -120,7 +122,8 @@ MATCHING_ROUTES: dict[str, Callable[[tuple], tuple[str, str, int]]] = {
     "queue_status": lambda a: (a[0], a[1], a[2]),
     "queue_config": lambda a: (a[0], a[1], a[2]),
     "update_queue_config": lambda a: (a[0], a[1], a[2]),
-    # ShutdownWorker: the sticky queue lives where the ring places it, like any workflow queue.
+    # Sticky queues live where their worker polls (sticky_placement.py): ShutdownWorker's unload goes to
+    # every member, a versioned worker's note to the member its sticky polls go to.
     "unload_sticky_queue": lambda a: (a[0], a[1], WORKFLOW),
     "note_sticky_version": lambda a: (a[0], a[1], WORKFLOW),
     "redirect_backlog": lambda a: (a[0], a[1], a[2]),
@@ -215,6 +218,13 @@ def _bind(fn: Callable, args: tuple, kwargs: dict, pick=None) -> tuple[tuple, fl
     return bound.args, rpc_timeout
 
 
+def _arguments(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """Every argument of a call to `fn` by name, defaults included, in the method's order."""
+    bound = _signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 class RoutedHistory:
     def __init__(self, engine: HistoryEngine, router: Router) -> None:
         self.engine = engine
@@ -227,7 +237,9 @@ class RoutedHistory:
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
-        args, timeout = _bind(local, args, kwargs)
+        args, timeout = _bind(
+            local, args, kwargs, self._name_sticky_home if name == "respond_workflow_task_completed" else None
+        )
         namespace_id, workflow_id = HISTORY_ROUTES[name](args)
         shard_id = shard_id_for(namespace_id, workflow_id, self.engine.shard_count)
         return await self.router.run(
@@ -239,6 +251,20 @@ class RoutedHistory:
             args,
             timeout,
         )
+
+    def _name_sticky_home(self, arguments: dict) -> None:
+        """A completion that makes the run sticky names the member that serves the worker's sticky queue:
+        the one it polls through, which is the one its completion came through (sticky_placement.py)."""
+        request = arguments["request"]
+        if not arguments["sticky_member"] and request.sticky_attributes.worker_task_queue.name:
+            arguments["sticky_member"] = (
+                sticky_placement.home(
+                    self.router,
+                    arguments["token"].namespace_id,
+                    request.sticky_attributes.worker_task_queue.name,
+                )
+                or ""
+            )
 
 
 class RoutedSchedules:
@@ -297,11 +323,45 @@ class RoutedMatching:
     def __init__(self, engine: MatchingEngine, router: Router) -> None:
         self.engine = engine
         self.router = router
+        self.sticky = sticky_placement.StickyRoutes(engine, router)
 
     def __getattr__(self, name: str):
         if name not in MATCHING_ROUTES:
             return getattr(self.engine, name)
         return functools.partial(self._call, name)
+
+    async def add_workflow_task(self, *args, **kwargs) -> None:
+        """A sticky task goes to the member serving its sticky queue (sticky_placement.py); any other as
+        routed."""
+        arguments = _arguments(self.engine.add_workflow_task, args, kwargs)
+        if arguments["kind"] == STICKY:
+            return await self.sticky.add(tuple(arguments.values()), arguments["member"])
+        return await self._call("add_workflow_task", **arguments)
+
+    async def query_workflow(self, *args, **kwargs):
+        """A sticky run's query is asked of its sticky queue's member first, then of the normal queue."""
+        arguments = _arguments(self.engine.query_workflow, args, kwargs)
+        if arguments["sticky_queue"] and arguments["sticky_member"]:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + arguments["timeout"]
+            answer = await self.sticky.query(
+                arguments["sticky_member"],
+                arguments["namespace_id"],
+                arguments["sticky_queue"],
+                arguments["execution"],
+                arguments["query"],
+                min(arguments["sticky_timeout"], arguments["timeout"]),
+            )
+            if answer is not None:
+                return answer
+            arguments.update(sticky_queue="", sticky_member="", timeout=max(deadline - loop.time(), 0.0))
+        return await self._call("query_workflow", **arguments)
+
+    async def unload_sticky_queue(self, namespace_id: str, name: str) -> None:
+        await self.sticky.unload(namespace_id, name)
+
+    async def sticky_pollers(self, namespace_id: str, name: str) -> list[tuple[str, float, str, float]]:
+        return await self.sticky.pollers(namespace_id, name)
 
     async def _call(self, name: str, *args, **kwargs):
         local = getattr(self.engine, name)
@@ -317,9 +377,16 @@ class RoutedMatching:
         namespace_id, queue, task_type = MATCHING_ROUTES[name](args)
         signature = _signature(local).parameters
         number = args[list(signature).index("partition")] if "partition" in signature else 0
+        sticky = name == "note_sticky_version" or (
+            name == "poll_workflow_task" and args[list(signature).index("kind")] == STICKY
+        )
         return await self.router.run(
             f"task queue {queue}" if number == 0 else f"task queue partition /_sys/{queue}/{number}",
-            lambda: self.router.placement.partition_owner(namespace_id, queue, task_type, number),
+            (
+                (lambda: self.sticky.home(namespace_id, queue))
+                if sticky
+                else (lambda: self.router.placement.partition_owner(namespace_id, queue, task_type, number))
+            ),
             local,
             "matching",
             name,

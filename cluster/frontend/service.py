@@ -605,6 +605,7 @@ class WorkflowService(WorkflowServiceServicer):
             sticky_queue=ms.info.sticky_task_queue,
             sticky_timeout=ms.info.sticky_schedule_to_start_timeout_ms / 1000,
             pinned=workflow_versioning.pinned_version(ms),
+            sticky_member=ms.info.sticky_member,
         )
         if answer.completed_type == QueryResultType.QUERY_RESULT_TYPE_FAILED:
             raise QueryFailed(answer.error_message)

@@ -62,9 +62,11 @@ async def describe_task_queue(
     name = request.task_queue.name
     sticky = request.task_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY
     task_type = request.task_queue_type or TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
-    resp = DescribeTaskQueueResponse(pollers=await _pollers(matching, namespace_id, name, task_type))
     if sticky:
-        return resp
+        # In a cluster each member serves the sticky queues its workers poll it for: all are asked.
+        rows = await matching.sticky_pollers(namespace_id, name)
+        return DescribeTaskQueueResponse(pollers=_poller_infos(rows))
+    resp = DescribeTaskQueueResponse(pollers=await _pollers(matching, namespace_id, name, task_type))
     deployments = matching.deployments
     for deployment, build_id in await deployments.versions_polling(namespace_id, name, task_type):
         queue = versioned_queue(name, deployment, build_id)
@@ -177,9 +179,13 @@ def _is_child_partition(name: str) -> bool:
 
 
 async def _pollers(matching, namespace_id: str, name: str, task_type: int) -> list[PollerInfo]:
+    return _poller_infos(await matching.poller_info(namespace_id, name, task_type))
+
+
+def _poller_infos(rows) -> list[PollerInfo]:
     now = time.time()
     pollers = []
-    for identity, age, build_id, rate in await matching.poller_info(namespace_id, name, task_type):
+    for identity, age, build_id, rate in rows:
         if age >= POLLER_HORIZON_S:
             continue
         poller = PollerInfo(

@@ -182,10 +182,12 @@ class Matching(Protocol):
         kind: int = TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
         pinned: str = "",
         ramping: bool = False,
+        member: str = "",
     ) -> None:
         """Raises StickyWorkerUnavailable for a sticky queue nobody polled lately. `pinned`: the only
         deployment version ("name:build") whose pollers may take it ("" = any poller); `ramping`: to the
-        queue's ramping version, if it has one (a run continued as new with USE_RAMPING_VERSION)."""
+        queue's ramping version, if it has one (a run continued as new with USE_RAMPING_VERSION); `member`:
+        in a cluster, the member serving a sticky queue (cluster/matching/sticky_placement.py)."""
 
     async def add_activity_task(
         self,
@@ -964,9 +966,14 @@ class HistoryEngine:
         return wt
 
     async def respond_workflow_task_completed(
-        self, token: TaskToken, request: RespondWorkflowTaskCompletedRequest, max_blob_bytes: int
+        self,
+        token: TaskToken,
+        request: RespondWorkflowTaskCompletedRequest,
+        max_blob_bytes: int,
+        sticky_member: str = "",
     ) -> RespondWorkflowTaskCompletedResponse:
-        """Apply the worker's commands and update messages. The reply carries the event id the worker must
+        """Apply the worker's commands and update messages (`sticky_member`: in a cluster, the member that
+        serves the worker's sticky queue, kept with it in the run's state). The reply carries the event id the worker must
         roll its history back to when a speculative task is dropped (reset_history_event_id), the
         activities it asked to run eagerly, already started for it, and the next workflow task, already
         started, when the worker asked for it (return_new_workflow_task) and the completion scheduled one.
@@ -1034,7 +1041,9 @@ class HistoryEngine:
             sticky = request.sticky_attributes if request.HasField("sticky_attributes") else None
             if sticky is not None and sticky.HasField("worker_task_queue"):
                 ms.set_sticky(
-                    sticky.worker_task_queue.name, sticky.schedule_to_start_timeout.ToMilliseconds()
+                    sticky.worker_task_queue.name,
+                    sticky.schedule_to_start_timeout.ToMilliseconds(),
+                    sticky_member,
                 )
             else:
                 ms.clear_sticky()
@@ -1948,6 +1957,7 @@ class HistoryEngine:
                     execution,
                     wt.scheduled_event_id,
                     TaskQueueKind.TASK_QUEUE_KIND_STICKY,
+                    member=ms.info.sticky_member,
                 )
                 return
             except StickyWorkerUnavailable:

@@ -120,6 +120,9 @@ class ExecutionInfo:
     # it within the schedule-to-start timeout.
     sticky_task_queue: str = ""
     sticky_schedule_to_start_timeout_ms: int = 0
+    # In a cluster: the member that serves the sticky queue (the one the worker polls through), so the next
+    # task is added straight there ("" = unknown: the task goes to the normal queue). Never shown to clients.
+    sticky_member: str = ""
     # The first workflow task each worker build completed (where a reset can go back to), and the build
     # of the last completed task: describe shows both, as the reference's auto reset points.
     auto_reset_points: ResetPoints | None = None
@@ -360,9 +363,10 @@ class MutableState:
     def sticky(self) -> bool:
         return bool(self.info.sticky_task_queue)
 
-    def set_sticky(self, task_queue: str, schedule_to_start_timeout_ms: int) -> None:
+    def set_sticky(self, task_queue: str, schedule_to_start_timeout_ms: int, member: str = "") -> None:
         self.info.sticky_task_queue = task_queue
         self.info.sticky_schedule_to_start_timeout_ms = schedule_to_start_timeout_ms if task_queue else 0
+        self.info.sticky_member = member if task_queue else ""
 
     def clear_sticky(self) -> None:
         self.set_sticky("", 0)

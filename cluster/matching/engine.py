@@ -259,7 +259,10 @@ class MatchingEngine:
         key = TaskQueueKey(namespace_id, name, task_type, number)
         p = self._partitions.get(key)
         if p is None or p.closed:
-            if self.owns is not None and not self.owns(key):
+            # A sticky queue is served where its worker polls, not where the ring places it
+            # (sticky_placement.py).
+            sticky = kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY
+            if self.owns is not None and not sticky and not self.owns(key):
                 raise ShardNotOwned(f"task queue partition {name} is not owned by this node")
             writable = None
             epoch = None
@@ -272,6 +275,7 @@ class MatchingEngine:
             persistent = kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY and task_type != NEXUS
             p = Partition(key, self.store, persistent=persistent, writable=writable)
             p.epoch = epoch
+            p.sticky = sticky
             if number > 0:
                 p.on_backlog = self._start_pump
             self._partitions[key] = p
@@ -608,11 +612,13 @@ class MatchingEngine:
         partition: int = -1,
         pinned: str = "",
         ramping: bool = False,
+        member: str = "",
     ) -> None:
         """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the deployment
         version ("deployment:build") of a pinned run, whose queue alone gets the task ("" = routed);
         `ramping`: to the queue's ramping version whatever the percentage (continue-as-new's
-        USE_RAMPING_VERSION), when it has one."""
+        USE_RAMPING_VERSION), when it has one. `member` (a sticky queue's server) is for the cluster's
+        router: here the sticky queue is this member's own."""
         task = MatchedTask(namespace_id, execution, scheduled_event_id)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
@@ -907,19 +913,20 @@ class MatchingEngine:
         sticky_queue: str = "",
         sticky_timeout: float = 0.0,
         pinned: str = "",
+        sticky_member: str = "",
     ):
         """Dispatch a query to a worker and wait for its answer. A sticky run is asked on its sticky queue
         first (that worker has it cached), for at most `sticky_timeout`; failing that its stickiness is
-        reset and the query goes to the normal queue, as on the reference."""
+        reset and the query goes to the normal queue, as on the reference. `sticky_member` (the member
+        serving the sticky queue) is for the cluster's router (sticky_placement.py)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if sticky_queue:
-            partition = self.sticky_partition(namespace_id, sticky_queue)
-            if partition is not None:
-                try:
-                    return await self._query(partition, execution, query, min(sticky_timeout, timeout))
-                except DeadlineExceeded:
-                    pass
+            answer = await self.query_sticky(
+                namespace_id, sticky_queue, execution, query, min(sticky_timeout, timeout)
+            )
+            if answer is not None:
+                return answer
             try:
                 await self.history.reset_sticky_task_queue(namespace_id, execution)
             except NotFound:
@@ -932,6 +939,30 @@ class MatchingEngine:
             )
         partition = self.partition(namespace_id, task_queue, WORKFLOW)
         return await self._query(partition, execution, query, max(deadline - loop.time(), 0.0))
+
+    async def query_sticky(
+        self,
+        namespace_id: str,
+        sticky_queue: str,
+        execution: WorkflowExecution,
+        query: WorkflowQuery,
+        timeout: float,
+    ):
+        """Ask the worker polling sticky queue `sticky_queue` here (it has the run cached); None if no worker
+        polled it lately or none answered within `timeout`."""
+        partition = self.sticky_partition(namespace_id, sticky_queue)
+        if partition is None:
+            return None
+        try:
+            return await self._query(partition, execution, query, timeout)
+        except DeadlineExceeded:
+            return None
+
+    async def sticky_pollers(
+        self, namespace_id: str, sticky_queue: str
+    ) -> list[tuple[str, float, str, float]]:
+        """The pollers of a sticky queue held here (DescribeTaskQueue of a sticky queue)."""
+        return await self.partition_pollers(namespace_id, sticky_queue, WORKFLOW, 0)
 
     async def _query(
         self, partition: Partition, execution: WorkflowExecution, query: WorkflowQuery, timeout: float

@@ -78,6 +78,8 @@ class Partition:
         self.key = key
         self.store = store
         self.persistent = persistent
+        # A worker's sticky queue (in memory, served where the worker polls: sticky_placement.py).
+        self.sticky = False
         # In a cluster: whether this node may still write the partition (membership quorum and epoch).
         self._writable = writable
         self.epoch: int | None = None
