@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Memo, Payload, Priority, SearchAttributes, WorkflowExecution
 from temporalio.api.enums.v1 import (
+    CallbackState,
     EventType,
     NexusOperationCancellationState,
     PendingActivityState,
@@ -14,6 +15,7 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import (
+    CallbackInfo,
     PendingActivityInfo,
     PendingChildExecutionInfo,
     PendingNexusOperationInfo,
@@ -27,6 +29,7 @@ from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.history import activity_ops, workflow_versioning
 from hourglass.cluster.history.mutable_state import ActivityInfo, MutableState
+from hourglass.cluster.history.mutable_state import CallbackState as CallbackLife
 from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import default_retry_policy
 
@@ -114,6 +117,7 @@ def describe(ms: MutableState) -> rr.DescribeWorkflowExecutionResponse:
         resp.pending_activities.append(pending_activity(ai, now))
     for op in sorted(ms.nexus_operations.values(), key=lambda o: o.scheduled_event_id):
         resp.pending_nexus_operations.append(pending_nexus_operation(op))
+    resp.callbacks.extend(callback_infos(ms))
     wt = ms.workflow_task
     if wt is not None:
         pwt = PendingWorkflowTaskInfo(
@@ -173,6 +177,40 @@ def _extended_info(ms: MutableState, ext: WorkflowExecutionExtendedInfo) -> None
         ext.request_id_infos[request_id].CopyFrom(
             RequestIdInfo(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, event_id=1)
         )
+    for attached, event_id in info.attached_request_ids.items():
+        ext.request_id_infos[attached].CopyFrom(
+            RequestIdInfo(
+                event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED, event_id=event_id
+            )
+        )
+
+
+def callback_infos(ms: MutableState) -> list[CallbackInfo]:
+    """The run's Nexus completion callbacks (its start's and those later starts attached), as the
+    reference lists them: STANDBY until the run closes, then SCHEDULED until delivered (SUCCEEDED) or
+    refused for good (FAILED)."""
+    out = []
+    for index, callback in enumerate(ms.info.completion_callbacks):
+        if not callback.HasField("nexus"):
+            continue
+        states = ms.info.callback_states
+        state = states[index] if index < len(states) else CallbackLife(ms.info.start_time_ms)
+        cb = CallbackInfo(registration_time=to_timestamp(state.registration_time_ms), attempt=state.attempt)
+        cb.callback.CopyFrom(callback)
+        cb.trigger.workflow_closed.SetInParent()
+        if ms.running:
+            cb.state = CallbackState.CALLBACK_STATE_STANDBY
+        elif state.succeeded:
+            cb.state = CallbackState.CALLBACK_STATE_SUCCEEDED
+        elif state.failure:
+            cb.state = CallbackState.CALLBACK_STATE_FAILED
+            cb.last_attempt_failure.message = state.failure
+        else:
+            cb.state = CallbackState.CALLBACK_STATE_SCHEDULED
+        if state.last_attempt_complete_time_ms:
+            cb.last_attempt_complete_time.CopyFrom(to_timestamp(state.last_attempt_complete_time_ms))
+        out.append(cb)
+    return out
 
 
 def pending_activity(ai: ActivityInfo, now: int) -> PendingActivityInfo:

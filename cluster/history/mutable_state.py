@@ -47,6 +47,19 @@ class ParentInfo:
 
 
 @dataclass
+class CallbackState:
+    """A completion callback's life, as describe's CallbackInfo shows it (same order as the callbacks):
+    when it was registered (the start, or a start that attached to the running run) and its delivery."""
+
+    registration_time_ms: int
+    attempt: int = 0
+    last_attempt_complete_time_ms: int = 0
+    succeeded: bool = False
+    # Why the last delivery failed for good ("" = it did not).
+    failure: str = ""
+
+
+@dataclass
 class WorkflowPause:
     """Who paused the run (PauseWorkflowExecution), when and why: describe's pause_info. A paused run
     gets no workflow task and no activity attempt until it is unpaused (its events still come in)."""
@@ -126,6 +139,10 @@ class ExecutionInfo:
     pause: WorkflowPause | None = None
     # The start request's completion callbacks: called when the run closes (Nexus operations it backs).
     completion_callbacks: list[Callback] = field(default_factory=list)
+    callback_states: list[CallbackState] = field(default_factory=list)
+    # Request ids a start that found this run running attached to it (USE_EXISTING with
+    # on_conflict_options.attach_request_id) -> the WorkflowExecutionOptionsUpdated event that recorded it.
+    attached_request_ids: dict[str, int] = field(default_factory=dict)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
     # Worker versioning: what the worker that last completed a workflow task reported (its behavior and

@@ -92,9 +92,9 @@ class NexusExecutors:
                     tr, pending, result.failure
                 )
             elif result.synchronous:
-                nexus_operations.record_completed(tr, pending, result.result)
+                nexus_operations.record_completed(tr, pending, result.result, result.links)
             else:
-                nexus_operations.record_started(tr, pending, result.operation_token)
+                nexus_operations.record_started(tr, pending, result.operation_token, links=result.links)
 
         self._in_background(self._attempt(ms, op, target, request, timeout, attempt, False, record))
 
@@ -122,7 +122,9 @@ class NexusExecutors:
         attempt = await self._arm_attempt(ms, op.scheduled_event_id, timeout, cancel=True)
         if attempt is None:
             return
-        request = nexus_dispatch.cancel_request(op, timeout, now_ms())
+        event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
+        header = dict(event.nexus_operation_scheduled_event_attributes.nexus_header)
+        request = nexus_dispatch.cancel_request(op, timeout, now_ms(), header)
 
         def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
             if not pending.cancel_delivered:
@@ -242,6 +244,7 @@ class NexusExecutors:
             return
         (close_event, *_) = await shard.read_events(ms, ms.info.close_event_id)
         result, failure, canceled = nexus_dispatch.completion_of(close_event)
+        problem = ""
         try:
             await self._engine.peers.complete_nexus_operation(
                 token.namespace_id,
@@ -253,8 +256,32 @@ class NexusExecutors:
                 failure,
                 canceled,
             )
-        except NotFound:
-            pass  # the caller's run is gone: nobody to tell
+        except NotFound as e:
+            problem = e.message  # the caller's run is gone: nobody to tell
+        await self._record_delivery(ms, data["index"], problem)
+
+    async def _record_delivery(self, ms: MutableState, index: int, problem: str) -> None:
+        """Keep how a completion callback's delivery went (describe's CallbackInfo shows it)."""
+
+        def record(sms: MutableState, tr: Transition) -> None:
+            states = sms.info.callback_states
+            if index >= len(states) or states[index].succeeded or states[index].failure:
+                return
+            state = states[index]
+            state.attempt += 1
+            state.last_attempt_complete_time_ms = tr.now
+            state.succeeded, state.failure = not problem, problem
+            tr.dirty = True
+
+        try:
+            await self._engine._update(ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, record)
+        except ServiceError:
+            log.info(
+                "completion callback %d of %s/%s: outcome not recorded",
+                index,
+                ms.info.workflow_id,
+                ms.info.run_id,
+            )
 
     async def complete_operation(
         self,
