@@ -15,11 +15,19 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Link, WorkflowExecution
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
+from temporalio.api.workflowservice.v1 import SignalWithStartWorkflowExecutionResponse
 
-from hourglass.cluster.errors import InvalidArgument, NotFound, ServiceError
-from hourglass.cluster.history import nexus_dispatch, nexus_operations
+from hourglass.cluster.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    WorkflowAlreadyStarted,
+)
+from hourglass.cluster.history import nexus_dispatch, nexus_operations, system_nexus
 from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind
@@ -58,8 +66,9 @@ class NexusExecutors:
             return
         event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
         a = event.nexus_operation_scheduled_event_attributes
-        target = await self._target(ms, op, nexus_operations.record_failed)
-        if target is None:
+        system = op.endpoint == system_nexus.ENDPOINT
+        target = None if system else await self._target(ms, op, nexus_operations.record_failed)
+        if target is None and not system:
             return
         timeout = nexus_dispatch.REQUEST_TIMEOUT_S
         if op.schedule_to_close_timeout_ms:
@@ -69,6 +78,9 @@ class NexusExecutors:
             timeout = min(timeout, left)
         attempt = await self._arm_attempt(ms, op.scheduled_event_id, timeout, cancel=False)
         if attempt is None:
+            return
+        if system:
+            self._in_background(self._system_start(ms, op, a.input if a.HasField("input") else None))
             return
         request = nexus_dispatch.start_request(
             op,
@@ -97,6 +109,53 @@ class NexusExecutors:
                 nexus_operations.record_started(tr, pending, result.operation_token, links=result.links)
 
         self._in_background(self._attempt(ms, op, target, request, timeout, attempt, False, record))
+
+    async def _system_start(self, ms: MutableState, op, payload) -> None:
+        """Run an operation of the server's own endpoint (system_nexus): a workflow's signal-with-start of
+        another workflow. A refused request fails the operation; any other error leaves it to the attempt's
+        watchdog timer, which retries it."""
+        info = ms.info
+        caller = Link()
+        ref = caller.workflow_event
+        ref.namespace, ref.workflow_id, ref.run_id = info.namespace, info.workflow_id, info.run_id
+        ref.event_ref.event_id = op.scheduled_event_id
+        ref.event_ref.event_type = EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED
+        try:
+            request = system_nexus.decode_request(payload)
+            system_nexus.prepare(request, info.namespace, op.request_id, caller)
+            result = await self._engine.peers.signal_with_start(
+                info.namespace_id,
+                info.namespace,
+                system_nexus.start_request(request),
+                request.signal_name,
+                request.signal_input if request.HasField("signal_input") else None,
+                request.header if request.HasField("header") else None,
+            )
+        except (InvalidArgument, FailedPrecondition, WorkflowAlreadyStarted) as e:
+            failure = Failure(message=e.message)
+            failure.nexus_handler_failure_info.type = "BAD_REQUEST"
+            await self._record(
+                ms, op.scheduled_event_id, lambda tr, p: nexus_operations.record_failed(tr, p, failure)
+            )
+            return
+        except ServiceError as e:
+            log.info("system Nexus operation %s/%s: %s", op.service, op.operation, e.message)
+            return
+        signal_link = Link()
+        ref = signal_link.workflow_event
+        ref.namespace, ref.workflow_id, ref.run_id = request.namespace, request.workflow_id, result.run_id
+        ref.request_id_ref.request_id = request.request_id
+        ref.request_id_ref.event_type = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        response = SignalWithStartWorkflowExecutionResponse(
+            run_id=result.run_id, started=result.started, signal_link=signal_link
+        )
+        answer = system_nexus.response_payload(response)
+
+        def record(tr: Transition, pending) -> None:
+            if not pending.started_event_id:
+                nexus_operations.record_completed(tr, pending, answer, [signal_link])
+
+        await self._record(ms, op.scheduled_event_id, record)
 
     async def _target(self, ms: MutableState, op, record_problem):
         """The operation's endpoint target; None when it cannot be reached, after `record_problem` wrote

@@ -173,6 +173,22 @@ class SharedCalls:
 
 
 @workflow.defn
+class SignalWithStartCaller:
+    """Signal-with-starts SignalTarget `target_id` (the SDK sends it to the server's own Nexus endpoint)."""
+
+    @workflow.run
+    async def run(self, target_id: str, task_queue: str) -> str:
+        handle = await workflow.signal_with_start_workflow(
+            SignalTarget.run,
+            id=target_id,
+            task_queue=task_queue,
+            signal=SignalTarget.ping,
+            signal_args=["from a workflow"],
+        )
+        return handle.id
+
+
+@workflow.defn
 class ManyNexusCalls:
     """Calls `count` operations at once: one workflow task schedules them all."""
 

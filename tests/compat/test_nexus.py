@@ -30,6 +30,7 @@ from .nexus_workflows import (
     SharedCalls,
     SharedWorkflow,
     SignalTarget,
+    SignalWithStartCaller,
 )
 
 RESULT_TIMEOUT_S = 30
@@ -558,3 +559,50 @@ async def test_operations_attach_to_one_running_workflow(
     assert ours["result"] == ["Hello to all, <name>!"] * 3
     assert [cb["state"] for cb in ours["closed callbacks"]] == ["CALLBACK_STATE_SUCCEEDED"] * 3
     assert len(ours["options updated"]) == 2
+
+
+async def _workflow_signal_with_start(srv: ServerProcess) -> dict:
+    """A workflow signal-with-starts another (through the server's own Nexus endpoint, __temporal_system):
+    both histories, the links on them and the operation's result as the caller's history keeps it."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, workflow_id, target_id = f"nexus-tq-{suffix}", f"nexus-wf-{suffix}", f"nexus-target-{suffix}"
+    async with Worker(client, task_queue=task_queue, workflows=[SignalWithStartCaller, SignalTarget]):
+        handle = await client.start_workflow(
+            SignalWithStartCaller.run, args=[target_id, task_queue], id=workflow_id, task_queue=task_queue
+        )
+        assert await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S) == target_id
+        target = client.get_workflow_handle(target_id)
+        assert await asyncio.wait_for(target.result(), RESULT_TIMEOUT_S) == "from a workflow"
+        caller_events = (await handle.fetch_history()).events
+        target_events = (await target.fetch_history()).events
+    names = {workflow_id: "<caller>", target_id: "<target>"}
+    redactions = {task_queue: "<task queue>", workflow_id: "<caller>", target_id: "<target>"}
+    completed = _first(caller_events, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED)
+    result = completed.nexus_operation_completed_event_attributes.result
+    return {
+        "caller": [e["type"] for e in normalize(caller_events, redactions)],
+        "scheduled": normalize(
+            [_first(caller_events, EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED)], redactions
+        )[0]["attributes"]["endpoint"],
+        "completed links": _links(completed, names),
+        "result metadata": sorted((k, v.decode()) for k, v in result.metadata.items()),
+        "target": [e["type"] for e in normalize(target_events, redactions)],
+        "target started links": _links(target_events[0], names),
+        "target signaled links": _links(
+            _first(target_events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED), names
+        ),
+    }
+
+
+async def test_a_workflows_signal_with_start_goes_through_the_system_endpoint(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """workflow.signal_with_start_workflow is a Nexus operation on __temporal_system that the server runs
+    itself: a synchronous result, the signal's link on the caller's NexusOperationCompleted, the caller's
+    link on the target's events."""
+    ours = await _workflow_signal_with_start(server)
+    assert ours == await _workflow_signal_with_start(reference_server)
+    assert ours["scheduled"] == "__temporal_system"
+    assert "NEXUS_OPERATION_COMPLETED" in ours["caller"]
+    assert ours["target signaled links"][0]["workflowEvent"]["workflowId"] == "<caller>"
