@@ -61,6 +61,22 @@ class SignalTarget:
         self.received.append(text)
 
 
+# The headers each cancel request reached the handler with (RecordedCancel.cancel), by operation token.
+CANCEL_HEADERS: dict[str, dict[str, str]] = {}
+
+
+class RecordedCancel(nexusrpc.handler.OperationHandler[str, str]):
+    """An asynchronous operation that never completes by itself; its cancel requests are recorded."""
+
+    async def start(
+        self, ctx: nexusrpc.handler.StartOperationContext, input: str
+    ) -> nexusrpc.handler.StartOperationResultAsync:
+        return nexusrpc.handler.StartOperationResultAsync(token=f"recorded-{input}")
+
+    async def cancel(self, ctx: nexusrpc.handler.CancelOperationContext, token: str) -> None:
+        CANCEL_HEADERS[token] = dict(ctx.headers)
+
+
 @nexusrpc.service
 class GreetingService:
     greet: nexusrpc.Operation[str, str]
@@ -72,6 +88,7 @@ class GreetingService:
     wait_in_workflow: nexusrpc.Operation[str, str]
     join_shared: nexusrpc.Operation[str, str]
     signal_target: nexusrpc.Operation[str, str]
+    recorded_cancel: nexusrpc.Operation[str, str]
 
 
 @nexusrpc.handler.service_handler(service=GreetingService)
@@ -123,6 +140,10 @@ class GreetingHandler:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 
+    @nexusrpc.handler.operation_handler
+    def recorded_cancel(self) -> nexusrpc.handler.OperationHandler[str, str]:
+        return RecordedCancel()
+
     @nexusrpc.handler.sync_operation
     async def signal_target(self, ctx: nexusrpc.handler.StartOperationContext, workflow_id: str) -> str:
         """Signal the workflow `workflow_id` (the caller's link travels with the signal)."""
@@ -170,6 +191,27 @@ class SharedCalls:
         for _ in range(count):
             handles.append(await client.start_operation(GreetingService.join_shared, name))
         return list(await asyncio.gather(*handles))
+
+
+@workflow.defn
+class CancelWithHeaders:
+    """Starts recorded_cancel with Nexus headers, cancels it and waits until the handler got the request."""
+
+    @workflow.run
+    async def run(self, endpoint: str, name: str) -> str:
+        client = workflow.create_nexus_client(endpoint=endpoint, service=GreetingService)
+        handle = await client.start_operation(
+            GreetingService.recorded_cancel,
+            name,
+            headers={"x-caller-header": f"for {name}"},
+            cancellation_type=workflow.NexusOperationCancellationType.WAIT_REQUESTED,
+        )
+        handle.cancel()
+        try:
+            await handle
+        except Exception as e:
+            return type(e).__name__
+        return "completed"
 
 
 @workflow.defn

@@ -23,6 +23,8 @@ from .conftest import ServerProcess
 from .history_diff import diff, normalize
 from .nexus_endpoint import worker_endpoint
 from .nexus_workflows import (
+    CANCEL_HEADERS,
+    CancelWithHeaders,
     GreetingHandler,
     GreetingWorkflow,
     ManyNexusCalls,
@@ -606,3 +608,40 @@ async def test_a_workflows_signal_with_start_goes_through_the_system_endpoint(
     assert ours["scheduled"] == "__temporal_system"
     assert "NEXUS_OPERATION_COMPLETED" in ours["caller"]
     assert ours["target signaled links"][0]["workflowEvent"]["workflowId"] == "<caller>"
+
+
+async def _cancel_headers(srv: ServerProcess) -> dict:
+    """The headers a workflow gave an operation, as its cancel request reaches the handler."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[CancelWithHeaders],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                CancelWithHeaders.run, args=[endpoint, suffix], id=workflow_id, task_queue=task_queue
+            )
+            outcome = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
+            types = [e["type"] for e in normalize(await handle.fetch_history())]
+    headers = CANCEL_HEADERS.pop(f"recorded-{suffix}")
+    return {
+        "outcome": outcome,
+        "history": types,
+        "caller's headers": {
+            k: v.replace(suffix, "<name>") for k, v in headers.items() if k.startswith("x-")
+        },
+    }
+
+
+async def test_a_cancel_request_carries_the_workflows_headers(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """The Nexus headers a workflow gives an operation reach the handler with the cancel request too."""
+    ours = await _cancel_headers(server)
+    assert ours == await _cancel_headers(reference_server)
+    assert ours["caller's headers"] == {"x-caller-header": "for <name>"}
+    assert "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED" in ours["history"]
