@@ -144,16 +144,19 @@ _CALLBACK_STATES = {
 
 
 def callbacks(ms: MutableState) -> list[CallbackInfo]:
-    """The run's completion callbacks and how their delivery goes (the reference's `callbacks`): standby
-    while the run is open, then scheduled, backing off between attempts, succeeded or failed."""
+    """The run's Nexus completion callbacks (its start's and those later starts attached) and how their
+    delivery goes (the reference's `callbacks`): standby while the run is open, then scheduled, backing off
+    between attempts, succeeded or failed."""
     out = []
     states = ms.info.callback_states
     for index, callback in enumerate(ms.info.completion_callbacks):
+        if not callback.HasField("nexus"):
+            continue
         state = states[index] if index < len(states) else CallbackStateRecord()
         info = CallbackInfo(
             callback=callback,
             trigger=CallbackInfo.Trigger(workflow_closed=CallbackInfo.WorkflowClosed()),
-            registration_time=to_timestamp(ms.info.start_time_ms),
+            registration_time=to_timestamp(state.registration_time_ms or ms.info.start_time_ms),
             attempt=state.attempt,
         )
         if ms.running:
@@ -214,6 +217,12 @@ def _extended_info(ms: MutableState, ext: WorkflowExecutionExtendedInfo) -> None
     if request_id:
         ext.request_id_infos[request_id].CopyFrom(
             RequestIdInfo(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, event_id=1)
+        )
+    for attached, event_id in info.attached_request_ids.items():
+        ext.request_id_infos[attached].CopyFrom(
+            RequestIdInfo(
+                event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED, event_id=event_id
+            )
         )
 
 

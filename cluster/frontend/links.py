@@ -25,3 +25,15 @@ def request_id_link(namespace: str, workflow_id: str, run_id: str, request_id: s
     ev.request_id_ref.request_id = request_id
     ev.request_id_ref.event_type = event_type  # type: ignore[assignment]
     return link
+
+
+def dedup_callback_links(request) -> None:
+    """Drop the start request's links that its Nexus completion callbacks already carry, as the reference's
+    frontend does (dedupLinksFromCallbacks): a Nexus handler's start sends its caller's link both ways, and
+    the run keeps it once, on the callback."""
+    if not request.links:
+        return
+    on_callbacks = [link for cb in request.completion_callbacks if cb.HasField("nexus") for link in cb.links]
+    kept = [link for link in request.links if link not in on_callbacks]
+    del request.links[:]
+    request.links.extend(kept)

@@ -59,7 +59,7 @@ from hourglass.cluster.frontend.cluster_info import (
 )
 from hourglass.cluster.frontend.describe import describe, run_status
 from hourglass.cluster.frontend.grpc_errors import rpc, unimplemented
-from hourglass.cluster.frontend.links import request_id_link, started_event_link
+from hourglass.cluster.frontend.links import dedup_callback_links, request_id_link, started_event_link
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry, check_retention
 from hourglass.cluster.frontend.schedules import ScheduleHandlers
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
@@ -258,6 +258,7 @@ class WorkflowService(WorkflowServiceServicer):
         await self._check_pinned_start(ns.id, request)
         if not request.request_id:
             request.request_id = str(uuid.uuid4())
+        dedup_callback_links(request)
         result: StartResult = await self.history.start_workflow(
             ns.id, ns.name, request, eager=request.request_eager_execution
         )
@@ -267,7 +268,15 @@ class WorkflowService(WorkflowServiceServicer):
             eager_workflow_task=result.eager_workflow_task,
             status=result.status,  # type: ignore[arg-type]
             first_execution_run_id=result.run_id,
-            link=started_event_link(ns.name, request.workflow_id, result.run_id),
+            link=request_id_link(
+                ns.name,
+                request.workflow_id,
+                result.run_id,
+                request.request_id,
+                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED,
+            )
+            if result.attached_request_id
+            else started_event_link(ns.name, request.workflow_id, result.run_id),
         )
 
     async def _check_pinned_start(self, namespace_id: str, request) -> None:
@@ -323,6 +332,7 @@ class WorkflowService(WorkflowServiceServicer):
         ):
             if request.HasField(name):
                 getattr(start, name).CopyFrom(getattr(request, name))
+        start.links.extend(request.links)
         result = await self.history.signal_with_start(
             ns.id,
             ns.name,
@@ -356,6 +366,7 @@ class WorkflowService(WorkflowServiceServicer):
             request.identity,
             request.request_id,
             request.header if request.HasField("header") else None,
+            list(request.links),
         )
         signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
         link = request_id_link(

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 
 from temporalio.api.command.v1 import Command
-from temporalio.api.common.v1 import Memo, SearchAttributes, WorkflowExecution, WorkflowType
+from temporalio.api.common.v1 import Link, Memo, SearchAttributes, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import (
     CommandType,
     ContinueAsNewInitiator,
@@ -32,7 +32,8 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from hourglass.cluster.history import continuation, nexus_operations
+from hourglass.cluster.errors import InvalidArgument, Unimplemented
+from hourglass.cluster.history import continuation, nexus_operations, system_nexus
 from hourglass.cluster.history.cron import cron_error
 from hourglass.cluster.history.external import (
     initiate_cancel_external,
@@ -557,7 +558,11 @@ def _schedule_nexus_operation(
     a = command.schedule_nexus_operation_command_attributes
     bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES
     # The engine looked the command's endpoints up before the transition (the registry is in the store).
-    endpoint_id = tr.nexus_endpoints.get(a.endpoint)
+    if a.endpoint == system_nexus.ENDPOINT:
+        _check_system_operation(tr, a)
+        endpoint_id = ""  # the server's own endpoint: not in the registry
+    else:
+        endpoint_id = tr.nexus_endpoints.get(a.endpoint)
     if endpoint_id is None:
         raise CommandError(bad, f'endpoint "{a.endpoint}" not found', server_failure=True)
     if not a.service:
@@ -593,6 +598,30 @@ def _schedule_nexus_operation(
         if op_timeout_ms == 0 or op_timeout_ms > run_timeout_ms:
             attrs.schedule_to_close_timeout.CopyFrom(to_duration(run_timeout_ms))
     nexus_operations.schedule(tr, attrs)
+
+
+def _check_system_operation(tr: Transition, a) -> None:
+    """An operation on the server's own endpoint is checked when scheduled, as on the reference (its
+    ProcessInput): no Nexus headers, an operation the server runs, a request it accepts."""
+    bad = Cause.WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_NEXUS_OPERATION_ATTRIBUTES
+    if a.nexus_header:
+        raise CommandError(
+            bad,
+            "ScheduleNexusOperationCommandAttributes.NexusHeader must be empty when using "
+            f"{system_nexus.ENDPOINT} endpoint",
+            server_failure=True,
+        )
+    problem = system_nexus.check_operation(a.service, a.operation)
+    if problem:
+        raise CommandError(bad, problem, server_failure=True)
+    if not LIMITS.enable_signal_with_start_from_workflow:
+        # The reference answers the workflow task's completion so (its ProcessInput's error).
+        raise Unimplemented("SignalWithStart operation is disabled")
+    try:
+        request = system_nexus.decode_request(a.input if a.HasField("input") else None)
+        system_nexus.prepare(request, tr.ms.info.namespace, "", Link())
+    except InvalidArgument as e:
+        raise CommandError(bad, e.message, server_failure=True) from None
 
 
 def _request_cancel_nexus_operation(

@@ -120,7 +120,13 @@ from hourglass.cluster.history.paging import (
 from hourglass.cluster.history.queries import RELEASED, QueryAnswer
 from hourglass.cluster.history.queues import QueueProcessors
 from hourglass.cluster.history.rebuild import rebuild
-from hourglass.cluster.history.runs import NewRun, new_run_id, start_run
+from hourglass.cluster.history.runs import (
+    NewRun,
+    attach_on_conflict,
+    attaches_on_conflict,
+    new_run_id,
+    start_run,
+)
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind, TransferKind, decode
 from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
@@ -223,6 +229,10 @@ class StartResult:
     eager_workflow_task: PollWorkflowTaskQueueResponse | None = None
     # The run's temporal.api.enums.v1.WorkflowExecutionStatus (a retried start may find it closed).
     status: int = 1
+    # The start found the run running and uses it (USE_EXISTING), and attached its request id to it
+    # (on_conflict_options): the answer's link then names the request, not the started event.
+    reused: bool = False
+    attached_request_id: bool = False
 
 
 class ShardListener(Protocol):
@@ -631,40 +641,70 @@ class HistoryEngine:
                 current = await shard.get_current_run(namespace_id, request.workflow_id)
                 run_id = new_run_id()
                 plan = await self._plan_start(shard, current, request, run_id)
+                attach_to = None
                 if isinstance(plan, StartResult):
-                    return plan
-                to_terminate = plan
-                new = NewRun.from_start_request(namespace_id, namespace, request)
-                new.signal = signal
-                new.parent = parent
-                tr = start_run(new, now_ms(), run_id)
-                eager_wt = (
-                    tr.start_workflow_task_eagerly(request.request_id, request.identity) if eager else None
-                )
-                if current is not None:
-                    tr.current_run.mode = CurrentRunMode.REPLACE
-                    tr.current_run.previous_run_id = current.run_id
-                batch = [(tr, True)]
-                if to_terminate is not None:
-                    batch.insert(0, (to_terminate, False))
-                if on_new_run is not None:
-                    on_new_run(ExecutionKey(namespace_id, request.workflow_id, run_id))
-                try:
-                    await shard.commit(batch)
-                except ConditionFailedError:
-                    continue
-                except ShardOwnershipLostError as e:
-                    self.shard_lost(shard)
-                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
-                result = StartResult(tr.ms.info.run_id, True)
-                if eager_wt is not None:
-                    execution = WorkflowExecution(workflow_id=request.workflow_id, run_id=run_id)
-                    ms = await shard.load(ExecutionKey(namespace_id, request.workflow_id, run_id))
-                    result.eager_workflow_task = await self._workflow_task_response(
-                        shard, ms, eager_wt, execution
+                    if not (plan.reused and attaches_on_conflict(request)):
+                        return plan
+                    attach_to = plan  # attached to outside this lock: _update takes it
+                else:
+                    to_terminate = plan
+                    new = NewRun.from_start_request(namespace_id, namespace, request)
+                    new.signal = signal
+                    new.parent = parent
+                    tr = start_run(new, now_ms(), run_id)
+                    eager_wt = (
+                        tr.start_workflow_task_eagerly(request.request_id, request.identity)
+                        if eager
+                        else None
                     )
-                return result
+                    if current is not None:
+                        tr.current_run.mode = CurrentRunMode.REPLACE
+                        tr.current_run.previous_run_id = current.run_id
+                    batch = [(tr, True)]
+                    if to_terminate is not None:
+                        batch.insert(0, (to_terminate, False))
+                    if on_new_run is not None:
+                        on_new_run(ExecutionKey(namespace_id, request.workflow_id, run_id))
+                    try:
+                        await shard.commit(batch)
+                    except ConditionFailedError:
+                        continue
+                    except ShardOwnershipLostError as e:
+                        self.shard_lost(shard)
+                        raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
+                    result = StartResult(tr.ms.info.run_id, True)
+                    if eager_wt is not None:
+                        execution = WorkflowExecution(workflow_id=request.workflow_id, run_id=run_id)
+                        ms = await shard.load(ExecutionKey(namespace_id, request.workflow_id, run_id))
+                        result.eager_workflow_task = await self._workflow_task_response(
+                            shard, ms, eager_wt, execution
+                        )
+                    return result
+            if await self._attach_on_conflict(namespace_id, request, attach_to):
+                return attach_to
+            # the run closed meanwhile: the start is planned again
         raise Unavailable("too many concurrent starts of the workflow id, try again")
+
+    async def _attach_on_conflict(
+        self, namespace_id: str, request: StartWorkflowExecutionRequest, result: StartResult
+    ) -> bool:
+        """Attach a start's request id, callbacks and links to the running run it found (runs.py
+        attach_on_conflict); False when that run closed meanwhile (the start is then planned again). A
+        retried start (its request id already attached) attaches nothing more."""
+
+        def attach(ms: MutableState, tr: Transition) -> bool:
+            if not ms.running:
+                return False
+            if not (request.request_id and request.request_id in ms.info.attached_request_ids):
+                attach_on_conflict(tr, request)
+            return True
+
+        try:
+            attached = await self._update(namespace_id, request.workflow_id, result.run_id, attach)
+        except NotFound:
+            return False
+        result.attached_request_id = request.on_conflict_options.attach_request_id
+        return attached
 
     async def start_activity_execution(
         self, namespace_id: str, namespace: str, request: StartActivityExecutionRequest
@@ -745,7 +785,7 @@ class HistoryEngine:
             ):
                 conflict = WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING
             if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING:
-                return StartResult(current.run_id, False)
+                return StartResult(current.run_id, False, reused=True)
             if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING:
                 ms = await shard.load(ExecutionKey(current.namespace_id, wid, current.run_id))
                 tr = Transition(ms.clone(), now_ms(), await self._retention_ms(current.namespace_id))
@@ -1667,8 +1707,10 @@ class HistoryEngine:
         identity: str,
         request_id: str,
         header: Header | None,
+        links: list | None = None,
     ) -> str:
-        """Signal the run; returns its run id (the answer's link names it)."""
+        """Signal the run; returns its run id (the answer's link names it). `links`: the request's, kept
+        on the signaled event."""
 
         def signal(ms: MutableState, tr: Transition) -> str:
             if not ms.running:
@@ -1680,7 +1722,7 @@ class HistoryEngine:
                 ms.info.signal_request_ids = (ms.info.signal_request_ids + [request_id])[
                     -SIGNAL_REQUEST_IDS_KEPT:
                 ]
-            tr.signal(name, payloads, identity, header)
+            tr.signal(name, payloads, identity, header, links or ())
             return ms.info.run_id
 
         return await self._update(namespace_id, execution.workflow_id, execution.run_id, signal)
@@ -1706,6 +1748,7 @@ class HistoryEngine:
                     request.identity,
                     "",
                     signal_header,
+                    list(request.links),
                 )
                 return StartResult(current.run_id, False)
             except NotFound:

@@ -101,6 +101,9 @@ class HistoryLimits:
     # Runs a namespace deletion deletes per second at most (the reference's default), so deleting a large
     # namespace does not starve the cluster's other work.
     delete_namespace_rps: int = 100
+    # A workflow's signal-with-start of another workflow, run by the server's own Nexus endpoint
+    # (system_nexus.py): off by default, as on the reference 1.32.
+    enable_signal_with_start_from_workflow: bool = False
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -145,6 +148,7 @@ _KEYS = {
     "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
     "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
     "frontend.deleteNamespaceDeleteActivityRPS": "delete_namespace_rps",
+    "history.enableSignalWithStartFromWorkflow": "enable_signal_with_start_from_workflow",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {

@@ -60,10 +60,12 @@ class WorkflowPause:
 
 @dataclass
 class CallbackState:
-    """The delivery of one completion callback to an http(s) URL (the reference's callback state machine):
-    `state` is "" until the run closes, then "scheduled", "backing_off" between attempts, "succeeded" or
-    "failed" (refused for good)."""
+    """A completion callback's life, as describe's CallbackInfo shows it (same order as the callbacks):
+    when it was registered (the start, or a start that attached to the running run) and its delivery, the
+    reference's callback state machine: `state` is "" until the run closes, then "scheduled",
+    "backing_off" between attempts of an http(s) delivery, "succeeded" or "failed" (refused for good)."""
 
+    registration_time_ms: int = 0
     state: str = ""
     attempt: int = 0
     last_attempt_complete_time_ms: int = 0
@@ -142,8 +144,11 @@ class ExecutionInfo:
     pause: WorkflowPause | None = None
     # The start request's completion callbacks: called when the run closes (Nexus operations it backs).
     completion_callbacks: list[Callback] = field(default_factory=list)
-    # How the delivery of each http(s) completion callback went (same order; describe shows it).
+    # How each completion callback fared (same order; describe shows it).
     callback_states: list[CallbackState] = field(default_factory=list)
+    # Request ids a start that found this run running attached to it (USE_EXISTING with
+    # on_conflict_options.attach_request_id) -> the WorkflowExecutionOptionsUpdated event that recorded it.
+    attached_request_ids: dict[str, int] = field(default_factory=dict)
     # UpdateWorkflowExecutionOptions' versioning override (describe's versioning_info shows it).
     versioning_override: VersioningOverride | None = None
     # Worker versioning: what the worker that last completed a workflow task reported (its behavior and

@@ -14,8 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from temporalio.api.common.v1 import Link as ProtoLink
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
@@ -29,6 +32,8 @@ from hourglass.cluster.history.timeutil import to_timestamp
 from hourglass.cluster.history.tokens import TaskToken
 from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
+
+log = logging.getLogger(__name__)
 
 # How long one attempt waits for a worker to take the request and answer it (the reference's
 # component.nexusoperations.RequestTimeout), shortened by what is left of the schedule-to-close timeout.
@@ -192,8 +197,13 @@ def start_request(
     return request
 
 
-def cancel_request(op: NexusOperationInfo, timeout_s: float, now_ms: int) -> Request:
+def cancel_request(
+    op: NexusOperationInfo, timeout_s: float, now_ms: int, nexus_header: dict[str, str] | None = None
+) -> Request:
+    """`nexus_header`: the workflow's headers for the operation (its scheduled event's), which the
+    reference sends with the cancel request as with the start."""
     request = Request(endpoint=op.endpoint, scheduled_time=to_timestamp(now_ms))
+    request.header.update(nexus_header or {})
     request.header.update({"user-agent": "temporalio/server", "request-timeout": go_duration(timeout_s)})
     request.capabilities.temporal_failure_responses = True
     request.cancel_operation.CopyFrom(
@@ -214,6 +224,8 @@ class Outcome:
 
     result: Payload | None = None
     synchronous: bool = False
+    # The handler's links (to what it started), recorded on the Started / Completed event.
+    links: list[ProtoLink] = field(default_factory=list)
     operation_token: str = ""
     failure: Failure | None = None
     canceled: bool = False
@@ -232,10 +244,12 @@ def outcome(answer) -> Outcome:
         return Outcome(
             result=start.sync_success.payload if start.sync_success.HasField("payload") else None,
             synchronous=True,
+            links=proto_links(start.sync_success.links),
         )
     if which == "async_success":
         return Outcome(
-            operation_token=start.async_success.operation_token or start.async_success.operation_id
+            operation_token=start.async_success.operation_token or start.async_success.operation_id,
+            links=proto_links(start.async_success.links),
         )
     if which == "failure":
         return Outcome(failure=start.failure, canceled=start.failure.HasField("canceled_failure_info"))
@@ -269,3 +283,52 @@ def _handler_error(answer: RespondNexusTaskFailedRequest) -> Outcome:
     if retryable:
         return Outcome(retry=f"handler error ({error_type}): {failure.message}")
     return Outcome(failure=failure)
+
+
+def proto_links(links) -> list[ProtoLink]:
+    """A handler's Nexus links (URL and type) as the Temporal links the reference records on the caller's
+    events (common/nexus ConvertNexusLinksToProtoLinks): workflow-event links; others, or malformed ones,
+    are skipped with a warning, since links never decide an outcome."""
+    out = []
+    for link in links:
+        try:
+            out.append(workflow_event_link(link.url, link.type))
+        except ValueError as e:
+            log.warning("Nexus link %r of type %r skipped: %s", link.url, link.type, e)
+    return out
+
+
+def workflow_event_link(url: str, link_type: str) -> ProtoLink:
+    """Parse a `temporal:///namespaces/NS/workflows/WID/RID/history?...` link (ValueError when it is not one)."""
+    if link_type != LINK_TYPE:
+        raise ValueError("not a workflow event link")
+    parts = urlsplit(url)
+    path = parts.path.split("/")
+    if parts.scheme != "temporal" or len(path) != 7 or path[1] != "namespaces" or path[3] != "workflows":
+        raise ValueError("malformed URL path")
+    if path[6] != "history" or not all(path[i] for i in (2, 4, 5)):
+        raise ValueError("malformed URL path")
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    link = ProtoLink()
+    ev = link.workflow_event
+    ev.namespace, ev.workflow_id, ev.run_id = (unquote(path[i]) for i in (2, 4, 5))
+    try:
+        event_type = EventType.Value(query.get("eventType", ""))
+    except ValueError:
+        # The SDKs spell it as Go's String() does ("WorkflowExecutionStarted") or as the enum's name.
+        event_type = EventType.Value("EVENT_TYPE_" + _snake(query.get("eventType", "")).upper())
+    reference = query.get("referenceType")
+    if reference == "EventReference":
+        ev.event_ref.event_type = event_type
+        if query.get("eventID"):
+            ev.event_ref.event_id = int(query["eventID"])
+    elif reference == "RequestIdReference":
+        ev.request_id_ref.event_type = event_type
+        ev.request_id_ref.request_id = query.get("requestID", "")
+    else:
+        raise ValueError(f"unknown reference type {reference!r}")
+    return link
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name))

@@ -20,12 +20,20 @@ import re
 from typing import TYPE_CHECKING
 
 import httpx
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Link, WorkflowExecution
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
-from temporalio.api.nexus.v1 import Link
+from temporalio.api.nexus.v1 import Link as NexusLink
+from temporalio.api.workflowservice.v1 import SignalWithStartWorkflowExecutionResponse
 
-from hourglass.cluster.errors import InvalidArgument, NotFound, ServiceError
-from hourglass.cluster.history import nexus_dispatch, nexus_http, nexus_operations
+from hourglass.cluster.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    WorkflowAlreadyStarted,
+)
+from hourglass.cluster.history import nexus_dispatch, nexus_http, nexus_operations, system_nexus
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import CallbackState, MutableState
 from hourglass.cluster.history.shard import Shard
@@ -89,8 +97,9 @@ class NexusExecutors:
             return
         event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
         a = event.nexus_operation_scheduled_event_attributes
-        target = await self._target(ms, op, nexus_operations.record_failed)
-        if target is None:
+        system = op.endpoint == system_nexus.ENDPOINT
+        target = None if system else await self._target(ms, op, nexus_operations.record_failed)
+        if target is None and not system:
             return
         timeout = nexus_dispatch.REQUEST_TIMEOUT_S
         if op.schedule_to_close_timeout_ms:
@@ -100,6 +109,9 @@ class NexusExecutors:
             timeout = min(timeout, left)
         attempt = await self._arm_attempt(ms, op.scheduled_event_id, timeout, cancel=False)
         if attempt is None:
+            return
+        if system:
+            self._in_background(self._system_start(ms, op, a.input if a.HasField("input") else None))
             return
         callback_url = nexus_dispatch.SYSTEM_CALLBACK_URL
         if isinstance(target, nexus_dispatch.ExternalTarget):
@@ -127,11 +139,58 @@ class NexusExecutors:
                     tr, pending, result.failure
                 )
             elif result.synchronous:
-                nexus_operations.record_completed(tr, pending, result.result)
+                nexus_operations.record_completed(tr, pending, result.result, result.links)
             else:
-                nexus_operations.record_started(tr, pending, result.operation_token)
+                nexus_operations.record_started(tr, pending, result.operation_token, links=result.links)
 
         self._in_background(self._attempt(ms, op, target, request, timeout, attempt, False, record))
+
+    async def _system_start(self, ms: MutableState, op, payload) -> None:
+        """Run an operation of the server's own endpoint (system_nexus): a workflow's signal-with-start of
+        another workflow. A refused request fails the operation; any other error leaves it to the attempt's
+        watchdog timer, which retries it."""
+        info = ms.info
+        caller = Link()
+        ref = caller.workflow_event
+        ref.namespace, ref.workflow_id, ref.run_id = info.namespace, info.workflow_id, info.run_id
+        ref.event_ref.event_id = op.scheduled_event_id
+        ref.event_ref.event_type = EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED
+        try:
+            request = system_nexus.decode_request(payload)
+            system_nexus.prepare(request, info.namespace, op.request_id, caller)
+            result = await self._engine.peers.signal_with_start(
+                info.namespace_id,
+                info.namespace,
+                system_nexus.start_request(request),
+                request.signal_name,
+                request.signal_input if request.HasField("signal_input") else None,
+                request.header if request.HasField("header") else None,
+            )
+        except (InvalidArgument, FailedPrecondition, WorkflowAlreadyStarted) as e:
+            failure = Failure(message=e.message)
+            failure.nexus_handler_failure_info.type = "BAD_REQUEST"
+            await self._record(
+                ms, op.scheduled_event_id, lambda tr, p: nexus_operations.record_failed(tr, p, failure)
+            )
+            return
+        except ServiceError as e:
+            log.info("system Nexus operation %s/%s: %s", op.service, op.operation, e.message)
+            return
+        signal_link = Link()
+        ref = signal_link.workflow_event
+        ref.namespace, ref.workflow_id, ref.run_id = request.namespace, request.workflow_id, result.run_id
+        ref.request_id_ref.request_id = request.request_id
+        ref.request_id_ref.event_type = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        response = SignalWithStartWorkflowExecutionResponse(
+            run_id=result.run_id, started=result.started, signal_link=signal_link
+        )
+        answer = system_nexus.response_payload(response)
+
+        def record(tr: Transition, pending) -> None:
+            if not pending.started_event_id:
+                nexus_operations.record_completed(tr, pending, answer, [signal_link])
+
+        await self._record(ms, op.scheduled_event_id, record)
 
     async def _target(self, ms: MutableState, op, record_problem):
         """The operation's endpoint target; None when it cannot be reached, after `record_problem` wrote
@@ -157,7 +216,9 @@ class NexusExecutors:
         attempt = await self._arm_attempt(ms, op.scheduled_event_id, timeout, cancel=True)
         if attempt is None:
             return
-        request = nexus_dispatch.cancel_request(op, timeout, now_ms())
+        event = await shard.read_event(ms, op.scheduled_node_id, op.scheduled_event_id)
+        header = dict(event.nexus_operation_scheduled_event_attributes.nexus_header)
+        request = nexus_dispatch.cancel_request(op, timeout, now_ms(), header)
 
         def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
             if not pending.cancel_delivered:
@@ -305,13 +366,15 @@ class NexusExecutors:
                 failure,
                 canceled,
             )
-        except NotFound:
-            pass  # the caller's run is gone: nobody to tell
+            problem = ""
+        except NotFound as e:
+            problem = e.message  # the caller's run is gone: nobody to tell
 
         def delivered(sms: MutableState, tr: Transition) -> None:
             state = callback_state(sms, index)
             if state.state not in FINAL_STATES:
-                state.state, state.attempt, state.last_attempt_complete_time_ms = "succeeded", 1, tr.now
+                state.state = "failed" if problem else "succeeded"
+                state.attempt, state.last_attempt_complete_time_ms, state.last_failure = 1, tr.now, problem
                 tr.dirty = True
 
         info = ms.info
@@ -360,7 +423,7 @@ class NexusExecutors:
             "",
             info.start_time_ms,
             info.close_time_ms,
-            [Link(url=started, type=nexus_dispatch.LINK_TYPE)],
+            [NexusLink(url=started, type=nexus_dispatch.LINK_TYPE)],
         )
         self._in_background(self._post_callback(ms, index, attempt, callback.url, headers, body, timeout))
 

@@ -61,8 +61,11 @@ def schedule(tr: Transition, attrs: NexusOperationScheduledEventAttributes) -> N
     return op
 
 
-def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str, wake: bool = True) -> None:
-    """`wake`: schedule a workflow task (not when the completion is recorded right after, in one go)."""
+def record_started(
+    tr: Transition, op: NexusOperationInfo, operation_token: str, wake: bool = True, links=()
+) -> None:
+    """`wake`: schedule a workflow task (not when the completion is recorded right after, in one go).
+    `links`: the handler's links to what it started (the reference records them on the event)."""
     ev = tr.add_event(
         EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED,
         NexusOperationStartedEventAttributes(
@@ -72,6 +75,7 @@ def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str,
             operation_token=operation_token,
         ),
     )
+    ev.links.extend(links)
     op.started_event_id = ev.event_id
     op.operation_token = operation_token
     op.last_attempt_complete_time_ms = tr.now
@@ -82,13 +86,14 @@ def record_started(tr: Transition, op: NexusOperationInfo, operation_token: str,
         tr.schedule_workflow_task()
 
 
-def record_completed(tr: Transition, op: NexusOperationInfo, result) -> None:
+def record_completed(tr: Transition, op: NexusOperationInfo, result, links=()) -> None:
+    """`links`: a synchronous handler's links (the reference records them on the event)."""
     attrs = NexusOperationCompletedEventAttributes(
         scheduled_event_id=op.scheduled_event_id, request_id=op.request_id
     )
     if result is not None:
         attrs.result.CopyFrom(result)
-    _close(tr, op, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED, attrs)
+    _close(tr, op, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED, attrs).links.extend(links)
 
 
 def record_failed(tr: Transition, op: NexusOperationInfo, cause: Failure) -> None:
@@ -180,7 +185,8 @@ def wrapped(op: NexusOperationInfo, cause: Failure) -> Failure:
     )
 
 
-def _close(tr: Transition, op: NexusOperationInfo, event_type: int, attrs) -> None:
-    tr.add_event(event_type, attrs)
+def _close(tr: Transition, op: NexusOperationInfo, event_type: int, attrs):
+    ev = tr.add_event(event_type, attrs)
     del tr.ms.nexus_operations[op.scheduled_event_id]
     tr.schedule_workflow_task()
+    return ev

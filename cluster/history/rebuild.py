@@ -16,6 +16,7 @@ from temporalio.api.workflow.v1 import VersioningOverride
 from hourglass.cluster.history import workflow_versioning
 from hourglass.cluster.history.mutable_state import (
     ActivityInfo,
+    CallbackState,
     ChildInfo,
     ExecutionInfo,
     ExternalRequest,
@@ -83,6 +84,7 @@ def rebuild(
         info.versioning_override = first.versioning_override
     # A handler's workflow keeps the callback that completes its Nexus operation.
     info.completion_callbacks = list(first.completion_callbacks)
+    info.callback_states = [CallbackState(info.start_time_ms) for _ in first.completion_callbacks]
     # The start's summary and details travel on the event, not in its attributes.
     if events[0].HasField("user_metadata"):
         info.user_metadata = events[0].user_metadata
@@ -119,6 +121,11 @@ def _apply(ms: MutableState, ev: HistoryEvent, node_id: int) -> None:
             ms.info.versioning_override = a.versioning_override
         elif a.unset_versioning_override:
             ms.info.versioning_override = VersioningOverride()  # as execution_options keeps it
+        # What a start that found the run running attached to it (runs.attach_on_conflict).
+        if a.attached_request_id:
+            ms.info.attached_request_ids[a.attached_request_id] = ev.event_id
+        ms.info.completion_callbacks.extend(a.attached_completion_callbacks)
+        ms.info.callback_states.extend(CallbackState(at) for _ in a.attached_completion_callbacks)
     elif t in (E.EVENT_TYPE_WORKFLOW_TASK_FAILED, E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT):
         ms.workflow_task = None
     elif t == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:

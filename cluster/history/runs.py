@@ -15,6 +15,7 @@ from temporalio.api.common.v1 import Header, Memo, Payloads, RetryPolicy, Search
 from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
+    WorkflowExecutionOptionsUpdatedEventAttributes,
     WorkflowExecutionSignaledEventAttributes,
     WorkflowExecutionStartedEventAttributes,
 )
@@ -23,7 +24,7 @@ from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 
 from hourglass.cluster.history import workflow_versioning
 from hourglass.cluster.history.cron import cron_backoff_ms
-from hourglass.cluster.history.mutable_state import ExecutionInfo, MutableState, ParentInfo
+from hourglass.cluster.history.mutable_state import CallbackState, ExecutionInfo, MutableState, ParentInfo
 from hourglass.cluster.history.tasks import TimerKind, TransferKind
 from hourglass.cluster.history.timeutil import duration_ms, now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import Transition
@@ -81,6 +82,9 @@ class NewRun:
     extra_started_fields: dict = field(default_factory=dict)
     # Callbacks to call when the run closes (a Nexus handler's workflow completes its caller's operation).
     completion_callbacks: list = field(default_factory=list)
+    # The request's links (a Nexus handler's link to its caller): recorded on the started event, and on
+    # the signaled event of a signal-with-start, as the reference does.
+    links: list = field(default_factory=list)
 
     @staticmethod
     def from_start_request(
@@ -122,6 +126,7 @@ class NewRun:
             continued_failure=opt("continued_failure"),
             extra_started_fields=extra,
             completion_callbacks=list(request.completion_callbacks),
+            links=list(request.links),
         )
 
 
@@ -213,18 +218,21 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         attrs.root_workflow_execution.run_id = p.root_run_id or p.run_id
     attrs.completion_callbacks.extend(new.completion_callbacks)
     info.completion_callbacks = list(new.completion_callbacks)
+    info.callback_states = [CallbackState(now) for _ in new.completion_callbacks]
     started = tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, attrs, bufferable=False)
+    started.links.extend(new.links)
     if "user_metadata" in new.extra_started_fields:
         started.user_metadata.CopyFrom(new.extra_started_fields["user_metadata"])
         info.user_metadata = new.extra_started_fields["user_metadata"]
     if new.signal is not None:
         name, payloads, header = new.signal
-        tr.add_event(
+        signaled = tr.add_event(
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
             WorkflowExecutionSignaledEventAttributes(
                 signal_name=name, identity=new.identity, input=payloads, header=header
             ),
         )
+        signaled.links.extend(new.links)
         info.signal_count += 1
     if new.backoff_ms:
         tr.timer(TimerKind.WORKFLOW_BACKOFF, now + new.backoff_ms)
@@ -248,3 +256,32 @@ def start_run(new: NewRun, now: int, run_id: str | None = None) -> Transition:
         ),
     )
     return tr
+
+
+def attaches_on_conflict(request: StartWorkflowExecutionRequest) -> bool:
+    """Whether a start that finds its workflow running (USE_EXISTING) attaches something to that run."""
+    # As on the reference, options given with nothing to attach still write the (empty) event.
+    return request.HasField("on_conflict_options")
+
+
+def attach_on_conflict(tr: Transition, request: StartWorkflowExecutionRequest) -> None:
+    """A start that found the run running attaches to it what its on_conflict_options ask, as the
+    reference does (startworkflow handleUseExistingWorkflowOnConflictOptions): one
+    WorkflowExecutionOptionsUpdated event with the request id, the completion callbacks (called when the
+    run closes, as the start's own: several Nexus operations can so be backed by one run) and the links."""
+    options = request.on_conflict_options
+    attrs = WorkflowExecutionOptionsUpdatedEventAttributes()
+    if options.attach_request_id:
+        attrs.attached_request_id = request.request_id
+    if options.attach_completion_callbacks:
+        attrs.attached_completion_callbacks.extend(request.completion_callbacks)
+    ev = tr.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED, attrs)
+    ev.worker_may_ignore = True
+    if options.attach_links:
+        ev.links.extend(request.links)
+    info = tr.ms.info
+    if options.attach_request_id and request.request_id:
+        info.attached_request_ids[request.request_id] = ev.event_id
+    if options.attach_completion_callbacks:
+        info.completion_callbacks.extend(request.completion_callbacks)
+        info.callback_states.extend(CallbackState(tr.now) for _ in request.completion_callbacks)

@@ -761,13 +761,15 @@ class Transition:
                 self.dispatch_activity(ai)
         self.schedule_workflow_task()
 
-    def signal(self, name: str, payloads: Payloads | None, identity: str, header=None) -> None:
+    def signal(self, name: str, payloads: Payloads | None, identity: str, header=None, links=()) -> None:
+        """`links`: the sender's (a Nexus handler's link to its caller), kept on the event as on the
+        reference."""
         attrs = WorkflowExecutionSignaledEventAttributes(signal_name=name, identity=identity)
         if payloads is not None:
             attrs.input.CopyFrom(payloads)
         if header is not None:
             attrs.header.CopyFrom(header)
-        self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, attrs)
+        self.add_event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, attrs).links.extend(links)
         self.ms.info.signal_count += 1
         self.schedule_workflow_task()
 

@@ -199,6 +199,8 @@ def hourglass_server(workdir: Path) -> ServerProcess:
         "--dynamic-config-value", "system.namespaceMinRetentionLocal=1s",
         # PauseWorkflowExecution is off by default on both servers (test_workflow_pause.py).
         "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
+        # A workflow's signal-with-start (the system Nexus endpoint) is off by default on both servers.
+        "--dynamic-config-value", "history.enableSignalWithStartFromWorkflow=true",
     ]  # fmt: skip
     return ServerProcess(
         kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv, http_port=http_port
@@ -234,6 +236,7 @@ def hourglass_cassandra_server(
         # is 10/s): the suite runs the tests it runs against start-dev.
         "frontend.namespaceRPS.visibility": 100,
         "frontend.WorkflowPauseEnabled": "true",
+        "history.enableSignalWithStartFromWorkflow": "true",
         **(dynamic_config or {}),
     }
     config.write_text(
@@ -278,6 +281,8 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
         # Standalone activities (StartActivityExecution...) are off by default on the reference 1.32.
         "--dynamic-config-value", "activity.enableStandalone=true",
+        # A workflow's signal-with-start (the system Nexus endpoint) is off by default on the reference 1.32.
+        "--dynamic-config-value", "history.enableSignalWithStartFromWorkflow=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]

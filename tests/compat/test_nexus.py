@@ -22,7 +22,18 @@ from temporalio.worker import Worker
 from .conftest import ServerProcess
 from .history_diff import diff, normalize
 from .nexus_endpoint import worker_endpoint
-from .nexus_workflows import GreetingHandler, GreetingWorkflow, ManyNexusCalls, NexusCaller
+from .nexus_workflows import (
+    CANCEL_HEADERS,
+    CancelWithHeaders,
+    GreetingHandler,
+    GreetingWorkflow,
+    ManyNexusCalls,
+    NexusCaller,
+    SharedCalls,
+    SharedWorkflow,
+    SignalTarget,
+    SignalWithStartCaller,
+)
 
 RESULT_TIMEOUT_S = 30
 
@@ -348,3 +359,289 @@ async def test_a_handler_that_starts_late_still_gets_the_request(
     ours = await _handler_starts_late(server, 2)
     assert ours == await _handler_starts_late(reference_server, 2)
     assert ours == ("Hello, Nexus!", [*NEXUS_HEAD, "NEXUS_OPERATION_COMPLETED", *TAIL])
+
+
+def _links(event, names: dict[str, str]) -> list[dict]:
+    """An event's links as compared across servers: run and request ids replaced by markers, workflow ids
+    by the names the test gave them."""
+    shown = []
+    for link in event.links:
+        d = MessageToDict(link)
+        ref = d.get("workflowEvent", {})
+        if "runId" in ref:
+            ref["runId"] = "<run id>"
+        if "workflowId" in ref:
+            ref["workflowId"] = names.get(ref["workflowId"], "<other workflow>")
+        if "requestId" in ref.get("requestIdRef", {}):
+            ref["requestIdRef"]["requestId"] = "<request id>"
+        shown.append(d)
+    return shown
+
+
+def _first(events, event_type: int):
+    return next(e for e in events if e.event_type == event_type)
+
+
+async def _async_call_links(srv: ServerProcess) -> dict:
+    """The links an asynchronous operation leaves: on the caller's NexusOperationStarted (to the handler's
+    workflow) and on the handler workflow's start (to the caller's NexusOperationScheduled)."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[NexusCaller, GreetingWorkflow],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                NexusCaller.run,
+                args=[endpoint, "greet_in_workflow", 0],
+                id=workflow_id,
+                task_queue=task_queue,
+            )
+            assert await handle.result() == "Hello from a workflow, Nexus!"
+            caller = (await handle.fetch_history()).events
+    started = _first(caller, EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED)
+    [to_handler] = started.links
+    handler_id = to_handler.workflow_event.workflow_id
+    names = {workflow_id: "<caller>", handler_id: "<handler>"}
+    handler_events = (await client.get_workflow_handle(handler_id).fetch_history()).events
+    handler_start = _first(handler_events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+    callbacks = handler_start.workflow_execution_started_event_attributes.completion_callbacks
+    return {
+        "started": _links(started, names),
+        "completed": _links(_first(caller, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED), names),
+        "handler started": _links(handler_start, names),
+        "handler callback": [_links(cb, names) for cb in callbacks],
+    }
+
+
+async def test_an_async_operation_links_caller_and_handler(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """The handler's answer names the workflow it started: the caller's NexusOperationStarted keeps that
+    link, and the handler's workflow keeps the link back to the caller's NexusOperationScheduled (on its
+    completion callback)."""
+    ours = await _async_call_links(server)
+    assert ours == await _async_call_links(reference_server)
+    assert ours["started"][0]["workflowEvent"]["workflowId"] == "<handler>"
+    # The link back travels on the completion callback; the start's copy of it is dropped (kept once).
+    [[back]] = ours["handler callback"]
+    assert back["workflowEvent"]["eventRef"]["eventType"] == "EVENT_TYPE_NEXUS_OPERATION_SCHEDULED"
+    assert ours["handler started"] == []
+
+
+async def _signal_links(srv: ServerProcess) -> dict:
+    """A handler signals a workflow: the links on its WorkflowExecutionSignaled event and on the caller's
+    NexusOperationCompleted."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    target_id = f"nexus-target-{suffix}"
+    names = {workflow_id: "<caller>", target_id: "<target>"}
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[NexusCaller, SignalTarget],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            target = await client.start_workflow(SignalTarget.run, id=target_id, task_queue=task_queue)
+            handle = await client.start_workflow(
+                NexusCaller.run,
+                args=[endpoint, f"signal_target:{target_id}", 0],
+                id=workflow_id,
+                task_queue=task_queue,
+            )
+            assert await handle.result() == "signaled"
+            assert await target.result() == "from Nexus"
+            signaled = _first(
+                (await target.fetch_history()).events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            )
+            completed = _first(
+                (await handle.fetch_history()).events, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED
+            )
+    return {"signaled": _links(signaled, names), "completed": _links(completed, names)}
+
+
+async def test_a_handlers_signal_carries_the_callers_link(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """A signal a Nexus handler sends keeps the link to the caller's NexusOperationScheduled event."""
+    ours = await _signal_links(server)
+    assert ours == await _signal_links(reference_server)
+    [link] = ours["signaled"]
+    assert link["workflowEvent"]["workflowId"] == "<caller>"
+    assert link["workflowEvent"]["eventRef"]["eventType"] == "EVENT_TYPE_NEXUS_OPERATION_SCHEDULED"
+
+
+def _callbacks(described) -> list[dict]:
+    shown = []
+    for info in described.raw_description.callbacks:
+        d = MessageToDict(info)
+        for key in ("registrationTime", "lastAttemptCompleteTime"):
+            if key in d:
+                d[key] = "<time>"
+        header = d["callback"]["nexus"].get("header", {})
+        d["callback"]["nexus"]["header"] = sorted(header)
+        d["callback"].pop("links", None)
+        shown.append(d)
+    return shown
+
+
+async def _shared_handler(srv: ServerProcess, count: int) -> dict:
+    """`count` operations backed by one workflow (USE_EXISTING): what its describe and history show
+    before and after it ends, and what the caller got."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[SharedCalls, SharedWorkflow],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                SharedCalls.run, args=[endpoint, suffix, count], id=workflow_id, task_queue=task_queue
+            )
+            shared = client.get_workflow_handle(f"shared-{suffix}")
+            for _ in range(300):
+                caller_events = (await handle.fetch_history()).events
+                started = [
+                    e for e in caller_events if e.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED
+                ]
+                if len(started) == count:
+                    break
+                await asyncio.sleep(0.1)
+            running = await shared.describe()
+            await shared.signal(SharedWorkflow.finish)
+            result = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
+            for _ in range(100):
+                closed = await shared.describe()
+                if all(cb.state == 4 for cb in closed.raw_description.callbacks):  # CALLBACK_STATE_SUCCEEDED
+                    break
+                await asyncio.sleep(0.1)
+            shared_events = (await shared.fetch_history()).events
+    names = {workflow_id: "<caller>", f"shared-{suffix}": "<shared>"}
+    updates = [
+        {
+            "attached request id": bool(
+                e.workflow_execution_options_updated_event_attributes.attached_request_id
+            ),
+            "attached callbacks": len(
+                e.workflow_execution_options_updated_event_attributes.attached_completion_callbacks
+            ),
+            "links": _links(e, names),
+            "worker may ignore": e.worker_may_ignore,
+        }
+        for e in shared_events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED
+    ]
+    request_ids = running.raw_description.workflow_extended_info.request_id_infos
+    return {
+        "result": [text.replace(suffix, "<name>") for text in result],
+        "running callbacks": _callbacks(running),
+        "closed callbacks": _callbacks(closed),
+        "request id events": sorted(EventType.Name(info.event_type) for info in request_ids.values()),
+        "options updated": updates,
+        "caller started links": [_links(e, names) for e in started],
+    }
+
+
+async def test_operations_attach_to_one_running_workflow(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """Operations whose handler starts the same workflow id with USE_EXISTING attach their callbacks (and
+    request id and links) to the one running workflow: each completes when it closes."""
+    ours = await _shared_handler(server, 3)
+    assert ours == await _shared_handler(reference_server, 3)
+    assert ours["result"] == ["Hello to all, <name>!"] * 3
+    assert [cb["state"] for cb in ours["closed callbacks"]] == ["CALLBACK_STATE_SUCCEEDED"] * 3
+    assert len(ours["options updated"]) == 2
+
+
+async def _workflow_signal_with_start(srv: ServerProcess) -> dict:
+    """A workflow signal-with-starts another (through the server's own Nexus endpoint, __temporal_system):
+    both histories, the links on them and the operation's result as the caller's history keeps it."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, workflow_id, target_id = f"nexus-tq-{suffix}", f"nexus-wf-{suffix}", f"nexus-target-{suffix}"
+    async with Worker(client, task_queue=task_queue, workflows=[SignalWithStartCaller, SignalTarget]):
+        handle = await client.start_workflow(
+            SignalWithStartCaller.run, args=[target_id, task_queue], id=workflow_id, task_queue=task_queue
+        )
+        assert await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S) == target_id
+        target = client.get_workflow_handle(target_id)
+        assert await asyncio.wait_for(target.result(), RESULT_TIMEOUT_S) == "from a workflow"
+        caller_events = (await handle.fetch_history()).events
+        target_events = (await target.fetch_history()).events
+    names = {workflow_id: "<caller>", target_id: "<target>"}
+    redactions = {task_queue: "<task queue>", workflow_id: "<caller>", target_id: "<target>"}
+    completed = _first(caller_events, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED)
+    result = completed.nexus_operation_completed_event_attributes.result
+    return {
+        "caller": [e["type"] for e in normalize(caller_events, redactions)],
+        "scheduled": normalize(
+            [_first(caller_events, EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED)], redactions
+        )[0]["attributes"]["endpoint"],
+        "completed links": _links(completed, names),
+        "result metadata": sorted((k, v.decode()) for k, v in result.metadata.items()),
+        "target": [e["type"] for e in normalize(target_events, redactions)],
+        "target started links": _links(target_events[0], names),
+        "target signaled links": _links(
+            _first(target_events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED), names
+        ),
+    }
+
+
+async def test_a_workflows_signal_with_start_goes_through_the_system_endpoint(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """workflow.signal_with_start_workflow is a Nexus operation on __temporal_system that the server runs
+    itself: a synchronous result, the signal's link on the caller's NexusOperationCompleted, the caller's
+    link on the target's events."""
+    ours = await _workflow_signal_with_start(server)
+    assert ours == await _workflow_signal_with_start(reference_server)
+    assert ours["scheduled"] == "__temporal_system"
+    assert "NEXUS_OPERATION_COMPLETED" in ours["caller"]
+    assert ours["target signaled links"][0]["workflowEvent"]["workflowId"] == "<caller>"
+
+
+async def _cancel_headers(srv: ServerProcess) -> dict:
+    """The headers a workflow gave an operation, as its cancel request reaches the handler."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[CancelWithHeaders],
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            handle = await client.start_workflow(
+                CancelWithHeaders.run, args=[endpoint, suffix], id=workflow_id, task_queue=task_queue
+            )
+            outcome = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
+            types = [e["type"] for e in normalize(await handle.fetch_history())]
+    headers = CANCEL_HEADERS.pop(f"recorded-{suffix}")
+    return {
+        "outcome": outcome,
+        "history": types,
+        "caller's headers": {
+            k: v.replace(suffix, "<name>") for k, v in headers.items() if k.startswith("x-")
+        },
+    }
+
+
+async def test_a_cancel_request_carries_the_workflows_headers(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    """The Nexus headers a workflow gives an operation reach the handler with the cancel request too."""
+    ours = await _cancel_headers(server)
+    assert ours == await _cancel_headers(reference_server)
+    assert ours["caller's headers"] == {"x-caller-header": "for <name>"}
+    assert "NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED" in ours["history"]
