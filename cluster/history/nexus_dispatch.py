@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType, TimeoutType
@@ -209,6 +209,8 @@ class Outcome:
     failure: Failure | None = None
     canceled: bool = False
     retry: str = ""
+    # An asynchronous start's links to what backs the operation (nexus.v1.Link).
+    links: list = field(default_factory=list)
 
 
 def outcome(answer) -> Outcome:
@@ -226,7 +228,8 @@ def outcome(answer) -> Outcome:
         )
     if which == "async_success":
         return Outcome(
-            operation_token=start.async_success.operation_token or start.async_success.operation_id
+            operation_token=start.async_success.operation_token or start.async_success.operation_id,
+            links=list(start.async_success.links),
         )
     if which == "failure":
         return Outcome(failure=start.failure, canceled=start.failure.HasField("canceled_failure_info"))

@@ -19,7 +19,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 
 from hourglass.cluster.errors import InvalidArgument, NotFound, ServiceError
-from hourglass.cluster.history import nexus_dispatch, nexus_operations
+from hourglass.cluster.history import nexus_dispatch, nexus_operations, standalone_ids, standalone_nexus
 from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.shard import Shard
 from hourglass.cluster.history.tasks import TimerKind
@@ -83,6 +83,9 @@ class NexusExecutors:
                 self._engine.task_tokens, ms.info.namespace_id, ms.info.workflow_id, ms.info.run_id, op
             ),
         )
+        standalone = standalone_ids.is_standalone_nexus(ms.info.workflow_id)
+        if standalone:
+            standalone_nexus.point_links_at_operation(request, ms)
 
         def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
             if pending.started_event_id:
@@ -95,6 +98,8 @@ class NexusExecutors:
                 nexus_operations.record_completed(tr, pending, result.result)
             else:
                 nexus_operations.record_started(tr, pending, result.operation_token)
+                if standalone:
+                    standalone_nexus.add_started_links(tr, result.links)
 
         self._in_background(self._attempt(ms, op, target, request, timeout, attempt, False, record))
 

@@ -278,6 +278,8 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
         # Standalone activities (StartActivityExecution...) are off by default on the reference 1.32.
         "--dynamic-config-value", "activity.enableStandalone=true",
+        # So are standalone Nexus operations (StartNexusOperationExecution...).
+        "--dynamic-config-value", "nexusoperation.enableStandalone=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]
