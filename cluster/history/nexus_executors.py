@@ -285,6 +285,9 @@ class NexusExecutors:
                 nexus_operations.record_completed(tr, op, result)
             elif canceled:
                 nexus_operations.record_canceled(tr, op, failure)
+            elif tr.standalone:
+                # A standalone operation's caller sees the reference's OperationError around the cause.
+                nexus_operations.record_failed(tr, op, standalone_nexus.operation_error(failure))
             else:
                 nexus_operations.record_failed(tr, op, failure)
 

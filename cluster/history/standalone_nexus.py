@@ -22,7 +22,7 @@ from temporalio.api.enums.v1 import (
     RetryState,
     WorkflowExecutionStatus,
 )
-from temporalio.api.failure.v1 import Failure, TerminatedFailureInfo
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure, TerminatedFailureInfo
 from temporalio.api.history.v1 import HistoryEvent, NexusOperationScheduledEventAttributes
 from temporalio.api.nexus.v1 import NexusOperationExecutionInfo, NexusOperationExecutionListInfo
 from temporalio.api.workflowservice.v1 import (
@@ -267,6 +267,17 @@ def add_started_links(tr: Transition, links: list) -> None:
         link = temporal_link(nexus_link.url)
         if link is not None and link not in started.links:
             started.links.append(link)
+
+
+def operation_error(cause: Failure) -> Failure:
+    """How an asynchronous operation's failure (its backing run's, by the completion callback) reaches a
+    standalone operation's caller on the reference: an OperationError naming it unsuccessful, with the
+    backing run's failure as its cause."""
+    return Failure(
+        message="nexus operation completed unsuccessfully",
+        cause=cause,
+        application_failure_info=ApplicationFailureInfo(type="OperationError", non_retryable=True),
+    )
 
 
 def close_run(tr: Transition, event_type: int, attrs) -> None:
