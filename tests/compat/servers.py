@@ -280,6 +280,8 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--dynamic-config-value", "activity.enableStandalone=true",
         # So are standalone Nexus operations (StartNexusOperationExecution...).
         "--dynamic-config-value", "nexusoperation.enableStandalone=true",
+        # And a standalone activity's completion callbacks (an activity backing a Nexus operation).
+        "--dynamic-config-value", "activity.enableCallbacks=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]
