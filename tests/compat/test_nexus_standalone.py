@@ -337,6 +337,32 @@ async def test_cancel_and_terminate(client: Client) -> None:
     assert closed.value.status == RPCStatusCode.FAILED_PRECONDITION
 
 
+async def test_pending_operation_survives_kill9(restartable_server: ServerProcess) -> None:
+    """An operation started while no handler polls is kept through a kill -9 and runs once one does."""
+    srv = restartable_server
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    task_queue, endpoint = f"nexus-sa-tq-{suffix}", f"nexus-sa-ep-{suffix}"
+    async with worker_endpoint(client.operator_service, endpoint, task_queue):
+        ops = client.create_nexus_client(service=Echo, endpoint=endpoint)
+        handle = await ops.start_operation(
+            Echo.echo_async, Text(suffix), id=new_id("op"), schedule_to_close_timeout=timedelta(seconds=90)
+        )
+        await srv.restart()  # kill -9, same port, same database file
+        client = await Client.connect(srv.address)
+        d = await _describe(client, handle.operation_id)
+        assert d.run_id == handle.run_id and d.info.status == S.NEXUS_OPERATION_EXECUTION_STATUS_RUNNING
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[EchoWorkflow],
+            nexus_service_handlers=[EchoHandler()],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            again = client.get_nexus_operation_handle(handle.operation_id, result_type=Text)
+            assert (await again.result()).value == f"async {suffix}"
+
+
 async def test_list_and_count_by_query(client: Client) -> None:
     async with serving(client) as endpoint:
         ops = client.create_nexus_client(service=Echo, endpoint=endpoint)
