@@ -209,6 +209,8 @@ class Outcome:
     failure: Failure | None = None
     canceled: bool = False
     retry: str = ""
+    # A retryable handler error's failure (the attempt's, as describe shows it).
+    retry_failure: Failure | None = None
     # An asynchronous start's links to what backs the operation (nexus.v1.Link).
     links: list = field(default_factory=list)
 
@@ -261,5 +263,5 @@ def _handler_error(answer: RespondNexusTaskFailedRequest) -> Outcome:
     # NEXUS_HANDLER_ERROR_RETRY_BEHAVIOR_RETRYABLE = 1, _NON_RETRYABLE = 2.
     retryable = behavior == 1 or (behavior != 2 and error_type not in NON_RETRYABLE)
     if retryable:
-        return Outcome(retry=f"handler error ({error_type}): {failure.message}")
+        return Outcome(retry=f"handler error ({error_type}): {failure.message}", retry_failure=failure)
     return Outcome(failure=failure)

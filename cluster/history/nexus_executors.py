@@ -181,8 +181,10 @@ class NexusExecutors:
                 await self._record(ms, scheduled_event_id, lambda tr, pending: record(tr, pending, result))
                 return
             reason = result.retry
+            failure = result.retry_failure or Failure(message=reason)
         except ServiceError as e:
             reason = e.message
+            failure = Failure(message=reason)
         except Exception:
             log.exception("Nexus operation %s/%s: attempt %d failed", op.service, op.operation, attempt)
             return
@@ -192,9 +194,14 @@ class NexusExecutors:
             pending = sms.nexus_operations.get(scheduled_event_id)
             current = None if pending is None else (pending.cancel_attempt if cancel else pending.attempt)
             if sms.running and current == attempt:
+                next_ms = tr.now + nexus_dispatch.retry_delay_ms(attempt)
+                if not cancel:
+                    pending.last_attempt_failure = failure
+                    pending.last_attempt_complete_time_ms = tr.now
+                    pending.next_attempt_time_ms = next_ms
                 tr.timer(
                     TimerKind.NEXUS_RETRY,
-                    tr.now + nexus_dispatch.retry_delay_ms(attempt),
+                    next_ms,
                     scheduled_event_id=scheduled_event_id,
                     attempt=attempt,
                     cancel=cancel,

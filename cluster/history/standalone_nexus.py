@@ -34,7 +34,7 @@ from hourglass.cluster.errors import FailedPrecondition, InvalidArgument
 from hourglass.cluster.history import codec, standalone_ids
 from hourglass.cluster.history.mutable_state import MutableState, NexusOperationInfo
 from hourglass.cluster.history.runs import NewRun
-from hourglass.cluster.history.timeutil import to_duration, to_timestamp
+from hourglass.cluster.history.timeutil import now_ms, to_duration, to_timestamp
 from hourglass.cluster.history.transition import Transition
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.visibility.values import parse_search_attributes
@@ -341,7 +341,7 @@ def state(ms: MutableState, op: NexusOperationInfo) -> int:
         return PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_UNSPECIFIED
     if op.started_event_id:
         return PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_STARTED
-    if op.attempt > 1 or op.last_attempt_complete_time_ms:
+    if op.last_attempt_failure is not None and op.next_attempt_time_ms > now_ms():
         return PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_BACKING_OFF
     return PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_SCHEDULED
 
@@ -387,6 +387,10 @@ def info(
         out.expiration_time.CopyFrom(to_timestamp(op.scheduled_time_ms + op.schedule_to_close_timeout_ms))
     if op.last_attempt_complete_time_ms:
         out.last_attempt_complete_time.CopyFrom(to_timestamp(op.last_attempt_complete_time_ms))
+    if op.last_attempt_failure is not None:
+        out.last_attempt_failure.CopyFrom(op.last_attempt_failure)
+    if ms.running and out.state == PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_BACKING_OFF:
+        out.next_attempt_schedule_time.CopyFrom(to_timestamp(op.next_attempt_time_ms))
     if op.cancel_requested_event_id:
         out.cancellation_info.attempt = op.cancel_attempt
     return out

@@ -22,7 +22,12 @@ import nexusrpc
 import pytest
 from nexusrpc.handler import StartOperationContext, service_handler, sync_operation
 from temporalio import activity, nexus, workflow
-from temporalio.api.enums.v1 import CallbackState, EventType, NexusOperationExecutionStatus
+from temporalio.api.enums.v1 import (
+    CallbackState,
+    EventType,
+    NexusOperationExecutionStatus,
+    PendingNexusOperationState,
+)
 from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
     DescribeNexusOperationExecutionRequest,
@@ -72,6 +77,7 @@ class Echo:
     blocking: nexusrpc.Operation[Text, Text]
     broken: nexusrpc.Operation[Text, Text]
     by_activity: nexusrpc.Operation[Text, Text]
+    flaky: nexusrpc.Operation[Text, Text]
     failing_activity: nexusrpc.Operation[Text, Text]
 
 
@@ -116,6 +122,10 @@ class EchoHandler:
         raise nexusrpc.HandlerError(
             f"broken: {text.value}", type=nexusrpc.HandlerErrorType.INTERNAL, retryable_override=False
         )
+
+    @sync_operation
+    async def flaky(self, _ctx: StartOperationContext, text: Text) -> Text:
+        raise nexusrpc.HandlerError(f"flaky: {text.value}", type=nexusrpc.HandlerErrorType.INTERNAL)
 
     @nexus.temporal_operation
     async def by_activity(
@@ -269,6 +279,31 @@ async def test_operation_backed_by_a_standalone_activity(server: ServerProcess, 
         assert server.kind == REFERENCE, "Hourglass answers as the reference with history.enableChasm"
     assert isinstance(cause, ApplicationError) and cause.type == "Refused"
     assert cause.message == f"cannot {value}"
+
+
+async def test_retryable_handler_error_backs_off(client: Client) -> None:
+    """A retryable handler error is retried: describe shows the operation backing off, the attempt's
+    failure and when the next attempt goes out, until its schedule-to-close timeout ends it."""
+    async with serving(client) as endpoint:
+        ops = client.create_nexus_client(service=Echo, endpoint=endpoint)
+        value = new_id("v")
+        handle = await ops.start_operation(
+            Echo.flaky, Text(value), id=new_id("op"), schedule_to_close_timeout=timedelta(seconds=4)
+        )
+
+        async def backing_off() -> None:
+            d = await _describe(client, handle.operation_id)
+            assert d.info.state == PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_BACKING_OFF
+            assert d.info.HasField("next_attempt_schedule_time")
+            assert d.info.HasField("last_attempt_complete_time")
+            assert f"flaky: {value}" in d.info.last_attempt_failure.message
+
+        await _eventually(backing_off)
+        with pytest.raises(NexusOperationFailureError):
+            await handle.result()
+    d = await _describe(client, handle.operation_id)
+    assert d.info.status == S.NEXUS_OPERATION_EXECUTION_STATUS_TIMED_OUT
+    assert d.info.attempt >= 2
 
 
 async def test_id_conflict_policies(client: Client) -> None:
