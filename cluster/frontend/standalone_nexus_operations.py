@@ -171,9 +171,10 @@ async def _query(
     namespace_id: str, text: str, search_attributes: SearchAttributeRegistry
 ) -> model.VisibilityQuery:
     """The list/count query over standalone operations: their own attributes (OperationId, Endpoint,
-    Operation) read from the hidden runs' columns; the rest as for workflows."""
+    Operation read from the hidden runs' columns, Service from their search attributes); the rest as for
+    workflows."""
     custom = dict(await search_attributes.custom(namespace_id))
-    for name in _OPERATION_ATTRIBUTES:
+    for name in (*_OPERATION_ATTRIBUTES, standalone_nexus.SERVICE_ATTRIBUTE):
         custom[name] = ValueType.KEYWORD
     try:
         query = parse_query(text, custom)

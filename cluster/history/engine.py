@@ -762,7 +762,7 @@ class HistoryEngine:
             op = standalone_nexus.the_operation(ms)
             if op is None:
                 raise FailedPrecondition("operation already completed")
-            standalone_nexus.request_cancel(tr, op)
+            standalone_nexus.request_cancel(tr, op, reason)
 
         await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
 

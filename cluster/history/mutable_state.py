@@ -301,6 +301,8 @@ class NexusOperationInfo:
     # describe shows them while it backs off).
     last_attempt_failure: Failure | None = None
     next_attempt_time_ms: int = 0
+    # A standalone operation's RequestCancelNexusOperationExecution reason (describe).
+    cancel_reason: str = ""
 
 
 @dataclass

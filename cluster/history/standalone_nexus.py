@@ -11,12 +11,13 @@ DescribeNexusOperationExecution / PollNexusOperationExecution / ListNexusOperati
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 
-from google.protobuf.message import DecodeError
-from temporalio.api.common.v1 import Link, Memo, Payload, Payloads
+from temporalio.api.common.v1 import Link, Payload, Payloads, SearchAttributes
 from temporalio.api.enums.v1 import (
     EventType,
+    NexusOperationCancellationState,
     NexusOperationExecutionStatus,
     PendingNexusOperationState,
     RetryState,
@@ -24,7 +25,11 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure, TerminatedFailureInfo
 from temporalio.api.history.v1 import HistoryEvent, NexusOperationScheduledEventAttributes
-from temporalio.api.nexus.v1 import NexusOperationExecutionInfo, NexusOperationExecutionListInfo
+from temporalio.api.nexus.v1 import (
+    NexusOperationExecutionCancellationInfo,
+    NexusOperationExecutionInfo,
+    NexusOperationExecutionListInfo,
+)
 from temporalio.api.workflowservice.v1 import (
     StartNexusOperationExecutionRequest,
     StartWorkflowExecutionRequest,
@@ -56,9 +61,11 @@ DISALLOWED_HEADERS = frozenset(
         "principal-name",
     }
 )
-# The memo key the hidden run keeps the operation's service under (lists show it; the run's type is the
-# operation's name and its task queue the endpoint's, so those two are queried as run columns).
-SERVICE_MEMO_KEY = "NexusService"
+# The search attribute the hidden run keeps the operation's service under, so lists show it and queries
+# name it (`Service = "..."`), as the reference's; the run's type is the operation's name and its task queue
+# the endpoint's, so `Operation` and `Endpoint` are queried as those columns. Users never see it among
+# the operation's search attributes.
+SERVICE_ATTRIBUTE = "Service"
 NEXUS_OPERATION_LINK_TYPE = "temporal.api.common.v1.Link.NexusOperation"
 
 _STATUS = {
@@ -148,9 +155,14 @@ def start_policies(request: StartNexusOperationExecutionRequest) -> StartWorkflo
 
 
 def new_run(namespace_id: str, namespace: str, request: StartNexusOperationExecutionRequest) -> NewRun:
-    memo = Memo()
-    memo.fields[SERVICE_MEMO_KEY].CopyFrom(
-        Payload(metadata={"encoding": b"binary/plain"}, data=request.service.encode())
+    search_attributes = SearchAttributes()
+    if request.HasField("search_attributes"):
+        search_attributes.CopyFrom(request.search_attributes)
+    search_attributes.indexed_fields[SERVICE_ATTRIBUTE].CopyFrom(
+        Payload(
+            metadata={"encoding": b"json/plain", "type": b"Keyword"},
+            data=json.dumps(request.service).encode(),
+        )
     )
     extra = {"user_metadata": request.user_metadata} if request.HasField("user_metadata") else {}
     return NewRun(
@@ -162,8 +174,7 @@ def new_run(namespace_id: str, namespace: str, request: StartNexusOperationExecu
         request_id=request.request_id,
         identity=request.identity,
         input=Payloads(payloads=[request.input]) if request.HasField("input") else None,
-        memo=memo,
-        search_attributes=request.search_attributes if request.HasField("search_attributes") else None,
+        search_attributes=search_attributes,
         extra_started_fields=extra,
         completion_callbacks=list(request.completion_callbacks),
     )
@@ -374,7 +385,7 @@ def info(
         if started.HasField("user_metadata"):
             out.user_metadata.CopyFrom(started.user_metadata)
     if ms.info.search_attributes is not None:
-        out.search_attributes.CopyFrom(ms.info.search_attributes)
+        out.search_attributes.CopyFrom(users_search_attributes(ms.info.search_attributes))
     if ms.info.close_time_ms:
         out.close_time.CopyFrom(to_timestamp(ms.info.close_time_ms))
         out.execution_duration.CopyFrom(to_duration(ms.info.close_time_ms - ms.info.start_time_ms))
@@ -392,41 +403,51 @@ def info(
     if ms.running and out.state == PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_BACKING_OFF:
         out.next_attempt_schedule_time.CopyFrom(to_timestamp(op.next_attempt_time_ms))
     if op.cancel_requested_event_id:
-        out.cancellation_info.attempt = op.cancel_attempt
+        out.cancellation_info.CopyFrom(cancellation_info(op, events))
     return out
 
 
 def list_info(record: VisibilityRecord) -> NexusOperationExecutionListInfo:
     """What ListNexusOperationExecutions shows of one operation (its hidden run's visibility record)."""
+    search_attributes = parse_search_attributes(record.search_attributes)
     out = NexusOperationExecutionListInfo(
         operation_id=standalone_ids.operation_id(record.workflow_id),
         run_id=record.run_id,
         endpoint=record.task_queue,
-        service=service_of(record),
+        service=service_of(search_attributes),
         operation=record.workflow_type,
         schedule_time=to_timestamp(record.start_time_ms),
         status=status_of(record.status),  # type: ignore[arg-type]
         state_transition_count=record.state_transition_count,
     )
-    out.search_attributes.CopyFrom(parse_search_attributes(record.search_attributes))
+    out.search_attributes.CopyFrom(users_search_attributes(search_attributes))
     if record.close_time_ms:
         out.close_time.CopyFrom(to_timestamp(record.close_time_ms))
         out.execution_duration.CopyFrom(to_duration(record.close_time_ms - record.start_time_ms))
     return out
 
 
-def service_of(record: VisibilityRecord) -> str:
-    if not record.memo:
+def service_of(search_attributes: SearchAttributes) -> str:
+    payload = search_attributes.indexed_fields.get(SERVICE_ATTRIBUTE)
+    if payload is None:
         return ""
     try:
-        memo = Memo.FromString(record.memo)
-    except DecodeError:
+        value = json.loads(payload.data)
+    except ValueError:
         return ""
-    payload = memo.fields.get(SERVICE_MEMO_KEY)
-    return payload.data.decode() if payload is not None else ""
+    return value if isinstance(value, str) else ""
 
 
-def request_cancel(tr: Transition, op: NexusOperationInfo) -> None:
+def users_search_attributes(search_attributes: SearchAttributes) -> SearchAttributes:
+    """The operation's search attributes as its starter gave them (without the service kept among them)."""
+    out = SearchAttributes()
+    out.CopyFrom(search_attributes)
+    if SERVICE_ATTRIBUTE in out.indexed_fields:
+        del out.indexed_fields[SERVICE_ATTRIBUTE]
+    return out
+
+
+def request_cancel(tr: Transition, op: NexusOperationInfo, reason: str) -> None:
     """RequestCancelNexusOperationExecution, as the reference's: the handler of a started operation is asked
     to cancel it (its outcome comes later, by its completion callback); one not started yet is asked as soon
     as the handler starts it (nexus_operations.record_started). FAILED_PRECONDITION with the reference's
@@ -437,7 +458,32 @@ def request_cancel(tr: Transition, op: NexusOperationInfo) -> None:
         raise FailedPrecondition("operation already completed")
     if op.cancel_requested_event_id:
         raise FailedPrecondition("cancellation already requested")
+    op.cancel_reason = reason
     nexus_operations.record_cancel_requested(tr, op, 0)
+
+
+def cancellation_info(
+    op: NexusOperationInfo, events: list[HistoryEvent]
+) -> NexusOperationExecutionCancellationInfo:
+    """Describe's cancellation_info: why it was asked, and how far the request to the handler got (its
+    outcome events in the run's history)."""
+    # (The reference leaves requested_time unset.)
+    out = NexusOperationExecutionCancellationInfo(
+        reason=op.cancel_reason,
+        attempt=op.cancel_attempt,
+        state=NexusOperationCancellationState.NEXUS_OPERATION_CANCELLATION_STATE_SCHEDULED,  # type: ignore[arg-type]
+    )
+    for ev in events:
+        if ev.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUEST_COMPLETED:
+            out.state = NexusOperationCancellationState.NEXUS_OPERATION_CANCELLATION_STATE_SUCCEEDED  # type: ignore[assignment]
+            out.last_attempt_complete_time.CopyFrom(ev.event_time)
+        elif ev.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUEST_FAILED:
+            out.state = NexusOperationCancellationState.NEXUS_OPERATION_CANCELLATION_STATE_FAILED  # type: ignore[assignment]
+            out.last_attempt_complete_time.CopyFrom(ev.event_time)
+            out.last_attempt_failure.CopyFrom(
+                ev.nexus_operation_cancel_request_failed_event_attributes.failure
+            )
+    return out
 
 
 def terminate_closed_message(ms: MutableState) -> str:

@@ -25,6 +25,7 @@ from temporalio import activity, nexus, workflow
 from temporalio.api.enums.v1 import (
     CallbackState,
     EventType,
+    NexusOperationCancellationState,
     NexusOperationExecutionStatus,
     PendingNexusOperationState,
 )
@@ -356,6 +357,19 @@ async def test_cancel_and_terminate(client: Client) -> None:
         assert isinstance(raised.value.__cause__, CancelledError)
         d = await _describe(client, canceled.operation_id)
         assert d.info.status == S.NEXUS_OPERATION_EXECUTION_STATUS_CANCELED
+        assert d.info.cancellation_info.reason == "no longer needed"
+        assert d.info.cancellation_info.HasField("last_attempt_complete_time")
+        assert d.info.cancellation_info.attempt == 1
+        assert (
+            d.info.cancellation_info.state
+            == NexusOperationCancellationState.NEXUS_OPERATION_CANCELLATION_STATE_SUCCEEDED
+        )
+        with pytest.raises(RPCError) as again:
+            await canceled.cancel()
+        assert (again.value.status, again.value.message) == (
+            RPCStatusCode.FAILED_PRECONDITION,
+            "operation already completed",
+        )
 
         terminated = await ops.start_operation(
             Echo.blocking, Text(new_id("v")), id=new_id("op"), schedule_to_close_timeout=TIMEOUT
@@ -420,6 +434,11 @@ async def test_list_and_count_by_query(client: Client) -> None:
         assert by_id == [ids[1]]
         running = f'Endpoint = "{endpoint}" AND ExecutionStatus = "Running"'
         assert (await client.count_nexus_operations(running)).count == 0
+        by_service = f'Endpoint = "{endpoint}" AND Service = "Echo" AND Operation = "shout"'
+        assert (await client.count_nexus_operations(by_service)).count == 3
+        other = f'Endpoint = "{endpoint}" AND Service = "Other"'
+        assert (await client.count_nexus_operations(other)).count == 0
+        assert "Service" not in one.raw_info.search_attributes.indexed_fields
 
     await _eventually(listed)
     # Workflow lists do not show standalone operations.
