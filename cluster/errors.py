@@ -75,6 +75,21 @@ class ActivityExecutionAlreadyStarted(ServiceError):
         )
 
 
+class NexusOperationExecutionAlreadyStarted(ServiceError):
+    """A standalone Nexus operation's id is taken (its conflict or reuse policy says so), with the
+    reference's detail."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, message: str, start_request_id: str, run_id: str) -> None:
+        super().__init__(
+            message,
+            errordetails.NexusOperationExecutionAlreadyStartedFailure(
+                start_request_id=start_request_id, run_id=run_id
+            ),
+        )
+
+
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 

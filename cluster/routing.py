@@ -94,6 +94,8 @@ HISTORY_ROUTES: dict[str, Callable[[tuple], tuple[str, str]]] = {
     "update_activity_options": _by_request,
     "start_activity_execution": lambda a: (a[0], standalone_ids.workflow_id(a[2].activity_id)),
     "request_cancel_activity_execution": _by_execution(1),
+    "start_nexus_operation_execution": lambda a: (a[0], standalone_ids.nexus_workflow_id(a[2].operation_id)),
+    "request_cancel_nexus_operation_execution": _by_execution(1),
     "pause_workflow": lambda a: (a[0], a[1].workflow_id),
     "update_workflow_options": _by_execution(1),
     "unpause_workflow": lambda a: (a[0], a[1].workflow_id),

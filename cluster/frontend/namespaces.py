@@ -79,6 +79,7 @@ class ServerFacts:
         # (batch operations over them are not: StartBatchOperation refuses those, see batches.py).
         caps.standalone_activity_start_delay = LIMITS.enable_standalone_activities
         caps.standalone_activity_operator_commands = LIMITS.enable_standalone_activities
+        caps.standalone_nexus_operation = LIMITS.enable_standalone_nexus_operations
         caps.worker_poll_complete_on_shutdown = LIMITS.cancel_worker_polls_on_shutdown
         info.supports_schedules = True
         info.limits.blob_size_limit_error = self.blob_size_limit_error

@@ -46,6 +46,7 @@ from hourglass.cluster.frontend import (
     activity_operations,
     build_id_versioning,
     standalone_activities,
+    standalone_nexus_operations,
     visibility,
     workflow_pause,
 )
@@ -75,7 +76,7 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
-from hourglass.cluster.history import execution_options, workflow_versioning
+from hourglass.cluster.history import execution_options, nexus_dispatch, standalone_nexus, workflow_versioning
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
@@ -951,6 +952,77 @@ class WorkflowService(WorkflowServiceServicer):
     @rpc
     async def CountActivityExecutions(self, request, context):
         return await self._visibility(standalone_activities.count_executions, request)
+
+    # ---- standalone Nexus operations (issue 15) ---------------------------------------------------------
+    @rpc
+    async def StartNexusOperationExecution(self, request, context):
+        standalone_nexus_operations.check_enabled()
+        ns = await self.namespaces.get(request.namespace)
+        standalone_nexus.check_start(request)
+        if request.HasField("input"):
+            check_blob_size(request.input, self.max_blob_bytes)
+        await self.search_attributes.validate_search_attributes(ns.id, request.search_attributes)
+        endpoint_id = (await nexus_dispatch.endpoint_ids(self.store, {request.endpoint})).get(
+            request.endpoint
+        )
+        if endpoint_id is None:
+            raise NotFound(f"could not find Nexus endpoint by name: {request.endpoint}")
+        if not request.request_id:
+            request.request_id = str(uuid.uuid4())
+        result: StartResult = await self.history.start_nexus_operation_execution(
+            ns.id, ns.name, request, endpoint_id
+        )
+        return rr.StartNexusOperationExecutionResponse(run_id=result.run_id, started=result.started)
+
+    @rpc
+    async def DescribeNexusOperationExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_nexus_operations.mutable_state(self.history, ns.id, request)
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await standalone_nexus_operations.describe(self.history, ms, request, timeout)
+
+    @rpc
+    async def PollNexusOperationExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_nexus_operations.mutable_state(self.history, ns.id, request)
+        timeout = self._long_poll_timeout(context, HISTORY_LONG_POLL_S)
+        return await standalone_nexus_operations.poll(self.history, ms, request, timeout)
+
+    @rpc
+    async def RequestCancelNexusOperationExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_nexus_operations.mutable_state(self.history, ns.id, request)
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        await self.history.request_cancel_nexus_operation_execution(
+            ns.id, execution, request.identity, request.reason
+        )
+        return rr.RequestCancelNexusOperationExecutionResponse()
+
+    @rpc
+    async def TerminateNexusOperationExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_nexus_operations.mutable_state(self.history, ns.id, request)
+        if not ms.running:
+            raise FailedPrecondition(standalone_nexus.terminate_closed_message(ms))
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        await self.history.terminate(ns.id, execution, request.reason, None, request.identity)
+        return rr.TerminateNexusOperationExecutionResponse()
+
+    @rpc
+    async def DeleteNexusOperationExecution(self, request, context):
+        ns = await self.namespaces.get(request.namespace)
+        ms = await standalone_nexus_operations.mutable_state(self.history, ns.id, request)
+        execution = WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
+        await self.history.delete_workflow(ns.id, execution)
+        return rr.DeleteNexusOperationExecutionResponse()
+
+    @rpc
+    async def ListNexusOperationExecutions(self, request, context):
+        return await self._visibility(standalone_nexus_operations.list_executions, request)
+
+    @rpc
+    async def CountNexusOperationExecutions(self, request, context):
+        return await self._visibility(standalone_nexus_operations.count_executions, request)
 
     # ---- visibility ------------------------------------------------------------------------------------
     async def _visibility(self, handler, request):

@@ -11,6 +11,7 @@ from typing import Any
 
 from temporalio.api.activity.v1 import ActivityExecutionListInfo
 from temporalio.api.common.v1 import ActivityType, WorkflowExecution
+from temporalio.api.enums.v1 import CallbackState
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
 from hourglass.cluster.errors import InvalidArgument, NotFound, Unimplemented
@@ -112,6 +113,17 @@ async def describe(history: Any, ms: MutableState, request: Any) -> rr.DescribeA
         outcome = standalone.outcome(events)
         if outcome is not None:
             resp.outcome.CopyFrom(outcome)
+    # The completion callbacks it was started with (a Nexus handler's backing activity), as the reference
+    # lists them: called once the activity closed.
+    for callback in ms.info.completion_callbacks:
+        info = resp.callbacks.add()
+        info.trigger.activity_closed.SetInParent()
+        info.info.callback.CopyFrom(callback)
+        info.info.registration_time.CopyFrom(to_timestamp(ms.info.start_time_ms))
+        info.info.state = (
+            CallbackState.CALLBACK_STATE_STANDBY if ms.running else CallbackState.CALLBACK_STATE_SUCCEEDED
+        )
+        info.info.attempt = 0 if ms.running else 1
     return resp
 
 

@@ -46,9 +46,11 @@ def require_workflow_id(value: str) -> None:
         raise InvalidArgument("WorkflowId is not set on request.")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(f"WorkflowId exceeds maximum allowed length ({len(value)}/{MAX_ID_LENGTH})")
-    if standalone_ids.is_standalone(value):
-        # Standalone activities are kept as runs under this prefix: no workflow may take or name one.
-        raise InvalidArgument(f"WorkflowId cannot start with the reserved prefix {standalone_ids.PREFIX}")
+    if standalone_ids.is_hidden(value):
+        # Standalone activities and Nexus operations are kept as runs under these prefixes: no workflow may
+        # take or name one.
+        prefix = next(p for p in standalone_ids.RESERVED_PREFIXES if value.startswith(p))
+        raise InvalidArgument(f"WorkflowId cannot start with the reserved prefix {prefix}")
 
 
 def require_task_queue(name: str) -> None:

@@ -201,7 +201,21 @@ async def _page(
 def scoped(query: model.VisibilityQuery, standalone_activities: bool) -> model.VisibilityQuery:
     """The query narrowed to workflows, or to standalone activities (hidden runs, see
     history/standalone_ids.py): each list shows only its own kind, as the reference's do."""
-    scope = model.StartsWith(_system(names.WORKFLOW_ID), standalone_ids.PREFIX, not standalone_activities)
+    if standalone_activities:
+        return scoped_to_prefix(query, standalone_ids.PREFIX)
+    scope: model.Filter = model.And(
+        tuple(
+            model.StartsWith(_system(names.WORKFLOW_ID), prefix, True)
+            for prefix in standalone_ids.RESERVED_PREFIXES
+        )
+    )
+    combined = scope if query.filter is None else model.And((scope, query.filter))
+    return dataclasses.replace(query, filter=combined)
+
+
+def scoped_to_prefix(query: model.VisibilityQuery, prefix: str) -> model.VisibilityQuery:
+    """The query narrowed to the hidden runs under `prefix` (standalone activities or Nexus operations)."""
+    scope = model.StartsWith(_system(names.WORKFLOW_ID), prefix)
     combined = scope if query.filter is None else model.And((scope, query.filter))
     return dataclasses.replace(query, filter=combined)
 

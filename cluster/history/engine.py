@@ -56,6 +56,7 @@ from temporalio.api.workflowservice.v1 import (
     RespondWorkflowTaskCompletedRequest,
     RespondWorkflowTaskCompletedResponse,
     StartActivityExecutionRequest,
+    StartNexusOperationExecutionRequest,
     StartWorkflowExecutionRequest,
     UnpauseActivityRequest,
     UnpauseWorkflowExecutionRequest,
@@ -69,6 +70,7 @@ from hourglass.cluster.errors import (
     HistoryLimitExceeded,
     InvalidArgument,
     MultiOperationFailed,
+    NexusOperationExecutionAlreadyStarted,
     NotFound,
     ServiceError,
     ShardNotOwned,
@@ -88,6 +90,7 @@ from hourglass.cluster.history import (
     nexus_dispatch,
     nexus_operations,
     standalone_ids,
+    standalone_nexus,
     workflow_versioning,
 )
 from hourglass.cluster.history import standalone_activity as standalone
@@ -750,6 +753,60 @@ class HistoryEngine:
                     raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
                 return StartResult(run_id, True)
         raise Unavailable("too many concurrent starts of the activity id, try again")
+
+    async def start_nexus_operation_execution(
+        self,
+        namespace_id: str,
+        namespace: str,
+        request: StartNexusOperationExecutionRequest,
+        endpoint_id: str,
+    ) -> StartResult:
+        """Start a standalone Nexus operation: its hidden run, created with the operation scheduled
+        (standalone_nexus.py); the start goes to the handler through the transfer queue, as a workflow's."""
+        wid = standalone_ids.nexus_workflow_id(request.operation_id)
+        policies = standalone_nexus.start_policies(request)
+        shard = self.shard_for(namespace_id, wid)
+        for _ in range(5):
+            async with shard.locks.hold((namespace_id, wid)):
+                current = await shard.get_current_run(namespace_id, wid)
+                run_id = new_run_id()
+                try:
+                    plan = await self._plan_start(shard, current, policies, run_id)
+                except WorkflowAlreadyStarted as e:
+                    raise NexusOperationExecutionAlreadyStarted(
+                        "nexus operation execution already started",
+                        e.detail.start_request_id,
+                        e.detail.run_id,
+                    ) from None
+                if isinstance(plan, StartResult):
+                    return plan
+                tr = start_run(standalone_nexus.new_run(namespace_id, namespace, request), now_ms(), run_id)
+                nexus_operations.schedule(tr, standalone_nexus.scheduled_attributes(request, endpoint_id))
+                if current is not None:
+                    tr.current_run.mode = CurrentRunMode.REPLACE
+                    tr.current_run.previous_run_id = current.run_id
+                try:
+                    await shard.commit([(tr, True)])
+                except ConditionFailedError:
+                    continue
+                except ShardOwnershipLostError as e:
+                    self.shard_lost(shard)
+                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
+                return StartResult(run_id, True)
+        raise Unavailable("too many concurrent starts of the operation id, try again")
+
+    async def request_cancel_nexus_operation_execution(
+        self, namespace_id: str, execution: WorkflowExecution, identity: str, reason: str
+    ) -> None:
+        """Ask a standalone Nexus operation's handler to cancel it (standalone_nexus.request_cancel)."""
+
+        def cancel(ms: MutableState, tr: Transition):
+            op = standalone_nexus.the_operation(ms)
+            if op is None:
+                raise FailedPrecondition("operation already completed")
+            standalone_nexus.request_cancel(tr, op, reason)
+
+        await self._update(namespace_id, execution.workflow_id, execution.run_id, cancel)
 
     async def request_cancel_activity_execution(
         self, namespace_id: str, execution: WorkflowExecution, identity: str, reason: str

@@ -41,6 +41,8 @@ class HistoryLimits:
     enable_activity_eager_execution: bool = True
     # Standalone activities (StartActivityExecution...): served by default, as issue 15 asks of start-dev.
     enable_standalone_activities: bool = True
+    # Standalone Nexus operations (StartNexusOperationExecution...): served by default too.
+    enable_standalone_nexus_operations: bool = True
     # Past the error limits a running workflow is terminated (see history_limits.py); past the warn
     # limits it is logged.
     history_count_error: int = 50 * 1024
@@ -119,6 +121,7 @@ _KEYS = {
     "limit.historySize.suggestContinueAsNew": "suggest_continue_as_new_size_bytes",
     "system.enableActivityEagerExecution": "enable_activity_eager_execution",
     "activity.enableStandalone": "enable_standalone_activities",
+    "nexusoperation.enableStandalone": "enable_standalone_nexus_operations",
     "limit.historyCount.error": "history_count_error",
     "limit.historyCount.warn": "history_count_warn",
     "limit.historySize.error": "history_size_error_bytes",

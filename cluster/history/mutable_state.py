@@ -320,6 +320,12 @@ class NexusOperationInfo:
     # Attempts to deliver the cancel request; whether the handler has answered it.
     cancel_attempt: int = 0
     cancel_delivered: bool = False
+    # Why the last start attempt got no answer, and when the next one goes out (a standalone operation's
+    # describe shows them while it backs off).
+    last_attempt_failure: Failure | None = None
+    next_attempt_time_ms: int = 0
+    # A standalone operation's RequestCancelNexusOperationExecution reason (describe).
+    cancel_reason: str = ""
 
 
 @dataclass

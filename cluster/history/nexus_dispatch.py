@@ -230,6 +230,8 @@ class Outcome:
     failure: Failure | None = None
     canceled: bool = False
     retry: str = ""
+    # A retryable handler error's failure (the attempt's, as describe shows it).
+    retry_failure: Failure | None = None
 
 
 def outcome(answer) -> Outcome:
@@ -281,7 +283,7 @@ def _handler_error(answer: RespondNexusTaskFailedRequest) -> Outcome:
     # NEXUS_HANDLER_ERROR_RETRY_BEHAVIOR_RETRYABLE = 1, _NON_RETRYABLE = 2.
     retryable = behavior == 1 or (behavior != 2 and error_type not in NON_RETRYABLE)
     if retryable:
-        return Outcome(retry=f"handler error ({error_type}): {failure.message}")
+        return Outcome(retry=f"handler error ({error_type}): {failure.message}", retry_failure=failure)
     return Outcome(failure=failure)
 
 

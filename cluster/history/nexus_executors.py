@@ -33,7 +33,14 @@ from hourglass.cluster.errors import (
     ServiceError,
     WorkflowAlreadyStarted,
 )
-from hourglass.cluster.history import nexus_dispatch, nexus_http, nexus_operations, system_nexus
+from hourglass.cluster.history import (
+    nexus_dispatch,
+    nexus_http,
+    nexus_operations,
+    standalone_ids,
+    standalone_nexus,
+    system_nexus,
+)
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import CallbackState, MutableState
 from hourglass.cluster.history.shard import Shard
@@ -130,6 +137,8 @@ class NexusExecutors:
             ),
             callback_url or "",
         )
+        if standalone_ids.is_standalone_nexus(ms.info.workflow_id):
+            standalone_nexus.point_links_at_operation(request, ms)
 
         def record(tr: Transition, pending, result: nexus_dispatch.Outcome) -> None:
             if pending.started_event_id:
@@ -275,8 +284,10 @@ class NexusExecutors:
                 await self._record(ms, scheduled_event_id, lambda tr, pending: record(tr, pending, result))
                 return
             reason = result.retry
+            failure = result.retry_failure or Failure(message=reason)
         except ServiceError as e:
             reason = e.message
+            failure = Failure(message=reason)
         except Exception:
             log.exception("Nexus operation %s/%s: attempt %d failed", op.service, op.operation, attempt)
             return
@@ -286,9 +297,14 @@ class NexusExecutors:
             pending = sms.nexus_operations.get(scheduled_event_id)
             current = None if pending is None else (pending.cancel_attempt if cancel else pending.attempt)
             if sms.running and current == attempt:
+                next_ms = tr.now + nexus_dispatch.retry_delay_ms(attempt)
+                if not cancel:
+                    pending.last_attempt_failure = failure
+                    pending.last_attempt_complete_time_ms = tr.now
+                    pending.next_attempt_time_ms = next_ms
                 tr.timer(
                     TimerKind.NEXUS_RETRY,
-                    tr.now + nexus_dispatch.retry_delay_ms(attempt),
+                    next_ms,
                     scheduled_event_id=scheduled_event_id,
                     attempt=attempt,
                     cancel=cancel,
@@ -497,6 +513,9 @@ class NexusExecutors:
                 nexus_operations.record_completed(tr, op, result)
             elif canceled:
                 nexus_operations.record_canceled(tr, op, failure)
+            elif tr.standalone:
+                # A standalone operation's caller sees the reference's OperationError around the cause.
+                nexus_operations.record_failed(tr, op, standalone_nexus.operation_error(failure))
             else:
                 nexus_operations.record_failed(tr, op, failure)
 

@@ -187,6 +187,12 @@ def wrapped(op: NexusOperationInfo, cause: Failure) -> Failure:
 
 def _close(tr: Transition, op: NexusOperationInfo, event_type: int, attrs):
     ev = tr.add_event(event_type, attrs)
+    if tr.standalone:
+        # A standalone operation's hidden run closes with it (and keeps it for describe).
+        from hourglass.cluster.history import standalone_nexus
+
+        standalone_nexus.close_run(tr, event_type, attrs)
+        return ev
     del tr.ms.nexus_operations[op.scheduled_event_id]
     tr.schedule_workflow_task()
     return ev

@@ -136,6 +136,8 @@ def new_run(namespace_id: str, namespace: str, request: StartActivityExecutionRe
         input=request.input if request.HasField("input") else None,
         header=request.header if request.HasField("header") else None,
         search_attributes=request.search_attributes if request.HasField("search_attributes") else None,
+        # A Nexus handler's backing activity: its close completes the caller's operation (temporal://system).
+        completion_callbacks=list(request.completion_callbacks),
     )
 
 

@@ -1,4 +1,5 @@
-"""Which runs are standalone activities (issue 15): the one fact transition.py and the engine share.
+"""Which runs are standalone activities and Nexus operations (issue 15): the fact transition.py and the
+engine share.
 
 A standalone activity is kept as a hidden run of its own (no workflow tasks, one activity, closed with the
 activity's outcome), so it is stored, recovered, timed out and retried exactly as runs are. Its workflow id
@@ -21,3 +22,27 @@ def is_standalone(workflow_id_: str) -> bool:
 
 def activity_id(workflow_id_: str) -> str:
     return workflow_id_[len(PREFIX) :]
+
+
+# Standalone Nexus operations (StartNexusOperationExecution) are hidden runs too, under their own prefix:
+# one scheduled operation, no workflow tasks, closed with the operation's outcome (standalone_nexus.py).
+NEXUS_PREFIX = "__hourglass_standalone_nexus__/"
+RESERVED_PREFIXES = (PREFIX, NEXUS_PREFIX)
+
+
+def nexus_workflow_id(operation_id: str) -> str:
+    """The hidden run's workflow id for a standalone Nexus operation id."""
+    return NEXUS_PREFIX + operation_id
+
+
+def is_standalone_nexus(workflow_id_: str) -> bool:
+    return workflow_id_.startswith(NEXUS_PREFIX)
+
+
+def operation_id(workflow_id_: str) -> str:
+    return workflow_id_[len(NEXUS_PREFIX) :]
+
+
+def is_hidden(workflow_id_: str) -> bool:
+    """A standalone activity's or Nexus operation's run: no workflow tasks, not listed as a workflow."""
+    return workflow_id_.startswith(RESERVED_PREFIXES)

@@ -206,8 +206,9 @@ class Transition:
 
     @property
     def standalone(self) -> bool:
-        """The run is a standalone activity (see standalone_ids): no workflow tasks, closed by its activity."""
-        return standalone_ids.is_standalone(self.ms.info.workflow_id)
+        """The run is a standalone activity or Nexus operation (see standalone_ids): no workflow tasks,
+        closed by its activity or operation."""
+        return standalone_ids.is_hidden(self.ms.info.workflow_id)
 
     def timer(self, kind: str, fire_time_ms: int, **data) -> None:
         self.timer_tasks.append(NewTask(kind, data, fire_time_ms))
@@ -609,8 +610,10 @@ class Transition:
         # (the parent close policy acts on them; the parent never hears of their close).
         ms.signals_requested.clear()
         ms.cancels_requested.clear()
-        # A closed run's Nexus operations are abandoned: nothing records their outcome any more.
-        ms.nexus_operations.clear()
+        # A closed run's Nexus operations are abandoned: nothing records their outcome any more. (A
+        # standalone operation's run keeps its one operation: describe shows it.)
+        if not self.standalone:
+            ms.nexus_operations.clear()
         if self.retention_ms > 0:
             self.timer(TimerKind.DELETE_HISTORY, self.now + self.retention_ms)
         if self.retention_ms > 0:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
 from compat.nexus_endpoint import worker_endpoint
-from compat.nexus_workflows import GreetingHandler, GreetingWorkflow, NexusCaller
+from compat.nexus_workflows import GreetingHandler, GreetingService, GreetingWorkflow, NexusCaller
 from compat.servers import free_port
 from temporalio.api.common.v1 import Callback, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import CallbackState
@@ -172,3 +173,57 @@ def _log(node) -> str:
         return node.log.read_text(errors="replace")
     except OSError:
         return ""
+
+
+async def test_standalone_operations_across_nodes(cluster) -> None:
+    """Standalone operations (no caller workflow) started through one node: each hidden run lives on its
+    id's shard owner (any member), the handler's worker polls another node, and a third node answers the
+    results, describe and list."""
+    n1, n2, n3 = cluster.nodes
+    admin = await cluster.connect(n3, "temporal-system:admin")
+    suffix = uuid.uuid4().hex[:8]
+    handler_queue, endpoint = f"sa-handler-{suffix}", f"sa-cluster-ep-{suffix}"
+    async with worker_endpoint(admin.operator_service, endpoint, handler_queue):
+        async with Worker(
+            await cluster.connect(n2),
+            task_queue=handler_queue,
+            workflows=[GreetingWorkflow],
+            nexus_service_handlers=[GreetingHandler()],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            ops = (await cluster.connect(n3)).create_nexus_client(service=GreetingService, endpoint=endpoint)
+            started = [
+                await ops.start_operation(
+                    operation,
+                    f"op {i}",
+                    id=f"sa-{operation.name}-{i}-{suffix}",
+                    schedule_to_close_timeout=timedelta(seconds=60),
+                )
+                for i in range(4)
+                for operation in (GreetingService.greet, GreetingService.greet_in_workflow)
+            ]
+            reader = await cluster.connect(n1)
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        reader.get_nexus_operation_handle(
+                            h.operation_id, run_id=h.run_id, result_type=str
+                        ).result()
+                        for h in started
+                    )
+                ),
+                120,
+            )
+    assert results == [
+        greeting for i in range(4) for greeting in (f"Hello, op {i}!", f"Hello from a workflow, op {i}!")
+    ]
+    for h in started:
+        described = await reader.get_nexus_operation_handle(h.operation_id, run_id=h.run_id).describe()
+        assert described.status.name == "COMPLETED" and described.endpoint == endpoint
+    query = f'Endpoint = "{endpoint}"'
+    for _ in range(100):
+        listed = sorted([o.operation_id async for o in reader.list_nexus_operations(query)])
+        if len(listed) == len(started):
+            break
+        await asyncio.sleep(0.2)
+    assert listed == sorted(h.operation_id for h in started)

@@ -283,6 +283,10 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--dynamic-config-value", "activity.enableStandalone=true",
         # A workflow's signal-with-start (the system Nexus endpoint) is off by default on the reference 1.32.
         "--dynamic-config-value", "history.enableSignalWithStartFromWorkflow=true",
+        # So are standalone Nexus operations (StartNexusOperationExecution...).
+        "--dynamic-config-value", "nexusoperation.enableStandalone=true",
+        # And a standalone activity's completion callbacks (an activity backing a Nexus operation).
+        "--dynamic-config-value", "activity.enableCallbacks=true",
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]

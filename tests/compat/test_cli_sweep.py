@@ -299,10 +299,7 @@ COMMANDS: dict[str, Cmd] = {
 }
 
 # Features Hourglass does not have (yet): the reference serves them, Hourglass answers UNIMPLEMENTED.
-_NO_NEXUS = "standalone Nexus operations (`temporal nexus operation ...`) are not implemented in Hourglass"
 KNOWN_DIFFERENCES: dict[str, str] = {
-    # Nexus endpoints (`operator nexus endpoint ...`) and workflows' Nexus operations are served.
-    **{c: _NO_NEXUS for c in COMMANDS if c.startswith("nexus ")},
     "activity list -o json": "listed standalone activities lack the reference's TemporalNamespaceDivision search "
     "attribute",
     "operator cluster upsert": "remote clusters (multi-cluster replication) are not implemented in Hourglass",
