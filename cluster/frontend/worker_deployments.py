@@ -11,8 +11,14 @@ import time
 from temporalio.api.enums.v1 import WorkerVersioningMode
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import InvalidArgument, NotFound
-from hourglass.cluster.matching.deployments import WorkerDeployments, version_info
+from hourglass.cluster.errors import InvalidArgument, NotFound, ResourceExhausted
+from hourglass.cluster.matching.deployments import (
+    BUILD_ID_FIELD,
+    DEPLOYMENT_NAME_FIELD,
+    WorkerDeployments,
+    validate_field,
+    version_info,
+)
 from hourglass.cluster.matching.versioning import versioned_queue
 
 VERSIONED = WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED
@@ -23,6 +29,8 @@ _noted: dict[tuple[str, str], float] = {}
 REDIRECT_INTERVAL_S = 5.0
 _redirected: dict[tuple[str, str, int], float] = {}
 _background: set[asyncio.Task] = set()
+# How long a poll whose version cannot be recorded (a deployment limit) waits before it is refused.
+REGISTER_ERROR_BACKOFF_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -45,9 +53,16 @@ async def polled_queue(matching, namespace_id: str, request, task_type: int) -> 
         return name
     if not options.deployment_name or not options.build_id:
         raise InvalidArgument("versioned workers must set both a deployment name and a build id")
-    await matching.deployments.register(
-        namespace_id, options.deployment_name, options.build_id, name, task_type
-    )
+    validate_field(DEPLOYMENT_NAME_FIELD, options.deployment_name)
+    validate_field(BUILD_ID_FIELD, options.build_id)
+    try:
+        await matching.deployments.register(
+            namespace_id, options.deployment_name, options.build_id, name, task_type
+        )
+    except ResourceExhausted:
+        # As the reference: the poller is held before it hears the limit, so it does not retry at once.
+        await asyncio.sleep(REGISTER_ERROR_BACKOFF_S)
+        raise
     await _redirect_unversioned_backlog(matching, namespace_id, name, task_type, options)
     return versioned_queue(name, options.deployment_name, options.build_id)
 
@@ -119,6 +134,7 @@ def _version_of(request) -> tuple[str, str]:
 def _require_deployment_name(name: str) -> None:
     if not name:
         raise InvalidArgument("deployment name cannot be empty")
+    validate_field(DEPLOYMENT_NAME_FIELD, name)
 
 
 def _target_build(request) -> str:
@@ -155,6 +171,8 @@ async def list_deployments(deployments: WorkerDeployments, namespace_id: str, re
 
 async def describe_version(deployments: WorkerDeployments, matching, namespace_id: str, request):
     deployment, build_id = _version_of(request)
+    validate_field(DEPLOYMENT_NAME_FIELD, deployment)
+    validate_field(BUILD_ID_FIELD, build_id)
     state, version = await deployments.describe_version(namespace_id, deployment, build_id)
     resp = rr.DescribeWorkerDeploymentVersionResponse(
         worker_deployment_version_info=version_info(state, version)
@@ -193,6 +211,7 @@ async def set_manager(deployments: WorkerDeployments, namespace_id: str, request
 
 async def delete_version(deployments: WorkerDeployments, namespace_id: str, request):
     deployment, build_id = _version_of(request)
+    validate_field(DEPLOYMENT_NAME_FIELD, deployment)
     await deployments.delete_version(
         namespace_id, deployment, build_id, request.skip_drainage, request.identity
     )

@@ -96,6 +96,18 @@ class HistoryLimits:
     # Runs a namespace deletion deletes per second at most (the reference's default), so deleting a large
     # namespace does not starve the cluster's other work.
     delete_namespace_rps: int = 100
+    # Worker Deployments (cluster/matching/deployments.py, drainage.py): how long a version that stopped
+    # being current or ramping counts as draining before visibility is asked whether pinned workflows still
+    # run on it, and how often it is asked again while some do (the reference's defaults).
+    version_drainage_grace_ms: int = 3 * 60 * 1000
+    version_drainage_refresh_ms: int = 3 * 60 * 1000
+    # How many deployments a namespace, versions a deployment and task queues a version may have.
+    max_deployments: int = 100
+    max_versions_in_deployment: int = 100
+    max_task_queues_in_deployment_version: int = 100
+    # The longest id (namespace, task queue, workflow id, ...); a deployment name or build id may take at
+    # most (this - 39) / 2 characters, as on the reference.
+    max_id_length: int = 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -140,6 +152,10 @@ _KEYS = {
     "frontend.WorkflowPauseEnabled": "workflow_pause_enabled",
     "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
     "frontend.deleteNamespaceDeleteActivityRPS": "delete_namespace_rps",
+    "matching.maxDeployments": "max_deployments",
+    "matching.maxVersionsInDeployment": "max_versions_in_deployment",
+    "matching.maxTaskQueuesInDeploymentVersion": "max_task_queues_in_deployment_version",
+    "limit.maxIDLength": "max_id_length",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {
@@ -156,6 +172,8 @@ _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
     "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
     "matching.workerRegistryEntryTTL": "worker_registry_entry_ttl_ms",
+    "matching.wv.VersionDrainageStatusVisibilityGracePeriod": "version_drainage_grace_ms",
+    "matching.wv.VersionDrainageStatusRefreshInterval": "version_drainage_refresh_ms",
 }
 
 
