@@ -29,6 +29,8 @@ _noted: dict[tuple[str, str], float] = {}
 REDIRECT_INTERVAL_S = 5.0
 _redirected: dict[tuple[str, str, int], float] = {}
 _background: set[asyncio.Task] = set()
+# How long SetCurrent/SetRamping waits for the members that route the version's task queues to hear of it.
+PROPAGATION_TIMEOUT_S = 5.0
 # How long a poll whose version cannot be recorded (a deployment limit) waits before it is refused.
 REGISTER_ERROR_BACKOFF_S = 5.0
 log = logging.getLogger(__name__)
@@ -80,16 +82,39 @@ def _redirect_all(matching, namespace_id: str, name: str, task_type: int) -> Non
         task.add_done_callback(_finished)
 
 
-async def _redirect_version_queues(matching, namespace_id: str, deployment: str, build_id: str) -> None:
-    """A version became current or ramping: its task queues' unversioned backlog moves to it."""
-    if not build_id:
-        return
-    try:
-        _, version = await matching.deployments.describe_version(namespace_id, deployment, build_id)
-    except NotFound:
-        return  # deleted meanwhile
-    for name, task_type in version.task_queues:
-        _redirect_all(matching, namespace_id, name, task_type)
+async def _propagate(matching, namespace_id: str, deployment: str, build_ids: list[str]) -> None:
+    """The routing of a deployment changed: before the change is answered, the member that routes each
+    partition of the task queues of these versions (the new and the previous current or ramping one) reads
+    it again, so the next task added through any node goes by it (the reference, likewise, answers once its
+    routing reached every task queue partition); the same call moves the queue's unversioned backlog to
+    the version it is routed to now. Waits PROPAGATION_TIMEOUT_S at most; the rest finishes in the
+    background (a member that did not hear reads the routing again within ROUTING_REFRESH_S anyway)."""
+    queues: set[tuple[str, int]] = set()
+    for build_id in build_ids:
+        if not build_id:
+            continue
+        try:
+            _, version = await matching.deployments.describe_version(namespace_id, deployment, build_id)
+        except NotFound:
+            continue  # deleted meanwhile
+        queues.update((name, int(task_type)) for name, task_type in version.task_queues)
+    tasks = []
+    loop = asyncio.get_running_loop()
+    for name, task_type in sorted(queues):
+        _redirected[(namespace_id, name, task_type)] = time.monotonic()
+        count = max(
+            matching.read_partitions(namespace_id, name, task_type),
+            matching.write_partitions(namespace_id, name, task_type),
+        )
+        for number in range(count):
+            task = loop.create_task(
+                matching.redirect_backlog(namespace_id, name, task_type, number, refresh_routes=True)
+            )
+            _background.add(task)
+            task.add_done_callback(_finished)
+            tasks.append(task)
+    if tasks:
+        await asyncio.wait(tasks, timeout=PROPAGATION_TIMEOUT_S)
 
 
 async def _redirect_unversioned_backlog(
@@ -192,7 +217,8 @@ async def set_current(matching, namespace_id: str, request):
     _require_deployment_name(request.deployment_name)
     build_id = _target_build(request)
     resp = await matching.deployments.set_current(namespace_id, request, build_id)
-    await _redirect_version_queues(matching, namespace_id, request.deployment_name, build_id)
+    previous = resp.previous_deployment_version.build_id
+    await _propagate(matching, namespace_id, request.deployment_name, [build_id, previous])
     return resp
 
 
@@ -200,7 +226,8 @@ async def set_ramping(matching, namespace_id: str, request):
     _require_deployment_name(request.deployment_name)
     build_id = _target_build(request)
     resp = await matching.deployments.set_ramping(namespace_id, request, build_id)
-    await _redirect_version_queues(matching, namespace_id, request.deployment_name, build_id)
+    previous = resp.previous_deployment_version.build_id
+    await _propagate(matching, namespace_id, request.deployment_name, [build_id, previous])
     return resp
 
 

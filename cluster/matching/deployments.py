@@ -329,6 +329,10 @@ class WorkerDeployments:
         await self.store.write_worker_deployment(namespace_id, name, loaded.state.encode(), loaded.version)
         self._forget_routes(namespace_id)
 
+    def refresh_routes(self, namespace_id: str) -> None:
+        """Another member changed a deployment's routing and says so: read it again at the next task."""
+        self._forget_routes(namespace_id)
+
     def _forget_routes(self, namespace_id: str) -> None:
         """This member changed a deployment: it routes by the change at once."""
         self._routes.pop(namespace_id, None)

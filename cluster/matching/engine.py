@@ -164,11 +164,22 @@ class MatchingEngine:
             return False
         return route.deployment == deployment and route.target(execution.workflow_id) == build_id
 
-    async def redirect_backlog(self, namespace_id: str, name: str, task_type: int, partition: int = 0) -> int:
+    async def redirect_backlog(
+        self,
+        namespace_id: str,
+        name: str,
+        task_type: int,
+        partition: int = 0,
+        refresh_routes: bool = False,
+    ) -> int:
         """Move the backlog a partition of the queue holds to the versions its tasks are routed to now (tasks
-        added before the queue had a current version); answers how many moved. Each task is added to its
-        version's queue before it is acknowledged here, so a failure leaves it in one place or both, never
-        none (a duplicate is dropped by history as stale)."""
+        added before the queue had a current version); answers how many moved. Each task is added to its version's
+        queue before it is acknowledged here, so a failure leaves it in one place or both, never none (a
+        duplicate is dropped by history as stale). `refresh_routes`: the deployment's routing changed
+        (SetCurrent/SetRamping through any member): this member, which routes the partition's adds, reads
+        it again first instead of using what it cached."""
+        if refresh_routes:
+            self.deployments.refresh_routes(namespace_id)
         if name.startswith("/_sys/"):
             return 0  # a version's own queue (or a partition's name): nothing routes from there
         p = self.partition(namespace_id, name, task_type, number=partition)
