@@ -82,24 +82,42 @@ def _redirect_all(matching, namespace_id: str, name: str, task_type: int) -> Non
         task.add_done_callback(_finished)
 
 
-async def _propagate(matching, namespace_id: str, deployment: str, build_ids: list[str]) -> None:
+async def _propagate(matching, namespace_id: str, deployment: str, build_id: str, previous: str) -> None:
     """The routing of a deployment changed: before the change is answered, the member that routes each
     partition of the task queues of these versions (the new and the previous current or ramping one) reads
     it again, so the next task added through any node goes by it (the reference, likewise, answers once its
     routing reached every task queue partition); the same call moves the queue's unversioned backlog to
-    the version it is routed to now. Waits PROPAGATION_TIMEOUT_S at most; the rest finishes in the
-    background (a member that did not hear reads the routing again within ROUTING_REFRESH_S anyway)."""
+    the version it is routed to now, and the previous version's queues their unpinned (routed) backlog.
+    Waits PROPAGATION_TIMEOUT_S at most; the rest finishes in the background (a member that did not hear
+    reads the routing again within ROUTING_REFRESH_S anyway)."""
     queues: set[tuple[str, int]] = set()
-    for build_id in build_ids:
-        if not build_id:
+    version_queues: set[tuple[str, int]] = set()
+    for build in (build_id, previous):
+        if not build:
             continue
         try:
-            _, version = await matching.deployments.describe_version(namespace_id, deployment, build_id)
+            _, version = await matching.deployments.describe_version(namespace_id, deployment, build)
         except NotFound:
             continue  # deleted meanwhile
         queues.update((name, int(task_type)) for name, task_type in version.task_queues)
+        if build == previous:
+            version_queues.update(
+                (versioned_queue(name, deployment, build), int(task_type))
+                for name, task_type in version.task_queues
+            )
     tasks = []
     loop = asyncio.get_running_loop()
+
+    def redirect(name: str, task_type: int, number: int) -> None:
+        task = loop.create_task(
+            matching.redirect_backlog(namespace_id, name, task_type, number, refresh_routes=True)
+        )
+        _background.add(task)
+        task.add_done_callback(_finished)
+        tasks.append(task)
+
+    for name, task_type in sorted(version_queues):
+        redirect(name, task_type, 0)  # a version's queue has one partition
     for name, task_type in sorted(queues):
         _redirected[(namespace_id, name, task_type)] = time.monotonic()
         count = max(
@@ -107,12 +125,7 @@ async def _propagate(matching, namespace_id: str, deployment: str, build_ids: li
             matching.write_partitions(namespace_id, name, task_type),
         )
         for number in range(count):
-            task = loop.create_task(
-                matching.redirect_backlog(namespace_id, name, task_type, number, refresh_routes=True)
-            )
-            _background.add(task)
-            task.add_done_callback(_finished)
-            tasks.append(task)
+            redirect(name, task_type, number)
     if tasks:
         await asyncio.wait(tasks, timeout=PROPAGATION_TIMEOUT_S)
 
@@ -218,7 +231,7 @@ async def set_current(matching, namespace_id: str, request):
     build_id = _target_build(request)
     resp = await matching.deployments.set_current(namespace_id, request, build_id)
     previous = resp.previous_deployment_version.build_id
-    await _propagate(matching, namespace_id, request.deployment_name, [build_id, previous])
+    await _propagate(matching, namespace_id, request.deployment_name, build_id, previous)
     return resp
 
 
@@ -227,7 +240,7 @@ async def set_ramping(matching, namespace_id: str, request):
     build_id = _target_build(request)
     resp = await matching.deployments.set_ramping(namespace_id, request, build_id)
     previous = resp.previous_deployment_version.build_id
-    await _propagate(matching, namespace_id, request.deployment_name, [build_id, previous])
+    await _propagate(matching, namespace_id, request.deployment_name, build_id, previous)
     return resp
 
 

@@ -862,3 +862,37 @@ async def test_deployment_names_and_build_ids_are_checked_as_on_the_reference(
     ours, theirs = await asyncio.gather(bad_names(server), bad_names(reference_server))
     assert ours["describe a.b"]["error"] == "INVALID_ARGUMENT", ours
     assert_same(ours, theirs)
+
+
+async def backlog_on_old_version(server: ServerProcess) -> dict[str, Any]:
+    """v1 is current but its worker is gone when a workflow starts: the task waits on v1's queue. v2
+    polls and becomes current: the waiting (unpinned) task moves to v2 and runs there."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    seen: dict[str, Any] = {}
+    async with worker(client, queue, deployment, "b1", VersionOne):
+        assert await eventually(lambda: has_version(client, deployment, "b1"))
+        seen["current v1"] = await set_current(client, deployment, "b1")
+        seen["run on v1"] = await client.execute_workflow(
+            "Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue
+        )
+    waiting = await client.start_workflow("Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue)
+    await asyncio.sleep(2)  # the task is in v1's backlog by now
+    async with worker(client, queue, deployment, "b2", VersionTwo):
+        assert await eventually(lambda: has_version(client, deployment, "b2"))
+        seen["current v2"] = await set_current(client, deployment, "b2")
+        try:
+            seen["waiting run"] = await asyncio.wait_for(waiting.result(), 30)
+        except TimeoutError:
+            seen["waiting run"] = "still waiting after 30 s"
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+async def test_unpinned_backlog_of_an_old_current_version_moves_to_the_new_one(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(
+        backlog_on_old_version(server), backlog_on_old_version(reference_server)
+    )
+    assert_same(ours, theirs)
+    assert ours["waiting run"] == "two", ours
