@@ -800,6 +800,19 @@ async def limits(server: ServerProcess) -> dict[str, Any]:
         v["deploymentVersion"]["buildId"]
         for v in (await describe_in(client, second))["workerDeploymentInfo"]["versionSummaries"]
     )
+
+    async def n2_drained():
+        described = await describe_version(client, second, "n2")
+        return _drainage(described).get("version status") == "WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED"
+
+    seen["current n3"] = await set_current_in(client, second, "n3")
+    seen["delete draining n2"] = await delete_version(client, second, "n2")
+    assert await eventually(n2_drained, 20), "n2 never drained"
+    seen["delete drained n2 without pollers"] = await delete_version(client, second, "n2")
+    seen["versions after the delete"] = sorted(
+        v["deploymentVersion"]["buildId"]
+        for v in (await describe_in(client, second))["workerDeploymentInfo"]["versionSummaries"]
+    )
     seen["poll a third deployment"] = await poll(client, f"{deployment}-3", "b1", "tq1", 2)
     seen["create a fourth"] = await answer(
         ws.create_worker_deployment(
@@ -824,6 +837,9 @@ async def test_deployment_limits_are_the_reference_s(tuned) -> None:
     ours, theirs = await asyncio.gather(*(limits(srv) for srv in tuned))
     assert ours["poll b3: too many versions"].startswith("RESOURCE_EXHAUSTED: cannot add version"), ours
     assert ours["versions of the second deployment"] == ["n2", "n3"], ours
+    assert ours["delete drained n2 without pollers"] == {} and ours["versions after the delete"] == ["n3"], (
+        ours
+    )
     assert_same(ours, theirs)
 
 
