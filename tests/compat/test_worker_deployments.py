@@ -813,6 +813,11 @@ async def limits(server: ServerProcess) -> dict[str, Any]:
         v["deploymentVersion"]["buildId"]
         for v in (await describe_in(client, second))["workerDeploymentInfo"]["versionSummaries"]
     )
+    # A version made by SetCurrent (allow_no_pollers) counts too: none of n3 (draining) and n4 (current)
+    # may go, so n5 is refused (the reference with INTERNAL "something went wrong, please retry (<hash>)",
+    # Hourglass with the limit's RESOURCE_EXHAUSTED, as for a poll: the test compares them as refused).
+    seen["current n4"] = await set_current_in(client, second, "n4", allow_no_pollers=True)
+    seen["current n5 past the limit"] = await set_current_in(client, second, "n5", allow_no_pollers=True)
     seen["poll a third deployment"] = await poll(client, f"{deployment}-3", "b1", "tq1", 2)
     seen["create a fourth"] = await answer(
         ws.create_worker_deployment(
@@ -840,6 +845,11 @@ async def test_deployment_limits_are_the_reference_s(tuned) -> None:
     assert ours["delete drained n2 without pollers"] == {} and ours["versions after the delete"] == ["n3"], (
         ours
     )
+    past = "current n5 past the limit"
+    assert ours[past]["error"] == "RESOURCE_EXHAUSTED", ours[past]
+    assert "maximum number of versions (2)" in ours[past]["message"], ours[past]
+    assert "error" in theirs[past], theirs[past]
+    ours[past] = theirs[past] = "refused"
     assert_same(ours, theirs)
 
 
