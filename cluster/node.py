@@ -26,11 +26,12 @@ from hourglass.cluster.frontend.rpc_metrics import RpcMetricsInterceptor
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
 from hourglass.cluster.frontend.service import WorkflowService
 from hourglass.cluster.frontend.test_service import TimeSkippingService
-from hourglass.cluster.history.engine import HistoryEngine
+from hourglass.cluster.history.engine import HistoryEngine, shard_id_for
 from hourglass.cluster.history.limits import LIMITS, apply_dynamic_config
 from hourglass.cluster.history.standalone import StandaloneOwnership
 from hourglass.cluster.history.virtual_clock import VirtualClock
 from hourglass.cluster.loop_lag import LoopLagMonitor
+from hourglass.cluster.matching.drainage import DrainageMonitor, pinned_query
 from hourglass.cluster.matching.engine import MatchingEngine
 from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.metrics import MeteredStore
@@ -138,6 +139,7 @@ class Node:
             visibility_store=store.kind,
         )
         self.namespace_deleter: NamespaceDeleter | None = None
+        self.drainage: DrainageMonitor | None = None  # checks draining deployment versions (drainage.py)
 
     def _frontend_count(self) -> int:
         if self.membership is None:
@@ -152,6 +154,16 @@ class Node:
 
     async def _namespace_id(self, name: str) -> str:
         return (await self.namespaces.get(name)).id
+
+    async def _pinned_count(self, namespace_id: str, version: str) -> int:
+        """Running workflows pinned to a deployment version, by visibility (drainage)."""
+        from hourglass.cluster.frontend.visibility import workflows_only
+
+        query = await self.search_attributes.parse_query(namespace_id, pinned_query(version))
+        return await self.store.count_visibility(namespace_id, workflows_only(query))
+
+    def _owns(self, namespace_id: str, workflow_id: str) -> bool:
+        return shard_id_for(namespace_id, workflow_id, self.config.history_shard_count) in self.history.shards
 
     async def _retention_ms(self, namespace_id: str) -> int:
         return retention_ms(await self.namespaces.get_by_id(namespace_id))
@@ -227,6 +239,9 @@ class Node:
             self.matching_api = self.membership.matching_api
             self.schedules_api = self.membership.schedules_api
             self.batches_api = self.membership.batches_api
+        # Draining worker deployment versions are checked by the node that owns their home shard.
+        self.drainage = DrainageMonitor(self.store, self.matching.deployments, self._pinned_count, self._owns)
+        self.drainage.start()
         # The batch engine runs each execution's operation through a WorkflowService of its own (every
         # node has one, frontend or not), as the reference's batcher calls its frontend.
         self.batches.frontend = self._workflow_service()
@@ -412,6 +427,8 @@ class Node:
             await self.jwt_keys.stop()
         if self.namespace_deleter is not None:
             await self.namespace_deleter.stop()
+        if self.drainage is not None:
+            await self.drainage.stop()
         await self.schedules.stop()
         await self.batches.stop()
         if self.standalone is not None:

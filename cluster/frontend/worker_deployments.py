@@ -11,8 +11,14 @@ import time
 from temporalio.api.enums.v1 import WorkerVersioningMode
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import InvalidArgument, NotFound
-from hourglass.cluster.matching.deployments import WorkerDeployments, version_info
+from hourglass.cluster.errors import InvalidArgument, NotFound, ResourceExhausted
+from hourglass.cluster.matching.deployments import (
+    BUILD_ID_FIELD,
+    DEPLOYMENT_NAME_FIELD,
+    WorkerDeployments,
+    validate_field,
+    version_info,
+)
 from hourglass.cluster.matching.versioning import versioned_queue
 
 VERSIONED = WorkerVersioningMode.WORKER_VERSIONING_MODE_VERSIONED
@@ -23,6 +29,10 @@ _noted: dict[tuple[str, str], float] = {}
 REDIRECT_INTERVAL_S = 5.0
 _redirected: dict[tuple[str, str, int], float] = {}
 _background: set[asyncio.Task] = set()
+# How long SetCurrent/SetRamping waits for the members that route the version's task queues to hear of it.
+PROPAGATION_TIMEOUT_S = 5.0
+# How long a poll whose version cannot be recorded (a deployment limit) waits before it is refused.
+REGISTER_ERROR_BACKOFF_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -45,9 +55,16 @@ async def polled_queue(matching, namespace_id: str, request, task_type: int) -> 
         return name
     if not options.deployment_name or not options.build_id:
         raise InvalidArgument("versioned workers must set both a deployment name and a build id")
-    await matching.deployments.register(
-        namespace_id, options.deployment_name, options.build_id, name, task_type
-    )
+    validate_field(DEPLOYMENT_NAME_FIELD, options.deployment_name)
+    validate_field(BUILD_ID_FIELD, options.build_id)
+    try:
+        await matching.deployments.register(
+            namespace_id, options.deployment_name, options.build_id, name, task_type
+        )
+    except ResourceExhausted:
+        # As the reference: the poller is held before it hears the limit, so it does not retry at once.
+        await asyncio.sleep(REGISTER_ERROR_BACKOFF_S)
+        raise
     await _redirect_unversioned_backlog(matching, namespace_id, name, task_type, options)
     return versioned_queue(name, options.deployment_name, options.build_id)
 
@@ -65,16 +82,52 @@ def _redirect_all(matching, namespace_id: str, name: str, task_type: int) -> Non
         task.add_done_callback(_finished)
 
 
-async def _redirect_version_queues(matching, namespace_id: str, deployment: str, build_id: str) -> None:
-    """A version became current or ramping: its task queues' unversioned backlog moves to it."""
-    if not build_id:
-        return
-    try:
-        _, version = await matching.deployments.describe_version(namespace_id, deployment, build_id)
-    except NotFound:
-        return  # deleted meanwhile
-    for name, task_type in version.task_queues:
-        _redirect_all(matching, namespace_id, name, task_type)
+async def _propagate(matching, namespace_id: str, deployment: str, build_id: str, previous: str) -> None:
+    """The routing of a deployment changed: before the change is answered, the member that routes each
+    partition of the task queues of these versions (the new and the previous current or ramping one) reads
+    it again, so the next task added through any node goes by it (the reference, likewise, answers once its
+    routing reached every task queue partition); the same call moves the queue's unversioned backlog to
+    the version it is routed to now, and the previous version's queues their unpinned (routed) backlog.
+    Waits PROPAGATION_TIMEOUT_S at most; the rest finishes in the background (a member that did not hear
+    reads the routing again within ROUTING_REFRESH_S anyway)."""
+    queues: set[tuple[str, int]] = set()
+    version_queues: set[tuple[str, int]] = set()
+    for build in (build_id, previous):
+        if not build:
+            continue
+        try:
+            _, version = await matching.deployments.describe_version(namespace_id, deployment, build)
+        except NotFound:
+            continue  # deleted meanwhile
+        queues.update((name, int(task_type)) for name, task_type in version.task_queues)
+        if build == previous:
+            version_queues.update(
+                (versioned_queue(name, deployment, build), int(task_type))
+                for name, task_type in version.task_queues
+            )
+    tasks = []
+    loop = asyncio.get_running_loop()
+
+    def redirect(name: str, task_type: int, number: int) -> None:
+        task = loop.create_task(
+            matching.redirect_backlog(namespace_id, name, task_type, number, refresh_routes=True)
+        )
+        _background.add(task)
+        task.add_done_callback(_finished)
+        tasks.append(task)
+
+    for name, task_type in sorted(version_queues):
+        redirect(name, task_type, 0)  # a version's queue has one partition
+    for name, task_type in sorted(queues):
+        _redirected[(namespace_id, name, task_type)] = time.monotonic()
+        count = max(
+            matching.read_partitions(namespace_id, name, task_type),
+            matching.write_partitions(namespace_id, name, task_type),
+        )
+        for number in range(count):
+            redirect(name, task_type, number)
+    if tasks:
+        await asyncio.wait(tasks, timeout=PROPAGATION_TIMEOUT_S)
 
 
 async def _redirect_unversioned_backlog(
@@ -119,6 +172,7 @@ def _version_of(request) -> tuple[str, str]:
 def _require_deployment_name(name: str) -> None:
     if not name:
         raise InvalidArgument("deployment name cannot be empty")
+    validate_field(DEPLOYMENT_NAME_FIELD, name)
 
 
 def _target_build(request) -> str:
@@ -155,6 +209,8 @@ async def list_deployments(deployments: WorkerDeployments, namespace_id: str, re
 
 async def describe_version(deployments: WorkerDeployments, matching, namespace_id: str, request):
     deployment, build_id = _version_of(request)
+    validate_field(DEPLOYMENT_NAME_FIELD, deployment)
+    validate_field(BUILD_ID_FIELD, build_id)
     state, version = await deployments.describe_version(namespace_id, deployment, build_id)
     resp = rr.DescribeWorkerDeploymentVersionResponse(
         worker_deployment_version_info=version_info(state, version)
@@ -174,7 +230,8 @@ async def set_current(matching, namespace_id: str, request):
     _require_deployment_name(request.deployment_name)
     build_id = _target_build(request)
     resp = await matching.deployments.set_current(namespace_id, request, build_id)
-    await _redirect_version_queues(matching, namespace_id, request.deployment_name, build_id)
+    previous = resp.previous_deployment_version.build_id
+    await _propagate(matching, namespace_id, request.deployment_name, build_id, previous)
     return resp
 
 
@@ -182,7 +239,8 @@ async def set_ramping(matching, namespace_id: str, request):
     _require_deployment_name(request.deployment_name)
     build_id = _target_build(request)
     resp = await matching.deployments.set_ramping(namespace_id, request, build_id)
-    await _redirect_version_queues(matching, namespace_id, request.deployment_name, build_id)
+    previous = resp.previous_deployment_version.build_id
+    await _propagate(matching, namespace_id, request.deployment_name, build_id, previous)
     return resp
 
 
@@ -193,6 +251,7 @@ async def set_manager(deployments: WorkerDeployments, namespace_id: str, request
 
 async def delete_version(deployments: WorkerDeployments, namespace_id: str, request):
     deployment, build_id = _version_of(request)
+    validate_field(DEPLOYMENT_NAME_FIELD, deployment)
     await deployments.delete_version(
         namespace_id, deployment, build_id, request.skip_drainage, request.identity
     )

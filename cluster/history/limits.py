@@ -106,6 +106,18 @@ class HistoryLimits:
     # A workflow's signal-with-start of another workflow, run by the server's own Nexus endpoint
     # (system_nexus.py): off by default, as on the reference 1.32.
     enable_signal_with_start_from_workflow: bool = False
+    # Worker Deployments (cluster/matching/deployments.py, drainage.py): how long a version that stopped
+    # being current or ramping counts as draining before visibility is asked whether pinned workflows still
+    # run on it, and how often it is asked again while some do (the reference's defaults).
+    version_drainage_grace_ms: int = 3 * 60 * 1000
+    version_drainage_refresh_ms: int = 3 * 60 * 1000
+    # How many deployments a namespace, versions a deployment and task queues a version may have.
+    max_deployments: int = 100
+    max_versions_in_deployment: int = 100
+    max_task_queues_in_deployment_version: int = 100
+    # The longest id (namespace, task queue, workflow id, ...); a deployment name or build id may take at
+    # most (this - 39) / 2 characters, as on the reference.
+    max_id_length: int = 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -152,6 +164,10 @@ _KEYS = {
     "frontend.enableCancelWorkerPollsOnShutdown": "cancel_worker_polls_on_shutdown",
     "frontend.deleteNamespaceDeleteActivityRPS": "delete_namespace_rps",
     "history.enableSignalWithStartFromWorkflow": "enable_signal_with_start_from_workflow",
+    "matching.maxDeployments": "max_deployments",
+    "matching.maxVersionsInDeployment": "max_versions_in_deployment",
+    "matching.maxTaskQueuesInDeploymentVersion": "max_task_queues_in_deployment_version",
+    "limit.maxIDLength": "max_id_length",
 }
 # Keys where 0 means "no limit", as on the reference.
 _ZERO_IS_UNLIMITED = {
@@ -177,6 +193,8 @@ _DURATION_KEYS = {
     "history.workflowTaskRetryMaxInterval": "workflow_task_retry_max_interval_ms",
     "system.namespaceMinRetentionLocal": "namespace_min_retention_local_ms",
     "matching.workerRegistryEntryTTL": "worker_registry_entry_ttl_ms",
+    "matching.wv.VersionDrainageStatusVisibilityGracePeriod": "version_drainage_grace_ms",
+    "matching.wv.VersionDrainageStatusRefreshInterval": "version_drainage_refresh_ms",
 }
 
 

@@ -29,14 +29,25 @@ from temporalio.api.deployment.v1 import (
     WorkerDeploymentVersionInfo,
 )
 from temporalio.api.enums.v1 import (
+    ResourceExhaustedCause,
+    ResourceExhaustedScope,
     RoutingConfigUpdateState,
     TaskQueueType,
     VersionDrainageStatus,
     WorkerDeploymentVersionStatus,
 )
+from temporalio.api.errordetails.v1 import ResourceExhaustedFailure
 from temporalio.api.workflowservice.v1 import request_response_pb2 as rr
 
-from hourglass.cluster.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
+from hourglass.cluster.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.matching.versioning import QueueRouting, versioned_queue
 from hourglass.persistence.errors import ConditionFailedError
 from hourglass.persistence.store import Store
@@ -81,6 +92,8 @@ class VersionState:
     drainage_status: int = 0
     drainage_changed_ns: int = 0
     ramp_percentage: float = 0.0
+    # When visibility was last asked whether pinned workflows still run on the draining version.
+    drainage_checked_ns: int = 0
 
 
 @dataclass
@@ -112,6 +125,37 @@ class DeploymentState:
 
 class AlreadyExists(ServiceError):
     code = grpc.StatusCode.ALREADY_EXISTS
+
+
+DEPLOYMENT_NAME_FIELD = "WorkerDeploymentName"
+BUILD_ID_FIELD = "BuildID"
+# The prefix and delimiter of the reference's version workflow id, which holds both fields.
+_VERSION_WORKFLOW_ID_PREFIX = len("temporal-sys-worker-deployment-version") + 1
+
+
+def validate_field(field_name: str, value: str) -> None:
+    """A deployment name or build id as the reference accepts it (ValidateDeploymentVersionFields)."""
+    if not value:
+        raise InvalidArgument(f"{field_name} cannot be empty")
+    if len(value) > (LIMITS.max_id_length - _VERSION_WORKFLOW_ID_PREFIX) // 2:
+        raise InvalidArgument(f"size of {field_name} larger than the maximum allowed")
+    if field_name == DEPLOYMENT_NAME_FIELD:
+        for delimiter in (".", ":"):
+            if delimiter in value:
+                raise InvalidArgument(f"worker deployment name cannot contain '{delimiter}'")
+    if value.startswith("__"):
+        raise InvalidArgument(f"{field_name} cannot start with '__'")
+
+
+def limit_reached(message: str) -> ResourceExhausted:
+    """A Worker Deployment limit, with the cause the SDKs read (RESOURCE_EXHAUSTED_CAUSE_WORKER_DEPLOYMENT_LIMITS)."""
+    return ResourceExhausted(
+        message,
+        ResourceExhaustedFailure(
+            cause=ResourceExhaustedCause.RESOURCE_EXHAUSTED_CAUSE_WORKER_DEPLOYMENT_LIMITS,
+            scope=ResourceExhaustedScope.RESOURCE_EXHAUSTED_SCOPE_NAMESPACE,
+        ),
+    )
 
 
 # ---- wire shapes ----------------------------------------------------------------------------------------
@@ -170,7 +214,7 @@ def _drainage(v: VersionState) -> VersionDrainageInfo | None:
     return VersionDrainageInfo(
         status=v.drainage_status,
         last_changed_time=_ts(v.drainage_changed_ns),
-        last_checked_time=_ts(v.drainage_changed_ns),
+        last_checked_time=_ts(v.drainage_checked_ns or v.drainage_changed_ns),
     )
 
 
@@ -264,6 +308,8 @@ class WorkerDeployments:
         # (namespace id, physical queue, task type) -> pollers seen within the horizon; set by the matching
         # engine (its poller_info), to refuse deleting a version that still has pollers.
         self.pollers: Callable[[str, str, int], Awaitable[int]] | None = None
+        # Wakes this node's drainage monitor (drainage.py) when a version starts draining here.
+        self.drainage_started: Callable[[], None] | None = None
 
     # ---- reading ------------------------------------------------------------------------------------
     async def _load(self, namespace_id: str, name: str) -> _Loaded:
@@ -281,6 +327,10 @@ class WorkerDeployments:
     async def _write(self, namespace_id: str, name: str, loaded: _Loaded) -> None:
         assert loaded.state is not None
         await self.store.write_worker_deployment(namespace_id, name, loaded.state.encode(), loaded.version)
+        self._forget_routes(namespace_id)
+
+    def refresh_routes(self, namespace_id: str) -> None:
+        """Another member changed a deployment's routing and says so: read it again at the next task."""
         self._forget_routes(namespace_id)
 
     def _forget_routes(self, namespace_id: str) -> None:
@@ -407,6 +457,44 @@ class WorkerDeployments:
                     found.append((state.name, v.build_id))
         return found
 
+    # ---- drainage ------------------------------------------------------------------------------------
+    async def draining(self, namespace_id: str) -> list[tuple[str, str, int]]:
+        """(deployment, build id, when its next drainage check is due, ns) of every draining version."""
+        found = []
+        for _, blob, _ in await self.store.list_worker_deployments(namespace_id):
+            state = DeploymentState.decode(blob)
+            for v in state.versions.values():
+                if v.drainage_status == Drainage.VERSION_DRAINAGE_STATUS_DRAINING:
+                    found.append((state.name, v.build_id, drainage_due_ns(v)))
+        return found
+
+    async def record_drainage(
+        self, namespace_id: str, deployment: str, build_id: str, checked_ns: int, pinned_open: int
+    ) -> None:
+        """A drainage check at `checked_ns` found `pinned_open` running workflows pinned to the version: none
+        makes it DRAINED (the reference's refreshDrainageInfo). A version that meanwhile became current or
+        ramping again, or was checked by another member, keeps its state."""
+
+        def change(loaded: _Loaded):
+            state = loaded.state
+            assert state is not None
+            v = state.versions.get(build_id)
+            if v is None or v.drainage_status != Drainage.VERSION_DRAINAGE_STATUS_DRAINING:
+                return _NoWrite(None)
+            if v.drainage_checked_ns >= checked_ns:
+                return _NoWrite(None)
+            v.drainage_checked_ns = checked_ns
+            if pinned_open == 0:
+                v.drainage_status = Drainage.VERSION_DRAINAGE_STATUS_DRAINED
+                v.drainage_changed_ns = checked_ns
+                v.status = Status.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED
+            return None
+
+        try:
+            await self._change(namespace_id, deployment, change)
+        except NotFound:
+            return  # deleted meanwhile
+
     # ---- versions come from polls -------------------------------------------------------------------
     async def register(
         self, namespace_id: str, deployment: str, build_id: str, name: str, task_type: int
@@ -416,18 +504,28 @@ class WorkerDeployments:
         seen = self._registered.get(key)
         if seen is not None and time.monotonic() - seen < REGISTERED_REFRESH_S:
             return
+        removed: str | None = None
         for _ in range(WRITE_ATTEMPTS):
             loaded = await self._load(namespace_id, deployment)
             now = _now_ns()
             if loaded.state is None:
+                await self._refuse_another_deployment(namespace_id)
                 loaded.state = DeploymentState(name=deployment, create_ns=now, token_ns=now)
             state = loaded.state
             version = state.versions.get(build_id)
-            if version is None:
-                version = state.versions[build_id] = VersionState(build_id=build_id, create_ns=now)
             entry = [name, int(task_type)]
-            if entry in version.task_queues:
+            if version is not None and entry in version.task_queues:
                 break
+            if version is None:
+                removed = await self._make_room(namespace_id, state, build_id)
+                version = state.versions[build_id] = VersionState(build_id=build_id, create_ns=now)
+            queues = {q[0] for q in version.task_queues}
+            limit = LIMITS.max_task_queues_in_deployment_version
+            if name not in queues and len(queues) >= limit:
+                raise limit_reached(
+                    f"cannot add task queue {name} since maximum number of task queues ({limit}) have been "
+                    "registered in deployment"
+                )
             version.task_queues.append(entry)
             try:
                 await self._write(namespace_id, deployment, loaded)
@@ -436,7 +534,49 @@ class WorkerDeployments:
             break
         else:
             raise Unavailable(f"Worker Deployment '{deployment}' changed concurrently; try again")
+        if removed is not None:
+            self._forget_registered(namespace_id, deployment, removed)
         self._registered[key] = time.monotonic()
+
+    async def _refuse_another_deployment(self, namespace_id: str) -> None:
+        """A new deployment past `matching.maxDeployments` of the namespace is refused."""
+        limit = LIMITS.max_deployments
+        if len(await self.store.list_worker_deployments(namespace_id)) >= limit:
+            raise limit_reached(f"reached maximum deployments in namespace ({limit})")
+
+    async def _make_room(self, namespace_id: str, state: DeploymentState, build_id: str) -> str | None:
+        """Before a new version joins a deployment at `matching.maxVersionsInDeployment`, its oldest version
+        that may be deleted is (not current or ramping, not draining, without pollers), as the reference
+        does; none such refuses the new version. Answers the build id removed from `state`, if any."""
+        limit = LIMITS.max_versions_in_deployment
+        if len(state.versions) < limit:
+            return None
+        for v in sorted(state.versions.values(), key=lambda v: v.create_ns):
+            if v.build_id in (state.current, state.ramping):
+                continue
+            if v.drainage_status == Drainage.VERSION_DRAINAGE_STATUS_DRAINING:
+                continue
+            if await self._has_pollers(namespace_id, state.name, v):
+                continue
+            del state.versions[v.build_id]
+            return v.build_id
+        raise limit_reached(
+            f"cannot add version {version_string(state.name, build_id)} since maximum number of versions "
+            f"({limit}) have been registered in the deployment"
+        )
+
+    async def _has_pollers(self, namespace_id: str, deployment: str, v: VersionState) -> bool:
+        if self.pollers is None:
+            return False
+        for queue, task_type in v.task_queues:
+            if await self.pollers(namespace_id, versioned_queue(queue, deployment, v.build_id), task_type):
+                return True
+        return False
+
+    def _forget_registered(self, namespace_id: str, deployment: str, build_id: str) -> None:
+        self._registered = {
+            k: t for k, t in self._registered.items() if k[:3] != (namespace_id, deployment, build_id)
+        }
 
     async def create(self, namespace_id: str, name: str, identity: str, request_id: str) -> bytes:
         """CreateWorkerDeployment: a deployment before any worker polls; the same request again is answered
@@ -450,6 +590,7 @@ class WorkerDeployments:
                     " (auto-created from worker polls)" if loaded.state.request_id == AUTO_CREATED else ""
                 )
                 raise AlreadyExists(ALREADY_EXISTS.format(name) + suffix)
+            await self._refuse_another_deployment(namespace_id)
             now = _now_ns()
             loaded.state = DeploymentState(
                 name=name, create_ns=now, token_ns=now, last_modifier=identity, request_id=request_id
@@ -494,6 +635,7 @@ class WorkerDeployments:
                 await self._refuse_missing_queues(namespace_id, state, previous, build_id, "current")
             now = _now_ns()
             if build_id not in state.versions and build_id:
+                await self._make_room(namespace_id, state, build_id)
                 state.versions[build_id] = VersionState(build_id=build_id, create_ns=now)
             if previous and previous != build_id and previous in state.versions:
                 _deactivate(state.versions[previous], now)
@@ -506,7 +648,7 @@ class WorkerDeployments:
                 v.current_since_ns = v.last_current_ns = v.routing_update_ns = now
                 v.ramping_since_ns, v.ramp_percentage = 0, 0.0
                 v.first_activation_ns = v.first_activation_ns or now
-                v.drainage_status, v.drainage_changed_ns = 0, now
+                v.drainage_status, v.drainage_changed_ns, v.drainage_checked_ns = 0, now, now
             state.current = build_id
             state.current_changed_ns = now
             state.revision += 1
@@ -515,7 +657,13 @@ class WorkerDeployments:
             resp.conflict_token = conflict_token(now)
             return resp
 
-        return await self._change(namespace_id, name, change)
+        resp = await self._change(namespace_id, name, change)
+        self._wake_drainage()
+        return resp
+
+    def _wake_drainage(self) -> None:
+        if self.drainage_started is not None:
+            self.drainage_started()
 
     async def set_ramping(
         self, namespace_id: str, request: rr.SetWorkerDeploymentRampingVersionRequest, build_id: str
@@ -557,6 +705,7 @@ class WorkerDeployments:
                 await self._refuse_missing_queues(namespace_id, state, state.current, target, "ramping")
             now = _now_ns()
             if target and target not in state.versions:
+                await self._make_room(namespace_id, state, target)
                 state.versions[target] = VersionState(build_id=target, create_ns=now)
             if previous and previous != target and previous in state.versions:
                 _deactivate(state.versions[previous], now)
@@ -580,7 +729,9 @@ class WorkerDeployments:
             resp.conflict_token = conflict_token(now)
             return resp
 
-        return await self._change(namespace_id, name, change)
+        resp = await self._change(namespace_id, name, change)
+        self._wake_drainage()
+        return resp
 
     async def _refuse_missing_queues(
         self, namespace_id: str, state: DeploymentState, current: str, proposed: str, role: str
@@ -641,22 +792,14 @@ class WorkerDeployments:
                 raise FailedPrecondition(MANAGER_MISMATCH.format(state.manager, identity))
             if not skip_drainage and v.drainage_status == Drainage.VERSION_DRAINAGE_STATUS_DRAINING:
                 raise FailedPrecondition(f"version '{label}' cannot be deleted since it is draining")
-            if self.pollers is not None:
-                for queue, task_type in v.task_queues:
-                    if await self.pollers(
-                        namespace_id, versioned_queue(queue, deployment, build_id), task_type
-                    ):
-                        raise FailedPrecondition(
-                            f"version '{label}' cannot be deleted since it has active pollers"
-                        )
+            if await self._has_pollers(namespace_id, deployment, v):
+                raise FailedPrecondition(f"version '{label}' cannot be deleted since it has active pollers")
             del state.versions[build_id]
             state.last_modifier = identity
             return None
 
         await self._change(namespace_id, deployment, change)
-        self._registered = {
-            k: t for k, t in self._registered.items() if k[:3] != (namespace_id, deployment, build_id)
-        }
+        self._forget_registered(namespace_id, deployment, build_id)
 
     async def delete_deployment(self, namespace_id: str, name: str, identity: str) -> None:
         for _ in range(WRITE_ATTEMPTS):
@@ -723,6 +866,14 @@ def _queues(state: DeploymentState, build_id: str | None) -> set[tuple[str, int]
     return {(q[0], int(q[1])) for q in state.versions[build_id].task_queues}
 
 
+def drainage_due_ns(v: VersionState) -> int:
+    """When a draining version is next checked: the visibility grace period after it started draining, then
+    every refresh interval (matching.wv.VersionDrainageStatusVisibilityGracePeriod / RefreshInterval)."""
+    first = v.drainage_checked_ns <= v.drainage_changed_ns
+    wait_ms = LIMITS.version_drainage_grace_ms if first else LIMITS.version_drainage_refresh_ms
+    return max(v.drainage_checked_ns, v.drainage_changed_ns) + wait_ms * 1_000_000
+
+
 def _deactivate(v: VersionState, now: int) -> None:
     """A version that stops being current or ramping drains: pinned workflows may still run on it."""
     v.status = Status.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING
@@ -730,7 +881,7 @@ def _deactivate(v: VersionState, now: int) -> None:
     v.ramp_percentage = 0.0
     v.routing_update_ns = v.last_deactivation_ns = now
     v.drainage_status = Drainage.VERSION_DRAINAGE_STATUS_DRAINING
-    v.drainage_changed_ns = now
+    v.drainage_changed_ns = v.drainage_checked_ns = now
 
 
 async def _maybe_await(value):

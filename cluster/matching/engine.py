@@ -58,7 +58,7 @@ from hourglass.cluster.matching.partition_config import PartitionConfig
 from hourglass.cluster.matching.partition_tree import parent_partition, partition_name, single_partition
 from hourglass.cluster.matching.queue_config import QueueConfigs, queue_rate
 from hourglass.cluster.matching.stats import merge
-from hourglass.cluster.matching.versioning import base_queue, versioned_queue
+from hourglass.cluster.matching.versioning import base_queue, parse_versioned_queue, versioned_queue
 from hourglass.cluster.matching.workers import WorkerRegistry
 from hourglass.cluster.security.task_tokens import TaskTokenCodec, new_secret
 from hourglass.persistence.records import TaskQueueKey
@@ -79,6 +79,8 @@ PUMP_OFFER_WAIT_S = 5.0
 PUMP_PARALLEL = 4
 # After a failed forward (the parent's owner is moving), how long before the next attempt.
 FORWARD_RETRY_S = 1.0
+# Tasks of a version's backlog one redirect looks at, at most (the ones that stay are held meanwhile).
+VERSION_REDIRECT_BATCH = 1000
 # While pollers wait at a root, how often it makes sure every other partition of the queue has read its
 # persisted backlog (after a restart or a move, nothing else may touch a partition nobody polls directly).
 CHILD_WAKE_INTERVAL_S = 5.0
@@ -164,13 +166,27 @@ class MatchingEngine:
             return False
         return route.deployment == deployment and route.target(execution.workflow_id) == build_id
 
-    async def redirect_backlog(self, namespace_id: str, name: str, task_type: int, partition: int = 0) -> int:
+    async def redirect_backlog(
+        self,
+        namespace_id: str,
+        name: str,
+        task_type: int,
+        partition: int = 0,
+        refresh_routes: bool = False,
+    ) -> int:
         """Move the backlog a partition of the queue holds to the versions its tasks are routed to now (tasks
-        added before the queue had a current version); answers how many moved. Each task is added to its
-        version's queue before it is acknowledged here, so a failure leaves it in one place or both, never
-        none (a duplicate is dropped by history as stale)."""
+        added before the queue had a current version, or unpinned tasks routed to a version's queue that is no
+        longer where the queue routes them); answers how many moved. Each task is added to its version's
+        queue before it is acknowledged here, so a failure leaves it in one place or both, never none (a
+        duplicate is dropped by history as stale). `refresh_routes`: the deployment's routing changed
+        (SetCurrent/SetRamping through any member): this member, which routes the partition's adds, reads
+        it again first instead of using what it cached."""
+        if refresh_routes:
+            self.deployments.refresh_routes(namespace_id)
+        if parse_versioned_queue(name) is not None:
+            return await self._redirect_version_backlog(namespace_id, name, task_type)
         if name.startswith("/_sys/"):
-            return 0  # a version's own queue (or a partition's name): nothing routes from there
+            return 0  # a partition's name: nothing routes from there
         p = self.partition(namespace_id, name, task_type, number=partition)
         await p.prepare()
         moved = 0
@@ -187,6 +203,39 @@ class MatchingEngine:
                 break
             await self._move(p, task, target, task_type)
             moved += 1
+        return moved
+
+    async def _redirect_version_backlog(self, namespace_id: str, name: str, task_type: int) -> int:
+        """The tasks routing put on a version's queue (not the pinned ones) go where the task queue routes
+        them now: the version stopped being current or ramping (the reference redirects unpinned backlog
+        likewise). At most VERSION_REDIRECT_BATCH tasks are looked at per call; the others are given back
+        in their order."""
+        base = base_queue(name)
+        p = self.partition(namespace_id, name, task_type)
+        await p.prepare()
+        kept: list[MatchedTask] = []
+        moved = 0
+        try:
+            for _ in range(VERSION_REDIRECT_BATCH):
+                task = p.take_for_forwarding()
+                if task is None:
+                    break
+                if not task.routed:
+                    kept.append(task)
+                    continue
+                try:
+                    target = await self._routed(namespace_id, base, task_type, task.execution.workflow_id)
+                except BaseException:
+                    kept.append(task)
+                    raise
+                if target == name:
+                    kept.append(task)
+                    continue
+                await self._move(p, task, target, task_type)  # gives the task back if it fails
+                moved += 1
+        finally:
+            for task in kept:
+                p.give_back(task)
         return moved
 
     async def _target(
@@ -613,13 +662,15 @@ class MatchingEngine:
         pinned: str = "",
         ramping: bool = False,
         member: str = "",
+        routed: bool = False,
     ) -> None:
         """Add a workflow task to `partition` of the queue (-1: one chosen here); `pinned`: the deployment
         version ("deployment:build") of a pinned run, whose queue alone gets the task ("" = routed);
         `ramping`: to the queue's ramping version whatever the percentage (continue-as-new's
-        USE_RAMPING_VERSION), when it has one. `member` (a sticky queue's server) is for the cluster's
-        router: here the sticky queue is this member's own."""
-        task = MatchedTask(namespace_id, execution, scheduled_event_id)
+        USE_RAMPING_VERSION), when it has one; `routed`: an unpinned task routed to this version's queue
+        (it moves on when the version stops being current or ramping). `member` (a sticky queue's
+        server) is for the cluster's router: here the sticky queue is this member's own."""
+        task = MatchedTask(namespace_id, execution, scheduled_event_id, routed=routed)
         if kind == STICKY:
             sticky = self.sticky_partition(namespace_id, task_queue)
             if sticky is None or not await self._sticky_version_routed(
@@ -632,7 +683,9 @@ class MatchingEngine:
             namespace_id, task_queue, WORKFLOW, execution.workflow_id, pinned, ramping
         )
         if target != task_queue:
-            await self.peers.add_workflow_task(namespace_id, target, execution, scheduled_event_id)
+            await self.peers.add_workflow_task(
+                namespace_id, target, execution, scheduled_event_id, routed=_routed_to(target, pinned)
+            )
             return
         await self._add(namespace_id, task_queue, WORKFLOW, partition, task)
 
@@ -645,13 +698,22 @@ class MatchingEngine:
         attempt: int,
         partition: int = -1,
         pinned: str = "",
+        routed: bool = False,
     ) -> None:
-        """Add an activity task to `partition` of the queue (-1: one chosen here); `pinned` as above."""
+        """Add an activity task to `partition` of the queue (-1: one chosen here); `pinned`, `routed` as
+        above."""
         target = await self._target(namespace_id, task_queue, ACTIVITY, execution.workflow_id, pinned)
         if target != task_queue:
-            await self.peers.add_activity_task(namespace_id, target, execution, scheduled_event_id, attempt)
+            await self.peers.add_activity_task(
+                namespace_id,
+                target,
+                execution,
+                scheduled_event_id,
+                attempt,
+                routed=_routed_to(target, pinned),
+            )
             return
-        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt)
+        task = MatchedTask(namespace_id, execution, scheduled_event_id, attempt, routed=routed)
         await self._add(namespace_id, task_queue, ACTIVITY, partition, task)
 
     async def _add(
@@ -868,14 +930,20 @@ class MatchingEngine:
         """Move a task taken from `here` to the physical queue `target`: added there first, then
         acknowledged here (a failure leaves it in one place or both; history drops a duplicate as stale)."""
         namespace_id = task.namespace_id
+        routed = _routed_to(target, task.pinned)
         try:
             if task_type == WORKFLOW:
                 await self.peers.add_workflow_task(
-                    namespace_id, target, task.execution, task.scheduled_event_id
+                    namespace_id, target, task.execution, task.scheduled_event_id, routed=routed
                 )
             else:
                 await self.peers.add_activity_task(
-                    namespace_id, target, task.execution, task.scheduled_event_id, task.attempt
+                    namespace_id,
+                    target,
+                    task.execution,
+                    task.scheduled_event_id,
+                    task.attempt,
+                    routed=routed,
                 )
         except BaseException:
             here.give_back(task)
@@ -1076,3 +1144,8 @@ class MatchingEngine:
             return False
         pending.result.set_result(response)
         return True
+
+
+def _routed_to(target: str, pinned: str) -> bool:
+    """Whether a task going to `target` is unpinned work that routing sends to a version's queue."""
+    return not pinned and parse_versioned_queue(target) is not None

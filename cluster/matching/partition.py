@@ -61,6 +61,9 @@ class MatchedTask:
     # A backlog row written before pinned tasks had their version's own queue names its version ("name:build",
     # see backlog_data.py): the engine moves such a task to that queue instead of handing it out here.
     pinned: str = ""
+    # An unpinned task that routing put on a version's queue (backlog_data.py): it moves on when the version
+    # stops being current or ramping.
+    routed: bool = False
 
 
 # Offers a task to the parent partition, waiting up to the given seconds there; True once it was taken.
@@ -307,7 +310,7 @@ class Partition:
             run_id=task.execution.run_id,
             scheduled_event_id=task.scheduled_event_id,
             create_time_ms=now_ms(),
-            data=backlog_data.encode(task.attempt, task.pinned),
+            data=backlog_data.encode(task.attempt, task.pinned, task.routed),
         )
         if self.persistent:
             self.check_writable()
@@ -356,6 +359,7 @@ class Partition:
             backlog_task_id=qt.task_id,
             create_time_ms=qt.create_time_ms,
             pinned=pinned,
+            routed=backlog_data.routed(qt.data),
         )
 
     def complete_worker_polls(self, worker_key: str) -> int:
@@ -456,7 +460,7 @@ class Partition:
                     task.execution.run_id,
                     task.scheduled_event_id,
                     create_time_ms=task.create_time_ms,
-                    data=backlog_data.encode(task.attempt, task.pinned),
+                    data=backlog_data.encode(task.attempt, task.pinned, task.routed),
                 )
             )
             self._wake_poller_for_backlog()

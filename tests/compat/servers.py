@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -182,7 +183,15 @@ def hourglass_executable() -> str:
     return exe
 
 
-def hourglass_server(workdir: Path) -> ServerProcess:
+def _dynamic_config_args(values: dict[str, object] | None) -> list[str]:
+    """`--dynamic-config-value KEY=VALUE` for each value, written as JSON (as the reference parses them)."""
+    args: list[str] = []
+    for key, value in (values or {}).items():
+        args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+    return args
+
+
+def hourglass_server(workdir: Path, dynamic_config: dict[str, object] | None = None) -> ServerProcess:
     exe = hourglass_executable()
     port = free_port()
     http_port = free_port()
@@ -201,6 +210,7 @@ def hourglass_server(workdir: Path) -> ServerProcess:
         "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
         # A workflow's signal-with-start (the system Nexus endpoint) is off by default on both servers.
         "--dynamic-config-value", "history.enableSignalWithStartFromWorkflow=true",
+        *_dynamic_config_args(dynamic_config),
     ]  # fmt: skip
     return ServerProcess(
         kind=HOURGLASS, port=port, workdir=workdir, db_filename=db, argv=argv, http_port=http_port
@@ -258,7 +268,9 @@ def hourglass_cassandra_server(
     )
 
 
-def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
+def reference_server(
+    workdir: Path, *, persist: bool = False, dynamic_config: dict[str, object] | None = None
+) -> ServerProcess:
     """The reference: `temporal server start-dev`, in memory unless `persist` (then restartable)."""
     exe = shutil.which("temporal")
     if exe is None:
@@ -287,6 +299,7 @@ def reference_server(workdir: Path, *, persist: bool = False) -> ServerProcess:
         "--dynamic-config-value", "nexusoperation.enableStandalone=true",
         # And a standalone activity's completion callbacks (an activity backing a Nexus operation).
         "--dynamic-config-value", "activity.enableCallbacks=true",
+        *_dynamic_config_args(dynamic_config),
     ]  # fmt: skip
     if db is not None:
         argv += ["--db-filename", str(db)]

@@ -552,3 +552,373 @@ async def test_cli_worker_deployment_commands_answer_as_on_the_reference(
     ours, theirs = await asyncio.gather(cli_session(server), cli_session(reference_server))
     assert ours["set-current-version"]["exit"] == 0, ours
     assert_same(ours, theirs)
+
+
+# ---- drainage and limits: a pair of servers with the reference's drainage times and limits shortened ----
+TUNED = {
+    "matching.wv.VersionDrainageStatusVisibilityGracePeriod": "2s",
+    "matching.wv.VersionDrainageStatusRefreshInterval": "1s",
+    "matching.maxVersionsInDeployment": 2,
+    "matching.maxDeployments": 3,
+    "matching.maxTaskQueuesInDeploymentVersion": 2,
+}
+
+
+@pytest.fixture(scope="module")
+async def tuned(tmp_path_factory: pytest.TempPathFactory):
+    """(the server under test, the reference), both started with TUNED; one process when the target is
+    the reference."""
+    from . import conftest, servers
+
+    target = servers.compat_target()
+    started: list[ServerProcess] = []
+    release = None
+    reference = servers.reference_server(tmp_path_factory.mktemp("tuned-reference"), dynamic_config=TUNED)
+    if target == servers.REFERENCE:
+        ours = reference
+    elif target == servers.HOURGLASS_CASSANDRA:
+        from hourglass.persistence.cassandra import testing as cassandra
+
+        cluster = cassandra.acquire()
+        release = cassandra.release
+        ours = servers.hourglass_cassandra_server(
+            tmp_path_factory.mktemp("tuned-hourglass"),
+            cluster.hosts,
+            cluster.port,
+            dynamic_config={k: json.dumps(v) for k, v in TUNED.items()},
+        )
+    else:
+        ours = servers.hourglass_server(tmp_path_factory.mktemp("tuned-hourglass"), dynamic_config=TUNED)
+    try:
+        for srv in {id(s): s for s in (ours, reference)}.values():
+            started.append(await conftest._start(srv))
+        yield ours, reference
+    finally:
+        for srv in started:
+            srv.stop()
+        if release is not None:
+            release()
+
+
+async def fresh_namespace(server: ServerProcess) -> Client:
+    """A namespace of its own (the deployment limit counts a namespace's deployments), once it serves."""
+    name = f"wd-{uuid.uuid4().hex[:10]}"
+    client = await Client.connect(server.address, namespace=NS)
+    await client.workflow_service.register_namespace(
+        rr.RegisterNamespaceRequest(namespace=name, workflow_execution_retention_period={"seconds": 86400})
+    )
+
+    async def ready() -> bool:
+        try:
+            await client.workflow_service.list_worker_deployments(
+                rr.ListWorkerDeploymentsRequest(namespace=name)
+            )
+        except RPCError:
+            return False
+        return True
+
+    assert await eventually(ready), f"namespace {name} never served"
+    await asyncio.sleep(1.0)  # the reference's matching learns a new namespace a moment after its frontend
+    return await Client.connect(server.address, namespace=name)
+
+
+async def poll(client: Client, deployment: str, build_id: str, queue: str, seconds: float) -> str:
+    """A versioned worker's workflow-task poll, given up after `seconds`: "waiting" or the refusal."""
+    request = rr.PollWorkflowTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue={"name": queue},
+        identity="poller",
+        deployment_options={
+            "deployment_name": deployment,
+            "build_id": build_id,
+            "worker_versioning_mode": 2,  # VERSIONED
+        },
+    )
+    try:
+        await asyncio.wait_for(client.workflow_service.poll_workflow_task_queue(request), seconds)
+    except TimeoutError:
+        return "waiting"
+    except RPCError as e:
+        return f"{e.status.name}: {e.message}"
+    return "task"
+
+
+async def describe_version(client: Client, deployment: str, build_id: str) -> Any:
+    return await answer(
+        client.workflow_service.describe_worker_deployment_version(
+            rr.DescribeWorkerDeploymentVersionRequest(
+                namespace=client.namespace,
+                deployment_version=Version(deployment_name=deployment, build_id=build_id),
+            )
+        )
+    )
+
+
+async def delete_version(client: Client, deployment: str, build_id: str, **fields: Any) -> Any:
+    return await answer(
+        client.workflow_service.delete_worker_deployment_version(
+            rr.DeleteWorkerDeploymentVersionRequest(
+                namespace=client.namespace,
+                deployment_version=Version(deployment_name=deployment, build_id=build_id),
+                identity="tester",
+                **fields,
+            )
+        )
+    )
+
+
+def _drainage(described: Any) -> dict[str, Any]:
+    info = described.get("workerDeploymentVersionInfo", {})
+    return {"version status": info.get("status"), **info.get("drainageInfo", {})}
+
+
+@workflow.defn(name="Held", versioning_behavior=VersioningBehavior.PINNED, sandboxed=False)
+class Held:
+    def __init__(self) -> None:
+        self.released = False
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.released)
+        return "released"
+
+
+async def drainage(server: ServerProcess) -> dict[str, Any]:
+    """v1 runs a pinned workflow and stops being current: DRAINING (checked again and again while the
+    workflow runs, not deletable), then DRAINED once it completes, seen by the RPCs and the CLI."""
+    client = await fresh_namespace(server)
+    ns = ["--namespace", client.namespace]
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    name = ["--deployment-name", deployment]
+    seen: dict[str, Any] = {}
+    async with worker(client, queue, deployment, "b1", Held), worker(client, queue, deployment, "b2", Held):
+        for build_id in ("b1", "b2"):
+            assert await eventually(lambda b=build_id: has_version_in(client, deployment, b))
+        assert "error" not in await set_current_in(client, deployment, "b1")
+        held = await client.start_workflow("Held", id=f"held-{uuid.uuid4()}", task_queue=queue)
+        assert await eventually(lambda: _started(held)), "the pinned run never started on v1"
+        assert "error" not in await set_current_in(client, deployment, "b2")
+
+        async def status_is(status: str):
+            described = await describe_version(client, deployment, "b1")
+            return described if _drainage(described).get("version status") == status else None
+
+        draining = await eventually(lambda: status_is("WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING"), 10)
+        seen["draining"] = _drainage(draining)
+        seen["first check waits for the grace period"] = (
+            seen["draining"]["lastCheckedTime"] == seen["draining"]["lastChangedTime"]
+        )
+
+        async def checked_again():
+            d = _drainage(await describe_version(client, deployment, "b1"))
+            return d if d.get("lastCheckedTime", "") > d.get("lastChangedTime", "") else None
+
+        rechecked = await eventually(checked_again, 15)
+        seen["rechecked while pinned work runs"] = rechecked
+        seen["delete draining"] = await delete_version(client, deployment, "b1")
+        await held.signal("release")
+        seen["pinned run"] = await held.result()
+        drained = await eventually(lambda: status_is("WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED"), 20)
+        seen["drained"] = drained
+        seen["deployment"] = await answer(
+            client.workflow_service.describe_worker_deployment(
+                rr.DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+            )
+        )
+        for args in (("describe-version", *name, "--build-id", "b1"),):
+            seen["cli " + args[0]] = await cli(server, "worker", "deployment", *args, *ns)
+            seen["cli " + args[0] + " -o json"] = await cli(
+                server, "worker", "deployment", *args, *ns, "-o", "json"
+            )
+        seen["delete drained with pollers"] = await delete_version(client, deployment, "b1")
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>", client.namespace: "<namespace>"})
+
+
+async def has_version_in(client: Client, deployment: str, build_id: str) -> bool:
+    return "error" not in await describe_version(client, deployment, build_id)
+
+
+async def set_current_in(client: Client, deployment: str, build_id: str, **fields: Any) -> Any:
+    return await answer(
+        client.workflow_service.set_worker_deployment_current_version(
+            rr.SetWorkerDeploymentCurrentVersionRequest(
+                namespace=client.namespace,
+                deployment_name=deployment,
+                build_id=build_id,
+                identity="tester",
+                **fields,
+            )
+        )
+    )
+
+
+async def test_a_version_drains_once_its_pinned_workflows_complete(tuned) -> None:
+    ours, theirs = await asyncio.gather(*(drainage(srv) for srv in tuned))
+    assert ours["draining"]["status"] == "VERSION_DRAINAGE_STATUS_DRAINING", ours
+    assert ours["first check waits for the grace period"] is True
+    assert ours["delete draining"]["message"].endswith("cannot be deleted since it is draining"), ours
+    assert _drainage(ours["drained"])["version status"] == "WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED", ours
+    assert_same(ours, theirs)
+
+
+async def limits(server: ServerProcess) -> dict[str, Any]:
+    """Versions per deployment, task queues per version and deployments per namespace at their limits:
+    a poll that would pass one is refused (after the reference's 5 s hold), a version that may go makes
+    room for a new one."""
+    client = await fresh_namespace(server)
+    ws = client.workflow_service
+    deployment, tag = f"dep-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex[:6]
+    seen: dict[str, Any] = {}
+    seen["poll b1"] = await poll(client, deployment, "b1", "tq1", 2)
+    seen["poll b2"] = await poll(client, deployment, "b2", "tq1", 2)
+    seen["poll b3: too many versions"] = await poll(client, deployment, "b3", "tq1", 12)
+    seen["poll tq2"] = await poll(client, deployment, "b1", "tq2", 2)
+    seen["poll tq3: too many task queues"] = await poll(client, deployment, "b1", "tq3", 12)
+    seen["b1"] = await describe_version(client, deployment, "b1")
+    seen["b3"] = await describe_version(client, deployment, "b3")
+    # Versions without pollers (set current with allow_no_pollers): a drained one makes room.
+    second = f"{deployment}-2"
+    seen["create"] = await answer(
+        ws.create_worker_deployment(
+            rr.CreateWorkerDeploymentRequest(namespace=client.namespace, deployment_name=second, identity="t")
+        )
+    )
+    seen["current n1"] = await set_current_in(client, second, "n1", allow_no_pollers=True)
+    seen["current n2"] = await set_current_in(client, second, "n2", allow_no_pollers=True)
+
+    async def drained():
+        described = await describe_version(client, second, "n1")
+        return _drainage(described).get("version status") == "WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED"
+
+    assert await eventually(drained, 20), "n1 never drained"
+    seen["poll n3 replaces the oldest drained version"] = await poll(client, second, "n3", "tq1", 2)
+    seen["versions of the second deployment"] = sorted(
+        v["deploymentVersion"]["buildId"]
+        for v in (await describe_in(client, second))["workerDeploymentInfo"]["versionSummaries"]
+    )
+
+    async def n2_drained():
+        described = await describe_version(client, second, "n2")
+        return _drainage(described).get("version status") == "WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED"
+
+    seen["current n3"] = await set_current_in(client, second, "n3")
+    seen["delete draining n2"] = await delete_version(client, second, "n2")
+    assert await eventually(n2_drained, 20), "n2 never drained"
+    seen["delete drained n2 without pollers"] = await delete_version(client, second, "n2")
+    seen["versions after the delete"] = sorted(
+        v["deploymentVersion"]["buildId"]
+        for v in (await describe_in(client, second))["workerDeploymentInfo"]["versionSummaries"]
+    )
+    # A version made by SetCurrent (allow_no_pollers) counts too: none of n3 (draining) and n4 (current)
+    # may go, so n5 is refused (the reference with INTERNAL "something went wrong, please retry (<hash>)",
+    # Hourglass with the limit's RESOURCE_EXHAUSTED, as for a poll: the test compares them as refused).
+    seen["current n4"] = await set_current_in(client, second, "n4", allow_no_pollers=True)
+    seen["current n5 past the limit"] = await set_current_in(client, second, "n5", allow_no_pollers=True)
+    seen["poll a third deployment"] = await poll(client, f"{deployment}-3", "b1", "tq1", 2)
+    seen["create a fourth"] = await answer(
+        ws.create_worker_deployment(
+            rr.CreateWorkerDeploymentRequest(
+                namespace=client.namespace, deployment_name=f"{deployment}-4", identity="t"
+            )
+        )
+    )
+    seen["poll a fifth"] = await poll(client, f"{deployment}-5", "b1", "tq1", 12)
+    return masked(seen, {deployment: "<deployment>", tag: "<tag>", client.namespace: "<namespace>"})
+
+
+async def describe_in(client: Client, deployment: str) -> Any:
+    return await answer(
+        client.workflow_service.describe_worker_deployment(
+            rr.DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+        )
+    )
+
+
+async def test_deployment_limits_are_the_reference_s(tuned) -> None:
+    ours, theirs = await asyncio.gather(*(limits(srv) for srv in tuned))
+    assert ours["poll b3: too many versions"].startswith("RESOURCE_EXHAUSTED: cannot add version"), ours
+    assert ours["versions of the second deployment"] == ["n2", "n3"], ours
+    assert ours["delete drained n2 without pollers"] == {} and ours["versions after the delete"] == ["n3"], (
+        ours
+    )
+    past = "current n5 past the limit"
+    assert ours[past]["error"] == "RESOURCE_EXHAUSTED", ours[past]
+    assert "maximum number of versions (2)" in ours[past]["message"], ours[past]
+    assert "error" in theirs[past], theirs[past]
+    ours[past] = theirs[past] = "refused"
+    assert_same(ours, theirs)
+
+
+async def bad_names(server: ServerProcess) -> dict[str, Any]:
+    """Deployment names and build ids the reference refuses, and how, per RPC."""
+    client = await Client.connect(server.address, namespace=NS)
+    ws = client.workflow_service
+    seen: dict[str, Any] = {}
+    for bad in ("a.b", "a:b", "__x", "x" * 481, "x" * 480):
+        label = bad if len(bad) < 20 else f"{len(bad)} characters"
+        seen[f"poll, deployment {label}"] = await poll(client, bad, "b1", "tq-names", 1)
+        seen[f"poll, build id {label}"] = await poll(client, "names", bad, "tq-names", 1)
+        if seen[f"poll, build id {label}"] == "waiting":  # a valid build id: recorded a moment later
+            assert await eventually(lambda b=bad: has_version(client, "names", b))
+        seen[f"describe {label}"] = await describe(client, bad)
+        seen[f"describe version, build id {label}"] = await describe_version(client, "names", bad)
+        seen[f"set current, build id {label}"] = await set_current(client, "names", bad)
+        seen[f"create {label}"] = (
+            await answer(
+                ws.create_worker_deployment(
+                    rr.CreateWorkerDeploymentRequest(namespace=NS, deployment_name=bad, identity="t")
+                )
+            )
+            if bad != "x" * 480
+            else "skipped: it would create the deployment"
+        )
+        seen[f"delete {label}"] = await answer(
+            ws.delete_worker_deployment(rr.DeleteWorkerDeploymentRequest(namespace=NS, deployment_name=bad))
+        )
+    return masked(seen, {"x" * 480: "<480 x>"})
+
+
+async def test_deployment_names_and_build_ids_are_checked_as_on_the_reference(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(bad_names(server), bad_names(reference_server))
+    assert ours["describe a.b"]["error"] == "INVALID_ARGUMENT", ours
+    assert_same(ours, theirs)
+
+
+async def backlog_on_old_version(server: ServerProcess) -> dict[str, Any]:
+    """v1 is current but its worker is gone when a workflow starts: the task waits on v1's queue. v2
+    polls and becomes current: the waiting (unpinned) task moves to v2 and runs there."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    seen: dict[str, Any] = {}
+    async with worker(client, queue, deployment, "b1", VersionOne):
+        assert await eventually(lambda: has_version(client, deployment, "b1"))
+        seen["current v1"] = await set_current(client, deployment, "b1")
+        seen["run on v1"] = await client.execute_workflow(
+            "Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue
+        )
+    waiting = await client.start_workflow("Versioned", id=f"wf-{uuid.uuid4()}", task_queue=queue)
+    await asyncio.sleep(2)  # the task is in v1's backlog by now
+    async with worker(client, queue, deployment, "b2", VersionTwo):
+        assert await eventually(lambda: has_version(client, deployment, "b2"))
+        seen["current v2"] = await set_current(client, deployment, "b2")
+        try:
+            seen["waiting run"] = await asyncio.wait_for(waiting.result(), 30)
+        except TimeoutError:
+            seen["waiting run"] = "still waiting after 30 s"
+    return masked(seen, {deployment: "<deployment>", queue: "<queue>"})
+
+
+async def test_unpinned_backlog_of_an_old_current_version_moves_to_the_new_one(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(
+        backlog_on_old_version(server), backlog_on_old_version(reference_server)
+    )
+    assert_same(ours, theirs)
+    assert ours["waiting run"] == "two", ours

@@ -60,3 +60,23 @@ async def test_an_old_pinned_row_reads_back_with_its_pin_and_keeps_it_when_given
     assert again.pinned == V1
     await restarted.ack(again)
     assert await store.get_queue_tasks(KEY, 0, 10) == []
+
+
+def test_a_routed_task_is_marked_and_reads_back_unpinned() -> None:
+    data = backlog_data.encode(3, routed=True)
+    assert data == b"3|~"
+    assert backlog_data.decode(data) == (3, "") and backlog_data.routed(data)
+    assert not backlog_data.routed(b"3") and not backlog_data.routed(b"3|deploy:b1")
+    # A pin wins: a pinned task is never marked as routed.
+    assert backlog_data.encode(3, V1, routed=True) == b"3|deploy:b1"
+
+
+async def test_a_routed_task_keeps_its_mark_through_the_backlog(store):
+    partition = Partition(KEY, store)
+    execution = WorkflowExecution(workflow_id="wf-2", run_id="r")
+    await partition.add(MatchedTask("ns", execution, scheduled_event_id=1, attempt=1, routed=True))
+    assert [row.data for row in await store.get_queue_tasks(KEY, 0, 10)] == [b"1|~"]
+    reloaded = Partition(KEY, store)
+    await reloaded.prepare()
+    task = reloaded.take_for_forwarding()
+    assert task is not None and task.routed and not task.pinned
