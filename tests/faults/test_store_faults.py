@@ -5,6 +5,7 @@
   gave up). No task the lost acknowledgement left in the store may be forgotten (a workflow task dispatched
   by no one, a timer never fired).
 - Reads of timer tasks failing for a while (the database unreachable): timers still fire.
+- Deletes of fired timer tasks failing for a while: they are deleted later, none is left behind.
 - A commit whose reply is lost and that lands later, when the next conditional write reaches its shard's
   partition (Cassandra completes a batch Paxos had accepted before a crash so): nothing read before it
   landed is acted on after, neither the tasks it wrote nor the events of the next transition.
@@ -39,6 +40,7 @@ from temporalio.worker import Worker
 
 from hourglass.cluster.history import queues
 from hourglass.cluster.history.tasks import TimerKind, TransferKind
+from hourglass.cluster.history.timeutil import now_ms
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.errors import StoreUnavailableError
 from hourglass.persistence.records import ExecutionWrite
@@ -60,7 +62,8 @@ class FaultyStore:
       (a Cassandra LWT that timed out at the coordinator but landed);
     - shard_update_lost_reply: the same for writes of the shard row (the fence that follows a lost reply
       bumps the range id: a bump that landed unbeknown is still this node's, not another owner's);
-    - timer_read_failure: probability that reading timer tasks fails (the database is unreachable).
+    - timer_read_failure: probability that reading timer tasks fails (the database is unreachable);
+    - timer_delete_failure: the same for deleting fired timer tasks.
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class FaultyStore:
         commit_lost_reply: float = 0.0,
         timer_read_failure: float = 0.0,
         shard_update_lost_reply: float = 0.0,
+        timer_delete_failure: float = 0.0,
     ) -> None:
         self._inner = inner
+        self._timer_delete_failure = timer_delete_failure
         self._commit_lost_reply = commit_lost_reply
         self._shard_update_lost_reply = shard_update_lost_reply
         self._timer_read_failure = timer_read_failure
@@ -114,6 +119,11 @@ class FaultyStore:
         if self._fault(self._timer_read_failure):
             raise StoreUnavailableError("injected: timer tasks unreadable")
         return await self._inner.get_timer_tasks(*args, **kwargs)
+
+    async def delete_fired_timer_tasks(self, *args, **kwargs):
+        if self._fault(self._timer_delete_failure):
+            raise StoreUnavailableError("injected: fired timer tasks not deleted")
+        return await self._inner.delete_fired_timer_tasks(*args, **kwargs)
 
     async def update_shard(self, info, expected_range_id: int) -> None:
         await self._land_held(info.shard_id)
@@ -173,6 +183,30 @@ async def test_timers_fire_when_reading_them_fails_for_a_while(monkeypatch: pyte
     async with node_on(store) as node:
         await run_workload(node)
     assert store.faults >= 3, f"only {store.faults} timer reads failed: nothing tested"
+
+
+async def test_fired_timers_are_deleted_when_deleting_fails_for_a_while() -> None:
+    """Fired timers are deleted in batches, later than they fire; a failed batch is tried again, so the
+    store ends with no timer that was due (only those still to come, such as the closed runs' retention)."""
+    store = FaultyStore(await SQLiteStore.open(None), timer_delete_failure=0.5)
+    async with node_on(store) as node:
+        await run_workload(node)
+        finished = now_ms()
+        shards = node.config.history_shard_count
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            due = now_ms() - 3000  # fired by now, and deleted by a later batch than the failed ones
+            left = [
+                timer
+                for shard in range(shards + 1)
+                for timer in await store.get_timer_tasks(shard, 0, due, 1000)
+            ]
+            if (due >= finished and not left) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        store.armed = False
+    assert left == [], f"{len(left)} fired timer tasks left in the store, e.g. {left[:3]}"
+    assert store.faults >= 3, f"only {store.faults} timer deletes failed: nothing tested"
 
 
 # ---- a lost commit that lands after the run was read again ------------------------------------------------
