@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -114,7 +115,11 @@ class Shard:
         self.on_committed: Callable[[int, int], None] | None = None
         self.store = store
         self.range_id = 0
+        # Transfer tasks up to here are executed and deleted; the shard row has `_saved_ack_level`.
         self.transfer_ack_level = 0
+        self._saved_ack_level = 0
+        self._ack_level_saved_at = 0.0
+        self._timer_ack_level_ms = 0
         self._next_task_id = 0
         self._task_id_limit = 0
         self._on_new_tasks = on_new_tasks
@@ -167,7 +172,9 @@ class Shard:
         new = dataclasses.replace(info, range_id=info.range_id + 1)
         await self.store.update_shard(new, expected_range_id=info.range_id)
         self._set_range(new.range_id)
-        self.transfer_ack_level = new.transfer_ack_level
+        self.transfer_ack_level = self._saved_ack_level = new.transfer_ack_level
+        self._timer_ack_level_ms = new.timer_ack_level_ms
+        self._ack_level_saved_at = time.monotonic()
 
     def _set_range(self, range_id: int) -> None:
         self.range_id = range_id
@@ -247,13 +254,24 @@ class Shard:
         """The range id this node holds, or one it moved the shard to with an outcome it did not learn."""
         return self.range_id <= range_id <= max(self.range_id, self._range_tried)
 
-    async def update_transfer_ack_level(self, ack_level: int) -> None:
+    def ack_level_unsaved_for(self) -> float:
+        """Seconds since the shard row last got the transfer ack level, 0 when it has the current one."""
+        if self.transfer_ack_level <= self._saved_ack_level:
+            return 0.0
+        return time.monotonic() - self._ack_level_saved_at
+
+    async def save_transfer_ack_level(self) -> None:
+        """Write the in-memory transfer ack level to the shard row, without reading the row first: only
+        this owner writes it under its range id (the condition), and the timer ack level it also holds is
+        the one read at acquire (nothing changes it)."""
         async with self._range_lock:
             self.check_writable()
-            info = await self.store.get_or_create_shard(self.shard_id)
-            self.transfer_ack_level = ack_level
-            new = dataclasses.replace(info, transfer_ack_level=ack_level)
-            await self._update_shard(new)
+            ack_level = self.transfer_ack_level
+            await self._update_shard(
+                ShardInfo(self.shard_id, self.range_id, ack_level, self._timer_ack_level_ms)
+            )
+            self._saved_ack_level = ack_level
+            self._ack_level_saved_at = time.monotonic()
 
     async def _update_shard(self, new: ShardInfo, expected_range_id: int | None = None) -> None:
         """Write the shard row. Refused with a range id this node moved to itself: a bump of ours landed

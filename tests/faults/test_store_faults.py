@@ -86,6 +86,7 @@ class FaultyStore:
         self._delay: Callable[[Sequence[ExecutionWrite]], bool] | None = None
         self._queued: list[tuple[int, int, list[ExecutionWrite]]] = []
         self.landed = 0
+        self.shard_updates = 0
 
     def delay_next_commit(self, matching: Callable[[Sequence[ExecutionWrite]], bool]) -> None:
         """The next batch `matching` accepts is held and its caller told the database is unavailable. It
@@ -126,6 +127,7 @@ class FaultyStore:
         return await self._inner.delete_fired_timer_tasks(*args, **kwargs)
 
     async def update_shard(self, info, expected_range_id: int) -> None:
+        self.shard_updates += 1
         await self._land_held(info.shard_id)
         await self._inner.update_shard(info, expected_range_id)
         if self._fault(self._shard_update_lost_reply):
@@ -207,6 +209,34 @@ async def test_fired_timers_are_deleted_when_deleting_fails_for_a_while() -> Non
         store.armed = False
     assert left == [], f"{len(left)} fired timer tasks left in the store, e.g. {left[:3]}"
     assert store.faults >= 3, f"only {store.faults} timer deletes failed: nothing tested"
+
+
+async def test_executed_transfer_tasks_are_deleted_and_the_ack_level_saved_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Executed transfer tasks are range-deleted every ack interval; the shard row gets the ack level
+    only every ACK_SAVE_INTERVAL_S (not one conditional write per shard and second), and catches up."""
+    monkeypatch.setattr(queues, "ACK_SAVE_INTERVAL_S", 3.0)
+    store = FaultyStore(await SQLiteStore.open(None))
+    async with node_on(store) as node:
+        shards = dict(node.history.shards)
+        began = asyncio.get_running_loop().time()
+        await run_workload(node)
+        await run_workload(node)
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            left = [t for s in shards for t in await store.get_transfer_tasks(s, 0, 2**62, 1000)]
+            rows = {s: (await store.get_or_create_shard(s)).transfer_ack_level for s in shards}
+            in_memory = {s: shard.transfer_ack_level for s, shard in shards.items()}
+            if (not left and rows == in_memory) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = asyncio.get_running_loop().time() - began
+    assert left == [], f"{len(left)} executed transfer tasks left in the store"
+    assert rows == in_memory
+    assert any(in_memory.values())
+    # Per shard: its acquire, then a save per save interval at most, not one per second of work.
+    assert store.shard_updates <= len(shards) * (2 + elapsed / 3.0), (store.shard_updates, elapsed)
 
 
 # ---- a lost commit that lands after the run was read again ------------------------------------------------
