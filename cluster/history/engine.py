@@ -486,7 +486,9 @@ class HistoryEngine:
                 return
             shard.check_writable()
             await self.store.delete_visibility(key.namespace_id, key.workflow_id, key.run_id)
+            shard.forget_current_run(key.namespace_id, key.workflow_id)
             await self.store.delete_execution(shard.shard_id, key.namespace_id, key.workflow_id, key.run_id)
+            shard.forget_current_run(key.namespace_id, key.workflow_id)
             await self.store.delete_history(key.namespace_id, key.workflow_id, key.run_id)
             shard.evict(key)
 

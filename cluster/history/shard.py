@@ -124,6 +124,8 @@ class Shard:
         self._task_id_limit = 0
         self._on_new_tasks = on_new_tasks
         self._cache: OrderedDict[ExecutionKey, MutableState] = OrderedDict()
+        # (namespace id, workflow id) -> the current-run pointer this owner last committed.
+        self._pointers: OrderedDict[tuple[str, str], CurrentRunRecord] = OrderedDict()
         self.locks = KeyedLocks()
         self._change_watchers: dict[ExecutionKey, asyncio.Event] = {}
         self._events = EventsCache(events_cache_bytes)
@@ -289,7 +291,25 @@ class Shard:
 
     # ---- state -----------------------------------------------------------------------------------------
     async def get_current_run(self, namespace_id: str, workflow_id: str) -> CurrentRunRecord | None:
+        """The workflow id's pointer: as this owner last committed it, else read from the store. Only the
+        owner writes the shard's pointers (under its range id), so the ones it wrote stay true until it
+        deletes the run or a commit of the workflow fails (evicted then, as the mutable state is)."""
+        pointer = self._pointers.get((namespace_id, workflow_id))
+        if pointer is not None:
+            self._pointers.move_to_end((namespace_id, workflow_id))
+            return pointer
         return await self.store.get_current_run(self.shard_id, namespace_id, workflow_id)
+
+    def forget_current_run(self, namespace_id: str, workflow_id: str) -> None:
+        """The pointer is being deleted (with its run): the next caller reads the store."""
+        self._pointers.pop((namespace_id, workflow_id), None)
+
+    def _remember_pointer(self, pointer: CurrentRunRecord) -> None:
+        key = (pointer.namespace_id, pointer.workflow_id)
+        self._pointers[key] = pointer
+        self._pointers.move_to_end(key)
+        while len(self._pointers) > CACHE_SIZE:
+            self._pointers.popitem(last=False)
 
     async def load(self, key: ExecutionKey) -> MutableState | None:
         """The run's state: cached, or read from the store once no commit with an unknown outcome may
@@ -392,6 +412,7 @@ class Shard:
         except BaseException as e:
             for key in keys:
                 self.evict(key)
+                self.forget_current_run(key.namespace_id, key.workflow_id)
             # Only a rejected condition (or a batch that could not be encoded) says for sure that nothing
             # was written; a timeout, a lost connection or a cancelled caller leave the batch's tasks
             # possibly in the store.
@@ -416,6 +437,8 @@ class Shard:
             clock = active_clock()
             for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
                 self._remember(key, tr.ms)
+                if write.current_run is not None:
+                    self._remember_pointer(write.current_run.record)
                 if clock is not None:
                     clock.track_run(key, tr.ms)
                 self._events.add(key, tr.events)

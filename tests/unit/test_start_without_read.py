@@ -1,4 +1,5 @@
 """A start creates the workflow id's pointer without reading it first; an id in use is still refused.
+Requests naming no run id find the current run from the pointer the shard last committed, not the store.
 
 The first attempt of a start writes the new run with a "pointer must not exist" condition (one store
 round trip fewer per workflow); only when that condition fails does it read the pointer and apply the id
@@ -18,6 +19,7 @@ from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
+    DeleteWorkflowExecutionRequest,
     DescribeWorkflowExecutionRequest,
     StartWorkflowExecutionRequest,
     TerminateWorkflowExecutionRequest,
@@ -122,3 +124,40 @@ async def test_an_id_in_use_is_refused_a_retried_request_answers_and_nothing_is_
     never_created = store.runs_with_history - {first.run_id, reused.run_id}
     assert len(never_created) >= 3, never_created  # the duplicate, the retried request, the reuse
     assert store.runs_forgotten == never_created
+
+
+async def test_requests_without_a_run_id_follow_the_committed_pointer(node_and_store) -> None:
+    """The current run of an id this node started, terminated, started again and deleted: always the
+    right one, and no pointer read while the shard knows it."""
+    node, store = node_and_store
+    client = await Client.connect(f"127.0.0.1:{node.bound_port}")
+    svc = client.workflow_service
+    current = WorkflowExecution(workflow_id="followed")
+
+    async def describe():
+        return await svc.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(namespace="default", execution=current)
+        )
+
+    first = await svc.start_workflow_execution(_start("followed", str(uuid.uuid4())))
+    reads = store.pointer_reads
+    assert (await describe()).workflow_execution_info.execution.run_id == first.run_id
+    await svc.terminate_workflow_execution(
+        TerminateWorkflowExecutionRequest(namespace="default", workflow_execution=current, reason="done")
+    )
+    closed = (await describe()).workflow_execution_info
+    assert closed.execution.run_id == first.run_id
+    assert closed.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED
+    assert store.pointer_reads == reads
+
+    second = await svc.start_workflow_execution(_start("followed", str(uuid.uuid4())))
+    running = (await describe()).workflow_execution_info
+    assert running.execution.run_id == second.run_id
+    assert running.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+    await svc.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(namespace="default", workflow_execution=current)
+    )
+    with pytest.raises(RPCError) as gone:
+        await describe()
+    assert gone.value.status == RPCStatusCode.NOT_FOUND
