@@ -151,7 +151,7 @@ _WRITE_METHODS = {
     "delete_history",
     "delete_transfer_tasks",
     "delete_timer_tasks",
-    "delete_timer_task",
+    "delete_fired_timer_tasks",
     "lease_task_queue",
     "update_task_queue",
     "create_queue_tasks",

@@ -164,8 +164,9 @@ class Store(abc.ABC):
         """Range delete of every timer task firing strictly before the bound."""
 
     @abc.abstractmethod
-    async def delete_timer_task(self, shard_id: int, fire_time_ms: int, task_id: int) -> None:
-        """Delete one executed timer task (timers fire out of a range's order when they are retried)."""
+    async def delete_fired_timer_tasks(self, shard_id: int, timers: Sequence[tuple[int, int]]) -> None:
+        """Delete executed timer tasks by (fire_time_ms, task_id), as one write (timers fire out of a range's
+        order when they are retried, so they cannot be range-deleted); absent ones are ignored."""
 
     # ---- matching: task-queue partitions ---------------------------------------------------------------
     @abc.abstractmethod

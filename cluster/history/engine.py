@@ -500,7 +500,9 @@ class HistoryEngine:
                 return
             shard.check_writable()
             await self.store.delete_visibility(key.namespace_id, key.workflow_id, key.run_id)
+            shard.forget_current_run(key.namespace_id, key.workflow_id)
             await self.store.delete_execution(shard.shard_id, key.namespace_id, key.workflow_id, key.run_id)
+            shard.forget_current_run(key.namespace_id, key.workflow_id)
             await self.store.delete_history(key.namespace_id, key.workflow_id, key.run_id)
             shard.evict(key)
 
@@ -639,9 +641,15 @@ class HistoryEngine:
         if request.HasField("memo"):
             history_limits.check_start_memo(request.memo)
         shard = self.shard_for(namespace_id, request.workflow_id)
-        for _ in range(5):
+        # A workflow id is new far more often than not: first try to create its pointer without reading
+        # it (the batch's condition fails if it exists, as the reference's brand-new create), then read
+        # it and apply the id policies. Not with `on_new_run`, which must be told one run only.
+        optimistic = on_new_run is None
+        for _ in range(5 + optimistic):
             async with shard.locks.hold((namespace_id, request.workflow_id)):
-                current = await shard.get_current_run(namespace_id, request.workflow_id)
+                current = (
+                    None if optimistic else await shard.get_current_run(namespace_id, request.workflow_id)
+                )
                 run_id = new_run_id()
                 plan = await self._plan_start(shard, current, request, run_id)
                 attach_to = None
@@ -671,6 +679,8 @@ class HistoryEngine:
                     try:
                         await shard.commit(batch)
                     except ConditionFailedError:
+                        optimistic = False
+                        await self._forget_history(namespace_id, request.workflow_id, run_id)
                         continue
                     except ShardOwnershipLostError as e:
                         self.shard_lost(shard)
@@ -708,6 +718,14 @@ class HistoryEngine:
             return False
         result.attached_request_id = request.on_conflict_options.attach_request_id
         return attached
+
+    async def _forget_history(self, namespace_id: str, workflow_id: str, run_id: str) -> None:
+        """A start whose batch was refused appended its first events for a run that will never exist:
+        delete them (best effort: an unreachable store leaves an unreferenced node, nothing more)."""
+        try:
+            await self.store.delete_history(namespace_id, workflow_id, run_id)
+        except Exception:
+            log.info("could not delete the history of run %s, never created", run_id, exc_info=True)
 
     async def start_activity_execution(
         self, namespace_id: str, namespace: str, request: StartActivityExecutionRequest

@@ -1,10 +1,14 @@
 """A shard's queue processors: run transfer tasks right after commit, timer tasks when they are due.
 
 Tasks live in the store until executed, so a crash at any point re-runs them on reload; each executor is
-idempotent (it checks the run's state before acting). Transfer tasks are acknowledged by range (an ack level
-in the shard row and a range delete), never row by row, and never past a task this node has not run: not
-past one still pending, nor one a commit in flight (or with an unknown outcome) may still write. After a
+idempotent (it checks the run's state before acting). Transfer tasks are acknowledged by range (a range
+delete, and an ack level saved in the shard row now and then), never row by row, and never past a task
+this node has not run: not past one still pending, nor one a commit in flight (or with an unknown
+outcome) may still write. After a
 commit with an unknown outcome the processors fence the shard (shard.py) and re-read their tasks once.
+Timers fire out of order (retries, timers committed late), so fired ones are deleted by key, but together:
+one request per shard and ack interval instead of one per timer (a crash before it re-fires them, which
+their idempotent executors allow, as a crash between firing and a one-by-one delete did).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ PAGE_SIZE = 1000
 # Timers due within this window are kept in memory; later ones are read when the window moves.
 TIMER_LOOKAHEAD_MS = 60_000
 ACK_INTERVAL_S = 1.0
+# How often the shard row gets the ack level (the reference: history.shardUpdateMinInterval, 5 min).
+ACK_SAVE_INTERVAL_S = 10.0
+# Fired timers deleted per request: one write in the shard's partition, under Cassandra's batch size warning.
+TIMER_DELETE_BATCH = 50
 RETRY_BACKOFF_S = (0.05, 0.2, 1.0, 2.0, 5.0)
 
 
@@ -53,6 +61,8 @@ class QueueProcessors:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._firing = 0
+        # Fired timers not deleted yet (they stay in `_timer_known`, so a re-read does not fire them again).
+        self._timers_fired: list[TimerTask] = []
         # The virtual clock of a time-skipping server (None on a real node): it asks this shard whether
         # it has work in flight and when its next timer is due, and wakes the timer loop when it jumps.
         self._clock = None
@@ -69,6 +79,7 @@ class QueueProcessors:
             self._tasks.append(asyncio.create_task(self._transfer_worker()))
         self._tasks.append(asyncio.create_task(self._transfer_acker()))
         self._tasks.append(asyncio.create_task(self._timer_loop()))
+        self._tasks.append(asyncio.create_task(self._timer_deleter()))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -146,7 +157,10 @@ class QueueProcessors:
         self.shard.settle_doubtful(fenced)
 
     async def _transfer_acker(self) -> None:
-        """Move the ack level past every executed task and range-delete what it covers."""
+        """Range-delete the executed tasks every ack interval (moving the ack level in memory), and write
+        the ack level to the shard row now and then: it only bounds what a next owner re-reads, which the
+        range deletes already emptied, so one conditional write per shard and second (a Paxos round in
+        the shard's partition, contending with its commits) bought nothing."""
         while True:
             await asyncio.sleep(ACK_INTERVAL_S)
             if self.shard.doubtful:
@@ -158,18 +172,20 @@ class QueueProcessors:
                     log.warning("could not re-read the tasks of shard %s", self.shard.shard_id, exc_info=True)
                     continue
             ack = self._transfer_ack_candidate()
-            if ack > self.shard.transfer_ack_level:
-                try:
-                    await self.shard.update_transfer_ack_level(ack)
-                    self._transfer_done = {i for i in self._transfer_done if i > ack}
+            try:
+                if ack > self.shard.transfer_ack_level:
                     self.shard.check_writable()
                     await self.store.delete_transfer_tasks(self.shard.shard_id, ack)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning(
-                        "could not advance transfer ack level of shard %s", self.shard.shard_id, exc_info=True
-                    )
+                    self.shard.transfer_ack_level = ack
+                    self._transfer_done = {i for i in self._transfer_done if i > ack}
+                if self.shard.ack_level_unsaved_for() >= ACK_SAVE_INTERVAL_S:
+                    await self.shard.save_transfer_ack_level()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(
+                    "could not advance transfer ack level of shard %s", self.shard.shard_id, exc_info=True
+                )
 
     # ---- timers ----------------------------------------------------------------------------------------
     def _add_timer(self, timer: TimerTask) -> None:
@@ -230,25 +246,42 @@ class QueueProcessors:
                 pass
 
     async def _fire(self, timer: TimerTask) -> None:
+        fired = False
         try:
             await self._run_with_retries(self._execute_timer, timer)
-            if self._stopping:
-                return
-            self.shard.check_writable()
-            await self.store.delete_timer_task(self.shard.shard_id, timer.fire_time_ms, timer.task_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning(
-                "could not delete timer task %s of shard %s",
-                timer.task_id,
-                self.shard.shard_id,
-                exc_info=True,
-            )
+            fired = not self._stopping
         finally:
             self._firing -= 1
-            self._timer_known.discard(timer.task_id)
+            if fired:
+                self._timers_fired.append(timer)  # `_timer_deleter` deletes it, then forgets it
+            else:
+                self._timer_known.discard(timer.task_id)
             self._timer_slots.release()
+
+    async def _timer_deleter(self) -> None:
+        """Every ack interval, delete the timers fired since, a batch per request."""
+        while True:
+            await asyncio.sleep(ACK_INTERVAL_S)
+            while self._timers_fired:
+                batch = self._timers_fired[:TIMER_DELETE_BATCH]
+                try:
+                    self.shard.check_writable()
+                    await self.store.delete_fired_timer_tasks(
+                        self.shard.shard_id, [(t.fire_time_ms, t.task_id) for t in batch]
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning(
+                        "could not delete %d fired timer tasks of shard %s",
+                        len(batch),
+                        self.shard.shard_id,
+                        exc_info=True,
+                    )
+                    break  # kept: tried again at the next interval
+                del self._timers_fired[: len(batch)]
+                for timer in batch:
+                    self._timer_known.discard(timer.task_id)
 
     # ---- time skipping (virtual_clock.DeadlineSource) ----------------------------------------------------
     def time_skipping_busy(self, now: int) -> bool:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -114,11 +115,17 @@ class Shard:
         self.on_committed: Callable[[int, int], None] | None = None
         self.store = store
         self.range_id = 0
+        # Transfer tasks up to here are executed and deleted; the shard row has `_saved_ack_level`.
         self.transfer_ack_level = 0
+        self._saved_ack_level = 0
+        self._ack_level_saved_at = 0.0
+        self._timer_ack_level_ms = 0
         self._next_task_id = 0
         self._task_id_limit = 0
         self._on_new_tasks = on_new_tasks
         self._cache: OrderedDict[ExecutionKey, MutableState] = OrderedDict()
+        # (namespace id, workflow id) -> the current-run pointer this owner last committed.
+        self._pointers: OrderedDict[tuple[str, str], CurrentRunRecord] = OrderedDict()
         self.locks = KeyedLocks()
         self._change_watchers: dict[ExecutionKey, asyncio.Event] = {}
         self._events = EventsCache(events_cache_bytes)
@@ -167,7 +174,9 @@ class Shard:
         new = dataclasses.replace(info, range_id=info.range_id + 1)
         await self.store.update_shard(new, expected_range_id=info.range_id)
         self._set_range(new.range_id)
-        self.transfer_ack_level = new.transfer_ack_level
+        self.transfer_ack_level = self._saved_ack_level = new.transfer_ack_level
+        self._timer_ack_level_ms = new.timer_ack_level_ms
+        self._ack_level_saved_at = time.monotonic()
 
     def _set_range(self, range_id: int) -> None:
         self.range_id = range_id
@@ -247,13 +256,24 @@ class Shard:
         """The range id this node holds, or one it moved the shard to with an outcome it did not learn."""
         return self.range_id <= range_id <= max(self.range_id, self._range_tried)
 
-    async def update_transfer_ack_level(self, ack_level: int) -> None:
+    def ack_level_unsaved_for(self) -> float:
+        """Seconds since the shard row last got the transfer ack level, 0 when it has the current one."""
+        if self.transfer_ack_level <= self._saved_ack_level:
+            return 0.0
+        return time.monotonic() - self._ack_level_saved_at
+
+    async def save_transfer_ack_level(self) -> None:
+        """Write the in-memory transfer ack level to the shard row, without reading the row first: only
+        this owner writes it under its range id (the condition), and the timer ack level it also holds is
+        the one read at acquire (nothing changes it)."""
         async with self._range_lock:
             self.check_writable()
-            info = await self.store.get_or_create_shard(self.shard_id)
-            self.transfer_ack_level = ack_level
-            new = dataclasses.replace(info, transfer_ack_level=ack_level)
-            await self._update_shard(new)
+            ack_level = self.transfer_ack_level
+            await self._update_shard(
+                ShardInfo(self.shard_id, self.range_id, ack_level, self._timer_ack_level_ms)
+            )
+            self._saved_ack_level = ack_level
+            self._ack_level_saved_at = time.monotonic()
 
     async def _update_shard(self, new: ShardInfo, expected_range_id: int | None = None) -> None:
         """Write the shard row. Refused with a range id this node moved to itself: a bump of ours landed
@@ -271,7 +291,25 @@ class Shard:
 
     # ---- state -----------------------------------------------------------------------------------------
     async def get_current_run(self, namespace_id: str, workflow_id: str) -> CurrentRunRecord | None:
+        """The workflow id's pointer: as this owner last committed it, else read from the store. Only the
+        owner writes the shard's pointers (under its range id), so the ones it wrote stay true until it
+        deletes the run or a commit of the workflow fails (evicted then, as the mutable state is)."""
+        pointer = self._pointers.get((namespace_id, workflow_id))
+        if pointer is not None:
+            self._pointers.move_to_end((namespace_id, workflow_id))
+            return pointer
         return await self.store.get_current_run(self.shard_id, namespace_id, workflow_id)
+
+    def forget_current_run(self, namespace_id: str, workflow_id: str) -> None:
+        """The pointer is being deleted (with its run): the next caller reads the store."""
+        self._pointers.pop((namespace_id, workflow_id), None)
+
+    def _remember_pointer(self, pointer: CurrentRunRecord) -> None:
+        key = (pointer.namespace_id, pointer.workflow_id)
+        self._pointers[key] = pointer
+        self._pointers.move_to_end(key)
+        while len(self._pointers) > CACHE_SIZE:
+            self._pointers.popitem(last=False)
 
     async def load(self, key: ExecutionKey) -> MutableState | None:
         """The run's state: cached, or read from the store once no commit with an unknown outcome may
@@ -374,6 +412,7 @@ class Shard:
         except BaseException as e:
             for key in keys:
                 self.evict(key)
+                self.forget_current_run(key.namespace_id, key.workflow_id)
             # Only a rejected condition (or a batch that could not be encoded) says for sure that nothing
             # was written; a timeout, a lost connection or a cancelled caller leave the batch's tasks
             # possibly in the store.
@@ -398,6 +437,8 @@ class Shard:
             clock = active_clock()
             for (tr, _), key, write in zip(transitions, keys, writes, strict=True):
                 self._remember(key, tr.ms)
+                if write.current_run is not None:
+                    self._remember_pointer(write.current_run.record)
                 if clock is not None:
                     clock.track_run(key, tr.ms)
                 self._events.add(key, tr.events)

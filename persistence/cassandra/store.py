@@ -112,6 +112,8 @@ HISTORY_NODE_OVERHEAD = 96  # keys and columns of a node besides its events
 VISIBILITY_ROW_OVERHEAD = 1024
 # Runs whose visibility start time the store remembers (upsert_visibility skips reading it).
 VISIBILITY_STARTS_CACHED = 50_000
+# Remembered instead of a start time for a run this store created: it has no visibility row yet.
+_NO_VISIBILITY_ROW = -1
 
 DAY_MS = 86_400_000
 # Rows per page when a read has to skip rows (history versions, visibility days).
@@ -618,6 +620,12 @@ class CassandraStore(Store):
         rows = await self._execute_conditional(batch)
         if not rows[0]["[applied]"]:
             raise _commit_failure(shard_id, range_id, writes, rows, {})
+        for write in writes:
+            if write.expected_version is None:  # a new run: its first visibility upsert need not read
+                record = write.record
+                key = (record.namespace_id, record.workflow_id, record.run_id)
+                if key not in self._visibility_starts:
+                    self._remember_visibility_start(key, _NO_VISIBILITY_ROW)
 
     def _add_write(self, batch: BatchStatement, shard_id: int, write: ExecutionWrite) -> None:
         record = write.record
@@ -816,8 +824,19 @@ class CassandraStore(Store):
     async def delete_timer_tasks(self, shard_id: int, max_fire_time_ms_exclusive: int) -> None:
         await self._execute(self._s.delete_timers, (shard_id, max_fire_time_ms_exclusive))
 
-    async def delete_timer_task(self, shard_id: int, fire_time_ms: int, task_id: int) -> None:
-        await self._execute(self._s.delete_timer, (shard_id, fire_time_ms, task_id))
+    async def delete_fired_timer_tasks(self, shard_id: int, timers: Sequence[tuple[int, int]]) -> None:
+        """One UNLOGGED batch: every row is in the shard's partition, so Cassandra applies it as one
+        mutation (a single-partition batch is atomic and carries no batch log)."""
+        if not timers:
+            return
+        if len(timers) == 1:
+            await self._execute(self._s.delete_timer, (shard_id, *timers[0]))
+            return
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.is_idempotent = True  # deleting the same rows again is harmless: the driver may retry it
+        for fire_time_ms, task_id in timers:
+            batch.add(self._s.delete_timer, (shard_id, fire_time_ms, task_id))
+        await self._execute(batch)
 
     # ---- matching: task-queue partitions ---------------------------------------------------------------
     async def lease_task_queue(self, key: TaskQueueKey) -> TaskQueueInfo:
@@ -1033,13 +1052,14 @@ class CassandraStore(Store):
 
         The start time is part of the row's key, so a changed one moves the row: the run's stored start
         time is read first, unless this store wrote or read it before (a run's start time is set once, at
-        its first commit, so that is the common case: a run's visibility is upserted at start and close).
+        its first commit, so that is the common case: a run's visibility is upserted at start and close), nor
+        for a run this store created (`commit` remembers that it has no row yet: its run id is new).
         """
         key = (record.namespace_id, record.workflow_id, record.run_id)
         previous = self._visibility_starts.get(key)
         if previous is None:
             previous = await self._visibility_start(*key)
-        if previous is not None and previous != record.start_time_ms:
+        if previous is not None and previous not in (record.start_time_ms, _NO_VISIBILITY_ROW):
             await self._execute(
                 self._s.delete_visibility,
                 (record.namespace_id, _day(previous), previous, record.run_id),

@@ -390,11 +390,15 @@ class SQLiteStore(Store):
             (shard_id, max_fire_time_ms_exclusive),
         )
 
-    async def delete_timer_task(self, shard_id: int, fire_time_ms: int, task_id: int) -> None:
-        self._write(
-            "DELETE FROM timer_tasks WHERE shard_id = ? AND fire_time_ms = ? AND task_id = ?",
-            (shard_id, fire_time_ms, task_id),
-        )
+    async def delete_fired_timer_tasks(self, shard_id: int, timers: Sequence[tuple[int, int]]) -> None:
+        """One transaction: one commit (one fsync on a file store) for the whole batch."""
+        if not timers:
+            return
+        with self._transaction() as conn:
+            conn.executemany(
+                "DELETE FROM timer_tasks WHERE shard_id = ? AND fire_time_ms = ? AND task_id = ?",
+                [(shard_id, fire_time_ms, task_id) for fire_time_ms, task_id in timers],
+            )
 
     # ---- matching: task-queue partitions ---------------------------------------------------------------
     async def lease_task_queue(self, key: TaskQueueKey) -> TaskQueueInfo:

@@ -5,6 +5,7 @@
   gave up). No task the lost acknowledgement left in the store may be forgotten (a workflow task dispatched
   by no one, a timer never fired).
 - Reads of timer tasks failing for a while (the database unreachable): timers still fire.
+- Deletes of fired timer tasks failing for a while: they are deleted later, none is left behind.
 - A commit whose reply is lost and that lands later, when the next conditional write reaches its shard's
   partition (Cassandra completes a batch Paxos had accepted before a crash so): nothing read before it
   landed is acted on after, neither the tasks it wrote nor the events of the next transition.
@@ -39,6 +40,7 @@ from temporalio.worker import Worker
 
 from hourglass.cluster.history import queues
 from hourglass.cluster.history.tasks import TimerKind, TransferKind
+from hourglass.cluster.history.timeutil import now_ms
 from hourglass.cluster.node import Node, NodeConfig
 from hourglass.persistence.errors import StoreUnavailableError
 from hourglass.persistence.records import ExecutionWrite
@@ -60,7 +62,8 @@ class FaultyStore:
       (a Cassandra LWT that timed out at the coordinator but landed);
     - shard_update_lost_reply: the same for writes of the shard row (the fence that follows a lost reply
       bumps the range id: a bump that landed unbeknown is still this node's, not another owner's);
-    - timer_read_failure: probability that reading timer tasks fails (the database is unreachable).
+    - timer_read_failure: probability that reading timer tasks fails (the database is unreachable);
+    - timer_delete_failure: the same for deleting fired timer tasks.
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class FaultyStore:
         commit_lost_reply: float = 0.0,
         timer_read_failure: float = 0.0,
         shard_update_lost_reply: float = 0.0,
+        timer_delete_failure: float = 0.0,
     ) -> None:
         self._inner = inner
+        self._timer_delete_failure = timer_delete_failure
         self._commit_lost_reply = commit_lost_reply
         self._shard_update_lost_reply = shard_update_lost_reply
         self._timer_read_failure = timer_read_failure
@@ -81,6 +86,7 @@ class FaultyStore:
         self._delay: Callable[[Sequence[ExecutionWrite]], bool] | None = None
         self._queued: list[tuple[int, int, list[ExecutionWrite]]] = []
         self.landed = 0
+        self.shard_updates = 0
 
     def delay_next_commit(self, matching: Callable[[Sequence[ExecutionWrite]], bool]) -> None:
         """The next batch `matching` accepts is held and its caller told the database is unavailable. It
@@ -115,7 +121,13 @@ class FaultyStore:
             raise StoreUnavailableError("injected: timer tasks unreadable")
         return await self._inner.get_timer_tasks(*args, **kwargs)
 
+    async def delete_fired_timer_tasks(self, *args, **kwargs):
+        if self._fault(self._timer_delete_failure):
+            raise StoreUnavailableError("injected: fired timer tasks not deleted")
+        return await self._inner.delete_fired_timer_tasks(*args, **kwargs)
+
     async def update_shard(self, info, expected_range_id: int) -> None:
+        self.shard_updates += 1
         await self._land_held(info.shard_id)
         await self._inner.update_shard(info, expected_range_id)
         if self._fault(self._shard_update_lost_reply):
@@ -173,6 +185,58 @@ async def test_timers_fire_when_reading_them_fails_for_a_while(monkeypatch: pyte
     async with node_on(store) as node:
         await run_workload(node)
     assert store.faults >= 3, f"only {store.faults} timer reads failed: nothing tested"
+
+
+async def test_fired_timers_are_deleted_when_deleting_fails_for_a_while() -> None:
+    """Fired timers are deleted in batches, later than they fire; a failed batch is tried again, so the
+    store ends with no timer that was due (only those still to come, such as the closed runs' retention)."""
+    store = FaultyStore(await SQLiteStore.open(None), timer_delete_failure=0.5)
+    async with node_on(store) as node:
+        await run_workload(node)
+        finished = now_ms()
+        shards = node.config.history_shard_count
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            due = now_ms() - 3000  # fired by now, and deleted by a later batch than the failed ones
+            left = [
+                timer
+                for shard in range(shards + 1)
+                for timer in await store.get_timer_tasks(shard, 0, due, 1000)
+            ]
+            if (due >= finished and not left) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        store.armed = False
+    assert left == [], f"{len(left)} fired timer tasks left in the store, e.g. {left[:3]}"
+    assert store.faults >= 3, f"only {store.faults} timer deletes failed: nothing tested"
+
+
+async def test_executed_transfer_tasks_are_deleted_and_the_ack_level_saved_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Executed transfer tasks are range-deleted every ack interval; the shard row gets the ack level
+    only every ACK_SAVE_INTERVAL_S (not one conditional write per shard and second), and catches up."""
+    monkeypatch.setattr(queues, "ACK_SAVE_INTERVAL_S", 3.0)
+    store = FaultyStore(await SQLiteStore.open(None))
+    async with node_on(store) as node:
+        shards = dict(node.history.shards)
+        began = asyncio.get_running_loop().time()
+        await run_workload(node)
+        await run_workload(node)
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            left = [t for s in shards for t in await store.get_transfer_tasks(s, 0, 2**62, 1000)]
+            rows = {s: (await store.get_or_create_shard(s)).transfer_ack_level for s in shards}
+            in_memory = {s: shard.transfer_ack_level for s, shard in shards.items()}
+            if (not left and rows == in_memory) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = asyncio.get_running_loop().time() - began
+    assert left == [], f"{len(left)} executed transfer tasks left in the store"
+    assert rows == in_memory
+    assert any(in_memory.values())
+    # Per shard: its acquire, then a save per save interval at most, not one per second of work.
+    assert store.shard_updates <= len(shards) * (2 + elapsed / 3.0), (store.shard_updates, elapsed)
 
 
 # ---- a lost commit that lands after the run was read again ------------------------------------------------

@@ -97,8 +97,18 @@ async def test_timer_range_delete_is_strictly_before(store: Store, with_timer_ta
     assert [t.task_id for t in await store.get_timer_tasks(OTHER_SHARD, 0, ALL, 100)] == [3]
 
 
-async def test_single_timer_delete(store: Store, with_timer_tasks: None) -> None:
-    await store.delete_timer_task(SHARD, 300, 1)
+async def test_fired_timer_delete(store: Store, with_timer_tasks: None) -> None:
+    await store.delete_fired_timer_tasks(SHARD, [(300, 1)])
     assert await timer_keys(store) == [(100, 8), (100, 9), (200, 2), (300, 5)]
-    await store.delete_timer_task(SHARD, 200, 5)  # no such timer: nothing happens
+    await store.delete_fired_timer_tasks(SHARD, [(200, 5)])  # no such timer: nothing happens
     assert await timer_keys(store) == [(100, 8), (100, 9), (200, 2), (300, 5)]
+    await store.delete_fired_timer_tasks(SHARD, [])
+    assert await timer_keys(store) == [(100, 8), (100, 9), (200, 2), (300, 5)]
+
+
+async def test_fired_timers_deleted_together_out_of_order(store: Store, with_timer_tasks: None) -> None:
+    """Several at once, not a range: a timer between them (100, 9) and one absent (200, 5) are left alone,
+    and the other shard's timer is not touched."""
+    await store.delete_fired_timer_tasks(SHARD, [(300, 5), (100, 8), (200, 5), (200, 2)])
+    assert await timer_keys(store) == [(100, 9), (300, 1)]
+    assert [t.task_id for t in await store.get_timer_tasks(OTHER_SHARD, 0, ALL, 100)] == [3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from store_factories import NS
+from store_factories import NS, SHARD, acquire_shard, start
 
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.store import Store
@@ -118,3 +118,16 @@ async def test_a_deleted_record_upserted_again_is_back(store: Store) -> None:
     assert await store.get_visibility(NS, "wf-1", "run-a") == RECORDS[0]
     await store.delete_visibility(NS, "wf-1", "run-a")
     assert await store.list_visibility(NS, 10) == []
+
+
+async def test_a_run_created_by_the_store_is_listed_once_as_its_start_time_changes(store: Store) -> None:
+    """The store created the run (Cassandra then upserts its visibility without reading it first): its
+    first record is listed, and a later start time still moves it rather than adding a second one."""
+    shard = await acquire_shard(store)
+    await store.commit(SHARD, shard, [start("wf-1", "run-a")])
+    await store.upsert_visibility(RECORDS[0])
+    assert await store.list_visibility(NS, 10) == [RECORDS[0]]
+    moved = dataclasses.replace(RECORDS[0], start_time_ms=400_000_000)
+    await store.upsert_visibility(moved)
+    assert await store.get_visibility(NS, "wf-1", "run-a") == moved
+    assert await store.list_visibility(NS, 10) == [moved]
