@@ -76,7 +76,13 @@ from hourglass.cluster.frontend.validation import (
     require_task_queue,
     require_workflow_id,
 )
-from hourglass.cluster.history import execution_options, nexus_dispatch, standalone_nexus, workflow_versioning
+from hourglass.cluster.history import (
+    execution_options,
+    nexus_dispatch,
+    runs,
+    standalone_nexus,
+    workflow_versioning,
+)
 from hourglass.cluster.history import standalone_activity as standalone
 from hourglass.cluster.history.engine import HistoryEngine, StartResult, UpdateResult
 from hourglass.cluster.history.limits import LIMITS
@@ -306,34 +312,7 @@ class WorkflowService(WorkflowServiceServicer):
         if request.HasField("signal_input"):
             check_blob_size(request.signal_input, self.max_blob_bytes)
         await self._check_pinned_start(ns.id, request)
-        start = rr.StartWorkflowExecutionRequest(
-            namespace=request.namespace,
-            workflow_id=request.workflow_id,
-            workflow_type=request.workflow_type,
-            task_queue=request.task_queue,
-            workflow_task_timeout=request.workflow_task_timeout,
-            identity=request.identity,
-            request_id=request.request_id or str(uuid.uuid4()),
-            workflow_id_reuse_policy=request.workflow_id_reuse_policy,
-            workflow_id_conflict_policy=request.workflow_id_conflict_policy,
-            cron_schedule=request.cron_schedule,
-        )
-        for name in (  # only those given: a given 0s timeout is echoed, as on the reference
-            "workflow_execution_timeout",
-            "workflow_run_timeout",
-            "input",
-            "retry_policy",
-            "memo",
-            "search_attributes",
-            "header",
-            "workflow_start_delay",
-            "user_metadata",
-            "priority",
-            "versioning_override",
-        ):
-            if request.HasField(name):
-                getattr(start, name).CopyFrom(getattr(request, name))
-        start.links.extend(request.links)
+        start = runs.start_of_signal_with_start(request, request.request_id or str(uuid.uuid4()))
         result = await self.history.signal_with_start(
             ns.id,
             ns.name,

@@ -52,12 +52,14 @@ async def mutable_state(history: Any, namespace_id: str, request: Any) -> Mutabl
 
 
 def long_poll_token(ms: MutableState) -> bytes:
-    """DescribeActivityExecution's long_poll_token: the run and the version of its state described."""
+    """A standalone activity's or Nexus operation's describe long_poll_token: the run and the version of
+    its state described."""
     return json.dumps({"run_id": ms.info.run_id, "version": ms.db_record_version}).encode()
 
 
-def check_long_poll(request: rr.DescribeActivityExecutionRequest) -> tuple[str, int] | None:
-    """The run and state version a describe with a long_poll_token waits to see change (None: no token),
+def check_long_poll(request: Any) -> tuple[str, int] | None:
+    """The run and state version a describe (of a standalone activity or Nexus operation) with a
+    long_poll_token waits to see change (None: no token),
     with the reference's INVALID_ARGUMENT messages for a token without a run id or one this server did not
     issue."""
     if not request.long_poll_token:

@@ -8,7 +8,6 @@ standalone_activities.py does for activities.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ from hourglass.cluster.errors import InvalidArgument, NotFound, Unimplemented
 from hourglass.cluster.frontend import visibility
 from hourglass.cluster.frontend.namespaces import NamespaceRegistry
 from hourglass.cluster.frontend.search_attributes import SearchAttributeRegistry
+from hourglass.cluster.frontend.standalone_activities import check_long_poll, long_poll_token
 from hourglass.cluster.history import standalone_ids, standalone_nexus
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.mutable_state import MutableState
@@ -67,26 +67,6 @@ async def mutable_state(history: Any, namespace_id: str, request: Any) -> Mutabl
         raise NotFound(f"operation not found for ID: {request.operation_id}") from None
 
 
-def long_poll_token(ms: MutableState) -> bytes:
-    """Describe's long_poll_token: the run and the version of its state described."""
-    return json.dumps({"run_id": ms.info.run_id, "version": ms.db_record_version}).encode()
-
-
-def _token(request: rr.DescribeNexusOperationExecutionRequest) -> tuple[str, int] | None:
-    if not request.long_poll_token:
-        return None
-    if not request.run_id:
-        raise InvalidArgument("run id is required when long poll token is provided")
-    try:
-        token = json.loads(request.long_poll_token)
-        run_id, version = token["run_id"], token["version"]
-        if not isinstance(run_id, str) or not isinstance(version, int):
-            raise ValueError(token)
-    except (ValueError, TypeError, KeyError):
-        raise InvalidArgument("invalid long poll token") from None
-    return run_id, version
-
-
 async def _reload(history: Any, ms: MutableState) -> MutableState:
     return await history.get_mutable_state(
         ms.info.namespace_id, WorkflowExecution(workflow_id=ms.info.workflow_id, run_id=ms.info.run_id)
@@ -98,7 +78,7 @@ async def describe(
 ) -> rr.DescribeNexusOperationExecutionResponse:
     """The operation; with a long_poll_token, as soon as it changed from the state the token names (an
     empty response when `timeout` passes first)."""
-    token = _token(request)
+    token = check_long_poll(request)
     if token is not None:
         if token[0] != ms.info.run_id:
             raise InvalidArgument("invalid long poll token")

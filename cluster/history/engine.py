@@ -759,18 +759,25 @@ class HistoryEngine:
                     tr.ms.info.execution_time_ms = tr.now + delay_ms
                 if request.HasField("start_delay"):
                     ai.start_delay_ms = delay_ms  # describe shows it when given, even 0s
-                if current is not None:
-                    tr.current_run.mode = CurrentRunMode.REPLACE
-                    tr.current_run.previous_run_id = current.run_id
-                try:
-                    await shard.commit([(tr, True)])
-                except ConditionFailedError:
-                    continue
-                except ShardOwnershipLostError as e:
-                    self.shard_lost(shard)
-                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
-                return StartResult(run_id, True)
+                started = await self._commit_new_run(shard, tr, current)
+                if started is not None:
+                    return started
         raise Unavailable("too many concurrent starts of the activity id, try again")
+
+    async def _commit_new_run(self, shard: Shard, tr: Transition, current) -> StartResult | None:
+        """Commit a standalone start's new run, replacing the id's pointer to `current` (a closed run)
+        when there is one; None when the batch's condition failed (another start won: plan again)."""
+        if current is not None:
+            tr.current_run.mode = CurrentRunMode.REPLACE
+            tr.current_run.previous_run_id = current.run_id
+        try:
+            await shard.commit([(tr, True)])
+        except ConditionFailedError:
+            return None
+        except ShardOwnershipLostError as e:
+            self.shard_lost(shard)
+            raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
+        return StartResult(tr.ms.info.run_id, True)
 
     async def start_nexus_operation_execution(
         self,
@@ -800,17 +807,9 @@ class HistoryEngine:
                     return plan
                 tr = start_run(standalone_nexus.new_run(namespace_id, namespace, request), now_ms(), run_id)
                 nexus_operations.schedule(tr, standalone_nexus.scheduled_attributes(request, endpoint_id))
-                if current is not None:
-                    tr.current_run.mode = CurrentRunMode.REPLACE
-                    tr.current_run.previous_run_id = current.run_id
-                try:
-                    await shard.commit([(tr, True)])
-                except ConditionFailedError:
-                    continue
-                except ShardOwnershipLostError as e:
-                    self.shard_lost(shard)
-                    raise ShardNotOwned(f"shard {shard.shard_id} moved to another owner") from e
-                return StartResult(run_id, True)
+                started = await self._commit_new_run(shard, tr, current)
+                if started is not None:
+                    return started
         raise Unavailable("too many concurrent starts of the operation id, try again")
 
     async def request_cancel_nexus_operation_execution(

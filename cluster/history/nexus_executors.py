@@ -37,6 +37,7 @@ from hourglass.cluster.history import (
     nexus_dispatch,
     nexus_http,
     nexus_operations,
+    runs,
     standalone_ids,
     standalone_nexus,
     system_nexus,
@@ -170,7 +171,7 @@ class NexusExecutors:
             result = await self._engine.peers.signal_with_start(
                 info.namespace_id,
                 info.namespace,
-                system_nexus.start_request(request),
+                runs.start_of_signal_with_start(request, request.request_id),
                 request.signal_name,
                 request.signal_input if request.HasField("signal_input") else None,
                 request.header if request.HasField("header") else None,

@@ -20,7 +20,10 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionStartedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    SignalWithStartWorkflowExecutionRequest,
+    StartWorkflowExecutionRequest,
+)
 
 from hourglass.cluster.history import workflow_versioning
 from hourglass.cluster.history.cron import cron_backoff_ms
@@ -285,3 +288,44 @@ def attach_on_conflict(tr: Transition, request: StartWorkflowExecutionRequest) -
     if options.attach_completion_callbacks:
         info.completion_callbacks.extend(request.completion_callbacks)
         info.callback_states.extend(CallbackState(tr.now) for _ in request.completion_callbacks)
+
+
+# The start fields a signal-with-start copies only when given: a given 0s timeout is echoed, as on the
+# reference.
+_SIGNAL_WITH_START_FIELDS = (
+    "workflow_execution_timeout",
+    "workflow_run_timeout",
+    "input",
+    "retry_policy",
+    "memo",
+    "search_attributes",
+    "header",
+    "workflow_start_delay",
+    "user_metadata",
+    "priority",
+    "versioning_override",
+)
+
+
+def start_of_signal_with_start(
+    request: SignalWithStartWorkflowExecutionRequest, request_id: str
+) -> StartWorkflowExecutionRequest:
+    """The start half of a signal-with-start (a client's, or a workflow's through the system Nexus
+    endpoint), with `request_id`."""
+    start = StartWorkflowExecutionRequest(
+        namespace=request.namespace,
+        workflow_id=request.workflow_id,
+        workflow_type=request.workflow_type,
+        task_queue=request.task_queue,
+        workflow_task_timeout=request.workflow_task_timeout,
+        identity=request.identity,
+        request_id=request_id,
+        workflow_id_reuse_policy=request.workflow_id_reuse_policy,
+        workflow_id_conflict_policy=request.workflow_id_conflict_policy,
+        cron_schedule=request.cron_schedule,
+    )
+    for name in _SIGNAL_WITH_START_FIELDS:
+        if request.HasField(name):
+            getattr(start, name).CopyFrom(getattr(request, name))
+    start.links.extend(request.links)
+    return start

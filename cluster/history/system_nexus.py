@@ -17,7 +17,6 @@ from temporalio.api.common.v1 import Link, Payload
 from temporalio.api.workflowservice.v1 import (
     SignalWithStartWorkflowExecutionRequest,
     SignalWithStartWorkflowExecutionResponse,
-    StartWorkflowExecutionRequest,
 )
 
 from hourglass.cluster.errors import InvalidArgument
@@ -26,22 +25,6 @@ ENDPOINT = "__temporal_system"
 SERVICE = "temporal.api.workflowservice.v1.WorkflowService"
 SIGNAL_WITH_START = "SignalWithStartWorkflowExecution"
 OPERATIONS = frozenset({(SERVICE, SIGNAL_WITH_START)})
-
-# The start request's fields a signal-with-start copies when given (the frontend's list).
-_START_FIELDS = (
-    "workflow_execution_timeout",
-    "workflow_run_timeout",
-    "workflow_task_timeout",
-    "input",
-    "retry_policy",
-    "memo",
-    "search_attributes",
-    "header",
-    "workflow_start_delay",
-    "user_metadata",
-    "priority",
-    "versioning_override",
-)
 
 
 def check_operation(service: str, operation: str) -> str:
@@ -96,26 +79,6 @@ def prepare(
         raise InvalidArgument("WorkflowType is not set on request.")
     if not request.task_queue.name:
         raise InvalidArgument("TaskQueue is not set on request.")
-
-
-def start_request(request: SignalWithStartWorkflowExecutionRequest) -> StartWorkflowExecutionRequest:
-    """The start half of a signal-with-start (as the frontend builds it)."""
-    start = StartWorkflowExecutionRequest(
-        namespace=request.namespace,
-        workflow_id=request.workflow_id,
-        workflow_type=request.workflow_type,
-        task_queue=request.task_queue,
-        identity=request.identity,
-        request_id=request.request_id,
-        workflow_id_reuse_policy=request.workflow_id_reuse_policy,
-        workflow_id_conflict_policy=request.workflow_id_conflict_policy,
-        cron_schedule=request.cron_schedule,
-    )
-    for name in _START_FIELDS:
-        if request.HasField(name):
-            getattr(start, name).CopyFrom(getattr(request, name))
-    start.links.extend(request.links)
-    return start
 
 
 def response_payload(response: SignalWithStartWorkflowExecutionResponse) -> Payload:
