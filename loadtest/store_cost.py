@@ -2,7 +2,7 @@
 
 Starts two Hourglass nodes on this machine, one on a fresh keyspace of a running Cassandra (set up with
 `hourglass schema setup`, dropped afterwards) and one `start-dev` on in-memory SQLite, drives the same
-closed-loop load through each (raw driver: the server's cost, not an SDK worker's), and writes
+closed-loop load through each (`--driver raw`, the default: the server's cost, not an SDK worker's; `--driver sdk`: official SDK workers), and writes
 loadtest/RESULTS-cassandra.md. The per-transition figures come from the nodes' /metrics: conditional
 batches (LWT batches on Cassandra) and store writes per transition, and the latency of the two store
 round trips of a transition (history append, then the conditional batch) from their histograms.
@@ -251,6 +251,13 @@ def render(
 )
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--scenario", default="one-activity", show_default=True)
+@click.option(
+    "--driver",
+    type=click.Choice(["raw", "sdk"]),
+    default="raw",
+    show_default=True,
+    help="raw: the server's cost alone; sdk: official temporalio workers answer the tasks (the issue's SDK figure).",
+)
 @click.option("--shards", type=click.IntRange(min=1), default=4, show_default=True, help="History shards.")
 @click.option(
     "--baseline",
@@ -293,6 +300,7 @@ def main(
     concurrencies: tuple[int, ...],
     warmup: int,
     scenario: str,
+    driver: str,
     shards: int,
     baseline: str | None,
     rounds: int,
@@ -325,7 +333,7 @@ def main(
         for concurrency in concurrencies:
             plan = LoadPlan(concurrency=concurrency, duration_s=duration, hard_timeout_s=duration + 300)
             config = RunConfig(
-                address="", scenario=ScenarioRef(name=scenario), plan=plan, driver="raw", warmup=warmup
+                address="", scenario=ScenarioRef(name=scenario), plan=plan, driver=driver, warmup=warmup
             )
             columns: dict[str, list[dict[str, float | None]]] = {}
             if sqlite:
@@ -383,7 +391,7 @@ def main(
                     )
             tables.append((concurrency, list(columns.items())))
     load = (
-        f"scenario {scenario}, raw driver, closed loop, {shards} history shards, {duration:g} s after "
+        f"scenario {scenario}, {driver} driver, closed loop, {shards} history shards, {duration:g} s after "
         f"{warmup} warm-up workflows"
     )
     info["load average at end (1/5/15 min)"] = load_average()
