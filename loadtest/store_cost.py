@@ -2,10 +2,11 @@
 
 Starts two Hourglass nodes on this machine, one on a fresh keyspace of a running Cassandra (set up with
 `hourglass schema setup`, dropped afterwards) and one `start-dev` on in-memory SQLite, drives the same
-closed-loop load through each (`--driver raw`, the default: the server's cost, not an SDK worker's; `--driver sdk`: official SDK workers), and writes
-loadtest/RESULTS-cassandra.md. The per-transition figures come from the nodes' /metrics: conditional
-batches (LWT batches on Cassandra) and store writes per transition, and the latency of the two store
-round trips of a transition (history append, then the conditional batch) from their histograms.
+closed-loop load through each (`--driver raw`, the default: the server's cost, not an SDK worker's;
+`--driver sdk`: official SDK workers answer the tasks), and writes loadtest/RESULTS-cassandra.md. The
+per-transition figures come from the nodes' /metrics: conditional batches (LWT batches on Cassandra)
+and store writes per transition, and the latency of the two store round trips of a transition (history
+append, then the conditional batch) from their histograms.
 
 `--baseline REF` also runs the Cassandra node of another commit (exported with `git archive`), alternating
 with this one over `--rounds` rounds, each on a fresh keyspace, so before/after figures come from one run
