@@ -54,15 +54,18 @@ lint: install-test
 	$(BIN)/ruff check .
 
 # Everything on the embedded store (and Cassandra's own tests), then the SDK compat suite on Cassandra. The
-# differential scenarios (histories compared with the reference's) run on Cassandra in test-full only: the
-# histories are built by the same engine whatever the store, and CI's time (.ci/run under 45 min) is tight.
+# differential scenarios (histories compared with the reference's) and the CLI sweep (the text and JSON of
+# every `temporal` command, a third of the compat tests) run on Cassandra in test-full only: the histories
+# and the CLI's output are built by the same engine and frontend whatever the store, and CI's time (.ci/run
+# under 45 min) is tight. --durations names the slowest tests, to see where that time goes.
 test: install-test ui-if-go gocompat-if-go lint
-	$(BIN)/python -m pytest -q tests
-	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat \
-		--ignore=tests/compat/test_differential.py
+	$(BIN)/python -m pytest -q --durations=15 tests
+	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q --durations=15 tests/compat \
+		--ignore=tests/compat/test_differential.py --ignore=tests/compat/test_cli_sweep.py
 
 test-full: test
-	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat/test_differential.py
+	HOURGLASS_COMPAT_TARGET=hourglass-cassandra $(BIN)/python -m pytest -q tests/compat/test_differential.py \
+		tests/compat/test_cli_sweep.py
 
 # Hourglass vs the reference, same run: writes loadtest/RESULTS.md (a benchmark, never part of `make test`).
 bench: install-test
