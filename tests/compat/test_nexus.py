@@ -9,9 +9,11 @@ polls the Nexus requests (PollNexusTaskQueue) that the caller's server dispatche
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from google.protobuf.json_format import MessageToDict
@@ -38,30 +40,47 @@ from .nexus_workflows import (
 RESULT_TIMEOUT_S = 30
 
 
+class NexusRig(NamedTuple):
+    client: Client
+    suffix: str
+    task_queue: str
+    endpoint: str
+    workflow_id: str
+
+
+@contextlib.asynccontextmanager
+async def caller_and_handler(srv: ServerProcess, *workflows: type) -> AsyncIterator[NexusRig]:
+    """A fresh task queue, an endpoint to it and one worker running `workflows` and GreetingHandler: the
+    caller and the handler side by side, as most tests here need them."""
+    client = await Client.connect(srv.address)
+    suffix = uuid.uuid4().hex[:10]
+    rig = NexusRig(client, suffix, f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}")
+    async with worker_endpoint(client.operator_service, rig.endpoint, rig.task_queue):
+        async with Worker(
+            client,
+            task_queue=rig.task_queue,
+            workflows=list(workflows),
+            nexus_service_handlers=[GreetingHandler()],
+        ):
+            yield rig
+
+
 async def run_caller(
     srv: ServerProcess, operation: str, timeout_s: float = 0, run_timeout: timedelta | None = None
 ) -> tuple[str, list[dict]]:
     """Register an endpoint to a fresh task queue, run NexusCaller on a worker that also handles the
     endpoint's requests; the workflow's result and its normalized history."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
+    async with caller_and_handler(srv, NexusCaller, GreetingWorkflow) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        handle = await client.start_workflow(
+            NexusCaller.run,
+            args=[endpoint, operation, timeout_s],
+            id=workflow_id,
             task_queue=task_queue,
-            workflows=[NexusCaller, GreetingWorkflow],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            handle = await client.start_workflow(
-                NexusCaller.run,
-                args=[endpoint, operation, timeout_s],
-                id=workflow_id,
-                task_queue=task_queue,
-                run_timeout=run_timeout,
-            )
-            result = await handle.result(rpc_timeout=None)
-            history = await handle.fetch_history()
+            run_timeout=run_timeout,
+        )
+        result = await handle.result(rpc_timeout=None)
+        history = await handle.fetch_history()
     redactions = {endpoint: "<endpoint>", task_queue: "<task queue>", workflow_id: "<workflow id>"}
     return result, normalize(history, redactions)
 
@@ -236,29 +255,21 @@ async def test_abandoning_an_async_operation(server: ServerProcess, reference_se
 
 async def _describe_waiting_operation(srv: ServerProcess) -> dict:
     """DescribeWorkflowExecution's pending Nexus operation of a caller whose operation's workflow waits."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}"
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
+    async with caller_and_handler(srv, NexusCaller, GreetingWorkflow) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        handle = await client.start_workflow(
+            NexusCaller.run,
+            args=[endpoint, "wait_in_workflow", 30],
+            id=workflow_id,
             task_queue=task_queue,
-            workflows=[NexusCaller, GreetingWorkflow],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            handle = await client.start_workflow(
-                NexusCaller.run,
-                args=[endpoint, "wait_in_workflow", 30],
-                id=f"nexus-wf-{suffix}",
-                task_queue=task_queue,
-            )
-            for _ in range(100):
-                described = await handle.describe()
-                pending = described.raw_description.pending_nexus_operations
-                if pending and pending[0].operation_token:
-                    break
-                await asyncio.sleep(0.1)
-            await handle.terminate()
+        )
+        for _ in range(100):
+            described = await handle.describe()
+            pending = described.raw_description.pending_nexus_operations
+            if pending and pending[0].operation_token:
+                break
+            await asyncio.sleep(0.1)
+        await handle.terminate()
     [operation] = pending
     shown = MessageToDict(operation)
     for key in ("scheduledTime", "lastAttemptCompleteTime"):
@@ -280,28 +291,20 @@ async def test_describe_shows_the_pending_operation(
 async def _first_failed_task(srv: ServerProcess, count: int, registered: bool = True) -> list[dict]:
     """The history of a run that schedules `count` operations in one workflow task, up to the task's failure
     (`registered`: whether the endpoint it names exists)."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
+    async with caller_and_handler(srv, ManyNexusCalls) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        handle = await client.start_workflow(
+            ManyNexusCalls.run,
+            args=[endpoint if registered else f"unknown-{endpoint}", count],
+            id=workflow_id,
             task_queue=task_queue,
-            workflows=[ManyNexusCalls],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            handle = await client.start_workflow(
-                ManyNexusCalls.run,
-                args=[endpoint if registered else f"unknown-{endpoint}", count],
-                id=workflow_id,
-                task_queue=task_queue,
-            )
-            for _ in range(200):
-                events = (await handle.fetch_history()).events
-                if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events):
-                    break
-                await asyncio.sleep(0.1)
-            await handle.terminate()
+        )
+        for _ in range(200):
+            events = (await handle.fetch_history()).events
+            if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events):
+                break
+            await asyncio.sleep(0.1)
+        await handle.terminate()
     failed = next(
         i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     )
@@ -385,24 +388,16 @@ def _first(events, event_type: int):
 async def _async_call_links(srv: ServerProcess) -> dict:
     """The links an asynchronous operation leaves: on the caller's NexusOperationStarted (to the handler's
     workflow) and on the handler workflow's start (to the caller's NexusOperationScheduled)."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
+    async with caller_and_handler(srv, NexusCaller, GreetingWorkflow) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        handle = await client.start_workflow(
+            NexusCaller.run,
+            args=[endpoint, "greet_in_workflow", 0],
+            id=workflow_id,
             task_queue=task_queue,
-            workflows=[NexusCaller, GreetingWorkflow],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            handle = await client.start_workflow(
-                NexusCaller.run,
-                args=[endpoint, "greet_in_workflow", 0],
-                id=workflow_id,
-                task_queue=task_queue,
-            )
-            assert await handle.result() == "Hello from a workflow, Nexus!"
-            caller = (await handle.fetch_history()).events
+        )
+        assert await handle.result() == "Hello from a workflow, Nexus!"
+        caller = (await handle.fetch_history()).events
     started = _first(caller, EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED)
     [to_handler] = started.links
     handler_id = to_handler.workflow_event.workflow_id
@@ -436,33 +431,25 @@ async def test_an_async_operation_links_caller_and_handler(
 async def _signal_links(srv: ServerProcess) -> dict:
     """A handler signals a workflow: the links on its WorkflowExecutionSignaled event and on the caller's
     NexusOperationCompleted."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    target_id = f"nexus-target-{suffix}"
-    names = {workflow_id: "<caller>", target_id: "<target>"}
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
+    async with caller_and_handler(srv, NexusCaller, SignalTarget) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        target_id = f"nexus-target-{suffix}"
+        names = {workflow_id: "<caller>", target_id: "<target>"}
+        target = await client.start_workflow(SignalTarget.run, id=target_id, task_queue=task_queue)
+        handle = await client.start_workflow(
+            NexusCaller.run,
+            args=[endpoint, f"signal_target:{target_id}", 0],
+            id=workflow_id,
             task_queue=task_queue,
-            workflows=[NexusCaller, SignalTarget],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            target = await client.start_workflow(SignalTarget.run, id=target_id, task_queue=task_queue)
-            handle = await client.start_workflow(
-                NexusCaller.run,
-                args=[endpoint, f"signal_target:{target_id}", 0],
-                id=workflow_id,
-                task_queue=task_queue,
-            )
-            assert await handle.result() == "signaled"
-            assert await target.result() == "from Nexus"
-            signaled = _first(
-                (await target.fetch_history()).events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-            )
-            completed = _first(
-                (await handle.fetch_history()).events, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED
-            )
+        )
+        assert await handle.result() == "signaled"
+        assert await target.result() == "from Nexus"
+        signaled = _first(
+            (await target.fetch_history()).events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        )
+        completed = _first(
+            (await handle.fetch_history()).events, EventType.EVENT_TYPE_NEXUS_OPERATION_COMPLETED
+        )
     return {"signaled": _links(signaled, names), "completed": _links(completed, names)}
 
 
@@ -494,37 +481,29 @@ def _callbacks(described) -> list[dict]:
 async def _shared_handler(srv: ServerProcess, count: int) -> dict:
     """`count` operations backed by one workflow (USE_EXISTING): what its describe and history show
     before and after it ends, and what the caller got."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[SharedCalls, SharedWorkflow],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            handle = await client.start_workflow(
-                SharedCalls.run, args=[endpoint, suffix, count], id=workflow_id, task_queue=task_queue
-            )
-            shared = client.get_workflow_handle(f"shared-{suffix}")
-            for _ in range(300):
-                caller_events = (await handle.fetch_history()).events
-                started = [
-                    e for e in caller_events if e.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED
-                ]
-                if len(started) == count:
-                    break
-                await asyncio.sleep(0.1)
-            running = await shared.describe()
-            await shared.signal(SharedWorkflow.finish)
-            result = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
-            for _ in range(100):
-                closed = await shared.describe()
-                if all(cb.state == 4 for cb in closed.raw_description.callbacks):  # CALLBACK_STATE_SUCCEEDED
-                    break
-                await asyncio.sleep(0.1)
-            shared_events = (await shared.fetch_history()).events
+    async with caller_and_handler(srv, SharedCalls, SharedWorkflow) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        handle = await client.start_workflow(
+            SharedCalls.run, args=[endpoint, suffix, count], id=workflow_id, task_queue=task_queue
+        )
+        shared = client.get_workflow_handle(f"shared-{suffix}")
+        for _ in range(300):
+            caller_events = (await handle.fetch_history()).events
+            started = [
+                e for e in caller_events if e.event_type == EventType.EVENT_TYPE_NEXUS_OPERATION_STARTED
+            ]
+            if len(started) == count:
+                break
+            await asyncio.sleep(0.1)
+        running = await shared.describe()
+        await shared.signal(SharedWorkflow.finish)
+        result = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
+        for _ in range(100):
+            closed = await shared.describe()
+            if all(cb.state == 4 for cb in closed.raw_description.callbacks):  # CALLBACK_STATE_SUCCEEDED
+                break
+            await asyncio.sleep(0.1)
+        shared_events = (await shared.fetch_history()).events
     names = {workflow_id: "<caller>", f"shared-{suffix}": "<shared>"}
     updates = [
         {
@@ -612,21 +591,13 @@ async def test_a_workflows_signal_with_start_goes_through_the_system_endpoint(
 
 async def _cancel_headers(srv: ServerProcess) -> dict:
     """The headers a workflow gave an operation, as its cancel request reaches the handler."""
-    client = await Client.connect(srv.address)
-    suffix = uuid.uuid4().hex[:10]
-    task_queue, endpoint, workflow_id = f"nexus-tq-{suffix}", f"nexus-ep-{suffix}", f"nexus-wf-{suffix}"
-    async with worker_endpoint(client.operator_service, endpoint, task_queue):
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[CancelWithHeaders],
-            nexus_service_handlers=[GreetingHandler()],
-        ):
-            handle = await client.start_workflow(
-                CancelWithHeaders.run, args=[endpoint, suffix], id=workflow_id, task_queue=task_queue
-            )
-            outcome = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
-            types = [e["type"] for e in normalize(await handle.fetch_history())]
+    async with caller_and_handler(srv, CancelWithHeaders) as rig:
+        client, suffix, task_queue, endpoint, workflow_id = rig
+        handle = await client.start_workflow(
+            CancelWithHeaders.run, args=[endpoint, suffix], id=workflow_id, task_queue=task_queue
+        )
+        outcome = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
+        types = [e["type"] for e in normalize(await handle.fetch_history())]
     headers = CANCEL_HEADERS.pop(f"recorded-{suffix}")
     return {
         "outcome": outcome,
