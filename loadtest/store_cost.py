@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ from hourglass.cluster.history.limits import parse_dynamic_config_values
 from hourglass.loadtest.bench import load_average, machine
 from hourglass.loadtest.cli import Duration
 from hourglass.loadtest.load import LoadPlan
+from hourglass.loadtest.profile import Profile, Recording, py_spy, render_profiles
 from hourglass.loadtest.report import write_json
 from hourglass.loadtest.runner import RunConfig, run_load_test
 from hourglass.loadtest.scenarios import ScenarioRef
@@ -150,14 +152,28 @@ def _export(ref: str, into: Path) -> str:
     return commit
 
 
-async def _measure(server: ManagedServer, config: RunConfig, cassandra_pid: int | None = None) -> RunResult:
+async def _measure(
+    server: ManagedServer,
+    config: RunConfig,
+    cassandra_pid: int | None = None,
+    profile_to: Path | None = None,
+    code_root: str = "",
+) -> RunResult:
+    """One load run on `server`; with `profile_to`, py-spy records the server meanwhile (result.profile;
+    `code_root`: where the build's own files are, to tell them from libraries')."""
     await server.start()
+    recording = None
     try:
         assert server.metrics_url is not None
         run = RunConfig(**{**config.__dict__, "address": server.address, "metrics_url": server.metrics_url,
                            "server_pid": server.pid, "label": server.kind})  # fmt: skip
         cpu_before = cpu_seconds(cassandra_pid) if cassandra_pid else None
+        if profile_to is not None and server.pid is not None:
+            recording = Recording(server.pid, profile_to, root=code_root)
         result = await run_load_test(run)
+        if recording is not None:
+            result.profile = recording.stop()  # type: ignore[attr-defined]
+            recording = None
         cpu_after = cpu_seconds(cassandra_pid) if cassandra_pid else None
         if cpu_before is not None and cpu_after is not None:
             # Over the whole run, warm-up included: divided by every workflow of the run.
@@ -165,6 +181,8 @@ async def _measure(server: ManagedServer, config: RunConfig, cassandra_pid: int 
             result.workflows_in_window = result.completed + config.warmup  # type: ignore[attr-defined]
         return result
     finally:
+        if recording is not None:
+            recording.stop()
         server.stop()
 
 
@@ -296,6 +314,13 @@ def render(
     "--output", type=click.Path(dir_okay=False), default=str(HERE / "RESULTS-cassandra.md"), show_default=True
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure as JSON.")
+@click.option(
+    "--profile",
+    "profile_dir",
+    type=click.Path(file_okay=False),
+    help="Record each Hourglass Cassandra node with py-spy under load (raw stacks kept in this directory) and "
+    "add its top functions to the report.",
+)
 def main(
     duration: float,
     concurrencies: tuple[int, ...],
@@ -312,6 +337,7 @@ def main(
     hosts: str,
     output: str,
     json_out: str | None,
+    profile_dir: str | None,
 ) -> None:
     """Measure one transition's cost on Cassandra and on SQLite; write RESULTS-cassandra.md."""
     command = "python -m hourglass.loadtest.store_cost " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -325,6 +351,9 @@ def main(
         ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30
     ).stdout.strip() or "this build"  # fmt: skip
     tables: list[tuple[int, list[tuple[str, list[dict[str, float | None]]]]]] = []
+    profiles: dict[str, Profile] = {}
+    if profile_dir:
+        py_spy()  # fails now, not after the first run, when it is missing
     runs: list[dict] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="hourglass-store-cost-") as tmp:
@@ -375,11 +404,21 @@ def main(
                                 dynamic_config=None if code else dynamic_config,
                             )
                         click.echo(f"== {label}, concurrency {concurrency}, round {round_no + 1}", err=True)
-                        result = asyncio.run(_measure(server, config, cassandra_pid))
+                        profile_to = code_root = None
+                        if profile_dir and code != REFERENCE:
+                            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+                            profile_to = Path(profile_dir) / f"{slug}-c{concurrency}-r{round_no + 1}.txt"
+                            code_root = f"{code}/hourglass/" if isinstance(code, Path) else f"{HERE.parent}/"
+                        result = asyncio.run(
+                            _measure(server, config, cassandra_pid, profile_to, code_root or "")
+                        )
                     finally:
                         _drop_keyspace(contact_points, port, keyspace)
                     f = figures(result)
                     columns[label].append(f)
+                    if hasattr(result, "profile"):
+                        merged = profiles.setdefault(f"{label}, concurrency {concurrency}", Profile())
+                        merged.merge(result.profile)
                     runs.append({"concurrency": concurrency, "round": round_no, "label": label,
                                  **result.to_dict(), "figures": f})  # fmt: skip
                     notes += [f"- note ({label}, concurrency {concurrency}): {n}" for n in result.notes]
@@ -397,6 +436,10 @@ def main(
     )
     info["load average at end (1/5/15 min)"] = load_average()
     text = render(tables, info, command.strip(), started, load, rounds, notes)
+    if profiles:
+        text += "\n".join(
+            ["", "## Profile (py-spy, every round of a node summed)", *render_profiles(profiles), ""]
+        )
     Path(output).write_text(text)
     if json_out:
         write_json(json_out, {"machine": info, "runs": runs})

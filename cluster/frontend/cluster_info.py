@@ -10,6 +10,7 @@ the reference's clients render).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import uuid
@@ -38,7 +39,10 @@ INITIAL_FAILOVER_VERSION = 1
 FAILOVER_VERSION_INCREMENT = 10
 
 
+@functools.cache
 def hourglass_version() -> str:
+    """The installed package's version, read once: importlib.metadata parses the package's METADATA file
+    on every call, a visible share of a node's CPU when clients call GetSystemInfo often."""
     try:
         return metadata.version("hourglass")
     except metadata.PackageNotFoundError:
