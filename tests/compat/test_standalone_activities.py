@@ -563,3 +563,65 @@ async def test_poll_activity_execution_waits_then_answers_empty(client: Client) 
         RPCStatusCode.INVALID_ARGUMENT,
         "activity ID is required",
     )
+
+
+# ---- list / count in the activities' own attribute names ------------------------------------------------
+async def _eventually_count(client: Client, query: str, want: int) -> int:
+    """The count once visibility (eventually consistent on the reference) shows `want`, or the last one."""
+    count = -1
+    for _ in range(100):
+        count = (await client.count_activities(query)).count
+        if count == want:
+            break
+        await asyncio.sleep(0.1)
+    return count
+
+
+async def test_list_and_count_by_activity_id_type_status_and_group_by(client: Client) -> None:
+    tq = new_id("tq")
+    ids = [new_id("sa-q") for _ in range(3)]
+    for aid in ids:
+        await client.start_activity(
+            shout, aid, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+        )
+    await client.get_activity_handle(ids[0]).terminate(reason="done with it")
+    by_id = f'ActivityId = "{ids[1]}"'
+    assert await _eventually_count(client, by_id, 1) == 1
+    assert [a.activity_id async for a in client.list_activities(by_id)] == [ids[1]]
+    ids_filter = " OR ".join(f"ActivityId = '{aid}'" for aid in ids)
+    assert await _eventually_count(client, f"({ids_filter}) AND ExecutionStatus = 'Terminated'", 1) == 1
+    assert (await client.count_activities(f"ActivityType = 'shout' AND TaskQueue = '{tq}'")).count == 3
+    assert (await client.count_activities(f"ActivityId STARTS_WITH '{ids[2]}'")).count == 1
+    assert (await client.count_activities(f"ActivityType = 'shout-not' AND TaskQueue = '{tq}'")).count == 0
+    # ExecutionStatus holds the activity's status names: one no activity has matches nothing.
+    assert (await client.count_activities(f"TaskQueue = '{tq}' AND ExecutionStatus = 'Bogus'")).count == 0
+    assert (
+        await client.count_activities(f"TaskQueue = '{tq}' AND ExecutionStatus STARTS_WITH 'Run'")
+    ).count == 2
+    grouped = await client.count_activities(f"({ids_filter}) GROUP BY ExecutionStatus")
+    assert grouped.count == 3
+    assert sorted((g.group_values, g.count) for g in grouped.groups) == [
+        (["Running"], 2),
+        (["Terminated"], 1),
+    ]
+
+
+async def test_bad_activity_queries(client: Client) -> None:
+    """Each is INVALID_ARGUMENT "invalid query: ..." on both servers; the reference's words where they
+    are the same."""
+    cases = {
+        "Bogus = 1": "",
+        "Status = 'Running'": "",
+        "ExecutionStatus = 1": "invalid value type for search attribute ExecutionStatus of type Keyword: 1",
+        "ActivityId = 'a' ORDER BY StartTime": "operation is not supported: 'ORDER BY' clause",
+        "GROUP BY ActivityType": "'GROUP BY' clause is not supported for search attribute ActivityType",
+        "GROUP BY ExecutionStatus, TaskQueue": "'GROUP BY' clause supports only a single field",
+    }
+    for query, words in cases.items():
+        with pytest.raises(RPCError) as raised:
+            await client.count_activities(query)
+        assert raised.value.status == RPCStatusCode.INVALID_ARGUMENT, query
+        assert raised.value.message.startswith("invalid query: ") and words in raised.value.message, query
+        with pytest.raises(RPCError) as listed:
+            await anext(aiter(client.list_activities(query)))
+        assert listed.value.status == RPCStatusCode.INVALID_ARGUMENT, query
