@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -625,3 +626,89 @@ async def test_bad_activity_queries(client: Client) -> None:
         with pytest.raises(RPCError) as listed:
             await anext(aiter(client.list_activities(query)))
         assert listed.value.status == RPCStatusCode.INVALID_ARGUMENT, query
+
+
+# ---- completing, failing, heartbeating and cancelling one by id -------------------------------------
+@activity.defn
+async def completed_elsewhere() -> str:
+    """Leaves its result to whoever completes it by id."""
+    activity.raise_complete_async()
+
+
+async def _started(client: Client, tq: str) -> tuple[str, str]:
+    """A standalone activity a worker started and left to be completed by id: (id, run id)."""
+    aid = new_id("sa-byid")
+    handle = await client.start_activity(
+        completed_elsewhere, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=30)
+    )
+    for _ in range(150):
+        if (
+            await _describe(client, aid)
+        ).info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+            break
+        await asyncio.sleep(0.1)
+    return aid, handle.run_id
+
+
+async def test_complete_fail_heartbeat_and_cancel_by_id(client: Client) -> None:
+    tq = new_id("tq")
+    async with Worker(client, task_queue=tq, activities=[completed_elsewhere]):
+        aid, run_id = await _started(client, tq)
+        await client.get_async_activity_handle(activity_id=aid, run_id=run_id).complete("by hand")
+        assert await client.get_activity_handle(aid).result() == "by hand"
+        # Completing it again: it is closed.
+        with pytest.raises(RPCError) as again:
+            await client.get_async_activity_handle(activity_id=aid, run_id=run_id).complete("twice")
+        assert again.value.status == RPCStatusCode.FAILED_PRECONDITION
+        assert again.value.message == "invalid transition from Completed"
+
+        aid, run_id = await _started(client, tq)
+        await client.get_async_activity_handle(activity_id=aid).fail(
+            ApplicationError("by hand", non_retryable=True)
+        )
+        with pytest.raises(ActivityFailureError) as failed:
+            await client.get_activity_handle(aid).result()
+        assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.message == "by hand"
+
+        aid, run_id = await _started(client, tq)
+        by_id = client.get_async_activity_handle(activity_id=aid, run_id=run_id)
+        await by_id.heartbeat("halfway")
+        d = await _describe(client, aid, include_heartbeat_details=True)
+        assert d.info.heartbeat_details.payloads[0].data == b'"halfway"'
+        # Reporting a cancellation nobody asked for is refused; once asked, it cancels.
+        with pytest.raises(RPCError) as not_asked:
+            await by_id.report_cancellation("not asked")
+        assert not_asked.value.status == RPCStatusCode.INVALID_ARGUMENT
+        assert not_asked.value.message == (
+            "unable to mark activity as canceled without activity being request canceled first"
+        )
+        await client.get_activity_handle(aid).cancel(reason="stop")
+        await by_id.report_cancellation("stopped")
+        with pytest.raises(ActivityFailureError) as cancelled:
+            await client.get_activity_handle(aid).result()
+        assert isinstance(cancelled.value.cause, CancelledError)
+        assert list(cancelled.value.cause.details) == ["stopped"]
+        assert (await _describe(client, aid)).info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+
+
+async def test_complete_by_id_before_any_worker_and_missing_ones(client: Client) -> None:
+    aid = new_id("sa-byid")
+    handle = await client.start_activity(
+        shout, "x", id=aid, task_queue=new_id("tq"), start_to_close_timeout=timedelta(seconds=10)
+    )
+    # No worker started it: completing it by id still completes it, as the reference.
+    await client.get_async_activity_handle(activity_id=aid, run_id=handle.run_id).complete("forced")
+    assert await handle.result() == "forced"
+    missing = new_id("sa-never")
+    calls = [
+        client.get_async_activity_handle(activity_id=missing).complete("x"),
+        client.get_async_activity_handle(activity_id=missing).fail(ApplicationError("x")),
+        client.get_async_activity_handle(activity_id=missing).heartbeat("x"),
+        client.get_async_activity_handle(activity_id=missing).report_cancellation("x"),
+        client.get_async_activity_handle(activity_id=aid, run_id=str(uuid.uuid4())).heartbeat("x"),
+    ]
+    for call in calls:
+        with pytest.raises(RPCError) as raised:
+            await call
+        assert raised.value.status == RPCStatusCode.NOT_FOUND
+        assert raised.value.message.startswith("activity not found for ID: ")
