@@ -2533,6 +2533,8 @@ def _activity_task(
         # No workflow runs a standalone activity: the worker sees none, as the reference sends it.
         task.ClearField("workflow_type")
         task.ClearField("workflow_execution")
+        # Its run id instead (the SDKs key its payloads' serialization context and external storage by it).
+        task.activity_run_id = info.run_id
     return task
 
 

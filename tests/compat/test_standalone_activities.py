@@ -712,3 +712,19 @@ async def test_complete_by_id_before_any_worker_and_missing_ones(client: Client)
             await call
         assert raised.value.status == RPCStatusCode.NOT_FOUND
         assert raised.value.message.startswith("activity not found for ID: ")
+
+
+# ---- what the worker sees of it -------------------------------------------------------------------------
+@activity.defn
+async def my_run_id() -> list:
+    info = activity.info()
+    return [info.activity_id, info.activity_run_id, info.workflow_id]
+
+
+async def test_worker_sees_its_activity_run_id_and_no_workflow(client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        my_run_id, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+    )
+    async with Worker(client, task_queue=tq, activities=[my_run_id]):
+        assert await handle.result() == [aid, handle.run_id, None]
