@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from hourglass.persistence.visibility.model import VisibilityQuery
-from hourglass.persistence.visibility.resolve import parse_query
+from hourglass.persistence.visibility.resolve import ArchetypeView, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,15 @@ def _lower_priority() -> None:
 
 
 class QueryParserProcess:
-    """`parse(text, custom)` = resolve.parse_query(text, custom), run in the parser process."""
+    """`parse(text, custom, view)` = resolve.parse_query(text, custom, view), run in the parser process."""
 
     def __init__(self) -> None:
         self._executor: ProcessPoolExecutor | None = None
         self._one_at_a_time = asyncio.Semaphore(1)
 
-    async def parse(self, text: str, custom: Mapping[str, int]) -> VisibilityQuery:
+    async def parse(
+        self, text: str, custom: Mapping[str, int], view: ArchetypeView | None = None
+    ) -> VisibilityQuery:
         """The parsed query; QueryError (raised in the process, rebuilt here) if it is bad."""
         async with self._one_at_a_time:
             if self._executor is None:
@@ -56,12 +58,12 @@ class QueryParserProcess:
                 )
             loop = asyncio.get_running_loop()
             try:
-                return await loop.run_in_executor(self._executor, parse_query, text, dict(custom))
+                return await loop.run_in_executor(self._executor, parse_query, text, dict(custom), view)
             except BrokenProcessPool:
                 log.warning("the query parser process died; parsing this query in a thread")
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
-                return await asyncio.to_thread(parse_query, text, dict(custom))
+                return await asyncio.to_thread(parse_query, text, dict(custom), view)
 
     def close(self) -> None:
         """Stop the process (if it was started); a query being parsed is abandoned."""

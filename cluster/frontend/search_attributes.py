@@ -26,7 +26,7 @@ from hourglass.persistence.visibility import attributes
 from hourglass.persistence.visibility.attributes import ValueType
 from hourglass.persistence.visibility.model import VisibilityQuery
 from hourglass.persistence.visibility.query import QueryError
-from hourglass.persistence.visibility.resolve import parse_query
+from hourglass.persistence.visibility.resolve import ArchetypeView, parse_query
 from hourglass.persistence.visibility.values import InvalidValue, decode_payload, strict_value
 
 # The number and sizes of search attributes a workflow may carry are the reference's dynamic config
@@ -83,13 +83,16 @@ class SearchAttributeRegistry:
         self._cache.pop(namespace_id, None)
 
     # ---- queries -------------------------------------------------------------------------------------------
-    async def parse_query(self, namespace_id: str, text: str) -> VisibilityQuery:
-        """A list/count query resolved against the namespace's attributes; INVALID_ARGUMENT if it is bad."""
+    async def parse_query(
+        self, namespace_id: str, text: str, view: ArchetypeView | None = None
+    ) -> VisibilityQuery:
+        """A list/count query resolved against the namespace's attributes, over workflows or (`view`) a
+        standalone archetype's hidden runs; INVALID_ARGUMENT if it is bad."""
         custom = await self.custom(namespace_id)
         try:
             if len(text) <= INLINE_QUERY_CHARS:
-                return parse_query(text, custom)
-            return await self._long_queries.parse(text, custom)
+                return parse_query(text, custom, view)
+            return await self._long_queries.parse(text, custom, view)
         except QueryError as e:
             raise InvalidArgument(f"invalid query: {e}") from None
 

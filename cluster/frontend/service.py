@@ -5,11 +5,13 @@ RPCs this server does not implement yet answer UNIMPLEMENTED with the RPC's name
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 from temporalio.api.common.v1 import WorkflowExecution
@@ -80,6 +82,7 @@ from hourglass.cluster.history import (
     execution_options,
     nexus_dispatch,
     runs,
+    standalone_ids,
     standalone_nexus,
     workflow_versioning,
 )
@@ -103,6 +106,7 @@ from hourglass.cluster.security.task_tokens import TaskTokenCodec
 from hourglass.persistence.store import Store
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Long polls answer before the SDK's 70 s deadline.
 # Who a termination naming no identity is recorded as (the reference's frontend stamps the same).
@@ -728,12 +732,31 @@ class WorkflowService(WorkflowServiceServicer):
         """The task token, or one built from (namespace, workflow id, run id, activity id) for *ById calls."""
         if hasattr(request, "activity_id"):
             ns = await self.namespaces.get(request.namespace)
-            require_workflow_id(request.workflow_id)
             require_id(request.activity_id, "ActivityId")
-            return TaskToken(
-                ns.id, request.workflow_id, request.run_id, 0, 0, activity_id=request.activity_id
-            ), True
+            workflow_id = request.workflow_id
+            if not workflow_id and LIMITS.enable_standalone_activities:
+                # No workflow id: the standalone activity of that id (and run id, if given), as the reference.
+                workflow_id = standalone_ids.workflow_id(request.activity_id)
+            else:
+                require_workflow_id(workflow_id)
+            return TaskToken(ns.id, workflow_id, request.run_id, 0, 0, activity_id=request.activity_id), True
         return await self._task_token(request), False
+
+    async def _on_activity_by_id(self, request, call: Awaitable[_T], completing: bool = False) -> _T:
+        """A *ById call's answer; a standalone activity that is not there (or not started) is NOT_FOUND
+        with the reference's message, and completing a closed one is FAILED_PRECONDITION."""
+        try:
+            return await call
+        except NotFound:
+            if getattr(request, "workflow_id", True):
+                raise
+            if completing:
+                ns = await self.namespaces.get(request.namespace)
+                with contextlib.suppress(NotFound):
+                    ms = await standalone_activities.mutable_state(self.history, ns.id, request)
+                    if not ms.running:
+                        raise FailedPrecondition(standalone.invalid_transition_message(ms)) from None
+            raise NotFound(f"activity not found for ID: {request.activity_id}") from None
 
     @rpc
     async def RespondActivityTaskCompleted(self, request, context):
@@ -746,8 +769,12 @@ class WorkflowService(WorkflowServiceServicer):
     async def _complete_activity(self, request, response):
         token, by_id = await self._activity_token(request)
         check_blob_size(request.result, self.max_blob_bytes)
-        await self.history.respond_activity_completed(
-            token, request.result if request.HasField("result") else None, request.identity, by_id
+        await self._on_activity_by_id(
+            request,
+            self.history.respond_activity_completed(
+                token, request.result if request.HasField("result") else None, request.identity, by_id
+            ),
+            completing=True,
         )
         return response
 
@@ -762,12 +789,15 @@ class WorkflowService(WorkflowServiceServicer):
     async def _fail_activity(self, request, response):
         token, by_id = await self._activity_token(request)
         check_blob_size(request.failure, self.max_blob_bytes, "Failure")
-        await self.history.respond_activity_failed(
-            token,
-            request.failure,
-            request.identity,
-            request.last_heartbeat_details if request.HasField("last_heartbeat_details") else None,
-            by_id,
+        await self._on_activity_by_id(
+            request,
+            self.history.respond_activity_failed(
+                token,
+                request.failure,
+                request.identity,
+                request.last_heartbeat_details if request.HasField("last_heartbeat_details") else None,
+                by_id,
+            ),
         )
         return response
 
@@ -781,8 +811,11 @@ class WorkflowService(WorkflowServiceServicer):
 
     async def _cancel_activity(self, request, response):
         token, by_id = await self._activity_token(request)
-        await self.history.respond_activity_canceled(
-            token, request.details if request.HasField("details") else None, request.identity, by_id
+        await self._on_activity_by_id(
+            request,
+            self.history.respond_activity_canceled(
+                token, request.details if request.HasField("details") else None, request.identity, by_id
+            ),
         )
         return response
 
@@ -799,8 +832,11 @@ class WorkflowService(WorkflowServiceServicer):
         was paused or reset (PauseActivity, ResetActivity): the worker cancels the attempt on each."""
         token, by_id = await self._activity_token(request)
         check_blob_size(request.details, self.max_blob_bytes, "Heartbeat details")
-        cancel_requested, paused, reset = await self.history.record_activity_heartbeat(
-            token, request.details if request.HasField("details") else None, by_id
+        cancel_requested, paused, reset = await self._on_activity_by_id(
+            request,
+            self.history.record_activity_heartbeat(
+                token, request.details if request.HasField("details") else None, by_id
+            ),
         )
         return {"cancel_requested": cancel_requested, "activity_paused": paused, "activity_reset": reset}
 

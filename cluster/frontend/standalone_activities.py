@@ -25,8 +25,20 @@ from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.cluster.history.timeutil import to_duration, to_timestamp
 from hourglass.persistence.records import VisibilityRecord
 from hourglass.persistence.store import Store
+from hourglass.persistence.visibility import attributes as names
+from hourglass.persistence.visibility import model
 from hourglass.persistence.visibility.paging import PageTokenError
+from hourglass.persistence.visibility.resolve import ArchetypeView
 from hourglass.persistence.visibility.values import parse_search_attributes
+
+# How ListActivityExecutions / CountActivityExecutions read a query: the reference's activity search
+# attributes (ActivityId is the business id, ActivityType, ExecutionStatus as the activity's status names,
+# TaskQueue) over the hidden runs' columns.
+VIEW = ArchetypeView(
+    id_prefix=standalone_ids.PREFIX,
+    aliases={"ActivityId": names.WORKFLOW_ID, "ActivityType": names.WORKFLOW_TYPE},
+    statuses=visibility.ARCHETYPE_STATUSES,
+)
 
 
 def check_enabled() -> None:
@@ -155,7 +167,7 @@ async def list_executions(
     """ListActivityExecutions: the visibility query over standalone activities only."""
     check_enabled()
     ns = await namespaces.get(request.namespace)
-    query = visibility.scoped(await search_attributes.parse_query(ns.id, request.query), True)
+    query = await _query(ns.id, request.query, search_attributes)
     page_size = request.page_size
     if page_size <= 0 or page_size > visibility.MAX_PAGE_SIZE:
         page_size = visibility.MAX_PAGE_SIZE
@@ -174,12 +186,19 @@ async def count_executions(
     store: Store,
     search_attributes: SearchAttributeRegistry,
 ) -> rr.CountActivityExecutionsResponse:
+    """CountActivityExecutions, with `GROUP BY ExecutionStatus` answered as groups (and their total)."""
     check_enabled()
     ns = await namespaces.get(request.namespace)
-    query = visibility.scoped(await search_attributes.parse_query(ns.id, request.query), True)
-    if query.group_by:
-        raise InvalidArgument("GROUP BY is not supported on standalone activities by this server yet.")
-    return rr.CountActivityExecutionsResponse(count=await store.count_visibility(ns.id, query))
+    query = await _query(ns.id, request.query, search_attributes)
+    return await visibility.count(store, ns.id, query, rr.CountActivityExecutionsResponse)
+
+
+async def _query(
+    namespace_id: str, text: str, search_attributes: SearchAttributeRegistry
+) -> model.VisibilityQuery:
+    """A list/count query over standalone activities only, in their own attribute names (VIEW)."""
+    query = await search_attributes.parse_query(namespace_id, text, VIEW)
+    return visibility.scoped_to_prefix(query, standalone_ids.PREFIX)
 
 
 def list_info(record: VisibilityRecord) -> ActivityExecutionListInfo:

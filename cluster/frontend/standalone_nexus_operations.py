@@ -7,7 +7,6 @@ standalone_activities.py does for activities.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -26,18 +25,22 @@ from hourglass.cluster.history.mutable_state import MutableState
 from hourglass.persistence.store import Store
 from hourglass.persistence.visibility import attributes as names
 from hourglass.persistence.visibility import model
-from hourglass.persistence.visibility.attributes import Attribute, Kind, ValueType
-from hourglass.persistence.visibility.errors import QueryError
 from hourglass.persistence.visibility.paging import PageTokenError
-from hourglass.persistence.visibility.resolve import parse_query
+from hourglass.persistence.visibility.resolve import ArchetypeView
 
-# The operation's own list/count attributes (the reference's chasm search attributes) and the hidden
-# run's columns that hold them.
-_OPERATION_ATTRIBUTES = {
-    "OperationId": names.WORKFLOW_ID,
-    "Endpoint": names.TASK_QUEUE,
-    "Operation": names.WORKFLOW_TYPE,
-}
+# How ListNexusOperationExecutions / CountNexusOperationExecutions read a query: the reference's operation
+# search attributes (OperationId is the business id, Endpoint, Operation, Service, ExecutionStatus as the
+# operation's status names) over the hidden runs' columns and search attributes.
+VIEW = ArchetypeView(
+    id_prefix=standalone_ids.NEXUS_PREFIX,
+    aliases={
+        "OperationId": names.WORKFLOW_ID,
+        "Endpoint": names.TASK_QUEUE,
+        "Operation": names.WORKFLOW_TYPE,
+    },
+    keywords=(standalone_nexus.SERVICE_ATTRIBUTE,),
+    statuses=visibility.ARCHETYPE_STATUSES,
+)
 
 
 def check_enabled() -> None:
@@ -150,46 +153,9 @@ async def poll(
 async def _query(
     namespace_id: str, text: str, search_attributes: SearchAttributeRegistry
 ) -> model.VisibilityQuery:
-    """The list/count query over standalone operations: their own attributes (OperationId, Endpoint,
-    Operation read from the hidden runs' columns, Service from their search attributes); the rest as for
-    workflows."""
-    custom = dict(await search_attributes.custom(namespace_id))
-    for name in (*_OPERATION_ATTRIBUTES, standalone_nexus.SERVICE_ATTRIBUTE):
-        custom[name] = ValueType.KEYWORD
-    try:
-        query = parse_query(text, custom)
-    except QueryError as e:
-        raise InvalidArgument(f"invalid query: {e}") from None
-    if query.filter is not None:
-        query = dataclasses.replace(query, filter=_to_columns(query.filter))
+    """A list/count query over standalone Nexus operations only, in their own attribute names (VIEW)."""
+    query = await search_attributes.parse_query(namespace_id, text, VIEW)
     return visibility.scoped_to_prefix(query, standalone_ids.NEXUS_PREFIX)
-
-
-def _to_columns(node: Any) -> Any:
-    """A query tree with the operation's attributes replaced by the run columns behind them."""
-    if isinstance(node, model.And | model.Or):
-        return type(node)(tuple(_to_columns(o) for o in node.operands))
-    if isinstance(node, model.Not):
-        return model.Not(_to_columns(node.operand))
-    attribute = getattr(node, "attribute", None)
-    if not isinstance(attribute, Attribute) or attribute.kind is Kind.SYSTEM:
-        return node
-    column = _OPERATION_ATTRIBUTES.get(attribute.name)
-    if column is None:
-        return node
-    replaced = dataclasses.replace(node, attribute=Attribute(column, names.SYSTEM[column], Kind.SYSTEM))
-    if attribute.name != "OperationId":
-        return replaced
-    # Operation ids are the hidden runs' workflow ids under their prefix.
-    if isinstance(replaced, model.Compare):
-        return dataclasses.replace(replaced, value=standalone_ids.nexus_workflow_id(replaced.value))
-    if isinstance(replaced, model.In):
-        return dataclasses.replace(
-            replaced, values=tuple(standalone_ids.nexus_workflow_id(v) for v in replaced.values)
-        )
-    if isinstance(replaced, model.StartsWith):
-        return dataclasses.replace(replaced, prefix=standalone_ids.nexus_workflow_id(replaced.prefix))
-    raise InvalidArgument("OperationId supports only =, !=, IN and STARTS_WITH in this server")
 
 
 async def list_executions(
@@ -223,6 +189,4 @@ async def count_executions(
     check_enabled()
     ns = await namespaces.get(request.namespace)
     query = await _query(ns.id, request.query, search_attributes)
-    if query.group_by:
-        raise InvalidArgument("GROUP BY is not supported on standalone Nexus operations by this server yet.")
-    return rr.CountNexusOperationExecutionsResponse(count=await store.count_visibility(ns.id, query))
+    return await visibility.count(store, ns.id, query, rr.CountNexusOperationExecutionsResponse)

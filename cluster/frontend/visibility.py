@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Memo, Payload, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
@@ -38,6 +38,17 @@ MAX_PAGE_SIZE = 1000
 
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
 UNSPECIFIED = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED
+
+# What a standalone activity's or Nexus operation's ExecutionStatus is named in a query (the reference
+# keeps their API status names, a Keyword), and the status of the hidden run behind each.
+ARCHETYPE_STATUSES = {
+    "Running": RUNNING,
+    "Completed": WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED,
+    "Failed": WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED,
+    "Canceled": WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED,
+    "Terminated": WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED,
+    "TimedOut": WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT,
+}
 
 
 async def list_workflow_executions(
@@ -89,15 +100,26 @@ async def count_workflow_executions(
     """CountWorkflowExecutions, with `GROUP BY ExecutionStatus` answered as groups (and their total)."""
     ns = await namespaces.get(request.namespace)
     query = workflows_only(await search_attributes.parse_query(ns.id, request.query))
+    return await count(store, ns.id, query, rr.CountWorkflowExecutionsResponse)
+
+
+_Count = TypeVar("_Count", bound=Message)
+
+
+async def count(
+    store: Store, namespace_id: str, query: model.VisibilityQuery, response_type: type[_Count]
+) -> _Count:
+    """A Count*Executions response (workflows, standalone activities or Nexus operations: `response_type`,
+    whose AggregationGroup holds group_values and count): the count, and with GROUP BY the groups."""
     if not query.group_by:
-        return rr.CountWorkflowExecutionsResponse(count=await store.count_visibility(ns.id, query))
-    groups = await store.count_visibility_groups(ns.id, query)
-    response = rr.CountWorkflowExecutionsResponse(count=sum(count for _, count in groups))
-    for values, count in groups:
-        response.groups.append(
-            rr.CountWorkflowExecutionsResponse.AggregationGroup(
+        return response_type(count=await store.count_visibility(namespace_id, query))
+    groups = await store.count_visibility_groups(namespace_id, query)
+    response = response_type(count=sum(n for _, n in groups))
+    for values, n in groups:
+        response.groups.append(  # type: ignore[attr-defined]
+            response_type.AggregationGroup(  # type: ignore[attr-defined]
                 group_values=[_group_payload(a, v) for a, v in zip(query.group_by, values, strict=True)],
-                count=count,
+                count=n,
             )
         )
     return response
@@ -198,21 +220,6 @@ async def _page(
     return [execution_info(record, types) for record in records], next_token
 
 
-def scoped(query: model.VisibilityQuery, standalone_activities: bool) -> model.VisibilityQuery:
-    """The query narrowed to workflows, or to standalone activities (hidden runs, see
-    history/standalone_ids.py): each list shows only its own kind, as the reference's do."""
-    if standalone_activities:
-        return scoped_to_prefix(query, standalone_ids.PREFIX)
-    scope: model.Filter = model.And(
-        tuple(
-            model.StartsWith(_system(names.WORKFLOW_ID), prefix, True)
-            for prefix in standalone_ids.RESERVED_PREFIXES
-        )
-    )
-    combined = scope if query.filter is None else model.And((scope, query.filter))
-    return dataclasses.replace(query, filter=combined)
-
-
 def scoped_to_prefix(query: model.VisibilityQuery, prefix: str) -> model.VisibilityQuery:
     """The query narrowed to the hidden runs under `prefix` (standalone activities or Nexus operations)."""
     scope = model.StartsWith(_system(names.WORKFLOW_ID), prefix)
@@ -221,7 +228,16 @@ def scoped_to_prefix(query: model.VisibilityQuery, prefix: str) -> model.Visibil
 
 
 def workflows_only(query: model.VisibilityQuery) -> model.VisibilityQuery:
-    return scoped(query, standalone_activities=False)
+    """The query narrowed to workflows: never the hidden runs of standalone activities or Nexus operations
+    (history/standalone_ids.py), which have lists of their own, as on the reference."""
+    scope: model.Filter = model.And(
+        tuple(
+            model.StartsWith(_system(names.WORKFLOW_ID), prefix, True)
+            for prefix in standalone_ids.RESERVED_PREFIXES
+        )
+    )
+    combined = scope if query.filter is None else model.And((scope, query.filter))
+    return dataclasses.replace(query, filter=combined)
 
 
 def execution_info(

@@ -1379,9 +1379,21 @@ class HistoryEngine:
         return ai
 
     async def _on_activity(
-        self, token: TaskToken, action: Callable[[ActivityInfo, Transition], Any], by_id: bool = False
+        self,
+        token: TaskToken,
+        action: Callable[[ActivityInfo, Transition], Any],
+        by_id: bool = False,
+        force_start: str | None = None,
     ):
+        """`action` on the started activity the token names. `force_start` (a by-id completion's
+        identity): one not started yet is started first, as the reference lets
+        RespondActivityTaskCompletedById force-complete an activity no worker has started."""
+
         def run(ms: MutableState, tr: Transition):
+            if by_id and force_start is not None and ms.running:
+                scheduled = ms.activity_by_id(token.activity_id)
+                if scheduled is not None and not scheduled.started:
+                    tr.start_activity(scheduled, "", force_start)
             ai = self._started_activity(ms, token, token.activity_id if by_id else "")
             return action(ai, tr)
 
@@ -1394,7 +1406,7 @@ class HistoryEngine:
             ai.last_attempt_complete_time_ms = tr.now
             tr.complete_activity(ai, result, identity)
 
-        await self._on_activity(token, complete, by_id)
+        await self._on_activity(token, complete, by_id, force_start=identity)
 
     async def respond_activity_failed(
         self,
@@ -1417,6 +1429,11 @@ class HistoryEngine:
     ) -> None:
         def cancel(ai: ActivityInfo, tr: Transition):
             if not ai.cancel_requested:
+                if standalone_ids.is_standalone(tr.ms.info.workflow_id):
+                    # The reference's words (and status) for a standalone activity.
+                    raise InvalidArgument(
+                        "unable to mark activity as canceled without activity being request canceled first"
+                    )
                 raise FailedPrecondition("Activity cancellation was not requested.")
             ai.last_attempt_complete_time_ms = tr.now
             tr.cancel_activity_confirmed(ai, details, identity)
@@ -2516,6 +2533,8 @@ def _activity_task(
         # No workflow runs a standalone activity: the worker sees none, as the reference sends it.
         task.ClearField("workflow_type")
         task.ClearField("workflow_execution")
+        # Its run id instead (the SDKs key its payloads' serialization context and external storage by it).
+        task.activity_run_id = info.run_id
     return task
 
 

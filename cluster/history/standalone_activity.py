@@ -79,6 +79,11 @@ def terminate_closed_message(ms: MutableState) -> str:
     names the earlier terminate's request id, which Hourglass does not keep)."""
     if status(ms) == ActivityExecutionStatus.ACTIVITY_EXECUTION_STATUS_TERMINATED:
         return "already terminated"
+    return invalid_transition_message(ms)
+
+
+def invalid_transition_message(ms: MutableState) -> str:
+    """FAILED_PRECONDITION's message for a closed activity asked to close again (the reference's words)."""
     return f"invalid transition from {_TERMINAL_NAMES.get(status(ms), 'Closed')}"
 
 

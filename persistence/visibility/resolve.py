@@ -7,6 +7,7 @@ converter, so a query Temporal accepts is accepted here and one it rejects is re
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hourglass.persistence.visibility import model
@@ -14,8 +15,11 @@ from hourglass.persistence.visibility import query as syntax
 from hourglass.persistence.visibility.attributes import (
     EXECUTION_DURATION,
     EXECUTION_STATUS,
+    SYSTEM,
     UNSUPPORTED_SYSTEM,
+    WORKFLOW_ID,
     Attribute,
+    Kind,
     ValueType,
     lookup,
 )
@@ -32,28 +36,68 @@ _RANGE_TYPES = (ValueType.DATETIME, ValueType.DOUBLE, ValueType.INT, ValueType.K
 _GROUP_BY_ALLOWED = (EXECUTION_STATUS,)
 
 
-def parse_query(text: str, custom: Mapping[str, int]) -> model.VisibilityQuery:
+# What a status-like value of an archetype's ExecutionStatus that no run has turns into: matches nothing.
+NO_STATUS = -1
+
+
+@dataclass(frozen=True)
+class ArchetypeView:
+    """How a list of one standalone archetype (activities, Nexus operations) reads a query, as the
+    reference's CHASM visibility does. Each is kept as hidden runs whose workflow ids start with
+    `id_prefix`; its own names stand for the runs' columns (`aliases`, e.g. ActivityId -> WorkflowId,
+    ActivityType -> WorkflowType) or for Keyword search attributes of the runs (`keywords`). The
+    business id (its alias and WorkflowId itself) is written without the prefix. ExecutionStatus is a
+    Keyword of the archetype's status names (`statuses`, name -> the run's status): a name no run has
+    matches nothing, STARTS_WITH works on the names. ORDER BY is refused, GROUP BY takes ExecutionStatus.
+    """
+
+    id_prefix: str
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    keywords: tuple[str, ...] = ()
+    statuses: Mapping[str, int] = field(default_factory=dict)
+
+
+def parse_query(
+    text: str, custom: Mapping[str, int], view: ArchetypeView | None = None
+) -> model.VisibilityQuery:
     """Parse and resolve in one step: what the frontend calls. Raises QueryError."""
-    return resolve(syntax.parse(text), custom)
+    return resolve(syntax.parse(text), custom, view)
 
 
-def resolve(query: syntax.Query, custom: Mapping[str, int]) -> model.VisibilityQuery:
-    """Type a parsed query given the namespace's custom attributes (name -> IndexedValueType)."""
-    resolver = _Resolver(custom)
+def resolve(
+    query: syntax.Query, custom: Mapping[str, int], view: ArchetypeView | None = None
+) -> model.VisibilityQuery:
+    """Type a parsed query given the namespace's custom attributes (name -> IndexedValueType), for
+    workflows or (`view`) for a standalone archetype's hidden runs."""
+    resolver = _Resolver(custom, view)
     where = None if query.where is None else resolver.filter(query.where)
+    if len(query.group_by) > 1:
+        raise QueryError(
+            "operation is not supported: 'GROUP BY' clause supports only a single field",
+            query.group_by[1].position,
+        )
     group_by = tuple(resolver.group_by_attribute(name) for name in query.group_by)
-    if len(group_by) > 1:
-        raise QueryError("GROUP BY supports only a single attribute", query.group_by[1].position)
+    if view is not None and query.order_by:
+        raise QueryError(
+            "operation is not supported: 'ORDER BY' clause", query.order_by[0].attribute.position
+        )
     order_by = tuple(resolver.sort_key(item) for item in query.order_by)
     return model.VisibilityQuery(where, order_by, group_by)
 
 
 class _Resolver:
-    def __init__(self, custom: Mapping[str, int]) -> None:
+    def __init__(self, custom: Mapping[str, int], view: ArchetypeView | None = None) -> None:
         self.custom = custom
+        self.view = view
 
     # ---- attributes ----------------------------------------------------------------------------------------
     def attribute(self, name: syntax.Name) -> Attribute:
+        if self.view is not None:
+            column = self.view.aliases.get(name.name)
+            if column is not None:
+                return Attribute(column, SYSTEM[column], Kind.SYSTEM)
+            if name.name in self.view.keywords:
+                return Attribute(name.name, ValueType.KEYWORD, Kind.CUSTOM)
         attribute = lookup(name.name, self.custom)
         if attribute is None:
             raise QueryError(f"unknown search attribute {name.name!r}", name.position)
@@ -68,8 +112,8 @@ class _Resolver:
         attribute = self.attribute(name)
         if attribute.name not in _GROUP_BY_ALLOWED:
             raise QueryError(
-                f"GROUP BY is not supported for search attribute {attribute.name!r} "
-                f"(only {', '.join(_GROUP_BY_ALLOWED)})",
+                "operation is not supported: 'GROUP BY' clause is not supported for search attribute "
+                f"{name.name} (only {', '.join(_GROUP_BY_ALLOWED)})",
                 name.position,
             )
         return attribute
@@ -107,7 +151,7 @@ class _Resolver:
         attribute = self.attribute(expr.attribute)
         if attribute.type is ValueType.TEXT:
             _check_operator(attribute, expr.op, ("=", "!="), expr.attribute)
-            text = self.value(attribute, expr.value)
+            text = self.value(attribute, expr.attribute, expr.value)
             tokens = text_query_tokens(text)
             if not tokens:
                 raise QueryError(
@@ -117,9 +161,9 @@ class _Resolver:
         if attribute.type is ValueType.KEYWORD_LIST:
             _check_operator(attribute, expr.op, ("=", "!="), expr.attribute)
             return model.ListContains(
-                attribute, (self.value(attribute, expr.value),), negated=expr.op == "!="
+                attribute, (self.value(attribute, expr.attribute, expr.value),), negated=expr.op == "!="
             )
-        return model.Compare(attribute, expr.op, self.value(attribute, expr.value))
+        return model.Compare(attribute, expr.op, self.value(attribute, expr.attribute, expr.value))
 
     def in_list(self, expr: syntax.InList) -> model.Filter:
         attribute = self.attribute(expr.attribute)
@@ -127,7 +171,7 @@ class _Resolver:
         _check_operator(
             attribute, operator, () if attribute.type is ValueType.TEXT else (operator,), expr.attribute
         )
-        values = tuple(self.value(attribute, literal) for literal in expr.values)
+        values = tuple(self.value(attribute, expr.attribute, literal) for literal in expr.values)
         if attribute.type is ValueType.KEYWORD_LIST:
             return model.ListContains(attribute, values, expr.negated)
         return model.In(attribute, values, expr.negated)
@@ -140,22 +184,44 @@ class _Resolver:
                 f"{attribute.type.display_name}",
                 expr.attribute.position,
             )
-        low, high = self.value(attribute, expr.low), self.value(attribute, expr.high)
+        low, high = (
+            self.value(attribute, expr.attribute, expr.low),
+            self.value(attribute, expr.attribute, expr.high),
+        )
         return model.Between(attribute, low, high, expr.negated)
 
-    def starts_with(self, expr: syntax.StartsWith) -> model.StartsWith:
+    def starts_with(self, expr: syntax.StartsWith) -> model.Filter:
         attribute = self.attribute(expr.attribute)
+        if self.view is not None and attribute.name == EXECUTION_STATUS:
+            # A Keyword of names there: the statuses whose names start so.
+            prefix = self.value(attribute, expr.attribute, expr.prefix, as_name=True)
+            matching = tuple(v for n, v in self.view.statuses.items() if n.startswith(prefix))
+            return model.In(attribute, matching or (NO_STATUS,), expr.negated)
         operator = "NOT STARTS_WITH" if expr.negated else "STARTS_WITH"
         allowed = (
             (operator,) if attribute.type is ValueType.KEYWORD and attribute.name != EXECUTION_STATUS else ()
         )
         _check_operator(attribute, operator, allowed, expr.attribute)
-        return model.StartsWith(attribute, self.value(attribute, expr.prefix), expr.negated)
+        return model.StartsWith(attribute, self.value(attribute, expr.attribute, expr.prefix), expr.negated)
 
     # ---- values --------------------------------------------------------------------------------------------
-    def value(self, attribute: Attribute, literal: syntax.Literal) -> Any:
-        """The literal in the attribute's canonical form (see values.py), or a QueryError saying why not."""
+    def value(
+        self, attribute: Attribute, written: syntax.Name, literal: syntax.Literal, *, as_name: bool = False
+    ) -> Any:
+        """The literal in the attribute's canonical form (see values.py), or a QueryError saying why not
+        (naming the attribute as `written`: an archetype's own name rather than the column behind it)."""
         raw = literal.value
+        if self.view is not None and attribute.name in (EXECUTION_STATUS, WORKFLOW_ID):
+            if not isinstance(raw, str):
+                raise QueryError(
+                    f"invalid value type for search attribute {written.name} of type Keyword: {_show(raw)}",
+                    literal.position,
+                )
+            if as_name:
+                return raw
+            if attribute.name == WORKFLOW_ID:
+                return self.view.id_prefix + raw
+            return self.view.statuses.get(raw, NO_STATUS)
         if attribute.name == EXECUTION_STATUS:
             status = parse_status(raw) if isinstance(raw, str | int) else None
             if status is None:
@@ -195,7 +261,7 @@ class _Resolver:
         elif isinstance(raw, str):
             return raw
         raise QueryError(
-            f"invalid value {_show(raw)} for search attribute {attribute.name} of type {value_type.display_name}",
+            f"invalid value {_show(raw)} for search attribute {written.name} of type {value_type.display_name}",
             literal.position,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -279,3 +280,29 @@ async def test_the_activity_task_carries_the_activity_priority(client: Client) -
             ActivityWithPriority.run, args=[3, "tenant-a"], id=new_id(), task_queue=tq
         )
     assert seen == [3, "tenant-a", 2.5]
+
+
+async def test_complete_by_id_before_any_worker_started_it(client: Client) -> None:
+    """RespondActivityTaskCompletedById completes an activity no worker has started (its task queue has
+    no poller): the workflow gets the result, its history records a start by the completing identity."""
+    wf_id = new_id()
+    spec = ActivitySpec(
+        "say_hello", ["x"], start_to_close=30, task_queue=new_id("nobody-polls"), activity_id="the-activity"
+    )
+    async with run_worker(client) as tq:
+        handle = await client.start_workflow(RunActivity.run, spec, id=wf_id, task_queue=tq)
+        for _ in range(100):
+            events = [event_type_name(e) async for e in handle.fetch_history_events()]
+            if "ACTIVITY_TASK_SCHEDULED" in events:
+                break
+            await asyncio.sleep(0.05)
+        await client.get_async_activity_handle(
+            workflow_id=wf_id, run_id=None, activity_id="the-activity"
+        ).complete("forced")
+        assert await handle.result() == "forced"
+    events = [e async for e in handle.fetch_history_events()]
+    names = [event_type_name(e) for e in events]
+    assert names[names.index("ACTIVITY_TASK_SCHEDULED") + 1 : names.index("ACTIVITY_TASK_COMPLETED") + 1] == [
+        "ACTIVITY_TASK_STARTED",
+        "ACTIVITY_TASK_COMPLETED",
+    ]

@@ -439,6 +439,9 @@ async def test_list_and_count_by_query(client: Client) -> None:
         other = f'Endpoint = "{endpoint}" AND Service = "Other"'
         assert (await client.count_nexus_operations(other)).count == 0
         assert "Service" not in one.raw_info.search_attributes.indexed_fields
+        grouped = await client.count_nexus_operations(f'Endpoint = "{endpoint}" GROUP BY ExecutionStatus')
+        assert grouped.count == 3
+        assert [(g.group_values, g.count) for g in grouped.groups] == [(["Completed"], 3)]
 
     await _eventually(listed)
     # Workflow lists do not show standalone operations.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -563,3 +564,167 @@ async def test_poll_activity_execution_waits_then_answers_empty(client: Client) 
         RPCStatusCode.INVALID_ARGUMENT,
         "activity ID is required",
     )
+
+
+# ---- list / count in the activities' own attribute names ------------------------------------------------
+async def _eventually_count(client: Client, query: str, want: int) -> int:
+    """The count once visibility (eventually consistent on the reference) shows `want`, or the last one."""
+    count = -1
+    for _ in range(100):
+        count = (await client.count_activities(query)).count
+        if count == want:
+            break
+        await asyncio.sleep(0.1)
+    return count
+
+
+async def test_list_and_count_by_activity_id_type_status_and_group_by(client: Client) -> None:
+    tq = new_id("tq")
+    ids = [new_id("sa-q") for _ in range(3)]
+    for aid in ids:
+        await client.start_activity(
+            shout, aid, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+        )
+    await client.get_activity_handle(ids[0]).terminate(reason="done with it")
+    by_id = f'ActivityId = "{ids[1]}"'
+    assert await _eventually_count(client, by_id, 1) == 1
+    assert [a.activity_id async for a in client.list_activities(by_id)] == [ids[1]]
+    ids_filter = " OR ".join(f"ActivityId = '{aid}'" for aid in ids)
+    assert await _eventually_count(client, f"({ids_filter}) AND ExecutionStatus = 'Terminated'", 1) == 1
+    assert (await client.count_activities(f"ActivityType = 'shout' AND TaskQueue = '{tq}'")).count == 3
+    assert (await client.count_activities(f"ActivityId STARTS_WITH '{ids[2]}'")).count == 1
+    assert (await client.count_activities(f"ActivityType = 'shout-not' AND TaskQueue = '{tq}'")).count == 0
+    # ExecutionStatus holds the activity's status names: one no activity has matches nothing.
+    assert (await client.count_activities(f"TaskQueue = '{tq}' AND ExecutionStatus = 'Bogus'")).count == 0
+    assert (
+        await client.count_activities(f"TaskQueue = '{tq}' AND ExecutionStatus STARTS_WITH 'Run'")
+    ).count == 2
+    grouped = await client.count_activities(f"({ids_filter}) GROUP BY ExecutionStatus")
+    assert grouped.count == 3
+    assert sorted((g.group_values, g.count) for g in grouped.groups) == [
+        (["Running"], 2),
+        (["Terminated"], 1),
+    ]
+
+
+async def test_bad_activity_queries(client: Client) -> None:
+    """Each is INVALID_ARGUMENT "invalid query: ..." on both servers; the reference's words where they
+    are the same."""
+    cases = {
+        "Bogus = 1": "",
+        "Status = 'Running'": "",
+        "ExecutionStatus = 1": "invalid value type for search attribute ExecutionStatus of type Keyword: 1",
+        "ActivityId = 'a' ORDER BY StartTime": "operation is not supported: 'ORDER BY' clause",
+        "GROUP BY ActivityType": "'GROUP BY' clause is not supported for search attribute ActivityType",
+        "GROUP BY ExecutionStatus, TaskQueue": "'GROUP BY' clause supports only a single field",
+    }
+    for query, words in cases.items():
+        with pytest.raises(RPCError) as raised:
+            await client.count_activities(query)
+        assert raised.value.status == RPCStatusCode.INVALID_ARGUMENT, query
+        assert raised.value.message.startswith("invalid query: ") and words in raised.value.message, query
+        with pytest.raises(RPCError) as listed:
+            await anext(aiter(client.list_activities(query)))
+        assert listed.value.status == RPCStatusCode.INVALID_ARGUMENT, query
+
+
+# ---- completing, failing, heartbeating and cancelling one by id -------------------------------------
+@activity.defn
+async def completed_elsewhere() -> str:
+    """Leaves its result to whoever completes it by id."""
+    activity.raise_complete_async()
+
+
+async def _started(client: Client, tq: str) -> tuple[str, str]:
+    """A standalone activity a worker started and left to be completed by id: (id, run id)."""
+    aid = new_id("sa-byid")
+    handle = await client.start_activity(
+        completed_elsewhere, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=30)
+    )
+    for _ in range(150):
+        if (
+            await _describe(client, aid)
+        ).info.run_state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+            break
+        await asyncio.sleep(0.1)
+    return aid, handle.run_id
+
+
+async def test_complete_fail_heartbeat_and_cancel_by_id(client: Client) -> None:
+    tq = new_id("tq")
+    async with Worker(client, task_queue=tq, activities=[completed_elsewhere]):
+        aid, run_id = await _started(client, tq)
+        await client.get_async_activity_handle(activity_id=aid, run_id=run_id).complete("by hand")
+        assert await client.get_activity_handle(aid).result() == "by hand"
+        # Completing it again: it is closed.
+        with pytest.raises(RPCError) as again:
+            await client.get_async_activity_handle(activity_id=aid, run_id=run_id).complete("twice")
+        assert again.value.status == RPCStatusCode.FAILED_PRECONDITION
+        assert again.value.message == "invalid transition from Completed"
+
+        aid, run_id = await _started(client, tq)
+        await client.get_async_activity_handle(activity_id=aid).fail(
+            ApplicationError("by hand", non_retryable=True)
+        )
+        with pytest.raises(ActivityFailureError) as failed:
+            await client.get_activity_handle(aid).result()
+        assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.message == "by hand"
+
+        aid, run_id = await _started(client, tq)
+        by_id = client.get_async_activity_handle(activity_id=aid, run_id=run_id)
+        await by_id.heartbeat("halfway")
+        d = await _describe(client, aid, include_heartbeat_details=True)
+        assert d.info.heartbeat_details.payloads[0].data == b'"halfway"'
+        # Reporting a cancellation nobody asked for is refused; once asked, it cancels.
+        with pytest.raises(RPCError) as not_asked:
+            await by_id.report_cancellation("not asked")
+        assert not_asked.value.status == RPCStatusCode.INVALID_ARGUMENT
+        assert not_asked.value.message == (
+            "unable to mark activity as canceled without activity being request canceled first"
+        )
+        await client.get_activity_handle(aid).cancel(reason="stop")
+        await by_id.report_cancellation("stopped")
+        with pytest.raises(ActivityFailureError) as cancelled:
+            await client.get_activity_handle(aid).result()
+        assert isinstance(cancelled.value.cause, CancelledError)
+        assert list(cancelled.value.cause.details) == ["stopped"]
+        assert (await _describe(client, aid)).info.status == S.ACTIVITY_EXECUTION_STATUS_CANCELED
+
+
+async def test_complete_by_id_before_any_worker_and_missing_ones(client: Client) -> None:
+    aid = new_id("sa-byid")
+    handle = await client.start_activity(
+        shout, "x", id=aid, task_queue=new_id("tq"), start_to_close_timeout=timedelta(seconds=10)
+    )
+    # No worker started it: completing it by id still completes it, as the reference.
+    await client.get_async_activity_handle(activity_id=aid, run_id=handle.run_id).complete("forced")
+    assert await handle.result() == "forced"
+    missing = new_id("sa-never")
+    calls = [
+        client.get_async_activity_handle(activity_id=missing).complete("x"),
+        client.get_async_activity_handle(activity_id=missing).fail(ApplicationError("x")),
+        client.get_async_activity_handle(activity_id=missing).heartbeat("x"),
+        client.get_async_activity_handle(activity_id=missing).report_cancellation("x"),
+        client.get_async_activity_handle(activity_id=aid, run_id=str(uuid.uuid4())).heartbeat("x"),
+    ]
+    for call in calls:
+        with pytest.raises(RPCError) as raised:
+            await call
+        assert raised.value.status == RPCStatusCode.NOT_FOUND
+        assert raised.value.message.startswith("activity not found for ID: ")
+
+
+# ---- what the worker sees of it -------------------------------------------------------------------------
+@activity.defn
+async def my_run_id() -> list:
+    info = activity.info()
+    return [info.activity_id, info.activity_run_id, info.workflow_id]
+
+
+async def test_worker_sees_its_activity_run_id_and_no_workflow(client: Client) -> None:
+    tq, aid = new_id("tq"), new_id("sa")
+    handle = await client.start_activity(
+        my_run_id, id=aid, task_queue=tq, start_to_close_timeout=timedelta(seconds=10)
+    )
+    async with Worker(client, task_queue=tq, activities=[my_run_id]):
+        assert await handle.result() == [aid, handle.run_id, None]

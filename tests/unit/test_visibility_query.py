@@ -27,7 +27,7 @@ from hourglass.persistence.visibility.evaluate import (
     sort_values,
 )
 from hourglass.persistence.visibility.query import Position, QueryError, parse
-from hourglass.persistence.visibility.resolve import parse_query
+from hourglass.persistence.visibility.resolve import ArchetypeView, parse_query
 from hourglass.persistence.visibility.values import (
     parse_datetime_ns,
     parse_duration_ns,
@@ -272,8 +272,8 @@ def test_values_of_the_wrong_type(text: str, fragment: str, column: int) -> None
         ("Txt = '   '", "no words to search for in Text search attribute 'Txt'"),
         ("ORDER BY Txt", "cannot ORDER BY search attribute 'Txt' of type Text"),
         ("ORDER BY Tags", "cannot ORDER BY search attribute 'Tags' of type KeywordList"),
-        ("GROUP BY WorkflowType", "GROUP BY is not supported for search attribute 'WorkflowType'"),
-        ("GROUP BY ExecutionStatus, ExecutionStatus", "GROUP BY supports only a single attribute"),
+        ("GROUP BY WorkflowType", "'GROUP BY' clause is not supported for search attribute WorkflowType"),
+        ("GROUP BY ExecutionStatus, WorkflowType", "'GROUP BY' clause supports only a single field"),
     ],
 )
 def test_unsupported_operations(text: str, fragment: str) -> None:
@@ -384,6 +384,58 @@ def test_missing_values_are_unknown_so_not_does_not_flip_them() -> None:
     assert evaluate(resolve("Num != 1").filter, RecordView(running)) is None  # type: ignore[arg-type]
     assert check("Num != 1 OR WorkflowId = 'wf'", running)  # unknown OR true is true
     assert not check("NOT (Num = 1 AND WorkflowId = 'wf')", running)  # NOT (unknown AND true) is unknown
+
+
+# A standalone archetype's list (ListActivityExecutions): its own names over the hidden runs' columns.
+ACTIVITIES = ArchetypeView(
+    id_prefix="hidden/",
+    aliases={"ActivityId": "WorkflowId", "ActivityType": "WorkflowType"},
+    keywords=("Service",),
+    statuses={"Running": RUNNING, "Completed": COMPLETED, "Terminated": TERMINATED},
+)
+
+
+def check_activity(text: str, rec: VisibilityRecord) -> bool:
+    return matches(parse_query(text, CUSTOM, ACTIVITIES).filter, rec)
+
+
+def activity_error(text: str) -> str:
+    with pytest.raises(QueryError) as raised:
+        parse_query(text, CUSTOM, ACTIVITIES)
+    return str(raised.value)
+
+
+def test_archetype_view_reads_its_own_names_over_the_hidden_runs() -> None:
+    done = record(workflow_id="hidden/a-1", status=COMPLETED, close_ms=2_000)
+    # The business id is written without the hidden prefix, as ActivityId or WorkflowId.
+    assert check_activity("ActivityId = 'a-1'", done) and check_activity("WorkflowId = 'a-1'", done)
+    assert check_activity("ActivityId IN ('x', 'a-1') AND ActivityId STARTS_WITH 'a-'", done)
+    assert not check_activity("ActivityId = 'hidden/a-1'", done)
+    assert check_activity("ActivityType = 'Greet' AND TaskQueue = 'q'", done)
+    # ExecutionStatus is a Keyword of the archetype's status names: exact, unknown names match nothing.
+    assert check_activity("ExecutionStatus = 'Completed'", done)
+    assert check_activity("ExecutionStatus STARTS_WITH 'Comp'", done)
+    assert not check_activity("ExecutionStatus STARTS_WITH 'Run'", done)
+    assert not check_activity("ExecutionStatus = 'completed'", done)
+    assert not check_activity("ExecutionStatus = 'Bogus'", done)
+    assert check_activity("ExecutionStatus != 'Bogus'", done)
+    assert parse_query("GROUP BY ExecutionStatus", CUSTOM, ACTIVITIES).group_by[0].name == "ExecutionStatus"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("Status = 'Running'", "unknown search attribute 'Status'"),
+        ("activityid = 'a'", "unknown search attribute 'activityid'"),
+        ("ExecutionStatus = 1", "invalid value type for search attribute ExecutionStatus of type Keyword: 1"),
+        ("ActivityType = 3", "invalid value 3 for search attribute ActivityType of type Keyword"),
+        ("ActivityId = 'a' ORDER BY StartTime", "operation is not supported: 'ORDER BY' clause"),
+        ("GROUP BY ActivityType", "'GROUP BY' clause is not supported for search attribute ActivityType"),
+        ("GROUP BY ExecutionStatus, ActivityType", "'GROUP BY' clause supports only a single field"),
+    ],
+)
+def test_archetype_view_errors_name_what_was_written(text: str, fragment: str) -> None:
+    assert fragment in activity_error(text)
 
 
 def test_text_and_keyword_list_are_two_valued() -> None:
