@@ -417,8 +417,9 @@ def main(
                         _drop_keyspace(contact_points, port, keyspace)
                     f = figures(result)
                     columns[label].append(f)
-                    runs.append({"concurrency": concurrency, "round": round_no, "label": label,
-                                 **result.to_dict(), "figures": f})  # fmt: skip
+                    # The column's label last: the run's own is the server kind, the same for a baseline.
+                    runs.append({"concurrency": concurrency, "round": round_no, **result.to_dict(),
+                                 "label": label, "figures": f})  # fmt: skip
                     notes += [f"- note ({label}, concurrency {concurrency}): {n}" for n in result.notes]
                     click.echo(
                         f"{label}: {fmt(f['workflows_per_s'])} wf/s, {fmt(f['transitions_per_batch'], '{:.2f}')} "
