@@ -169,6 +169,14 @@ def load_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Completed workflows whose history is read to estimate transitions.",
         ),
+        click.option(
+            "--step-sample",
+            type=click.IntRange(min=0),
+            default=50,
+            show_default=True,
+            help="Completed workflows, spread over the run, whose histories give the median time of each "
+            "step (event to event), printed and in --out as steps_p50_ms.",
+        ),
         click.option("--out", type=click.Path(dir_okay=False), help="Write every figure as JSON here."),
         click.option(
             "--report",
@@ -225,6 +233,7 @@ def _config(address: str, metrics_url: str | None, **opts: Any) -> RunConfig:
         sandbox=opts["sandbox"],
         warmup=opts["warmup"],
         history_sample=opts["history_sample"],
+        step_sample=opts["step_sample"],
         metrics_url=metrics_url,
     )
 
@@ -344,13 +353,16 @@ def compare(rounds: int, out: str | None, report: str | None, quiet: bool, **opt
     from rich.console import Console
 
     from hourglass.loadtest import report as reports
-    from hourglass.loadtest.summary import compare_table, errors_table
+    from hourglass.loadtest.summary import compare_table, errors_table, steps_table
 
     console = Console()
     console.print(compare_table(result.reference, result.hourglass, result.ratios()))
-    errors = errors_table([result.reference, result.hourglass])
-    if errors is not None:
-        console.print(errors)
+    for extra in (
+        steps_table([result.reference, result.hourglass]),
+        errors_table([result.reference, result.hourglass]),
+    ):
+        if extra is not None:
+            console.print(extra)
     for r in (result.reference, result.hourglass):
         for note in r.notes:
             console.print(f"[dim]note ({r.label}): {note}[/dim]")

@@ -23,6 +23,7 @@ from hourglass.loadtest.load import LoadGenerator, LoadPlan, LoadRecord, Progres
 from hourglass.loadtest.metrics import Counters, MetricsError, scrape
 from hourglass.loadtest.scenarios import Scenario, ScenarioError, ScenarioRef
 from hourglass.loadtest.stats import RunResult
+from hourglass.loadtest.steps import sample_steps, spread
 from hourglass.loadtest.workers import WorkerPool, WorkerSpec, cpu_seconds
 
 CONNECT_TIMEOUT_S = 15.0
@@ -44,6 +45,7 @@ class RunConfig:
     sandbox: bool = False
     warmup: int = 0
     history_sample: int = 5
+    step_sample: int = 0  # completed workflows, spread over the run, whose histories give per-step times
     metrics_url: str | None = None
     # Sent as `authorization: Bearer <key>` by the starter and the workers (a server checking JWTs).
     api_key: str | None = None
@@ -124,7 +126,9 @@ async def run_load_test(
         after = await _sample(config, pool, notes)
         pool.check_alive()
     history = await _history(client, record, config.history_sample, notes)
-    return _result(config, scenario, started_at, record, before, after, history, notes)
+    result = _result(config, scenario, started_at, record, before, after, history, notes)
+    result.steps_ms = await _steps(client, record, config.step_sample, notes)
+    return result
 
 
 def _warmup_plan(config: RunConfig) -> LoadPlan:
@@ -158,6 +162,17 @@ async def _history(client: Client, record: LoadRecord, size: int, notes: list[st
     except Exception as err:  # an estimate only: the run's own figures stand without it
         notes.append(f"history sample failed: {err!r}")
         return HistorySample(0, None, None)
+
+
+async def _steps(client: Client, record: LoadRecord, size: int, notes: list[str]) -> dict[str, list[float]]:
+    picked = spread([(o.workflow_id, o.latency * 1000) for o in record.completed], size)
+    if not picked:
+        return {}
+    try:
+        return await asyncio.wait_for(sample_steps(client, picked), HISTORY_SAMPLE_TIMEOUT_S)  # type: ignore[arg-type]
+    except Exception as err:  # a breakdown only: the run's own figures stand without it
+        notes.append(f"step sample failed: {err!r}")
+        return {}
 
 
 def _delta(after: float | None, before: float | None) -> float | None:

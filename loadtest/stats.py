@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from hourglass.loadtest.metrics import Counters, bucket_quantile
+from hourglass.loadtest.steps import step_medians
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -63,6 +64,7 @@ class RunResult:
     metrics_url: str | None = None
     notes: list[str] = field(default_factory=list)
     rounds: int = 1
+    steps_ms: dict[str, list[float]] = field(default_factory=dict)  # history step -> ms per sampled workflow
 
     # -- figures -------------------------------------------------------------------------------------
 
@@ -149,6 +151,8 @@ class RunResult:
             "notes": list(self.notes),
             "timeline": self.timeline(),
             "latencies_ms": [round(v * 1000, 3) for v in self.latencies_s],
+            "steps_p50_ms": step_medians(self.steps_ms),
+            "steps_ms": {k: [round(v, 3) for v in vs] for k, vs in self.steps_ms.items()},
         }
 
 
@@ -177,6 +181,7 @@ def merge(results: Sequence[RunResult]) -> RunResult:
     merged = replace(results[0], errors=dict(results[0].errors), notes=list(results[0].notes))
     merged.latencies_s = list(results[0].latencies_s)
     merged.completion_times_s = list(results[0].completion_times_s)
+    merged.steps_ms = {k: list(v) for k, v in results[0].steps_ms.items()}
     for r in results[1:]:
         offset = merged.elapsed_s
         merged.completion_times_s += [offset + c for c in r.completion_times_s]
@@ -201,5 +206,7 @@ def merge(results: Sequence[RunResult]) -> RunResult:
         merged.server_cpu_s = _add(merged.server_cpu_s, r.server_cpu_s)
         merged.driver_cpu_s = _add(merged.driver_cpu_s, r.driver_cpu_s)
         merged.notes += [n for n in r.notes if n not in merged.notes]
+        for label, values in r.steps_ms.items():
+            merged.steps_ms.setdefault(label, []).extend(values)
         merged.rounds += r.rounds
     return merged

@@ -43,6 +43,7 @@ from hourglass.loadtest.runner import RunConfig, run_load_test
 from hourglass.loadtest.scenarios import ScenarioRef
 from hourglass.loadtest.servers import ManagedServer, hourglass_cassandra_server, hourglass_server
 from hourglass.loadtest.stats import RunResult
+from hourglass.loadtest.steps import step_medians
 from hourglass.loadtest.summary import fmt
 from hourglass.loadtest.temporal_cassandra import VERSION as TEMPORAL_VERSION
 from hourglass.loadtest.temporal_cassandra import binaries, setup_keyspace, temporal_cassandra_server
@@ -51,6 +52,7 @@ from hourglass.persistence.cassandra.config import HOSTS_ENV, parse_hosts
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = "reference"  # in place of a code directory: the Temporal server, not an Hourglass build
+STEP = "step: "  # figures named so are the median ms of one history step (loadtest/steps.py)
 
 ROWS = [
     ("workflows_per_s", "workflows/s", "{:.1f}"),
@@ -85,6 +87,7 @@ def figures(result: RunResult) -> dict[str, float | None]:
         "cassandra_cpu_ms_per_workflow": None
         if cassandra_cpu_s is None or not workflows
         else cassandra_cpu_s * 1000 / workflows,
+        **{STEP + label: ms for label, ms in step_medians(result.steps_ms).items()},
     }
 
 
@@ -198,6 +201,24 @@ def render_table(columns: list[tuple[str, list[dict[str, float | None]]]]) -> li
     return lines
 
 
+def render_steps(columns: list[tuple[str, list[dict[str, float | None]]]]) -> list[str]:
+    """Median ms of each history step per label (the median of its rounds' medians); [] if none sampled."""
+    steps = list(dict.fromkeys(k for _, rounds in columns for r in rounds for k in r if k.startswith(STEP)))
+    if not steps:
+        return []
+    lines = [
+        "Where a workflow's time goes: median ms of each step, event to event, in the histories of "
+        "completed workflows spread over the run (`--step-sample`):",
+        "",
+        "| step | " + " | ".join(label for label, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for key in steps:
+        cells = [fmt(_median([r.get(key) for r in rounds]), "{:.1f}") for _, rounds in columns]
+        lines.append(f"| {key.removeprefix(STEP)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(
     tables: list[tuple[int, list[tuple[str, list[dict[str, float | None]]]]]],
     info: dict[str, str],
@@ -241,6 +262,9 @@ def render(
     ]
     for concurrency, columns in tables:
         lines += ["", f"## Concurrency {concurrency}", "", *render_table(columns)]
+        steps = render_steps(columns)
+        if steps:
+            lines += ["", *steps]
     lines += ["", "## Machine", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in info.items()]]
     if notes:
         lines += ["", *notes]
@@ -299,6 +323,13 @@ def render(
     show_default=True,
     help=f"Also measure the Temporal server {TEMPORAL_VERSION} on the same Cassandra (built with Go if absent).",
 )
+@click.option(
+    "--step-sample",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Completed workflows per run whose histories give the median ms of each step (0: none).",
+)
 @click.option("--sqlite/--no-sqlite", default=True, show_default=True, help="Measure the start-dev node too.")
 @click.option(
     "--cassandra-pid", type=int, help="Cassandra's pid, for its CPU (default: the local process on its port)."
@@ -332,6 +363,7 @@ def main(
     rounds: int,
     dynamic_config_values: tuple[str, ...],
     reference: bool,
+    step_sample: int,
     sqlite: bool,
     cassandra_pid: int | None,
     hosts: str,
@@ -363,7 +395,12 @@ def main(
         for concurrency in concurrencies:
             plan = LoadPlan(concurrency=concurrency, duration_s=duration, hard_timeout_s=duration + 300)
             config = RunConfig(
-                address="", scenario=ScenarioRef(name=scenario), plan=plan, driver=driver, warmup=warmup
+                address="",
+                scenario=ScenarioRef(name=scenario),
+                plan=plan,
+                driver=driver,
+                warmup=warmup,
+                step_sample=step_sample,
             )
             columns: dict[str, list[dict[str, float | None]]] = {}
             if sqlite:
@@ -419,8 +456,9 @@ def main(
                     if hasattr(result, "profile"):
                         merged = profiles.setdefault(f"{label}, concurrency {concurrency}", Profile())
                         merged.merge(result.profile)
-                    runs.append({"concurrency": concurrency, "round": round_no, "label": label,
-                                 **result.to_dict(), "figures": f})  # fmt: skip
+                    # The column's label last: the run's own is the server kind, the same for a baseline.
+                    runs.append({"concurrency": concurrency, "round": round_no, **result.to_dict(),
+                                 "label": label, "figures": f})  # fmt: skip
                     notes += [f"- note ({label}, concurrency {concurrency}): {n}" for n in result.notes]
                     click.echo(
                         f"{label}: {fmt(f['workflows_per_s'])} wf/s, {fmt(f['transitions_per_batch'], '{:.2f}')} "

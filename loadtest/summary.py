@@ -15,6 +15,7 @@ from rich.table import Table
 
 from hourglass.loadtest.load import ProgressTick
 from hourglass.loadtest.stats import RunResult
+from hourglass.loadtest.steps import step_medians
 
 RATE_WINDOW_S = 5.0
 
@@ -125,11 +126,28 @@ def errors_table(results: Sequence[RunResult]) -> Table | None:
     return table
 
 
+def steps_table(results: Sequence[RunResult]) -> Table | None:
+    """Median ms of each history step (event to event), one column per run; None if none was sampled."""
+    medians = [step_medians(r.steps_ms) for r in results]
+    labels = list(dict.fromkeys(label for m in medians for label in m))
+    if not labels:
+        return None
+    table = Table(title="median ms per step, from sampled histories", title_justify="left")
+    table.add_column("step")
+    for r in results:
+        table.add_column(
+            f"{r.label or r.address} (n={max(map(len, r.steps_ms.values()), default=0)})", justify="right"
+        )
+    for label in labels:
+        table.add_row(label, *(fmt(m.get(label)) for m in medians))
+    return table
+
+
 def print_run(result: RunResult, console: Console) -> None:
     console.print(run_table(result))
-    errors = errors_table([result])
-    if errors is not None:
-        console.print(errors)
+    for extra in (steps_table([result]), errors_table([result])):
+        if extra is not None:
+            console.print(extra)
     for note in result.notes:
         console.print(f"[dim]note: {note}[/dim]")
 

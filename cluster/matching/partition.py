@@ -108,6 +108,8 @@ class Partition:
         # Called when the backlog gains tasks (the engine pumps a non-root partition's backlog upward).
         self.on_backlog: Callable[[Partition], None] | None = None
         self.limiter = DispatchLimiter()
+        # The background range delete of consumed backlog tasks (ack), at most one at a time.
+        self._deleter: asyncio.Task | None = None
 
     def check_writable(self) -> None:
         if self.closed or (self._writable is not None and not self._writable()):
@@ -411,7 +413,11 @@ class Partition:
         return None
 
     async def ack(self, task: MatchedTask) -> None:
-        """The task reached history (started, or found stale): it is consumed."""
+        """The task reached history (started, or found stale): it is consumed. The range delete of what is
+        consumed runs in the background (`flush_deletes` waits for it): a poller's reply, or the pump's
+        next offer, does not wait for a store round trip, as the reference's matching collects consumed
+        tasks apart from dispatch. A crash before the delete leaves rows that come back after a reload,
+        and history drops them as stale."""
         if task.query is None:
             self.stats.dispatched()
         if task.accepted is not None:
@@ -423,23 +429,33 @@ class Partition:
         self._outstanding.discard(task.backlog_task_id)
         self._lent.pop(task.backlog_task_id, None)
         self._max_handed_out = max(self._max_handed_out, task.backlog_task_id)
-        await self._delete_consumed()
+        if self.persistent and (self._deleter is None or self._deleter.done()):
+            self._deleter = asyncio.get_running_loop().create_task(self._delete_consumed())
 
-    async def _delete_consumed(self) -> None:
-        """Range-delete everything below the lowest task still outstanding or waiting in the backlog."""
-        if not self.persistent:
-            return
+    async def flush_deletes(self) -> None:
+        """Wait until what was consumed so far is deleted from the store (or the delete failed)."""
+        while self._deleter is not None and not self._deleter.done():
+            await asyncio.shield(self._deleter)
+
+    def _deletable_level(self) -> int:
         ack = (min(self._outstanding) - 1) if self._outstanding else self._max_handed_out
         if self._backlog:
             ack = min(ack, self._backlog[0].task_id - 1)
-        if ack <= self._ack_level:
-            return
-        self._ack_level = ack
-        try:
-            self.check_writable()
-            await self.store.delete_queue_tasks(self.key, ack)
-        except Exception:
-            log.warning("could not delete consumed tasks of %s", self.key, exc_info=True)
+        return ack
+
+    async def _delete_consumed(self) -> None:
+        """Range-delete everything below the lowest task still outstanding or waiting in the backlog; one
+        delete in flight per partition, the acks that come meanwhile go in the next one."""
+        while not self.closed and (ack := self._deletable_level()) > self._ack_level:
+            self._ack_level = ack
+            try:
+                self.check_writable()
+                await self.store.delete_queue_tasks(self.key, ack)
+            except ShardNotOwned:
+                return  # moved to another owner: it deletes what it finds consumed
+            except Exception:
+                log.warning("could not delete consumed tasks of %s", self.key, exc_info=True)
+                return
 
     def give_back(self, task: MatchedTask) -> None:
         """The poller could not deliver the task: sync tasks go back to their producer, backlog tasks in front."""

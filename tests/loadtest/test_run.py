@@ -49,6 +49,12 @@ def test_a_tiny_sdk_run_writes_every_figure_and_the_report(hourglass: ManagedSer
     assert figures["transitions_per_workflow_estimated"] == 7
     assert figures["state_transitions_per_s_estimated"] > figures["workflows_per_s"]
     assert len(data["latencies_ms"]) == 5
+    # Every step of the one-activity history, in order, then the client's own share of the latency.
+    steps = data["steps_p50_ms"]
+    assert list(steps)[0] == "2. workflow started → WFT scheduled" and len(steps) == 11, steps
+    assert "9. WFT scheduled (sticky) → WFT started" in steps  # the SDK worker's sticky queue
+    assert all(v >= 0 for v in steps.values()) and "median ms per step" in result.output
+    assert all(len(v) == 5 for v in data["steps_ms"].values())
     assert sum(p["workflows_per_s"] for p in data["timeline"]) == 5
     if hourglass.metrics_url:  # an Hourglass build with /metrics
         assert figures["state_transitions_source"] == "server"

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 import pytest
-from temporalio.api.enums.v1 import CommandType, EventType
+from temporalio.api.enums.v1 import CommandType, EventType, TaskQueueKind
 from temporalio.api.history.v1 import HistoryEvent
 
 from hourglass.loadtest import commands
@@ -17,6 +17,7 @@ from hourglass.loadtest.load import LoadGenerator, LoadPlan
 from hourglass.loadtest.metrics import Counters, bucket_quantile, parse_prometheus
 from hourglass.loadtest.scenarios import BUILTINS, WorkflowTaskView
 from hourglass.loadtest.stats import RunResult, merge, percentile
+from hourglass.loadtest.steps import CLIENT_STEP, spread, step_medians, step_times
 
 # -- figures --------------------------------------------------------------------------------------------
 
@@ -259,3 +260,37 @@ def test_transitions_are_counted_from_the_events_that_begin_one() -> None:
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
     ]
     assert transitions_in(_event(t) for t in one_activity) == 7
+
+
+def _timed(event_id: int, event_type: int, ms: int, sticky: bool = False) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id, event_type=event_type)
+    event.event_time.FromMilliseconds(ms)
+    if sticky:
+        event.workflow_task_scheduled_event_attributes.task_queue.kind = TaskQueueKind.TASK_QUEUE_KIND_STICKY
+    return event
+
+
+def test_steps_are_the_gaps_between_events_and_the_client_sees_the_rest() -> None:
+    events = [
+        _timed(1, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 1000),
+        _timed(2, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 1000),
+        _timed(3, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, 1250),
+        _timed(4, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 1270),
+        _timed(5, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 1270, sticky=True),
+        _timed(6, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, 1275),
+        _timed(7, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 1300),
+    ]
+    steps = step_times(events, client_latency_ms=340.0)
+    assert steps[1] == ("3. WFT scheduled → WFT started", 250.0)
+    assert steps[3] == ("5. WFT completed → WFT scheduled (sticky)", 0.0)
+    assert steps[4] == ("6. WFT scheduled (sticky) → WFT started", 5.0)
+    assert steps[-1] == (CLIENT_STEP, 40.0)  # 340 ms seen by the client, 300 ms in the history
+    medians = step_medians({label: [ms, ms + 2, ms + 4] for label, ms in reversed(steps)})
+    assert list(medians)[0].startswith("2. ") and list(medians)[-1] == CLIENT_STEP  # history order
+    assert medians["3. WFT scheduled → WFT started"] == 252.0
+
+
+def test_the_step_sample_is_spread_over_the_whole_run() -> None:
+    assert spread(list(range(10)), 3) == [0, 3, 6]
+    assert spread(list(range(3)), 5) == [0, 1, 2]
+    assert spread(list(range(3)), 0) == []

@@ -59,6 +59,7 @@ async def test_backlog_is_ordered_and_survives_a_restart_minus_what_was_consumed
     consumed = await first.poll(1, "w")
     assert consumed.scheduled_event_id == 1
     await first.ack(consumed)
+    await first.flush_deletes()  # the consumed task's range delete runs in the background
     unacked = await first.poll(1, "w")
     assert unacked.scheduled_event_id == 2  # handed out, but the process dies before history answers
 
@@ -121,6 +122,27 @@ async def test_tasks_given_back_out_of_order_stay_in_the_store_until_consumed(st
     assert [n for n in seen if n != 4] == [1, 2, 3]
 
 
+async def test_consumed_tasks_are_deleted_in_the_background_and_never_by_a_closed_partition(store):
+    """A poller's reply does not wait for the range delete of what it consumed: the delete follows, one
+    at a time per partition (acks arriving meanwhile go in the next one); a partition that moved to
+    another owner deletes nothing more (the new owner may hand a consumed task out again: history
+    drops it as stale)."""
+    first = Partition(KEY, store)
+    for n in range(1, 6):
+        await first.add(task(n))
+    handed = [await first.poll(1, "w") for _ in range(3)]
+    for t in handed:
+        await first.ack(t)  # returns at once; one delete is in flight, the next acks wait for it
+    await first.flush_deletes()
+    assert [t.scheduled_event_id for t in await store.get_queue_tasks(KEY, 0, 10)] == [4, 5]
+
+    fourth = await first.poll(1, "w")
+    await first.ack(fourth)
+    first.close()  # moved before its delete ran
+    await first.flush_deletes()
+    assert [t.scheduled_event_id for t in await store.get_queue_tasks(KEY, 0, 10)] == [4, 5]
+
+
 async def test_a_sticky_partition_holds_its_tasks_in_memory_and_never_leases_the_store(store):
     """A sticky queue belongs to one worker process: nothing of it is written, so two nodes that both
     briefly hold it (the ring moving) cannot fail each other's adds with a lease conflict."""
@@ -153,6 +175,7 @@ async def test_tasks_whose_writes_finish_out_of_order_stay_in_the_store_until_co
     await asyncio.gather(*(first.add(task(n)) for n in (1, 2, 3)))
     handed = await first.poll(1, "w")
     await first.ack(handed)
+    await first.flush_deletes()
     first.close()
 
     moved = Partition(KEY, store)

@@ -59,6 +59,7 @@ async def test_an_old_pinned_row_reads_back_with_its_pin_and_keeps_it_when_given
     again = await restarted.poll(1, "worker")
     assert again.pinned == V1
     await restarted.ack(again)
+    await restarted.flush_deletes()
     assert await store.get_queue_tasks(KEY, 0, 10) == []
 
 
