@@ -1279,13 +1279,18 @@ class HistoryEngine:
         await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
 
     def _abort_task_updates(
-        self, key: ExecutionKey, wt, tr: Transition, message: str = WORKFLOW_TASK_FAILED_MESSAGE
+        self, key: ExecutionKey, wt, tr: Transition, refused_message: str | None = None
     ) -> None:
-        """A workflow task that carried updates fails or times out: once that is committed, its updates are
-        answered with the reference's error and left out of the next attempt (see updates.py)."""
+        """A workflow task that carried updates fails or times out. When the server refused its completion
+        (`refused_message`), its updates get that error once the failure is committed, as the reference;
+        otherwise the next attempt carries them again, up to the failing attempt (see
+        `UpdateRegistry.on_task_failed`)."""
         registry = self.shard_for(key.namespace_id, key.workflow_id).find_update_registry(key)
         if registry:
-            tr.effects.append(registry.abort_sent_with(wt, message))
+            if refused_message is not None:
+                tr.effects.append(registry.abort_sent_with(wt, refused_message))
+            else:
+                tr.effects.append(registry.on_task_failed(wt))
 
     async def reset_sticky_task_queue(self, namespace_id: str, execution: WorkflowExecution) -> None:
         """Forget the run's sticky queue: its next workflow task goes to the normal queue, full history.
