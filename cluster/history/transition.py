@@ -211,6 +211,11 @@ class Transition:
         return standalone_ids.is_hidden(self.ms.info.workflow_id)
 
     def timer(self, kind: str, fire_time_ms: int, **data) -> None:
+        """A timer task, due at `fire_time_ms`. One due later than now fires no sooner than the reference's
+        timer queue would fire it (LIMITS.timer_min_delay_ms from now); one due now (an unpaused or reset
+        activity's next attempt) fires at once, as before."""
+        if fire_time_ms > self.now:
+            fire_time_ms = max(fire_time_ms, self.now + LIMITS.timer_min_delay_ms)
         self.timer_tasks.append(NewTask(kind, data, fire_time_ms))
 
     @property
