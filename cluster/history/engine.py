@@ -211,6 +211,10 @@ class Matching(Protocol):
     async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
         """The deployment versions present in workflow queue `name` (their workers polled it)."""
 
+    async def deployment_target(self, namespace_id: str, name: str, workflow_id: str) -> str | None:
+        """The version ("name:build", "" = unversioned) workflow queue `name` routes new work of
+        `workflow_id` to; None when no deployment routes it."""
+
 
 class TaskGone(Exception):
     """A dispatched task no longer applies (the run moved on); matching drops it."""
@@ -937,9 +941,16 @@ class HistoryEngine:
         version: str = "",
     ) -> PollWorkflowTaskQueueResponse:
         """Start the task for the poller of `poll_queue`. A sticky run's task polled from its sticky queue
-        carries only the events after the previous started event: that worker has the rest cached."""
+        carries only the events after the previous started event: that worker has the rest cached. A
+        pinned run's task says whether its task queue now sends new work to another version."""
         shard = self.shard_for(namespace_id, execution.workflow_id)
         key = ExecutionKey(namespace_id, execution.workflow_id, execution.run_id)
+        target_version = None
+        loaded = await shard.load(key)
+        if loaded is not None and workflow_versioning.told_of_new_targets(loaded):
+            target_version = await self.matching.deployment_target(
+                namespace_id, loaded.info.task_queue, execution.workflow_id
+            )
 
         def start(ms: MutableState, tr: Transition):
             wt = ms.workflow_task
@@ -957,7 +968,8 @@ class HistoryEngine:
                 elif not ms.sticky and poll_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY:
                     raise TaskGone("the run left its sticky queue")  # a stale task
             _check_pinned_poller(ms, version)
-            wt = tr.start_workflow_task(request_id, identity, build_id)
+            changed = workflow_versioning.target_version_changed(ms, target_version)
+            wt = tr.start_workflow_task(request_id, identity, build_id, changed)
             registry = shard.find_update_registry(key)
             if registry:
                 registry.ship(wt)
@@ -1279,13 +1291,18 @@ class HistoryEngine:
         await self._update(token.namespace_id, token.workflow_id, token.run_id, fail)
 
     def _abort_task_updates(
-        self, key: ExecutionKey, wt, tr: Transition, message: str = WORKFLOW_TASK_FAILED_MESSAGE
+        self, key: ExecutionKey, wt, tr: Transition, refused_message: str | None = None
     ) -> None:
-        """A workflow task that carried updates fails or times out: once that is committed, its updates are
-        answered with the reference's error and left out of the next attempt (see updates.py)."""
+        """A workflow task that carried updates fails or times out. When the server refused its completion
+        (`refused_message`), its updates get that error once the failure is committed, as the reference;
+        otherwise the next attempt carries them again, up to the failing attempt (see
+        `UpdateRegistry.on_task_failed`)."""
         registry = self.shard_for(key.namespace_id, key.workflow_id).find_update_registry(key)
         if registry:
-            tr.effects.append(registry.abort_sent_with(wt, message))
+            if refused_message is not None:
+                tr.effects.append(registry.abort_sent_with(wt, refused_message))
+            else:
+                tr.effects.append(registry.on_task_failed(wt))
 
     async def reset_sticky_task_queue(self, namespace_id: str, execution: WorkflowExecution) -> None:
         """Forget the run's sticky queue: its next workflow task goes to the normal queue, full history.

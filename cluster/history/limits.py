@@ -118,6 +118,11 @@ class HistoryLimits:
     # The longest id (namespace, task queue, workflow id, ...); a deployment name or build id may take at
     # most (this - 39) / 2 characters, as on the reference.
     max_id_length: int = 1000
+    # No timer task (a workflow timer, an activity's or a workflow task's timeout, a retry) fires sooner
+    # than this after it was set: the reference's history.timerProcessorMaxTimeShift, whose timer queue
+    # schedules every new task at least that far ahead (task_key_generator.go). So a 10 ms workflow timer
+    # or a 200 ms start-to-close timeout fires after about a second on both servers.
+    timer_min_delay_ms: int = 1000
 
     def suggest_continue_as_new(self, history_length: int, history_size_bytes: int) -> bool:
         return (
@@ -195,6 +200,7 @@ _DURATION_KEYS = {
     "matching.workerRegistryEntryTTL": "worker_registry_entry_ttl_ms",
     "matching.wv.VersionDrainageStatusVisibilityGracePeriod": "version_drainage_grace_ms",
     "matching.wv.VersionDrainageStatusRefreshInterval": "version_drainage_refresh_ms",
+    "history.timerProcessorMaxTimeShift": "timer_min_delay_ms",
 }
 
 

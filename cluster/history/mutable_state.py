@@ -181,6 +181,9 @@ class WorkflowTaskInfo:
     # A speculative task (delivering updates to an idle run) lives only in memory until something needs it
     # written: if the worker only rejects updates, it leaves no trace in history (as on the reference).
     speculative: bool = False
+    # Its WorkflowTaskStarted says target_worker_deployment_version_changed: the run is pinned to a
+    # version other than the one its task queue now routes new work to (workflow_versioning.py).
+    target_version_changed: bool = False
 
     @property
     def started(self) -> bool:

@@ -211,6 +211,11 @@ class Transition:
         return standalone_ids.is_hidden(self.ms.info.workflow_id)
 
     def timer(self, kind: str, fire_time_ms: int, **data) -> None:
+        """A timer task, due at `fire_time_ms`. One due later than now fires no sooner than the reference's
+        timer queue would fire it (LIMITS.timer_min_delay_ms from now); one due now (an unpaused or reset
+        activity's next attempt) fires at once, as before."""
+        if fire_time_ms > self.now:
+            fire_time_ms = max(fire_time_ms, self.now + LIMITS.timer_min_delay_ms)
         self.timer_tasks.append(NewTask(kind, data, fire_time_ms))
 
     @property
@@ -334,13 +339,17 @@ class Transition:
             history_size_bytes=ms.history_size_bytes,
             suggest_continue_as_new=LIMITS.suggest_continue_as_new(ms.history_length, ms.history_size_bytes),
             worker_version=WorkerVersionStamp(build_id=wt.build_id) if wt.build_id else None,
+            target_worker_deployment_version_changed=wt.target_version_changed,
         )
 
-    def start_workflow_task(self, request_id: str, identity: str, build_id: str = "") -> WorkflowTaskInfo:
+    def start_workflow_task(
+        self, request_id: str, identity: str, build_id: str = "", target_version_changed: bool = False
+    ) -> WorkflowTaskInfo:
         ms = self.ms
         wt = ms.workflow_task
         assert wt is not None and not wt.started
         wt.build_id = build_id
+        wt.target_version_changed = target_version_changed
         if wt.transient and wt.scheduled_event_id != ms.next_event_id:
             # New events arrived after a transient attempt was scheduled: it becomes a normal task again.
             wt.attempt = 1

@@ -1,7 +1,7 @@
 """Workflow updates: the in-memory registry of updates not yet accepted, and the message protocol.
 
 An update request is not an event: the server keeps it in memory (admitted), ships it to the worker as a
-protocol message with a workflow task (sent), and writes it to history only when the worker accepts it
+protocol message with a workflow task (sent; again with the next attempt if that task fails), and writes it to history only when the worker accepts it
 (WorkflowExecutionUpdateAccepted, carrying the request) and answers it (WorkflowExecutionUpdateCompleted).
 A rejection leaves no trace. Like the reference, admitted updates are lost if the server restarts; the
 caller's retry admits them again. What the worker answers arrives as messages in
@@ -42,8 +42,8 @@ ACCEPTED_UPDATE_COMPLETED_WORKFLOW_FAILURE = Failure(
         type="AcceptedUpdateCompletedWorkflow", non_retryable=True
     ),
 )
-# The reference's answer to an update whose workflow task failed (and to any update while the run's
-# workflow task keeps failing: attempt FAILING_TASK_ATTEMPT or later).
+# The reference's answer to any update while the run's workflow task keeps failing (attempt
+# FAILING_TASK_ATTEMPT or later); Hourglass also gives it to the updates a task of that attempt carried.
 WORKFLOW_TASK_FAILED_MESSAGE = (
     "Unable to perform workflow execution update due to Workflow Task in failed state."
 )
@@ -123,13 +123,25 @@ class UpdateRegistry:
             entry.sent_to = ident
         return self.sent_with(wt)
 
+    def on_task_failed(self, wt: WorkflowTaskInfo) -> Callable[[], None]:
+        """The worker failed the workflow task `wt`, or it timed out. As the reference, the updates it
+        carried stay admitted and the next attempt carries them again (a validator that failed the task
+        once may pass on a retry, or on a fixed worker). The reference keeps carrying them for ever and,
+        from attempt FAILING_TASK_ATTEMPT on, refuses every call for them, so the run is wedged; Hourglass
+        gives up on them there instead (answered with that same refusal, see `abort_sent_with`), so an
+        update the worker cannot handle does not fail every later task. Returns the effect to run once
+        the task's failure is committed."""
+        if wt.attempt < FAILING_TASK_ATTEMPT:
+            return lambda: None
+        return self.abort_sent_with(wt)
+
     def abort_sent_with(
         self, wt: WorkflowTaskInfo, message: str = WORKFLOW_TASK_FAILED_MESSAGE
     ) -> Callable[[], None]:
-        """The workflow task `wt` failed or timed out: the updates it carried (not accepted: accepted ones
-        have left the registry) are answered with the reference's error and not carried again, so an update
-        the worker cannot handle does not fail every later task too. Returns the effect to run once the
-        task's failure is committed."""
+        """Give up on the updates the workflow task `wt` carried (not accepted: accepted ones have left
+        the registry): they are answered with `message` and not carried again. The reference does so at
+        once when it refuses the task's completion. Returns the effect to run once the task's failure is
+        committed."""
         entries = [u for u in self.sent_with(wt) if u.error is None]
 
         def abort() -> None:

@@ -135,6 +135,22 @@ def pinned_version(ms: MutableState) -> str:
     return version_key(effective_version(ms))
 
 
+def target_version_changed(ms: MutableState, target_version: str | None) -> bool:
+    """Whether a pinned run's next task tells the worker its task queue now routes new work to another
+    version (`target_version`: the version key matching routes the run's id to, "" for unversioned, None
+    when no deployment routes the queue), so the workflow may continue as new onto it, as the reference
+    sets WorkflowTaskStarted's target_worker_deployment_version_changed. Never for an auto-upgrade run
+    (it moves by itself) nor for one pinned by an override (the operator chose its version)."""
+    if target_version is None or not told_of_new_targets(ms):
+        return False
+    return target_version != pinned_version(ms)
+
+
+def told_of_new_targets(ms: MutableState) -> bool:
+    """A run pinned by its worker (not by an override): its tasks say when its queue moved on."""
+    return effective_behavior(ms) == PINNED and not has_override(ms)
+
+
 def versioning_info(ms: MutableState) -> WorkflowExecutionVersioningInfo | None:
     """Describe's versioning_info (None when the run has none): the reported behavior and version (with
     the deprecated "deployment.build" spelling) and the override with its deprecated fields."""

@@ -562,6 +562,17 @@ class MatchingEngine:
         partition = self._partitions.get(key)
         return 0 if partition is None else partition.complete_worker_polls(worker_key)
 
+    async def deployment_target(self, namespace_id: str, name: str, workflow_id: str) -> str | None:
+        """The version ("deployment:build", "" = unversioned) workflow queue `name` routes new work of
+        `workflow_id` to (current, or ramping for its share of ids); None when no deployment routes it.
+        History tells a pinned run when this is not its version (from the stored routing, so any member
+        answers alike)."""
+        route = await self.deployments.routing(namespace_id, name, WORKFLOW)
+        if route is None:
+            return None
+        build_id = route.target(workflow_id)
+        return f"{route.deployment}:{build_id}" if build_id else ""
+
     async def versions_polled(self, namespace_id: str, name: str) -> list[str]:
         """The versions ("deployment:build") "present in" workflow queue `name`, which a pin may name: those
         whose deployment records that their workers polled it (stored, so every node and a restart agree)."""

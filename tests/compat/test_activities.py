@@ -7,6 +7,17 @@ import time
 from datetime import timedelta
 
 import pytest
+from temporalio.api.command.v1 import Command, ScheduleActivityTaskCommandAttributes
+from temporalio.api.common.v1 import ActivityType, RetryPolicy, WorkflowType
+from temporalio.api.enums.v1 import CommandType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    PollActivityTaskQueueRequest,
+    PollWorkflowTaskQueueRequest,
+    RecordActivityTaskHeartbeatRequest,
+    RespondWorkflowTaskCompletedRequest,
+    StartWorkflowExecutionRequest,
+)
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import (
     ActivityError,
@@ -15,6 +26,7 @@ from temporalio.exceptions import (
     TimeoutError,
     TimeoutType,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from . import state
 from .helpers import event_type_name, new_id, run_worker
@@ -306,3 +318,67 @@ async def test_complete_by_id_before_any_worker_started_it(client: Client) -> No
         "ACTIVITY_TASK_STARTED",
         "ACTIVITY_TASK_COMPLETED",
     ]
+
+
+async def test_a_sub_second_start_to_close_timeout_fires_when_the_reference_s_does(client: Client) -> None:
+    """A 200 ms start-to-close timeout is recorded as asked but fires about a second after the attempt
+    started, as the reference's timer queue fires it (history.timerProcessorMaxTimeShift): until then the
+    attempt is alive (a heartbeat is answered), after it a heartbeat is refused. The SDK's worker cancels
+    such an activity locally 5 s after its start-to-close timeout, which its tests count on."""
+    service, tq, workflow_id = client.workflow_service, new_id("tq"), new_id("wf")
+    await service.start_workflow_execution(
+        StartWorkflowExecutionRequest(
+            namespace="default",
+            workflow_id=workflow_id,
+            workflow_type=WorkflowType(name="Raw"),
+            task_queue=TaskQueue(name=tq),
+            request_id=new_id("req"),
+        )
+    )
+    task = await service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq)),
+        timeout=timedelta(seconds=10),
+    )
+    schedule = ScheduleActivityTaskCommandAttributes(
+        activity_id="a1",
+        activity_type=ActivityType(name="Held"),
+        task_queue=TaskQueue(name=tq),
+        retry_policy=RetryPolicy(maximum_attempts=1),
+    )
+    schedule.start_to_close_timeout.FromMilliseconds(200)
+    await service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default",
+            task_token=task.task_token,
+            commands=[
+                Command(
+                    command_type=CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+                    schedule_activity_task_command_attributes=schedule,
+                )
+            ],
+        )
+    )
+    activity = await service.poll_activity_task_queue(
+        PollActivityTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq)),
+        timeout=timedelta(seconds=10),
+    )
+    assert activity.start_to_close_timeout.ToMilliseconds() == 200
+    heartbeat = RecordActivityTaskHeartbeatRequest(namespace="default", task_token=activity.task_token)
+    await asyncio.sleep(0.5)
+    assert not (await service.record_activity_task_heartbeat(heartbeat)).cancel_requested
+    await asyncio.sleep(1.5)
+    with pytest.raises(RPCError) as refused:
+        await service.record_activity_task_heartbeat(heartbeat)
+    assert refused.value.status == RPCStatusCode.NOT_FOUND
+    assert refused.value.message == (
+        "invalid activityID or activity already timed out or invoking workflow is completed"
+    )
+    handle = client.get_workflow_handle(workflow_id)
+    events = {event_type_name(e): e async for e in handle.fetch_history_events()}
+    timed_out = events["ACTIVITY_TASK_TIMED_OUT"]
+    assert timed_out.activity_task_timed_out_event_attributes.failure.timeout_failure_info.timeout_type == (
+        TimeoutType.START_TO_CLOSE.value
+    )
+    fired_after = timed_out.event_time.ToDatetime() - activity.started_time.ToDatetime()
+    assert timedelta(seconds=0.8) <= fired_after < timedelta(seconds=1.9), fired_after
+    await handle.terminate()

@@ -249,18 +249,21 @@ async def test_pending_activities_limit_fails_the_workflow_task(limited_client: 
     assert "ACTIVITY_TASK_SCHEDULED" not in await event_types(handle)
 
 
-async def _carries_on(handle) -> None:
-    """A good update, a query and the result still work.
+async def _carries_on(handle, completed_tasks: int) -> None:
+    """Once the run's next workflow task completes, a good update, a query and the result still work.
 
     Not on the reference: it sends the failed update again with every later attempt of the workflow
-    task, which fails again, so it refuses every later update the same way and the run stays stuck (as
-    issue 14 asks, Hourglass drops the update with the task that failed on it)."""
+    task, which fails again, so it refuses every later update the same way and the run stays stuck.
+    Hourglass, as the reference, sends the update again with the next attempts (one may succeed), but
+    gives up on it with the attempt from which the reference refuses every update (issue 14): the next
+    attempt no longer carries it, completes, and the run takes updates again."""
     if compat_target() == REFERENCE:
         with pytest.raises(RPCError) as refused:
             await asyncio.wait_for(handle.execute_update(Settable.set_value, 7), 30)
         assert refused.value.message == UPDATE_FAILED
         await handle.terminate("stuck")
         return
+    await wait_for_event(handle, "WORKFLOW_TASK_COMPLETED", count=completed_tasks, timeout=20)
     assert await asyncio.wait_for(handle.execute_update(Settable.set_value, 7), 30) == 7
     assert await handle.query(Settable.current) == 7
     await handle.signal(Settable.finish)
@@ -277,7 +280,7 @@ async def test_update_with_bad_input_fails_and_the_workflow_carries_on(limited_c
         assert refused.value.status == RPCStatusCode.FAILED_PRECONDITION
         assert refused.value.message == UPDATE_FAILED
         assert time.monotonic() - began < 45
-        await _carries_on(handle)
+        await _carries_on(handle, completed_tasks=2)
 
 
 async def test_update_with_start_with_bad_input_fails_and_the_workflow_carries_on(
@@ -299,7 +302,7 @@ async def test_update_with_start_with_bad_input_fails_and_the_workflow_carries_o
             )
         assert refused.value.status == RPCStatusCode.FAILED_PRECONDITION
         assert refused.value.message == UPDATE_FAILED
-        await _carries_on(await start.workflow_handle())
+        await _carries_on(await start.workflow_handle(), completed_tasks=1)
 
 
 async def test_workflow_task_failure_messages_name_the_cause(limited_client: Client) -> None:

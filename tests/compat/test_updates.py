@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from temporalio.api.command.v1 import Command, CompleteWorkflowExecutionCommandAttributes
-from temporalio.api.enums.v1 import CommandType
+from temporalio.api.enums.v1 import CommandType, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.api.protocol.v1 import Message
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -16,6 +16,7 @@ from temporalio.api.update.v1 import Rejection, Request
 from temporalio.api.workflowservice.v1 import (
     PollWorkflowTaskQueueRequest,
     RespondWorkflowTaskCompletedRequest,
+    RespondWorkflowTaskFailedRequest,
 )
 from temporalio.client import (
     Client,
@@ -448,5 +449,77 @@ async def test_signal_while_speculative_task_runs_writes_it_to_history(client: C
         *WT,
         "WORKFLOW_EXECUTION_SIGNALED",
         "WORKFLOW_TASK_SCHEDULED",
+    ]
+    await handle.terminate()
+
+
+async def test_update_is_carried_again_by_the_next_attempt_of_a_failed_task(client: Client) -> None:
+    """A worker that fails the workflow task carrying an update (a validator that ran a command, a
+    handler that raised) gets the same update again with the next attempt, as the reference does: the
+    update stays admitted, its caller keeps waiting, and the attempt that handles it answers it."""
+    tq = new_id("tq")
+    handle = await client.start_workflow(Counter.run, id=new_id("retried"), task_queue=tq)
+    service = client.workflow_service
+
+    async def poll():
+        return await service.poll_workflow_task_queue(
+            PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
+            timeout=timedelta(seconds=10),
+        )
+
+    first = await poll()
+    await service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(namespace="default", task_token=first.task_token, identity="raw")
+    )
+    update = asyncio.create_task(handle.execute_update(Counter.add, 4, id="retried"))
+    for attempt in (1, 2):
+        task = await poll()
+        assert task.attempt == attempt
+        (message,) = task.messages
+        assert (message.id, message.protocol_instance_id) == ("retried/request", "retried")
+        await service.respond_workflow_task_failed(
+            RespondWorkflowTaskFailedRequest(
+                namespace="default",
+                task_token=task.task_token,
+                identity="raw",
+                cause=WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+                failure=Failure(message=f"validator ran a command (attempt {attempt})"),
+            )
+        )
+        assert not update.done()
+    task = await poll()
+    assert task.attempt == 3
+    (message,) = task.messages
+    request = Request()
+    assert message.body.Unpack(request) and request.meta.update_id == "retried"
+    rejection = Message(id="r", protocol_instance_id="retried", event_id=message.event_id)
+    rejection.body.Pack(
+        Rejection(
+            rejected_request_message_id=message.id,
+            rejected_request_sequencing_event_id=message.event_id,
+            rejected_request=request,
+            failure=Failure(
+                message="fixed worker says no", application_failure_info=ApplicationFailureInfo()
+            ),
+        )
+    )
+    await service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default", task_token=task.task_token, identity="raw", messages=[rejection]
+        )
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await asyncio.wait_for(update, 10)
+    assert isinstance(err.value.cause, ApplicationError)
+    assert err.value.cause.message == "fixed worker says no"
+    # The first failure is in history (the speculative task became a normal one); the later attempts are
+    # transient: the rejecting one is written as a completed task.
+    assert await event_types(handle) == [
+        STARTED,
+        *WT,
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_FAILED",
+        *WT,
     ]
     await handle.terminate()

@@ -355,6 +355,98 @@ async def test_continue_as_new_onto_the_ramping_version(
     assert_same(ours, theirs)
 
 
+@workflow.defn(name="FollowsTarget", versioning_behavior=VersioningBehavior.PINNED, sandboxed=False)
+class FollowsTargetOne:
+    """Pinned on v1: at each `look` signal, continues as new (AUTO_UPGRADE) once its task says the task
+    queue's target version changed, as the SDK's test_continue_as_new_with_version_upgrade does."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    @workflow.run
+    async def run(self, attempt: int) -> str:
+        if attempt > 0:
+            return "one"
+        while True:
+            seen = self.looks
+            await workflow.wait_condition(lambda seen=seen: self.looks > seen)
+            if workflow.info().is_target_worker_deployment_version_changed():
+                workflow.continue_as_new(
+                    attempt + 1,
+                    initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+                )
+
+    @workflow.signal
+    def look(self) -> None:
+        self.looks += 1
+
+
+@workflow.defn(name="FollowsTarget", versioning_behavior=VersioningBehavior.PINNED, sandboxed=False)
+class FollowsTargetTwo:
+    @workflow.run
+    async def run(self, attempt: int) -> str:
+        return "two"
+
+
+async def follow_target(server: ServerProcess) -> dict[str, Any]:
+    """A pinned v1 run, then v2 becomes current: the run's next workflow task says the target version
+    changed (WorkflowTaskStarted's target_worker_deployment_version_changed), the workflow continues as
+    new with AUTO_UPGRADE and the new run runs on v2."""
+    client = await Client.connect(server.address, namespace=NS)
+    deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
+    async with (
+        worker(client, queue, deployment, "b1", FollowsTargetOne),
+        worker(client, queue, deployment, "b2", FollowsTargetTwo),
+    ):
+        for build_id in ("b1", "b2"):
+            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
+        assert "error" not in await set_current(client, deployment, "b1")
+        handle = await client.start_workflow("FollowsTarget", 0, id=f"ft-{uuid.uuid4()}", task_queue=queue)
+        assert await eventually(lambda: _started(handle)), "the run never started on v1"
+        await handle.signal("look")  # v1 is still the target: the run goes on waiting
+        assert "error" not in await set_current(client, deployment, "b2")
+        result = asyncio.ensure_future(handle.result())
+        for _ in range(60):  # until the change reached the run's queue (both servers cache routing)
+            if result.done():
+                break
+            await handle.signal("look")
+            await asyncio.wait([result], timeout=0.5)
+        result_value = await asyncio.wait_for(result, 10)
+        first = [
+            e
+            async for e in client.get_workflow_handle(
+                handle.id, run_id=handle.first_execution_run_id
+            ).fetch_history_events()
+        ]
+        flags = [
+            e.workflow_task_started_event_attributes.target_worker_deployment_version_changed
+            for e in first
+            if e.HasField("workflow_task_started_event_attributes")
+        ]
+        continued = first[-1].workflow_execution_continued_as_new_event_attributes
+        info = (
+            await client.get_workflow_handle(handle.id).describe()
+        ).raw_description.workflow_execution_info
+    return {
+        "result": result_value,
+        "first tasks told": flags[:2],
+        "last task told": flags[-1],
+        "continued as new": first[-1].HasField("workflow_execution_continued_as_new_event_attributes"),
+        "initial versioning behavior": continued.initial_versioning_behavior,
+        "new run's version": info.versioning_info.deployment_version.build_id,
+        "new run's behavior": info.versioning_info.behavior,
+    }
+
+
+async def test_a_pinned_run_is_told_of_a_new_target_and_continues_onto_it(
+    server: ServerProcess, reference_server: ServerProcess
+) -> None:
+    ours, theirs = await asyncio.gather(follow_target(server), follow_target(reference_server))
+    assert ours["result"] == "two" and ours["new run's version"] == "b2", ours
+    assert ours["first tasks told"] == [False, False] and ours["last task told"], ours
+    assert_same(ours, theirs)
+
+
 async def ramp(server: ServerProcess, workflow_ids: list[str]) -> dict[str, Any]:
     """v1 current, v2 ramping at 40%: which version runs each of the same workflow ids."""
     client = await Client.connect(server.address, namespace=NS)

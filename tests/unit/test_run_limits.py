@@ -25,7 +25,11 @@ from hourglass.cluster.history import history_limits
 from hourglass.cluster.history.commands import CommandError, handle_commands
 from hourglass.cluster.history.limits import LIMITS
 from hourglass.cluster.history.transition import Transition
-from hourglass.cluster.history.updates import WORKFLOW_TASK_FAILED_MESSAGE, UpdateRegistry
+from hourglass.cluster.history.updates import (
+    FAILING_TASK_ATTEMPT,
+    WORKFLOW_TASK_FAILED_MESSAGE,
+    UpdateRegistry,
+)
 
 from .states import minimal_state
 
@@ -97,6 +101,30 @@ async def test_updates_of_a_failed_task_get_the_error_and_are_not_shipped_again(
     assert registry.undelivered(next_wt) == []
     assert registry.ship(next_wt) == []
     assert registry.admit(Request(meta=Meta(update_id="u1"))).error is entry.error
+
+
+async def test_updates_of_a_failed_task_are_carried_again_until_the_failing_attempt() -> None:
+    """As the reference, the next attempt carries the updates of a task the worker failed; from attempt
+    FAILING_TASK_ATTEMPT on, Hourglass gives up on them (the reference would refuse their calls anyway)."""
+    ms = minimal_state()
+    Transition(ms, 1).schedule_workflow_task()
+    wt = Transition(ms, 2).start_workflow_task("r", "worker")
+    registry = UpdateRegistry()
+    entry = registry.admit(Request(meta=Meta(update_id="u1")))
+    for attempt in range(1, FAILING_TASK_ATTEMPT):
+        assert wt.attempt == attempt
+        assert registry.ship(wt) == [entry]
+        registry.on_task_failed(wt)()
+        assert entry.error is None
+        Transition(ms, 3).fail_workflow_task(1, None, "worker")
+        wt = Transition(ms, 4).start_workflow_task(f"r{attempt}", "worker")
+    assert wt.attempt == FAILING_TASK_ATTEMPT
+    assert registry.ship(wt) == [entry]
+    registry.on_task_failed(wt)()
+    assert isinstance(entry.error, WorkflowNotReady)
+    assert entry.error.message == WORKFLOW_TASK_FAILED_MESSAGE
+    Transition(ms, 5).fail_workflow_task(1, None, "worker")
+    assert registry.ship(Transition(ms, 6).start_workflow_task("last", "worker")) == []
 
 
 def test_limit_errors_cross_members_with_their_class() -> None:
