@@ -32,7 +32,8 @@ LOOP_RUNNERS = frozenset(
     }
 )
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
-_SITE_PACKAGES = re.compile(r"^.*?/(?:site|dist)-packages/")
+# An installed module (standard library, site- or dist-packages) is named from its package down.
+_SITE_PACKAGES = re.compile(r"^.*?/lib/python3(?:\.\d+)?/(?:(?:site|dist)-packages/)?")
 
 
 def py_spy() -> str:

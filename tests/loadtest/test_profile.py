@@ -77,7 +77,9 @@ async def test_a_servers_profile_names_the_rpc_it_is_busy_with(hourglass, tmp_pa
     own = dict(profile.top(15, own_inclusive=True))
     # Entry points (main, the event loop) are in every stack and left out as telling nothing.
     assert not any(name.startswith("start_dev ") for name in own)
-    assert "WorkflowService.DescribeNamespace (cluster/frontend/service.py)" in own, profile.inclusive_samples.most_common(40)
+    assert "WorkflowService.DescribeNamespace (cluster/frontend/service.py)" in own, (
+        profile.inclusive_samples.most_common(40)
+    )
 
 
 def test_frames_lose_line_numbers_and_install_prefixes() -> None:
@@ -96,3 +98,7 @@ def test_frames_lose_line_numbers_and_install_prefixes() -> None:
     assert profile.samples == 4
     assert profile.self_samples == {"b (m.py)": 3, "c (n.py)": 1}
     assert profile.inclusive_samples["a (m.py)"] == 4
+    assert frame_name("Runner.run (/root/.pyenv/versions/3.11.7/lib/python3.11/asyncio/runners.py:118)") == (
+        "Runner.run (asyncio/runners.py)",
+        False,
+    )
