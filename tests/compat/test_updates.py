@@ -326,6 +326,16 @@ async def test_accepted_update_survives_restart(restartable_server: ServerProces
     assert (await event_types(handle)).count("WORKFLOW_EXECUTION_UPDATE_ACCEPTED") == 1
 
 
+def raw_poll(service, task_queue: str):
+    """One PollWorkflowTaskQueue as a hand-written worker ("raw") sends it, waiting up to 10 s."""
+    return service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(
+            namespace="default", task_queue=TaskQueue(name=task_queue), identity="raw"
+        ),
+        timeout=timedelta(seconds=10),
+    )
+
+
 async def test_raw_protocol_messages_rejection_and_abort(client: Client) -> None:
     """What a worker sees and sends, byte for byte the reference's: request messages sequenced before
     WorkflowTaskStarted, a speculative task dropped (reset_history_event_id) when only rejected, the
@@ -334,11 +344,8 @@ async def test_raw_protocol_messages_rejection_and_abort(client: Client) -> None
     handle = await client.start_workflow(Counter.run, id=new_id("raw"), task_queue=tq)
     service = client.workflow_service
 
-    async def poll():
-        return await service.poll_workflow_task_queue(
-            PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
-            timeout=timedelta(seconds=10),
-        )
+    def poll():
+        return raw_poll(service, tq)
 
     async def complete(task, commands=(), messages=()):
         return await service.respond_workflow_task_completed(
@@ -419,11 +426,8 @@ async def test_signal_while_speculative_task_runs_writes_it_to_history(client: C
     handle = await client.start_workflow(Counter.run, id=new_id("spec-signal"), task_queue=tq)
     service = client.workflow_service
 
-    async def poll():
-        return await service.poll_workflow_task_queue(
-            PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
-            timeout=timedelta(seconds=10),
-        )
+    def poll():
+        return raw_poll(service, tq)
 
     first = await poll()
     await service.respond_workflow_task_completed(
@@ -461,11 +465,8 @@ async def test_update_is_carried_again_by_the_next_attempt_of_a_failed_task(clie
     handle = await client.start_workflow(Counter.run, id=new_id("retried"), task_queue=tq)
     service = client.workflow_service
 
-    async def poll():
-        return await service.poll_workflow_task_queue(
-            PollWorkflowTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=tq), identity="raw"),
-            timeout=timedelta(seconds=10),
-        )
+    def poll():
+        return raw_poll(service, tq)
 
     first = await poll()
     await service.respond_workflow_task_completed(
