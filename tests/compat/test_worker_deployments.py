@@ -14,8 +14,8 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -164,6 +164,19 @@ def worker(client: Client, queue: str, deployment: str, build_id: str, *wfs: typ
             version=WorkerDeploymentVersion(deployment, build_id), use_worker_versioning=True
         ),
     )
+
+
+@asynccontextmanager
+async def v1_current_v2_polling(
+    client: Client, queue: str, deployment: str, one: type, two: type
+) -> AsyncIterator[None]:
+    """Workers of build ids b1 (workflow `one`) and b2 (`two`) on `queue`, both versions recorded, b1
+    current: where most rollouts start."""
+    async with worker(client, queue, deployment, "b1", one), worker(client, queue, deployment, "b2", two):
+        for build_id in ("b1", "b2"):
+            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
+        assert "error" not in await set_current(client, deployment, "b1")
+        yield
 
 
 async def has_version(client: Client, deployment: str, build_id: str, queues: int = 1) -> bool:
@@ -319,13 +332,7 @@ async def continue_onto_ramp(server: ServerProcess) -> dict[str, Any]:
     on v2 (the ramping version, whatever the percentage) and stays there."""
     client = await Client.connect(server.address, namespace=NS)
     deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
-    async with (
-        worker(client, queue, deployment, "b1", ContinuesOntoRampOne),
-        worker(client, queue, deployment, "b2", ContinuesOntoRampTwo),
-    ):
-        for build_id in ("b1", "b2"):
-            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
-        assert "error" not in await set_current(client, deployment, "b1")
+    async with v1_current_v2_polling(client, queue, deployment, ContinuesOntoRampOne, ContinuesOntoRampTwo):
         handle = await client.start_workflow(
             "ContinuesOntoRamp", 0, id=f"can-{uuid.uuid4()}", task_queue=queue
         )
@@ -394,13 +401,7 @@ async def follow_target(server: ServerProcess) -> dict[str, Any]:
     new with AUTO_UPGRADE and the new run runs on v2."""
     client = await Client.connect(server.address, namespace=NS)
     deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
-    async with (
-        worker(client, queue, deployment, "b1", FollowsTargetOne),
-        worker(client, queue, deployment, "b2", FollowsTargetTwo),
-    ):
-        for build_id in ("b1", "b2"):
-            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
-        assert "error" not in await set_current(client, deployment, "b1")
+    async with v1_current_v2_polling(client, queue, deployment, FollowsTargetOne, FollowsTargetTwo):
         handle = await client.start_workflow("FollowsTarget", 0, id=f"ft-{uuid.uuid4()}", task_queue=queue)
         assert await eventually(lambda: _started(handle)), "the run never started on v1"
         await handle.signal("look")  # v1 is still the target: the run goes on waiting
@@ -451,13 +452,7 @@ async def ramp(server: ServerProcess, workflow_ids: list[str]) -> dict[str, Any]
     """v1 current, v2 ramping at 40%: which version runs each of the same workflow ids."""
     client = await Client.connect(server.address, namespace=NS)
     deployment, queue = f"dep-{uuid.uuid4().hex[:12]}", f"tq-{uuid.uuid4().hex[:12]}"
-    async with (
-        worker(client, queue, deployment, "b1", VersionOne),
-        worker(client, queue, deployment, "b2", VersionTwo),
-    ):
-        for build_id in ("b1", "b2"):
-            assert await eventually(lambda b=build_id: has_version(client, deployment, b))
-        assert "error" not in await set_current(client, deployment, "b1")
+    async with v1_current_v2_polling(client, queue, deployment, VersionOne, VersionTwo):
         ramped = await set_ramping(client, deployment, "b2", 40)
         runs = await asyncio.gather(
             *(client.execute_workflow("Versioned", id=wid, task_queue=queue) for wid in workflow_ids)
