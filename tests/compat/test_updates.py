@@ -419,20 +419,27 @@ async def test_raw_protocol_messages_rejection_and_abort(client: Client) -> None
     assert await event_types(handle) == [STARTED, *WT, *WT, "WORKFLOW_EXECUTION_COMPLETED"]
 
 
+async def counter_past_its_first_task(client: Client, name: str):
+    """A Counter run on a fresh queue whose first workflow task a hand-written worker has completed
+    (nothing pending): where an update comes next. Its handle and task queue."""
+    tq = new_id("tq")
+    handle = await client.start_workflow(Counter.run, id=new_id(name), task_queue=tq)
+    first = await raw_poll(client.workflow_service, tq)
+    await client.workflow_service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(namespace="default", task_token=first.task_token, identity="raw")
+    )
+    return handle, tq
+
+
 async def test_signal_while_speculative_task_runs_writes_it_to_history(client: Client) -> None:
     """A write during a speculative task (a signal) puts its events into history: a rejection then
     completes it like any task, and the signal gets a task of its own."""
-    tq = new_id("tq")
-    handle = await client.start_workflow(Counter.run, id=new_id("spec-signal"), task_queue=tq)
+    handle, tq = await counter_past_its_first_task(client, "spec-signal")
     service = client.workflow_service
 
     def poll():
         return raw_poll(service, tq)
 
-    first = await poll()
-    await service.respond_workflow_task_completed(
-        RespondWorkflowTaskCompletedRequest(namespace="default", task_token=first.task_token, identity="raw")
-    )
     update = asyncio.create_task(handle.execute_update(Counter.add, 1, id="spec"))
     task = await poll()
     (message,) = task.messages
@@ -461,17 +468,12 @@ async def test_update_is_carried_again_by_the_next_attempt_of_a_failed_task(clie
     """A worker that fails the workflow task carrying an update (a validator that ran a command, a
     handler that raised) gets the same update again with the next attempt, as the reference does: the
     update stays admitted, its caller keeps waiting, and the attempt that handles it answers it."""
-    tq = new_id("tq")
-    handle = await client.start_workflow(Counter.run, id=new_id("retried"), task_queue=tq)
+    handle, tq = await counter_past_its_first_task(client, "retried")
     service = client.workflow_service
 
     def poll():
         return raw_poll(service, tq)
 
-    first = await poll()
-    await service.respond_workflow_task_completed(
-        RespondWorkflowTaskCompletedRequest(namespace="default", task_token=first.task_token, identity="raw")
-    )
     update = asyncio.create_task(handle.execute_update(Counter.add, 4, id="retried"))
     for attempt in (1, 2):
         task = await poll()
